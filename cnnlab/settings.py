@@ -1,0 +1,72 @@
+"""Deployment settings read from environment variables (and, in the app, Streamlit secrets)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEMO_RUN_DIR = REPO_ROOT / "models" / "demo"
+
+_TRUE = {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What an operator can configure; see the README's Configuration table."""
+
+    hosted: bool = False
+    models_dir: Path = REPO_ROOT / "models"
+    cache_dir: Path = Path.home() / ".cache" / "cnnlab"
+    data_roots: tuple[Path, ...] = ()
+    max_upload_mb: int = 200
+    max_concurrent_trainings: int = 1
+
+
+def _int(environ: Mapping[str, str], name: str, default: int, minimum: int) -> int:
+    raw = environ.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = minimum - 1
+    if value < minimum:
+        raise ValueError(
+            f"Environment variable {name} must be a whole number of at least {minimum}. "
+            f"Received: {name}={raw!r}"
+        )
+    return value
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Read settings from `environ` (default: `os.environ`).
+
+    Hosted mode (`CNNLAB_HOSTED=1`) allows no server folders, whatever `CNNLAB_DATA_ROOTS` says,
+    and caps uploads at 50 MB unless a smaller cap is set.
+    """
+    environ = os.environ if environ is None else environ
+    hosted = environ.get("CNNLAB_HOSTED", "").strip().lower() in _TRUE
+    roots_raw = environ.get("CNNLAB_DATA_ROOTS", "")
+    roots = tuple(Path(p).expanduser().resolve() for p in roots_raw.split(os.pathsep) if p.strip())
+    max_upload = _int(environ, "CNNLAB_MAX_UPLOAD_MB", 50 if hosted else 200, 1)
+    return Settings(
+        hosted=hosted,
+        models_dir=Path(environ.get("CNNLAB_MODELS_DIR") or REPO_ROOT / "models").expanduser(),
+        cache_dir=Path(environ.get("CNNLAB_CACHE_DIR") or Path.home() / ".cache" / "cnnlab").expanduser(),
+        data_roots=() if hosted else roots,
+        max_upload_mb=min(max_upload, 50) if hosted else max_upload,
+        max_concurrent_trainings=_int(environ, "CNNLAB_MAX_CONCURRENT_TRAININGS", 1, 1),
+    )
+
+
+def cache_dir() -> Path:
+    """The folder for prepared-image caches and generated datasets."""
+    return load_settings().cache_dir
+
+
+def models_dir() -> Path:
+    """The run store's folder."""
+    return load_settings().models_dir
