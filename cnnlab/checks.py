@@ -1,0 +1,36 @@
+"""Argument checks shared by the configs, each raising a one-line ValueError ending `Received: ...`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
+    """Raise the house-style ValueError when `value` is not one of `choices`."""
+    if value not in choices:
+        raise ValueError(f"Unknown {name}; expected one of {', '.join(choices)}. Received: {name}={value!r}")
+
+
+def check_range(name: str, value: Any, low: float, high: float, kind: type) -> None:
+    """Raise the house-style ValueError unless `value` is a `kind` (int or float) in [low, high]."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind is int:
+        ok = ok and isinstance(value, int)
+    if not ok or not low <= value <= high:
+        raise ValueError(f"{name} must be a {kind.__name__} from {low} to {high}. Received: {name}={value!r}")
+
+
+def check_image_size(value: Any, max_side: int = 512) -> tuple[int, int]:
+    """Validate `image_size` as (height, width) (an int means square) and return it as a tuple."""
+    if isinstance(value, int):
+        value = (value, value)
+    try:
+        height, width = (int(v) for v in value)  # type: ignore[union-attr]
+    except (TypeError, ValueError):
+        height = width = 0
+    if not (8 <= height <= max_side and 8 <= width <= max_side):
+        raise ValueError(
+            f"image_size must be (height, width) with sides from 8 to {max_side} pixels, e.g. (64, 64). "
+            f"Received: image_size={value!r}"
+        )
+    return height, width

@@ -1,0 +1,387 @@
+"""A folder dataset: scan it, split it, decode it once into a cache, and feed it to Keras."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import numpy as np
+from PIL import Image
+
+from cnnlab import images
+from cnnlab.checks import check_choice, check_image_size, check_range
+from cnnlab.settings import cache_dir
+
+CACHE_VERSION = 1
+# Below this many files a process pool costs more to start than it saves.
+PARALLEL_MIN_FILES = 200
+
+
+@dataclass(frozen=True)
+class SkippedFile:
+    """A file the scanner did not use, and why."""
+
+    path: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class DatasetReport:
+    """What a scan of a class-folder dataset found."""
+
+    root: Path
+    class_names: tuple[str, ...]
+    files: tuple[str, ...]
+    labels: tuple[int, ...]
+    sizes: tuple[tuple[int, int], ...]
+    skipped: tuple[SkippedFile, ...]
+    fingerprint: str
+    empty_classes: tuple[str, ...] = ()
+
+    @property
+    def num_classes(self) -> int:
+        """How many classes have at least one usable image."""
+        return len(self.class_names)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """Usable images per class, in class order."""
+        totals = np.bincount(np.asarray(self.labels, dtype=np.int64), minlength=self.num_classes)
+        return {name: int(n) for name, n in zip(self.class_names, totals)}
+
+    def size_stats(self) -> dict[str, float]:
+        """Min, median and max of the original widths and heights."""
+        if not self.sizes:
+            return {}
+        sizes = np.asarray(self.sizes)
+        stats: dict[str, float] = {}
+        for axis, name in enumerate(("width", "height")):
+            stats[f"min_{name}"] = int(sizes[:, axis].min())
+            stats[f"median_{name}"] = float(np.median(sizes[:, axis]))
+            stats[f"max_{name}"] = int(sizes[:, axis].max())
+        return stats
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready summary (no per-file lists except the skipped files)."""
+        return {
+            "root": str(self.root),
+            "classes": list(self.class_names),
+            "counts": self.counts,
+            "num_images": len(self.files),
+            "size_stats": self.size_stats(),
+            "empty_classes": list(self.empty_classes),
+            "skipped": [asdict(s) for s in self.skipped],
+            "fingerprint": self.fingerprint,
+        }
+
+
+@dataclass(frozen=True)
+class PreparedData:
+    """Decoded, resized images of a report, held in an on-disk array (memory-mapped, not loaded)."""
+
+    report: DatasetReport
+    images: np.ndarray
+    labels: np.ndarray
+    image_size: tuple[int, int]
+    color_mode: str
+    resize_mode: str
+    cache_path: Path
+    from_cache: bool = False
+
+
+# ---------------------------------------------------------------------------------------- scan
+
+
+def scan(data_dir: str | Path, max_pixels: int = images.MAX_PIXELS, cache: Path | None = None) -> DatasetReport:
+    """Scan a folder of class sub-folders, checking every file, and report what can be used.
+
+    Every image is fully decoded once, so truncated or corrupt files are found here; results are
+    cached by file name, size and modification time, so scanning again is instant.
+    """
+    root = _check_dir(data_dir)
+    class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    candidates: list[tuple[str, int]] = []
+    skipped: list[SkippedFile] = []
+    for label, class_dir in enumerate(class_dirs):
+        for path in _walk(class_dir):
+            rel = path.relative_to(root).as_posix()
+            reason = _quick_reject(path)
+            if reason:
+                skipped.append(SkippedFile(rel, reason))
+            else:
+                candidates.append((rel, label))
+    skipped.extend(SkippedFile(p.name, "file outside any class folder") for p in sorted(root.iterdir()) if p.is_file())
+    listing = _listing_fingerprint(root, [rel for rel, _ in candidates])
+    checks = _cached(cache, f"scan-{listing}-{max_pixels}", lambda: _check_all(root, candidates, max_pixels))
+    files, labels, sizes = [], [], []
+    for (rel, label), (size, reason) in zip(candidates, checks):
+        if reason:
+            skipped.append(SkippedFile(rel, reason))
+        else:
+            files.append(rel)
+            labels.append(label)
+            sizes.append(tuple(size))
+    return _build_report(root, class_dirs, files, labels, sizes, skipped, listing)
+
+
+def _check_dir(data_dir: str | Path) -> Path:
+    root = Path(data_dir).expanduser()
+    if not root.is_dir():
+        raise ValueError(
+            f"Dataset folder not found; give a folder with one sub-folder of images per class. "
+            f"Received: data_dir={str(data_dir)!r}"
+        )
+    return root.resolve()
+
+
+def _walk(class_dir: Path) -> Iterable[Path]:
+    for dirpath, dirnames, filenames in os.walk(class_dir, followlinks=False):
+        # Hidden folders (.git, .ipynb_checkpoints) are never data; hidden files are reported.
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            yield Path(dirpath) / name
+
+
+def _quick_reject(path: Path) -> str | None:
+    if path.name.startswith("."):
+        return "hidden file"
+    if path.is_symlink():
+        return "symbolic link (not followed)"
+    suffix = path.suffix.lower()
+    if suffix not in images.SUPPORTED_EXTENSIONS:
+        return f"unsupported file type '{suffix or path.name}'"
+    if path.stat().st_size == 0:
+        return "empty file (0 bytes)"
+    return None
+
+
+def _check_one(args: tuple[str, int]) -> tuple[tuple[int, int], str | None]:
+    path, max_pixels = args
+    try:
+        images.open_image(path, max_pixels, draft_size=256).close()
+        with Image.open(path) as probe:
+            return probe.size, None
+    except images.ImageError as exc:
+        return (0, 0), _reason(str(exc))
+    except Exception as exc:  # noqa: BLE001 - one bad file must never stop a scan
+        return (0, 0), _reason(f"unreadable image ({type(exc).__name__})")
+
+
+def _reason(message: str) -> str:
+    """The part of an ImageError worth a table cell: drop the file name and the 'Received' tail."""
+    text = message.split(" Received:")[0]
+    return text.split("' ", 1)[1] if text.startswith("'") and "' " in text else text
+
+
+def _check_all(root: Path, candidates: list[tuple[str, int]], max_pixels: int) -> list:
+    jobs = [(str(root / rel), max_pixels) for rel, _ in candidates]
+    return [list(r) for r in _parallel_map(_check_one, jobs)]
+
+
+def _build_report(root, class_dirs, files, labels, sizes, skipped, listing) -> DatasetReport:
+    used = sorted(set(labels))
+    empty = tuple(d.name for i, d in enumerate(class_dirs) if i not in set(used))
+    # Renumber labels so that classes with no usable image do not become phantom outputs.
+    remap = {old: new for new, old in enumerate(used)}
+    report = DatasetReport(
+        root=root,
+        class_names=tuple(class_dirs[i].name for i in used),
+        files=tuple(files),
+        labels=tuple(remap[label] for label in labels),
+        sizes=tuple(sizes),
+        skipped=tuple(sorted(skipped, key=lambda s: s.path)),
+        fingerprint=_content_fingerprint(root, files, labels),
+        empty_classes=empty,
+    )
+    if report.num_classes < 2:
+        found = ", ".join(f"{k}={v}" for k, v in report.counts.items()) or "none"
+        raise ValueError(
+            f"A classifier needs at least two classes with usable images; put each class's images in "
+            f"its own sub-folder of {str(root)!r}. Received: classes={found}, skipped={len(skipped)}"
+        )
+    return report
+
+
+def _listing_fingerprint(root: Path, rels: list[str]) -> str:
+    digest = hashlib.sha256(str(CACHE_VERSION).encode())
+    for rel in rels:
+        stat = (root / rel).stat()
+        digest.update(f"{rel}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:20]
+
+
+def _content_fingerprint(root: Path, files: list[str], labels: list[int]) -> str:
+    """Identifies the usable data (names, sizes, times, labels) independently of where it lives."""
+    digest = hashlib.sha256()
+    for rel, label in zip(files, labels):
+        stat = (root / rel).stat()
+        digest.update(f"{rel}\0{label}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:20]
+
+
+# --------------------------------------------------------------------------------------- split
+
+
+def split(
+    labels: Iterable[int], validation_split: float = 0.15, test_split: float = 0.15, seed: int = 1337
+) -> dict[str, np.ndarray]:
+    """Stratified, reproducible split into "train", "validation" and "test" index arrays.
+
+    Each class is shuffled with `seed` and cut by the fractions, so every class keeps its share in
+    every part; a class too small for all three keeps at least one training image.
+    """
+    check_fractions(validation_split, test_split)
+    labels = np.asarray(list(labels), dtype=np.int64)
+    rng = np.random.default_rng(seed)
+    parts: dict[str, list[np.ndarray]] = {"train": [], "validation": [], "test": []}
+    for label in np.unique(labels):
+        members = rng.permutation(np.flatnonzero(labels == label))
+        n = len(members)
+        n_test = min(int(round(n * test_split)), max(n - 1, 0))
+        n_val = min(int(round(n * validation_split)), max(n - 1 - n_test, 0))
+        parts["test"].append(members[:n_test])
+        parts["validation"].append(members[n_test : n_test + n_val])
+        parts["train"].append(members[n_test + n_val :])
+    return {name: np.sort(np.concatenate(chunks)) for name, chunks in parts.items()}
+
+
+def check_fractions(validation_split: float, test_split: float) -> None:
+    """Validate the split fractions: each in [0, 0.9] and leaving images to train on."""
+    check_range("validation_split", validation_split, 0.0, 0.9, float)
+    check_range("test_split", test_split, 0.0, 0.9, float)
+    if validation_split + test_split >= 0.95:
+        raise ValueError(
+            "validation_split + test_split must leave images for training (sum below 0.95). "
+            f"Received: validation_split={validation_split}, test_split={test_split}"
+        )
+
+
+# ------------------------------------------------------------------------------------- prepare
+
+
+def prepare(
+    report: DatasetReport,
+    image_size: tuple[int, int],
+    color_mode: str = "rgb",
+    resize_mode: str = "stretch",
+    cache: Path | None = None,
+) -> PreparedData:
+    """Decode and resize every usable image once into an on-disk cache, in parallel.
+
+    The cache is keyed by the dataset's content, the image size, colour mode and resize mode, so
+    later epochs and later runs reuse it. The array is memory-mapped: a dataset larger than RAM is
+    streamed from disk, never loaded whole.
+    """
+    height, width = check_image_size(image_size, max_side=1024)
+    check_choice("color_mode", color_mode, images.COLOR_MODES)
+    check_choice("resize_mode", resize_mode, images.RESIZE_MODES)
+    channels = 3 if color_mode == "rgb" else 1
+    folder = (cache or cache_dir()) / "prepared"
+    key = f"{report.fingerprint}-{height}x{width}-{color_mode}-{resize_mode}-v{CACHE_VERSION}"
+    path = folder / f"{key}.npy"
+    from_cache = path.exists()
+    if not from_cache:
+        jobs = [(str(report.root / rel), (height, width), color_mode, resize_mode) for rel in report.files]
+        _write_array(path, (len(jobs), height, width, channels), _parallel_map(_decode_one, jobs))
+    array = np.load(path, mmap_mode="r")
+    return PreparedData(
+        report=report,
+        images=array,
+        labels=np.asarray(report.labels, dtype=np.int32),
+        image_size=(height, width),
+        color_mode=color_mode,
+        resize_mode=resize_mode,
+        cache_path=path,
+        from_cache=from_cache,
+    )
+
+
+def _decode_one(args: tuple[str, tuple[int, int], str, str]) -> np.ndarray:
+    path, image_size, color_mode, resize_mode = args
+    return images.load_array(path, image_size, color_mode, resize_mode)
+
+
+def _write_array(path: Path, shape: tuple[int, ...], rows: Iterable[np.ndarray]) -> None:
+    """Fill a .npy file row by row and rename it into place only once complete."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npy.tmp")
+    os.close(fd)
+    try:
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
+        for i, row in enumerate(rows):
+            out[i] = row
+        out.flush()
+        del out
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _parallel_map(fn: Callable, jobs: list, workers: int | None = None) -> Iterable:
+    """Map in worker processes (decoding holds the GIL), in order, lazily; inline when small."""
+    workers = workers or os.cpu_count() or 1
+    if workers < 2 or len(jobs) < PARALLEL_MIN_FILES:
+        return map(fn, jobs)
+    return _pool_map(fn, jobs, workers)
+
+
+def _pool_map(fn: Callable, jobs: list, workers: int) -> Iterable:
+    # "spawn" because forking a process that has TensorFlow's threads running can deadlock.
+    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+        yield from pool.map(fn, jobs, chunksize=max(1, min(64, len(jobs) // (workers * 8))))
+
+
+def _cached(cache: Path | None, key: str, compute: Callable[[], list]) -> list:
+    """A JSON result cache for scans; a damaged entry is recomputed, never trusted."""
+    path = (cache or cache_dir()) / "scans" / f"{key}.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        pass
+    value = compute()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    with os.fdopen(fd, "w") as fh:
+        json.dump(value, fh)
+    os.replace(tmp, path)
+    return value
+
+
+# ------------------------------------------------------------------------------------ tf.data
+
+
+def make_dataset(prepared: PreparedData, indices: np.ndarray, batch_size: int, shuffle: bool = False, seed: int = 0):
+    """A `tf.data.Dataset` of (uint8 images, int32 labels) batches streamed from the cache.
+
+    Only indices travel through the shuffle buffer; each batch is gathered from the memory-mapped
+    array, so memory use does not grow with the dataset.
+    """
+    import tensorflow as tf
+
+    indices = np.asarray(indices, dtype=np.int64)
+    height, width = prepared.image_size
+    channels = prepared.images.shape[-1]
+    source, labels = prepared.images, prepared.labels
+
+    def gather(batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return np.ascontiguousarray(source[batch]), labels[batch]
+
+    def load(batch):
+        x, y = tf.numpy_function(gather, [batch], (tf.uint8, tf.int32), stateful=False)
+        x.set_shape((None, height, width, channels))
+        y.set_shape((None,))
+        return x, y
+
+    ds = tf.data.Dataset.from_tensor_slices(indices)
+    if shuffle:
+        ds = ds.shuffle(len(indices), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size).map(load, num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE)

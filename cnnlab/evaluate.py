@@ -1,0 +1,153 @@
+"""Evaluation of a model on its run's held-out test split."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from cnnlab import data
+from cnnlab.runs import EVALUATION_FILE, Run, write_json
+
+_EPS = 1e-7
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Test-split metrics, the confusion matrix and one row per test image."""
+
+    class_names: tuple[str, ...]
+    loss: float
+    accuracy: float
+    confusion: np.ndarray
+    per_class: pd.DataFrame
+    predictions: pd.DataFrame
+    roc_auc: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (also what `evaluate --json` prints)."""
+        return {
+            "class_names": list(self.class_names),
+            "loss": self.loss,
+            "accuracy": self.accuracy,
+            "roc_auc": self.roc_auc,
+            "confusion": self.confusion.tolist(),
+            "per_class": self.per_class.to_dict(orient="records"),
+            "predictions": self.predictions.to_dict(orient="records"),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Evaluation":
+        """Inverse of `to_dict`."""
+        return cls(
+            class_names=tuple(d["class_names"]),
+            loss=d["loss"],
+            accuracy=d["accuracy"],
+            confusion=np.asarray(d["confusion"], dtype=np.int64),
+            per_class=pd.DataFrame(d["per_class"]),
+            predictions=pd.DataFrame(d["predictions"]),
+            roc_auc=d.get("roc_auc"),
+        )
+
+    def most_confident_mistakes(self, limit: int = 12) -> pd.DataFrame:
+        """Wrong predictions, most confident first."""
+        wrong = self.predictions[self.predictions["true_label"] != self.predictions["predicted_label"]]
+        return wrong.sort_values("confidence", ascending=False).head(limit)
+
+    def cell(self, true_label: str, predicted_label: str) -> pd.DataFrame:
+        """The test images in one confusion-matrix cell."""
+        p = self.predictions
+        return p[(p["true_label"] == true_label) & (p["predicted_label"] == predicted_label)]
+
+
+def probabilities(model, batches) -> np.ndarray:
+    """Class probabilities (N, num_classes) for a dataset or array, single-sigmoid models included."""
+    raw = np.asarray(model.predict(batches, verbose=0), dtype=np.float64)
+    if raw.ndim == 2 and raw.shape[1] == 1:
+        return np.concatenate([1.0 - raw, raw], axis=1)
+    return raw
+
+
+def evaluate_probabilities(
+    probs: np.ndarray, labels: np.ndarray, class_names: list[str], paths: list[str]
+) -> Evaluation:
+    """All metrics from predicted probabilities and true labels (no second pass over the model)."""
+    labels = np.asarray(labels, dtype=np.int64)
+    n = len(class_names)
+    predicted = probs.argmax(axis=1) if len(probs) else np.zeros(0, dtype=np.int64)
+    confusion = np.zeros((n, n), dtype=np.int64)
+    np.add.at(confusion, (labels, predicted), 1)
+    true_p = probs[np.arange(len(labels)), labels] if len(labels) else np.zeros(0)
+    loss = float(-np.mean(np.log(np.clip(true_p, _EPS, 1.0)))) if len(labels) else float("nan")
+    accuracy = float(np.mean(predicted == labels)) if len(labels) else float("nan")
+    names = np.asarray(class_names, dtype=object)
+    table = pd.DataFrame(
+        {
+            "path": paths,
+            "true_label": names[labels] if len(labels) else [],
+            "predicted_label": names[predicted] if len(labels) else [],
+            "confidence": probs.max(axis=1) if len(probs) else [],
+            "correct": predicted == labels,
+        }
+    )
+    auc = _roc_auc(probs[:, 1], labels) if n == 2 and len(set(labels.tolist())) == 2 else None
+    return Evaluation(tuple(class_names), loss, accuracy, confusion, _per_class(confusion, class_names), table, auc)
+
+
+def _per_class(confusion: np.ndarray, class_names: list[str]) -> pd.DataFrame:
+    tp = np.diag(confusion).astype(float)
+    predicted = confusion.sum(axis=0).astype(float)
+    support = confusion.sum(axis=1)
+    precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
+    recall = np.divide(tp, support, out=np.zeros_like(tp), where=support > 0)
+    denom = precision + recall
+    f1 = np.divide(2 * precision * recall, denom, out=np.zeros_like(tp), where=denom > 0)
+    return pd.DataFrame(
+        {"class": class_names, "precision": precision, "recall": recall, "f1": f1, "support": support}
+    )
+
+
+def _roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
+    """Area under the ROC curve by the rank-sum (Mann-Whitney) formula, ties averaged."""
+    ranks = pd.Series(scores).rank(method="average").to_numpy()
+    positives = labels == 1
+    n_pos, n_neg = int(positives.sum()), int((~positives).sum())
+    return float((ranks[positives].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def evaluate_prepared(model, prepared: data.PreparedData, indices: np.ndarray, batch_size: int = 64) -> Evaluation:
+    """Evaluate `model` on some images of a prepared dataset."""
+    indices = np.asarray(indices, dtype=np.int64)
+    probs = probabilities(model, data.make_dataset(prepared, indices, batch_size)) if len(indices) else np.zeros((0, 2))
+    paths = [prepared.report.files[i] for i in indices]
+    return evaluate_probabilities(probs, prepared.labels[indices], list(prepared.report.class_names), paths)
+
+
+def evaluate_run(run: Run, refresh: bool = False) -> Evaluation:
+    """The run's test-split evaluation: saved at the end of training, recomputed when asked or missing."""
+    saved = run.path / EVALUATION_FILE
+    if saved.exists() and not refresh:
+        import json
+
+        return Evaluation.from_dict(json.loads(saved.read_text()))
+    config = run.model_config()
+    dataset_path = (run.record.get("dataset") or {}).get("path")
+    report = data.scan(dataset_path)
+    if list(report.class_names) != run.class_names:
+        raise ValueError(
+            f"The dataset's classes changed since this run was trained; evaluate on the original data. "
+            f"Received: classes={list(report.class_names)}"
+        )
+    prepared = data.prepare(report, config.image_size, config.color_mode, config.resize_mode)
+    position = {rel: i for i, rel in enumerate(report.files)}
+    test = np.asarray([position[rel] for rel in run.split()["test"] if rel in position], dtype=np.int64)
+    evaluation = evaluate_prepared(run.load_model(), prepared, test)
+    save_evaluation(run, evaluation)
+    return evaluation
+
+
+def save_evaluation(run: Run, evaluation: Evaluation) -> None:
+    """Store an evaluation beside the run's model."""
+    write_json(run.path / EVALUATION_FILE, evaluation.to_dict())

@@ -1,0 +1,172 @@
+"""The CNN builder: a flat, validated config and a Keras Functional model made from it."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from cnnlab.checks import check_choice, check_image_size, check_range
+from cnnlab.images import COLOR_MODES, RESIZE_MODES
+
+POOLINGS = ("max", "average")
+HEADS = ("global_average", "flatten")
+FLIPS = ("none", "horizontal", "vertical", "horizontal_and_vertical")
+OPTIMIZERS = ("adam", "sgd", "rmsprop")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything that shapes the network and its input; saved with every run.
+
+    Defaults: three conv blocks (32, 64, 128 filters) with batch normalisation, global average
+    pooling, dense 128 and light augmentation; the classic two-block recipe is `conv_blocks=2,
+    batch_norm=False, head="flatten"`.
+    """
+
+    image_size: tuple[int, int] = (64, 64)
+    color_mode: str = "rgb"
+    resize_mode: str = "stretch"
+    conv_blocks: int = 3
+    filters: int = 32
+    filters_growth: float = 2.0
+    kernel_size: int = 3
+    pooling: str = "max"
+    batch_norm: bool = True
+    head: str = "global_average"
+    dropout: float = 0.3
+    dense_units: int = 128
+    flip: str = "horizontal"
+    rotation: float = 0.1
+    zoom: float = 0.0
+    contrast: float = 0.0
+    translation: float = 0.0
+    optimizer: str = "adam"
+    learning_rate: float = 1e-3
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "image_size", check_image_size(self.image_size))
+        for name, choices in (
+            ("color_mode", COLOR_MODES),
+            ("resize_mode", RESIZE_MODES),
+            ("pooling", POOLINGS),
+            ("head", HEADS),
+            ("flip", FLIPS),
+            ("optimizer", OPTIMIZERS),
+        ):
+            check_choice(name, getattr(self, name), choices)
+        check_range("conv_blocks", self.conv_blocks, 1, 6, int)
+        check_range("filters", self.filters, 1, 512, int)
+        check_range("filters_growth", self.filters_growth, 1.0, 4.0, float)
+        check_range("kernel_size", self.kernel_size, 1, 11, int)
+        check_range("dense_units", self.dense_units, 0, 4096, int)
+        check_range("dropout", self.dropout, 0.0, 0.9, float)
+        for name in ("rotation", "zoom", "contrast", "translation"):
+            check_range(name, getattr(self, name), 0.0, 0.5, float)
+        check_range("learning_rate", self.learning_rate, 1e-6, 1.0, float)
+        smallest = min(self.image_size) // 2 ** self.conv_blocks
+        if smallest < 1:
+            raise ValueError(
+                f"{self.conv_blocks} pooling blocks shrink a {self.image_size[0]}x{self.image_size[1]} image "
+                f"to nothing; use fewer conv blocks or a larger image size. Received: conv_blocks={self.conv_blocks}"
+            )
+
+    @property
+    def channels(self) -> int:
+        """Input channels: 3 for RGB, 1 for grayscale."""
+        return 3 if self.color_mode == "rgb" else 1
+
+    def block_filters(self) -> list[int]:
+        """Filters of each conv block: `filters` growing by `filters_growth` per block."""
+        return [int(round(self.filters * self.filters_growth**i)) for i in range(self.conv_blocks)]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready fields."""
+        data = asdict(self)
+        data["image_size"] = list(self.image_size)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
+        """Rebuild from `to_dict` output, ignoring unknown keys from other versions."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def build_model(config: ModelConfig, num_classes: int):
+    """Build and compile the Functional model for `num_classes` classes.
+
+    The model takes raw 0-255 pixels: augmentation (active only in training) and rescaling are
+    its first layers, so a saved model predicts exactly as it did in the app. Two classes get one
+    sigmoid unit with binary cross-entropy; more get softmax with sparse categorical cross-entropy.
+    """
+    import keras
+    from keras import layers
+
+    if num_classes < 2:
+        raise ValueError(f"A classifier needs at least 2 classes. Received: num_classes={num_classes}")
+    inputs = keras.Input(shape=(*config.image_size, config.channels), name="image")
+    x = _augmentation(config, inputs)
+    x = layers.Rescaling(1.0 / 255, name="rescale")(x)
+    pool = layers.MaxPooling2D if config.pooling == "max" else layers.AveragePooling2D
+    for i, filters in enumerate(config.block_filters(), start=1):
+        x = layers.Conv2D(filters, config.kernel_size, padding="same", use_bias=not config.batch_norm, name=f"conv_{i}")(x)
+        if config.batch_norm:
+            x = layers.BatchNormalization(name=f"bn_{i}")(x)
+        x = layers.Activation("relu", name=f"relu_{i}")(x)
+        x = pool(2, name=f"pool_{i}")(x)
+    x = layers.GlobalAveragePooling2D(name="gap")(x) if config.head == "global_average" else layers.Flatten(name="flatten")(x)
+    if config.dropout:
+        x = layers.Dropout(config.dropout, name="dropout")(x)
+    if config.dense_units:
+        x = layers.Dense(config.dense_units, activation="relu", name="dense")(x)
+    binary = num_classes == 2
+    outputs = layers.Dense(1 if binary else num_classes, activation="sigmoid" if binary else "softmax", name="predictions")(x)
+    model = keras.Model(inputs, outputs, name="cnnlab")
+    model.compile(
+        optimizer=_optimizer(config),
+        loss="binary_crossentropy" if binary else "sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    return model
+
+
+def _augmentation(config: ModelConfig, x):
+    from keras import layers
+
+    if config.flip != "none":
+        x = layers.RandomFlip(config.flip, name="augment_flip")(x)
+    if config.rotation:
+        x = layers.RandomRotation(config.rotation, fill_mode="reflect", name="augment_rotation")(x)
+    if config.zoom:
+        x = layers.RandomZoom(config.zoom, fill_mode="reflect", name="augment_zoom")(x)
+    if config.translation:
+        x = layers.RandomTranslation(config.translation, config.translation, fill_mode="reflect", name="augment_translation")(x)
+    if config.contrast:
+        x = layers.RandomContrast(config.contrast, value_range=(0, 255), name="augment_contrast")(x)
+    return x
+
+
+def _optimizer(config: ModelConfig):
+    import keras
+
+    if config.optimizer == "sgd":
+        return keras.optimizers.SGD(config.learning_rate, momentum=0.9)
+    if config.optimizer == "rmsprop":
+        return keras.optimizers.RMSprop(config.learning_rate)
+    return keras.optimizers.Adam(config.learning_rate)
+
+
+def model_summary(model) -> list[dict[str, Any]]:
+    """One row per layer: name, type, output shape and parameter count, for tables in the UI."""
+    rows = []
+    for layer in model.layers:
+        shape = getattr(layer.output, "shape", None)
+        rows.append(
+            {
+                "layer": layer.name,
+                "type": type(layer).__name__,
+                "output_shape": str(tuple(shape)).replace("None", "batch") if shape is not None else "",
+                "params": int(layer.count_params()),
+            }
+        )
+    return rows

@@ -1,0 +1,257 @@
+"""The run store: one folder per training, written atomically so a crash never breaks it."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import secrets
+import shutil
+import socket
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from cnnlab.settings import DEMO_RUN_DIR, models_dir
+
+RUN_FILE = "run.json"
+MODEL_FILE = "model.keras"
+SPLIT_FILE = "split.json"
+EVALUATION_FILE = "evaluation.json"
+STATUSES = ("running", "completed", "stopped", "failed", "interrupted")
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write JSON through a temporary file and a rename, so readers never see half a file."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(data, fh, indent=1, default=str)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+@dataclass
+class Run:
+    """A run folder and its `run.json` record; the only writer is the training that created it."""
+
+    path: Path
+    record: dict[str, Any]
+
+    @property
+    def id(self) -> str:
+        """The folder name, unique in the store."""
+        return self.path.name
+
+    @property
+    def name(self) -> str:
+        """The display name (renamable)."""
+        return self.record.get("name") or self.id
+
+    @property
+    def status(self) -> str:
+        """The stored status, or "interrupted" when its training process is gone."""
+        status = self.record.get("status", "failed")
+        if status == "running" and not _writer_alive(self.record):
+            return "interrupted"
+        return status
+
+    @property
+    def class_names(self) -> list[str]:
+        """Class names in label order."""
+        return list(self.record.get("class_names", []))
+
+    @property
+    def history(self) -> list[dict[str, Any]]:
+        """Per-epoch metric rows."""
+        return list(self.record.get("history", []))
+
+    @property
+    def is_demo(self) -> bool:
+        """Whether this is the read-only demo model shipped with the app."""
+        return self.path.resolve() == DEMO_RUN_DIR.resolve()
+
+    @property
+    def model_path(self) -> Path:
+        """Where the best model is saved."""
+        return self.path / MODEL_FILE
+
+    def model_config(self):
+        """The run's `ModelConfig`."""
+        from cnnlab.model import ModelConfig
+
+        return ModelConfig.from_dict(self.record["model_config"])
+
+    def split(self) -> dict[str, list[str]]:
+        """Relative paths of the train, validation and test images."""
+        return json.loads((self.path / SPLIT_FILE).read_text())
+
+    def update(self, **fields: Any) -> None:
+        """Change fields of the record and write it atomically."""
+        self.record.update(fields)
+        write_json(self.path / RUN_FILE, self.record)
+
+    def append_history(self, row: dict[str, Any]) -> None:
+        """Add one epoch's metrics."""
+        self.update(history=[*self.history, row])
+
+    def save_model(self, model) -> None:
+        """Save the model atomically (Keras writes a temporary file that is then renamed)."""
+        tmp = self.path / f".{MODEL_FILE}.{secrets.token_hex(4)}.keras"
+        try:
+            model.save(tmp)
+            os.replace(tmp, self.model_path)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def load_model(self):
+        """Load the saved Keras model, with a clear error when there is none yet."""
+        if not self.model_path.exists():
+            raise ValueError(
+                f"Run '{self.name}' has no saved model yet (it ended before its first epoch); "
+                f"train a new run. Received: run={self.id!r}"
+            )
+        import keras
+
+        return keras.saving.load_model(self.model_path, compile=False)
+
+    def summary(self) -> dict[str, Any]:
+        """One flat row for the runs table."""
+        metrics = self.record.get("metrics") or {}
+        mc = self.record.get("model_config") or {}
+        tc = self.record.get("train_config") or {}
+        dataset = self.record.get("dataset") or {}
+        return {
+            "id": self.id,
+            "name": self.name,
+            "status": self.status,
+            "created": self.record.get("created", ""),
+            "dataset": Path(dataset.get("path", "")).name,
+            "sweep": (self.record.get("sweep") or {}).get("study"),
+            "epochs_run": len(self.history),
+            "best_val_accuracy": metrics.get("best_val_accuracy"),
+            "test_accuracy": metrics.get("test_accuracy"),
+            "duration_s": self.record.get("duration_s"),
+            **{k: mc.get(k) for k in ("conv_blocks", "filters", "kernel_size", "dense_units", "dropout", "optimizer", "learning_rate")},
+            "image_size": "x".join(str(v) for v in mc.get("image_size", [])),
+            **{k: tc.get(k) for k in ("batch_size", "epochs")},
+        }
+
+
+def _writer_alive(record: dict[str, Any]) -> bool:
+    if record.get("host") != socket.gethostname():
+        return True  # another machine's process: we cannot tell, so trust the record
+    try:
+        os.kill(int(record.get("pid", -1)), 0)
+    except (OSError, ValueError, TypeError):
+        return False
+    return True
+
+
+def library_versions() -> dict[str, str]:
+    """Versions that matter for reproducing a run."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {"python": platform.python_version()}
+    for package in ("tensorflow-cpu", "tensorflow", "keras", "numpy", "pillow"):
+        try:
+            found[package] = version(package)
+        except PackageNotFoundError:
+            continue
+    return found
+
+
+class RunStore:
+    """All runs under one folder (default: the `models/` folder or `CNNLAB_MODELS_DIR`)."""
+
+    def __init__(self, root: str | Path | None = None, include_demo: bool = True) -> None:
+        self.root = Path(root) if root is not None else models_dir()
+        self.include_demo = include_demo
+
+    def create(self, record: dict[str, Any], split: dict[str, list[str]]) -> Run:
+        """Create a run folder with its record and split, all at once (folder renamed into place)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        run_id = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
+        staging = Path(tempfile.mkdtemp(dir=self.root, prefix=f".{run_id}."))
+        full = {
+            "id": run_id,
+            "name": record.get("name") or run_id,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "status": "running",
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "versions": library_versions(),
+            "history": [],
+            "metrics": {},
+            "sweep": None,
+            "owner": None,
+            "error": None,
+            **record,
+        }
+        write_json(staging / SPLIT_FILE, split)
+        write_json(staging / RUN_FILE, full)
+        os.replace(staging, self.root / run_id)
+        return Run(self.root / run_id, full)
+
+    def list(self, owner: str | None = None, sweep: str | None = None) -> list[Run]:
+        """Runs, newest first; folders that are not complete runs (no readable record) are skipped.
+
+        With `owner`, only that owner's runs and runs with no owner are listed (hosted mode).
+        """
+        found = [run for run in map(self._read, self._folders()) if run is not None]
+        if owner is not None:
+            found = [r for r in found if r.record.get("owner") in (None, owner)]
+        if sweep is not None:
+            found = [r for r in found if (r.record.get("sweep") or {}).get("study") == sweep]
+        return sorted(found, key=lambda r: r.record.get("created", ""), reverse=True)
+
+    def _folders(self) -> list[Path]:
+        folders = [p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith(".")] if self.root.is_dir() else []
+        if self.include_demo and DEMO_RUN_DIR.is_dir() and DEMO_RUN_DIR.resolve() not in {p.resolve() for p in folders}:
+            folders.append(DEMO_RUN_DIR)
+        return folders
+
+    @staticmethod
+    def _read(folder: Path) -> Run | None:
+        try:
+            return Run(folder, json.loads((folder / RUN_FILE).read_text()))
+        except (OSError, ValueError):
+            return None
+
+    def get(self, ref: str | Path) -> Run:
+        """A run by id, by name, or by folder path."""
+        candidate = Path(ref)
+        for folder in (candidate, self.root / str(ref)):
+            run = self._read(folder) if folder.is_dir() else None
+            if run is not None:
+                return run
+        for run in self.list():
+            if str(ref) in (run.id, run.name):
+                return run
+        raise ValueError(
+            f"No run found with that id, name or folder; list runs with `python -m cnnlab runs`. Received: run={str(ref)!r}"
+        )
+
+    def rename(self, ref: str | Path, new_name: str) -> Run:
+        """Change a run's display name."""
+        name = new_name.strip()
+        if not name or len(name) > 80:
+            raise ValueError(f"A run name must be 1 to 80 characters. Received: name={new_name!r}")
+        run = self.get(ref)
+        run.update(name=name)
+        return run
+
+    def delete(self, ref: str | Path) -> None:
+        """Delete a run's folder (moved aside first, so a failure never leaves half a run listed)."""
+        run = self.get(ref)
+        if run.is_demo:
+            raise ValueError(f"The demo model is part of the app and cannot be deleted. Received: run={run.id!r}")
+        trash = run.path.with_name(f".deleted-{run.id}-{secrets.token_hex(3)}")
+        os.replace(run.path, trash)
+        shutil.rmtree(trash, ignore_errors=True)

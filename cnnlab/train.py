@@ -1,0 +1,224 @@
+"""The training engine: one `train(...)` call from a folder to a saved, evaluated run."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from cnnlab import data, evaluate
+from cnnlab.checks import check_range
+from cnnlab.model import ModelConfig, build_model
+from cnnlab.runs import Run, RunStore
+
+EpochCallback = Callable[[dict[str, Any]], None]
+BatchCallback = Callable[[dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train: epochs, batch size, early stopping, seed and the data split."""
+
+    epochs: int = 10
+    batch_size: int = 32
+    patience: int = 4
+    seed: int = 1337
+    validation_split: float = 0.15
+    test_split: float = 0.15
+
+    def __post_init__(self) -> None:
+        check_range("epochs", self.epochs, 1, 1000, int)
+        check_range("batch_size", self.batch_size, 1, 1024, int)
+        check_range("patience", self.patience, 0, 1000, int)
+        check_range("seed", self.seed, 0, 2**31 - 1, int)
+        data.check_fractions(self.validation_split, self.test_split)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready fields."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+        """Rebuild from `to_dict` output, ignoring unknown keys."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+class _Progress:
+    """Keras callback: records each epoch in the run, reports batches, honours a stop request.
+
+    It keeps the best weights (lowest validation loss) in memory and on disk, so a stop, an early
+    stop or a crash all leave the best model saved.
+    """
+
+    def __new__(cls, *args: Any, **kwargs: Any):
+        import keras
+
+        # Subclass keras.callbacks.Callback lazily so importing cnnlab.train never imports Keras.
+        klass = type("ProgressCallback", (cls, keras.callbacks.Callback), {})
+        return object.__new__(klass)
+
+    def __init__(self, run: Run, steps: int, num_train: int, epochs: int, on_epoch, on_batch, stop_event) -> None:
+        import keras
+
+        keras.callbacks.Callback.__init__(self)
+        self.run, self.steps, self.num_train, self.epochs = run, steps, num_train, epochs
+        self.on_epoch, self.on_batch, self.stop_event = on_epoch, on_batch, stop_event
+        self.best_loss, self.best_weights, self.best_epoch = np.inf, None, 0
+        self.started = time.perf_counter()
+        self.stopped_by_user = False
+
+    def on_epoch_begin(self, epoch: int, logs=None) -> None:
+        self.epoch_started = self.last_batch = time.perf_counter()
+        self.batches_done = 0
+
+    def on_train_batch_end(self, batch: int, logs=None) -> None:
+        self.last_batch = time.perf_counter()
+        self.batches_done = batch + 1
+        if self.stop_event is not None and self.stop_event.is_set():
+            self.stopped_by_user = True
+            self.model.stop_training = True
+        if self.on_batch is not None:
+            done = self.epoch * self.steps + batch + 1 if hasattr(self, "epoch") else batch + 1
+            elapsed = self.last_batch - self.started
+            total = self.epochs * self.steps
+            self.on_batch(
+                {
+                    "epoch": getattr(self, "epoch", 0) + 1,
+                    "batch": batch + 1,
+                    "steps": self.steps,
+                    "fraction": done / total,
+                    "elapsed_s": elapsed,
+                    "eta_s": elapsed / done * (total - done),
+                }
+            )
+
+    def on_epoch_end(self, epoch: int, logs=None) -> None:
+        logs = logs or {}
+        train_seconds = self.last_batch - self.epoch_started
+        row = {
+            "epoch": epoch + 1,
+            **{k: float(logs[k]) for k in ("loss", "accuracy", "val_loss", "val_accuracy") if k in logs},
+            "learning_rate": float(np.asarray(self.model.optimizer.learning_rate)),
+            "seconds": round(time.perf_counter() - self.epoch_started, 3),
+            "images_per_s": round(min(self.batches_done * self._batch_size(), self.num_train) / max(train_seconds, 1e-9), 1),
+            "partial": self.batches_done < self.steps,
+        }
+        self.epoch = epoch + 1
+        val_loss = row.get("val_loss", row["loss"])
+        if np.isfinite(val_loss) and val_loss < self.best_loss:
+            self.best_loss, self.best_epoch = val_loss, epoch + 1
+            self.best_weights = self.model.get_weights()
+            self.run.save_model(self.model)
+        self.run.append_history(row)
+        if self.on_epoch is not None:
+            self.on_epoch(row)
+
+    def _batch_size(self) -> int:
+        return int(np.ceil(self.num_train / self.steps))
+
+
+def train(
+    data_dir: str | Path,
+    model_config: ModelConfig | None = None,
+    train_config: TrainConfig | None = None,
+    *,
+    store: RunStore | None = None,
+    on_epoch: EpochCallback | None = None,
+    on_batch: BatchCallback | None = None,
+    stop_event: threading.Event | None = None,
+    name: str | None = None,
+    tags: dict[str, Any] | None = None,
+    callbacks: list | None = None,
+) -> Run:
+    """Train a model on a class-folder dataset and save it as a run.
+
+    `on_epoch` gets each epoch's metrics row, `on_batch` each batch's progress; setting
+    `stop_event` ends training after the current batch, keeping the best weights (status
+    "stopped"). The saved model is the one with the lowest validation loss, evaluated on the
+    held-out test split. `tags` adds fields to the run record (for example `sweep` or `owner`).
+    """
+    model_config = model_config or ModelConfig()
+    train_config = train_config or TrainConfig()
+    store = store or RunStore()
+    report = data.scan(data_dir)
+    parts = data.split(report.labels, train_config.validation_split, train_config.test_split, train_config.seed)
+    prepared = data.prepare(report, model_config.image_size, model_config.color_mode, model_config.resize_mode)
+    run = store.create(_record(report, model_config, train_config, name, tags), _split_paths(report, parts))
+    started = time.perf_counter()
+    try:
+        progress = _fit(run, prepared, parts, model_config, train_config, on_epoch, on_batch, stop_event, callbacks)
+    except BaseException as exc:
+        run.update(status="failed", error=f"{type(exc).__name__}: {exc}", duration_s=round(time.perf_counter() - started, 2))
+        raise
+    _finish(run, prepared, parts, progress, started)
+    return run
+
+
+def _record(report, model_config, train_config, name, tags) -> dict[str, Any]:
+    return {
+        "name": name,
+        "model_config": model_config.to_dict(),
+        "train_config": train_config.to_dict(),
+        "class_names": list(report.class_names),
+        "dataset": {
+            "path": str(report.root),
+            "fingerprint": report.fingerprint,
+            "num_images": len(report.files),
+            "counts": report.counts,
+        },
+        **(tags or {}),
+    }
+
+
+def _split_paths(report: data.DatasetReport, parts: dict[str, np.ndarray]) -> dict[str, list[str]]:
+    return {name: [report.files[i] for i in idx] for name, idx in parts.items()}
+
+
+def _fit(run, prepared, parts, model_config, train_config, on_epoch, on_batch, stop_event, callbacks):
+    import keras
+
+    keras.utils.set_random_seed(train_config.seed)
+    model = build_model(model_config, prepared.report.num_classes)
+    train_ds = data.make_dataset(prepared, parts["train"], train_config.batch_size, shuffle=True, seed=train_config.seed)
+    val_ds = data.make_dataset(prepared, parts["validation"], train_config.batch_size) if len(parts["validation"]) else None
+    steps = int(np.ceil(len(parts["train"]) / train_config.batch_size))
+    progress = _Progress(run, steps, len(parts["train"]), train_config.epochs, on_epoch, on_batch, stop_event)
+    extra = list(callbacks or [])
+    if train_config.patience:
+        monitor = "val_loss" if val_ds is not None else "loss"
+        extra.append(keras.callbacks.EarlyStopping(monitor=monitor, patience=train_config.patience))
+    if stop_event is None or not stop_event.is_set():
+        model.fit(train_ds, validation_data=val_ds, epochs=train_config.epochs, callbacks=[progress, *extra], shuffle=False, verbose=0)
+    else:
+        progress.stopped_by_user = True
+    if progress.best_weights is not None:
+        model.set_weights(progress.best_weights)
+    progress.final_model = model
+    return progress
+
+
+def _finish(run: Run, prepared, parts, progress, started: float) -> None:
+    history = run.history
+    metrics: dict[str, Any] = {}
+    if progress.best_weights is not None:
+        evaluation = evaluate.evaluate_prepared(progress.final_model, prepared, parts["test"])
+        evaluate.save_evaluation(run, evaluation)
+        metrics = {"test_accuracy": evaluation.accuracy, "test_loss": evaluation.loss}
+    for key, pick in (("best_val_accuracy", max), ("best_val_loss", min)):
+        values = [row[key.replace("best_", "")] for row in history if key.replace("best_", "") in row]
+        if values:
+            metrics[key] = pick(values)
+    if history:
+        metrics["train_images_per_s"] = float(np.median([row["images_per_s"] for row in history]))
+    run.update(
+        status="stopped" if progress.stopped_by_user else "completed",
+        metrics=metrics,
+        best_epoch=progress.best_epoch,
+        duration_s=round(time.perf_counter() - started, 2),
+        num_train=len(parts["train"]),
+    )
