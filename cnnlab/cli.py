@@ -1,0 +1,269 @@
+"""Command line: `python -m cnnlab {sample,scan,train,evaluate,predict,runs,...}`.
+
+Bad input exits with status 2 and one line on standard error; `--json` makes the last line of
+standard output one JSON object. Progress goes to standard error, so standard output stays clean.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+from dataclasses import MISSING, fields
+from pathlib import Path
+from typing import Any, Callable
+
+from cnnlab.model import FLIPS, HEADS, OPTIMIZERS, POOLINGS, ModelConfig
+from cnnlab.images import COLOR_MODES, RESIZE_MODES
+
+CHOICES = {
+    "color_mode": COLOR_MODES,
+    "resize_mode": RESIZE_MODES,
+    "pooling": POOLINGS,
+    "head": HEADS,
+    "flip": FLIPS,
+    "optimizer": OPTIMIZERS,
+}
+
+
+class UsageError(ValueError):
+    """A bad command line; shown as one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line instead of usage + message
+        command = self.prog.removeprefix("python -m cnnlab").strip()
+        raise UsageError(f"{message} (see `{' '.join(['python -m cnnlab', command, '--help']).replace('  ', ' ')}`)")
+
+
+def _image_size(text: str) -> tuple[int, int]:
+    parts = text.lower().replace(",", "x").split("x")
+    try:
+        values = [int(p) for p in parts]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected N or HxW, e.g. 64 or 64x48; got {text!r}") from None
+    return (values[0], values[0]) if len(values) == 1 else tuple(values)  # type: ignore[return-value]
+
+
+def _add_config_options(parser: argparse.ArgumentParser, config_cls: type, skip: tuple[str, ...] = ()) -> None:
+    """One option per config field, named after it (`image_size` -> `--image-size`)."""
+    for f in fields(config_cls):
+        if f.name in skip:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        default = f.default if f.default is not MISSING else None
+        if f.name == "image_size":
+            parser.add_argument(flag, type=_image_size, default=None, help=f"N or HxW (default {default[0]})")
+        elif isinstance(default, bool):
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=f"(default {default})")
+        else:
+            parser.add_argument(flag, type=type(default), choices=CHOICES.get(f.name), default=None, help=f"(default {default})")
+
+
+def _config_from(args: argparse.Namespace, config_cls: type):
+    chosen = {f.name: getattr(args, f.name) for f in fields(config_cls) if getattr(args, f.name, None) is not None}
+    return config_cls(**chosen)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser for every subcommand."""
+    from cnnlab.train import TrainConfig
+
+    parser = _Parser(prog="python -m cnnlab", description="CNN Lab: train and explore CNN image classifiers.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("--json", action="store_true", help="print one JSON object as the last line of output")
+        return p
+
+    p = command("sample", "write the built-in sample dataset as class folders")
+    p.add_argument("out_dir", type=Path)
+    p.add_argument("--seed", type=int, default=0)
+    p = command("scan", "check a class-folder dataset and report what can be used")
+    p.add_argument("data_dir", type=Path)
+    p = command("train", "train a CNN (on the built-in sample when no folder is given)")
+    p.add_argument("data_dir", type=Path, nargs="?")
+    p.add_argument("--name", help="display name of the run")
+    _add_config_options(p, ModelConfig)
+    _add_config_options(p, TrainConfig)
+    p = command("evaluate", "evaluate a run on its held-out test split")
+    p.add_argument("run")
+    p = command("predict", "predict the class of one or more images with a run's model")
+    p.add_argument("run")
+    p.add_argument("images", nargs="+", type=Path)
+    command("runs", "list saved runs")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    try:
+        args = build_parser().parse_args(argv)
+        result = COMMANDS[args.command](args)
+    except ValueError as exc:
+        print(f"error: {_one_line(exc)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    if args.json:
+        print(json.dumps(result, default=str))
+    return 0
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
+
+
+def _sample(args: argparse.Namespace) -> dict[str, Any]:
+    from cnnlab.sample import write_sample
+
+    out = write_sample(args.out_dir, seed=args.seed)
+    _say(args, f"Wrote the sample dataset to {out}")
+    return {"data_dir": str(out)}
+
+
+def _scan(args: argparse.Namespace) -> dict[str, Any]:
+    from cnnlab.data import scan
+
+    report = scan(args.data_dir).to_dict()
+    if not args.json:
+        print(f"{report['num_images']} usable images in {len(report['classes'])} classes at {report['root']}")
+        for name, count in report["counts"].items():
+            print(f"  {name:<24} {count}")
+        for empty in report["empty_classes"]:
+            print(f"  {empty:<24} 0 (empty class folder, ignored)")
+        print(f"{len(report['skipped'])} skipped file(s)")
+        for skipped in report["skipped"]:
+            print(f"  {skipped['path']}: {skipped['reason']}")
+    return report
+
+
+def _train(args: argparse.Namespace) -> dict[str, Any]:
+    from cnnlab.sample import sample_dir
+    from cnnlab.train import TrainConfig, train
+
+    model_config = _config_from(args, ModelConfig)
+    train_config = _config_from(args, TrainConfig)
+    data_dir = args.data_dir or sample_dir()
+    stop = threading.Event()
+    outcome: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            outcome["run"] = train(
+                data_dir, model_config, train_config, name=args.name,
+                on_epoch=_print_epoch(train_config.epochs), on_batch=_print_batch, stop_event=stop,
+            )
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the main thread
+            outcome["error"] = exc
+
+    # Training runs in a thread so Ctrl-C can ask it to stop cleanly and keep the best weights.
+    worker = threading.Thread(target=work, daemon=True)
+    worker.start()
+    try:
+        while worker.is_alive():
+            worker.join(0.2)
+    except KeyboardInterrupt:
+        print("\nStopping after the current batch (the best weights are kept)...", file=sys.stderr)
+        stop.set()
+        worker.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    run = outcome["run"]
+    metrics = run.record.get("metrics", {})
+    result = {
+        "run_id": run.id,
+        "run_dir": str(run.path),
+        "status": run.status,
+        "epochs_run": len(run.history),
+        "val_accuracy": metrics.get("best_val_accuracy"),
+        "test_accuracy": metrics.get("test_accuracy"),
+        "train_images_per_s": metrics.get("train_images_per_s"),
+        "duration_s": run.record.get("duration_s"),
+    }
+    _say(args, f"Run {run.id} {run.status}: test accuracy {_pct(result['test_accuracy'])}, saved in {run.path}")
+    return result
+
+
+def _print_epoch(epochs: int) -> Callable[[dict[str, Any]], None]:
+    def show(row: dict[str, Any]) -> None:
+        print(
+            f"\repoch {row['epoch']}/{epochs}  loss {row['loss']:.4f}  acc {row['accuracy']:.3f}  "
+            f"val_loss {row.get('val_loss', float('nan')):.4f}  val_acc {row.get('val_accuracy', float('nan')):.3f}  "
+            f"{row['seconds']:.1f}s  {row['images_per_s']:.0f} img/s",
+            file=sys.stderr,
+        )
+
+    return show
+
+
+def _print_batch(progress: dict[str, Any]) -> None:
+    if sys.stderr.isatty():
+        print(
+            f"\repoch {progress['epoch']} batch {progress['batch']}/{progress['steps']}  "
+            f"{progress['fraction']:.0%}  ETA {progress['eta_s']:.0f}s   ",
+            end="", file=sys.stderr, flush=True,
+        )
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1%}"
+
+
+def _evaluate(args: argparse.Namespace) -> dict[str, Any]:
+    from cnnlab.evaluate import evaluate_run
+    from cnnlab.runs import RunStore
+
+    evaluation = evaluate_run(RunStore().get(args.run))
+    if not args.json:
+        print(f"test accuracy {_pct(evaluation.accuracy)}  test loss {evaluation.loss:.4f}")
+        print(evaluation.per_class.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    result = evaluation.to_dict()
+    result.pop("predictions")
+    return result
+
+
+def _predict(args: argparse.Namespace) -> dict[str, Any]:
+    from cnnlab.predict import predict
+    from cnnlab.runs import RunStore
+
+    run = RunStore().get(args.run)
+    missing = [str(p) for p in args.images if not p.is_file()]
+    if missing:
+        raise ValueError(f"Image file not found; check the path. Received: image={missing[0]!r}")
+    results = predict(run.load_model(), run.class_names, run.model_config(), args.images, names=[str(p) for p in args.images], errors="report")
+    for r in results if not args.json else []:
+        print(f"{r.name}: {r.error}" if r.error else f"{r.name}: {r.label} ({r.confidence:.1%})")
+    failed = [r for r in results if r.error]
+    if failed and len(failed) == len(results):
+        raise ValueError(failed[0].error)
+    return {"predictions": [r.to_dict() for r in results]}
+
+
+def _runs(args: argparse.Namespace) -> dict[str, Any]:
+    from cnnlab.runs import RunStore
+
+    rows = [run.summary() for run in RunStore().list()]
+    if not args.json:
+        for row in rows:
+            print(f"{row['id']:<28} {row['status']:<11} {row['name'][:30]:<30} test acc {_pct(row['test_accuracy'])}")
+        if not rows:
+            print("No runs yet: train one with `python -m cnnlab train`.")
+    return {"runs": rows}
+
+
+def _say(args: argparse.Namespace, text: str) -> None:
+    print(text, file=sys.stderr if args.json else sys.stdout)
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
+    "sample": _sample,
+    "scan": _scan,
+    "train": _train,
+    "evaluate": _evaluate,
+    "predict": _predict,
+    "runs": _runs,
+}
