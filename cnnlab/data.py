@@ -385,3 +385,25 @@ def make_dataset(prepared: PreparedData, indices: np.ndarray, batch_size: int, s
         ds = ds.shuffle(len(indices), seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size).map(load, num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)
+
+
+# ------------------------------------------------------------------------------------- advice
+
+
+def report_warnings(report: DatasetReport, min_per_class: int = 20, max_imbalance: float = 3.0) -> list[str]:
+    """Plain-language warnings about a dataset: too few images, strong class imbalance, skips."""
+    counts = report.counts
+    notes = [
+        f"Class '{name}' has only {n} images; aim for at least {min_per_class} per class."
+        for name, n in counts.items()
+        if n < min_per_class
+    ]
+    largest, smallest = max(counts.values()), min(counts.values())
+    if smallest and largest / smallest > max_imbalance:
+        notes.append(
+            f"Classes are imbalanced ({largest} vs {smallest} images); accuracy can look good while the "
+            "small class is ignored, so check per-class recall on the Evaluate page."
+        )
+    if report.empty_classes:
+        notes.append(f"Empty class folders ignored: {', '.join(report.empty_classes)}.")
+    return notes

@@ -133,8 +133,7 @@ def evaluate_run(run: Run, refresh: bool = False) -> Evaluation:
 
         return Evaluation.from_dict(json.loads(saved.read_text()))
     config = run.model_config()
-    dataset_path = (run.record.get("dataset") or {}).get("path")
-    report = data.scan(dataset_path)
+    report = data.scan(run.dataset_root())
     if list(report.class_names) != run.class_names:
         raise ValueError(
             f"The dataset's classes changed since this run was trained; evaluate on the original data. "

@@ -113,3 +113,16 @@ class Job:
         self.finished = time.monotonic()
         self.message = message
         self.status = status
+
+
+def training_job(data_dir: str, model_config, train_config, *, store, limit: int = 1, tags: dict | None = None) -> Job:
+    """A (not yet started) job that trains one run, streaming epochs and batches into the job."""
+    from cnnlab.train import train
+
+    def target(job: Job):
+        return train(
+            data_dir, model_config, train_config, store=store, tags=tags,
+            on_epoch=job.add_epoch, on_batch=job.set_progress, stop_event=job.stop_event,
+        )
+
+    return Job(target, label=f"Training on {data_dir}", limit=limit)

@@ -88,6 +88,16 @@ class Run:
 
         return ModelConfig.from_dict(self.record["model_config"])
 
+    def dataset_root(self) -> Path:
+        """The run's dataset folder; the built-in sample is found again on any machine."""
+        dataset = self.record.get("dataset") or {}
+        path = Path(dataset.get("path", ""))
+        if not path.is_dir() and dataset.get("builtin") == "sample":
+            from cnnlab.sample import sample_dir
+
+            return sample_dir()
+        return path
+
     def split(self) -> dict[str, list[str]]:
         """Relative paths of the train, validation and test images."""
         return json.loads((self.path / SPLIT_FILE).read_text())

@@ -70,3 +70,19 @@ def cache_dir() -> Path:
 def models_dir() -> Path:
     """The run store's folder."""
     return load_settings().models_dir
+
+
+def check_data_folder(path: str | Path, settings: Settings) -> Path:
+    """Resolve a server folder the user typed, allowing only folders inside the configured roots."""
+    if not settings.data_roots:
+        raise ValueError(
+            "Server folders are disabled on this deployment; upload a zip of class folders instead. "
+            f"Received: folder={str(path)!r}"
+        )
+    folder = Path(path).expanduser().resolve()
+    if not any(folder == root or root in folder.parents for root in settings.data_roots):
+        allowed = ", ".join(str(r) for r in settings.data_roots)
+        raise ValueError(f"That folder is outside the allowed data folders ({allowed}). Received: folder={str(path)!r}")
+    if not folder.is_dir():
+        raise ValueError(f"Folder not found on the server; check the path. Received: folder={str(path)!r}")
+    return folder

@@ -1,0 +1,142 @@
+"""What the pages share: settings, session state, cached loaders and widget groups.
+
+Widget groups return the values the user chose (config objects), so pages consume data, not
+widgets. Nothing here imports TensorFlow at import time: the home page must stay fast.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import streamlit as st
+
+from cnnlab import data
+from cnnlab.runs import Run, RunStore
+from cnnlab.settings import Settings, load_settings
+
+
+@dataclass(frozen=True)
+class DatasetChoice:
+    """The dataset the session works on: where it is and how to name it."""
+
+    path: str
+    label: str
+
+
+def settings() -> Settings:
+    """Settings from the environment, with Streamlit secrets (if any) taking precedence."""
+    try:
+        secrets = {k: str(v) for k, v in st.secrets.items() if k.startswith("CNNLAB_")}
+    except (FileNotFoundError, KeyError, st.errors.StreamlitSecretNotFoundError):
+        secrets = {}
+    import os
+
+    return load_settings({**os.environ, **secrets})
+
+
+def session_id() -> str:
+    """A random id for this browser session (owner of its runs in hosted mode)."""
+    if "session_id" not in st.session_state:
+        st.session_state.session_id = uuid.uuid4().hex[:12]
+    return st.session_state.session_id
+
+
+def store() -> RunStore:
+    """The run store configured for this server."""
+    return RunStore(settings().models_dir)
+
+
+def owner() -> str | None:
+    """The owner tag for new runs and the filter for listing them (hosted mode only)."""
+    return session_id() if settings().hosted else None
+
+
+def list_runs(sweep: str | None = None) -> list[Run]:
+    """Runs this session may see: all of them locally, its own plus the demo when hosted."""
+    return store().list(owner=owner(), sweep=sweep)
+
+
+def dataset() -> DatasetChoice:
+    """The session's dataset; the built-in sample until the user picks another on the Data page."""
+    if "dataset" not in st.session_state:
+        from cnnlab.sample import sample_dir
+
+        with st.spinner("Generating the built-in sample dataset (first time only)..."):
+            st.session_state.dataset = DatasetChoice(str(sample_dir(settings().cache_dir)), "Built-in sample (shapes)")
+    return st.session_state.dataset
+
+
+@st.cache_data(ttl=60, show_spinner="Scanning the dataset...")
+def scan(path: str) -> data.DatasetReport:
+    """Scan a dataset folder (cached briefly; the scanner has its own on-disk cache too)."""
+    return data.scan(path, cache=settings().cache_dir)
+
+
+@st.cache_resource(max_entries=4, show_spinner="Loading the model...")
+def load_model(model_path: str, modified: float):
+    """One loaded Keras model per run file, shared by all sessions; `modified` invalidates it."""
+    import keras
+
+    return keras.saving.load_model(model_path, compile=False)
+
+
+def run_model(run: Run):
+    """The run's model from the shared cache."""
+    if not run.model_path.exists():
+        raise ValueError(f"Run '{run.name}' has no saved model (it ended before its first epoch). Received: run={run.id!r}")
+    return load_model(str(run.model_path), run.model_path.stat().st_mtime)
+
+
+def forget_models() -> None:
+    """Release cached models (after a run is deleted)."""
+    load_model.clear()
+
+
+def selected_run_id() -> str | None:
+    """The run chosen for Evaluate and Predict, if any."""
+    return st.session_state.get("run_id")
+
+
+def select_run(run_id: str) -> None:
+    """Make a run the one Evaluate and Predict open."""
+    st.session_state.run_id = run_id
+
+
+def run_picker(label: str = "Run", with_model: bool = True) -> Run:
+    """A select box of runs, defaulting to the selected run, else the newest, else the demo model."""
+    runs = [r for r in list_runs() if r.model_path.exists() or not with_model]
+    if not runs:
+        st.info("No trained model yet. Train one on the **Train** page.")
+        st.stop()
+    ids = [r.id for r in runs]
+    default = ids.index(selected_run_id()) if selected_run_id() in ids else 0
+    by_id = {r.id: r for r in runs}
+    chosen = st.selectbox(label, ids, index=default, format_func=lambda i: describe_run(by_id[i]))
+    select_run(chosen)
+    return by_id[chosen]
+
+
+def describe_run(run: Run) -> str:
+    """A one-line label for a run in pickers."""
+    accuracy = (run.record.get("metrics") or {}).get("test_accuracy")
+    score = f", test acc {accuracy:.1%}" if accuracy is not None else ""
+    tag = " (demo)" if run.is_demo else ""
+    return f"{run.name}{tag} [{run.status}{score}]"
+
+
+def show_error(exc: Exception) -> None:
+    """Show a bad-input error as one line, never a traceback."""
+    st.error(" ".join(str(exc).split()), icon=":material/error:")
+
+
+def thumbnails(root: Path, paths: list[str], captions: list[str], columns: int = 8) -> None:
+    """A grid of small images with captions."""
+    if not paths:
+        st.caption("No images to show.")
+        return
+    for start in range(0, len(paths), columns):
+        cols = st.columns(columns)
+        for col, rel, caption in zip(cols, paths[start : start + columns], captions[start : start + columns]):
+            col.image(str(root / rel), caption=caption, width="stretch")

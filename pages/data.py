@@ -1,0 +1,97 @@
+"""Data: choose the dataset, check what was found and skipped, and browse the images."""
+
+import hashlib
+import math
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from cnnlab import archive, catalog, charts, data
+from cnnlab.settings import check_data_folder
+from pages.common import DatasetChoice, dataset, scan, session_id, settings, show_error, thumbnails
+
+PER_PAGE = 24
+
+st.title("Data")
+config = settings()
+
+sources = ["Built-in sample", "Upload a zip", "Download a dataset"] + (["Server folder"] if config.data_roots else [])
+source = st.radio("Dataset source", sources, horizontal=True)
+
+try:
+    if source == "Built-in sample":
+        from cnnlab.sample import sample_dir
+
+        if st.button("Use the built-in sample"):
+            st.session_state.dataset = DatasetChoice(str(sample_dir(config.cache_dir)), "Built-in sample (shapes)")
+    elif source == "Upload a zip":
+        st.caption(f"A zip of class folders (one folder per class), up to {config.max_upload_mb} MB.")
+        upload = st.file_uploader("Zip of class folders", type=["zip"])
+        if upload is not None:
+            content = upload.getvalue()
+            if len(content) > config.max_upload_mb * 1024 * 1024:
+                raise ValueError(f"The zip is larger than the {config.max_upload_mb} MB limit; upload a smaller one. Received: size={len(content) // 2**20} MB")
+            digest = hashlib.sha256(content).hexdigest()[:16]
+            target = config.cache_dir / "uploads" / session_id() / digest
+            root = archive.dataset_root(target) if target.exists() else archive.extract_zip(content, target)
+            st.session_state.dataset = DatasetChoice(str(root), f"Upload: {upload.name}")
+    elif source == "Download a dataset":
+        names = list(catalog.CATALOG)
+        name = st.selectbox("Dataset", names, format_func=lambda n: catalog.CATALOG[n].title)
+        entry = catalog.CATALOG[name]
+        st.caption(f"{entry.description} About {entry.size_bytes / 2**20:.0f} MB to download. Licence: {entry.license}")
+        if st.button(f"Download {entry.title}"):
+            bar = st.progress(0.0, text="Downloading...")
+            folder = catalog.download(name, config.cache_dir, on_progress=lambda done, total: bar.progress(min(done / max(total, 1), 1.0), text=f"Downloading... {done / 2**20:.1f} MB"))
+            st.session_state.dataset = DatasetChoice(str(folder), entry.title)
+    else:
+        typed = st.text_input("Folder on the server", placeholder=str(config.data_roots[0]))
+        if typed and st.button("Use this folder"):
+            st.session_state.dataset = DatasetChoice(str(check_data_folder(typed, config)), f"Folder: {typed}")
+except ValueError as exc:
+    show_error(exc)
+
+chosen = dataset()
+try:
+    report = scan(chosen.path)
+except ValueError as exc:
+    show_error(exc)
+    st.stop()
+
+st.subheader(chosen.label)
+counts = report.counts
+stats = report.size_stats()
+parts = data.split(report.labels)
+cols = st.columns(4)
+cols[0].metric("Images", len(report.files))
+cols[1].metric("Classes", report.num_classes)
+cols[2].metric("Skipped files", len(report.skipped))
+cols[3].metric("Train / val / test", " / ".join(str(len(parts[k])) for k in ("train", "validation", "test")))
+for note in data.report_warnings(report):
+    st.warning(note, icon=":material/warning:")
+
+left, right = st.columns(2)
+left.plotly_chart(charts.class_counts_figure(counts), key="counts")
+sizes = list(zip(*report.sizes))
+right.plotly_chart(charts.image_sizes_figure(sizes[0], sizes[1]), key="sizes")
+st.caption(
+    f"Original sizes: width {stats['min_width']}-{stats['max_width']} px (median {stats['median_width']:.0f}), "
+    f"height {stats['min_height']}-{stats['max_height']} px (median {stats['median_height']:.0f}). "
+    "Every image is resized to the model's image size on the Train page."
+)
+
+with st.expander(f"Skipped files ({len(report.skipped)})", expanded=bool(report.skipped)):
+    if report.skipped:
+        st.dataframe(pd.DataFrame([{"file": s.path, "reason": s.reason} for s in report.skipped]), hide_index=True)
+    else:
+        st.caption("Every file was usable.")
+
+st.subheader("Images")
+picked = st.multiselect("Classes", report.class_names, default=list(report.class_names))
+shuffled = np.random.default_rng(0).permutation(len(report.files))  # a mixed batch, like show_batch
+shown = [(report.files[i], report.class_names[report.labels[i]]) for i in shuffled if report.class_names[report.labels[i]] in picked]
+pages = max(1, math.ceil(len(shown) / PER_PAGE))
+page = st.number_input(f"Page (of {pages})", min_value=1, max_value=pages, value=1)
+window = shown[(page - 1) * PER_PAGE : page * PER_PAGE]
+thumbnails(report.root, [f for f, _ in window], [label for _, label in window])

@@ -1,0 +1,83 @@
+"""Runs: every training, compared side by side; rename, delete, download and export."""
+
+import pandas as pd
+import streamlit as st
+
+from cnnlab import charts
+from pages.common import describe_run, forget_models, list_runs, select_run, show_error, store
+
+PARAMS = ["conv_blocks", "filters", "kernel_size", "dense_units", "dropout", "optimizer", "learning_rate", "image_size", "batch_size"]
+
+st.title("Runs")
+all_runs = list_runs()
+if not all_runs:
+    st.info("No runs yet. Train one on the **Train** page.")
+    st.stop()
+
+studies = sorted({r.record["sweep"]["study"] for r in all_runs if r.record.get("sweep")})
+study = st.selectbox("Show", [None, *studies], format_func=lambda s: "All runs" if s is None else f"Sweep: {s}") if studies else None
+runs = [r for r in all_runs if study is None or (r.record.get("sweep") or {}).get("study") == study]
+table = pd.DataFrame([r.summary() for r in runs])
+
+st.caption("Select rows to compare their learning curves.")
+event = st.dataframe(
+    table, hide_index=True, on_select="rerun", selection_mode="multi-row", key="runs-table",
+    column_config={
+        "best_val_accuracy": st.column_config.NumberColumn("best val acc", format="%.3f"),
+        "test_accuracy": st.column_config.NumberColumn("test acc", format="%.3f"),
+        "duration_s": st.column_config.NumberColumn("seconds", format="%.0f"),
+    },
+)
+chosen = [runs[i] for i in event.selection.rows] if event.selection.rows else runs[:5]
+
+left, right = st.columns(2)
+histories = {describe_run(r): r.history for r in chosen}
+left.plotly_chart(charts.compare_figure(histories, "accuracy"), key="cmp-acc")
+right.plotly_chart(charts.compare_figure(histories, "loss"), key="cmp-loss")
+scored = table.dropna(subset=["best_val_accuracy"])
+if len(scored) >= 2:
+    st.plotly_chart(charts.parallel_coordinates_figure(scored, PARAMS, "best_val_accuracy"), key="parcoords")
+if study:
+    from cnnlab.sweep import study_importances
+
+    importances = study_importances(study, store())
+    if importances:
+        st.plotly_chart(charts.importance_figure(importances), key="importance")
+
+st.subheader("Manage a run")
+by_id = {r.id: r for r in runs}
+run = by_id[st.selectbox("Run", list(by_id), format_func=lambda i: describe_run(by_id[i]))]
+cols = st.columns(3)
+if cols[0].button("Open in Evaluate and Predict", icon=":material/open_in_new:"):
+    select_run(run.id)
+    st.switch_page("pages/evaluate.py")
+if run.model_path.exists():
+    cols[1].download_button("Download .keras model", run.model_path.read_bytes(), f"{run.name}.keras", icon=":material/download:")
+
+with st.expander("Export (Keras, SavedModel, TensorFlow Lite)"):
+    from cnnlab.export import EXPORT_FORMATS, export_run
+
+    fmt = st.radio("Format", EXPORT_FORMATS, horizontal=True)
+    if st.button("Export and check"):
+        try:
+            with st.spinner("Exporting and checking predictions against the Keras model..."):
+                archive, info = export_run(run, fmt)
+            st.success(f"Exported; predictions match the Keras model (max difference {info['max_abs_diff']:.2g}).")
+            st.download_button(f"Download {fmt} export (zip)", archive, f"{run.name}-{fmt}.zip", icon=":material/download:")
+        except ValueError as exc:
+            show_error(exc)
+
+with st.expander("Rename or delete", expanded=False):
+    new_name = st.text_input("New name", value=run.name)
+    if st.button("Rename") and new_name != run.name:
+        try:
+            store().rename(run.id, new_name)
+            st.rerun()
+        except ValueError as exc:
+            show_error(exc)
+    sure = st.checkbox(f"Yes, delete '{run.name}' and its model for good", disabled=run.is_demo)
+    if st.button("Delete run", type="primary", disabled=not sure or run.is_demo):
+        store().delete(run.id)
+        forget_models()
+        st.session_state.pop("run_id", None)
+        st.rerun()

@@ -1,0 +1,87 @@
+"""Train: configure the CNN in the sidebar, start training, watch it learn live, stop at any time."""
+
+import pandas as pd
+import streamlit as st
+
+from cnnlab import charts, jobs
+from pages.common import dataset, owner, scan, select_run, settings, show_error, store
+from pages.widgets import model_config_sidebar, train_config_sidebar
+
+st.title("Train")
+try:
+    model_config = model_config_sidebar()
+    train_config = train_config_sidebar()
+except ValueError as exc:
+    show_error(exc)
+    st.stop()
+
+chosen = dataset()
+report = scan(chosen.path)
+st.caption(f"Dataset: **{chosen.label}** with {len(report.files)} images in {report.num_classes} classes ({', '.join(report.class_names)}). Change it on the Data page.")
+
+
+@st.cache_data(show_spinner="Building the model...")
+def summary(config: dict, num_classes: int) -> tuple[pd.DataFrame, int]:
+    """The model's layers for this config (built, never trained)."""
+    from cnnlab.model import ModelConfig, build_model, model_summary
+
+    rows = model_summary(build_model(ModelConfig.from_dict(config), num_classes))
+    return pd.DataFrame(rows), sum(r["params"] for r in rows)
+
+
+layers, params = summary(model_config.to_dict(), report.num_classes)
+with st.expander(f"Model summary: {len(layers)} layers, {params:,} parameters"):
+    st.dataframe(layers, hide_index=True)
+
+job = st.session_state.get("job")
+busy = job is not None and not job.done
+if st.button("Start training", type="primary", disabled=busy, icon=":material/play_arrow:"):
+    tags = {"owner": owner()} if owner() else None
+    job = jobs.training_job(chosen.path, model_config, train_config, store=store(), limit=settings().max_concurrent_trainings, tags=tags)
+    st.session_state.job = job.start()
+    st.rerun()
+
+
+def progress_panel(job: jobs.Job) -> None:
+    """Progress bar, timing and the two live charts."""
+    if job.status == "queued":
+        st.info(job.message or "Waiting to start...", icon=":material/hourglass_top:")
+        return
+    p = job.progress
+    fraction = 1.0 if job.done and job.status == "completed" else p.get("fraction", 0.0)
+    detail = f"Epoch {p.get('epoch', 1)} of {train_config.epochs}, batch {p.get('batch', 0)} of {p.get('steps', '?')}" if p else "Preparing data..."
+    st.progress(min(fraction, 1.0), text=f"{detail} · elapsed {job.elapsed:.0f}s · ETA {p.get('eta_s', 0):.0f}s")
+    left, right = st.columns(2)
+    left.plotly_chart(charts.history_figure(job.history, "loss"), key=f"loss-{job.id}")
+    right.plotly_chart(charts.history_figure(job.history, "accuracy"), key=f"acc-{job.id}")
+    if job.message:
+        st.caption(job.message)
+
+
+@st.fragment(run_every=1.0)
+def live(job: jobs.Job) -> None:
+    """Redraws from the job every second; the training thread never touches Streamlit."""
+    if st.button("Stop", icon=":material/stop:", disabled=job.done):
+        job.stop()
+    progress_panel(job)
+    if job.done:
+        st.rerun(scope="app")
+
+
+if job is None:
+    st.info("Set the model and training options in the sidebar, then press **Start training**.")
+elif not job.done:
+    live(job)
+else:
+    progress_panel(job)
+    if job.status == "failed":
+        show_error(ValueError(job.error or "Training failed."))
+    elif job.result is not None:
+        run = job.result
+        select_run(run.id)
+        metrics = run.record.get("metrics", {})
+        st.success(f"Run **{run.name}** {run.status} after {len(run.history)} epochs in {run.record.get('duration_s', 0):.0f}s. It is selected on the Evaluate and Predict pages.", icon=":material/check_circle:")
+        cols = st.columns(3)
+        cols[0].metric("Best validation accuracy", f"{metrics.get('best_val_accuracy', 0):.1%}")
+        cols[1].metric("Test accuracy", f"{metrics.get('test_accuracy', 0):.1%}" if "test_accuracy" in metrics else "n/a")
+        cols[2].metric("Best epoch", run.record.get("best_epoch", 0))
