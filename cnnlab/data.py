@@ -6,9 +6,8 @@ import hashlib
 import json
 import os
 import tempfile
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -165,7 +164,7 @@ def _quick_reject(path: Path) -> str | None:
 def _check_one(args: tuple[str, int]) -> tuple[tuple[int, int], str | None]:
     path, max_pixels = args
     try:
-        images.open_image(path, max_pixels, draft_size=256).close()
+        images.open_image(path, max_pixels, draft_size=32).close()  # reduced-scale DCT still reads every byte
         with Image.open(path) as probe:
             return probe.size, None
     except images.ImageError as exc:
@@ -326,7 +325,11 @@ def _write_array(path: Path, shape: tuple[int, ...], rows: Iterable[np.ndarray])
 
 
 def _parallel_map(fn: Callable, jobs: list, workers: int | None = None) -> Iterable:
-    """Map in worker processes (decoding holds the GIL), in order, lazily; inline when small."""
+    """Map over worker threads, in order, lazily; inline when there is too little work.
+
+    Threads suffice because Pillow releases the GIL while it decodes and resizes, and they cost
+    nothing to start, unlike processes (which would also need "spawn" beside TensorFlow).
+    """
     workers = workers or os.cpu_count() or 1
     if workers < 2 or len(jobs) < PARALLEL_MIN_FILES:
         return map(fn, jobs)
@@ -334,9 +337,8 @@ def _parallel_map(fn: Callable, jobs: list, workers: int | None = None) -> Itera
 
 
 def _pool_map(fn: Callable, jobs: list, workers: int) -> Iterable:
-    # "spawn" because forking a process that has TensorFlow's threads running can deadlock.
-    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-        yield from pool.map(fn, jobs, chunksize=max(1, min(64, len(jobs) // (workers * 8))))
+    with ThreadPoolExecutor(workers) as pool:
+        yield from pool.map(fn, jobs)
 
 
 def _cached(cache: Path | None, key: str, compute: Callable[[], list]) -> list:

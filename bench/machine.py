@@ -1,0 +1,18 @@
+"""A one-line description of the machine, printed with every benchmark."""
+
+from __future__ import annotations
+
+import os
+import platform
+
+
+def machine() -> str:
+    """One line describing where the numbers were taken."""
+    import tensorflow as tf
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, TensorFlow {tf.__version__}"
