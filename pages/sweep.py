@@ -1,0 +1,109 @@
+"""Sweep: search hyperparameters with Optuna; every trial is a saved run."""
+
+import pandas as pd
+import streamlit as st
+
+from cnnlab import charts, jobs
+from cnnlab.sweep import default_storage, run_sweep, space_from_dict
+from pages.common import dataset, owner, settings, show_error, store
+
+st.title("Sweep")
+st.caption(
+    "Pick the hyperparameters to search and their ranges; Optuna proposes configurations, prunes "
+    "hopeless trials after each epoch, and every trial is saved as a run (see the Runs page)."
+)
+
+# (field, label, kind, options, default selection): "range" picks low/high, "choices" a subset.
+SEARCHABLE = [
+    ("conv_blocks", "Conv blocks", "range", [1, 2, 3, 4], (1, 3)),
+    ("filters", "Filters in the first block", "choices", [8, 16, 32, 64], [16, 32]),
+    ("kernel_size", "Kernel size", "choices", [3, 5, 7], [3, 5]),
+    ("dropout", "Dropout", "range", [0.0, 0.1, 0.2, 0.3, 0.4, 0.5], (0.0, 0.4)),
+    ("dense_units", "Dense units", "choices", [0, 32, 64, 128, 256], [64, 128]),
+    ("image_size", "Image size", "choices", [32, 48, 64, 96], [48, 64]),
+    ("learning_rate", "Learning rate (log scale)", "range", [1e-4, 3e-4, 1e-3, 3e-3, 1e-2], (3e-4, 3e-3)),
+    ("batch_size", "Batch size", "choices", [16, 32, 64], [32]),
+    ("batch_norm", "Batch normalisation", "choices", [True, False], [True, False]),
+    ("rotation", "Rotation augmentation", "choices", [0.0, 0.1, 0.2], [0.0, 0.1]),
+    ("optimizer", "Optimizer", "choices", ["adam", "sgd", "rmsprop"], ["adam"]),
+]
+
+
+def space_widgets() -> dict:
+    """Widgets for the search space; returns the space as the sweep file format."""
+    params = {}
+    for name, label, kind, options, default in SEARCHABLE:
+        left, right = st.columns([1, 3])
+        if not left.checkbox(label, value=name in ("conv_blocks", "filters", "learning_rate"), key=f"use-{name}"):
+            continue
+        if kind == "range":
+            low, high = right.select_slider(label, options, value=default, key=f"range-{name}", label_visibility="collapsed")
+            params[name] = {"low": low, "high": high, "log": name == "learning_rate"}
+        else:
+            params[name] = right.multiselect(label, options, default=default, key=f"choices-{name}", label_visibility="collapsed")
+    return params
+
+
+with st.sidebar:
+    st.header("Sweep")
+    objective = st.radio("Objective", ["val_accuracy", "val_loss"], horizontal=True)
+    trials = st.number_input("Trials", 1, 200, 8)
+    minutes = st.number_input("Time budget (minutes, 0 = none)", 0, 600, 10)
+    epochs = st.number_input("Epochs per trial", 1, 50, 5)
+    study = st.text_input("Study name (blank: derived from the space)")
+    storage = default_storage(store()) if settings().hosted else st.text_input("Storage (SQLAlchemy URL)", value=default_storage(store()), help="SQLite in the models folder by default; a PostgreSQL URL lets a team share one study")
+
+st.subheader("Search space")
+try:
+    space = space_from_dict({"objective": objective, "params": space_widgets(), "fixed": {"epochs": int(epochs)}})
+except ValueError as exc:
+    show_error(exc)
+    st.stop()
+
+job = st.session_state.get("sweep_job")
+busy = job is not None and not job.done
+if st.button("Start sweep", type="primary", disabled=busy, icon=":material/play_arrow:"):
+    tags = {"owner": owner()} if owner() else None
+    data_dir = dataset().path
+
+    def work(job: jobs.Job):
+        return run_sweep(
+            data_dir, space, trials=int(trials), timeout=minutes * 60 or None, storage=storage,
+            study_name=study or None, store=store(), stop_event=job.stop_event,
+            on_trial=job.add_item, on_epoch=job.add_epoch, tags=tags,
+        )
+
+    st.session_state.sweep_job = jobs.Job(work, label="Sweep", limit=settings().max_concurrent_trainings).start()
+    st.rerun()
+
+
+def trials_panel(job: jobs.Job) -> None:
+    """The live table of trials and the objective-by-trial chart."""
+    if job.status == "queued":
+        st.info(job.message or "Waiting to start...", icon=":material/hourglass_top:")
+        return
+    st.caption(f"{len(job.items)} trial(s) finished · elapsed {job.elapsed:.0f}s · current trial: epoch {len(job.history)}")
+    if job.items:
+        frame = pd.DataFrame(job.items)
+        st.plotly_chart(charts.sweep_figure(frame, objective, "maximize" if objective == "val_accuracy" else "minimize"), key=f"sweep-{job.id}-{len(job.items)}")
+        st.dataframe(frame, hide_index=True)
+    if job.status == "failed":
+        show_error(ValueError(job.error or "The sweep failed."))
+    elif job.done and job.result is not None:
+        st.success(f"Best trial: {job.result.best_value:.4f} ({objective}) with {job.result.best_params}. Its run is on the Runs page.")
+
+
+@st.fragment(run_every=1.0)
+def live(job: jobs.Job) -> None:
+    """Redraws from the sweep job every second."""
+    if st.button("Stop sweep", icon=":material/stop:", disabled=job.done):
+        job.stop()
+    trials_panel(job)
+    if job.done:
+        st.rerun(scope="app")
+
+
+if job is not None and not job.done:
+    live(job)
+elif job is not None:
+    trials_panel(job)
