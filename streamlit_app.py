@@ -2,6 +2,8 @@
 
 import streamlit as st
 
+from pages.common import housekeeping
+
 st.set_page_config(page_title="CNN Lab", page_icon=":material/neurology:", layout="wide")
 
 PAGES = [
@@ -14,4 +16,5 @@ PAGES = [
     st.Page("pages/sweep.py", title="Sweep", icon=":material/tune:"),
 ]
 
+housekeeping()
 st.navigation(PAGES).run()

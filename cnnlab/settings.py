@@ -86,3 +86,12 @@ def check_data_folder(path: str | Path, settings: Settings) -> Path:
     if not folder.is_dir():
         raise ValueError(f"Folder not found on the server; check the path. Received: folder={str(path)!r}")
     return folder
+
+
+def check_upload_size(name: str, size_bytes: int, settings: Settings) -> None:
+    """Refuse an upload over the configured cap with a message that says the limit."""
+    if size_bytes > settings.max_upload_mb * 1024 * 1024:
+        raise ValueError(
+            f"'{name}' is {size_bytes / 2**20:.1f} MB, over the {settings.max_upload_mb} MB upload limit; "
+            f"upload a smaller file. Received: size={size_bytes}"
+        )

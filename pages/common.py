@@ -6,13 +6,15 @@ widgets. Nothing here imports TensorFlow at import time: the home page must stay
 
 from __future__ import annotations
 
+import os
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import streamlit as st
 
-from cnnlab import data
+from cnnlab import data, hosting
 from cnnlab.runs import Run, RunStore
 from cnnlab.settings import Settings, load_settings
 
@@ -31,8 +33,6 @@ def settings() -> Settings:
         secrets = {k: str(v) for k, v in st.secrets.items() if k.startswith("CNNLAB_")}
     except (FileNotFoundError, KeyError, st.errors.StreamlitSecretNotFoundError):
         secrets = {}
-    import os
-
     return load_settings({**os.environ, **secrets})
 
 
@@ -41,6 +41,24 @@ def session_id() -> str:
     if "session_id" not in st.session_state:
         st.session_state.session_id = uuid.uuid4().hex[:12]
     return st.session_state.session_id
+
+
+@st.cache_resource
+def _last_cleanup() -> dict[str, float]:
+    """Process-wide time of the last hosted clean-up (so it runs at most once a minute)."""
+    return {"at": 0.0}
+
+
+def housekeeping() -> None:
+    """In hosted mode: mark this session alive and remove what ended sessions left behind."""
+    config = settings()
+    if not config.hosted:
+        return
+    hosting.touch_session(config.cache_dir, session_id())
+    last = _last_cleanup()
+    if time.time() - last["at"] > 60:
+        last["at"] = time.time()
+        hosting.cleanup_ended_sessions(config.cache_dir, store())
 
 
 def store() -> RunStore:

@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from cnnlab import archive, catalog, charts, data
-from cnnlab.settings import check_data_folder
+from cnnlab import archive, catalog, charts, data, hosting
+from cnnlab.settings import check_data_folder, check_upload_size
 from pages.common import DatasetChoice, dataset, scan, session_id, settings, show_error, thumbnails
 
 PER_PAGE = 24
@@ -27,13 +27,11 @@ try:
             st.session_state.dataset = DatasetChoice(str(sample_dir(config.cache_dir)), "Built-in sample (shapes)")
     elif source == "Upload a zip":
         st.caption(f"A zip of class folders (one folder per class), up to {config.max_upload_mb} MB.")
-        upload = st.file_uploader("Zip of class folders", type=["zip"])
+        upload = st.file_uploader("Zip of class folders", type=["zip"], max_upload_size=config.max_upload_mb)
         if upload is not None:
             content = upload.getvalue()
-            if len(content) > config.max_upload_mb * 1024 * 1024:
-                raise ValueError(f"The zip is larger than the {config.max_upload_mb} MB limit; upload a smaller one. Received: size={len(content) // 2**20} MB")
-            digest = hashlib.sha256(content).hexdigest()[:16]
-            target = config.cache_dir / "uploads" / session_id() / digest
+            check_upload_size(upload.name, len(content), config)
+            target = hosting.uploads_dir(config.cache_dir, session_id()) / hashlib.sha256(content).hexdigest()[:16]
             root = archive.dataset_root(target) if target.exists() else archive.extract_zip(content, target)
             st.session_state.dataset = DatasetChoice(str(root), f"Upload: {upload.name}")
     elif source == "Download a dataset":

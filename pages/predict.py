@@ -7,7 +7,8 @@ from cnnlab import charts
 from cnnlab.explain import grad_cam, overlay
 from cnnlab.images import SUPPORTED_EXTENSIONS
 from cnnlab.predict import predict
-from pages.common import run_model, run_picker, show_error
+from cnnlab.settings import check_upload_size
+from pages.common import run_model, run_picker, settings, show_error
 
 MAX_EXPLAINED = 12
 
@@ -23,7 +24,7 @@ st.caption(f"Classes: {', '.join(run.class_names)}. Images are resized to {confi
 
 source = st.radio("Images from", ["Upload", "Camera"], horizontal=True)
 if source == "Upload":
-    files = st.file_uploader("Images", type=sorted(e.lstrip(".") for e in SUPPORTED_EXTENSIONS), accept_multiple_files=True) or []
+    files = st.file_uploader("Images", type=sorted(e.lstrip(".") for e in SUPPORTED_EXTENSIONS), accept_multiple_files=True, max_upload_size=settings().max_upload_mb) or []
 else:
     photo = st.camera_input("Take a photo")
     files = [photo] if photo is not None else []
@@ -31,6 +32,14 @@ if not files:
     st.info("Upload one or more images (or take a photo) to see the predicted classes.")
     st.stop()
 
+accepted = []
+for f in files:
+    try:
+        check_upload_size(f.name, f.size, settings())
+        accepted.append(f)
+    except ValueError as exc:
+        show_error(exc)
+files = accepted
 results = predict(model, run.class_names, config, [f.getvalue() for f in files], names=[f.name for f in files], errors="report")
 for result in results:
     if result.error:

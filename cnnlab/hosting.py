@@ -1,0 +1,51 @@
+"""Hosted-demo housekeeping: each browser session owns its uploads and runs, removed once it ends.
+
+Streamlit has no public "session ended" hook, so sessions leave a heartbeat file on every page
+run; a session whose heartbeat is older than `max_idle_s` (or missing, after a restart) has ended.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+from cnnlab.runs import RunStore
+
+HEARTBEATS = "sessions"
+UPLOADS = "uploads"
+
+
+def uploads_dir(cache: Path, session: str) -> Path:
+    """Where a session's extracted uploads live."""
+    return cache / UPLOADS / session
+
+
+def touch_session(cache: Path, session: str) -> None:
+    """Record that a session is alive now."""
+    beat = cache / HEARTBEATS / session
+    beat.parent.mkdir(parents=True, exist_ok=True)
+    beat.touch()
+
+
+def _alive(cache: Path, session: str, max_idle_s: float, now: float) -> bool:
+    beat = cache / HEARTBEATS / session
+    return beat.exists() and now - beat.stat().st_mtime <= max_idle_s
+
+
+def cleanup_ended_sessions(cache: Path, store: RunStore, max_idle_s: float = 3600.0, now: float | None = None) -> list[str]:
+    """Delete the uploads and the runs of sessions that have ended; returns their ids.
+
+    A run still being trained is left alone until its training ends.
+    """
+    now = time.time() if now is None else now
+    upload_owners = {p.name for p in (cache / UPLOADS).iterdir()} if (cache / UPLOADS).is_dir() else set()
+    runs = [r for r in store.list() if r.record.get("owner")]
+    ended = sorted(s for s in upload_owners | {r.record["owner"] for r in runs} if not _alive(cache, s, max_idle_s, now))
+    for session in ended:
+        for run in runs:
+            if run.record["owner"] == session and run.status != "running":
+                store.delete(run.id)
+        shutil.rmtree(uploads_dir(cache, session), ignore_errors=True)
+        (cache / HEARTBEATS / session).unlink(missing_ok=True)
+    return ended
