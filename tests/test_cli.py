@@ -1,0 +1,105 @@
+"""The command line: exit codes, one-line errors and the --json contract."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+from conftest import write_dataset
+
+from cnnlab.cli import main
+
+TINY = ["--image-size", "32", "--conv-blocks", "1", "--filters", "4", "--dense-units", "8", "--flip", "none",
+        "--rotation", "0", "--epochs", "2", "--batch-size", "8", "--patience", "0"]
+
+
+def last_json(capsys) -> dict:
+    out = capsys.readouterr().out.strip().splitlines()
+    return json.loads(out[-1])
+
+
+def one_line_error(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert "Traceback" not in err[0]
+    return err[0]
+
+
+def test_scan_json_reports_classes_counts_and_skips(tmp_path, capsys):
+    root = write_dataset(tmp_path / "data", per_class=5)
+    (root / "cats" / "broken.jpg").write_bytes(b"this is not a jpeg")
+    assert main(["scan", str(root), "--json"]) == 0
+    report = last_json(capsys)
+    assert report["classes"] == ["cats", "dogs", "owls"]
+    assert report["counts"] == {"cats": 5, "dogs": 5, "owls": 5}
+    assert report["skipped"] == [{"path": "cats/broken.jpg", "reason": report["skipped"][0]["reason"]}]
+    assert "not an image" in report["skipped"][0]["reason"]
+
+
+def test_train_evaluate_predict_and_runs_json(tmp_path, capsys):
+    root = write_dataset(tmp_path / "data")
+    assert main(["train", str(root), *TINY, "--name", "cli run", "--json"]) == 0
+    result = last_json(capsys)
+    assert result["epochs_run"] == 2 and result["status"] == "completed"
+    for key in ("run_dir", "val_accuracy", "test_accuracy", "train_images_per_s"):
+        assert result[key] is not None, key
+    assert 0.0 <= result["test_accuracy"] <= 1.0
+
+    assert main(["evaluate", "cli run", "--json"]) == 0
+    evaluation = last_json(capsys)
+    assert evaluation["accuracy"] == pytest.approx(result["test_accuracy"])
+    assert len(evaluation["confusion"]) == 3
+
+    good = root / "dogs" / "dogs_000.png"
+    bad = tmp_path / "notes.png"
+    bad.write_text("just text")
+    assert main(["predict", result["run_dir"], str(good), str(bad), "--json"]) == 0
+    predictions = last_json(capsys)["predictions"]
+    assert predictions[0]["label"] in ("cats", "dogs", "owls")
+    assert sum(predictions[0]["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
+    assert "not an image" in predictions[1]["error"]
+
+    assert main(["runs", "--json"]) == 0
+    assert [r["name"] for r in last_json(capsys)["runs"]] == ["cli run"]
+
+
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        (["scan", "/no/such/folder"], "Dataset folder not found"),
+        (["train", "/no/such/folder"], "Dataset folder not found"),
+        (["train", "--dropout", "5"], "dropout must be a float from 0.0 to 0.9"),
+        (["train", "--epochs", "many"], "invalid int value"),
+        (["train", "--optimizer", "adamw"], "invalid choice"),
+        (["evaluate", "no-such-run"], "No run found"),
+        (["frobnicate"], "invalid choice"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(argv, expected, capsys):
+    assert main(argv) == 2
+    assert expected in one_line_error(capsys)
+
+
+def test_one_class_is_a_clear_error(tmp_path, capsys):
+    root = write_dataset(tmp_path / "data", classes=("cats",), per_class=3)
+    assert main(["scan", str(root)]) == 2
+    assert "at least two classes" in one_line_error(capsys)
+
+
+def test_predict_unreadable_image_only_exits_2(trained_run, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("CNNLAB_MODELS_DIR", str(trained_run["base"] / "models"))
+    bad = tmp_path / "fake.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    assert main(["predict", trained_run["run"].id, str(bad)]) == 2
+    assert "fake.png" in one_line_error(capsys)
+
+
+def test_python_m_cnnlab_runs_as_a_program(tmp_path):
+    """The real entry point: exit status 2 and one line on stderr, no traceback."""
+    done = subprocess.run(
+        [sys.executable, "-m", "cnnlab", "scan", str(tmp_path / "missing"), "--json"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert done.stderr.strip().startswith("error: Dataset folder not found") and len(done.stderr.strip().splitlines()) == 1
