@@ -55,15 +55,15 @@ if run.model_path.exists():
     cols[1].download_button("Download .keras model", run.model_path.read_bytes(), f"{run.name}.keras", icon=":material/download:")
 
 with st.expander("Export (Keras, SavedModel, TensorFlow Lite)"):
-    from cnnlab.export import EXPORT_FORMATS, export_run
+    from cnnlab.export import EXPORT_FORMATS, export_archive, export_run, read_export
 
     fmt = st.radio("Format", EXPORT_FORMATS, horizontal=True)
     if st.button("Export and check"):
         try:
             with st.spinner("Exporting and checking predictions against the Keras model..."):
-                archive, info = export_run(run, fmt)
-            st.success(f"Exported; predictions match the Keras model (max difference {info['max_abs_diff']:.2g}).")
-            st.download_button(f"Download {fmt} export (zip)", archive, f"{run.name}-{fmt}.zip", icon=":material/download:")
+                folder = export_run(run, fmt)
+            st.success(f"Exported to {folder}; its predictions match the Keras model (max difference {read_export(folder)['max_abs_diff']:.2g}).")
+            st.download_button(f"Download the {fmt} export (zip)", export_archive(folder), f"{run.name}-{fmt}.zip", icon=":material/download:")
         except ValueError as exc:
             show_error(exc)
 

@@ -1,0 +1,298 @@
+"""Plotly figures for the app: pure functions from plain data to `go.Figure`, one look for all.
+
+Only plotly, numpy and pandas are imported, so pages can draw charts without loading TensorFlow.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Iterable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.colors import qualitative
+
+TEMPLATE = "plotly_white"
+PALETTE = qualitative.Plotly
+HISTORY_METRICS = ("loss", "accuracy")
+DIRECTIONS = ("maximize", "minimize")
+
+
+def class_counts_figure(counts: Mapping[str, int]) -> go.Figure:
+    """Bar chart of images per class, in the order given (class order)."""
+    names = [str(name) for name in counts]
+    values = [_count(name, value) for name, value in counts.items()]
+    bar = go.Bar(x=names, y=values, text=values, textposition="auto", marker_color=PALETTE[0], name="Images")
+    return _layout(go.Figure(bar), "Images per class", "Class", "Images")
+
+
+def image_sizes_figure(widths: Iterable[int], heights: Iterable[int]) -> go.Figure:
+    """Original image sizes: one marker per distinct width x height, sized by how many images have it."""
+    w = np.asarray(list(widths), dtype=float)
+    h = np.asarray(list(heights), dtype=float)
+    if w.shape != h.shape or w.ndim != 1 or (w.size and (w.min() <= 0 or h.min() <= 0)):
+        raise ValueError(
+            "widths and heights must be equally long lists of positive pixel sizes, one pair per image. "
+            f"Received: len(widths)={w.size}, len(heights)={h.size}"
+        )
+    sizes = pd.DataFrame({"width": w, "height": h}).value_counts().rename("images").reset_index()
+    scale = 40.0 / math.sqrt(max(1, int(sizes["images"].max()))) if len(sizes) else 1.0
+    scatter = go.Scatter(
+        x=sizes["width"],
+        y=sizes["height"],
+        mode="markers",
+        marker={"size": 8 + scale * np.sqrt(sizes["images"]), "color": PALETTE[0], "opacity": 0.6},
+        customdata=sizes["images"],
+        hovertemplate="%{x:.0f} x %{y:.0f} px<br>%{customdata} images<extra></extra>",
+        name="Images",
+    )
+    return _layout(go.Figure(scatter), "Original image sizes", "Width (px)", "Height (px)")
+
+
+def history_figure(history: Sequence[Mapping], metric: str) -> go.Figure:
+    """Training and validation `metric` ("loss" or "accuracy") per epoch, lines with markers.
+
+    Works with no rows yet (empty axes) and with one row (single markers); missing values are skipped.
+    """
+    _check_metric(metric)
+    fig = go.Figure()
+    for key, name, colour in ((metric, "Training", PALETTE[0]), (f"val_{metric}", "Validation", PALETTE[1])):
+        epochs, values = _series(history, key)
+        fig.add_trace(go.Scatter(x=epochs, y=values, mode="lines+markers", name=name, line={"color": colour}))
+    _layout(fig, _METRIC_TITLES[metric], "Epoch", _METRIC_TITLES[metric])
+    return _metric_axes(fig, metric)
+
+
+def confusion_figure(matrix: np.ndarray, class_names: Sequence[str]) -> go.Figure:
+    """Confusion matrix as clickable squares: y = true class (first on top), x = predicted class.
+
+    Drawn as a Scatter of square markers coloured by count because Streamlit's plotly selection
+    returns nothing for Heatmap traces (streamlit/streamlit#8760). To find the clicked cell::
+
+        event = st.plotly_chart(fig, on_select="rerun", selection_mode="points")
+        for point in event.selection.points:
+            true_index, predicted_index = point["customdata"]
+
+    Points are in row-major order, so `point["point_index"]` is `true_index * n + predicted_index`.
+    """
+    counts = np.asarray(matrix)
+    names = [str(name) for name in class_names]
+    n = len(names)
+    if counts.shape != (n, n) or n == 0 or not np.issubdtype(counts.dtype, np.number):
+        raise ValueError(
+            f"matrix must be a square ({n}, {n}) array of counts, one row and column per class name. "
+            f"Received: matrix.shape={counts.shape}"
+        )
+    true_idx, pred_idx = (a.ravel() for a in np.indices((n, n)))
+    values = counts.ravel()
+    row_totals = counts.sum(axis=1)[true_idx]
+    shares = np.divide(values, row_totals, out=np.zeros(values.shape, dtype=float), where=row_totals > 0)
+    cell = int(np.clip(480 // n, 18, 90))
+    peak = float(values.max()) if values.size else 0.0
+    scatter = go.Scatter(
+        x=[names[i] for i in pred_idx],
+        y=[names[i] for i in true_idx],
+        mode="markers+text" if n <= 20 else "markers",
+        marker={
+            "symbol": "square",
+            "size": cell * 0.92,
+            "color": values,
+            "colorscale": "Blues",
+            "cmin": 0,
+            "showscale": True,
+            "colorbar": {"title": {"text": "Images"}},
+            "line": {"width": 0},
+        },
+        text=[_format_count(v) for v in values],
+        # Dark text on pale squares, white text on dark ones.
+        textfont={"color": ["white" if peak and v > 0.6 * peak else "#222222" for v in values]},
+        customdata=np.column_stack([true_idx, pred_idx]),
+        hovertext=[f"{share:.0%} of true {names[t]}" for share, t in zip(shares, true_idx)],
+        hovertemplate="True: %{y}<br>Predicted: %{x}<br>Images: %{text} (%{hovertext})<extra></extra>",
+        name="Confusion",
+    )
+    fig = _layout(go.Figure(scatter), "Confusion matrix (click a cell to see its images)", "Predicted class", "True class")
+    axis = {"type": "category", "categoryorder": "array", "categoryarray": names, "showgrid": False, "zeroline": False}
+    fig.update_xaxes(**axis, side="bottom", constrain="domain")
+    # Equal spacing on both axes keeps the cells square; the first class is drawn on top.
+    fig.update_yaxes(**axis, autorange="reversed", scaleanchor="x", constrain="domain")
+    return fig.update_layout(height=160 + cell * n, showlegend=False, clickmode="event+select")
+
+
+def probabilities_figure(class_names: Sequence[str], probabilities: Sequence[float]) -> go.Figure:
+    """Horizontal bars of class probabilities, ranked with the most likely class on top."""
+    names = [str(name) for name in class_names]
+    values = np.asarray(probabilities, dtype=float)
+    if values.shape != (len(names),):
+        raise ValueError(
+            f"probabilities must be one value per class name ({len(names)}). Received: probabilities.shape={values.shape}"
+        )
+    fig = _ranked_bars(names, values, "Class probabilities", "Probability", text_format="{:.1%}")
+    return fig.update_xaxes(range=[0, 1], tickformat=".0%")
+
+
+def compare_figure(histories: Mapping[str, Sequence[Mapping]], metric: str) -> go.Figure:
+    """Several runs' `metric` per epoch: validation solid, training dashed, one colour per run."""
+    _check_metric(metric)
+    fig = go.Figure()
+    for i, (run, history) in enumerate(histories.items()):
+        colour = PALETTE[i % len(PALETTE)]
+        for key, label, dash in ((f"val_{metric}", "validation", "solid"), (metric, "training", "dash")):
+            epochs, values = _series(history, key)
+            fig.add_trace(
+                go.Scatter(
+                    x=epochs,
+                    y=values,
+                    mode="lines+markers",
+                    name=f"{run} ({label})",
+                    legendgroup=str(run),
+                    line={"color": colour, "dash": dash},
+                    marker={"size": 5},
+                )
+            )
+    _layout(fig, f"{_METRIC_TITLES[metric]} by run", "Epoch", _METRIC_TITLES[metric])
+    return _metric_axes(fig, metric)
+
+
+def parallel_coordinates_figure(frame: pd.DataFrame, params: Sequence[str], objective: str) -> go.Figure:
+    """One line per trial across `params` axes, coloured by `objective`.
+
+    Numeric parameters are plotted as they are; categorical, boolean and string ones get integer
+    codes labelled with their values. Rows with no objective value (failed or running trials)
+    are left out.
+    """
+    _check_columns(frame, [*params, objective], "frame")
+    rows = frame[pd.to_numeric(frame[objective], errors="coerce").notna()]
+    dimensions = [_dimension(rows[param], param) for param in params]
+    dimensions.append({"label": objective, "values": pd.to_numeric(rows[objective]).to_numpy(dtype=float)})
+    lines = {
+        "color": pd.to_numeric(rows[objective]).to_numpy(dtype=float),
+        "colorscale": "Viridis",
+        "showscale": True,
+        "colorbar": {"title": {"text": objective}},
+    }
+    fig = go.Figure(go.Parcoords(dimensions=dimensions, line=lines))
+    return _layout(fig, f"Parameters and {objective}", None, None)
+
+
+def sweep_figure(trials: pd.DataFrame, objective: str, direction: str) -> go.Figure:
+    """Objective value per trial number (markers) and the best value so far (step line).
+
+    `trials` has columns 'number', 'value' and 'state' (as Optuna's `trials_dataframe`); only
+    completed trials with a value count. `direction` is "maximize" or "minimize".
+    """
+    _check_columns(trials, ["number", "value", "state"], "trials")
+    if direction not in DIRECTIONS:
+        raise ValueError(f"direction must be 'maximize' or 'minimize'. Received: direction={direction!r}")
+    done = trials[trials["state"].astype(str).str.upper().str.endswith("COMPLETE")]
+    done = done.assign(value=pd.to_numeric(done["value"], errors="coerce")).dropna(subset=["value"])
+    done = done.sort_values("number")
+    best = done["value"].cummax() if direction == "maximize" else done["value"].cummin()
+    fig = go.Figure()
+    fig.add_trace(
+        go.Scatter(
+            x=done["number"], y=done["value"], mode="markers", name="Trial", marker={"color": PALETTE[0], "size": 9}
+        )
+    )
+    fig.add_trace(
+        go.Scatter(x=done["number"], y=best, mode="lines", name="Best so far", line={"color": PALETTE[1], "shape": "hv"})
+    )
+    return _layout(fig, f"{objective} per trial ({direction})", "Trial", objective)
+
+
+def importance_figure(importances: Mapping[str, float]) -> go.Figure:
+    """Horizontal bars of parameter importances, most important on top."""
+    names = [str(name) for name in importances]
+    values = np.asarray(list(importances.values()), dtype=float)
+    return _ranked_bars(names, values, "Parameter importance", "Importance", text_format="{:.2f}")
+
+
+_METRIC_TITLES = {"loss": "Loss", "accuracy": "Accuracy"}
+
+
+def _layout(fig: go.Figure, title: str, x_title: str | None, y_title: str | None) -> go.Figure:
+    """The shared look: white template, a left-aligned title, labelled axes and a compact legend."""
+    fig.update_layout(
+        template=TEMPLATE,
+        title={"text": title, "x": 0.0, "xanchor": "left"},
+        margin={"l": 60, "r": 30, "t": 60, "b": 50},
+        legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "xanchor": "right", "x": 1.0},
+        hovermode="closest",
+    )
+    if x_title is not None:
+        fig.update_xaxes(title_text=x_title)
+    if y_title is not None:
+        fig.update_yaxes(title_text=y_title)
+    return fig
+
+
+def _metric_axes(fig: go.Figure, metric: str) -> go.Figure:
+    longest = max((len(trace.x) for trace in fig.data if trace.x is not None), default=0)
+    # Whole epochs only: a tick at 1.5 epochs means nothing; past 15 the automatic ticks are whole anyway.
+    fig.update_xaxes(rangemode="tozero", dtick=1 if longest <= 15 else None)
+    if metric == "accuracy":
+        # Accuracy is a share: a fixed 0-100% axis makes runs comparable at a glance.
+        fig.update_yaxes(range=[0, 1.02], tickformat=".0%")
+    return fig.update_layout(hovermode="x unified")
+
+
+def _ranked_bars(names: list[str], values: np.ndarray, title: str, x_title: str, text_format: str) -> go.Figure:
+    order = np.argsort(-values, kind="stable")
+    bar = go.Bar(
+        x=values[order],
+        y=[names[i] for i in order],
+        orientation="h",
+        text=[text_format.format(v) for v in values[order]],
+        textposition="auto",
+        marker_color=PALETTE[0],
+    )
+    fig = _layout(go.Figure(bar), title, x_title, None)
+    # Bars are listed best first; reversing the axis puts the first one on top.
+    fig.update_yaxes(autorange="reversed", type="category")
+    return fig.update_layout(height=max(260, 120 + 28 * len(names)), showlegend=False)
+
+
+def _series(history: Sequence[Mapping], key: str) -> tuple[list, list]:
+    epochs, values = [], []
+    for i, row in enumerate(history, start=1):
+        value = row.get(key)
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            continue
+        epochs.append(row.get("epoch", i))
+        values.append(float(value))
+    return epochs, values
+
+
+def _dimension(column: pd.Series, label: str) -> dict:
+    is_numeric = pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column)
+    if is_numeric:
+        return {"label": label, "values": column.to_numpy(dtype=float)}
+    text = column.map(lambda v: "None" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v))
+    categories = sorted(text.unique())
+    codes = text.map({c: i for i, c in enumerate(categories)}).to_numpy(dtype=int)
+    return {"label": label, "values": codes, "tickvals": list(range(len(categories))), "ticktext": categories}
+
+
+def _check_metric(metric: str) -> None:
+    if metric not in HISTORY_METRICS:
+        raise ValueError(f"metric must be 'loss' or 'accuracy'. Received: metric={metric!r}")
+
+
+def _check_columns(frame: pd.DataFrame, columns: Sequence[str], name: str) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise ValueError(
+            f"{name} lacks the columns {missing}; pass a frame with one row per trial that has them. "
+            f"Received: {name}.columns={list(frame.columns)}"
+        )
+
+
+def _count(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise ValueError(f"counts must map each class name to a non-negative int. Received: counts[{name!r}]={value!r}")
+    return int(value)
+
+
+def _format_count(value) -> str:
+    return f"{int(value)}" if float(value).is_integer() else f"{float(value):.2f}"

@@ -1,0 +1,207 @@
+"""Chart functions: assert on the figure data (trace types, values, ordering), not on pixels."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import plotly.io as pio
+import pytest
+
+from cnnlab import charts
+
+
+def _history(n: int) -> list[dict]:
+    return [
+        {"epoch": e, "loss": 1.0 / e, "accuracy": 0.5 + e / 100, "val_loss": 1.2 / e, "val_accuracy": 0.45 + e / 100}
+        for e in range(1, n + 1)
+    ]
+
+
+def test_charts_module_does_not_import_tensorflow_or_streamlit():
+    code = "import sys, cnnlab.charts; print(sorted(m for m in ('tensorflow', 'keras', 'streamlit') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_every_figure_uses_the_house_template():
+    figures = [
+        charts.class_counts_figure({"a": 1}),
+        charts.image_sizes_figure([10], [20]),
+        charts.history_figure(_history(2), "loss"),
+        charts.confusion_figure(np.eye(2, dtype=int), ["a", "b"]),
+        charts.probabilities_figure(["a", "b"], [0.3, 0.7]),
+        charts.compare_figure({"r": _history(2)}, "accuracy"),
+        charts.parallel_coordinates_figure(pd.DataFrame({"p": [1, 2], "v": [0.1, 0.2]}), ["p"], "v"),
+        charts.sweep_figure(pd.DataFrame({"number": [0], "value": [0.5], "state": ["COMPLETE"]}), "v", "maximize"),
+        charts.importance_figure({"p": 1.0}),
+    ]
+    for fig in figures:
+        assert isinstance(fig, go.Figure)
+        assert fig.layout.title.text
+        assert fig.layout.template == pio.templates[charts.TEMPLATE]
+
+
+def test_class_counts_bars_keep_class_order():
+    fig = charts.class_counts_figure({"zebra": 3, "ant": 5})
+    (bar,) = fig.data
+    assert bar.type == "bar"
+    assert list(bar.x) == ["zebra", "ant"] and list(bar.y) == [3, 5]
+    assert fig.layout.yaxis.title.text == "Images"
+
+
+def test_class_counts_rejects_negative_counts():
+    with pytest.raises(ValueError, match=r"non-negative int. Received: counts\['a'\]=-1"):
+        charts.class_counts_figure({"a": -1})
+
+
+def test_image_sizes_group_identical_sizes():
+    fig = charts.image_sizes_figure([640, 640, 320], [480, 480, 240])
+    (scatter,) = fig.data
+    assert scatter.type == "scatter"
+    points = sorted(zip(scatter.x, scatter.y, scatter.customdata))
+    assert points == [(320, 240, 1), (640, 480, 2)]
+    assert fig.layout.xaxis.title.text == "Width (px)" and fig.layout.yaxis.title.text == "Height (px)"
+
+
+def test_image_sizes_rejects_mismatched_lengths():
+    with pytest.raises(ValueError, match="equally long.*Received: len\\(widths\\)=2, len\\(heights\\)=1"):
+        charts.image_sizes_figure([1, 2], [3])
+
+
+@pytest.mark.parametrize("metric", ["loss", "accuracy"])
+def test_history_has_training_and_validation_lines(metric):
+    fig = charts.history_figure(_history(3), metric)
+    training, validation = fig.data
+    assert training.name == "Training" and validation.name == "Validation"
+    assert training.mode == validation.mode == "lines+markers"
+    assert list(training.x) == [1, 2, 3]
+    assert list(validation.y) == [row[f"val_{metric}"] for row in _history(3)]
+
+
+@pytest.mark.parametrize("rows", [0, 1])
+def test_history_works_with_zero_or_one_rows(rows):
+    fig = charts.history_figure(_history(rows), "accuracy")
+    assert [len(trace.x) for trace in fig.data] == [rows, rows]
+    assert fig.layout.yaxis.tickformat == ".0%"
+
+
+def test_history_skips_missing_values():
+    rows = [
+        {"epoch": 1, "loss": 0.9},
+        {"epoch": 2, "loss": 0.7, "val_loss": float("nan")},
+        {"epoch": 3, "loss": 0.5, "val_loss": 0.6},
+    ]
+    training, validation = charts.history_figure(rows, "loss").data
+    assert list(training.x) == [1, 2, 3] and list(validation.x) == [3]
+
+
+def test_history_rejects_other_metrics():
+    with pytest.raises(ValueError, match="Received: metric='f1'"):
+        charts.history_figure(_history(1), "f1")
+
+
+def test_confusion_is_a_clickable_scatter_with_cell_indices():
+    matrix = np.array([[5, 1, 0], [2, 7, 1], [0, 0, 9]])
+    names = ["cat", "dog", "fox"]
+    fig = charts.confusion_figure(matrix, names)
+    (cells,) = fig.data
+    assert cells.type == "scatter" and cells.marker.symbol == "square"
+    assert len(cells.x) == 9
+    points = zip(cells.x, cells.y, cells.marker.color, cells.customdata)
+    for i, (x, y, color, (true_index, predicted_index)) in enumerate(points):
+        assert y == names[true_index] and x == names[predicted_index]
+        assert color == matrix[true_index, predicted_index]
+        # The selection's point_index is enough too: cells are in row-major order.
+        assert i == true_index * 3 + predicted_index
+    assert list(cells.text[:3]) == ["5", "1", "0"]
+    # True classes top to bottom, predicted classes left to right, both in class order.
+    assert fig.layout.yaxis.autorange == "reversed" and list(fig.layout.yaxis.categoryarray) == names
+    assert list(fig.layout.xaxis.categoryarray) == names
+    assert fig.layout.xaxis.title.text == "Predicted class" and fig.layout.yaxis.title.text == "True class"
+
+
+def test_confusion_rejects_mismatched_names():
+    with pytest.raises(ValueError, match=r"square \(3, 3\).*Received: matrix.shape=\(2, 2\)"):
+        charts.confusion_figure(np.eye(2), ["a", "b", "c"])
+
+
+def test_probabilities_are_ranked_with_the_highest_on_top():
+    fig = charts.probabilities_figure(["cat", "dog", "fox"], np.array([0.2, 0.7, 0.1]))
+    (bar,) = fig.data
+    assert bar.type == "bar" and bar.orientation == "h"
+    assert list(bar.y) == ["dog", "cat", "fox"]
+    assert list(bar.x) == [0.7, 0.2, 0.1]
+    # Plotly draws the first category at the bottom unless the axis is reversed.
+    assert fig.layout.yaxis.autorange == "reversed"
+
+
+def test_probabilities_reject_a_length_mismatch():
+    with pytest.raises(ValueError, match=r"one value per class name \(2\). Received: probabilities.shape=\(3,\)"):
+        charts.probabilities_figure(["a", "b"], [0.1, 0.2, 0.7])
+
+
+def test_compare_overlays_runs_in_one_colour_each():
+    fig = charts.compare_figure({"run-a": _history(3), "run-b": _history(2)}, "loss")
+    assert [t.name for t in fig.data] == ["run-a (validation)", "run-a (training)", "run-b (validation)", "run-b (training)"]
+    assert [t.line.dash for t in fig.data] == ["solid", "dash", "solid", "dash"]
+    assert fig.data[0].line.color == fig.data[1].line.color != fig.data[2].line.color == fig.data[3].line.color
+    assert list(fig.data[2].x) == [1, 2]
+
+
+def test_parallel_coordinates_codes_categories_and_colours_by_objective():
+    frame = pd.DataFrame(
+        {
+            "learning_rate": [1e-3, 1e-2, 1e-4],
+            "optimizer": ["sgd", "adam", "sgd"],
+            "batch_norm": [True, False, True],
+            "val_accuracy": [0.8, 0.6, None],
+        }
+    )
+    fig = charts.parallel_coordinates_figure(frame, ["learning_rate", "optimizer", "batch_norm"], "val_accuracy")
+    (parcoords,) = fig.data
+    assert parcoords.type == "parcoords"
+    lr, optimizer, batch_norm, objective = parcoords.dimensions
+    # The trial without an objective value is left out.
+    assert list(lr.values) == [1e-3, 1e-2] and lr.ticktext is None
+    assert list(optimizer.ticktext) == ["adam", "sgd"] and list(optimizer.values) == [1, 0]
+    assert list(optimizer.tickvals) == [0, 1]
+    assert list(batch_norm.ticktext) == ["False", "True"] and list(batch_norm.values) == [1, 0]
+    assert objective.label == "val_accuracy"
+    assert list(parcoords.line.color) == [0.8, 0.6]
+
+
+def test_parallel_coordinates_rejects_missing_columns():
+    with pytest.raises(ValueError, match=r"lacks the columns \['dropout'\].*Received: frame.columns=\['v'\]"):
+        charts.parallel_coordinates_figure(pd.DataFrame({"v": [1.0]}), ["dropout"], "v")
+
+
+@pytest.mark.parametrize(("direction", "best"), [("maximize", [0.5, 0.7, 0.7]), ("minimize", [0.5, 0.5, 0.3])])
+def test_sweep_shows_trials_and_best_so_far(direction, best):
+    trials = pd.DataFrame(
+        {
+            "number": [2, 0, 1, 3],
+            "value": [0.3, 0.5, 0.7, np.nan],
+            "state": ["COMPLETE", "COMPLETE", "COMPLETE", "PRUNED"],
+        }
+    )
+    fig = charts.sweep_figure(trials, "val_loss", direction)
+    markers, line = fig.data
+    assert markers.mode == "markers" and list(markers.x) == [0, 1, 2] and list(markers.y) == [0.5, 0.7, 0.3]
+    assert line.mode == "lines" and list(line.y) == best
+    assert fig.layout.yaxis.title.text == "val_loss"
+
+
+def test_sweep_rejects_a_bad_direction():
+    trials = pd.DataFrame({"number": [], "value": [], "state": []})
+    with pytest.raises(ValueError, match="Received: direction='up'"):
+        charts.sweep_figure(trials, "v", "up")
+
+
+def test_importance_bars_most_important_on_top():
+    fig = charts.importance_figure({"dropout": 0.1, "learning_rate": 0.6, "filters": 0.3})
+    (bar,) = fig.data
+    assert bar.orientation == "h"
+    assert list(bar.y) == ["learning_rate", "filters", "dropout"]
+    assert fig.layout.yaxis.autorange == "reversed"

@@ -1,0 +1,176 @@
+"""Export round trips: each format is written, loaded back independently and predicts like the model."""
+
+import io
+import json
+import zipfile
+
+import numpy as np
+import pytest
+
+keras = pytest.importorskip("keras")
+
+from cnnlab import export  # noqa: E402
+from cnnlab.export import EXPORT_FORMATS, export_archive, export_model  # noqa: E402
+
+SHAPE = (32, 32, 3)
+
+
+def _model(num_classes: int, shape=SHAPE):
+    from keras import layers
+
+    keras.utils.set_random_seed(num_classes)
+    inputs = keras.Input(shape)
+    # Augmentation inside the model, as in real runs: it must be off in every exported format.
+    x = layers.RandomFlip("horizontal")(inputs)
+    x = layers.RandomRotation(0.2)(x)
+    x = layers.Rescaling(1 / 255)(x)
+    x = layers.Conv2D(8, 3, activation="relu", name="conv_1")(x)
+    x = layers.MaxPooling2D()(x)
+    x = layers.Conv2D(16, 3, activation="relu", name="conv_2")(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    x = layers.Dropout(0.5)(x)
+    binary = num_classes == 2
+    outputs = layers.Dense(1 if binary else num_classes, activation="sigmoid" if binary else "softmax")(x)
+    return keras.Model(inputs, outputs)
+
+
+def _images(n: int, shape=SHAPE, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (n, *shape), dtype=np.uint8)
+
+
+@pytest.fixture(scope="module")
+def models():
+    return {"softmax": (_model(3), ["cat", "dog", "fox"]), "sigmoid": (_model(2), ["no", "yes"])}
+
+
+def _predict_keras(path, images):
+    return keras.saving.load_model(path, compile=False).predict(images.astype(np.float32), verbose=0)
+
+
+def _predict_savedmodel(path, images):
+    import tensorflow as tf
+
+    loaded = tf.saved_model.load(str(path))
+    return loaded.signatures["serving_default"](image=tf.constant(images.astype(np.float32)))["output_0"].numpy()
+
+
+def _tflite_interpreter_class():
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:  # the deprecated TensorFlow copy, until ai-edge-litert is installed
+        import tensorflow as tf
+
+        Interpreter = tf.lite.Interpreter
+    return Interpreter
+
+
+def _predict_tflite(path, images):
+    interpreter = _tflite_interpreter_class()(model_path=str(path))
+    rows = []
+    for image in images:  # one at a time through the converted fixed batch-of-1 input
+        interpreter.allocate_tensors()
+        interpreter.set_tensor(interpreter.get_input_details()[0]["index"], image[None].astype(np.float32))
+        interpreter.invoke()
+        rows.append(interpreter.get_tensor(interpreter.get_output_details()[0]["index"])[0])
+    return np.stack(rows)
+
+
+PREDICT = {"keras": _predict_keras, "savedmodel": _predict_savedmodel, "tflite": _predict_tflite}
+
+
+@pytest.mark.parametrize("kind", ["softmax", "sigmoid"])
+@pytest.mark.parametrize("format", EXPORT_FORMATS)
+def test_round_trip_predicts_like_the_model(models, tmp_path, format, kind):
+    model, class_names = models[kind]
+    out = export_model(model, class_names, tmp_path / "export", format, _images(4))
+    assert out == tmp_path / "export"
+    assert sorted(p.name for p in out.iterdir()) == sorted([export.ARTIFACTS[format], "class_names.json", "export.json"])
+    assert json.loads((out / "class_names.json").read_text()) == class_names
+    manifest = json.loads((out / "export.json").read_text())
+    assert manifest["format"] == format
+    assert manifest["input_shape"] == list(SHAPE)
+    assert manifest["class_names"] == class_names
+    assert 0.0 <= manifest["max_abs_diff"] <= 1e-4
+    # Fresh images, read back without cnnlab: the artefact stands on its own.
+    fresh = _images(3, seed=7)
+    expected = model.predict(fresh, verbose=0)
+    np.testing.assert_allclose(PREDICT[format](out / export.ARTIFACTS[format], fresh), expected, atol=1e-4)
+
+
+def test_grayscale_model_exports(tmp_path):
+    model = _model(3, shape=(24, 40, 1))
+    out = export_model(model, ["a", "b", "c"], tmp_path / "gray", "savedmodel", _images(2, shape=(24, 40, 1)))
+    assert json.loads((out / "export.json").read_text())["input_shape"] == [24, 40, 1]
+
+
+def test_empty_existing_folder_is_filled(models, tmp_path):
+    (tmp_path / "export").mkdir()
+    model, class_names = models["sigmoid"]
+    assert (export_model(model, class_names, tmp_path / "export", "keras", _images(2)) / "model.keras").is_file()
+
+
+def test_failed_check_leaves_nothing_behind(models, tmp_path, monkeypatch):
+    model, class_names = models["softmax"]
+    monkeypatch.setitem(export._LOADERS, "keras", lambda path, batch: model.predict(batch, verbose=0) + 0.01)
+    with pytest.raises(ValueError, match="differ from the original by up to 0.01.*Received: atol=0.0001"):
+        export_model(model, class_names, tmp_path / "nested" / "export", "keras", _images(2))
+    assert list((tmp_path / "nested").iterdir()) == []
+
+
+def test_bad_format_raises(models, tmp_path):
+    model, class_names = models["softmax"]
+    with pytest.raises(ValueError, match="expected one of keras, savedmodel, tflite. Received: format='onnx'"):
+        export_model(model, class_names, tmp_path / "export", "onnx", _images(2))
+    assert not (tmp_path / "export").exists()
+
+
+@pytest.mark.parametrize("class_names", [["cat", "dog"], ["cat", "cat", "dog"], "cat,dog,fox", ["cat", "", "fox"]])
+def test_bad_class_names_raise(models, tmp_path, class_names):
+    model, _ = models["softmax"]
+    with pytest.raises(ValueError, match="class_names must be 3 distinct non-empty strings.*Received: class_names="):
+        export_model(model, class_names, tmp_path / "export", "keras", _images(2))
+
+
+@pytest.mark.parametrize("shape", [(2, 16, 16, 3), (32, 32, 3), (0, 32, 32, 3)])
+def test_bad_check_images_raise(models, tmp_path, shape):
+    model, class_names = models["softmax"]
+    with pytest.raises(ValueError, match=r"check_images must be a non-empty uint8 batch \(N, 32, 32, 3\).*Received"):
+        export_model(model, class_names, tmp_path / "export", "keras", np.zeros(shape, dtype=np.uint8))
+
+
+def test_non_empty_out_dir_raises(models, tmp_path):
+    (tmp_path / "export").mkdir()
+    (tmp_path / "export" / "keep.txt").write_text("mine")
+    model, class_names = models["softmax"]
+    with pytest.raises(ValueError, match="already exists.*Received: out_dir="):
+        export_model(model, class_names, tmp_path / "export", "keras", _images(2))
+    assert [p.name for p in (tmp_path / "export").iterdir()] == ["keep.txt"]
+
+
+def test_bad_atol_raises(models, tmp_path):
+    model, class_names = models["softmax"]
+    with pytest.raises(ValueError, match="Received: atol=-1"):
+        export_model(model, class_names, tmp_path / "export", "keras", _images(2), atol=-1)
+
+
+def test_export_archive_zips_the_folder(models, tmp_path):
+    model, class_names = models["sigmoid"]
+    out = export_model(model, class_names, tmp_path / "my_export", "tflite", _images(2))
+    with zipfile.ZipFile(io.BytesIO(export_archive(out))) as archive:
+        assert sorted(archive.namelist()) == ["my_export/class_names.json", "my_export/export.json", "my_export/model.tflite"]
+        assert archive.read("my_export/model.tflite") == (out / "model.tflite").read_bytes()
+
+
+def test_export_archive_rejects_other_folders(tmp_path):
+    with pytest.raises(ValueError, match="Not an export folder.*Received: out_dir="):
+        export_archive(tmp_path)
+
+
+def test_project_model_with_every_augmentation_exports_as_savedmodel(tmp_path):
+    from cnnlab.model import ModelConfig, build_model
+
+    # Keras's own model.export() leaves these layers active at serving time (max diff ~0.4 measured).
+    config = ModelConfig(image_size=(32, 32), conv_blocks=2, filters=4, dense_units=8, zoom=0.2, contrast=0.2, translation=0.2)
+    model = build_model(config, 4)
+    out = export_model(model, ["a", "b", "c", "d"], tmp_path / "export", "savedmodel", _images(8))
+    assert json.loads((out / "export.json").read_text())["max_abs_diff"] <= 1e-4
