@@ -94,6 +94,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run")
     p.add_argument("images", nargs="+", type=Path)
     command("runs", "list saved runs")
+    p = command("export", "export a run's model (checked against the Keras model after writing)")
+    p.add_argument("run")
+    p.add_argument("--format", choices=("keras", "savedmodel", "tflite"), default="keras")
+    p.add_argument("--out", type=Path, help="folder to create (default: inside the run folder)")
+    p = command("sweep", "search hyperparameters with Optuna; every trial is a saved run")
+    p.add_argument("data_dir", type=Path, nargs="?", help="class-folder dataset (default: the built-in sample)")
+    p.add_argument("--space", type=Path, required=True, help="YAML or JSON file: objective, params, fixed")
+    p.add_argument("--trials", type=int, required=True, help="trials this process runs")
+    p.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")
+    p.add_argument("--storage", help="SQLAlchemy URL of the study database (default: SQLite in the models folder)")
+    p.add_argument("--study", help="study name; processes with the same name and storage share it")
     return parser
 
 
@@ -255,6 +266,77 @@ def _runs(args: argparse.Namespace) -> dict[str, Any]:
     return {"runs": rows}
 
 
+def _sweep(args: argparse.Namespace) -> dict[str, Any]:
+    from cnnlab.sweep import load_space, masked_url, run_sweep
+
+    space = load_space(args.space)  # a bad space file fails here, before anything heavy is imported
+    if args.data_dir is None:
+        from cnnlab.sample import sample_dir
+
+        data_dir = sample_dir()
+    else:
+        data_dir = args.data_dir
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # the trial lines below replace Optuna's log
+    stop = threading.Event()
+    outcome: dict[str, Any] = {}
+
+    def show_trial(trial: dict[str, Any]) -> None:
+        value = "n/a" if trial["value"] is None else f"{trial['value']:.4f}"
+        print(f"trial {trial['number']} {trial['state']}: {space.objective} {value}  {trial['params']}  run {trial['run_id']}", file=sys.stderr)
+
+    def show_epoch(row: dict[str, Any]) -> None:
+        print(f"trial {row['trial']} epoch {row['epoch']}  {space.objective} {row.get(space.objective, float('nan')):.4f}", file=sys.stderr)
+
+    def work() -> None:
+        try:
+            outcome["result"] = run_sweep(
+                data_dir, space, trials=args.trials, timeout=args.timeout, storage=args.storage,
+                study_name=args.study, stop_event=stop, on_trial=show_trial, on_epoch=show_epoch,
+            )
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the main thread
+            outcome["error"] = exc
+
+    # Like `train`: the sweep runs in a thread so Ctrl-C stops the current trial cleanly.
+    worker = threading.Thread(target=work, daemon=True)
+    worker.start()
+    try:
+        while worker.is_alive():
+            worker.join(0.2)
+    except KeyboardInterrupt:
+        print("\nStopping the sweep after the current batch...", file=sys.stderr)
+        stop.set()
+        worker.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    result = outcome["result"]
+    finished = [t for t in result.trials if t["state"] in ("complete", "pruned", "fail")]
+    summary = {
+        "study": result.study,
+        "storage": masked_url(result.storage),
+        "best_run_dir": str(result.best_run_dir) if result.best_run_dir else None,
+        "best_value": result.best_value,
+        "best_params": result.best_params,
+        "trials": len(finished),
+        "trials_run": result.trials_run,
+        "objective": result.objective,
+    }
+    best = "no completed trial yet" if result.best_value is None else f"best {result.objective} {result.best_value:.4f} with {result.best_params}, run {result.best_run_dir}"
+    _say(args, f"Study {result.study}: {len(finished)} finished trial(s), {best}")
+    return summary
+
+
+def _export(args: argparse.Namespace) -> dict[str, Any]:
+    from cnnlab.export import export_run, read_export
+    from cnnlab.runs import RunStore
+
+    folder = export_run(RunStore().get(args.run), args.format, args.out)
+    manifest = read_export(folder)
+    _say(args, f"Exported {args.format} to {folder} (max difference from the Keras model {manifest['max_abs_diff']:.2g})")
+    return {"export_dir": str(folder), "format": args.format, "max_abs_diff": manifest["max_abs_diff"], "class_names": manifest["class_names"]}
+
+
 def _say(args: argparse.Namespace, text: str) -> None:
     print(text, file=sys.stderr if args.json else sys.stdout)
 
@@ -266,4 +348,6 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
     "evaluate": _evaluate,
     "predict": _predict,
     "runs": _runs,
+    "sweep": _sweep,
+    "export": _export,
 }

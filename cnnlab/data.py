@@ -238,6 +238,8 @@ def split(
     """
     check_fractions(validation_split, test_split)
     labels = np.asarray(list(labels), dtype=np.int64)
+    if not len(labels):
+        return {name: np.zeros(0, dtype=np.int64) for name in ("train", "validation", "test")}
     rng = np.random.default_rng(seed)
     parts: dict[str, list[np.ndarray]] = {"train": [], "validation": [], "test": []}
     for label in np.unique(labels):

@@ -165,11 +165,15 @@ def _write_savedmodel(model, path: Path) -> None:
 
 
 def _write_tflite(model, path: Path) -> None:
+    import tempfile
+
     import tensorflow as tf
 
-    concrete = _serving_function(model).get_concrete_function()
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], model)
-    path.write_bytes(converter.convert())
+    # Converting through our SavedModel, not from the traced function directly: with TF 2.21 the
+    # direct route produced NaNs whenever the input fed Rescaling or a conv straight away.
+    with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
+        _write_savedmodel(model, Path(tmp) / "saved_model")
+        path.write_bytes(tf.lite.TFLiteConverter.from_saved_model(str(Path(tmp) / "saved_model")).convert())
 
 
 def _load_keras(path: Path, batch: np.ndarray) -> np.ndarray:

@@ -47,22 +47,15 @@ def open_image(
         return ImageOps.exif_transpose(source)
     name = name or _describe(source)
     fp = io.BytesIO(source) if isinstance(source, bytes) else source
+    if isinstance(fp, (str, Path)) and not Path(fp).is_file():
+        raise ImageError(f"'{name}' was not found or is not a file; check the path. Received: file={str(fp)!r}")
     if _is_empty(fp):
         raise ImageError(f"'{name}' is an empty file (0 bytes); re-export or remove it. Received: file={name!r}")
     try:
         with warnings.catch_warnings():
             # Pillow warns above its own bomb limit; we apply ours first and want no noise.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            img = Image.open(fp)
-            if img.format not in SUPPORTED_FORMATS:
-                raise ImageError(
-                    f"'{name}' is a {img.format} image, which is not supported; convert it to PNG or JPEG. "
-                    f"Received: format={img.format!r}"
-                )
-            _check_pixels(img, max_pixels, name)
-            if draft_size and img.format == "JPEG":
-                img.draft(img.mode, (draft_size, draft_size))
-            img.load()
+            img = _open_checked(fp, max_pixels, draft_size, name)
     except ImageError:
         raise
     except Image.DecompressionBombError as exc:
@@ -73,7 +66,29 @@ def open_image(
             f"'{name}' is {reason} and cannot be read; replace it with a valid JPEG or PNG. "
             f"Received: file={name!r}"
         ) from None
-    return ImageOps.exif_transpose(img)
+    oriented = ImageOps.exif_transpose(img)  # a copy, so the file (kept open for animations) can close
+    if oriented is not img:
+        img.close()
+    return oriented
+
+
+def _open_checked(fp, max_pixels: int, draft_size: int | None, name: str) -> Image.Image:
+    """Open, check format and size from the header, then decode; the file is closed on any failure."""
+    img = Image.open(fp)
+    try:
+        if img.format not in SUPPORTED_FORMATS:
+            raise ImageError(
+                f"'{name}' is in {img.format} format, which is not supported; convert it to PNG or JPEG. "
+                f"Received: format={img.format!r}"
+            )
+        _check_pixels(img, max_pixels, name)
+        if draft_size and img.format == "JPEG":
+            img.draft(img.mode, (draft_size, draft_size))
+        img.load()
+    except BaseException:
+        img.close()  # Pillow only closes a file it opened itself after a complete load
+        raise
+    return img
 
 
 def _is_empty(fp: Union[str, Path, BinaryIO, io.BytesIO]) -> bool:

@@ -63,6 +63,8 @@ class ModelConfig:
         for name in ("rotation", "zoom", "contrast", "translation"):
             check_range(name, getattr(self, name), 0.0, 0.5, float)
         check_range("learning_rate", self.learning_rate, 1e-6, 1.0, float)
+        if not isinstance(self.batch_norm, bool):
+            raise ValueError(f"batch_norm must be True or False. Received: batch_norm={self.batch_norm!r}")
         smallest = min(self.image_size) // 2 ** self.conv_blocks
         if smallest < 1:
             raise ValueError(

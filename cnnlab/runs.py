@@ -20,7 +20,7 @@ RUN_FILE = "run.json"
 MODEL_FILE = "model.keras"
 SPLIT_FILE = "split.json"
 EVALUATION_FILE = "evaluation.json"
-STATUSES = ("running", "completed", "stopped", "failed", "interrupted")
+STATUSES = ("running", "completed", "stopped", "failed", "interrupted", "pruned")
 
 
 def write_json(path: Path, data: Any) -> None:
@@ -158,8 +158,16 @@ def _writer_alive(record: dict[str, Any]) -> bool:
     if record.get("host") != socket.gethostname():
         return True  # another machine's process: we cannot tell, so trust the record
     try:
-        os.kill(int(record.get("pid", -1)), 0)
-    except (OSError, ValueError, TypeError):
+        pid = int(record.get("pid", -1))
+    except (ValueError, TypeError):
+        return False
+    if pid <= 0:
+        return False  # os.kill(0 or -1, ...) would signal process groups, not one process
+    try:
+        os.kill(pid, 0)
+    except PermissionError:
+        return True  # it exists, run by another user
+    except OSError:
         return False
     return True
 
@@ -204,6 +212,7 @@ class RunStore:
             "error": None,
             **record,
         }
+        full["name"] = record.get("name") or run_id  # a `name: None` in `record` must not erase it
         write_json(staging / SPLIT_FILE, split)
         write_json(staging / RUN_FILE, full)
         os.replace(staging, self.root / run_id)
@@ -230,9 +239,10 @@ class RunStore:
     @staticmethod
     def _read(folder: Path) -> Run | None:
         try:
-            return Run(folder, json.loads((folder / RUN_FILE).read_text()))
+            record = json.loads((folder / RUN_FILE).read_text())
         except (OSError, ValueError):
             return None
+        return Run(folder, record) if isinstance(record, dict) else None
 
     def get(self, ref: str | Path) -> Run:
         """A run by id, by name, or by folder path."""

@@ -79,9 +79,6 @@ class _Progress:
     def on_train_batch_end(self, batch: int, logs=None) -> None:
         self.last_batch = time.perf_counter()
         self.batches_done = batch + 1
-        if self.stop_event is not None and self.stop_event.is_set():
-            self.stopped_by_user = True
-            self.model.stop_training = True
         if self.on_batch is not None:
             done = self.epoch * self.steps + batch + 1 if hasattr(self, "epoch") else batch + 1
             elapsed = self.last_batch - self.started
@@ -96,6 +93,10 @@ class _Progress:
                     "eta_s": elapsed / done * (total - done),
                 }
             )
+        # Checked after reporting, so a stop asked for while this batch was reported is honoured now.
+        if self.stop_event is not None and self.stop_event.is_set():
+            self.stopped_by_user = True
+            self.model.stop_training = True
 
     def on_epoch_end(self, epoch: int, logs=None) -> None:
         logs = logs or {}
@@ -117,6 +118,10 @@ class _Progress:
         self.run.append_history(row)
         if self.on_epoch is not None:
             self.on_epoch(row)
+        # A stop asked for during validation or the epoch report ends training before the next epoch.
+        if self.stop_event is not None and self.stop_event.is_set() and epoch + 1 < self.epochs:
+            self.stopped_by_user = True
+            self.model.stop_training = True
 
     def _batch_size(self) -> int:
         return int(np.ceil(self.num_train / self.steps))
@@ -152,10 +157,11 @@ def train(
     started = time.perf_counter()
     try:
         progress = _fit(run, prepared, parts, model_config, train_config, on_epoch, on_batch, stop_event, callbacks)
+        _finish(run, prepared, parts, progress, started)
     except BaseException as exc:
+        # Also covers the final evaluation, so a run is never left "running" by its own process.
         run.update(status="failed", error=f"{type(exc).__name__}: {exc}", duration_s=round(time.perf_counter() - started, 2))
         raise
-    _finish(run, prepared, parts, progress, started)
     return run
 
 

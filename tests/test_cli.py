@@ -103,3 +103,18 @@ def test_python_m_cnnlab_runs_as_a_program(tmp_path):
     assert done.returncode == 2
     assert done.stdout == ""
     assert done.stderr.strip().startswith("error: Dataset folder not found") and len(done.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("fmt", ["keras", "savedmodel", "tflite"])
+def test_export_json_round_trips_each_format(trained_run, tmp_path, capsys, monkeypatch, fmt):
+    from cnnlab.export import read_export
+
+    monkeypatch.setenv("CNNLAB_MODELS_DIR", str(trained_run["base"] / "models"))
+    out = tmp_path / f"export-{fmt}"
+    assert main(["export", trained_run["run"].id, "--format", fmt, "--out", str(out), "--json"]) == 0
+    result = last_json(capsys)
+    assert result["export_dir"] == str(out) and result["class_names"] == ["cats", "dogs", "owls"]
+    assert result["max_abs_diff"] <= 1e-4
+    assert read_export(out)["format"] == fmt
+    assert main(["export", trained_run["run"].id, "--format", fmt, "--out", str(out)]) == 2
+    one_line_error(capsys)

@@ -174,3 +174,15 @@ def test_project_model_with_every_augmentation_exports_as_savedmodel(tmp_path):
     model = build_model(config, 4)
     out = export_model(model, ["a", "b", "c", "d"], tmp_path / "export", "savedmodel", _images(8))
     assert json.loads((out / "export.json").read_text())["max_abs_diff"] <= 1e-4
+
+
+@pytest.mark.parametrize("fmt", EXPORT_FORMATS)
+@pytest.mark.parametrize("augment", [False, True])
+def test_models_from_the_builder_export_in_every_format(tmp_path, fmt, augment):
+    """Regression: a model whose input feeds Rescaling directly once exported to TFLite as NaNs."""
+    from cnnlab.model import ModelConfig, build_model
+
+    extra = {} if augment else {"flip": "none", "rotation": 0.0}
+    model = build_model(ModelConfig(image_size=(32, 32), conv_blocks=2, filters=4, dense_units=8, **extra), 3)
+    out = export_model(model, ["a", "b", "c"], tmp_path / "out", fmt, _images(4))
+    assert export.read_export(out)["max_abs_diff"] <= 1e-4

@@ -1,0 +1,117 @@
+"""Shared fixtures: isolated cache and models folders, and tiny class-folder datasets of real images."""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+# Quiet TensorFlow's C++ start-up logging before anything imports it.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np
+import pytest
+from PIL import Image
+
+CLASS_COLORS = {
+    "cats": (200, 40, 40),
+    "dogs": (40, 200, 40),
+    "owls": (40, 40, 200),
+}
+
+
+@pytest.fixture(autouse=True)
+def isolated_dirs(tmp_path, monkeypatch):
+    """Every test gets its own cache and run store, never the user's or the repository's."""
+    cache, models = tmp_path / "cnnlab-cache", tmp_path / "cnnlab-models"
+    monkeypatch.setenv("CNNLAB_CACHE_DIR", str(cache))
+    monkeypatch.setenv("CNNLAB_MODELS_DIR", str(models))
+    return cache, models
+
+
+def image_bytes(array: np.ndarray, fmt: str = "PNG", **save_args) -> bytes:
+    """Encode a uint8 array with Pillow."""
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, fmt, **save_args)
+    return buf.getvalue()
+
+
+def class_image(color: tuple[int, int, int], rng: np.random.Generator, size=(32, 32)) -> np.ndarray:
+    """A noisy image whose colour tells its class, so a tiny model can learn something."""
+    height, width = size
+    noise = rng.integers(-40, 41, size=(height, width, 3))
+    return np.clip(np.asarray(color) + noise, 0, 255).astype(np.uint8)
+
+
+def write_dataset(
+    root: Path,
+    classes=("cats", "dogs", "owls"),
+    per_class: int = 20,
+    size=(32, 32),
+    seed: int = 0,
+    ext: str = ".png",
+) -> Path:
+    """Write `per_class` real images for each class sub-folder of `root` and return `root`."""
+    rng = np.random.default_rng(seed)
+    for i, name in enumerate(classes):
+        folder = root / name
+        folder.mkdir(parents=True, exist_ok=True)
+        color = CLASS_COLORS.get(name, tuple(int(v) for v in rng.integers(0, 256, 3)))
+        fmt = "JPEG" if ext.lower() in (".jpg", ".jpeg") else "PNG"
+        for j in range(per_class):
+            (folder / f"{name}_{j:03d}{ext}").write_bytes(image_bytes(class_image(color, rng, size), fmt))
+    return root
+
+
+@pytest.fixture
+def make_dataset(tmp_path):
+    """Factory: `make_dataset(classes=..., per_class=..., size=...)` writes a dataset under tmp_path."""
+    counter = iter(range(1000))
+
+    def factory(name: str | None = None, **kwargs) -> Path:
+        return write_dataset(tmp_path / (name or f"dataset{next(counter)}"), **kwargs)
+
+    return factory
+
+
+def tiny_model_config(**overrides):
+    """The smallest useful model: 32x32, one conv block of 4 filters, dense 8, no augmentation."""
+    from cnnlab.model import ModelConfig
+
+    settings = dict(
+        image_size=(32, 32), conv_blocks=1, filters=4, dense_units=8, dropout=0.0, flip="none", rotation=0.0
+    )
+    settings.update(overrides)
+    return ModelConfig(**settings)
+
+
+def tiny_train_config(**overrides):
+    from cnnlab.train import TrainConfig
+
+    settings = dict(epochs=2, batch_size=8, patience=0, seed=7)
+    settings.update(overrides)
+    return TrainConfig(**settings)
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory):
+    """One completed 2-epoch run on a 3-class dataset, shared (read-only) by several test files."""
+    from cnnlab.runs import RunStore
+    from cnnlab.train import train
+
+    base = tmp_path_factory.mktemp("trained")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CNNLAB_CACHE_DIR", str(base / "cache"))
+        mp.setenv("CNNLAB_MODELS_DIR", str(base / "models"))
+        data_dir = write_dataset(base / "data")
+        epochs, batches = [], []
+        run = train(
+            data_dir,
+            tiny_model_config(),
+            tiny_train_config(),
+            store=RunStore(base / "models", include_demo=False),
+            on_epoch=epochs.append,
+            on_batch=batches.append,
+            name="shared tiny run",
+        )
+    return {"run": run, "data_dir": data_dir, "epochs": epochs, "batches": batches, "base": base}

@@ -1,0 +1,129 @@
+"""Every page of the Streamlit app, driven with streamlit.testing.v1.AppTest (no browser)."""
+
+import time
+from pathlib import Path
+
+import pytest
+from conftest import image_bytes
+from streamlit.testing.v1 import AppTest
+
+from cnnlab.runs import RunStore
+from cnnlab.sample import SAMPLE_CLASSES
+
+import numpy as np
+
+APP = str(Path(__file__).resolve().parent.parent / "streamlit_app.py")
+PAGES = ["pages/home.py", "pages/data.py", "pages/train.py", "pages/evaluate.py", "pages/predict.py", "pages/runs.py", "pages/sweep.py"]
+TIMEOUT = 180
+
+
+@pytest.fixture(scope="session")
+def shared_cache(tmp_path_factory):
+    """One cache for all app tests, so the built-in sample is generated once."""
+    return tmp_path_factory.mktemp("app-cache")
+
+
+@pytest.fixture
+def app(shared_cache, isolated_dirs, monkeypatch):
+    """A fresh session of the whole app (navigation included) with an empty run store."""
+    monkeypatch.setenv("CNNLAB_CACHE_DIR", str(shared_cache))
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def open_page(at: AppTest, page: str) -> AppTest:
+    at.switch_page(page).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def wait_for_job(at: AppTest, key: str, timeout: float = TIMEOUT):
+    job = at.session_state[key]
+    deadline = time.monotonic() + timeout
+    while not job.done and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert job.done, f"job still {job.status} after {timeout}s"
+    return job
+
+
+def tiny_training(at: AppTest, epochs: int) -> None:
+    at.sidebar.select_slider(key="image_size").set_value(32)
+    at.sidebar.slider(key="conv_blocks").set_value(1)
+    at.sidebar.select_slider(key="filters").set_value(8)
+    at.sidebar.select_slider(key="dense_units").set_value(16)
+    at.sidebar.number_input(key="epochs").set_value(epochs)
+    at.sidebar.number_input(key="patience").set_value(0)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    next(b for b in at.button if b.label == "Start training").click().run()
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_renders_on_a_fresh_session(app, page):
+    at = open_page(app, page)
+    assert at.title[0].value == {"pages/home.py": "CNN Lab"}.get(page, Path(page).stem.capitalize())
+
+
+def test_data_page_shows_the_sample_with_counts_and_a_labelled_grid(app):
+    at = open_page(app, "pages/data.py")
+    assert at.subheader[0].value == "Built-in sample (shapes)"
+    metrics = {m.label: m.value for m in at.metric}
+    assert int(metrics["Classes"]) == len(SAMPLE_CLASSES)
+    assert int(metrics["Images"]) > 1000
+    captions = [c for img in at.get("imgs") for c in [img.proto.imgs[0].caption]]
+    assert len(captions) == 24 and set(captions) <= set(SAMPLE_CLASSES) and len(set(captions)) > 1
+
+
+def test_training_from_the_train_page_saves_a_run_then_predict_and_runs_use_it(app, isolated_dirs):
+    at = open_page(app, "pages/train.py")
+    tiny_training(at, epochs=2)
+    job = wait_for_job(at, "job")
+    assert job.status == "completed", job.error
+    at.run()
+    assert not at.exception
+    assert any("completed after 2 epochs" in s.value for s in at.success)
+    runs = RunStore(isolated_dirs[1], include_demo=False).list()
+    assert len(runs) == 1 and len(runs[0].history) == 2 and runs[0].status == "completed"
+
+    at = open_page(at, "pages/predict.py")
+    sample = Path(at.session_state["dataset"].path) / "star"
+    png = next(sample.iterdir()).read_bytes()
+    at.file_uploader[0].set_value([("star.png", png, "image/png"), ("notes.png", b"hello, not an image", "image/png")]).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("notes.png" in e.value and "not an image" in e.value for e in at.error)
+    labels = [m.value for m in at.markdown if m.value.startswith("**star.png**")]
+    assert labels and any(name in labels[0] for name in SAMPLE_CLASSES)
+
+    at = open_page(at, "pages/runs.py")
+    assert runs[0].id in at.dataframe[0].value["id"].tolist()
+
+    at = open_page(at, "pages/evaluate.py")
+    assert at.metric[0].label == "Test accuracy"
+
+
+def test_stop_ends_training_as_a_stopped_run(app, isolated_dirs):
+    at = open_page(app, "pages/train.py")
+    tiny_training(at, epochs=60)
+    job = at.session_state["job"]
+    deadline = time.monotonic() + TIMEOUT
+    while len(job.history) < 1 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    at.run()
+    next(b for b in at.button if b.label == "Stop").click().run()
+    job = wait_for_job(at, "job", timeout=60)
+    assert job.status == "stopped"
+    run = RunStore(isolated_dirs[1], include_demo=False).list()[0]
+    assert run.status == "stopped" and 1 <= len(run.history) < 60
+    assert run.model_path.exists()
+
+
+def test_predict_rejects_a_non_image_with_a_message(app, trained_run, monkeypatch):
+    monkeypatch.setenv("CNNLAB_MODELS_DIR", str(trained_run["base"] / "models"))
+    at = open_page(app, "pages/predict.py")
+    at.file_uploader[0].set_value(("fake.png", b"definitely text", "image/png")).run()
+    assert not at.exception
+    assert len(at.error) == 1 and "fake.png" in at.error[0].value and "not an image" in at.error[0].value
+    good = image_bytes(np.full((32, 32, 3), 200, np.uint8))
+    at.file_uploader[0].set_value(("good.png", good, "image/png")).run()
+    assert not at.error and any(m.value.startswith("**good.png**") for m in at.markdown)

@@ -1,0 +1,302 @@
+"""A folder dataset: scan, stratified split, the decoded-image cache and the tf.data pipeline."""
+
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cnnlab import data
+
+from conftest import class_image, image_bytes, write_dataset
+
+
+def skipped_reasons(report) -> dict[str, str]:
+    return {s.path: s.reason for s in report.skipped}
+
+
+def rgb(seed=0, size=(16, 16)) -> bytes:
+    return image_bytes(class_image((120, 120, 120), np.random.default_rng(seed), size))
+
+
+# ----------------------------------------------------------------------------------------- scan
+
+
+def test_scan_finds_sorted_classes_and_every_image(make_dataset):
+    root = make_dataset(classes=("owls", "cats", "dogs"), per_class=5)
+    report = data.scan(root)
+    assert report.class_names == ("cats", "dogs", "owls")
+    assert report.num_classes == 3
+    assert report.counts == {"cats": 5, "dogs": 5, "owls": 5}
+    assert len(report.files) == len(report.labels) == len(report.sizes) == 15
+    for rel, label in zip(report.files, report.labels):
+        assert rel.split("/")[0] == report.class_names[label]
+    assert set(report.sizes) == {(32, 32)}
+    assert report.skipped == () and report.empty_classes == ()
+    assert report.root == root.resolve()
+    summary = report.to_dict()
+    assert summary["num_images"] == 15 and summary["classes"] == ["cats", "dogs", "owls"]
+    assert report.size_stats() == {
+        "min_width": 32, "median_width": 32.0, "max_width": 32,
+        "min_height": 32, "median_height": 32.0, "max_height": 32,
+    }
+
+
+def test_nested_folders_belong_to_their_class_and_extensions_ignore_case(tmp_path):
+    root = tmp_path / "data"
+    for name in ("a", "b"):
+        (root / name / "deep" / "deeper").mkdir(parents=True)
+    (root / "a" / "one.JPG").write_bytes(image_bytes(class_image((9, 9, 9), np.random.default_rng(0)), "JPEG"))
+    (root / "a" / "deep" / "two.Png").write_bytes(rgb(1))
+    (root / "a" / "deep" / "deeper" / "three.jpeg").write_bytes(
+        image_bytes(class_image((9, 9, 9), np.random.default_rng(2)), "JPEG")
+    )
+    (root / "b" / "deep" / "deeper" / "four.PNG").write_bytes(rgb(3))
+    report = data.scan(root)
+    assert report.class_names == ("a", "b")
+    found = dict(zip(report.files, report.labels))
+    assert found == {"a/deep/deeper/three.jpeg": 0, "a/deep/two.Png": 0, "a/one.JPG": 0, "b/deep/deeper/four.PNG": 1}
+    assert report.skipped == ()
+
+
+def test_every_skip_reason_is_reported(tmp_path):
+    root = write_dataset(tmp_path / "data", classes=("cats", "dogs"), per_class=3)
+    cats = root / "cats"
+    (cats / "zero.png").write_bytes(b"")
+    (cats / "notes.jpg").write_text("not really a picture")
+    good = (cats / "cats_000.png").read_bytes()
+    (cats / "cut.png").write_bytes(good[: len(good) // 2])
+    photo = image_bytes(class_image((90, 90, 90), np.random.default_rng(1), (64, 64)), "JPEG")
+    (cats / "cut.jpeg").write_bytes(photo[: len(photo) * 3 // 4])
+    (cats / "huge.png").write_bytes(rgb(size=(80, 80)))  # 6400 pixels, over the cap passed below
+    (cats / "readme.txt").write_text("hello")
+    (cats / "icon.ico").write_bytes(b"\0\0\1\0")
+    (cats / ".hidden.png").write_bytes(good)
+    (cats / ".ipynb_checkpoints").mkdir()
+    (cats / ".ipynb_checkpoints" / "ghost.png").write_bytes(good)
+    (root / ".git").mkdir()
+    (root / ".git" / "stray.png").write_bytes(good)
+    (root / "labels.csv").write_text("a,b\n")
+    image = Image.new("RGB", (8, 8))
+    image.save(cats / "frame.png", "PPM")  # a PPM with a PNG name
+
+    report = data.scan(root, max_pixels=5000)
+
+    reasons = skipped_reasons(report)
+    assert reasons["cats/zero.png"] == "empty file (0 bytes)"
+    assert reasons["cats/notes.jpg"].startswith("is not an image")
+    assert reasons["cats/cut.png"].startswith("is truncated or corrupt")
+    assert reasons["cats/cut.jpeg"].startswith("is truncated or corrupt")
+    assert "over the 5,000-pixel safety cap" in reasons["cats/huge.png"]
+    assert reasons["cats/readme.txt"] == "unsupported file type '.txt'"
+    assert reasons["cats/icon.ico"] == "unsupported file type '.ico'"
+    assert reasons["cats/.hidden.png"] == "hidden file"
+    assert "not supported" in reasons["cats/frame.png"]
+    assert reasons["labels.csv"] == "file outside any class folder"
+    assert len(reasons) == 10
+    assert all("Received" not in r and "\n" not in r for r in reasons.values())
+    # Hidden folders are not data at all: neither classes, nor images, nor skips.
+    assert report.class_names == ("cats", "dogs")
+    assert not any("ipynb" in f or ".git" in f for f in report.files + tuple(reasons))
+    assert report.counts == {"cats": 3, "dogs": 3}
+    assert report.to_dict()["skipped"][0] == {"path": "cats/.hidden.png", "reason": "hidden file"}
+
+
+def test_empty_class_folder_is_reported_not_a_class(tmp_path):
+    root = write_dataset(tmp_path / "data", classes=("a", "c"), per_class=2)
+    (root / "b").mkdir()
+    (root / "d").mkdir()
+    (root / "d" / "broken.png").write_bytes(b"\x89PNG broken")
+    report = data.scan(root)
+    assert report.class_names == ("a", "c")
+    assert report.empty_classes == ("b", "d")
+    assert report.labels == (0, 0, 1, 1)  # renumbered: no phantom output for the empty classes
+    assert any("Empty class folders ignored: b, d" in note for note in data.report_warnings(report))
+
+
+def test_fewer_than_two_usable_classes_is_a_value_error(tmp_path):
+    root = write_dataset(tmp_path / "data", classes=("only",), per_class=3)
+    (root / "other").mkdir()
+    (root / "other" / "x.png").write_bytes(b"")
+    with pytest.raises(ValueError, match=r"at least two classes.*Received: classes=only=3, skipped=1"):
+        data.scan(root)
+    with pytest.raises(ValueError, match=r"at least two classes.*Received: classes=none"):
+        data.scan(tmp_path / "data" / "other")
+
+
+def test_missing_folder_is_a_value_error(tmp_path):
+    with pytest.raises(ValueError, match=r"Dataset folder not found.*Received: data_dir="):
+        data.scan(tmp_path / "nope")
+    (tmp_path / "file.png").write_bytes(rgb())
+    with pytest.raises(ValueError, match="Dataset folder not found"):
+        data.scan(tmp_path / "file.png")
+
+
+def test_scan_cache_is_reused_and_a_changed_file_is_checked_again(make_dataset, isolated_dirs):
+    root = make_dataset(classes=("a", "b"), per_class=3)
+    target = root / "a" / "a_001.png"
+    first = data.scan(root)
+    assert "a/a_001.png" in first.files
+    assert len(list((isolated_dirs[0] / "scans").glob("*.json"))) == 1
+
+    # Same name, size and modification time, but now garbage: a second scan trusts the cache.
+    stat = target.stat()
+    target.write_bytes(b"\0" * stat.st_size)
+    os.utime(target, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    again = data.scan(root)
+    assert again.files == first.files and again.skipped == ()
+
+    # A real change (new modification time) is checked again and found.
+    os.utime(target, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+    changed = data.scan(root)
+    assert "a/a_001.png" not in changed.files
+    assert skipped_reasons(changed)["a/a_001.png"].startswith("is not an image")
+    assert changed.fingerprint != first.fingerprint
+
+
+def test_a_damaged_scan_cache_is_recomputed(make_dataset, isolated_dirs):
+    root = make_dataset(classes=("a", "b"), per_class=2)
+    first = data.scan(root)
+    (entry,) = (isolated_dirs[0] / "scans").glob("*.json")
+    entry.write_text("{not json")
+    assert data.scan(root) == first
+
+
+# ---------------------------------------------------------------------------------------- split
+
+
+def test_split_is_stratified_disjoint_and_complete():
+    labels = np.repeat([0, 1, 2], [20, 40, 100])
+    parts = data.split(labels, validation_split=0.15, test_split=0.15, seed=3)
+    assert set(parts) == {"train", "validation", "test"}
+    everything = np.concatenate(list(parts.values()))
+    assert sorted(everything.tolist()) == list(range(len(labels)))  # complete and disjoint
+    for label, n in ((0, 20), (1, 40), (2, 100)):
+        counts = {name: int(np.sum(labels[idx] == label)) for name, idx in parts.items()}
+        assert counts["test"] == pytest.approx(0.15 * n, abs=1)
+        assert counts["validation"] == pytest.approx(0.15 * n, abs=1)
+        assert counts["train"] == pytest.approx(0.70 * n, abs=2)
+    assert all(idx.dtype == np.int64 and np.all(np.diff(idx) > 0) for idx in parts.values())
+
+
+def test_split_is_reproducible_by_seed():
+    labels = np.repeat([0, 1], 30)
+    first, again = data.split(labels, seed=5), data.split(labels, seed=5)
+    other = data.split(labels, seed=6)
+    for name in first:
+        np.testing.assert_array_equal(first[name], again[name])
+    assert any(not np.array_equal(first[name], other[name]) for name in first)
+
+
+def test_small_classes_keep_a_training_image():
+    parts = data.split([0, 1, 1], validation_split=0.3, test_split=0.3, seed=0)
+    assert 0 in parts["train"].tolist()
+    assert sorted(np.concatenate(list(parts.values())).tolist()) == [0, 1, 2]
+    assert all(len(part) == 0 for part in data.split([]).values())
+    no_holdout = data.split([0, 0, 1, 1], validation_split=0.0, test_split=0.0)
+    assert no_holdout["train"].tolist() == [0, 1, 2, 3]
+    assert len(no_holdout["validation"]) == len(no_holdout["test"]) == 0
+
+
+@pytest.mark.parametrize(
+    "validation_split, test_split, field",
+    [(-0.1, 0.15, "validation_split"), (0.15, 0.95, "test_split"), ("0.2", 0.1, "validation_split"), (0.5, 0.45, "validation_split")],
+)
+def test_bad_fractions_are_value_errors(validation_split, test_split, field):
+    with pytest.raises(ValueError, match=f"Received: {field}="):
+        data.split([0, 1, 0, 1], validation_split, test_split)
+
+
+# -------------------------------------------------------------------------------------- prepare
+
+
+def test_prepare_decodes_once_into_a_memory_mapped_cache(make_dataset, isolated_dirs):
+    root = make_dataset(per_class=4)
+    report = data.scan(root)
+    prepared = data.prepare(report, (16, 24))
+    assert not prepared.from_cache
+    assert isinstance(prepared.images, np.memmap)  # streamed from disk, not loaded into RAM
+    assert prepared.images.shape == (12, 16, 24, 3) and prepared.images.dtype == np.uint8
+    assert prepared.labels.dtype == np.int32 and prepared.labels.tolist() == list(report.labels)
+    assert prepared.cache_path.parent == isolated_dirs[0] / "prepared"
+    assert prepared.cache_path.exists()
+    assert not [p for p in prepared.cache_path.parent.iterdir() if p.name.endswith(".tmp")]
+    # Row i is file i, decoded exactly as a single image would be.
+    from cnnlab.images import load_array
+
+    for i in (0, 5, 11):
+        np.testing.assert_array_equal(prepared.images[i], load_array(report.root / report.files[i], (16, 24)))
+
+    again = data.prepare(report, (16, 24))
+    assert again.from_cache and again.cache_path == prepared.cache_path
+    np.testing.assert_array_equal(np.asarray(again.images), np.asarray(prepared.images))
+
+    gray = data.prepare(report, (16, 24), color_mode="grayscale")
+    padded = data.prepare(report, (20, 20), resize_mode="pad")
+    turned = data.prepare(report, (24, 16))
+    assert not gray.from_cache and gray.images.shape == (12, 16, 24, 1)
+    assert not padded.from_cache and padded.images.shape == (12, 20, 20, 3)
+    assert not turned.from_cache and turned.images.shape == (12, 24, 16, 3)
+    assert len({prepared.cache_path, gray.cache_path, padded.cache_path, turned.cache_path}) == 4
+
+
+def test_parallel_decoding_matches_inline(make_dataset, monkeypatch, tmp_path):
+    root = make_dataset(per_class=6)
+    report = data.scan(root)
+    inline = data.prepare(report, (24, 24), cache=tmp_path / "inline")
+    monkeypatch.setattr(data, "PARALLEL_MIN_FILES", 0)
+    parallel_report = data.scan(root, cache=tmp_path / "parallel")
+    assert parallel_report == report
+    parallel = data.prepare(parallel_report, (24, 24), cache=tmp_path / "parallel")
+    assert not parallel.from_cache
+    np.testing.assert_array_equal(np.asarray(parallel.images), np.asarray(inline.images))
+
+
+def test_prepare_rejects_bad_settings(make_dataset):
+    report = data.scan(make_dataset(classes=("a", "b"), per_class=2))
+    with pytest.raises(ValueError, match="Received: image_size="):
+        data.prepare(report, (4, 4))
+    with pytest.raises(ValueError, match="Received: color_mode="):
+        data.prepare(report, (16, 16), color_mode="cmyk")
+    with pytest.raises(ValueError, match="Received: resize_mode="):
+        data.prepare(report, (16, 16), resize_mode="zoom")
+
+
+# --------------------------------------------------------------------------------------- tf.data
+
+
+def batches_of(ds):
+    return [(x.numpy(), y.numpy()) for x, y in ds]
+
+
+def test_make_dataset_yields_uint8_batches_with_labels(make_dataset):
+    report = data.scan(make_dataset(per_class=5))
+    prepared = data.prepare(report, (16, 16))
+    indices = np.array([0, 3, 7, 8, 14, 2, 9])
+    batches = batches_of(data.make_dataset(prepared, indices, batch_size=3))
+    assert [x.shape for x, _ in batches] == [(3, 16, 16, 3), (3, 16, 16, 3), (1, 16, 16, 3)]
+    assert all(x.dtype == np.uint8 and y.dtype == np.int32 for x, y in batches)
+    images = np.concatenate([x for x, _ in batches])
+    labels = np.concatenate([y for _, y in batches])
+    np.testing.assert_array_equal(images, np.asarray(prepared.images)[indices])
+    np.testing.assert_array_equal(labels, np.asarray(report.labels)[indices])
+
+
+def test_shuffle_depends_on_the_seed(make_dataset):
+    prepared = data.prepare(data.scan(make_dataset(per_class=8)), (16, 16))
+    indices = np.arange(24)
+
+    def order(seed):
+        batches = batches_of(data.make_dataset(prepared, indices, 5, shuffle=True, seed=seed))
+        return np.concatenate([x for x, _ in batches]), np.concatenate([y for _, y in batches])
+
+    (images_a, labels_a), (images_b, labels_b), (images_c, _) = order(1), order(1), order(2)
+    np.testing.assert_array_equal(images_a, images_b)
+    np.testing.assert_array_equal(labels_a, labels_b)
+    assert not np.array_equal(images_a, images_c)
+    plain = np.asarray(prepared.images)
+    assert not np.array_equal(images_a, plain)  # shuffled ...
+    position = {plain[i].tobytes(): i for i in range(len(plain))}
+    seen = [position[image.tobytes()] for image in images_a]
+    assert sorted(seen) == list(range(24))  # ... yet every image exactly once
+    np.testing.assert_array_equal(labels_a, prepared.labels[seen])  # labels travel with their images

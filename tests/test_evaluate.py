@@ -1,0 +1,142 @@
+"""Evaluation: exact metrics from hand-made probabilities, and a trained run's cached test evaluation."""
+
+import json
+import math
+import shutil
+import warnings
+
+import numpy as np
+import pytest
+
+from cnnlab.evaluate import Evaluation, evaluate_probabilities, evaluate_run
+from cnnlab.runs import RunStore
+
+from conftest import write_dataset
+
+CLASSES = ["cat", "dog", "owl"]
+LABELS = [0, 0, 0, 1, 1, 2, 2, 2]
+PROBS = np.array(
+    [
+        [0.7, 0.2, 0.1],  # cat -> cat
+        [0.3, 0.6, 0.1],  # cat -> dog
+        [0.5, 0.1, 0.4],  # cat -> cat
+        [0.1, 0.8, 0.1],  # dog -> dog
+        [0.5, 0.3, 0.2],  # dog -> cat
+        [0.1, 0.1, 0.8],  # owl -> owl
+        [0.6, 0.2, 0.2],  # owl -> cat
+        [0.2, 0.2, 0.6],  # owl -> owl
+    ]
+)
+PATHS = [f"img{i}.png" for i in range(8)]
+
+
+def test_three_class_metrics_are_exact():
+    ev = evaluate_probabilities(PROBS, LABELS, CLASSES, PATHS)
+    assert ev.confusion.tolist() == [[2, 1, 0], [1, 1, 0], [1, 0, 2]]
+    assert ev.accuracy == pytest.approx(5 / 8)
+    true_p = [0.7, 0.3, 0.5, 0.8, 0.3, 0.8, 0.2, 0.6]
+    assert ev.loss == pytest.approx(-sum(math.log(p) for p in true_p) / 8)
+    table = ev.per_class.set_index("class")
+    assert table["precision"].tolist() == pytest.approx([2 / 4, 1 / 2, 2 / 2])
+    assert table["recall"].tolist() == pytest.approx([2 / 3, 1 / 2, 2 / 3])
+    assert table["f1"].tolist() == pytest.approx([4 / 7, 1 / 2, 4 / 5])
+    assert table["support"].tolist() == [3, 2, 3]
+    assert ev.roc_auc is None  # defined here for two classes only
+
+    p = ev.predictions
+    assert p["path"].tolist() == PATHS
+    assert p["true_label"].tolist() == ["cat"] * 3 + ["dog"] * 2 + ["owl"] * 3
+    assert p["predicted_label"].tolist() == ["cat", "dog", "cat", "dog", "cat", "owl", "cat", "owl"]
+    assert p["confidence"].tolist() == pytest.approx([0.7, 0.6, 0.5, 0.8, 0.5, 0.8, 0.6, 0.6])
+    assert p["correct"].tolist() == [True, False, True, True, False, True, False, True]
+    mistakes = ev.most_confident_mistakes()
+    assert set(mistakes["path"].tolist()[:2]) == {"img1.png", "img6.png"}  # confidence 0.6 each
+    assert mistakes["path"].tolist()[-1] == "img4.png"
+    assert ev.cell("owl", "cat")["path"].tolist() == ["img6.png"]
+    assert ev.cell("dog", "owl").empty
+
+
+def test_two_class_roc_auc_counts_ties_as_half():
+    scores = np.array([0.1, 0.4, 0.35, 0.8, 0.35, 0.9])
+    labels = [0, 0, 1, 1, 0, 1]
+    probs = np.stack([1 - scores, scores], axis=1)
+    ev = evaluate_probabilities(probs, labels, ["neg", "pos"], [str(i) for i in range(6)])
+    # Positive-negative pairs ranked right: 0.35 beats 0.1, ties 0.35 (half), loses to 0.4; 0.8 and 0.9 beat all.
+    assert ev.roc_auc == pytest.approx(7.5 / 9)
+    assert ev.confusion.tolist() == [[3, 0], [1, 2]]
+    assert ev.accuracy == pytest.approx(5 / 6)
+    expected_loss = -np.mean(np.log([0.9, 0.6, 0.35, 0.8, 0.65, 0.9]))
+    assert ev.loss == pytest.approx(expected_loss)
+    one_class = evaluate_probabilities(probs[:2], [0, 0], ["neg", "pos"], ["a", "b"])
+    assert one_class.roc_auc is None  # undefined without both classes
+
+
+def test_a_class_never_seen_or_predicted_scores_zero_without_warnings():
+    probs = np.array([[0.9, 0.1, 0.0], [0.2, 0.8, 0.0]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ev = evaluate_probabilities(probs, [0, 1], CLASSES, ["a", "b"])
+    row = ev.per_class.set_index("class").loc["owl"]
+    assert (row["precision"], row["recall"], row["f1"], row["support"]) == (0.0, 0.0, 0.0, 0)
+    assert ev.accuracy == 1.0
+    assert ev.loss == pytest.approx(-(math.log(0.9) + math.log(0.8)) / 2)
+
+
+def test_a_zero_probability_gives_a_finite_loss():
+    ev = evaluate_probabilities(np.array([[1.0, 0.0]]), [1], ["a", "b"], ["x"])
+    assert np.isfinite(ev.loss) and ev.loss > 10
+
+
+def test_evaluation_round_trips_through_json():
+    ev = evaluate_probabilities(PROBS, LABELS, CLASSES, PATHS)
+    text = json.dumps(ev.to_dict())
+    back = Evaluation.from_dict(json.loads(text))
+    assert back.class_names == ev.class_names and back.accuracy == ev.accuracy and back.loss == ev.loss
+    np.testing.assert_array_equal(back.confusion, ev.confusion)
+    assert back.per_class.to_dict(orient="records") == ev.per_class.to_dict(orient="records")
+    assert back.predictions.to_dict(orient="records") == ev.predictions.to_dict(orient="records")
+    assert all(type(row["support"]) is int for row in json.loads(text)["per_class"])
+
+
+@pytest.fixture
+def run_copy(trained_run, tmp_path):
+    """A private copy of the shared trained run, free to change."""
+    source = trained_run["run"]
+    store = RunStore(tmp_path / "runs", include_demo=False)
+    shutil.copytree(source.path, store.root / source.id)
+    return store.get(source.id)
+
+
+def test_evaluate_run_uses_the_test_split_and_caches_it(run_copy):
+    run = run_copy
+    saved = run.path / "evaluation.json"
+    at_training = evaluate_run(run)  # written when training finished
+    test_files = run.split()["test"]
+    assert len(at_training.predictions) == len(test_files) == 9
+    assert sorted(at_training.predictions["path"]) == sorted(test_files)
+    assert at_training.accuracy == pytest.approx(run.record["metrics"]["test_accuracy"])
+    assert int(at_training.confusion.sum()) == 9
+
+    saved.unlink()
+    fresh = evaluate_run(run)  # recomputed from the saved model and the dataset
+    assert saved.exists()
+    assert fresh.accuracy == pytest.approx(at_training.accuracy)
+    assert fresh.loss == pytest.approx(at_training.loss, rel=1e-5)
+    np.testing.assert_array_equal(fresh.confusion, at_training.confusion)
+    assert sorted(fresh.predictions["path"]) == sorted(test_files)
+
+    record = json.loads(saved.read_text())
+    record["accuracy"] = 0.123
+    saved.write_text(json.dumps(record))
+    assert evaluate_run(run).accuracy == 0.123  # read back, not recomputed
+    assert evaluate_run(run, refresh=True).accuracy == pytest.approx(at_training.accuracy)
+    assert json.loads(saved.read_text())["accuracy"] == pytest.approx(at_training.accuracy)
+
+
+def test_evaluate_run_refuses_a_dataset_whose_classes_changed(run_copy, tmp_path):
+    changed = tmp_path / "changed"
+    shutil.copytree(run_copy.dataset_root(), changed)
+    write_dataset(changed, classes=("zebras",), per_class=3)
+    run_copy.update(dataset={**run_copy.record["dataset"], "path": str(changed)})
+    with pytest.raises(ValueError, match=r"classes changed.*Received: classes=\['cats', 'dogs', 'owls', 'zebras'\]"):
+        evaluate_run(run_copy, refresh=True)

@@ -1,0 +1,138 @@
+"""The CNN builder: validated config, the right head for the task, raw-pixel input that survives saving."""
+
+import numpy as np
+import pytest
+
+from cnnlab.model import ModelConfig, build_model, model_summary
+
+from conftest import tiny_model_config
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("image_size", (4, 4)),
+        ("image_size", (64, 2000)),
+        ("image_size", "big"),
+        ("color_mode", "cmyk"),
+        ("resize_mode", "zoom"),
+        ("conv_blocks", 0),
+        ("conv_blocks", 2.5),
+        ("filters", 0),
+        ("filters", True),
+        ("filters_growth", 0.5),
+        ("kernel_size", 12),
+        ("pooling", "min"),
+        ("batch_norm", "yes"),
+        ("head", "attention"),
+        ("dropout", 0.95),
+        ("dense_units", -1),
+        ("flip", "diagonal"),
+        ("rotation", 0.6),
+        ("zoom", -0.1),
+        ("contrast", 1.0),
+        ("translation", "a bit"),
+        ("optimizer", "lbfgs"),
+        ("learning_rate", 0.0),
+        ("learning_rate", 5.0),
+    ],
+)
+def test_each_bad_field_is_a_value_error_naming_it(field, value):
+    with pytest.raises(ValueError, match=f"Received: {field}=") as exc:
+        ModelConfig(**{field: value})
+    assert "\n" not in str(exc.value)
+
+
+def test_too_many_blocks_for_the_image_size():
+    with pytest.raises(ValueError, match=r"shrink a 8x8 image to nothing.*Received: conv_blocks=4"):
+        ModelConfig(image_size=(8, 8), conv_blocks=4)
+    assert ModelConfig(image_size=(8, 8), conv_blocks=3).conv_blocks == 3
+
+
+def test_config_round_trips_and_normalises_image_size():
+    config = ModelConfig(image_size=48, conv_blocks=2, filters=8)
+    assert config.image_size == (48, 48)
+    assert config.block_filters() == [8, 16]
+    data = config.to_dict()
+    assert data["image_size"] == [48, 48]
+    assert ModelConfig.from_dict({**data, "from_a_newer_version": 1}) == config
+    with pytest.raises(Exception):
+        config.filters = 3  # frozen
+
+
+def test_two_classes_get_one_sigmoid_unit():
+    model = build_model(tiny_model_config(), num_classes=2)
+    assert model.input_shape == (None, 32, 32, 3)
+    assert model.output_shape == (None, 1)
+    assert model.get_layer("predictions").activation.__name__ == "sigmoid"
+    assert model.loss == "binary_crossentropy"
+
+
+def test_more_classes_get_softmax():
+    model = build_model(tiny_model_config(), num_classes=5)
+    assert model.output_shape == (None, 5)
+    assert model.get_layer("predictions").activation.__name__ == "softmax"
+    probs = model.predict(np.zeros((2, 32, 32, 3), np.uint8), verbose=0)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_grayscale_input_has_one_channel():
+    model = build_model(tiny_model_config(color_mode="grayscale"), num_classes=3)
+    assert model.input_shape == (None, 32, 32, 1)
+
+
+def test_one_class_is_refused():
+    with pytest.raises(ValueError, match="Received: num_classes=1"):
+        build_model(tiny_model_config(), num_classes=1)
+
+
+def test_summary_has_one_row_per_layer():
+    config = tiny_model_config(conv_blocks=2, filters=4, dense_units=8, batch_norm=True, dropout=0.2, flip="horizontal")
+    model = build_model(config, num_classes=3)
+    rows = model_summary(model)
+    assert [row["layer"] for row in rows] == [layer.name for layer in model.layers]
+    by_name = {row["layer"]: row for row in rows}
+    assert {"rescale", "conv_1", "bn_1", "pool_2", "gap", "dropout", "dense", "predictions", "augment_flip"} <= set(by_name)
+    assert by_name["conv_1"]["output_shape"] == "(batch, 32, 32, 4)"
+    assert by_name["conv_2"]["output_shape"] == "(batch, 16, 16, 8)"
+    assert by_name["conv_1"]["params"] == 3 * 3 * 3 * 4  # no bias beside batch norm
+    assert by_name["predictions"]["params"] == 8 * 3 + 3
+    assert sum(row["params"] for row in rows) == model.count_params()
+    assert all(set(row) == {"layer", "type", "output_shape", "params"} for row in rows)
+
+
+def test_flatten_head_and_average_pooling():
+    config = tiny_model_config(head="flatten", pooling="average", batch_norm=False, dense_units=0)
+    model = build_model(config, num_classes=3)
+    rows = {row["layer"]: row for row in model_summary(model)}
+    assert rows["pool_1"]["type"] == "AveragePooling2D"
+    assert rows["flatten"]["output_shape"] == "(batch, 1024)"
+    assert "dense" not in rows
+
+
+@pytest.mark.parametrize("optimizer, klass", [("adam", "Adam"), ("sgd", "SGD"), ("rmsprop", "RMSprop")])
+def test_optimizer_and_learning_rate_are_used(optimizer, klass):
+    model = build_model(tiny_model_config(optimizer=optimizer, learning_rate=0.01), num_classes=2)
+    assert type(model.optimizer).__name__ == klass
+    assert float(np.asarray(model.optimizer.learning_rate)) == pytest.approx(0.01)
+
+
+def test_saved_model_predicts_identically_on_raw_pixels(tmp_path):
+    import keras
+
+    config = tiny_model_config(
+        conv_blocks=2, filters=4, dense_units=8, batch_norm=True, dropout=0.2,
+        flip="horizontal", rotation=0.1, zoom=0.1, contrast=0.1, translation=0.1,
+    )
+    model = build_model(config, num_classes=3)
+    raw = np.random.default_rng(0).integers(0, 256, size=(4, 32, 32, 3), dtype=np.uint8)
+    x, y = raw.astype("float32"), np.array([0, 1, 2, 0])
+    model.fit(x, y, epochs=1, batch_size=2, verbose=0)  # moves batch-norm statistics off their defaults
+    before = model.predict(raw, verbose=0)
+    assert np.allclose(model.predict(raw, verbose=0), before)  # augmentation is off at inference
+    path = tmp_path / "model.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path, compile=False)
+    np.testing.assert_allclose(loaded.predict(raw, verbose=0), before, rtol=1e-6, atol=1e-7)
+    # The model rescales inside: feeding 0-1 floats gives a different answer than raw 0-255 pixels.
+    assert not np.allclose(loaded.predict(raw / 255.0, verbose=0), before, atol=1e-4)

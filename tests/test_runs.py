@@ -1,0 +1,230 @@
+"""The run store: atomic folders, crash-proof listing, interrupted runs, rename, delete and look-up."""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from cnnlab import runs
+from cnnlab.runs import RunStore
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+EMPTY_SPLIT = {"train": [], "validation": [], "test": []}
+
+
+def make_run(store: RunStore, **record):
+    return store.create({"model_config": {}, "train_config": {}, **record}, EMPTY_SPLIT)
+
+
+def dead_pid() -> int:
+    """The id of a process that has exited and been reaped."""
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_create_writes_a_complete_run_folder(tmp_path):
+    store = RunStore(tmp_path / "models", include_demo=False)
+    split = {"train": ["a/1.png"], "validation": ["b/2.png"], "test": ["a/3.png"]}
+    run = store.create({"name": "first", "model_config": {"filters": 4}, "train_config": {}}, split)
+    assert run.path.parent == tmp_path / "models" and run.id == run.path.name
+    record = json.loads((run.path / "run.json").read_text())
+    assert record["id"] == run.id and record["name"] == "first"
+    assert record["status"] == "running" and run.status == "running"  # this process is the writer
+    assert record["pid"] == os.getpid() and record["host"] == socket.gethostname()
+    assert record["created"].endswith("+00:00")
+    assert record["history"] == [] and record["metrics"] == {} and record["error"] is None
+    assert "python" in record["versions"]
+    assert run.split() == split
+    assert sorted(p.name for p in run.path.iterdir()) == ["run.json", "split.json"]
+    assert [p.name for p in (tmp_path / "models").iterdir()] == [run.id]  # no staging folder left
+
+
+def test_a_run_without_a_name_is_named_by_its_id(tmp_path):
+    run = make_run(RunStore(tmp_path, include_demo=False), name=None)
+    assert run.name == run.id
+    assert json.loads((run.path / "run.json").read_text())["name"] == run.id
+
+
+def test_update_and_history_are_written_atomically(tmp_path):
+    run = make_run(RunStore(tmp_path, include_demo=False))
+    run.append_history({"epoch": 1, "loss": 1.0})
+    run.append_history({"epoch": 2, "loss": 0.5})
+    run.update(status="completed")
+    again = RunStore(tmp_path, include_demo=False).get(run.id)
+    assert [row["epoch"] for row in again.history] == [1, 2]
+    assert again.status == "completed"
+    assert sorted(p.name for p in run.path.iterdir()) == ["run.json", "split.json"]  # no temp files
+
+
+def test_a_running_run_whose_writer_is_gone_is_interrupted(tmp_path):
+    store = RunStore(tmp_path, include_demo=False)
+    run = make_run(store)
+    run.update(pid=dead_pid())
+    assert store.get(run.id).status == "interrupted"
+    run.update(pid=None)
+    assert store.get(run.id).status == "interrupted"
+    run.update(pid=0)  # not "every process in my group"
+    assert store.get(run.id).status == "interrupted"
+    run.update(host="another-machine", pid=dead_pid())
+    assert store.get(run.id).status == "running"  # cannot tell for another machine: trust the record
+    run.update(host=socket.gethostname(), status="completed")
+    assert store.get(run.id).status == "completed"
+
+
+def test_listing_skips_leftovers_and_broken_folders(tmp_path):
+    root = tmp_path / "models"
+    store = RunStore(root, include_demo=False)
+    good = make_run(store, name="good")
+    # Leftovers of interrupted writes: a staging folder, a half-deleted run, temp files in a run.
+    staging = root / f".{good.id}.x1y2"
+    staging.mkdir()
+    (staging / "run.json").write_text(json.dumps({"id": "staging", "created": "2999"}))
+    shutil.copytree(good.path, root / ".deleted-old-abc123")
+    (good.path / ".run.json.abc.tmp").write_text('{"half": ')
+    (good.path / ".model.keras.1234.keras").write_bytes(b"PK\x03")
+    # Folders that are not runs.
+    (root / "empty").mkdir()
+    (root / "garbage").mkdir()
+    (root / "garbage" / "run.json").write_text("{not json")
+    (root / "binary").mkdir()
+    (root / "binary" / "run.json").write_bytes(b"\xff\xfe\x00")
+    (root / "a-list").mkdir()
+    (root / "a-list" / "run.json").write_text("[1, 2]")
+    (root / "notes.txt").write_text("hi")
+
+    listed = store.list()
+    assert [r.id for r in listed] == [good.id]
+    assert listed[0].summary()["name"] == "good"
+    assert store.get(good.id).name == "good"
+
+
+def test_list_is_newest_first_and_filters_by_owner_and_sweep(tmp_path):
+    store = RunStore(tmp_path, include_demo=False)
+    old = make_run(store, name="old", owner="alice")
+    mid = make_run(store, name="mid", owner=None, sweep={"study": "s1", "trial": 0})
+    new = make_run(store, name="new", owner="bob")
+    for run, created in ((old, "2024-01-01T00:00:00+00:00"), (mid, "2024-06-01T00:00:00+00:00"), (new, "2025-01-01T00:00:00+00:00")):
+        run.update(created=created)
+    assert [r.name for r in store.list()] == ["new", "mid", "old"]
+    assert [r.name for r in store.list(owner="alice")] == ["mid", "old"]
+    assert [r.name for r in store.list(sweep="s1")] == ["mid"]
+    assert RunStore(tmp_path / "does-not-exist", include_demo=False).list() == []
+
+
+def test_get_by_id_name_and_path(tmp_path):
+    store = RunStore(tmp_path / "models", include_demo=False)
+    run = make_run(store, name="My run")
+    assert store.get(run.id).path == run.path
+    assert store.get("My run").path == run.path
+    assert store.get(run.path).path == run.path
+    assert store.get(str(run.path)).path == run.path
+    with pytest.raises(ValueError, match=r"No run found.*Received: run='nope'"):
+        store.get("nope")
+
+
+def test_rename(tmp_path):
+    store = RunStore(tmp_path, include_demo=False)
+    run = make_run(store, name="before")
+    renamed = store.rename(run.id, "  after  ")
+    assert renamed.name == "after"
+    assert store.get("after").id == run.id
+    with pytest.raises(ValueError, match="No run found"):
+        store.get("before")
+    for bad in ("", "   ", "x" * 81):
+        with pytest.raises(ValueError, match=r"1 to 80 characters.*Received: name="):
+            store.rename(run.id, bad)
+    assert store.get(run.id).name == "after"
+
+
+def test_delete_removes_the_folder(tmp_path):
+    store = RunStore(tmp_path, include_demo=False)
+    keep, drop = make_run(store, name="keep"), make_run(store, name="drop")
+    store.delete("drop")
+    assert not drop.path.exists()
+    assert [r.name for r in store.list()] == ["keep"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [keep.id]  # no trash left behind
+    with pytest.raises(ValueError, match="No run found"):
+        store.delete("drop")
+
+
+def test_the_demo_run_is_listed_but_cannot_be_deleted(tmp_path, monkeypatch):
+    demo_store = RunStore(tmp_path / "shipped", include_demo=False)
+    demo = make_run(demo_store, name="Demo model")
+    demo.update(status="completed")
+    monkeypatch.setattr(runs, "DEMO_RUN_DIR", demo.path)
+    store = RunStore(tmp_path / "models")
+    mine = make_run(store, name="mine")
+    assert {r.name for r in store.list()} == {"Demo model", "mine"}
+    assert store.get("Demo model").is_demo and not mine.is_demo
+    assert [r.name for r in RunStore(tmp_path / "models", include_demo=False).list()] == ["mine"]
+    with pytest.raises(ValueError, match=r"demo model is part of the app and cannot be deleted.*Received: run="):
+        store.delete("Demo model")
+    assert demo.path.is_dir()
+
+
+def test_summary_row(tmp_path):
+    run = make_run(
+        RunStore(tmp_path, include_demo=False),
+        name="r",
+        model_config={"image_size": [32, 48], "filters": 4, "conv_blocks": 1},
+        train_config={"batch_size": 8, "epochs": 2},
+        dataset={"path": "/data/flowers"},
+    )
+    run.update(status="completed", metrics={"test_accuracy": 0.5, "best_val_accuracy": 0.75}, history=[{"epoch": 1}])
+    row = run.summary()
+    assert row["image_size"] == "32x48" and row["dataset"] == "flowers"
+    assert row["epochs_run"] == 1 and row["test_accuracy"] == 0.5 and row["best_val_accuracy"] == 0.75
+    assert row["batch_size"] == 8 and row["filters"] == 4 and row["status"] == "completed"
+
+
+KILL_SCRIPT = """
+import sys
+from cnnlab.model import ModelConfig
+from cnnlab.runs import RunStore
+from cnnlab.train import TrainConfig, train
+
+model_config = ModelConfig(image_size=(32, 32), conv_blocks=1, filters=4, dense_units=8, dropout=0.0, flip="none", rotation=0.0)
+train(sys.argv[1], model_config, TrainConfig(epochs=1000, batch_size=8, patience=0), store=RunStore(sys.argv[2]), name="doomed")
+"""
+
+
+@pytest.mark.slow
+def test_a_killed_training_is_listed_as_interrupted_with_a_loadable_model(make_dataset, tmp_path):
+    root = make_dataset(classes=("a", "b"), per_class=10)
+    models = tmp_path / "killed-models"
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    log = tmp_path / "writer.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, str(root), str(models)], env=env, stdout=out, stderr=out)
+    store = RunStore(models, include_demo=False)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            listed = store.list()  # listing while the writer works must never break
+            if listed and listed[0].history:
+                break
+            time.sleep(0.05)
+        else:
+            pytest.fail(f"the training never recorded an epoch: {log.read_text()[-2000:]}")
+        assert listed[0].status == "running"
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait()  # reaped: a zombie would still answer os.kill(pid, 0)
+
+    (run,) = store.list()
+    assert run.name == "doomed"
+    assert run.status == "interrupted"
+    assert run.record["status"] == "running"  # the record itself was never finished ...
+    assert len(run.history) >= 1
+    model = run.load_model()  # ... but the model saved after the first epoch is whole
+    assert model.output_shape == (None, 1)
+    assert store.get(run.id).summary()["status"] == "interrupted"

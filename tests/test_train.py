@@ -1,0 +1,185 @@
+"""The training engine: a real tiny training from a folder to a saved, evaluated run."""
+
+import json
+import threading
+
+import numpy as np
+import pytest
+
+from cnnlab.evaluate import evaluate_run
+from cnnlab.runs import RunStore
+from cnnlab.train import TrainConfig, train
+
+from conftest import tiny_model_config, tiny_train_config
+
+HISTORY_KEYS = {"epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "seconds", "images_per_s"}
+
+
+def test_a_two_epoch_run_is_completed_saved_and_evaluated(trained_run):
+    run = trained_run["run"]
+    assert run.status == "completed"
+    assert run.name == "shared tiny run"
+    assert run.class_names == ["cats", "dogs", "owls"]
+    history = run.history
+    assert [row["epoch"] for row in history] == [1, 2]
+    for row in history:
+        assert HISTORY_KEYS <= set(row)
+        assert all(np.isfinite(row[k]) for k in HISTORY_KEYS)
+        assert 0.0 <= row["accuracy"] <= 1.0 and 0.0 <= row["val_accuracy"] <= 1.0
+        assert row["learning_rate"] == pytest.approx(1e-3)
+        assert row["seconds"] > 0 and row["images_per_s"] > 0
+    assert run.model_path.exists()
+    assert (run.path / "evaluation.json").exists()
+    metrics = run.record["metrics"]
+    assert 0.0 <= metrics["test_accuracy"] <= 1.0 and np.isfinite(metrics["test_loss"])
+    assert metrics["best_val_loss"] == min(row["val_loss"] for row in history)
+    assert metrics["best_val_accuracy"] == max(row["val_accuracy"] for row in history)
+    assert run.record["best_epoch"] in (1, 2)
+    assert run.record["duration_s"] > 0
+
+    # What is on disk says the same as the object in memory.
+    on_disk = json.loads((run.path / "run.json").read_text())
+    assert on_disk["status"] == "completed" and on_disk["history"] == history
+    assert on_disk["name"] == "shared tiny run"
+    assert on_disk["dataset"]["num_images"] == 60
+    assert on_disk["dataset"]["counts"] == {"cats": 20, "dogs": 20, "owls": 20}
+    assert on_disk["train_config"] == tiny_train_config().to_dict()
+    assert on_disk["model_config"] == tiny_model_config().to_dict()
+    split = run.split()
+    assert [len(split[k]) for k in ("train", "validation", "test")] == [42, 9, 9]
+    assert not set(split["train"]) & set(split["test"])
+
+    model = run.load_model()
+    assert model.output_shape == (None, 3)
+
+
+def test_callbacks_report_every_epoch_and_batch(trained_run):
+    epochs, batches = trained_run["epochs"], trained_run["batches"]
+    assert [row["epoch"] for row in epochs] == [1, 2]
+    assert epochs == trained_run["run"].history
+    steps = int(np.ceil(42 / 8))
+    assert len(batches) == 2 * steps
+    assert [(b["epoch"], b["batch"]) for b in batches[:2]] == [(1, 1), (1, 2)]
+    assert batches[-1]["epoch"] == 2 and batches[-1]["batch"] == steps
+    assert batches[-1]["fraction"] == pytest.approx(1.0)
+    assert all(b["steps"] == steps and b["eta_s"] >= 0 for b in batches)
+    fractions = [b["fraction"] for b in batches]
+    assert fractions == sorted(fractions)
+
+
+@pytest.mark.slow
+def test_same_seed_same_history(make_dataset):
+    root = make_dataset(per_class=12)
+    store = RunStore(include_demo=False)
+    config = tiny_model_config(dropout=0.2, flip="horizontal", rotation=0.1, batch_norm=True)
+    first = train(root, config, tiny_train_config(seed=11), store=store)
+    second = train(root, config, tiny_train_config(seed=11), store=store)
+    other = train(root, config, tiny_train_config(seed=12), store=store)
+
+    def losses(run):
+        return [(row["loss"], row["val_loss"], row["accuracy"]) for row in run.history]
+
+    assert losses(first) == losses(second)
+    assert first.record["metrics"]["test_loss"] == second.record["metrics"]["test_loss"]
+    assert first.split() == second.split()
+    assert losses(other) != losses(first)
+    assert len(store.list()) == 3
+
+
+def test_stop_request_ends_training_after_the_current_batch(make_dataset):
+    root = make_dataset()
+    stop = threading.Event()
+    seen = []
+
+    def on_batch(progress):
+        seen.append((progress["epoch"], progress["batch"], stop.is_set()))
+        if progress["epoch"] == 2 and progress["batch"] == 2:
+            stop.set()
+
+    run = train(root, tiny_model_config(), tiny_train_config(epochs=5, batch_size=4), on_batch=on_batch, stop_event=stop)
+
+    after_stop = [s for s in seen if s[2]]
+    assert after_stop == []  # not a single batch ran once the stop was asked for
+    assert seen[-1][:2] == (2, 2)
+    assert run.status == "stopped"
+    assert [row["epoch"] for row in run.history] == [1, 2]
+    assert run.history[1].get("partial") is True and not run.history[0].get("partial")
+    assert run.model_path.exists()
+    assert run.load_model().output_shape == (None, 3)
+    assert "test_accuracy" in run.record["metrics"]
+    assert RunStore().get(run.id).status == "stopped"
+
+
+def test_stop_asked_for_in_the_epoch_report_starts_no_new_epoch(make_dataset):
+    stop = threading.Event()
+    batches = []
+    run = train(
+        make_dataset(classes=("a", "b"), per_class=8),
+        tiny_model_config(),
+        tiny_train_config(epochs=4),
+        on_epoch=lambda row: stop.set(),
+        on_batch=batches.append,
+        stop_event=stop,
+    )
+    assert run.status == "stopped"
+    assert [row["epoch"] for row in run.history] == [1]
+    assert {b["epoch"] for b in batches} == {1}
+    assert run.load_model() is not None
+
+
+def test_stop_before_the_start_trains_nothing(make_dataset):
+    stop = threading.Event()
+    stop.set()
+    run = train(make_dataset(classes=("a", "b"), per_class=6), tiny_model_config(), tiny_train_config(), stop_event=stop)
+    assert run.status == "stopped" and run.history == []
+    assert not run.model_path.exists()
+    with pytest.raises(ValueError, match="has no saved model yet"):
+        run.load_model()
+
+
+def test_a_failure_inside_training_marks_the_run_failed(make_dataset):
+    root = make_dataset(classes=("a", "b"), per_class=6)
+
+    def on_batch(progress):
+        if progress["epoch"] == 2:
+            raise RuntimeError("disk on fire")
+
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        train(root, tiny_model_config(), tiny_train_config(), on_batch=on_batch)
+    (run,) = RunStore(include_demo=False).list()
+    assert run.status == "failed"
+    assert run.record["error"] == "RuntimeError: disk on fire"
+    assert run.record["duration_s"] >= 0
+    assert len(run.history) == 1 and run.load_model() is not None  # the finished epoch's model is kept
+
+
+def test_two_classes_train_a_sigmoid_model_with_early_stopping(make_dataset):
+    root = make_dataset(classes=("cats", "dogs"), per_class=12)
+    run = train(root, tiny_model_config(color_mode="grayscale"), tiny_train_config(epochs=2, patience=1))
+    assert run.status == "completed"
+    model = run.load_model()
+    assert model.input_shape == (None, 32, 32, 1) and model.output_shape == (None, 1)
+    assert 1 <= len(run.history) <= 2
+    evaluation = evaluate_run(run)
+    assert evaluation.accuracy == run.record["metrics"]["test_accuracy"]
+    assert evaluation.confusion.shape == (2, 2) and 0.0 <= evaluation.roc_auc <= 1.0
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [("epochs", 0), ("batch_size", 2000), ("patience", -1), ("seed", -5), ("validation_split", 1.5), ("test_split", "x")],
+)
+def test_train_config_validation(field, value):
+    with pytest.raises(ValueError, match=f"Received: {field}="):
+        TrainConfig(**{field: value})
+
+
+def test_train_config_round_trip():
+    config = TrainConfig(epochs=3, batch_size=16, seed=4)
+    assert TrainConfig.from_dict({**config.to_dict(), "unknown": 1}) == config
+
+
+def test_a_bad_dataset_fails_before_any_run_is_created(tmp_path):
+    with pytest.raises(ValueError, match="Dataset folder not found"):
+        train(tmp_path / "missing", tiny_model_config(), tiny_train_config())
+    assert RunStore(include_demo=False).list() == []
