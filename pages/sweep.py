@@ -84,7 +84,7 @@ def trials_panel(job: jobs.Job) -> None:
         return
     st.caption(f"{len(job.items)} trial(s) finished · elapsed {job.elapsed:.0f}s · current trial: epoch {len(job.history)}")
     if job.items:
-        frame = pd.DataFrame(job.items)
+        frame = pd.json_normalize(job.items)  # one column per parameter ("params.filters", ...)
         st.plotly_chart(charts.sweep_figure(frame, objective, "maximize" if objective == "val_accuracy" else "minimize"), key=f"sweep-{job.id}-{len(job.items)}")
         st.dataframe(frame, hide_index=True)
     if job.status == "failed":

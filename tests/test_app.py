@@ -127,3 +127,27 @@ def test_predict_rejects_a_non_image_with_a_message(app, trained_run, monkeypatc
     good = image_bytes(np.full((32, 32, 3), 200, np.uint8))
     at.file_uploader[0].set_value(("good.png", good, "image/png")).run()
     assert not at.error and any(m.value.startswith("**good.png**") for m in at.markdown)
+
+
+def test_a_sweep_from_the_sweep_page_saves_tagged_runs(app, isolated_dirs):
+    at = open_page(app, "pages/sweep.py")
+    at.sidebar.number_input[0].set_value(2)  # trials
+    at.sidebar.number_input[2].set_value(1)  # epochs per trial
+    at.checkbox(key="use-filters").uncheck()
+    at.checkbox(key="use-learning_rate").uncheck()
+    at.checkbox(key="use-image_size").check()
+    at.run()
+    at.select_slider(key="range-conv_blocks").set_value((1, 2))
+    at.multiselect(key="choices-image_size").set_value([32])
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    next(b for b in at.button if b.label == "Start sweep").click().run()
+    job = wait_for_job(at, "sweep_job", timeout=300)
+    assert job.status == "completed", job.error
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("Best trial" in s.value for s in at.success)
+    runs = RunStore(isolated_dirs[1], include_demo=False).list()
+    assert len(runs) == 2 and all(r.record["sweep"]["study"] == job.result.study for r in runs)
+    at = open_page(at, "pages/runs.py")
+    assert at.selectbox[0].options[1].startswith("Sweep:")
