@@ -159,31 +159,13 @@ def _train(args: argparse.Namespace) -> dict[str, Any]:
     model_config = _config_from(args, ModelConfig)
     train_config = _config_from(args, TrainConfig)
     data_dir = args.data_dir or sample_dir()
-    stop = threading.Event()
-    outcome: dict[str, Any] = {}
-
-    def work() -> None:
-        try:
-            outcome["run"] = train(
-                data_dir, model_config, train_config, name=args.name,
-                on_epoch=_print_epoch(train_config.epochs), on_batch=_print_batch, stop_event=stop,
-            )
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the main thread
-            outcome["error"] = exc
-
-    # Training runs in a thread so Ctrl-C can ask it to stop cleanly and keep the best weights.
-    worker = threading.Thread(target=work, daemon=True)
-    worker.start()
-    try:
-        while worker.is_alive():
-            worker.join(0.2)
-    except KeyboardInterrupt:
-        print("\nStopping after the current batch (the best weights are kept)...", file=sys.stderr)
-        stop.set()
-        worker.join()
-    if "error" in outcome:
-        raise outcome["error"]
-    run = outcome["run"]
+    run = _interruptible(
+        lambda stop: train(
+            data_dir, model_config, train_config, name=args.name,
+            on_epoch=_print_epoch(train_config.epochs), on_batch=_print_batch, stop_event=stop,
+        ),
+        "Stopping after the current batch (the best weights are kept)...",
+    )
     metrics = run.record.get("metrics", {})
     result = {
         "run_id": run.id,
@@ -197,6 +179,31 @@ def _train(args: argparse.Namespace) -> dict[str, Any]:
     }
     _say(args, f"Run {run.id} {run.status}: test accuracy {_pct(result['test_accuracy'])}, saved in {run.path}")
     return result
+
+
+def _interruptible(work: Callable[[threading.Event], Any], stopping_message: str) -> Any:
+    """Run `work(stop_event)` in a thread so Ctrl-C asks it to stop cleanly instead of killing it."""
+    stop = threading.Event()
+    outcome: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            outcome["value"] = work(stop)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the main thread
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=target, daemon=True)
+    worker.start()
+    try:
+        while worker.is_alive():
+            worker.join(0.2)
+    except KeyboardInterrupt:
+        print(f"\n{stopping_message}", file=sys.stderr)
+        stop.set()
+        worker.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
 
 
 def _print_epoch(epochs: int) -> Callable[[dict[str, Any]], None]:
@@ -279,8 +286,6 @@ def _sweep(args: argparse.Namespace) -> dict[str, Any]:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # the trial lines below replace Optuna's log
-    stop = threading.Event()
-    outcome: dict[str, Any] = {}
 
     def show_trial(trial: dict[str, Any]) -> None:
         value = "n/a" if trial["value"] is None else f"{trial['value']:.4f}"
@@ -289,28 +294,13 @@ def _sweep(args: argparse.Namespace) -> dict[str, Any]:
     def show_epoch(row: dict[str, Any]) -> None:
         print(f"trial {row['trial']} epoch {row['epoch']}  {space.objective} {row.get(space.objective, float('nan')):.4f}", file=sys.stderr)
 
-    def work() -> None:
-        try:
-            outcome["result"] = run_sweep(
-                data_dir, space, trials=args.trials, timeout=args.timeout, storage=args.storage,
-                study_name=args.study, stop_event=stop, on_trial=show_trial, on_epoch=show_epoch,
-            )
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the main thread
-            outcome["error"] = exc
-
-    # Like `train`: the sweep runs in a thread so Ctrl-C stops the current trial cleanly.
-    worker = threading.Thread(target=work, daemon=True)
-    worker.start()
-    try:
-        while worker.is_alive():
-            worker.join(0.2)
-    except KeyboardInterrupt:
-        print("\nStopping the sweep after the current batch...", file=sys.stderr)
-        stop.set()
-        worker.join()
-    if "error" in outcome:
-        raise outcome["error"]
-    result = outcome["result"]
+    result = _interruptible(
+        lambda stop: run_sweep(
+            data_dir, space, trials=args.trials, timeout=args.timeout, storage=args.storage,
+            study_name=args.study, stop_event=stop, on_trial=show_trial, on_epoch=show_epoch,
+        ),
+        "Stopping the sweep after the current batch...",
+    )
     finished = [t for t in result.trials if t["state"] in ("complete", "pruned", "fail")]
     summary = {
         "study": result.study,
