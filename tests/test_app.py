@@ -71,7 +71,7 @@ def test_data_page_shows_the_sample_with_counts_and_a_labelled_grid(app):
     metrics = {m.label: m.value for m in at.metric}
     assert int(metrics["Classes"]) == len(SAMPLE_CLASSES)
     assert int(metrics["Images"]) > 1000
-    captions = [c for img in at.get("imgs") for c in [img.proto.imgs[0].caption]]
+    captions = [caption for image in at.image for caption in image.captions]
     assert len(captions) == 24 and set(captions) <= set(SAMPLE_CLASSES) and len(set(captions)) > 1
 
 
