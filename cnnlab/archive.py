@@ -1,0 +1,204 @@
+"""Safe extraction of an uploaded zip of class folders.
+
+Every member is checked before anything is written (paths, links, encryption, counts, sizes,
+compression ratios), the size cap is enforced again on the bytes actually decompressed, and the
+files land in a temporary folder that is renamed into place only when all of them are out.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import stat
+import tempfile
+import zipfile
+import zlib
+from pathlib import Path, PurePosixPath
+from typing import BinaryIO, Union
+
+ZipSource = Union[bytes, str, Path, BinaryIO]
+
+CHUNK_BYTES = 1 << 20
+# Small members may compress extremely well for innocent reasons (a blank BMP, an empty CSV);
+# a ratio only signals a bomb once the member is big enough to hurt.
+RATIO_MIN_BYTES = 1 << 20
+SKIPPED_FOLDERS = frozenset({"__MACOSX"})
+
+
+def extract_zip(
+    source: ZipSource,
+    dest: Path,
+    *,
+    max_members: int = 20_000,
+    max_total_bytes: int = 1_000_000_000,
+    max_ratio: float = 200.0,
+) -> Path:
+    """Extract a zip of class folders into `dest` and return the dataset root inside it.
+
+    Refuses (ValueError, `dest` untouched) anything that is not a readable zip, encrypted members,
+    absolute or `..` paths, symbolic links, more than `max_members` entries, more than
+    `max_total_bytes` uncompressed (declared or actually decompressed) and members over
+    `RATIO_MIN_BYTES` compressed more than `max_ratio` times. Directory entries, `__MACOSX/` and
+    hidden files or folders are skipped. `dest` must not exist or be empty.
+    """
+    _check_limits(max_members, max_total_bytes, max_ratio)
+    dest = Path(dest)
+    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
+        raise ValueError(
+            f"The extraction folder already has files; choose a new folder. Received: dest={str(dest)!r}"
+        )
+    with _open_zip(source) as zf:
+        members = _checked_members(zf, max_members, max_total_bytes, max_ratio)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}-", dir=dest.parent))
+        try:
+            _extract_members(zf, members, tmp, max_total_bytes)
+            os.replace(tmp, dest)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return dataset_root(dest)
+
+
+def dataset_root(folder: Path) -> Path:
+    """The folder holding the class folders: `folder`, or the single folder wrapping them.
+
+    Zips made by right-clicking a dataset folder put everything under that folder's name; this
+    steps into such wrappers (ignoring hidden entries) as long as the wrapper holds sub-folders.
+    """
+    folder = Path(folder)
+    while True:
+        entries = [p for p in folder.iterdir() if not _is_skipped_name(p.name)]
+        if len(entries) != 1 or not entries[0].is_dir():
+            return folder
+        inner = entries[0]
+        if not any(p.is_dir() and not _is_skipped_name(p.name) for p in inner.iterdir()):
+            return folder
+        folder = inner
+
+
+def _check_limits(max_members: int, max_total_bytes: int, max_ratio: float) -> None:
+    for name, value in (("max_members", max_members), ("max_total_bytes", max_total_bytes), ("max_ratio", max_ratio)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            raise ValueError(f"{name} must be a positive number. Received: {name}={value!r}")
+
+
+def _describe(source: ZipSource) -> str:
+    if isinstance(source, (str, Path)):
+        return Path(source).name
+    if isinstance(source, (bytes, bytearray)):
+        return f"<{len(source)} bytes>"
+    return Path(getattr(source, "name", None) or "uploaded file").name
+
+
+def _open_zip(source: ZipSource) -> zipfile.ZipFile:
+    fp = io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source
+    try:
+        return zipfile.ZipFile(fp)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError):
+        raise ValueError(
+            "The upload is not a readable zip file (wrong format or corrupt); upload a .zip of class "
+            f"folders. Received: source={_describe(source)!r}"
+        ) from None
+
+
+def _parts(name: str) -> list[str]:
+    # Zips made on Windows sometimes use backslashes; treat them as separators so they can
+    # neither hide a `..` nor create file names containing backslashes.
+    return [p for p in name.replace("\\", "/").split("/") if p not in ("", ".")]
+
+
+def _is_skipped_name(part: str) -> bool:
+    return part.startswith(".") or part in SKIPPED_FOLDERS
+
+
+def _check_path(info: zipfile.ZipInfo) -> None:
+    name = info.filename
+    normalized = name.replace("\\", "/")
+    absolute = normalized.startswith("/") or PurePosixPath(normalized).is_absolute() or (len(name) > 1 and name[1] == ":")
+    if absolute or ".." in _parts(name):
+        raise ValueError(
+            "The zip has a path that points outside its own folder, which is not allowed; re-create the zip "
+            f"from the dataset folder. Received: member={name!r}"
+        )
+
+
+def _checked_members(
+    zf: zipfile.ZipFile, max_members: int, max_total_bytes: int, max_ratio: float
+) -> list[zipfile.ZipInfo]:
+    infos = zf.infolist()
+    if len(infos) > max_members:
+        raise ValueError(
+            f"The zip has {len(infos)} entries, more than the limit of {max_members}; upload a smaller "
+            f"dataset. Received: members={len(infos)}"
+        )
+    kept = []
+    for info in infos:
+        _check_member(info, max_ratio)
+        if not info.is_dir() and not any(_is_skipped_name(p) for p in _parts(info.filename)):
+            kept.append(info)
+    if not kept:
+        raise ValueError(
+            "The zip has no files besides folders and hidden or system files; zip the class folders "
+            f"with their images. Received: members={len(infos)}"
+        )
+    declared = sum(info.file_size for info in kept)
+    if declared > max_total_bytes:
+        raise ValueError(
+            f"The zip would expand to {declared / 1e6:.1f} MB, over the {max_total_bytes / 1e6:.1f} MB limit; "
+            f"upload a smaller dataset. Received: total_bytes={declared}"
+        )
+    return kept
+
+
+def _check_member(info: zipfile.ZipInfo, max_ratio: float) -> None:
+    _check_path(info)
+    if info.flag_bits & 0x1:
+        raise ValueError(
+            "The zip has a password-protected file; re-create the zip without a password. "
+            f"Received: member={info.filename!r}"
+        )
+    if stat.S_ISLNK(info.external_attr >> 16):
+        raise ValueError(
+            "The zip has a symbolic link, which is not allowed; zip the real files instead. "
+            f"Received: member={info.filename!r}"
+        )
+    ratio = info.file_size / max(info.compress_size, 1)
+    if info.file_size >= RATIO_MIN_BYTES and ratio > max_ratio:
+        raise ValueError(
+            f"A file in the zip is compressed {ratio:.0f} times, over the limit of {max_ratio:g} (a possible "
+            f"zip bomb); upload the images as they are. Received: member={info.filename!r}"
+        )
+
+
+def _extract_members(zf: zipfile.ZipFile, members: list[zipfile.ZipInfo], root: Path, max_total_bytes: int) -> None:
+    written = 0
+    for info in members:
+        target = root.joinpath(*_parts(info.filename))
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with zf.open(info) as src, open(target, "wb") as out:
+                # Count what is really decompressed: a forged header can understate any size.
+                while chunk := src.read(CHUNK_BYTES):
+                    written += len(chunk)
+                    if written > max_total_bytes:
+                        raise ValueError(
+                            f"The zip expanded past the {max_total_bytes / 1e6:.1f} MB limit while extracting "
+                            "(its headers understate its size); upload a smaller dataset. "
+                            f"Received: max_total_bytes={max_total_bytes}"
+                        )
+                    out.write(chunk)
+        except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError) as exc:
+            raise ValueError(
+                f"A file in the zip is corrupt or uses an unsupported compression ({_first_line(exc)}); "
+                f"re-create the zip. Received: member={info.filename!r}"
+            ) from None
+        except OSError as exc:
+            raise ValueError(
+                f"Could not write a file from the zip ({_first_line(exc)}); check the names for clashes "
+                f"and the disk for space. Received: member={info.filename!r}"
+            ) from None
+
+
+def _first_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__

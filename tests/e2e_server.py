@@ -1,0 +1,183 @@
+"""Start the real Streamlit server and a headless Chromium: shared by the browser test and bench.
+
+    with StreamlitServer(models_dir=..., cache_dir=...) as server:   # healthy on return
+        with sync_playwright() as p:
+            browser = launch_chromium(p)
+            page = browser.new_page()
+            page.goto(server.url)
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from types import TracebackType
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+# Debian's Chromium, quiet on an offline machine (no background fetches, no QUIC probes).
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "chromium", "chromium-browser", "google-chrome")
+
+
+def find_chromium() -> str | None:
+    """Path of a system Chromium (Debian's first), or None when there is none."""
+    for name in CHROMIUM_CANDIDATES:
+        found = shutil.which(name)
+        if found:
+            return found
+    return None
+
+
+def launch_chromium(playwright, executable: str | None = None):
+    """A headless Chromium browser from a started `sync_playwright()`."""
+    executable = executable or find_chromium()
+    if executable is None:
+        raise RuntimeError(f"No Chromium found; looked for {', '.join(CHROMIUM_CANDIDATES)}.")
+    return playwright.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_ARGS)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class StreamlitServer:
+    """`streamlit run streamlit_app.py` in its own process group, with its own run store and cache.
+
+    The log goes to a file (`log_path`), so a full pipe never blocks the server; `log()` reads it.
+    Leaving the `with` block kills the whole process group.
+    """
+
+    def __init__(
+        self,
+        models_dir: str | Path,
+        cache_dir: str | Path,
+        *,
+        port: int | None = None,
+        env: dict[str, str] | None = None,
+        log_path: str | Path | None = None,
+        health_timeout: float = 90.0,
+    ) -> None:
+        self.models_dir, self.cache_dir = Path(models_dir), Path(cache_dir)
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.extra_env = dict(env or {})
+        self.log_path = Path(log_path) if log_path else Path(tempfile.mkstemp(prefix="streamlit-", suffix=".log")[1])
+        self.health_timeout = health_timeout
+        self.process: subprocess.Popen | None = None
+        self.started_at = self.healthy_at = 0.0
+
+    @property
+    def pid(self) -> int:
+        """The server's process id (also its process group id)."""
+        if self.process is None:
+            raise RuntimeError("The server has not been started.")
+        return self.process.pid
+
+    def start(self) -> "StreamlitServer":
+        """Launch the server and wait until /_stcore/health answers 'ok'."""
+        env = {
+            **os.environ,
+            "CNNLAB_MODELS_DIR": str(self.models_dir),
+            "CNNLAB_CACHE_DIR": str(self.cache_dir),
+            "TF_CPP_MIN_LOG_LEVEL": "2",
+            "PYTHONUNBUFFERED": "1",
+            **self.extra_env,
+        }
+        command = [
+            sys.executable, "-m", "streamlit", "run", "streamlit_app.py",
+            "--server.headless", "true",
+            "--server.port", str(self.port),
+            "--server.address", "127.0.0.1",
+            "--server.fileWatcherType", "none",
+            "--browser.gatherUsageStats", "false",
+        ]
+        log = open(self.log_path, "wb")  # noqa: SIM115 - the child holds it open; closed in stop()
+        self._log_file = log
+        self.started_at = time.monotonic()
+        self.process = subprocess.Popen(
+            command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        try:
+            self.wait_healthy(self.health_timeout)
+        except Exception:
+            self.stop()
+            raise
+        self.healthy_at = time.monotonic()
+        return self
+
+    def healthy(self) -> bool:
+        """Whether GET /_stcore/health answers 'ok' now."""
+        try:
+            with urllib.request.urlopen(f"{self.url}/_stcore/health", timeout=2) as response:
+                return response.status == 200 and response.read().decode().strip() == "ok"
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def wait_healthy(self, timeout: float) -> None:
+        """Poll the health endpoint until it answers, the server dies, or `timeout` seconds pass."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise RuntimeError(f"Streamlit exited with code {self.process.returncode}:\n{self.log()}")
+            if self.healthy():
+                return
+            time.sleep(0.1)
+        raise TimeoutError(f"Streamlit was not healthy after {timeout:.0f}s:\n{self.log()}")
+
+    def log(self) -> str:
+        """Everything the server has printed so far."""
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def stop(self) -> None:
+        """Terminate the process group, then kill it if it lingers."""
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 10)):
+                try:
+                    os.killpg(self.process.pid, sig)
+                except ProcessLookupError:
+                    break
+                try:
+                    self.process.wait(timeout=wait)
+                    break
+                except subprocess.TimeoutExpired:
+                    continue
+        try:  # anything the server started that outlived it
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self._log_file.close()
+
+    def __enter__(self) -> "StreamlitServer":
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()

@@ -1,0 +1,178 @@
+"""Safe zip extraction: every refusal leaves nothing behind, good zips land as class folders."""
+
+import io
+import stat
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from cnnlab.archive import dataset_root, extract_zip
+
+
+def _zip(tmp_path: Path, members: dict[str, bytes], compression: int = zipfile.ZIP_DEFLATED) -> Path:
+    path = tmp_path / "upload.zip"
+    with zipfile.ZipFile(path, "w", compression=compression) as zf:
+        for member, content in members.items():
+            zf.writestr(member, content)
+    return path
+
+
+def _assert_refused(tmp_path: Path, source, match: str, **limits) -> None:
+    dest = tmp_path / "out" / "dataset"
+    with pytest.raises(ValueError, match=match) as info:
+        extract_zip(source, dest, **limits)
+    message = str(info.value)
+    assert "\n" not in message and "Received: " in message
+    assert not dest.exists()
+    leftovers = list(dest.parent.iterdir()) if dest.parent.exists() else []
+    assert leftovers == []
+
+
+GOOD = {"cats/a.png": b"cat-a", "cats/b.png": b"cat-b", "dogs/c.png": b"dog-c"}
+
+
+def test_good_zip_round_trip(tmp_path):
+    source = _zip(tmp_path, GOOD)
+    dest = tmp_path / "out" / "dataset"
+    root = extract_zip(source, dest)
+    assert root == dest
+    assert sorted(p.relative_to(dest).as_posix() for p in dest.rglob("*") if p.is_file()) == sorted(GOOD)
+    assert (dest / "dogs" / "c.png").read_bytes() == b"dog-c"
+    assert [p.name for p in dest.parent.iterdir()] == ["dataset"]
+
+
+@pytest.mark.parametrize("kind", ["bytes", "path", "stream"])
+def test_accepts_bytes_path_and_file_objects(tmp_path, kind):
+    path = _zip(tmp_path, GOOD)
+    source = {"bytes": path.read_bytes(), "path": path, "stream": io.BytesIO(path.read_bytes())}[kind]
+    root = extract_zip(source, tmp_path / "dest")
+    assert sorted(p.name for p in root.iterdir()) == ["cats", "dogs"]
+
+
+def test_single_top_folder_is_the_dataset_root(tmp_path):
+    members = {"pets/": b"", **{f"pets/{k}": v for k, v in GOOD.items()}, "__MACOSX/pets/._a.png": b"x"}
+    root = extract_zip(_zip(tmp_path, members), tmp_path / "dest")
+    assert root == tmp_path / "dest" / "pets"
+    assert sorted(p.name for p in root.iterdir()) == ["cats", "dogs"]
+    assert dataset_root(tmp_path / "dest") == root
+
+
+def test_a_single_class_folder_is_not_mistaken_for_a_wrapper(tmp_path):
+    root = extract_zip(_zip(tmp_path, {"cats/a.png": b"a"}), tmp_path / "dest")
+    assert root == tmp_path / "dest"
+
+
+def test_skips_macos_hidden_files_and_directory_entries(tmp_path):
+    members = {
+        **GOOD,
+        "__MACOSX/cats/._a.png": b"resource fork",
+        "cats/.DS_Store": b"finder",
+        ".hidden/x.png": b"x",
+        "dogs/empty/": b"",
+    }
+    dest = tmp_path / "dest"
+    extract_zip(_zip(tmp_path, members), dest)
+    assert sorted(p.relative_to(dest).as_posix() for p in dest.rglob("*")) == ["cats", "cats/a.png", "cats/b.png", "dogs", "dogs/c.png"]
+
+
+def test_backslash_names_become_folders(tmp_path):
+    dest = tmp_path / "dest"
+    extract_zip(_zip(tmp_path, {"cats\\a.png": b"a", "dogs\\b.png": b"b"}), dest)
+    assert (dest / "cats" / "a.png").read_bytes() == b"a"
+
+
+def test_refuses_what_is_not_a_zip(tmp_path):
+    _assert_refused(tmp_path, b"definitely not a zip", "not a readable zip")
+    (tmp_path / "fake.zip").write_bytes(b"PK\x03\x04 truncated")
+    _assert_refused(tmp_path, tmp_path / "fake.zip", "not a readable zip")
+
+
+def test_refuses_corrupt_member_data(tmp_path):
+    data = bytearray(_zip(tmp_path, {"cats/a.png": b"A" * 5000}).read_bytes())
+    start = data.index(b"cats/a.png") + len("cats/a.png")
+    data[start + 5 : start + 25] = bytes(20)  # garble the deflate stream, keep the headers
+    _assert_refused(tmp_path, bytes(data), "corrupt")
+
+
+def test_refuses_encrypted_members(tmp_path):
+    path = _zip(tmp_path, GOOD)
+    data = bytearray(path.read_bytes())
+    # Set the "encrypted" flag bit in every local and central header, as a password tool would.
+    for signature, flag_offset in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):
+        at = data.find(signature)
+        while at != -1:
+            data[at + flag_offset] |= 0x1
+            at = data.find(signature, at + 4)
+    _assert_refused(tmp_path, bytes(data), "password-protected")
+
+
+@pytest.mark.parametrize("member", ["../evil.png", "cats/../../evil.png", "/etc/evil.png", "C:/evil.png", "cats\\..\\..\\evil.png"])
+def test_refuses_paths_outside_the_folder(tmp_path, member):
+    info = zipfile.ZipInfo(member)
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        zf.writestr("cats/a.png", b"a")
+        zf.writestr(info, b"evil")
+    _assert_refused(tmp_path, buffer.getvalue(), "outside its own folder")
+    assert not (tmp_path / "evil.png").exists() and not (tmp_path / "out" / "evil.png").exists()
+
+
+def test_refuses_symlinks(tmp_path):
+    link = zipfile.ZipInfo("cats/link.png")
+    link.external_attr = (stat.S_IFLNK | 0o777) << 16
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        zf.writestr("cats/a.png", b"a")
+        zf.writestr(link, "/etc/passwd")
+    _assert_refused(tmp_path, buffer.getvalue(), "symbolic link")
+
+
+def test_refuses_too_many_members(tmp_path):
+    members = {f"cats/{i}.png": b"x" for i in range(11)}
+    _assert_refused(tmp_path, _zip(tmp_path, members), "more than the limit of 10", max_members=10)
+
+
+def test_refuses_declared_size_over_the_cap(tmp_path):
+    members = {"cats/a.png": b"x" * 600, "dogs/b.png": b"y" * 600}
+    _assert_refused(tmp_path, _zip(tmp_path, members), "would expand to", max_total_bytes=1000)
+
+
+def test_refuses_high_compression_ratio(tmp_path):
+    bomb = {"cats/a.png": b"a", "cats/zeros.png": bytes(4 << 20)}
+    _assert_refused(tmp_path, _zip(tmp_path, bomb), "zip bomb")
+
+
+def test_small_compressible_files_are_not_bombs(tmp_path):
+    root = extract_zip(_zip(tmp_path, {"cats/blank.bmp": bytes(50_000), "dogs/b.png": b"b"}), tmp_path / "dest")
+    assert (root / "cats" / "blank.bmp").stat().st_size == 50_000
+
+
+def test_enforces_the_size_cap_while_streaming(tmp_path):
+    # Forge the headers to understate the size: the declared total passes, the real bytes do not.
+    # zipfile itself stops at the declared size and then fails the CRC; our own byte count backs
+    # that up. Either way the extraction is refused and nothing is left behind.
+    real = bytes(range(256)) * 20  # 5120 bytes that barely compress
+    data = bytearray(_zip(tmp_path, {"cats/a.png": real}, compression=zipfile.ZIP_STORED).read_bytes())
+    for signature, size_offset in ((b"PK\x03\x04", 22), (b"PK\x01\x02", 24)):
+        at = data.find(signature)
+        data[at + size_offset : at + size_offset + 4] = (100).to_bytes(4, "little")
+    _assert_refused(tmp_path, bytes(data), "limit|corrupt", max_total_bytes=1000)
+
+
+def test_refuses_an_archive_with_only_hidden_files(tmp_path):
+    _assert_refused(tmp_path, _zip(tmp_path, {"__MACOSX/._a": b"x", "cats/": b""}), "no files")
+
+
+def test_refuses_a_dest_that_already_has_files(tmp_path):
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    (dest / "keep.txt").write_text("mine")
+    with pytest.raises(ValueError, match="already has files"):
+        extract_zip(_zip(tmp_path, GOOD), dest)
+    assert [p.name for p in dest.iterdir()] == ["keep.txt"]
+
+
+def test_bad_limits_raise(tmp_path):
+    with pytest.raises(ValueError, match="max_ratio"):
+        extract_zip(_zip(tmp_path, GOOD), tmp_path / "dest", max_ratio=0)
