@@ -4,6 +4,10 @@ Each download streams into a temporary file while its SHA-256 is computed, and i
 place only when the checksum (or, where none is published, the size) matches. The conversion
 writes into a temporary folder renamed into place at the end, so a failure never leaves a
 half-converted dataset behind, and a second call finds the finished folder and downloads nothing.
+
+The files are the ones `keras.datasets` and the Keras tutorials fetch, from the same addresses.
+`keras.utils.get_file` is not used because it reports progress only by printing a bar, where the
+app needs a callback for its progress bar, and it verifies a file only after writing it in place.
 """
 
 from __future__ import annotations
@@ -14,7 +18,6 @@ import http.client
 import os
 import pickle
 import re
-import shutil
 import socket
 import tarfile
 import tempfile
@@ -30,6 +33,7 @@ import numpy as np
 from PIL import Image
 
 from cnnlab.checks import check_choice
+from cnnlab.files import build_folder
 from cnnlab.settings import cache_dir
 
 Progress = Callable[[int, int], None]
@@ -325,25 +329,18 @@ def _reason(exc: BaseException) -> str:
 
 
 def _convert_atomically(entry: CatalogEntry, paths: list[Path], target: Path) -> None:
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-    try:
+    def fill(folder: Path) -> None:
         try:
             for class_name in entry.class_names:
-                (tmp / class_name).mkdir()
-            CONVERTERS[entry.file_format](entry, paths, tmp)
+                (folder / class_name).mkdir()
+            CONVERTERS[entry.file_format](entry, paths, folder)
         except (KeyError, ValueError, EOFError, OSError, zipfile.BadZipFile, tarfile.TarError, pickle.UnpicklingError, zlib.error) as exc:
             raise ValueError(
                 f"The download of {entry.title} could not be converted ({type(exc).__name__}: {_one_line(exc)}); "
                 f"delete {target.parent / 'downloads'} and try again. Received: name={entry.name!r}"
             ) from None
-        try:
-            os.replace(tmp, target)
-        except OSError:
-            # Another process finished the same dataset first; its copy is as good as ours.
-            if not target.is_dir():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+
+    build_folder(target, fill)
 
 
 def _one_line(exc: BaseException) -> str:

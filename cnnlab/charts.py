@@ -152,6 +152,8 @@ def compare_figure(histories: Mapping[str, Sequence[Mapping]], metric: str) -> g
                 )
             )
     _layout(fig, f"{_METRIC_TITLES[metric]} by run", "Epoch", _METRIC_TITLES[metric])
+    # Run names are long and many: the legend goes under the plot instead of over its title.
+    fig.update_layout(legend={"yanchor": "top", "y": -0.2, "xanchor": "left", "x": 0.0}, margin={"b": 40})
     return _metric_axes(fig, metric)
 
 
@@ -173,7 +175,9 @@ def parallel_coordinates_figure(frame: pd.DataFrame, params: Sequence[str], obje
         "colorbar": {"title": {"text": objective}},
     }
     fig = go.Figure(go.Parcoords(dimensions=dimensions, line=lines))
-    return _layout(fig, f"Parameters and {objective}", None, None)
+    _layout(fig, f"Parameters and {objective}", None, None)
+    # Axis labels sit above the axes: leave them room under the title.
+    return fig.update_layout(margin={"t": 110, "l": 70})
 
 
 def sweep_figure(trials: pd.DataFrame, objective: str, direction: str) -> go.Figure:

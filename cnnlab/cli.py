@@ -86,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("train", "train a CNN (on the built-in sample when no folder is given)")
     p.add_argument("data_dir", type=Path, nargs="?")
     p.add_argument("--name", help="display name of the run")
+    p.add_argument("--run-dir", type=Path, help="new folder to save the run in (default: a new folder in the models folder)")
     _add_config_options(p, ModelConfig)
     _add_config_options(p, TrainConfig)
     p = command("evaluate", "evaluate a run on its held-out test split")
@@ -153,15 +154,18 @@ def _scan(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _train(args: argparse.Namespace) -> dict[str, Any]:
+    from cnnlab.runs import RunStore
     from cnnlab.sample import sample_dir
     from cnnlab.train import TrainConfig, train
 
     model_config = _config_from(args, ModelConfig)
     train_config = _config_from(args, TrainConfig)
     data_dir = args.data_dir or sample_dir()
+    store = RunStore(args.run_dir.parent) if args.run_dir else RunStore()
+    run_id = args.run_dir.name if args.run_dir else None
     run = _interruptible(
         lambda stop: train(
-            data_dir, model_config, train_config, name=args.name,
+            data_dir, model_config, train_config, name=args.name, store=store, run_id=run_id,
             on_epoch=_print_epoch(train_config.epochs), on_batch=_print_batch, stop_event=stop,
         ),
         "Stopping after the current batch (the best weights are kept)...",

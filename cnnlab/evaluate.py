@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 
 from cnnlab import data
-from cnnlab.runs import EVALUATION_FILE, Run, write_json
+from cnnlab.files import write_json
+from cnnlab.runs import EVALUATION_FILE, Run
 
 _EPS = 1e-7
 

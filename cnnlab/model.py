@@ -18,9 +18,11 @@ OPTIMIZERS = ("adam", "sgd", "rmsprop")
 class ModelConfig:
     """Everything that shapes the network and its input; saved with every run.
 
-    Defaults: three conv blocks (32, 64, 128 filters) with batch normalisation, global average
-    pooling, dense 128 and light augmentation; the classic two-block recipe is `conv_blocks=2,
-    batch_norm=False, head="flatten"`.
+    Defaults: three conv blocks (32, 64, 128 filters), a flattened head with dense 128 and light
+    augmentation, measured by `bench/bench_sample.py` to beat 95% test accuracy on the built-in
+    sample in ten epochs. Batch normalisation is off by default because with Keras's default
+    momentum its moving statistics lag behind on small datasets and validation accuracy swings
+    from epoch to epoch; the classic two-block recipe is `conv_blocks=2`.
     """
 
     image_size: tuple[int, int] = (64, 64)
@@ -31,8 +33,8 @@ class ModelConfig:
     filters_growth: float = 2.0
     kernel_size: int = 3
     pooling: str = "max"
-    batch_norm: bool = True
-    head: str = "global_average"
+    batch_norm: bool = False
+    head: str = "flatten"
     dropout: float = 0.3
     dense_units: int = 128
     flip: str = "horizontal"

@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from cnnlab.files import write_json
 from cnnlab.settings import DEMO_RUN_DIR, models_dir
 
 RUN_FILE = "run.json"
@@ -21,20 +22,6 @@ MODEL_FILE = "model.keras"
 SPLIT_FILE = "split.json"
 EVALUATION_FILE = "evaluation.json"
 STATUSES = ("running", "completed", "stopped", "failed", "interrupted", "pruned")
-
-
-def write_json(path: Path, data: Any) -> None:
-    """Write JSON through a temporary file and a rename, so readers never see half a file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh, indent=1, default=str)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 @dataclass
@@ -112,10 +99,17 @@ class Run:
         self.update(history=[*self.history, row])
 
     def save_model(self, model) -> None:
-        """Save the model atomically (Keras writes a temporary file that is then renamed)."""
+        """Save the model atomically (Keras writes a temporary file that is then renamed).
+
+        The optimizer's state is left out: nothing resumes a finished training, and Adam's two
+        moments per weight would triple the file that the app loads and users download.
+        """
+        import keras
+
+        bare = keras.Model(model.inputs, model.outputs, name=model.name)
         tmp = self.path / f".{MODEL_FILE}.{secrets.token_hex(4)}.keras"
         try:
-            model.save(tmp)
+            bare.save(tmp)
             os.replace(tmp, self.model_path)
         finally:
             tmp.unlink(missing_ok=True)
@@ -192,10 +186,18 @@ class RunStore:
         self.root = Path(root) if root is not None else models_dir()
         self.include_demo = include_demo
 
-    def create(self, record: dict[str, Any], split: dict[str, list[str]]) -> Run:
-        """Create a run folder with its record and split, all at once (folder renamed into place)."""
+    def create(self, record: dict[str, Any], split: dict[str, list[str]], run_id: str | None = None) -> Run:
+        """Create a run folder with its record and split, all at once (folder renamed into place).
+
+        `run_id` names the folder (default: creation time plus a random suffix); it must be new.
+        """
         self.root.mkdir(parents=True, exist_ok=True)
-        run_id = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
+        run_id = run_id or datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
+        if run_id.startswith(".") or Path(run_id).name != run_id or (self.root / run_id).exists():
+            raise ValueError(
+                f"A run folder must be a new folder name in the models folder {str(self.root)!r}; choose "
+                f"another name or delete the old run. Received: run_id={run_id!r}"
+            )
         staging = Path(tempfile.mkdtemp(dir=self.root, prefix=f".{run_id}."))
         full = {
             "id": run_id,

@@ -9,15 +9,13 @@ byte-identical PNG files and the first images do not depend on how many are writ
 from __future__ import annotations
 
 import math
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
 
 from cnnlab.checks import check_range
+from cnnlab.files import build_folder
 from cnnlab.settings import cache_dir
 
 SAMPLE_CLASSES: tuple[str, ...] = ("circle", "cross", "square", "star", "triangle")
@@ -37,6 +35,8 @@ CLUTTER_CHANNELS = (0, 140)
 # Share of shapes drawn as an outline instead of filled.
 OUTLINE_PROBABILITY = 0.0
 MAX_NOISE_SIGMA = 10.0
+_SAMPLE_FOLDER = f"sample-v{SAMPLE_VERSION}-seed{DEFAULT_SEED}"
+
 
 def write_sample(
     out_dir: Path,
@@ -66,28 +66,21 @@ def write_sample(
     return out_dir
 
 
+def is_sample_dir(path: str | Path) -> bool:
+    """Whether `path` is the default sample folder made by `sample_dir` (in any cache folder)."""
+    return Path(path).name == _SAMPLE_FOLDER
+
+
 def sample_dir(cache: Path | None = None) -> Path:
     """The default sample (seed 0) in `<cache>/sample-v1-seed0`, generated on first use.
 
     Generation writes into a temporary folder beside the target and renames it into place, so a
     crash never leaves a half-written sample and two processes racing both end up with one copy.
     """
-    cache = Path(cache) if cache is not None else cache_dir()
-    target = cache / f"sample-v{SAMPLE_VERSION}-seed{DEFAULT_SEED}"
+    target = (Path(cache) if cache is not None else cache_dir()) / _SAMPLE_FOLDER
     if target.is_dir():
         return target
-    cache.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=cache))
-    try:
-        write_sample(tmp, DEFAULT_NUM_PER_CLASS, DEFAULT_SEED)
-        os.replace(tmp, target)
-    except OSError:
-        # Another process renamed its copy into place first; theirs is identical.
-        if not target.is_dir():
-            raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return target
+    return build_folder(target, lambda folder: write_sample(folder, DEFAULT_NUM_PER_CLASS, DEFAULT_SEED))
 
 
 def draw_sample_image(name: str, rng: np.random.Generator, image_size: int = 64) -> Image.Image:

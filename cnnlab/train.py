@@ -14,6 +14,7 @@ from cnnlab import data, evaluate
 from cnnlab.checks import check_range
 from cnnlab.model import ModelConfig, build_model
 from cnnlab.runs import Run, RunStore
+from cnnlab.sample import is_sample_dir
 
 EpochCallback = Callable[[dict[str, Any]], None]
 BatchCallback = Callable[[dict[str, Any]], None]
@@ -139,13 +140,15 @@ def train(
     name: str | None = None,
     tags: dict[str, Any] | None = None,
     callbacks: list | None = None,
+    run_id: str | None = None,
 ) -> Run:
     """Train a model on a class-folder dataset and save it as a run.
 
     `on_epoch` gets each epoch's metrics row, `on_batch` each batch's progress; setting
     `stop_event` ends training after the current batch, keeping the best weights (status
     "stopped"). The saved model is the one with the lowest validation loss, evaluated on the
-    held-out test split. `tags` adds fields to the run record (for example `sweep` or `owner`).
+    held-out test split. `tags` adds fields to the run record (for example `sweep` or `owner`);
+    `run_id` names the run's folder (default: a new time-stamped name).
     """
     model_config = model_config or ModelConfig()
     train_config = train_config or TrainConfig()
@@ -153,7 +156,7 @@ def train(
     report = data.scan(data_dir)
     parts = data.split(report.labels, train_config.validation_split, train_config.test_split, train_config.seed)
     prepared = data.prepare(report, model_config.image_size, model_config.color_mode, model_config.resize_mode)
-    run = store.create(_record(report, model_config, train_config, name, tags), _split_paths(report, parts))
+    run = store.create(_record(report, model_config, train_config, name, tags), _split_paths(report, parts), run_id)
     started = time.perf_counter()
     try:
         progress = _fit(run, prepared, parts, model_config, train_config, on_epoch, on_batch, stop_event, callbacks)
@@ -176,6 +179,8 @@ def _record(report, model_config, train_config, name, tags) -> dict[str, Any]:
             "fingerprint": report.fingerprint,
             "num_images": len(report.files),
             "counts": report.counts,
+            # The sample is regenerated identically on any machine, so the run can find it again.
+            **({"builtin": "sample"} if is_sample_dir(report.root) else {}),
         },
         **(tags or {}),
     }

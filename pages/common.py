@@ -11,10 +11,12 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import streamlit as st
 
 from cnnlab import data, hosting
+from cnnlab.jobs import Job
 from cnnlab.runs import Run, RunStore
 from cnnlab.settings import Settings, load_settings
 
@@ -158,3 +160,16 @@ def thumbnails(root: Path, paths: list[str], captions: list[str], columns: int =
         cols = st.columns(columns)
         for col, rel, caption in zip(cols, paths[start : start + columns], captions[start : start + columns]):
             col.image(str(root / rel), caption=caption, width="stretch")
+
+
+@st.fragment(run_every=1.0)
+def live_job(job: Job, stop_label: str, panel: Callable[[Job], None]) -> None:
+    """Redraw `panel(job)` every second with a Stop button, and the whole page once the job ends.
+
+    The job's thread never touches Streamlit; this fragment polls the state it keeps.
+    """
+    if st.button(stop_label, icon=":material/stop:", disabled=job.done):
+        job.stop()
+    panel(job)
+    if job.done:
+        st.rerun(scope="app")

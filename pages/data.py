@@ -65,7 +65,7 @@ cols = st.columns(4)
 cols[0].metric("Images", len(report.files))
 cols[1].metric("Classes", report.num_classes)
 cols[2].metric("Skipped files", len(report.skipped))
-cols[3].metric("Train / val / test", " / ".join(str(len(parts[k])) for k in ("train", "validation", "test")))
+cols[3].metric("Train / val / test", "/".join(str(len(parts[k])) for k in ("train", "validation", "test")), help="the default 70/15/15 stratified split; set it on the Train page")
 for note in data.report_warnings(report):
     st.warning(note, icon=":material/warning:")
 

@@ -33,8 +33,6 @@ cols[3].metric("ROC AUC", f"{evaluation.roc_auc:.3f}" if evaluation.roc_auc is n
 
 left, right = st.columns([3, 2])
 with left:
-    st.subheader("Confusion matrix")
-    st.caption("Click a cell to see its images.")
     event = st.plotly_chart(
         charts.confusion_figure(evaluation.confusion, list(evaluation.class_names)),
         on_select="rerun", selection_mode="points", key="confusion",

@@ -31,7 +31,7 @@ event = st.dataframe(
 chosen = [runs[i] for i in event.selection.rows] if event.selection.rows else runs[:5]
 
 left, right = st.columns(2)
-histories = {describe_run(r): r.history for r in chosen}
+histories = {r.name: r.history for r in chosen}
 left.plotly_chart(charts.compare_figure(histories, "accuracy"), key="cmp-acc")
 right.plotly_chart(charts.compare_figure(histories, "loss"), key="cmp-loss")
 scored = table.dropna(subset=["best_val_accuracy"])

@@ -5,7 +5,7 @@ import streamlit as st
 
 from cnnlab import charts, jobs
 from cnnlab.sweep import default_storage, run_sweep, space_from_dict
-from pages.common import dataset, owner, settings, show_error, store
+from pages.common import dataset, live_job, owner, settings, show_error, store
 
 st.title("Sweep")
 st.caption(
@@ -93,17 +93,7 @@ def trials_panel(job: jobs.Job) -> None:
         st.success(f"Best trial: {job.result.best_value:.4f} ({objective}) with {job.result.best_params}. Its run is on the Runs page.")
 
 
-@st.fragment(run_every=1.0)
-def live(job: jobs.Job) -> None:
-    """Redraws from the sweep job every second."""
-    if st.button("Stop sweep", icon=":material/stop:", disabled=job.done):
-        job.stop()
-    trials_panel(job)
-    if job.done:
-        st.rerun(scope="app")
-
-
 if job is not None and not job.done:
-    live(job)
+    live_job(job, "Stop sweep", trials_panel)
 elif job is not None:
     trials_panel(job)

@@ -4,7 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from cnnlab import charts, jobs
-from pages.common import dataset, owner, scan, select_run, settings, show_error, store
+from pages.common import dataset, live_job, owner, scan, select_run, settings, show_error, store
 from pages.widgets import model_config_sidebar, train_config_sidebar
 
 st.title("Train")
@@ -58,20 +58,10 @@ def progress_panel(job: jobs.Job) -> None:
         st.caption(job.message)
 
 
-@st.fragment(run_every=1.0)
-def live(job: jobs.Job) -> None:
-    """Redraws from the job every second; the training thread never touches Streamlit."""
-    if st.button("Stop", icon=":material/stop:", disabled=job.done):
-        job.stop()
-    progress_panel(job)
-    if job.done:
-        st.rerun(scope="app")
-
-
 if job is None:
     st.info("Set the model and training options in the sidebar, then press **Start training**.")
 elif not job.done:
-    live(job)
+    live_job(job, "Stop", progress_panel)
 else:
     progress_panel(job)
     if job.status == "failed":

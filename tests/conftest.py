@@ -63,6 +63,12 @@ def write_dataset(
     return root
 
 
+@pytest.fixture(scope="session")
+def app_cache(tmp_path_factory):
+    """One cache folder for every app test, so the built-in sample is generated once."""
+    return tmp_path_factory.mktemp("app-cache")
+
+
 @pytest.fixture
 def make_dataset(tmp_path):
     """Factory: `make_dataset(classes=..., per_class=..., size=...)` writes a dataset under tmp_path."""
@@ -115,3 +121,36 @@ def trained_run(tmp_path_factory):
             name="shared tiny run",
         )
     return {"run": run, "data_dir": data_dir, "epochs": epochs, "batches": batches, "base": base}
+
+
+def small_cnn(num_classes: int, shape=(32, 32, 3), augment: bool = False, dropout: float = 0.0, seed: int | None = None):
+    """A hand-built two-conv Functional model (not from cnnlab.model), for explain and export tests.
+
+    With `augment`, random flip and rotation sit inside the model as in real runs, where they must
+    not move the image at inference.
+    """
+    import keras
+    from keras import layers
+
+    if seed is not None:
+        keras.utils.set_random_seed(seed)
+    inputs = keras.Input(shape)
+    x = inputs
+    if augment:
+        x = layers.RandomFlip("horizontal")(x)
+        x = layers.RandomRotation(0.2)(x)
+    x = layers.Rescaling(1 / 255)(x)
+    x = layers.Conv2D(8, 3, activation="relu", name="conv_1")(x)
+    x = layers.MaxPooling2D()(x)
+    x = layers.Conv2D(16, 3, activation="relu", name="conv_2")(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    if dropout:
+        x = layers.Dropout(dropout)(x)
+    binary = num_classes == 2
+    outputs = layers.Dense(1 if binary else num_classes, activation="sigmoid" if binary else "softmax")(x)
+    return keras.Model(inputs, outputs)
+
+
+def random_images(n: int, shape=(32, 32, 3), seed: int = 0) -> np.ndarray:
+    """`n` uint8 images of uniform noise."""
+    return np.random.default_rng(seed).integers(0, 256, (n, *shape), dtype=np.uint8)

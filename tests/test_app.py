@@ -17,16 +17,15 @@ PAGES = ["pages/home.py", "pages/data.py", "pages/train.py", "pages/evaluate.py"
 TIMEOUT = 180
 
 
-@pytest.fixture(scope="session")
-def shared_cache(tmp_path_factory):
-    """One cache for all app tests, so the built-in sample is generated once."""
-    return tmp_path_factory.mktemp("app-cache")
-
-
 @pytest.fixture
-def app(shared_cache, isolated_dirs, monkeypatch):
+def app(app_cache, isolated_dirs, monkeypatch):
     """A fresh session of the whole app (navigation included) with an empty run store."""
-    monkeypatch.setenv("CNNLAB_CACHE_DIR", str(shared_cache))
+    monkeypatch.setenv("CNNLAB_CACHE_DIR", str(app_cache))
+    return start_app()
+
+
+def start_app() -> AppTest:
+    """A new browser session of the whole app, run once."""
     at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
     assert not at.exception, [e.value for e in at.exception]
     return at

@@ -60,7 +60,16 @@ def test_train_evaluate_predict_and_runs_json(tmp_path, capsys):
     assert "not an image" in predictions[1]["error"]
 
     assert main(["runs", "--json"]) == 0
-    assert [r["name"] for r in last_json(capsys)["runs"]] == ["cli run"]
+    assert [r["name"] for r in last_json(capsys)["runs"] if r["id"] != "demo"] == ["cli run"]
+
+
+def test_train_into_a_chosen_run_folder_once(tmp_path, capsys):
+    root = write_dataset(tmp_path / "data", per_class=8)
+    target = tmp_path / "elsewhere" / "my-run"
+    assert main(["train", str(root), *TINY, "--run-dir", str(target), "--json"]) == 0
+    assert last_json(capsys)["run_dir"] == str(target) and (target / "model.keras").exists()
+    assert main(["train", str(root), *TINY, "--run-dir", str(target)]) == 2
+    assert "must be a new folder name" in one_line_error(capsys)
 
 
 @pytest.mark.parametrize(

@@ -5,32 +5,19 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
+from conftest import random_images, small_cnn  # noqa: E402
+
 from cnnlab.explain import grad_cam, jet_colormap, last_conv_layer_name, overlay  # noqa: E402
 
 SQUARE = 6
 
 
 def _model(num_classes: int, shape=(32, 32, 3), augment: bool = False):
-    from keras import layers
-
-    inputs = keras.Input(shape)
-    x = inputs
-    if augment:
-        # Real models keep augmentation inside; Grad-CAM must not let it move the image.
-        x = layers.RandomFlip("horizontal")(x)
-        x = layers.RandomRotation(0.2)(x)
-    x = layers.Rescaling(1 / 255)(x)
-    x = layers.Conv2D(8, 3, activation="relu", name="conv_1")(x)
-    x = layers.MaxPooling2D()(x)
-    x = layers.Conv2D(16, 3, activation="relu", name="conv_2")(x)
-    x = layers.GlobalAveragePooling2D()(x)
-    binary = num_classes == 2
-    outputs = layers.Dense(1 if binary else num_classes, activation="sigmoid" if binary else "softmax")(x)
-    return keras.Model(inputs, outputs)
+    return small_cnn(num_classes, shape, augment=augment)
 
 
 def _images(n: int, shape=(32, 32, 3), seed: int = 0) -> np.ndarray:
-    return np.random.default_rng(seed).integers(0, 256, (n, *shape), dtype=np.uint8)
+    return random_images(n, shape, seed)
 
 
 def _square_dataset(n: int, rng: np.random.Generator):

@@ -9,6 +9,8 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
+from conftest import random_images, small_cnn  # noqa: E402
+
 from cnnlab import export  # noqa: E402
 from cnnlab.export import EXPORT_FORMATS, export_archive, export_model  # noqa: E402
 
@@ -16,26 +18,12 @@ SHAPE = (32, 32, 3)
 
 
 def _model(num_classes: int, shape=SHAPE):
-    from keras import layers
-
-    keras.utils.set_random_seed(num_classes)
-    inputs = keras.Input(shape)
-    # Augmentation inside the model, as in real runs: it must be off in every exported format.
-    x = layers.RandomFlip("horizontal")(inputs)
-    x = layers.RandomRotation(0.2)(x)
-    x = layers.Rescaling(1 / 255)(x)
-    x = layers.Conv2D(8, 3, activation="relu", name="conv_1")(x)
-    x = layers.MaxPooling2D()(x)
-    x = layers.Conv2D(16, 3, activation="relu", name="conv_2")(x)
-    x = layers.GlobalAveragePooling2D()(x)
-    x = layers.Dropout(0.5)(x)
-    binary = num_classes == 2
-    outputs = layers.Dense(1 if binary else num_classes, activation="sigmoid" if binary else "softmax")(x)
-    return keras.Model(inputs, outputs)
+    # Augmentation and dropout inside the model, as in real runs: both must be off in every export.
+    return small_cnn(num_classes, shape, augment=True, dropout=0.5, seed=num_classes)
 
 
 def _images(n: int, shape=SHAPE, seed: int = 0) -> np.ndarray:
-    return np.random.default_rng(seed).integers(0, 256, (n, *shape), dtype=np.uint8)
+    return random_images(n, shape, seed)
 
 
 @pytest.fixture(scope="module")

@@ -51,3 +51,71 @@ def test_hosted_upload_cap_is_a_clear_message():
     check_upload_size("small.zip", 10 * 2**20, hosted)
     with pytest.raises(ValueError, match=r"'big.zip' is 60.0 MB, over the 50 MB upload limit.*Received: size="):
         check_upload_size("big.zip", 60 * 2**20, hosted)
+
+
+# ------------------------------------------------------------------ the app in hosted mode
+
+
+@pytest.fixture
+def hosted(app_cache, isolated_dirs, tmp_path, monkeypatch):
+    """Hosted mode on, with a server data root configured (which hosted mode must ignore)."""
+    monkeypatch.setenv("CNNLAB_CACHE_DIR", str(app_cache))
+    monkeypatch.setenv("CNNLAB_HOSTED", "1")
+    monkeypatch.setenv("CNNLAB_DATA_ROOTS", str(tmp_path))
+    return isolated_dirs[1]
+
+
+def test_hosted_data_page_offers_no_server_folder(hosted):
+    from test_app import open_page, start_app
+
+    at = open_page(start_app(), "pages/data.py")
+    assert "Server folder" not in at.radio[0].options
+    assert "Upload a zip" in at.radio[0].options
+
+
+def test_hosted_oversized_upload_gets_a_message(hosted, monkeypatch):
+    from test_app import open_page, start_app
+
+    monkeypatch.setenv("CNNLAB_MAX_UPLOAD_MB", "1")
+    at = open_page(start_app(), "pages/data.py")
+    at.radio[0].set_value("Upload a zip").run()
+    at.file_uploader[0].set_value(("big.zip", os.urandom(3 * 2**19), "application/zip")).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert len(at.error) == 1 and "'big.zip' is 1.5 MB, over the 1 MB upload limit" in at.error[0].value
+    assert at.subheader[0].value == "Built-in sample (shapes)"  # the session keeps its dataset
+
+
+def test_a_second_training_waits_its_turn_and_sessions_see_only_their_runs(hosted):
+    from test_app import open_page, start_app, tiny_training, wait_for_job
+
+    first, second = open_page(start_app(), "pages/train.py"), open_page(start_app(), "pages/train.py")
+    tiny_training(first, epochs=60)
+    job = first.session_state["job"]
+    deadline = time.monotonic() + 120
+    while job.status == "queued" and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert job.status == "running"
+
+    tiny_training(second, epochs=60)
+    waiting = second.session_state["job"]
+    while "Waiting for a free training slot" not in waiting.message and time.monotonic() < deadline:
+        time.sleep(0.1)
+    second.run()
+    assert waiting.status == "queued"
+    assert any("Waiting for a free training slot" in i.value for i in second.info)
+
+    job.stop()
+    assert wait_for_job(first, "job").status == "stopped"
+    deadline = time.monotonic() + 60
+    while waiting.status == "queued" and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert waiting.status == "running"  # it started by itself once the slot was free
+    waiting.stop()
+    wait_for_job(second, "job")
+
+    first_run, second_run = job.result, waiting.result
+    assert first_run.record["owner"] == first.session_state["session_id"]
+    for at, mine, theirs in ((first, first_run, second_run), (second, second_run, first_run)):
+        listed = open_page(at, "pages/runs.py").dataframe[0].value["id"].tolist()
+        assert mine.id in listed and theirs.id not in listed
+        assert "demo" in listed

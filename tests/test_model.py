@@ -87,7 +87,9 @@ def test_one_class_is_refused():
 
 
 def test_summary_has_one_row_per_layer():
-    config = tiny_model_config(conv_blocks=2, filters=4, dense_units=8, batch_norm=True, dropout=0.2, flip="horizontal")
+    config = tiny_model_config(
+        conv_blocks=2, filters=4, dense_units=8, batch_norm=True, head="global_average", dropout=0.2, flip="horizontal"
+    )
     model = build_model(config, num_classes=3)
     rows = model_summary(model)
     assert [row["layer"] for row in rows] == [layer.name for layer in model.layers]

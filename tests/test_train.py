@@ -183,3 +183,33 @@ def test_a_bad_dataset_fails_before_any_run_is_created(tmp_path):
     with pytest.raises(ValueError, match="Dataset folder not found"):
         train(tmp_path / "missing", tiny_model_config(), tiny_train_config())
     assert RunStore(include_demo=False).list() == []
+
+
+def test_a_run_on_the_built_in_sample_finds_it_again_on_another_machine(make_dataset, isolated_dirs):
+    from cnnlab.sample import sample_dir
+
+    cache, models = isolated_dirs
+    elsewhere = make_dataset("elsewhere/sample-v1-seed0", per_class=10)  # named like the sample folder
+    run = train(elsewhere, tiny_model_config(), tiny_train_config(), store=RunStore(models, include_demo=False), run_id="demo")
+    assert run.path == models / "demo"
+    assert run.record["dataset"]["builtin"] == "sample"
+
+    # On another machine the recorded folder is gone; the sample is made again in that machine's cache.
+    elsewhere.rename(elsewhere.with_name("moved"))
+    regenerated = make_dataset("regenerated", per_class=10).rename(cache / "sample-v1-seed0")
+    assert RunStore(models).get("demo").dataset_root() == regenerated == sample_dir()
+    assert evaluate_run(run, refresh=True).accuracy == pytest.approx(run.record["metrics"]["test_accuracy"])
+
+
+def test_a_run_elsewhere_is_not_tagged_as_the_sample(trained_run):
+    assert "builtin" not in trained_run["run"].record["dataset"]
+
+
+def test_a_run_folder_name_must_be_new(make_dataset, isolated_dirs):
+    store = RunStore(isolated_dirs[1], include_demo=False)
+    data_dir = make_dataset(per_class=6)
+    train(data_dir, tiny_model_config(), tiny_train_config(epochs=1), store=store, run_id="mine")
+    with pytest.raises(ValueError, match="must be a new folder name.*Received: run_id='mine'"):
+        train(data_dir, tiny_model_config(), tiny_train_config(epochs=1), store=store, run_id="mine")
+    with pytest.raises(ValueError, match="Received: run_id='../escape'"):
+        train(data_dir, tiny_model_config(), tiny_train_config(epochs=1), store=store, run_id="../escape")
