@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from pages.common import housekeeping
+from pages.common import housekeeping, keep_keras_session
 
 st.set_page_config(page_title="CNN Lab", page_icon=":material/neurology:", layout="wide")
 
@@ -16,5 +16,6 @@ PAGES = [
     st.Page("pages/sweep.py", title="Sweep", icon=":material/tune:"),
 ]
 
+keep_keras_session()
 housekeeping()
 st.navigation(PAGES).run()

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import statistics
 import sys
 import tempfile
 import threading
@@ -26,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from bench.machine import machine  # noqa: E402
+from cnnlab.runs import RunStore  # noqa: E402
 from tests.e2e_server import StreamlitServer, find_chromium, launch_chromium  # noqa: E402
 
 HOME_TARGET_S = 2.0
@@ -142,6 +144,11 @@ def demo_flow(page, server: StreamlitServer, sampler: MemorySampler, epochs: int
     seconds[f"training: start -> finished ({epochs} epochs)"] = time.monotonic() - start
     message = done.or_(failed).first.locator('[data-testid="stMarkdownContainer"]').inner_text()
     print("training message:", " ".join(message.split()))
+    history = RunStore(server.models_dir, include_demo=False).list()[0].history
+    print(
+        f"training in the server: median {statistics.median(r['seconds'] for r in history):.2f} s/epoch, "
+        f"{statistics.median(r['images_per_s'] for r in history):.0f} img/s (compare bench_train.py's cnnlab.train line)"
+    )
 
     sampler.phase = "predict"
     start = time.monotonic()

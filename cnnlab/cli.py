@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import threading
 from dataclasses import MISSING, fields
@@ -111,18 +112,41 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
+    argv = sys.argv[1:] if argv is None else list(argv)
     try:
-        args = build_parser().parse_args(argv)
+        args = _parse(argv)
         result = COMMANDS[args.command](args)
     except ValueError as exc:
         print(f"error: {_one_line(exc)}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(f"error: {exc.strerror or _one_line(exc)}{where}; check the path and its permissions.", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
     if args.json:
-        print(json.dumps(result, default=str))
+        print(json.dumps(_finite(result), default=str))
     return 0
+
+
+def _parse(argv: list[str]) -> argparse.Namespace:
+    try:
+        return build_parser().parse_args(argv)
+    except UsageError as exc:
+        raise UsageError(f"{exc} Received: args={' '.join(argv)!r}") from None
+
+
+def _finite(value: Any) -> Any:
+    """JSON has no NaN: undefined figures (the accuracy of an empty test split) are printed as null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    return value
 
 
 def _one_line(exc: BaseException) -> str:

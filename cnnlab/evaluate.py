@@ -13,6 +13,7 @@ from cnnlab.files import write_json
 from cnnlab.runs import EVALUATION_FILE, Run
 
 _EPS = 1e-7
+PREDICTION_COLUMNS = ("path", "true_label", "predicted_label", "confidence", "correct")
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,8 @@ class Evaluation:
             accuracy=d["accuracy"],
             confusion=np.asarray(d["confusion"], dtype=np.int64),
             per_class=pd.DataFrame(d["per_class"]),
-            predictions=pd.DataFrame(d["predictions"]),
+            # An empty test split has no rows to carry the columns; name them so lookups still work.
+            predictions=pd.DataFrame(d["predictions"], columns=list(PREDICTION_COLUMNS)),
             roc_auc=d.get("roc_auc"),
         )
 
@@ -144,7 +146,8 @@ def evaluate_run(run: Run, refresh: bool = False) -> Evaluation:
     position = {rel: i for i, rel in enumerate(report.files)}
     test = np.asarray([position[rel] for rel in run.split()["test"] if rel in position], dtype=np.int64)
     evaluation = evaluate_prepared(run.load_model(), prepared, test)
-    save_evaluation(run, evaluation)
+    if run.status != "running":  # a running run's folder is its training's to write; it evaluates at the end
+        save_evaluation(run, evaluation)
     return evaluation
 
 

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from cnnlab.checks import check_choice
+from cnnlab.settings import cache_dir
 
 EXPORT_FORMATS = ("keras", "savedmodel", "tflite")
 ARTIFACTS = {"keras": "model.keras", "savedmodel": "saved_model", "tflite": "model.tflite"}
@@ -262,13 +263,14 @@ def export_run(run, format: str, out_dir: Path | None = None, num_check_images: 
     """Export a run's model, checked on some of its own test images, and return the folder.
 
     By default each export gets a new folder under the run (`exports/<format>-<time>`), so an
-    earlier export is never overwritten.
+    earlier export is never overwritten; the demo's go to the cache, leaving the app's files as shipped.
     """
     from datetime import datetime, timezone
 
     check_choice("format", format, EXPORT_FORMATS)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
-    target = Path(out_dir) if out_dir is not None else run.path / "exports" / f"{format}-{stamp}"
+    exports = cache_dir() / "exports" / run.id if run.is_demo else run.path / "exports"
+    target = Path(out_dir) if out_dir is not None else exports / f"{format}-{stamp}"
     return export_model(run.load_model(), run.class_names, target, format, _run_check_images(run, num_check_images))
 
 

@@ -29,8 +29,10 @@ def touch_session(cache: Path, session: str) -> None:
 
 
 def _alive(cache: Path, session: str, max_idle_s: float, now: float) -> bool:
-    beat = cache / HEARTBEATS / session
-    return beat.exists() and now - beat.stat().st_mtime <= max_idle_s
+    try:
+        return now - (cache / HEARTBEATS / session).stat().st_mtime <= max_idle_s
+    except FileNotFoundError:
+        return False
 
 
 def cleanup_ended_sessions(cache: Path, store: RunStore, max_idle_s: float = 3600.0, now: float | None = None) -> list[str]:
@@ -45,7 +47,10 @@ def cleanup_ended_sessions(cache: Path, store: RunStore, max_idle_s: float = 360
     for session in ended:
         for run in runs:
             if run.record["owner"] == session and run.status != "running":
-                store.delete(run.id)
+                try:
+                    store.delete(run.id)
+                except ValueError:
+                    pass  # gone already: another server process cleaned up the same session
         shutil.rmtree(uploads_dir(cache, session), ignore_errors=True)
         (cache / HEARTBEATS / session).unlink(missing_ok=True)
     return ended

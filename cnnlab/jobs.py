@@ -43,6 +43,9 @@ class Job:
     history: list[dict[str, Any]] = field(default_factory=list)
     progress: dict[str, Any] = field(default_factory=dict)
     items: list[dict[str, Any]] = field(default_factory=list)
+    # The settings the job was started with that a page shows while it runs (epochs, objective),
+    # since the widgets may have moved on.
+    info: dict[str, Any] = field(default_factory=dict)
     result: Any = None
     error: str | None = None
     started: float | None = None
@@ -125,4 +128,4 @@ def training_job(data_dir: str, model_config, train_config, *, store, limit: int
             on_epoch=job.add_epoch, on_batch=job.set_progress, stop_event=job.stop_event,
         )
 
-    return Job(target, label=f"Training on {data_dir}", limit=limit)
+    return Job(target, label=f"Training on {data_dir}", limit=limit, info={"epochs": train_config.epochs})

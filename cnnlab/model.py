@@ -12,6 +12,9 @@ POOLINGS = ("max", "average")
 HEADS = ("global_average", "flatten")
 FLIPS = ("none", "horizontal", "vertical", "horizontal_and_vertical")
 OPTIMIZERS = ("adam", "sgd", "rmsprop")
+# Past this many weights a model no longer trains in reasonable time on a CPU, and its weights,
+# gradients and optimizer moments would exhaust a small server's memory before the first batch.
+MAX_PARAMS = 30_000_000
 
 
 @dataclass(frozen=True)
@@ -108,6 +111,13 @@ def build_model(config: ModelConfig, num_classes: int):
 
     if num_classes < 2:
         raise ValueError(f"A classifier needs at least 2 classes. Received: num_classes={num_classes}")
+    params = count_params(config, num_classes)
+    if params > MAX_PARAMS:
+        raise ValueError(
+            f"This model would have {params:,} weights, over the {MAX_PARAMS:,} that train in reasonable time "
+            "and memory on a CPU; use fewer filters or dense units, a smaller image, more conv blocks or the "
+            f"global_average head. Received: params={params}"
+        )
     inputs = keras.Input(shape=(*config.image_size, config.channels), name="image")
     x = _augmentation(config, inputs)
     x = layers.Rescaling(1.0 / 255, name="rescale")(x)
@@ -132,6 +142,21 @@ def build_model(config: ModelConfig, num_classes: int):
         metrics=["accuracy"],
     )
     return model
+
+
+def count_params(config: ModelConfig, num_classes: int) -> int:
+    """The built model's weight count (batch-norm statistics included), worked out without building it."""
+    height, width = config.image_size
+    channels, total = config.channels, 0
+    for filters in config.block_filters():
+        total += config.kernel_size**2 * channels * filters + (4 * filters if config.batch_norm else filters)
+        channels, height, width = filters, height // 2, width // 2
+    features = channels if config.head == "global_average" else height * width * channels
+    if config.dense_units:
+        total += (features + 1) * config.dense_units
+        features = config.dense_units
+    outputs = 1 if num_classes == 2 else num_classes
+    return total + (features + 1) * outputs
 
 
 def _augmentation(config: ModelConfig, x):

@@ -265,15 +265,26 @@ class RunStore:
         name = new_name.strip()
         if not name or len(name) > 80:
             raise ValueError(f"A run name must be 1 to 80 characters. Received: name={new_name!r}")
-        run = self.get(ref)
+        run = self._changeable(ref, "renamed")
         run.update(name=name)
         return run
 
     def delete(self, ref: str | Path) -> None:
         """Delete a run's folder (moved aside first, so a failure never leaves half a run listed)."""
-        run = self.get(ref)
-        if run.is_demo:
-            raise ValueError(f"The demo model is part of the app and cannot be deleted. Received: run={run.id!r}")
+        run = self._changeable(ref, "deleted")
         trash = run.path.with_name(f".deleted-{run.id}-{secrets.token_hex(3)}")
         os.replace(run.path, trash)
         shutil.rmtree(trash, ignore_errors=True)
+
+    def _changeable(self, ref: str | Path, action: str) -> Run:
+        """The run, if it may be renamed or deleted: not the shared demo, not while it trains."""
+        run = self.get(ref)
+        if run.is_demo:
+            raise ValueError(f"The demo model is part of the app and cannot be {action}. Received: run={run.id!r}")
+        if run.status == "running":
+            # Its training rewrites the record every epoch and needs the folder until it ends.
+            raise ValueError(
+                f"Run '{run.name}' is still training and cannot be {action}; stop it or wait until it ends. "
+                f"Received: run={run.id!r}"
+            )
+        return run

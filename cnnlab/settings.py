@@ -24,6 +24,11 @@ class Settings:
     max_upload_mb: int = 200
     max_concurrent_trainings: int = 1
 
+    @property
+    def max_extracted_bytes(self) -> int:
+        """How far an uploaded zip may expand on disk: ten times the upload cap, at most 1 GB."""
+        return min(10 * self.max_upload_mb * 2**20, 10**9)
+
 
 def _int(environ: Mapping[str, str], name: str, default: int, minimum: int) -> int:
     raw = environ.get(name)
@@ -45,7 +50,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Read settings from `environ` (default: `os.environ`).
 
     Hosted mode (`CNNLAB_HOSTED=1`) allows no server folders, whatever `CNNLAB_DATA_ROOTS` says,
-    and caps uploads at 50 MB unless a smaller cap is set.
+    caps uploads at 50 MB unless a smaller cap is set, and runs one training at a time.
     """
     environ = os.environ if environ is None else environ
     hosted = environ.get("CNNLAB_HOSTED", "").strip().lower() in _TRUE
@@ -58,7 +63,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         cache_dir=Path(environ.get("CNNLAB_CACHE_DIR") or Path.home() / ".cache" / "cnnlab").expanduser(),
         data_roots=() if hosted else roots,
         max_upload_mb=min(max_upload, 50) if hosted else max_upload,
-        max_concurrent_trainings=_int(environ, "CNNLAB_MAX_CONCURRENT_TRAININGS", 1, 1),
+        max_concurrent_trainings=1 if hosted else _int(environ, "CNNLAB_MAX_CONCURRENT_TRAININGS", 1, 1),
     )
 
 

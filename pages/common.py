@@ -7,11 +7,12 @@ widgets. Nothing here imports TensorFlow at import time: the home page must stay
 from __future__ import annotations
 
 import os
+import threading
 import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import streamlit as st
 
@@ -29,13 +30,37 @@ class DatasetChoice:
     label: str
 
 
+def keep_keras_session() -> None:
+    """Stop Streamlit from calling `keras.backend.clear_session()` after every script run.
+
+    Streamlit does that to reset Keras between reruns, but here a training runs on in a background
+    thread across reruns: a full garbage collection and a TensorFlow kernel-cache reset every
+    second (the live fragment's rerun) made it about three times slower in the server than from
+    the command line, and it swaps Keras's thread-local state under a running fit. Nothing here
+    needs a fresh Keras session per rerun: models are built per training and cached per run.
+    """
+    from streamlit.runtime.scriptrunner import script_runner
+
+    if hasattr(script_runner, "_clean_problem_modules"):  # a private hook; absent, there is nothing to undo
+        script_runner._clean_problem_modules = _no_clean_up
+
+
+def _no_clean_up() -> None:
+    """Replaces Streamlit's per-rerun clean-up (of Keras, and of matplotlib, which the app does not use)."""
+
+
 def settings() -> Settings:
-    """Settings from the environment, with Streamlit secrets (if any) taking precedence."""
+    """Settings from the environment, with `CNNLAB_*` Streamlit secrets taking precedence.
+
+    The secrets are copied into the environment, so `cnnlab`'s own look-ups (the cache and models
+    folders used by training and evaluation) see them too.
+    """
     try:
         secrets = {k: str(v) for k, v in st.secrets.items() if k.startswith("CNNLAB_")}
     except (FileNotFoundError, KeyError, st.errors.StreamlitSecretNotFoundError):
         secrets = {}
-    return load_settings({**os.environ, **secrets})
+    os.environ.update(secrets)
+    return load_settings()
 
 
 def session_id() -> str:
@@ -46,9 +71,9 @@ def session_id() -> str:
 
 
 @st.cache_resource
-def _last_cleanup() -> dict[str, float]:
-    """Process-wide time of the last hosted clean-up (so it runs at most once a minute)."""
-    return {"at": 0.0}
+def _last_cleanup() -> dict[str, Any]:
+    """Process-wide time of the last hosted clean-up (so it runs at most once a minute) and its lock."""
+    return {"at": 0.0, "lock": threading.Lock()}
 
 
 def housekeeping() -> None:
@@ -58,9 +83,12 @@ def housekeeping() -> None:
         return
     hosting.touch_session(config.cache_dir, session_id())
     last = _last_cleanup()
-    if time.time() - last["at"] > 60:
-        last["at"] = time.time()
-        hosting.cleanup_ended_sessions(config.cache_dir, store())
+    if time.time() - last["at"] > 60 and last["lock"].acquire(blocking=False):
+        try:
+            last["at"] = time.time()
+            hosting.cleanup_ended_sessions(config.cache_dir, store())
+        finally:
+            last["lock"].release()
 
 
 def store() -> RunStore:
@@ -112,6 +140,12 @@ def run_model(run: Run):
 def forget_models() -> None:
     """Release cached models (after a run is deleted)."""
     load_model.clear()
+
+
+def session_busy() -> bool:
+    """Whether this session's training or sweep is still queued or running: one at a time per session."""
+    jobs = (st.session_state.get(key) for key in ("job", "sweep_job"))
+    return any(job is not None and not job.done for job in jobs)
 
 
 def selected_run_id() -> str | None:
@@ -168,6 +202,8 @@ def live_job(job: Job, stop_label: str, panel: Callable[[Job], None]) -> None:
 
     The job's thread never touches Streamlit; this fragment polls the state it keeps.
     """
+    if settings().hosted:  # a visitor watching a long training is still here
+        hosting.touch_session(settings().cache_dir, session_id())
     if st.button(stop_label, icon=":material/stop:", disabled=job.done):
         job.stop()
     panel(job)

@@ -16,6 +16,13 @@ PER_PAGE = 24
 st.title("Data")
 config = settings()
 
+
+def choose(path: str, label: str) -> None:
+    """Make a dataset the session's once it scans cleanly; a bad one keeps the previous choice."""
+    scan(path)  # raises ValueError saying what is wrong with it
+    st.session_state.dataset = DatasetChoice(path, label)
+
+
 sources = ["Built-in sample", "Upload a zip", "Download a dataset"] + (["Server folder"] if config.data_roots else [])
 source = st.radio("Dataset source", sources, horizontal=True)
 
@@ -24,7 +31,7 @@ try:
         from cnnlab.sample import sample_dir
 
         if st.button("Use the built-in sample"):
-            st.session_state.dataset = DatasetChoice(str(sample_dir(config.cache_dir)), "Built-in sample (shapes)")
+            choose(str(sample_dir(config.cache_dir)), "Built-in sample (shapes)")
     elif source == "Upload a zip":
         st.caption(f"A zip of class folders (one folder per class), up to {config.max_upload_mb} MB.")
         upload = st.file_uploader("Zip of class folders", type=["zip"], max_upload_size=config.max_upload_mb)
@@ -32,8 +39,8 @@ try:
             content = upload.getvalue()
             check_upload_size(upload.name, len(content), config)
             target = hosting.uploads_dir(config.cache_dir, session_id()) / hashlib.sha256(content).hexdigest()[:16]
-            root = archive.dataset_root(target) if target.exists() else archive.extract_zip(content, target)
-            st.session_state.dataset = DatasetChoice(str(root), f"Upload: {upload.name}")
+            root = archive.dataset_root(target) if target.exists() else archive.extract_zip(content, target, max_total_bytes=config.max_extracted_bytes)
+            choose(str(root), f"Upload: {upload.name}")
     elif source == "Download a dataset":
         names = list(catalog.CATALOG)
         name = st.selectbox("Dataset", names, format_func=lambda n: catalog.CATALOG[n].title)
@@ -42,11 +49,11 @@ try:
         if st.button(f"Download {entry.title}"):
             bar = st.progress(0.0, text="Downloading...")
             folder = catalog.download(name, config.cache_dir, on_progress=lambda done, total: bar.progress(min(done / max(total, 1), 1.0), text=f"Downloading... {done / 2**20:.1f} MB"))
-            st.session_state.dataset = DatasetChoice(str(folder), entry.title)
+            choose(str(folder), entry.title)
     else:
         typed = st.text_input("Folder on the server", placeholder=str(config.data_roots[0]))
         if typed and st.button("Use this folder"):
-            st.session_state.dataset = DatasetChoice(str(check_data_folder(typed, config)), f"Folder: {typed}")
+            choose(str(check_data_folder(typed, config)), f"Folder: {typed}")
 except ValueError as exc:
     show_error(exc)
 

@@ -24,6 +24,12 @@ except ValueError as exc:
     show_error(exc)
     st.stop()
 root = run.dataset_root()
+if evaluation.predictions.empty:
+    st.info(
+        "This run has no test images: its classes are too small for a test split at the chosen fraction. "
+        "Use more images per class or a larger test split on the Train page."
+    )
+    st.stop()
 
 cols = st.columns(4)
 cols[0].metric("Test accuracy", f"{evaluation.accuracy:.1%}")

@@ -68,16 +68,23 @@ with st.expander("Export (Keras, SavedModel, TensorFlow Lite)"):
             show_error(exc)
 
 with st.expander("Rename or delete", expanded=False):
-    new_name = st.text_input("New name", value=run.name)
-    if st.button("Rename") and new_name != run.name:
+    locked = run.is_demo or run.status == "running"
+    if locked:
+        st.caption("The demo model and runs still training cannot be renamed or deleted.")
+    new_name = st.text_input("New name", value=run.name, disabled=locked)
+    if st.button("Rename", disabled=locked) and new_name != run.name:
         try:
             store().rename(run.id, new_name)
             st.rerun()
         except ValueError as exc:
             show_error(exc)
-    sure = st.checkbox(f"Yes, delete '{run.name}' and its model for good", disabled=run.is_demo)
-    if st.button("Delete run", type="primary", disabled=not sure or run.is_demo):
-        store().delete(run.id)
+    sure = st.checkbox(f"Yes, delete '{run.name}' and its model for good", disabled=locked)
+    if st.button("Delete run", type="primary", disabled=not sure or locked):
+        try:
+            store().delete(run.id)
+        except ValueError as exc:
+            show_error(exc)
+            st.stop()
         forget_models()
         st.session_state.pop("run_id", None)
         st.rerun()

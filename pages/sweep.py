@@ -4,8 +4,8 @@ import pandas as pd
 import streamlit as st
 
 from cnnlab import charts, jobs
-from cnnlab.sweep import default_storage, run_sweep, space_from_dict
-from pages.common import dataset, live_job, owner, settings, show_error, store
+from cnnlab.sweep import OBJECTIVES, default_storage, run_sweep, space_from_dict
+from pages.common import dataset, live_job, owner, session_busy, settings, show_error, store
 
 st.title("Sweep")
 st.caption(
@@ -61,19 +61,22 @@ except ValueError as exc:
     st.stop()
 
 job = st.session_state.get("sweep_job")
-busy = job is not None and not job.done
-if st.button("Start sweep", type="primary", disabled=busy, icon=":material/play_arrow:"):
+if st.button("Start sweep", type="primary", disabled=session_busy(), icon=":material/play_arrow:"):
     tags = {"owner": owner()} if owner() else None
     data_dir = dataset().path
+    study_name = study or None
+    if owner():  # hosted visitors never join each other's studies, even with the same space and data
+        study_name = f"{study_name or space.default_study_name(data_dir)}-{owner()}"
 
     def work(job: jobs.Job):
         return run_sweep(
             data_dir, space, trials=int(trials), timeout=minutes * 60 or None, storage=storage,
-            study_name=study or None, store=store(), stop_event=job.stop_event,
+            study_name=study_name, store=store(), stop_event=job.stop_event,
             on_trial=job.add_item, on_epoch=job.add_epoch, tags=tags,
         )
 
-    st.session_state.sweep_job = jobs.Job(work, label="Sweep", limit=settings().max_concurrent_trainings).start()
+    info = {"objective": objective}
+    st.session_state.sweep_job = jobs.Job(work, label="Sweep", limit=settings().max_concurrent_trainings, info=info).start()
     st.rerun()
 
 
@@ -82,15 +85,19 @@ def trials_panel(job: jobs.Job) -> None:
     if job.status == "queued":
         st.info(job.message or "Waiting to start...", icon=":material/hourglass_top:")
         return
-    st.caption(f"{len(job.items)} trial(s) finished · elapsed {job.elapsed:.0f}s · current trial: epoch {len(job.history)}")
+    target = job.info["objective"]
+    latest = f" · trial {job.history[-1]['trial']}, epoch {job.history[-1]['epoch']}" if job.history and not job.done else ""
+    st.caption(f"{len(job.items)} trial(s) finished · elapsed {job.elapsed:.0f}s{latest}")
     if job.items:
         frame = pd.json_normalize(job.items)  # one column per parameter ("params.filters", ...)
-        st.plotly_chart(charts.sweep_figure(frame, objective, "maximize" if objective == "val_accuracy" else "minimize"), key=f"sweep-{job.id}-{len(job.items)}")
+        st.plotly_chart(charts.sweep_figure(frame, target, OBJECTIVES[target]), key=f"sweep-{job.id}-{len(job.items)}")
         st.dataframe(frame, hide_index=True)
     if job.status == "failed":
         show_error(ValueError(job.error or "The sweep failed."))
+    elif job.done and job.result is not None and job.result.best_value is None:
+        st.info("No trial completed, so there is no best trial yet; run more trials or widen the time budget.")
     elif job.done and job.result is not None:
-        st.success(f"Best trial: {job.result.best_value:.4f} ({objective}) with {job.result.best_params}. Its run is on the Runs page.")
+        st.success(f"Best trial: {job.result.best_value:.4f} ({target}) with {job.result.best_params}. Its run is on the Runs page.")
 
 
 if job is not None and not job.done:

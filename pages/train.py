@@ -4,7 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from cnnlab import charts, jobs
-from pages.common import dataset, live_job, owner, scan, select_run, settings, show_error, store
+from pages.common import dataset, live_job, owner, scan, select_run, session_busy, settings, show_error, store
 from pages.widgets import model_config_sidebar, train_config_sidebar
 
 st.title("Train")
@@ -16,7 +16,12 @@ except ValueError as exc:
     st.stop()
 
 chosen = dataset()
-report = scan(chosen.path)
+try:
+    report = scan(chosen.path)
+except ValueError as exc:
+    show_error(exc)
+    st.info("Choose another dataset on the **Data** page.")
+    st.stop()
 st.caption(f"Dataset: **{chosen.label}** with {len(report.files)} images in {report.num_classes} classes ({', '.join(report.class_names)}). Change it on the Data page.")
 
 
@@ -29,13 +34,16 @@ def summary(config: dict, num_classes: int) -> tuple[pd.DataFrame, int]:
     return pd.DataFrame(rows), sum(r["params"] for r in rows)
 
 
-layers, params = summary(model_config.to_dict(), report.num_classes)
+try:
+    layers, params = summary(model_config.to_dict(), report.num_classes)
+except ValueError as exc:
+    show_error(exc)
+    st.stop()
 with st.expander(f"Model summary: {len(layers)} layers, {params:,} parameters"):
     st.dataframe(layers, hide_index=True)
 
 job = st.session_state.get("job")
-busy = job is not None and not job.done
-if st.button("Start training", type="primary", disabled=busy, icon=":material/play_arrow:"):
+if st.button("Start training", type="primary", disabled=session_busy(), icon=":material/play_arrow:"):
     tags = {"owner": owner()} if owner() else None
     job = jobs.training_job(chosen.path, model_config, train_config, store=store(), limit=settings().max_concurrent_trainings, tags=tags)
     st.session_state.job = job.start()
@@ -49,7 +57,7 @@ def progress_panel(job: jobs.Job) -> None:
         return
     p = job.progress
     fraction = 1.0 if job.done and job.status == "completed" else p.get("fraction", 0.0)
-    detail = f"Epoch {p.get('epoch', 1)} of {train_config.epochs}, batch {p.get('batch', 0)} of {p.get('steps', '?')}" if p else "Preparing data..."
+    detail = f"Epoch {p.get('epoch', 1)} of {job.info['epochs']}, batch {p.get('batch', 0)} of {p.get('steps', '?')}" if p else "Preparing data..."
     st.progress(min(fraction, 1.0), text=f"{detail} · elapsed {job.elapsed:.0f}s · ETA {p.get('eta_s', 0):.0f}s")
     left, right = st.columns(2)
     left.plotly_chart(charts.history_figure(job.history, "loss"), key=f"loss-{job.id}")

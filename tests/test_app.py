@@ -1,5 +1,6 @@
 """Every page of the Streamlit app, driven with streamlit.testing.v1.AppTest (no browser)."""
 
+import sys
 import time
 from pathlib import Path
 
@@ -150,3 +151,59 @@ def test_a_sweep_from_the_sweep_page_saves_tagged_runs(app, isolated_dirs):
     assert len(runs) == 2 and all(r.record["sweep"]["study"] == job.result.study for r in runs)
     at = open_page(at, "pages/runs.py")
     assert at.selectbox[0].options[1].startswith("Sweep:")
+
+
+def test_a_one_class_zip_gets_a_message_and_the_dataset_stays(app, tmp_path):
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for i in range(3):
+            zf.writestr(f"only/cat_{i}.png", image_bytes(np.full((16, 16, 3), 40 * i, np.uint8)))
+    at = open_page(app, "pages/data.py")
+    at.radio[0].set_value("Upload a zip").run()
+    at.file_uploader[0].set_value(("one.zip", buf.getvalue(), "application/zip")).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert len(at.error) == 1 and "at least two classes" in at.error[0].value
+    assert at.subheader[0].value == "Built-in sample (shapes)"
+    assert not open_page(at, "pages/train.py").error
+
+
+def test_a_model_too_big_for_the_server_is_a_message(app):
+    at = open_page(app, "pages/train.py")
+    at.sidebar.select_slider(key="image_size").set_value(224)
+    at.sidebar.slider(key="conv_blocks").set_value(1)
+    at.sidebar.select_slider(key="filters").set_value(128)
+    at.sidebar.select_slider(key="dense_units").set_value(512)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert len(at.error) == 1 and "weights, over the" in at.error[0].value
+    assert not [b for b in at.button if b.label == "Start training"]
+
+
+def test_a_sweep_stopped_before_any_trial_ends_says_so(app):
+    at = open_page(app, "pages/sweep.py")
+    at.sidebar.number_input[2].set_value(50)  # epochs per trial
+    at.run()
+    next(b for b in at.button if b.label == "Start sweep").click().run()
+    job = at.session_state["sweep_job"]
+    deadline = time.monotonic() + TIMEOUT
+    while not job.history and time.monotonic() < deadline:
+        time.sleep(0.2)
+    job.stop()  # one epoch into the first of 50
+    job = wait_for_job(at, "sweep_job")
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert job.status == "stopped" and job.result.best_value is None
+    assert any("No trial completed" in i.value for i in at.info)
+
+
+def test_reruns_leave_the_keras_session_of_a_running_training_alone(app, monkeypatch):
+    import keras
+
+    calls = []
+    monkeypatch.setattr(keras.backend, "clear_session", lambda *args, **kwargs: calls.append(args))
+    at = open_page(app, "pages/train.py")  # builds the model summary, so Keras is loaded
+    at.run()
+    assert "keras" in sys.modules and calls == []

@@ -1,6 +1,7 @@
 """The command line: exit codes, one-line errors and the --json contract."""
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -87,6 +88,28 @@ def test_train_into_a_chosen_run_folder_once(tmp_path, capsys):
 def test_bad_input_exits_2_with_one_line(argv, expected, capsys):
     assert main(argv) == 2
     assert expected in one_line_error(capsys)
+
+
+def test_a_usage_error_names_what_was_received(capsys):
+    assert main(["train", "--epochs", "many"]) == 2
+    assert one_line_error(capsys).endswith("Received: args='train --epochs many'")
+
+
+def test_json_has_no_nan_when_there_is_no_test_split(tmp_path, capsys):
+    root = write_dataset(tmp_path / "data", per_class=8)
+    assert main(["train", str(root), *TINY, "--test-split", "0", "--json"]) == 0
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert "NaN" not in line and json.loads(line)["test_accuracy"] is None
+
+
+def test_a_missing_file_is_one_line_not_a_traceback(trained_run, tmp_path, capsys):
+    broken = tmp_path / "broken-run"
+    shutil.copytree(trained_run["run"].path, broken)
+    (broken / "evaluation.json").unlink()
+    (broken / "split.json").unlink()  # as if deleted by hand
+    assert main(["evaluate", str(broken)]) == 2
+    line = one_line_error(capsys)
+    assert "No such file or directory" in line and "split.json" in line
 
 
 def test_one_class_is_a_clear_error(tmp_path, capsys):

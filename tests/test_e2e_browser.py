@@ -250,6 +250,8 @@ def test_whole_user_path(page: Page, server: StreamlitServer, e2e_cache: Path, t
 
     with step("train-completed"):
         open_page(page, "Train")
+        # The sidebar keeps what the user set before leaving the page.
+        expect_value(page.get_by_label("Epochs", exact=True), r"^2$")
         assert wait_loss_points(page, chart, 2) == 2
         assert "completed after 2 epochs" in final_message(page, "completed after")
 

@@ -140,3 +140,11 @@ def test_evaluate_run_refuses_a_dataset_whose_classes_changed(run_copy, tmp_path
     run_copy.update(dataset={**run_copy.record["dataset"], "path": str(changed)})
     with pytest.raises(ValueError, match=r"classes changed.*Received: classes=\['cats', 'dogs', 'owls', 'zebras'\]"):
         evaluate_run(run_copy, refresh=True)
+
+
+def test_an_empty_test_split_round_trips_with_its_columns():
+    empty = evaluate_probabilities(np.zeros((0, 3)), np.zeros(0, dtype=int), ["a", "b", "c"], [])
+    again = Evaluation.from_dict(json.loads(json.dumps(empty.to_dict())))
+    assert again.predictions.empty and list(again.predictions.columns) == list(empty.predictions.columns)
+    assert again.most_confident_mistakes().empty and again.cell("a", "b").empty
+    assert math.isnan(again.accuracy)

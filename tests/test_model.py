@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from cnnlab.model import ModelConfig, build_model, model_summary
+from cnnlab.model import MAX_PARAMS, ModelConfig, build_model, count_params, model_summary
 
 from conftest import tiny_model_config
 
@@ -138,3 +138,25 @@ def test_saved_model_predicts_identically_on_raw_pixels(tmp_path):
     np.testing.assert_allclose(loaded.predict(raw, verbose=0), before, rtol=1e-6, atol=1e-7)
     # The model rescales inside: feeding 0-1 floats gives a different answer than raw 0-255 pixels.
     assert not np.allclose(loaded.predict(raw / 255.0, verbose=0), before, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {},
+        {"conv_blocks": 3, "batch_norm": True, "head": "global_average", "dense_units": 0},
+        {"image_size": (48, 40), "color_mode": "grayscale", "conv_blocks": 2, "filters_growth": 1.5, "kernel_size": 5},
+    ],
+)
+@pytest.mark.parametrize("num_classes", [2, 5])
+def test_count_params_matches_the_built_model(overrides, num_classes):
+    config = tiny_model_config(**overrides)
+    assert count_params(config, num_classes) == build_model(config, num_classes).count_params()
+    assert count_params(ModelConfig(), num_classes) == build_model(ModelConfig(), num_classes).count_params()
+
+
+def test_a_model_too_big_for_a_cpu_is_refused_before_it_is_built():
+    huge = ModelConfig(image_size=(224, 224), conv_blocks=1, filters=128, dense_units=512)
+    assert count_params(huge, 3) > MAX_PARAMS
+    with pytest.raises(ValueError, match=r"would have 822,\d{3},\d{3} weights.*Received: params=822"):
+        build_model(huge, 3)

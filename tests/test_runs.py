@@ -132,7 +132,7 @@ def test_get_by_id_name_and_path(tmp_path):
 
 def test_rename(tmp_path):
     store = RunStore(tmp_path, include_demo=False)
-    run = make_run(store, name="before")
+    run = make_run(store, name="before", status="completed")
     renamed = store.rename(run.id, "  after  ")
     assert renamed.name == "after"
     assert store.get("after").id == run.id
@@ -146,7 +146,7 @@ def test_rename(tmp_path):
 
 def test_delete_removes_the_folder(tmp_path):
     store = RunStore(tmp_path, include_demo=False)
-    keep, drop = make_run(store, name="keep"), make_run(store, name="drop")
+    keep, drop = make_run(store, name="keep", status="completed"), make_run(store, name="drop", status="completed")
     store.delete("drop")
     assert not drop.path.exists()
     assert [r.name for r in store.list()] == ["keep"]
@@ -167,7 +167,9 @@ def test_the_demo_run_is_listed_but_cannot_be_deleted(tmp_path, monkeypatch):
     assert [r.name for r in RunStore(tmp_path / "models", include_demo=False).list()] == ["mine"]
     with pytest.raises(ValueError, match=r"demo model is part of the app and cannot be deleted.*Received: run="):
         store.delete("Demo model")
-    assert demo.path.is_dir()
+    with pytest.raises(ValueError, match=r"demo model is part of the app and cannot be renamed"):
+        store.rename("Demo model", "mine now")
+    assert demo.path.is_dir() and store.get(demo.id).name == "Demo model"
 
 
 def test_summary_row(tmp_path):
@@ -228,3 +230,16 @@ def test_a_killed_training_is_listed_as_interrupted_with_a_loadable_model(make_d
     model = run.load_model()  # ... but the model saved after the first epoch is whole
     assert model.output_shape == (None, 1)
     assert store.get(run.id).summary()["status"] == "interrupted"
+
+
+def test_a_run_still_training_cannot_be_renamed_or_deleted(tmp_path):
+    store = RunStore(tmp_path, include_demo=False)
+    run = make_run(store, name="busy")  # created "running" by this (live) process
+    with pytest.raises(ValueError, match=r"still training and cannot be renamed.*Received: run="):
+        store.rename(run.id, "new name")
+    with pytest.raises(ValueError, match=r"still training and cannot be deleted"):
+        store.delete(run.id)
+    run.update(status="stopped")
+    store.rename(run.id, "new name")
+    store.delete(run.id)
+    assert store.list() == []

@@ -32,10 +32,15 @@ def test_environment_overrides(tmp_path):
 
 
 def test_hosted_mode_disables_server_folders_and_caps_uploads(tmp_path):
-    s = load_settings({"CNNLAB_HOSTED": "true", "CNNLAB_DATA_ROOTS": str(tmp_path), "CNNLAB_MAX_UPLOAD_MB": "500"})
+    s = load_settings({
+        "CNNLAB_HOSTED": "true", "CNNLAB_DATA_ROOTS": str(tmp_path), "CNNLAB_MAX_UPLOAD_MB": "500",
+        "CNNLAB_MAX_CONCURRENT_TRAININGS": "3",
+    })
     assert s.hosted
     assert s.data_roots == ()
     assert s.max_upload_mb == 50
+    assert s.max_extracted_bytes == 500 * 2**20
+    assert s.max_concurrent_trainings == 1
     with pytest.raises(ValueError, match="Server folders are disabled"):
         check_data_folder(tmp_path, s)
 
