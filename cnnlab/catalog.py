@@ -1,28 +1,23 @@
 """Well-known datasets, downloaded on demand, checked, and converted into class folders.
 
-Each download streams into a temporary file while its SHA-256 is computed, and is renamed into
-place only when the checksum (or, where none is published, the size) matches. The conversion
-writes into a temporary folder renamed into place at the end, so a failure never leaves a
+Files are fetched with `keras.utils.get_file`, from the addresses `keras.datasets` and the Keras
+tutorials use; it verifies each against its published SHA-256 (files with none published are
+checked by size) and reuses a verified file rather than fetching it again. The conversion writes
+into a temporary folder renamed into place at the end, so a failure never leaves a
 half-converted dataset behind, and a second call finds the finished folder and downloads nothing.
-
-The files are the ones `keras.datasets` and the Keras tutorials fetch, from the same addresses.
-`keras.utils.get_file` is not used because it reports progress only by printing a bar, where the
-app needs a callback for its progress bar, and it verifies a file only after writing it in place.
 """
 
 from __future__ import annotations
 
 import gzip
-import hashlib
 import http.client
-import os
 import pickle
 import re
 import socket
 import tarfile
-import tempfile
+import threading
+import time
 import urllib.error
-import urllib.request
 import zipfile
 import zlib
 from dataclasses import dataclass
@@ -39,8 +34,9 @@ from cnnlab.settings import cache_dir
 Progress = Callable[[int, int], None]
 
 CATALOG_VERSION = 1
-CHUNK_BYTES = 1 << 20
-TIMEOUT_S = 30.0
+# How often a download's progress is reported, and how long it may go without a byte arriving.
+POLL_S = 0.2
+STALL_S = 30.0
 DEFAULT_MAX_PER_CLASS = 500
 
 KERAS_DATASETS = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/"
@@ -235,86 +231,115 @@ def _fetch_all(entry: CatalogEntry, folder: Path, on_progress: Progress | None, 
     total = entry.size_bytes
     done = 0
 
-    def report(num_bytes: int) -> None:
-        nonlocal done
-        done += num_bytes
+    def report(received: int) -> None:
         if on_progress is not None:
-            on_progress(min(done, total), total)
+            on_progress(min(done + received, total), total)
 
     report(0)
     paths = []
     for url, file_name, size, sha256 in zip(entry.urls, entry.file_names, entry.file_sizes, entry.sha256):
         if base_url:
             url = base_url.rstrip("/") + "/" + file_name
-        path = folder / f"{entry.name}-{file_name}"
-        if not (path.is_file() and _matches(path, size, sha256)):
-            _fetch(entry, url, path, size, sha256, report)
-        else:
-            report(size)  # a verified file left by an interrupted conversion
-        paths.append(path)
+        paths.append(_fetch(entry, url, folder / f"{entry.name}-{file_name}", size, sha256, report))
+        done += size
     return paths
 
 
-def _fetch(entry: CatalogEntry, url: str, path: Path, size: int, sha256: str | None, report: Callable[[int], None]) -> None:
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}-", suffix=".part", dir=path.parent)
-    tmp = Path(tmp_name)
-    digest = hashlib.sha256()
-    received = 0
+def _fetch(entry: CatalogEntry, url: str, path: Path, size: int, sha256: str | None, report: Callable[[int], None]) -> Path:
+    """Fetch one file with `keras.utils.get_file`, which verifies the SHA-256 and reuses a verified file.
+
+    get_file reports progress only by printing a bar, so it runs in a worker thread while this
+    one reports the file's growing size (keeping `report`, which may draw a Streamlit progress
+    bar, on the caller's thread) and gives up when no byte has arrived for STALL_S seconds.
+    """
+    import keras
+
+    outcome: dict[str, object] = {}
+
+    def fetch() -> None:
+        # Keras's setting is per thread: only this worker's printed bar is silenced, as `report` replaces it.
+        keras.config.disable_interactive_logging()
+        try:
+            outcome["path"] = keras.utils.get_file(
+                path.name, url, file_hash=sha256, hash_algorithm="sha256", cache_dir=str(path.parent), cache_subdir=""
+            )
+        except BaseException as exc:  # handed to the caller's thread, which explains it
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=fetch, name=f"download-{path.name}", daemon=True)
+    worker.start()
+    received, last_change = -1, time.monotonic()
+    while worker.is_alive():
+        worker.join(POLL_S)
+        now_received = _size(path)
+        if now_received != received:
+            received, last_change = now_received, time.monotonic()
+            report(min(received, size))
+        elif time.monotonic() - last_change > STALL_S:
+            path.unlink(missing_ok=True)  # the stalled worker may go on writing, but only to this unlinked file
+            raise ValueError(
+                f"Could not download {entry.title}: no data arrived for {STALL_S:g} s. Check the network and "
+                f"try again, or use the built-in sample or a folder/zip instead. Received: name={entry.name!r}"
+            )
+    if "error" in outcome:
+        path.unlink(missing_ok=True)
+        raise _download_error(entry, outcome["error"], path, url) from None
+    _check_size(entry, Path(outcome["path"]), size)
+    report(size)
+    return Path(outcome["path"])
+
+
+def _size(path: Path) -> int:
     try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=TIMEOUT_S) as response:
-            while chunk := response.read(CHUNK_BYTES):
-                received += len(chunk)
-                if received > size:
-                    break  # more than the published size can never verify; stop early
-                digest.update(chunk)
-                out.write(chunk)
-                report(len(chunk))
-        _verify(entry, url, received, size, digest.hexdigest(), sha256)
-        os.replace(tmp, path)
-    except urllib.error.HTTPError as exc:
-        raise ValueError(
-            f"Could not download {entry.title}: the server answered HTTP {exc.code} ({exc.reason}). Try again "
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+def _download_error(entry: CatalogEntry, exc: BaseException, path: Path, url: str) -> ValueError:
+    """The one-line message for a failed get_file call."""
+    if isinstance(exc, ValueError) and "hash does not match" in str(exc):
+        return ValueError(
+            f"The download of {entry.title} ({url.rsplit('/', 1)[-1]}) does not match its published SHA-256 checksum: "
+            "the transfer was corrupted or the file changed on the server, so it was deleted; try again later. "
+            f"Received: file={path.name!r}"
+        )
+    # get_file re-raises HTTP and URL errors as a bare Exception; the original is its context.
+    cause = exc.__context__ if type(exc) is Exception and exc.__context__ is not None else exc
+    if isinstance(cause, urllib.error.HTTPError):
+        return ValueError(
+            f"Could not download {entry.title}: the server answered HTTP {cause.code} ({cause.reason}). Try again "
             f"later, or use the built-in sample or a folder/zip instead. Received: name={entry.name!r}"
-        ) from None
-    except (urllib.error.URLError, socket.timeout, TimeoutError) as exc:
-        raise ValueError(
-            f"Could not download {entry.title}: no network connection ({_reason(exc)}). Download it on a "
+        )
+    if isinstance(cause, (urllib.error.ContentTooShortError, ConnectionError, http.client.HTTPException)):
+        return ValueError(
+            f"Could not download {entry.title}: the connection broke off ({_reason(cause)}). Try again, or use "
+            f"the built-in sample or a folder/zip instead. Received: name={entry.name!r}"
+        )
+    if isinstance(cause, (urllib.error.URLError, socket.timeout, TimeoutError)):
+        return ValueError(
+            f"Could not download {entry.title}: no network connection ({_reason(cause)}). Download it on a "
             "machine with internet access, or use the built-in sample or a folder/zip instead. "
             f"Received: name={entry.name!r}"
-        ) from None
-    except (ConnectionError, http.client.HTTPException) as exc:
+        )
+    if isinstance(cause, OSError):
+        return ValueError(
+            f"Could not save the download of {entry.title} ({_reason(cause)}); check that {path.parent} is writable "
+            f"and has space. Received: name={entry.name!r}"
+        )
+    raise exc
+
+
+def _check_size(entry: CatalogEntry, path: Path, size: int) -> None:
+    """Files with no published checksum are checked by their size."""
+    received = _size(path)
+    if received != size:
+        path.unlink(missing_ok=True)
         raise ValueError(
-            f"Could not download {entry.title}: the connection broke off ({_reason(exc)}). Try again, or use "
-            f"the built-in sample or a folder/zip instead. Received: name={entry.name!r}"
-        ) from None
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _verify(entry: CatalogEntry, url: str, received: int, size: int, actual: str, expected: str | None) -> None:
-    file_name = url.rsplit("/", 1)[-1]
-    if expected is not None and received == size and actual == expected:
-        return
-    if expected is None and received == size:
-        return
-    what = "size" if expected is None or received != size else "SHA-256 checksum"
-    raise ValueError(
-        f"The download of {entry.title} ({file_name}) does not match its published {what}: the transfer "
-        f"was corrupted or the file changed on the server, so it was deleted; try again later. "
-        f"Received: sha256={actual!r}, bytes={received}"
-    )
-
-
-def _matches(path: Path, size: int, sha256: str | None) -> bool:
-    if path.stat().st_size != size:
-        return False
-    if sha256 is None:
-        return True
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(CHUNK_BYTES):
-            digest.update(chunk)
-    return digest.hexdigest() == sha256
+            f"The download of {entry.title} ({path.name}) does not match its published size: the transfer was "
+            f"corrupted or the file changed on the server, so it was deleted; try again later. "
+            f"Received: bytes={received}"
+        )
 
 
 def _reason(exc: BaseException) -> str:

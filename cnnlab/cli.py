@@ -82,6 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("sample", "write the built-in sample dataset as class folders")
     p.add_argument("out_dir", type=Path)
     p.add_argument("--seed", type=int, default=0)
+    p = command("download", "fetch a well-known dataset, verify it and convert it into class folders")
+    p.add_argument("name", choices=_catalog_names())
+    p.add_argument("--cache", type=Path, help="cache folder (default: CNNLAB_CACHE_DIR or ~/.cache/cnnlab)")
+    p.add_argument("--base-url", help="fetch the same file names from this server instead (a mirror)")
     p = command("scan", "check a class-folder dataset and report what can be used")
     p.add_argument("data_dir", type=Path)
     p = command("train", "train a CNN (on the built-in sample when no folder is given)")
@@ -159,6 +163,20 @@ def _sample(args: argparse.Namespace) -> dict[str, Any]:
     out = write_sample(args.out_dir, seed=args.seed)
     _say(args, f"Wrote the sample dataset to {out}")
     return {"data_dir": str(out)}
+
+
+def _catalog_names() -> tuple[str, ...]:
+    from cnnlab.catalog import CATALOG
+
+    return tuple(CATALOG)
+
+
+def _download(args: argparse.Namespace) -> dict[str, Any]:
+    from cnnlab.catalog import CATALOG, download
+
+    root = download(args.name, args.cache, on_progress=_print_download, base_url=args.base_url)
+    _say(args, f"{CATALOG[args.name].title} is ready at {root}")
+    return {"name": args.name, "data_dir": str(root)}
 
 
 def _scan(args: argparse.Namespace) -> dict[str, Any]:
@@ -253,6 +271,11 @@ def _print_batch(progress: dict[str, Any]) -> None:
             f"{progress['fraction']:.0%}  ETA {progress['eta_s']:.0f}s   ",
             end="", file=sys.stderr, flush=True,
         )
+
+
+def _print_download(done: int, total: int) -> None:
+    if sys.stderr.isatty():
+        print(f"\rdownloading {done / 2**20:.1f} of {total / 2**20:.1f} MB   ", end="", file=sys.stderr, flush=True)
 
 
 def _pct(value: float | None) -> str:
@@ -361,6 +384,7 @@ def _say(args: argparse.Namespace, text: str) -> None:
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
     "sample": _sample,
+    "download": _download,
     "scan": _scan,
     "train": _train,
     "evaluate": _evaluate,

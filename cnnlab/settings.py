@@ -23,6 +23,7 @@ class Settings:
     data_roots: tuple[Path, ...] = ()
     max_upload_mb: int = 200
     max_concurrent_trainings: int = 1
+    datasets_url: str | None = None
 
     @property
     def max_extracted_bytes(self) -> int:
@@ -64,6 +65,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         data_roots=() if hosted else roots,
         max_upload_mb=min(max_upload, 50) if hosted else max_upload,
         max_concurrent_trainings=1 if hosted else _int(environ, "CNNLAB_MAX_CONCURRENT_TRAININGS", 1, 1),
+        datasets_url=environ.get("CNNLAB_DATASETS_URL", "").strip() or None,
     )
 
 

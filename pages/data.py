@@ -48,7 +48,10 @@ try:
         st.caption(f"{entry.description} About {entry.size_bytes / 2**20:.0f} MB to download. Licence: {entry.license}")
         if st.button(f"Download {entry.title}"):
             bar = st.progress(0.0, text="Downloading...")
-            folder = catalog.download(name, config.cache_dir, on_progress=lambda done, total: bar.progress(min(done / max(total, 1), 1.0), text=f"Downloading... {done / 2**20:.1f} MB"))
+            folder = catalog.download(
+                name, config.cache_dir, base_url=config.datasets_url,
+                on_progress=lambda done, total: bar.progress(min(done / max(total, 1), 1.0), text=f"Downloading... {done / 2**20:.1f} MB"),
+            )
             choose(str(folder), entry.title)
     else:
         typed = st.text_input("Folder on the server", placeholder=str(config.data_roots[0]))

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import http.server
 import io
 import os
+import threading
+from functools import partial
 from pathlib import Path
 
 # Quiet TensorFlow's C++ start-up logging before anything imports it.
@@ -12,6 +17,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np
 import pytest
 from PIL import Image
+
+from cnnlab.catalog import CATALOG, CatalogEntry
 
 CLASS_COLORS = {
     "cats": (200, 40, 40),
@@ -154,3 +161,62 @@ def small_cnn(num_classes: int, shape=(32, 32, 3), augment: bool = False, dropou
 def random_images(n: int, shape=(32, 32, 3), seed: int = 0) -> np.ndarray:
     """`n` uint8 images of uniform noise."""
     return np.random.default_rng(seed).integers(0, 256, (n, *shape), dtype=np.uint8)
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    """Serves files from a folder without logging, remembering each request's path."""
+
+    requests: list[str] = []
+
+    def log_message(self, format, *args):  # keep test output clean
+        pass
+
+    def do_GET(self):
+        QuietHandler.requests.append(self.path)
+        super().do_GET()
+
+
+@pytest.fixture
+def server(tmp_path, monkeypatch):
+    """A localhost HTTP server over `tmp_path/www`; yields (base_url, folder)."""
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    root = tmp_path / "www"
+    root.mkdir()
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), partial(QuietHandler, directory=str(root)))
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    QuietHandler.requests = []
+    yield f"http://127.0.0.1:{httpd.server_address[1]}", root
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def publish(monkeypatch, folder: Path, name: str, files: list[bytes], **changes) -> CatalogEntry:
+    """Serve `files` under the entry's file names and point the entry's checksums at them."""
+    entry = CATALOG[name]
+    for file_name, data in zip(entry.file_names, files):
+        (folder / file_name).write_bytes(data)
+    fields = {
+        "file_sizes": tuple(len(d) for d in files),
+        "sha256": tuple(hashlib.sha256(d).hexdigest() for d in files),
+        **changes,
+    }
+    replaced = dataclasses.replace(entry, **fields)
+    monkeypatch.setitem(CATALOG, name, replaced)
+    return replaced
+
+
+def mnist_npz(images: np.ndarray, labels: np.ndarray) -> bytes:
+    """An `mnist.npz` as keras.datasets publishes it, half of the images for training, half for testing."""
+    buffer = io.BytesIO()
+    half = len(labels) // 2
+    np.savez(buffer, x_train=images[:half], y_train=labels[:half], x_test=images[half:], y_test=labels[half:])
+    return buffer.getvalue()
+
+
+def digits(per_class: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    """Random 28x28 grayscale images, `per_class` of each digit 0-9, with their labels."""
+    labels = np.tile(np.arange(10, dtype=np.uint8), per_class)
+    images = np.random.default_rng(0).integers(0, 256, size=(len(labels), 28, 28), dtype=np.uint8)
+    return images, labels

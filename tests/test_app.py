@@ -1,11 +1,15 @@
 """Every page of the Streamlit app, driven with streamlit.testing.v1.AppTest (no browser)."""
 
+import io
+import os
+import shutil
+import socket
 import sys
 import time
 from pathlib import Path
 
 import pytest
-from conftest import image_bytes
+from conftest import digits, image_bytes, mnist_npz, publish
 from streamlit.testing.v1 import AppTest
 
 from cnnlab.runs import RunStore
@@ -154,7 +158,6 @@ def test_a_sweep_from_the_sweep_page_saves_tagged_runs(app, isolated_dirs):
 
 
 def test_a_one_class_zip_gets_a_message_and_the_dataset_stays(app, tmp_path):
-    import io
     import zipfile
 
     buf = io.BytesIO()
@@ -168,6 +171,38 @@ def test_a_one_class_zip_gets_a_message_and_the_dataset_stays(app, tmp_path):
     assert len(at.error) == 1 and "at least two classes" in at.error[0].value
     assert at.subheader[0].value == "Built-in sample (shapes)"
     assert not open_page(at, "pages/train.py").error
+
+
+def download_from_data_page(at: AppTest, title: str) -> AppTest:
+    # The app cache is shared by the session's app tests: start without an earlier test's download.
+    shutil.rmtree(Path(os.environ["CNNLAB_CACHE_DIR"]) / "catalog", ignore_errors=True)
+    at = open_page(at, "pages/data.py")
+    at.radio[0].set_value("Download a dataset").run()
+    at.selectbox[0].set_value("mnist").run()
+    next(b for b in at.button if b.label == f"Download {title}").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def test_a_dataset_download_offline_is_a_message_and_the_app_stays_usable(app, monkeypatch):
+    with socket.socket() as s:  # a mirror address nobody answers at, as when offline
+        s.bind(("127.0.0.1", 0))
+        monkeypatch.setenv("CNNLAB_DATASETS_URL", f"http://127.0.0.1:{s.getsockname()[1]}")
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+    at = download_from_data_page(app, "MNIST digits")
+    assert len(at.error) == 1 and "no network connection" in at.error[0].value
+    assert at.subheader[0].value == "Built-in sample (shapes)"
+    assert not open_page(at, "pages/train.py").error
+
+
+def test_a_downloaded_dataset_becomes_the_sessions_dataset(app, server, monkeypatch):
+    base_url, www = server
+    publish(monkeypatch, www, "mnist", [mnist_npz(*digits(per_class=3))])
+    monkeypatch.setenv("CNNLAB_DATASETS_URL", base_url)
+    at = download_from_data_page(app, "MNIST digits")
+    assert not at.error
+    assert at.subheader[0].value == "MNIST digits"
+    assert "30" in at.metric[0].value  # images
 
 
 def test_a_model_too_big_for_the_server_is_a_message(app):

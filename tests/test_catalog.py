@@ -4,9 +4,7 @@ The catalog's entries carry the real checksums; each test swaps in an entry whos
 sizes describe the fabricated files, so the real download, verification and conversion code runs.
 """
 
-import dataclasses
 import gzip
-import hashlib
 import http.server
 import io
 import os
@@ -15,71 +13,18 @@ import re
 import socket
 import tarfile
 import threading
+import time
 import zipfile
-from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import QuietHandler, digits, mnist_npz, publish
+
 from cnnlab import catalog
 from cnnlab.catalog import CATALOG, dataset_folder, download
-
-
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    requests: list[str] = []
-
-    def log_message(self, format, *args):  # keep test output clean
-        pass
-
-    def do_GET(self):
-        _QuietHandler.requests.append(self.path)
-        super().do_GET()
-
-
-@pytest.fixture
-def server(tmp_path, monkeypatch):
-    """A localhost HTTP server over `tmp_path/www`; yields (base_url, folder)."""
-    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    root = tmp_path / "www"
-    root.mkdir()
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), partial(_QuietHandler, directory=str(root)))
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    _QuietHandler.requests = []
-    yield f"http://127.0.0.1:{httpd.server_address[1]}", root
-    httpd.shutdown()
-    httpd.server_close()
-
-
-def _publish(monkeypatch, folder: Path, name: str, files: list[bytes], **changes) -> catalog.CatalogEntry:
-    """Serve `files` under the entry's file names and point the entry's checksums at them."""
-    entry = CATALOG[name]
-    for file_name, data in zip(entry.file_names, files):
-        (folder / file_name).write_bytes(data)
-    fields = {
-        "file_sizes": tuple(len(d) for d in files),
-        "sha256": tuple(hashlib.sha256(d).hexdigest() for d in files),
-        **changes,
-    }
-    replaced = dataclasses.replace(entry, **fields)
-    monkeypatch.setitem(CATALOG, name, replaced)
-    return replaced
-
-
-def _npz(images: np.ndarray, labels: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    half = len(labels) // 2
-    np.savez(buffer, x_train=images[:half], y_train=labels[:half], x_test=images[half:], y_test=labels[half:])
-    return buffer.getvalue()
-
-
-def _digits(per_class: int = 3) -> tuple[np.ndarray, np.ndarray]:
-    labels = np.tile(np.arange(10, dtype=np.uint8), per_class)
-    images = np.random.default_rng(0).integers(0, 256, size=(len(labels), 28, 28), dtype=np.uint8)
-    return images, labels
 
 
 def _idx(array: np.ndarray, magic: int) -> bytes:
@@ -132,8 +77,8 @@ def test_catalog_entries_are_complete():
 
 def test_mnist_downloads_verifies_converts_and_caches(server, monkeypatch, tmp_path):
     base_url, www = server
-    images, labels = _digits(per_class=3)
-    entry = _publish(monkeypatch, www, "mnist", [_npz(images, labels)], max_per_class=2)
+    images, labels = digits(per_class=3)
+    entry = publish(monkeypatch, www, "mnist", [mnist_npz(images, labels)], max_per_class=2)
     seen: list[tuple[int, int]] = []
     root = download("mnist", tmp_path / "cache", on_progress=lambda done, total: seen.append((done, total)), base_url=base_url)
 
@@ -147,16 +92,16 @@ def test_mnist_downloads_verifies_converts_and_caches(server, monkeypatch, tmp_p
     assert [d for d, _ in seen] == sorted(d for d, _ in seen)
     assert list((root.parent / "downloads").iterdir()) == []  # the archive goes once converted
 
-    requests = len(_QuietHandler.requests)
+    requests = len(QuietHandler.requests)
     assert download("mnist", tmp_path / "cache", base_url=base_url) == root
-    assert len(_QuietHandler.requests) == requests  # cached: nothing downloaded again
+    assert len(QuietHandler.requests) == requests  # cached: nothing downloaded again
 
 
 def test_fashion_mnist_reads_the_four_idx_files(server, monkeypatch, tmp_path):
     base_url, www = server
-    images, labels = _digits(per_class=2)
+    images, labels = digits(per_class=2)
     files = [_idx(labels[:10], 2049), _idx(images[:10], 2051), _idx(labels[10:], 2049), _idx(images[10:], 2051)]
-    _publish(monkeypatch, www, "fashion_mnist", files)
+    publish(monkeypatch, www, "fashion_mnist", files)
     root = download("fashion_mnist", tmp_path / "cache", base_url=base_url)
     assert _class_counts(root) == {name: 2 for name in sorted(catalog.FASHION_CLASSES)}
     assert np.array_equal(np.asarray(Image.open(root / "sandal" / "sandal_00015.png")), images[15])
@@ -171,7 +116,7 @@ def test_cifar10_reads_the_python_batches(server, monkeypatch, tmp_path):
         members[f"cifar-10-batches-py/{name}"] = batch
         first = data if first is None else first
     members["cifar-10-batches-py/readme.html"] = b"<html></html>"
-    _publish(monkeypatch, www, "cifar10", [_tar_gz(members)])
+    publish(monkeypatch, www, "cifar10", [_tar_gz(members)])
     root = download("cifar10", tmp_path / "cache", base_url=base_url)
     assert _class_counts(root) == {name: 6 for name in sorted(catalog.CIFAR10_CLASSES)}
     png = Image.open(root / "bird" / "bird_00002.png")
@@ -187,7 +132,7 @@ def test_cifar10_refuses_pickles_that_run_code(server, monkeypatch, tmp_path):
             return (os.system, ("echo pwned",))
 
     members = {f"cifar-10-batches-py/data_batch_{i}": pickle.dumps(Evil(), protocol=2) for i in range(1, 6)}
-    _publish(monkeypatch, www, "cifar10", [_tar_gz(members)])
+    publish(monkeypatch, www, "cifar10", [_tar_gz(members)])
     with pytest.raises(ValueError, match="could not be converted"):
         download("cifar10", tmp_path / "cache", base_url=base_url)
     assert not dataset_folder("cifar10", tmp_path / "cache").exists()
@@ -203,7 +148,7 @@ def test_cats_vs_dogs_merges_train_and_validation(server, monkeypatch, tmp_path)
                     zf.writestr(f"cats_and_dogs_filtered/{split}/{animal}/{animal[:-1]}.{i}.jpg", _jpeg(color))
         zf.writestr("cats_and_dogs_filtered/vectorize.py", b"print('not an image')")
     # This entry has no published SHA-256: the fabricated file is checked by its size.
-    entry = _publish(monkeypatch, www, "cats_vs_dogs", [buffer.getvalue()], sha256=(None,))
+    entry = publish(monkeypatch, www, "cats_vs_dogs", [buffer.getvalue()], sha256=(None,))
     root = download("cats_vs_dogs", tmp_path / "cache", base_url=base_url)
     assert _class_counts(root) == {"cats": 4, "dogs": 4}
     assert sorted(p.name for p in (root / "cats").iterdir()) == [
@@ -218,7 +163,7 @@ def test_flowers_keeps_its_five_folders(server, monkeypatch, tmp_path):
     members = {"flower_photos/LICENSE.txt": b"credits"}
     for i, name in enumerate(catalog.FLOWER_CLASSES):
         members[f"flower_photos/{name}/{i}_a.jpg"] = _jpeg((50 * i, 100, 100))
-    _publish(monkeypatch, www, "flowers", [_tar_gz(members)])
+    publish(monkeypatch, www, "flowers", [_tar_gz(members)])
     root = download("flowers", tmp_path / "cache", base_url=base_url)
     assert _class_counts(root) == {name: 1 for name in catalog.FLOWER_CLASSES}
 
@@ -231,9 +176,9 @@ def _assert_nothing_left(cache: Path, name: str) -> None:
 
 def test_checksum_mismatch_is_refused_and_deleted(server, monkeypatch, tmp_path):
     base_url, www = server
-    images, labels = _digits()
-    _publish(monkeypatch, www, "mnist", [_npz(images, labels)], sha256=("0" * 64,))
-    with pytest.raises(ValueError, match=r"does not match its published SHA-256 checksum.*Received: sha256=") as info:
+    images, labels = digits()
+    publish(monkeypatch, www, "mnist", [mnist_npz(images, labels)], sha256=("0" * 64,))
+    with pytest.raises(ValueError, match=r"does not match its published SHA-256 checksum.*Received: file=") as info:
         download("mnist", tmp_path / "cache", base_url=base_url)
     assert "\n" not in str(info.value)
     _assert_nothing_left(tmp_path / "cache", "mnist")
@@ -241,7 +186,7 @@ def test_checksum_mismatch_is_refused_and_deleted(server, monkeypatch, tmp_path)
 
 def test_size_mismatch_is_refused_when_no_checksum_is_published(server, monkeypatch, tmp_path):
     base_url, www = server
-    _publish(monkeypatch, www, "cats_vs_dogs", [b"PK not really"], sha256=(None,), file_sizes=(5,))
+    publish(monkeypatch, www, "cats_vs_dogs", [b"PK not really"], sha256=(None,), file_sizes=(5,))
     with pytest.raises(ValueError, match="does not match its published size"):
         download("cats_vs_dogs", tmp_path / "cache", base_url=base_url)
     _assert_nothing_left(tmp_path / "cache", "cats_vs_dogs")
@@ -249,7 +194,7 @@ def test_size_mismatch_is_refused_when_no_checksum_is_published(server, monkeypa
 
 def test_a_verified_but_unreadable_archive_leaves_nothing(server, monkeypatch, tmp_path):
     base_url, www = server
-    _publish(monkeypatch, www, "mnist", [b"this is not an npz file"])
+    publish(monkeypatch, www, "mnist", [b"this is not an npz file"])
     with pytest.raises(ValueError, match="could not be converted"):
         download("mnist", tmp_path / "cache", base_url=base_url)
     assert not dataset_folder("mnist", tmp_path / "cache").exists()
@@ -274,6 +219,49 @@ def test_http_errors_are_reported(server, tmp_path):
     with pytest.raises(ValueError, match="HTTP 404"):
         download("flowers", tmp_path / "cache", base_url=base_url)
     _assert_nothing_left(tmp_path / "cache", "flowers")
+
+
+def test_a_verified_file_already_downloaded_is_not_fetched_again(server, monkeypatch, tmp_path):
+    base_url, www = server
+    images, labels = digits()
+    entry = publish(monkeypatch, www, "mnist", [mnist_npz(images, labels)])
+    downloads = tmp_path / "cache" / "catalog" / "downloads"
+    downloads.mkdir(parents=True)
+    (downloads / f"mnist-{entry.file_names[0]}").write_bytes((www / entry.file_names[0]).read_bytes())
+    root = download("mnist", tmp_path / "cache", base_url=base_url)
+    assert sum(_class_counts(root).values()) == len(labels)
+    assert QuietHandler.requests == []
+
+
+class _StallingHandler(http.server.BaseHTTPRequestHandler):
+    """Promises a large file, sends a few bytes, then goes silent."""
+
+    def log_message(self, format, *args):
+        pass
+
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Length", "100000")
+        self.end_headers()
+        self.wfile.write(b"x" * 10)
+        self.wfile.flush()
+        time.sleep(2)
+
+
+def test_a_stalled_download_gives_up_with_one_line(monkeypatch, tmp_path):
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+    monkeypatch.setattr(catalog, "STALL_S", 0.5)
+    monkeypatch.setattr(catalog, "POLL_S", 0.05)
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _StallingHandler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        with pytest.raises(ValueError, match=r"no data arrived for 0.5 s.*Received: name='mnist'") as info:
+            download("mnist", tmp_path / "cache", base_url=f"http://127.0.0.1:{httpd.server_address[1]}")
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    assert "\n" not in str(info.value)
+    _assert_nothing_left(tmp_path / "cache", "mnist")
 
 
 def test_unknown_dataset_name(tmp_path):

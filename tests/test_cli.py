@@ -2,11 +2,12 @@
 
 import json
 import shutil
+import socket
 import subprocess
 import sys
 
 import pytest
-from conftest import write_dataset
+from conftest import digits, mnist_npz, publish, write_dataset
 
 from cnnlab.cli import main
 
@@ -124,6 +125,27 @@ def test_predict_unreadable_image_only_exits_2(trained_run, tmp_path, capsys, mo
     bad.write_bytes(b"\x89PNG\r\n\x1a\n truncated")
     assert main(["predict", trained_run["run"].id, str(bad)]) == 2
     assert "fake.png" in one_line_error(capsys)
+
+
+def test_download_fetches_converts_and_prints_the_folder(server, monkeypatch, tmp_path, capsys):
+    base_url, www = server
+    publish(monkeypatch, www, "mnist", [mnist_npz(*digits(per_class=2))])
+    assert main(["download", "mnist", "--cache", str(tmp_path / "cache"), "--base-url", base_url, "--json"]) == 0
+    result = last_json(capsys)
+    assert result["name"] == "mnist"
+    assert main(["scan", result["data_dir"], "--json"]) == 0
+    assert last_json(capsys)["counts"] == {str(d): 2 for d in range(10)}
+
+
+def test_download_offline_exits_2_with_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    assert main(["download", "cifar10", "--cache", str(tmp_path), "--base-url", f"http://127.0.0.1:{port}"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.count("\n") == 1
+    assert captured.err.startswith("error: Could not download CIFAR-10") and "no network connection" in captured.err
 
 
 def test_python_m_cnnlab_runs_as_a_program(tmp_path):

@@ -189,15 +189,17 @@ def start_training(page: Page) -> str:
     return f".{new_key} .js-plotly-plot"
 
 
-def loss_points(page: Page, chart: str) -> int:
-    """Epochs drawn in a loss chart (-1 while it is not drawn)."""
-    return int(page.evaluate(COUNT_POINTS_JS, chart))
-
-
 def wait_loss_points(page: Page, chart: str, at_least: int, timeout: float = TRAIN_TIMEOUT_MS) -> int:
-    """Wait until a loss chart shows at least `at_least` epochs; return how many it shows."""
-    page.wait_for_function(f"(chart) => ({COUNT_POINTS_JS})(chart) >= {at_least}", arg=chart, timeout=timeout, polling=100)
-    return loss_points(page, chart)
+    """Wait until a loss chart shows at least `at_least` epochs; return how many it showed then.
+
+    The count comes from the same poll that saw it: a second query could land while a rerun
+    redraws the chart.
+    """
+    found = page.wait_for_function(
+        f"(chart) => {{ const n = ({COUNT_POINTS_JS})(chart); return n >= {at_least} ? n : null; }}",
+        arg=chart, timeout=timeout, polling=100,
+    )
+    return int(found.json_value())
 
 
 def final_message(page: Page, phrase: str, timeout: float = TRAIN_TIMEOUT_MS) -> str:

@@ -13,6 +13,7 @@ def test_defaults_are_local_mode():
     assert s.max_concurrent_trainings == 1
     assert s.data_roots == ()
     assert s.models_dir.name == "models"
+    assert s.datasets_url is None
 
 
 def test_environment_overrides(tmp_path):
@@ -22,6 +23,7 @@ def test_environment_overrides(tmp_path):
         "CNNLAB_DATA_ROOTS": str(tmp_path),
         "CNNLAB_MAX_CONCURRENT_TRAININGS": "3",
         "CNNLAB_MAX_UPLOAD_MB": "10",
+        "CNNLAB_DATASETS_URL": "http://mirror.local/keras ",
     }
     s = load_settings(env)
     assert s.models_dir == tmp_path / "m"
@@ -29,6 +31,7 @@ def test_environment_overrides(tmp_path):
     assert s.data_roots == (tmp_path.resolve(),)
     assert s.max_concurrent_trainings == 3
     assert s.max_upload_mb == 10
+    assert s.datasets_url == "http://mirror.local/keras"
 
 
 def test_hosted_mode_disables_server_folders_and_caps_uploads(tmp_path):
