@@ -327,7 +327,11 @@ def _download_error(entry: CatalogEntry, exc: BaseException, path: Path, url: st
             f"Could not save the download of {entry.title} ({_reason(cause)}); check that {path.parent} is writable "
             f"and has space. Received: name={entry.name!r}"
         )
-    raise exc
+    # Anything else is about the address itself (a mistyped mirror, an unknown scheme).
+    return ValueError(
+        f"Could not download {entry.title} from {url} ({_reason(cause)}); check the address (CNNLAB_DATASETS_URL or "
+        f"--base-url). Received: url={url!r}"
+    )
 
 
 def _check_size(entry: CatalogEntry, path: Path, size: int) -> None:

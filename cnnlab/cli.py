@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 import threading
 from dataclasses import MISSING, fields
@@ -119,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
         args = _parse(argv)
+        if args.command in TENSORFLOW_COMMANDS:
+            _import_tensorflow_quietly()
         result = COMMANDS[args.command](args)
     except ValueError as exc:
         print(f"error: {_one_line(exc)}", file=sys.stderr)
@@ -133,6 +136,26 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(_finite(result), default=str))
     return 0
+
+
+def _import_tensorflow_quietly() -> None:
+    """Import TensorFlow with its C++ start-up log lines hidden.
+
+    They go straight to file descriptor 2, whatever TF_CPP_MIN_LOG_LEVEL says, and would break
+    the promise that an error is the only line on standard error. Anything after the import,
+    TensorFlow's real errors included, still shows.
+    """
+    if "tensorflow" in sys.modules:
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            import keras  # noqa: F401  (imports TensorFlow, its backend)
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:
@@ -189,6 +212,12 @@ def _scan(args: argparse.Namespace) -> dict[str, Any]:
             print(f"  {name:<24} {count}")
         for empty in report["empty_classes"]:
             print(f"  {empty:<24} 0 (empty class folder, ignored)")
+        stats = report["size_stats"]
+        if stats:
+            print(
+                f"image sizes: width {stats['min_width']}-{stats['max_width']} (median {stats['median_width']:g}), "
+                f"height {stats['min_height']}-{stats['max_height']} (median {stats['median_height']:g})"
+            )
         print(f"{len(report['skipped'])} skipped file(s)")
         for skipped in report["skipped"]:
             print(f"  {skipped['path']}: {skipped['reason']}")
@@ -382,6 +411,7 @@ def _say(args: argparse.Namespace, text: str) -> None:
     print(text, file=sys.stderr if args.json else sys.stdout)
 
 
+TENSORFLOW_COMMANDS = frozenset({"download", "train", "evaluate", "predict", "export", "sweep"})
 COMMANDS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
     "sample": _sample,
     "download": _download,

@@ -16,6 +16,7 @@ from PIL import Image
 
 from cnnlab import images
 from cnnlab.checks import check_choice, check_image_size, check_range
+from cnnlab.files import user_path
 from cnnlab.settings import cache_dir
 
 CACHE_VERSION = 1
@@ -131,7 +132,7 @@ def scan(data_dir: str | Path, max_pixels: int = images.MAX_PIXELS, cache: Path 
 
 
 def _check_dir(data_dir: str | Path) -> Path:
-    root = Path(data_dir).expanduser()
+    root = user_path(data_dir, "data_dir")
     if not root.is_dir():
         raise ValueError(
             f"Dataset folder not found; give a folder with one sub-folder of images per class. "
@@ -341,6 +342,21 @@ def _parallel_map(fn: Callable, jobs: list, workers: int | None = None) -> Itera
 def _pool_map(fn: Callable, jobs: list, workers: int) -> Iterable:
     with ThreadPoolExecutor(workers) as pool:
         yield from pool.map(fn, jobs)
+
+
+def forget_prepared(data_dir: str | Path, cache: Path | None = None) -> int:
+    """Delete the decoded-image caches made from a dataset that is going away; returns how many.
+
+    The caches are keyed by content, so another copy of the same images would simply prepare
+    them again. Used when a hosted session's uploads are removed, so the server's disk does not
+    fill up with the arrays of datasets nobody can open any more.
+    """
+    fingerprint = scan(data_dir, cache=cache).fingerprint
+    removed = 0
+    for path in ((cache or cache_dir()) / "prepared").glob(f"{fingerprint}-*.npy"):
+        path.unlink(missing_ok=True)
+        removed += 1
+    return removed
 
 
 def _cached(cache: Path | None, key: str, compute: Callable[[], list]) -> list:

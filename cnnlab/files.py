@@ -1,4 +1,5 @@
-"""Atomic writes: a reader sees a whole file or folder or none of it, never half of one."""
+"""Files and folders: atomic writes (a reader sees a whole file or folder or none of it, never
+half of one) and user-typed paths."""
 
 from __future__ import annotations
 
@@ -42,3 +43,14 @@ def build_folder(target: Path, fill: Callable[[Path], None]) -> Path:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def user_path(path: str | Path, name: str) -> Path:
+    """A path someone typed, with `~` or `~user` expanded; an unknown user is a clear ValueError."""
+    try:
+        return Path(path).expanduser()
+    except RuntimeError:  # what pathlib raises for `~nosuchuser`
+        raise ValueError(
+            f"The path starts with '~' but names no user on this machine; give the full path instead. "
+            f"Received: {name}={str(path)!r}"
+        ) from None

@@ -35,6 +35,19 @@ def _alive(cache: Path, session: str, max_idle_s: float, now: float) -> bool:
         return False
 
 
+def _forget_uploads(cache: Path, session: str) -> None:
+    """Remove a session's uploaded datasets and the decoded-image caches made from them."""
+    from cnnlab import archive, data
+
+    folder = uploads_dir(cache, session)
+    for upload in folder.iterdir() if folder.is_dir() else ():
+        try:
+            data.forget_prepared(archive.dataset_root(upload), cache)
+        except (ValueError, OSError):
+            pass  # not a usable dataset, so nothing was prepared from it
+    shutil.rmtree(folder, ignore_errors=True)
+
+
 def cleanup_ended_sessions(cache: Path, store: RunStore, max_idle_s: float = 3600.0, now: float | None = None) -> list[str]:
     """Delete the uploads and the runs of sessions that have ended; returns their ids.
 
@@ -51,6 +64,6 @@ def cleanup_ended_sessions(cache: Path, store: RunStore, max_idle_s: float = 360
                     store.delete(run.id)
                 except ValueError:
                     pass  # gone already: another server process cleaned up the same session
-        shutil.rmtree(uploads_dir(cache, session), ignore_errors=True)
+        _forget_uploads(cache, session)
         (cache / HEARTBEATS / session).unlink(missing_ok=True)
     return ended

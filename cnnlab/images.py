@@ -176,3 +176,14 @@ def load_array(
     """Open and normalise one image from bytes, a path, a file object or a PIL image."""
     img = open_image(source, max_pixels, draft_size=max(image_size), name=name)
     return normalize(img, image_size, color_mode, resize_mode)
+
+
+def thumbnail(source: ImageSource, max_side: int = 160) -> np.ndarray:
+    """A small 8-bit RGB view of an image for display, aspect ratio kept.
+
+    Displays take 8-bit RGB, so every mode goes through the same conversion as training (16-bit
+    scaled, transparency on white). Raises `ImageError` for a missing or unreadable file.
+    """
+    img = to_color_mode(open_image(source, draft_size=max_side), "rgb")
+    img.thumbnail((max_side, max_side), Image.Resampling.BILINEAR)
+    return np.asarray(img, dtype=np.uint8)

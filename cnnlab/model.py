@@ -111,13 +111,7 @@ def build_model(config: ModelConfig, num_classes: int):
 
     if num_classes < 2:
         raise ValueError(f"A classifier needs at least 2 classes. Received: num_classes={num_classes}")
-    params = count_params(config, num_classes)
-    if params > MAX_PARAMS:
-        raise ValueError(
-            f"This model would have {params:,} weights, over the {MAX_PARAMS:,} that train in reasonable time "
-            "and memory on a CPU; use fewer filters or dense units, a smaller image, more conv blocks or the "
-            f"global_average head. Received: params={params}"
-        )
+    _check_params(config, num_classes)
     inputs = keras.Input(shape=(*config.image_size, config.channels), name="image")
     x = _augmentation(config, inputs)
     x = layers.Rescaling(1.0 / 255, name="rescale")(x)
@@ -157,6 +151,47 @@ def count_params(config: ModelConfig, num_classes: int) -> int:
         features = config.dense_units
     outputs = 1 if num_classes == 2 else num_classes
     return total + (features + 1) * outputs
+
+
+def _check_params(config: ModelConfig, num_classes: int) -> None:
+    params = count_params(config, num_classes)
+    if params > MAX_PARAMS:
+        raise ValueError(
+            f"This model would have {params:,} weights, over the {MAX_PARAMS:,} that train in reasonable time "
+            "and memory on a CPU; use fewer filters or dense units, a smaller image, more conv blocks or the "
+            f"global_average head. Received: params={params}"
+        )
+
+
+def estimate_training_bytes(config: ModelConfig, num_classes: int, batch_size: int) -> int:
+    """A rough estimate of the memory one training step needs, beyond TensorFlow itself.
+
+    The weights with their gradients and two Adam moments, plus every layer's output for one
+    batch and its gradient (float32). Large images with many filters in the first block are
+    what make it big: the first block's output is height x width x filters per image. It errs
+    high: a real step grew the process by 0.62-0.74 of it (bench/bench_memory.py).
+    """
+    height, width = config.image_size
+    per_image = 3 * height * width * config.channels  # the input, augmented and rescaled
+    for filters in config.block_filters():
+        per_image += height * width * filters * (3 if config.batch_norm else 2)  # conv, (batch norm), relu
+        height, width = height // 2, width // 2
+        per_image += height * width * filters  # pooled
+    per_image += config.dense_units + num_classes
+    return 4 * (4 * count_params(config, num_classes) + 2 * batch_size * per_image)
+
+
+def check_trainable(config: ModelConfig, num_classes: int, batch_size: int, max_training_mb: int | None = None) -> None:
+    """Refuse, before anything is built, a model too big to train here (in weights or in memory)."""
+    _check_params(config, num_classes)
+    need_mb = estimate_training_bytes(config, num_classes, batch_size) / 2**20
+    if max_training_mb is not None and need_mb > max_training_mb:
+        side = config.image_size[0]
+        raise ValueError(
+            f"Training this model needs about {need_mb:,.0f} MB per step at batch size {batch_size}, over the "
+            f"{max_training_mb:,} MB this server allows; use a smaller image size or batch size, or fewer filters "
+            f"in the first block. Received: image_size={side}, batch_size={batch_size}, filters={config.filters}"
+        )
 
 
 def _augmentation(config: ModelConfig, x):

@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from cnnlab.files import user_path
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEMO_RUN_DIR = REPO_ROOT / "models" / "demo"
 
@@ -24,6 +26,7 @@ class Settings:
     max_upload_mb: int = 200
     max_concurrent_trainings: int = 1
     datasets_url: str | None = None
+    max_training_mb: int | None = None
 
     @property
     def max_extracted_bytes(self) -> int:
@@ -51,7 +54,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Read settings from `environ` (default: `os.environ`).
 
     Hosted mode (`CNNLAB_HOSTED=1`) allows no server folders, whatever `CNNLAB_DATA_ROOTS` says,
-    caps uploads at 50 MB unless a smaller cap is set, and runs one training at a time.
+    caps uploads at 50 MB unless a smaller cap is set, runs one training at a time, and refuses
+    models whose training step would need over 1 GB (CNNLAB_MAX_TRAINING_MB) of memory.
     """
     environ = os.environ if environ is None else environ
     hosted = environ.get("CNNLAB_HOSTED", "").strip().lower() in _TRUE
@@ -66,6 +70,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         max_upload_mb=min(max_upload, 50) if hosted else max_upload,
         max_concurrent_trainings=1 if hosted else _int(environ, "CNNLAB_MAX_CONCURRENT_TRAININGS", 1, 1),
         datasets_url=environ.get("CNNLAB_DATASETS_URL", "").strip() or None,
+        max_training_mb=_int(environ, "CNNLAB_MAX_TRAINING_MB", 1024, 64) if hosted or environ.get("CNNLAB_MAX_TRAINING_MB") else None,
     )
 
 
@@ -86,7 +91,7 @@ def check_data_folder(path: str | Path, settings: Settings) -> Path:
             "Server folders are disabled on this deployment; upload a zip of class folders instead. "
             f"Received: folder={str(path)!r}"
         )
-    folder = Path(path).expanduser().resolve()
+    folder = user_path(path, "folder").resolve()
     if not any(folder == root or root in folder.parents for root in settings.data_roots):
         allowed = ", ".join(str(r) for r in settings.data_roots)
         raise ValueError(f"That folder is outside the allowed data folders ({allowed}). Received: folder={str(path)!r}")

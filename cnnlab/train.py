@@ -12,9 +12,10 @@ import numpy as np
 
 from cnnlab import data, evaluate
 from cnnlab.checks import check_range
-from cnnlab.model import ModelConfig, build_model
+from cnnlab.model import ModelConfig, build_model, check_trainable
 from cnnlab.runs import Run, RunStore
 from cnnlab.sample import is_sample_dir
+from cnnlab.settings import load_settings
 
 EpochCallback = Callable[[dict[str, Any]], None]
 BatchCallback = Callable[[dict[str, Any]], None]
@@ -154,6 +155,7 @@ def train(
     train_config = train_config or TrainConfig()
     store = store or RunStore()
     report = data.scan(data_dir)
+    check_trainable(model_config, report.num_classes, train_config.batch_size, load_settings().max_training_mb)
     parts = data.split(report.labels, train_config.validation_split, train_config.test_split, train_config.seed)
     prepared = data.prepare(report, model_config.image_size, model_config.color_mode, model_config.resize_mode)
     run = store.create(_record(report, model_config, train_config, name, tags), _split_paths(report, parts), run_id)

@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 import streamlit as st
 
-from cnnlab import data, hosting
+from cnnlab import data, hosting, images
 from cnnlab.jobs import Job
 from cnnlab.runs import Run, RunStore
 from cnnlab.settings import Settings, load_settings
@@ -86,7 +86,8 @@ def housekeeping() -> None:
     if time.time() - last["at"] > 60 and last["lock"].acquire(blocking=False):
         try:
             last["at"] = time.time()
-            hosting.cleanup_ended_sessions(config.cache_dir, store())
+            if hosting.cleanup_ended_sessions(config.cache_dir, store()):
+                forget_models()  # the ended sessions' runs are gone; their cached models go too
         finally:
             last["lock"].release()
 
@@ -158,18 +159,37 @@ def select_run(run_id: str) -> None:
     st.session_state.run_id = run_id
 
 
+def select_finished_training() -> None:
+    """Select a finished training's run once, wherever the user was when it ended.
+
+    Called by the run picker, so the next Evaluate or Predict view opens on the new run, while a
+    pick the user makes afterwards is not undone.
+    """
+    job = st.session_state.get("job")
+    if job is not None and job.done and job.result is not None and st.session_state.get("selected_job") != job.id:
+        st.session_state.selected_job = job.id
+        select_run(job.result.id)
+
+
 def run_picker(label: str = "Run", with_model: bool = True) -> Run:
-    """A select box of runs, defaulting to the selected run, else the newest, else the demo model."""
+    """A select box of runs showing the selected run, else the newest, else the demo model.
+
+    The box shows the session's selection even when it changed elsewhere (a training that ended,
+    a pick on another page); the user's own pick becomes the selection through `on_change`.
+    """
+    select_finished_training()
     runs = [r for r in list_runs() if r.model_path.exists() or not with_model]
     if not runs:
         st.info("No trained model yet. Train one on the **Train** page.")
         st.stop()
-    ids = [r.id for r in runs]
-    default = ids.index(selected_run_id()) if selected_run_id() in ids else 0
     by_id = {r.id: r for r in runs}
-    chosen = st.selectbox(label, ids, index=default, format_func=lambda i: describe_run(by_id[i]))
-    select_run(chosen)
-    return by_id[chosen]
+    select_run(selected_run_id() if selected_run_id() in by_id else runs[0].id)
+    st.session_state.picked_run = selected_run_id()
+    st.selectbox(
+        label, list(by_id), key="picked_run", format_func=lambda i: describe_run(by_id[i]),
+        on_change=lambda: select_run(st.session_state.picked_run),
+    )
+    return by_id[selected_run_id()]
 
 
 def describe_run(run: Run) -> str:
@@ -186,14 +206,17 @@ def show_error(exc: Exception) -> None:
 
 
 def thumbnails(root: Path, paths: list[str], captions: list[str], columns: int = 8) -> None:
-    """A grid of small images with captions."""
+    """A grid of small images with captions; a file gone or unreadable since the scan says so in its cell."""
     if not paths:
         st.caption("No images to show.")
         return
     for start in range(0, len(paths), columns):
         cols = st.columns(columns)
         for col, rel, caption in zip(cols, paths[start : start + columns], captions[start : start + columns]):
-            col.image(str(root / rel), caption=caption, width="stretch")
+            try:
+                col.image(images.thumbnail(root / rel), caption=caption, width="stretch")
+            except (images.ImageError, OSError):
+                col.caption(f"{caption}: {rel} is missing or unreadable now")
 
 
 @st.fragment(run_every=1.0)

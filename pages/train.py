@@ -4,7 +4,8 @@ import pandas as pd
 import streamlit as st
 
 from cnnlab import charts, jobs
-from pages.common import dataset, live_job, owner, scan, select_run, session_busy, settings, show_error, store
+from cnnlab.model import check_trainable, estimate_training_bytes
+from pages.common import dataset, live_job, owner, scan, session_busy, settings, show_error, store
 from pages.widgets import model_config_sidebar, train_config_sidebar
 
 st.title("Train")
@@ -35,11 +36,13 @@ def summary(config: dict, num_classes: int) -> tuple[pd.DataFrame, int]:
 
 
 try:
+    check_trainable(model_config, report.num_classes, train_config.batch_size, settings().max_training_mb)
     layers, params = summary(model_config.to_dict(), report.num_classes)
 except ValueError as exc:
     show_error(exc)
     st.stop()
-with st.expander(f"Model summary: {len(layers)} layers, {params:,} parameters"):
+memory_mb = estimate_training_bytes(model_config, report.num_classes, train_config.batch_size) / 2**20
+with st.expander(f"Model summary: {len(layers)} layers, {params:,} parameters, about {memory_mb:,.0f} MB per training step"):
     st.dataframe(layers, hide_index=True)
 
 job = st.session_state.get("job")
@@ -76,7 +79,6 @@ else:
         show_error(ValueError(job.error or "Training failed."))
     elif job.result is not None:
         run = job.result
-        select_run(run.id)
         metrics = run.record.get("metrics", {})
         st.success(f"Run **{run.name}** {run.status} after {len(run.history)} epochs in {run.record.get('duration_s', 0):.0f}s. It is selected on the Evaluate and Predict pages.", icon=":material/check_circle:")
         cols = st.columns(3)

@@ -1,15 +1,18 @@
 """Every page of the Streamlit app, driven with streamlit.testing.v1.AppTest (no browser)."""
 
 import io
+import json
 import os
 import shutil
 import socket
+import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
 from conftest import digits, image_bytes, mnist_npz, publish
+from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from cnnlab.runs import RunStore
@@ -63,6 +66,20 @@ def tiny_training(at: AppTest, epochs: int) -> None:
     next(b for b in at.button if b.label == "Start training").click().run()
 
 
+def test_the_home_page_renders_without_importing_tensorflow(app_cache, tmp_path):
+    """The first page must be fast: a fresh process renders it without loading TensorFlow."""
+    code = (
+        "import sys; from streamlit.testing.v1 import AppTest; "
+        f"at = AppTest.from_file({APP!r}, default_timeout=60).run(); "
+        "assert not at.exception, [e.value for e in at.exception]; "
+        "print(at.title[0].value, sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))"
+    )
+    env = {**os.environ, "CNNLAB_CACHE_DIR": str(app_cache), "CNNLAB_MODELS_DIR": str(tmp_path / "models")}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "CNN Lab []"
+
+
 @pytest.mark.parametrize("page", PAGES)
 def test_every_page_renders_on_a_fresh_session(app, page):
     at = open_page(app, page)
@@ -77,6 +94,36 @@ def test_data_page_shows_the_sample_with_counts_and_a_labelled_grid(app):
     assert int(metrics["Images"]) > 1000
     captions = [caption for image in at.image for caption in image.captions]
     assert len(captions) == 24 and set(captions) <= set(SAMPLE_CLASSES) and len(set(captions)) > 1
+
+
+def test_the_data_grid_shows_16_bit_images(app, tmp_path):
+    from pages.common import DatasetChoice
+
+    for name, level in (("dark", 8000), ("bright", 60000)):
+        (tmp_path / "deep" / name).mkdir(parents=True)
+        for i in range(4):
+            pixels = np.full((12, 16), level + 100 * i, np.uint16)
+            Image.fromarray(pixels).save(tmp_path / "deep" / name / f"{i}.png")
+    app.session_state["dataset"] = DatasetChoice(str(tmp_path / "deep"), "16-bit")
+    at = open_page(app, "pages/data.py")
+    captions = [caption for image in at.image for caption in image.captions]
+    assert sorted(captions) == ["bright"] * 4 + ["dark"] * 4
+
+
+def test_evaluate_says_which_images_are_gone_instead_of_failing(app, trained_run, tmp_path, monkeypatch):
+    run_dir = tmp_path / "models" / trained_run["run"].id
+    shutil.copytree(trained_run["run"].path, run_dir)
+    saved = json.loads((run_dir / "evaluation.json").read_text())
+    first = saved["predictions"][0]  # make one test image a mistake, so the page shows its thumbnail
+    first["predicted_label"] = next(c for c in saved["class_names"] if c != first["true_label"])
+    first["correct"] = False
+    (run_dir / "evaluation.json").write_text(json.dumps(saved))
+    record = json.loads((run_dir / "run.json").read_text())
+    record["dataset"]["path"] = str(tmp_path / "moved-away")
+    (run_dir / "run.json").write_text(json.dumps(record))
+    monkeypatch.setenv("CNNLAB_MODELS_DIR", str(tmp_path / "models"))
+    at = open_page(app, "pages/evaluate.py")
+    assert any(f"{first['path']} is missing or unreadable now" in c.value for c in at.caption)
 
 
 def test_training_from_the_train_page_saves_a_run_then_predict_and_runs_use_it(app, isolated_dirs):
@@ -104,6 +151,18 @@ def test_training_from_the_train_page_saves_a_run_then_predict_and_runs_use_it(a
 
     at = open_page(at, "pages/evaluate.py")
     assert at.metric[0].label == "Test accuracy"
+
+
+def test_a_training_that_ends_while_on_another_page_is_selected_there(app, isolated_dirs):
+    at = open_page(app, "pages/train.py")
+    tiny_training(at, epochs=2)
+    at = open_page(at, "pages/predict.py")  # the user leaves before the model exists
+    shown_while_training = at.selectbox[0].value
+    job = wait_for_job(at, "job")
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert shown_while_training != job.result.id
+    assert at.selectbox[0].value == job.result.id
 
 
 def test_stop_ends_training_as_a_stopped_run(app, isolated_dirs):

@@ -1,6 +1,7 @@
 """The command line: exit codes, one-line errors and the --json contract."""
 
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -84,6 +85,8 @@ def test_train_into_a_chosen_run_folder_once(tmp_path, capsys):
         (["train", "--optimizer", "adamw"], "invalid choice"),
         (["evaluate", "no-such-run"], "No run found"),
         (["frobnicate"], "invalid choice"),
+        (["scan", "~nosuchuser-cnnlab/data"], "names no user on this machine"),
+        (["download", "mnist", "--base-url", "notaurl"], "check the address"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(argv, expected, capsys):
@@ -157,6 +160,20 @@ def test_python_m_cnnlab_runs_as_a_program(tmp_path):
     assert done.returncode == 2
     assert done.stdout == ""
     assert done.stderr.strip().startswith("error: Dataset folder not found") and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_a_program_that_loads_tensorflow_still_errs_in_one_line(trained_run, tmp_path):
+    """TensorFlow's C++ start-up lines would otherwise come before the error on stderr."""
+    bad = tmp_path / "fake.png"
+    bad.write_text("not a picture")
+    env = {**os.environ, "CNNLAB_MODELS_DIR": str(trained_run["base"] / "models")}
+    done = subprocess.run(
+        [sys.executable, "-m", "cnnlab", "predict", trained_run["run"].id, str(bad)],
+        capture_output=True, text=True, timeout=300, env=env,
+    )
+    assert done.returncode == 2
+    assert done.stderr.startswith("error: ") and done.stderr.count("\n") == 1, done.stderr
+    assert "fake.png" in done.stderr
 
 
 @pytest.mark.parametrize("fmt", ["keras", "savedmodel", "tflite"])

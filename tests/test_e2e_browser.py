@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from cnnlab.sample import SAMPLE_CLASSES
 from tests.e2e_server import REPO_ROOT, StreamlitServer, find_chromium, launch_chromium
 
 if TYPE_CHECKING:
@@ -25,7 +26,6 @@ if TYPE_CHECKING:
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 OUTPUT_DIR = REPO_ROOT / "test-output" / "e2e"
-SAMPLE_CLASSES = ("circle", "cross", "hexagon", "square", "star", "triangle")
 MIN_GRID = 12  # the Data page shows a page of thumbnails, at least this many
 # Streamlit reruns and the first TensorFlow import take seconds on a busy 2-core machine.
 PAGE_TIMEOUT_MS = 60_000

@@ -38,6 +38,26 @@ def test_ended_sessions_are_cleaned_and_live_ones_kept(tmp_path):
     assert not hosting.uploads_dir(cache, "gone").exists()
 
 
+def test_an_ended_sessions_decoded_images_go_with_its_upload(tmp_path):
+    from conftest import write_dataset
+
+    from cnnlab import data
+
+    cache = tmp_path / "cache"
+    mine = write_dataset(hosting.uploads_dir(cache, "alive") / "abc" / "pets", per_class=3)
+    theirs = write_dataset(hosting.uploads_dir(cache, "gone") / "def" / "zoo", classes=("owls", "dogs"), per_class=4)
+    for root in (mine, theirs):
+        data.prepare(data.scan(root, cache=cache), (16, 16), cache=cache)
+    hosting.touch_session(cache, "alive")
+    kept = sorted((cache / "prepared").glob(f"{data.scan(mine, cache=cache).fingerprint}-*.npy"))
+    assert len(kept) == 1 and len(list((cache / "prepared").glob("*.npy"))) == 2
+
+    hosting.cleanup_ended_sessions(cache, RunStore(tmp_path / "models", include_demo=False))
+
+    assert sorted((cache / "prepared").glob("*.npy")) == kept
+    assert not hosting.uploads_dir(cache, "gone").exists()
+
+
 def test_a_run_still_training_is_not_deleted(tmp_path):
     cache, store = tmp_path / "cache", RunStore(tmp_path / "models", include_demo=False)
     run = store.create({"owner": "gone", "model_config": {}, "train_config": {}}, {"train": [], "validation": [], "test": []})
@@ -119,3 +139,18 @@ def test_a_second_training_waits_its_turn_and_sessions_see_only_their_runs(hoste
         listed = open_page(at, "pages/runs.py").dataframe[0].value["id"].tolist()
         assert mine.id in listed and theirs.id not in listed
         assert "demo" in listed
+
+
+def test_hosted_train_page_refuses_a_step_too_big_for_the_server(hosted):
+    from test_app import open_page, start_app
+
+    at = open_page(start_app(), "pages/train.py")
+    at.sidebar.select_slider(key="image_size").set_value(224)
+    at.sidebar.slider(key="conv_blocks").set_value(1)
+    at.sidebar.select_slider(key="filters").set_value(128)
+    at.sidebar.radio(key="head").set_value("global_average")
+    at.sidebar.select_slider(key="batch_size").set_value(128)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert len(at.error) == 1 and "MB per step" in at.error[0].value
+    assert not [b for b in at.button if b.label == "Start training"]

@@ -337,3 +337,14 @@ def test_files_are_closed_after_a_refusal_and_after_an_animation(tmp_path):
 def test_image_error_is_a_value_error():
     assert issubclass(ImageError, ValueError)
     assert ".png" in images.SUPPORTED_EXTENSIONS and ".ico" not in images.SUPPORTED_EXTENSIONS
+
+
+def test_thumbnails_are_small_8_bit_rgb_whatever_the_mode(tmp_path):
+    wide16 = Image.fromarray(np.tile(np.linspace(0, 65535, 400).astype(np.uint16), (100, 1)))
+    thumb = images.thumbnail(encode(wide16, "PNG"), max_side=80)
+    assert thumb.dtype == np.uint8 and thumb.shape == (20, 80, 3)
+    assert thumb[0, 0, 0] < 5 and thumb[0, -1, 0] > 250  # scaled from 16 bits, not clipped to white
+    clear = Image.new("RGBA", (10, 10), (0, 0, 0, 0))
+    assert (images.thumbnail(encode(clear, "PNG")) == 255).all()  # transparency shows as white
+    with pytest.raises(ImageError, match="not found"):
+        images.thumbnail(tmp_path / "gone.png")

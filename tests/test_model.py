@@ -3,7 +3,15 @@
 import numpy as np
 import pytest
 
-from cnnlab.model import MAX_PARAMS, ModelConfig, build_model, count_params, model_summary
+from cnnlab.model import (
+    MAX_PARAMS,
+    ModelConfig,
+    build_model,
+    check_trainable,
+    count_params,
+    estimate_training_bytes,
+    model_summary,
+)
 
 from conftest import tiny_model_config
 
@@ -160,3 +168,27 @@ def test_a_model_too_big_for_a_cpu_is_refused_before_it_is_built():
     assert count_params(huge, 3) > MAX_PARAMS
     with pytest.raises(ValueError, match=r"would have 822,\d{3},\d{3} weights.*Received: params=822"):
         build_model(huge, 3)
+
+
+def test_training_memory_grows_with_batch_and_image_and_is_checked_against_the_limit():
+    default = ModelConfig()
+    bigger_images = ModelConfig(image_size=(128, 128))
+    assert estimate_training_bytes(default, 5, 64) > estimate_training_bytes(default, 5, 32)
+    assert estimate_training_bytes(bigger_images, 5, 32) > 3 * estimate_training_bytes(default, 5, 32)
+    check_trainable(default, 5, 32, max_training_mb=1024)  # the app's default fits a hosted server
+    wide = ModelConfig(image_size=(224, 224), conv_blocks=1, filters=128, head="global_average")
+    assert count_params(wide, 5) < MAX_PARAMS  # few weights, yet gigabytes of activations
+    with pytest.raises(ValueError, match=r"needs about [\d,]+ MB per step.*Received: image_size=224, batch_size=128, filters=128"):
+        check_trainable(wide, 5, 128, max_training_mb=1024)
+    check_trainable(wide, 5, 128, max_training_mb=None)  # no limit set: a big machine may train it
+
+
+def test_train_refuses_an_oversized_step_before_creating_a_run(make_dataset, tmp_path, monkeypatch):
+    from cnnlab.runs import RunStore
+    from cnnlab.train import TrainConfig, train
+
+    monkeypatch.setenv("CNNLAB_MAX_TRAINING_MB", "64")
+    store = RunStore(tmp_path / "runs", include_demo=False)
+    with pytest.raises(ValueError, match="over the 64 MB this server allows"):
+        train(make_dataset(), ModelConfig(image_size=(128, 128)), TrainConfig(batch_size=128), store=store)
+    assert store.list() == []

@@ -14,6 +14,7 @@ def test_defaults_are_local_mode():
     assert s.data_roots == ()
     assert s.models_dir.name == "models"
     assert s.datasets_url is None
+    assert s.max_training_mb is None
 
 
 def test_environment_overrides(tmp_path):
@@ -24,6 +25,7 @@ def test_environment_overrides(tmp_path):
         "CNNLAB_MAX_CONCURRENT_TRAININGS": "3",
         "CNNLAB_MAX_UPLOAD_MB": "10",
         "CNNLAB_DATASETS_URL": "http://mirror.local/keras ",
+        "CNNLAB_MAX_TRAINING_MB": "4096",
     }
     s = load_settings(env)
     assert s.models_dir == tmp_path / "m"
@@ -32,6 +34,7 @@ def test_environment_overrides(tmp_path):
     assert s.max_concurrent_trainings == 3
     assert s.max_upload_mb == 10
     assert s.datasets_url == "http://mirror.local/keras"
+    assert s.max_training_mb == 4096
 
 
 def test_hosted_mode_disables_server_folders_and_caps_uploads(tmp_path):
@@ -44,6 +47,7 @@ def test_hosted_mode_disables_server_folders_and_caps_uploads(tmp_path):
     assert s.max_upload_mb == 50
     assert s.max_extracted_bytes == 500 * 2**20
     assert s.max_concurrent_trainings == 1
+    assert s.max_training_mb == 1024
     with pytest.raises(ValueError, match="Server folders are disabled"):
         check_data_folder(tmp_path, s)
 
@@ -69,3 +73,5 @@ def test_server_folder_must_be_inside_a_root(tmp_path):
     with pytest.raises(ValueError, match="Folder not found"):
         check_data_folder(allowed / "missing", s)
     assert isinstance(check_data_folder(str(allowed), s), Path)
+    with pytest.raises(ValueError, match=r"names no user.*Received: folder='~nosuchuser-cnnlab/x'"):
+        check_data_folder("~nosuchuser-cnnlab/x", s)
