@@ -5,7 +5,7 @@ pictures) written to a temporary folder. Each measurement starts from a cold pre
 (the OS file cache is warm for both sides, since both read the same files). Repeats are
 interleaved and medians reported; prints the machine and the speed-up ratios.
 
-    python bench/bench_prepare.py [--files 600] [--repeats 3] [--size 64]
+    python bench/bench_prepare.py [--files 600] [--repeats 3] [--size 64] [--format jpeg|png]
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from bench.machine import machine  # noqa: E402
 from cnnlab import data  # noqa: E402
 
 
-def write_photos(root: Path, files: int, seed: int = 0) -> None:
-    """Photo-like JPEGs (smooth gradients plus grain) in two class folders."""
+def write_photos(root: Path, files: int, fmt: str = "jpeg", seed: int = 0) -> None:
+    """Photo-like images (smooth gradients plus grain) in two class folders, as JPEG or PNG."""
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:375, 0:500].astype(np.float32)
     for i in range(files):
@@ -36,7 +36,7 @@ def write_photos(root: Path, files: int, seed: int = 0) -> None:
         a, b, c = rng.uniform(0.005, 0.03, 3)
         base = np.stack([np.sin(xx * a + i), np.cos(yy * b), np.sin((xx + yy) * c)], axis=-1) * 90 + 128
         grain = rng.normal(0, 18, base.shape)
-        Image.fromarray(np.clip(base + grain, 0, 255).astype(np.uint8)).save(folder / f"{i:05d}.jpg", quality=90)
+        Image.fromarray(np.clip(base + grain, 0, 255).astype(np.uint8)).save(folder / f"{i:05d}.{'jpg' if fmt == 'jpeg' else 'png'}", quality=90)
 
 
 def sequential_loop(report: data.DatasetReport, size: int) -> np.ndarray:
@@ -59,10 +59,11 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=600)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--size", type=int, default=64)
+    parser.add_argument("--format", choices=("jpeg", "png"), default="jpeg", help="PNG has no reduced-scale decoding")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root, caches = Path(tmp) / "photos", Path(tmp) / "caches"
-        write_photos(root, args.files)
+        write_photos(root, args.files, args.format)
         report = data.scan(root, cache=caches / "scan")
         loop, first, again, scans = [], [], [], []
         for repeat in range(args.repeats):
@@ -73,7 +74,7 @@ def main() -> None:
             again.append(timed(lambda: np.asarray(data.prepare(report, (args.size, args.size), cache=cache).images).sum()))
     loop_s, first_s, again_s, scan_s = (statistics.median(v) for v in (loop, first, again, scans))
     print(f"machine: {machine()}")
-    print(f"data: {args.files} JPEG files of 500x375 -> {args.size}x{args.size} RGB, {args.repeats} interleaved repeats, medians")
+    print(f"data: {args.files} {args.format.upper()} files of 500x375 -> {args.size}x{args.size} RGB, {args.repeats} interleaved repeats, medians")
     print(f"sequential Pillow loop:            {loop_s:.3f} s")
     print(f"cnnlab prepare, first time:        {first_s:.3f} s  -> {loop_s / first_s:.2f}x faster (target >= 1.8x)")
     print(f"cnnlab prepare, again (cached):    {again_s:.4f} s  -> {first_s / again_s:.1f}x faster than first (target >= 10x)")
