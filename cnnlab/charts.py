@@ -75,6 +75,8 @@ def confusion_figure(matrix: np.ndarray, class_names: Sequence[str]) -> go.Figur
             true_index, predicted_index = point["customdata"]
 
     Points are in row-major order, so `point["point_index"]` is `true_index * n + predicted_index`.
+    Marker sizes are in pixels, so the figure has a fixed size that makes each square fill its
+    cell: show it at its own width (`st.plotly_chart(..., width="content")`).
     """
     counts = np.asarray(matrix)
     names = [str(name) for name in class_names]
@@ -88,7 +90,7 @@ def confusion_figure(matrix: np.ndarray, class_names: Sequence[str]) -> go.Figur
     values = counts.ravel()
     row_totals = counts.sum(axis=1)[true_idx]
     shares = np.divide(values, row_totals, out=np.zeros(values.shape, dtype=float), where=row_totals > 0)
-    cell = int(np.clip(480 // n, 18, 90))
+    cell = int(np.clip(360 // n, 18, 72))
     peak = float(values.max()) if values.size else 0.0
     scatter = go.Scatter(
         x=[names[i] for i in pred_idx],
@@ -117,7 +119,11 @@ def confusion_figure(matrix: np.ndarray, class_names: Sequence[str]) -> go.Figur
     fig.update_xaxes(**axis, side="bottom", constrain="domain")
     # Equal spacing on both axes keeps the cells square; the first class is drawn on top.
     fig.update_yaxes(**axis, autorange="reversed", scaleanchor="x", constrain="domain")
-    return fig.update_layout(height=160 + cell * n, showlegend=False, clickmode="event+select")
+    margin = {"l": 100, "r": 110, "t": 60, "b": 70}  # room for class names and the colour bar
+    return fig.update_layout(
+        width=margin["l"] + margin["r"] + cell * n, height=margin["t"] + margin["b"] + cell * n,
+        margin=margin, showlegend=False, clickmode="event+select",
+    )
 
 
 def probabilities_figure(class_names: Sequence[str], probabilities: Sequence[float]) -> go.Figure:

@@ -41,7 +41,7 @@ left, right = st.columns([3, 2])
 with left:
     event = st.plotly_chart(
         charts.confusion_figure(evaluation.confusion, list(evaluation.class_names)),
-        on_select="rerun", selection_mode="points", key="confusion",
+        on_select="rerun", selection_mode="points", key="confusion", width="content",
     )
 with right:
     st.subheader("Per class")
@@ -51,8 +51,9 @@ with right:
 
 points = event.selection.points if event and event.selection else []
 if points:
-    true_index, predicted_index = points[0]["customdata"][:2]
-    true_label, predicted_label = evaluation.class_names[int(true_index)], evaluation.class_names[int(predicted_index)]
+    # Cells are in row-major order (charts.confusion_figure).
+    true_index, predicted_index = divmod(int(points[0]["point_index"]), len(evaluation.class_names))
+    true_label, predicted_label = evaluation.class_names[true_index], evaluation.class_names[predicted_index]
     cell = evaluation.cell(true_label, predicted_label)
     st.subheader(f"True {true_label}, predicted {predicted_label}: {len(cell)} images")
     thumbnails(root, cell["path"].tolist(), [f"{c:.0%}" for c in cell["confidence"]])

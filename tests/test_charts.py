@@ -120,6 +120,11 @@ def test_confusion_is_a_clickable_scatter_with_cell_indices():
     assert fig.layout.yaxis.autorange == "reversed" and list(fig.layout.yaxis.categoryarray) == names
     assert list(fig.layout.xaxis.categoryarray) == names
     assert fig.layout.xaxis.title.text == "Predicted class" and fig.layout.yaxis.title.text == "True class"
+    # Markers are sized in pixels: the fixed plot area gives each square a cell of its own.
+    layout = fig.layout
+    side = layout.width - layout.margin.l - layout.margin.r
+    assert side == layout.height - layout.margin.t - layout.margin.b
+    assert 0.8 * side / 3 < cells.marker.size < side / 3
 
 
 def test_confusion_rejects_mismatched_names():

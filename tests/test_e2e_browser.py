@@ -37,6 +37,18 @@ APP_IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
 LOSS_KEYS_JS = """() => [...document.querySelectorAll('[class*="st-key-loss-"]')]
     .map((el) => [...el.classList].find((c) => c.startsWith("st-key-loss-")))"""
 # Number of epochs drawn in a plotly chart's "Training" trace (-1 while there is no chart).
+# The confusion matrix cell with the most images: its labels, count and where it is on screen.
+BUSIEST_CELL_JS = """(plot) => {
+    const cells = plot._fullData[0];
+    const counts = Array.from(cells.marker.color);
+    const i = counts.indexOf(Math.max(...counts));
+    const xa = plot._fullLayout.xaxis, ya = plot._fullLayout.yaxis, box = plot.getBoundingClientRect();
+    return {
+        true: cells.y[i], predicted: cells.x[i], count: counts[i],
+        x: box.left + xa._offset + xa.d2p(cells.x[i]), y: box.top + ya._offset + ya.d2p(cells.y[i]),
+    };
+}"""
+
 COUNT_POINTS_JS = """(selector) => {
     const plot = document.querySelector(selector);
     if (!plot) return -1;
@@ -273,6 +285,17 @@ def test_whole_user_path(page: Page, server: StreamlitServer, e2e_cache: Path, t
         confusion.wait_for()
         page.wait_for_function(
             "(el) => (el._fullData || []).some((t) => t.x && t.x.length > 0)", arg=confusion.element_handle()
+        )
+        wait_idle(page)
+
+    with step("evaluate-cell"):
+        # Click the fullest cell, where plotly draws it: that cell's images appear below the matrix.
+        cell = page.evaluate(BUSIEST_CELL_JS, confusion.element_handle())
+        page.mouse.click(cell["x"], cell["y"])
+        heading = page.get_by_role("heading", name=f"True {cell['true']}, predicted {cell['predicted']}: {cell['count']} images")
+        heading.wait_for(timeout=PAGE_TIMEOUT_MS)
+        page.wait_for_function(
+            f"() => document.querySelectorAll('[data-testid=\"stImageCaption\"]').length >= {min(cell['count'], 8)}"
         )
         wait_idle(page)
 
