@@ -17,6 +17,8 @@ import zlib
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO, Union
 
+from cnnlab.checks import one_line
+
 ZipSource = Union[bytes, str, Path, BinaryIO]
 
 CHUNK_BYTES = 1 << 20
@@ -190,15 +192,12 @@ def _extract_members(zf: zipfile.ZipFile, members: list[zipfile.ZipInfo], root: 
                     out.write(chunk)
         except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError) as exc:
             raise ValueError(
-                f"A file in the zip is corrupt or uses an unsupported compression ({_first_line(exc)}); "
+                f"A file in the zip is corrupt or uses an unsupported compression ({one_line(exc)}); "
                 f"re-create the zip. Received: member={info.filename!r}"
             ) from None
         except OSError as exc:
             raise ValueError(
-                f"Could not write a file from the zip ({_first_line(exc)}); check the names for clashes "
+                f"Could not write a file from the zip ({one_line(exc)}); check the names for clashes "
                 f"and the disk for space. Received: member={info.filename!r}"
             ) from None
 
-
-def _first_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__

@@ -27,7 +27,7 @@ from typing import Callable, Iterator
 import numpy as np
 from PIL import Image
 
-from cnnlab.checks import check_choice
+from cnnlab.checks import check_choice, one_line
 from cnnlab.files import build_folder
 from cnnlab.settings import cache_dir
 
@@ -277,10 +277,7 @@ def _fetch(entry: CatalogEntry, url: str, path: Path, size: int, sha256: str | N
             report(min(received, size))
         elif time.monotonic() - last_change > STALL_S:
             path.unlink(missing_ok=True)  # the stalled worker may go on writing, but only to this unlinked file
-            raise ValueError(
-                f"Could not download {entry.title}: no data arrived for {STALL_S:g} s. Check the network and "
-                f"try again, or use the built-in sample or a folder/zip instead. Received: name={entry.name!r}"
-            )
+            raise _cannot_download(entry, f"no data arrived for {STALL_S:g} s", "Check the network and try again")
     if "error" in outcome:
         path.unlink(missing_ok=True)
         raise _download_error(entry, outcome["error"], path, url) from None
@@ -299,28 +296,16 @@ def _size(path: Path) -> int:
 def _download_error(entry: CatalogEntry, exc: BaseException, path: Path, url: str) -> ValueError:
     """The one-line message for a failed get_file call."""
     if isinstance(exc, ValueError) and "hash does not match" in str(exc):
-        return ValueError(
-            f"The download of {entry.title} ({url.rsplit('/', 1)[-1]}) does not match its published SHA-256 checksum: "
-            "the transfer was corrupted or the file changed on the server, so it was deleted; try again later. "
-            f"Received: file={path.name!r}"
-        )
+        return _mismatch(entry, url.rsplit("/", 1)[-1], "SHA-256 checksum", f"file={path.name!r}")
     # get_file re-raises HTTP and URL errors as a bare Exception; the original is its context.
     cause = exc.__context__ if type(exc) is Exception and exc.__context__ is not None else exc
     if isinstance(cause, urllib.error.HTTPError):
-        return ValueError(
-            f"Could not download {entry.title}: the server answered HTTP {cause.code} ({cause.reason}). Try again "
-            f"later, or use the built-in sample or a folder/zip instead. Received: name={entry.name!r}"
-        )
+        return _cannot_download(entry, f"the server answered HTTP {cause.code} ({cause.reason})", "Try again later")
     if isinstance(cause, (urllib.error.ContentTooShortError, ConnectionError, http.client.HTTPException)):
-        return ValueError(
-            f"Could not download {entry.title}: the connection broke off ({_reason(cause)}). Try again, or use "
-            f"the built-in sample or a folder/zip instead. Received: name={entry.name!r}"
-        )
+        return _cannot_download(entry, f"the connection broke off ({_reason(cause)})", "Try again")
     if isinstance(cause, (urllib.error.URLError, socket.timeout, TimeoutError)):
-        return ValueError(
-            f"Could not download {entry.title}: no network connection ({_reason(cause)}). Download it on a "
-            "machine with internet access, or use the built-in sample or a folder/zip instead. "
-            f"Received: name={entry.name!r}"
+        return _cannot_download(
+            entry, f"no network connection ({_reason(cause)})", "Download it on a machine with internet access"
         )
     if isinstance(cause, OSError):
         return ValueError(
@@ -339,11 +324,23 @@ def _check_size(entry: CatalogEntry, path: Path, size: int) -> None:
     received = _size(path)
     if received != size:
         path.unlink(missing_ok=True)
-        raise ValueError(
-            f"The download of {entry.title} ({path.name}) does not match its published size: the transfer was "
-            f"corrupted or the file changed on the server, so it was deleted; try again later. "
-            f"Received: bytes={received}"
-        )
+        raise _mismatch(entry, path.name, "size", f"bytes={received}")
+
+
+def _cannot_download(entry: CatalogEntry, what: str, retry: str) -> ValueError:
+    """Why a download failed and what to do: `retry`, or fall back on data the app already has."""
+    return ValueError(
+        f"Could not download {entry.title}: {what}. {retry}, or use the built-in sample or a folder/zip "
+        f"instead. Received: name={entry.name!r}"
+    )
+
+
+def _mismatch(entry: CatalogEntry, file_name: str, what: str, received: str) -> ValueError:
+    """A downloaded file that is not the published one (`what`: its checksum or its size)."""
+    return ValueError(
+        f"The download of {entry.title} ({file_name}) does not match its published {what}: the transfer was "
+        f"corrupted or the file changed on the server, so it was deleted; try again later. Received: {received}"
+    )
 
 
 def _reason(exc: BaseException) -> str:
@@ -354,7 +351,7 @@ def _reason(exc: BaseException) -> str:
         return "connection refused"
     if isinstance(reason, (socket.timeout, TimeoutError)):
         return "the connection timed out"
-    return _one_line(reason) if isinstance(reason, BaseException) else str(reason)
+    return one_line(reason) if isinstance(reason, BaseException) else str(reason)
 
 
 def _convert_atomically(entry: CatalogEntry, paths: list[Path], target: Path) -> None:
@@ -365,15 +362,12 @@ def _convert_atomically(entry: CatalogEntry, paths: list[Path], target: Path) ->
             CONVERTERS[entry.file_format](entry, paths, folder)
         except (KeyError, ValueError, EOFError, OSError, zipfile.BadZipFile, tarfile.TarError, pickle.UnpicklingError, zlib.error) as exc:
             raise ValueError(
-                f"The download of {entry.title} could not be converted ({type(exc).__name__}: {_one_line(exc)}); "
+                f"The download of {entry.title} could not be converted ({type(exc).__name__}: {one_line(exc)}); "
                 f"delete {target.parent / 'downloads'} and try again. Received: name={entry.name!r}"
             ) from None
 
     build_folder(target, fill)
 
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 # --- Converters: one per file format, each writing images into `out/<class name>/`. ---

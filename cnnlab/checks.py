@@ -1,4 +1,5 @@
-"""Argument checks shared by the configs, each raising a one-line ValueError ending `Received: ...`."""
+"""Argument checks shared by the configs, each raising a one-line ValueError ending `Received: ...`,
+and the one-line form of any error for such messages."""
 
 from __future__ import annotations
 
@@ -34,3 +35,8 @@ def check_image_size(value: Any, max_side: int = 512) -> tuple[int, int]:
             f"Received: image_size={value!r}"
         )
     return height, width
+
+
+def one_line(exc: BaseException) -> str:
+    """An error's message on one line (its type's name when it has none), to quote inside another message."""
+    return " ".join(str(exc).split()) or type(exc).__name__

@@ -16,6 +16,7 @@ from dataclasses import MISSING, fields
 from pathlib import Path
 from typing import Any, Callable
 
+from cnnlab.checks import one_line
 from cnnlab.model import FLIPS, HEADS, OPTIMIZERS, POOLINGS, ModelConfig
 from cnnlab.images import COLOR_MODES, RESIZE_MODES
 
@@ -124,11 +125,11 @@ def main(argv: list[str] | None = None) -> int:
             _import_tensorflow_quietly()
         result = COMMANDS[args.command](args)
     except ValueError as exc:
-        print(f"error: {_one_line(exc)}", file=sys.stderr)
+        print(f"error: {one_line(exc)}", file=sys.stderr)
         return 2
     except OSError as exc:
         where = f" ({exc.filename})" if exc.filename else ""
-        print(f"error: {exc.strerror or _one_line(exc)}{where}; check the path and its permissions.", file=sys.stderr)
+        print(f"error: {exc.strerror or one_line(exc)}{where}; check the path and its permissions.", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
@@ -175,9 +176,6 @@ def _finite(value: Any) -> Any:
         return [_finite(item) for item in value]
     return value
 
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())
 
 
 def _sample(args: argparse.Namespace) -> dict[str, Any]:

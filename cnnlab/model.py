@@ -181,8 +181,11 @@ def estimate_training_bytes(config: ModelConfig, num_classes: int, batch_size: i
     return 4 * (4 * count_params(config, num_classes) + 2 * batch_size * per_image)
 
 
-def check_trainable(config: ModelConfig, num_classes: int, batch_size: int, max_training_mb: int | None = None) -> None:
-    """Refuse, before anything is built, a model too big to train here (in weights or in memory)."""
+def check_trainable(config: ModelConfig, num_classes: int, batch_size: int, max_training_mb: int | None = None) -> float:
+    """Refuse, before anything is built, a model too big to train here (in weights or in memory).
+
+    Returns the estimated memory of one training step in MB, for display.
+    """
     _check_params(config, num_classes)
     need_mb = estimate_training_bytes(config, num_classes, batch_size) / 2**20
     if max_training_mb is not None and need_mb > max_training_mb:
@@ -192,6 +195,7 @@ def check_trainable(config: ModelConfig, num_classes: int, batch_size: int, max_
             f"{max_training_mb:,} MB this server allows; use a smaller image size or batch size, or fewer filters "
             f"in the first block. Received: image_size={side}, batch_size={batch_size}, filters={config.filters}"
         )
+    return need_mb
 
 
 def _augmentation(config: ModelConfig, x):

@@ -17,6 +17,7 @@ from typing import Any, Callable
 import streamlit as st
 
 from cnnlab import data, hosting, images
+from cnnlab.checks import one_line
 from cnnlab.jobs import Job
 from cnnlab.runs import Run, RunStore
 from cnnlab.settings import Settings, load_settings
@@ -202,7 +203,7 @@ def describe_run(run: Run) -> str:
 
 def show_error(exc: Exception) -> None:
     """Show a bad-input error as one line, never a traceback."""
-    st.error(" ".join(str(exc).split()), icon=":material/error:")
+    st.error(one_line(exc), icon=":material/error:")
 
 
 def thumbnails(root: Path, paths: list[str], captions: list[str], columns: int = 8) -> None:
@@ -225,8 +226,9 @@ def live_job(job: Job, stop_label: str, panel: Callable[[Job], None]) -> None:
 
     The job's thread never touches Streamlit; this fragment polls the state it keeps.
     """
-    if settings().hosted:  # a visitor watching a long training is still here
-        hosting.touch_session(settings().cache_dir, session_id())
+    config = settings()
+    if config.hosted:  # a visitor watching a long training is still here
+        hosting.touch_session(config.cache_dir, session_id())
     if st.button(stop_label, icon=":material/stop:", disabled=job.done):
         job.stop()
     panel(job)

@@ -4,7 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from cnnlab import charts, jobs
-from cnnlab.model import check_trainable, estimate_training_bytes
+from cnnlab.model import check_trainable
 from pages.common import dataset, live_job, owner, scan, session_busy, settings, show_error, store
 from pages.widgets import model_config_sidebar, train_config_sidebar
 
@@ -36,12 +36,11 @@ def summary(config: dict, num_classes: int) -> tuple[pd.DataFrame, int]:
 
 
 try:
-    check_trainable(model_config, report.num_classes, train_config.batch_size, settings().max_training_mb)
+    memory_mb = check_trainable(model_config, report.num_classes, train_config.batch_size, settings().max_training_mb)
     layers, params = summary(model_config.to_dict(), report.num_classes)
 except ValueError as exc:
     show_error(exc)
     st.stop()
-memory_mb = estimate_training_bytes(model_config, report.num_classes, train_config.batch_size) / 2**20
 with st.expander(f"Model summary: {len(layers)} layers, {params:,} parameters, about {memory_mb:,.0f} MB per training step"):
     st.dataframe(layers, hide_index=True)
 

@@ -4,7 +4,6 @@ import io
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -12,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from conftest import digits, image_bytes, mnist_npz, publish
+from tests.e2e_server import free_port
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
@@ -244,9 +244,8 @@ def download_from_data_page(at: AppTest, title: str) -> AppTest:
 
 
 def test_a_dataset_download_offline_is_a_message_and_the_app_stays_usable(app, monkeypatch):
-    with socket.socket() as s:  # a mirror address nobody answers at, as when offline
-        s.bind(("127.0.0.1", 0))
-        monkeypatch.setenv("CNNLAB_DATASETS_URL", f"http://127.0.0.1:{s.getsockname()[1]}")
+    # A mirror address nobody answers at, as when offline.
+    monkeypatch.setenv("CNNLAB_DATASETS_URL", f"http://127.0.0.1:{free_port()}")
     monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
     at = download_from_data_page(app, "MNIST digits")
     assert len(at.error) == 1 and "no network connection" in at.error[0].value

@@ -10,7 +10,6 @@ import io
 import os
 import pickle
 import re
-import socket
 import tarfile
 import threading
 import time
@@ -22,6 +21,7 @@ import pytest
 from PIL import Image
 
 from conftest import QuietHandler, digits, mnist_npz, publish
+from tests.e2e_server import free_port
 
 from cnnlab import catalog
 from cnnlab.catalog import CATALOG, dataset_folder, download
@@ -203,11 +203,8 @@ def test_a_verified_but_unreadable_archive_leaves_nothing(server, monkeypatch, t
 
 def test_offline_gives_one_clear_line(tmp_path, monkeypatch):
     monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
-    with socket.socket() as s:  # a port nobody listens on: the connection is refused
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    with pytest.raises(ValueError) as info:
-        download("mnist", tmp_path / "cache", base_url=f"http://127.0.0.1:{port}")
+    with pytest.raises(ValueError) as info:  # nobody listens on a free port: the connection is refused
+        download("mnist", tmp_path / "cache", base_url=f"http://127.0.0.1:{free_port()}")
     message = str(info.value)
     assert message.startswith("Could not download MNIST digits: no network connection (connection refused).")
     assert message.endswith("Received: name='mnist'") and "\n" not in message

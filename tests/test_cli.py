@@ -3,12 +3,12 @@
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 
 import pytest
 from conftest import digits, mnist_npz, publish, write_dataset
+from tests.e2e_server import free_port
 
 from cnnlab.cli import main
 
@@ -142,10 +142,8 @@ def test_download_fetches_converts_and_prints_the_folder(server, monkeypatch, tm
 
 def test_download_offline_exits_2_with_one_line(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
-    with socket.socket() as s:  # a port nobody listens on
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    assert main(["download", "cifar10", "--cache", str(tmp_path), "--base-url", f"http://127.0.0.1:{port}"]) == 2
+    offline = f"http://127.0.0.1:{free_port()}"  # nobody listens there
+    assert main(["download", "cifar10", "--cache", str(tmp_path), "--base-url", offline]) == 2
     captured = capsys.readouterr()
     assert captured.out == "" and captured.err.count("\n") == 1
     assert captured.err.startswith("error: Could not download CIFAR-10") and "no network connection" in captured.err

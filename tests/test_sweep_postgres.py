@@ -12,7 +12,6 @@ import os
 import pwd
 import shlex
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -24,6 +23,7 @@ import pytest
 from cnnlab.runs import RunStore
 
 from conftest import write_dataset
+from tests.e2e_server import free_port
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SPACE = {
@@ -50,12 +50,6 @@ def _postgres_bin() -> Path | None:
         return None
     newest = max(found, key=lambda p: int(Path(p).parent.parent.name) if Path(p).parent.parent.name.isdigit() else 0)
     return Path(newest).parent
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="session")
@@ -89,7 +83,7 @@ def postgres_url():
             server_log = log.read_text()[-2000:] if log.exists() else ""
             pytest.fail(f"{Path(command[0]).name} failed: {done.stderr.strip()[-2000:]} {server_log}")
 
-    port = _free_port()
+    port = free_port()
     server(bindir / "initdb", "-D", data, "-U", "cnnlab", "--auth=trust", "--no-sync", "-E", "UTF8", "--locale=C")
     options = f"-h 127.0.0.1 -p {port} -k {base} -F -c max_connections=50"
     server(bindir / "pg_ctl", "-D", data, "-l", log, "-o", options, "-w", "-t", "60", "start")
