@@ -49,12 +49,20 @@ def main() -> None:
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
     ratios = []
     for fields, batch in CONFIGS:
-        out = subprocess.run([sys.executable, "-c", CHILD, json.dumps(fields), str(batch)], capture_output=True, text=True, env=env, check=True)
+        out = subprocess.run(
+            [sys.executable, "-c", CHILD, json.dumps(fields), str(batch)],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=True,
+        )
         result = json.loads(out.stdout.strip().splitlines()[-1])
         ratio = result["measured"] / result["estimate"]
         ratios.append(ratio)
-        print(f"{json.dumps(fields) if fields else 'default':<90} batch {batch:>3}: estimate {result['estimate'] / 2**20:6.0f} MB, "
-              f"measured growth {result['measured'] / 2**20:6.0f} MB ({ratio:.2f} of the estimate)")
+        print(
+            f"{json.dumps(fields) if fields else 'default':<90} batch {batch:>3}: estimate {result['estimate'] / 2**20:6.0f} MB, "
+            f"measured growth {result['measured'] / 2**20:6.0f} MB ({ratio:.2f} of the estimate)"
+        )
     print(f"measured/estimate: min {min(ratios):.2f}, max {max(ratios):.2f} (below 1.0: the estimate errs high)")
 
 

@@ -22,8 +22,8 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.machine import machine  # noqa: E402
-from cnnlab import data  # noqa: E402
+from bench.machine import machine
+from cnnlab import data
 
 
 def write_photos(root: Path, files: int, fmt: str = "jpeg", seed: int = 0) -> None:
@@ -36,13 +36,18 @@ def write_photos(root: Path, files: int, fmt: str = "jpeg", seed: int = 0) -> No
         a, b, c = rng.uniform(0.005, 0.03, 3)
         base = np.stack([np.sin(xx * a + i), np.cos(yy * b), np.sin((xx + yy) * c)], axis=-1) * 90 + 128
         grain = rng.normal(0, 18, base.shape)
-        Image.fromarray(np.clip(base + grain, 0, 255).astype(np.uint8)).save(folder / f"{i:05d}.{'jpg' if fmt == 'jpeg' else 'png'}", quality=90)
+        Image.fromarray(np.clip(base + grain, 0, 255).astype(np.uint8)).save(
+            folder / f"{i:05d}.{'jpg' if fmt == 'jpeg' else 'png'}", quality=90
+        )
 
 
 def sequential_loop(report: data.DatasetReport, size: int) -> np.ndarray:
     """What tutorials do: open, convert, resize, one file after another."""
     return np.stack(
-        [np.asarray(Image.open(report.root / rel).convert("RGB").resize((size, size), Image.Resampling.BILINEAR)) for rel in report.files]
+        [
+            np.asarray(Image.open(report.root / rel).convert("RGB").resize((size, size), Image.Resampling.BILINEAR))
+            for rel in report.files
+        ]
     )
 
 
@@ -69,16 +74,28 @@ def main() -> None:
         for repeat in range(args.repeats):
             cache = caches / f"cold-{repeat}"
             loop.append(timed(lambda: sequential_loop(report, args.size)))
-            scans.append(timed(lambda: data.scan(root, cache=cache)))
-            first.append(timed(lambda: data.prepare(report, (args.size, args.size), cache=cache)))
-            again.append(timed(lambda: np.asarray(data.prepare(report, (args.size, args.size), cache=cache).images).sum()))
+            scans.append(timed(lambda cache=cache: data.scan(root, cache=cache)))
+            first.append(timed(lambda cache=cache: data.prepare(report, (args.size, args.size), cache=cache)))
+            again.append(
+                timed(
+                    lambda cache=cache: np.asarray(
+                        data.prepare(report, (args.size, args.size), cache=cache).images
+                    ).sum()
+                )
+            )
     loop_s, first_s, again_s, scan_s = (statistics.median(v) for v in (loop, first, again, scans))
     print(f"machine: {machine()}")
-    print(f"data: {args.files} {args.format.upper()} files of 500x375 -> {args.size}x{args.size} RGB, {args.repeats} interleaved repeats, medians")
+    print(
+        f"data: {args.files} {args.format.upper()} files of 500x375 -> {args.size}x{args.size} RGB, {args.repeats} interleaved repeats, medians"
+    )
     print(f"sequential Pillow loop:            {loop_s:.3f} s")
     print(f"cnnlab prepare, first time:        {first_s:.3f} s  -> {loop_s / first_s:.2f}x faster (target >= 1.8x)")
-    print(f"cnnlab prepare, again (cached):    {again_s:.4f} s  -> {first_s / again_s:.1f}x faster than first (target >= 10x)")
-    print(f"cnnlab scan (checks every file):   {scan_s:.3f} s  (scan + first prepare: {loop_s / (scan_s + first_s):.2f}x the loop's speed)")
+    print(
+        f"cnnlab prepare, again (cached):    {again_s:.4f} s  -> {first_s / again_s:.1f}x faster than first (target >= 10x)"
+    )
+    print(
+        f"cnnlab scan (checks every file):   {scan_s:.3f} s  (scan + first prepare: {loop_s / (scan_s + first_s):.2f}x the loop's speed)"
+    )
 
 
 if __name__ == "__main__":

@@ -20,12 +20,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.machine import machine  # noqa: E402
-from cnnlab import data  # noqa: E402
-from cnnlab.model import ModelConfig  # noqa: E402
-from cnnlab.runs import RunStore  # noqa: E402
-from cnnlab.sample import sample_dir  # noqa: E402
-from cnnlab.train import TrainConfig, train  # noqa: E402
+from bench.machine import machine
+from cnnlab import data
+from cnnlab.model import ModelConfig
+from cnnlab.runs import RunStore
+from cnnlab.sample import sample_dir
+from cnnlab.train import TrainConfig, train
 
 CONTENDERS = {
     "default": (ModelConfig(), TrainConfig()),
@@ -50,11 +50,15 @@ def main() -> None:
         for seed in args.seeds:
             for name, (model_config, train_config) in CONTENDERS.items():
                 started = time.perf_counter()
-                run = train(data_dir, model_config, TrainConfig(**{**train_config.to_dict(), "seed": seed}), store=store)
+                run = train(
+                    data_dir, model_config, TrainConfig(**{**train_config.to_dict(), "seed": seed}), store=store
+                )
                 seconds = time.perf_counter() - started
                 accuracy = run.record["metrics"]["test_accuracy"]
                 results[name].append((accuracy, seconds, len(run.history)))
-                print(f"seed {seed:<5} {name:<8} test accuracy {accuracy:.3f}  {seconds:5.1f} s  {len(run.history)} epochs")
+                print(
+                    f"seed {seed:<5} {name:<8} test accuracy {accuracy:.3f}  {seconds:5.1f} s  {len(run.history)} epochs"
+                )
     for name, rows in results.items():
         accuracies, seconds = [r[0] for r in rows], [r[1] for r in rows]
         print(

@@ -26,9 +26,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from bench.machine import machine  # noqa: E402
-from cnnlab.runs import RunStore  # noqa: E402
-from tests.e2e_server import StreamlitServer, find_chromium, launch_chromium  # noqa: E402
+from bench.machine import machine
+from cnnlab.runs import RunStore
+from tests.e2e_server import StreamlitServer, find_chromium, launch_chromium
 
 HOME_TARGET_S = 2.0
 MEMORY_TARGET_BYTES = 1.2e9
@@ -87,7 +87,7 @@ class MemorySampler:
             self.peaks[self.phase] = max(self.peaks.get(self.phase, 0), self.last)
             self._stop.wait(self.interval)
 
-    def start(self) -> "MemorySampler":
+    def start(self) -> MemorySampler:
         self._thread.start()
         return self
 
@@ -165,9 +165,13 @@ def demo_flow(page, server: StreamlitServer, sampler: MemorySampler, epochs: int
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=2, help="epochs typed into the Epochs widget (default 2; the app's default is 10)")
+    parser.add_argument(
+        "--epochs", type=int, default=2, help="epochs typed into the Epochs widget (default 2; the app's default is 10)"
+    )
     parser.add_argument("--not-hosted", action="store_true", help="run without CNNLAB_HOSTED=1")
-    parser.add_argument("--cache", type=Path, help="reuse this cache folder (default: a fresh one, so the sample is generated)")
+    parser.add_argument(
+        "--cache", type=Path, help="reuse this cache folder (default: a fresh one, so the sample is generated)"
+    )
     args = parser.parse_args()
     chromium = find_chromium()
     if chromium is None:
@@ -185,7 +189,10 @@ def main() -> None:
         sampler = MemorySampler(server.pid).start()
         try:
             idle = tree_rss(server.pid)
-            seconds = {"server: launch -> healthy": server.healthy_at - server.started_at, **demo_flow(page, server, sampler, args.epochs, cache)}
+            seconds = {
+                "server: launch -> healthy": server.healthy_at - server.started_at,
+                **demo_flow(page, server, sampler, args.epochs, cache),
+            }
         except Exception:
             print(f"----- server log -----\n{server.log()}", file=sys.stderr)
             raise
@@ -194,16 +201,24 @@ def main() -> None:
             server.stop()
             browser.close()
 
-    print(f"server: streamlit run streamlit_app.py, {'not ' if args.not_hosted else ''}hosted, fresh models dir, {'given' if args.cache else 'fresh'} cache")
-    print(f"flow: home -> Train (default model and settings, epochs lowered to {args.epochs} via the widget) -> Predict one image")
+    print(
+        f"server: streamlit run streamlit_app.py, {'not ' if args.not_hosted else ''}hosted, fresh models dir, {'given' if args.cache else 'fresh'} cache"
+    )
+    print(
+        f"flow: home -> Train (default model and settings, epochs lowered to {args.epochs} via the widget) -> Predict one image"
+    )
     for name, value in seconds.items():
         print(f"{name:<75} {value:7.2f} s")
     home = seconds["home: healthy -> title shown"]
-    print(f"home page after healthy: {home:.2f} s (target < {HOME_TARGET_S:.0f} s: {'met' if home < HOME_TARGET_S else 'NOT met'})")
+    print(
+        f"home page after healthy: {home:.2f} s (target < {HOME_TARGET_S:.0f} s: {'met' if home < HOME_TARGET_S else 'NOT met'})"
+    )
     print(f"server RSS when healthy: {gb(idle)}")
     for phase, peak in sampler.peaks.items():
         print(f"peak RSS during {phase:<12} {gb(peak)}")
-    print(f"peak RSS overall: {gb(sampler.peak)} (target < {gb(MEMORY_TARGET_BYTES)}: {'met' if sampler.peak < MEMORY_TARGET_BYTES else 'NOT met'})")
+    print(
+        f"peak RSS overall: {gb(sampler.peak)} (target < {gb(MEMORY_TARGET_BYTES)}: {'met' if sampler.peak < MEMORY_TARGET_BYTES else 'NOT met'})"
+    )
 
 
 if __name__ == "__main__":

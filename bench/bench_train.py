@@ -19,12 +19,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.machine import machine  # noqa: E402
-from cnnlab import data  # noqa: E402
-from cnnlab.model import ModelConfig, build_model  # noqa: E402
-from cnnlab.runs import RunStore  # noqa: E402
-from cnnlab.sample import sample_dir  # noqa: E402
-from cnnlab.train import TrainConfig, train  # noqa: E402
+from bench.machine import machine
+from cnnlab import data
+from cnnlab.model import ModelConfig, build_model
+from cnnlab.runs import RunStore
+from cnnlab.sample import sample_dir
+from cnnlab.train import TrainConfig, train
 
 
 def cnnlab_epochs(data_dir: Path, model_config: ModelConfig, train_config: TrainConfig, store: RunStore) -> list[float]:
@@ -35,7 +35,7 @@ def cnnlab_epochs(data_dir: Path, model_config: ModelConfig, train_config: Train
     """
     reported: list[float] = []
     train(data_dir, model_config, train_config, store=store, on_epoch=lambda _: reported.append(time.perf_counter()))
-    return [later - earlier for earlier, later in zip(reported, reported[1:])]
+    return [later - earlier for earlier, later in zip(reported, reported[1:], strict=False)]
 
 
 def plain_epochs(data_dir: Path, model_config: ModelConfig, train_config: TrainConfig) -> list[float]:
@@ -58,7 +58,15 @@ def plain_epochs(data_dir: Path, model_config: ModelConfig, train_config: TrainC
         def on_epoch_end(self, epoch, logs=None):
             times.append(time.perf_counter() - self.start)
 
-    model.fit(x, y, batch_size=train_config.batch_size, epochs=train_config.epochs, validation_data=val, callbacks=[Timer()], verbose=0)
+    model.fit(
+        x,
+        y,
+        batch_size=train_config.batch_size,
+        epochs=train_config.epochs,
+        validation_data=val,
+        callbacks=[Timer()],
+        verbose=0,
+    )
     return times[1:]
 
 

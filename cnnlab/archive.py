@@ -15,11 +15,11 @@ import tempfile
 import zipfile
 import zlib
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO, Union
+from typing import BinaryIO
 
 from cnnlab.checks import one_line
 
-ZipSource = Union[bytes, str, Path, BinaryIO]
+ZipSource = bytes | str | Path | BinaryIO
 
 CHUNK_BYTES = 1 << 20
 # Small members may compress extremely well for innocent reasons (a blank BMP, an empty CSV);
@@ -47,9 +47,7 @@ def extract_zip(
     _check_limits(max_members, max_total_bytes, max_ratio)
     dest = Path(dest)
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
-        raise ValueError(
-            f"The extraction folder already has files; choose a new folder. Received: dest={str(dest)!r}"
-        )
+        raise ValueError(f"The extraction folder already has files; choose a new folder. Received: dest={str(dest)!r}")
     with _open_zip(source) as zf:
         members = _checked_members(zf, max_members, max_total_bytes, max_ratio)
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -117,7 +115,9 @@ def _is_skipped_name(part: str) -> bool:
 def _check_path(info: zipfile.ZipInfo) -> None:
     name = info.filename
     normalized = name.replace("\\", "/")
-    absolute = normalized.startswith("/") or PurePosixPath(normalized).is_absolute() or (len(name) > 1 and name[1] == ":")
+    absolute = (
+        normalized.startswith("/") or PurePosixPath(normalized).is_absolute() or (len(name) > 1 and name[1] == ":")
+    )
     if absolute or ".." in _parts(name):
         raise ValueError(
             "The zip has a path that points outside its own folder, which is not allowed; re-create the zip "
@@ -200,4 +200,3 @@ def _extract_members(zf: zipfile.ZipFile, members: list[zipfile.ZipInfo], root: 
                 f"Could not write a file from the zip ({one_line(exc)}); check the names for clashes "
                 f"and the disk for space. Received: member={info.filename!r}"
             ) from None
-

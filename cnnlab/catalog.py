@@ -20,9 +20,9 @@ import time
 import urllib.error
 import zipfile
 import zlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
 
 import numpy as np
 from PIL import Image
@@ -40,7 +40,18 @@ STALL_S = 30.0
 DEFAULT_MAX_PER_CLASS = 500
 
 KERAS_DATASETS = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/"
-FASHION_CLASSES = ("t-shirt_top", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle_boot")
+FASHION_CLASSES = (
+    "t-shirt_top",
+    "trouser",
+    "pullover",
+    "dress",
+    "coat",
+    "sandal",
+    "shirt",
+    "sneaker",
+    "bag",
+    "ankle_boot",
+)
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 FLOWER_CLASSES = ("daisy", "dandelion", "roses", "sunflowers", "tulips")
 
@@ -179,8 +190,8 @@ CATALOG: dict[str, CatalogEntry] = {
                 "(train and test merged) are written as PNGs."
             ),
             license=(
-                "No licence is stated by its authors; cite Alex Krizhevsky, \"Learning Multiple Layers of "
-                "Features from Tiny Images\", 2009."
+                'No licence is stated by its authors; cite Alex Krizhevsky, "Learning Multiple Layers of '
+                'Features from Tiny Images", 2009.'
             ),
             urls=("https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",),
             file_sizes=(170_498_071,),
@@ -237,7 +248,7 @@ def _fetch_all(entry: CatalogEntry, folder: Path, on_progress: Progress | None, 
 
     report(0)
     paths = []
-    for url, file_name, size, sha256 in zip(entry.urls, entry.file_names, entry.file_sizes, entry.sha256):
+    for url, file_name, size, sha256 in zip(entry.urls, entry.file_names, entry.file_sizes, entry.sha256, strict=True):
         if base_url:
             url = base_url.rstrip("/") + "/" + file_name
         paths.append(_fetch(entry, url, folder / f"{entry.name}-{file_name}", size, sha256, report))
@@ -245,7 +256,9 @@ def _fetch_all(entry: CatalogEntry, folder: Path, on_progress: Progress | None, 
     return paths
 
 
-def _fetch(entry: CatalogEntry, url: str, path: Path, size: int, sha256: str | None, report: Callable[[int], None]) -> Path:
+def _fetch(
+    entry: CatalogEntry, url: str, path: Path, size: int, sha256: str | None, report: Callable[[int], None]
+) -> Path:
     """Fetch one file with `keras.utils.get_file`, which verifies the SHA-256 and reuses a verified file.
 
     get_file reports progress only by printing a bar, so it runs in a worker thread while this
@@ -263,7 +276,7 @@ def _fetch(entry: CatalogEntry, url: str, path: Path, size: int, sha256: str | N
             outcome["path"] = keras.utils.get_file(
                 path.name, url, file_hash=sha256, hash_algorithm="sha256", cache_dir=str(path.parent), cache_subdir=""
             )
-        except BaseException as exc:  # handed to the caller's thread, which explains it
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread, which explains it
             outcome["error"] = exc
 
     worker = threading.Thread(target=fetch, name=f"download-{path.name}", daemon=True)
@@ -360,14 +373,22 @@ def _convert_atomically(entry: CatalogEntry, paths: list[Path], target: Path) ->
             for class_name in entry.class_names:
                 (folder / class_name).mkdir()
             CONVERTERS[entry.file_format](entry, paths, folder)
-        except (KeyError, ValueError, EOFError, OSError, zipfile.BadZipFile, tarfile.TarError, pickle.UnpicklingError, zlib.error) as exc:
+        except (
+            KeyError,
+            ValueError,
+            EOFError,
+            OSError,
+            zipfile.BadZipFile,
+            tarfile.TarError,
+            pickle.UnpicklingError,
+            zlib.error,
+        ) as exc:
             raise ValueError(
                 f"The download of {entry.title} could not be converted ({type(exc).__name__}: {one_line(exc)}); "
                 f"delete {target.parent / 'downloads'} and try again. Received: name={entry.name!r}"
             ) from None
 
     build_folder(target, fill)
-
 
 
 # --- Converters: one per file format, each writing images into `out/<class name>/`. ---

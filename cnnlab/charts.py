@@ -6,7 +6,7 @@ Only plotly, numpy and pandas are imported, so pages can draw charts without loa
 from __future__ import annotations
 
 import math
-from typing import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -110,19 +110,24 @@ def confusion_figure(matrix: np.ndarray, class_names: Sequence[str]) -> go.Figur
         # Dark text on pale squares, white text on dark ones.
         textfont={"color": ["white" if peak and v > 0.6 * peak else "#222222" for v in values]},
         customdata=np.column_stack([true_idx, pred_idx]),
-        hovertext=[f"{share:.0%} of true {names[t]}" for share, t in zip(shares, true_idx)],
+        hovertext=[f"{share:.0%} of true {names[t]}" for share, t in zip(shares, true_idx, strict=True)],
         hovertemplate="True: %{y}<br>Predicted: %{x}<br>Images: %{text} (%{hovertext})<extra></extra>",
         name="Confusion",
     )
-    fig = _layout(go.Figure(scatter), "Confusion matrix (click a cell to see its images)", "Predicted class", "True class")
+    fig = _layout(
+        go.Figure(scatter), "Confusion matrix (click a cell to see its images)", "Predicted class", "True class"
+    )
     axis = {"type": "category", "categoryorder": "array", "categoryarray": names, "showgrid": False, "zeroline": False}
     fig.update_xaxes(**axis, side="bottom", constrain="domain")
     # Equal spacing on both axes keeps the cells square; the first class is drawn on top.
     fig.update_yaxes(**axis, autorange="reversed", scaleanchor="x", constrain="domain")
     margin = {"l": 100, "r": 110, "t": 60, "b": 70}  # room for class names and the colour bar
     return fig.update_layout(
-        width=margin["l"] + margin["r"] + cell * n, height=margin["t"] + margin["b"] + cell * n,
-        margin=margin, showlegend=False, clickmode="event+select",
+        width=margin["l"] + margin["r"] + cell * n,
+        height=margin["t"] + margin["b"] + cell * n,
+        margin=margin,
+        showlegend=False,
+        clickmode="event+select",
     )
 
 
@@ -206,7 +211,9 @@ def sweep_figure(trials: pd.DataFrame, objective: str, direction: str) -> go.Fig
         )
     )
     fig.add_trace(
-        go.Scatter(x=done["number"], y=best, mode="lines", name="Best so far", line={"color": PALETTE[1], "shape": "hv"})
+        go.Scatter(
+            x=done["number"], y=best, mode="lines", name="Best so far", line={"color": PALETTE[1], "shape": "hv"}
+        )
     )
     return _layout(fig, f"{objective} per trial ({direction})", "Trial", objective)
 

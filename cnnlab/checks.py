@@ -26,7 +26,7 @@ def check_image_size(value: Any, max_side: int = 512) -> tuple[int, int]:
     if isinstance(value, int):
         value = (value, value)
     try:
-        height, width = (int(v) for v in value)  # type: ignore[union-attr]
+        height, width = (int(v) for v in value)
     except (TypeError, ValueError):
         height = width = 0
     if not (8 <= height <= max_side and 8 <= width <= max_side):

@@ -12,13 +12,14 @@ import math
 import os
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import MISSING, fields
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, NoReturn
 
 from cnnlab.checks import one_line
-from cnnlab.model import FLIPS, HEADS, OPTIMIZERS, POOLINGS, ModelConfig
 from cnnlab.images import COLOR_MODES, RESIZE_MODES
+from cnnlab.model import FLIPS, HEADS, OPTIMIZERS, POOLINGS, ModelConfig
 
 CHOICES = {
     "color_mode": COLOR_MODES,
@@ -35,7 +36,7 @@ class UsageError(ValueError):
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line instead of usage + message
+    def error(self, message: str) -> NoReturn:  # one line instead of usage + message
         command = self.prog.removeprefix("python -m cnnlab").strip()
         raise UsageError(f"{message} (see `{' '.join(['python -m cnnlab', command, '--help']).replace('  ', ' ')}`)")
 
@@ -55,13 +56,15 @@ def _add_config_options(parser: argparse.ArgumentParser, config_cls: type, skip:
         if f.name in skip:
             continue
         flag = "--" + f.name.replace("_", "-")
-        default = f.default if f.default is not MISSING else None
+        default: Any = f.default if f.default is not MISSING else None
         if f.name == "image_size":
             parser.add_argument(flag, type=_image_size, default=None, help=f"N or HxW (default {default[0]})")
         elif isinstance(default, bool):
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=f"(default {default})")
         else:
-            parser.add_argument(flag, type=type(default), choices=CHOICES.get(f.name), default=None, help=f"(default {default})")
+            parser.add_argument(
+                flag, type=type(default), choices=CHOICES.get(f.name), default=None, help=f"(default {default})"
+            )
 
 
 def _config_from(args: argparse.Namespace, config_cls: type):
@@ -93,7 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("train", "train a CNN (on the built-in sample when no folder is given)")
     p.add_argument("data_dir", type=Path, nargs="?")
     p.add_argument("--name", help="display name of the run")
-    p.add_argument("--run-dir", type=Path, help="new folder to save the run in (default: a new folder in the models folder)")
+    p.add_argument(
+        "--run-dir", type=Path, help="new folder to save the run in (default: a new folder in the models folder)"
+    )
     _add_config_options(p, ModelConfig)
     _add_config_options(p, TrainConfig)
     p = command("evaluate", "evaluate a run on its held-out test split")
@@ -177,7 +182,6 @@ def _finite(value: Any) -> Any:
     return value
 
 
-
 def _sample(args: argparse.Namespace) -> dict[str, Any]:
     from cnnlab.sample import write_sample
 
@@ -234,8 +238,15 @@ def _train(args: argparse.Namespace) -> dict[str, Any]:
     run_id = args.run_dir.name if args.run_dir else None
     run = _interruptible(
         lambda stop: train(
-            data_dir, model_config, train_config, name=args.name, store=store, run_id=run_id,
-            on_epoch=_print_epoch(train_config.epochs), on_batch=_print_batch, stop_event=stop,
+            data_dir,
+            model_config,
+            train_config,
+            name=args.name,
+            store=store,
+            run_id=run_id,
+            on_epoch=_print_epoch(train_config.epochs),
+            on_batch=_print_batch,
+            stop_event=stop,
         ),
         "Stopping after the current batch (the best weights are kept)...",
     )
@@ -296,7 +307,9 @@ def _print_batch(progress: dict[str, Any]) -> None:
         print(
             f"\repoch {progress['epoch']} batch {progress['batch']}/{progress['steps']}  "
             f"{progress['fraction']:.0%}  ETA {progress['eta_s']:.0f}s   ",
-            end="", file=sys.stderr, flush=True,
+            end="",
+            file=sys.stderr,
+            flush=True,
         )
 
 
@@ -330,7 +343,14 @@ def _predict(args: argparse.Namespace) -> dict[str, Any]:
     missing = [str(p) for p in args.images if not p.is_file()]
     if missing:
         raise ValueError(f"Image file not found; check the path. Received: image={missing[0]!r}")
-    results = predict(run.load_model(), run.class_names, run.model_config(), args.images, names=[str(p) for p in args.images], errors="report")
+    results = predict(
+        run.load_model(),
+        run.class_names,
+        run.model_config(),
+        args.images,
+        names=[str(p) for p in args.images],
+        errors="report",
+    )
     for r in results if not args.json else []:
         print(f"{r.name}: {r.error}" if r.error else f"{r.name}: {r.label} ({r.confidence:.1%})")
     failed = [r for r in results if r.error]
@@ -367,15 +387,28 @@ def _sweep(args: argparse.Namespace) -> dict[str, Any]:
 
     def show_trial(trial: dict[str, Any]) -> None:
         value = "n/a" if trial["value"] is None else f"{trial['value']:.4f}"
-        print(f"trial {trial['number']} {trial['state']}: {space.objective} {value}  {trial['params']}  run {trial['run_id']}", file=sys.stderr)
+        print(
+            f"trial {trial['number']} {trial['state']}: {space.objective} {value}  {trial['params']}  run {trial['run_id']}",
+            file=sys.stderr,
+        )
 
     def show_epoch(row: dict[str, Any]) -> None:
-        print(f"trial {row['trial']} epoch {row['epoch']}  {space.objective} {row.get(space.objective, float('nan')):.4f}", file=sys.stderr)
+        print(
+            f"trial {row['trial']} epoch {row['epoch']}  {space.objective} {row.get(space.objective, float('nan')):.4f}",
+            file=sys.stderr,
+        )
 
     result = _interruptible(
         lambda stop: run_sweep(
-            data_dir, space, trials=args.trials, timeout=args.timeout, storage=args.storage,
-            study_name=args.study, stop_event=stop, on_trial=show_trial, on_epoch=show_epoch,
+            data_dir,
+            space,
+            trials=args.trials,
+            timeout=args.timeout,
+            storage=args.storage,
+            study_name=args.study,
+            stop_event=stop,
+            on_trial=show_trial,
+            on_epoch=show_epoch,
         ),
         "Stopping the sweep after the current batch...",
     )
@@ -390,7 +423,11 @@ def _sweep(args: argparse.Namespace) -> dict[str, Any]:
         "trials_run": result.trials_run,
         "objective": result.objective,
     }
-    best = "no completed trial yet" if result.best_value is None else f"best {result.objective} {result.best_value:.4f} with {result.best_params}, run {result.best_run_dir}"
+    best = (
+        "no completed trial yet"
+        if result.best_value is None
+        else f"best {result.objective} {result.best_value:.4f} with {result.best_params}, run {result.best_run_dir}"
+    )
     _say(args, f"Study {result.study}: {len(finished)} finished trial(s), {best}")
     return summary
 
@@ -401,8 +438,15 @@ def _export(args: argparse.Namespace) -> dict[str, Any]:
 
     folder = export_run(RunStore().get(args.run), args.format, args.out)
     manifest = read_export(folder)
-    _say(args, f"Exported {args.format} to {folder} (max difference from the Keras model {manifest['max_abs_diff']:.2g})")
-    return {"export_dir": str(folder), "format": args.format, "max_abs_diff": manifest["max_abs_diff"], "class_names": manifest["class_names"]}
+    _say(
+        args, f"Exported {args.format} to {folder} (max difference from the Keras model {manifest['max_abs_diff']:.2g})"
+    )
+    return {
+        "export_dir": str(folder),
+        "format": args.format,
+        "max_abs_diff": manifest["max_abs_diff"],
+        "class_names": manifest["class_names"],
+    }
 
 
 def _say(args: argparse.Namespace, text: str) -> None:

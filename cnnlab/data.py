@@ -6,10 +6,11 @@ import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -54,7 +55,7 @@ class DatasetReport:
     def counts(self) -> dict[str, int]:
         """Usable images per class, in class order."""
         totals = np.bincount(np.asarray(self.labels, dtype=np.int64), minlength=self.num_classes)
-        return {name: int(n) for name, n in zip(self.class_names, totals)}
+        return {name: int(n) for name, n in zip(self.class_names, totals, strict=True)}
 
     def size_stats(self) -> dict[str, float]:
         """Min, median and max of the original widths and heights."""
@@ -121,7 +122,7 @@ def scan(data_dir: str | Path, max_pixels: int = images.MAX_PIXELS, cache: Path 
     listing = _listing_fingerprint(root, [rel for rel, _ in candidates])
     checks = _cached(cache, f"scan-{listing}-{max_pixels}", lambda: _check_all(root, candidates, max_pixels))
     files, labels, sizes = [], [], []
-    for (rel, label), (size, reason) in zip(candidates, checks):
+    for (rel, label), (size, reason) in zip(candidates, checks, strict=True):
         if reason:
             skipped.append(SkippedFile(rel, reason))
         else:
@@ -220,7 +221,7 @@ def _listing_fingerprint(root: Path, rels: list[str]) -> str:
 def _content_fingerprint(root: Path, files: list[str], labels: list[int]) -> str:
     """Identifies the usable data (names, sizes, times, labels) independently of where it lives."""
     digest = hashlib.sha256()
-    for rel, label in zip(files, labels):
+    for rel, label in zip(files, labels, strict=True):
         stat = (root / rel).stat()
         digest.update(f"{rel}\0{label}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
     return digest.hexdigest()[:20]

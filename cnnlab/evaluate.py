@@ -41,7 +41,7 @@ class Evaluation:
         }
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Evaluation":
+    def from_dict(cls, d: dict[str, Any]) -> Evaluation:
         """Inverse of `to_dict`."""
         return cls(
             class_names=tuple(d["class_names"]),
@@ -107,9 +107,7 @@ def _per_class(confusion: np.ndarray, class_names: list[str]) -> pd.DataFrame:
     recall = np.divide(tp, support, out=np.zeros_like(tp), where=support > 0)
     denom = precision + recall
     f1 = np.divide(2 * precision * recall, denom, out=np.zeros_like(tp), where=denom > 0)
-    return pd.DataFrame(
-        {"class": class_names, "precision": precision, "recall": recall, "f1": f1, "support": support}
-    )
+    return pd.DataFrame({"class": class_names, "precision": precision, "recall": recall, "f1": f1, "support": support})
 
 
 def _roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:

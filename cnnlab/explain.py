@@ -91,7 +91,9 @@ def _check_image(model, image: np.ndarray) -> np.ndarray:
     array = np.asarray(image)
     if array.ndim == 2 and len(expected) == 3 and expected[-1] == 1:
         array = array[..., np.newaxis]
-    matches = array.ndim == len(expected) and all(e is None or e == a for e, a in zip(expected, array.shape))
+    matches = array.ndim == len(expected) and all(
+        e is None or e == a for e, a in zip(expected, array.shape, strict=True)
+    )
     if not matches or not np.issubdtype(array.dtype, np.number):
         raise ValueError(
             f"image must be one numeric array of raw pixels shaped like the model input {expected}; "
@@ -141,7 +143,11 @@ def _check_class_index(model, class_index: int | None) -> int | None:
     num_classes = max(2, int(model.outputs[0].shape[-1]))
     if class_index is None:
         return None
-    if isinstance(class_index, bool) or not isinstance(class_index, (int, np.integer)) or not 0 <= class_index < num_classes:
+    if (
+        isinstance(class_index, bool)
+        or not isinstance(class_index, (int, np.integer))
+        or not 0 <= class_index < num_classes
+    ):
         raise ValueError(
             f"class_index must be an int from 0 to {num_classes - 1}, or None for the predicted class. "
             f"Received: class_index={class_index!r}"

@@ -11,6 +11,7 @@ import json
 import shutil
 import uuid
 import zipfile
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -121,7 +122,9 @@ def _check_class_names(model, class_names: list[str]) -> list[str]:
 def _check_images(model, check_images: np.ndarray) -> np.ndarray:
     expected = _input_shape(model)
     array = np.asarray(check_images)
-    fits = array.ndim == len(expected) + 1 and all(e is None or e == a for e, a in zip(expected, array.shape[1:]))
+    fits = array.ndim == len(expected) + 1 and all(
+        e is None or e == a for e, a in zip(expected, array.shape[1:], strict=True)
+    )
     if not fits or len(array) == 0 or not np.issubdtype(array.dtype, np.number):
         raise ValueError(
             f"check_images must be a non-empty uint8 batch (N, {', '.join(map(str, expected))}) of images the "
@@ -265,10 +268,10 @@ def export_run(run, format: str, out_dir: Path | None = None, num_check_images: 
     By default each export gets a new folder under the run (`exports/<format>-<time>`), so an
     earlier export is never overwritten; the demo's go to the cache, leaving the app's files as shipped.
     """
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     check_choice("format", format, EXPORT_FORMATS)
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     exports = cache_dir() / "exports" / run.id if run.is_demo else run.path / "exports"
     target = Path(out_dir) if out_dir is not None else exports / f"{format}-{stamp}"
     return export_model(run.load_model(), run.class_names, target, format, _run_check_images(run, num_check_images))

@@ -7,8 +7,9 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 
 def write_json(path: Path, data: Any) -> None:
@@ -25,7 +26,7 @@ def write_json(path: Path, data: Any) -> None:
             os.unlink(tmp)
 
 
-def build_folder(target: Path, fill: Callable[[Path], None]) -> Path:
+def build_folder(target: Path, fill: Callable[[Path], object]) -> Path:
     """Make `target` by filling a temporary folder beside it with `fill(folder)`, then renaming it.
 
     A failure leaves no `target` behind. When another process renames its own copy into place

@@ -6,6 +6,7 @@ run; a session whose heartbeat is older than `max_idle_s` (or missing, after a r
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import time
 from pathlib import Path
@@ -41,14 +42,14 @@ def _forget_uploads(cache: Path, session: str) -> None:
 
     folder = uploads_dir(cache, session)
     for upload in folder.iterdir() if folder.is_dir() else ():
-        try:
+        with contextlib.suppress(ValueError, OSError):  # not a usable dataset: nothing was prepared from it
             data.forget_prepared(archive.dataset_root(upload), cache)
-        except (ValueError, OSError):
-            pass  # not a usable dataset, so nothing was prepared from it
     shutil.rmtree(folder, ignore_errors=True)
 
 
-def cleanup_ended_sessions(cache: Path, store: RunStore, max_idle_s: float = 3600.0, now: float | None = None) -> list[str]:
+def cleanup_ended_sessions(
+    cache: Path, store: RunStore, max_idle_s: float = 3600.0, now: float | None = None
+) -> list[str]:
     """Delete the uploads and the runs of sessions that have ended; returns their ids.
 
     A run still being trained is left alone until its training ends.
@@ -56,14 +57,16 @@ def cleanup_ended_sessions(cache: Path, store: RunStore, max_idle_s: float = 360
     now = time.time() if now is None else now
     upload_owners = {p.name for p in (cache / UPLOADS).iterdir()} if (cache / UPLOADS).is_dir() else set()
     runs = [r for r in store.list() if r.record.get("owner")]
-    ended = sorted(s for s in upload_owners | {r.record["owner"] for r in runs} if not _alive(cache, s, max_idle_s, now))
+    ended = sorted(
+        s for s in upload_owners | {r.record["owner"] for r in runs} if not _alive(cache, s, max_idle_s, now)
+    )
     for session in ended:
         for run in runs:
             if run.record["owner"] == session and run.status != "running":
-                try:
+                with contextlib.suppress(
+                    ValueError
+                ):  # gone already: another server process cleaned up the same session
                     store.delete(run.id)
-                except ValueError:
-                    pass  # gone already: another server process cleaned up the same session
         _forget_uploads(cache, session)
         (cache / HEARTBEATS / session).unlink(missing_ok=True)
     return ended

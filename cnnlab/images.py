@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import warnings
 from pathlib import Path
-from typing import BinaryIO, Union
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -19,7 +19,7 @@ RESIZE_MODES = ("stretch", "crop", "pad")
 # About 40 megapixels: far above any photo a CNN here needs, far below what exhausts a small server.
 MAX_PIXELS = 40_000_000
 
-ImageSource = Union[bytes, str, Path, BinaryIO, Image.Image]
+ImageSource = bytes | str | Path | BinaryIO | Image.Image
 
 
 class ImageError(ValueError):
@@ -63,8 +63,7 @@ def open_image(
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         reason = "not an image" if isinstance(exc, UnidentifiedImageError) else "truncated or corrupt"
         raise ImageError(
-            f"'{name}' is {reason} and cannot be read; replace it with a valid JPEG or PNG. "
-            f"Received: file={name!r}"
+            f"'{name}' is {reason} and cannot be read; replace it with a valid JPEG or PNG. Received: file={name!r}"
         ) from None
     oriented = ImageOps.exif_transpose(img)  # a copy, so the file (kept open for animations) can close
     if oriented is not img:
@@ -91,7 +90,7 @@ def _open_checked(fp, max_pixels: int, draft_size: int | None, name: str) -> Ima
     return img
 
 
-def _is_empty(fp: Union[str, Path, BinaryIO, io.BytesIO]) -> bool:
+def _is_empty(fp: str | Path | BinaryIO | io.BytesIO) -> bool:
     if isinstance(fp, (str, Path)):
         return Path(fp).stat().st_size == 0
     position = fp.tell()

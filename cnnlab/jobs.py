@@ -9,8 +9,9 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 _slots_lock = threading.Lock()
 _slots: dict[str, Any] = {"limit": None, "semaphore": None, "running": 0}
@@ -34,7 +35,7 @@ def running_jobs() -> int:
 class Job:
     """One background job's state. `target(job)` does the work and reports through the job."""
 
-    target: Callable[["Job"], Any]
+    target: Callable[[Job], Any]
     label: str = ""
     limit: int = 1
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
@@ -52,7 +53,7 @@ class Job:
     finished: float | None = None
     stop_event: threading.Event = field(default_factory=threading.Event)
 
-    def start(self) -> "Job":
+    def start(self) -> Job:
         """Start the job's thread; it waits for a free slot before doing any work."""
         threading.Thread(target=self._run, name=f"cnnlab-job-{self.id}", daemon=True).start()
         return self
@@ -124,8 +125,14 @@ def training_job(data_dir: str, model_config, train_config, *, store, limit: int
 
     def target(job: Job):
         return train(
-            data_dir, model_config, train_config, store=store, tags=tags,
-            on_epoch=job.add_epoch, on_batch=job.set_progress, stop_event=job.stop_event,
+            data_dir,
+            model_config,
+            train_config,
+            store=store,
+            tags=tags,
+            on_epoch=job.add_epoch,
+            on_batch=job.set_progress,
+            stop_event=job.stop_event,
         )
 
     return Job(target, label=f"Training on {data_dir}", limit=limit, info={"epochs": train_config.epochs})

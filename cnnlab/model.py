@@ -70,7 +70,7 @@ class ModelConfig:
         check_range("learning_rate", self.learning_rate, 1e-6, 1.0, float)
         if not isinstance(self.batch_norm, bool):
             raise ValueError(f"batch_norm must be True or False. Received: batch_norm={self.batch_norm!r}")
-        smallest = min(self.image_size) // 2 ** self.conv_blocks
+        smallest = min(self.image_size) // 2**self.conv_blocks
         if smallest < 1:
             raise ValueError(
                 f"{self.conv_blocks} pooling blocks shrink a {self.image_size[0]}x{self.image_size[1]} image "
@@ -93,7 +93,7 @@ class ModelConfig:
         return data
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
         """Rebuild from `to_dict` output, ignoring unknown keys from other versions."""
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
@@ -117,18 +117,26 @@ def build_model(config: ModelConfig, num_classes: int):
     x = layers.Rescaling(1.0 / 255, name="rescale")(x)
     pool = layers.MaxPooling2D if config.pooling == "max" else layers.AveragePooling2D
     for i, filters in enumerate(config.block_filters(), start=1):
-        x = layers.Conv2D(filters, config.kernel_size, padding="same", use_bias=not config.batch_norm, name=f"conv_{i}")(x)
+        x = layers.Conv2D(
+            filters, config.kernel_size, padding="same", use_bias=not config.batch_norm, name=f"conv_{i}"
+        )(x)
         if config.batch_norm:
             x = layers.BatchNormalization(name=f"bn_{i}")(x)
         x = layers.Activation("relu", name=f"relu_{i}")(x)
         x = pool(2, name=f"pool_{i}")(x)
-    x = layers.GlobalAveragePooling2D(name="gap")(x) if config.head == "global_average" else layers.Flatten(name="flatten")(x)
+    x = (
+        layers.GlobalAveragePooling2D(name="gap")(x)
+        if config.head == "global_average"
+        else layers.Flatten(name="flatten")(x)
+    )
     if config.dropout:
         x = layers.Dropout(config.dropout, name="dropout")(x)
     if config.dense_units:
         x = layers.Dense(config.dense_units, activation="relu", name="dense")(x)
     binary = num_classes == 2
-    outputs = layers.Dense(1 if binary else num_classes, activation="sigmoid" if binary else "softmax", name="predictions")(x)
+    outputs = layers.Dense(
+        1 if binary else num_classes, activation="sigmoid" if binary else "softmax", name="predictions"
+    )(x)
     model = keras.Model(inputs, outputs, name="cnnlab")
     model.compile(
         optimizer=_optimizer(config),
@@ -181,7 +189,9 @@ def estimate_training_bytes(config: ModelConfig, num_classes: int, batch_size: i
     return 4 * (4 * count_params(config, num_classes) + 2 * batch_size * per_image)
 
 
-def check_trainable(config: ModelConfig, num_classes: int, batch_size: int, max_training_mb: int | None = None) -> float:
+def check_trainable(
+    config: ModelConfig, num_classes: int, batch_size: int, max_training_mb: int | None = None
+) -> float:
     """Refuse, before anything is built, a model too big to train here (in weights or in memory).
 
     Returns the estimated memory of one training step in MB, for display.
@@ -208,7 +218,9 @@ def _augmentation(config: ModelConfig, x):
     if config.zoom:
         x = layers.RandomZoom(config.zoom, fill_mode="reflect", name="augment_zoom")(x)
     if config.translation:
-        x = layers.RandomTranslation(config.translation, config.translation, fill_mode="reflect", name="augment_translation")(x)
+        x = layers.RandomTranslation(
+            config.translation, config.translation, fill_mode="reflect", name="augment_translation"
+        )(x)
     if config.contrast:
         x = layers.RandomContrast(config.contrast, value_range=(0, 255), name="augment_contrast")(x)
     return x

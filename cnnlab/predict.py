@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 
@@ -56,9 +56,11 @@ def predict(
     names = list(names) if names is not None else [_name(s, i) for i, s in enumerate(sources)]
     arrays: list[np.ndarray | None] = []
     problems: list[str | None] = []
-    for source, name in zip(sources, names):
+    for source, name in zip(sources, names, strict=True):
         try:
-            arrays.append(images.load_array(source, config.image_size, config.color_mode, config.resize_mode, name=name))
+            arrays.append(
+                images.load_array(source, config.image_size, config.color_mode, config.resize_mode, name=name)
+            )
             problems.append(None)
         except images.ImageError as exc:
             if errors == "raise":
@@ -69,7 +71,7 @@ def predict(
     probs = iter(probabilities(model, np.stack(good)) if good else [])
     return [
         _ranked(name, array, next(probs), class_names) if array is not None else Prediction(name, error=problem)
-        for name, array, problem in zip(names, arrays, problems)
+        for name, array, problem in zip(names, arrays, problems, strict=True)
     ]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import json
 import os
 import platform
@@ -10,7 +11,7 @@ import shutil
 import socket
 import tempfile
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -142,7 +143,18 @@ class Run:
             "best_val_accuracy": metrics.get("best_val_accuracy"),
             "test_accuracy": metrics.get("test_accuracy"),
             "duration_s": self.record.get("duration_s"),
-            **{k: mc.get(k) for k in ("conv_blocks", "filters", "kernel_size", "dense_units", "dropout", "optimizer", "learning_rate")},
+            **{
+                k: mc.get(k)
+                for k in (
+                    "conv_blocks",
+                    "filters",
+                    "kernel_size",
+                    "dense_units",
+                    "dropout",
+                    "optimizer",
+                    "learning_rate",
+                )
+            },
             "image_size": "x".join(str(v) for v in mc.get("image_size", [])),
             **{k: tc.get(k) for k in ("batch_size", "epochs")},
         }
@@ -192,7 +204,7 @@ class RunStore:
         `run_id` names the folder (default: creation time plus a random suffix); it must be new.
         """
         self.root.mkdir(parents=True, exist_ok=True)
-        run_id = run_id or datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
+        run_id = run_id or datetime.now(UTC).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
         if run_id.startswith(".") or Path(run_id).name != run_id or (self.root / run_id).exists():
             raise ValueError(
                 f"A run folder must be a new folder name in the models folder {str(self.root)!r}; choose "
@@ -202,7 +214,7 @@ class RunStore:
         full = {
             "id": run_id,
             "name": record.get("name") or run_id,
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
             "status": "running",
             "pid": os.getpid(),
             "host": socket.gethostname(),
@@ -232,8 +244,10 @@ class RunStore:
             found = [r for r in found if (r.record.get("sweep") or {}).get("study") == sweep]
         return sorted(found, key=lambda r: r.record.get("created", ""), reverse=True)
 
-    def _folders(self) -> list[Path]:
-        folders = [p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith(".")] if self.root.is_dir() else []
+    def _folders(self) -> builtins.list[Path]:
+        folders = (
+            [p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith(".")] if self.root.is_dir() else []
+        )
         if self.include_demo and DEMO_RUN_DIR.is_dir() and DEMO_RUN_DIR.resolve() not in {p.resolve() for p in folders}:
             folders.append(DEMO_RUN_DIR)
         return folders

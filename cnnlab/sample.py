@@ -171,7 +171,7 @@ def _outline_points(name: str, radius: float) -> list[tuple[float, float]]:
     if name == "star":
         outer = _regular_polygon(5, radius)
         inner = _regular_polygon(5, radius * 0.45, offset=math.pi / 5)
-        return [p for pair in zip(outer, inner) for p in pair]
+        return [p for pair in zip(outer, inner, strict=True) for p in pair]
     arm = radius * 0.36  # cross: a plus sign whose arms reach the circumradius
     reach = radius / math.sqrt(1 + (arm / radius) ** 2)
     quarter = [(arm, -arm), (reach, -arm), (reach, arm), (arm, arm)]

@@ -44,8 +44,7 @@ def _int(environ: Mapping[str, str], name: str, default: int, minimum: int) -> i
         value = minimum - 1
     if value < minimum:
         raise ValueError(
-            f"Environment variable {name} must be a whole number of at least {minimum}. "
-            f"Received: {name}={raw!r}"
+            f"Environment variable {name} must be a whole number of at least {minimum}. Received: {name}={raw!r}"
         )
     return value
 
@@ -70,7 +69,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         max_upload_mb=min(max_upload, 50) if hosted else max_upload,
         max_concurrent_trainings=1 if hosted else _int(environ, "CNNLAB_MAX_CONCURRENT_TRAININGS", 1, 1),
         datasets_url=environ.get("CNNLAB_DATASETS_URL", "").strip() or None,
-        max_training_mb=_int(environ, "CNNLAB_MAX_TRAINING_MB", 1024, 64) if hosted or environ.get("CNNLAB_MAX_TRAINING_MB") else None,
+        max_training_mb=_int(environ, "CNNLAB_MAX_TRAINING_MB", 1024, 64)
+        if hosted or environ.get("CNNLAB_MAX_TRAINING_MB")
+        else None,
     )
 
 

@@ -20,10 +20,11 @@ import random
 import threading
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Literal
 
 from cnnlab.runs import Run, RunStore
 
@@ -71,9 +72,9 @@ class SweepSpace:
     fixed: dict[str, Any] = field(default_factory=dict)
 
     @property
-    def direction(self) -> str:
+    def direction(self) -> Literal["minimize", "maximize"]:
         """The Optuna direction: "maximize" for val_accuracy, "minimize" for val_loss."""
-        return OBJECTIVES[self.objective]
+        return "maximize" if OBJECTIVES[self.objective] == "maximize" else "minimize"
 
     def to_dict(self) -> dict[str, Any]:
         """The space in the sweep file format (JSON-ready)."""
@@ -170,10 +171,7 @@ def load_space(path: str | Path) -> SweepSpace:
             f"{source} is {reason}; give a readable YAML or JSON file. Received: space={str(path)!r}"
         ) from None
     try:
-        if path.suffix.lower() == ".json":
-            data = json.loads(text)
-        else:
-            data = yaml.safe_load(text)
+        data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
     except json.JSONDecodeError as exc:
         raise ValueError(
             f"{source} is not valid JSON (line {exc.lineno}: {exc.msg}). Received: space={str(path)!r}"
@@ -203,7 +201,9 @@ def _parse(data: Any, source: str) -> SweepSpace:
         )
     objective = data.get("objective", "val_accuracy")
     if objective not in OBJECTIVES:
-        raise ValueError(f"{source}: objective must be one of {', '.join(OBJECTIVES)}. Received: objective={objective!r}")
+        raise ValueError(
+            f"{source}: objective must be one of {', '.join(OBJECTIVES)}. Received: objective={objective!r}"
+        )
     params_raw, fixed_raw = data.get("params"), data.get("fixed") or {}
     if not isinstance(params_raw, dict) or not params_raw:
         raise ValueError(
@@ -240,7 +240,9 @@ def _parse_param(name: str, spec: Any, source: str) -> Any:
             raise ValueError(f"{source}: {where} lists no choices; give at least one value. Received: {where}=[]")
         choices = [_typed(name, kind, value, source, where) for value in spec]
         if len({json.dumps(c) for c in choices}) < len(choices):
-            raise ValueError(f"{source}: {where} lists a choice twice; list each value once. Received: {where}={spec!r}")
+            raise ValueError(
+                f"{source}: {where} lists a choice twice; list each value once. Received: {where}={spec!r}"
+            )
         return choices
     if not isinstance(spec, dict):
         raise ValueError(
@@ -295,8 +297,13 @@ def _typed(name: str, kind: str, value: Any, source: str, where: str) -> Any:
         return value
     if kind == "str" and isinstance(value, str):
         return value
-    expected = {"int": "a whole number", "size": "a whole number (square side)", "float": "a number",
-                "bool": "true or false", "str": "a string"}[kind]
+    expected = {
+        "int": "a whole number",
+        "size": "a whole number (square side)",
+        "float": "a number",
+        "bool": "true or false",
+        "str": "a string",
+    }[kind]
     raise ValueError(f"{source}: {name} takes {expected}. Received: {where}={_short(value)}")
 
 
@@ -306,17 +313,19 @@ def _check_configs(space: SweepSpace, source: str) -> None:
         name: spec if isinstance(spec, list) else [spec["low"], spec["high"]] for name, spec in space.params.items()
     }
     first = {name: values[0] for name, values in candidates.items()}
-    assignments = [first]
+    assignments: list[dict[str, Any]] = [first]
     for name, values in candidates.items():
         assignments += [{**first, name: value} for value in values[1:]]
     if math.prod(len(v) for v in candidates.values()) <= MAX_CHECKED_COMBINATIONS:
         names = list(candidates)
-        assignments += [dict(zip(names, combo)) for combo in itertools.product(*candidates.values())]
-    for values in assignments:
+        assignments += [dict(zip(names, combo, strict=True)) for combo in itertools.product(*candidates.values())]
+    for assignment in assignments:
         try:
-            space.configs(values)
+            space.configs(assignment)
         except (ValueError, TypeError) as exc:
-            raise ValueError(f"{source}: {_blame(exc, space, values)} is rejected: {' '.join(str(exc).split())}") from None
+            raise ValueError(
+                f"{source}: {_blame(exc, space, assignment)} is rejected: {' '.join(str(exc).split())}"
+            ) from None
 
 
 def _blame(exc: Exception, space: SweepSpace, values: dict[str, Any]) -> str:
@@ -405,8 +414,12 @@ def _open_study(storage_url: str, study_name: str, space: SweepSpace, sampler, p
         storage = _open_storage(storage_url)
         try:
             study = optuna.create_study(
-                storage=storage, study_name=study_name, direction=space.direction,
-                sampler=sampler, pruner=pruner, load_if_exists=True,
+                storage=storage,
+                study_name=study_name,
+                direction=space.direction,
+                sampler=sampler,
+                pruner=pruner,
+                load_if_exists=True,
             )
             break
         except (sa_exc.SQLAlchemyError, optuna.exceptions.StorageInternalError):
@@ -523,7 +536,9 @@ def run_sweep(
     return _result(study, storage, space, len(ran))
 
 
-def _run_trial(trial, data_dir, space: SweepSpace, study_name: str, store: RunStore, stop_event, on_epoch, tags) -> float:
+def _run_trial(
+    trial, data_dir, space: SweepSpace, study_name: str, store: RunStore, stop_event, on_epoch, tags
+) -> float:
     import optuna
 
     from cnnlab.train import train
@@ -539,8 +554,14 @@ def _run_trial(trial, data_dir, space: SweepSpace, study_name: str, store: RunSt
 
     try:
         run = train(
-            data_dir, model_config, train_config, store=store, on_epoch=epoch_row, stop_event=stop_event,
-            name=f"{study_name} #{trial.number}", callbacks=[pruning],
+            data_dir,
+            model_config,
+            train_config,
+            store=store,
+            on_epoch=epoch_row,
+            stop_event=stop_event,
+            name=f"{study_name} #{trial.number}",
+            callbacks=[pruning],
             tags={**(tags or {}), "sweep": {"study": study_name, "trial": trial.number}},
         )
     except BaseException:

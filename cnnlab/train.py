@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -44,7 +45,7 @@ class TrainConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
         """Rebuild from `to_dict` output, ignoring unknown keys."""
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in known})
@@ -108,7 +109,9 @@ class _Progress:
             **{k: float(logs[k]) for k in ("loss", "accuracy", "val_loss", "val_accuracy") if k in logs},
             "learning_rate": float(np.asarray(self.model.optimizer.learning_rate)),
             "seconds": round(time.perf_counter() - self.epoch_started, 3),
-            "images_per_s": round(min(self.batches_done * self._batch_size(), self.num_train) / max(train_seconds, 1e-9), 1),
+            "images_per_s": round(
+                min(self.batches_done * self._batch_size(), self.num_train) / max(train_seconds, 1e-9), 1
+            ),
             "partial": self.batches_done < self.steps,
         }
         self.epoch = epoch + 1
@@ -165,7 +168,9 @@ def train(
         _finish(run, prepared, parts, progress, started)
     except BaseException as exc:
         # Also covers the final evaluation, so a run is never left "running" by its own process.
-        run.update(status="failed", error=f"{type(exc).__name__}: {exc}", duration_s=round(time.perf_counter() - started, 2))
+        run.update(
+            status="failed", error=f"{type(exc).__name__}: {exc}", duration_s=round(time.perf_counter() - started, 2)
+        )
         raise
     return run
 
@@ -197,8 +202,12 @@ def _fit(run, prepared, parts, model_config, train_config, on_epoch, on_batch, s
 
     keras.utils.set_random_seed(train_config.seed)
     model = build_model(model_config, prepared.report.num_classes)
-    train_ds = data.make_dataset(prepared, parts["train"], train_config.batch_size, shuffle=True, seed=train_config.seed)
-    val_ds = data.make_dataset(prepared, parts["validation"], train_config.batch_size) if len(parts["validation"]) else None
+    train_ds = data.make_dataset(
+        prepared, parts["train"], train_config.batch_size, shuffle=True, seed=train_config.seed
+    )
+    val_ds = (
+        data.make_dataset(prepared, parts["validation"], train_config.batch_size) if len(parts["validation"]) else None
+    )
     steps = int(np.ceil(len(parts["train"]) / train_config.batch_size))
     progress = _Progress(run, steps, len(parts["train"]), train_config.epochs, on_epoch, on_batch, stop_event)
     extra = list(callbacks or [])
@@ -206,7 +215,14 @@ def _fit(run, prepared, parts, model_config, train_config, on_epoch, on_batch, s
         monitor = "val_loss" if val_ds is not None else "loss"
         extra.append(keras.callbacks.EarlyStopping(monitor=monitor, patience=train_config.patience))
     if stop_event is None or not stop_event.is_set():
-        model.fit(train_ds, validation_data=val_ds, epochs=train_config.epochs, callbacks=[progress, *extra], shuffle=False, verbose=0)
+        model.fit(
+            train_ds,
+            validation_data=val_ds,
+            epochs=train_config.epochs,
+            callbacks=[progress, *extra],
+            shuffle=False,
+            verbose=0,
+        )
     else:
         progress.stopped_by_user = True
     if progress.best_weights is not None:

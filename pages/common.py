@@ -10,9 +10,10 @@ import os
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import streamlit as st
 
@@ -135,7 +136,9 @@ def load_model(model_path: str, modified: float):
 def run_model(run: Run):
     """The run's model from the shared cache."""
     if not run.model_path.exists():
-        raise ValueError(f"Run '{run.name}' has no saved model (it ended before its first epoch). Received: run={run.id!r}")
+        raise ValueError(
+            f"Run '{run.name}' has no saved model (it ended before its first epoch). Received: run={run.id!r}"
+        )
     return load_model(str(run.model_path), run.model_path.stat().st_mtime)
 
 
@@ -187,7 +190,10 @@ def run_picker(label: str = "Run", with_model: bool = True) -> Run:
     select_run(selected_run_id() if selected_run_id() in by_id else runs[0].id)
     st.session_state.picked_run = selected_run_id()
     st.selectbox(
-        label, list(by_id), key="picked_run", format_func=lambda i: describe_run(by_id[i]),
+        label,
+        list(by_id),
+        key="picked_run",
+        format_func=lambda i: describe_run(by_id[i]),
         on_change=lambda: select_run(st.session_state.picked_run),
     )
     return by_id[selected_run_id()]
@@ -213,7 +219,9 @@ def thumbnails(root: Path, paths: list[str], captions: list[str], columns: int =
         return
     for start in range(0, len(paths), columns):
         cols = st.columns(columns)
-        for col, rel, caption in zip(cols, paths[start : start + columns], captions[start : start + columns]):
+        for col, rel, caption in zip(
+            cols, paths[start : start + columns], captions[start : start + columns], strict=False
+        ):
             try:
                 col.image(images.thumbnail(root / rel), caption=caption, width="stretch")
             except (images.ImageError, OSError):

@@ -39,7 +39,11 @@ try:
             content = upload.getvalue()
             check_upload_size(upload.name, len(content), config)
             target = hosting.uploads_dir(config.cache_dir, session_id()) / hashlib.sha256(content).hexdigest()[:16]
-            root = archive.dataset_root(target) if target.exists() else archive.extract_zip(content, target, max_total_bytes=config.max_extracted_bytes)
+            root = (
+                archive.dataset_root(target)
+                if target.exists()
+                else archive.extract_zip(content, target, max_total_bytes=config.max_extracted_bytes)
+            )
             choose(str(root), f"Upload: {upload.name}")
     elif source == "Download a dataset":
         names = list(catalog.CATALOG)
@@ -49,8 +53,12 @@ try:
         if st.button(f"Download {entry.title}"):
             bar = st.progress(0.0, text="Downloading...")
             folder = catalog.download(
-                name, config.cache_dir, base_url=config.datasets_url,
-                on_progress=lambda done, total: bar.progress(min(done / max(total, 1), 1.0), text=f"Downloading... {done / 2**20:.1f} MB"),
+                name,
+                config.cache_dir,
+                base_url=config.datasets_url,
+                on_progress=lambda done, total: bar.progress(
+                    min(done / max(total, 1), 1.0), text=f"Downloading... {done / 2**20:.1f} MB"
+                ),
             )
             choose(str(folder), entry.title)
     else:
@@ -75,13 +83,17 @@ cols = st.columns(4)
 cols[0].metric("Images", len(report.files))
 cols[1].metric("Classes", report.num_classes)
 cols[2].metric("Skipped files", len(report.skipped))
-cols[3].metric("Train / val / test", "/".join(str(len(parts[k])) for k in ("train", "validation", "test")), help="the default 70/15/15 stratified split; set it on the Train page")
+cols[3].metric(
+    "Train / val / test",
+    "/".join(str(len(parts[k])) for k in ("train", "validation", "test")),
+    help="the default 70/15/15 stratified split; set it on the Train page",
+)
 for note in data.report_warnings(report):
     st.warning(note, icon=":material/warning:")
 
 left, right = st.columns(2)
 left.plotly_chart(charts.class_counts_figure(counts), key="counts")
-sizes = list(zip(*report.sizes))
+sizes = list(zip(*report.sizes, strict=True))
 right.plotly_chart(charts.image_sizes_figure(sizes[0], sizes[1]), key="sizes")
 st.caption(
     f"Original sizes: width {stats['min_width']}-{stats['max_width']} px (median {stats['median_width']:.0f}), "
@@ -98,7 +110,11 @@ with st.expander(f"Skipped files ({len(report.skipped)})", expanded=bool(report.
 st.subheader("Images")
 picked = st.multiselect("Classes", report.class_names, default=list(report.class_names))
 shuffled = np.random.default_rng(0).permutation(len(report.files))  # a mixed batch, like show_batch
-shown = [(report.files[i], report.class_names[report.labels[i]]) for i in shuffled if report.class_names[report.labels[i]] in picked]
+shown = [
+    (report.files[i], report.class_names[report.labels[i]])
+    for i in shuffled
+    if report.class_names[report.labels[i]] in picked
+]
 pages = max(1, math.ceil(len(shown) / PER_PAGE))
 page = st.number_input(f"Page (of {pages})", min_value=1, max_value=pages, value=1)
 window = shown[(page - 1) * PER_PAGE : page * PER_PAGE]

@@ -41,13 +41,18 @@ left, right = st.columns([3, 2])
 with left:
     event = st.plotly_chart(
         charts.confusion_figure(evaluation.confusion, list(evaluation.class_names)),
-        on_select="rerun", selection_mode="points", key="confusion", width="content",
+        on_select="rerun",
+        selection_mode="points",
+        key="confusion",
+        width="content",
     )
 with right:
     st.subheader("Per class")
-    st.dataframe(evaluation.per_class, hide_index=True, column_config={
-        c: st.column_config.NumberColumn(format="%.3f") for c in ("precision", "recall", "f1")
-    })
+    st.dataframe(
+        evaluation.per_class,
+        hide_index=True,
+        column_config={c: st.column_config.NumberColumn(format="%.3f") for c in ("precision", "recall", "f1")},
+    )
 
 points = event.selection.points if event and event.selection else []
 if points:
@@ -63,7 +68,10 @@ mistakes = evaluation.most_confident_mistakes()
 if mistakes.empty:
     st.success("No test image was misclassified.")
 else:
-    captions = [f"{t} → {p} ({c:.0%})" for t, p, c in zip(mistakes["true_label"], mistakes["predicted_label"], mistakes["confidence"])]
+    captions = [
+        f"{t} → {p} ({c:.0%})"
+        for t, p, c in zip(mistakes["true_label"], mistakes["predicted_label"], mistakes["confidence"], strict=True)
+    ]
     thumbnails(root, mistakes["path"].tolist(), captions, columns=6)
 
 st.subheader("Training curves")

@@ -10,12 +10,42 @@ st.markdown(
 )
 
 STEPS = [
-    ("pages/data.py", "1. Data", ":material/photo_library:", "Pick the built-in sample, a zip of class folders or a server folder; check class counts, image sizes and skipped files."),
-    ("pages/train.py", "2. Train", ":material/model_training:", "Set conv blocks, filters, image size, augmentation and more; watch loss and accuracy stream in live; stop at any time."),
-    ("pages/evaluate.py", "3. Evaluate", ":material/fact_check:", "Test accuracy, per-class precision and recall, a clickable confusion matrix and the most confident mistakes."),
-    ("pages/predict.py", "4. Predict", ":material/image_search:", "Upload images or use the camera: ranked classes with a Grad-CAM heatmap of where the model looked."),
-    ("pages/runs.py", "5. Runs", ":material/history:", "Every training is saved: compare learning curves and hyperparameters, rename, delete, download and export."),
-    ("pages/sweep.py", "6. Sweep", ":material/tune:", "Search hyperparameters with Optuna; trials are runs, and a team can share one study."),
+    (
+        "pages/data.py",
+        "1. Data",
+        ":material/photo_library:",
+        "Pick the built-in sample, a zip of class folders or a server folder; check class counts, image sizes and skipped files.",
+    ),
+    (
+        "pages/train.py",
+        "2. Train",
+        ":material/model_training:",
+        "Set conv blocks, filters, image size, augmentation and more; watch loss and accuracy stream in live; stop at any time.",
+    ),
+    (
+        "pages/evaluate.py",
+        "3. Evaluate",
+        ":material/fact_check:",
+        "Test accuracy, per-class precision and recall, a clickable confusion matrix and the most confident mistakes.",
+    ),
+    (
+        "pages/predict.py",
+        "4. Predict",
+        ":material/image_search:",
+        "Upload images or use the camera: ranked classes with a Grad-CAM heatmap of where the model looked.",
+    ),
+    (
+        "pages/runs.py",
+        "5. Runs",
+        ":material/history:",
+        "Every training is saved: compare learning curves and hyperparameters, rename, delete, download and export.",
+    ),
+    (
+        "pages/sweep.py",
+        "6. Sweep",
+        ":material/tune:",
+        "Search hyperparameters with Optuna; trials are runs, and a team can share one study.",
+    ),
 ]
 
 columns = st.columns(3)

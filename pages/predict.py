@@ -20,11 +20,21 @@ except ValueError as exc:
     show_error(exc)
     st.stop()
 config = run.model_config()
-st.caption(f"Classes: {', '.join(run.class_names)}. Images are resized to {config.image_size[0]}x{config.image_size[1]} ({config.resize_mode}, {config.color_mode}), as in training.")
+st.caption(
+    f"Classes: {', '.join(run.class_names)}. Images are resized to {config.image_size[0]}x{config.image_size[1]} ({config.resize_mode}, {config.color_mode}), as in training."
+)
 
 source = st.radio("Images from", ["Upload", "Camera"], horizontal=True)
 if source == "Upload":
-    files = st.file_uploader("Images", type=sorted(e.lstrip(".") for e in SUPPORTED_EXTENSIONS), accept_multiple_files=True, max_upload_size=settings().max_upload_mb) or []
+    files = (
+        st.file_uploader(
+            "Images",
+            type=sorted(e.lstrip(".") for e in SUPPORTED_EXTENSIONS),
+            accept_multiple_files=True,
+            max_upload_size=settings().max_upload_mb,
+        )
+        or []
+    )
 else:
     photo = st.camera_input("Take a photo")
     files = [photo] if photo is not None else []
@@ -40,23 +50,35 @@ for f in files:
     except ValueError as exc:
         show_error(exc)
 files = accepted
-results = predict(model, run.class_names, config, [f.getvalue() for f in files], names=[f.name for f in files], errors="report")
+results = predict(
+    model, run.class_names, config, [f.getvalue() for f in files], names=[f.name for f in files], errors="report"
+)
 for result in results:
     if result.error:
         show_error(ValueError(result.error))
 
 good = [r for r in results if not r.error]
 if len(good) > 1:
-    table = pd.DataFrame([{"image": r.name, "label": r.label, "confidence": r.confidence, **dict(r.ranked)} for r in good])
+    table = pd.DataFrame(
+        [{"image": r.name, "label": r.label, "confidence": r.confidence, **dict(r.ranked)} for r in good]
+    )
     st.dataframe(table, hide_index=True)
-    st.download_button("Download results (CSV)", table.to_csv(index=False), "predictions.csv", "text/csv", icon=":material/download:")
+    st.download_button(
+        "Download results (CSV)", table.to_csv(index=False), "predictions.csv", "text/csv", icon=":material/download:"
+    )
 
 for i, result in enumerate(good[:MAX_EXPLAINED]):
     with st.container(border=True):
         st.markdown(f"**{result.name}**: {result.label} ({result.confidence:.1%})")
         cols = st.columns(3)
         cols[0].image(result.image, caption="Model input", width="stretch")
-        cols[1].image(overlay(result.image, grad_cam(model, result.image, run.class_names.index(result.label))), caption=f"Grad-CAM for '{result.label}'", width="stretch")
-        cols[2].plotly_chart(charts.probabilities_figure([c for c, _ in result.ranked], [p for _, p in result.ranked]), key=f"probs-{i}")
+        cols[1].image(
+            overlay(result.image, grad_cam(model, result.image, run.class_names.index(result.label))),
+            caption=f"Grad-CAM for '{result.label}'",
+            width="stretch",
+        )
+        cols[2].plotly_chart(
+            charts.probabilities_figure([c for c, _ in result.ranked], [p for _, p in result.ranked]), key=f"probs-{i}"
+        )
 if len(good) > MAX_EXPLAINED:
     st.caption(f"Heatmaps are shown for the first {MAX_EXPLAINED} images; the table lists them all.")

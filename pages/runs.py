@@ -6,7 +6,17 @@ import streamlit as st
 from cnnlab import charts
 from pages.common import describe_run, forget_models, list_runs, select_run, show_error, store
 
-PARAMS = ["conv_blocks", "filters", "kernel_size", "dense_units", "dropout", "optimizer", "learning_rate", "image_size", "batch_size"]
+PARAMS = [
+    "conv_blocks",
+    "filters",
+    "kernel_size",
+    "dense_units",
+    "dropout",
+    "optimizer",
+    "learning_rate",
+    "image_size",
+    "batch_size",
+]
 
 st.title("Runs")
 all_runs = list_runs()
@@ -15,13 +25,21 @@ if not all_runs:
     st.stop()
 
 studies = sorted({r.record["sweep"]["study"] for r in all_runs if r.record.get("sweep")})
-study = st.selectbox("Show", [None, *studies], format_func=lambda s: "All runs" if s is None else f"Sweep: {s}") if studies else None
+study = (
+    st.selectbox("Show", [None, *studies], format_func=lambda s: "All runs" if s is None else f"Sweep: {s}")
+    if studies
+    else None
+)
 runs = [r for r in all_runs if study is None or (r.record.get("sweep") or {}).get("study") == study]
 table = pd.DataFrame([r.summary() for r in runs])
 
 st.caption("Select rows to compare their learning curves.")
 event = st.dataframe(
-    table, hide_index=True, on_select="rerun", selection_mode="multi-row", key="runs-table",
+    table,
+    hide_index=True,
+    on_select="rerun",
+    selection_mode="multi-row",
+    key="runs-table",
     column_config={
         "best_val_accuracy": st.column_config.NumberColumn("best val acc", format="%.3f"),
         "test_accuracy": st.column_config.NumberColumn("test acc", format="%.3f"),
@@ -52,7 +70,9 @@ if cols[0].button("Open in Evaluate and Predict", icon=":material/open_in_new:")
     select_run(run.id)
     st.switch_page("pages/evaluate.py")
 if run.model_path.exists():
-    cols[1].download_button("Download .keras model", run.model_path.read_bytes(), f"{run.name}.keras", icon=":material/download:")
+    cols[1].download_button(
+        "Download .keras model", run.model_path.read_bytes(), f"{run.name}.keras", icon=":material/download:"
+    )
 
 with st.expander("Export (Keras, SavedModel, TensorFlow Lite)"):
     from cnnlab.export import EXPORT_FORMATS, export_archive, export_run, read_export
@@ -62,8 +82,15 @@ with st.expander("Export (Keras, SavedModel, TensorFlow Lite)"):
         try:
             with st.spinner("Exporting and checking predictions against the Keras model..."):
                 folder = export_run(run, fmt)
-            st.success(f"Exported to {folder}; its predictions match the Keras model (max difference {read_export(folder)['max_abs_diff']:.2g}).")
-            st.download_button(f"Download the {fmt} export (zip)", export_archive(folder), f"{run.name}-{fmt}.zip", icon=":material/download:")
+            st.success(
+                f"Exported to {folder}; its predictions match the Keras model (max difference {read_export(folder)['max_abs_diff']:.2g})."
+            )
+            st.download_button(
+                f"Download the {fmt} export (zip)",
+                export_archive(folder),
+                f"{run.name}-{fmt}.zip",
+                icon=":material/download:",
+            )
         except ValueError as exc:
             show_error(exc)
 

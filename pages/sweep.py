@@ -37,10 +37,14 @@ def space_widgets() -> dict:
         if not left.checkbox(label, value=name in ("conv_blocks", "filters", "learning_rate"), key=f"use-{name}"):
             continue
         if kind == "range":
-            low, high = right.select_slider(label, options, value=default, key=f"range-{name}", label_visibility="collapsed")
+            low, high = right.select_slider(
+                label, options, value=default, key=f"range-{name}", label_visibility="collapsed"
+            )
             params[name] = {"low": low, "high": high, "log": name == "learning_rate"}
         else:
-            params[name] = right.multiselect(label, options, default=default, key=f"choices-{name}", label_visibility="collapsed")
+            params[name] = right.multiselect(
+                label, options, default=default, key=f"choices-{name}", label_visibility="collapsed"
+            )
     return params
 
 
@@ -51,7 +55,15 @@ with st.sidebar:
     minutes = st.number_input("Time budget (minutes, 0 = none)", 0, 600, 10)
     epochs = st.number_input("Epochs per trial", 1, 50, 5)
     study = st.text_input("Study name (blank: derived from the space)")
-    storage = default_storage(store()) if settings().hosted else st.text_input("Storage (SQLAlchemy URL)", value=default_storage(store()), help="SQLite in the models folder by default; a PostgreSQL URL lets a team share one study")
+    storage = (
+        default_storage(store())
+        if settings().hosted
+        else st.text_input(
+            "Storage (SQLAlchemy URL)",
+            value=default_storage(store()),
+            help="SQLite in the models folder by default; a PostgreSQL URL lets a team share one study",
+        )
+    )
 
 st.subheader("Search space")
 try:
@@ -70,13 +82,23 @@ if st.button("Start sweep", type="primary", disabled=session_busy(), icon=":mate
 
     def work(job: jobs.Job):
         return run_sweep(
-            data_dir, space, trials=int(trials), timeout=minutes * 60 or None, storage=storage,
-            study_name=study_name, store=store(), stop_event=job.stop_event,
-            on_trial=job.add_item, on_epoch=job.add_epoch, tags=tags,
+            data_dir,
+            space,
+            trials=int(trials),
+            timeout=minutes * 60 or None,
+            storage=storage,
+            study_name=study_name,
+            store=store(),
+            stop_event=job.stop_event,
+            on_trial=job.add_item,
+            on_epoch=job.add_epoch,
+            tags=tags,
         )
 
     info = {"objective": objective}
-    st.session_state.sweep_job = jobs.Job(work, label="Sweep", limit=settings().max_concurrent_trainings, info=info).start()
+    st.session_state.sweep_job = jobs.Job(
+        work, label="Sweep", limit=settings().max_concurrent_trainings, info=info
+    ).start()
     st.rerun()
 
 
@@ -86,7 +108,9 @@ def trials_panel(job: jobs.Job) -> None:
         st.info(job.message or "Waiting to start...", icon=":material/hourglass_top:")
         return
     target = job.info["objective"]
-    latest = f" · trial {job.history[-1]['trial']}, epoch {job.history[-1]['epoch']}" if job.history and not job.done else ""
+    latest = (
+        f" · trial {job.history[-1]['trial']}, epoch {job.history[-1]['epoch']}" if job.history and not job.done else ""
+    )
     st.caption(f"{len(job.items)} trial(s) finished · elapsed {job.elapsed:.0f}s{latest}")
     if job.items:
         frame = pd.json_normalize(job.items)  # one column per parameter ("params.filters", ...)
@@ -97,7 +121,9 @@ def trials_panel(job: jobs.Job) -> None:
     elif job.done and job.result is not None and job.result.best_value is None:
         st.info("No trial completed, so there is no best trial yet; run more trials or widen the time budget.")
     elif job.done and job.result is not None:
-        st.success(f"Best trial: {job.result.best_value:.4f} ({target}) with {job.result.best_params}. Its run is on the Runs page.")
+        st.success(
+            f"Best trial: {job.result.best_value:.4f} ({target}) with {job.result.best_params}. Its run is on the Runs page."
+        )
 
 
 if job is not None and not job.done:

@@ -23,7 +23,9 @@ except ValueError as exc:
     show_error(exc)
     st.info("Choose another dataset on the **Data** page.")
     st.stop()
-st.caption(f"Dataset: **{chosen.label}** with {len(report.files)} images in {report.num_classes} classes ({', '.join(report.class_names)}). Change it on the Data page.")
+st.caption(
+    f"Dataset: **{chosen.label}** with {len(report.files)} images in {report.num_classes} classes ({', '.join(report.class_names)}). Change it on the Data page."
+)
 
 
 @st.cache_data(show_spinner="Building the model...")
@@ -41,13 +43,17 @@ try:
 except ValueError as exc:
     show_error(exc)
     st.stop()
-with st.expander(f"Model summary: {len(layers)} layers, {params:,} parameters, about {memory_mb:,.0f} MB per training step"):
+with st.expander(
+    f"Model summary: {len(layers)} layers, {params:,} parameters, about {memory_mb:,.0f} MB per training step"
+):
     st.dataframe(layers, hide_index=True)
 
 job = st.session_state.get("job")
 if st.button("Start training", type="primary", disabled=session_busy(), icon=":material/play_arrow:"):
     tags = {"owner": owner()} if owner() else None
-    job = jobs.training_job(chosen.path, model_config, train_config, store=store(), limit=settings().max_concurrent_trainings, tags=tags)
+    job = jobs.training_job(
+        chosen.path, model_config, train_config, store=store(), limit=settings().max_concurrent_trainings, tags=tags
+    )
     st.session_state.job = job.start()
     st.rerun()
 
@@ -59,7 +65,11 @@ def progress_panel(job: jobs.Job) -> None:
         return
     p = job.progress
     fraction = 1.0 if job.done and job.status == "completed" else p.get("fraction", 0.0)
-    detail = f"Epoch {p.get('epoch', 1)} of {job.info['epochs']}, batch {p.get('batch', 0)} of {p.get('steps', '?')}" if p else "Preparing data..."
+    detail = (
+        f"Epoch {p.get('epoch', 1)} of {job.info['epochs']}, batch {p.get('batch', 0)} of {p.get('steps', '?')}"
+        if p
+        else "Preparing data..."
+    )
     st.progress(min(fraction, 1.0), text=f"{detail} · elapsed {job.elapsed:.0f}s · ETA {p.get('eta_s', 0):.0f}s")
     left, right = st.columns(2)
     left.plotly_chart(charts.history_figure(job.history, "loss"), key=f"loss-{job.id}")
@@ -79,8 +89,13 @@ else:
     elif job.result is not None:
         run = job.result
         metrics = run.record.get("metrics", {})
-        st.success(f"Run **{run.name}** {run.status} after {len(run.history)} epochs in {run.record.get('duration_s', 0):.0f}s. It is selected on the Evaluate and Predict pages.", icon=":material/check_circle:")
+        st.success(
+            f"Run **{run.name}** {run.status} after {len(run.history)} epochs in {run.record.get('duration_s', 0):.0f}s. It is selected on the Evaluate and Predict pages.",
+            icon=":material/check_circle:",
+        )
         cols = st.columns(3)
         cols[0].metric("Best validation accuracy", f"{metrics.get('best_val_accuracy', 0):.1%}")
-        cols[1].metric("Test accuracy", f"{metrics.get('test_accuracy', 0):.1%}" if "test_accuracy" in metrics else "n/a")
+        cols[1].metric(
+            "Test accuracy", f"{metrics.get('test_accuracy', 0):.1%}" if "test_accuracy" in metrics else "n/a"
+        )
         cols[2].metric("Best epoch", run.record.get("best_epoch", 0))

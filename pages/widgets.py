@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from cnnlab.model import FLIPS, HEADS, OPTIMIZERS, POOLINGS, ModelConfig
 from cnnlab.images import COLOR_MODES, RESIZE_MODES
+from cnnlab.model import FLIPS, HEADS, OPTIMIZERS, POOLINGS, ModelConfig
 from cnnlab.train import TrainConfig
 
 IMAGE_SIZES = [32, 48, 64, 96, 128, 160, 224]
@@ -26,30 +26,74 @@ def model_config_sidebar(default: ModelConfig = ModelConfig()) -> ModelConfig:
     sb = st.sidebar
     sb.header("Model")
     side = sb.select_slider("Image size (pixels)", IMAGE_SIZES, value=default.image_size[0], **kept("image_size"))
-    color_mode = sb.radio("Colour mode", COLOR_MODES, index=COLOR_MODES.index(default.color_mode), horizontal=True, **kept("color_mode"))
-    resize_mode = sb.radio("Resize", RESIZE_MODES, index=RESIZE_MODES.index(default.resize_mode), horizontal=True, **kept("resize_mode"), help="stretch to the size, centre-crop to its aspect ratio, or pad with white")
-    conv_blocks = sb.slider("Conv blocks", 1, 5, default.conv_blocks, **kept("conv_blocks"), help="each block: Conv2D, optional batch norm, ReLU, pooling")
-    filters = sb.select_slider("Filters in the first block", [4, 8, 16, 32, 64, 128], value=default.filters, **kept("filters"))
-    filters_growth = sb.select_slider("Filter growth per block", [1.0, 1.5, 2.0], value=default.filters_growth, **kept("filters_growth"))
+    color_mode = sb.radio(
+        "Colour mode", COLOR_MODES, index=COLOR_MODES.index(default.color_mode), horizontal=True, **kept("color_mode")
+    )
+    resize_mode = sb.radio(
+        "Resize",
+        RESIZE_MODES,
+        index=RESIZE_MODES.index(default.resize_mode),
+        horizontal=True,
+        **kept("resize_mode"),
+        help="stretch to the size, centre-crop to its aspect ratio, or pad with white",
+    )
+    conv_blocks = sb.slider(
+        "Conv blocks",
+        1,
+        5,
+        default.conv_blocks,
+        **kept("conv_blocks"),
+        help="each block: Conv2D, optional batch norm, ReLU, pooling",
+    )
+    filters = sb.select_slider(
+        "Filters in the first block", [4, 8, 16, 32, 64, 128], value=default.filters, **kept("filters")
+    )
+    filters_growth = sb.select_slider(
+        "Filter growth per block", [1.0, 1.5, 2.0], value=default.filters_growth, **kept("filters_growth")
+    )
     kernel_size = sb.select_slider("Kernel size", [1, 3, 5, 7], value=default.kernel_size, **kept("kernel_size"))
     pooling = sb.radio("Pooling", POOLINGS, index=POOLINGS.index(default.pooling), horizontal=True, **kept("pooling"))
     batch_norm = sb.toggle("Batch normalisation", default.batch_norm, **kept("batch_norm"))
     head = sb.radio("Head", HEADS, index=HEADS.index(default.head), horizontal=True, **kept("head"))
     dropout = sb.slider("Dropout", 0.0, 0.8, default.dropout, 0.05, **kept("dropout"))
-    dense_units = sb.select_slider("Dense units (0 = none)", [0, 16, 32, 64, 128, 256, 512], value=default.dense_units, **kept("dense_units"))
+    dense_units = sb.select_slider(
+        "Dense units (0 = none)", [0, 16, 32, 64, 128, 256, 512], value=default.dense_units, **kept("dense_units")
+    )
     with sb.expander("Augmentation"):
         flip = st.selectbox("Random flip", FLIPS, index=FLIPS.index(default.flip), **kept("flip"))
         rotation = st.slider("Rotation (fraction of a turn)", 0.0, 0.5, default.rotation, 0.05, **kept("rotation"))
         zoom = st.slider("Zoom", 0.0, 0.5, default.zoom, 0.05, **kept("zoom"))
         translation = st.slider("Translation", 0.0, 0.5, default.translation, 0.05, **kept("translation"))
         contrast = st.slider("Contrast", 0.0, 0.5, default.contrast, 0.05, **kept("contrast"))
-    optimizer = sb.radio("Optimizer", OPTIMIZERS, index=OPTIMIZERS.index(default.optimizer), horizontal=True, **kept("optimizer"))
-    learning_rate = sb.select_slider("Learning rate", LEARNING_RATES, value=default.learning_rate, format_func=lambda v: f"{v:g}", **kept("learning_rate"))
+    optimizer = sb.radio(
+        "Optimizer", OPTIMIZERS, index=OPTIMIZERS.index(default.optimizer), horizontal=True, **kept("optimizer")
+    )
+    learning_rate = sb.select_slider(
+        "Learning rate",
+        LEARNING_RATES,
+        value=default.learning_rate,
+        format_func=lambda v: f"{v:g}",
+        **kept("learning_rate"),
+    )
     return ModelConfig(
-        image_size=(side, side), color_mode=color_mode, resize_mode=resize_mode, conv_blocks=conv_blocks,
-        filters=filters, filters_growth=filters_growth, kernel_size=kernel_size, pooling=pooling,
-        batch_norm=batch_norm, head=head, dropout=dropout, dense_units=dense_units, flip=flip,
-        rotation=rotation, zoom=zoom, contrast=contrast, translation=translation, optimizer=optimizer,
+        image_size=(side, side),
+        color_mode=color_mode,
+        resize_mode=resize_mode,
+        conv_blocks=conv_blocks,
+        filters=filters,
+        filters_growth=filters_growth,
+        kernel_size=kernel_size,
+        pooling=pooling,
+        batch_norm=batch_norm,
+        head=head,
+        dropout=dropout,
+        dense_units=dense_units,
+        flip=flip,
+        rotation=rotation,
+        zoom=zoom,
+        contrast=contrast,
+        translation=translation,
+        optimizer=optimizer,
         learning_rate=learning_rate,
     )
 
@@ -60,11 +104,24 @@ def train_config_sidebar(default: TrainConfig = TrainConfig()) -> TrainConfig:
     sb.header("Training")
     epochs = sb.number_input("Epochs", 1, 200, default.epochs, **kept("epochs"))
     batch_size = sb.select_slider("Batch size", [8, 16, 32, 64, 128], value=default.batch_size, **kept("batch_size"))
-    patience = sb.number_input("Early-stopping patience (0 = off)", 0, 50, default.patience, **kept("patience"), help="stop when validation loss has not improved for this many epochs")
+    patience = sb.number_input(
+        "Early-stopping patience (0 = off)",
+        0,
+        50,
+        default.patience,
+        **kept("patience"),
+        help="stop when validation loss has not improved for this many epochs",
+    )
     seed = sb.number_input("Seed", 0, 2**31 - 1, default.seed, **kept("seed"))
-    validation_split = sb.slider("Validation split", 0.05, 0.4, default.validation_split, 0.05, **kept("validation_split"))
+    validation_split = sb.slider(
+        "Validation split", 0.05, 0.4, default.validation_split, 0.05, **kept("validation_split")
+    )
     test_split = sb.slider("Test split", 0.05, 0.4, default.test_split, 0.05, **kept("test_split"))
     return TrainConfig(
-        epochs=int(epochs), batch_size=batch_size, patience=int(patience), seed=int(seed),
-        validation_split=validation_split, test_split=test_split,
+        epochs=int(epochs),
+        batch_size=batch_size,
+        patience=int(patience),
+        seed=int(seed),
+        validation_split=validation_split,
+        test_split=test_split,
     )

@@ -60,7 +60,7 @@ def write_dataset(
 ) -> Path:
     """Write `per_class` real images for each class sub-folder of `root` and return `root`."""
     rng = np.random.default_rng(seed)
-    for i, name in enumerate(classes):
+    for _i, name in enumerate(classes):
         folder = root / name
         folder.mkdir(parents=True, exist_ok=True)
         color = CLASS_COLORS.get(name, tuple(int(v) for v in rng.integers(0, 256, 3)))
@@ -130,7 +130,9 @@ def trained_run(tmp_path_factory):
     return {"run": run, "data_dir": data_dir, "epochs": epochs, "batches": batches, "base": base}
 
 
-def small_cnn(num_classes: int, shape=(32, 32, 3), augment: bool = False, dropout: float = 0.0, seed: int | None = None):
+def small_cnn(
+    num_classes: int, shape=(32, 32, 3), augment: bool = False, dropout: float = 0.0, seed: int | None = None
+):
     """A hand-built two-conv Functional model (not from cnnlab.model), for explain and export tests.
 
     With `augment`, random flip and rotation sit inside the model as in real runs, where they must
@@ -195,7 +197,7 @@ def server(tmp_path, monkeypatch):
 def publish(monkeypatch, folder: Path, name: str, files: list[bytes], **changes) -> CatalogEntry:
     """Serve `files` under the entry's file names and point the entry's checksums at them."""
     entry = CATALOG[name]
-    for file_name, data in zip(entry.file_names, files):
+    for file_name, data in zip(entry.file_names, files, strict=True):
         (folder / file_name).write_bytes(data)
     fields = {
         "file_sizes": tuple(len(d) for d in files),

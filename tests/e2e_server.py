@@ -1,14 +1,15 @@
 """Start the real Streamlit server and a headless Chromium: shared by the browser test and bench.
 
-    with StreamlitServer(models_dir=..., cache_dir=...) as server:   # healthy on return
-        with sync_playwright() as p:
-            browser = launch_chromium(p)
-            page = browser.new_page()
-            page.goto(server.url)
+with StreamlitServer(models_dir=..., cache_dir=...) as server:   # healthy on return
+    with sync_playwright() as p:
+        browser = launch_chromium(p)
+        page = browser.new_page()
+        page.goto(server.url)
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -95,7 +96,7 @@ class StreamlitServer:
             raise RuntimeError("The server has not been started.")
         return self.process.pid
 
-    def start(self) -> "StreamlitServer":
+    def start(self) -> StreamlitServer:
         """Launch the server and wait until /_stcore/health answers 'ok'."""
         env = {
             **os.environ,
@@ -106,12 +107,21 @@ class StreamlitServer:
             **self.extra_env,
         }
         command = [
-            sys.executable, "-m", "streamlit", "run", "streamlit_app.py",
-            "--server.headless", "true",
-            "--server.port", str(self.port),
-            "--server.address", "127.0.0.1",
-            "--server.fileWatcherType", "none",
-            "--browser.gatherUsageStats", "false",
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            "streamlit_app.py",
+            "--server.headless",
+            "true",
+            "--server.port",
+            str(self.port),
+            "--server.address",
+            "127.0.0.1",
+            "--server.fileWatcherType",
+            "none",
+            "--browser.gatherUsageStats",
+            "false",
         ]
         log = open(self.log_path, "wb")  # noqa: SIM115 - the child holds it open; closed in stop()
         self._log_file = log
@@ -168,13 +178,11 @@ class StreamlitServer:
                     break
                 except subprocess.TimeoutExpired:
                     continue
-        try:  # anything the server started that outlived it
+        with contextlib.suppress(ProcessLookupError):  # anything the server started that outlived it
             os.killpg(self.process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         self._log_file.close()
 
-    def __enter__(self) -> "StreamlitServer":
+    def __enter__(self) -> StreamlitServer:
         return self.start()
 
     def __exit__(

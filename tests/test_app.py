@@ -9,19 +9,26 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import digits, image_bytes, mnist_npz, publish
-from tests.e2e_server import free_port
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from cnnlab.runs import RunStore
 from cnnlab.sample import SAMPLE_CLASSES
-
-import numpy as np
+from tests.e2e_server import free_port
 
 APP = str(Path(__file__).resolve().parent.parent / "streamlit_app.py")
-PAGES = ["pages/home.py", "pages/data.py", "pages/train.py", "pages/evaluate.py", "pages/predict.py", "pages/runs.py", "pages/sweep.py"]
+PAGES = [
+    "pages/home.py",
+    "pages/data.py",
+    "pages/train.py",
+    "pages/evaluate.py",
+    "pages/predict.py",
+    "pages/runs.py",
+    "pages/sweep.py",
+]
 TIMEOUT = 180
 
 
@@ -140,7 +147,9 @@ def test_training_from_the_train_page_saves_a_run_then_predict_and_runs_use_it(a
     at = open_page(at, "pages/predict.py")
     sample = Path(at.session_state["dataset"].path) / "star"
     png = next(sample.iterdir()).read_bytes()
-    at.file_uploader[0].set_value([("star.png", png, "image/png"), ("notes.png", b"hello, not an image", "image/png")]).run()
+    at.file_uploader[0].set_value(
+        [("star.png", png, "image/png"), ("notes.png", b"hello, not an image", "image/png")]
+    ).run()
     assert not at.exception, [e.value for e in at.exception]
     assert any("notes.png" in e.value and "not an image" in e.value for e in at.error)
     labels = [m.value for m in at.markdown if m.value.startswith("**star.png**")]

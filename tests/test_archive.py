@@ -73,7 +73,13 @@ def test_skips_macos_hidden_files_and_directory_entries(tmp_path):
     }
     dest = tmp_path / "dest"
     extract_zip(_zip(tmp_path, members), dest)
-    assert sorted(p.relative_to(dest).as_posix() for p in dest.rglob("*")) == ["cats", "cats/a.png", "cats/b.png", "dogs", "dogs/c.png"]
+    assert sorted(p.relative_to(dest).as_posix() for p in dest.rglob("*")) == [
+        "cats",
+        "cats/a.png",
+        "cats/b.png",
+        "dogs",
+        "dogs/c.png",
+    ]
 
 
 def test_backslash_names_become_folders(tmp_path):
@@ -107,7 +113,9 @@ def test_refuses_encrypted_members(tmp_path):
     _assert_refused(tmp_path, bytes(data), "password-protected")
 
 
-@pytest.mark.parametrize("member", ["../evil.png", "cats/../../evil.png", "/etc/evil.png", "C:/evil.png", "cats\\..\\..\\evil.png"])
+@pytest.mark.parametrize(
+    "member", ["../evil.png", "cats/../../evil.png", "/etc/evil.png", "C:/evil.png", "cats\\..\\..\\evil.png"]
+)
 def test_refuses_paths_outside_the_folder(tmp_path, member):
     info = zipfile.ZipInfo(member)
     buffer = io.BytesIO()

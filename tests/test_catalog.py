@@ -18,13 +18,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from conftest import QuietHandler, digits, mnist_npz, publish
-from tests.e2e_server import free_port
+from PIL import Image
 
 from cnnlab import catalog
 from cnnlab.catalog import CATALOG, dataset_folder, download
+from tests.e2e_server import free_port
 
 
 def _idx(array: np.ndarray, magic: int) -> bytes:
@@ -80,7 +79,9 @@ def test_mnist_downloads_verifies_converts_and_caches(server, monkeypatch, tmp_p
     images, labels = digits(per_class=3)
     entry = publish(monkeypatch, www, "mnist", [mnist_npz(images, labels)], max_per_class=2)
     seen: list[tuple[int, int]] = []
-    root = download("mnist", tmp_path / "cache", on_progress=lambda done, total: seen.append((done, total)), base_url=base_url)
+    root = download(
+        "mnist", tmp_path / "cache", on_progress=lambda done, total: seen.append((done, total)), base_url=base_url
+    )
 
     assert root == dataset_folder("mnist", tmp_path / "cache")
     assert _class_counts(root) == {str(d): 2 for d in range(10)}
@@ -152,7 +153,10 @@ def test_cats_vs_dogs_merges_train_and_validation(server, monkeypatch, tmp_path)
     root = download("cats_vs_dogs", tmp_path / "cache", base_url=base_url)
     assert _class_counts(root) == {"cats": 4, "dogs": 4}
     assert sorted(p.name for p in (root / "cats").iterdir()) == [
-        "train_cat.0.jpg", "train_cat.1.jpg", "validation_cat.0.jpg", "validation_cat.1.jpg"
+        "train_cat.0.jpg",
+        "train_cat.1.jpg",
+        "validation_cat.0.jpg",
+        "validation_cat.1.jpg",
     ]
     assert Image.open(root / "dogs" / "train_dog.0.jpg").format == "JPEG"
     assert entry.sha256 == (None,)

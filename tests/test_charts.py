@@ -20,7 +20,9 @@ def _history(n: int) -> list[dict]:
 
 
 def test_charts_module_does_not_import_tensorflow_or_streamlit():
-    code = "import sys, cnnlab.charts; print(sorted(m for m in ('tensorflow', 'keras', 'streamlit') if m in sys.modules))"
+    code = (
+        "import sys, cnnlab.charts; print(sorted(m for m in ('tensorflow', 'keras', 'streamlit') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 
@@ -60,7 +62,7 @@ def test_image_sizes_group_identical_sizes():
     fig = charts.image_sizes_figure([640, 640, 320], [480, 480, 240])
     (scatter,) = fig.data
     assert scatter.type == "scatter"
-    points = sorted(zip(scatter.x, scatter.y, scatter.customdata))
+    points = sorted(zip(scatter.x, scatter.y, scatter.customdata, strict=True))
     assert points == [(320, 240, 1), (640, 480, 2)]
     assert fig.layout.xaxis.title.text == "Width (px)" and fig.layout.yaxis.title.text == "Height (px)"
 
@@ -109,7 +111,7 @@ def test_confusion_is_a_clickable_scatter_with_cell_indices():
     (cells,) = fig.data
     assert cells.type == "scatter" and cells.marker.symbol == "square"
     assert len(cells.x) == 9
-    points = zip(cells.x, cells.y, cells.marker.color, cells.customdata)
+    points = zip(cells.x, cells.y, cells.marker.color, cells.customdata, strict=True)
     for i, (x, y, color, (true_index, predicted_index)) in enumerate(points):
         assert y == names[true_index] and x == names[predicted_index]
         assert color == matrix[true_index, predicted_index]
@@ -149,7 +151,12 @@ def test_probabilities_reject_a_length_mismatch():
 
 def test_compare_overlays_runs_in_one_colour_each():
     fig = charts.compare_figure({"run-a": _history(3), "run-b": _history(2)}, "loss")
-    assert [t.name for t in fig.data] == ["run-a (validation)", "run-a (training)", "run-b (validation)", "run-b (training)"]
+    assert [t.name for t in fig.data] == [
+        "run-a (validation)",
+        "run-a (training)",
+        "run-b (validation)",
+        "run-b (training)",
+    ]
     assert [t.line.dash for t in fig.data] == ["solid", "dash", "solid", "dash"]
     assert fig.data[0].line.color == fig.data[1].line.color != fig.data[2].line.color == fig.data[3].line.color
     assert list(fig.data[2].x) == [1, 2]

@@ -8,12 +8,30 @@ import sys
 
 import pytest
 from conftest import digits, mnist_npz, publish, write_dataset
-from tests.e2e_server import free_port
 
 from cnnlab.cli import main
+from tests.e2e_server import free_port
 
-TINY = ["--image-size", "32", "--conv-blocks", "1", "--filters", "4", "--dense-units", "8", "--flip", "none",
-        "--rotation", "0", "--epochs", "2", "--batch-size", "8", "--patience", "0"]
+TINY = [
+    "--image-size",
+    "32",
+    "--conv-blocks",
+    "1",
+    "--filters",
+    "4",
+    "--dense-units",
+    "8",
+    "--flip",
+    "none",
+    "--rotation",
+    "0",
+    "--epochs",
+    "2",
+    "--batch-size",
+    "8",
+    "--patience",
+    "0",
+]
 
 
 def last_json(capsys) -> dict:
@@ -153,11 +171,15 @@ def test_python_m_cnnlab_runs_as_a_program(tmp_path):
     """The real entry point: exit status 2 and one line on stderr, no traceback."""
     done = subprocess.run(
         [sys.executable, "-m", "cnnlab", "scan", str(tmp_path / "missing"), "--json"],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert done.returncode == 2
     assert done.stdout == ""
-    assert done.stderr.strip().startswith("error: Dataset folder not found") and len(done.stderr.strip().splitlines()) == 1
+    assert (
+        done.stderr.strip().startswith("error: Dataset folder not found") and len(done.stderr.strip().splitlines()) == 1
+    )
 
 
 def test_a_program_that_loads_tensorflow_still_errs_in_one_line(trained_run, tmp_path):
@@ -167,7 +189,10 @@ def test_a_program_that_loads_tensorflow_still_errs_in_one_line(trained_run, tmp
     env = {**os.environ, "CNNLAB_MODELS_DIR": str(trained_run["base"] / "models")}
     done = subprocess.run(
         [sys.executable, "-m", "cnnlab", "predict", trained_run["run"].id, str(bad)],
-        capture_output=True, text=True, timeout=300, env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
     )
     assert done.returncode == 2
     assert done.stderr.startswith("error: ") and done.stderr.count("\n") == 1, done.stderr

@@ -4,11 +4,10 @@ import os
 
 import numpy as np
 import pytest
+from conftest import class_image, image_bytes, write_dataset
 from PIL import Image
 
 from cnnlab import data
-
-from conftest import class_image, image_bytes, write_dataset
 
 
 def skipped_reasons(report) -> dict[str, str]:
@@ -29,7 +28,7 @@ def test_scan_finds_sorted_classes_and_every_image(make_dataset):
     assert report.num_classes == 3
     assert report.counts == {"cats": 5, "dogs": 5, "owls": 5}
     assert len(report.files) == len(report.labels) == len(report.sizes) == 15
-    for rel, label in zip(report.files, report.labels):
+    for rel, label in zip(report.files, report.labels, strict=True):
         assert rel.split("/")[0] == report.class_names[label]
     assert set(report.sizes) == {(32, 32)}
     assert report.skipped == () and report.empty_classes == ()
@@ -37,8 +36,12 @@ def test_scan_finds_sorted_classes_and_every_image(make_dataset):
     summary = report.to_dict()
     assert summary["num_images"] == 15 and summary["classes"] == ["cats", "dogs", "owls"]
     assert report.size_stats() == {
-        "min_width": 32, "median_width": 32.0, "max_width": 32,
-        "min_height": 32, "median_height": 32.0, "max_height": 32,
+        "min_width": 32,
+        "median_width": 32.0,
+        "max_width": 32,
+        "min_height": 32,
+        "median_height": 32.0,
+        "max_height": 32,
     }
 
 
@@ -54,7 +57,7 @@ def test_nested_folders_belong_to_their_class_and_extensions_ignore_case(tmp_pat
     (root / "b" / "deep" / "deeper" / "four.PNG").write_bytes(rgb(3))
     report = data.scan(root)
     assert report.class_names == ("a", "b")
-    found = dict(zip(report.files, report.labels))
+    found = dict(zip(report.files, report.labels, strict=True))
     assert found == {"a/deep/deeper/three.jpeg": 0, "a/deep/two.Png": 0, "a/one.JPG": 0, "b/deep/deeper/four.PNG": 1}
     assert report.skipped == ()
 
@@ -200,7 +203,12 @@ def test_small_classes_keep_a_training_image():
 
 @pytest.mark.parametrize(
     "validation_split, test_split, field",
-    [(-0.1, 0.15, "validation_split"), (0.15, 0.95, "test_split"), ("0.2", 0.1, "validation_split"), (0.5, 0.45, "validation_split")],
+    [
+        (-0.1, 0.15, "validation_split"),
+        (0.15, 0.95, "test_split"),
+        ("0.2", 0.1, "validation_split"),
+        (0.5, 0.45, "validation_split"),
+    ],
 )
 def test_bad_fractions_are_value_errors(validation_split, test_split, field):
     with pytest.raises(ValueError, match=f"Received: {field}="):

@@ -196,7 +196,9 @@ def start_training(page: Page) -> str:
     old_keys = page.evaluate(LOSS_KEYS_JS)
     page.get_by_role("button", name="Start training", exact=True).click()
     new_key = page.wait_for_function(
-        f"(old) => ({LOSS_KEYS_JS})().find((key) => !old.includes(key)) || false", arg=old_keys, timeout=TRAIN_TIMEOUT_MS
+        f"(old) => ({LOSS_KEYS_JS})().find((key) => !old.includes(key)) || false",
+        arg=old_keys,
+        timeout=TRAIN_TIMEOUT_MS,
     ).json_value()
     return f".{new_key} .js-plotly-plot"
 
@@ -209,7 +211,9 @@ def wait_loss_points(page: Page, chart: str, at_least: int, timeout: float = TRA
     """
     found = page.wait_for_function(
         f"(chart) => {{ const n = ({COUNT_POINTS_JS})(chart); return n >= {at_least} ? n : null; }}",
-        arg=chart, timeout=timeout, polling=100,
+        arg=chart,
+        timeout=timeout,
+        polling=100,
     )
     return int(found.json_value())
 
@@ -240,7 +244,9 @@ def test_whole_user_path(page: Page, server: StreamlitServer, e2e_cache: Path, t
 
     with step("data"):
         open_page(page, "Data")
-        page.wait_for_function(f"() => document.querySelectorAll('[data-testid=\"stImageCaption\"]').length >= {MIN_GRID}")
+        page.wait_for_function(
+            f"() => document.querySelectorAll('[data-testid=\"stImageCaption\"]').length >= {MIN_GRID}"
+        )
         wait_idle(page)
         captions = page.locator('[data-testid="stImageCaption"]').all_inner_texts()
         assert len(captions) >= MIN_GRID, f"Expected a grid of sample images with captions, found {len(captions)}"
@@ -292,7 +298,9 @@ def test_whole_user_path(page: Page, server: StreamlitServer, e2e_cache: Path, t
         # Click the fullest cell, where plotly draws it: that cell's images appear below the matrix.
         cell = page.evaluate(BUSIEST_CELL_JS, confusion.element_handle())
         page.mouse.click(cell["x"], cell["y"])
-        heading = page.get_by_role("heading", name=f"True {cell['true']}, predicted {cell['predicted']}: {cell['count']} images")
+        heading = page.get_by_role(
+            "heading", name=f"True {cell['true']}, predicted {cell['predicted']}: {cell['count']} images"
+        )
         heading.wait_for(timeout=PAGE_TIMEOUT_MS)
         page.wait_for_function(
             f"() => document.querySelectorAll('[data-testid=\"stImageCaption\"]').length >= {min(cell['count'], 8)}"
@@ -308,7 +316,9 @@ def test_whole_user_path(page: Page, server: StreamlitServer, e2e_cache: Path, t
         page.get_by_text(re.compile(rf"{re.escape(sample_png.name)}: ({'|'.join(SAMPLE_CLASSES)}) \(")).wait_for()
         heatmap = page.locator('[data-testid="stImage"]').filter(has_text="Grad-CAM for")
         heatmap.locator("img").wait_for()
-        page.wait_for_function("(img) => img.complete && img.naturalWidth > 0", arg=heatmap.locator("img").element_handle())
+        page.wait_for_function(
+            "(img) => img.complete && img.naturalWidth > 0", arg=heatmap.locator("img").element_handle()
+        )
         wait_idle(page)
 
     with step("predict-bad-file"):

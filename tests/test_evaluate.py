@@ -7,11 +7,10 @@ import warnings
 
 import numpy as np
 import pytest
+from conftest import write_dataset
 
 from cnnlab.evaluate import Evaluation, evaluate_probabilities, evaluate_run
 from cnnlab.runs import RunStore
-
-from conftest import write_dataset
 
 CLASSES = ["cat", "dog", "owl"]
 LABELS = [0, 0, 0, 1, 1, 2, 2, 2]

@@ -29,7 +29,9 @@ def _square_dataset(n: int, rng: np.random.Generator):
         while True:
             row, col = rng.integers(0, 32 - SQUARE, 2)
             bar_row, bar_col = rng.integers(0, 32), rng.integers(0, 32 - 12)
-            apart = not (row - 2 <= bar_row < row + SQUARE + 2 and bar_col - 2 < col + SQUARE + 2 and col - 2 < bar_col + 14)
+            apart = not (
+                row - 2 <= bar_row < row + SQUARE + 2 and bar_col - 2 < col + SQUARE + 2 and col - 2 < bar_col + 14
+            )
             if apart:
                 break
         images[i, bar_row, bar_col : bar_col + 12] = 255
@@ -74,7 +76,7 @@ def test_heatmap_shape_dtype_and_range(num_classes):
     heatmap = grad_cam(model, _images(1)[0])
     assert heatmap.shape == (32, 32)
     assert heatmap.dtype == np.float32
-    assert 0.0 <= heatmap.min() and heatmap.max() <= 1.0
+    assert heatmap.min() >= 0.0 and heatmap.max() <= 1.0
 
 
 def test_heatmap_is_resized_to_non_square_and_grayscale_images():

@@ -72,7 +72,9 @@ def test_round_trip_predicts_like_the_model(models, tmp_path, format, kind):
     model, class_names = models[kind]
     out = export_model(model, class_names, tmp_path / "export", format, _images(4))
     assert out == tmp_path / "export"
-    assert sorted(p.name for p in out.iterdir()) == sorted([export.ARTIFACTS[format], "class_names.json", "export.json"])
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        [export.ARTIFACTS[format], "class_names.json", "export.json"]
+    )
     assert json.loads((out / "class_names.json").read_text()) == class_names
     manifest = json.loads((out / "export.json").read_text())
     assert manifest["format"] == format
@@ -145,7 +147,11 @@ def test_export_archive_zips_the_folder(models, tmp_path):
     model, class_names = models["sigmoid"]
     out = export_model(model, class_names, tmp_path / "my_export", "tflite", _images(2))
     with zipfile.ZipFile(io.BytesIO(export_archive(out))) as archive:
-        assert sorted(archive.namelist()) == ["my_export/class_names.json", "my_export/export.json", "my_export/model.tflite"]
+        assert sorted(archive.namelist()) == [
+            "my_export/class_names.json",
+            "my_export/export.json",
+            "my_export/model.tflite",
+        ]
         assert archive.read("my_export/model.tflite") == (out / "model.tflite").read_bytes()
 
 
@@ -158,7 +164,9 @@ def test_project_model_with_every_augmentation_exports_as_savedmodel(tmp_path):
     from cnnlab.model import ModelConfig, build_model
 
     # Keras's own model.export() leaves these layers active at serving time (max diff ~0.4 measured).
-    config = ModelConfig(image_size=(32, 32), conv_blocks=2, filters=4, dense_units=8, zoom=0.2, contrast=0.2, translation=0.2)
+    config = ModelConfig(
+        image_size=(32, 32), conv_blocks=2, filters=4, dense_units=8, zoom=0.2, contrast=0.2, translation=0.2
+    )
     model = build_model(config, 4)
     out = export_model(model, ["a", "b", "c", "d"], tmp_path / "export", "savedmodel", _images(8))
     assert json.loads((out / "export.json").read_text())["max_abs_diff"] <= 1e-4

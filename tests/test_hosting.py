@@ -3,15 +3,17 @@
 import os
 import time
 
+import pytest
+
 from cnnlab import hosting
 from cnnlab.runs import RunStore
 from cnnlab.settings import check_upload_size, load_settings
 
-import pytest
-
 
 def make_run(store: RunStore, owner: str | None):
-    run = store.create({"owner": owner, "model_config": {}, "train_config": {}}, {"train": [], "validation": [], "test": []})
+    run = store.create(
+        {"owner": owner, "model_config": {}, "train_config": {}}, {"train": [], "validation": [], "test": []}
+    )
     run.update(status="completed")
     return run
 
@@ -60,7 +62,9 @@ def test_an_ended_sessions_decoded_images_go_with_its_upload(tmp_path):
 
 def test_a_run_still_training_is_not_deleted(tmp_path):
     cache, store = tmp_path / "cache", RunStore(tmp_path / "models", include_demo=False)
-    run = store.create({"owner": "gone", "model_config": {}, "train_config": {}}, {"train": [], "validation": [], "test": []})
+    run = store.create(
+        {"owner": "gone", "model_config": {}, "train_config": {}}, {"train": [], "validation": [], "test": []}
+    )
     assert run.status == "running"
     hosting.cleanup_ended_sessions(cache, store)
     assert [r.id for r in store.list()] == [run.id]

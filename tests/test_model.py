@@ -1,7 +1,10 @@
 """The CNN builder: validated config, the right head for the task, raw-pixel input that survives saving."""
 
+import dataclasses
+
 import numpy as np
 import pytest
+from conftest import tiny_model_config
 
 from cnnlab.model import (
     MAX_PARAMS,
@@ -12,8 +15,6 @@ from cnnlab.model import (
     estimate_training_bytes,
     model_summary,
 )
-
-from conftest import tiny_model_config
 
 
 @pytest.mark.parametrize(
@@ -64,8 +65,8 @@ def test_config_round_trips_and_normalises_image_size():
     data = config.to_dict()
     assert data["image_size"] == [48, 48]
     assert ModelConfig.from_dict({**data, "from_a_newer_version": 1}) == config
-    with pytest.raises(Exception):
-        config.filters = 3  # frozen
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.filters = 3  # type: ignore[misc]  # frozen
 
 
 def test_two_classes_get_one_sigmoid_unit():
@@ -102,7 +103,9 @@ def test_summary_has_one_row_per_layer():
     rows = model_summary(model)
     assert [row["layer"] for row in rows] == [layer.name for layer in model.layers]
     by_name = {row["layer"]: row for row in rows}
-    assert {"rescale", "conv_1", "bn_1", "pool_2", "gap", "dropout", "dense", "predictions", "augment_flip"} <= set(by_name)
+    assert {"rescale", "conv_1", "bn_1", "pool_2", "gap", "dropout", "dense", "predictions", "augment_flip"} <= set(
+        by_name
+    )
     assert by_name["conv_1"]["output_shape"] == "(batch, 32, 32, 4)"
     assert by_name["conv_2"]["output_shape"] == "(batch, 16, 16, 8)"
     assert by_name["conv_1"]["params"] == 3 * 3 * 3 * 4  # no bias beside batch norm
@@ -131,8 +134,16 @@ def test_saved_model_predicts_identically_on_raw_pixels(tmp_path):
     import keras
 
     config = tiny_model_config(
-        conv_blocks=2, filters=4, dense_units=8, batch_norm=True, dropout=0.2,
-        flip="horizontal", rotation=0.1, zoom=0.1, contrast=0.1, translation=0.1,
+        conv_blocks=2,
+        filters=4,
+        dense_units=8,
+        batch_norm=True,
+        dropout=0.2,
+        flip="horizontal",
+        rotation=0.1,
+        zoom=0.1,
+        contrast=0.1,
+        translation=0.1,
     )
     model = build_model(config, num_classes=3)
     raw = np.random.default_rng(0).integers(0, 256, size=(4, 32, 32, 3), dtype=np.uint8)
@@ -178,7 +189,9 @@ def test_training_memory_grows_with_batch_and_image_and_is_checked_against_the_l
     check_trainable(default, 5, 32, max_training_mb=1024)  # the app's default fits a hosted server
     wide = ModelConfig(image_size=(224, 224), conv_blocks=1, filters=128, head="global_average")
     assert count_params(wide, 5) < MAX_PARAMS  # few weights, yet gigabytes of activations
-    with pytest.raises(ValueError, match=r"needs about [\d,]+ MB per step.*Received: image_size=224, batch_size=128, filters=128"):
+    with pytest.raises(
+        ValueError, match=r"needs about [\d,]+ MB per step.*Received: image_size=224, batch_size=128, filters=128"
+    ):
         check_trainable(wide, 5, 128, max_training_mb=1024)
     check_trainable(wide, 5, 128, max_training_mb=None)  # no limit set: a big machine may train it
 

@@ -49,8 +49,12 @@ def test_bad_input_raises_or_is_reported_per_file(model_and_run, trained_run, tm
     with pytest.raises(ImageError, match=r"'notes.png' is not an image.*Received: file='notes.png'"):
         predict(model, run.class_names, run.model_config(), [good, b"plain text"], names=["good.png", "notes.png"])
     results = predict(
-        model, run.class_names, run.model_config(), [b"plain text", good, good[:60]],
-        names=["notes.png", "good.png", "cut.png"], errors="report",
+        model,
+        run.class_names,
+        run.model_config(),
+        [b"plain text", good, good[:60]],
+        names=["notes.png", "good.png", "cut.png"],
+        errors="report",
     )
     assert [r.error is None for r in results] == [False, True, False]
     assert "not an image" in results[0].error

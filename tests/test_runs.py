@@ -111,7 +111,11 @@ def test_list_is_newest_first_and_filters_by_owner_and_sweep(tmp_path):
     old = make_run(store, name="old", owner="alice")
     mid = make_run(store, name="mid", owner=None, sweep={"study": "s1", "trial": 0})
     new = make_run(store, name="new", owner="bob")
-    for run, created in ((old, "2024-01-01T00:00:00+00:00"), (mid, "2024-06-01T00:00:00+00:00"), (new, "2025-01-01T00:00:00+00:00")):
+    for run, created in (
+        (old, "2024-01-01T00:00:00+00:00"),
+        (mid, "2024-06-01T00:00:00+00:00"),
+        (new, "2025-01-01T00:00:00+00:00"),
+    ):
         run.update(created=created)
     assert [r.name for r in store.list()] == ["new", "mid", "old"]
     assert [r.name for r in store.list(owner="alice")] == ["mid", "old"]
@@ -205,7 +209,9 @@ def test_a_killed_training_is_listed_as_interrupted_with_a_loadable_model(make_d
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
     log = tmp_path / "writer.log"
     with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, str(root), str(models)], env=env, stdout=out, stderr=out)
+        proc = subprocess.Popen(
+            [sys.executable, "-c", KILL_SCRIPT, str(root), str(models)], env=env, stdout=out, stderr=out
+        )
     store = RunStore(models, include_demo=False)
     try:
         deadline = time.monotonic() + 120

@@ -109,7 +109,7 @@ def test_concurrent_sample_dir_calls_agree(tmp_path, monkeypatch):
     def call():
         try:
             results.append(sample_dir(tmp_path))
-        except Exception as exc:  # surfaced below
+        except Exception as exc:  # noqa: BLE001 - surfaced below
             errors.append(exc)
 
     threads = [threading.Thread(target=call) for _ in range(3)]

@@ -38,10 +38,14 @@ def test_environment_overrides(tmp_path):
 
 
 def test_hosted_mode_disables_server_folders_and_caps_uploads(tmp_path):
-    s = load_settings({
-        "CNNLAB_HOSTED": "true", "CNNLAB_DATA_ROOTS": str(tmp_path), "CNNLAB_MAX_UPLOAD_MB": "500",
-        "CNNLAB_MAX_CONCURRENT_TRAININGS": "3",
-    })
+    s = load_settings(
+        {
+            "CNNLAB_HOSTED": "true",
+            "CNNLAB_DATA_ROOTS": str(tmp_path),
+            "CNNLAB_MAX_UPLOAD_MB": "500",
+            "CNNLAB_MAX_CONCURRENT_TRAININGS": "3",
+        }
+    )
     assert s.hosted
     assert s.data_roots == ()
     assert s.max_upload_mb == 50
@@ -54,7 +58,10 @@ def test_hosted_mode_disables_server_folders_and_caps_uploads(tmp_path):
 
 @pytest.mark.parametrize("value", ["0", "-2", "many"])
 def test_bad_numbers_are_clear_errors(value):
-    with pytest.raises(ValueError, match=r"CNNLAB_MAX_CONCURRENT_TRAININGS must be a whole number.*Received: CNNLAB_MAX_CONCURRENT_TRAININGS="):
+    with pytest.raises(
+        ValueError,
+        match=r"CNNLAB_MAX_CONCURRENT_TRAININGS must be a whole number.*Received: CNNLAB_MAX_CONCURRENT_TRAININGS=",
+    ):
         load_settings({"CNNLAB_MAX_CONCURRENT_TRAININGS": value})
 
 

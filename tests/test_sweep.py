@@ -16,8 +16,16 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 # The tiniest useful network and training, held fixed so each trial takes a few seconds.
 TINY = {
-    "image_size": 32, "conv_blocks": 1, "filters": 4, "dense_units": 8, "dropout": 0.0,
-    "flip": "none", "rotation": 0.0, "batch_size": 8, "patience": 0, "seed": 7,
+    "image_size": 32,
+    "conv_blocks": 1,
+    "filters": 4,
+    "dense_units": 8,
+    "dropout": 0.0,
+    "flip": "none",
+    "rotation": 0.0,
+    "batch_size": 8,
+    "patience": 0,
+    "seed": 7,
 }
 
 
@@ -66,26 +74,68 @@ def test_json_space_and_default_objective_and_stable_study_names(tmp_path):
 
 
 BAD_SPACES = [
-    ({"params": {"conv_blockz": {"low": 1, "high": 2}}}, r"unknown field 'conv_blockz' in params.*Received: params\.conv_blockz="),
-    ({"params": {"filters": [4]}, "fixed": {"colour": "rgb"}}, r"unknown field 'colour' in fixed.*Received: fixed\.colour="),
-    ({"params": {"filters": [4, 8]}, "fixed": {"filters": 4}}, r"filters is in both params and fixed.*Received: fixed\.filters=4"),
-    ({"params": {"conv_blocks": {"low": 3, "high": 1}}}, r"params\.conv_blocks has low above high.*Received: params\.conv_blocks="),
+    (
+        {"params": {"conv_blockz": {"low": 1, "high": 2}}},
+        r"unknown field 'conv_blockz' in params.*Received: params\.conv_blockz=",
+    ),
+    (
+        {"params": {"filters": [4]}, "fixed": {"colour": "rgb"}},
+        r"unknown field 'colour' in fixed.*Received: fixed\.colour=",
+    ),
+    (
+        {"params": {"filters": [4, 8]}, "fixed": {"filters": 4}},
+        r"filters is in both params and fixed.*Received: fixed\.filters=4",
+    ),
+    (
+        {"params": {"conv_blocks": {"low": 3, "high": 1}}},
+        r"params\.conv_blocks has low above high.*Received: params\.conv_blocks=",
+    ),
     ({"params": {"optimizer": []}}, r"params\.optimizer lists no choices.*Received: params\.optimizer=\[\]"),
     ({"params": {"optimizer": ["adam", "adam"]}}, r"lists a choice twice"),
-    ({"params": {"optimizer": ["adam", "adagrad"]}}, r"params\.optimizer='adagrad' is rejected: Unknown optimizer.*Received: optimizer='adagrad'"),
-    ({"params": {"learning_rate": [0.001, 5.0]}}, r"params\.learning_rate=5\.0 is rejected.*Received: learning_rate=5\.0"),
-    ({"params": {"conv_blocks": {"low": 1, "high": 6}}, "fixed": {"image_size": 32}}, r"params\.conv_blocks=6 is rejected: 6 pooling blocks shrink a 32x32 image"),
-    ({"params": {"image_size": [16, 64]}, "fixed": {"conv_blocks": 5}}, r"is rejected: 5 pooling blocks shrink a 16x16 image"),
-    ({"params": {"filters": [4]}, "fixed": {"epochs": 0}}, r"fixed\.epochs is rejected: epochs must be.*Received: epochs=0"),
-    ({"params": {"filters": [4]}, "fixed": {"validation_split": 0.0}}, r"validation_split must be above 0.*Received: validation_split=0\.0"),
-    ({"params": {"filters": [4]}, "objective": "accuracy"}, r"objective must be one of val_accuracy, val_loss.*Received: objective='accuracy'"),
+    (
+        {"params": {"optimizer": ["adam", "adagrad"]}},
+        r"params\.optimizer='adagrad' is rejected: Unknown optimizer.*Received: optimizer='adagrad'",
+    ),
+    (
+        {"params": {"learning_rate": [0.001, 5.0]}},
+        r"params\.learning_rate=5\.0 is rejected.*Received: learning_rate=5\.0",
+    ),
+    (
+        {"params": {"conv_blocks": {"low": 1, "high": 6}}, "fixed": {"image_size": 32}},
+        r"params\.conv_blocks=6 is rejected: 6 pooling blocks shrink a 32x32 image",
+    ),
+    (
+        {"params": {"image_size": [16, 64]}, "fixed": {"conv_blocks": 5}},
+        r"is rejected: 5 pooling blocks shrink a 16x16 image",
+    ),
+    (
+        {"params": {"filters": [4]}, "fixed": {"epochs": 0}},
+        r"fixed\.epochs is rejected: epochs must be.*Received: epochs=0",
+    ),
+    (
+        {"params": {"filters": [4]}, "fixed": {"validation_split": 0.0}},
+        r"validation_split must be above 0.*Received: validation_split=0\.0",
+    ),
+    (
+        {"params": {"filters": [4]}, "objective": "accuracy"},
+        r"objective must be one of val_accuracy, val_loss.*Received: objective='accuracy'",
+    ),
     ({"params": {}}, r"'params' must map at least one field.*Received: params=\{\}"),
     ({"params": {"filters": [4]}, "trials": 3}, r"unknown top-level key.*Received: trials=3"),
     ({"params": {"optimizer": {"low": 1, "high": 2}}}, r"params\.optimizer is a str field, so give a list of choices"),
     ({"params": {"batch_norm": ["yes", "no"]}}, r"batch_norm takes true or false.*Received: params\.batch_norm='yes'"),
-    ({"params": {"conv_blocks": {"low": 1.5, "high": 3}}}, r"conv_blocks takes a whole number.*Received: params\.conv_blocks\.low=1\.5"),
-    ({"params": {"learning_rate": {"low": 0, "high": 0.1, "log": True}}}, r"a log range needs low above 0.*Received: params\.learning_rate\.low=0\.0"),
-    ({"params": {"dropout": {"low": 0.1, "high": 0.2, "step": 0.1}}}, r"a range needs 'low' and 'high'.*Received: params\.dropout="),
+    (
+        {"params": {"conv_blocks": {"low": 1.5, "high": 3}}},
+        r"conv_blocks takes a whole number.*Received: params\.conv_blocks\.low=1\.5",
+    ),
+    (
+        {"params": {"learning_rate": {"low": 0, "high": 0.1, "log": True}}},
+        r"a log range needs low above 0.*Received: params\.learning_rate\.low=0\.0",
+    ),
+    (
+        {"params": {"dropout": {"low": 0.1, "high": 0.2, "step": 0.1}}},
+        r"a range needs 'low' and 'high'.*Received: params\.dropout=",
+    ),
     ({"params": {"filters": [[4, 8]]}}, r"filters takes a whole number.*Received: params\.filters=\[4, 8\]"),
     (["not", "a", "mapping"], r"must be a mapping.*Received: space="),
 ]
@@ -135,7 +185,9 @@ def test_cli_exits_2_with_one_line_for_a_bad_space_file(tmp_path, capsys, make_d
 
 def test_sweep_module_imports_no_heavy_libraries():
     code = "import sys, cnnlab.sweep, cnnlab.cli; print(sorted(m for m in ('optuna', 'tensorflow', 'keras', 'streamlit', 'pandas') if m in sys.modules))"
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO_ROOT, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO_ROOT, timeout=120
+    )
     assert done.stdout.strip() == "[]"
 
 
@@ -150,7 +202,9 @@ def test_arguments_are_checked_before_any_training(make_dataset, tmp_path):
         run_sweep(root, space, trials=0, store=store)
     with pytest.raises(ValueError, match=r"timeout must be.*Received: timeout=-1"):
         run_sweep(root, space, trials=1, timeout=-1, store=store)
-    with pytest.raises(ValueError, match=r"Not a usable SQLAlchemy storage URL.*Received: storage='nosuchdb://u:\*\*\*@h/db'"):
+    with pytest.raises(
+        ValueError, match=r"Not a usable SQLAlchemy storage URL.*Received: storage='nosuchdb://u:\*\*\*@h/db'"
+    ):
         run_sweep(root, space, trials=1, storage="nosuchdb://u:secret@h/db", store=store)
     with pytest.raises(ValueError, match=r"Dataset folder not found"):
         run_sweep(tmp_path / "missing", space, trials=1, store=store)
@@ -163,11 +217,15 @@ def test_a_stopped_sweep_runs_nothing_and_a_study_keeps_its_space(make_dataset, 
     store = RunStore(tmp_path / "models", include_demo=False)
     stop = threading.Event()
     stop.set()
-    result = run_sweep(root, tiny_space({"filters": [4, 8]}, epochs=1), trials=3, study_name="team", store=store, stop_event=stop)
+    result = run_sweep(
+        root, tiny_space({"filters": [4, 8]}, epochs=1), trials=3, study_name="team", store=store, stop_event=stop
+    )
     assert result.trials == [] and result.trials_run == 0 and result.best_value is None and result.best_run_dir is None
     assert result.storage == f"sqlite:///{(tmp_path / 'models').resolve() / 'sweeps.db'}"
     assert result.importances == {} and list(result.trials_frame().columns) == ["number", "state", "value", "run_id"]
-    with pytest.raises(ValueError, match=r"Study 'team' already exists with a different search space.*Received: study_name='team'"):
+    with pytest.raises(
+        ValueError, match=r"Study 'team' already exists with a different search space.*Received: study_name='team'"
+    ):
         run_sweep(root, tiny_space({"filters": [4, 16]}, epochs=1), trials=1, study_name="team", store=store)
     assert store.list() == []
 
@@ -175,9 +233,13 @@ def test_a_stopped_sweep_runs_nothing_and_a_study_keeps_its_space(make_dataset, 
 def test_three_trials_are_three_tagged_runs_with_a_best_one(make_dataset, tmp_path):
     root = make_dataset()
     store = RunStore(tmp_path / "models", include_demo=False)
-    space = tiny_space({"learning_rate": {"low": 0.003, "high": 0.03, "log": True}, "batch_norm": [True, False]}, epochs=2)
+    space = tiny_space(
+        {"learning_rate": {"low": 0.003, "high": 0.03, "log": True}, "batch_norm": [True, False]}, epochs=2
+    )
     seen, epochs = [], []
-    result = run_sweep(root, space, trials=3, study_name="three", store=store, on_trial=seen.append, on_epoch=epochs.append)
+    result = run_sweep(
+        root, space, trials=3, study_name="three", store=store, on_trial=seen.append, on_epoch=epochs.append
+    )
 
     assert [t["number"] for t in result.trials] == [0, 1, 2] and result.trials_run == 3
     assert [t["number"] for t in seen] == [0, 1, 2] and all(t["state"] in ("complete", "pruned") for t in seen)
@@ -216,7 +278,11 @@ def test_a_hopeless_trial_is_pruned_after_its_first_epoch(make_dataset, tmp_path
     store = RunStore(tmp_path / "models", include_demo=False)
     space = tiny_space({"learning_rate": [1.0], "optimizer": ["sgd"]}, epochs=3)
     result = run_sweep(
-        root, space, trials=1, study_name="hopeless", store=store,
+        root,
+        space,
+        trials=1,
+        study_name="hopeless",
+        store=store,
         pruner=optuna.pruners.ThresholdPruner(lower=0.99),
     )
     (trial,) = result.trials
@@ -235,7 +301,12 @@ def test_the_stop_event_ends_the_current_trial_and_the_sweep(make_dataset, tmp_p
     stop = threading.Event()
     space = tiny_space({"filters": [4, 6]}, epochs=3)
     result = run_sweep(
-        root, space, trials=3, study_name="stopped", store=store, stop_event=stop,
+        root,
+        space,
+        trials=3,
+        study_name="stopped",
+        store=store,
+        stop_event=stop,
         on_epoch=lambda row: stop.set(),
     )
     (trial,) = result.trials

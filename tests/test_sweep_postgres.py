@@ -19,10 +19,9 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from conftest import write_dataset
 
 from cnnlab.runs import RunStore
-
-from conftest import write_dataset
 from tests.e2e_server import free_port
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -30,8 +29,17 @@ SPACE = {
     "objective": "val_accuracy",
     "params": {"learning_rate": {"low": 0.001, "high": 0.03, "log": True}, "batch_norm": [True, False]},
     "fixed": {
-        "epochs": 1, "image_size": 32, "conv_blocks": 1, "filters": 4, "dense_units": 8, "dropout": 0.0,
-        "flip": "none", "rotation": 0.0, "batch_size": 8, "patience": 0, "seed": 7,
+        "epochs": 1,
+        "image_size": 32,
+        "conv_blocks": 1,
+        "filters": 4,
+        "dense_units": 8,
+        "dropout": 0.0,
+        "flip": "none",
+        "rotation": 0.0,
+        "batch_size": 8,
+        "patience": 0,
+        "seed": 7,
     },
 }
 
@@ -128,8 +136,20 @@ def test_two_workers_add_up_their_trials_in_one_study(storage_url, tmp_path):
         "OMP_NUM_THREADS": "1",
     }
     command = [
-        sys.executable, "-m", "cnnlab", "sweep", str(data_dir), "--space", str(space_file),
-        "--trials", "2", "--storage", storage_url, "--study", study, "--json",
+        sys.executable,
+        "-m",
+        "cnnlab",
+        "sweep",
+        str(data_dir),
+        "--space",
+        str(space_file),
+        "--trials",
+        "2",
+        "--storage",
+        storage_url,
+        "--study",
+        study,
+        "--json",
     ]
     workers = [
         subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -5,12 +5,11 @@ import threading
 
 import numpy as np
 import pytest
+from conftest import tiny_model_config, tiny_train_config
 
 from cnnlab.evaluate import evaluate_run
 from cnnlab.runs import RunStore
 from cnnlab.train import TrainConfig, train
-
-from conftest import tiny_model_config, tiny_train_config
 
 HISTORY_KEYS = {"epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "seconds", "images_per_s"}
 
@@ -23,7 +22,7 @@ def test_a_two_epoch_run_is_completed_saved_and_evaluated(trained_run):
     history = run.history
     assert [row["epoch"] for row in history] == [1, 2]
     for row in history:
-        assert HISTORY_KEYS <= set(row)
+        assert set(row) >= HISTORY_KEYS
         assert all(np.isfinite(row[k]) for k in HISTORY_KEYS)
         assert 0.0 <= row["accuracy"] <= 1.0 and 0.0 <= row["val_accuracy"] <= 1.0
         assert row["learning_rate"] == pytest.approx(1e-3)
@@ -96,7 +95,9 @@ def test_stop_request_ends_training_after_the_current_batch(make_dataset):
         if progress["epoch"] == 2 and progress["batch"] == 2:
             stop.set()
 
-    run = train(root, tiny_model_config(), tiny_train_config(epochs=5, batch_size=4), on_batch=on_batch, stop_event=stop)
+    run = train(
+        root, tiny_model_config(), tiny_train_config(epochs=5, batch_size=4), on_batch=on_batch, stop_event=stop
+    )
 
     after_stop = [s for s in seen if s[2]]
     assert after_stop == []  # not a single batch ran once the stop was asked for
@@ -130,7 +131,9 @@ def test_stop_asked_for_in_the_epoch_report_starts_no_new_epoch(make_dataset):
 def test_stop_before_the_start_trains_nothing(make_dataset):
     stop = threading.Event()
     stop.set()
-    run = train(make_dataset(classes=("a", "b"), per_class=6), tiny_model_config(), tiny_train_config(), stop_event=stop)
+    run = train(
+        make_dataset(classes=("a", "b"), per_class=6), tiny_model_config(), tiny_train_config(), stop_event=stop
+    )
     assert run.status == "stopped" and run.history == []
     assert not run.model_path.exists()
     with pytest.raises(ValueError, match="has no saved model yet"):
@@ -167,7 +170,14 @@ def test_two_classes_train_a_sigmoid_model_with_early_stopping(make_dataset):
 
 @pytest.mark.parametrize(
     "field, value",
-    [("epochs", 0), ("batch_size", 2000), ("patience", -1), ("seed", -5), ("validation_split", 1.5), ("test_split", "x")],
+    [
+        ("epochs", 0),
+        ("batch_size", 2000),
+        ("patience", -1),
+        ("seed", -5),
+        ("validation_split", 1.5),
+        ("test_split", "x"),
+    ],
 )
 def test_train_config_validation(field, value):
     with pytest.raises(ValueError, match=f"Received: {field}="):
@@ -190,7 +200,9 @@ def test_a_run_on_the_built_in_sample_finds_it_again_on_another_machine(make_dat
 
     cache, models = isolated_dirs
     elsewhere = make_dataset("elsewhere/sample-v1-seed0", per_class=10)  # named like the sample folder
-    run = train(elsewhere, tiny_model_config(), tiny_train_config(), store=RunStore(models, include_demo=False), run_id="demo")
+    run = train(
+        elsewhere, tiny_model_config(), tiny_train_config(), store=RunStore(models, include_demo=False), run_id="demo"
+    )
     assert run.path == models / "demo"
     assert run.record["dataset"]["builtin"] == "sample"
 
