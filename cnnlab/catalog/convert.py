@@ -47,7 +47,7 @@ def convert_atomically(entry: CatalogEntry, paths: list[Path], target: Path) -> 
                 f"delete {target.parent / 'downloads'} and try again. Received: name={entry.name!r}"
             ) from None
 
-    build_folder(target, fill)
+    build_folder(target, fill, keep_existing=True)
 
 
 def _save_arrays(images: np.ndarray, labels: np.ndarray, entry: CatalogEntry, out: Path) -> None:
