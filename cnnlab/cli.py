@@ -1,7 +1,9 @@
-"""Command line: `python -m cnnlab {sample,scan,train,evaluate,predict,runs,...}`.
+"""Command line: `python -m cnnlab {sample,scan,train,resume,evaluate,predict,runs,...}`.
 
 Bad input exits with status 2 and one line on standard error; `--json` makes the last line of
 standard output one JSON object. Progress goes to standard error, so standard output stays clean.
+Ctrl-C stops a training or sweep after its batch, reports it and exits with status 130; a second
+Ctrl-C aborts at once (the run keeps its last complete epoch, and `resume` continues it).
 """
 
 from __future__ import annotations
@@ -100,8 +102,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--run-dir", type=Path, help="new folder to save the run in (default: a new folder in the models folder)"
     )
+    p.add_argument(
+        "--continue-from",
+        metavar="RUN",
+        help="train --epochs more epochs of a completed run as a new run (its dataset, split and settings)",
+    )
     _add_config_options(p, ModelConfig)
     _add_config_options(p, TrainConfig)
+    p = command("resume", "continue an interrupted or stopped run in place, from its last complete epoch")
+    p.add_argument("run")
     p = command("evaluate", "evaluate a run on its held-out test split")
     p.add_argument("run")
     p = command("predict", "predict the class of one or more images with a run's model")
@@ -142,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     if args.json:
         print(json.dumps(_finite(result), default=str))
-    return 0
+    return 130 if getattr(args, "interrupted", False) else 0
 
 
 def _import_tensorflow_quietly() -> None:
@@ -228,16 +237,19 @@ def _scan(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _train(args: argparse.Namespace) -> dict[str, Any]:
-    from cnnlab.runs import RunStore
+    from cnnlab.runs import RunStore, new_run_id
     from cnnlab.sample import sample_dir
     from cnnlab.train import TrainConfig, train
 
+    if args.continue_from is not None:
+        return _continue(args)
     model_config = _config_from(args, ModelConfig)
     train_config = _config_from(args, TrainConfig)
     data_dir = args.data_dir or sample_dir()
     store = RunStore(args.run_dir.parent) if args.run_dir else RunStore()
-    run_id = args.run_dir.name if args.run_dir else None
+    run_id = args.run_dir.name if args.run_dir else new_run_id()
     run = _interruptible(
+        args,
         lambda stop: train(
             data_dir,
             model_config,
@@ -245,12 +257,74 @@ def _train(args: argparse.Namespace) -> dict[str, Any]:
             name=args.name,
             store=store,
             run_id=run_id,
+            stop_event=stop,
             on_epoch=_print_epoch(train_config.epochs),
             on_batch=_print_batch,
-            stop_event=stop,
         ),
-        "Stopping after the current batch (the best weights are kept)...",
+        _resumable_at(store.root / run_id),
     )
+    return _run_result(args, run)
+
+
+def _continue(args: argparse.Namespace) -> dict[str, Any]:
+    from cnnlab.resume import continue_training
+    from cnnlab.runs import RunStore, new_run_id
+    from cnnlab.train import TrainConfig
+
+    given = [f for f in (*fields(ModelConfig), *fields(TrainConfig)) if getattr(args, f.name, None) is not None]
+    if args.data_dir is not None or args.epochs is None or any(f.name != "epochs" for f in given):
+        raise UsageError(
+            "--continue-from takes the dataset and every setting from the run it continues: give only --epochs N "
+            "(how many more), and --name or --run-dir if you like (see `python -m cnnlab train --help`). "
+            f"Received: options={[f.name for f in given] + (['data_dir'] if args.data_dir else [])}"
+        )
+    store = RunStore(args.run_dir.parent) if args.run_dir else RunStore()
+    parent = RunStore().get(args.continue_from)
+    run_id = args.run_dir.name if args.run_dir else new_run_id()
+    run = _interruptible(
+        args,
+        lambda stop: continue_training(
+            parent.path,
+            args.epochs,
+            store=store,
+            name=args.name,
+            run_id=run_id,
+            stop_event=stop,
+            on_epoch=_print_epoch(len(parent.history) + args.epochs),
+            on_batch=_print_batch,
+        ),
+        _resumable_at(store.root / run_id),
+    )
+    return {**_run_result(args, run), "parent": parent.id}
+
+
+def _resume(args: argparse.Namespace) -> dict[str, Any]:
+    from cnnlab.resume import resume
+    from cnnlab.runs import RunStore
+
+    store = RunStore()
+    run = store.get(args.run)
+    _say(args, f"Resuming run {run.id} from {run.path}")
+    run = _interruptible(
+        args,
+        lambda stop: resume(
+            run.path,
+            store=store,
+            stop_event=stop,
+            on_epoch=_print_epoch(int(run.record["train_config"]["epochs"])),
+            on_batch=_print_batch,
+        ),
+        _resumable_at(run.path),
+    )
+    return _run_result(args, run)
+
+
+def _resumable_at(folder: Path) -> str:
+    return f"The run is in {folder} with its last complete epoch; continue it with `python -m cnnlab resume {folder}`."
+
+
+def _run_result(args: argparse.Namespace, run) -> dict[str, Any]:
+    """The JSON result of a training command, and its summary line (with how to resume a stopped run)."""
     metrics = run.record.get("metrics", {})
     result = {
         "run_id": run.id,
@@ -262,23 +336,39 @@ def _train(args: argparse.Namespace) -> dict[str, Any]:
         "train_images_per_s": metrics.get("train_images_per_s"),
         "duration_s": run.record.get("duration_s"),
     }
-    _say(args, f"Run {run.id} {run.status}: test accuracy {_pct(result['test_accuracy'])}, saved in {run.path}")
+    resumable = f" Resume it with `python -m cnnlab resume {run.id}`." if run.status == "stopped" else ""
+    _say(
+        args,
+        f"Run {run.id} {run.status}: test accuracy {_pct(result['test_accuracy'])}, saved in {run.path}.{resumable}",
+    )
     return result
 
 
-def _interruptible(work: Callable[[threading.Event], Any], stopping_message: str) -> Any:
+def _interruptible(args: argparse.Namespace, work: Callable[[threading.Event], Any], aborted: str) -> Any:
     """Run `work(stop_event)` in the background so Ctrl-C asks it to stop cleanly instead of killing it.
 
-    A second Ctrl-C while it stops ends the command at once (exit status 130).
+    After a first Ctrl-C the work still finishes (a training evaluates its stopped run) and the
+    command exits with status 130 (`args.interrupted`). A second Ctrl-C while it stops ends the
+    process at once with status 130, printing `aborted` (where the work can be picked up again):
+    TensorFlow would not stop a background thread, and the saved files are whole at any moment.
     """
     stop = threading.Event()
     future = background.submit(work, stop)
     try:
         return background.wait(future)
     except KeyboardInterrupt:
-        print(f"\n{stopping_message}", file=sys.stderr)
+        print(
+            "\nStopping after the current batch (the best weights are kept; Ctrl-C again to abort)...", file=sys.stderr
+        )
+        args.interrupted = True
         stop.set()
+    try:
         return background.wait(future)
+    except KeyboardInterrupt:
+        print(f"\nAborted. {aborted}", file=sys.stderr)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)
 
 
 def _print_epoch(epochs: int) -> Callable[[dict[str, Any]], None]:
@@ -390,6 +480,7 @@ def _sweep(args: argparse.Namespace) -> dict[str, Any]:
         )
 
     result = _interruptible(
+        args,
         lambda stop: run_sweep(
             data_dir,
             space,
@@ -401,7 +492,7 @@ def _sweep(args: argparse.Namespace) -> dict[str, Any]:
             on_trial=show_trial,
             on_epoch=show_epoch,
         ),
-        "Stopping the sweep after the current batch...",
+        "Every finished trial is saved in the study and its run; start the sweep again to run more trials.",
     )
     finished = [t for t in result.trials if t["state"] in ("complete", "pruned", "fail")]
     summary = {
@@ -444,12 +535,13 @@ def _say(args: argparse.Namespace, text: str) -> None:
     print(text, file=sys.stderr if args.json else sys.stdout)
 
 
-TENSORFLOW_COMMANDS = frozenset({"download", "train", "evaluate", "predict", "export", "sweep"})
+TENSORFLOW_COMMANDS = frozenset({"download", "train", "resume", "evaluate", "predict", "export", "sweep"})
 COMMANDS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
     "sample": _sample,
     "download": _download,
     "scan": _scan,
     "train": _train,
+    "resume": _resume,
     "evaluate": _evaluate,
     "predict": _predict,
     "runs": _runs,

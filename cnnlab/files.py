@@ -22,10 +22,11 @@ def atomic_path(path: Path) -> Iterator[Path]:
     """A temporary file beside `path` to write instead; it becomes `path` when the block ends normally.
 
     For writers that want a file name rather than a file object (Keras's `model.save`, a NumPy
-    memory map): the temporary keeps `path`'s suffix. When the block raises, the temporary is
-    deleted and `path` is left as it was. The folder must exist.
+    memory map): the temporary keeps `path`'s suffixes (Keras checks for `.weights.h5`). When the
+    block raises, the temporary is deleted and `path` is left as it was. The folder must exist.
     """
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=f".tmp{path.suffix}")
+    suffix = "".join(path.suffixes[-2:])
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=f".tmp{suffix}")
     os.close(fd)
     tmp = Path(name)
     try:

@@ -1,7 +1,9 @@
-"""Hosted-demo housekeeping: each browser session owns its uploads and runs, removed once it ends.
+"""Hosted-demo housekeeping: each visitor owns their uploads and runs, removed once they leave.
 
-Streamlit has no public "session ended" hook, so sessions leave a heartbeat file on every page
-run; a session whose heartbeat is older than `max_idle_s` (or missing, after a restart) has ended.
+A visitor's id is kept in the page's address, so it outlives reloads and reconnects. Streamlit
+has no public "session ended" hook, so visitors leave a heartbeat file on every page run; a
+visitor whose heartbeat is older than `max_idle_s` (or missing, after a restart) and who has no
+training running has left. Closing the tab deletes nothing before that.
 """
 
 from __future__ import annotations
@@ -52,17 +54,21 @@ def cleanup_ended_sessions(
 ) -> list[str]:
     """Delete the uploads and the runs of sessions that have ended; returns their ids.
 
-    A run still being trained is left alone until its training ends.
+    A running training counts as activity: its visitor has not ended while it trains (a run's
+    status is "running" only while its heartbeat is fresh, so a dead training does not count).
     """
     now = time.time() if now is None else now
     upload_owners = {p.name for p in (cache / UPLOADS).iterdir()} if (cache / UPLOADS).is_dir() else set()
     runs = [r for r in store.list() if r.record.get("owner")]
+    training = {r.record["owner"] for r in runs if r.status == "running"}
     ended = sorted(
-        s for s in upload_owners | {r.record["owner"] for r in runs} if not _alive(cache, s, max_idle_s, now)
+        s
+        for s in upload_owners | {r.record["owner"] for r in runs}
+        if s not in training and not _alive(cache, s, max_idle_s, now)
     )
     for session in ended:
         for run in runs:
-            if run.record["owner"] == session and run.status != "running":
+            if run.record["owner"] == session:
                 with contextlib.suppress(
                     ValueError
                 ):  # gone already: another server process cleaned up the same session

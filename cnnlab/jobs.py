@@ -1,7 +1,9 @@
-"""Background jobs (a training or a sweep) and the server-wide limit on how many run at once.
+"""Background jobs (a training or a sweep), their server-wide registry, and the limit on how many run at once.
 
 A job runs in a thread that makes no UI calls: it only updates its own state, which a page
-polls and draws. The limit is process-wide, so it holds across every session of one server.
+polls and draws. Jobs belong to the server, not to a browser session: the registry finds a
+training by its run id, or a person's jobs by owner, so a reloaded tab finds its training
+again. The limit is process-wide, so it holds across every session of one server.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cnnlab import background
+from cnnlab.runs import new_run_id
 
 if TYPE_CHECKING:
     from cnnlab.model import ModelConfig
@@ -23,6 +26,8 @@ if TYPE_CHECKING:
     from cnnlab.train import TrainConfig
 
 WAIT_POLL_S = 0.25
+# Finished jobs stay findable this long, so a tab reloaded as a training ends still shows its result.
+KEEP_FINISHED_S = 3600.0
 
 
 class _Slots:
@@ -85,9 +90,24 @@ class Job:
     started: float | None = None
     finished: float | None = None
     stop_event: threading.Event = field(default_factory=threading.Event)
+    kind: str = "training"
+    # Who may see and stop it: a hosted visitor's id, or None (everyone, when not hosted).
+    owner: str | None = None
+    # The run a training writes, known before it starts, so the job can be found by it.
+    run_id: str | None = None
+    created: float = field(default_factory=time.time)
+
+    @property
+    def key(self) -> str:
+        """What the registry finds it by: its run id, or (a sweep) its own id."""
+        return self.run_id or self.id
 
     def start(self) -> Job:
-        """Start the job's thread; it waits for a free slot before doing any work."""
+        """Register the job and start its thread; it waits for a free slot before doing any work.
+
+        A run that already has a job still queued or running cannot get a second one.
+        """
+        _registry.add(self)
         background.submit(self._run)
         return self
 
@@ -148,6 +168,53 @@ class Job:
         self.status = status
 
 
+class _Registry:
+    """Every job this server process started, by key; finished ones are forgotten after a while."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._jobs: dict[str, Job] = {}
+
+    def add(self, job: Job) -> None:
+        with self._lock:
+            current = self._jobs.get(job.key)
+            if current is not None and current is not job and not current.done:
+                raise ValueError(
+                    f"Run {job.key} is already {current.status} in this app; watch it on the Train page "
+                    f"instead of starting it again. Received: run={job.key!r}"
+                )
+            now = time.monotonic()
+            self._jobs = {
+                key: old
+                for key, old in self._jobs.items()
+                if not old.done or now - (old.finished or now) < KEEP_FINISHED_S
+            }
+            self._jobs[job.key] = job
+
+    def get(self, key: str) -> Job | None:
+        with self._lock:
+            return self._jobs.get(key)
+
+    def visible(self, owner: str | None) -> list[Job]:
+        with self._lock:
+            found = [job for job in self._jobs.values() if owner is None or job.owner == owner]
+        return sorted(found, key=lambda job: job.created, reverse=True)
+
+
+_registry = _Registry()
+
+
+def find_job(run_id: str) -> Job | None:
+    """The job (queued, running or recently finished) that trains this run in this server, if any."""
+    return _registry.get(run_id)
+
+
+def visible_jobs(owner: str | None, kind: str | None = None) -> list[Job]:
+    """Jobs `owner` may watch and stop, newest first: every job when `owner` is None (not hosted),
+    else that owner's only. `kind` ("training" or "sweep") narrows them."""
+    return [job for job in _registry.visible(owner) if kind is None or job.kind == kind]
+
+
 def training_job(
     data_dir: str | Path,
     model_config: ModelConfig,
@@ -156,23 +223,70 @@ def training_job(
     store: RunStore,
     limit: int = 1,
     tags: dict[str, Any] | None = None,
+    owner: str | None = None,
 ) -> Job:
-    """A (not yet started) job that trains one run, streaming epochs and batches into the job."""
+    """A (not yet started) job that trains one new run, streaming epochs and batches into the job."""
     from cnnlab.train import train
 
-    def target(job: Job):
-        return train(
-            data_dir,
-            model_config,
-            train_config,
-            store=store,
-            tags=tags,
-            on_epoch=job.add_epoch,
-            on_batch=job.set_progress,
-            stop_event=job.stop_event,
-        )
+    run_id = new_run_id()
+    tags = {**(tags or {}), **({"owner": owner} if owner else {})}
 
-    return Job(target, label=f"Training on {data_dir}", limit=limit, info={"epochs": train_config.epochs})
+    def target(job: Job):
+        return train(data_dir, model_config, train_config, store=store, tags=tags, run_id=run_id, **_hooks(job))
+
+    return Job(
+        target,
+        label=f"Training on {data_dir}",
+        limit=limit,
+        info={"epochs": train_config.epochs},
+        owner=owner,
+        run_id=run_id,
+    )
+
+
+def resume_job(run_id: str, *, store: RunStore, limit: int = 1, owner: str | None = None) -> Job:
+    """A (not yet started) job that resumes an interrupted or stopped run in place."""
+    from cnnlab.resume import resume
+
+    run = store.get(run_id)
+
+    def target(job: Job):
+        return resume(run.id, store=store, **_hooks(job))
+
+    return Job(
+        target,
+        label=f"Resuming {run.name}",
+        limit=limit,
+        info={"epochs": run.record["train_config"]["epochs"]},
+        owner=owner,
+        run_id=run.id,
+    )
+
+
+def continue_job(parent_id: str, epochs: int, *, store: RunStore, limit: int = 1, owner: str | None = None) -> Job:
+    """A (not yet started) job that trains `epochs` more epochs of a completed run as a new run."""
+    from cnnlab.resume import continue_training
+
+    parent = store.get(parent_id)
+    run_id = new_run_id()
+
+    def target(job: Job):
+        tags = {"owner": owner} if owner else None
+        return continue_training(parent.id, epochs, store=store, tags=tags, run_id=run_id, **_hooks(job))
+
+    return Job(
+        target,
+        label=f"Training {parent.name} for {epochs} more epochs",
+        limit=limit,
+        info={"epochs": len(parent.history) + epochs},
+        owner=owner,
+        run_id=run_id,
+    )
+
+
+def _hooks(job: Job) -> dict[str, Any]:
+    """The training callbacks that stream a run's progress into its job."""
+    return {"on_epoch": job.add_epoch, "on_batch": job.set_progress, "stop_event": job.stop_event}
 
 
 def sweep_job(
@@ -212,4 +326,4 @@ def sweep_job(
             tags={"owner": owner} if owner else None,
         )
 
-    return Job(target, label="Sweep", limit=limit, info={"objective": space.objective})
+    return Job(target, label="Sweep", limit=limit, info={"objective": space.objective}, kind="sweep", owner=owner)

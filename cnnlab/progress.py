@@ -25,7 +25,8 @@ class TrainingProgress(keras.callbacks.Callback):
     The best weights (lowest validation loss, or training loss without a validation split) are
     kept in memory and saved to the run after each improving epoch, so a stop, an early stop or
     a crash all leave the best model saved. `on_epoch` gets each epoch's row, `on_batch` each
-    batch's progress; setting `stop_event` ends training after the current batch.
+    batch's progress; setting `stop_event` ends training after the current batch. A training
+    resumed or continued from a saved state starts after `initial_epoch` epochs.
     """
 
     def __init__(
@@ -37,6 +38,7 @@ class TrainingProgress(keras.callbacks.Callback):
         on_epoch: RowCallback | None = None,
         on_batch: RowCallback | None = None,
         stop_event: threading.Event | None = None,
+        initial_epoch: int = 0,
     ) -> None:
         super().__init__()
         self.run, self.steps, self.num_train, self.epochs = run, steps, num_train, epochs
@@ -44,7 +46,7 @@ class TrainingProgress(keras.callbacks.Callback):
         self.best_loss, self.best_epoch = np.inf, 0
         self.best_weights: list[np.ndarray] | None = None
         self.started = self.epoch_started = self.last_batch = time.perf_counter()
-        self.epochs_done = 0
+        self.initial_epoch = self.epochs_done = initial_epoch
         self.batches_done = 0
         self.stopped_by_user = False
 
@@ -57,6 +59,7 @@ class TrainingProgress(keras.callbacks.Callback):
         self.batches_done = batch + 1
         if self.on_batch is not None:
             done = self.epochs_done * self.steps + batch + 1
+            done_here = done - self.initial_epoch * self.steps  # the rate is this process's
             elapsed = self.last_batch - self.started
             total = self.epochs * self.steps
             self.on_batch(
@@ -66,7 +69,7 @@ class TrainingProgress(keras.callbacks.Callback):
                     "steps": self.steps,
                     "fraction": done / total,
                     "elapsed_s": elapsed,
-                    "eta_s": elapsed / done * (total - done),
+                    "eta_s": elapsed / done_here * (total - done),
                 }
             )
         # Checked after reporting, so a stop asked for while this batch was reported is honoured now.

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from cnnlab import heartbeat
 from cnnlab.files import atomic_path, build_folder, write_json
 from cnnlab.settings import DEMO_RUN_DIR, models_dir
 
@@ -21,6 +22,8 @@ RUN_FILE = "run.json"
 MODEL_FILE = "model.keras"
 SPLIT_FILE = "split.json"
 EVALUATION_FILE = "evaluation.json"
+CHECKPOINT_DIR = "checkpoint"
+CHECKPOINT_STATE = "state.json"
 STATUSES = ("running", "completed", "stopped", "failed", "interrupted", "pruned")
 
 
@@ -43,9 +46,9 @@ class Run:
 
     @property
     def status(self) -> str:
-        """The stored status, or "interrupted" when its training process is gone."""
+        """The stored status, or "interrupted" when its training is gone (its heartbeat went stale)."""
         status = self.record.get("status", "failed")
-        if status == "running" and not _writer_alive(self.record):
+        if status == "running" and not heartbeat.is_alive(self.path, self.record):
             return "interrupted"
         return status
 
@@ -63,6 +66,16 @@ class Run:
     def is_demo(self) -> bool:
         """Whether this is the read-only demo model shipped with the app."""
         return self.path.resolve() == DEMO_RUN_DIR.resolve()
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        """Where the training keeps what resuming or continuing it needs (see `cnnlab.checkpoint`)."""
+        return self.path / CHECKPOINT_DIR
+
+    @property
+    def has_checkpoint(self) -> bool:
+        """Whether the run kept a training state to resume or continue from."""
+        return (self.checkpoint_dir / CHECKPOINT_STATE).is_file()
 
     @property
     def model_path(self) -> Path:
@@ -94,6 +107,11 @@ class Run:
         self.record.update(fields)
         write_json(self.path / RUN_FILE, self.record)
 
+    def claim(self) -> None:
+        """Make this process the run's writer again (to resume it), beating its heartbeat now."""
+        heartbeat.beat(self.path)
+        self.update(status="running", pid=os.getpid(), host=socket.gethostname(), error=None)
+
     def append_history(self, row: dict[str, Any]) -> None:
         """Add one epoch's metrics."""
         self.update(history=[*self.history, row])
@@ -101,8 +119,8 @@ class Run:
     def save_model(self, model) -> None:
         """Save the model atomically (Keras writes a temporary file that is renamed into place).
 
-        The optimizer's state is left out: nothing resumes a finished training, and Adam's two
-        moments per weight would triple the file that the app loads and users download.
+        The optimizer's state is left out: Adam's two moments per weight would triple the file that
+        the app loads and users download; resuming and continuing use the checkpoint instead.
         """
         import keras
 
@@ -155,24 +173,6 @@ class Run:
         }
 
 
-def _writer_alive(record: dict[str, Any]) -> bool:
-    if record.get("host") != socket.gethostname():
-        return True  # another machine's process: we cannot tell, so trust the record
-    try:
-        pid = int(record.get("pid", -1))
-    except (ValueError, TypeError):
-        return False
-    if pid <= 0:
-        return False  # os.kill(0 or -1, ...) would signal process groups, not one process
-    try:
-        os.kill(pid, 0)
-    except PermissionError:
-        return True  # it exists, run by another user
-    except OSError:
-        return False
-    return True
-
-
 def library_versions() -> dict[str, str]:
     """Versions that matter for reproducing a run."""
     from importlib.metadata import PackageNotFoundError, version
@@ -184,6 +184,11 @@ def library_versions() -> dict[str, str]:
         except PackageNotFoundError:
             continue
     return found
+
+
+def new_run_id() -> str:
+    """A new run folder name: the time (UTC) plus a random suffix, so names sort by creation."""
+    return datetime.now(UTC).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
 
 
 class RunStore:
@@ -199,7 +204,7 @@ class RunStore:
         `run_id` names the folder (default: creation time plus a random suffix); it must be new.
         """
         self.root.mkdir(parents=True, exist_ok=True)
-        run_id = run_id or datetime.now(UTC).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
+        run_id = run_id or new_run_id()
         if run_id.startswith(".") or Path(run_id).name != run_id or (self.root / run_id).exists():
             raise ValueError(
                 f"A run folder must be a new folder name in the models folder {str(self.root)!r}; choose "
@@ -224,6 +229,7 @@ class RunStore:
 
         def fill(folder: Path) -> None:
             write_json(folder / SPLIT_FILE, split)
+            heartbeat.beat(folder)  # alive from its first listing on
             write_json(folder / RUN_FILE, full)
 
         return Run(build_folder(self.root / run_id, fill), full)

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from cnnlab import data, evaluate
+from cnnlab import data, evaluate, heartbeat
 from cnnlab.checks import check_range
 from cnnlab.model import ModelConfig, build_model, check_trainable
 from cnnlab.runs import Run, RunStore
@@ -51,6 +51,21 @@ class TrainConfig:
         return cls(**{k: v for k, v in d.items() if k in known})
 
 
+@dataclass(frozen=True)
+class Start:
+    """Where a training starts: from scratch, or after `epoch` epochs from a saved state.
+
+    `state` is a checkpoint's state (see `cnnlab.checkpoint`) in `folder`: the run's own, to
+    resume it (`with_best`: its best weights and early stopping's counters carry on), or its
+    parent's, to continue it as a new run (they start afresh).
+    """
+
+    epoch: int = 0
+    folder: Path | None = None
+    state: dict[str, Any] | None = None
+    with_best: bool = False
+
+
 def train(
     data_dir: str | Path,
     model_config: ModelConfig | None = None,
@@ -81,12 +96,37 @@ def train(
     parts = data.split(report.labels, train_config.validation_split, train_config.test_split, train_config.seed)
     prepared = data.prepare(report, model_config.image_size, model_config.color_mode, model_config.resize_mode)
     run = store.create(_record(report, model_config, train_config, name, tags), _split_paths(report, parts), run_id)
-    started = time.perf_counter()
+    return train_run(
+        run, prepared, parts, on_epoch=on_epoch, on_batch=on_batch, stop_event=stop_event, callbacks=callbacks
+    )
+
+
+def train_run(
+    run: Run,
+    prepared: data.PreparedData,
+    parts: dict[str, np.ndarray],
+    start: Start = Start(),
+    *,
+    on_epoch: EpochCallback | None = None,
+    on_batch: BatchCallback | None = None,
+    stop_event: threading.Event | None = None,
+    callbacks: list | None = None,
+) -> Run:
+    """Train a created run from `start` up to its planned epochs, then evaluate and finish it.
+
+    The run's heartbeat beats while it trains, and every complete epoch leaves a resumable
+    checkpoint in the run folder; the record's configs say what to train.
+    """
+    model_config = run.model_config()
+    train_config = TrainConfig.from_dict(run.record["train_config"])
+    # A resumed run's duration includes the epochs it keeps.
+    started = time.perf_counter() - sum(row.get("seconds", 0.0) for row in run.history)
     try:
-        progress, model = _fit(
-            run, prepared, parts, model_config, train_config, on_epoch, on_batch, stop_event, callbacks
-        )
-        _finish(run, model, prepared, parts, progress, started)
+        with heartbeat.beating(run.path):
+            progress, model = _fit(
+                run, prepared, parts, model_config, train_config, start, on_epoch, on_batch, stop_event, callbacks
+            )
+            _finish(run, model, prepared, parts, progress, started)
     except BaseException as exc:
         # Also covers the final evaluation, so a run is never left "running" by its own process.
         run.update(
@@ -118,40 +158,69 @@ def _split_paths(report: data.DatasetReport, parts: dict[str, np.ndarray]) -> di
     return {name: [report.files[i] for i in idx] for name, idx in parts.items()}
 
 
-def _fit(run, prepared, parts, model_config, train_config, on_epoch, on_batch, stop_event, callbacks):
-    """Train a model with the progress callback; returns the callback and the model, holding its best weights."""
+def _fit(run, prepared, parts, model_config, train_config, start, on_epoch, on_batch, stop_event, callbacks):
+    """Train a model with the progress and checkpoint callbacks; returns the callback and the model, holding its best weights."""
     import keras
 
+    from cnnlab import checkpoint
     from cnnlab.progress import TrainingProgress
 
     keras.utils.set_random_seed(train_config.seed)
     model = build_model(model_config, prepared.report.num_classes)
+    best = checkpoint.restore(model, start.folder, start.state, start.with_best) if start.state else None
     train_ds = data.make_dataset(
-        prepared, parts["train"], train_config.batch_size, shuffle=True, seed=train_config.seed
+        prepared,
+        parts["train"],
+        train_config.batch_size,
+        shuffle=True,
+        seed=train_config.seed,
+        epochs=range(start.epoch, train_config.epochs),
     )
     val_ds = (
         data.make_dataset(prepared, parts["validation"], train_config.batch_size) if len(parts["validation"]) else None
     )
     steps = int(np.ceil(len(parts["train"]) / train_config.batch_size))
-    progress = TrainingProgress(run, steps, len(parts["train"]), train_config.epochs, on_epoch, on_batch, stop_event)
+    progress = TrainingProgress(
+        run, steps, len(parts["train"]), train_config.epochs, on_epoch, on_batch, stop_event, start.epoch
+    )
+    if best is not None and start.state is not None:
+        _keep_best(run, model, progress, best, start.state)
     extra = list(callbacks or [])
+    early_stopping = None
     if train_config.patience:
         monitor = "val_loss" if val_ds is not None else "loss"
-        extra.append(keras.callbacks.EarlyStopping(monitor=monitor, patience=train_config.patience))
-    if stop_event is None or not stop_event.is_set():
+        early_stopping = keras.callbacks.EarlyStopping(monitor=monitor, patience=train_config.patience)
+        extra.append(early_stopping)
+    carried = (start.state or {}).get("early_stopping") if start.with_best else None
+    saver = checkpoint.ResumableCheckpoint(run.checkpoint_dir, progress, early_stopping, carried)
+    ended = start.with_best and bool((start.state or {}).get("finished"))  # it had stopped early, then died
+    if stop_event is not None and stop_event.is_set():
+        progress.stopped_by_user = True
+    elif start.epoch < train_config.epochs and not ended:
         model.fit(
             train_ds,
             validation_data=val_ds,
+            steps_per_epoch=steps,
+            initial_epoch=start.epoch,
             epochs=train_config.epochs,
-            callbacks=[progress, *extra],
+            callbacks=[progress, *extra, saver],
             shuffle=False,
             verbose=0,
         )
-    else:
-        progress.stopped_by_user = True
     if progress.best_weights is not None:
         model.set_weights(progress.best_weights)
     return progress, model
+
+
+def _keep_best(run: Run, model, progress, best: list, state: dict[str, Any]) -> None:
+    """Carry a resumed run's best epoch on, and make its saved model that epoch's again: a stopped,
+    half-trained epoch that resuming trains again may have replaced it."""
+    progress.best_weights, progress.best_epoch = best, int(state["best_epoch"])
+    progress.best_loss = np.inf if state.get("best_loss") is None else float(state["best_loss"])
+    latest = model.get_weights()
+    model.set_weights(best)
+    run.save_model(model)
+    model.set_weights(latest)
 
 
 def _finish(run: Run, model, prepared, parts, progress, started: float) -> None:
@@ -167,6 +236,10 @@ def _finish(run: Run, model, prepared, parts, progress, started: float) -> None:
             metrics[key] = pick(values)
     if history:
         metrics["train_images_per_s"] = float(np.median([row["images_per_s"] for row in history]))
+    if not progress.stopped_by_user:
+        from cnnlab import checkpoint
+
+        checkpoint.keep_latest_only(run.checkpoint_dir)
     run.update(
         status="stopped" if progress.stopped_by_user else "completed",
         metrics=metrics,

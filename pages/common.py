@@ -7,9 +7,10 @@ widgets. Nothing here imports TensorFlow at import time: the home page must stay
 from __future__ import annotations
 
 import os
+import re
+import secrets
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import Any
 
 import streamlit as st
 
-from cnnlab import data, hosting, images
+from cnnlab import data, hosting, images, jobs
 from cnnlab.checks import one_line
 from cnnlab.jobs import Job
 from cnnlab.runs import Run, RunStore
@@ -65,11 +66,52 @@ def settings() -> Settings:
     return load_settings()
 
 
+VISITOR_PARAM = "visitor"
+_VISITOR_ID = re.compile(r"[0-9a-f]{16}")
+
+
 def session_id() -> str:
-    """A random id for this browser session (owner of its runs in hosted mode)."""
-    if "session_id" not in st.session_state:
-        st.session_state.session_id = uuid.uuid4().hex[:12]
-    return st.session_state.session_id
+    """This visitor's id (owner of their runs and jobs in hosted mode), kept in the page's address
+    (`?visitor=...`) so that a reload or a reconnect, which start a new Streamlit session, keep it.
+
+    A missing or malformed id gets a new random one. Navigation drops query parameters, so every
+    run puts it back.
+    """
+    visitor = st.session_state.get("visitor") or st.query_params.get(VISITOR_PARAM, "")
+    if not _VISITOR_ID.fullmatch(visitor):
+        visitor = secrets.token_hex(8)
+    st.session_state.visitor = visitor
+    if st.query_params.get(VISITOR_PARAM) != visitor:
+        st.query_params[VISITOR_PARAM] = visitor
+    return visitor
+
+
+@st.cache_resource
+def _remembered() -> dict[str, dict[str, Any]]:
+    """Each person's sidebar settings and dataset, kept by the server: a reload starts a new session."""
+    return {}
+
+
+_KEPT_KEYS = {"dataset"}
+
+
+def restore_setting(key: str) -> None:
+    """Before its widget is drawn in a new session (after a reload), give `key` the person's last value."""
+    _KEPT_KEYS.add(key)
+    saved = _remembered().get(_person(), {})
+    if key not in st.session_state and key in saved:
+        st.session_state[key] = saved[key]
+
+
+def remember_settings() -> None:
+    """Keep this session's current settings (the widget values as this run starts) for a reload."""
+    current = {key: st.session_state[key] for key in _KEPT_KEYS if key in st.session_state}
+    if current:
+        _remembered()[_person()] = current
+
+
+def _person() -> str:
+    return owner() or "local"
 
 
 @st.cache_resource
@@ -80,6 +122,7 @@ def _last_cleanup() -> dict[str, Any]:
 
 def housekeeping() -> None:
     """In hosted mode: mark this session alive and remove what ended sessions left behind."""
+    remember_settings()
     config = settings()
     if not config.hosted:
         return
@@ -111,6 +154,7 @@ def list_runs(sweep: str | None = None) -> list[Run]:
 
 def dataset() -> DatasetChoice:
     """The session's dataset; the built-in sample until the user picks another on the Data page."""
+    restore_setting("dataset")
     if "dataset" not in st.session_state:
         from cnnlab.sample import sample_dir
 
@@ -148,9 +192,28 @@ def forget_models() -> None:
 
 
 def session_busy() -> bool:
-    """Whether this session's training or sweep is still queued or running: one at a time per session."""
-    jobs = (st.session_state.get(key) for key in ("job", "sweep_job"))
-    return any(job is not None and not job.done for job in jobs)
+    """Whether this person (everyone, when not hosted) has a training or sweep queued or running in
+    any tab: one at a time."""
+    return any(not job.done for job in jobs.visible_jobs(owner()))
+
+
+def watched_job(kind: str = "training") -> Job | None:
+    """The job a page shows: for a training, the run picked on the Runs page; else this person's
+    newest queued or running one (a reloaded tab finds it again); else the one this session started."""
+    key = "job" if kind == "training" else "sweep_job"
+    picked = jobs.find_job(st.session_state.get("watch", "")) if kind == "training" else None
+    active = [job for job in jobs.visible_jobs(owner(), kind) if not job.done]
+    if picked is not None and picked.owner == owner():
+        st.session_state[key] = picked
+    elif active:
+        st.session_state[key] = active[0]
+    return st.session_state.get(key)
+
+
+def watch(job: Job) -> None:
+    """Show this training on the Train page (the Runs page's Watch, Resume and Train more)."""
+    st.session_state.watch = job.key
+    st.session_state.job = job
 
 
 def selected_run_id() -> str | None:

@@ -1,10 +1,24 @@
 """Runs: every training, compared side by side; rename, delete, download and export."""
 
+from collections.abc import Callable
+
 import pandas as pd
 import streamlit as st
 
-from cnnlab import charts
-from pages.common import describe_run, forget_models, list_runs, select_run, show_error, store
+from cnnlab import charts, jobs
+from cnnlab.resume import RESUMABLE
+from pages.common import (
+    describe_run,
+    forget_models,
+    list_runs,
+    owner,
+    select_run,
+    session_busy,
+    settings,
+    show_error,
+    store,
+    watch,
+)
 
 PARAMS = [
     "conv_blocks",
@@ -73,6 +87,34 @@ if run.model_path.exists():
     cols[1].download_button(
         "Download .keras model", run.model_path.read_bytes(), f"{run.name}.keras", icon=":material/download:"
     )
+
+
+def start_and_watch(make_job: Callable[..., jobs.Job], *args) -> None:
+    """Start a resume or continue job and show it on the Train page."""
+    try:
+        job = make_job(*args, store=store(), limit=settings().max_concurrent_trainings, owner=owner()).start()
+    except ValueError as exc:
+        show_error(exc)
+        return
+    watch(job)
+    st.switch_page("pages/train.py")
+
+
+job = jobs.find_job(run.id)
+if run.status == "running" and job is not None and job.owner == owner():
+    if st.button("Watch it train", icon=":material/monitoring:"):
+        watch(job)
+        st.switch_page("pages/train.py")
+elif run.status == "running":
+    st.caption("Training in another process (the command line, or another server); its curves grow as epochs end.")
+elif run.status in RESUMABLE and not run.is_demo:
+    st.caption(f"This run is {run.status}: resuming trains on from its last complete epoch, as if it never stopped.")
+    if st.button("Resume", icon=":material/play_arrow:", disabled=session_busy()):
+        start_and_watch(jobs.resume_job, run.id)
+elif run.status == "completed" and run.has_checkpoint:
+    more = st.number_input("More epochs", 1, 200, 5, key="more-epochs")
+    if st.button(f"Train {more} more epochs", icon=":material/add:", disabled=session_busy()):
+        start_and_watch(jobs.continue_job, run.id, int(more))
 
 with st.expander("Export (Keras, SavedModel, TensorFlow Lite)"):
     from cnnlab.export import EXPORT_FORMATS, export_archive, export_run, read_export

@@ -5,7 +5,7 @@ import streamlit as st
 
 from cnnlab import charts, jobs
 from cnnlab.sweep import OBJECTIVES, default_storage, space_from_dict
-from pages.common import dataset, live_job, owner, session_busy, settings, show_error, store
+from pages.common import dataset, live_job, owner, session_busy, settings, show_error, store, watched_job
 
 st.title("Sweep")
 st.caption(
@@ -72,7 +72,7 @@ except ValueError as exc:
     show_error(exc)
     st.stop()
 
-job = st.session_state.get("sweep_job")
+job = watched_job("sweep")
 if st.button("Start sweep", type="primary", disabled=session_busy(), icon=":material/play_arrow:"):
     st.session_state.sweep_job = jobs.sweep_job(
         dataset().path,

@@ -5,7 +5,7 @@ import streamlit as st
 
 from cnnlab import charts, jobs
 from cnnlab.model import check_trainable
-from pages.common import dataset, live_job, owner, scan, session_busy, settings, show_error, store
+from pages.common import dataset, live_job, owner, scan, session_busy, settings, show_error, store, watched_job
 from pages.widgets import model_config_sidebar, train_config_sidebar
 
 st.title("Train")
@@ -48,18 +48,19 @@ with st.expander(
 ):
     st.dataframe(layers, hide_index=True)
 
-job = st.session_state.get("job")
+job = watched_job()  # after a reload too: jobs belong to the server, not to the browser session
 if st.button("Start training", type="primary", disabled=session_busy(), icon=":material/play_arrow:"):
-    tags = {"owner": owner()} if owner() else None
     job = jobs.training_job(
-        chosen.path, model_config, train_config, store=store(), limit=settings().max_concurrent_trainings, tags=tags
+        chosen.path, model_config, train_config, store=store(), limit=settings().max_concurrent_trainings, owner=owner()
     )
     st.session_state.job = job.start()
+    st.session_state.pop("watch", None)
     st.rerun()
 
 
 def progress_panel(job: jobs.Job) -> None:
     """Progress bar, timing and the two live charts."""
+    st.caption(f"Run {job.run_id}")
     if job.status == "queued":
         st.info(job.message or "Waiting to start...", icon=":material/hourglass_top:")
         return

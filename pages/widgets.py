@@ -1,7 +1,8 @@
 """Sidebar widget groups for the model and training configs; each returns the chosen config.
 
 Every widget keeps its value for the whole session (`kept`), so a visit to another page does
-not reset the settings a user made.
+not reset the settings a user made, and the server remembers them per person, so a reload
+does not either.
 """
 
 from __future__ import annotations
@@ -11,13 +12,16 @@ import streamlit as st
 from cnnlab.images import COLOR_MODES, RESIZE_MODES
 from cnnlab.model import FLIPS, HEADS, OPTIMIZERS, POOLINGS, ModelConfig
 from cnnlab.train import TrainConfig
+from pages.common import restore_setting
 
 IMAGE_SIZES = [32, 48, 64, 96, 128, 160, 224]
 LEARNING_RATES = [1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1]
 
 
 def kept(key: str) -> dict[str, str]:
-    """A widget's key, and keeping its value for the session when the user moves to another page."""
+    """A widget's key, keeping its value for the session when the user moves to another page and
+    restoring the person's last value after a reload."""
+    restore_setting(key)
     return {"key": key, "persist_state": "session"}
 
 

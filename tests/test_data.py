@@ -295,7 +295,7 @@ def test_shuffle_depends_on_the_seed(make_dataset):
     indices = np.arange(24)
 
     def order(seed):
-        batches = batches_of(data.make_dataset(prepared, indices, 5, shuffle=True, seed=seed))
+        batches = batches_of(data.make_dataset(prepared, indices, 5, shuffle=True, seed=seed, epochs=range(1)))
         return np.concatenate([x for x, _ in batches]), np.concatenate([y for _, y in batches])
 
     (images_a, labels_a), (images_b, labels_b), (images_c, _) = order(1), order(1), order(2)
@@ -308,3 +308,22 @@ def test_shuffle_depends_on_the_seed(make_dataset):
     seen = [position[image.tobytes()] for image in images_a]
     assert sorted(seen) == list(range(24))  # ... yet every image exactly once
     np.testing.assert_array_equal(labels_a, prepared.labels[seen])  # labels travel with their images
+
+
+def test_each_epoch_has_its_own_order_that_a_resumed_training_sees_again(make_dataset):
+    prepared = data.prepare(data.scan(make_dataset(per_class=4)), (16, 16))
+    indices = np.arange(3, 12)
+
+    def labels(epochs: range) -> list[np.ndarray]:
+        batches = batches_of(data.make_dataset(prepared, indices, 4, shuffle=True, seed=5, epochs=epochs))
+        return [y for _, y in batches]
+
+    whole, resumed = labels(range(4)), labels(range(2, 4))
+    assert [len(y) for y in whole] == [4, 4, 1] * 4  # batches never straddle two epochs
+    assert all(np.array_equal(a, b) for a, b in zip(whole[6:], resumed, strict=True))
+    orders = [data.epoch_order(indices, 5, epoch) for epoch in range(4)]
+    assert all(sorted(order) == list(indices) for order in orders)
+    assert len({order.tobytes() for order in orders}) == 4  # a new order every epoch
+    np.testing.assert_array_equal(np.concatenate(whole), np.concatenate([prepared.labels[o] for o in orders]))
+    with pytest.raises(ValueError, match=r"needs the range of epochs.*Received: epochs=None"):
+        data.make_dataset(prepared, indices, 4, shuffle=True)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from cnnlab import runs
+from cnnlab import heartbeat, runs
 from cnnlab.runs import RunStore
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -43,7 +43,7 @@ def test_create_writes_a_complete_run_folder(tmp_path):
     assert record["history"] == [] and record["metrics"] == {} and record["error"] is None
     assert "python" in record["versions"]
     assert run.split() == split
-    assert sorted(p.name for p in run.path.iterdir()) == ["run.json", "split.json"]
+    assert sorted(p.name for p in run.path.iterdir()) == ["heartbeat", "run.json", "split.json"]
     assert [p.name for p in (tmp_path / "models").iterdir()] == [run.id]  # no staging folder left
 
 
@@ -61,12 +61,12 @@ def test_update_and_history_are_written_atomically(tmp_path):
     again = RunStore(tmp_path, include_demo=False).get(run.id)
     assert [row["epoch"] for row in again.history] == [1, 2]
     assert again.status == "completed"
-    assert sorted(p.name for p in run.path.iterdir()) == ["run.json", "split.json"]  # no temp files
+    assert sorted(p.name for p in run.path.iterdir()) == ["heartbeat", "run.json", "split.json"]  # no temp files
 
 
 def test_a_running_run_whose_writer_is_gone_is_interrupted(tmp_path):
     store = RunStore(tmp_path, include_demo=False)
-    run = make_run(store)
+    run = make_run(store)  # its heartbeat is fresh: created just now
     run.update(pid=dead_pid())
     assert store.get(run.id).status == "interrupted"
     run.update(pid=None)
@@ -74,9 +74,58 @@ def test_a_running_run_whose_writer_is_gone_is_interrupted(tmp_path):
     run.update(pid=0)  # not "every process in my group"
     assert store.get(run.id).status == "interrupted"
     run.update(host="another-machine", pid=dead_pid())
-    assert store.get(run.id).status == "running"  # cannot tell for another machine: trust the record
+    assert store.get(run.id).status == "running"  # another machine's pid cannot be checked: the heartbeat decides
     run.update(host=socket.gethostname(), status="completed")
     assert store.get(run.id).status == "completed"
+
+
+def age_heartbeat(run, seconds: float) -> None:
+    beat = run.path / heartbeat.HEARTBEAT_FILE
+    then = time.time() - seconds
+    os.utime(beat, (then, then))
+
+
+def test_a_stale_heartbeat_is_interrupted_whatever_pid_and_host_it_recorded(tmp_path):
+    store = RunStore(tmp_path, include_demo=False)
+    unrelated = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        run = make_run(store, name="orphan")
+        run.update(pid=unrelated.pid)  # a live process that is not the training (a reused pid)
+        assert store.get(run.id).status == "running"
+        age_heartbeat(run, heartbeat.STALE_S + 5)
+        assert store.get(run.id).status == "interrupted"
+        assert store.get(run.id).summary()["status"] == "interrupted"
+        run.update(host="a-container-that-was-recreated")
+        assert store.get(run.id).status == "interrupted"
+        store.rename(run.id, "renamed orphan")  # no longer locked as "still training"
+        store.delete(run.id)
+        assert store.list() == []
+    finally:
+        unrelated.kill()
+        unrelated.wait()
+
+
+def test_a_record_without_a_heartbeat_is_interrupted(tmp_path):
+    store = RunStore(tmp_path, include_demo=False)
+    run = make_run(store)
+    (run.path / heartbeat.HEARTBEAT_FILE).unlink()  # a run written before heartbeats existed
+    assert store.get(run.id).status == "interrupted"
+
+
+def test_a_training_beats_while_it_runs_and_stops_beating_after(tmp_path):
+    store = RunStore(tmp_path, include_demo=False)
+    run = make_run(store)
+    age_heartbeat(run, heartbeat.STALE_S + 5)
+    with heartbeat.beating(run.path, every_s=0.05):
+        assert store.get(run.id).status == "running"  # beaten on entry
+        age_heartbeat(run, heartbeat.STALE_S + 5)
+        deadline = time.monotonic() + 10
+        while heartbeat.age_s(run.path) > 1 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert heartbeat.age_s(run.path) < 1  # beaten again by the timer thread
+    age_heartbeat(run, 10)
+    time.sleep(0.2)
+    assert heartbeat.age_s(run.path) >= 10  # no beat after the block
 
 
 def test_listing_skips_leftovers_and_broken_folders(tmp_path):

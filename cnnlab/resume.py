@@ -1,0 +1,143 @@
+"""Resuming a run in place after an interruption or a stop, and continuing a completed run as a new one.
+
+Both start from a checkpoint that training leaves in the run folder after every complete epoch
+(see `cnnlab.checkpoint`), on the dataset and split the run recorded.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cnnlab import data
+from cnnlab.checks import check_range
+from cnnlab.runs import Run, RunStore
+from cnnlab.train import BatchCallback, EpochCallback, Start, TrainConfig, train_run
+
+RESUMABLE = ("interrupted", "stopped", "failed")
+
+
+def resume(
+    ref: str | Path,
+    *,
+    store: RunStore | None = None,
+    on_epoch: EpochCallback | None = None,
+    on_batch: BatchCallback | None = None,
+    stop_event: threading.Event | None = None,
+    callbacks: list | None = None,
+) -> Run:
+    """Continue an interrupted, stopped or failed run in place, from its last complete epoch to its
+    planned epochs, as if it had never stopped.
+
+    Epochs after the checkpoint (a half-trained stopped epoch, one that died before its checkpoint)
+    leave the history and are trained again, so it has each epoch once. `on_epoch` first gets the
+    epochs the run keeps, then each new one.
+    """
+    store = store or RunStore()
+    run = store.get(ref)
+    if run.is_demo or run.status not in RESUMABLE:
+        hint = {
+            "running": "it is still training",
+            "completed": "train more epochs as a new run with `train --continue-from` instead",
+        }.get(run.status, "only an interrupted, stopped or failed run can be resumed")
+        raise ValueError(f"Run '{run.name}' is {run.status} and cannot be resumed; {hint}. Received: run={run.id!r}")
+    prepared, parts = run_data(run)
+    start = _resume_point(run, store)
+    run.claim()
+    run.update(history=[row for row in run.history if row["epoch"] <= start.epoch], metrics={})
+    if on_epoch is not None:
+        for row in run.history:
+            on_epoch(row)
+    return train_run(
+        run, prepared, parts, start, on_epoch=on_epoch, on_batch=on_batch, stop_event=stop_event, callbacks=callbacks
+    )
+
+
+def continue_training(
+    ref: str | Path,
+    epochs: int,
+    *,
+    store: RunStore | None = None,
+    name: str | None = None,
+    tags: dict[str, Any] | None = None,
+    run_id: str | None = None,
+    on_epoch: EpochCallback | None = None,
+    on_batch: BatchCallback | None = None,
+    stop_event: threading.Event | None = None,
+    callbacks: list | None = None,
+) -> Run:
+    """Train `epochs` more epochs of a completed run as a new run, from its final weights and
+    optimizer state, on the same dataset and split.
+
+    The new run's history continues the parent's epoch numbering (a parent of 8 epochs: 9, 10,
+    ...), its record names the parent (`parent`) and the epoch it started after
+    (`initial_epoch`), and its model is the best of its own epochs.
+    """
+    check_range("epochs", epochs, 1, 1000, int)
+    store = store or RunStore()
+    parent = store.get(ref)
+    if parent.status != "completed":
+        hint = "resume it instead" if parent.status in RESUMABLE else "wait until it ends"
+        raise ValueError(
+            f"Run '{parent.name}' is {parent.status}; only a completed run can be continued, {hint}. "
+            f"Received: run={parent.id!r}"
+        )
+    start = _continue_point(parent)
+    prepared, parts = run_data(parent)
+    train_config = TrainConfig.from_dict({**parent.record["train_config"], "epochs": start.epoch + epochs})
+    record = {
+        **{key: parent.record[key] for key in ("model_config", "class_names", "dataset")},
+        "name": name or f"{parent.name} +{epochs}",
+        "train_config": train_config.to_dict(),
+        "parent": parent.id,
+        "initial_epoch": start.epoch,
+        **(tags or {}),
+    }
+    run = store.create(record, parent.split(), run_id)
+    return train_run(
+        run, prepared, parts, start, on_epoch=on_epoch, on_batch=on_batch, stop_event=stop_event, callbacks=callbacks
+    )
+
+
+def run_data(run: Run) -> tuple[data.PreparedData, dict[str, np.ndarray]]:
+    """The run's prepared dataset and its recorded split, as indices into it."""
+    root = run.dataset_root()
+    report = data.scan(root)
+    index = {path: i for i, path in enumerate(report.files)}
+    split = run.split()
+    missing = [path for paths in split.values() for path in paths if path not in index]
+    if missing:
+        raise ValueError(
+            f"{len(missing)} image(s) of run '{run.name}' are no longer in its dataset folder {root} (for example "
+            f"{missing[0]}); put them back to resume or continue it, or train a new run. Received: run={run.id!r}"
+        )
+    parts = {part: np.asarray([index[p] for p in paths], dtype=np.int64) for part, paths in split.items()}
+    config = run.model_config()
+    return data.prepare(report, config.image_size, config.color_mode, config.resize_mode), parts
+
+
+def _resume_point(run: Run, store: RunStore) -> Start:
+    """The run's last checkpoint; without one (it died in its first epoch), where it began."""
+    from cnnlab.checkpoint import read_state
+
+    state = read_state(run.checkpoint_dir)
+    if state is not None:
+        return Start(int(state["epoch"]), run.checkpoint_dir, state, with_best=True)
+    if run.record.get("parent"):
+        return _continue_point(store.get(run.record["parent"]))
+    return Start()
+
+
+def _continue_point(parent: Run) -> Start:
+    from cnnlab.checkpoint import read_state
+
+    state = read_state(parent.checkpoint_dir)
+    if state is None:
+        raise ValueError(
+            f"Run '{parent.name}' kept no training state to continue from (it was trained before runs kept "
+            f"one, or its checkpoint folder was deleted); train a new run instead. Received: run={parent.id!r}"
+        )
+    return Start(int(state["epoch"]), parent.checkpoint_dir, state, with_best=False)
