@@ -355,15 +355,17 @@ def _interruptible(args: argparse.Namespace, work: Callable[[threading.Event], A
     stop = threading.Event()
     future = background.submit(work, stop)
     try:
-        return background.wait(future)
-    except KeyboardInterrupt:
-        print(
-            "\nStopping after the current batch (the best weights are kept; Ctrl-C again to abort)...", file=sys.stderr
-        )
-        args.interrupted = True
-        stop.set()
-    try:
-        return background.wait(future)
+        try:
+            return background.wait(future)
+        except KeyboardInterrupt:
+            # Everything from here on is covered by the outer handler: a second Ctrl-C may come at any moment.
+            args.interrupted = True
+            stop.set()
+            print(
+                "\nStopping after the current batch (the best weights are kept; Ctrl-C again to abort)...",
+                file=sys.stderr,
+            )
+            return background.wait(future)
     except KeyboardInterrupt:
         print(f"\nAborted. {aborted}", file=sys.stderr)
         sys.stdout.flush()

@@ -69,7 +69,7 @@ def running_jobs() -> int:
     return _slots.running
 
 
-@dataclass
+@dataclass(eq=False)  # a job is itself, not the value of its fields
 class Job:
     """One background job's state. `target(job)` does the work and reports through the job."""
 

@@ -106,8 +106,9 @@ def restore_setting(key: str) -> None:
 def remember_settings() -> None:
     """Keep this session's current settings (the widget values as this run starts) for a reload."""
     current = {key: st.session_state[key] for key in _KEPT_KEYS if key in st.session_state}
-    if current:
-        _remembered()[_person()] = current
+    if current:  # merged: a page without the sidebar has only some of them
+        remembered = _remembered()
+        remembered[_person()] = {**remembered.get(_person(), {}), **current}
 
 
 def _person() -> str:

@@ -78,7 +78,7 @@ if study:
 
 st.subheader("Manage a run")
 by_id = {r.id: r for r in runs}
-run = by_id[st.selectbox("Run", list(by_id), format_func=lambda i: describe_run(by_id[i]))]
+run = by_id[st.selectbox("Run", list(by_id), format_func=lambda i: describe_run(by_id[i]), key="manage-run")]
 cols = st.columns(3)
 if cols[0].button("Open in Evaluate and Predict", icon=":material/open_in_new:"):
     select_run(run.id)
@@ -113,7 +113,7 @@ elif run.status in RESUMABLE and not run.is_demo:
         start_and_watch(jobs.resume_job, run.id)
 elif run.status == "completed" and run.has_checkpoint:
     more = st.number_input("More epochs", 1, 200, 5, key="more-epochs")
-    if st.button(f"Train {more} more epochs", icon=":material/add:", disabled=session_busy()):
+    if st.button(f"Train {more} more epoch{'s' * (more > 1)}", icon=":material/add:", disabled=session_busy()):
         start_and_watch(jobs.continue_job, run.id, int(more))
 
 with st.expander("Export (Keras, SavedModel, TensorFlow Lite)"):

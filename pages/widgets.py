@@ -12,7 +12,7 @@ import streamlit as st
 from cnnlab.images import COLOR_MODES, RESIZE_MODES
 from cnnlab.model import FLIPS, HEADS, OPTIMIZERS, POOLINGS, ModelConfig
 from cnnlab.train import TrainConfig
-from pages.common import restore_setting
+from pages.common import remember_settings, restore_setting
 
 IMAGE_SIZES = [32, 48, 64, 96, 128, 160, 224]
 LEARNING_RATES = [1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1]
@@ -79,6 +79,7 @@ def model_config_sidebar(default: ModelConfig = ModelConfig()) -> ModelConfig:
         format_func=lambda v: f"{v:g}",
         **kept("learning_rate"),
     )
+    remember_settings()
     return ModelConfig(
         image_size=(side, side),
         color_mode=color_mode,
@@ -121,6 +122,7 @@ def train_config_sidebar(default: TrainConfig = TrainConfig()) -> TrainConfig:
         "Validation split", 0.05, 0.4, default.validation_split, 0.05, **kept("validation_split")
     )
     test_split = sb.slider("Test split", 0.05, 0.4, default.test_split, 0.05, **kept("test_split"))
+    remember_settings()
     return TrainConfig(
         epochs=int(epochs),
         batch_size=batch_size,

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import streamlit as st
 from conftest import digits, image_bytes, mnist_npz, publish
 from PIL import Image
 from streamlit.testing.v1 import AppTest
@@ -36,6 +37,7 @@ TIMEOUT = 180
 def app(app_cache, isolated_dirs, monkeypatch):
     """A fresh session of the whole app (navigation included) with an empty run store."""
     monkeypatch.setenv("CNNLAB_CACHE_DIR", str(app_cache))
+    st.cache_resource.clear()  # the settings an earlier test's "person" left on this server
     return start_app()
 
 
@@ -188,6 +190,58 @@ def test_stop_ends_training_as_a_stopped_run(app, isolated_dirs):
     run = RunStore(isolated_dirs[1], include_demo=False).list()[0]
     assert run.status == "stopped" and 1 <= len(run.history) < 60
     assert run.model_path.exists()
+
+
+def wait_for_epochs(job, count: int) -> None:
+    deadline = time.monotonic() + TIMEOUT
+    while len(job.history) < count and not job.done and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert len(job.history) >= count, f"job {job.status} after {len(job.history)} epochs: {job.error}"
+
+
+def test_a_reloaded_tab_finds_the_running_training_its_stop_and_its_settings(app, isolated_dirs):
+    at = open_page(app, "pages/train.py")
+    tiny_training(at, epochs=60)
+    job = at.session_state["job"]
+    wait_for_epochs(job, 1)
+
+    reloaded = open_page(start_app(), "pages/train.py")  # a reload starts a new session on the same server
+    assert reloaded.session_state["job"] is job
+    assert reloaded.sidebar.number_input(key="epochs").value == 60  # the sidebar settings came back
+    assert next(b for b in reloaded.button if b.label == "Start training").disabled
+    next(b for b in reloaded.button if b.label == "Stop").click().run()
+    assert wait_for_job(reloaded, "job", timeout=60).status == "stopped"
+    run = RunStore(isolated_dirs[1], include_demo=False).get(job.run_id)
+    assert run.status == "stopped" and run.model_path.exists()
+
+
+def test_the_runs_page_resumes_a_stopped_run_and_trains_a_completed_one_more(app, isolated_dirs):
+    store = RunStore(isolated_dirs[1], include_demo=False)
+    at = open_page(app, "pages/train.py")
+    tiny_training(at, epochs=3)
+    job = at.session_state["job"]
+    wait_for_epochs(job, 1)
+    job.stop()
+    stopped = wait_for_job(at, "job").result
+    assert stopped.status == "stopped" and len(stopped.history) < 3
+
+    at = open_page(at, "pages/runs.py")
+    at.selectbox(key="manage-run").set_value(stopped.id).run()
+    next(b for b in at.button if b.label == "Resume").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.session_state["job"].run_id == stopped.id  # shown on the Train page
+    assert wait_for_job(at, "job").status == "completed"
+    resumed = store.get(stopped.id)
+    assert resumed.status == "completed" and [row["epoch"] for row in resumed.history] == [1, 2, 3]
+
+    at = open_page(at, "pages/runs.py")
+    at.selectbox(key="manage-run").set_value(stopped.id).run()
+    at.number_input(key="more-epochs").set_value(1).run()
+    next(b for b in at.button if b.label == "Train 1 more epoch").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    child = store.get(wait_for_job(at, "job").run_id)
+    assert child.status == "completed" and child.record["parent"] == stopped.id
+    assert [row["epoch"] for row in child.history] == [4]
 
 
 def test_predict_rejects_a_non_image_with_a_message(app, trained_run, monkeypatch):

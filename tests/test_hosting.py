@@ -1,11 +1,12 @@
 """Hosted-mode housekeeping: ended sessions lose their uploads and runs; live ones keep them."""
 
 import os
+import re
 import time
 
 import pytest
 
-from cnnlab import hosting
+from cnnlab import heartbeat, hosting
 from cnnlab.runs import RunStore
 from cnnlab.settings import check_upload_size, load_settings
 
@@ -60,14 +61,22 @@ def test_an_ended_sessions_decoded_images_go_with_its_upload(tmp_path):
     assert not hosting.uploads_dir(cache, "gone").exists()
 
 
-def test_a_run_still_training_is_not_deleted(tmp_path):
+def test_a_running_training_keeps_its_idle_visitor_until_it_dies(tmp_path):
     cache, store = tmp_path / "cache", RunStore(tmp_path / "models", include_demo=False)
-    run = store.create(
-        {"owner": "gone", "model_config": {}, "train_config": {}}, {"train": [], "validation": [], "test": []}
+    upload = hosting.uploads_dir(cache, "tab-closed") / "abc"
+    upload.mkdir(parents=True)
+    done = make_run(store, "tab-closed")
+    training = store.create(
+        {"owner": "tab-closed", "model_config": {}, "train_config": {}}, {"train": [], "validation": [], "test": []}
     )
-    assert run.status == "running"
-    hosting.cleanup_ended_sessions(cache, store)
-    assert [r.id for r in store.list()] == [run.id]
+    assert training.status == "running"
+    assert hosting.cleanup_ended_sessions(cache, store) == []  # no heartbeat from a tab, but a training
+    assert {r.id for r in store.list()} == {done.id, training.id} and upload.is_dir()
+
+    stale = time.time() - 2 * heartbeat.STALE_S  # the training process died (the server restarted)
+    os.utime(training.path / heartbeat.HEARTBEAT_FILE, (stale, stale))
+    assert hosting.cleanup_ended_sessions(cache, store) == ["tab-closed"]
+    assert store.list() == [] and not upload.exists()
 
 
 def test_hosted_upload_cap_is_a_clear_message():
@@ -138,7 +147,7 @@ def test_a_second_training_waits_its_turn_and_sessions_see_only_their_runs(hoste
     wait_for_job(second, "job")
 
     first_run, second_run = job.result, waiting.result
-    assert first_run.record["owner"] == first.session_state["session_id"]
+    assert first_run.record["owner"] == first.session_state["visitor"] == first.query_params["visitor"]
     for at, mine, theirs in ((first, first_run, second_run), (second, second_run, first_run)):
         listed = open_page(at, "pages/runs.py").dataframe[0].value["id"].tolist()
         assert mine.id in listed and theirs.id not in listed
@@ -158,3 +167,36 @@ def test_hosted_train_page_refuses_a_step_too_big_for_the_server(hosted):
     assert not at.exception, [e.value for e in at.exception]
     assert len(at.error) == 1 and "MB per step" in at.error[0].value
     assert not [b for b in at.button if b.label == "Start training"]
+
+
+def test_a_visitor_keeps_identity_training_and_settings_across_a_reload_and_strangers_see_none(hosted):
+    from streamlit.testing.v1 import AppTest
+    from test_app import APP, TIMEOUT, open_page, start_app, tiny_training, wait_for_epochs, wait_for_job
+
+    def reload(visitor: str) -> AppTest:
+        at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+        at.query_params["visitor"] = visitor  # what the reloaded page's address carries
+        return at.run()
+
+    first = open_page(start_app(), "pages/train.py")
+    visitor = first.query_params["visitor"]
+    assert re.fullmatch(r"[0-9a-f]{16}", visitor)
+    tiny_training(first, epochs=60)
+    job = first.session_state["job"]
+    wait_for_epochs(job, 1)
+
+    stranger = open_page(start_app(), "pages/train.py")
+    assert stranger.query_params["visitor"] != visitor and "job" not in stranger.session_state
+    assert not [b for b in stranger.button if b.label == "Stop"]
+    assert stranger.sidebar.number_input(key="epochs").value == 10  # the defaults, not the other visitor's
+    assert job.run_id not in open_page(stranger, "pages/runs.py").dataframe[0].value["id"].tolist()
+    forged = reload("../../etc/passwd")
+    assert re.fullmatch(r"[0-9a-f]{16}", forged.query_params["visitor"]) and "job" not in forged.session_state
+
+    reloaded = open_page(reload(visitor), "pages/train.py")
+    assert reloaded.query_params["visitor"] == visitor and reloaded.session_state["job"] is job
+    assert reloaded.sidebar.number_input(key="epochs").value == 60
+    next(b for b in reloaded.button if b.label == "Stop").click().run()
+    assert wait_for_job(reloaded, "job", timeout=60).status == "stopped"
+    listed = open_page(reloaded, "pages/runs.py").dataframe[0].value
+    assert listed.set_index("id").loc[job.run_id, "status"] == "stopped"

@@ -109,3 +109,35 @@ def test_raising_the_limit_while_jobs_wait_starts_them_at_once():
     assert holder.status == "running" and jobs.running_jobs() == 3
     release.set()
     assert all(wait_for(lambda j=j: j.done) for j in (holder, waiting, raised))
+
+
+def test_the_registry_finds_a_training_by_run_id_and_shows_each_owner_only_theirs():
+    release = threading.Event()
+    mine = jobs.Job(lambda j: release.wait(10), owner="visitor-a", run_id="run-of-a").start()
+    theirs = jobs.Job(lambda j: release.wait(10), owner="visitor-b", run_id="run-of-b", kind="sweep").start()
+    try:
+        assert jobs.find_job("run-of-a") is mine and jobs.find_job("run-of-b") is theirs
+        assert mine in jobs.visible_jobs("visitor-a") and theirs not in jobs.visible_jobs("visitor-a")
+        assert jobs.visible_jobs("visitor-b", "training") == [] and jobs.visible_jobs("visitor-b", "sweep") == [theirs]
+        assert {mine, theirs} <= set(jobs.visible_jobs(None))  # not hosted: everyone sees every job
+        with pytest.raises(ValueError, match=r"Run run-of-a is already (queued|running).*Received: run='run-of-a'"):
+            jobs.Job(lambda j: None, run_id="run-of-a").start()
+    finally:
+        release.set()
+    assert wait_for(lambda: mine.done and theirs.done)
+    again = jobs.Job(lambda j: "resumed", run_id="run-of-a").start()  # a finished run's job may be replaced
+    assert wait_for(lambda: again.done) and jobs.find_job("run-of-a") is again
+
+
+def test_a_training_job_knows_its_run_id_before_it_starts(tmp_path, make_dataset):
+    from conftest import tiny_model_config, tiny_train_config
+
+    from cnnlab.runs import RunStore
+
+    store = RunStore(tmp_path / "models", include_demo=False)
+    job = jobs.training_job(make_dataset(per_class=4), tiny_model_config(), tiny_train_config(epochs=1), store=store)
+    assert job.run_id and job.status == "queued" and jobs.find_job(job.run_id) is None  # registered on start
+    job.start()
+    assert jobs.find_job(job.run_id) is job
+    assert wait_for(lambda: job.done, timeout=120) and job.status == "completed", job.error
+    assert job.result.id == job.run_id and store.get(job.run_id).status == "completed"

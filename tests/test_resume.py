@@ -1,0 +1,180 @@
+"""Resume and continue: a stopped or killed run trains on as if it never stopped; a completed run
+trains more epochs as a new run. Compared against uninterrupted runs with the same seed (CPU)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from conftest import tiny_model_config, tiny_train_config
+
+from cnnlab.checkpoint import read_state
+from cnnlab.cli import main
+from cnnlab.resume import continue_training, resume
+from cnnlab.runs import RunStore
+from cnnlab.train import train
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")
+# Dropout and a random flip, so the layers' random generators are part of what must be restored.
+RANDOM_MODEL = {"dropout": 0.25, "flip": "horizontal"}
+
+
+def curves(run) -> list[tuple]:
+    """Each epoch's number and metrics, the figures that must match between two runs."""
+    return [(row["epoch"], *(row[k] for k in METRICS)) for row in run.history]
+
+
+def outcome(run) -> tuple:
+    metrics = run.record["metrics"]
+    return metrics["test_accuracy"], metrics["test_loss"], run.record["best_epoch"], run.status
+
+
+def test_a_stopped_run_resumes_to_the_same_result_as_one_that_never_stopped(make_dataset, tmp_path):
+    data_dir = make_dataset(per_class=8)
+    store = RunStore(tmp_path / "models", include_demo=False)
+    config = tiny_train_config(epochs=5, patience=2)
+    whole = train(data_dir, tiny_model_config(**RANDOM_MODEL), config, store=store)
+
+    stop = threading.Event()
+    stopped = train(
+        data_dir,
+        tiny_model_config(**RANDOM_MODEL),
+        config,
+        store=store,
+        on_batch=lambda p: stop.set() if (p["epoch"], p["batch"]) == (3, 2) else None,  # mid-epoch 3
+        stop_event=stop,
+    )
+    assert stopped.status == "stopped" and [row["epoch"] for row in stopped.history] == [1, 2, 3]
+    assert stopped.history[-1]["partial"] and read_state(stopped.checkpoint_dir)["epoch"] == 2
+
+    replayed: list[dict] = []
+    resumed = resume(stopped.id, store=store, on_epoch=replayed.append)
+    assert [row["epoch"] for row in replayed] == [1, 2, 3, 4, 5]  # the kept epochs first, then the new ones
+    assert resumed.id == stopped.id and resumed.path == stopped.path  # in place
+    assert curves(resumed) == curves(whole)  # each epoch once, the half-trained epoch 3 trained again
+    assert outcome(resumed) == outcome(whole)
+    # Once completed, only the last epoch's state is kept (what continuing needs).
+    state = read_state(resumed.checkpoint_dir)
+    assert state["epoch"] == 5 and state["best_weights"] is None
+    assert sorted(p.name for p in resumed.checkpoint_dir.iterdir()) == ["epoch-0005.weights.h5", "state.json"]
+    with pytest.raises(ValueError, match=r"is completed and cannot be resumed; train more epochs.*Received: run="):
+        resume(resumed.id, store=store)
+
+
+def test_continuing_trains_on_from_the_final_weights_and_optimizer_state(make_dataset, tmp_path):
+    data_dir = make_dataset(per_class=8)
+    store = RunStore(tmp_path / "models", include_demo=False)
+    whole = train(data_dir, tiny_model_config(**RANDOM_MODEL), tiny_train_config(epochs=4), store=store)
+    parent = train(data_dir, tiny_model_config(**RANDOM_MODEL), tiny_train_config(epochs=2), store=store)
+
+    child = continue_training(parent.id, 2, store=store)
+
+    assert child.id != parent.id and child.status == "completed"
+    assert child.record["parent"] == parent.id and child.record["initial_epoch"] == 2
+    assert child.split() == parent.split() and child.record["dataset"] == parent.record["dataset"]
+    assert child.record["train_config"]["epochs"] == 4
+    # Training on from epoch 2 with the optimizer's state is training 4 epochs in one go.
+    assert curves(child) == curves(whole)[2:]
+    assert len(parent.history) == 2 and store.get(parent.id).status == "completed"  # the parent is untouched
+
+
+def test_only_a_completed_run_with_a_training_state_can_be_continued(trained_run, tmp_path):
+    store = RunStore(tmp_path / "models", include_demo=False)
+    parent = trained_run["run"]
+    copied = {key: parent.record[key] for key in ("model_config", "train_config", "class_names", "dataset")}
+    stopped = store.create(copied, parent.split())  # like the parent, but without its checkpoint
+    stopped.update(status="stopped")
+    with pytest.raises(ValueError, match=r"only a completed run can be continued, resume it instead"):
+        continue_training(stopped.id, 2, store=store)
+    stopped.update(status="completed")
+    with pytest.raises(ValueError, match=r"kept no training state to continue from.*Received: run="):
+        continue_training(stopped.id, 2, store=store)
+
+
+KILLABLE = """
+import sys, time
+from pathlib import Path
+from conftest import tiny_model_config, tiny_train_config
+from cnnlab.runs import RunStore
+from cnnlab.train import train
+
+data_dir, models, run_id, marker = sys.argv[1:5]
+
+def on_batch(progress):
+    if marker != "-" and (progress["epoch"], progress["batch"]) == (3, 2):
+        Path(marker).touch()  # in the middle of epoch 3: the test kills the process now
+        time.sleep(600)
+
+train(data_dir, tiny_model_config(dropout=0.25, flip="horizontal"), tiny_train_config(epochs=8, patience=3),
+      store=RunStore(models), run_id=run_id, on_batch=on_batch)
+"""
+
+
+@pytest.mark.slow
+def test_a_run_killed_in_epoch_3_of_8_resumes_to_the_uninterrupted_result(make_dataset, tmp_path):
+    data_dir, models, marker = make_dataset(per_class=8), tmp_path / "models", tmp_path / "in-epoch-3"
+    env = {**os.environ, "PYTHONPATH": f"{REPO_ROOT}{os.pathsep}{REPO_ROOT / 'tests'}", "TF_CPP_MIN_LOG_LEVEL": "3"}
+
+    def training(run_id: str, kill_marker: str) -> subprocess.Popen:
+        command = [sys.executable, "-c", KILLABLE, str(data_dir), str(models), run_id, kill_marker]
+        return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    doomed = training("killed", str(marker))
+    try:
+        deadline = time.monotonic() + 300
+        while not marker.exists() and doomed.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert marker.exists(), doomed.stderr.read().decode()[-2000:] if doomed.poll() is not None else "too slow"
+        doomed.send_signal(signal.SIGKILL)
+    finally:
+        doomed.kill()
+        doomed.wait()
+    store = RunStore(models, include_demo=False)
+    killed = store.get("killed")
+    assert killed.status == "interrupted" and [row["epoch"] for row in killed.history] == [1, 2]
+    assert read_state(killed.checkpoint_dir)["epoch"] == 2
+
+    done = subprocess.run(
+        [sys.executable, "-m", "cnnlab", "resume", "killed", "--json"],
+        env={**env, "CNNLAB_MODELS_DIR": str(models)},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["status"] == "completed" and result["epochs_run"] == 8 and result["run_id"] == "killed"
+
+    whole = training("whole", "-")
+    assert whole.wait(timeout=600) == 0, whole.stderr.read().decode()[-2000:]
+    resumed, uninterrupted = store.get("killed"), store.get("whole")
+    assert [row["epoch"] for row in resumed.history] == list(range(1, 9))  # each epoch exactly once
+    assert curves(resumed) == curves(uninterrupted)
+    assert outcome(resumed) == outcome(uninterrupted)
+    assert resumed.load_model().count_params() == uninterrupted.load_model().count_params()
+
+
+def test_resume_and_continue_from_the_command_line(trained_run, tmp_path, capsys):
+    parent = trained_run["run"]
+    child_dir = tmp_path / "more" / "child"
+    assert main(["train", "--continue-from", str(parent.path), "--epochs", "1", "--run-dir", str(child_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "Run child completed: test accuracy" in out
+    child = RunStore(child_dir.parent, include_demo=False).get("child")
+    assert child.record["parent"] == parent.id and [row["epoch"] for row in child.history] == [3]
+
+    for argv, expected in (
+        (["train", "--continue-from", "child", "--epochs", "1", "--batch-size", "4"], "only --epochs N"),
+        (["train", "--continue-from", "child"], "only --epochs N"),
+        (["resume", str(parent.path)], "is completed and cannot be resumed; train more epochs"),
+        (["resume", "no-such-run"], "No run found"),
+    ):
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and expected in err[0] and "Traceback" not in err[0], err
