@@ -6,7 +6,10 @@ server to the title 'CNN Lab' shown, target < 2 s), goes to Train, trains the de
 the built-in sample with default settings except the epochs (lowered with the Epochs widget to
 keep the run a few minutes long), then goes to Predict and predicts one uploaded sample image.
 A thread sums the resident memory (RSS) of the server's process tree from /proc every 0.2 s; the
-peak is printed per phase and overall (target < 1.2 GB). Measures and prints; asserts nothing.
+peak is printed per phase and overall (target < 1.2 GB). Around the training in the server, the
+same training runs from the command line (`python -m cnnlab train`, the same cache and epochs, the
+browser still open), once before and once after, and the server's training throughput is printed
+as a ratio to the command line's (target >= 0.95). Measures and prints; asserts nothing.
 
     python bench/bench_server.py [--epochs 2] [--not-hosted] [--cache DIR]
 """
@@ -17,6 +20,7 @@ import argparse
 import os
 import re
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -110,9 +114,23 @@ def open_page(page, title: str) -> None:
     page.get_by_role("heading", name=title, exact=True).wait_for(timeout=PAGE_TIMEOUT_MS)
 
 
+def cli_training(cache: Path, run_dir: Path, epochs: int) -> list[dict]:
+    """The same training from the command line, in its own process; its per-epoch history rows."""
+    env = {**os.environ, "CNNLAB_CACHE_DIR": str(cache), "CNNLAB_MODELS_DIR": str(run_dir.parent)}
+    command = [sys.executable, "-m", "cnnlab", "train", "--epochs", str(epochs), "--run-dir", str(run_dir), "--json"]
+    subprocess.run(command, env=env, check=True, capture_output=True)
+    return RunStore(run_dir.parent, include_demo=False).get(run_dir.name).history
+
+
+def throughput(history: list[dict]) -> tuple[float, float]:
+    """Median seconds per epoch and median training images per second."""
+    return statistics.median(r["seconds"] for r in history), statistics.median(r["images_per_s"] for r in history)
+
+
 def demo_flow(page, server: StreamlitServer, sampler: MemorySampler, epochs: int, cache: Path) -> dict[str, float]:
     """Drive the demo in the browser; return the seconds each phase took."""
     seconds: dict[str, float] = {}
+    cli_runs = server.models_dir.parent / "cli-runs"
 
     sampler.phase = "home"
     start = time.monotonic()
@@ -135,6 +153,8 @@ def demo_flow(page, server: StreamlitServer, sampler: MemorySampler, epochs: int
     epochs_field.press("Enter")
     page.wait_for_function(f"() => document.querySelector('input[aria-label=\"Epochs\"]').value === '{epochs}'")
 
+    sampler.phase = "cli training"
+    cli = cli_training(cache, cli_runs / "before", epochs)
     sampler.phase = "training"
     start = time.monotonic()
     page.get_by_role("button", name="Start training", exact=True).click()
@@ -145,9 +165,16 @@ def demo_flow(page, server: StreamlitServer, sampler: MemorySampler, epochs: int
     message = done.or_(failed).first.locator('[data-testid="stMarkdownContainer"]').inner_text()
     print("training message:", " ".join(message.split()))
     history = RunStore(server.models_dir, include_demo=False).list()[0].history
+    sampler.phase = "cli training"
+    cli += cli_training(cache, cli_runs / "after", epochs)
+    (server_s, server_ips), (cli_s, cli_ips) = throughput(history), throughput(cli)
+    print(f"training in the server:        median {server_s:.2f} s/epoch, {server_ips:.0f} img/s")
     print(
-        f"training in the server: median {statistics.median(r['seconds'] for r in history):.2f} s/epoch, "
-        f"{statistics.median(r['images_per_s'] for r in history):.0f} img/s (compare bench_train.py's cnnlab.train line)"
+        f"training from the CLI (before and after, {len(cli)} epochs): median {cli_s:.2f} s/epoch, {cli_ips:.0f} img/s"
+    )
+    print(
+        f"server/CLI training throughput: {server_ips / cli_ips:.3f} by img/s, {cli_s / server_s:.3f} by s/epoch "
+        "(target >= 0.95)"
     )
 
     sampler.phase = "predict"

@@ -20,6 +20,7 @@ from typing import Any, NoReturn
 from cnnlab.checks import one_line
 from cnnlab.images import COLOR_MODES, RESIZE_MODES
 from cnnlab.model import FLIPS, HEADS, OPTIMIZERS, POOLINGS, ModelConfig
+from cnnlab.precision import PRECISIONS
 
 CHOICES = {
     "color_mode": COLOR_MODES,
@@ -28,6 +29,7 @@ CHOICES = {
     "head": HEADS,
     "flip": FLIPS,
     "optimizer": OPTIMIZERS,
+    "precision": PRECISIONS,
 }
 
 
@@ -227,12 +229,15 @@ def _scan(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _train(args: argparse.Namespace) -> dict[str, Any]:
+    from cnnlab.precision import choose_precision
     from cnnlab.runs import RunStore
     from cnnlab.sample import sample_dir
     from cnnlab.train import TrainConfig, train
 
     model_config = _config_from(args, ModelConfig)
     train_config = _config_from(args, TrainConfig)
+    precision = choose_precision(train_config.precision)
+    intro = f"Training on {precision.device} in {precision.policy} ({precision.reason})"
     data_dir = args.data_dir or sample_dir()
     store = RunStore(args.run_dir.parent) if args.run_dir else RunStore()
     run_id = args.run_dir.name if args.run_dir else None
@@ -245,7 +250,7 @@ def _train(args: argparse.Namespace) -> dict[str, Any]:
             store=store,
             run_id=run_id,
             on_epoch=_print_epoch(train_config.epochs),
-            on_batch=_print_batch,
+            on_batch=_print_batch_after(intro),
             stop_event=stop,
         ),
         "Stopping after the current batch (the best weights are kept)...",
@@ -260,6 +265,8 @@ def _train(args: argparse.Namespace) -> dict[str, Any]:
         "test_accuracy": metrics.get("test_accuracy"),
         "train_images_per_s": metrics.get("train_images_per_s"),
         "duration_s": run.record.get("duration_s"),
+        "precision": precision.policy,
+        "device": precision.device,
     }
     _say(args, f"Run {run.id} {run.status}: test accuracy {_pct(result['test_accuracy'])}, saved in {run.path}")
     return result
@@ -298,6 +305,18 @@ def _print_epoch(epochs: int) -> Callable[[dict[str, Any]], None]:
             f"{row['seconds']:.1f}s  {row['images_per_s']:.0f} img/s",
             file=sys.stderr,
         )
+
+    return show
+
+
+def _print_batch_after(intro: str) -> Callable[[dict[str, Any]], None]:
+    """Batch progress, preceded once by `intro` when the first batch is done (not before bad input is caught)."""
+    pending = [intro]
+
+    def show(progress: dict[str, Any]) -> None:
+        if pending:
+            print(pending.pop(), file=sys.stderr)
+        _print_batch(progress)
 
     return show
 

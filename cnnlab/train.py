@@ -12,8 +12,9 @@ from typing import Any
 import numpy as np
 
 from cnnlab import data, evaluate
-from cnnlab.checks import check_range
+from cnnlab.checks import check_choice, check_range
 from cnnlab.model import ModelConfig, build_model, check_trainable
+from cnnlab.precision import PRECISIONS, Precision, choose_precision, float32_copy
 from cnnlab.runs import Run, RunStore
 from cnnlab.sample import is_sample_dir
 from cnnlab.settings import load_settings
@@ -24,7 +25,10 @@ BatchCallback = Callable[[dict[str, Any]], None]
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """How to train: epochs, batch size, early stopping, seed and the data split."""
+    """How to train: epochs, batch size, early stopping, seed, the data split and the precision.
+
+    `precision` is a Keras dtype policy name or "auto" (see `cnnlab.precision.choose_precision`).
+    """
 
     epochs: int = 10
     batch_size: int = 32
@@ -32,6 +36,7 @@ class TrainConfig:
     seed: int = 1337
     validation_split: float = 0.15
     test_split: float = 0.15
+    precision: str = "auto"
 
     def __post_init__(self) -> None:
         check_range("epochs", self.epochs, 1, 1000, int)
@@ -39,6 +44,7 @@ class TrainConfig:
         check_range("patience", self.patience, 0, 1000, int)
         check_range("seed", self.seed, 0, 2**31 - 1, int)
         data.check_fractions(self.validation_split, self.test_split)
+        check_choice("precision", self.precision, PRECISIONS)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready fields."""
@@ -161,10 +167,14 @@ def train(
     check_trainable(model_config, report.num_classes, train_config.batch_size, load_settings().max_training_mb)
     parts = data.split(report.labels, train_config.validation_split, train_config.test_split, train_config.seed)
     prepared = data.prepare(report, model_config.image_size, model_config.color_mode, model_config.resize_mode)
-    run = store.create(_record(report, model_config, train_config, name, tags), _split_paths(report, parts), run_id)
+    precision = choose_precision(train_config.precision)
+    record = {**_record(report, model_config, train_config, name, tags), "precision": precision.to_dict()}
+    run = store.create(record, _split_paths(report, parts), run_id)
     started = time.perf_counter()
     try:
-        progress = _fit(run, prepared, parts, model_config, train_config, on_epoch, on_batch, stop_event, callbacks)
+        progress = _fit(
+            run, prepared, parts, model_config, train_config, precision, on_epoch, on_batch, stop_event, callbacks
+        )
         _finish(run, prepared, parts, progress, started)
     except BaseException as exc:
         # Also covers the final evaluation, so a run is never left "running" by its own process.
@@ -197,11 +207,13 @@ def _split_paths(report: data.DatasetReport, parts: dict[str, np.ndarray]) -> di
     return {name: [report.files[i] for i in idx] for name, idx in parts.items()}
 
 
-def _fit(run, prepared, parts, model_config, train_config, on_epoch, on_batch, stop_event, callbacks):
+def _fit(
+    run, prepared, parts, model_config, train_config, precision: Precision, on_epoch, on_batch, stop_event, callbacks
+):
     import keras
 
     keras.utils.set_random_seed(train_config.seed)
-    model = build_model(model_config, prepared.report.num_classes)
+    model = build_model(model_config, prepared.report.num_classes, precision.policy)
     train_ds = data.make_dataset(
         prepared, parts["train"], train_config.batch_size, shuffle=True, seed=train_config.seed
     )
@@ -227,7 +239,8 @@ def _fit(run, prepared, parts, model_config, train_config, on_epoch, on_batch, s
         progress.stopped_by_user = True
     if progress.best_weights is not None:
         model.set_weights(progress.best_weights)
-    progress.final_model = model
+    # Evaluated as it is saved: in float32, whatever the training precision.
+    progress.final_model = float32_copy(model)
     return progress
 
 

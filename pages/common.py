@@ -228,6 +228,21 @@ def thumbnails(root: Path, paths: list[str], captions: list[str], columns: int =
                 col.caption(f"{caption}: {rel} is missing or unreadable now")
 
 
+def job_figure(job: Job, name: str, build: Callable[[], Any]) -> Any:
+    """A figure of a live job's results, built again only when the job has new epochs or items.
+
+    The live panel redraws every second while the job shares the interpreter with it, and
+    building a Plotly figure takes 50-150 ms here; most seconds nothing it shows has changed.
+    """
+    memo = st.session_state.get("job_figures")
+    if memo is None or memo["job"] != job.id:
+        memo = st.session_state.job_figures = {"job": job.id}
+    version = (len(job.history), len(job.items))
+    if name not in memo or memo[name][0] != version:
+        memo[name] = (version, build())
+    return memo[name][1]
+
+
 @st.fragment(run_every=1.0)
 def live_job(job: Job, stop_label: str, panel: Callable[[Job], None]) -> None:
     """Redraw `panel(job)` every second with a Stop button, and the whole page once the job ends.

@@ -5,7 +5,8 @@ import streamlit as st
 
 from cnnlab import charts, jobs
 from cnnlab.model import check_trainable
-from pages.common import dataset, live_job, owner, scan, session_busy, settings, show_error, store
+from cnnlab.precision import choose_precision
+from pages.common import dataset, job_figure, live_job, owner, scan, session_busy, settings, show_error, store
 from pages.widgets import model_config_sidebar, train_config_sidebar
 
 st.title("Train")
@@ -47,6 +48,8 @@ with st.expander(
     f"Model summary: {len(layers)} layers, {params:,} parameters, about {memory_mb:,.0f} MB per training step"
 ):
     st.dataframe(layers, hide_index=True)
+precision = choose_precision(train_config.precision)
+st.caption(f"Trains on **{precision.device}** in **{precision.policy}** ({precision.reason}).")
 
 job = st.session_state.get("job")
 if st.button("Start training", type="primary", disabled=session_busy(), icon=":material/play_arrow:"):
@@ -72,8 +75,9 @@ def progress_panel(job: jobs.Job) -> None:
     )
     st.progress(min(fraction, 1.0), text=f"{detail} · elapsed {job.elapsed:.0f}s · ETA {p.get('eta_s', 0):.0f}s")
     left, right = st.columns(2)
-    left.plotly_chart(charts.history_figure(job.history, "loss"), key=f"loss-{job.id}")
-    right.plotly_chart(charts.history_figure(job.history, "accuracy"), key=f"acc-{job.id}")
+    for column, metric in ((left, "loss"), (right, "accuracy")):
+        figure = job_figure(job, metric, lambda metric=metric: charts.history_figure(job.history, metric))
+        column.plotly_chart(figure, key=f"{metric}-{job.id}")
     if job.message:
         st.caption(job.message)
 

@@ -10,6 +10,7 @@ import streamlit as st
 
 from cnnlab.images import COLOR_MODES, RESIZE_MODES
 from cnnlab.model import FLIPS, HEADS, OPTIMIZERS, POOLINGS, ModelConfig
+from cnnlab.precision import PRECISIONS
 from cnnlab.train import TrainConfig
 
 IMAGE_SIZES = [32, 48, 64, 96, 128, 160, 224]
@@ -117,6 +118,14 @@ def train_config_sidebar(default: TrainConfig = TrainConfig()) -> TrainConfig:
         "Validation split", 0.05, 0.4, default.validation_split, 0.05, **kept("validation_split")
     )
     test_split = sb.slider("Test split", 0.05, 0.4, default.test_split, 0.05, **kept("test_split"))
+    precision = sb.selectbox(
+        "Precision",
+        PRECISIONS,
+        index=PRECISIONS.index(default.precision),
+        **kept("precision"),
+        help="auto: 16-bit compute where the hardware has it (bfloat16 CPUs, GPUs), else float32; "
+        "saved models are float32 either way",
+    )
     return TrainConfig(
         epochs=int(epochs),
         batch_size=batch_size,
@@ -124,4 +133,5 @@ def train_config_sidebar(default: TrainConfig = TrainConfig()) -> TrainConfig:
         seed=int(seed),
         validation_split=validation_split,
         test_split=test_split,
+        precision=precision,
     )
