@@ -176,6 +176,25 @@ def count_params(config: ModelConfig, num_classes: int) -> int:
     return total + (features + 1) * outputs
 
 
+def training_flops(config: ModelConfig, num_classes: int) -> int:
+    """Floating-point operations to train on one image: the conv and dense multiply-adds, x2, x3.
+
+    Each multiply-add is 2 FLOPs; the backward pass costs about twice the forward (gradients for
+    the inputs and for the weights), so a training step is about 3 forward passes. Pooling,
+    activations and the optimizer are left out: they are a few percent here.
+    """
+    height, width = config.image_size
+    channels, macs = config.channels, 0
+    for filters in config.block_filters():
+        macs += height * width * config.kernel_size**2 * channels * filters
+        channels, height, width = filters, height // 2, width // 2
+    features = channels if config.head == "global_average" else height * width * channels
+    for units in ([config.dense_units] if config.dense_units else []) + [1 if num_classes == 2 else num_classes]:
+        macs += features * units
+        features = units
+    return 2 * 3 * macs
+
+
 def _check_params(config: ModelConfig, num_classes: int) -> None:
     params = count_params(config, num_classes)
     if params > MAX_PARAMS:
