@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import resource
 import statistics
 import subprocess
 import sys
@@ -104,6 +105,22 @@ class MemorySampler:
         return max(self.peaks.values(), default=0)
 
 
+def tree_cpu(root: int, exclude: int | None = None) -> float:
+    """CPU seconds (user + system) used so far by `root` and its descendants, less `exclude`'s tree."""
+    skip = set(process_tree(exclude)) if exclude is not None else set()
+    ticks = 0
+    for pid in process_tree(root):
+        if pid in skip:
+            continue
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            ticks += int(fields[11]) + int(fields[12])
+        except (OSError, IndexError, ValueError):
+            continue
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def gb(num_bytes: float) -> str:
     return f"{num_bytes / 1e9:.2f} GB"
 
@@ -118,7 +135,11 @@ def cli_training(cache: Path, run_dir: Path, epochs: int) -> list[dict]:
     """The same training from the command line, in its own process; its per-epoch history rows."""
     env = {**os.environ, "CNNLAB_CACHE_DIR": str(cache), "CNNLAB_MODELS_DIR": str(run_dir.parent)}
     command = [sys.executable, "-m", "cnnlab", "train", "--epochs", str(epochs), "--run-dir", str(run_dir), "--json"]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     subprocess.run(command, env=env, check=True, capture_output=True)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    print(f"CLI training ({epochs} epochs): {cpu:.1f} CPU s")
     return RunStore(run_dir.parent, include_demo=False).get(run_dir.name).history
 
 
@@ -156,12 +177,17 @@ def demo_flow(page, server: StreamlitServer, sampler: MemorySampler, epochs: int
     sampler.phase = "cli training"
     cli = cli_training(cache, cli_runs / "before", epochs)
     sampler.phase = "training"
+    cpu = tree_cpu(server.pid), tree_cpu(os.getpid(), exclude=server.pid)
     start = time.monotonic()
     page.get_by_role("button", name="Start training", exact=True).click()
     done = page.locator('[data-testid="stAlert"]').filter(has_text=re.compile(r"Run .* (completed|stopped) after"))
     failed = page.locator('[data-testid="stAlert"]').filter(has_text=re.compile("error", re.I))
     done.or_(failed).first.wait_for(timeout=TRAIN_TIMEOUT_MS)
     seconds[f"training: start -> finished ({epochs} epochs)"] = time.monotonic() - start
+    print(
+        f"CPU s during the server's training: server {tree_cpu(server.pid) - cpu[0]:.1f}, "
+        f"browser and Playwright {tree_cpu(os.getpid(), exclude=server.pid) - cpu[1]:.1f}"
+    )
     message = done.or_(failed).first.locator('[data-testid="stMarkdownContainer"]').inner_text()
     print("training message:", " ".join(message.split()))
     history = RunStore(server.models_dir, include_demo=False).list()[0].history
