@@ -4,7 +4,7 @@ import streamlit as st
 
 from cnnlab import charts
 from cnnlab.evaluate import Evaluation, evaluate_run
-from pages.common import run_picker, show_error, thumbnails
+from cnnlab_ui.state import run_picker, show_error, thumbnails
 
 st.title("Evaluate")
 run = run_picker()
@@ -13,7 +13,7 @@ run = run_picker()
 @st.cache_data(show_spinner="Evaluating on the test split...", max_entries=8)
 def evaluation_of(run_id: str, model_mtime: float) -> Evaluation:
     """The run's test evaluation (saved at the end of training, so usually instant)."""
-    from pages.common import store
+    from cnnlab_ui.state import store
 
     return evaluate_run(store().get(run_id))
 

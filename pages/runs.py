@@ -4,7 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from cnnlab import charts
-from pages.common import describe_run, forget_models, list_runs, select_run, show_error, store
+from cnnlab_ui.state import describe_run, forget_models, list_runs, select_run, show_error, store
 
 PARAMS = [
     "conv_blocks",

@@ -5,7 +5,7 @@ import streamlit as st
 
 from cnnlab import charts, jobs
 from cnnlab.sweep import OBJECTIVES, default_storage, run_sweep, space_from_dict
-from pages.common import dataset, live_job, owner, session_busy, settings, show_error, store
+from cnnlab_ui.state import dataset, live_job, owner, session_busy, settings, show_error, store
 
 st.title("Sweep")
 st.caption(

@@ -5,8 +5,8 @@ import streamlit as st
 
 from cnnlab import charts, jobs
 from cnnlab.model import check_trainable
-from pages.common import dataset, live_job, owner, scan, session_busy, settings, show_error, store
-from pages.widgets import model_config_sidebar, train_config_sidebar
+from cnnlab_ui.state import dataset, live_job, owner, scan, session_busy, settings, show_error, store
+from cnnlab_ui.widgets import model_config_sidebar, train_config_sidebar
 
 st.title("Train")
 try:

@@ -104,7 +104,7 @@ def test_data_page_shows_the_sample_with_counts_and_a_labelled_grid(app):
 
 
 def test_the_data_grid_shows_16_bit_images(app, tmp_path):
-    from pages.common import DatasetChoice
+    from cnnlab_ui.state import DatasetChoice
 
     for name, level in (("dark", 8000), ("bright", 60000)):
         (tmp_path / "deep" / name).mkdir(parents=True)
