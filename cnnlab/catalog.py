@@ -29,7 +29,6 @@ from PIL import Image
 
 from cnnlab.checks import check_choice, one_line
 from cnnlab.files import build_folder
-from cnnlab.settings import cache_dir
 
 Progress = Callable[[int, int], None]
 
@@ -205,15 +204,15 @@ CATALOG: dict[str, CatalogEntry] = {
 }
 
 
-def dataset_folder(name: str, cache: Path | None = None) -> Path:
+def dataset_folder(name: str, cache: Path) -> Path:
     """Where `download(name)` puts the converted class folders."""
     check_choice("name", name, tuple(CATALOG))
-    return (Path(cache) if cache is not None else cache_dir()) / "catalog" / f"{name}-v{CATALOG_VERSION}"
+    return Path(cache) / "catalog" / f"{name}-v{CATALOG_VERSION}"
 
 
 def download(
     name: str,
-    cache: Path | None = None,
+    cache: Path,
     *,
     on_progress: Progress | None = None,
     base_url: str | None = None,

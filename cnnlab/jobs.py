@@ -11,6 +11,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 _slots_lock = threading.Lock()
@@ -119,8 +120,21 @@ class Job:
         self.status = status
 
 
-def training_job(data_dir: str, model_config, train_config, *, store, limit: int = 1, tags: dict | None = None) -> Job:
-    """A (not yet started) job that trains one run, streaming epochs and batches into the job."""
+def training_job(
+    data_dir: str,
+    model_config,
+    train_config,
+    *,
+    store,
+    cache: Path,
+    max_training_mb: int | None = None,
+    limit: int = 1,
+    tags: dict | None = None,
+) -> Job:
+    """A (not yet started) job that trains one run, streaming epochs and batches into the job.
+
+    `store`, `cache` and `max_training_mb` are passed on to `train`.
+    """
     from cnnlab.train import train
 
     def target(job: Job):
@@ -129,6 +143,8 @@ def training_job(data_dir: str, model_config, train_config, *, store, limit: int
             model_config,
             train_config,
             store=store,
+            cache=cache,
+            max_training_mb=max_training_mb,
             tags=tags,
             on_epoch=job.add_epoch,
             on_batch=job.set_progress,

@@ -5,7 +5,9 @@ import streamlit as st
 
 from cnnlab import charts, jobs
 from cnnlab.sweep import OBJECTIVES, default_storage, run_sweep, space_from_dict
-from cnnlab_ui.state import dataset, live_job, owner, session_busy, settings, show_error, store
+from cnnlab_ui.live import live_job
+from cnnlab_ui.messages import show_error
+from cnnlab_ui.state import dataset, owner, session_busy, settings, store
 
 st.title("Sweep")
 st.caption(
@@ -89,6 +91,8 @@ if st.button("Start sweep", type="primary", disabled=session_busy(), icon=":mate
             storage=storage,
             study_name=study_name,
             store=store(),
+            cache=settings().cache_dir,
+            max_training_mb=settings().max_training_mb,
             stop_event=job.stop_event,
             on_trial=job.add_item,
             on_epoch=job.add_epoch,
