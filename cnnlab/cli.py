@@ -18,6 +18,7 @@ from dataclasses import MISSING, fields
 from pathlib import Path
 from typing import Any, NoReturn
 
+from cnnlab import background
 from cnnlab.checks import one_line
 from cnnlab.images import COLOR_MODES, RESIZE_MODES
 from cnnlab.model import FLIPS, HEADS, OPTIMIZERS, POOLINGS, ModelConfig
@@ -273,28 +274,18 @@ def _train(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
 
 
 def _interruptible(work: Callable[[threading.Event], Any], stopping_message: str) -> Any:
-    """Run `work(stop_event)` in a thread so Ctrl-C asks it to stop cleanly instead of killing it."""
+    """Run `work(stop_event)` in the background so Ctrl-C asks it to stop cleanly instead of killing it.
+
+    A second Ctrl-C while it stops ends the command at once (exit status 130).
+    """
     stop = threading.Event()
-    outcome: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            outcome["value"] = work(stop)
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the main thread
-            outcome["error"] = exc
-
-    worker = threading.Thread(target=target, daemon=True)
-    worker.start()
+    future = background.submit(work, stop)
     try:
-        while worker.is_alive():
-            worker.join(0.2)
+        return background.wait(future)
     except KeyboardInterrupt:
         print(f"\n{stopping_message}", file=sys.stderr)
         stop.set()
-        worker.join()
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome["value"]
+        return background.wait(future)
 
 
 def _print_epoch(epochs: int) -> Callable[[dict[str, Any]], None]:
