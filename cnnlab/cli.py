@@ -93,7 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("download", "fetch a well-known dataset, verify it and convert it into class folders")
     p.add_argument("name", choices=_catalog_names())
     p.add_argument("--cache", type=Path, help="cache folder (default: CNNLAB_CACHE_DIR or ~/.cache/cnnlab)")
-    p.add_argument("--base-url", help="fetch the same file names from this server instead (a mirror)")
+    p.add_argument(
+        "--base-url", help="fetch the same file names from this server instead (a mirror; default: CNNLAB_DATASETS_URL)"
+    )
     p = command("scan", "check a class-folder dataset and report what can be used")
     p.add_argument("data_dir", type=Path)
     p = command("train", "train a CNN (on the built-in sample when no folder is given)")
@@ -205,7 +207,12 @@ def _catalog_names() -> tuple[str, ...]:
 def _download(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     from cnnlab.catalog import CATALOG, download
 
-    root = download(args.name, args.cache or settings.cache_dir, on_progress=_print_download, base_url=args.base_url)
+    root = download(
+        args.name,
+        args.cache or settings.cache_dir,
+        on_progress=_print_download,
+        base_url=args.base_url or settings.datasets_url,
+    )
     _say(args, f"{CATALOG[args.name].title} is ready at {root}")
     return {"name": args.name, "data_dir": str(root)}
 

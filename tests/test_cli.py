@@ -173,6 +173,14 @@ def test_download_fetches_converts_and_prints_the_folder(server, monkeypatch, tm
     assert last_json(capsys)["counts"] == {str(d): 2 for d in range(10)}
 
 
+def test_download_uses_the_configured_mirror(server, monkeypatch, tmp_path, capsys):
+    base_url, www = server
+    publish(monkeypatch, www, "mnist", [mnist_npz(*digits(per_class=2))])
+    monkeypatch.setenv("CNNLAB_DATASETS_URL", base_url)
+    assert main(["download", "mnist", "--cache", str(tmp_path / "cache"), "--json"]) == 0
+    assert last_json(capsys)["name"] == "mnist"
+
+
 def test_download_offline_exits_2_with_one_line(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
     offline = f"http://127.0.0.1:{free_port()}"  # nobody listens there
