@@ -6,7 +6,7 @@ test accuracy and median seconds per epoch, then per dataset the mean accuracy o
 spread between seeds (the noise) and the speed ratio. This is what decides whether `auto` may pick
 bfloat16 on a CPU that has it. Measures and prints; asserts nothing.
 
-    python -m bench.bench_precision [--epochs 6] [--seeds 1 2 3] [--datasets sample gratings spots]
+    python -m bench.bench_precision [--epochs 6] [--seeds 1 2 3] [--datasets sample gratings spots] [--cache DIR]
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from cnnlab.model import ModelConfig
 from cnnlab.precision import choose_precision
 from cnnlab.runs import RunStore
 from cnnlab.sample import sample_dir
+from cnnlab.settings import Settings
 from cnnlab.train import TrainConfig, train
 
 SIDES = ("float32", "mixed_bfloat16")
@@ -65,11 +66,12 @@ def write_spots(root: Path, per_class: int = 400, seed: int = 0) -> Path:
     return root
 
 
-def one_run(data_dir: Path, precision: str, seed: int, epochs: int, store: RunStore) -> tuple[float, float]:
+def one_run(
+    data_dir: Path, precision: str, seed: int, epochs: int, store: RunStore, cache: Path
+) -> tuple[float, float]:
     """Test accuracy and median seconds per epoch (first epoch dropped) of one training."""
-    run = train(
-        data_dir, ModelConfig(), TrainConfig(epochs=epochs, patience=0, seed=seed, precision=precision), store=store
-    )
+    config = TrainConfig(epochs=epochs, patience=0, seed=seed, precision=precision)
+    run = train(data_dir, ModelConfig(), config, store=store, cache=cache)
     seconds = [row["seconds"] for row in run.history[1:]] or [row["seconds"] for row in run.history]
     return float(run.record["metrics"]["test_accuracy"]), statistics.median(seconds)
 
@@ -80,13 +82,14 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--datasets", nargs="+", default=["sample", "gratings", "spots"])
+    parser.add_argument("--cache", type=Path, default=Settings().cache_dir, help="cache folder (default: %(default)s)")
     args = parser.parse_args()
     print(f"machine: {machine()}")
     print(f"device: {choose_precision('auto').device}; bfloat16 side: {choose_precision('mixed_bfloat16').reason}")
     print(f"default ModelConfig, {args.epochs} epochs, no early stopping, seeds {args.seeds}")
     with tempfile.TemporaryDirectory(prefix="bench-precision-") as tmp:
         writers = {
-            "sample": lambda: sample_dir(),
+            "sample": lambda: sample_dir(args.cache),
             "gratings": lambda: write_gratings(Path(tmp) / "gratings"),
             "spots": lambda: write_spots(Path(tmp) / "spots"),
         }
@@ -97,7 +100,7 @@ def main() -> None:
             results[name] = {side: [] for side in SIDES}
             for seed in args.seeds:
                 for side in SIDES:
-                    accuracy, seconds = one_run(data_dir, side, seed, args.epochs, store)
+                    accuracy, seconds = one_run(data_dir, side, seed, args.epochs, store, args.cache)
                     results[name][side].append((accuracy, seconds))
                     print(f"{name:<9} seed {seed}  {side:<15} test accuracy {accuracy:.3f}  {seconds:.2f} s/epoch")
     print()

@@ -10,7 +10,7 @@ With the demo model loaded once, on built-in sample images (64x64 PNG files):
   in images per second.
 Measures and prints; asserts nothing.
 
-    python -m bench.bench_predict [--repeats 30] [--images 1000]
+    python -m bench.bench_predict [--repeats 30] [--images 1000] [--cache DIR]
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import argparse
 import statistics
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 
@@ -29,7 +30,7 @@ from cnnlab.images import load_array
 from cnnlab.predict import predict
 from cnnlab.runs import RunStore
 from cnnlab.sample import sample_dir
-from cnnlab.settings import DEMO_RUN_DIR
+from cnnlab.settings import DEMO_RUN_DIR, Settings
 
 
 def seconds(call: Callable[[], object]) -> float:
@@ -48,10 +49,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--images", type=int, default=1000)
+    parser.add_argument("--cache", type=Path, default=Settings().cache_dir, help="cache folder (default: %(default)s)")
     args = parser.parse_args()
-    run = RunStore().get(str(DEMO_RUN_DIR))
+    run = RunStore(DEMO_RUN_DIR.parent).get(str(DEMO_RUN_DIR))
     model, config, names = run.load_model(), run.model_config(), run.class_names
-    files = sorted(sample_dir().rglob("*.png"))
+    files = sorted(sample_dir(args.cache).rglob("*.png"))
     files = [files[i] for i in np.linspace(0, len(files) - 1, max(args.images, args.repeats)).astype(int)]
     sources = [f.read_bytes() for f in files]
     arrays = np.stack([load_array(f, config.image_size, config.color_mode, config.resize_mode) for f in files])

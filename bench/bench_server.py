@@ -11,7 +11,7 @@ same training runs from the command line (`python -m cnnlab train`, the same cac
 browser still open), once before and once after, and the server's training throughput is printed
 as a ratio to the command line's (target >= 0.95). Measures and prints; asserts nothing.
 
-    python bench/bench_server.py [--epochs 2] [--not-hosted] [--cache DIR]
+    python -m bench.bench_server [--epochs 2] [--not-hosted] [--cache DIR]
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ import threading
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from bench.machine import machine

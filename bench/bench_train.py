@@ -9,7 +9,7 @@ Both sides train in `--precision` (default auto: what `cnnlab.train` picks here)
 the model's training FLOPs per image and the achieved fraction of the CPU's peak for that
 precision, with the assumptions behind the peak (cores x clock x FLOPs per cycle).
 
-    python -m bench.bench_train [--epochs 4] [--repeats 3] [--precision auto] [--ghz G] [--fp32-flops-per-cycle N]
+    python -m bench.bench_train [--epochs 4] [--repeats 3] [--cache DIR] [--precision auto] [--ghz G] [--fp32-flops-per-cycle N]
 """
 
 from __future__ import annotations
@@ -27,26 +27,40 @@ from cnnlab.model import ModelConfig, build_model, training_flops
 from cnnlab.precision import Precision, choose_precision
 from cnnlab.runs import RunStore
 from cnnlab.sample import sample_dir
+from cnnlab.settings import Settings
 from cnnlab.train import TrainConfig, train
 
 
-def cnnlab_epochs(data_dir: Path, model_config: ModelConfig, train_config: TrainConfig, store: RunStore) -> list[float]:
+def cnnlab_epochs(
+    data_dir: Path, model_config: ModelConfig, train_config: TrainConfig, store: RunStore, cache: Path
+) -> list[float]:
     """Per-epoch wall seconds of a cnnlab training, from one epoch's report to the next.
 
     So each figure includes everything `train` does per epoch: the pipeline, the progress
     callbacks, and saving the previous epoch's checkpoint and history to the run folder.
     """
     reported: list[float] = []
-    train(data_dir, model_config, train_config, store=store, on_epoch=lambda _: reported.append(time.perf_counter()))
+    train(
+        data_dir,
+        model_config,
+        train_config,
+        store=store,
+        cache=cache,
+        on_epoch=lambda _: reported.append(time.perf_counter()),
+    )
     return [later - earlier for earlier, later in zip(reported, reported[1:], strict=False)]
 
 
-def plain_epochs(data_dir: Path, model_config: ModelConfig, train_config: TrainConfig, policy: str) -> list[float]:
+def plain_epochs(
+    data_dir: Path, model_config: ModelConfig, train_config: TrainConfig, cache: Path, policy: str
+) -> list[float]:
     """Per-epoch seconds of `model.fit` on NumPy arrays already in memory."""
     import keras
 
-    report = data.scan(data_dir)
-    prepared = data.prepare(report, model_config.image_size, model_config.color_mode, model_config.resize_mode)
+    report = data.scan(data_dir, cache=cache)
+    prepared = data.prepare(
+        report, model_config.image_size, model_config.color_mode, model_config.resize_mode, cache=cache
+    )
     parts = data.split(report.labels, train_config.validation_split, train_config.test_split, train_config.seed)
     x, y = (prepared.images[parts["train"]].copy(), prepared.labels[parts["train"]])
     val = (prepared.images[parts["validation"]].copy(), prepared.labels[parts["validation"]])
@@ -110,22 +124,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--cache", type=Path, default=Settings().cache_dir, help="cache folder (default: %(default)s)")
     parser.add_argument("--precision", default="auto", help="auto, float32, mixed_bfloat16 or mixed_float16")
     parser.add_argument("--ghz", type=float, help="clock for the peak (default: /proc/cpuinfo's cpu MHz)")
     parser.add_argument("--fp32-flops-per-cycle", type=int, default=32, help="per core, for the peak (default 32)")
     args = parser.parse_args()
-    data_dir = sample_dir()
+    data_dir = sample_dir(args.cache)
     model_config = ModelConfig()
     train_config = TrainConfig(epochs=args.epochs, patience=0, precision=args.precision)
     precision = choose_precision(args.precision)
     ours, plain = [], []
     with tempfile.TemporaryDirectory() as tmp:
         store = RunStore(tmp, include_demo=False)
-        data.prepare(data.scan(data_dir), model_config.image_size)  # warm the cache for both sides
+        data.prepare(data.scan(data_dir, cache=args.cache), model_config.image_size, cache=args.cache)  # warm both
         for _ in range(args.repeats):
-            plain.extend(plain_epochs(data_dir, model_config, train_config, precision.policy))
-            ours.extend(cnnlab_epochs(data_dir, model_config, train_config, store))
-    parts = data.split(data.scan(data_dir).labels)
+            plain.extend(plain_epochs(data_dir, model_config, train_config, args.cache, precision.policy))
+            ours.extend(cnnlab_epochs(data_dir, model_config, train_config, store, args.cache))
+    parts = data.split(data.scan(data_dir, cache=args.cache).labels)
     n_train, n_val = len(parts["train"]), len(parts["validation"])
     ours_s, plain_s = statistics.median(ours), statistics.median(plain)
     print(f"machine: {machine()}")
@@ -136,7 +151,12 @@ def main() -> None:
     print(f"cnnlab.train:              median {ours_s:.3f} s/epoch ({n_train / ours_s:.0f} img/s incl. validation)")
     print(f"throughput ratio cnnlab/plain: {plain_s / ours_s:.3f} (target >= 0.95)")
     print_peak(
-        args, precision, training_flops(model_config, len(data.scan(data_dir).class_names)), n_train, n_val, ours_s
+        args,
+        precision,
+        training_flops(model_config, len(data.scan(data_dir, cache=args.cache).class_names)),
+        n_train,
+        n_val,
+        ours_s,
     )
 
 

@@ -82,19 +82,16 @@ def test_a_mixed_model_keeps_its_policy_to_itself():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("precision", ["float32", "mixed_bfloat16", "mixed_float16"])
-def test_each_precision_saves_loads_predicts_and_exports_in_float32(precision, tmp_path):
+def test_each_precision_saves_loads_predicts_and_exports_in_float32(precision, tmp_path, run_store, cache_dir):
     import keras
 
     from cnnlab.evaluate import evaluate_run
     from cnnlab.export import export_run, read_export
     from cnnlab.predict import predict
-    from cnnlab.runs import RunStore
     from cnnlab.train import train
 
     data_dir = write_dataset(tmp_path / "data", per_class=12)
-    run = train(
-        data_dir, tiny_model_config(), tiny_train_config(precision=precision), store=RunStore(tmp_path / "models")
-    )
+    run = train(data_dir, tiny_model_config(), tiny_train_config(precision=precision), store=run_store, cache=cache_dir)
     assert run.status == "completed"
     assert run.record["precision"]["policy"] == precision and run.record["train_config"]["precision"] == precision
     model = run.load_model()
@@ -103,9 +100,11 @@ def test_each_precision_saves_loads_predicts_and_exports_in_float32(precision, t
     results = predict(model, run.class_names, run.model_config(), files)
     assert all(r.label in run.class_names for r in results)
     # The saved evaluation was made with the float32 model that is saved, so it matches a fresh one.
-    assert evaluate_run(run, refresh=True).accuracy == pytest.approx(run.record["metrics"]["test_accuracy"])
+    assert evaluate_run(run, cache=cache_dir, refresh=True).accuracy == pytest.approx(
+        run.record["metrics"]["test_accuracy"]
+    )
     for fmt in ("keras", "savedmodel", "tflite"):
-        folder = export_run(run, fmt, tmp_path / f"export-{fmt}")
+        folder = export_run(run, fmt, tmp_path / f"export-{fmt}", cache=cache_dir)
         assert read_export(folder)["max_abs_diff"] <= 1e-4
     reloaded = keras.saving.load_model(tmp_path / "export-keras" / "model.keras", compile=False)
     assert reloaded.predict(np.zeros((1, 32, 32, 3), np.float32), verbose=0).dtype == np.float32
