@@ -9,7 +9,10 @@ import streamlit as st
 
 from cnnlab import archive, catalog, charts, data, hosting
 from cnnlab.settings import check_data_folder, check_upload_size
+from cnnlab_ui.app_shell import require_app_shell
 from pages.common import DatasetChoice, dataset, scan, session_id, settings, show_error, thumbnails
+
+require_app_shell()
 
 PER_PAGE = 24
 

@@ -4,7 +4,10 @@ import streamlit as st
 
 from cnnlab import charts
 from cnnlab.evaluate import Evaluation, evaluate_run
+from cnnlab_ui.app_shell import require_app_shell
 from pages.common import run_picker, show_error, thumbnails
+
+require_app_shell()
 
 st.title("Evaluate")
 run = run_picker()

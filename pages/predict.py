@@ -8,7 +8,10 @@ from cnnlab.explain import grad_cam, overlay
 from cnnlab.images import SUPPORTED_EXTENSIONS
 from cnnlab.predict import predict
 from cnnlab.settings import check_upload_size
+from cnnlab_ui.app_shell import require_app_shell
 from pages.common import run_model, run_picker, settings, show_error
+
+require_app_shell()
 
 MAX_EXPLAINED = 12
 

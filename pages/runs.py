@@ -4,7 +4,10 @@ import pandas as pd
 import streamlit as st
 
 from cnnlab import charts
+from cnnlab_ui.app_shell import require_app_shell
 from pages.common import describe_run, forget_models, list_runs, select_run, show_error, store
+
+require_app_shell()
 
 PARAMS = [
     "conv_blocks",

@@ -5,7 +5,10 @@ import streamlit as st
 
 from cnnlab import charts, jobs
 from cnnlab.sweep import OBJECTIVES, default_storage, run_sweep, space_from_dict
+from cnnlab_ui.app_shell import require_app_shell
 from pages.common import dataset, live_job, owner, session_busy, settings, show_error, store
+
+require_app_shell()
 
 st.title("Sweep")
 st.caption(

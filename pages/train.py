@@ -5,8 +5,11 @@ import streamlit as st
 
 from cnnlab import charts, jobs
 from cnnlab.model import check_trainable
+from cnnlab_ui.app_shell import require_app_shell
 from pages.common import dataset, live_job, owner, scan, session_busy, settings, show_error, store
 from pages.widgets import model_config_sidebar, train_config_sidebar
+
+require_app_shell()
 
 st.title("Train")
 try:
