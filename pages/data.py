@@ -1,6 +1,5 @@
 """Data: choose the dataset, check what was found and skipped, and browse the images."""
 
-import hashlib
 import math
 
 import numpy as np
@@ -41,12 +40,8 @@ try:
         if upload is not None:
             content = upload.getvalue()
             check_upload_size(upload.name, len(content), config)
-            target = hosting.uploads_dir(config.cache_dir, session_id()) / hashlib.sha256(content).hexdigest()[:16]
-            root = (
-                archive.dataset_root(target)
-                if target.exists()
-                else archive.extract_zip(content, target, max_total_bytes=config.max_extracted_bytes)
-            )
+            uploads = hosting.uploads_dir(config.cache_dir, session_id())
+            root = archive.open_upload(content, upload.name, uploads, max_total_bytes=config.max_extracted_bytes)
             choose(str(root), f"Upload: {upload.name}")
     elif source == "Download a dataset":
         names = list(catalog.CATALOG)

@@ -27,11 +27,14 @@ except ValueError as exc:
     show_error(exc)
     st.stop()
 root = run.dataset_root()
+for warning in evaluation.warnings:
+    st.warning(warning)
 if evaluation.predictions.empty:
-    st.info(
-        "This run has no test images: its classes are too small for a test split at the chosen fraction. "
-        "Use more images per class or a larger test split on the Train page."
-    )
+    if not evaluation.num_missing:
+        st.info(
+            "This run has no test images: its classes are too small for a test split at the chosen fraction. "
+            "Use more images per class or a larger test split on the Train page."
+        )
     st.stop()
 
 cols = st.columns(4)

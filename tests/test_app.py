@@ -309,3 +309,19 @@ def test_reruns_leave_the_keras_session_of_a_running_training_alone(app, monkeyp
     at = open_page(app, "pages/train.py")  # builds the model summary, so Keras is loaded
     at.run()
     assert "keras" in sys.modules and calls == []
+
+
+def test_evaluate_says_how_many_test_images_are_missing(app, trained_run, tmp_path, monkeypatch):
+    run_dir, data_dir = tmp_path / "models" / trained_run["run"].id, tmp_path / "data"
+    shutil.copytree(trained_run["run"].path, run_dir)
+    shutil.copytree(trained_run["data_dir"], data_dir)
+    (run_dir / "evaluation.json").unlink()
+    record = json.loads((run_dir / "run.json").read_text())
+    record["dataset"]["path"] = str(data_dir)
+    (run_dir / "run.json").write_text(json.dumps(record))
+    test_files = json.loads((run_dir / "split.json").read_text())["test"]
+    for rel in test_files[:2]:
+        (data_dir / rel).unlink()
+    monkeypatch.setenv("CNNLAB_MODELS_DIR", str(tmp_path / "models"))
+    at = open_page(app, "pages/evaluate.py")
+    assert at.warning[0].value.startswith(f"2 of {len(test_files)} test images are missing")

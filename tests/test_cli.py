@@ -212,3 +212,19 @@ def test_export_json_round_trips_each_format(trained_run, tmp_path, capsys, monk
     assert read_export(out)["format"] == fmt
     assert main(["export", trained_run["run"].id, "--format", fmt, "--out", str(out)]) == 2
     one_line_error(capsys)
+
+
+def test_evaluate_warns_how_many_test_images_are_missing(trained_run, tmp_path, capsys):
+    run_dir, data_dir = tmp_path / "run", tmp_path / "data"
+    shutil.copytree(trained_run["run"].path, run_dir)
+    shutil.copytree(trained_run["data_dir"], data_dir)
+    (run_dir / "evaluation.json").unlink()
+    record = json.loads((run_dir / "run.json").read_text())
+    record["dataset"]["path"] = str(data_dir)
+    (run_dir / "run.json").write_text(json.dumps(record))
+    test_files = json.loads((run_dir / "split.json").read_text())["test"]
+    (data_dir / test_files[0]).unlink()
+    assert main(["evaluate", str(run_dir)]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.startswith("test accuracy ")
+    assert captured.err.startswith(f"warning: 1 of {len(test_files)} test images are missing")

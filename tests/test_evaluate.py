@@ -147,3 +147,44 @@ def test_an_empty_test_split_round_trips_with_its_columns():
     assert again.predictions.empty and list(again.predictions.columns) == list(empty.predictions.columns)
     assert again.most_confident_mistakes().empty and again.cell("a", "b").empty
     assert math.isnan(again.accuracy)
+
+
+def _move_dataset(run, tmp_path):
+    """Point `run` at a private copy of its dataset, free to change."""
+    moved = tmp_path / "moved"
+    shutil.copytree(run.dataset_root(), moved)
+    run.update(dataset={**run.record["dataset"], "path": str(moved)})
+    return moved
+
+
+def test_missing_test_images_are_counted_and_the_saved_evaluation_is_kept(run_copy, tmp_path):
+    moved = _move_dataset(run_copy, tmp_path)
+    gone = run_copy.split()["test"][:3]
+    for rel in gone:
+        (moved / rel).unlink()
+    saved = (run_copy.path / "evaluation.json").read_text()
+
+    partial = evaluate_run(run_copy, refresh=True)
+    assert (partial.num_missing, len(partial.predictions)) == (3, 6)
+    assert not set(gone) & set(partial.predictions["path"])
+    assert partial.warnings[0].startswith("3 of 9 test images are missing from the dataset folder")
+    assert (run_copy.path / "evaluation.json").read_text() == saved  # the run's own evaluation stays
+    assert Evaluation.from_dict(json.loads(json.dumps(partial.to_dict()))).num_missing == 3
+
+
+def test_a_dataset_changed_since_training_is_a_warning(run_copy, tmp_path):
+    moved = _move_dataset(run_copy, tmp_path)
+    trained_on = run_copy.split()["train"][0]
+    (moved / trained_on).write_bytes((moved / run_copy.split()["train"][1]).read_bytes())
+    (run_copy.path / "evaluation.json").unlink()
+
+    ev = evaluate_run(run_copy)
+    assert ev.num_missing == 0 and len(ev.predictions) == 9
+    assert ev.dataset_changed
+    assert len(ev.warnings) == 1 and "changed since this run was trained" in ev.warnings[0]
+    assert not (run_copy.path / "evaluation.json").exists()  # not the data it was trained on: not saved as its own
+
+
+def test_an_unchanged_dataset_gives_no_warning(run_copy):
+    ev = evaluate_run(run_copy, refresh=True)
+    assert (ev.num_missing, ev.dataset_changed, ev.warnings) == (0, False, [])

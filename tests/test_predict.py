@@ -77,3 +77,10 @@ def test_bad_errors_argument(model_and_run):
     model, run = model_and_run
     with pytest.raises(ValueError, match="Received: errors='ignore'"):
         predict(model, run.class_names, run.model_config(), [], errors="ignore")
+
+
+def test_names_must_match_the_sources_one_for_one(model_and_run, trained_run):
+    model, run = model_and_run
+    paths = sorted((trained_run["data_dir"] / "owls").glob("*.png"))[:3]
+    with pytest.raises(ValueError, match=r"one name per image.*Received: len\(sources\)=3, len\(names\)=2$"):
+        predict(model, run.class_names, run.model_config(), paths, names=["a.png", "b.png"])
