@@ -52,9 +52,9 @@ event = st.dataframe(
 chosen = [runs[i] for i in event.selection.rows] if event.selection.rows else runs[:5]
 
 left, right = st.columns(2)
-histories = {r.name: r.history for r in chosen}
-left.plotly_chart(charts.compare_figure(histories, "accuracy"), key="cmp-acc")
-right.plotly_chart(charts.compare_figure(histories, "loss"), key="cmp-loss")
+histories, names = {r.id: r.history for r in chosen}, {r.id: r.name for r in chosen}
+left.plotly_chart(charts.compare_figure(histories, "accuracy", names), key="cmp-acc")
+right.plotly_chart(charts.compare_figure(histories, "loss", names), key="cmp-loss")
 scored = table.dropna(subset=["best_val_accuracy"])
 if len(scored) >= 2:
     st.plotly_chart(charts.parallel_coordinates_figure(scored, PARAMS, "best_val_accuracy"), key="parcoords")

@@ -325,3 +325,15 @@ def test_evaluate_says_how_many_test_images_are_missing(app, trained_run, tmp_pa
     monkeypatch.setenv("CNNLAB_MODELS_DIR", str(tmp_path / "models"))
     at = open_page(app, "pages/evaluate.py")
     assert at.warning[0].value.startswith(f"2 of {len(test_files)} test images are missing")
+
+
+def test_runs_with_the_same_name_keep_their_own_learning_curves(app, trained_run, tmp_path, monkeypatch):
+    source = trained_run["run"].path
+    for run_id in ("20260101-000000-aaaa", "20260102-000000-bbbb"):
+        shutil.copytree(source, tmp_path / "models" / run_id)
+    monkeypatch.setenv("CNNLAB_MODELS_DIR", str(tmp_path / "models"))
+    at = open_page(app, "pages/runs.py")
+    figure = json.loads(next(c for c in at.get("plotly_chart") if c.proto.id.endswith("cmp-acc")).proto.spec)
+    validation = {t["legendgroup"]: t["name"] for t in figure["data"] if t["name"].endswith("(validation)")}
+    assert validation["20260101-000000-aaaa"] == "shared tiny run · 20260101-000000-aaaa (validation)"
+    assert validation["20260102-000000-bbbb"] == "shared tiny run · 20260102-000000-bbbb (validation)"
