@@ -65,11 +65,14 @@ class _Progress:
         klass = type("ProgressCallback", (cls, keras.callbacks.Callback), {})
         return object.__new__(klass)
 
-    def __init__(self, run: Run, steps: int, num_train: int, epochs: int, on_epoch, on_batch, stop_event) -> None:
+    def __init__(
+        self, run: Run, steps: int, num_train: int, epochs: int, on_epoch, on_batch, stop_event, batch_size: int
+    ) -> None:
         import keras
 
         keras.callbacks.Callback.__init__(self)
         self.run, self.steps, self.num_train, self.epochs = run, steps, num_train, epochs
+        self.batch_size = batch_size
         self.on_epoch, self.on_batch, self.stop_event = on_epoch, on_batch, stop_event
         self.best_loss, self.best_weights, self.best_epoch = np.inf, None, 0
         self.started = time.perf_counter()
@@ -104,14 +107,15 @@ class _Progress:
     def on_epoch_end(self, epoch: int, logs=None) -> None:
         logs = logs or {}
         train_seconds = self.last_batch - self.epoch_started
+        # Batches are full except the last of an epoch, so this counts a stopped epoch's images exactly.
+        images_seen = min(self.batches_done * self.batch_size, self.num_train)
         row = {
             "epoch": epoch + 1,
             **{k: float(logs[k]) for k in ("loss", "accuracy", "val_loss", "val_accuracy") if k in logs},
             "learning_rate": float(np.asarray(self.model.optimizer.learning_rate)),
             "seconds": round(time.perf_counter() - self.epoch_started, 3),
-            "images_per_s": round(
-                min(self.batches_done * self._batch_size(), self.num_train) / max(train_seconds, 1e-9), 1
-            ),
+            "images_seen": images_seen,
+            "images_per_s": round(images_seen / max(train_seconds, 1e-9), 1),
             "partial": self.batches_done < self.steps,
         }
         self.epoch = epoch + 1
@@ -127,9 +131,6 @@ class _Progress:
         if self.stop_event is not None and self.stop_event.is_set() and epoch + 1 < self.epochs:
             self.stopped_by_user = True
             self.model.stop_training = True
-
-    def _batch_size(self) -> int:
-        return int(np.ceil(self.num_train / self.steps))
 
 
 def train(
@@ -209,7 +210,9 @@ def _fit(run, prepared, parts, model_config, train_config, on_epoch, on_batch, s
         data.make_dataset(prepared, parts["validation"], train_config.batch_size) if len(parts["validation"]) else None
     )
     steps = int(np.ceil(len(parts["train"]) / train_config.batch_size))
-    progress = _Progress(run, steps, len(parts["train"]), train_config.epochs, on_epoch, on_batch, stop_event)
+    progress = _Progress(
+        run, steps, len(parts["train"]), train_config.epochs, on_epoch, on_batch, stop_event, train_config.batch_size
+    )
     extra = list(callbacks or [])
     if train_config.patience:
         monitor = "val_loss" if val_ds is not None else "loss"

@@ -26,7 +26,7 @@ def choose(path: str, label: str) -> None:
 
 
 sources = ["Built-in sample", "Upload a zip", "Download a dataset"] + (["Server folder"] if config.data_roots else [])
-source = st.radio("Dataset source", sources, horizontal=True)
+source = st.radio("Dataset source", sources, horizontal=True, key="dataset-source")
 
 try:
     if source == "Built-in sample":
@@ -36,7 +36,9 @@ try:
             choose(str(sample_dir(config.cache_dir)), "Built-in sample (shapes)")
     elif source == "Upload a zip":
         st.caption(f"A zip of class folders (one folder per class), up to {config.max_upload_mb} MB.")
-        upload = st.file_uploader("Zip of class folders", type=["zip"], max_upload_size=config.max_upload_mb)
+        upload = st.file_uploader(
+            "Zip of class folders", type=["zip"], max_upload_size=config.max_upload_mb, key="zip-upload"
+        )
         if upload is not None:
             content = upload.getvalue()
             check_upload_size(upload.name, len(content), config)
@@ -45,10 +47,10 @@ try:
             choose(str(root), f"Upload: {upload.name}")
     elif source == "Download a dataset":
         names = list(catalog.CATALOG)
-        name = st.selectbox("Dataset", names, format_func=lambda n: catalog.CATALOG[n].title)
+        name = st.selectbox("Dataset", names, format_func=lambda n: catalog.CATALOG[n].title, key="catalog-dataset")
         entry = catalog.CATALOG[name]
         st.caption(f"{entry.description} About {entry.size_bytes / 2**20:.0f} MB to download. Licence: {entry.license}")
-        if st.button(f"Download {entry.title}"):
+        if st.button(f"Download {entry.title}", key="download-dataset"):
             bar = st.progress(0.0, text="Downloading...")
             folder = catalog.download(
                 name,

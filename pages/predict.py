@@ -27,7 +27,7 @@ st.caption(
     f"Classes: {', '.join(run.class_names)}. Images are resized to {config.image_size[0]}x{config.image_size[1]} ({config.resize_mode}, {config.color_mode}), as in training."
 )
 
-source = st.radio("Images from", ["Upload", "Camera"], horizontal=True)
+source = st.radio("Images from", ["Upload", "Camera"], horizontal=True, key="image-source")
 if source == "Upload":
     files = (
         st.file_uploader(
@@ -35,6 +35,7 @@ if source == "Upload":
             type=sorted(e.lstrip(".") for e in SUPPORTED_EXTENSIONS),
             accept_multiple_files=True,
             max_upload_size=settings().max_upload_mb,
+            key="image-upload",
         )
         or []
     )

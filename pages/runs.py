@@ -29,7 +29,9 @@ if not all_runs:
 
 studies = sorted({r.record["sweep"]["study"] for r in all_runs if r.record.get("sweep")})
 study = (
-    st.selectbox("Show", [None, *studies], format_func=lambda s: "All runs" if s is None else f"Sweep: {s}")
+    st.selectbox(
+        "Show", [None, *studies], format_func=lambda s: "All runs" if s is None else f"Sweep: {s}", key="runs-filter"
+    )
     if studies
     else None
 )
@@ -67,7 +69,7 @@ if study:
 
 st.subheader("Manage a run")
 by_id = {r.id: r for r in runs}
-run = by_id[st.selectbox("Run", list(by_id), format_func=lambda i: describe_run(by_id[i]))]
+run = by_id[st.selectbox("Run", list(by_id), format_func=lambda i: describe_run(by_id[i]), key="manage-run")]
 cols = st.columns(3)
 if cols[0].button("Open in Evaluate and Predict", icon=":material/open_in_new:"):
     select_run(run.id)

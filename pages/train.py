@@ -52,7 +52,9 @@ with st.expander(
     st.dataframe(layers, hide_index=True)
 
 job = st.session_state.get("job")
-if st.button("Start training", type="primary", disabled=session_busy(), icon=":material/play_arrow:"):
+if st.button(
+    "Start training", key="start-training", type="primary", disabled=session_busy(), icon=":material/play_arrow:"
+):
     tags = {"owner": owner()} if owner() else None
     job = jobs.training_job(
         chosen.path, model_config, train_config, store=store(), limit=settings().max_concurrent_trainings, tags=tags

@@ -7,10 +7,10 @@ import subprocess
 import sys
 
 import pytest
-from conftest import digits, mnist_npz, publish, write_dataset
+from e2e_server import free_port
 
 from cnnlab.cli import main
-from tests.e2e_server import free_port
+from helpers import digits, mnist_npz, publish, relocated_run, write_dataset
 
 TINY = [
     "--image-size",
@@ -215,15 +215,10 @@ def test_export_json_round_trips_each_format(trained_run, tmp_path, capsys, monk
 
 
 def test_evaluate_warns_how_many_test_images_are_missing(trained_run, tmp_path, capsys):
-    run_dir, data_dir = tmp_path / "run", tmp_path / "data"
-    shutil.copytree(trained_run["run"].path, run_dir)
-    shutil.copytree(trained_run["data_dir"], data_dir)
+    run_dir = relocated_run(trained_run["run"], tmp_path / "data", tmp_path / "models")
     (run_dir / "evaluation.json").unlink()
-    record = json.loads((run_dir / "run.json").read_text())
-    record["dataset"]["path"] = str(data_dir)
-    (run_dir / "run.json").write_text(json.dumps(record))
     test_files = json.loads((run_dir / "split.json").read_text())["test"]
-    (data_dir / test_files[0]).unlink()
+    (tmp_path / "data" / test_files[0]).unlink()
     assert main(["evaluate", str(run_dir)]) == 0
     captured = capsys.readouterr()
     assert captured.out.startswith("test accuracy ")

@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from e2e_server import REPO_ROOT, StreamlitServer, find_chromium, launch_chromium
 
 from cnnlab.sample import SAMPLE_CLASSES
-from tests.e2e_server import REPO_ROOT, StreamlitServer, find_chromium, launch_chromium
 
 if TYPE_CHECKING:
     from playwright.sync_api import Locator, Page

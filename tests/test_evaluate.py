@@ -7,10 +7,10 @@ import warnings
 
 import numpy as np
 import pytest
-from conftest import write_dataset
 
 from cnnlab.evaluate import Evaluation, evaluate_probabilities, evaluate_run
 from cnnlab.runs import RunStore
+from helpers import relocated_run, write_dataset
 
 CLASSES = ["cat", "dog", "owl"]
 LABELS = [0, 0, 0, 1, 1, 2, 2, 2]
@@ -149,40 +149,39 @@ def test_an_empty_test_split_round_trips_with_its_columns():
     assert math.isnan(again.accuracy)
 
 
-def _move_dataset(run, tmp_path):
-    """Point `run` at a private copy of its dataset, free to change."""
-    moved = tmp_path / "moved"
-    shutil.copytree(run.dataset_root(), moved)
-    run.update(dataset={**run.record["dataset"], "path": str(moved)})
-    return moved
+@pytest.fixture
+def moved_run(trained_run, tmp_path):
+    """A private copy of the shared trained run, pointing at a private copy of its dataset."""
+    run_dir = relocated_run(trained_run["run"], tmp_path / "moved", tmp_path / "runs")
+    return RunStore(run_dir.parent, include_demo=False).get(run_dir.name)
 
 
-def test_missing_test_images_are_counted_and_the_saved_evaluation_is_kept(run_copy, tmp_path):
-    moved = _move_dataset(run_copy, tmp_path)
-    gone = run_copy.split()["test"][:3]
+def test_missing_test_images_are_counted_and_the_saved_evaluation_is_kept(moved_run, tmp_path):
+    run, moved = moved_run, tmp_path / "moved"
+    gone = run.split()["test"][:3]
     for rel in gone:
         (moved / rel).unlink()
-    saved = (run_copy.path / "evaluation.json").read_text()
+    saved = (run.path / "evaluation.json").read_text()
 
-    partial = evaluate_run(run_copy, refresh=True)
+    partial = evaluate_run(run, refresh=True)
     assert (partial.num_missing, len(partial.predictions)) == (3, 6)
     assert not set(gone) & set(partial.predictions["path"])
     assert partial.warnings[0].startswith("3 of 9 test images are missing from the dataset folder")
-    assert (run_copy.path / "evaluation.json").read_text() == saved  # the run's own evaluation stays
+    assert (run.path / "evaluation.json").read_text() == saved  # the run's own evaluation stays
     assert Evaluation.from_dict(json.loads(json.dumps(partial.to_dict()))).num_missing == 3
 
 
-def test_a_dataset_changed_since_training_is_a_warning(run_copy, tmp_path):
-    moved = _move_dataset(run_copy, tmp_path)
-    trained_on = run_copy.split()["train"][0]
-    (moved / trained_on).write_bytes((moved / run_copy.split()["train"][1]).read_bytes())
-    (run_copy.path / "evaluation.json").unlink()
+def test_a_dataset_changed_since_training_is_a_warning(moved_run, tmp_path):
+    run, moved = moved_run, tmp_path / "moved"
+    trained_on = run.split()["train"][0]
+    (moved / trained_on).write_bytes((moved / run.split()["train"][1]).read_bytes())
+    (run.path / "evaluation.json").unlink()
 
-    ev = evaluate_run(run_copy)
+    ev = evaluate_run(run)
     assert ev.num_missing == 0 and len(ev.predictions) == 9
     assert ev.dataset_changed
     assert len(ev.warnings) == 1 and "changed since this run was trained" in ev.warnings[0]
-    assert not (run_copy.path / "evaluation.json").exists()  # not the data it was trained on: not saved as its own
+    assert not (run.path / "evaluation.json").exists()  # not the data it was trained on: not saved as its own
 
 
 def test_an_unchanged_dataset_gives_no_warning(run_copy):

@@ -5,9 +5,8 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from conftest import random_images, small_cnn  # noqa: E402
-
 from cnnlab.explain import grad_cam, jet_colormap, last_conv_layer_name, overlay  # noqa: E402
+from helpers import random_images, small_cnn  # noqa: E402
 
 SQUARE = 6
 
