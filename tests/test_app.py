@@ -310,3 +310,13 @@ def test_runs_with_the_same_name_keep_their_own_learning_curves(app, trained_run
     validation = {t["legendgroup"]: t["name"] for t in figure["data"] if t["name"].endswith("(validation)")}
     assert validation["20260101-000000-aaaa"] == "shared tiny run · 20260101-000000-aaaa (validation)"
     assert validation["20260102-000000-bbbb"] == "shared tiny run · 20260102-000000-bbbb (validation)"
+
+
+def test_predict_says_a_damaged_model_is_unreadable(app, trained_run, tmp_path, monkeypatch):
+    shutil.copytree(trained_run["run"].path, tmp_path / "models" / "damaged")
+    (tmp_path / "models" / "damaged" / "model.keras").write_bytes(b"garbage")
+    monkeypatch.setenv("CNNLAB_MODELS_DIR", str(tmp_path / "models"))
+    app.session_state["run_id"] = "damaged"
+    at = open_page(app, "pages/predict.py")
+    assert at.selectbox(key="picked_run").value == "damaged"
+    assert len(at.error) == 1 and "is unreadable" in at.error[0].value

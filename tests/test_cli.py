@@ -223,3 +223,12 @@ def test_evaluate_warns_how_many_test_images_are_missing(trained_run, tmp_path, 
     captured = capsys.readouterr()
     assert captured.out.startswith("test accuracy ")
     assert captured.err.startswith(f"warning: 1 of {len(test_files)} test images are missing")
+
+
+def test_a_damaged_model_is_one_line_saying_it_is_unreadable(trained_run, tmp_path, capsys):
+    run_dir = tmp_path / "damaged"
+    shutil.copytree(trained_run["run"].path, run_dir)
+    (run_dir / "evaluation.json").unlink()
+    (run_dir / "model.keras").write_bytes(b"garbage")
+    assert main(["evaluate", str(run_dir)]) == 2
+    assert "model file of run 'shared tiny run' is unreadable" in one_line_error(capsys)
