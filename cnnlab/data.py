@@ -21,7 +21,7 @@ from cnnlab.files import user_path
 from cnnlab.settings import cache_dir
 
 CACHE_VERSION = 1
-# Below this many files a process pool costs more to start than it saves.
+# Below this many files handing the work to a thread pool costs more than it saves.
 PARALLEL_MIN_FILES = 200
 
 
