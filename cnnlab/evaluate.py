@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -157,10 +158,11 @@ def evaluate_prepared(model, prepared: data.PreparedData, indices: np.ndarray, b
     return evaluate_probabilities(probs, prepared.labels[indices], list(prepared.report.class_names), paths)
 
 
-def evaluate_run(run: Run, refresh: bool = False) -> Evaluation:
+def evaluate_run(run: Run, *, cache: Path, refresh: bool = False) -> Evaluation:
     """The run's test-split evaluation: saved at the end of training, recomputed when asked or missing.
 
-    A recomputed evaluation is saved as the run's only when it covers the whole test split of
+    `cache` is the folder for the scan and decoded-image caches (and the built-in sample). A
+    recomputed evaluation is saved as the run's only when it covers the whole test split of
     unchanged data; otherwise its `num_missing` and `dataset_changed` say why not.
     """
     saved = run.path / EVALUATION_FILE
@@ -169,13 +171,13 @@ def evaluate_run(run: Run, refresh: bool = False) -> Evaluation:
 
         return Evaluation.from_dict(json.loads(saved.read_text()))
     config = run.model_config()
-    report = data.scan(run.dataset_root())
+    report = data.scan(run.dataset_root(cache), cache=cache)
     if list(report.class_names) != run.class_names:
         raise ValueError(
             f"The dataset's classes changed since this run was trained; evaluate on the original data. "
             f"Received: classes={list(report.class_names)}"
         )
-    prepared = data.prepare(report, config.image_size, config.color_mode, config.resize_mode)
+    prepared = data.prepare(report, config.image_size, config.color_mode, config.resize_mode, cache=cache)
     position = {rel: i for i, rel in enumerate(report.files)}
     split = run.split()["test"]
     test = np.asarray([position[rel] for rel in split if rel in position], dtype=np.int64)

@@ -8,8 +8,11 @@ import streamlit as st
 
 from cnnlab import archive, catalog, charts, data, hosting
 from cnnlab.settings import check_data_folder, check_upload_size
-from cnnlab_ui.app_shell import require_app_shell
-from pages.common import DatasetChoice, dataset, scan, session_id, settings, show_error, thumbnails
+from cnnlab_ui.gallery import thumbnails
+from cnnlab_ui.loaders import scan
+from cnnlab_ui.messages import show_error
+from cnnlab_ui.shell import require_app_shell
+from cnnlab_ui.state import DatasetChoice, dataset, session_id, settings
 
 require_app_shell()
 

@@ -4,8 +4,11 @@ import streamlit as st
 
 from cnnlab import charts
 from cnnlab.evaluate import Evaluation, evaluate_run
-from cnnlab_ui.app_shell import require_app_shell
-from pages.common import run_picker, show_error, thumbnails
+from cnnlab_ui.gallery import thumbnails
+from cnnlab_ui.messages import show_error
+from cnnlab_ui.runs import run_picker
+from cnnlab_ui.shell import require_app_shell
+from cnnlab_ui.state import settings, store
 
 require_app_shell()
 
@@ -16,9 +19,7 @@ run = run_picker()
 @st.cache_data(show_spinner="Evaluating on the test split...", max_entries=8)
 def evaluation_of(run_id: str, model_mtime: float) -> Evaluation:
     """The run's test evaluation (saved at the end of training, so usually instant)."""
-    from pages.common import store
-
-    return evaluate_run(store().get(run_id))
+    return evaluate_run(store().get(run_id), cache=settings().cache_dir)
 
 
 try:
@@ -26,7 +27,7 @@ try:
 except ValueError as exc:
     show_error(exc)
     st.stop()
-root = run.dataset_root()
+root = run.dataset_root(settings().cache_dir)
 for warning in evaluation.warnings:
     st.warning(warning)
 if evaluation.predictions.empty:

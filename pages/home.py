@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from cnnlab_ui.app_shell import require_app_shell
+from cnnlab_ui.shell import require_app_shell
 
 require_app_shell()
 

@@ -168,24 +168,27 @@ def digits(per_class: int = 3) -> tuple[np.ndarray, np.ndarray]:
 
 
 def relocated_run(run: Run, data_dir: Path, models_dir: Path) -> Path:
-    """Copy `run` into `models_dir` and its dataset to `data_dir`, the copy pointing at the copy; returns the run folder."""
+    """Copy `run` into `models_dir` and its dataset folder to `data_dir`, the copy pointing at the copy.
+
+    Returns the copied run's folder. File times are kept, so the copy has the dataset's fingerprint.
+    """
     run_dir = models_dir / run.id
     shutil.copytree(run.path, run_dir)
-    shutil.copytree(run.dataset_root(), data_dir)
+    shutil.copytree(run.record["dataset"]["path"], data_dir)
     record = json.loads((run_dir / "run.json").read_text())
     record["dataset"]["path"] = str(data_dir)
     (run_dir / "run.json").write_text(json.dumps(record))
     return run_dir
 
 
-def validation_loss(run: Run) -> float:
+def validation_loss(run: Run, cache: Path) -> float:
     """The loss of the run's saved model on its validation images, computed here outside Keras's fit."""
     from cnnlab import data
     from cnnlab.evaluate import evaluate_prepared
 
     config = run.model_config()
-    report = data.scan(run.dataset_root())
-    prepared = data.prepare(report, config.image_size, config.color_mode, config.resize_mode)
+    report = data.scan(run.dataset_root(cache), cache=cache)
+    prepared = data.prepare(report, config.image_size, config.color_mode, config.resize_mode, cache=cache)
     position = {rel: i for i, rel in enumerate(report.files)}
     indices = [position[rel] for rel in run.split()["validation"]]
     return evaluate_prepared(run.load_model(), prepared, np.asarray(indices)).loss
