@@ -167,12 +167,12 @@ def digits(per_class: int = 3) -> tuple[np.ndarray, np.ndarray]:
     return images, labels
 
 
-def relocated_run(run: Run, data_dir: Path, models_dir: Path) -> Path:
-    """Copy `run` into `models_dir` and its dataset folder to `data_dir`, the copy pointing at the copy.
+def relocated_run(run: Run, data_dir: Path, models_dir: Path, run_id: str | None = None) -> Path:
+    """Copy `run` into `models_dir` (as `run_id`) and its dataset folder to `data_dir`, the copy pointing at the copy.
 
     Returns the copied run's folder. File times are kept, so the copy has the dataset's fingerprint.
     """
-    run_dir = models_dir / run.id
+    run_dir = models_dir / (run_id or run.id)
     shutil.copytree(run.path, run_dir)
     shutil.copytree(run.record["dataset"]["path"], data_dir)
     record = json.loads((run_dir / "run.json").read_text())

@@ -305,7 +305,8 @@ def test_reruns_leave_the_keras_session_of_a_running_training_alone(app, monkeyp
 
 
 def test_evaluate_says_how_many_test_images_are_missing(app, trained_run, tmp_path, monkeypatch):
-    run_dir = relocated_run(trained_run["run"], tmp_path / "data", tmp_path / "models")
+    # A run id of its own: the page caches evaluations by run id and model file time.
+    run_dir = relocated_run(trained_run["run"], tmp_path / "data", tmp_path / "models", run_id="missing-images")
     (run_dir / "evaluation.json").unlink()
     test_files = json.loads((run_dir / "split.json").read_text())["test"]
     for rel in test_files[:2]:
