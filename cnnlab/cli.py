@@ -351,6 +351,8 @@ def _evaluate(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     from cnnlab.runs import RunStore
 
     evaluation = evaluate_run(RunStore(settings.models_dir).get(args.run), cache=settings.cache_dir)
+    for warning in evaluation.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     if not args.json:
         print(f"test accuracy {_pct(evaluation.accuracy)}  test loss {evaluation.loss:.4f}")
         print(evaluation.per_class.to_string(index=False, float_format=lambda v: f"{v:.3f}"))

@@ -19,7 +19,7 @@ from cnnlab.checks import check_choice, check_image_size, check_range
 from cnnlab.files import atomic_path, user_path, write_json
 
 CACHE_VERSION = 1
-# Below this many files a process pool costs more to start than it saves.
+# Below this many files handing the work to a thread pool costs more than it saves.
 PARALLEL_MIN_FILES = 200
 
 

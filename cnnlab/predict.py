@@ -57,6 +57,11 @@ def predict(
     """
     if errors not in ("raise", "report"):
         raise ValueError(f"errors must be 'raise' or 'report'. Received: errors={errors!r}")
+    if names is not None and len(names) != len(sources):
+        raise ValueError(
+            "Give one name per image, in the same order as the images, or no names. "
+            f"Received: len(sources)={len(sources)}, len(names)={len(names)}"
+        )
     names = list(names) if names is not None else [_name(s, i) for i, s in enumerate(sources)]
     arrays: list[np.ndarray | None] = []
     problems: list[str | None] = []

@@ -9,6 +9,7 @@ import platform
 import secrets
 import shutil
 import socket
+import zipfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -114,7 +115,7 @@ class Run:
             bare.save(tmp)
 
     def load_model(self):
-        """Load the saved Keras model, with a clear error when there is none yet."""
+        """Load the saved Keras model, with a clear error when there is none yet or it cannot be read."""
         if not self.model_path.exists():
             raise ValueError(
                 f"Run '{self.name}' has no saved model yet (it ended before its first epoch); "
@@ -122,7 +123,15 @@ class Run:
             )
         import keras
 
-        return keras.saving.load_model(self.model_path, compile=False)
+        try:
+            return keras.saving.load_model(self.model_path, compile=False)
+        # Keras reports a file that is not a zip as "File not found" and a zip without its parts as a
+        # KeyError; neither names the real problem, and both name the server path.
+        except (ValueError, KeyError, OSError, EOFError, zipfile.BadZipFile) as exc:
+            raise ValueError(
+                f"The model file of run '{self.name}' is unreadable (damaged, or saved by another Keras "
+                f"version); train the run again or delete it. Received: run={self.id!r}"
+            ) from exc
 
     def summary(self) -> dict[str, Any]:
         """One flat row for the runs table."""

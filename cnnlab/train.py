@@ -147,7 +147,9 @@ def _fit(
         data.make_dataset(prepared, parts["validation"], train_config.batch_size) if len(parts["validation"]) else None
     )
     steps = int(np.ceil(len(parts["train"]) / train_config.batch_size))
-    progress = TrainingProgress(run, steps, len(parts["train"]), train_config.epochs, on_epoch, on_batch, stop_event)
+    progress = TrainingProgress(
+        run, steps, len(parts["train"]), train_config.batch_size, train_config.epochs, on_epoch, on_batch, stop_event
+    )
     extra = list(callbacks or [])
     if train_config.patience:
         monitor = "val_loss" if val_ds is not None else "loss"

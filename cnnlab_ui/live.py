@@ -38,7 +38,7 @@ def live_job(job: Job, stop_label: str, panel: Callable[[Job], None]) -> None:
     config = settings()
     if config.hosted:  # a visitor watching a long training is still here
         hosting.touch_session(config.cache_dir, session_id())
-    if st.button(stop_label, icon=":material/stop:", disabled=job.done):
+    if st.button(stop_label, key="stop-job", icon=":material/stop:", disabled=job.done):
         job.stop()
     panel(job)
     if job.done:

@@ -7,7 +7,10 @@ from cnnlab.evaluate import Evaluation, evaluate_run
 from cnnlab_ui.gallery import thumbnails
 from cnnlab_ui.messages import show_error
 from cnnlab_ui.runs import run_picker
+from cnnlab_ui.shell import require_app_shell
 from cnnlab_ui.state import settings, store
+
+require_app_shell()
 
 st.title("Evaluate")
 run = run_picker()
@@ -25,11 +28,14 @@ except ValueError as exc:
     show_error(exc)
     st.stop()
 root = run.dataset_root(settings().cache_dir)
+for warning in evaluation.warnings:
+    st.warning(warning)
 if evaluation.predictions.empty:
-    st.info(
-        "This run has no test images: its classes are too small for a test split at the chosen fraction. "
-        "Use more images per class or a larger test split on the Train page."
-    )
+    if not evaluation.num_missing:
+        st.info(
+            "This run has no test images: its classes are too small for a test split at the chosen fraction. "
+            "Use more images per class or a larger test split on the Train page."
+        )
     st.stop()
 
 cols = st.columns(4)

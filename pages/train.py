@@ -9,8 +9,11 @@ from cnnlab.precision import choose_precision
 from cnnlab_ui.live import job_figure, live_job
 from cnnlab_ui.loaders import scan
 from cnnlab_ui.messages import show_error
+from cnnlab_ui.shell import require_app_shell
 from cnnlab_ui.state import dataset, owner, session_busy, settings, store
 from cnnlab_ui.widgets import model_config_sidebar, train_config_sidebar
+
+require_app_shell()
 
 st.title("Train")
 try:
@@ -55,7 +58,9 @@ precision = choose_precision(train_config.precision)
 st.caption(f"Trains on **{precision.device}** in **{precision.policy}** ({precision.reason}).")
 
 job = st.session_state.get("job")
-if st.button("Start training", type="primary", disabled=session_busy(), icon=":material/play_arrow:"):
+if st.button(
+    "Start training", key="start-training", type="primary", disabled=session_busy(), icon=":material/play_arrow:"
+):
     tags = {"owner": owner()} if owner() else None
     config = settings()
     job = jobs.training_job(

@@ -10,11 +10,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import digits, mnist_npz, publish, write_dataset
+from e2e_server import free_port
 
 from cnnlab.cli import main
 from cnnlab.runs import RunStore
-from tests.e2e_server import free_port
+from helpers import digits, mnist_npz, publish, relocated_run, write_dataset
 
 TINY = [
     "--image-size",
@@ -305,3 +305,23 @@ def test_train_says_and_records_the_device_and_precision(tmp_path, capsys):
     assert RunStore(run_dir.parent).get(run_dir.name).record["precision"]["policy"] == "mixed_bfloat16"
     assert main(["train", str(root), "--precision", "half"]) == 2
     assert "invalid choice: 'half'" in capsys.readouterr().err
+
+
+def test_evaluate_warns_how_many_test_images_are_missing(trained_run, tmp_path, capsys):
+    run_dir = relocated_run(trained_run["run"], tmp_path / "data", tmp_path / "models")
+    (run_dir / "evaluation.json").unlink()
+    test_files = json.loads((run_dir / "split.json").read_text())["test"]
+    (tmp_path / "data" / test_files[0]).unlink()
+    assert main(["evaluate", str(run_dir)]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.startswith("test accuracy ")
+    assert captured.err.startswith(f"warning: 1 of {len(test_files)} test images are missing")
+
+
+def test_a_damaged_model_is_one_line_saying_it_is_unreadable(trained_run, tmp_path, capsys):
+    run_dir = tmp_path / "damaged"
+    shutil.copytree(trained_run["run"].path, run_dir)
+    (run_dir / "evaluation.json").unlink()
+    (run_dir / "model.keras").write_bytes(b"garbage")
+    assert main(["evaluate", str(run_dir)]) == 2
+    assert "model file of run 'shared tiny run' is unreadable" in one_line_error(capsys)

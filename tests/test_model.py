@@ -4,7 +4,6 @@ import dataclasses
 
 import numpy as np
 import pytest
-from conftest import tiny_model_config
 
 from cnnlab.model import (
     MAX_PARAMS,
@@ -15,6 +14,7 @@ from cnnlab.model import (
     estimate_training_bytes,
     model_summary,
 )
+from helpers import tiny_model_config
 
 
 @pytest.mark.parametrize(
