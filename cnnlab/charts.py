@@ -68,13 +68,12 @@ def confusion_figure(matrix: np.ndarray, class_names: Sequence[str]) -> go.Figur
     """Confusion matrix as clickable squares: y = true class (first on top), x = predicted class.
 
     Drawn as a Scatter of square markers coloured by count because Streamlit's plotly selection
-    returns nothing for Heatmap traces (streamlit/streamlit#8760). To find the clicked cell::
+    returns nothing for Heatmap traces (streamlit/streamlit#8760). Points are in row-major order,
+    so the clicked cell comes from its point index::
 
         event = st.plotly_chart(fig, on_select="rerun", selection_mode="points")
         for point in event.selection.points:
-            true_index, predicted_index = point["customdata"]
-
-    Points are in row-major order, so `point["point_index"]` is `true_index * n + predicted_index`.
+            true_index, predicted_index = divmod(point["point_index"], n)
     Marker sizes are in pixels, so the figure has a fixed size that makes each square fill its
     cell: show it at its own width (`st.plotly_chart(..., width="content")`).
     """
@@ -109,7 +108,6 @@ def confusion_figure(matrix: np.ndarray, class_names: Sequence[str]) -> go.Figur
         text=[_format_count(v) for v in values],
         # Dark text on pale squares, white text on dark ones.
         textfont={"color": ["white" if peak and v > 0.6 * peak else "#222222" for v in values]},
-        customdata=np.column_stack([true_idx, pred_idx]),
         hovertext=[f"{share:.0%} of true {names[t]}" for share, t in zip(shares, true_idx, strict=True)],
         hovertemplate="True: %{y}<br>Predicted: %{x}<br>Images: %{text} (%{hovertext})<extra></extra>",
         name="Confusion",
@@ -143,11 +141,18 @@ def probabilities_figure(class_names: Sequence[str], probabilities: Sequence[flo
     return fig.update_xaxes(range=[0, 1], tickformat=".0%")
 
 
-def compare_figure(histories: Mapping[str, Sequence[Mapping]], metric: str) -> go.Figure:
-    """Several runs' `metric` per epoch: validation solid, training dashed, one colour per run."""
+def compare_figure(
+    histories: Mapping[str, Sequence[Mapping]], metric: str, names: Mapping[str, str] | None = None
+) -> go.Figure:
+    """Several runs' `metric` per epoch: validation solid, training dashed, one colour per run.
+
+    `histories` is keyed by run id; the legend shows each run's name from `names` (the id when it
+    has none), followed by its id when several runs share a name.
+    """
     _check_metric(metric)
+    labels = _run_labels(list(histories), names or {})
     fig = go.Figure()
-    for i, (run, history) in enumerate(histories.items()):
+    for i, (run_id, history) in enumerate(histories.items()):
         colour = PALETTE[i % len(PALETTE)]
         for key, label, dash in ((f"val_{metric}", "validation", "solid"), (metric, "training", "dash")):
             epochs, values = _series(history, key)
@@ -156,8 +161,8 @@ def compare_figure(histories: Mapping[str, Sequence[Mapping]], metric: str) -> g
                     x=epochs,
                     y=values,
                     mode="lines+markers",
-                    name=f"{run} ({label})",
-                    legendgroup=str(run),
+                    name=f"{labels[run_id]} ({label})",
+                    legendgroup=str(run_id),
                     line={"color": colour, "dash": dash},
                     marker={"size": 5},
                 )
@@ -279,6 +284,13 @@ def _series(history: Sequence[Mapping], key: str) -> tuple[list, list]:
         epochs.append(row.get("epoch", i))
         values.append(float(value))
     return epochs, values
+
+
+def _run_labels(run_ids: list[str], names: Mapping[str, str]) -> dict[str, str]:
+    """Each run's name, with its id added where two runs would otherwise look the same."""
+    plain = {run_id: str(names.get(run_id) or run_id) for run_id in run_ids}
+    shared = {label for label in plain.values() if list(plain.values()).count(label) > 1}
+    return {run_id: f"{label} · {run_id}" if label in shared else label for run_id, label in plain.items()}
 
 
 def _dimension(column: pd.Series, label: str) -> dict:

@@ -4,6 +4,7 @@ Bad input exits with status 2 and one line on standard error; `--json` makes the
 standard output one JSON object. Progress goes to standard error, so standard output stays clean.
 Ctrl-C stops a training or sweep after its batch, reports it and exits with status 130; a second
 Ctrl-C aborts at once (the run keeps its last complete epoch, and `resume` continues it).
+The settings are read from the environment once, here, and passed to each command.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from cnnlab import background
 from cnnlab.checks import one_line
 from cnnlab.images import COLOR_MODES, RESIZE_MODES
 from cnnlab.model import FLIPS, HEADS, OPTIMIZERS, POOLINGS, ModelConfig
+from cnnlab.precision import PRECISIONS
+from cnnlab.settings import Settings, load_settings
 
 CHOICES = {
     "color_mode": COLOR_MODES,
@@ -31,6 +34,7 @@ CHOICES = {
     "head": HEADS,
     "flip": FLIPS,
     "optimizer": OPTIMIZERS,
+    "precision": PRECISIONS,
 }
 
 
@@ -93,7 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("download", "fetch a well-known dataset, verify it and convert it into class folders")
     p.add_argument("name", choices=_catalog_names())
     p.add_argument("--cache", type=Path, help="cache folder (default: CNNLAB_CACHE_DIR or ~/.cache/cnnlab)")
-    p.add_argument("--base-url", help="fetch the same file names from this server instead (a mirror)")
+    p.add_argument(
+        "--base-url", help="fetch the same file names from this server instead (a mirror; default: CNNLAB_DATASETS_URL)"
+    )
     p = command("scan", "check a class-folder dataset and report what can be used")
     p.add_argument("data_dir", type=Path)
     p = command("train", "train a CNN (on the built-in sample when no folder is given)")
@@ -132,13 +138,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the command line; returns the exit status."""
+    """Run the command line (`python -m cnnlab` and the `cnnlab` console script); returns the exit status."""
     argv = sys.argv[1:] if argv is None else list(argv)
+    # TensorFlow's C++ start-up chatter would bury the progress lines; errors still show.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
         args = _parse(argv)
+        settings = load_settings()
         if args.command in TENSORFLOW_COMMANDS:
             _import_tensorflow_quietly()
-        result = COMMANDS[args.command](args)
+        result = COMMANDS[args.command](args, settings)
     except ValueError as exc:
         print(f"error: {one_line(exc)}", file=sys.stderr)
         return 2
@@ -192,7 +201,7 @@ def _finite(value: Any) -> Any:
     return value
 
 
-def _sample(args: argparse.Namespace) -> dict[str, Any]:
+def _sample(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     from cnnlab.sample import write_sample
 
     out = write_sample(args.out_dir, seed=args.seed)
@@ -206,18 +215,23 @@ def _catalog_names() -> tuple[str, ...]:
     return tuple(CATALOG)
 
 
-def _download(args: argparse.Namespace) -> dict[str, Any]:
+def _download(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     from cnnlab.catalog import CATALOG, download
 
-    root = download(args.name, args.cache, on_progress=_print_download, base_url=args.base_url)
+    root = download(
+        args.name,
+        args.cache or settings.cache_dir,
+        on_progress=_print_download,
+        base_url=args.base_url or settings.datasets_url,
+    )
     _say(args, f"{CATALOG[args.name].title} is ready at {root}")
     return {"name": args.name, "data_dir": str(root)}
 
 
-def _scan(args: argparse.Namespace) -> dict[str, Any]:
+def _scan(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     from cnnlab.data import scan
 
-    report = scan(args.data_dir).to_dict()
+    report = scan(args.data_dir, cache=settings.cache_dir).to_dict()
     if not args.json:
         print(f"{report['num_images']} usable images in {len(report['classes'])} classes at {report['root']}")
         for name, count in report["counts"].items():
@@ -236,17 +250,19 @@ def _scan(args: argparse.Namespace) -> dict[str, Any]:
     return report
 
 
-def _train(args: argparse.Namespace) -> dict[str, Any]:
+def _train(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
+    from cnnlab.precision import choose_precision
     from cnnlab.runs import RunStore, new_run_id
     from cnnlab.sample import sample_dir
     from cnnlab.train import TrainConfig, train
 
     if args.continue_from is not None:
-        return _continue(args)
+        return _continue(args, settings)
     model_config = _config_from(args, ModelConfig)
     train_config = _config_from(args, TrainConfig)
-    data_dir = args.data_dir or sample_dir()
-    store = RunStore(args.run_dir.parent) if args.run_dir else RunStore()
+    precision = choose_precision(train_config.precision)
+    data_dir = args.data_dir or sample_dir(settings.cache_dir)
+    store = RunStore(args.run_dir.parent if args.run_dir else settings.models_dir)
     run_id = args.run_dir.name if args.run_dir else new_run_id()
     run = _interruptible(
         args,
@@ -256,17 +272,19 @@ def _train(args: argparse.Namespace) -> dict[str, Any]:
             train_config,
             name=args.name,
             store=store,
+            cache=settings.cache_dir,
+            max_training_mb=settings.max_training_mb,
             run_id=run_id,
-            stop_event=stop,
             on_epoch=_print_epoch(train_config.epochs),
-            on_batch=_print_batch,
+            on_batch=_print_batch_after(_intro(precision.to_dict())),
+            stop_event=stop,
         ),
         _resumable_at(store.root / run_id),
     )
     return _run_result(args, run)
 
 
-def _continue(args: argparse.Namespace) -> dict[str, Any]:
+def _continue(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     from cnnlab.resume import continue_training
     from cnnlab.runs import RunStore, new_run_id
     from cnnlab.train import TrainConfig
@@ -278,8 +296,8 @@ def _continue(args: argparse.Namespace) -> dict[str, Any]:
             "(how many more), and --name or --run-dir if you like (see `python -m cnnlab train --help`). "
             f"Received: options={[f.name for f in given] + (['data_dir'] if args.data_dir else [])}"
         )
-    store = RunStore(args.run_dir.parent) if args.run_dir else RunStore()
-    parent = RunStore().get(args.continue_from)
+    store = RunStore(args.run_dir.parent if args.run_dir else settings.models_dir)
+    parent = RunStore(settings.models_dir).get(args.continue_from)
     run_id = args.run_dir.name if args.run_dir else new_run_id()
     run = _interruptible(
         args,
@@ -287,22 +305,23 @@ def _continue(args: argparse.Namespace) -> dict[str, Any]:
             parent.path,
             args.epochs,
             store=store,
+            cache=settings.cache_dir,
             name=args.name,
             run_id=run_id,
-            stop_event=stop,
             on_epoch=_print_epoch(len(parent.history) + args.epochs),
-            on_batch=_print_batch,
+            on_batch=_print_batch_after(_intro(parent.record.get("precision"))),
+            stop_event=stop,
         ),
         _resumable_at(store.root / run_id),
     )
     return {**_run_result(args, run), "parent": parent.id}
 
 
-def _resume(args: argparse.Namespace) -> dict[str, Any]:
+def _resume(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     from cnnlab.resume import resume
     from cnnlab.runs import RunStore
 
-    store = RunStore()
+    store = RunStore(settings.models_dir)
     run = store.get(args.run)
     _say(args, f"Resuming run {run.id} from {run.path}")
     run = _interruptible(
@@ -310,13 +329,22 @@ def _resume(args: argparse.Namespace) -> dict[str, Any]:
         lambda stop: resume(
             run.path,
             store=store,
-            stop_event=stop,
+            cache=settings.cache_dir,
             on_epoch=_print_epoch(int(run.record["train_config"]["epochs"])),
-            on_batch=_print_batch,
+            on_batch=_print_batch_after(_intro(run.record.get("precision"))),
+            stop_event=stop,
         ),
         _resumable_at(run.path),
     )
     return _run_result(args, run)
+
+
+def _intro(precision: dict[str, str] | None) -> str:
+    """The line that says where and in what precision a training runs."""
+    if not precision:
+        return "Training in float32"
+    reason = f" ({precision['reason']})" if precision.get("reason") else ""
+    return f"Training on {precision.get('device', 'this machine')} in {precision['policy']}{reason}"
 
 
 def _resumable_at(folder: Path) -> str:
@@ -326,6 +354,7 @@ def _resumable_at(folder: Path) -> str:
 def _run_result(args: argparse.Namespace, run) -> dict[str, Any]:
     """The JSON result of a training command, and its summary line (with how to resume a stopped run)."""
     metrics = run.record.get("metrics", {})
+    precision = run.record.get("precision") or {}
     result = {
         "run_id": run.id,
         "run_dir": str(run.path),
@@ -335,6 +364,8 @@ def _run_result(args: argparse.Namespace, run) -> dict[str, Any]:
         "test_accuracy": metrics.get("test_accuracy"),
         "train_images_per_s": metrics.get("train_images_per_s"),
         "duration_s": run.record.get("duration_s"),
+        "precision": precision.get("policy"),
+        "device": precision.get("device"),
     }
     resumable = f" Resume it with `python -m cnnlab resume {run.id}`." if run.status == "stopped" else ""
     _say(
@@ -385,6 +416,18 @@ def _print_epoch(epochs: int) -> Callable[[dict[str, Any]], None]:
     return show
 
 
+def _print_batch_after(intro: str) -> Callable[[dict[str, Any]], None]:
+    """Batch progress, preceded once by `intro` when the first batch is done (not before bad input is caught)."""
+    pending = [intro]
+
+    def show(progress: dict[str, Any]) -> None:
+        if pending:
+            print(pending.pop(), file=sys.stderr)
+        _print_batch(progress)
+
+    return show
+
+
 def _print_batch(progress: dict[str, Any]) -> None:
     if sys.stderr.isatty():
         print(
@@ -405,11 +448,13 @@ def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.1%}"
 
 
-def _evaluate(args: argparse.Namespace) -> dict[str, Any]:
+def _evaluate(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     from cnnlab.evaluate import evaluate_run
     from cnnlab.runs import RunStore
 
-    evaluation = evaluate_run(RunStore().get(args.run))
+    evaluation = evaluate_run(RunStore(settings.models_dir).get(args.run), cache=settings.cache_dir)
+    for warning in evaluation.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     if not args.json:
         print(f"test accuracy {_pct(evaluation.accuracy)}  test loss {evaluation.loss:.4f}")
         print(evaluation.per_class.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
@@ -418,11 +463,11 @@ def _evaluate(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
-def _predict(args: argparse.Namespace) -> dict[str, Any]:
+def _predict(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     from cnnlab.predict import predict
     from cnnlab.runs import RunStore
 
-    run = RunStore().get(args.run)
+    run = RunStore(settings.models_dir).get(args.run)
     missing = [str(p) for p in args.images if not p.is_file()]
     if missing:
         raise ValueError(f"Image file not found; check the path. Received: image={missing[0]!r}")
@@ -442,10 +487,10 @@ def _predict(args: argparse.Namespace) -> dict[str, Any]:
     return {"predictions": [r.to_dict() for r in results]}
 
 
-def _runs(args: argparse.Namespace) -> dict[str, Any]:
+def _runs(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     from cnnlab.runs import RunStore
 
-    rows = [run.summary() for run in RunStore().list()]
+    rows = [run.summary() for run in RunStore(settings.models_dir).list()]
     if not args.json:
         for row in rows:
             print(f"{row['id']:<28} {row['status']:<11} {row['name'][:30]:<30} test acc {_pct(row['test_accuracy'])}")
@@ -454,14 +499,15 @@ def _runs(args: argparse.Namespace) -> dict[str, Any]:
     return {"runs": rows}
 
 
-def _sweep(args: argparse.Namespace) -> dict[str, Any]:
+def _sweep(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
+    from cnnlab.runs import RunStore
     from cnnlab.sweep import load_space, masked_url, run_sweep
 
     space = load_space(args.space)  # a bad space file fails here, before anything heavy is imported
     if args.data_dir is None:
         from cnnlab.sample import sample_dir
 
-        data_dir = sample_dir()
+        data_dir = sample_dir(settings.cache_dir)
     else:
         data_dir = args.data_dir
     import optuna
@@ -490,6 +536,9 @@ def _sweep(args: argparse.Namespace) -> dict[str, Any]:
             timeout=args.timeout,
             storage=args.storage,
             study_name=args.study,
+            store=RunStore(settings.models_dir),
+            cache=settings.cache_dir,
+            max_training_mb=settings.max_training_mb,
             stop_event=stop,
             on_trial=show_trial,
             on_epoch=show_epoch,
@@ -516,11 +565,11 @@ def _sweep(args: argparse.Namespace) -> dict[str, Any]:
     return summary
 
 
-def _export(args: argparse.Namespace) -> dict[str, Any]:
+def _export(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     from cnnlab.export import export_run, read_export
     from cnnlab.runs import RunStore
 
-    folder = export_run(RunStore().get(args.run), args.format, args.out)
+    folder = export_run(RunStore(settings.models_dir).get(args.run), args.format, args.out, cache=settings.cache_dir)
     manifest = read_export(folder)
     _say(
         args, f"Exported {args.format} to {folder} (max difference from the Keras model {manifest['max_abs_diff']:.2g})"
@@ -538,7 +587,7 @@ def _say(args: argparse.Namespace, text: str) -> None:
 
 
 TENSORFLOW_COMMANDS = frozenset({"download", "train", "resume", "evaluate", "predict", "export", "sweep"})
-COMMANDS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
+COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], dict[str, Any]]] = {
     "sample": _sample,
     "download": _download,
     "scan": _scan,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,7 +20,12 @@ PREDICTION_COLUMNS = ("path", "true_label", "predicted_label", "confidence", "co
 
 @dataclass(frozen=True)
 class Evaluation:
-    """Test-split metrics, the confusion matrix and one row per test image."""
+    """Test-split metrics, the confusion matrix and one row per test image.
+
+    `num_missing` counts the split's test images that no longer exist (the metrics cover the
+    others); `dataset_changed` says the dataset's fingerprint differs from the one recorded at
+    training time.
+    """
 
     class_names: tuple[str, ...]
     loss: float
@@ -27,6 +34,27 @@ class Evaluation:
     per_class: pd.DataFrame
     predictions: pd.DataFrame
     roc_auc: float | None = None
+    num_missing: int = 0
+    dataset_changed: bool = False
+
+    @property
+    def warnings(self) -> list[str]:
+        """One line per reason these metrics are not the run's own test metrics (none: they are)."""
+        found = []
+        if self.num_missing:
+            total = self.num_missing + len(self.predictions)
+            found.append(
+                f"{self.num_missing} of {total} test images are missing from the dataset folder, so these metrics "
+                f"cover only the other {len(self.predictions)} and are not saved as the run's evaluation; "
+                "restore the images to evaluate the whole test split."
+            )
+        if self.dataset_changed:
+            found.append(
+                "The dataset's files changed since this run was trained (names, sizes or modification times "
+                "differ), so these metrics are on today's files and not saved as the run's evaluation; "
+                "evaluate on the original data to compare."
+            )
+        return found
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (also what `evaluate --json` prints)."""
@@ -38,6 +66,8 @@ class Evaluation:
             "confusion": self.confusion.tolist(),
             "per_class": self.per_class.to_dict(orient="records"),
             "predictions": self.predictions.to_dict(orient="records"),
+            "num_missing": self.num_missing,
+            "dataset_changed": self.dataset_changed,
         }
 
     @classmethod
@@ -52,6 +82,8 @@ class Evaluation:
             # An empty test split has no rows to carry the columns; name them so lookups still work.
             predictions=pd.DataFrame(d["predictions"], columns=list(PREDICTION_COLUMNS)),
             roc_auc=d.get("roc_auc"),
+            num_missing=d.get("num_missing", 0),
+            dataset_changed=d.get("dataset_changed", False),
         )
 
     def most_confident_mistakes(self, limit: int = 12) -> pd.DataFrame:
@@ -67,7 +99,12 @@ class Evaluation:
 
 def probabilities(model, batches) -> np.ndarray:
     """Class probabilities (N, num_classes) for a dataset or array, single-sigmoid models included."""
-    raw = np.asarray(model.predict(batches, verbose=0), dtype=np.float64)
+    return class_probabilities(model.predict(batches, verbose=0))
+
+
+def class_probabilities(outputs) -> np.ndarray:
+    """The model's outputs as float64 (N, num_classes) probabilities: one sigmoid unit becomes two classes."""
+    raw = np.asarray(outputs, dtype=np.float64)
     if raw.ndim == 2 and raw.shape[1] == 1:
         return np.concatenate([1.0 - raw, raw], axis=1)
     return raw
@@ -126,27 +163,46 @@ def evaluate_prepared(model, prepared: data.PreparedData, indices: np.ndarray, b
     return evaluate_probabilities(probs, prepared.labels[indices], list(prepared.report.class_names), paths)
 
 
-def evaluate_run(run: Run, refresh: bool = False) -> Evaluation:
-    """The run's test-split evaluation: saved at the end of training, recomputed when asked or missing."""
+def evaluate_run(run: Run, *, cache: Path, refresh: bool = False) -> Evaluation:
+    """The run's test-split evaluation: saved at the end of training, recomputed when asked or missing.
+
+    `cache` is the folder for the scan and decoded-image caches (and the built-in sample). A
+    recomputed evaluation is saved as the run's only when it covers the whole test split of
+    unchanged data; otherwise its `num_missing` and `dataset_changed` say why not.
+    """
     saved = run.path / EVALUATION_FILE
     if saved.exists() and not refresh:
         import json
 
         return Evaluation.from_dict(json.loads(saved.read_text()))
     config = run.model_config()
-    report = data.scan(run.dataset_root())
+    report = data.scan(run.dataset_root(cache), cache=cache)
     if list(report.class_names) != run.class_names:
         raise ValueError(
             f"The dataset's classes changed since this run was trained; evaluate on the original data. "
             f"Received: classes={list(report.class_names)}"
         )
-    prepared = data.prepare(report, config.image_size, config.color_mode, config.resize_mode)
+    prepared = data.prepare(report, config.image_size, config.color_mode, config.resize_mode, cache=cache)
     position = {rel: i for i, rel in enumerate(report.files)}
-    test = np.asarray([position[rel] for rel in run.split()["test"] if rel in position], dtype=np.int64)
-    evaluation = evaluate_prepared(run.load_model(), prepared, test)
-    if run.status != "running":  # a running run's folder is its training's to write; it evaluates at the end
+    split = run.split()["test"]
+    test = np.asarray([position[rel] for rel in split if rel in position], dtype=np.int64)
+    recorded = _recorded_fingerprint(run)
+    evaluation = dataclasses.replace(
+        evaluate_prepared(run.load_model(), prepared, test),
+        num_missing=len(split) - len(test),
+        dataset_changed=recorded is not None and recorded != report.fingerprint,
+    )
+    # A running run's folder is its training's to write; it evaluates at the end.
+    if run.status != "running" and not evaluation.warnings:
         save_evaluation(run, evaluation)
     return evaluation
+
+
+def _recorded_fingerprint(run: Run) -> str | None:
+    """The dataset fingerprint recorded at training, where comparing it means something."""
+    dataset = run.record.get("dataset") or {}
+    # The fingerprint covers file times; the built-in sample is made again, image for image, with new ones.
+    return None if dataset.get("builtin") == "sample" else dataset.get("fingerprint")
 
 
 def save_evaluation(run: Run, evaluation: Evaluation) -> None:

@@ -221,18 +221,34 @@ def training_job(
     train_config: TrainConfig,
     *,
     store: RunStore,
+    cache: Path,
+    max_training_mb: int | None = None,
     limit: int = 1,
     tags: dict[str, Any] | None = None,
     owner: str | None = None,
 ) -> Job:
-    """A (not yet started) job that trains one new run, streaming epochs and batches into the job."""
+    """A (not yet started) job that trains one new run, streaming epochs and batches into the job.
+
+    `store`, `cache` and `max_training_mb` are passed on to `train`; the run's id is chosen now,
+    so the registry finds the job by it from the start.
+    """
     from cnnlab.train import train
 
     run_id = new_run_id()
     tags = {**(tags or {}), **({"owner": owner} if owner else {})}
 
     def target(job: Job):
-        return train(data_dir, model_config, train_config, store=store, tags=tags, run_id=run_id, **_hooks(job))
+        return train(
+            data_dir,
+            model_config,
+            train_config,
+            store=store,
+            cache=cache,
+            max_training_mb=max_training_mb,
+            tags=tags,
+            run_id=run_id,
+            **_hooks(job),
+        )
 
     return Job(
         target,
@@ -244,14 +260,14 @@ def training_job(
     )
 
 
-def resume_job(run_id: str, *, store: RunStore, limit: int = 1, owner: str | None = None) -> Job:
-    """A (not yet started) job that resumes an interrupted or stopped run in place."""
+def resume_job(run_id: str, *, store: RunStore, cache: Path, limit: int = 1, owner: str | None = None) -> Job:
+    """A (not yet started) job that resumes an interrupted, stopped or failed run in place."""
     from cnnlab.resume import resume
 
     run = store.get(run_id)
 
     def target(job: Job):
-        return resume(run.id, store=store, **_hooks(job))
+        return resume(run.id, store=store, cache=cache, **_hooks(job))
 
     return Job(
         target,
@@ -263,7 +279,9 @@ def resume_job(run_id: str, *, store: RunStore, limit: int = 1, owner: str | Non
     )
 
 
-def continue_job(parent_id: str, epochs: int, *, store: RunStore, limit: int = 1, owner: str | None = None) -> Job:
+def continue_job(
+    parent_id: str, epochs: int, *, store: RunStore, cache: Path, limit: int = 1, owner: str | None = None
+) -> Job:
     """A (not yet started) job that trains `epochs` more epochs of a completed run as a new run."""
     from cnnlab.resume import continue_training
 
@@ -272,7 +290,7 @@ def continue_job(parent_id: str, epochs: int, *, store: RunStore, limit: int = 1
 
     def target(job: Job):
         tags = {"owner": owner} if owner else None
-        return continue_training(parent.id, epochs, store=store, tags=tags, run_id=run_id, **_hooks(job))
+        return continue_training(parent.id, epochs, store=store, cache=cache, tags=tags, run_id=run_id, **_hooks(job))
 
     return Job(
         target,
@@ -298,10 +316,14 @@ def sweep_job(
     storage: str,
     study_name: str | None,
     store: RunStore,
+    cache: Path,
+    max_training_mb: int | None = None,
     limit: int = 1,
     owner: str | None = None,
 ) -> Job:
     """A (not yet started) job that runs a sweep, streaming finished trials and epochs into the job.
+
+    `store`, `cache` and `max_training_mb` are passed on to `run_sweep`.
 
     With `owner` (a hosted visitor's session id) every run is tagged with it and the study name
     ends with it, so visitors never join each other's studies, even with the same space and data.
@@ -320,6 +342,8 @@ def sweep_job(
             storage=storage,
             study_name=study_name,
             store=store,
+            cache=cache,
+            max_training_mb=max_training_mb,
             stop_event=job.stop_event,
             on_trial=job.add_item,
             on_epoch=job.add_epoch,

@@ -23,20 +23,21 @@ RESUMABLE = ("interrupted", "stopped", "failed")
 def resume(
     ref: str | Path,
     *,
-    store: RunStore | None = None,
+    store: RunStore,
+    cache: Path,
     on_epoch: EpochCallback | None = None,
     on_batch: BatchCallback | None = None,
     stop_event: threading.Event | None = None,
     callbacks: list | None = None,
 ) -> Run:
     """Continue an interrupted, stopped or failed run in place, from its last complete epoch to its
-    planned epochs, as if it had never stopped.
+    planned epochs, as if it had never stopped. `ref` is a run id, name or folder in `store`;
+    `cache` is the folder for the scan and decoded-image caches.
 
     Epochs after the checkpoint (a half-trained stopped epoch, one that died before its checkpoint)
     leave the history and are trained again, so it has each epoch once. `on_epoch` first gets the
     epochs the run keeps, then each new one.
     """
-    store = store or RunStore()
     run = store.get(ref)
     if run.is_demo or run.status not in RESUMABLE:
         hint = {
@@ -44,7 +45,7 @@ def resume(
             "completed": "train more epochs as a new run with `train --continue-from` instead",
         }.get(run.status, "only an interrupted, stopped or failed run can be resumed")
         raise ValueError(f"Run '{run.name}' is {run.status} and cannot be resumed; {hint}. Received: run={run.id!r}")
-    prepared, parts = run_data(run)
+    prepared, parts = run_data(run, cache)
     start = _resume_point(run, store)
     run.claim()
     run.update(history=[row for row in run.history if row["epoch"] <= start.epoch], metrics={})
@@ -60,7 +61,8 @@ def continue_training(
     ref: str | Path,
     epochs: int,
     *,
-    store: RunStore | None = None,
+    store: RunStore,
+    cache: Path,
     name: str | None = None,
     tags: dict[str, Any] | None = None,
     run_id: str | None = None,
@@ -77,7 +79,6 @@ def continue_training(
     (`initial_epoch`), and its model is the best of its own epochs.
     """
     check_range("epochs", epochs, 1, 1000, int)
-    store = store or RunStore()
     parent = store.get(ref)
     if parent.status != "completed":
         hint = "resume it instead" if parent.status in RESUMABLE else "wait until it ends"
@@ -86,10 +87,11 @@ def continue_training(
             f"Received: run={parent.id!r}"
         )
     start = _continue_point(parent)
-    prepared, parts = run_data(parent)
+    prepared, parts = run_data(parent, cache)
     train_config = TrainConfig.from_dict({**parent.record["train_config"], "epochs": start.epoch + epochs})
-    record = {
-        **{key: parent.record[key] for key in ("model_config", "class_names", "dataset")},
+    inherited = ("model_config", "class_names", "dataset", "precision")
+    record: dict[str, Any] = {
+        **{key: parent.record[key] for key in inherited if key in parent.record},
         "name": name or f"{parent.name} +{epochs}",
         "train_config": train_config.to_dict(),
         "parent": parent.id,
@@ -102,10 +104,10 @@ def continue_training(
     )
 
 
-def run_data(run: Run) -> tuple[data.PreparedData, dict[str, np.ndarray]]:
+def run_data(run: Run, cache: Path) -> tuple[data.PreparedData, dict[str, np.ndarray]]:
     """The run's prepared dataset and its recorded split, as indices into it."""
-    root = run.dataset_root()
-    report = data.scan(root)
+    root = run.dataset_root(cache)
+    report = data.scan(root, cache=cache)
     index = {path: i for i, path in enumerate(report.files)}
     split = run.split()
     missing = [path for paths in split.values() for path in paths if path not in index]
@@ -116,7 +118,7 @@ def run_data(run: Run) -> tuple[data.PreparedData, dict[str, np.ndarray]]:
         )
     parts = {part: np.asarray([index[p] for p in paths], dtype=np.int64) for part, paths in split.items()}
     config = run.model_config()
-    return data.prepare(report, config.image_size, config.color_mode, config.resize_mode), parts
+    return data.prepare(report, config.image_size, config.color_mode, config.resize_mode, cache=cache), parts
 
 
 def _resume_point(run: Run, store: RunStore) -> Start:

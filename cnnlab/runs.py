@@ -9,6 +9,7 @@ import platform
 import secrets
 import shutil
 import socket
+import zipfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Any
 
 from cnnlab import heartbeat
 from cnnlab.files import atomic_path, build_folder, write_json
-from cnnlab.settings import DEMO_RUN_DIR, models_dir
+from cnnlab.settings import DEMO_RUN_DIR
 
 RUN_FILE = "run.json"
 MODEL_FILE = "model.keras"
@@ -88,14 +89,14 @@ class Run:
 
         return ModelConfig.from_dict(self.record["model_config"])
 
-    def dataset_root(self) -> Path:
-        """The run's dataset folder; the built-in sample is found again on any machine."""
+    def dataset_root(self, cache: Path) -> Path:
+        """The run's dataset folder; the built-in sample is found again (in `cache`) on any machine."""
         dataset = self.record.get("dataset") or {}
         path = Path(dataset.get("path", ""))
         if not path.is_dir() and dataset.get("builtin") == "sample":
             from cnnlab.sample import sample_dir
 
-            return sample_dir()
+            return sample_dir(cache)
         return path
 
     def split(self) -> dict[str, list[str]]:
@@ -120,16 +121,19 @@ class Run:
         """Save the model atomically (Keras writes a temporary file that is renamed into place).
 
         The optimizer's state is left out: Adam's two moments per weight would triple the file that
-        the app loads and users download; resuming and continuing use the checkpoint instead.
+        the app loads and users download; resuming and continuing use the checkpoint instead. A
+        model trained in mixed precision is saved as its float32 copy, so it loads and predicts anywhere.
         """
         import keras
 
-        bare = keras.Model(model.inputs, model.outputs, name=model.name)
+        from cnnlab.precision import float32_copy
+
+        bare = float32_copy(keras.Model(model.inputs, model.outputs, name=model.name))
         with atomic_path(self.model_path) as tmp:
             bare.save(tmp)
 
     def load_model(self):
-        """Load the saved Keras model, with a clear error when there is none yet."""
+        """Load the saved Keras model, with a clear error when there is none yet or it cannot be read."""
         if not self.model_path.exists():
             raise ValueError(
                 f"Run '{self.name}' has no saved model yet (it ended before its first epoch); "
@@ -137,7 +141,15 @@ class Run:
             )
         import keras
 
-        return keras.saving.load_model(self.model_path, compile=False)
+        try:
+            return keras.saving.load_model(self.model_path, compile=False)
+        # Keras reports a file that is not a zip as "File not found" and a zip without its parts as a
+        # KeyError; neither names the real problem, and both name the server path.
+        except (ValueError, KeyError, OSError, EOFError, zipfile.BadZipFile) as exc:
+            raise ValueError(
+                f"The model file of run '{self.name}' is unreadable (damaged, or saved by another Keras "
+                f"version); train the run again or delete it. Received: run={self.id!r}"
+            ) from exc
 
     def summary(self) -> dict[str, Any]:
         """One flat row for the runs table."""
@@ -192,10 +204,10 @@ def new_run_id() -> str:
 
 
 class RunStore:
-    """All runs under one folder (default: the `models/` folder or `CNNLAB_MODELS_DIR`)."""
+    """All runs under one folder (the CLI and the app use `Settings.models_dir`), plus the shipped demo."""
 
-    def __init__(self, root: str | Path | None = None, include_demo: bool = True) -> None:
-        self.root = Path(root) if root is not None else models_dir()
+    def __init__(self, root: str | Path, include_demo: bool = True) -> None:
+        self.root = Path(root)
         self.include_demo = include_demo
 
     def create(self, record: dict[str, Any], split: dict[str, list[str]], run_id: str | None = None) -> Run:

@@ -1,7 +1,7 @@
 """The built-in sample dataset: coloured shapes on cluttered backgrounds, generated from a seed.
 
-Each image shows one shape (the class) with a random colour, size, position and rotation, filled or
-drawn as an outline, over a gradient background with lines, dots, small blobs and pixel noise. Every
+Each image shows one filled shape (the class) with a random colour, size, position and rotation,
+over a gradient background with lines, dots, small blobs and pixel noise. Every
 image has its own random stream seeded by (seed, class, index), so the same seed always gives
 byte-identical PNG files and the first images do not depend on how many are written.
 """
@@ -16,7 +16,6 @@ from PIL import Image, ImageDraw
 
 from cnnlab.checks import check_range
 from cnnlab.files import build_folder
-from cnnlab.settings import cache_dir
 
 SAMPLE_CLASSES: tuple[str, ...] = ("circle", "cross", "square", "star", "triangle")
 SAMPLE_VERSION = 1
@@ -32,8 +31,6 @@ MIN_RADIUS, MAX_RADIUS = 0.22, 0.42
 SHAPE_CHANNELS = (150, 255)
 BACKGROUND_CHANNELS = (0, 110)
 CLUTTER_CHANNELS = (0, 140)
-# Share of shapes drawn as an outline instead of filled.
-OUTLINE_PROBABILITY = 0.0
 MAX_NOISE_SIGMA = 10.0
 _SAMPLE_FOLDER = f"sample-v{SAMPLE_VERSION}-seed{DEFAULT_SEED}"
 
@@ -71,13 +68,13 @@ def is_sample_dir(path: str | Path) -> bool:
     return Path(path).name == _SAMPLE_FOLDER
 
 
-def sample_dir(cache: Path | None = None) -> Path:
+def sample_dir(cache: Path) -> Path:
     """The default sample (seed 0) in `<cache>/sample-v1-seed0`, generated on first use.
 
     Generation writes into a temporary folder beside the target and renames it into place, so a
     crash never leaves a half-written sample and two processes racing both end up with one copy.
     """
-    target = (Path(cache) if cache is not None else cache_dir()) / _SAMPLE_FOLDER
+    target = Path(cache) / _SAMPLE_FOLDER
     if target.is_dir():
         return target
     return build_folder(
@@ -97,8 +94,10 @@ def draw_sample_image(name: str, rng: np.random.Generator, image_size: int = 64)
     radius = rng.uniform(MIN_RADIUS, MAX_RADIUS) * side
     center = rng.uniform(radius + 0.03 * side, side - radius - 0.03 * side, size=2)
     angle = rng.uniform(0.0, 2 * math.pi)
-    outline = rng.random() < OUTLINE_PROBABILITY
-    _draw_shape(draw, name, center, radius, angle, shape_color, outline, side)
+    # Version 1 drew a number here for a filled-or-outline choice that was always "filled"; drawing
+    # it still keeps every sample-v1 image (and the demo model's dataset) byte for byte the same.
+    rng.random()
+    _draw_shape(draw, name, center, radius, angle, shape_color)
     # Now and then a line across the shape, so no clean outline gives the class away.
     _lines(draw, rng, side, int(rng.random() < 0.35))
     small = canvas.resize((image_size, image_size), Image.Resampling.BOX)
@@ -149,18 +148,13 @@ def _draw_shape(
     radius: float,
     angle: float,
     color: np.ndarray,
-    outline: bool,
-    side: int,
 ) -> None:
-    width = max(2, int(round(0.035 * side)))
-    fill = None if outline else _rgb(color)
-    line = _rgb(color) if outline else None
     if name == "circle":
         cx, cy = center
-        draw.ellipse((cx - radius, cy - radius, cx + radius, cy + radius), fill=fill, outline=line, width=width)
+        draw.ellipse((cx - radius, cy - radius, cx + radius, cy + radius), fill=_rgb(color))
         return
     points = [(center[0] + x, center[1] + y) for x, y in _rotate(_outline_points(name, radius), angle)]
-    draw.polygon(points, fill=fill, outline=line, width=width)
+    draw.polygon(points, fill=_rgb(color))
 
 
 def _outline_points(name: str, radius: float) -> list[tuple[float, float]]:
@@ -168,8 +162,6 @@ def _outline_points(name: str, radius: float) -> list[tuple[float, float]]:
         return _regular_polygon(4, radius)
     if name == "triangle":
         return _regular_polygon(3, radius)
-    if name == "hexagon":
-        return _regular_polygon(6, radius)
     if name == "star":
         outer = _regular_polygon(5, radius)
         inner = _regular_polygon(5, radius * 0.45, offset=math.pi / 5)

@@ -12,11 +12,11 @@ from typing import Any
 import numpy as np
 
 from cnnlab import data, evaluate, heartbeat
-from cnnlab.checks import check_range
+from cnnlab.checks import check_choice, check_range
 from cnnlab.model import ModelConfig, build_model, check_trainable
+from cnnlab.precision import PRECISIONS, Precision, choose_precision, float32_copy
 from cnnlab.runs import Run, RunStore
 from cnnlab.sample import is_sample_dir
-from cnnlab.settings import load_settings
 
 EpochCallback = Callable[[dict[str, Any]], None]
 BatchCallback = Callable[[dict[str, Any]], None]
@@ -24,7 +24,10 @@ BatchCallback = Callable[[dict[str, Any]], None]
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """How to train: epochs, batch size, early stopping, seed and the data split."""
+    """How to train: epochs, batch size, early stopping, seed, the data split and the precision.
+
+    `precision` is a Keras dtype policy name or "auto" (see `cnnlab.precision.choose_precision`).
+    """
 
     epochs: int = 10
     batch_size: int = 32
@@ -32,6 +35,7 @@ class TrainConfig:
     seed: int = 1337
     validation_split: float = 0.15
     test_split: float = 0.15
+    precision: str = "auto"
 
     def __post_init__(self) -> None:
         check_range("epochs", self.epochs, 1, 1000, int)
@@ -39,6 +43,7 @@ class TrainConfig:
         check_range("patience", self.patience, 0, 1000, int)
         check_range("seed", self.seed, 0, 2**31 - 1, int)
         data.check_fractions(self.validation_split, self.test_split)
+        check_choice("precision", self.precision, PRECISIONS)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready fields."""
@@ -71,7 +76,9 @@ def train(
     model_config: ModelConfig | None = None,
     train_config: TrainConfig | None = None,
     *,
-    store: RunStore | None = None,
+    store: RunStore,
+    cache: Path,
+    max_training_mb: int | None = None,
     on_epoch: EpochCallback | None = None,
     on_batch: BatchCallback | None = None,
     stop_event: threading.Event | None = None,
@@ -80,22 +87,27 @@ def train(
     callbacks: list | None = None,
     run_id: str | None = None,
 ) -> Run:
-    """Train a model on a class-folder dataset and save it as a run.
+    """Train a model on a class-folder dataset and save it as a run in `store`.
 
-    `on_epoch` gets each epoch's metrics row, `on_batch` each batch's progress; setting
-    `stop_event` ends training after the current batch, keeping the best weights (status
-    "stopped"). The saved model is the one with the lowest validation loss, evaluated on the
-    held-out test split. `tags` adds fields to the run record (for example `sweep` or `owner`);
-    `run_id` names the run's folder (default: a new time-stamped name).
+    `cache` is the folder for the scan and decoded-image caches; a model whose training step
+    would need more than `max_training_mb` is refused before anything is built. `on_epoch` gets
+    each epoch's metrics row, `on_batch` each batch's progress; setting `stop_event` ends
+    training after the current batch, keeping the best weights (status "stopped"). The saved
+    model is the one with the lowest validation loss, evaluated on the held-out test split.
+    `tags` adds fields to the run record (for example `sweep` or `owner`); `run_id` names the
+    run's folder (default: a new time-stamped name).
     """
     model_config = model_config or ModelConfig()
     train_config = train_config or TrainConfig()
-    store = store or RunStore()
-    report = data.scan(data_dir)
-    check_trainable(model_config, report.num_classes, train_config.batch_size, load_settings().max_training_mb)
+    report = data.scan(data_dir, cache=cache)
+    check_trainable(model_config, report.num_classes, train_config.batch_size, max_training_mb)
     parts = data.split(report.labels, train_config.validation_split, train_config.test_split, train_config.seed)
-    prepared = data.prepare(report, model_config.image_size, model_config.color_mode, model_config.resize_mode)
-    run = store.create(_record(report, model_config, train_config, name, tags), _split_paths(report, parts), run_id)
+    prepared = data.prepare(
+        report, model_config.image_size, model_config.color_mode, model_config.resize_mode, cache=cache
+    )
+    precision = choose_precision(train_config.precision)
+    record = {**_record(report, model_config, train_config, name, tags), "precision": precision.to_dict()}
+    run = store.create(record, _split_paths(report, parts), run_id)
     return train_run(
         run, prepared, parts, on_epoch=on_epoch, on_batch=on_batch, stop_event=stop_event, callbacks=callbacks
     )
@@ -115,16 +127,28 @@ def train_run(
     """Train a created run from `start` up to its planned epochs, then evaluate and finish it.
 
     The run's heartbeat beats while it trains, and every complete epoch leaves a resumable
-    checkpoint in the run folder; the record's configs say what to train.
+    checkpoint in the run folder; the record's configs and precision say what to train.
     """
     model_config = run.model_config()
     train_config = TrainConfig.from_dict(run.record["train_config"])
+    recorded = run.record.get("precision")
+    precision = Precision(**recorded) if recorded else choose_precision(train_config.precision)
     # A resumed run's duration includes the epochs it keeps.
     started = time.perf_counter() - sum(row.get("seconds", 0.0) for row in run.history)
     try:
         with heartbeat.beating(run.path):
             progress, model = _fit(
-                run, prepared, parts, model_config, train_config, start, on_epoch, on_batch, stop_event, callbacks
+                run,
+                prepared,
+                parts,
+                model_config,
+                train_config,
+                precision,
+                start,
+                on_epoch,
+                on_batch,
+                stop_event,
+                callbacks,
             )
             _finish(run, model, prepared, parts, progress, started)
     except BaseException as exc:
@@ -158,16 +182,31 @@ def _split_paths(report: data.DatasetReport, parts: dict[str, np.ndarray]) -> di
     return {name: [report.files[i] for i in idx] for name, idx in parts.items()}
 
 
-def _fit(run, prepared, parts, model_config, train_config, start, on_epoch, on_batch, stop_event, callbacks):
-    """Train a model with the progress and checkpoint callbacks; returns the callback and the model, holding its best weights."""
+def _fit(
+    run,
+    prepared,
+    parts,
+    model_config,
+    train_config,
+    precision: Precision,
+    start: Start,
+    on_epoch,
+    on_batch,
+    stop_event,
+    callbacks,
+):
+    """Train a model with the progress and checkpoint callbacks; returns the callback and the float32
+    model, holding its best weights."""
     import keras
 
     from cnnlab import checkpoint
     from cnnlab.progress import TrainingProgress
 
     keras.utils.set_random_seed(train_config.seed)
-    model = build_model(model_config, prepared.report.num_classes)
-    best = checkpoint.restore(model, start.folder, start.state, start.with_best) if start.state else None
+    model = build_model(model_config, prepared.report.num_classes, precision.policy)
+    best = None
+    if start.state is not None and start.folder is not None:
+        best = checkpoint.restore(model, start.folder, start.state, start.with_best)
     train_ds = data.make_dataset(
         prepared,
         parts["train"],
@@ -181,7 +220,15 @@ def _fit(run, prepared, parts, model_config, train_config, start, on_epoch, on_b
     )
     steps = int(np.ceil(len(parts["train"]) / train_config.batch_size))
     progress = TrainingProgress(
-        run, steps, len(parts["train"]), train_config.epochs, on_epoch, on_batch, stop_event, start.epoch
+        run,
+        steps,
+        len(parts["train"]),
+        train_config.batch_size,
+        train_config.epochs,
+        on_epoch,
+        on_batch,
+        stop_event,
+        start.epoch,
     )
     if best is not None and start.state is not None:
         _keep_best(run, model, progress, best, start.state)
@@ -209,7 +256,8 @@ def _fit(run, prepared, parts, model_config, train_config, start, on_epoch, on_b
         )
     if progress.best_weights is not None:
         model.set_weights(progress.best_weights)
-    return progress, model
+    # Evaluated as it is saved: in float32, whatever the training precision.
+    return progress, float32_copy(model)
 
 
 def _keep_best(run: Run, model, progress, best: list, state: dict[str, Any]) -> None:

@@ -7,18 +7,13 @@ import streamlit as st
 
 from cnnlab import charts, jobs
 from cnnlab.resume import RESUMABLE
-from pages.common import (
-    describe_run,
-    forget_models,
-    list_runs,
-    owner,
-    select_run,
-    session_busy,
-    settings,
-    show_error,
-    store,
-    watch,
-)
+from cnnlab_ui.loaders import forget_models
+from cnnlab_ui.messages import show_error
+from cnnlab_ui.runs import describe_run, list_runs
+from cnnlab_ui.shell import require_app_shell
+from cnnlab_ui.state import owner, select_run, session_busy, settings, store, watch
+
+require_app_shell()
 
 PARAMS = [
     "conv_blocks",
@@ -40,7 +35,9 @@ if not all_runs:
 
 studies = sorted({r.record["sweep"]["study"] for r in all_runs if r.record.get("sweep")})
 study = (
-    st.selectbox("Show", [None, *studies], format_func=lambda s: "All runs" if s is None else f"Sweep: {s}")
+    st.selectbox(
+        "Show", [None, *studies], format_func=lambda s: "All runs" if s is None else f"Sweep: {s}", key="runs-filter"
+    )
     if studies
     else None
 )
@@ -63,9 +60,9 @@ event = st.dataframe(
 chosen = [runs[i] for i in event.selection.rows] if event.selection.rows else runs[:5]
 
 left, right = st.columns(2)
-histories = {r.name: r.history for r in chosen}
-left.plotly_chart(charts.compare_figure(histories, "accuracy"), key="cmp-acc")
-right.plotly_chart(charts.compare_figure(histories, "loss"), key="cmp-loss")
+histories, names = {r.id: r.history for r in chosen}, {r.id: r.name for r in chosen}
+left.plotly_chart(charts.compare_figure(histories, "accuracy", names), key="cmp-acc")
+right.plotly_chart(charts.compare_figure(histories, "loss", names), key="cmp-loss")
 scored = table.dropna(subset=["best_val_accuracy"])
 if len(scored) >= 2:
     st.plotly_chart(charts.parallel_coordinates_figure(scored, PARAMS, "best_val_accuracy"), key="parcoords")
@@ -92,7 +89,9 @@ if run.model_path.exists():
 def start_and_watch(make_job: Callable[..., jobs.Job], *args) -> None:
     """Start a resume or continue job and show it on the Train page."""
     try:
-        job = make_job(*args, store=store(), limit=settings().max_concurrent_trainings, owner=owner()).start()
+        config = settings()
+        where = {"store": store(), "cache": config.cache_dir, "limit": config.max_concurrent_trainings}
+        job = make_job(*args, **where, owner=owner()).start()
     except ValueError as exc:
         show_error(exc)
         return
@@ -123,7 +122,7 @@ with st.expander("Export (Keras, SavedModel, TensorFlow Lite)"):
     if st.button("Export and check"):
         try:
             with st.spinner("Exporting and checking predictions against the Keras model..."):
-                folder = export_run(run, fmt)
+                folder = export_run(run, fmt, cache=settings().cache_dir)
             st.success(
                 f"Exported to {folder}; its predictions match the Keras model (max difference {read_export(folder)['max_abs_diff']:.2g})."
             )

@@ -5,8 +5,15 @@ import streamlit as st
 
 from cnnlab import charts, jobs
 from cnnlab.model import check_trainable
-from pages.common import dataset, live_job, owner, scan, session_busy, settings, show_error, store, watched_job
-from pages.widgets import model_config_sidebar, train_config_sidebar
+from cnnlab.precision import choose_precision
+from cnnlab_ui.live import job_figure, live_job
+from cnnlab_ui.loaders import scan
+from cnnlab_ui.messages import show_error
+from cnnlab_ui.shell import require_app_shell
+from cnnlab_ui.state import dataset, owner, session_busy, settings, store, watched_job
+from cnnlab_ui.widgets import model_config_sidebar, train_config_sidebar
+
+require_app_shell()
 
 st.title("Train")
 try:
@@ -47,11 +54,23 @@ with st.expander(
     f"Model summary: {len(layers)} layers, {params:,} parameters, about {memory_mb:,.0f} MB per training step"
 ):
     st.dataframe(layers, hide_index=True)
+precision = choose_precision(train_config.precision)
+st.caption(f"Trains on **{precision.device}** in **{precision.policy}** ({precision.reason}).")
 
 job = watched_job()  # after a reload too: jobs belong to the server, not to the browser session
-if st.button("Start training", type="primary", disabled=session_busy(), icon=":material/play_arrow:"):
+if st.button(
+    "Start training", key="start-training", type="primary", disabled=session_busy(), icon=":material/play_arrow:"
+):
+    config = settings()
     job = jobs.training_job(
-        chosen.path, model_config, train_config, store=store(), limit=settings().max_concurrent_trainings, owner=owner()
+        chosen.path,
+        model_config,
+        train_config,
+        store=store(),
+        cache=config.cache_dir,
+        max_training_mb=config.max_training_mb,
+        limit=config.max_concurrent_trainings,
+        owner=owner(),
     )
     st.session_state.job = job.start()
     st.session_state.pop("watch", None)
@@ -73,8 +92,9 @@ def progress_panel(job: jobs.Job) -> None:
     )
     st.progress(min(fraction, 1.0), text=f"{detail} · elapsed {job.elapsed:.0f}s · ETA {p.get('eta_s', 0):.0f}s")
     left, right = st.columns(2)
-    left.plotly_chart(charts.history_figure(job.history, "loss"), key=f"loss-{job.id}")
-    right.plotly_chart(charts.history_figure(job.history, "accuracy"), key=f"acc-{job.id}")
+    for column, metric in ((left, "loss"), (right, "accuracy")):
+        figure = job_figure(job, metric, lambda metric=metric: charts.history_figure(job.history, metric))
+        column.plotly_chart(figure, key=f"{metric}-{job.id}")
     if job.message:
         st.caption(job.message)
 

@@ -111,12 +111,11 @@ def test_confusion_is_a_clickable_scatter_with_cell_indices():
     (cells,) = fig.data
     assert cells.type == "scatter" and cells.marker.symbol == "square"
     assert len(cells.x) == 9
-    points = zip(cells.x, cells.y, cells.marker.color, cells.customdata, strict=True)
-    for i, (x, y, color, (true_index, predicted_index)) in enumerate(points):
+    # Cells are in row-major order: the selection's point index gives the clicked cell.
+    for point_index, (x, y, color) in enumerate(zip(cells.x, cells.y, cells.marker.color, strict=True)):
+        true_index, predicted_index = divmod(point_index, len(names))
         assert y == names[true_index] and x == names[predicted_index]
         assert color == matrix[true_index, predicted_index]
-        # The selection's point_index is enough too: cells are in row-major order.
-        assert i == true_index * 3 + predicted_index
     assert list(cells.text[:3]) == ["5", "1", "0"]
     # True classes top to bottom, predicted classes left to right, both in class order.
     assert fig.layout.yaxis.autorange == "reversed" and list(fig.layout.yaxis.categoryarray) == names
@@ -160,6 +159,19 @@ def test_compare_overlays_runs_in_one_colour_each():
     assert [t.line.dash for t in fig.data] == ["solid", "dash", "solid", "dash"]
     assert fig.data[0].line.color == fig.data[1].line.color != fig.data[2].line.color == fig.data[3].line.color
     assert list(fig.data[2].x) == [1, 2]
+
+
+def test_compare_keeps_runs_with_the_same_name_apart():
+    histories = {"20260101-aaaa": _history(3), "20260102-bbbb": _history(2), "20260103-cccc": _history(1)}
+    names = {"20260101-aaaa": "baseline", "20260102-bbbb": "baseline", "20260103-cccc": "wider"}
+    fig = charts.compare_figure(histories, "accuracy", names)
+    assert [t.legendgroup for t in fig.data[::2]] == list(histories)
+    assert [t.name for t in fig.data[::2]] == [
+        "baseline · 20260101-aaaa (validation)",
+        "baseline · 20260102-bbbb (validation)",
+        "wider (validation)",
+    ]
+    assert [len(t.x) for t in fig.data[::2]] == [3, 2, 1]
 
 
 def test_parallel_coordinates_codes_categories_and_colours_by_objective():

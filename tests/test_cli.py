@@ -2,15 +2,18 @@
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
-from conftest import digits, mnist_npz, publish, write_dataset
+from e2e_server import free_port
 
 from cnnlab.cli import main
-from tests.e2e_server import free_port
+from cnnlab.runs import RunStore
+from helpers import digits, mnist_npz, publish, relocated_run, write_dataset
 
 TINY = [
     "--image-size",
@@ -32,6 +35,19 @@ TINY = [
     "--patience",
     "0",
 ]
+
+
+# What the generated `cnnlab` console script runs (`[project.scripts] cnnlab = "cnnlab.cli:main"`).
+CONSOLE_SCRIPT = [sys.executable, "-c", "import sys; from cnnlab.cli import main; sys.exit(main())"]
+ENTRY_POINTS = {"python -m cnnlab": [sys.executable, "-m", "cnnlab"], "cnnlab": CONSOLE_SCRIPT}
+
+
+@pytest.fixture(autouse=True)
+def cli_environment(isolated_dirs, monkeypatch):
+    """The command line reads its settings from the environment: point it at this test's folders."""
+    cache, models = isolated_dirs
+    monkeypatch.setenv("CNNLAB_CACHE_DIR", str(cache))
+    monkeypatch.setenv("CNNLAB_MODELS_DIR", str(models))
 
 
 def last_json(capsys) -> dict:
@@ -158,6 +174,14 @@ def test_download_fetches_converts_and_prints_the_folder(server, monkeypatch, tm
     assert last_json(capsys)["counts"] == {str(d): 2 for d in range(10)}
 
 
+def test_download_uses_the_configured_mirror(server, monkeypatch, tmp_path, capsys):
+    base_url, www = server
+    publish(monkeypatch, www, "mnist", [mnist_npz(*digits(per_class=2))])
+    monkeypatch.setenv("CNNLAB_DATASETS_URL", base_url)
+    assert main(["download", "mnist", "--cache", str(tmp_path / "cache"), "--json"]) == 0
+    assert last_json(capsys)["name"] == "mnist"
+
+
 def test_download_offline_exits_2_with_one_line(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
     offline = f"http://127.0.0.1:{free_port()}"  # nobody listens there
@@ -199,6 +223,36 @@ def test_a_program_that_loads_tensorflow_still_errs_in_one_line(trained_run, tmp
     assert "fake.png" in done.stderr
 
 
+@pytest.mark.parametrize("name", ["CNNLAB_MODELS_DIR", "CNNLAB_CACHE_DIR", "CNNLAB_DATA_ROOTS"])
+def test_a_setting_naming_no_user_is_one_line_exit_2(name, tmp_path):
+    env = {**os.environ, name: "~nosuchuser/x"}
+    done = subprocess.run(
+        [sys.executable, "-m", "cnnlab", "runs"], capture_output=True, text=True, timeout=120, env=env
+    )
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.startswith("error: ") and done.stderr.count("\n") == 1, done.stderr
+    assert done.stderr.strip().endswith(f"Received: {name}='~nosuchuser/x'")
+
+
+@pytest.mark.parametrize("entry", ENTRY_POINTS)
+def test_both_entry_points_keep_tensorflow_quiet(entry, trained_run, tmp_path):
+    """The console script sets up the process like `python -m cnnlab`: TensorFlow's C++ log lines
+    (a TFLite conversion prints a dozen) stay hidden whether or not the shell quiets them."""
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    env["CNNLAB_MODELS_DIR"] = str(trained_run["base"] / "models")
+    out = tmp_path / "export"
+    done = subprocess.run(
+        [*ENTRY_POINTS[entry], "export", trained_run["run"].id, "--format", "tflite", "--out", str(out), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.splitlines()[-1])["export_dir"] == str(out)
+    assert not re.findall(r"^[IWE]\d{4} .*$", done.stderr, re.MULTILINE)
+
+
 @pytest.mark.parametrize("fmt", ["keras", "savedmodel", "tflite"])
 def test_export_json_round_trips_each_format(trained_run, tmp_path, capsys, monkeypatch, fmt):
     from cnnlab.export import read_export
@@ -212,3 +266,36 @@ def test_export_json_round_trips_each_format(trained_run, tmp_path, capsys, monk
     assert read_export(out)["format"] == fmt
     assert main(["export", trained_run["run"].id, "--format", fmt, "--out", str(out)]) == 2
     one_line_error(capsys)
+
+
+def test_train_says_and_records_the_device_and_precision(tmp_path, capsys):
+    root = write_dataset(tmp_path / "data", per_class=6)
+    assert main(["train", str(root), *TINY, "--precision", "mixed_bfloat16", "--json"]) == 0
+    captured = capsys.readouterr()
+    result = json.loads(captured.out.strip().splitlines()[-1])
+    assert result["precision"] == "mixed_bfloat16" and result["device"].startswith(("CPU: ", "GPU: "))
+    assert f"Training on {result['device']} in mixed_bfloat16 (chosen" in captured.err
+    run_dir = Path(result["run_dir"])
+    assert RunStore(run_dir.parent).get(run_dir.name).record["precision"]["policy"] == "mixed_bfloat16"
+    assert main(["train", str(root), "--precision", "half"]) == 2
+    assert "invalid choice: 'half'" in capsys.readouterr().err
+
+
+def test_evaluate_warns_how_many_test_images_are_missing(trained_run, tmp_path, capsys):
+    run_dir = relocated_run(trained_run["run"], tmp_path / "data", tmp_path / "models")
+    (run_dir / "evaluation.json").unlink()
+    test_files = json.loads((run_dir / "split.json").read_text())["test"]
+    (tmp_path / "data" / test_files[0]).unlink()
+    assert main(["evaluate", str(run_dir)]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.startswith("test accuracy ")
+    assert captured.err.startswith(f"warning: 1 of {len(test_files)} test images are missing")
+
+
+def test_a_damaged_model_is_one_line_saying_it_is_unreadable(trained_run, tmp_path, capsys):
+    run_dir = tmp_path / "damaged"
+    shutil.copytree(trained_run["run"].path, run_dir)
+    (run_dir / "evaluation.json").unlink()
+    (run_dir / "model.keras").write_bytes(b"garbage")
+    assert main(["evaluate", str(run_dir)]) == 2
+    assert "model file of run 'shared tiny run' is unreadable" in one_line_error(capsys)

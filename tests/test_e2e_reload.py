@@ -13,10 +13,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-
-from cnnlab.runs import RunStore
-from tests.e2e_server import REPO_ROOT, StreamlitServer, launch_chromium
-from tests.test_e2e_browser import (
+from e2e_server import REPO_ROOT, StreamlitServer, launch_chromium
+from test_e2e_browser import (
     PAGE_TIMEOUT_MS,
     STOP_WITHIN_S,
     TRAIN_TIMEOUT_MS,
@@ -31,6 +29,8 @@ from tests.test_e2e_browser import (
     wait_idle,
     wait_loss_points,
 )
+
+from cnnlab.runs import RunStore
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page

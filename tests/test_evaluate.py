@@ -7,10 +7,10 @@ import warnings
 
 import numpy as np
 import pytest
-from conftest import write_dataset
 
 from cnnlab.evaluate import Evaluation, evaluate_probabilities, evaluate_run
 from cnnlab.runs import RunStore
+from helpers import relocated_run, write_dataset
 
 CLASSES = ["cat", "dog", "owl"]
 LABELS = [0, 0, 0, 1, 1, 2, 2, 2]
@@ -106,10 +106,10 @@ def run_copy(trained_run, tmp_path):
     return store.get(source.id)
 
 
-def test_evaluate_run_uses_the_test_split_and_caches_it(run_copy):
+def test_evaluate_run_uses_the_test_split_and_caches_it(run_copy, cache_dir):
     run = run_copy
     saved = run.path / "evaluation.json"
-    at_training = evaluate_run(run)  # written when training finished
+    at_training = evaluate_run(run, cache=cache_dir)  # written when training finished
     test_files = run.split()["test"]
     assert len(at_training.predictions) == len(test_files) == 9
     assert sorted(at_training.predictions["path"]) == sorted(test_files)
@@ -117,7 +117,7 @@ def test_evaluate_run_uses_the_test_split_and_caches_it(run_copy):
     assert int(at_training.confusion.sum()) == 9
 
     saved.unlink()
-    fresh = evaluate_run(run)  # recomputed from the saved model and the dataset
+    fresh = evaluate_run(run, cache=cache_dir)  # recomputed from the saved model and the dataset
     assert saved.exists()
     assert fresh.accuracy == pytest.approx(at_training.accuracy)
     assert fresh.loss == pytest.approx(at_training.loss, rel=1e-5)
@@ -127,18 +127,18 @@ def test_evaluate_run_uses_the_test_split_and_caches_it(run_copy):
     record = json.loads(saved.read_text())
     record["accuracy"] = 0.123
     saved.write_text(json.dumps(record))
-    assert evaluate_run(run).accuracy == 0.123  # read back, not recomputed
-    assert evaluate_run(run, refresh=True).accuracy == pytest.approx(at_training.accuracy)
+    assert evaluate_run(run, cache=cache_dir).accuracy == 0.123  # read back, not recomputed
+    assert evaluate_run(run, cache=cache_dir, refresh=True).accuracy == pytest.approx(at_training.accuracy)
     assert json.loads(saved.read_text())["accuracy"] == pytest.approx(at_training.accuracy)
 
 
-def test_evaluate_run_refuses_a_dataset_whose_classes_changed(run_copy, tmp_path):
+def test_evaluate_run_refuses_a_dataset_whose_classes_changed(run_copy, tmp_path, cache_dir):
     changed = tmp_path / "changed"
-    shutil.copytree(run_copy.dataset_root(), changed)
+    shutil.copytree(run_copy.dataset_root(cache_dir), changed)
     write_dataset(changed, classes=("zebras",), per_class=3)
     run_copy.update(dataset={**run_copy.record["dataset"], "path": str(changed)})
     with pytest.raises(ValueError, match=r"classes changed.*Received: classes=\['cats', 'dogs', 'owls', 'zebras'\]"):
-        evaluate_run(run_copy, refresh=True)
+        evaluate_run(run_copy, cache=cache_dir, refresh=True)
 
 
 def test_an_empty_test_split_round_trips_with_its_columns():
@@ -147,3 +147,43 @@ def test_an_empty_test_split_round_trips_with_its_columns():
     assert again.predictions.empty and list(again.predictions.columns) == list(empty.predictions.columns)
     assert again.most_confident_mistakes().empty and again.cell("a", "b").empty
     assert math.isnan(again.accuracy)
+
+
+@pytest.fixture
+def moved_run(trained_run, tmp_path):
+    """A private copy of the shared trained run, pointing at a private copy of its dataset."""
+    run_dir = relocated_run(trained_run["run"], tmp_path / "moved", tmp_path / "runs")
+    return RunStore(run_dir.parent, include_demo=False).get(run_dir.name)
+
+
+def test_missing_test_images_are_counted_and_the_saved_evaluation_is_kept(moved_run, tmp_path, cache_dir):
+    run, moved = moved_run, tmp_path / "moved"
+    gone = run.split()["test"][:3]
+    for rel in gone:
+        (moved / rel).unlink()
+    saved = (run.path / "evaluation.json").read_text()
+
+    partial = evaluate_run(run, cache=cache_dir, refresh=True)
+    assert (partial.num_missing, len(partial.predictions)) == (3, 6)
+    assert not set(gone) & set(partial.predictions["path"])
+    assert partial.warnings[0].startswith("3 of 9 test images are missing from the dataset folder")
+    assert (run.path / "evaluation.json").read_text() == saved  # the run's own evaluation stays
+    assert Evaluation.from_dict(json.loads(json.dumps(partial.to_dict()))).num_missing == 3
+
+
+def test_a_dataset_changed_since_training_is_a_warning(moved_run, tmp_path, cache_dir):
+    run, moved = moved_run, tmp_path / "moved"
+    trained_on = run.split()["train"][0]
+    (moved / trained_on).write_bytes((moved / run.split()["train"][1]).read_bytes())
+    (run.path / "evaluation.json").unlink()
+
+    ev = evaluate_run(run, cache=cache_dir)
+    assert ev.num_missing == 0 and len(ev.predictions) == 9
+    assert ev.dataset_changed
+    assert len(ev.warnings) == 1 and "changed since this run was trained" in ev.warnings[0]
+    assert not (run.path / "evaluation.json").exists()  # not the data it was trained on: not saved as its own
+
+
+def test_an_unchanged_dataset_gives_no_warning(run_copy, cache_dir):
+    ev = evaluate_run(run_copy, cache=cache_dir, refresh=True)
+    assert (ev.num_missing, ev.dataset_changed, ev.warnings) == (0, False, [])

@@ -9,10 +9,9 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from conftest import random_images, small_cnn  # noqa: E402
-
 from cnnlab import export  # noqa: E402
 from cnnlab.export import EXPORT_FORMATS, export_archive, export_model  # noqa: E402
+from helpers import random_images, small_cnn  # noqa: E402
 
 SHAPE = (32, 32, 3)
 

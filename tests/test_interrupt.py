@@ -15,9 +15,9 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import write_dataset
 
 from cnnlab.runs import RunStore
+from helpers import write_dataset
 
 pytestmark = pytest.mark.slow
 

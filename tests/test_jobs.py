@@ -129,13 +129,13 @@ def test_the_registry_finds_a_training_by_run_id_and_shows_each_owner_only_their
     assert wait_for(lambda: again.done) and jobs.find_job("run-of-a") is again
 
 
-def test_a_training_job_knows_its_run_id_before_it_starts(tmp_path, make_dataset):
-    from conftest import tiny_model_config, tiny_train_config
+def test_a_training_job_knows_its_run_id_before_it_starts(make_dataset, run_store, cache_dir):
+    from helpers import tiny_model_config, tiny_train_config
 
-    from cnnlab.runs import RunStore
-
-    store = RunStore(tmp_path / "models", include_demo=False)
-    job = jobs.training_job(make_dataset(per_class=4), tiny_model_config(), tiny_train_config(epochs=1), store=store)
+    store = run_store
+    job = jobs.training_job(
+        make_dataset(per_class=4), tiny_model_config(), tiny_train_config(epochs=1), store=store, cache=cache_dir
+    )
     assert job.run_id and job.status == "queued" and jobs.find_job(job.run_id) is None  # registered on start
     job.start()
     assert jobs.find_job(job.run_id) is job

@@ -4,7 +4,6 @@ import dataclasses
 
 import numpy as np
 import pytest
-from conftest import tiny_model_config
 
 from cnnlab.model import (
     MAX_PARAMS,
@@ -15,6 +14,7 @@ from cnnlab.model import (
     estimate_training_bytes,
     model_summary,
 )
+from helpers import tiny_model_config
 
 
 @pytest.mark.parametrize(
@@ -196,12 +196,26 @@ def test_training_memory_grows_with_batch_and_image_and_is_checked_against_the_l
     check_trainable(wide, 5, 128, max_training_mb=None)  # no limit set: a big machine may train it
 
 
-def test_train_refuses_an_oversized_step_before_creating_a_run(make_dataset, tmp_path, monkeypatch):
-    from cnnlab.runs import RunStore
+def test_train_refuses_an_oversized_step_before_creating_a_run(make_dataset, run_store, cache_dir):
     from cnnlab.train import TrainConfig, train
 
-    monkeypatch.setenv("CNNLAB_MAX_TRAINING_MB", "64")
-    store = RunStore(tmp_path / "runs", include_demo=False)
     with pytest.raises(ValueError, match="over the 64 MB this server allows"):
-        train(make_dataset(), ModelConfig(image_size=(128, 128)), TrainConfig(batch_size=128), store=store)
-    assert store.list() == []
+        train(
+            make_dataset(),
+            ModelConfig(image_size=(128, 128)),
+            TrainConfig(batch_size=128),
+            store=run_store,
+            cache=cache_dir,
+            max_training_mb=64,
+        )
+    assert run_store.list() == []
+
+
+def test_training_flops_count_conv_and_dense_multiply_adds():
+    from cnnlab.model import training_flops
+
+    config = ModelConfig(image_size=(8, 8), conv_blocks=1, filters=4, kernel_size=3, dense_units=10)
+    # conv: 8*8 outputs x 3*3*3 inputs x 4 filters; flatten 4*4*4 -> dense 10 -> 3 classes.
+    macs = 8 * 8 * 27 * 4 + 64 * 10 + 10 * 3
+    assert training_flops(config, 3) == 6 * macs
+    assert training_flops(config, 2) == 6 * (macs - 10 * 2)

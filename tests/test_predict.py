@@ -32,10 +32,10 @@ def test_sources_of_every_kind_give_the_same_ranked_result(model_and_run, traine
     assert first.image.shape == (32, 32, 3) and first.image.dtype == np.uint8
 
 
-def test_predictions_match_the_evaluation_pipeline(model_and_run, trained_run):
+def test_predictions_match_the_evaluation_pipeline(model_and_run, trained_run, cache_dir):
     """No train/serve skew: predicting test files one by one agrees with the cached tf.data path."""
     model, run = model_and_run
-    evaluation = evaluate_run(run)
+    evaluation = evaluate_run(run, cache=cache_dir)
     table = evaluation.predictions
     files = [trained_run["data_dir"] / p for p in table["path"]]
     results = predict(model, run.class_names, run.model_config(), files)
@@ -77,3 +77,22 @@ def test_bad_errors_argument(model_and_run):
     model, run = model_and_run
     with pytest.raises(ValueError, match="Received: errors='ignore'"):
         predict(model, run.class_names, run.model_config(), [], errors="ignore")
+
+
+@pytest.mark.parametrize("count", [1, 7, 40])
+def test_one_image_and_batches_give_model_predict_probabilities(model_and_run, trained_run, count):
+    """Small batches take predict_on_batch, large ones model.predict: both agree with model.predict."""
+    model, run = model_and_run
+    files = sorted(trained_run["data_dir"].rglob("*.png"))[:count]
+    results = predict(model, run.class_names, run.model_config(), files)
+    expected = model.predict(np.stack([r.image for r in results]), verbose=0)
+    got = np.array([[dict(r.ranked)[name] for name in run.class_names] for r in results])
+    assert got.shape == (count, 3)
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)
+
+
+def test_names_must_match_the_sources_one_for_one(model_and_run, trained_run):
+    model, run = model_and_run
+    paths = sorted((trained_run["data_dir"] / "owls").glob("*.png"))[:3]
+    with pytest.raises(ValueError, match=r"one name per image.*Received: len\(sources\)=3, len\(names\)=2$"):
+        predict(model, run.class_names, run.model_config(), paths, names=["a.png", "b.png"])

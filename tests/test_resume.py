@@ -11,13 +11,13 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import tiny_model_config, tiny_train_config
 
 from cnnlab.checkpoint import read_state
 from cnnlab.cli import main
 from cnnlab.resume import continue_training, resume
 from cnnlab.runs import RunStore
 from cnnlab.train import train
+from helpers import tiny_model_config, tiny_train_config
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")
@@ -35,11 +35,10 @@ def outcome(run) -> tuple:
     return metrics["test_accuracy"], metrics["test_loss"], run.record["best_epoch"], run.status
 
 
-def test_a_stopped_run_resumes_to_the_same_result_as_one_that_never_stopped(make_dataset, tmp_path):
-    data_dir = make_dataset(per_class=8)
-    store = RunStore(tmp_path / "models", include_demo=False)
+def test_a_stopped_run_resumes_to_the_same_result_as_one_that_never_stopped(make_dataset, run_store, cache_dir):
+    data_dir, store = make_dataset(per_class=8), run_store
     config = tiny_train_config(epochs=5, patience=2)
-    whole = train(data_dir, tiny_model_config(**RANDOM_MODEL), config, store=store)
+    whole = train(data_dir, tiny_model_config(**RANDOM_MODEL), config, store=store, cache=cache_dir)
 
     stop = threading.Event()
     stopped = train(
@@ -47,6 +46,7 @@ def test_a_stopped_run_resumes_to_the_same_result_as_one_that_never_stopped(make
         tiny_model_config(**RANDOM_MODEL),
         config,
         store=store,
+        cache=cache_dir,
         on_batch=lambda p: stop.set() if (p["epoch"], p["batch"]) == (3, 2) else None,  # mid-epoch 3
         stop_event=stop,
     )
@@ -54,7 +54,7 @@ def test_a_stopped_run_resumes_to_the_same_result_as_one_that_never_stopped(make
     assert stopped.history[-1]["partial"] and read_state(stopped.checkpoint_dir)["epoch"] == 2
 
     replayed: list[dict] = []
-    resumed = resume(stopped.id, store=store, on_epoch=replayed.append)
+    resumed = resume(stopped.id, store=store, cache=cache_dir, on_epoch=replayed.append)
     assert [row["epoch"] for row in replayed] == [1, 2, 3, 4, 5]  # the kept epochs first, then the new ones
     assert resumed.id == stopped.id and resumed.path == stopped.path  # in place
     assert curves(resumed) == curves(whole)  # each epoch once, the half-trained epoch 3 trained again
@@ -64,16 +64,15 @@ def test_a_stopped_run_resumes_to_the_same_result_as_one_that_never_stopped(make
     assert state["epoch"] == 5 and state["best_weights"] is None
     assert sorted(p.name for p in resumed.checkpoint_dir.iterdir()) == ["epoch-0005.weights.h5", "state.json"]
     with pytest.raises(ValueError, match=r"is completed and cannot be resumed; train more epochs.*Received: run="):
-        resume(resumed.id, store=store)
+        resume(resumed.id, store=store, cache=cache_dir)
 
 
-def test_continuing_trains_on_from_the_final_weights_and_optimizer_state(make_dataset, tmp_path):
-    data_dir = make_dataset(per_class=8)
-    store = RunStore(tmp_path / "models", include_demo=False)
-    whole = train(data_dir, tiny_model_config(**RANDOM_MODEL), tiny_train_config(epochs=4), store=store)
-    parent = train(data_dir, tiny_model_config(**RANDOM_MODEL), tiny_train_config(epochs=2), store=store)
+def test_continuing_trains_on_from_the_final_weights_and_optimizer_state(make_dataset, run_store, cache_dir):
+    data_dir, store, model = make_dataset(per_class=8), run_store, tiny_model_config(**RANDOM_MODEL)
+    whole = train(data_dir, model, tiny_train_config(epochs=4), store=store, cache=cache_dir)
+    parent = train(data_dir, model, tiny_train_config(epochs=2), store=store, cache=cache_dir)
 
-    child = continue_training(parent.id, 2, store=store)
+    child = continue_training(parent.id, 2, store=store, cache=cache_dir)
 
     assert child.id != parent.id and child.status == "completed"
     assert child.record["parent"] == parent.id and child.record["initial_epoch"] == 2
@@ -84,23 +83,23 @@ def test_continuing_trains_on_from_the_final_weights_and_optimizer_state(make_da
     assert len(parent.history) == 2 and store.get(parent.id).status == "completed"  # the parent is untouched
 
 
-def test_only_a_completed_run_with_a_training_state_can_be_continued(trained_run, tmp_path):
-    store = RunStore(tmp_path / "models", include_demo=False)
+def test_only_a_completed_run_with_a_training_state_can_be_continued(trained_run, run_store, cache_dir):
+    store = run_store
     parent = trained_run["run"]
     copied = {key: parent.record[key] for key in ("model_config", "train_config", "class_names", "dataset")}
     stopped = store.create(copied, parent.split())  # like the parent, but without its checkpoint
     stopped.update(status="stopped")
     with pytest.raises(ValueError, match=r"only a completed run can be continued, resume it instead"):
-        continue_training(stopped.id, 2, store=store)
+        continue_training(stopped.id, 2, store=store, cache=cache_dir)
     stopped.update(status="completed")
     with pytest.raises(ValueError, match=r"kept no training state to continue from.*Received: run="):
-        continue_training(stopped.id, 2, store=store)
+        continue_training(stopped.id, 2, store=store, cache=cache_dir)
 
 
 KILLABLE = """
 import sys, time
 from pathlib import Path
-from conftest import tiny_model_config, tiny_train_config
+from helpers import tiny_model_config, tiny_train_config
 from cnnlab.runs import RunStore
 from cnnlab.train import train
 
@@ -112,17 +111,17 @@ def on_batch(progress):
         time.sleep(600)
 
 train(data_dir, tiny_model_config(dropout=0.25, flip="horizontal"), tiny_train_config(epochs=8, patience=3),
-      store=RunStore(models), run_id=run_id, on_batch=on_batch)
+      store=RunStore(models), cache=Path(cache), run_id=run_id, on_batch=on_batch)
 """
 
 
 @pytest.mark.slow
-def test_a_run_killed_in_epoch_3_of_8_resumes_to_the_uninterrupted_result(make_dataset, tmp_path):
-    data_dir, models, marker = make_dataset(per_class=8), tmp_path / "models", tmp_path / "in-epoch-3"
+def test_a_run_killed_in_epoch_3_of_8_resumes_to_the_uninterrupted_result(make_dataset, isolated_dirs, tmp_path):
+    data_dir, (cache, models), marker = make_dataset(per_class=8), isolated_dirs, tmp_path / "in-epoch-3"
     env = {**os.environ, "PYTHONPATH": f"{REPO_ROOT}{os.pathsep}{REPO_ROOT / 'tests'}", "TF_CPP_MIN_LOG_LEVEL": "3"}
 
     def training(run_id: str, kill_marker: str) -> subprocess.Popen:
-        command = [sys.executable, "-c", KILLABLE, str(data_dir), str(models), run_id, kill_marker]
+        command = [sys.executable, "-c", KILLABLE, str(data_dir), str(models), str(cache), run_id, kill_marker]
         return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
     doomed = training("killed", str(marker))
@@ -142,7 +141,7 @@ def test_a_run_killed_in_epoch_3_of_8_resumes_to_the_uninterrupted_result(make_d
 
     done = subprocess.run(
         [sys.executable, "-m", "cnnlab", "resume", "killed", "--json"],
-        env={**env, "CNNLAB_MODELS_DIR": str(models)},
+        env={**env, "CNNLAB_MODELS_DIR": str(models), "CNNLAB_CACHE_DIR": str(cache)},
         capture_output=True,
         text=True,
         timeout=600,
@@ -160,7 +159,9 @@ def test_a_run_killed_in_epoch_3_of_8_resumes_to_the_uninterrupted_result(make_d
     assert resumed.load_model().count_params() == uninterrupted.load_model().count_params()
 
 
-def test_resume_and_continue_from_the_command_line(trained_run, tmp_path, capsys):
+def test_resume_and_continue_from_the_command_line(trained_run, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("CNNLAB_CACHE_DIR", str(trained_run["cache"]))
+    monkeypatch.setenv("CNNLAB_MODELS_DIR", str(tmp_path / "models"))
     parent = trained_run["run"]
     child_dir = tmp_path / "more" / "child"
     assert main(["train", "--continue-from", str(parent.path), "--epochs", "1", "--run-dir", str(child_dir)]) == 0

@@ -242,12 +242,13 @@ def test_summary_row(tmp_path):
 
 KILL_SCRIPT = """
 import sys
+from pathlib import Path
 from cnnlab.model import ModelConfig
 from cnnlab.runs import RunStore
 from cnnlab.train import TrainConfig, train
 
 model_config = ModelConfig(image_size=(32, 32), conv_blocks=1, filters=4, dense_units=8, dropout=0.0, flip="none", rotation=0.0)
-train(sys.argv[1], model_config, TrainConfig(epochs=1000, batch_size=8, patience=0), store=RunStore(sys.argv[2]), name="doomed")
+train(sys.argv[1], model_config, TrainConfig(epochs=1000, batch_size=8, patience=0), store=RunStore(sys.argv[2]), cache=Path(sys.argv[3]), name="doomed")
 """
 
 
@@ -259,7 +260,10 @@ def test_a_killed_training_is_listed_as_interrupted_with_a_loadable_model(make_d
     log = tmp_path / "writer.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-c", KILL_SCRIPT, str(root), str(models)], env=env, stdout=out, stderr=out
+            [sys.executable, "-c", KILL_SCRIPT, str(root), str(models), str(tmp_path / "cache")],
+            env=env,
+            stdout=out,
+            stderr=out,
         )
     store = RunStore(models, include_demo=False)
     try:
@@ -298,3 +302,25 @@ def test_a_run_still_training_cannot_be_renamed_or_deleted(tmp_path):
     store.rename(run.id, "new name")
     store.delete(run.id)
     assert store.list() == []
+
+
+@pytest.mark.parametrize("damage", ["not a zip", "truncated", "no model inside"])
+def test_a_damaged_model_file_is_unreadable_not_missing(trained_run, tmp_path, damage):
+    import zipfile
+
+    store = RunStore(tmp_path, include_demo=False)
+    shutil.copytree(trained_run["run"].path, tmp_path / "copy")
+    model_file = tmp_path / "copy" / "model.keras"
+    good = model_file.read_bytes()
+    if damage == "not a zip":
+        model_file.write_bytes(b"these are not the weights you are looking for")
+    elif damage == "truncated":
+        model_file.write_bytes(good[: len(good) // 2])
+    else:
+        with zipfile.ZipFile(model_file, "w") as zf:
+            zf.writestr("notes.txt", "no config.json, no weights")
+    with pytest.raises(
+        ValueError, match=r"model file of run 'shared tiny run' is unreadable.*Received: run='copy'$"
+    ) as info:
+        store.get("copy").load_model()
+    assert "\n" not in str(info.value) and str(tmp_path) not in str(info.value)

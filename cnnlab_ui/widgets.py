@@ -7,18 +7,28 @@ does not either.
 
 from __future__ import annotations
 
+from typing import Literal, TypedDict
+
 import streamlit as st
 
 from cnnlab.images import COLOR_MODES, RESIZE_MODES
 from cnnlab.model import FLIPS, HEADS, OPTIMIZERS, POOLINGS, ModelConfig
+from cnnlab.precision import PRECISIONS
 from cnnlab.train import TrainConfig
-from pages.common import remember_settings, restore_setting
+from cnnlab_ui.state import remember_settings, restore_setting
 
 IMAGE_SIZES = [32, 48, 64, 96, 128, 160, 224]
 LEARNING_RATES = [1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1]
 
 
-def kept(key: str) -> dict[str, str]:
+class Kept(TypedDict):
+    """Keyword arguments that name a widget and keep its value for the session."""
+
+    key: str
+    persist_state: Literal["session"]
+
+
+def kept(key: str) -> Kept:
     """A widget's key, keeping its value for the session when the user moves to another page and
     restoring the person's last value after a reload."""
     restore_setting(key)
@@ -122,6 +132,14 @@ def train_config_sidebar(default: TrainConfig = TrainConfig()) -> TrainConfig:
         "Validation split", 0.05, 0.4, default.validation_split, 0.05, **kept("validation_split")
     )
     test_split = sb.slider("Test split", 0.05, 0.4, default.test_split, 0.05, **kept("test_split"))
+    precision = sb.selectbox(
+        "Precision",
+        PRECISIONS,
+        index=PRECISIONS.index(default.precision),
+        **kept("precision"),
+        help="auto: 16-bit compute where the hardware has it (bfloat16 CPUs, GPUs), else float32; "
+        "saved models are float32 either way",
+    )
     remember_settings()
     return TrainConfig(
         epochs=int(epochs),
@@ -130,4 +148,5 @@ def train_config_sidebar(default: TrainConfig = TrainConfig()) -> TrainConfig:
         seed=int(seed),
         validation_split=validation_split,
         test_split=test_split,
+        precision=precision,
     )

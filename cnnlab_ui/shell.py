@@ -1,0 +1,80 @@
+"""The app shell: what `streamlit_app.py` does on every rerun (Keras session, hosted clean-up), and
+the guard each page calls first so that it always runs inside `streamlit_app.py`."""
+
+from __future__ import annotations
+
+import runpy
+import threading
+import time
+from typing import Any
+
+import streamlit as st
+from streamlit.runtime.pages_manager import PagesManager
+from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+from cnnlab import hosting
+from cnnlab_ui.loaders import forget_models
+from cnnlab_ui.state import remember_settings, session_id, settings, store
+
+
+def keep_keras_session() -> None:
+    """Stop Streamlit from calling `keras.backend.clear_session()` after every script run.
+
+    Streamlit does that to reset Keras between reruns, but here a training runs on in a background
+    thread across reruns: a full garbage collection and a TensorFlow kernel-cache reset every
+    second (the live fragment's rerun) made it about three times slower in the server than from
+    the command line, and it swaps Keras's thread-local state under a running fit. Nothing here
+    needs a fresh Keras session per rerun: models are built per training and cached per run.
+    """
+    from streamlit.runtime.scriptrunner import script_runner
+
+    if hasattr(script_runner, "_clean_problem_modules"):  # a private hook; absent, there is nothing to undo
+        script_runner._clean_problem_modules = _no_clean_up
+
+
+def _no_clean_up() -> None:
+    """Replaces Streamlit's per-rerun clean-up (of Keras, and of matplotlib, which the app does not use)."""
+
+
+@st.cache_resource
+def _last_cleanup() -> dict[str, Any]:
+    """Process-wide time of the last hosted clean-up (so it runs at most once a minute) and its lock."""
+    return {"at": 0.0, "lock": threading.Lock()}
+
+
+def housekeeping() -> None:
+    """Keep this person's settings for a reload; in hosted mode, mark the visitor alive and remove
+    what ended visitors left behind."""
+    remember_settings()
+    config = settings()
+    if not config.hosted:
+        return
+    hosting.touch_session(config.cache_dir, session_id())
+    last = _last_cleanup()
+    if time.time() - last["at"] > 60 and last["lock"].acquire(blocking=False):
+        try:
+            last["at"] = time.time()
+            if hosting.cleanup_ended_sessions(config.cache_dir, store()):
+                forget_models()  # the ended sessions' runs are gone; their cached models go too
+        finally:
+            last["lock"].release()
+
+
+def require_app_shell() -> None:
+    """Run the page inside `streamlit_app.py` when Streamlit ran it on its own; call it first in a page.
+
+    Streamlit (1.67) sees a `pages/` folder beside the entry script and, until some session has
+    called `st.navigation`, serves a page URL by running that file alone (its legacy multipage
+    mode): no page config, no navigation, no per-rerun set-up. `st.navigation` turns that mode off
+    for the whole server. Here we turn it off the same way, run the shell in this same script run
+    (so a click that started it is not lost), which runs this page inside it (a page's id is its URL
+    path in both modes), and end the stand-alone run.
+    """
+    if not PagesManager.uses_pages_directory:
+        return
+    PagesManager.uses_pages_directory = False
+    ctx = get_script_run_ctx()
+    if ctx is None:  # not inside a Streamlit script run: nothing to hand over to
+        return
+    runpy.run_path(str(ctx.pages_manager.main_script_path), run_name="__main__")
+    st.stop()

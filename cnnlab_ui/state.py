@@ -1,0 +1,166 @@
+"""The app's settings and this person's state: their id, settings, dataset, jobs and selected run.
+
+What must outlive a reload (which starts a new Streamlit session) is kept outside
+`st.session_state`: the visitor id in the page's address, the sidebar settings in a server-side
+cache, the jobs in `cnnlab.jobs`' registry.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+import streamlit as st
+
+from cnnlab import jobs
+from cnnlab.jobs import Job
+from cnnlab.runs import RunStore
+from cnnlab.settings import Settings, load_settings
+from cnnlab_ui.messages import show_error
+
+
+@dataclass(frozen=True)
+class DatasetChoice:
+    """The dataset the session works on: where it is and how to name it."""
+
+    path: str
+    label: str
+
+
+def settings() -> Settings:
+    """Settings from the environment, with `CNNLAB_*` Streamlit secrets taking precedence.
+
+    A bad setting stops the page with its one-line message (an operator's mistake, not a crash).
+    """
+    try:
+        return load_settings({**os.environ, **_secrets()})
+    except ValueError as exc:
+        show_error(exc)
+        st.stop()
+
+
+def _secrets() -> dict[str, str]:
+    try:
+        return {k: str(v) for k, v in st.secrets.items() if k.startswith("CNNLAB_")}
+    except (FileNotFoundError, KeyError, st.errors.StreamlitSecretNotFoundError):
+        return {}
+
+
+VISITOR_PARAM = "visitor"
+_VISITOR_ID = re.compile(r"[0-9a-f]{16}")
+
+
+def session_id() -> str:
+    """This visitor's id (owner of their runs and jobs in hosted mode), kept in the page's address
+    (`?visitor=...`) so that a reload or a reconnect, which start a new Streamlit session, keep it.
+
+    A missing or malformed id gets a new random one. Navigation drops query parameters, so every
+    call puts it back.
+    """
+    visitor = st.session_state.get("visitor") or st.query_params.get(VISITOR_PARAM, "")
+    if not _VISITOR_ID.fullmatch(visitor):
+        visitor = secrets.token_hex(8)
+    st.session_state.visitor = visitor
+    if st.query_params.get(VISITOR_PARAM) != visitor:
+        st.query_params[VISITOR_PARAM] = visitor
+    return visitor
+
+
+@st.cache_resource
+def _remembered() -> dict[str, dict[str, Any]]:
+    """Each person's sidebar settings and dataset, kept by the server: a reload starts a new session."""
+    return {}
+
+
+_KEPT_KEYS = {"dataset"}
+
+
+def restore_setting(key: str) -> None:
+    """Before its widget is drawn in a new session (after a reload), give `key` the person's last value."""
+    _KEPT_KEYS.add(key)
+    saved = _remembered().get(_person(), {})
+    if key not in st.session_state and key in saved:
+        st.session_state[key] = saved[key]
+
+
+def remember_settings() -> None:
+    """Keep this session's current settings (widget values as they are now) for a reload."""
+    current = {key: st.session_state[key] for key in _KEPT_KEYS if key in st.session_state}
+    if current:  # merged: a page without the sidebar has only some of them
+        remembered = _remembered()
+        remembered[_person()] = {**remembered.get(_person(), {}), **current}
+
+
+def _person() -> str:
+    return owner() or "local"
+
+
+def store() -> RunStore:
+    """The run store configured for this server."""
+    return RunStore(settings().models_dir)
+
+
+def owner() -> str | None:
+    """The owner tag for new runs and the filter for listing them (hosted mode only)."""
+    return session_id() if settings().hosted else None
+
+
+def dataset() -> DatasetChoice:
+    """The session's dataset; the built-in sample until the user picks another on the Data page."""
+    restore_setting("dataset")
+    if "dataset" not in st.session_state:
+        from cnnlab.sample import sample_dir
+
+        with st.spinner("Generating the built-in sample dataset (first time only)..."):
+            st.session_state.dataset = DatasetChoice(str(sample_dir(settings().cache_dir)), "Built-in sample (shapes)")
+    return st.session_state.dataset
+
+
+def session_busy() -> bool:
+    """Whether this person (everyone, when not hosted) has a training or sweep queued or running in
+    any tab: one at a time."""
+    return any(not job.done for job in jobs.visible_jobs(owner()))
+
+
+def watched_job(kind: str = "training") -> Job | None:
+    """The job a page shows: for a training, the run picked on the Runs page; else this person's
+    newest queued or running one (a reloaded tab finds it again); else the one this session started."""
+    key = "job" if kind == "training" else "sweep_job"
+    picked = jobs.find_job(st.session_state.get("watch", "")) if kind == "training" else None
+    active = [job for job in jobs.visible_jobs(owner(), kind) if not job.done]
+    if picked is not None and picked.owner == owner():
+        st.session_state[key] = picked
+    elif active:
+        st.session_state[key] = active[0]
+    return st.session_state.get(key)
+
+
+def watch(job: Job) -> None:
+    """Show this training on the Train page (the Runs page's Watch, Resume and Train more)."""
+    st.session_state.watch = job.key
+    st.session_state.job = job
+
+
+def selected_run_id() -> str | None:
+    """The run chosen for Evaluate and Predict, if any."""
+    return st.session_state.get("run_id")
+
+
+def select_run(run_id: str) -> None:
+    """Make a run the one Evaluate and Predict open."""
+    st.session_state.run_id = run_id
+
+
+def select_finished_training() -> None:
+    """Select a finished training's run once, wherever the user was when it ended.
+
+    Called by the run picker, so the next Evaluate or Predict view opens on the new run, while a
+    pick the user makes afterwards is not undone.
+    """
+    job = st.session_state.get("job")
+    if job is not None and job.done and job.result is not None and st.session_state.get("selected_job") != job.id:
+        st.session_state.selected_job = job.id
+        select_run(job.result.id)
