@@ -84,7 +84,9 @@ def tiny_model_config(**overrides):
 def tiny_train_config(**overrides):
     from cnnlab.train import TrainConfig
 
-    settings = dict(epochs=2, batch_size=8, patience=0, seed=7)
+    # float32 unless a test asks for another precision: `auto` picks bfloat16 on CPUs that have it,
+    # and tests compare saved models' scores with the training's own to 1e-4.
+    settings = dict(epochs=2, batch_size=8, patience=0, seed=7, precision="float32")
     settings.update(overrides)
     return TrainConfig(**settings)
 
