@@ -14,10 +14,15 @@ from typing import Any
 
 def write_json(path: Path, data: Any) -> None:
     """Write JSON through a temporary file and a rename, so readers never see half a file."""
+    write_text(path, json.dumps(data, indent=1, default=str))
+
+
+def write_text(path: Path, text: str) -> None:
+    """Write text through a temporary file in the same folder and a rename, so readers never see half a file."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh, indent=1, default=str)
+            fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)

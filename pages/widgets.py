@@ -6,14 +6,19 @@ not reset the settings a user made.
 
 from __future__ import annotations
 
+import math
+
 import streamlit as st
 
+from cnnlab.augment import DEFAULT_PRESET, PRESETS
 from cnnlab.images import COLOR_MODES, RESIZE_MODES
+from cnnlab.imbalance import CLASS_WEIGHTS
 from cnnlab.model import FLIPS, HEADS, OPTIMIZERS, POOLINGS, ModelConfig
+from cnnlab.schedules import LR_SCHEDULES
 from cnnlab.train import TrainConfig
 
 IMAGE_SIZES = [32, 48, 64, 96, 128, 160, 224]
-LEARNING_RATES = [1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1]
+LEARNING_RATES = [1e-5, 3e-5, 1e-4, 2e-4, 3e-4, 5e-4, 1e-3, 2e-3, 3e-3, 5e-3, 1e-2, 2e-2, 3e-2, 5e-2, 1e-1]
 
 
 def kept(key: str) -> dict[str, str]:
@@ -60,11 +65,15 @@ def model_config_sidebar(default: ModelConfig = ModelConfig()) -> ModelConfig:
         "Dense units (0 = none)", [0, 16, 32, 64, 128, 256, 512], value=default.dense_units, **kept("dense_units")
     )
     with sb.expander("Augmentation"):
+        augmentation_presets()
         flip = st.selectbox("Random flip", FLIPS, index=FLIPS.index(default.flip), **kept("flip"))
         rotation = st.slider("Rotation (fraction of a turn)", 0.0, 0.5, default.rotation, 0.05, **kept("rotation"))
         zoom = st.slider("Zoom", 0.0, 0.5, default.zoom, 0.05, **kept("zoom"))
         translation = st.slider("Translation", 0.0, 0.5, default.translation, 0.05, **kept("translation"))
         contrast = st.slider("Contrast", 0.0, 0.5, default.contrast, 0.05, **kept("contrast"))
+        chosen = {"flip": flip, "rotation": rotation, "zoom": zoom, "translation": translation, "contrast": contrast}
+        if chosen != PRESETS[st.session_state.augmentation_preset].values:
+            st.caption("Changed by hand from the preset.")
     optimizer = sb.radio(
         "Optimizer", OPTIMIZERS, index=OPTIMIZERS.index(default.optimizer), horizontal=True, **kept("optimizer")
     )
@@ -98,6 +107,24 @@ def model_config_sidebar(default: ModelConfig = ModelConfig()) -> ModelConfig:
     )
 
 
+def augmentation_presets() -> None:
+    """A preset picker that fills in the augmentation widgets below it, with when the preset is safe."""
+
+    def apply() -> None:
+        st.session_state.update(PRESETS[st.session_state.augmentation_preset].values)
+
+    names = list(PRESETS)
+    name = st.selectbox(
+        "Preset", names, index=names.index(DEFAULT_PRESET), on_change=apply, **kept("augmentation_preset")
+    )
+    st.caption(PRESETS[name].when)
+
+
+def use_learning_rate(rate: float) -> None:
+    """Set the sidebar's learning rate to the listed value nearest `rate` (on a log scale)."""
+    st.session_state.learning_rate = min(LEARNING_RATES, key=lambda v: abs(math.log(v / rate)))
+
+
 def train_config_sidebar(default: TrainConfig = TrainConfig()) -> TrainConfig:
     """Widgets for every TrainConfig field."""
     sb = st.sidebar
@@ -117,6 +144,22 @@ def train_config_sidebar(default: TrainConfig = TrainConfig()) -> TrainConfig:
         "Validation split", 0.05, 0.4, default.validation_split, 0.05, **kept("validation_split")
     )
     test_split = sb.slider("Test split", 0.05, 0.4, default.test_split, 0.05, **kept("test_split"))
+    class_weight = sb.radio(
+        "Class weights",
+        CLASS_WEIGHTS,
+        index=CLASS_WEIGHTS.index(default.class_weight),
+        horizontal=True,
+        **kept("class_weight"),
+        help="auto: weight classes inversely to their size when the largest has over 1.5x the images of the smallest",
+    )
+    lr_schedule = sb.radio(
+        "Learning-rate schedule",
+        LR_SCHEDULES,
+        index=LR_SCHEDULES.index(default.lr_schedule),
+        **kept("lr_schedule"),
+        help="reduce_on_plateau halves the rate after 2 epochs without a better validation loss; "
+        "cosine decays it smoothly towards zero by the last epoch",
+    )
     return TrainConfig(
         epochs=int(epochs),
         batch_size=batch_size,
@@ -124,4 +167,6 @@ def train_config_sidebar(default: TrainConfig = TrainConfig()) -> TrainConfig:
         seed=int(seed),
         validation_split=validation_split,
         test_split=test_split,
+        class_weight=class_weight,
+        lr_schedule=lr_schedule,
     )
