@@ -95,8 +95,8 @@ def confusion_figure(matrix: np.ndarray, class_names: Sequence[str]) -> go.Figur
     row_totals = counts.sum(axis=1)[true_idx]
     shares = np.divide(values, row_totals, out=np.zeros(values.shape, dtype=float), where=row_totals > 0)
     small = n <= FIXED_SIZE_CLASSES
-    # Pixels per cell: generous for a few classes, about 9 px at 100 classes on a wide page.
-    cell = int(np.clip(360 // n, 18, 72)) if small else max(9, 900 // n)
+    # Pixels per cell: generous for a few classes; above, about the 700 px a wide page gives the matrix.
+    cell = int(np.clip(360 // n, 18, 72)) if small else max(7, 700 // n)
     peak = float(values.max()) if values.size else 0.0
     cells = go.Scatter(
         x=[names[i] for i in pred_idx],

@@ -148,7 +148,7 @@ def test_confusion_stays_readable_from_2_to_100_classes(n):
         # Many classes: the figure takes the page's width, its height grows with the class
         # count, counts move to the hover text and the colour bar is no taller than the matrix.
         assert fig.layout.width is None and cells.mode == "markers"
-        assert plot_height >= 9 * n
+        assert plot_height >= 7 * n
         assert fig.data[1].colorbar.len <= 1.0
         assert fig.layout.xaxis.tickfont.size >= 7
     small = charts.confusion_figure(np.eye(2, dtype=int), ["a", "b"])
