@@ -6,19 +6,15 @@ wall-clock seconds, then the medians. The claim it checks: the default model pas
 accuracy in about a minute of CPU, and the weak one (one small conv block, three epochs) scores
 clearly lower. Measures and prints; asserts nothing.
 
-    python bench/bench_sample.py [--seeds 1337 1 2]
+    python -m bench.bench_sample [--seeds 1337 1 2]
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
 import time
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.machine import machine
 from cnnlab import data

@@ -5,19 +5,16 @@ Same model config, same images (the built-in sample), same split and batch size.
 first epoch of each run (graph tracing) is dropped. Prints the machine, the median seconds per
 epoch of each side and the throughput ratio (plain / cnnlab seconds: 1.0 means no overhead).
 
-    python bench/bench_train.py [--epochs 4] [--repeats 3]
+    python -m bench.bench_train [--epochs 4] [--repeats 3]
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.machine import machine
 from cnnlab import data

@@ -17,6 +17,7 @@ from dataclasses import MISSING, fields
 from pathlib import Path
 from typing import Any, NoReturn
 
+from cnnlab import background
 from cnnlab.checks import one_line
 from cnnlab.images import COLOR_MODES, RESIZE_MODES
 from cnnlab.imbalance import CLASS_WEIGHTS
@@ -305,14 +306,15 @@ def _lr_find(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _label_issues(args: argparse.Namespace) -> dict[str, Any]:
-    from cnnlab.files import write_text
+    from cnnlab.files import atomic_write
     from cnnlab.label_issues import run_label_issues
     from cnnlab.runs import RunStore
 
     run = RunStore().get(args.run)
     table = run_label_issues(run)
     target = args.csv or run.path / "label_issues.csv"
-    write_text(target, table.to_csv(index=False))
+    with atomic_write(target) as fh:
+        fh.write(table.to_csv(index=False))
     if not args.json:
         print(
             table.to_string(index=False, float_format=lambda v: f"{v:.3f}") if len(table) else "No likely label errors."
@@ -322,28 +324,18 @@ def _label_issues(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _interruptible(work: Callable[[threading.Event], Any], stopping_message: str) -> Any:
-    """Run `work(stop_event)` in a thread so Ctrl-C asks it to stop cleanly instead of killing it."""
+    """Run `work(stop_event)` in the background so Ctrl-C asks it to stop cleanly instead of killing it.
+
+    A second Ctrl-C while it stops ends the command at once (exit status 130).
+    """
     stop = threading.Event()
-    outcome: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            outcome["value"] = work(stop)
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the main thread
-            outcome["error"] = exc
-
-    worker = threading.Thread(target=target, daemon=True)
-    worker.start()
+    future = background.submit(work, stop)
     try:
-        while worker.is_alive():
-            worker.join(0.2)
+        return background.wait(future)
     except KeyboardInterrupt:
         print(f"\n{stopping_message}", file=sys.stderr)
         stop.set()
-        worker.join()
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome["value"]
+        return background.wait(future)
 
 
 def _print_epoch(epochs: int) -> Callable[[dict[str, Any]], None]:

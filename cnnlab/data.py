@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -17,7 +16,7 @@ from PIL import Image
 
 from cnnlab import images
 from cnnlab.checks import check_choice, check_image_size, check_range
-from cnnlab.files import user_path
+from cnnlab.files import atomic_path, user_path, write_json
 from cnnlab.imbalance import imbalance_advice
 from cnnlab.settings import cache_dir
 
@@ -315,18 +314,12 @@ def _decode_one(args: tuple[str, tuple[int, int], str, str]) -> np.ndarray:
 def _write_array(path: Path, shape: tuple[int, ...], rows: Iterable[np.ndarray]) -> None:
     """Fill a .npy file row by row and rename it into place only once complete."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npy.tmp")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
         for i, row in enumerate(rows):
             out[i] = row
         out.flush()
         del out
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def _parallel_map(fn: Callable, jobs: list, workers: int | None = None) -> Iterable:
@@ -370,10 +363,7 @@ def _cached(cache: Path | None, key: str, compute: Callable[[], list]) -> list:
         pass
     value = compute()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(value, fh)
-    os.replace(tmp, path)
+    write_json(path, value)
     return value
 
 

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import io
 import json
-import shutil
-import uuid
 import zipfile
 from datetime import UTC
 from pathlib import Path
@@ -18,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from cnnlab.checks import check_choice
+from cnnlab.files import build_folder, write_json
 from cnnlab.settings import cache_dir
 
 EXPORT_FORMATS = ("keras", "savedmodel", "tflite")
@@ -49,17 +48,7 @@ def export_model(
     class_names = _check_class_names(model, class_names)
     batch = _check_images(model, check_images)
     _check_out_dir(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    # Build next to the destination so the final rename stays on one file system.
-    staging = out_dir.parent / f".{out_dir.name}.tmp-{uuid.uuid4().hex}"
-    staging.mkdir()
-    try:
-        _write_checked(model, class_names, staging, format, batch, atol)
-        staging.replace(out_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return out_dir
+    return build_folder(out_dir, lambda folder: _write_checked(model, class_names, folder, format, batch, atol))
 
 
 def export_archive(out_dir: Path) -> bytes:
@@ -89,8 +78,8 @@ def _write_checked(model, class_names: list[str], folder: Path, format: str, bat
     expected = np.asarray(model.predict(batch, verbose=0), dtype=np.float64)
     actual = np.asarray(_LOADERS[format](artifact, batch), dtype=np.float64)
     max_abs_diff = _compare(expected, actual, format, atol)
-    _write_json(folder / CLASS_NAMES_FILE, class_names)
-    _write_json(folder / EXPORT_FILE, _manifest(model, class_names, format, len(batch), max_abs_diff, atol))
+    write_json(folder / CLASS_NAMES_FILE, class_names)
+    write_json(folder / EXPORT_FILE, _manifest(model, class_names, format, len(batch), max_abs_diff, atol))
 
 
 def _check_atol(atol: float) -> None:
@@ -256,10 +245,6 @@ def _manifest(model, class_names: list[str], format: str, num_images: int, max_a
         "num_check_images": num_images,
         "versions": {"tensorflow": tf.__version__, "keras": keras.__version__},
     }
-
-
-def _write_json(path: Path, data: Any) -> None:
-    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
 
 
 def export_run(run, format: str, out_dir: Path | None = None, num_check_images: int = 8) -> Path:

@@ -80,7 +80,9 @@ def sample_dir(cache: Path | None = None) -> Path:
     target = (Path(cache) if cache is not None else cache_dir()) / _SAMPLE_FOLDER
     if target.is_dir():
         return target
-    return build_folder(target, lambda folder: write_sample(folder, DEFAULT_NUM_PER_CLASS, DEFAULT_SEED))
+    return build_folder(
+        target, lambda folder: write_sample(folder, DEFAULT_NUM_PER_CLASS, DEFAULT_SEED), keep_existing=True
+    )
 
 
 def draw_sample_image(name: str, rng: np.random.Generator, image_size: int = 64) -> Image.Image:

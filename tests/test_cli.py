@@ -3,6 +3,7 @@
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 
@@ -203,6 +204,31 @@ def test_python_m_cnnlab_runs_as_a_program(tmp_path):
     assert (
         done.stderr.strip().startswith("error: Dataset folder not found") and len(done.stderr.strip().splitlines()) == 1
     )
+
+
+def test_ctrl_c_stops_a_training_cleanly_and_the_command_still_reports_its_run(tmp_path):
+    """The first Ctrl-C asks the training to stop after its batch; the run is kept and reported."""
+    data = write_dataset(tmp_path / "data", per_class=12)
+    options = TINY.copy()
+    options[options.index("--epochs") + 1] = "500"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cnnlab", "train", str(data), *options, "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        for line in process.stderr:
+            if "epoch 1/500" in line:
+                break
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    assert process.returncode == 0, err
+    assert "Stopping after the current batch" in err and "Traceback" not in err
+    result = json.loads(out.strip().splitlines()[-1])
+    assert result["status"] == "stopped" and 1 <= result["epochs_run"] < 500
 
 
 def test_a_program_that_loads_tensorflow_still_errs_in_one_line(trained_run, tmp_path):

@@ -228,7 +228,7 @@ def test_prepare_decodes_once_into_a_memory_mapped_cache(make_dataset, isolated_
     assert prepared.labels.dtype == np.int32 and prepared.labels.tolist() == list(report.labels)
     assert prepared.cache_path.parent == isolated_dirs[0] / "prepared"
     assert prepared.cache_path.exists()
-    assert not [p for p in prepared.cache_path.parent.iterdir() if p.name.endswith(".tmp")]
+    assert [p.name for p in prepared.cache_path.parent.iterdir()] == [prepared.cache_path.name]  # no temporaries
     # Row i is file i, decoded exactly as a single image would be.
     from cnnlab.images import load_array
 

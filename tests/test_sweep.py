@@ -8,9 +8,18 @@ from pathlib import Path
 
 import pytest
 
+from cnnlab import jobs
 from cnnlab.cli import main
 from cnnlab.runs import RunStore
-from cnnlab.sweep import SweepSpace, load_space, masked_url, run_sweep, space_from_dict, study_importances
+from cnnlab.sweep import (
+    SweepSpace,
+    default_storage,
+    load_space,
+    masked_url,
+    run_sweep,
+    space_from_dict,
+    study_importances,
+)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -313,3 +322,29 @@ def test_the_stop_event_ends_the_current_trial_and_the_sweep(make_dataset, tmp_p
     assert result.trials_run == 1 and trial["state"] == "pruned"
     run = store.get(trial["run_id"])
     assert run.status == "stopped" and len(run.history) < 3
+
+
+@pytest.mark.parametrize("owner, study_name", [(None, "mine"), ("visitor1", None)])
+def test_a_sweep_job_streams_trials_and_keeps_hosted_visitors_apart(make_dataset, tmp_path, owner, study_name):
+    root = make_dataset()
+    store = RunStore(tmp_path / "models", include_demo=False)
+    space = tiny_space({"filters": [4, 6]}, epochs=1)
+    job = jobs.sweep_job(
+        root,
+        space,
+        trials=1,
+        timeout=None,
+        storage=default_storage(store),
+        study_name=study_name,
+        store=store,
+        owner=owner,
+    )
+    assert job.status == "queued" and job.info == {"objective": "val_accuracy"}
+    result = job.target(job)  # the job's work, run here; tests/test_jobs.py covers the thread around it
+
+    study = "mine" if owner is None else f"{space.default_study_name(str(root))}-visitor1"
+    (run,) = store.list()
+    assert result.study == study and run.record["sweep"] == {"study": study, "trial": 0}
+    assert run.record["owner"] == owner
+    assert [item["run_id"] for item in job.items] == [run.id]
+    assert [row["trial"] for row in job.history] == [0]
