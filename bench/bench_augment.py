@@ -16,10 +16,14 @@ minutes on two cores (the stripes' 6 classes have 80 each), and the built-in sam
 - stripes: gratings at 0, 30, 60, 90, 120 or 150 degrees; a flip swaps 30 and 150 (60 and 120),
   a 36-degree rotation turns one class into its neighbour.
 
+With `--light`, the sides are instead the default model with no augmentation and with each light,
+label-safe change alone (shift 0.05, zoom 0.1, contrast 0.1, rotation 0.02 of a turn) and all
+together: what decides whether one of them belongs in the default.
+
 Prints each run's test accuracy, then per dataset and side the median over seeds (min, max).
 Measures and prints; asserts nothing.
 
-    python -m bench.bench_augment [--seeds 1 2 3] [--datasets arrows photos stripes sample]
+    python -m bench.bench_augment [--seeds 1 2 3] [--datasets arrows photos stripes sample] [--light]
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +42,7 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from bench.machine import machine
 from cnnlab import data
-from cnnlab.augment import DEFAULT_PRESET, with_preset
+from cnnlab.augment import with_preset
 from cnnlab.model import ModelConfig
 from cnnlab.runs import RunStore
 from cnnlab.sample import sample_dir
@@ -48,12 +53,26 @@ PER_CLASS = 120
 OLD_DEFAULT = {"flip": "horizontal", "rotation": 0.1, "zoom": 0.0, "translation": 0.0, "contrast": 0.0}
 
 
-def sides(image_size: tuple[int, int]) -> dict[str, ModelConfig]:
-    """The three model configurations compared, at the dataset's image size."""
+# `--light`: each light, label-safe change alone and all together, against none, on the default model.
+LIGHT = {
+    "none": {},
+    "shift": {"translation": 0.05},
+    "zoom": {"zoom": 0.1},
+    "contrast": {"contrast": 0.1},
+    "rotate7": {"rotation": 0.02},
+    "all": {"translation": 0.05, "zoom": 0.1, "contrast": 0.1},
+}
+
+
+def sides(image_size: tuple[int, int], light: bool = False) -> dict[str, ModelConfig]:
+    """The model configurations compared, at the dataset's image size."""
+    if light:
+        base = with_preset(ModelConfig(image_size=image_size), "none")
+        return {name: replace(base, **changes) for name, changes in LIGHT.items()}
     return {
         "new": ModelConfig(image_size=image_size),
         "old": ModelConfig(image_size=image_size, **OLD_DEFAULT),
-        "classic": with_preset(ModelConfig(image_size=image_size, conv_blocks=2), DEFAULT_PRESET),
+        "classic": with_preset(ModelConfig(image_size=image_size, conv_blocks=2), "none"),
     }
 
 
@@ -160,6 +179,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--datasets", nargs="+", default=[*GENERATED, "sample"], choices=[*GENERATED, "sample"])
+    parser.add_argument("--light", action="store_true", help="compare each light change alone instead")
     args = parser.parse_args()
     print(f"machine: {machine()}")
     print(f"new default augmentation: { {k: v for k, v in ModelConfig().to_dict().items() if k in OLD_DEFAULT} }")
@@ -173,7 +193,7 @@ def main() -> None:
             data.prepare(report, size)  # decode once up front, so no side pays for the cache
             print(f"data: {dataset}, {len(report.files)} images in {report.num_classes} classes at {size[0]} px")
             for seed in args.seeds:
-                for side, model_config in sides(size).items():
+                for side, model_config in sides(size, args.light).items():
                     started = time.perf_counter()
                     run = train(data_dir, model_config, TrainConfig(seed=seed), store=store)
                     accuracy = run.record["metrics"]["test_accuracy"]
@@ -183,11 +203,13 @@ def main() -> None:
                         f"{time.perf_counter() - started:5.1f} s  {len(run.history)} epochs",
                         flush=True,
                     )
-    print("\n| dataset | new default | old default (flip + rotation) | classic two-block, no augmentation |")
-    print("|---|---|---|---|")
+    names = list(sides((SIDE, SIDE), args.light))
+    print("\nmedian test accuracy over seeds (min-max)")
+    print("| dataset | " + " | ".join(names) + " |")
+    print("|---" * (len(names) + 1) + "|")
     for dataset in args.datasets:
         cells = []
-        for side in ("new", "old", "classic"):
+        for side in names:
             values = results[(dataset, side)]
             cells.append(f"{statistics.median(values):.3f} ({min(values):.3f}-{max(values):.3f})")
         print(f"| {dataset} | " + " | ".join(cells) + " |")

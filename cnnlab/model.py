@@ -23,10 +23,11 @@ class ModelConfig:
     """Everything that shapes the network and its input; saved with every run.
 
     Defaults: three conv blocks (32, 64, 128 filters), a flattened head with dense 128, measured by
-    `bench/bench_sample.py` to beat 95% test accuracy on the built-in sample in ten epochs. No
-    augmentation by default: a flip or rotation turns arrows, letters or road signs into other
-    classes, and no light augmentation measurably helped on the datasets of
-    `bench/bench_augment.py`; the presets in `cnnlab.augment` switch it on where it is safe. Batch normalisation is off by default because with Keras's default
+    `bench/bench_sample.py` to beat 95% test accuracy on the built-in sample in ten epochs, and
+    label-safe augmentation: small shifts, zoom and contrast, never a flip or a rotation, which
+    turn arrows, letters or road signs into other classes (`bench/bench_augment.py`). The small
+    changes lifted the sample's accuracy and cost nothing on the generated datasets; the presets
+    in `cnnlab.augment` switch on flips and rotation where they are safe. Batch normalisation is off by default because with Keras's default
     momentum its moving statistics lag behind on small datasets and validation accuracy swings
     from epoch to epoch; the classic two-block recipe is `conv_blocks=2`.
     """
@@ -45,9 +46,9 @@ class ModelConfig:
     dense_units: int = 128
     flip: str = "none"
     rotation: float = 0.0
-    zoom: float = 0.0
-    contrast: float = 0.0
-    translation: float = 0.0
+    zoom: float = 0.1
+    contrast: float = 0.1
+    translation: float = 0.05
     optimizer: str = "adam"
     learning_rate: float = 1e-3
 
