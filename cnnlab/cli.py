@@ -2,6 +2,7 @@
 
 Bad input exits with status 2 and one line on standard error; `--json` makes the last line of
 standard output one JSON object. Progress goes to standard error, so standard output stays clean.
+The settings are read from the environment once, here, and passed to each command.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from cnnlab.images import COLOR_MODES, RESIZE_MODES
 from cnnlab.imbalance import CLASS_WEIGHTS
 from cnnlab.model import FLIPS, HEADS, OPTIMIZERS, POOLINGS, ModelConfig
 from cnnlab.schedules import LR_SCHEDULES
+from cnnlab.settings import Settings, load_settings
 
 CHOICES = {
     "color_mode": COLOR_MODES,
@@ -95,7 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("download", "fetch a well-known dataset, verify it and convert it into class folders")
     p.add_argument("name", choices=_catalog_names())
     p.add_argument("--cache", type=Path, help="cache folder (default: CNNLAB_CACHE_DIR or ~/.cache/cnnlab)")
-    p.add_argument("--base-url", help="fetch the same file names from this server instead (a mirror)")
+    p.add_argument(
+        "--base-url", help="fetch the same file names from this server instead (a mirror; default: CNNLAB_DATASETS_URL)"
+    )
     p = command("scan", "check a class-folder dataset and report what can be used")
     p.add_argument("data_dir", type=Path)
     p = command("train", "train a CNN (on the built-in sample when no folder is given)")
@@ -137,13 +141,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the command line; returns the exit status."""
+    """Run the command line (`python -m cnnlab` and the `cnnlab` console script); returns the exit status."""
     argv = sys.argv[1:] if argv is None else list(argv)
+    # TensorFlow's C++ start-up chatter would bury the progress lines; errors still show.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
         args = _parse(argv)
+        settings = load_settings()
         if args.command in TENSORFLOW_COMMANDS:
             _import_tensorflow_quietly()
-        result = COMMANDS[args.command](args)
+        result = COMMANDS[args.command](args, settings)
     except ValueError as exc:
         print(f"error: {one_line(exc)}", file=sys.stderr)
         return 2
@@ -197,7 +204,7 @@ def _finite(value: Any) -> Any:
     return value
 
 
-def _sample(args: argparse.Namespace) -> dict[str, Any]:
+def _sample(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     from cnnlab.sample import write_sample
 
     out = write_sample(args.out_dir, seed=args.seed)
@@ -211,18 +218,23 @@ def _catalog_names() -> tuple[str, ...]:
     return tuple(CATALOG)
 
 
-def _download(args: argparse.Namespace) -> dict[str, Any]:
+def _download(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     from cnnlab.catalog import CATALOG, download
 
-    root = download(args.name, args.cache, on_progress=_print_download, base_url=args.base_url)
+    root = download(
+        args.name,
+        args.cache or settings.cache_dir,
+        on_progress=_print_download,
+        base_url=args.base_url or settings.datasets_url,
+    )
     _say(args, f"{CATALOG[args.name].title} is ready at {root}")
     return {"name": args.name, "data_dir": str(root)}
 
 
-def _scan(args: argparse.Namespace) -> dict[str, Any]:
+def _scan(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     from cnnlab.data import scan
 
-    report = scan(args.data_dir).to_dict()
+    report = scan(args.data_dir, cache=settings.cache_dir).to_dict()
     if not args.json:
         print(f"{report['num_images']} usable images in {len(report['classes'])} classes at {report['root']}")
         for name, count in report["counts"].items():
@@ -241,15 +253,15 @@ def _scan(args: argparse.Namespace) -> dict[str, Any]:
     return report
 
 
-def _train(args: argparse.Namespace) -> dict[str, Any]:
+def _train(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     from cnnlab.runs import RunStore
     from cnnlab.sample import sample_dir
     from cnnlab.train import TrainConfig, train
 
     model_config = _config_from(args, ModelConfig)
     train_config = _config_from(args, TrainConfig)
-    data_dir = args.data_dir or sample_dir()
-    store = RunStore(args.run_dir.parent) if args.run_dir else RunStore()
+    data_dir = args.data_dir or sample_dir(settings.cache_dir)
+    store = RunStore(args.run_dir.parent if args.run_dir else settings.models_dir)
     run_id = args.run_dir.name if args.run_dir else None
     run = _interruptible(
         lambda stop: train(
@@ -258,6 +270,8 @@ def _train(args: argparse.Namespace) -> dict[str, Any]:
             train_config,
             name=args.name,
             store=store,
+            cache=settings.cache_dir,
+            max_training_mb=settings.max_training_mb,
             run_id=run_id,
             on_epoch=_print_epoch(train_config.epochs),
             on_batch=_print_batch,
@@ -282,20 +296,20 @@ def _train(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
-def _lr_find(args: argparse.Namespace) -> dict[str, Any]:
+def _lr_find(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     from cnnlab.lr_find import find_learning_rate
     from cnnlab.sample import sample_dir
-    from cnnlab.settings import load_settings
     from cnnlab.train import TrainConfig
 
     result = find_learning_rate(
-        args.data_dir or sample_dir(),
+        args.data_dir or sample_dir(settings.cache_dir),
         _config_from(args, ModelConfig),
         _config_from(args, TrainConfig),
         min_lr=args.min_lr,
         max_lr=args.max_lr,
         num_steps=args.steps,
-        max_training_mb=load_settings().max_training_mb,
+        cache=settings.cache_dir,
+        max_training_mb=settings.max_training_mb,
     )
     _say(
         args,
@@ -305,13 +319,13 @@ def _lr_find(args: argparse.Namespace) -> dict[str, Any]:
     return result.to_dict()
 
 
-def _label_issues(args: argparse.Namespace) -> dict[str, Any]:
+def _label_issues(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     from cnnlab.files import atomic_write
     from cnnlab.label_issues import run_label_issues
     from cnnlab.runs import RunStore
 
-    run = RunStore().get(args.run)
-    table = run_label_issues(run)
+    run = RunStore(settings.models_dir).get(args.run)
+    table = run_label_issues(run, cache=settings.cache_dir)
     target = args.csv or run.path / "label_issues.csv"
     with atomic_write(target) as fh:
         fh.write(table.to_csv(index=False))
@@ -370,11 +384,11 @@ def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.1%}"
 
 
-def _evaluate(args: argparse.Namespace) -> dict[str, Any]:
+def _evaluate(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     from cnnlab.evaluate import evaluate_run
     from cnnlab.runs import RunStore
 
-    evaluation = evaluate_run(RunStore().get(args.run))
+    evaluation = evaluate_run(RunStore(settings.models_dir).get(args.run), cache=settings.cache_dir)
     if not args.json:
         print(f"test accuracy {_pct(evaluation.accuracy)}  test loss {evaluation.loss:.4f}")
         print(evaluation.per_class.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
@@ -383,11 +397,11 @@ def _evaluate(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
-def _predict(args: argparse.Namespace) -> dict[str, Any]:
+def _predict(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     from cnnlab.predict import predict
     from cnnlab.runs import RunStore
 
-    run = RunStore().get(args.run)
+    run = RunStore(settings.models_dir).get(args.run)
     missing = [str(p) for p in args.images if not p.is_file()]
     if missing:
         raise ValueError(f"Image file not found; check the path. Received: image={missing[0]!r}")
@@ -407,10 +421,10 @@ def _predict(args: argparse.Namespace) -> dict[str, Any]:
     return {"predictions": [r.to_dict() for r in results]}
 
 
-def _runs(args: argparse.Namespace) -> dict[str, Any]:
+def _runs(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     from cnnlab.runs import RunStore
 
-    rows = [run.summary() for run in RunStore().list()]
+    rows = [run.summary() for run in RunStore(settings.models_dir).list()]
     if not args.json:
         for row in rows:
             print(f"{row['id']:<28} {row['status']:<11} {row['name'][:30]:<30} test acc {_pct(row['test_accuracy'])}")
@@ -419,14 +433,15 @@ def _runs(args: argparse.Namespace) -> dict[str, Any]:
     return {"runs": rows}
 
 
-def _sweep(args: argparse.Namespace) -> dict[str, Any]:
+def _sweep(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
+    from cnnlab.runs import RunStore
     from cnnlab.sweep import load_space, masked_url, run_sweep
 
     space = load_space(args.space)  # a bad space file fails here, before anything heavy is imported
     if args.data_dir is None:
         from cnnlab.sample import sample_dir
 
-        data_dir = sample_dir()
+        data_dir = sample_dir(settings.cache_dir)
     else:
         data_dir = args.data_dir
     import optuna
@@ -454,6 +469,9 @@ def _sweep(args: argparse.Namespace) -> dict[str, Any]:
             timeout=args.timeout,
             storage=args.storage,
             study_name=args.study,
+            store=RunStore(settings.models_dir),
+            cache=settings.cache_dir,
+            max_training_mb=settings.max_training_mb,
             stop_event=stop,
             on_trial=show_trial,
             on_epoch=show_epoch,
@@ -480,11 +498,11 @@ def _sweep(args: argparse.Namespace) -> dict[str, Any]:
     return summary
 
 
-def _export(args: argparse.Namespace) -> dict[str, Any]:
+def _export(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     from cnnlab.export import export_run, read_export
     from cnnlab.runs import RunStore
 
-    folder = export_run(RunStore().get(args.run), args.format, args.out)
+    folder = export_run(RunStore(settings.models_dir).get(args.run), args.format, args.out, cache=settings.cache_dir)
     manifest = read_export(folder)
     _say(
         args, f"Exported {args.format} to {folder} (max difference from the Keras model {manifest['max_abs_diff']:.2g})"
@@ -504,7 +522,7 @@ def _say(args: argparse.Namespace, text: str) -> None:
 TENSORFLOW_COMMANDS = frozenset(
     {"download", "train", "lr-find", "evaluate", "label-issues", "predict", "export", "sweep"}
 )
-COMMANDS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
+COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], dict[str, Any]]] = {
     "sample": _sample,
     "download": _download,
     "scan": _scan,

@@ -17,7 +17,6 @@ import numpy as np
 
 from cnnlab.checks import check_choice
 from cnnlab.files import build_folder, write_json
-from cnnlab.settings import cache_dir
 
 EXPORT_FORMATS = ("keras", "savedmodel", "tflite")
 ARTIFACTS = {"keras": "model.keras", "savedmodel": "saved_model", "tflite": "model.tflite"}
@@ -247,26 +246,28 @@ def _manifest(model, class_names: list[str], format: str, num_images: int, max_a
     }
 
 
-def export_run(run, format: str, out_dir: Path | None = None, num_check_images: int = 8) -> Path:
+def export_run(run, format: str, out_dir: Path | None = None, num_check_images: int = 8, *, cache: Path) -> Path:
     """Export a run's model, checked on some of its own test images, and return the folder.
 
     By default each export gets a new folder under the run (`exports/<format>-<time>`), so an
-    earlier export is never overwritten; the demo's go to the cache, leaving the app's files as shipped.
+    earlier export is never overwritten; the demo's go to the `cache` folder, leaving the app's
+    files as shipped (its built-in sample is found there too).
     """
     from datetime import datetime
 
     check_choice("format", format, EXPORT_FORMATS)
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    exports = cache_dir() / "exports" / run.id if run.is_demo else run.path / "exports"
+    exports = cache / "exports" / run.id if run.is_demo else run.path / "exports"
     target = Path(out_dir) if out_dir is not None else exports / f"{format}-{stamp}"
-    return export_model(run.load_model(), run.class_names, target, format, _run_check_images(run, num_check_images))
+    check_images = _run_check_images(run, num_check_images, cache)
+    return export_model(run.load_model(), run.class_names, target, format, check_images)
 
 
-def _run_check_images(run, count: int) -> np.ndarray:
+def _run_check_images(run, count: int, cache: Path) -> np.ndarray:
     from cnnlab.images import ImageError, load_array
 
     config = run.model_config()
-    root = run.dataset_root()
+    root = run.dataset_root(cache)
     arrays = []
     for rel in run.split().get("test", [])[: count * 2]:
         try:

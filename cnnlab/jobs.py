@@ -154,10 +154,15 @@ def training_job(
     train_config: TrainConfig,
     *,
     store: RunStore,
+    cache: Path,
+    max_training_mb: int | None = None,
     limit: int = 1,
     tags: dict[str, Any] | None = None,
 ) -> Job:
-    """A (not yet started) job that trains one run, streaming epochs and batches into the job."""
+    """A (not yet started) job that trains one run, streaming epochs and batches into the job.
+
+    `store`, `cache` and `max_training_mb` are passed on to `train`.
+    """
     from cnnlab.train import train
 
     def target(job: Job):
@@ -166,6 +171,8 @@ def training_job(
             model_config,
             train_config,
             store=store,
+            cache=cache,
+            max_training_mb=max_training_mb,
             tags=tags,
             on_epoch=job.add_epoch,
             on_batch=job.set_progress,
@@ -184,10 +191,14 @@ def sweep_job(
     storage: str,
     study_name: str | None,
     store: RunStore,
+    cache: Path,
+    max_training_mb: int | None = None,
     limit: int = 1,
     owner: str | None = None,
 ) -> Job:
     """A (not yet started) job that runs a sweep, streaming finished trials and epochs into the job.
+
+    `store`, `cache` and `max_training_mb` are passed on to `run_sweep`.
 
     With `owner` (a hosted visitor's session id) every run is tagged with it and the study name
     ends with it, so visitors never join each other's studies, even with the same space and data.
@@ -206,6 +217,8 @@ def sweep_job(
             storage=storage,
             study_name=study_name,
             store=store,
+            cache=cache,
+            max_training_mb=max_training_mb,
             stop_event=job.stop_event,
             on_trial=job.add_item,
             on_epoch=job.add_epoch,

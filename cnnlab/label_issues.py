@@ -77,12 +77,12 @@ def issues_table(
     )
 
 
-def run_label_issues(run: Run, cache: Path | None = None) -> pd.DataFrame:
+def run_label_issues(run: Run, *, cache: Path) -> pd.DataFrame:
     """Likely label errors among a run's validation and test images, which its model never trained on."""
     from cnnlab.evaluate import probabilities
 
     config = run.model_config()
-    report = data.scan(run.dataset_root(), cache=cache)
+    report = data.scan(run.dataset_root(cache), cache=cache)
     if list(report.class_names) != run.class_names:
         raise ValueError(
             "The dataset's classes changed since this run was trained; look for label errors on the original data. "
@@ -99,7 +99,7 @@ def run_label_issues(run: Run, cache: Path | None = None) -> pd.DataFrame:
             f"Received: run={run.id!r}"
         )
     indices = np.asarray([i for i, _ in chosen], dtype=np.int64)
-    prepared = data.prepare(report, config.image_size, config.color_mode, config.resize_mode, cache)
+    prepared = data.prepare(report, config.image_size, config.color_mode, config.resize_mode, cache=cache)
     probs = probabilities(run.load_model(), data.make_dataset(prepared, indices, 64))
     return issues_table(
         prepared.labels[indices], probs, run.class_names, [report.files[i] for i in indices], [s for _, s in chosen]

@@ -46,16 +46,17 @@ def find_learning_rate(
     model_config: ModelConfig | None = None,
     train_config=None,
     *,
+    cache: Path,
     min_lr: float = 1e-6,
     max_lr: float = 1.0,
     num_steps: int = 100,
-    cache: Path | None = None,
     max_training_mb: int | None = None,
 ) -> LRFinderResult:
     """Run the range test on a dataset's training split with a fresh model built from `model_config`.
 
     `train_config` (a `TrainConfig`) gives the batch size, seed, split and class weighting, as a
-    training would use them; nothing is saved.
+    training would use them; `cache` is the folder for the scan and decoded-image caches;
+    `max_training_mb` refuses a model too big for this server. Nothing is saved.
     """
     import keras
 
@@ -71,7 +72,9 @@ def find_learning_rate(
     report = data.scan(data_dir, cache=cache)
     check_trainable(model_config, report.num_classes, train_config.batch_size, max_training_mb)
     parts = data.split(report.labels, train_config.validation_split, train_config.test_split, train_config.seed)
-    prepared = data.prepare(report, model_config.image_size, model_config.color_mode, model_config.resize_mode, cache)
+    prepared = data.prepare(
+        report, model_config.image_size, model_config.color_mode, model_config.resize_mode, cache=cache
+    )
     keras.utils.set_random_seed(train_config.seed)
     model = build_model(model_config, report.num_classes)
     batches = data.make_dataset(prepared, parts["train"], train_config.batch_size, shuffle=True, seed=train_config.seed)

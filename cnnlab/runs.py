@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from cnnlab.files import atomic_path, build_folder, write_json
-from cnnlab.settings import DEMO_RUN_DIR, models_dir
+from cnnlab.settings import DEMO_RUN_DIR
 
 RUN_FILE = "run.json"
 MODEL_FILE = "model.keras"
@@ -75,14 +75,14 @@ class Run:
 
         return ModelConfig.from_dict(self.record["model_config"])
 
-    def dataset_root(self) -> Path:
-        """The run's dataset folder; the built-in sample is found again on any machine."""
+    def dataset_root(self, cache: Path) -> Path:
+        """The run's dataset folder; the built-in sample is found again (in `cache`) on any machine."""
         dataset = self.record.get("dataset") or {}
         path = Path(dataset.get("path", ""))
         if not path.is_dir() and dataset.get("builtin") == "sample":
             from cnnlab.sample import sample_dir
 
-            return sample_dir()
+            return sample_dir(cache)
         return path
 
     def split(self) -> dict[str, list[str]]:
@@ -189,10 +189,10 @@ def library_versions() -> dict[str, str]:
 
 
 class RunStore:
-    """All runs under one folder (default: the `models/` folder or `CNNLAB_MODELS_DIR`)."""
+    """All runs under one folder (the CLI and the app use `Settings.models_dir`), plus the shipped demo."""
 
-    def __init__(self, root: str | Path | None = None, include_demo: bool = True) -> None:
-        self.root = Path(root) if root is not None else models_dir()
+    def __init__(self, root: str | Path, include_demo: bool = True) -> None:
+        self.root = Path(root)
         self.include_demo = include_demo
 
     def create(self, record: dict[str, Any], split: dict[str, list[str]], run_id: str | None = None) -> Run:

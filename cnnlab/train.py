@@ -18,7 +18,6 @@ from cnnlab.model import ModelConfig, build_model, check_trainable
 from cnnlab.runs import Run, RunStore
 from cnnlab.sample import is_sample_dir
 from cnnlab.schedules import LR_SCHEDULES, schedule_callbacks
-from cnnlab.settings import load_settings
 
 EpochCallback = Callable[[dict[str, Any]], None]
 BatchCallback = Callable[[dict[str, Any]], None]
@@ -68,7 +67,9 @@ def train(
     model_config: ModelConfig | None = None,
     train_config: TrainConfig | None = None,
     *,
-    store: RunStore | None = None,
+    store: RunStore,
+    cache: Path,
+    max_training_mb: int | None = None,
     on_epoch: EpochCallback | None = None,
     on_batch: BatchCallback | None = None,
     stop_event: threading.Event | None = None,
@@ -77,21 +78,24 @@ def train(
     callbacks: list | None = None,
     run_id: str | None = None,
 ) -> Run:
-    """Train a model on a class-folder dataset and save it as a run.
+    """Train a model on a class-folder dataset and save it as a run in `store`.
 
-    `on_epoch` gets each epoch's metrics row, `on_batch` each batch's progress; setting
-    `stop_event` ends training after the current batch, keeping the best weights (status
-    "stopped"). The saved model is the one with the lowest validation loss, evaluated on the
-    held-out test split. `tags` adds fields to the run record (for example `sweep` or `owner`);
-    `run_id` names the run's folder (default: a new time-stamped name).
+    `cache` is the folder for the scan and decoded-image caches; a model whose training step
+    would need more than `max_training_mb` is refused before anything is built. `on_epoch` gets
+    each epoch's metrics row, `on_batch` each batch's progress; setting `stop_event` ends
+    training after the current batch, keeping the best weights (status "stopped"). The saved
+    model is the one with the lowest validation loss, evaluated on the held-out test split.
+    `tags` adds fields to the run record (for example `sweep` or `owner`); `run_id` names the
+    run's folder (default: a new time-stamped name).
     """
     model_config = model_config or ModelConfig()
     train_config = train_config or TrainConfig()
-    store = store or RunStore()
-    report = data.scan(data_dir)
-    check_trainable(model_config, report.num_classes, train_config.batch_size, load_settings().max_training_mb)
+    report = data.scan(data_dir, cache=cache)
+    check_trainable(model_config, report.num_classes, train_config.batch_size, max_training_mb)
     parts = data.split(report.labels, train_config.validation_split, train_config.test_split, train_config.seed)
-    prepared = data.prepare(report, model_config.image_size, model_config.color_mode, model_config.resize_mode)
+    prepared = data.prepare(
+        report, model_config.image_size, model_config.color_mode, model_config.resize_mode, cache=cache
+    )
     run = store.create(_record(report, model_config, train_config, name, tags), _split_paths(report, parts), run_id)
     started = time.perf_counter()
     try:

@@ -5,7 +5,9 @@ import streamlit as st
 
 from cnnlab import charts, jobs
 from cnnlab.sweep import OBJECTIVES, default_storage, space_from_dict
-from pages.common import dataset, live_job, owner, session_busy, settings, show_error, store
+from cnnlab_ui.live import live_job
+from cnnlab_ui.messages import show_error
+from cnnlab_ui.state import dataset, owner, session_busy, settings, store
 
 st.title("Sweep")
 st.caption(
@@ -74,6 +76,7 @@ except ValueError as exc:
 
 job = st.session_state.get("sweep_job")
 if st.button("Start sweep", type="primary", disabled=session_busy(), icon=":material/play_arrow:"):
+    config = settings()
     st.session_state.sweep_job = jobs.sweep_job(
         dataset().path,
         space,
@@ -82,7 +85,9 @@ if st.button("Start sweep", type="primary", disabled=session_busy(), icon=":mate
         storage=storage,
         study_name=study or None,
         store=store(),
-        limit=settings().max_concurrent_trainings,
+        cache=config.cache_dir,
+        max_training_mb=config.max_training_mb,
+        limit=config.max_concurrent_trainings,
         owner=owner(),
     ).start()
     st.rerun()

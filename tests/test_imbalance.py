@@ -6,7 +6,6 @@ from conftest import image_bytes, tiny_model_config, tiny_train_config
 
 from cnnlab import data
 from cnnlab.imbalance import class_weights, imbalance_advice
-from cnnlab.runs import RunStore
 from cnnlab.train import TrainConfig, train
 
 
@@ -45,14 +44,15 @@ def ten_to_one(tmp_path):
     return tmp_path / "imbalanced"
 
 
-def test_auto_weights_a_ten_to_one_dataset_and_balanced_accuracy_does_not_drop(ten_to_one, tmp_path):
-    store = RunStore(tmp_path / "runs", include_demo=False)
+@pytest.mark.slow
+def test_auto_weights_a_ten_to_one_dataset_and_balanced_accuracy_does_not_drop(ten_to_one, run_store, cache_dir):
     runs = {
         mode: train(
             ten_to_one,
             tiny_model_config(),
             tiny_train_config(epochs=3, class_weight=mode, validation_split=0.2, test_split=0.3),
-            store=store,
+            store=run_store,
+            cache=cache_dir,
         )
         for mode in ("none", "auto")
     }

@@ -5,7 +5,6 @@ import pytest
 from conftest import tiny_model_config, tiny_train_config, write_dataset
 
 from cnnlab.label_issues import ISSUE_COLUMNS, find_label_issues, issues_table, run_label_issues
-from cnnlab.runs import RunStore
 from cnnlab.train import train
 
 
@@ -58,7 +57,8 @@ def test_the_ranking_equals_cleanlabs_find_label_issues():
         assert find_label_issues(labels, probs).tolist() == expected.tolist()
 
 
-def test_swapped_labels_are_ranked_near_the_top(tmp_path):
+@pytest.mark.slow
+def test_swapped_labels_are_ranked_near_the_top(tmp_path, run_store, cache_dir):
     root = write_dataset(tmp_path / "data", per_class=30)
     swapped = []
     for i, (source, target) in enumerate([("cats", "dogs"), ("dogs", "owls"), ("owls", "cats")] * 2):
@@ -71,12 +71,13 @@ def test_swapped_labels_are_ranked_near_the_top(tmp_path):
         root,
         tiny_model_config(),
         tiny_train_config(epochs=4, validation_split=0.3, test_split=0.3),
-        store=RunStore(tmp_path / "runs", include_demo=False),
+        store=run_store,
+        cache=cache_dir,
     )
     held_out = set(run.split()["validation"]) | set(run.split()["test"])
     checked = [rel for rel in swapped if rel in held_out]
     assert checked, "no swapped image landed in the validation or test split"
-    issues = run_label_issues(run)
+    issues = run_label_issues(run, cache=cache_dir)
     top = issues["path"].tolist()[: len(checked) + 2]
     assert set(checked) <= set(top)
     row = issues.set_index("path").loc[checked[0]]

@@ -27,6 +27,7 @@ def _rates(tmp_path, schedule: str, epochs: int = 6):
         tiny_model_config(image_size=(16, 16), learning_rate=RATE),
         tiny_train_config(epochs=epochs, lr_schedule=schedule),
         store=RunStore(tmp_path / "runs", include_demo=False),
+        cache=tmp_path / "cache",
     )
     return [row["learning_rate"] for row in run.history], [row["val_loss"] for row in run.history]
 
@@ -42,6 +43,7 @@ def test_cosine_decays_the_rate_each_epoch(tmp_path):
     assert rates[0] == pytest.approx(RATE) and rates[-1] < 0.2 * RATE
 
 
+@pytest.mark.slow
 def test_reduce_on_plateau_halves_the_rate_after_epochs_without_progress(tmp_path):
     rates, val_losses = _rates(tmp_path, "reduce_on_plateau", epochs=8)
     # Replay Keras's rule on the recorded validation losses: each epoch's row holds the rate it trained with.

@@ -14,7 +14,6 @@ from cnnlab.catalog.convert import CONVERTERS, convert_atomically
 from cnnlab.catalog.entries import CATALOG, CIFAR10_CLASSES, FASHION_CLASSES, FLOWER_CLASSES, CatalogEntry
 from cnnlab.catalog.fetch import Progress, fetch_all
 from cnnlab.checks import check_choice
-from cnnlab.settings import cache_dir
 
 __all__ = [
     "CATALOG",
@@ -31,15 +30,15 @@ __all__ = [
 CATALOG_VERSION = 1
 
 
-def dataset_folder(name: str, cache: Path | None = None) -> Path:
+def dataset_folder(name: str, cache: Path) -> Path:
     """Where `download(name)` puts the converted class folders."""
     check_choice("name", name, tuple(CATALOG))
-    return (Path(cache) if cache is not None else cache_dir()) / "catalog" / f"{name}-v{CATALOG_VERSION}"
+    return Path(cache) / "catalog" / f"{name}-v{CATALOG_VERSION}"
 
 
 def download(
     name: str,
-    cache: Path | None = None,
+    cache: Path,
     *,
     on_progress: Progress | None = None,
     base_url: str | None = None,

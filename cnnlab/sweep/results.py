@@ -108,7 +108,7 @@ def _importances(study) -> dict[str, float]:
     return {name: float(value) for name, value in found.items()}
 
 
-def study_importances(study_name: str, store: RunStore | None = None, storage: str | None = None) -> dict[str, float]:
+def study_importances(study_name: str, store: RunStore, storage: str | None = None) -> dict[str, float]:
     """Parameter importances of a stored study ({} when it is missing or too small)."""
     import optuna
 

@@ -39,7 +39,9 @@ def run_sweep(
     timeout: float | None = None,
     storage: str | None = None,
     study_name: str | None = None,
-    store: RunStore | None = None,
+    store: RunStore,
+    cache: Path,
+    max_training_mb: int | None = None,
     stop_event: threading.Event | None = None,
     on_trial: TrialCallback | None = None,
     on_epoch: EpochCallback | None = None,
@@ -49,7 +51,8 @@ def run_sweep(
 ) -> SweepResult:
     """Run `trials` more trials of the study (or until `timeout` seconds pass) and return the result.
 
-    Every trial trains a run in `store` tagged with the study and trial number. `storage` is any
+    Every trial trains a run in `store` tagged with the study and trial number, with `cache` and
+    `max_training_mb` passed on to `train`. `storage` is any
     SQLAlchemy URL (default `default_storage(store)`); processes started with the same
     `study_name` and `storage` share one study. `on_trial` gets each finished trial's dict
     (`number`, `state`, `value`, `params`, `run_id`), `on_epoch` each epoch's metrics row (with
@@ -64,8 +67,7 @@ def run_sweep(
         raise ValueError(f"trials must be a whole number from 1 to 100000. Received: trials={trials!r}")
     if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0):
         raise ValueError(f"timeout must be a number of seconds above 0, or None. Received: timeout={timeout!r}")
-    store = store or RunStore()
-    report = data.scan(data_dir)
+    report = data.scan(data_dir, cache=cache)
     if study_name is None:
         study_name = space.default_study_name(json.dumps([report.class_names, len(report.files)]))
     study_name = str(study_name).strip()
@@ -79,7 +81,7 @@ def run_sweep(
 
     def objective(trial) -> float:
         ran.append(trial.number)
-        return _run_trial(trial, data_dir, space, study_name, store, stop_event, on_epoch, tags)
+        return _run_trial(trial, data_dir, space, study_name, store, stop_event, on_epoch, tags, cache, max_training_mb)
 
     def after_trial(study, frozen) -> None:
         if on_trial is not None:
@@ -93,7 +95,16 @@ def run_sweep(
 
 
 def _run_trial(
-    trial, data_dir, space: SweepSpace, study_name: str, store: RunStore, stop_event, on_epoch, tags
+    trial,
+    data_dir,
+    space: SweepSpace,
+    study_name: str,
+    store: RunStore,
+    stop_event,
+    on_epoch,
+    tags,
+    cache: Path,
+    max_training_mb: int | None,
 ) -> float:
     import optuna
 
@@ -115,6 +126,8 @@ def _run_trial(
             model_config,
             train_config,
             store=store,
+            cache=cache,
+            max_training_mb=max_training_mb,
             on_epoch=epoch_row,
             stop_event=stop_event,
             name=f"{study_name} #{trial.number}",

@@ -20,9 +20,9 @@ SPACE_ATTR = "cnnlab_space"
 STORAGE_ATTEMPTS = 6
 
 
-def default_storage(store: RunStore | None = None) -> str:
+def default_storage(store: RunStore) -> str:
     """The default study database: `sqlite:///<store root>/sweeps.db`."""
-    root = (store or RunStore()).root.expanduser().resolve()
+    root = store.root.expanduser().resolve()
     return f"sqlite:///{root / 'sweeps.db'}"
 
 

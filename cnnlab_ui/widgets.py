@@ -7,6 +7,7 @@ not reset the settings a user made.
 from __future__ import annotations
 
 import math
+from typing import Literal, TypedDict
 
 import streamlit as st
 
@@ -21,7 +22,14 @@ IMAGE_SIZES = [32, 48, 64, 96, 128, 160, 224]
 LEARNING_RATES = [1e-5, 3e-5, 1e-4, 2e-4, 3e-4, 5e-4, 1e-3, 2e-3, 3e-3, 5e-3, 1e-2, 2e-2, 3e-2, 5e-2, 1e-1]
 
 
-def kept(key: str) -> dict[str, str]:
+class Kept(TypedDict):
+    """Keyword arguments that name a widget and keep its value for the session."""
+
+    key: str
+    persist_state: Literal["session"]
+
+
+def kept(key: str) -> Kept:
     """A widget's key, and keeping its value for the session when the user moves to another page."""
     return {"key": key, "persist_state": "session"}
 
@@ -34,13 +42,12 @@ def model_config_sidebar(default: ModelConfig = ModelConfig()) -> ModelConfig:
     color_mode = sb.radio(
         "Colour mode", COLOR_MODES, index=COLOR_MODES.index(default.color_mode), horizontal=True, **kept("color_mode")
     )
-    resize_mode = sb.radio(
+    resize_mode = choice(
         "Resize",
         RESIZE_MODES,
-        index=RESIZE_MODES.index(default.resize_mode),
-        horizontal=True,
-        **kept("resize_mode"),
-        help="stretch to the size, centre-crop to its aspect ratio, or pad with white",
+        default.resize_mode,
+        "resize_mode",
+        "stretch to the size, centre-crop, or pad with white",
     )
     conv_blocks = sb.slider(
         "Conv blocks",
@@ -107,6 +114,11 @@ def model_config_sidebar(default: ModelConfig = ModelConfig()) -> ModelConfig:
     )
 
 
+def choice(label: str, options: tuple[str, ...], value: str, key: str, help: str) -> str:
+    """A horizontal sidebar radio over `options`, starting at `value`, kept for the session."""
+    return st.sidebar.radio(label, options, index=options.index(value), horizontal=True, help=help, **kept(key))
+
+
 def augmentation_presets() -> None:
     """A preset picker that fills in the augmentation widgets below it, with when the preset is safe."""
 
@@ -144,20 +156,19 @@ def train_config_sidebar(default: TrainConfig = TrainConfig()) -> TrainConfig:
         "Validation split", 0.05, 0.4, default.validation_split, 0.05, **kept("validation_split")
     )
     test_split = sb.slider("Test split", 0.05, 0.4, default.test_split, 0.05, **kept("test_split"))
-    class_weight = sb.radio(
+    class_weight = choice(
         "Class weights",
         CLASS_WEIGHTS,
-        index=CLASS_WEIGHTS.index(default.class_weight),
-        horizontal=True,
-        **kept("class_weight"),
-        help="auto: weight classes inversely to their size when the largest has over 1.5x the images of the smallest",
+        default.class_weight,
+        "class_weight",
+        "auto: weight classes inversely to their size when the largest has over 1.5x the images of the smallest",
     )
-    lr_schedule = sb.radio(
+    lr_schedule = choice(
         "Learning-rate schedule",
         LR_SCHEDULES,
-        index=LR_SCHEDULES.index(default.lr_schedule),
-        **kept("lr_schedule"),
-        help="reduce_on_plateau halves the rate after 2 epochs without a better validation loss; "
+        default.lr_schedule,
+        "lr_schedule",
+        "reduce_on_plateau halves the rate after 2 epochs without a better validation loss; "
         "cosine decays it smoothly towards zero by the last epoch",
     )
     return TrainConfig(
