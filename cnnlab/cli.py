@@ -23,6 +23,7 @@ from cnnlab.checks import one_line
 from cnnlab.images import COLOR_MODES, RESIZE_MODES
 from cnnlab.imbalance import CLASS_WEIGHTS
 from cnnlab.model import FLIPS, HEADS, OPTIMIZERS, POOLINGS, ModelConfig
+from cnnlab.precision import PRECISIONS
 from cnnlab.schedules import LR_SCHEDULES
 from cnnlab.settings import Settings, load_settings
 
@@ -35,6 +36,7 @@ CHOICES = {
     "optimizer": OPTIMIZERS,
     "class_weight": CLASS_WEIGHTS,
     "lr_schedule": LR_SCHEDULES,
+    "precision": PRECISIONS,
 }
 
 
@@ -254,12 +256,15 @@ def _scan(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
 
 
 def _train(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
+    from cnnlab.precision import choose_precision
     from cnnlab.runs import RunStore
     from cnnlab.sample import sample_dir
     from cnnlab.train import TrainConfig, train
 
     model_config = _config_from(args, ModelConfig)
     train_config = _config_from(args, TrainConfig)
+    precision = choose_precision(train_config.precision)
+    intro = f"Training on {precision.device} in {precision.policy} ({precision.reason})"
     data_dir = args.data_dir or sample_dir(settings.cache_dir)
     store = RunStore(args.run_dir.parent if args.run_dir else settings.models_dir)
     run_id = args.run_dir.name if args.run_dir else None
@@ -274,7 +279,7 @@ def _train(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
             max_training_mb=settings.max_training_mb,
             run_id=run_id,
             on_epoch=_print_epoch(train_config.epochs),
-            on_batch=_print_batch,
+            on_batch=_print_batch_after(intro),
             stop_event=stop,
         ),
         "Stopping after the current batch (the best weights are kept)...",
@@ -291,6 +296,8 @@ def _train(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
         "test_macro_f1": metrics.get("test_macro_f1"),
         "train_images_per_s": metrics.get("train_images_per_s"),
         "duration_s": run.record.get("duration_s"),
+        "precision": precision.policy,
+        "device": precision.device,
     }
     _say(args, f"Run {run.id} {run.status}: test accuracy {_pct(result['test_accuracy'])}, saved in {run.path}")
     return result
@@ -360,6 +367,18 @@ def _print_epoch(epochs: int) -> Callable[[dict[str, Any]], None]:
             f"{row['seconds']:.1f}s  {row['images_per_s']:.0f} img/s",
             file=sys.stderr,
         )
+
+    return show
+
+
+def _print_batch_after(intro: str) -> Callable[[dict[str, Any]], None]:
+    """Batch progress, preceded once by `intro` when the first batch is done (not before bad input is caught)."""
+    pending = [intro]
+
+    def show(progress: dict[str, Any]) -> None:
+        if pending:
+            print(pending.pop(), file=sys.stderr)
+        _print_batch(progress)
 
     return show
 

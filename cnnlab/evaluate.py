@@ -102,7 +102,12 @@ class Evaluation:
 
 def probabilities(model, batches) -> np.ndarray:
     """Class probabilities (N, num_classes) for a dataset or array, single-sigmoid models included."""
-    raw = np.asarray(model.predict(batches, verbose=0), dtype=np.float64)
+    return class_probabilities(model.predict(batches, verbose=0))
+
+
+def class_probabilities(outputs) -> np.ndarray:
+    """The model's outputs as float64 (N, num_classes) probabilities: one sigmoid unit becomes two classes."""
+    raw = np.asarray(outputs, dtype=np.float64)
     if raw.ndim == 2 and raw.shape[1] == 1:
         return np.concatenate([1.0 - raw, raw], axis=1)
     return raw

@@ -102,11 +102,14 @@ class Run:
         """Save the model atomically (Keras writes a temporary file that is renamed into place).
 
         The optimizer's state is left out: nothing resumes a finished training, and Adam's two
-        moments per weight would triple the file that the app loads and users download.
+        moments per weight would triple the file that the app loads and users download. A model
+        trained in mixed precision is saved as its float32 copy, so it loads and predicts anywhere.
         """
         import keras
 
-        bare = keras.Model(model.inputs, model.outputs, name=model.name)
+        from cnnlab.precision import float32_copy
+
+        bare = float32_copy(keras.Model(model.inputs, model.outputs, name=model.name))
         with atomic_path(self.model_path) as tmp:
             bare.save(tmp)
 

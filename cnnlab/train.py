@@ -15,6 +15,7 @@ from cnnlab import data, evaluate
 from cnnlab.checks import check_choice, check_range
 from cnnlab.imbalance import CLASS_WEIGHTS, class_weights
 from cnnlab.model import ModelConfig, build_model, check_trainable
+from cnnlab.precision import PRECISIONS, Precision, choose_precision, float32_copy
 from cnnlab.runs import Run, RunStore
 from cnnlab.sample import is_sample_dir
 from cnnlab.schedules import LR_SCHEDULES, schedule_callbacks
@@ -25,12 +26,13 @@ BatchCallback = Callable[[dict[str, Any]], None]
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """How to train: epochs, batch size, early stopping, seed, the data split, class weights, rate schedule.
+    """How to train: epochs, batch size, early stopping, seed, the data split, class weights, rate schedule, precision.
 
     `class_weight` is "auto" (weight classes inversely to their frequency when the largest has more
     than 1.5 times the images of the smallest), "balanced" (always) or "none"; `lr_schedule` is
     "constant", "reduce_on_plateau" (halve after 2 epochs without a better validation loss) or
-    "cosine" (decay towards zero over `epochs`).
+    "cosine" (decay towards zero over `epochs`). `precision` is a Keras dtype policy name or "auto"
+    (see `cnnlab.precision.choose_precision`).
     """
 
     epochs: int = 10
@@ -41,6 +43,7 @@ class TrainConfig:
     test_split: float = 0.15
     class_weight: str = "auto"
     lr_schedule: str = "constant"
+    precision: str = "auto"
 
     def __post_init__(self) -> None:
         check_range("epochs", self.epochs, 1, 1000, int)
@@ -50,6 +53,7 @@ class TrainConfig:
         data.check_fractions(self.validation_split, self.test_split)
         check_choice("class_weight", self.class_weight, CLASS_WEIGHTS)
         check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
+        check_choice("precision", self.precision, PRECISIONS)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready fields."""
@@ -96,11 +100,13 @@ def train(
     prepared = data.prepare(
         report, model_config.image_size, model_config.color_mode, model_config.resize_mode, cache=cache
     )
-    run = store.create(_record(report, model_config, train_config, name, tags), _split_paths(report, parts), run_id)
+    precision = choose_precision(train_config.precision)
+    record = {**_record(report, model_config, train_config, name, tags), "precision": precision.to_dict()}
+    run = store.create(record, _split_paths(report, parts), run_id)
     started = time.perf_counter()
     try:
         progress, model = _fit(
-            run, prepared, parts, model_config, train_config, on_epoch, on_batch, stop_event, callbacks
+            run, prepared, parts, model_config, train_config, precision, on_epoch, on_batch, stop_event, callbacks
         )
         _finish(run, model, prepared, parts, progress, started)
     except BaseException as exc:
@@ -134,14 +140,16 @@ def _split_paths(report: data.DatasetReport, parts: dict[str, np.ndarray]) -> di
     return {name: [report.files[i] for i in idx] for name, idx in parts.items()}
 
 
-def _fit(run, prepared, parts, model_config, train_config, on_epoch, on_batch, stop_event, callbacks):
-    """Train a model with the progress callback; returns the callback and the model, holding its best weights."""
+def _fit(
+    run, prepared, parts, model_config, train_config, precision: Precision, on_epoch, on_batch, stop_event, callbacks
+):
+    """Train a model with the progress callback; returns the callback and the float32 model, holding its best weights."""
     import keras
 
     from cnnlab.progress import TrainingProgress
 
     keras.utils.set_random_seed(train_config.seed)
-    model = build_model(model_config, prepared.report.num_classes)
+    model = build_model(model_config, prepared.report.num_classes, precision.policy)
     train_ds = data.make_dataset(
         prepared, parts["train"], train_config.batch_size, shuffle=True, seed=train_config.seed
     )
@@ -173,7 +181,8 @@ def _fit(run, prepared, parts, model_config, train_config, on_epoch, on_batch, s
         progress.stopped_by_user = True
     if progress.best_weights is not None:
         model.set_weights(progress.best_weights)
-    return progress, model
+    # Evaluated as it is saved: in float32, whatever the training precision.
+    return progress, float32_copy(model)
 
 
 def _finish(run: Run, model, prepared, parts, progress, started: float) -> None:

@@ -15,6 +15,7 @@ from cnnlab.augment import DEFAULT_PRESET, PRESETS
 from cnnlab.images import COLOR_MODES, RESIZE_MODES
 from cnnlab.imbalance import CLASS_WEIGHTS
 from cnnlab.model import FLIPS, HEADS, OPTIMIZERS, POOLINGS, ModelConfig
+from cnnlab.precision import PRECISIONS
 from cnnlab.schedules import LR_SCHEDULES
 from cnnlab.train import TrainConfig
 
@@ -171,6 +172,14 @@ def train_config_sidebar(default: TrainConfig = TrainConfig()) -> TrainConfig:
         "reduce_on_plateau halves the rate after 2 epochs without a better validation loss; "
         "cosine decays it smoothly towards zero by the last epoch",
     )
+    precision = sb.selectbox(
+        "Precision",
+        PRECISIONS,
+        index=PRECISIONS.index(default.precision),
+        **kept("precision"),
+        help="auto: 16-bit compute where the hardware has it (bfloat16 CPUs, GPUs), else float32; "
+        "saved models are float32 either way",
+    )
     return TrainConfig(
         epochs=int(epochs),
         batch_size=batch_size,
@@ -180,4 +189,5 @@ def train_config_sidebar(default: TrainConfig = TrainConfig()) -> TrainConfig:
         test_split=test_split,
         class_weight=class_weight,
         lr_schedule=lr_schedule,
+        precision=precision,
     )

@@ -5,7 +5,7 @@ import streamlit as st
 
 from cnnlab import charts, jobs
 from cnnlab.sweep import OBJECTIVES, default_storage, space_from_dict
-from cnnlab_ui.live import live_job
+from cnnlab_ui.live import job_figure, live_job
 from cnnlab_ui.messages import show_error
 from cnnlab_ui.state import dataset, owner, session_busy, settings, store
 
@@ -105,7 +105,8 @@ def trials_panel(job: jobs.Job) -> None:
     st.caption(f"{len(job.items)} trial(s) finished · elapsed {job.elapsed:.0f}s{latest}")
     if job.items:
         frame = pd.json_normalize(job.items)  # one column per parameter ("params.filters", ...)
-        st.plotly_chart(charts.sweep_figure(frame, target, OBJECTIVES[target]), key=f"sweep-{job.id}-{len(job.items)}")
+        figure = job_figure(job, "trials", lambda: charts.sweep_figure(frame, target, OBJECTIVES[target]))
+        st.plotly_chart(figure, key=f"sweep-{job.id}-{len(job.items)}")
         st.dataframe(frame, hide_index=True)
     if job.status == "failed":
         show_error(ValueError(job.error or "The sweep failed."))

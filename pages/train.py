@@ -7,7 +7,8 @@ import streamlit as st
 from cnnlab import charts, jobs
 from cnnlab.imbalance import IMBALANCE_RATIO, imbalance_ratio
 from cnnlab.model import check_trainable
-from cnnlab_ui.live import live_job
+from cnnlab.precision import choose_precision
+from cnnlab_ui.live import job_figure, live_job
 from cnnlab_ui.loaders import scan
 from cnnlab_ui.messages import show_error
 from cnnlab_ui.state import dataset, owner, session_busy, settings, store
@@ -129,6 +130,8 @@ with st.expander("Learning-rate finder", expanded="lr_found" in st.session_state
                 args=(rate,),
                 icon=":material/check:",
             )
+precision = choose_precision(train_config.precision)
+st.caption(f"Trains on **{precision.device}** in **{precision.policy}** ({precision.reason}).")
 
 job = st.session_state.get("job")
 if st.button("Start training", type="primary", disabled=session_busy(), icon=":material/play_arrow:"):
@@ -162,10 +165,12 @@ def progress_panel(job: jobs.Job) -> None:
     )
     st.progress(min(fraction, 1.0), text=f"{detail} · elapsed {job.elapsed:.0f}s · ETA {p.get('eta_s', 0):.0f}s")
     left, right = st.columns(2)
-    left.plotly_chart(charts.history_figure(job.history, "loss"), key=f"loss-{job.id}")
-    right.plotly_chart(charts.history_figure(job.history, "accuracy"), key=f"acc-{job.id}")
+    for column, metric in ((left, "loss"), (right, "accuracy")):
+        figure = job_figure(job, metric, lambda metric=metric: charts.history_figure(job.history, metric))
+        column.plotly_chart(figure, key=f"{metric}-{job.id}")
     if len({row.get("learning_rate") for row in job.history}) > 1:  # a schedule changed the rate
-        st.plotly_chart(charts.learning_rate_figure(job.history), key=f"lr-{job.id}")
+        figure = job_figure(job, "learning_rate", lambda: charts.learning_rate_figure(job.history))
+        st.plotly_chart(figure, key=f"lr-{job.id}")
     if job.message:
         st.caption(job.message)
 

@@ -7,11 +7,13 @@ import shutil
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from conftest import digits, mnist_npz, publish, write_dataset
 
 from cnnlab.cli import main
+from cnnlab.runs import RunStore
 from tests.e2e_server import free_port
 
 TINY = [
@@ -313,3 +315,16 @@ def test_export_json_round_trips_each_format(trained_run, tmp_path, capsys, monk
     assert read_export(out)["format"] == fmt
     assert main(["export", trained_run["run"].id, "--format", fmt, "--out", str(out)]) == 2
     one_line_error(capsys)
+
+
+def test_train_says_and_records_the_device_and_precision(tmp_path, capsys):
+    root = write_dataset(tmp_path / "data", per_class=6)
+    assert main(["train", str(root), *TINY, "--precision", "mixed_bfloat16", "--json"]) == 0
+    captured = capsys.readouterr()
+    result = json.loads(captured.out.strip().splitlines()[-1])
+    assert result["precision"] == "mixed_bfloat16" and result["device"].startswith(("CPU: ", "GPU: "))
+    assert f"Training on {result['device']} in mixed_bfloat16 (chosen" in captured.err
+    run_dir = Path(result["run_dir"])
+    assert RunStore(run_dir.parent).get(run_dir.name).record["precision"]["policy"] == "mixed_bfloat16"
+    assert main(["train", str(root), "--precision", "half"]) == 2
+    assert "invalid choice: 'half'" in capsys.readouterr().err

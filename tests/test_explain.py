@@ -198,3 +198,24 @@ def test_works_on_the_project_model_builder(num_classes):
     heatmap = grad_cam(model, _images(1)[0])
     assert heatmap.shape == (32, 32) and heatmap.dtype == np.float32
     np.testing.assert_array_equal(heatmap, grad_cam(model, _images(1)[0]))
+
+
+def test_grad_cam_traces_once_per_model_leaves_it_unchanged_and_lets_it_go():
+    import gc
+    import weakref
+
+    from cnnlab import explain
+
+    model = _model(3)
+    images = _images(4)
+    before = [(layer.name, getattr(layer, "activation", None)) for layer in model.layers]
+    maps = [grad_cam(model, image) for image in images]
+    again = grad_cam(model, images[0])
+    assert np.array_equal(again, maps[0]) and not np.array_equal(maps[0], maps[1])
+    assert len(explain._cam_functions[model]) == 1
+    assert [(layer.name, getattr(layer, "activation", None)) for layer in model.layers] == before
+    assert model.outputs[0] is model.layers[-1].output
+    alive = weakref.ref(model)
+    del model
+    gc.collect()
+    assert alive() is None
