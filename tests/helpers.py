@@ -70,13 +70,14 @@ def write_dataset(
     return root
 
 
+NO_AUGMENTATION = {"flip": "none", "rotation": 0.0, "zoom": 0.0, "translation": 0.0, "contrast": 0.0}
+
+
 def tiny_model_config(**overrides):
     """The smallest useful model: 32x32, one conv block of 4 filters, dense 8, no augmentation."""
     from cnnlab.model import ModelConfig
 
-    settings = dict(
-        image_size=(32, 32), conv_blocks=1, filters=4, dense_units=8, dropout=0.0, flip="none", rotation=0.0
-    )
+    settings = dict(image_size=(32, 32), conv_blocks=1, filters=4, dense_units=8, dropout=0.0, **NO_AUGMENTATION)
     settings.update(overrides)
     return ModelConfig(**settings)
 
