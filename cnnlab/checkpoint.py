@@ -3,8 +3,9 @@
 A run folder's `checkpoint/` holds
 - `epoch-NNNN.weights.h5`: the model's weights and the optimizer's state after epoch NNNN
   (Keras's `save_weights` writes both), for the latest epoch and for the best one;
-- `state.json`: which epoch that is, which file holds the best epoch, early stopping's counters,
-  and the states of the layers' random generators (augmentation, dropout).
+- `state.json`: which epoch that is, which file holds the best epoch, the counters of early
+  stopping and of learning-rate reduction on a plateau, and the states of the layers' random
+  generators (augmentation, dropout).
 The weights go first, then `state.json`, each written atomically: `state.json` is the commit
 point, so a crash at any moment leaves the previous complete state. Files it no longer names
 are deleted after it is written.
@@ -12,8 +13,8 @@ are deleted after it is written.
 This follows `keras.callbacks.BackupAndRestore` (weights with optimizer state, plus the epoch)
 and adds what it lacks: it writes weights and metadata in place (a kill between the two pairs
 new weights with an old epoch), saves a stopped, half-trained epoch as if it were whole, deletes
-its backup when `fit` ends (a stopped run could not be resumed), and keeps neither early
-stopping's counters, nor the best weights, nor the random generators' states. The data order is
+its backup when `fit` ends (a stopped run could not be resumed), and keeps neither the callbacks'
+counters, nor the best weights, nor the random generators' states. The data order is
 not state at all: `data.make_dataset` shuffles each epoch as a function of (seed, epoch).
 """
 
@@ -29,7 +30,11 @@ import numpy as np
 from cnnlab.files import atomic_path, write_json
 from cnnlab.runs import CHECKPOINT_STATE as STATE_FILE
 
-EARLY_STOPPING_FIELDS = ("wait", "best", "best_epoch")
+# The counters of Keras's stateful callbacks (the learning rate itself is an optimizer variable).
+CALLBACK_FIELDS = {
+    "EarlyStopping": ("wait", "best", "best_epoch"),
+    "ReduceLROnPlateau": ("wait", "best", "cooldown_counter"),
+}
 
 
 def read_state(folder: Path) -> dict[str, Any] | None:
@@ -54,7 +59,7 @@ def save_state(
     *,
     best_epoch: int,
     best_loss: float,
-    early_stopping: keras.callbacks.EarlyStopping | None = None,
+    callbacks: list | None = None,
     finished: bool = False,
 ) -> None:
     """Save the state after `epoch` (1-based, complete); `finished`: the training chose to end there."""
@@ -70,9 +75,7 @@ def save_state(
         "best_weights": best,
         "best_epoch": best_epoch,
         "best_loss": float(best_loss) if np.isfinite(best_loss) else None,
-        "early_stopping": {k: _plain(getattr(early_stopping, k, None)) for k in EARLY_STOPPING_FIELDS}
-        if early_stopping is not None
-        else None,
+        "callbacks": callback_state(callbacks or []),
         "seed_states": [np.asarray(v.numpy()).tolist() for v in _seed_states(model)],
         "finished": finished,
     }
@@ -80,8 +83,17 @@ def save_state(
     _remove_unnamed(folder, {name, best})
 
 
+def callback_state(callbacks: list) -> dict[str, dict[str, Any]]:
+    """The counters of the stateful callbacks among `callbacks`, by class name."""
+    return {
+        type(c).__name__: {key: _plain(getattr(c, key, None)) for key in CALLBACK_FIELDS[type(c).__name__]}
+        for c in callbacks
+        if type(c).__name__ in CALLBACK_FIELDS
+    }
+
+
 def _plain(value: Any) -> Any:
-    """A JSON value for an early-stopping field (NumPy floats, None)."""
+    """A JSON value for a callback's counter (NumPy floats, None)."""
     return None if value is None else float(value) if isinstance(value, (float, np.floating)) else int(value)
 
 
@@ -120,28 +132,25 @@ def keep_latest_only(folder: Path) -> None:
 
 
 class ResumableCheckpoint(keras.callbacks.Callback):
-    """Saves the resumable state after every complete epoch; restores early stopping's counters.
+    """Saves the resumable state after every complete epoch; restores the callbacks' counters.
 
-    Placed after the progress callback and early stopping, so their state for the epoch is final.
-    An epoch cut short by a stop is not saved: resuming trains it again, whole.
+    Placed after the progress callback and `callbacks` (early stopping, learning-rate reduction),
+    so their state for the epoch is final. An epoch cut short by a stop is not saved: resuming
+    trains it again, whole. `carried` is a saved state's `callbacks` entry, to resume with.
     """
 
     def __init__(
-        self,
-        folder: Path,
-        progress,
-        early_stopping: keras.callbacks.EarlyStopping | None = None,
-        early_stopping_state: dict[str, Any] | None = None,
+        self, folder: Path, progress, callbacks: list | None = None, carried: dict[str, dict] | None = None
     ) -> None:
         super().__init__()
         self.folder, self.progress = folder, progress
-        self.early_stopping, self.early_stopping_state = early_stopping, early_stopping_state
+        self.callbacks, self.carried = list(callbacks or []), carried or {}
 
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
-        # After EarlyStopping's own on_train_begin, which resets its counters.
-        if self.early_stopping is not None and self.early_stopping_state:
-            for key, value in self.early_stopping_state.items():
-                setattr(self.early_stopping, key, value)
+        # After the callbacks' own on_train_begin, which resets their counters.
+        for callback in self.callbacks:
+            for key, value in self.carried.get(type(callback).__name__, {}).items():
+                setattr(callback, key, value)
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         if self.progress.batches_done < self.progress.steps:
@@ -152,6 +161,6 @@ class ResumableCheckpoint(keras.callbacks.Callback):
             epoch + 1,
             best_epoch=self.progress.best_epoch,
             best_loss=self.progress.best_loss,
-            early_stopping=self.early_stopping,
+            callbacks=self.callbacks,
             finished=bool(self.model.stop_training) and not self.progress.stopped_by_user,
         )

@@ -56,12 +56,28 @@ class Evaluation:
             )
         return found
 
+    @property
+    def balanced_accuracy(self) -> float:
+        """Mean recall over the classes that have test images: a class the model ignores counts in full."""
+        support = self.confusion.sum(axis=1)
+        if not support.any():
+            return float("nan")
+        return float(np.mean(np.diag(self.confusion)[support > 0] / support[support > 0]))
+
+    @property
+    def macro_f1(self) -> float:
+        """Mean F1 over the classes that are tested or predicted (scikit-learn's macro average)."""
+        seen = (self.confusion.sum(axis=1) + self.confusion.sum(axis=0)) > 0
+        return float(np.mean(self.per_class["f1"].to_numpy()[seen])) if seen.any() else float("nan")
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (also what `evaluate --json` prints)."""
         return {
             "class_names": list(self.class_names),
             "loss": self.loss,
             "accuracy": self.accuracy,
+            "balanced_accuracy": self.balanced_accuracy,
+            "macro_f1": self.macro_f1,
             "roc_auc": self.roc_auc,
             "confusion": self.confusion.tolist(),
             "per_class": self.per_class.to_dict(orient="records"),
@@ -90,6 +106,24 @@ class Evaluation:
         """Wrong predictions, most confident first."""
         wrong = self.predictions[self.predictions["true_label"] != self.predictions["predicted_label"]]
         return wrong.sort_values("confidence", ascending=False).head(limit)
+
+    def top_confusions(self, limit: int = 10) -> pd.DataFrame:
+        """The most frequent mistakes: true -> predicted, how many, and their share of the true class."""
+        off = self.confusion.copy()
+        np.fill_diagonal(off, 0)
+        true_idx, pred_idx = np.nonzero(off)
+        counts = off[true_idx, pred_idx]
+        support = self.confusion.sum(axis=1)[true_idx]
+        order = np.lexsort((pred_idx, true_idx, -counts))[:limit]
+        names = np.asarray(self.class_names, dtype=object)
+        return pd.DataFrame(
+            {
+                "true_label": names[true_idx[order]],
+                "predicted_label": names[pred_idx[order]],
+                "count": counts[order],
+                "share": counts[order] / support[order],
+            }
+        )
 
     def cell(self, true_label: str, predicted_label: str) -> pd.DataFrame:
         """The test images in one confusion-matrix cell."""

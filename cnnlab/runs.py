@@ -167,6 +167,8 @@ class Run:
             "epochs_run": len(self.history),
             "best_val_accuracy": metrics.get("best_val_accuracy"),
             "test_accuracy": metrics.get("test_accuracy"),
+            "test_balanced_accuracy": metrics.get("test_balanced_accuracy"),
+            "test_macro_f1": metrics.get("test_macro_f1"),
             "duration_s": self.record.get("duration_s"),
             **{
                 k: mc.get(k)

@@ -13,10 +13,12 @@ import numpy as np
 
 from cnnlab import data, evaluate, heartbeat
 from cnnlab.checks import check_choice, check_range
+from cnnlab.imbalance import CLASS_WEIGHTS, class_weights
 from cnnlab.model import ModelConfig, build_model, check_trainable
 from cnnlab.precision import PRECISIONS, Precision, choose_precision, float32_copy
 from cnnlab.runs import Run, RunStore
 from cnnlab.sample import is_sample_dir
+from cnnlab.schedules import LR_SCHEDULES, schedule_callbacks
 
 EpochCallback = Callable[[dict[str, Any]], None]
 BatchCallback = Callable[[dict[str, Any]], None]
@@ -24,9 +26,13 @@ BatchCallback = Callable[[dict[str, Any]], None]
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """How to train: epochs, batch size, early stopping, seed, the data split and the precision.
+    """How to train: epochs, batch size, early stopping, seed, the data split, class weights, rate schedule, precision.
 
-    `precision` is a Keras dtype policy name or "auto" (see `cnnlab.precision.choose_precision`).
+    `class_weight` is "auto" (weight classes inversely to their frequency when the largest has more
+    than 1.5 times the images of the smallest), "balanced" (always) or "none"; `lr_schedule` is
+    "constant", "reduce_on_plateau" (halve after 2 epochs without a better validation loss) or
+    "cosine" (decay towards zero over `epochs`). `precision` is a Keras dtype policy name or "auto"
+    (see `cnnlab.precision.choose_precision`).
     """
 
     epochs: int = 10
@@ -35,6 +41,8 @@ class TrainConfig:
     seed: int = 1337
     validation_split: float = 0.15
     test_split: float = 0.15
+    class_weight: str = "auto"
+    lr_schedule: str = "constant"
     precision: str = "auto"
 
     def __post_init__(self) -> None:
@@ -43,6 +51,8 @@ class TrainConfig:
         check_range("patience", self.patience, 0, 1000, int)
         check_range("seed", self.seed, 0, 2**31 - 1, int)
         data.check_fractions(self.validation_split, self.test_split)
+        check_choice("class_weight", self.class_weight, CLASS_WEIGHTS)
+        check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
         check_choice("precision", self.precision, PRECISIONS)
 
     def to_dict(self) -> dict[str, Any]:
@@ -232,14 +242,17 @@ def _fit(
     )
     if best is not None and start.state is not None:
         _keep_best(run, model, progress, best, start.state)
-    extra = list(callbacks or [])
-    early_stopping = None
+    monitor = "val_loss" if val_ds is not None else "loss"
+    extra = [
+        *(callbacks or []),
+        *schedule_callbacks(train_config.lr_schedule, model_config.learning_rate, train_config.epochs, monitor),
+    ]
     if train_config.patience:
-        monitor = "val_loss" if val_ds is not None else "loss"
-        early_stopping = keras.callbacks.EarlyStopping(monitor=monitor, patience=train_config.patience)
-        extra.append(early_stopping)
-    carried = (start.state or {}).get("early_stopping") if start.with_best else None
-    saver = checkpoint.ResumableCheckpoint(run.checkpoint_dir, progress, early_stopping, carried)
+        extra.append(keras.callbacks.EarlyStopping(monitor=monitor, patience=train_config.patience))
+    weights = class_weights(prepared.labels[parts["train"]], prepared.report.num_classes, train_config.class_weight)
+    run.update(class_weights=weights and {name: weights[i] for i, name in enumerate(prepared.report.class_names)})
+    carried = (start.state or {}).get("callbacks") if start.with_best else None
+    saver = checkpoint.ResumableCheckpoint(run.checkpoint_dir, progress, extra, carried)
     ended = start.with_best and bool((start.state or {}).get("finished"))  # it had stopped early, then died
     if stop_event is not None and stop_event.is_set():
         progress.stopped_by_user = True
@@ -251,6 +264,7 @@ def _fit(
             initial_epoch=start.epoch,
             epochs=train_config.epochs,
             callbacks=[progress, *extra, saver],
+            class_weight=weights,
             shuffle=False,
             verbose=0,
         )
@@ -277,7 +291,12 @@ def _finish(run: Run, model, prepared, parts, progress, started: float) -> None:
     if progress.best_weights is not None:
         evaluation = evaluate.evaluate_prepared(model, prepared, parts["test"])
         evaluate.save_evaluation(run, evaluation)
-        metrics = {"test_accuracy": evaluation.accuracy, "test_loss": evaluation.loss}
+        metrics = {
+            "test_accuracy": evaluation.accuracy,
+            "test_loss": evaluation.loss,
+            "test_balanced_accuracy": evaluation.balanced_accuracy,
+            "test_macro_f1": evaluation.macro_f1,
+        }
     for key, pick in (("best_val_accuracy", max), ("best_val_loss", min)):
         values = [row[key.replace("best_", "")] for row in history if key.replace("best_", "") in row]
         if values:

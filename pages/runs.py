@@ -54,6 +54,8 @@ event = st.dataframe(
     column_config={
         "best_val_accuracy": st.column_config.NumberColumn("best val acc", format="%.3f"),
         "test_accuracy": st.column_config.NumberColumn("test acc", format="%.3f"),
+        "test_balanced_accuracy": st.column_config.NumberColumn("balanced acc", format="%.3f"),
+        "test_macro_f1": st.column_config.NumberColumn("macro F1", format="%.3f"),
         "duration_s": st.column_config.NumberColumn("seconds", format="%.0f"),
     },
 )

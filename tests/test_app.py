@@ -385,3 +385,49 @@ def test_predict_says_a_damaged_model_is_unreadable(app, trained_run, tmp_path, 
     at = open_page(app, "pages/predict.py")
     assert at.selectbox(key="picked_run").value == "damaged"
     assert len(at.error) == 1 and "is unreadable" in at.error[0].value
+
+
+def test_the_train_page_previews_augmentation_and_a_preset_fills_in_the_sliders(app):
+    at = open_page(app, "pages/train.py")
+    captions = [caption for image in at.image for caption in image.captions]
+    assert captions[0].startswith("original: ") and captions[1:] == [f"augmented {i}" for i in range(1, 9)]
+    assert at.sidebar.selectbox(key="flip").value == "none" and at.sidebar.slider(key="rotation").value == 0.0
+    at.sidebar.selectbox(key="augmentation_preset").set_value("photos: flips and rotation").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.sidebar.selectbox(key="flip").value == "horizontal" and at.sidebar.slider(key="rotation").value == 0.1
+    assert any("never when left and right" in c.value for c in at.sidebar.caption)
+    at.number_input(key="preview_image").set_value(5).run()
+    assert not at.exception
+    assert [c for image in at.image for c in image.captions][0] != captions[0]  # another training image
+
+
+def test_the_learning_rate_finder_draws_its_curve_and_one_click_uses_the_suggestion(app):
+    at = open_page(app, "pages/train.py")
+    at.sidebar.select_slider(key="image_size").set_value(32)
+    at.sidebar.slider(key="conv_blocks").set_value(1)
+    at.sidebar.select_slider(key="filters").set_value(8)
+    at.run()
+    next(b for b in at.button if b.label == "Find a learning rate").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    chart = next(c for c in at.get("plotly_chart") if "Loss as the learning rate grows" in c.proto.spec)
+    assert chart is not None
+    use = next(b for b in at.button if b.label.startswith("Use the suggested rate"))
+    suggested = float(use.label.split("(")[1].rstrip(")"))
+    use.click().run()
+    assert not at.exception
+    chosen = at.sidebar.select_slider(key="learning_rate").value
+    assert abs(np.log10(chosen) - np.log10(suggested)) < 0.3  # the nearest rate on the slider
+
+
+def test_evaluate_and_runs_show_balanced_accuracy_macro_f1_confusions_and_label_issues(app, trained_run, monkeypatch):
+    monkeypatch.setenv("CNNLAB_MODELS_DIR", str(trained_run["base"] / "models"))
+    at = open_page(app, "pages/evaluate.py")
+    labels = [m.label for m in at.metric]
+    assert labels[:3] == ["Test accuracy", "Balanced accuracy", "Macro F1"]
+    assert list(at.dataframe[0].value.columns) == ["true_label", "predicted_label", "count", "share"]
+    at.toggle(key="find_label_issues").set_value(True).run()
+    assert not at.exception, [e.value for e in at.exception]
+    found = [c for image in at.image for c in image.captions if c.startswith("given ")]
+    assert found or any("No likely label error" in s.value for s in at.success)
+    at = open_page(at, "pages/runs.py")
+    assert {"test_balanced_accuracy", "test_macro_f1"} <= set(at.dataframe[0].value.columns)

@@ -78,8 +78,9 @@ def test_train_evaluate_predict_and_runs_json(tmp_path, capsys):
     assert main(["train", str(root), *TINY, "--name", "cli run", "--json"]) == 0
     result = last_json(capsys)
     assert result["epochs_run"] == 2 and result["status"] == "completed"
-    for key in ("run_dir", "val_accuracy", "test_accuracy", "train_images_per_s"):
+    for key in ("run_dir", "val_accuracy", "test_accuracy", "test_balanced_accuracy", "test_macro_f1"):
         assert result[key] is not None, key
+    assert result["train_images_per_s"] is not None
     assert 0.0 <= result["test_accuracy"] <= 1.0
 
     assert main(["evaluate", "cli run", "--json"]) == 0
@@ -98,6 +99,28 @@ def test_train_evaluate_predict_and_runs_json(tmp_path, capsys):
 
     assert main(["runs", "--json"]) == 0
     assert [r["name"] for r in last_json(capsys)["runs"] if r["id"] != "demo"] == ["cli run"]
+
+
+def test_lr_find_json_prints_a_suggestion_inside_the_range(tmp_path, capsys):
+    root = write_dataset(tmp_path / "data", per_class=10)
+    argv = ["lr-find", str(root), *TINY, "--min-lr", "1e-5", "--max-lr", "0.5", "--steps", "20", "--json"]
+    assert main(argv) == 0
+    result = last_json(capsys)
+    assert 1e-5 <= result["suggested_learning_rate"] <= 0.5
+    assert len(result["learning_rates"]) == len(result["smoothed_losses"]) <= 20
+
+
+def test_label_issues_json_writes_a_csv_and_moves_nothing(trained_run, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("CNNLAB_MODELS_DIR", str(trained_run["base"] / "models"))
+    monkeypatch.setenv("CNNLAB_CACHE_DIR", str(trained_run["base"] / "cache"))
+    before = sorted(trained_run["data_dir"].rglob("*"))
+    target = tmp_path / "issues.csv"
+    assert main(["label-issues", trained_run["run"].id, "--csv", str(target), "--json"]) == 0
+    result = last_json(capsys)
+    assert result["csv"] == str(target) and result["num_issues"] == len(result["issues"])
+    header = target.read_text().splitlines()[0]
+    assert header == "path,split,given_label,suggested_label,given_label_probability,suggested_probability"
+    assert sorted(trained_run["data_dir"].rglob("*")) == before
 
 
 def test_train_into_a_chosen_run_folder_once(tmp_path, capsys):

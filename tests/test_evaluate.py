@@ -41,6 +41,17 @@ def test_three_class_metrics_are_exact():
     assert table["f1"].tolist() == pytest.approx([4 / 7, 1 / 2, 4 / 5])
     assert table["support"].tolist() == [3, 2, 3]
     assert ev.roc_auc is None  # defined here for two classes only
+    assert ev.balanced_accuracy == pytest.approx((2 / 3 + 1 / 2 + 2 / 3) / 3)
+    assert ev.macro_f1 == pytest.approx((4 / 7 + 1 / 2 + 4 / 5) / 3)
+    assert ev.to_dict()["balanced_accuracy"] == ev.balanced_accuracy and ev.to_dict()["macro_f1"] == ev.macro_f1
+    top = ev.top_confusions()
+    # Three mistakes, one image each: ordered by count, then true and predicted class.
+    assert list(zip(top["true_label"], top["predicted_label"], top["count"], strict=True)) == [
+        ("cat", "dog", 1),
+        ("dog", "cat", 1),
+        ("owl", "cat", 1),
+    ]
+    assert top["share"].tolist() == pytest.approx([1 / 3, 1 / 2, 1 / 3])
 
     p = ev.predictions
     assert p["path"].tolist() == PATHS
@@ -53,6 +64,18 @@ def test_three_class_metrics_are_exact():
     assert mistakes["path"].tolist()[-1] == "img4.png"
     assert ev.cell("owl", "cat")["path"].tolist() == ["img6.png"]
     assert ev.cell("dog", "owl").empty
+
+
+def test_balanced_accuracy_and_macro_f1_see_an_ignored_class():
+    labels = [0] * 9 + [1]
+    probs = np.array([[0.9, 0.1]] * 10)  # always the large class
+    ev = evaluate_probabilities(probs, labels, ["common", "rare"], [f"{i}.png" for i in range(10)])
+    assert ev.accuracy == pytest.approx(0.9)
+    assert ev.balanced_accuracy == pytest.approx(0.5)
+    assert ev.macro_f1 == pytest.approx((2 * 0.9 / 1.9 + 0.0) / 2)
+    assert ev.top_confusions().to_dict(orient="records") == [
+        {"true_label": "rare", "predicted_label": "common", "count": 1, "share": 1.0}
+    ]
 
 
 def test_two_class_roc_auc_counts_ties_as_half():

@@ -4,9 +4,9 @@ import threading
 
 import numpy as np
 import pytest
-from conftest import tiny_model_config, tiny_train_config, write_dataset
 
 from cnnlab.precision import Hardware, choose_precision, detect_hardware, read_cpuinfo
+from helpers import tiny_model_config, tiny_train_config, write_dataset
 
 BF16_CPU = Hardware("AMD EPYC 9654", 2, frozenset({"avx512f", "avx512_bf16", "fma"}))
 PLAIN_CPU = Hardware("Intel Core i5-8250U", 4, frozenset({"avx2", "fma"}))
