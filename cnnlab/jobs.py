@@ -154,7 +154,8 @@ class Job:
         self.status, self.message, self.started = "running", "", time.monotonic()
         try:
             self.result = self.target(self)
-            stopped = self.stop_event.is_set()
+            # A stop asked for while a training was already finishing leaves it completed: say so.
+            stopped = self.stop_event.is_set() and getattr(self.result, "status", "stopped") == "stopped"
             self._end("stopped" if stopped else "completed", "Stopped; the best weights were kept." if stopped else "")
         except Exception as exc:  # noqa: BLE001 - the UI shows the reason instead of a dead thread
             self.error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__

@@ -25,6 +25,7 @@ from test_e2e_browser import (
     expect_value,
     final_message,
     open_page,
+    set_number,
     start_training,
     wait_idle,
     wait_loss_points,
@@ -75,6 +76,7 @@ def train_then_reload(page: Page, step: Steps, url: str) -> str:
         wait_idle(page)
         open_page(page, "Train")
         configure_small_training(page, epochs=EPOCHS)
+        set_number(page, "Early-stopping patience (0 = off)", 0)  # it must still be training when stopped
         chart = start_training(page)
         wait_loss_points(page, chart, 1)
 

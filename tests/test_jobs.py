@@ -141,3 +141,16 @@ def test_a_training_job_knows_its_run_id_before_it_starts(make_dataset, run_stor
     assert jobs.find_job(job.run_id) is job
     assert wait_for(lambda: job.done, timeout=120) and job.status == "completed", job.error
     assert job.result.id == job.run_id and store.get(job.run_id).status == "completed"
+
+
+def test_a_stop_that_comes_as_a_training_finishes_leaves_it_completed():
+    class Finished:
+        status = "completed"  # what the run says: the stop came after its last epoch
+
+    def target(job):
+        job.stop_event.set()
+        return Finished()
+
+    job = jobs.Job(target).start()
+    assert wait_for(lambda: job.done)
+    assert job.status == "completed" and job.message == ""

@@ -103,7 +103,7 @@ from helpers import tiny_model_config, tiny_train_config
 from cnnlab.runs import RunStore
 from cnnlab.train import train
 
-data_dir, models, run_id, marker = sys.argv[1:5]
+data_dir, models, cache, run_id, marker = sys.argv[1:6]
 
 def on_batch(progress):
     if marker != "-" and (progress["epoch"], progress["batch"]) == (3, 2):
