@@ -101,12 +101,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_config_options(p, ModelConfig)
     _add_config_options(p, TrainConfig)
-    p = command("evaluate", "evaluate a run on its held-out test split")
+    _add_tracking_options(p)
+    p = command("evaluate", "evaluate a run (a local run, or a teammate's by team run id) on its held-out test split")
     p.add_argument("run")
-    p = command("predict", "predict the class of one or more images with a run's model")
+    _add_tracking_options(p)
+    p = command("predict", "predict the class of one or more images with a run's model (local or team run id)")
     p.add_argument("run")
     p.add_argument("images", nargs="+", type=Path)
-    command("runs", "list saved runs")
+    _add_tracking_options(p)
+    p = command("runs", "list saved runs (with --team: every run on the team tracking server)")
+    p.add_argument("--team", action="store_true", help="list the team's runs from the tracking server")
+    _add_tracking_options(p)
+    p = command("sync", "publish every run not yet on the team tracking server (whole, never twice)")
+    _add_tracking_options(p)
     p = command("export", "export a run's model (checked against the Keras model after writing)")
     p.add_argument("run")
     p.add_argument("--format", choices=("keras", "savedmodel", "tflite"), default="keras")
@@ -118,7 +125,45 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")
     p.add_argument("--storage", help="SQLAlchemy URL of the study database (default: SQLite in the models folder)")
     p.add_argument("--study", help="study name; processes with the same name and storage share it")
+    p.add_argument(
+        "--heartbeat-interval", type=int, default=None, help="seconds between a running trial's heartbeats (default 10)"
+    )
+    p.add_argument(
+        "--grace-period",
+        type=int,
+        default=None,
+        help="seconds without a heartbeat after which a trial counts as failed and is retried (default 30)",
+    )
+    p.add_argument("--max-retry", type=int, default=None, help="retries of a trial whose worker died (default 3)")
+    _add_tracking_options(p)
     return parser
+
+
+def _add_tracking_options(parser: argparse.ArgumentParser) -> None:
+    """The team tracking settings, overriding CNNLAB_TRACKING_URI, CNNLAB_EXPERIMENT and CNNLAB_USER."""
+    parser.add_argument("--tracking-uri", help="MLflow tracking URI of the team server (default: CNNLAB_TRACKING_URI)")
+    parser.add_argument("--experiment", help="MLflow experiment (default: CNNLAB_EXPERIMENT or cnnlab)")
+    parser.add_argument("--user", help="your name on the team server (default: CNNLAB_USER or your login name)")
+
+
+def _tracking(args: argparse.Namespace):
+    """The team tracking config from the settings and the command line, or None when no URI is set."""
+    from dataclasses import replace
+
+    from cnnlab.settings import load_settings
+
+    chosen = {"tracking_uri": args.tracking_uri, "experiment": args.experiment, "user": args.user}
+    return replace(load_settings(), **{k: v for k, v in chosen.items() if v}).tracking
+
+
+def _require_tracking(args: argparse.Namespace):
+    tracking = _tracking(args)
+    if tracking is None:
+        raise ValueError(
+            f"No team tracking server is configured; set CNNLAB_TRACKING_URI or pass --tracking-uri "
+            f"(see the README's Team setup). Received: tracking_uri={args.tracking_uri}"
+        )
+    return tracking
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -247,6 +292,7 @@ def _train(args: argparse.Namespace) -> dict[str, Any]:
             on_epoch=_print_epoch(train_config.epochs),
             on_batch=_print_batch,
             stop_event=stop,
+            tracking=_tracking(args),
         ),
         "Stopping after the current batch (the best weights are kept)...",
     )
@@ -260,6 +306,7 @@ def _train(args: argparse.Namespace) -> dict[str, Any]:
         "test_accuracy": metrics.get("test_accuracy"),
         "train_images_per_s": metrics.get("train_images_per_s"),
         "duration_s": run.record.get("duration_s"),
+        "team": run.record.get("team"),
     }
     _say(args, f"Run {run.id} {run.status}: test accuracy {_pct(result['test_accuracy'])}, saved in {run.path}")
     return result
@@ -324,9 +371,8 @@ def _pct(value: float | None) -> str:
 
 def _evaluate(args: argparse.Namespace) -> dict[str, Any]:
     from cnnlab.evaluate import evaluate_run
-    from cnnlab.runs import RunStore
 
-    evaluation = evaluate_run(RunStore().get(args.run))
+    evaluation = evaluate_run(_open_run(args))
     if not args.json:
         print(f"test accuracy {_pct(evaluation.accuracy)}  test loss {evaluation.loss:.4f}")
         print(evaluation.per_class.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
@@ -335,11 +381,26 @@ def _evaluate(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
-def _predict(args: argparse.Namespace) -> dict[str, Any]:
-    from cnnlab.predict import predict
+def _open_run(args: argparse.Namespace):
+    """A local run by id, name or folder; else, with team tracking, a teammate's run by team run id."""
     from cnnlab.runs import RunStore
 
-    run = RunStore().get(args.run)
+    try:
+        return RunStore().get(args.run)
+    except ValueError:
+        tracking = _tracking(args)
+        if tracking is None:
+            raise
+    from cnnlab.settings import load_settings
+    from cnnlab.team import open_team_run, team_store
+
+    return open_team_run(tracking, args.run, team_store(load_settings().cache_dir))
+
+
+def _predict(args: argparse.Namespace) -> dict[str, Any]:
+    from cnnlab.predict import predict
+
+    run = _open_run(args)
     missing = [str(p) for p in args.images if not p.is_file()]
     if missing:
         raise ValueError(f"Image file not found; check the path. Received: image={missing[0]!r}")
@@ -362,6 +423,8 @@ def _predict(args: argparse.Namespace) -> dict[str, Any]:
 def _runs(args: argparse.Namespace) -> dict[str, Any]:
     from cnnlab.runs import RunStore
 
+    if args.team:
+        return _team_runs(args)
     rows = [run.summary() for run in RunStore().list()]
     if not args.json:
         for row in rows:
@@ -369,6 +432,37 @@ def _runs(args: argparse.Namespace) -> dict[str, Any]:
         if not rows:
             print("No runs yet: train one with `python -m cnnlab train`.")
     return {"runs": rows}
+
+
+def _team_runs(args: argparse.Namespace) -> dict[str, Any]:
+    from cnnlab.team import team_runs
+
+    tracking = _require_tracking(args)
+    rows = team_runs(tracking)
+    if not args.json:
+        for row in rows:
+            print(
+                f"{row['id']:<34} {row['status']:<11} {(row['user'] or '')[:12]:<12} {(row['name'] or '')[:30]:<30} "
+                f"val acc {_pct(row['best_val_accuracy'])}  test acc {_pct(row['test_accuracy'])}"
+            )
+        if not rows:
+            print(f"No runs in experiment {tracking.experiment!r} yet: train one with a tracking URI set.")
+    return {"runs": rows}
+
+
+def _sync(args: argparse.Namespace) -> dict[str, Any]:
+    from cnnlab.runs import RunStore
+    from cnnlab.tracking import sync_runs
+
+    result = sync_runs(_require_tracking(args), RunStore())
+    for failure in result["failed"]:
+        print(f"warning: run {failure['id']} was not published: {failure['error']}", file=sys.stderr)
+    _say(
+        args,
+        f"Published {len(result['published'])} run(s); {result['up_to_date']} already published; "
+        f"{len(result['failed'])} failed.",
+    )
+    return result
 
 
 def _sweep(args: argparse.Namespace) -> dict[str, Any]:
@@ -409,6 +503,8 @@ def _sweep(args: argparse.Namespace) -> dict[str, Any]:
             stop_event=stop,
             on_trial=show_trial,
             on_epoch=show_epoch,
+            tracking=_tracking(args),
+            fault_tolerance=_fault_tolerance(args),
         ),
         "Stopping the sweep after the current batch...",
     )
@@ -430,6 +526,19 @@ def _sweep(args: argparse.Namespace) -> dict[str, Any]:
     )
     _say(args, f"Study {result.study}: {len(finished)} finished trial(s), {best}")
     return summary
+
+
+def _fault_tolerance(args: argparse.Namespace):
+    from dataclasses import replace
+
+    from cnnlab.sweep import FaultTolerance
+
+    chosen = {
+        "heartbeat_interval": args.heartbeat_interval,
+        "grace_period": args.grace_period,
+        "max_retry": args.max_retry,
+    }
+    return replace(FaultTolerance(), **{k: v for k, v in chosen.items() if v is not None})
 
 
 def _export(args: argparse.Namespace) -> dict[str, Any]:
@@ -462,6 +571,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
     "evaluate": _evaluate,
     "predict": _predict,
     "runs": _runs,
+    "sync": _sync,
     "sweep": _sweep,
     "export": _export,
 }

@@ -119,8 +119,13 @@ class Job:
         self.status = status
 
 
-def training_job(data_dir: str, model_config, train_config, *, store, limit: int = 1, tags: dict | None = None) -> Job:
-    """A (not yet started) job that trains one run, streaming epochs and batches into the job."""
+def training_job(
+    data_dir: str, model_config, train_config, *, store, limit: int = 1, tags: dict | None = None, tracking=None
+) -> Job:
+    """A (not yet started) job that trains one run, streaming epochs and batches into the job.
+
+    With `tracking` (a `TrackingConfig`), the run is also published to the team server as it trains.
+    """
     from cnnlab.train import train
 
     def target(job: Job):
@@ -133,6 +138,7 @@ def training_job(data_dir: str, model_config, train_config, *, store, limit: int
             on_epoch=job.add_epoch,
             on_batch=job.set_progress,
             stop_event=job.stop_event,
+            tracking=tracking,
         )
 
     return Job(target, label=f"Training on {data_dir}", limit=limit, info={"epochs": train_config.epochs})

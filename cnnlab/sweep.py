@@ -7,7 +7,9 @@ a list of choices), the fields held fixed, and the objective (`val_accuracy` is 
 epoch the objective goes to the pruner, which can stop a hopeless trial early (its run is then
 marked "pruned"). Studies live in any SQLAlchemy database: SQLite in the models folder by default,
 PostgreSQL for a team, where every process started with the same study name and storage adds its
-trials to the same study.
+trials to the same study. Workers that die are handled by Optuna itself: a running trial sends
+heartbeats, and one silent for longer than the grace period is failed by the next worker to start
+a trial and retried (`FaultTolerance`). With team tracking every trial is also a team run.
 """
 
 from __future__ import annotations
@@ -26,10 +28,12 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from cnnlab.checks import check_range
 from cnnlab.runs import Run, RunStore
 
 if TYPE_CHECKING:
     from cnnlab.model import ModelConfig
+    from cnnlab.tracking import TrackingConfig
     from cnnlab.train import TrainConfig
 
 OBJECTIVES = {"val_accuracy": "maximize", "val_loss": "minimize"}
@@ -42,6 +46,26 @@ STORAGE_ATTEMPTS = 6
 
 TrialCallback = Callable[[dict[str, Any]], None]
 EpochCallback = Callable[[dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class FaultTolerance:
+    """Optuna's handling of dead workers: heartbeats every `heartbeat_interval` s; a trial silent for
+    `grace_period` s is failed and retried up to `max_retry` times (as a new trial with its parameters)."""
+
+    heartbeat_interval: int = 10
+    grace_period: int = 30
+    max_retry: int = 3
+
+    def __post_init__(self) -> None:
+        check_range("heartbeat_interval", self.heartbeat_interval, 1, 3600, int)
+        check_range("grace_period", self.grace_period, 1, 86400, int)
+        check_range("max_retry", self.max_retry, 0, 100, int)
+        if self.grace_period <= self.heartbeat_interval:
+            raise ValueError(
+                f"grace_period must be longer than heartbeat_interval ({self.heartbeat_interval} s), or live trials "
+                f"would be failed between two heartbeats. Received: grace_period={self.grace_period}"
+            )
 
 
 @lru_cache(maxsize=1)
@@ -362,8 +386,11 @@ def masked_url(url: str) -> str:
         return url
 
 
-def _open_storage(url: str):
-    """An Optuna RDBStorage, retried because workers starting together race to create the tables."""
+def _open_storage(url: str, fault_handling: dict[str, Any] | None = None):
+    """An Optuna RDBStorage, retried because workers starting together race to create the tables.
+
+    `fault_handling` holds RDBStorage's heartbeat arguments (see `_fault_handling`).
+    """
     import optuna
     from sqlalchemy import exc as sa_exc
 
@@ -371,7 +398,9 @@ def _open_storage(url: str):
     _create_sqlite_folder(url)
     for attempt in range(1, STORAGE_ATTEMPTS + 1):
         try:
-            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeats are "experimental"
+                return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **(fault_handling or {}))
         except (sa_exc.ArgumentError, ImportError) as exc:
             raise ValueError(
                 f"Not a usable SQLAlchemy storage URL ({_first_line(exc)}); use e.g. sqlite:///sweeps.db or "
@@ -405,13 +434,41 @@ def _first_line(exc: BaseException) -> str:
     return lines[0][:200] if lines else type(exc).__name__
 
 
-def _open_study(storage_url: str, study_name: str, space: SweepSpace, sampler, pruner):
+def _fault_handling(fault_tolerance: FaultTolerance, tracking: TrackingConfig | None) -> dict[str, Any]:
+    """RDBStorage's heartbeat arguments: Optuna fails a dead worker's trial and retries it; with team
+    tracking, that trial's team run (left "running" by its dead worker) is marked failed too."""
+    from optuna.storages import RetryHeartbeatStaleTrialCallback
+
+    retry = RetryHeartbeatStaleTrialCallback(max_retry=fault_tolerance.max_retry)
+
+    def on_stale_trial(study, trial) -> None:
+        retry(study, trial)
+        if tracking is not None:
+            _fail_team_runs(tracking, study.study_name, trial.number)
+
+    return {
+        "heartbeat_interval": fault_tolerance.heartbeat_interval,
+        "grace_period": fault_tolerance.grace_period,
+        "heartbeat_stale_trial_callback": on_stale_trial,
+    }
+
+
+def _fail_team_runs(tracking: TrackingConfig, study_name: str, number: int) -> None:
+    from cnnlab.tracking import fail_trial_runs
+
+    try:
+        fail_trial_runs(tracking, study_name, number)
+    except Exception:  # noqa: BLE001 - best effort: the team server being down must not stop the sweep
+        return
+
+
+def _open_study(storage_url: str, study_name: str, space: SweepSpace, sampler, pruner, fault_handling=None):
     """Create the study, or join it when another process already did (same space required)."""
     import optuna
     from sqlalchemy import exc as sa_exc
 
     for attempt in range(1, STORAGE_ATTEMPTS + 1):
-        storage = _open_storage(storage_url)
+        storage = _open_storage(storage_url, fault_handling)
         try:
             study = optuna.create_study(
                 storage=storage,
@@ -490,6 +547,8 @@ def run_sweep(
     tags: dict[str, Any] | None = None,
     pruner=None,
     sampler=None,
+    tracking: TrackingConfig | None = None,
+    fault_tolerance: FaultTolerance = FaultTolerance(),
 ) -> SweepResult:
     """Run `trials` more trials of the study (or until `timeout` seconds pass) and return the result.
 
@@ -498,7 +557,9 @@ def run_sweep(
     `study_name` and `storage` share one study. `on_trial` gets each finished trial's dict
     (`number`, `state`, `value`, `params`, `run_id`), `on_epoch` each epoch's metrics row (with
     `trial`). Setting `stop_event` stops the current trial after its batch and ends the sweep.
-    `pruner` defaults to `default_pruner()`, `sampler` to Optuna's TPE sampler.
+    `pruner` defaults to `default_pruner()`, `sampler` to Optuna's TPE sampler. With `tracking`,
+    every trial is also published as a team run tagged with the study and trial; `fault_tolerance`
+    sets how a trial whose worker died is found, failed and retried.
     """
     from cnnlab import data
 
@@ -518,12 +579,19 @@ def run_sweep(
     if storage is None:
         store.root.mkdir(parents=True, exist_ok=True)
         storage = default_storage(store)
-    study = _open_study(storage, study_name, space, sampler, pruner if pruner is not None else default_pruner())
+    study = _open_study(
+        storage,
+        study_name,
+        space,
+        sampler,
+        pruner if pruner is not None else default_pruner(),
+        _fault_handling(fault_tolerance, tracking),
+    )
     ran: list[int] = []
 
     def objective(trial) -> float:
         ran.append(trial.number)
-        return _run_trial(trial, data_dir, space, study_name, store, stop_event, on_epoch, tags)
+        return _run_trial(trial, data_dir, space, study_name, store, stop_event, on_epoch, tags, tracking)
 
     def after_trial(study, frozen) -> None:
         if on_trial is not None:
@@ -537,9 +605,10 @@ def run_sweep(
 
 
 def _run_trial(
-    trial, data_dir, space: SweepSpace, study_name: str, store: RunStore, stop_event, on_epoch, tags
+    trial, data_dir, space: SweepSpace, study_name: str, store: RunStore, stop_event, on_epoch, tags, tracking=None
 ) -> float:
     import optuna
+    from optuna.storages import RetryHeartbeatStaleTrialCallback
 
     from cnnlab.train import train
 
@@ -562,7 +631,15 @@ def _run_trial(
             stop_event=stop_event,
             name=f"{study_name} #{trial.number}",
             callbacks=[pruning],
-            tags={**(tags or {}), "sweep": {"study": study_name, "trial": trial.number}},
+            tags={
+                **(tags or {}),
+                "sweep": {
+                    "study": study_name,
+                    "trial": trial.number,
+                    "retry_of": RetryHeartbeatStaleTrialCallback.retried_trial_number(trial),
+                },
+            },
+            tracking=tracking,
         )
     except BaseException:
         found = _find_run(store, study_name, trial.number)
@@ -573,13 +650,30 @@ def _run_trial(
     trial.set_user_attr("run_id", run.id)
     trial.set_user_attr("run_dir", str(run.path))
     trial.set_user_attr("epochs_run", len(run.history))
+    trial.set_user_attr("host", run.record.get("host"))
+    if tracking is not None:
+        trial.set_user_attr("user", tracking.user)
+        trial.set_user_attr("team_run_id", (run.record.get("team") or {}).get("run_id"))
     if pruning.pruned_at is not None:
         run.update(status="pruned")
+        _publish_status(tracking, run)
         raise optuna.TrialPruned(f"Pruned after epoch {pruning.pruned_at}.")
     if run.record.get("status") == "stopped":
         trial.set_user_attr("stopped", True)
         raise optuna.TrialPruned("Stopped by request.")
     return _best_value(run, space)
+
+
+def _publish_status(tracking: TrackingConfig | None, run: Run) -> None:
+    """Tell the team server a published trial's new status (best effort, like all publishing)."""
+    if tracking is None:
+        return
+    from cnnlab.tracking import publish_status
+
+    try:
+        publish_status(tracking, run)
+    except Exception:  # noqa: BLE001 - `sync` corrects it later; the sweep goes on
+        run.update(team={**run.record["team"], "published": False})
 
 
 def _best_value(run: Run, space: SweepSpace) -> float:
@@ -608,7 +702,42 @@ def _trial_dict(trial) -> dict[str, Any]:
     }
 
 
-def _result(study, storage: str, space: SweepSpace, trials_run: int) -> SweepResult:
+def _worker_dict(trial) -> dict[str, Any]:
+    """A trial with who ran it where, and which trial it retries, for following a shared study."""
+    return {
+        **_trial_dict(trial),
+        "user": trial.user_attrs.get("user"),
+        "host": trial.user_attrs.get("host"),
+        "team_run_id": trial.user_attrs.get("team_run_id"),
+        "retry_of": trial.system_attrs.get("failed_trial"),
+    }
+
+
+def follow_study(study_name: str, storage: str) -> SweepResult:
+    """A shared study as it stands now, read from any machine: every worker's trials, running ones included.
+
+    Trials carry `user`, `host`, `team_run_id` and `retry_of`; importances are left out (too slow to poll).
+    """
+    import optuna
+
+    try:
+        study = optuna.load_study(study_name=study_name, storage=_open_storage(storage))
+    except KeyError:
+        raise ValueError(
+            f"No study of that name in the storage; check the name and the storage URL. Received: study_name={study_name!r}"
+        ) from None
+    if SPACE_ATTR not in study.user_attrs:
+        raise ValueError(
+            f"Study {study_name!r} was not made by a CNN Lab sweep (it has no search space); open it in "
+            f"optuna-dashboard instead. Received: study_name={study_name!r}"
+        )
+    space = space_from_dict(study.user_attrs[SPACE_ATTR])
+    return _result(study, storage, space, 0, trial_dict=_worker_dict, importances=False)
+
+
+def _result(
+    study, storage: str, space: SweepSpace, trials_run: int, trial_dict=_trial_dict, importances: bool = True
+) -> SweepResult:
     from optuna.trial import TrialState
 
     all_trials = study.get_trials(deepcopy=False)
@@ -624,8 +753,8 @@ def _result(study, storage: str, space: SweepSpace, trials_run: int) -> SweepRes
         best_run_id=best.user_attrs.get("run_id") if best is not None else None,
         best_value=best.value if best is not None else None,
         best_params=dict(best.params) if best is not None else {},
-        trials=[_trial_dict(t) for t in all_trials],
-        importances=_importances(study),
+        trials=[trial_dict(t) for t in all_trials],
+        importances=_importances(study) if importances else {},
         trials_run=trials_run,
     )
 

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -17,6 +17,9 @@ from cnnlab.model import ModelConfig, build_model, check_trainable
 from cnnlab.runs import Run, RunStore
 from cnnlab.sample import is_sample_dir
 from cnnlab.settings import load_settings
+
+if TYPE_CHECKING:
+    from cnnlab.tracking import TrackingConfig
 
 EpochCallback = Callable[[dict[str, Any]], None]
 BatchCallback = Callable[[dict[str, Any]], None]
@@ -145,6 +148,7 @@ def train(
     tags: dict[str, Any] | None = None,
     callbacks: list | None = None,
     run_id: str | None = None,
+    tracking: TrackingConfig | None = None,
 ) -> Run:
     """Train a model on a class-folder dataset and save it as a run.
 
@@ -152,7 +156,8 @@ def train(
     `stop_event` ends training after the current batch, keeping the best weights (status
     "stopped"). The saved model is the one with the lowest validation loss, evaluated on the
     held-out test split. `tags` adds fields to the run record (for example `sweep` or `owner`);
-    `run_id` names the run's folder (default: a new time-stamped name).
+    `run_id` names the run's folder (default: a new time-stamped name). With `tracking`, the run
+    is also published to the team tracking server as it trains (best effort, see `cnnlab.publisher`).
     """
     model_config = model_config or ModelConfig()
     train_config = train_config or TrainConfig()
@@ -162,6 +167,9 @@ def train(
     parts = data.split(report.labels, train_config.validation_split, train_config.test_split, train_config.seed)
     prepared = data.prepare(report, model_config.image_size, model_config.color_mode, model_config.resize_mode)
     run = store.create(_record(report, model_config, train_config, name, tags), _split_paths(report, parts), run_id)
+    publisher = _publisher(tracking, run)
+    if publisher is not None:
+        on_epoch = _both(publisher.log_epoch, on_epoch)
     started = time.perf_counter()
     try:
         progress = _fit(run, prepared, parts, model_config, train_config, on_epoch, on_batch, stop_event, callbacks)
@@ -172,7 +180,28 @@ def train(
             status="failed", error=f"{type(exc).__name__}: {exc}", duration_s=round(time.perf_counter() - started, 2)
         )
         raise
+    finally:
+        if publisher is not None:
+            publisher.close(run)
     return run
+
+
+def _publisher(tracking: TrackingConfig | None, run: Run):
+    """A live publisher of the run to the team server, or None without team tracking (MLflow never imported)."""
+    if tracking is None:
+        return None
+    from cnnlab.publisher import Publisher
+
+    return Publisher(tracking, run)
+
+
+def _both(first: EpochCallback, second: EpochCallback | None) -> EpochCallback:
+    def call(row: dict[str, Any]) -> None:
+        first(row)
+        if second is not None:
+            second(row)
+
+    return call
 
 
 def _record(report, model_config, train_config, name, tags) -> dict[str, Any]:

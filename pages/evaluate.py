@@ -13,9 +13,9 @@ run = run_picker()
 @st.cache_data(show_spinner="Evaluating on the test split...", max_entries=8)
 def evaluation_of(run_id: str, model_mtime: float) -> Evaluation:
     """The run's test evaluation (saved at the end of training, so usually instant)."""
-    from pages.common import store
+    from pages.common import get_run
 
-    return evaluate_run(store().get(run_id))
+    return evaluate_run(get_run(run_id))
 
 
 try:
@@ -24,6 +24,11 @@ except ValueError as exc:
     show_error(exc)
     st.stop()
 root = run.dataset_root()
+if not root.is_dir():
+    st.info(
+        "This run's dataset is not on this machine, so its images cannot be shown; the figures below are the "
+        "ones saved when it was trained. Put the same dataset here (same files) to see them."
+    )
 if evaluation.predictions.empty:
     st.info(
         "This run has no test images: its classes are too small for a test split at the chosen fraction. "

@@ -4,21 +4,32 @@ import pandas as pd
 import streamlit as st
 
 from cnnlab import charts
-from pages.common import describe_run, forget_models, list_runs, select_run, show_error, store
+from cnnlab_ui.team import PARAMS, team_view
+from pages.common import describe_run, forget_models, list_runs, select_run, settings, show_error, store
 
-PARAMS = [
-    "conv_blocks",
-    "filters",
-    "kernel_size",
-    "dense_units",
-    "dropout",
-    "optimizer",
-    "learning_rate",
-    "image_size",
-    "batch_size",
-]
+
+def open_in_evaluate(run) -> None:
+    select_run(run.id)
+    st.switch_page("pages/evaluate.py")
+
 
 st.title("Runs")
+tracking = settings().tracking
+if tracking is not None:
+    if st.toggle("Team view: every run of the team, from every machine", key="team-view"):
+        team_view(tracking, open_in_evaluate)
+        st.stop()
+    if st.button("Sync", icon=":material/cloud_sync:", help="publish the runs not yet on the team server"):
+        from cnnlab.tracking import sync_runs
+
+        try:
+            with st.spinner("Publishing runs to the team server..."):
+                synced = sync_runs(tracking, store())
+            st.success(f"Published {len(synced['published'])} run(s); {synced['up_to_date']} were already published.")
+            for failure in synced["failed"]:
+                st.warning(f"Run {failure['id']} was not published: {failure['error']}")
+        except ValueError as exc:
+            show_error(exc)
 all_runs = list_runs()
 if not all_runs:
     st.info("No runs yet. Train one on the **Train** page.")
@@ -67,8 +78,7 @@ by_id = {r.id: r for r in runs}
 run = by_id[st.selectbox("Run", list(by_id), format_func=lambda i: describe_run(by_id[i]))]
 cols = st.columns(3)
 if cols[0].button("Open in Evaluate and Predict", icon=":material/open_in_new:"):
-    select_run(run.id)
-    st.switch_page("pages/evaluate.py")
+    open_in_evaluate(run)
 if run.model_path.exists():
     cols[1].download_button(
         "Download .keras model", run.model_path.read_bytes(), f"{run.name}.keras", icon=":material/download:"

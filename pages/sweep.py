@@ -4,7 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from cnnlab import charts, jobs
-from cnnlab.sweep import OBJECTIVES, default_storage, run_sweep, space_from_dict
+from cnnlab.sweep import OBJECTIVES, default_storage, follow_study, run_sweep, space_from_dict
 from pages.common import dataset, live_job, owner, session_busy, settings, show_error, store
 
 st.title("Sweep")
@@ -93,6 +93,7 @@ if st.button("Start sweep", type="primary", disabled=session_busy(), icon=":mate
             on_trial=job.add_item,
             on_epoch=job.add_epoch,
             tags=tags,
+            tracking=settings().tracking,
         )
 
     info = {"objective": objective}
@@ -130,3 +131,33 @@ if job is not None and not job.done:
     live_job(job, "Stop sweep", trials_panel)
 elif job is not None:
     trials_panel(job)
+
+
+@st.fragment(run_every=3.0)
+def follow_panel(study_name: str, storage_url: str) -> None:
+    """A shared study's trials from every worker (running ones too), re-read every 3 seconds."""
+    try:
+        result = follow_study(study_name, storage_url)
+    except ValueError as exc:
+        show_error(exc)
+        return
+    frame = pd.json_normalize(result.trials)
+    if frame.empty:
+        st.info("No trial yet: start workers with `python -m cnnlab sweep --storage URL --study NAME`.")
+        return
+    states = frame["state"].value_counts().to_dict()
+    best = "none yet" if result.best_value is None else f"{result.best_value:.4f}"
+    st.caption(
+        f"{len(frame)} trials ({', '.join(f'{n} {s}' for s, n in states.items())}) · best {result.objective} {best}"
+    )
+    st.plotly_chart(charts.sweep_figure(frame, result.objective, result.direction))
+    st.dataframe(frame, hide_index=True)
+
+
+if not settings().hosted:
+    with st.expander("Follow a shared study: every worker's trials, live, from any machine"):
+        followed = st.text_input(
+            "Study name", key="follow-study", help="the --study name the workers were started with"
+        )
+        if followed:
+            follow_panel(followed.strip(), storage)

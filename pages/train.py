@@ -52,7 +52,13 @@ job = st.session_state.get("job")
 if st.button("Start training", type="primary", disabled=session_busy(), icon=":material/play_arrow:"):
     tags = {"owner": owner()} if owner() else None
     job = jobs.training_job(
-        chosen.path, model_config, train_config, store=store(), limit=settings().max_concurrent_trainings, tags=tags
+        chosen.path,
+        model_config,
+        train_config,
+        store=store(),
+        limit=settings().max_concurrent_trainings,
+        tags=tags,
+        tracking=settings().tracking,
     )
     st.session_state.job = job.start()
     st.rerun()
@@ -93,6 +99,12 @@ else:
             f"Run **{run.name}** {run.status} after {len(run.history)} epochs in {run.record.get('duration_s', 0):.0f}s. It is selected on the Evaluate and Predict pages.",
             icon=":material/check_circle:",
         )
+        if not (run.record.get("team") or {"published": True}).get("published"):
+            st.warning(
+                "The team tracking server could not be reached, so this run is not shared yet; press **Sync** on "
+                "the Runs page once the server is back.",
+                icon=":material/cloud_off:",
+            )
         cols = st.columns(3)
         cols[0].metric("Best validation accuracy", f"{metrics.get('best_val_accuracy', 0):.1%}")
         cols[1].metric(

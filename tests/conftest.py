@@ -19,6 +19,7 @@ import pytest
 from PIL import Image
 
 from cnnlab.catalog import CATALOG, CatalogEntry
+from tests.team_servers import mlflow_server, postgres_url  # noqa: F401 - session fixtures for the team tests
 
 CLASS_COLORS = {
     "cats": (200, 40, 40),
