@@ -608,7 +608,6 @@ def _run_trial(
     trial, data_dir, space: SweepSpace, study_name: str, store: RunStore, stop_event, on_epoch, tags, tracking=None
 ) -> float:
     import optuna
-    from optuna.storages import RetryHeartbeatStaleTrialCallback
 
     from cnnlab.train import train
 
@@ -616,6 +615,10 @@ def _run_trial(
         raise optuna.TrialPruned("Stopped before it started.")
     model_config, train_config = space.configs(space.suggest(trial))
     pruning = _pruning_callback(trial, space.objective)
+    # A retry (of a trial whose worker died) starts with a copy of the failed trial's user attributes.
+    retry_of = trial.user_attrs.get("first_number")
+    if retry_of is None:
+        trial.set_user_attr("first_number", trial.number)
 
     def epoch_row(row: dict[str, Any]) -> None:
         if on_epoch is not None:
@@ -636,7 +639,7 @@ def _run_trial(
                 "sweep": {
                     "study": study_name,
                     "trial": trial.number,
-                    "retry_of": RetryHeartbeatStaleTrialCallback.retried_trial_number(trial),
+                    "retry_of": retry_of,
                 },
             },
             tracking=tracking,

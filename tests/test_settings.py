@@ -82,3 +82,18 @@ def test_server_folder_must_be_inside_a_root(tmp_path):
     assert isinstance(check_data_folder(str(allowed), s), Path)
     with pytest.raises(ValueError, match=r"names no user.*Received: folder='~nosuchuser-cnnlab/x'"):
         check_data_folder("~nosuchuser-cnnlab/x", s)
+
+
+def test_team_tracking_is_off_unless_a_uri_is_set():
+    import getpass
+
+    from cnnlab.tracking import TrackingConfig
+
+    assert load_settings({}).tracking is None
+    s = load_settings(
+        {"CNNLAB_TRACKING_URI": " http://mlflow.team:5000 ", "CNNLAB_EXPERIMENT": "cats", "CNNLAB_USER": "ann"}
+    )
+    assert s.tracking == TrackingConfig("http://mlflow.team:5000", "cats", "ann")
+    assert load_settings({"CNNLAB_TRACKING_URI": "http://h:5000"}).tracking == TrackingConfig(
+        "http://h:5000", "cnnlab", getpass.getuser()
+    )
