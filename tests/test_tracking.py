@@ -182,3 +182,39 @@ def test_training_without_a_tracking_uri_never_imports_mlflow(tmp_path):
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().splitlines()[-1] == "0 []"
+
+
+@pytest.mark.slow
+def test_runs_page_syncs_lists_the_team_and_opens_a_teammates_run(
+    mlflow_server, experiment, tmp_path, app_cache, isolated_dirs, monkeypatch
+):
+    from streamlit.testing.v1 import AppTest
+
+    from cnnlab.train import train
+
+    data_dir = write_dataset(tmp_path / "data")
+    erin = machine(tmp_path, "erin", mlflow_server.url, experiment)
+    theirs = train_on(erin, data_dir, seed=4, epochs=2)
+    mine = train(data_dir, tiny_model_config(), tiny_train_config(), store=RunStore(isolated_dirs[1]), name="mine")
+    for name, value in {"CNNLAB_TRACKING_URI": mlflow_server.url, "CNNLAB_EXPERIMENT": experiment}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("CNNLAB_USER", "dave")
+    monkeypatch.setenv("CNNLAB_CACHE_DIR", str(app_cache))
+
+    at = AppTest.from_file(str(REPO_ROOT / "streamlit_app.py"), default_timeout=180).run()
+    at.switch_page("pages/runs.py").run()
+    next(b for b in at.button if b.label == "Sync").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("Published 1 run(s)" in s.value for s in at.success)
+    assert RunStore(isolated_dirs[1]).get(mine.id).record["team"]["published"] is True
+
+    at.toggle(key="team-view").set_value(True).run()
+    assert not at.exception, [e.value for e in at.exception]
+    table = at.dataframe[0].value
+    assert sorted(table["user"]) == ["dave", "erin"] and sorted(table["name"]) == ["mine", "run of erin"]
+    at.selectbox[0].set_value(theirs.record["team"]["run_id"]).run()
+    next(b for b in at.button if b.label == "Open in Evaluate and Predict").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    accuracy = theirs.record["metrics"]["test_accuracy"]
+    assert any(m.label == "Test accuracy" and m.value == f"{accuracy:.1%}" for m in at.metric)
+    assert not at.info or all("not on this machine" not in i.value for i in at.info)  # dataset found by fingerprint
