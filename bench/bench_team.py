@@ -60,13 +60,14 @@ def overhead(server: MlflowServer, epochs: int, repeats: int, tmp: Path) -> None
     tracking = TrackingConfig(server.url, "bench-overhead", "bench")
     store = RunStore(tmp / "overhead", include_demo=False)
     train_config = TrainConfig(epochs=epochs, patience=0)
-    timed_training(store, TrainConfig(epochs=1, patience=0), None)  # warm-up: caches, graph tracing
-    timed_training(store, TrainConfig(epochs=1, patience=0), tracking)  # warm-up: MLflow imported
+    cache = tmp / "cache"
+    timed_training(store, cache, TrainConfig(epochs=1, patience=0), None)  # warm-up: caches, graph tracing
+    timed_training(store, cache, TrainConfig(epochs=1, patience=0), tracking)  # warm-up: MLflow imported
     walls: dict[str, list[float]] = {"without": [], "with": []}
     epoch_s: dict[str, list[float]] = {"without": [], "with": []}
     for _ in range(repeats):
         for side, config in (("without", None), ("with", tracking)):
-            wall, epochs_s = timed_training(store, train_config, config)
+            wall, epochs_s = timed_training(store, cache, train_config, config)
             walls[side].append(wall)
             epoch_s[side].extend(epochs_s)
     print(

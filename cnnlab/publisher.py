@@ -15,10 +15,10 @@ from __future__ import annotations
 import copy
 import logging
 import queue
-import threading
+from concurrent import futures
 from typing import Any
 
-from cnnlab import tracking
+from cnnlab import background, tracking
 from cnnlab.checks import one_line
 from cnnlab.runs import Run
 from cnnlab.tracking import TrackingConfig
@@ -42,8 +42,7 @@ class Publisher:
         self._logged: set[tuple[str, int]] = set()
         self._queue: queue.SimpleQueue[tuple[str, Any] | None] = queue.SimpleQueue()
         self._queue.put(("start", copy.deepcopy(run.record)))
-        self._thread = threading.Thread(target=self._work, name=f"cnnlab-publish-{run.id}", daemon=True)
-        self._thread.start()
+        self._sending = background.submit(self._work)
 
     def log_epoch(self, row: dict[str, Any]) -> None:
         """Queue one epoch's metrics (returns at once)."""
@@ -56,8 +55,8 @@ class Publisher:
         """
         self._queue.put(("finish", run))
         self._queue.put(None)
-        self._thread.join(timeout)
-        if self._thread.is_alive() and self.error is None:
+        futures.wait([self._sending], timeout=timeout)
+        if not self._sending.done() and self.error is None:
             self._fail(TimeoutError(f"still publishing after {timeout:.0f} s"))
         published = self.error is None
         tracking.mark(run, self.key, self.team_run_id, published)

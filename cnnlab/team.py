@@ -17,7 +17,7 @@ from typing import Any
 
 from cnnlab import data
 from cnnlab.checks import one_line
-from cnnlab.files import build_folder
+from cnnlab.files import build_folder, write_json
 from cnnlab.runs import MODEL_FILE, RUN_FILE, Run, RunStore
 from cnnlab.tracking import (
     ARTIFACTS,
@@ -136,10 +136,10 @@ def open_team_run(config: TrackingConfig, team_run_id: str, store: RunStore) -> 
         record = json.loads((into / RUN_FILE).read_text())
         record["team"] = {**(record.get("team") or {}), "run_id": team_run_id, "published": True, "opened": True}
         record["id"] = team_run_id  # the folder's name here, so the copy is found by its team run id
-        (into / RUN_FILE).write_text(json.dumps(record, indent=1))
+        write_json(into / RUN_FILE, record)
 
     with _requests(config, team_run_id):
-        build_folder(folder, download)
+        build_folder(folder, download, keep_existing=True)  # two sessions may open it at once
     return store.get(folder)
 
 
@@ -148,17 +148,17 @@ def is_team_copy(run: Run) -> bool:
     return bool((run.record.get("team") or {}).get("opened"))
 
 
-def attach_dataset(run: Run, candidates: Iterable[str | Path], cache: Path | None = None) -> Path | None:
+def attach_dataset(run: Run, candidates: Iterable[str | Path], cache: Path) -> Path | None:
     """Point an opened team run at a dataset on this machine with the same fingerprint; returns it, or None.
 
     The run's own path comes first (a shared folder), then `candidates` (the session's dataset,
-    the datasets of local runs); a folder is scanned only if its class folders match.
+    the datasets of local runs); a folder is scanned (with `cache`) only if its class folders match.
     """
     dataset = run.record.get("dataset") or {}
     if dataset.get("builtin"):
-        return run.dataset_root()  # the built-in sample is made the same on every machine
+        return run.dataset_root(cache)  # the built-in sample is made the same on every machine
     fingerprint = dataset.get("fingerprint")
-    for candidate in [run.dataset_root(), *map(Path, candidates)]:
+    for candidate in [run.dataset_root(cache), *map(Path, candidates)]:
         if not _same_classes(candidate, run.class_names):
             continue
         try:

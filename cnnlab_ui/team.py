@@ -13,6 +13,9 @@ import streamlit as st
 
 from cnnlab import charts
 from cnnlab.tracking import TrackingConfig
+from cnnlab_ui.messages import show_error
+from cnnlab_ui.runs import list_runs, team_copies
+from cnnlab_ui.state import dataset, settings
 
 # Hyperparameters compared across runs (parallel coordinates, tables).
 PARAMS = [
@@ -71,8 +74,6 @@ def filtered(frame: pd.DataFrame) -> pd.DataFrame:
 
 def team_view(tracking: TrackingConfig, on_open) -> None:
     """The whole team view; `on_open(run)` is called with a teammate's run once it is opened here."""
-    from pages.common import show_error
-
     try:
         rows = team_rows(tracking)
     except ValueError as exc:
@@ -139,7 +140,6 @@ def open_section(tracking: TrackingConfig, frame: pd.DataFrame, on_open) -> None
     if picked is None or not st.button("Open in Evaluate and Predict", icon=":material/cloud_download:"):
         return
     from cnnlab.team import attach_dataset, open_team_run
-    from pages.common import dataset, list_runs, settings, show_error, team_copies
 
     try:
         with st.spinner("Downloading the model (once; it is kept in the cache folder)..."):
@@ -148,7 +148,10 @@ def open_section(tracking: TrackingConfig, frame: pd.DataFrame, on_open) -> None
         show_error(exc)
         return
     fingerprint = (run.record.get("dataset") or {}).get("fingerprint")
-    local = [r.dataset_root() for r in list_runs() if (r.record.get("dataset") or {}).get("fingerprint") == fingerprint]
+    cache = settings().cache_dir
+    local = [
+        r.dataset_root(cache) for r in list_runs() if (r.record.get("dataset") or {}).get("fingerprint") == fingerprint
+    ]
     with st.spinner("Looking for the run's dataset on this machine..."):
-        attach_dataset(run, [dataset().path, *local], cache=settings().cache_dir)
+        attach_dataset(run, [dataset().path, *local], cache)
     on_open(run)

@@ -43,6 +43,7 @@ def machine(tmp_path: Path, user: str, uri: str, experiment: str) -> dict:
     return {
         "env": settings,
         "store": RunStore(home / "models", include_demo=False),
+        "cache": home / "cache",
         "tracking": TrackingConfig(uri, experiment, user),
     }
 
@@ -55,6 +56,7 @@ def train_on(box: dict, data_dir: Path, seed: int, epochs: int = 3):
         tiny_model_config(),
         tiny_train_config(epochs=epochs, seed=seed),
         store=box["store"],
+        cache=box["cache"],
         tracking=box["tracking"],
         name=f"run of {box['tracking'].user}",
     )
@@ -176,7 +178,12 @@ def test_training_without_a_tracking_uri_never_imports_mlflow(tmp_path):
         "print(status, sorted(m for m in sys.modules if m.split('.')[0] == 'mlflow'))"
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("CNNLAB_TRACKING")}
-    env.update(PYTHONPATH=str(REPO_ROOT), TF_CPP_MIN_LOG_LEVEL="3", CNNLAB_MODELS_DIR=str(tmp_path / "models"))
+    env.update(
+        PYTHONPATH=str(REPO_ROOT),
+        TF_CPP_MIN_LOG_LEVEL="3",
+        CNNLAB_MODELS_DIR=str(tmp_path / "models"),
+        CNNLAB_CACHE_DIR=str(tmp_path / "cache"),
+    )
     done = subprocess.run(
         [sys.executable, "-c", script], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300
     )
@@ -195,18 +202,24 @@ def test_runs_page_syncs_lists_the_team_and_opens_a_teammates_run(
     data_dir = write_dataset(tmp_path / "data")
     erin = machine(tmp_path, "erin", mlflow_server.url, experiment)
     theirs = train_on(erin, data_dir, seed=4, epochs=2)
-    mine = train(data_dir, tiny_model_config(), tiny_train_config(), store=RunStore(isolated_dirs[1]), name="mine")
-    for name, value in {"CNNLAB_TRACKING_URI": mlflow_server.url, "CNNLAB_EXPERIMENT": experiment}.items():
+    cache, models = isolated_dirs
+    mine = train(data_dir, tiny_model_config(), tiny_train_config(), store=RunStore(models), cache=cache, name="mine")
+    settings = {
+        "CNNLAB_TRACKING_URI": mlflow_server.url,
+        "CNNLAB_EXPERIMENT": experiment,
+        "CNNLAB_USER": "dave",
+        "CNNLAB_MODELS_DIR": str(models),
+        "CNNLAB_CACHE_DIR": str(app_cache),
+    }
+    for name, value in settings.items():
         monkeypatch.setenv(name, value)
-    monkeypatch.setenv("CNNLAB_USER", "dave")
-    monkeypatch.setenv("CNNLAB_CACHE_DIR", str(app_cache))
 
     at = AppTest.from_file(str(REPO_ROOT / "streamlit_app.py"), default_timeout=180).run()
     at.switch_page("pages/runs.py").run()
     next(b for b in at.button if b.label == "Sync").click().run()
     assert not at.exception, [e.value for e in at.exception]
     assert any("Published 1 run(s)" in s.value for s in at.success)
-    assert RunStore(isolated_dirs[1]).get(mine.id).record["team"]["published"] is True
+    assert RunStore(models).get(mine.id).record["team"]["published"] is True
 
     at.toggle(key="team-view").set_value(True).run()
     assert not at.exception, [e.value for e in at.exception]
