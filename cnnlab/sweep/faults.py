@@ -9,6 +9,7 @@ team run, left "running" by its worker, is marked failed too.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -40,9 +41,12 @@ class FaultTolerance:
 
 def fault_handling(fault_tolerance: FaultTolerance, tracking: TrackingConfig | None) -> dict[str, Any]:
     """RDBStorage's heartbeat arguments for `fault_tolerance`, the retry callback included."""
+    import optuna
     from optuna.storages import RetryHeartbeatStaleTrialCallback
 
-    retry = RetryHeartbeatStaleTrialCallback(max_retry=fault_tolerance.max_retry)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # stable since Optuna 2.8
+        retry = RetryHeartbeatStaleTrialCallback(max_retry=fault_tolerance.max_retry)
 
     def on_stale_trial(study, trial) -> None:
         retry(study, trial)

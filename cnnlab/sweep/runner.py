@@ -153,7 +153,7 @@ def _run_trial(
             stop_event=stop_event,
             name=f"{study_name} #{trial.number}",
             callbacks=[pruning],
-            tags={**(tags or {}), "sweep": {"study": study_name, "trial": trial.number, "retry_of": retried}},
+            tags={**(tags or {}), "sweep": _sweep_tag(study_name, trial.number, retried)},
             tracking=tracking,
         )
     except BaseException:
@@ -177,6 +177,14 @@ def _run_trial(
         trial.set_user_attr("stopped", True)
         raise optuna.TrialPruned("Stopped by request.")
     return _best_value(run, space)
+
+
+def _sweep_tag(study_name: str, number: int, retry_of: int | None) -> dict[str, Any]:
+    """The run record's `sweep` field; `retry_of` only on the retry of a trial whose worker died."""
+    tag: dict[str, Any] = {"study": study_name, "trial": number}
+    if retry_of is not None:
+        tag["retry_of"] = retry_of
+    return tag
 
 
 def _publish_status(tracking: TrackingConfig | None, run: Run) -> None:
