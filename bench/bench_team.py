@@ -44,11 +44,11 @@ TINY_SPACE = {
 
 
 def timed_training(
-    store: RunStore, train_config: TrainConfig, tracking: TrackingConfig | None
+    store: RunStore, cache: Path, train_config: TrainConfig, tracking: TrackingConfig | None
 ) -> tuple[float, list[float]]:
     """Wall seconds of one whole `train` call, and its epochs' seconds after the first."""
     started = time.perf_counter()
-    run = train(sample_dir(), ModelConfig(), train_config, store=store, tracking=tracking)
+    run = train(sample_dir(cache), ModelConfig(), train_config, store=store, cache=cache, tracking=tracking)
     wall = time.perf_counter() - started
     if tracking is not None and not run.record["team"]["published"]:
         raise RuntimeError(f"run {run.id} was not published: the benchmark needs a reachable server")

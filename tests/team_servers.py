@@ -35,6 +35,7 @@ class MlflowServer(ServerProcess):
 
     def __init__(self, folder: str | Path, **options) -> None:
         options.setdefault("health_timeout", 300.0)  # first start creates the tables: slow on a busy machine
+        Path(folder).mkdir(parents=True, exist_ok=True)
         options.setdefault("log_path", Path(folder) / "server.log")
         super().__init__(**options)
         self.folder = Path(folder)
@@ -43,7 +44,6 @@ class MlflowServer(ServerProcess):
     @property
     def cwd(self) -> Path:
         """Its own folder, so nothing it writes lands in the repository."""
-        self.folder.mkdir(parents=True, exist_ok=True)
         return self.folder
 
     def environment(self) -> dict[str, str]:
