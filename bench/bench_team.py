@@ -26,6 +26,9 @@ from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # the test servers, as the tests import them
+
+from team_servers import MlflowServer, PostgresServer
 
 from bench.machine import machine
 from cnnlab.model import ModelConfig
@@ -33,7 +36,6 @@ from cnnlab.runs import RunStore
 from cnnlab.sample import sample_dir
 from cnnlab.tracking import STUDY_TAG, TRIAL_TAG, TrackingConfig, client, experiment_id
 from cnnlab.train import TrainConfig, train
-from tests.team_servers import MlflowServer, PostgresServer
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TINY_SPACE = {

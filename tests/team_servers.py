@@ -20,8 +20,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-
-from tests.e2e_server import ServerProcess, free_port
+from e2e_server import ServerProcess, free_port
 
 
 class MlflowServer(ServerProcess):

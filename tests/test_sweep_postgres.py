@@ -14,9 +14,9 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from conftest import write_dataset
 
 from cnnlab.runs import RunStore
+from helpers import write_dataset
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SPACE = {

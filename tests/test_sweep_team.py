@@ -16,9 +16,9 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from conftest import write_dataset
 
 from cnnlab.tracking import STATUS_TAG, STUDY_TAG, TRIAL_TAG, TrackingConfig, client, experiment_id
+from helpers import write_dataset
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SPACE = {

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import class_image, image_bytes, tiny_model_config, tiny_train_config, write_dataset
+from e2e_server import free_port
 
 from cnnlab.cli import main
 from cnnlab.runs import RunStore
 from cnnlab.tracking import EPOCH_METRICS, TrackingConfig, sync_runs
-from tests.e2e_server import free_port
+from helpers import class_image, image_bytes, tiny_model_config, tiny_train_config, write_dataset
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
