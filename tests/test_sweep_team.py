@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from cnnlab.sweep import follow_study
 from cnnlab.tracking import STATUS_TAG, STUDY_TAG, TRIAL_TAG, TrackingConfig, client, experiment_id
 from helpers import write_dataset
 
@@ -160,3 +161,12 @@ def test_a_killed_workers_trial_fails_is_retried_and_every_finished_trial_is_one
             assert team_run.info.status in ("FINISHED", "KILLED") and team_run.data.tags["cnnlab.user"] == "survivor"
     retried = next(r for r in team_runs if int(r.data.tags[TRIAL_TAG]) == retries[0].number)
     assert retried.data.tags["cnnlab.sweep.retry_of"] == str(killed)
+
+    # What the Sweep page shows when it follows the study from another machine.
+    followed = {t["number"]: t for t in follow_study(study, postgres_url).trials}
+    assert followed[killed]["state"] == "fail" and followed[retries[0].number]["retry_of"] == killed
+    for number in finished:
+        assert followed[number]["user"] == "survivor" and followed[number]["host"]
+        assert followed[number]["team_run_id"] == next(
+            r.info.run_id for r in team_runs if int(r.data.tags[TRIAL_TAG]) == number
+        )
