@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -133,20 +134,29 @@ def evaluate_run(run: Run, refresh: bool = False) -> Evaluation:
         import json
 
         return Evaluation.from_dict(json.loads(saved.read_text()))
-    config = run.model_config()
-    report = data.scan(run.dataset_root())
-    if list(report.class_names) != run.class_names:
-        raise ValueError(
-            f"The dataset's classes changed since this run was trained; evaluate on the original data. "
-            f"Received: classes={list(report.class_names)}"
-        )
-    prepared = data.prepare(report, config.image_size, config.color_mode, config.resize_mode)
-    position = {rel: i for i, rel in enumerate(report.files)}
-    test = np.asarray([position[rel] for rel in run.split()["test"] if rel in position], dtype=np.int64)
+    prepared, test = prepared_split(run, "test")
     evaluation = evaluate_prepared(run.load_model(), prepared, test)
     if run.status != "running":  # a running run's folder is its training's to write; it evaluates at the end
         save_evaluation(run, evaluation)
     return evaluation
+
+
+def prepared_split(run: Run, part: str, cache: Path | None = None) -> tuple[data.PreparedData, np.ndarray]:
+    """The run's dataset prepared as in training, and the indices of one part of its split in it.
+
+    `part` is "train", "validation" or "test"; files gone since training are left out.
+    """
+    config = run.model_config()
+    report = data.scan(run.dataset_root(), cache=cache)
+    if list(report.class_names) != run.class_names:
+        raise ValueError(
+            f"The dataset's classes changed since this run was trained; use the original data. "
+            f"Received: classes={list(report.class_names)}"
+        )
+    prepared = data.prepare(report, config.image_size, config.color_mode, config.resize_mode, cache=cache)
+    position = {rel: i for i, rel in enumerate(report.files)}
+    indices = [position[rel] for rel in run.split()[part] if rel in position]
+    return prepared, np.asarray(indices, dtype=np.int64)
 
 
 def save_evaluation(run: Run, evaluation: Evaluation) -> None:

@@ -11,13 +11,29 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 
 def write_json(path: Path, data: Any) -> None:
     """Write JSON through a temporary file and a rename, so readers never see half a file."""
+    _write_atomic(path, "w", lambda fh: json.dump(data, fh, indent=1, default=str))
+
+
+def write_bytes(path: Path, data: bytes) -> None:
+    """Write bytes (an encoded PNG, say) through a temporary file and a rename."""
+    _write_atomic(path, "wb", lambda fh: fh.write(data))
+
+
+def write_npy(path: Path, array: np.ndarray) -> None:
+    """Write a NumPy array as `.npy` through a temporary file and a rename."""
+    _write_atomic(path, "wb", lambda fh: np.save(fh, np.asarray(array), allow_pickle=False))
+
+
+def _write_atomic(path: Path, mode: str, write: Callable[[Any], object]) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh, indent=1, default=str)
+        with os.fdopen(fd, mode) as fh:
+            write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
