@@ -5,8 +5,10 @@ import streamlit as st
 
 from cnnlab import charts, grids, inspect
 from cnnlab.images import SUPPORTED_EXTENSIONS, load_array
+from cnnlab.receptive_field import receptive_field
 from cnnlab.runs import Run
 from cnnlab.settings import check_upload_size
+from cnnlab.top_activating import TopImages, top_images
 from pages.common import run_model, run_picker, scan, settings, show_error, store
 
 DATASET, UPLOAD = "The run's dataset", "Upload"
@@ -18,16 +20,16 @@ def layers_of(run_id: str, stamp: float, _model) -> list[inspect.InspectLayer]:
     return inspect.list_layers(_model)
 
 
-@st.cache_data(max_entries=4, show_spinner="Running the image through the network...")
-def maps_of(run_id: str, stamp: float, image: np.ndarray, _model) -> list[inspect.FeatureMap]:
-    """Every layer's feature maps for one image, from one forward pass."""
-    return inspect.feature_maps(_model, image)
+@st.cache_data(max_entries=16, show_spinner="Running the image through the network...")
+def maps_of(run_id: str, stamp: float, image: np.ndarray, layer: str, _model) -> list[inspect.FeatureMap]:
+    """The image as the model sees it and one layer's feature maps (a backbone's every layer would fill memory)."""
+    return inspect.feature_maps(_model, image, [layer])
 
 
 @st.cache_data(max_entries=64, show_spinner="Finding the training images that excite this channel most...")
-def top_of(run_id: str, stamp: float, layer: str, channel: int, _model) -> inspect.TopImages:
+def top_of(run_id: str, stamp: float, layer: str, channel: int, _model) -> TopImages:
     """The top 9 training images; the pass over the training split is cached on disk per layer."""
-    return inspect.top_images(store().get(run_id), _model, layer, channel, cache=settings().cache_dir)
+    return top_images(store().get(run_id), _model, layer, channel, cache=settings().cache_dir)
 
 
 @st.cache_data(max_entries=64, show_spinner="Synthesising the pattern by gradient ascent...")
@@ -83,15 +85,15 @@ chosen = st.selectbox(
     format_func=lambda n: f"{layers[n].block} · {n} ({layers[n].kind}, {'x'.join(map(str, layers[n].output_shape))})",
 )
 layer = layers[chosen]
-maps = maps_of(run.id, stamp, image, model)
-values = next(m.values for m in maps if m.layer.name == layer.name)
+view_map, layer_map = maps_of(run.id, stamp, image, layer.name, model)
+values = layer_map.values
 st.plotly_chart(charts.feature_maps_figure(values, layer.name), key="feature-maps")
 st.caption("Channel 0 is at the top left, then row by row: hover over a map for its channel and values.")
 
 channel = int(st.number_input("Channel", 0, layer.channels - 1, 0, key=f"channel-{layer.name}"))
 unit = inspect.strongest_unit(values[..., channel])
-box = inspect.receptive_field(model, layer.name, *unit)
-view = grids.view_to_uint8(maps[0].values)
+box = receptive_field(model, layer.name, *unit)
+view = grids.view_to_uint8(view_map.values)
 title = f"{layer.name} channel {channel}, its strongest unit and the input pixels it sees"
 st.plotly_chart(
     charts.channel_figure(view, values[..., channel], (box.top, box.left, box.bottom, box.right), unit, title),

@@ -222,3 +222,56 @@ def digits(per_class: int = 3) -> tuple[np.ndarray, np.ndarray]:
     labels = np.tile(np.arange(10, dtype=np.uint8), per_class)
     images = np.random.default_rng(0).integers(0, 256, size=(len(labels), 28, 28), dtype=np.uint8)
     return images, labels
+
+
+@pytest.fixture(scope="session")
+def deep_run(tmp_path_factory):
+    """A run with two conv blocks, batch norm and flip/rotation augmentation, trained for one epoch."""
+    from cnnlab.runs import RunStore
+    from cnnlab.train import train
+
+    base = tmp_path_factory.mktemp("deep-run")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CNNLAB_CACHE_DIR", str(base / "cache"))
+        config = tiny_model_config(conv_blocks=2, batch_norm=True, flip="horizontal", rotation=0.1)
+        run = train(
+            write_dataset(base / "data", per_class=12),
+            config,
+            tiny_train_config(epochs=1),
+            store=RunStore(base / "models", include_demo=False),
+        )
+    return run, run.load_model()
+
+
+def layer_output(model, name: str, images: np.ndarray) -> np.ndarray:
+    """The model's own intermediate output for a batch of raw images, by the plain Keras route."""
+    import keras
+
+    probe = keras.Model(model.inputs[0], model.get_layer(name).output)
+    return np.asarray(probe(images.astype(np.float32), training=False))
+
+
+def nested_model():
+    """An outer model with augmentation, rescaling and a nested functional 'backbone' with a residual Add.
+
+    Stands in for a keras.applications backbone (no weights to download): returns (model, backbone).
+    """
+    import keras
+    from keras import layers
+
+    keras.utils.set_random_seed(3)
+    inner_in = keras.Input((24, 24, 3))
+    x = layers.Conv2D(4, 3, padding="same", name="block1_conv")(inner_in)
+    x = layers.ReLU(name="block1_relu")(x)
+    x = layers.MaxPooling2D(name="block1_pool")(x)
+    y = layers.Conv2D(4, 3, padding="same", activation="relu", name="block2_conv")(x)
+    x = layers.Add(name="block2_add")([x, y])
+    x = layers.Conv2D(6, 3, strides=2, name="block3_conv")(x)
+    backbone = keras.Model(inner_in, x, name="backbone")
+    inputs = keras.Input((24, 24, 3))
+    x = layers.RandomFlip("horizontal", name="augment_flip")(inputs)
+    x = layers.Rescaling(1 / 127.5, offset=-1.0, name="rescale")(x)
+    x = backbone(x)
+    x = layers.Conv2D(5, 1, name="head_conv")(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, layers.Dense(3, activation="softmax")(x)), backbone
