@@ -9,7 +9,7 @@ gradient ascent per filter (40 steps) on the first and last conv layers. The def
 time. Measures and prints; asserts nothing. Targets: feature maps under 1 s after load,
 gradient ascent within a few seconds per filter.
 
-    python -m bench.bench_inspect [--repeats 5] [--layers conv_1 relu_2 conv_3]
+    python -m bench.bench_inspect [--repeats 5] [--layers conv_1 relu_2 conv_3] [--cache DIR]
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from cnnlab import data, inspect
 from cnnlab.evaluate import prepared_split
 from cnnlab.images import load_array
 from cnnlab.runs import RunStore
+from cnnlab.settings import Settings
 from cnnlab.top_activating import channel_means, top_images
 
 
@@ -48,20 +49,20 @@ def default_run(folder: Path):
 
 def demo_copy(folder: Path):
     """The demo run copied into `folder`, so its channel-means cache starts empty and is thrown away."""
-    demo = next(run for run in RunStore().list() if run.is_demo)
+    demo = next(run for run in RunStore(folder).list() if run.is_demo)
     shutil.copytree(demo.path, folder / "run")
     return RunStore(folder, include_demo=False).get("run")
 
 
-def measure(name: str, run, layers: list[str], repeats: int) -> None:
+def measure(name: str, run, layers: list[str], repeats: int, cache: Path) -> None:
     """Print one model's figures."""
     import keras
 
     load_s = timed(lambda: keras.saving.load_model(run.model_path, compile=False))
     model = keras.saving.load_model(run.model_path, compile=False)
-    prepared, train = prepared_split(run, "train")
+    prepared, train = prepared_split(run, "train", cache=cache)
     config = run.model_config()
-    path = run.dataset_root() / prepared.report.files[int(train[0])]
+    path = run.dataset_root(cache) / prepared.report.files[int(train[0])]
     image = load_array(path, config.image_size, config.color_mode, config.resize_mode)
     first_maps = timed(lambda: inspect.feature_maps(model, image))
     maps = statistics.median(timed(lambda: inspect.feature_maps(model, image)) for _ in range(repeats))
@@ -72,8 +73,8 @@ def measure(name: str, run, layers: list[str], repeats: int) -> None:
     batches = data.make_dataset(prepared, train, 64)
     for layer in layers:
         passed = timed(lambda layer=layer: channel_means(model, [layer], batches))
-        cold = timed(lambda layer=layer: top_images(run, model, layer, 0))
-        warm = timed(lambda layer=layer: top_images(run, model, layer, 1))
+        cold = timed(lambda layer=layer: top_images(run, model, layer, 0, cache=cache))
+        warm = timed(lambda layer=layer: top_images(run, model, layer, 1, cache=cache))
         print(
             f"  top images {layer:<7}: pass over {len(train)} images {passed:.2f} s, "
             f"first channel {cold:.2f} s, next channel from the cache {warm:.3f} s"
@@ -91,13 +92,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--layers", nargs="+", default=["conv_1", "relu_2", "conv_3"])
+    parser.add_argument("--cache", type=Path, default=Settings().cache_dir, help="cache folder (default: %(default)s)")
     args = parser.parse_args()
     print(f"machine: {machine()}")
     with tempfile.TemporaryDirectory() as tmp:
-        measure(
-            "default model (ModelConfig(), untrained)", default_run(Path(tmp) / "default"), args.layers, args.repeats
-        )
-        measure("demo model (models/demo)", demo_copy(Path(tmp) / "demo"), args.layers, args.repeats)
+        default = default_run(Path(tmp) / "default")
+        measure("default model (ModelConfig(), untrained)", default, args.layers, args.repeats, args.cache)
+        measure("demo model (models/demo)", demo_copy(Path(tmp) / "demo"), args.layers, args.repeats, args.cache)
 
 
 if __name__ == "__main__":

@@ -127,27 +127,31 @@ def evaluate_prepared(model, prepared: data.PreparedData, indices: np.ndarray, b
     return evaluate_probabilities(probs, prepared.labels[indices], list(prepared.report.class_names), paths)
 
 
-def evaluate_run(run: Run, refresh: bool = False) -> Evaluation:
-    """The run's test-split evaluation: saved at the end of training, recomputed when asked or missing."""
+def evaluate_run(run: Run, *, cache: Path, refresh: bool = False) -> Evaluation:
+    """The run's test-split evaluation: saved at the end of training, recomputed when asked or missing.
+
+    `cache` is the folder for the scan and decoded-image caches (and the built-in sample).
+    """
     saved = run.path / EVALUATION_FILE
     if saved.exists() and not refresh:
         import json
 
         return Evaluation.from_dict(json.loads(saved.read_text()))
-    prepared, test = prepared_split(run, "test")
+    prepared, test = prepared_split(run, "test", cache=cache)
     evaluation = evaluate_prepared(run.load_model(), prepared, test)
     if run.status != "running":  # a running run's folder is its training's to write; it evaluates at the end
         save_evaluation(run, evaluation)
     return evaluation
 
 
-def prepared_split(run: Run, part: str, cache: Path | None = None) -> tuple[data.PreparedData, np.ndarray]:
+def prepared_split(run: Run, part: str, *, cache: Path) -> tuple[data.PreparedData, np.ndarray]:
     """The run's dataset prepared as in training, and the indices of one part of its split in it.
 
-    `part` is "train", "validation" or "test"; files gone since training are left out.
+    `part` is "train", "validation" or "test"; files gone since training are left out. `cache` is
+    the folder for the scan and decoded-image caches (and the built-in sample).
     """
     config = run.model_config()
-    report = data.scan(run.dataset_root(), cache=cache)
+    report = data.scan(run.dataset_root(cache), cache=cache)
     if list(report.class_names) != run.class_names:
         raise ValueError(
             f"The dataset's classes changed since this run was trained; use the original data. "

@@ -6,14 +6,13 @@ the `inspect` command, which needs no browser or Plotly image export.
 
 from __future__ import annotations
 
-import io
 import math
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from cnnlab.files import write_bytes
+from cnnlab.files import atomic_write
 
 # Each tile of a PNG grid is enlarged (nearest neighbour) to at least this many pixels a side.
 MIN_TILE_PX = 32
@@ -121,7 +120,6 @@ def write_png(path: Path, image: np.ndarray) -> Path:
     array = np.asarray(image, dtype=np.uint8)
     if array.ndim == 3 and array.shape[-1] == 1:
         array = array[..., 0]
-    buffer = io.BytesIO()
-    Image.fromarray(array).save(buffer, "PNG")
-    write_bytes(path, buffer.getvalue())
+    with atomic_write(path, "wb") as fh:
+        Image.fromarray(array).save(fh, "PNG")
     return path

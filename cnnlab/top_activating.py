@@ -10,10 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
-from cnnlab.files import write_npy
+from cnnlab.files import atomic_write
 from cnnlab.inspect import as_list, check_channel, find_layer, layer_file_name, sub_model
 from cnnlab.runs import Run
-from cnnlab.settings import cache_dir
 
 TOP_K = 9
 
@@ -49,7 +48,7 @@ def top_indices(scores: np.ndarray, k: int = TOP_K) -> np.ndarray:
 
 
 def top_images(
-    run: Run, model, layer: str, channel: int, k: int = TOP_K, cache: Path | None = None, batch_size: int = 64
+    run: Run, model, layer: str, channel: int, k: int = TOP_K, *, cache: Path, batch_size: int = 64
 ) -> TopImages:
     """The run's `k` training images that activate `channel` of `layer` most, on average over its map.
 
@@ -61,7 +60,7 @@ def top_images(
 
     item = find_layer(model, layer)
     check_channel(item, channel)
-    prepared, train = prepared_split(run, "train", cache)
+    prepared, train = prepared_split(run, "train", cache=cache)
     if not len(train):
         raise ValueError(f"Run '{run.name}' has no training images left in its dataset. Received: run={run.id!r}")
     key = _means_key(run, prepared, train)
@@ -84,10 +83,10 @@ def top_images(
     )
 
 
-def inspect_folder(run: Run, cache: Path | None = None) -> Path:
+def inspect_folder(run: Run, cache: Path) -> Path:
     """Where a run's cached channel means live: `<run>/inspect`; the shared demo's go to the cache folder."""
     if run.is_demo:
-        return (cache or cache_dir()) / "inspect" / run.id
+        return cache / "inspect" / run.id
     return run.path / "inspect"
 
 
@@ -104,4 +103,5 @@ def _save_means(path: Path, means: np.ndarray) -> None:
     for stale in path.parent.glob(f"{layer}-*.npy"):  # an older model's or dataset's means
         if stale.name.rsplit("-", 1)[0] == layer:
             stale.unlink(missing_ok=True)
-    write_npy(path, means)
+    with atomic_write(path, "wb") as fh:
+        np.save(fh, means, allow_pickle=False)

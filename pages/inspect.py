@@ -9,7 +9,10 @@ from cnnlab.receptive_field import receptive_field
 from cnnlab.runs import Run
 from cnnlab.settings import check_upload_size
 from cnnlab.top_activating import TopImages, top_images
-from pages.common import run_model, run_picker, scan, settings, show_error, store
+from cnnlab_ui.loaders import run_model, scan
+from cnnlab_ui.messages import show_error
+from cnnlab_ui.runs import run_picker
+from cnnlab_ui.state import settings, store
 
 DATASET, UPLOAD = "The run's dataset", "Upload"
 
@@ -40,7 +43,8 @@ def ascent_of(run_id: str, stamp: float, layer: str, channel: int, _model) -> in
 
 def image_picker(run: Run) -> tuple[str, bytes] | None:
     """An image from the run's dataset, by class, or an upload; returns (name, encoded bytes)."""
-    has_data = run.dataset_root().is_dir()
+    root = run.dataset_root(settings().cache_dir)
+    has_data = root.is_dir()
     source = st.radio("Image from", [DATASET, UPLOAD] if has_data else [UPLOAD], horizontal=True, key="source")
     if source == UPLOAD:
         types = sorted(e.lstrip(".") for e in SUPPORTED_EXTENSIONS)
@@ -48,7 +52,7 @@ def image_picker(run: Run) -> tuple[str, bytes] | None:
         if upload is not None:
             check_upload_size(upload.name, upload.size, settings())
         return (upload.name, upload.getvalue()) if upload is not None else None
-    report = scan(str(run.dataset_root()))
+    report = scan(str(root))
     left, right = st.columns(2)
     label = left.selectbox("Class", report.class_names)
     files = [f for f, i in zip(report.files, report.labels, strict=True) if report.class_names[i] == label]

@@ -37,6 +37,7 @@ TIMEOUT = 180
 def app(app_cache, isolated_dirs, monkeypatch):
     """A fresh session of the whole app (navigation included) with an empty run store."""
     monkeypatch.setenv("CNNLAB_CACHE_DIR", str(app_cache))
+    monkeypatch.setenv("CNNLAB_MODELS_DIR", str(isolated_dirs[1]))
     return start_app()
 
 
@@ -88,6 +89,21 @@ def test_the_home_page_renders_without_importing_tensorflow(app_cache, tmp_path)
     assert done.stdout.strip().splitlines()[-1] == "CNN Lab []"
 
 
+@pytest.mark.parametrize("source", ["environment", "secrets"])
+def test_a_bad_setting_is_one_line_on_the_page(source, app_cache, tmp_path, monkeypatch):
+    monkeypatch.setenv("CNNLAB_CACHE_DIR", str(app_cache))
+    monkeypatch.setenv("CNNLAB_MODELS_DIR", str(tmp_path / "models"))
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    if source == "secrets":  # a secret wins over the environment
+        at.secrets["CNNLAB_MODELS_DIR"] = "~nosuchuser/x"
+    else:
+        monkeypatch.setenv("CNNLAB_MODELS_DIR", "~nosuchuser/x")
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert len(at.error) == 1 and at.error[0].value.endswith("Received: CNNLAB_MODELS_DIR='~nosuchuser/x'")
+    assert "names no user on this machine" in at.error[0].value
+
+
 @pytest.mark.parametrize("page", PAGES)
 def test_every_page_renders_on_a_fresh_session(app, page):
     at = open_page(app, page)
@@ -105,7 +121,7 @@ def test_data_page_shows_the_sample_with_counts_and_a_labelled_grid(app):
 
 
 def test_the_data_grid_shows_16_bit_images(app, tmp_path):
-    from pages.common import DatasetChoice
+    from cnnlab_ui.state import DatasetChoice
 
     for name, level in (("dark", 8000), ("bright", 60000)):
         (tmp_path / "deep" / name).mkdir(parents=True)
@@ -316,7 +332,7 @@ def chart_titles(at: AppTest) -> list[str]:
     return [json.loads(chart.proto.spec)["layout"]["title"]["text"] for chart in at.get("plotly_chart")]
 
 
-def test_inspect_shows_the_demo_run_inside_for_a_dataset_image_then_an_upload(app):
+def test_inspect_shows_the_demo_run_inside_for_a_dataset_image_then_an_upload(app, app_cache, isolated_dirs):
     from cnnlab import inspect
     from cnnlab.images import load_array
 
@@ -324,8 +340,8 @@ def test_inspect_shows_the_demo_run_inside_for_a_dataset_image_then_an_upload(ap
     assert at.selectbox(key="picked_run").value == "demo"
     assert chart_titles(at)[0].startswith("conv_1: output 64x64x32, values ")
     assert at.subheader[1].value == "What channel 0 of conv_1 responds to"
-    demo = next(run for run in RunStore().list() if run.is_demo)
-    png = sorted((demo.dataset_root() / "star").iterdir())[3].read_bytes()
+    demo = next(run for run in RunStore(isolated_dirs[1]).list() if run.is_demo)
+    png = sorted((demo.dataset_root(app_cache) / "star").iterdir())[3].read_bytes()
     at.radio(key="source").set_value("Upload").run()
     at.file_uploader[0].set_value(("mine.png", png, "image/png")).run()
     at.selectbox(key="layer").set_value("conv_2").run()

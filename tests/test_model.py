@@ -196,12 +196,16 @@ def test_training_memory_grows_with_batch_and_image_and_is_checked_against_the_l
     check_trainable(wide, 5, 128, max_training_mb=None)  # no limit set: a big machine may train it
 
 
-def test_train_refuses_an_oversized_step_before_creating_a_run(make_dataset, tmp_path, monkeypatch):
-    from cnnlab.runs import RunStore
+def test_train_refuses_an_oversized_step_before_creating_a_run(make_dataset, run_store, cache_dir):
     from cnnlab.train import TrainConfig, train
 
-    monkeypatch.setenv("CNNLAB_MAX_TRAINING_MB", "64")
-    store = RunStore(tmp_path / "runs", include_demo=False)
     with pytest.raises(ValueError, match="over the 64 MB this server allows"):
-        train(make_dataset(), ModelConfig(image_size=(128, 128)), TrainConfig(batch_size=128), store=store)
-    assert store.list() == []
+        train(
+            make_dataset(),
+            ModelConfig(image_size=(128, 128)),
+            TrainConfig(batch_size=128),
+            store=run_store,
+            cache=cache_dir,
+            max_training_mb=64,
+        )
+    assert run_store.list() == []

@@ -20,7 +20,7 @@ def own_run(trained_run, tmp_path):
     target = tmp_path / "models" / trained_run["run"].id
     shutil.copytree(trained_run["run"].path, target)
     run = RunStore(tmp_path / "models", include_demo=False).get(target.name)
-    return run, run.load_model()
+    return run, run.load_model(), trained_run["cache"]
 
 
 def brute_force_means(model, layer: str, images: np.ndarray, channel: int) -> np.ndarray:
@@ -32,11 +32,11 @@ def brute_force_means(model, layer: str, images: np.ndarray, channel: int) -> np
 def test_top_images_are_the_highest_mean_activations_by_brute_force(own_run, layer, channel):
     from cnnlab.evaluate import prepared_split
 
-    run, model = own_run
-    prepared, train = prepared_split(run, "train")
+    run, model, cache = own_run
+    prepared, train = prepared_split(run, "train", cache=cache)
     means = brute_force_means(model, layer, np.asarray(prepared.images[train]), channel)
     expected = train[np.argsort(-means, kind="stable")[:TOP_K]]
-    top = top_images(run, model, layer, channel)
+    top = top_images(run, model, layer, channel, cache=cache)
     assert top.paths == [prepared.report.files[i] for i in expected]
     assert top.labels == [prepared.report.class_names[prepared.labels[i]] for i in expected]
     np.testing.assert_allclose(top.scores, np.sort(means)[::-1][:TOP_K], atol=1e-5)
@@ -44,8 +44,8 @@ def test_top_images_are_the_highest_mean_activations_by_brute_force(own_run, lay
 
 
 def test_the_channel_means_are_cached_with_the_run_and_reused(own_run, monkeypatch):
-    run, model = own_run
-    first = top_images(run, model, "conv_1", 0)
+    run, model, cache = own_run
+    first = top_images(run, model, "conv_1", 0, cache=cache)
     (cached,) = (run.path / "inspect").glob("conv_1-*.npy")
     means = np.load(cached)
     assert means.shape == (len(run.split()["train"]), 4)  # every channel at once
@@ -54,17 +54,17 @@ def test_the_channel_means_are_cached_with_the_run_and_reused(own_run, monkeypat
         raise AssertionError("the training split was passed through the model again")
 
     monkeypatch.setattr(top_activating, "channel_means", no_second_pass)
-    other = top_images(run, model, "conv_1", 3)
+    other = top_images(run, model, "conv_1", 3, cache=cache)
     np.testing.assert_allclose(first.scores, np.sort(means[:, 0])[::-1][:TOP_K])
     np.testing.assert_allclose(other.scores, np.sort(means[:, 3])[::-1][:TOP_K])
 
 
 def test_a_new_model_file_recomputes_the_means_and_drops_the_old_ones(own_run):
-    run, model = own_run
-    top_images(run, model, "conv_1", 0)
+    run, model, cache = own_run
+    top_images(run, model, "conv_1", 0, cache=cache)
     (old,) = (run.path / "inspect").glob("conv_1-*.npy")
     run.save_model(model)  # as a training does after a better epoch
-    top_images(run, model, "conv_1", 0)
+    top_images(run, model, "conv_1", 0, cache=cache)
     (new,) = (run.path / "inspect").glob("conv_1-*.npy")
     assert new.name != old.name
 
@@ -75,6 +75,6 @@ def test_the_demo_runs_means_go_to_the_cache_not_the_repository(tmp_path):
 
 
 def test_a_channel_out_of_range_is_a_clear_error(own_run):
-    run, model = own_run
+    run, model, cache = own_run
     with pytest.raises(ValueError, match=r"channel must be an int from 0 to 3 .*Received: channel=4"):
-        top_images(run, model, "conv_1", 4)
+        top_images(run, model, "conv_1", 4, cache=cache)
