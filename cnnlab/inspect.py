@@ -29,7 +29,10 @@ KINDS = {**dict.fromkeys(CONV_TYPES, "conv"), **dict.fromkeys(POOLING_TYPES, "po
 KINDS.update(dict.fromkeys(ACTIVATION_TYPES, "activation"))
 # Gradient ascent starts from grey noise: mid-grey plus or minus this many pixel levels.
 NOISE_LEVELS = 16.0
+# A backbone layer's block in its name: "block1" (VGG), "conv2_block1" (ResNet), "block_1" (MobileNetV2),
+# "block1a" (EfficientNet); else a numbered stage followed by the layer's role ("expanded_conv_3_add").
 _BLOCK_NAME = re.compile(r"^(.*?block_?\d+[a-z]?)")
+_NUMBERED_NAME = re.compile(r"^(.*?_\d+)_")
 
 
 @dataclass(frozen=True)
@@ -79,20 +82,27 @@ class Ascent:
 def list_layers(model) -> list[InspectLayer]:
     """The conv, pooling and activation layers with 2-D feature maps, in model order, grouped by block.
 
-    Augmentation and preprocessing layers are left out; nested functional sub-models are flattened.
+    Augmentation and preprocessing layers are left out, and so are 1x1 outputs (a squeeze-and-excite
+    branch's), which are no maps; nested functional sub-models are flattened.
     """
     return [
         InspectLayer("/".join(path), KINDS[type(layer).__name__], block, _shape(layer.output), path)
         for path, layer, block in _walk(model)
-        if type(layer).__name__ in KINDS and len(layer.output.shape) == 4
+        if _inspectable(layer)
     ]
+
+
+def _inspectable(layer) -> bool:
+    """A conv, pooling or activation layer with maps of more than one pixel (not a squeeze-excite's 1x1)."""
+    shape = tuple(layer.output.shape)
+    return type(layer).__name__ in KINDS and len(shape) == 4 and shape[1:3] != (1, 1)
 
 
 def input_view(model) -> InspectLayer:
     """The image as the model sees it: the last preprocessing layer's output before the first inspectable layer."""
     view: InspectLayer | None = None
     for path, layer, _ in _walk(model):
-        if type(layer).__name__ in KINDS and len(layer.output.shape) == 4:
+        if _inspectable(layer):
             break
         if type(layer).__name__ in PREPROCESSING_TYPES:
             view = InspectLayer("input", "input", "input", _shape(layer.output), path)
@@ -113,21 +123,22 @@ def find_layer(model, name: str) -> InspectLayer:
 
 
 def _walk(model, prefix: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], Any, str]]:
-    """(path, layer, block) for every layer, nested functional sub-models flattened, in model order."""
-    pools = 1
+    """(path, layer, block) for every layer, nested functional sub-models flattened, in model order.
+
+    The outer model's blocks are counted by pooling layers (the builder's conv, ReLU, pool). A
+    backbone's come from its layer names (`block1_conv1`, `conv2_block1_out`, `expanded_conv_3_add`);
+    a layer whose name has none (`re_lu_7`) stays in the block before it, and the first layers
+    before any named block are its stem.
+    """
+    pools, named = 1, "stem"
     for layer in model.layers:
         if is_nested(layer):
             yield from _walk(layer, (*prefix, layer.name))
             continue
-        yield (*prefix, layer.name), layer, _block(prefix, layer.name, pools)
+        found = _BLOCK_NAME.match(layer.name) or _NUMBERED_NAME.match(layer.name)
+        named = found.group(1) if found else named
+        yield (*prefix, layer.name), layer, f"{'/'.join(prefix)} {named}" if prefix else f"block {pools}"
         pools += type(layer).__name__ in POOLING_TYPES
-
-
-def _block(prefix: tuple[str, ...], name: str, pools: int) -> str:
-    if not prefix:
-        return f"block {pools}"
-    named = _BLOCK_NAME.match(name)
-    return f"{'/'.join(prefix)} {named.group(1) if named else f'block {pools}'}"
 
 
 def is_nested(layer) -> bool:

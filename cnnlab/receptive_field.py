@@ -41,7 +41,7 @@ def receptive_field(model, layer: str, row: int, col: int) -> Box:
     stop = layer_tensor(model, view.path)
     boxes = _propagate(model, item.path, (int(row), int(row), int(col), int(col)), stop)
     view_height, view_width, _ = view.output_shape
-    top, bottom, left, right = boxes.get(id(stop)) or (0, view_height - 1, 0, view_width - 1)
+    top, bottom, left, right = boxes[id(stop)] or (0, view_height - 1, 0, view_width - 1)  # None: all of it
     return Box(top, left, bottom + 1, right + 1)
 
 

@@ -280,7 +280,8 @@ def layer_output(model, name: str, images: np.ndarray) -> np.ndarray:
 
 
 def nested_model():
-    """An outer model with augmentation, rescaling and a nested functional 'backbone' with a residual Add.
+    """An outer model with augmentation, rescaling and a nested functional 'backbone' with a residual Add
+    and a squeeze-and-excite gate.
 
     Stands in for a keras.applications backbone (no weights to download): returns (model, backbone).
     """
@@ -295,6 +296,10 @@ def nested_model():
     y = layers.Conv2D(4, 3, padding="same", activation="relu", name="block2_conv")(x)
     x = layers.Add(name="block2_add")([x, y])
     x = layers.Conv2D(6, 3, strides=2, name="block3_conv")(x)
+    squeeze = layers.GlobalAveragePooling2D(keepdims=True, name="block3_squeeze")(x)
+    x = layers.Multiply(name="block3_excite")([x, layers.Activation("sigmoid", name="block3_gate")(squeeze)])
+    x = layers.Conv2D(6, 1, name="expanded_conv_4_project")(x)
+    x = layers.ReLU(name="re_lu_7")(x)
     backbone = keras.Model(inner_in, x, name="backbone")
     inputs = keras.Input((24, 24, 3))
     x = layers.RandomFlip("horizontal", name="augment_flip")(inputs)

@@ -39,9 +39,14 @@ def test_nested_submodel_layers_are_flattened_with_a_prefix(tmp_path):
         "backbone/block1_pool",
         "backbone/block2_conv",
         "backbone/block3_conv",
+        "backbone/expanded_conv_4_project",
+        "backbone/re_lu_7",
         "head_conv",
-    ]
+    ]  # block3_gate's 1x1 output is no map
     assert found["backbone/block1_relu"].block == "backbone block1"
+    assert found["backbone/re_lu_7"].block == found["backbone/expanded_conv_4_project"].block
+    assert found["backbone/re_lu_7"].block == "backbone expanded_conv_4"
+    assert found["head_conv"].block == "block 1"
     assert found["backbone/block3_conv"].output_shape == (5, 5, 6)
     assert inspect.input_view(model).path == ("rescale",)
     image = random_images(1, (24, 24, 3), seed=4)[0]

@@ -66,5 +66,6 @@ def test_receptive_fields_cross_a_nested_submodel_and_its_residual_branch():
     assert receptive_field(model, "backbone/block2_conv", 2, 2) == Box(1, 1, 9, 9)
     # block3_conv (0, 0) <- add rows 0-2 <- the pool's rows 0-2 united with block2_conv's view of rows 0-3.
     assert receptive_field(model, "backbone/block3_conv", 0, 0) == Box(0, 0, 9, 9)
-    # head_conv (4, 4) <- block3 (4, 4) <- add rows 8-10 <- pool rows 7-11 <- input rows 13-23 (clipped at 23).
-    assert receptive_field(model, "head_conv", 4, 4) == Box(13, 13, 24, 24)
+    # Past the squeeze-and-excite gate (a global average), every unit depends on the whole image.
+    assert receptive_field(model, "backbone/re_lu_7", 4, 4) == Box(0, 0, 24, 24)
+    assert receptive_field(model, "head_conv", 0, 0) == Box(0, 0, 24, 24)
