@@ -12,7 +12,10 @@ from cnnlab.top_activating import TopImages, top_images
 from cnnlab_ui.loaders import run_model, scan
 from cnnlab_ui.messages import show_error
 from cnnlab_ui.runs import run_picker
+from cnnlab_ui.shell import require_app_shell
 from cnnlab_ui.state import settings, store
+
+require_app_shell()
 
 DATASET, UPLOAD = "The run's dataset", "Upload"
 

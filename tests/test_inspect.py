@@ -6,9 +6,8 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from conftest import layer_output, nested_model, random_images  # noqa: E402
-
 from cnnlab import grids, inspect  # noqa: E402
+from helpers import layer_output, nested_model, random_images  # noqa: E402
 
 # ------------------------------------------------------------------------------------- layers
 

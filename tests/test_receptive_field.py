@@ -6,10 +6,9 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from conftest import nested_model  # noqa: E402
-
 from cnnlab.inspect import find_layer  # noqa: E402
 from cnnlab.receptive_field import Box, receptive_field  # noqa: E402
+from helpers import nested_model  # noqa: E402
 
 
 def gradient_box(model, layer: str, row: int, col: int, shape) -> tuple[int, int, int, int]:

@@ -7,11 +7,10 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from conftest import layer_output  # noqa: E402
-
 from cnnlab import top_activating  # noqa: E402
 from cnnlab.runs import RunStore  # noqa: E402
 from cnnlab.top_activating import TOP_K, inspect_folder, top_images  # noqa: E402
+from helpers import layer_output  # noqa: E402
 
 
 @pytest.fixture
