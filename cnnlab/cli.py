@@ -1,4 +1,4 @@
-"""Command line: `python -m cnnlab {sample,scan,train,resume,evaluate,predict,runs,...}`.
+"""Command line: `python -m cnnlab {sample,scan,train,resume,evaluate,predict,runs,inspect,...}`.
 
 Bad input exits with status 2 and one line on standard error; `--json` makes the last line of
 standard output one JSON object. Progress goes to standard error, so standard output stays clean.
@@ -119,8 +119,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_config_options(p, ModelConfig)
     _add_config_options(p, TrainConfig)
+    _add_tracking_options(p)
     p = command("resume", "continue an interrupted or stopped run in place, from its last complete epoch")
     p.add_argument("run")
+    _add_tracking_options(p)
     p = command("lr-find", "find a learning rate: a short run with a growing rate (on the built-in sample by default)")
     p.add_argument("data_dir", type=Path, nargs="?")
     p.add_argument("--min-lr", type=float, default=1e-6, help="first rate tried (default 1e-6)")
@@ -128,19 +130,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=100, help="batches, one rate each (default 100)")
     _add_config_options(p, ModelConfig)
     _add_config_options(p, TrainConfig)
-    p = command("evaluate", "evaluate a run on its held-out test split")
+    p = command("evaluate", "evaluate a run (a local run, or a teammate's by team run id) on its held-out test split")
     p.add_argument("run")
-    p = command("predict", "predict the class of one or more images with a run's model")
+    _add_tracking_options(p)
+    p = command("predict", "predict the class of one or more images with a run's model (local or team run id)")
     p.add_argument("run")
     p.add_argument("images", nargs="+", type=Path)
+    _add_tracking_options(p)
     p = command("label-issues", "list a run's validation and test images most likely to carry a wrong label")
     p.add_argument("run")
     p.add_argument("--csv", type=Path, help="CSV file to write (default: label_issues.csv in the run folder)")
-    command("runs", "list saved runs")
+    p = command("runs", "list saved runs (with --team: every run on the team tracking server)")
+    p.add_argument("--team", action="store_true", help="list the team's runs from the tracking server")
+    _add_tracking_options(p)
+    p = command("sync", "publish every run not yet on the team tracking server (whole, never twice)")
+    _add_tracking_options(p)
     p = command("export", "export a run's model (checked against the Keras model after writing)")
     p.add_argument("run")
     p.add_argument("--format", choices=("keras", "savedmodel", "tflite"), default="keras")
     p.add_argument("--out", type=Path, help="folder to create (default: inside the run folder)")
+    p = command("inspect", "write a run's feature maps and filters for one image as PNG grids")
+    p.add_argument("run")
+    p.add_argument("image", type=Path)
+    p.add_argument("--layer", help="a conv, pooling or activation layer (default: every one of them)")
+    p.add_argument("--out", type=Path, required=True, help="folder for the PNG files (created when missing)")
     p = command("sweep", "search hyperparameters with Optuna; every trial is a saved run")
     p.add_argument("data_dir", type=Path, nargs="?", help="class-folder dataset (default: the built-in sample)")
     p.add_argument("--space", type=Path, required=True, help="YAML or JSON file: objective, params, fixed")
@@ -148,7 +161,43 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")
     p.add_argument("--storage", help="SQLAlchemy URL of the study database (default: SQLite in the models folder)")
     p.add_argument("--study", help="study name; processes with the same name and storage share it")
+    p.add_argument(
+        "--heartbeat-interval", type=int, default=None, help="seconds between a running trial's heartbeats (default 10)"
+    )
+    p.add_argument(
+        "--grace-period",
+        type=int,
+        default=None,
+        help="seconds without a heartbeat after which a trial counts as failed and is retried (default 30)",
+    )
+    p.add_argument("--max-retry", type=int, default=None, help="retries of a trial whose worker died (default 3)")
+    _add_tracking_options(p)
     return parser
+
+
+def _add_tracking_options(parser: argparse.ArgumentParser) -> None:
+    """The team tracking settings, overriding CNNLAB_TRACKING_URI, CNNLAB_EXPERIMENT and CNNLAB_USER."""
+    parser.add_argument("--tracking-uri", help="MLflow tracking URI of the team server (default: CNNLAB_TRACKING_URI)")
+    parser.add_argument("--experiment", help="MLflow experiment (default: CNNLAB_EXPERIMENT or cnnlab)")
+    parser.add_argument("--user", help="your name on the team server (default: CNNLAB_USER or your login name)")
+
+
+def _tracking(args: argparse.Namespace, settings: Settings):
+    """The team tracking config from the settings and the command line, or None when no URI is set."""
+    from dataclasses import replace
+
+    chosen = {"tracking_uri": args.tracking_uri, "experiment": args.experiment, "user": args.user}
+    return replace(settings, **{k: v for k, v in chosen.items() if v}).tracking
+
+
+def _require_tracking(args: argparse.Namespace, settings: Settings):
+    tracking = _tracking(args, settings)
+    if tracking is None:
+        raise ValueError(
+            f"No team tracking server is configured; set CNNLAB_TRACKING_URI or pass --tracking-uri "
+            f"(see the README's Team setup). Received: tracking_uri={args.tracking_uri}"
+        )
+    return tracking
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -292,6 +341,7 @@ def _train(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
             on_epoch=_print_epoch(train_config.epochs),
             on_batch=_print_batch_after(_intro(precision.to_dict())),
             stop_event=stop,
+            tracking=_tracking(args, settings),
         ),
         _resumable_at(store.root / run_id),
     )
@@ -325,6 +375,7 @@ def _continue(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
             on_epoch=_print_epoch(len(parent.history) + args.epochs),
             on_batch=_print_batch_after(_intro(parent.record.get("precision"))),
             stop_event=stop,
+            tracking=_tracking(args, settings),
         ),
         _resumable_at(store.root / run_id),
     )
@@ -347,6 +398,7 @@ def _resume(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
             on_epoch=_print_epoch(int(run.record["train_config"]["epochs"])),
             on_batch=_print_batch_after(_intro(run.record.get("precision"))),
             stop_event=stop,
+            tracking=_tracking(args, settings),
         ),
         _resumable_at(run.path),
     )
@@ -380,6 +432,7 @@ def _run_result(args: argparse.Namespace, run) -> dict[str, Any]:
         "test_macro_f1": metrics.get("test_macro_f1"),
         "train_images_per_s": metrics.get("train_images_per_s"),
         "duration_s": run.record.get("duration_s"),
+        "team": run.record.get("team"),
         "precision": precision.get("policy"),
         "device": precision.get("device"),
     }
@@ -507,9 +560,8 @@ def _pct(value: float | None) -> str:
 
 def _evaluate(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     from cnnlab.evaluate import evaluate_run
-    from cnnlab.runs import RunStore
 
-    evaluation = evaluate_run(RunStore(settings.models_dir).get(args.run), cache=settings.cache_dir)
+    evaluation = evaluate_run(_open_run(args, settings), cache=settings.cache_dir)
     for warning in evaluation.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     if not args.json:
@@ -520,11 +572,25 @@ def _evaluate(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     return result
 
 
-def _predict(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
-    from cnnlab.predict import predict
+def _open_run(args: argparse.Namespace, settings: Settings):
+    """A local run by id, name or folder; else, with team tracking, a teammate's run by team run id."""
     from cnnlab.runs import RunStore
 
-    run = RunStore(settings.models_dir).get(args.run)
+    try:
+        return RunStore(settings.models_dir).get(args.run)
+    except ValueError:
+        tracking = _tracking(args, settings)
+        if tracking is None:
+            raise
+    from cnnlab.team import open_team_run, team_store
+
+    return open_team_run(tracking, args.run, team_store(settings.cache_dir))
+
+
+def _predict(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
+    from cnnlab.predict import predict
+
+    run = _open_run(args, settings)
     missing = [str(p) for p in args.images if not p.is_file()]
     if missing:
         raise ValueError(f"Image file not found; check the path. Received: image={missing[0]!r}")
@@ -547,6 +613,8 @@ def _predict(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
 def _runs(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     from cnnlab.runs import RunStore
 
+    if args.team:
+        return _team_runs(args, settings)
     rows = [run.summary() for run in RunStore(settings.models_dir).list()]
     if not args.json:
         for row in rows:
@@ -554,6 +622,37 @@ def _runs(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
         if not rows:
             print("No runs yet: train one with `python -m cnnlab train`.")
     return {"runs": rows}
+
+
+def _team_runs(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
+    from cnnlab.team import team_runs
+
+    tracking = _require_tracking(args, settings)
+    rows = team_runs(tracking)
+    if not args.json:
+        for row in rows:
+            print(
+                f"{row['id']:<34} {row['status']:<11} {(row['user'] or '')[:12]:<12} {(row['name'] or '')[:30]:<30} "
+                f"val acc {_pct(row['best_val_accuracy'])}  test acc {_pct(row['test_accuracy'])}"
+            )
+        if not rows:
+            print(f"No runs in experiment {tracking.experiment!r} yet: train one with a tracking URI set.")
+    return {"runs": rows}
+
+
+def _sync(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
+    from cnnlab.runs import RunStore
+    from cnnlab.tracking import sync_runs
+
+    result = sync_runs(_require_tracking(args, settings), RunStore(settings.models_dir))
+    for failure in result["failed"]:
+        print(f"warning: run {failure['id']} was not published: {failure['error']}", file=sys.stderr)
+    _say(
+        args,
+        f"Published {len(result['published'])} run(s); {result['up_to_date']} already published; "
+        f"{len(result['failed'])} failed.",
+    )
+    return result
 
 
 def _sweep(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
@@ -599,6 +698,8 @@ def _sweep(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
             stop_event=stop,
             on_trial=show_trial,
             on_epoch=show_epoch,
+            tracking=_tracking(args, settings),
+            fault_tolerance=_fault_tolerance(args),
         ),
         "Every finished trial is saved in the study and its run; start the sweep again to run more trials.",
     )
@@ -622,6 +723,19 @@ def _sweep(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     return summary
 
 
+def _fault_tolerance(args: argparse.Namespace):
+    from dataclasses import replace
+
+    from cnnlab.sweep import FaultTolerance
+
+    chosen = {
+        "heartbeat_interval": args.heartbeat_interval,
+        "grace_period": args.grace_period,
+        "max_retry": args.max_retry,
+    }
+    return replace(FaultTolerance(), **{k: v for k, v in chosen.items() if v is not None})
+
+
 def _export(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     from cnnlab.export import export_run, read_export
     from cnnlab.runs import RunStore
@@ -639,12 +753,43 @@ def _export(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     }
 
 
+def _inspect(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
+    from cnnlab import grids, inspect
+    from cnnlab.images import load_array
+    from cnnlab.runs import RunStore
+
+    run = RunStore(settings.models_dir).get(args.run)
+    if not args.image.is_file():
+        raise ValueError(f"Image file not found; check the path. Received: image={str(args.image)!r}")
+    config = run.model_config()
+    image = load_array(args.image, config.image_size, config.color_mode, config.resize_mode)
+    model = run.load_model()
+    maps = inspect.feature_maps(model, image, [args.layer] if args.layer else None)
+    args.out.mkdir(parents=True, exist_ok=True)
+    view = grids.view_to_uint8(maps[0].values)
+    written = [grids.write_png(args.out / "input.png", grids.enlarge(view, max(1, 256 // max(view.shape[:2]))))]
+    for fmap in maps[1:]:
+        stem = inspect.layer_file_name(fmap.layer.name)
+        written.append(grids.write_png(args.out / f"{stem}-feature-maps.png", grids.feature_grid_png(fmap.values)))
+        if fmap.layer.kind == "conv":
+            weights = inspect.kernel(model, fmap.layer.name)
+            written.append(grids.write_png(args.out / f"{stem}-filters.png", grids.filter_grid_png(weights)))
+    _say(args, f"Wrote {len(written)} PNG files to {args.out}:")
+    for path in written:
+        _say(args, f"  {path.name}")
+    layers = [
+        {"name": m.layer.name, "kind": m.layer.kind, "output_shape": list(m.values.shape), "range": m.value_range}
+        for m in maps[1:]
+    ]
+    return {"run_id": run.id, "out_dir": str(args.out), "files": [str(p) for p in written], "layers": layers}
+
+
 def _say(args: argparse.Namespace, text: str) -> None:
     print(text, file=sys.stderr if args.json else sys.stdout)
 
 
 TENSORFLOW_COMMANDS = frozenset(
-    {"download", "train", "resume", "lr-find", "evaluate", "label-issues", "predict", "export", "sweep"}
+    {"download", "train", "resume", "lr-find", "evaluate", "label-issues", "predict", "export", "sweep", "inspect"}
 )
 COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], dict[str, Any]]] = {
     "sample": _sample,
@@ -657,6 +802,8 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], dict[str, Any]]] = 
     "evaluate": _evaluate,
     "predict": _predict,
     "runs": _runs,
+    "sync": _sync,
     "sweep": _sweep,
     "export": _export,
+    "inspect": _inspect,
 }

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from cnnlab.model import ModelConfig
     from cnnlab.runs import RunStore
     from cnnlab.sweep import SweepSpace
+    from cnnlab.tracking import TrackingConfig
     from cnnlab.train import TrainConfig
 
 WAIT_POLL_S = 0.25
@@ -227,11 +228,13 @@ def training_job(
     limit: int = 1,
     tags: dict[str, Any] | None = None,
     owner: str | None = None,
+    tracking: TrackingConfig | None = None,
 ) -> Job:
     """A (not yet started) job that trains one new run, streaming epochs and batches into the job.
 
-    `store`, `cache` and `max_training_mb` are passed on to `train`; the run's id is chosen now,
-    so the registry finds the job by it from the start.
+    `store`, `cache` and `max_training_mb` are passed on to `train`; with `tracking`, the run is also
+    published to the team server as it trains. The run's id is chosen now, so the registry finds
+    the job by it from the start.
     """
     from cnnlab.train import train
 
@@ -248,6 +251,7 @@ def training_job(
             max_training_mb=max_training_mb,
             tags=tags,
             run_id=run_id,
+            tracking=tracking,
             **_hooks(job),
         )
 
@@ -261,46 +265,34 @@ def training_job(
     )
 
 
-def resume_job(run_id: str, *, store: RunStore, cache: Path, limit: int = 1, owner: str | None = None) -> Job:
-    """A (not yet started) job that resumes an interrupted, stopped or failed run in place."""
-    from cnnlab.resume import resume
+def resume_job(
+    run_id: str,
+    *,
+    more_epochs: int | None = None,
+    store: RunStore,
+    cache: Path,
+    limit: int = 1,
+    owner: str | None = None,
+    tracking: TrackingConfig | None = None,
+) -> Job:
+    """A (not yet started) job that resumes an interrupted, stopped or failed run in place, or with
+    `more_epochs`, continues a completed run for that many more epochs as a new run."""
+    from cnnlab.resume import continue_training, resume
 
     run = store.get(run_id)
+    where: dict[str, Any] = {"store": store, "cache": cache, "tracking": tracking}
+    if more_epochs is None:
+        planned, new_id, label = run.record["train_config"]["epochs"], run.id, f"Resuming {run.name}"
+    else:
+        planned, new_id, label = len(run.history) + more_epochs, new_run_id(), f"{run.name} +{more_epochs} epochs"
 
     def target(job: Job):
-        return resume(run.id, store=store, cache=cache, **_hooks(job))
-
-    return Job(
-        target,
-        label=f"Resuming {run.name}",
-        limit=limit,
-        info={"epochs": run.record["train_config"]["epochs"]},
-        owner=owner,
-        run_id=run.id,
-    )
-
-
-def continue_job(
-    parent_id: str, epochs: int, *, store: RunStore, cache: Path, limit: int = 1, owner: str | None = None
-) -> Job:
-    """A (not yet started) job that trains `epochs` more epochs of a completed run as a new run."""
-    from cnnlab.resume import continue_training
-
-    parent = store.get(parent_id)
-    run_id = new_run_id()
-
-    def target(job: Job):
+        if more_epochs is None:
+            return resume(run.id, **where, **_hooks(job))
         tags = {"owner": owner} if owner else None
-        return continue_training(parent.id, epochs, store=store, cache=cache, tags=tags, run_id=run_id, **_hooks(job))
+        return continue_training(run.id, more_epochs, tags=tags, run_id=new_id, **where, **_hooks(job))
 
-    return Job(
-        target,
-        label=f"Training {parent.name} for {epochs} more epochs",
-        limit=limit,
-        info={"epochs": len(parent.history) + epochs},
-        owner=owner,
-        run_id=run_id,
-    )
+    return Job(target, label=label, limit=limit, info={"epochs": planned}, owner=owner, run_id=new_id)
 
 
 def _hooks(job: Job) -> dict[str, Any]:
@@ -321,10 +313,11 @@ def sweep_job(
     max_training_mb: int | None = None,
     limit: int = 1,
     owner: str | None = None,
+    tracking: TrackingConfig | None = None,
 ) -> Job:
     """A (not yet started) job that runs a sweep, streaming finished trials and epochs into the job.
 
-    `store`, `cache` and `max_training_mb` are passed on to `run_sweep`.
+    `store`, `cache`, `max_training_mb` and `tracking` are passed on to `run_sweep`.
 
     With `owner` (a hosted visitor's session id) every run is tagged with it and the study name
     ends with it, so visitors never join each other's studies, even with the same space and data.
@@ -349,6 +342,7 @@ def sweep_job(
             on_trial=job.add_item,
             on_epoch=job.add_epoch,
             tags={"owner": owner} if owner else None,
+            tracking=tracking,
         )
 
     return Job(target, label="Sweep", limit=limit, info={"objective": space.objective}, kind="sweep", owner=owner)

@@ -15,6 +15,7 @@ import numpy as np
 from cnnlab import data
 from cnnlab.checks import check_range
 from cnnlab.runs import Run, RunStore
+from cnnlab.tracking import TrackingConfig
 from cnnlab.train import BatchCallback, EpochCallback, Start, TrainConfig, train_run
 
 RESUMABLE = ("interrupted", "stopped", "failed")
@@ -29,6 +30,7 @@ def resume(
     on_batch: BatchCallback | None = None,
     stop_event: threading.Event | None = None,
     callbacks: list | None = None,
+    tracking: TrackingConfig | None = None,
 ) -> Run:
     """Continue an interrupted, stopped or failed run in place, from its last complete epoch to its
     planned epochs, as if it had never stopped. `ref` is a run id, name or folder in `store`;
@@ -36,7 +38,8 @@ def resume(
 
     Epochs after the checkpoint (a half-trained stopped epoch, one that died before its checkpoint)
     leave the history and are trained again, so it has each epoch once. `on_epoch` first gets the
-    epochs the run keeps, then each new one.
+    epochs the run keeps, then each new one. With `tracking`, the new epochs and the outcome go to
+    the team server, where the run is found again by its key.
     """
     run = store.get(ref)
     if run.is_demo or run.status not in RESUMABLE:
@@ -52,9 +55,8 @@ def resume(
     if on_epoch is not None:
         for row in run.history:
             on_epoch(row)
-    return train_run(
-        run, prepared, parts, start, on_epoch=on_epoch, on_batch=on_batch, stop_event=stop_event, callbacks=callbacks
-    )
+    hooks: dict[str, Any] = {"on_epoch": on_epoch, "on_batch": on_batch, "stop_event": stop_event}
+    return train_run(run, prepared, parts, start, callbacks=callbacks, tracking=tracking, **hooks)
 
 
 def continue_training(
@@ -70,13 +72,15 @@ def continue_training(
     on_batch: BatchCallback | None = None,
     stop_event: threading.Event | None = None,
     callbacks: list | None = None,
+    tracking: TrackingConfig | None = None,
 ) -> Run:
     """Train `epochs` more epochs of a completed run as a new run, from its final weights and
     optimizer state, on the same dataset and split.
 
     The new run's history continues the parent's epoch numbering (a parent of 8 epochs: 9, 10,
     ...), its record names the parent (`parent`) and the epoch it started after
-    (`initial_epoch`), and its model is the best of its own epochs.
+    (`initial_epoch`), and its model is the best of its own epochs. With `tracking`, it is
+    published to the team server like any training.
     """
     check_range("epochs", epochs, 1, 1000, int)
     parent = store.get(ref)
@@ -99,9 +103,8 @@ def continue_training(
         **(tags or {}),
     }
     run = store.create(record, parent.split(), run_id)
-    return train_run(
-        run, prepared, parts, start, on_epoch=on_epoch, on_batch=on_batch, stop_event=stop_event, callbacks=callbacks
-    )
+    hooks: dict[str, Any] = {"on_epoch": on_epoch, "on_batch": on_batch, "stop_event": stop_event}
+    return train_run(run, prepared, parts, start, callbacks=callbacks, tracking=tracking, **hooks)
 
 
 def run_data(run: Run, cache: Path) -> tuple[data.PreparedData, dict[str, np.ndarray]]:

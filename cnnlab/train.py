@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -19,6 +19,9 @@ from cnnlab.precision import PRECISIONS, Precision, choose_precision, float32_co
 from cnnlab.runs import Run, RunStore
 from cnnlab.sample import is_sample_dir
 from cnnlab.schedules import LR_SCHEDULES, schedule_callbacks
+
+if TYPE_CHECKING:
+    from cnnlab.tracking import TrackingConfig
 
 EpochCallback = Callable[[dict[str, Any]], None]
 BatchCallback = Callable[[dict[str, Any]], None]
@@ -96,6 +99,7 @@ def train(
     tags: dict[str, Any] | None = None,
     callbacks: list | None = None,
     run_id: str | None = None,
+    tracking: TrackingConfig | None = None,
 ) -> Run:
     """Train a model on a class-folder dataset and save it as a run in `store`.
 
@@ -105,7 +109,8 @@ def train(
     training after the current batch, keeping the best weights (status "stopped"). The saved
     model is the one with the lowest validation loss, evaluated on the held-out test split.
     `tags` adds fields to the run record (for example `sweep` or `owner`); `run_id` names the
-    run's folder (default: a new time-stamped name).
+    run's folder (default: a new time-stamped name). With `tracking`, the run is also published to
+    the team tracking server as it trains (best effort, see `cnnlab.publisher`).
     """
     model_config = model_config or ModelConfig()
     train_config = train_config or TrainConfig()
@@ -119,7 +124,14 @@ def train(
     record = {**_record(report, model_config, train_config, name, tags), "precision": precision.to_dict()}
     run = store.create(record, _split_paths(report, parts), run_id)
     return train_run(
-        run, prepared, parts, on_epoch=on_epoch, on_batch=on_batch, stop_event=stop_event, callbacks=callbacks
+        run,
+        prepared,
+        parts,
+        on_epoch=on_epoch,
+        on_batch=on_batch,
+        stop_event=stop_event,
+        callbacks=callbacks,
+        tracking=tracking,
     )
 
 
@@ -133,11 +145,14 @@ def train_run(
     on_batch: BatchCallback | None = None,
     stop_event: threading.Event | None = None,
     callbacks: list | None = None,
+    tracking: TrackingConfig | None = None,
 ) -> Run:
     """Train a created run from `start` up to its planned epochs, then evaluate and finish it.
 
     The run's heartbeat beats while it trains, and every complete epoch leaves a resumable
-    checkpoint in the run folder; the record's configs and precision say what to train.
+    checkpoint in the run folder; the record's configs and precision say what to train. With
+    `tracking`, the new epochs and the outcome are published to the team server (a resumed run
+    is found there again by its key).
     """
     model_config = run.model_config()
     train_config = TrainConfig.from_dict(run.record["train_config"])
@@ -145,6 +160,9 @@ def train_run(
     precision = Precision(**recorded) if recorded else choose_precision(train_config.precision)
     # A resumed run's duration includes the epochs it keeps.
     started = time.perf_counter() - sum(row.get("seconds", 0.0) for row in run.history)
+    publisher = _publisher(tracking, run)
+    if publisher is not None:
+        on_epoch = _both(publisher.log_epoch, on_epoch)
     try:
         with heartbeat.beating(run.path):
             progress, model = _fit(
@@ -167,7 +185,28 @@ def train_run(
             status="failed", error=f"{type(exc).__name__}: {exc}", duration_s=round(time.perf_counter() - started, 2)
         )
         raise
+    finally:
+        if publisher is not None:
+            publisher.close(run)
     return run
+
+
+def _publisher(tracking: TrackingConfig | None, run: Run):
+    """A live publisher of the run to the team server, or None without team tracking (MLflow never imported)."""
+    if tracking is None:
+        return None
+    from cnnlab.publisher import Publisher
+
+    return Publisher(tracking, run)
+
+
+def _both(first: EpochCallback, second: EpochCallback | None) -> EpochCallback:
+    def call(row: dict[str, Any]) -> None:
+        first(row)
+        if second is not None:
+            second(row)
+
+    return call
 
 
 def _record(report, model_config, train_config, name, tags) -> dict[str, Any]:

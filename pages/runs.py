@@ -1,7 +1,5 @@
 """Runs: every training, compared side by side; rename, delete, download and export."""
 
-from collections.abc import Callable
-
 import pandas as pd
 import streamlit as st
 
@@ -12,22 +10,33 @@ from cnnlab_ui.messages import show_error
 from cnnlab_ui.runs import describe_run, list_runs
 from cnnlab_ui.shell import require_app_shell
 from cnnlab_ui.state import owner, select_run, session_busy, settings, store, watch
+from cnnlab_ui.team import PARAMS, team_view
+
+
+def open_in_evaluate(run) -> None:
+    select_run(run.id)
+    st.switch_page("pages/evaluate.py")
+
 
 require_app_shell()
 
-PARAMS = [
-    "conv_blocks",
-    "filters",
-    "kernel_size",
-    "dense_units",
-    "dropout",
-    "optimizer",
-    "learning_rate",
-    "image_size",
-    "batch_size",
-]
-
 st.title("Runs")
+tracking = settings().tracking
+if tracking is not None:
+    if st.toggle("Team view: every run of the team, from every machine", key="team-view"):
+        team_view(tracking, open_in_evaluate)
+        st.stop()
+    if st.button("Sync", icon=":material/cloud_sync:", help="publish the runs not yet on the team server"):
+        from cnnlab.tracking import sync_runs
+
+        try:
+            with st.spinner("Publishing runs to the team server..."):
+                synced = sync_runs(tracking, store())
+            st.success(f"Published {len(synced['published'])} run(s); {synced['up_to_date']} were already published.")
+            for failure in synced["failed"]:
+                st.warning(f"Run {failure['id']} was not published: {failure['error']}")
+        except ValueError as exc:
+            show_error(exc)
 all_runs = list_runs()
 if not all_runs:
     st.info("No runs yet. Train one on the **Train** page.")
@@ -80,20 +89,20 @@ by_id = {r.id: r for r in runs}
 run = by_id[st.selectbox("Run", list(by_id), format_func=lambda i: describe_run(by_id[i]), key="manage-run")]
 cols = st.columns(3)
 if cols[0].button("Open in Evaluate and Predict", icon=":material/open_in_new:"):
-    select_run(run.id)
-    st.switch_page("pages/evaluate.py")
+    open_in_evaluate(run)
 if run.model_path.exists():
     cols[1].download_button(
         "Download .keras model", run.model_path.read_bytes(), f"{run.name}.keras", icon=":material/download:"
     )
 
 
-def start_and_watch(make_job: Callable[..., jobs.Job], *args) -> None:
-    """Start a resume or continue job and show it on the Train page."""
+def start_and_watch(run_id: str, more_epochs: int | None = None) -> None:
+    """Resume the run (or train it `more_epochs` more as a new run) and show it on the Train page."""
     try:
         config = settings()
         where = {"store": store(), "cache": config.cache_dir, "limit": config.max_concurrent_trainings}
-        job = make_job(*args, **where, owner=owner()).start()
+        job = jobs.resume_job(run_id, more_epochs=more_epochs, **where, owner=owner(), tracking=config.tracking)
+        job.start()
     except ValueError as exc:
         show_error(exc)
         return
@@ -111,11 +120,11 @@ elif run.status == "running":
 elif run.status in RESUMABLE and not run.is_demo:
     st.caption(f"This run is {run.status}: resuming trains on from its last complete epoch, as if it never stopped.")
     if st.button("Resume", icon=":material/play_arrow:", disabled=session_busy()):
-        start_and_watch(jobs.resume_job, run.id)
+        start_and_watch(run.id)
 elif run.status == "completed" and run.has_checkpoint:
     more = st.number_input("More epochs", 1, 200, 5, key="more-epochs")
     if st.button(f"Train {more} more epoch{'s' * (more > 1)}", icon=":material/add:", disabled=session_busy()):
-        start_and_watch(jobs.continue_job, run.id, int(more))
+        start_and_watch(run.id, int(more))
 
 with st.expander("Export (Keras, SavedModel, TensorFlow Lite)"):
     from cnnlab.export import EXPORT_FORMATS, export_archive, export_run, read_export

@@ -4,7 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from cnnlab import charts, jobs
-from cnnlab.sweep import OBJECTIVES, default_storage, space_from_dict
+from cnnlab.sweep import OBJECTIVES, default_storage, follow_study, space_from_dict
 from cnnlab_ui.live import job_figure, live_job
 from cnnlab_ui.messages import show_error
 from cnnlab_ui.shell import require_app_shell
@@ -92,6 +92,7 @@ if st.button("Start sweep", key="start-sweep", type="primary", disabled=session_
         max_training_mb=config.max_training_mb,
         limit=config.max_concurrent_trainings,
         owner=owner(),
+        tracking=config.tracking,
     ).start()
     st.rerun()
 
@@ -125,3 +126,33 @@ if job is not None and not job.done:
     live_job(job, "Stop sweep", trials_panel)
 elif job is not None:
     trials_panel(job)
+
+
+@st.fragment(run_every=3.0)
+def follow_panel(study_name: str, storage_url: str) -> None:
+    """A shared study's trials from every worker (running ones too), re-read every 3 seconds."""
+    try:
+        result = follow_study(study_name, storage_url)
+    except ValueError as exc:
+        show_error(exc)
+        return
+    frame = pd.json_normalize(result.trials)
+    if frame.empty:
+        st.info("No trial yet: start workers with `python -m cnnlab sweep --storage URL --study NAME`.")
+        return
+    states = frame["state"].value_counts().to_dict()
+    best = "none yet" if result.best_value is None else f"{result.best_value:.4f}"
+    st.caption(
+        f"{len(frame)} trials ({', '.join(f'{n} {s}' for s, n in states.items())}) · best {result.objective} {best}"
+    )
+    st.plotly_chart(charts.sweep_figure(frame, result.objective, result.direction))
+    st.dataframe(frame, hide_index=True)
+
+
+if not settings().hosted:
+    with st.expander("Follow a shared study: every worker's trials, live, from any machine"):
+        followed = st.text_input(
+            "Study name", key="follow-study", help="the --study name the workers were started with"
+        )
+        if followed:
+            follow_panel(followed.strip(), storage)

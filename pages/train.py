@@ -150,6 +150,7 @@ if st.button(
         max_training_mb=config.max_training_mb,
         limit=config.max_concurrent_trainings,
         owner=owner(),
+        tracking=config.tracking,
     )
     st.session_state.job = job.start()
     st.session_state.pop("watch", None)
@@ -196,6 +197,12 @@ else:
             f"Run **{run.name}** {run.status} after {len(run.history)} epochs in {run.record.get('duration_s', 0):.0f}s. It is selected on the Evaluate and Predict pages.",
             icon=":material/check_circle:",
         )
+        if not (run.record.get("team") or {"published": True}).get("published"):
+            st.warning(
+                "The team tracking server could not be reached, so this run is not shared yet; press **Sync** on "
+                "the Runs page once the server is back.",
+                icon=":material/cloud_off:",
+            )
         cols = st.columns(5)
         cols[0].metric("Best validation accuracy", f"{metrics.get('best_val_accuracy', 0):.1%}")
         for col, key, label in (
