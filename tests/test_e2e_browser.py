@@ -33,6 +33,8 @@ PAGE_TIMEOUT_MS = 60_000
 TRAIN_TIMEOUT_MS = 120_000
 STOP_WITHIN_S = 20.0
 EXCEPTION = '[data-testid="stException"]'
+# The live job's Stop (key "stop-job"), not Streamlit's own Stop in the header while a script runs.
+STOP_JOB = ".st-key-stop-job button"
 APP_IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
 # The live loss chart is keyed `loss-<job id>`; its element carries the class `st-key-loss-<job id>`.
 LOSS_KEYS_JS = """() => [...document.querySelectorAll('[class*="st-key-loss-"]')]
@@ -264,7 +266,7 @@ def test_whole_user_path(page: Page, server: StreamlitServer, e2e_cache: Path, t
         open_page(page, "Train")
         configure_small_training(page, epochs=2)
         chart = start_training(page)
-        page.get_by_role("button", name="Stop", exact=True).wait_for()
+        page.locator(STOP_JOB).wait_for()
 
     with step("train-first-epoch"):
         first = wait_loss_points(page, chart, 1)
@@ -287,7 +289,7 @@ def test_whole_user_path(page: Page, server: StreamlitServer, e2e_cache: Path, t
         start_training(page)
         # Stop in the middle of the first epoch, once batches are being trained.
         page.get_by_text(re.compile(r"batch [1-9]\d* of \d+")).wait_for(timeout=TRAIN_TIMEOUT_MS)
-        page.get_by_role("button", name="Stop", exact=True).click()
+        page.locator(STOP_JOB).click()
         clicked = time.monotonic()
         final_message(page, "stopped after", timeout=STOP_WITHIN_S * 1000)
         assert time.monotonic() - clicked < STOP_WITHIN_S

@@ -16,6 +16,7 @@ import pytest
 from e2e_server import REPO_ROOT, StreamlitServer, launch_chromium
 from test_e2e_browser import (
     PAGE_TIMEOUT_MS,
+    STOP_JOB,
     STOP_WITHIN_S,
     TRAIN_TIMEOUT_MS,
     Steps,
@@ -83,7 +84,7 @@ def train_then_reload(page: Page, step: Steps, url: str) -> str:
     with step("reloaded"):
         page.reload()
         page.get_by_role("heading", name="Train", exact=True).wait_for()
-        page.get_by_role("button", name="Stop", exact=True).wait_for(timeout=TRAIN_TIMEOUT_MS)
+        page.locator(STOP_JOB).wait_for(timeout=TRAIN_TIMEOUT_MS)
         assert wait_loss_points(page, chart, 1) >= 1  # the same job's chart, with the epochs so far
         assert page.get_by_role("button", name="Start training", exact=True).is_disabled()
         expect_value(page.get_by_label("Epochs", exact=True), rf"^{EPOCHS}$")  # the sidebar came back too
@@ -94,7 +95,7 @@ def train_then_reload(page: Page, step: Steps, url: str) -> str:
 def stop_from(page: Page, step: Steps) -> None:
     with step("stopped"):
         open_page(page, "Train")
-        page.get_by_role("button", name="Stop", exact=True).click()
+        page.locator(STOP_JOB).click()
         final_message(page, "stopped after", timeout=STOP_WITHIN_S * 1000)
 
 
@@ -145,7 +146,7 @@ def test_hosted_a_reload_keeps_the_visitor_and_another_browser_sees_nothing(brow
         assert re.search(r"[?&]visitor=[0-9a-f]{16}", stranger.url) and stranger.url != page.url
         assert not any(run.id in option for option in run_options(stranger))
         open_page(stranger, "Train")
-        assert stranger.get_by_role("button", name="Stop", exact=True).count() == 0
+        assert stranger.locator(STOP_JOB).count() == 0
 
     stop_from(page, step)
     run = RunStore(tmp_path / "models", include_demo=False).get(run.id)
