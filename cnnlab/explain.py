@@ -2,6 +2,8 @@
 
 Follows keras-io `examples/vision/grad_cam.py`: the gradient of the class score with respect to
 the last conv layer's feature maps, averaged per channel, weights those maps into one heatmap.
+A layer inside a nested model (a pretrained backbone) is named "backbone/layer"; its feature
+maps are reached by running the outer model in three parts around the backbone.
 """
 
 from __future__ import annotations
@@ -13,10 +15,13 @@ _CONV_TYPES = ("Conv2D", "SeparableConv2D", "DepthwiseConv2D")
 
 
 def last_conv_layer_name(model) -> str:
-    """Name of the last conv layer with a 4-D (batch, height, width, channels) output."""
-    for layer in reversed(model.layers):
+    """Name of the last conv layer with a 4-D (batch, height, width, channels) output.
+
+    In a model with a nested backbone it is the backbone's last conv layer, "backbone/layer".
+    """
+    for name, layer in reversed(_named_layers(model)):
         if type(layer).__name__ in _CONV_TYPES and len(_output_shape(layer)) == 4:
-            return layer.name
+            return name
     raise ValueError(
         "Grad-CAM needs a Conv2D layer but the model has none; pass a model with convolution "
         f"layers or name a 4-D layer with layer_name. Received: model={model.name!r}"
@@ -36,12 +41,17 @@ def grad_cam(model, image: np.ndarray, class_index: int | None = None, layer_nam
 
     pixels = _check_image(model, image)
     class_index = _check_class_index(model, class_index)
-    layer = _feature_layer(model, layer_name or last_conv_layer_name(model))
+    owner, layer = _feature_layer(model, layer_name or last_conv_layer_name(model))
     head = _logit_layer(model)
-    grad_model = keras.Model(model.inputs, [layer.output, head.input if head is not None else model.outputs[0]])
+    target = head.input if head is not None else model.outputs[0]
+    grad_model = keras.Model(model.inputs, [layer.output, target]) if owner is None else None
     with tf.GradientTape() as tape:
-        # training=False keeps the augmentation layers inside the model from moving the image.
-        feature_maps, last = grad_model(tf.convert_to_tensor(pixels[np.newaxis]), training=False)
+        batch = tf.convert_to_tensor(pixels[np.newaxis])
+        # training=False keeps any augmentation layers inside older models from moving the image.
+        if grad_model is not None:
+            feature_maps, last = grad_model(batch, training=False)
+        else:
+            feature_maps, last = _through_nested(model, owner, layer, target, batch)
         scores = _logits(head, last) if head is not None else last
         score = _class_score(scores, class_index, threshold=0.0 if head is not None else 0.5)
     grads = tape.gradient(score, feature_maps)
@@ -102,17 +112,46 @@ def _check_image(model, image: np.ndarray) -> np.ndarray:
     return array.astype(np.float32)
 
 
+def _named_layers(model) -> list[tuple[str, object]]:
+    """Every layer in graph order, with the layers of a nested model named "model/layer"."""
+    import keras
+
+    found: list[tuple[str, object]] = []
+    for layer in model.layers:
+        found.append((layer.name, layer))
+        if isinstance(layer, keras.Model):
+            found += [(f"{layer.name}/{inner.name}", inner) for inner in layer.layers]
+    return found
+
+
 def _feature_layer(model, name: str):
-    try:
-        layer = model.get_layer(name)
-    except ValueError:
-        layer = None
+    """(the nested model holding it or None, the layer) for a 4-D layer named `name`."""
+    named = dict(_named_layers(model))
+    layer = named.get(name)
     if layer is None or len(_output_shape(layer)) != 4:
-        names = [layer.name for layer in model.layers if len(_output_shape(layer)) == 4]
+        names = [key for key, layer in named.items() if len(_output_shape(layer)) == 4]
         raise ValueError(
             f"layer_name must name a layer with a 4-D feature-map output, one of {names}. Received: layer_name={name!r}"
         )
-    return layer
+    return (named[name.split("/")[0]] if "/" in name else None), layer
+
+
+def _through_nested(model, nested, layer, target, batch):
+    """Feature maps of `layer` inside `nested`, and the outer `target`, in one differentiable pass.
+
+    A nested model's inner layers belong to its own graph, so no single Model reaches from the
+    outer input to them: the outer graph is cut before and after the nested model's call.
+    """
+    import keras
+
+    # The outer tensors entering and leaving the nested model (it is called once).
+    node = nested._inbound_nodes[0]
+    inner = keras.Model(nested.inputs[0], [layer.output, nested.outputs[0]])
+    after = keras.Model(node.output_tensors[0], target)
+    entering = node.input_tensors[0]
+    x = batch if entering is model.inputs[0] else keras.Model(model.inputs[0], entering)(batch, training=False)
+    feature_maps, out = inner(x, training=False)
+    return feature_maps, after(out, training=False)
 
 
 def _logit_layer(model):

@@ -121,7 +121,7 @@ class Job:
 
 def training_job(data_dir: str, model_config, train_config, *, store, limit: int = 1, tags: dict | None = None) -> Job:
     """A (not yet started) job that trains one run, streaming epochs and batches into the job."""
-    from cnnlab.train import train
+    from cnnlab.train import planned_epochs, train
 
     def target(job: Job):
         return train(
@@ -132,7 +132,9 @@ def training_job(data_dir: str, model_config, train_config, *, store, limit: int
             tags=tags,
             on_epoch=job.add_epoch,
             on_batch=job.set_progress,
+            on_download=lambda received: job.set_progress({"download_bytes": received}),
             stop_event=job.stop_event,
         )
 
-    return Job(target, label=f"Training on {data_dir}", limit=limit, info={"epochs": train_config.epochs})
+    epochs = planned_epochs(model_config, train_config)
+    return Job(target, label=f"Training on {data_dir}", limit=limit, info={"epochs": epochs})

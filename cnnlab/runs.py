@@ -143,6 +143,7 @@ class Run:
             "best_val_accuracy": metrics.get("best_val_accuracy"),
             "test_accuracy": metrics.get("test_accuracy"),
             "duration_s": self.record.get("duration_s"),
+            "backbone": mc.get("backbone", "none"),
             **{
                 k: mc.get(k)
                 for k in (

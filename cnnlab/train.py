@@ -11,20 +11,38 @@ from typing import Any
 
 import numpy as np
 
-from cnnlab import data, evaluate
+from cnnlab import backbones, data, evaluate
 from cnnlab.checks import check_range
-from cnnlab.model import ModelConfig, build_model, check_trainable
+from cnnlab.model import (
+    ModelConfig,
+    augmentation_model,
+    build_model,
+    check_trainable,
+    compile_model,
+    find_backbone,
+    unfreeze_top_layers,
+)
 from cnnlab.runs import Run, RunStore
 from cnnlab.sample import is_sample_dir
 from cnnlab.settings import load_settings
 
 EpochCallback = Callable[[dict[str, Any]], None]
 BatchCallback = Callable[[dict[str, Any]], None]
+# Fine-tuning runs at this fraction of the head's learning rate, so the pretrained weights move gently.
+FINE_TUNE_LR_FACTOR = 0.1
+PHASES = ("head", "fine_tune")
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """How to train: epochs, batch size, early stopping, seed and the data split."""
+    """How to train: epochs, batch size, early stopping, seed and the data split.
+
+    With a backbone, `epochs` train the new head on the frozen backbone; then, when both
+    `fine_tune_layers` and `fine_tune_epochs` are above 0, the backbone's top `fine_tune_layers`
+    layers (its batch normalisation excepted) train with the head for `fine_tune_epochs` more
+    epochs at a tenth of the learning rate. A conv-block CNN trains all its layers from the
+    start, so it has no fine-tuning phase.
+    """
 
     epochs: int = 10
     batch_size: int = 32
@@ -32,9 +50,13 @@ class TrainConfig:
     seed: int = 1337
     validation_split: float = 0.15
     test_split: float = 0.15
+    fine_tune_layers: int = 0
+    fine_tune_epochs: int = 0
 
     def __post_init__(self) -> None:
         check_range("epochs", self.epochs, 1, 1000, int)
+        check_range("fine_tune_layers", self.fine_tune_layers, 0, 1000, int)
+        check_range("fine_tune_epochs", self.fine_tune_epochs, 0, 1000, int)
         check_range("batch_size", self.batch_size, 1, 1024, int)
         check_range("patience", self.patience, 0, 1000, int)
         check_range("seed", self.seed, 0, 2**31 - 1, int)
@@ -72,6 +94,7 @@ class _Progress:
         self.run, self.steps, self.num_train, self.epochs = run, steps, num_train, epochs
         self.on_epoch, self.on_batch, self.stop_event = on_epoch, on_batch, stop_event
         self.best_loss, self.best_weights, self.best_epoch = np.inf, None, 0
+        self.phase = PHASES[0]
         self.started = time.perf_counter()
         self.stopped_by_user = False
 
@@ -104,7 +127,7 @@ class _Progress:
     def on_epoch_end(self, epoch: int, logs=None) -> None:
         logs = logs or {}
         train_seconds = self.last_batch - self.epoch_started
-        row = {
+        row: dict[str, Any] = {
             "epoch": epoch + 1,
             **{k: float(logs[k]) for k in ("loss", "accuracy", "val_loss", "val_accuracy") if k in logs},
             "learning_rate": float(np.asarray(self.model.optimizer.learning_rate)),
@@ -113,6 +136,7 @@ class _Progress:
                 min(self.batches_done * self._batch_size(), self.num_train) / max(train_seconds, 1e-9), 1
             ),
             "partial": self.batches_done < self.steps,
+            "phase": self.phase,
         }
         self.epoch = epoch + 1
         val_loss = row.get("val_loss", row["loss"])
@@ -145,9 +169,12 @@ def train(
     tags: dict[str, Any] | None = None,
     callbacks: list | None = None,
     run_id: str | None = None,
+    on_download: backbones.DownloadProgress | None = None,
 ) -> Run:
     """Train a model on a class-folder dataset and save it as a run.
 
+    A backbone's ImageNet weights are downloaded first (`on_download(bytes)` reports it), before
+    any run folder exists, so a failed download leaves nothing behind.
     `on_epoch` gets each epoch's metrics row, `on_batch` each batch's progress; setting
     `stop_event` ends training after the current batch, keeping the best weights (status
     "stopped"). The saved model is the one with the lowest validation loss, evaluated on the
@@ -159,6 +186,8 @@ def train(
     store = store or RunStore()
     report = data.scan(data_dir)
     check_trainable(model_config, report.num_classes, train_config.batch_size, load_settings().max_training_mb)
+    if model_config.backbone != backbones.NO_BACKBONE:
+        backbones.prepare_weights(model_config.backbone, model_config.backbone_weights, on_download)
     parts = data.split(report.labels, train_config.validation_split, train_config.test_split, train_config.seed)
     prepared = data.prepare(report, model_config.image_size, model_config.color_mode, model_config.resize_mode)
     run = store.create(_record(report, model_config, train_config, name, tags), _split_paths(report, parts), run_id)
@@ -202,33 +231,85 @@ def _fit(run, prepared, parts, model_config, train_config, on_epoch, on_batch, s
 
     keras.utils.set_random_seed(train_config.seed)
     model = build_model(model_config, prepared.report.num_classes)
-    train_ds = data.make_dataset(
-        prepared, parts["train"], train_config.batch_size, shuffle=True, seed=train_config.seed
+    train_ds = _augmented(
+        data.make_dataset(prepared, parts["train"], train_config.batch_size, shuffle=True, seed=train_config.seed),
+        model_config,
     )
     val_ds = (
         data.make_dataset(prepared, parts["validation"], train_config.batch_size) if len(parts["validation"]) else None
     )
     steps = int(np.ceil(len(parts["train"]) / train_config.batch_size))
-    progress = _Progress(run, steps, len(parts["train"]), train_config.epochs, on_epoch, on_batch, stop_event)
-    extra = list(callbacks or [])
-    if train_config.patience:
-        monitor = "val_loss" if val_ds is not None else "loss"
-        extra.append(keras.callbacks.EarlyStopping(monitor=monitor, patience=train_config.patience))
-    if stop_event is None or not stop_event.is_set():
+    epochs = planned_epochs(model_config, train_config)
+    progress = _Progress(run, steps, len(parts["train"]), epochs, on_epoch, on_batch, stop_event)
+
+    def fit(initial_epoch: int, epochs: int) -> None:
+        extra = list(callbacks or [])
+        if train_config.patience:
+            monitor = "val_loss" if val_ds is not None else "loss"
+            extra.append(keras.callbacks.EarlyStopping(monitor=monitor, patience=train_config.patience))
         model.fit(
             train_ds,
             validation_data=val_ds,
-            epochs=train_config.epochs,
+            initial_epoch=initial_epoch,
+            epochs=epochs,
             callbacks=[progress, *extra],
             shuffle=False,
             verbose=0,
         )
+
+    if stop_event is None or not stop_event.is_set():
+        if find_backbone(model) is not None:
+            run.update(phase=PHASES[0])
+        fit(0, train_config.epochs)
+        _fine_tune(run, model, model_config, train_config, progress, fit)
     else:
         progress.stopped_by_user = True
     if progress.best_weights is not None:
         model.set_weights(progress.best_weights)
     progress.final_model = model
     return progress
+
+
+def planned_epochs(model_config: ModelConfig, train_config: TrainConfig) -> int:
+    """Epochs a training runs unless stopped early: the head's, plus fine-tuning's with a backbone."""
+    fine_tunes = model_config.backbone != backbones.NO_BACKBONE and train_config.fine_tune_layers > 0
+    return train_config.epochs + (train_config.fine_tune_epochs if fine_tunes else 0)
+
+
+def _augmented(dataset, model_config: ModelConfig):
+    """The training batches through the config's random augmentation (the saved model holds none)."""
+    import tensorflow as tf
+
+    augment = augmentation_model(model_config)
+    if augment is None:
+        return dataset
+    return dataset.map(
+        lambda images, labels: (augment(tf.cast(images, tf.float32), training=True), labels),
+        num_parallel_calls=tf.data.AUTOTUNE,
+    ).prefetch(tf.data.AUTOTUNE)
+
+
+def _fine_tune(run: Run, model, model_config: ModelConfig, train_config: TrainConfig, progress, fit) -> None:
+    """The second phase of transfer learning: the backbone's top layers train too, at a lower rate.
+
+    It starts from the best head and continues the epoch count, so both phases make one history;
+    the run records where it started (`fine_tune`), which is what a resume needs to pick it up.
+    """
+    backbone = find_backbone(model)
+    done = getattr(progress, "epoch", 0)
+    wanted = train_config.fine_tune_layers and train_config.fine_tune_epochs
+    if backbone is None or not wanted or progress.stopped_by_user or progress.best_weights is None:
+        return
+    model.set_weights(progress.best_weights)
+    layers = unfreeze_top_layers(backbone, train_config.fine_tune_layers)
+    learning_rate = model_config.learning_rate * FINE_TUNE_LR_FACTOR
+    compile_model(model, model_config, learning_rate)
+    progress.phase, progress.epochs = PHASES[1], done + train_config.fine_tune_epochs
+    run.update(
+        phase=PHASES[1],
+        fine_tune={"start_epoch": done + 1, "layers": layers, "learning_rate": learning_rate},
+    )
+    fit(done, progress.epochs)
 
 
 def _finish(run: Run, prepared, parts, progress, started: float) -> None:

@@ -109,8 +109,8 @@ def test_failed_check_leaves_nothing_behind(models, tmp_path, monkeypatch):
 
 def test_bad_format_raises(models, tmp_path):
     model, class_names = models["softmax"]
-    with pytest.raises(ValueError, match="expected one of keras, savedmodel, tflite. Received: format='onnx'"):
-        export_model(model, class_names, tmp_path / "export", "onnx", _images(2))
+    with pytest.raises(ValueError, match="expected one of keras, savedmodel, tflite, onnx. Received: format=.coreml."):
+        export_model(model, class_names, tmp_path / "export", "coreml", _images(2))
     assert not (tmp_path / "export").exists()
 
 
