@@ -326,11 +326,13 @@ def check_trainable(
     need_mb = estimate_training_bytes(config, num_classes, batch_size) / 2**20
     if max_training_mb is not None and need_mb > max_training_mb:
         side = config.image_size[0]
-        shrink = "a smaller backbone" if config.backbone != NO_BACKBONE else "fewer filters in the first block"
+        uses_backbone = config.backbone != NO_BACKBONE
+        shrink = "a smaller backbone" if uses_backbone else "fewer filters in the first block"
+        culprit = f"backbone={config.backbone!r}" if uses_backbone else f"filters={config.filters}"
         raise ValueError(
             f"Training this model needs about {need_mb:,.0f} MB per step at batch size {batch_size}, over the "
             f"{max_training_mb:,} MB this server allows; use a smaller image size or batch size, or {shrink}. "
-            f"Received: image_size={side}, batch_size={batch_size}, backbone={config.backbone!r}, filters={config.filters}"
+            f"Received: image_size={side}, batch_size={batch_size}, {culprit}"
         )
     return need_mb
 

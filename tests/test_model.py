@@ -103,9 +103,9 @@ def test_summary_has_one_row_per_layer():
     rows = model_summary(model)
     assert [row["layer"] for row in rows] == [layer.name for layer in model.layers]
     by_name = {row["layer"]: row for row in rows}
-    assert {"rescale", "conv_1", "bn_1", "pool_2", "gap", "dropout", "dense", "predictions", "augment_flip"} <= set(
-        by_name
-    )
+    assert {"rescale", "conv_1", "bn_1", "pool_2", "gap", "dropout", "dense", "predictions"} <= set(by_name)
+    # Augmentation lives on the training path, not in the saved and served model.
+    assert not any(row["type"].startswith("Random") for row in rows)
     assert by_name["conv_1"]["output_shape"] == "(batch, 32, 32, 4)"
     assert by_name["conv_2"]["output_shape"] == "(batch, 16, 16, 8)"
     assert by_name["conv_1"]["params"] == 3 * 3 * 3 * 4  # no bias beside batch norm
