@@ -4,6 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from cnnlab import charts, jobs
+from cnnlab.backbones import BACKBONE_NAMES
 from cnnlab.sweep import OBJECTIVES, default_storage, run_sweep, space_from_dict
 from pages.common import dataset, live_job, owner, session_busy, settings, show_error, store
 
@@ -15,6 +16,7 @@ st.caption(
 
 # (field, label, kind, options, default selection): "range" picks low/high, "choices" a subset.
 SEARCHABLE = [
+    ("backbone", "Backbone (pretrained)", "choices", list(BACKBONE_NAMES), ["none", "mobilenet_v3_small"]),
     ("conv_blocks", "Conv blocks", "range", [1, 2, 3, 4], (1, 3)),
     ("filters", "Filters in the first block", "choices", [8, 16, 32, 64], [16, 32]),
     ("kernel_size", "Kernel size", "choices", [3, 5, 7], [3, 5]),

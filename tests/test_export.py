@@ -189,3 +189,44 @@ def test_models_from_the_builder_export_in_every_format(tmp_path, fmt, augment):
     model = build_model(ModelConfig(image_size=(32, 32), conv_blocks=2, filters=4, dense_units=8, **extra), 3)
     out = export_model(model, ["a", "b", "c"], tmp_path / "out", fmt, _images(4))
     assert export.read_export(out)["max_abs_diff"] <= 1e-4
+
+
+def _backbone_model():
+    """A MobileNetV3 Small classifier whose head is scaled up so its (tiny) random features decide the output."""
+    from cnnlab.model import ModelConfig, build_model
+
+    config = ModelConfig(image_size=(32, 32), backbone="mobilenet_v3_small", backbone_weights="none", dropout=0.0)
+    model = build_model(config, 3)
+    features = keras.Model(model.inputs, model.get_layer("gap").output).predict(_images(8), verbose=0)
+    dense = model.get_layer("predictions")
+    dense.kernel.assign(dense.kernel.numpy() / features.std())
+    return model
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["conv_blocks", "backbone"])
+def test_onnx_round_trip_is_close_and_repeatable(tmp_path, kind):
+    from cnnlab.model import ModelConfig, build_model
+
+    if kind == "backbone":
+        model = _backbone_model()
+    else:
+        model = build_model(ModelConfig(image_size=(32, 32), conv_blocks=2, filters=4, dense_units=8), 3)
+    out = export_model(model, ["a", "b", "c"], tmp_path / "onnx", "onnx", _images(8))
+    manifest = export.read_export(out)
+    assert manifest["artifact"] == "model.onnx" and manifest["input_name"] == "image"
+    assert 0.0 <= manifest["max_abs_diff"] <= 1e-4
+    fresh = _images(6, seed=3)
+    expected = model.predict(fresh, verbose=0)
+    assert expected.std(axis=0).max() > 0.01  # the outputs depend on the image, so agreeing means something
+    first = _predict_onnx(out / "model.onnx", fresh)
+    np.testing.assert_allclose(first, expected, atol=1e-4)
+    np.testing.assert_array_equal(_predict_onnx(out / "model.onnx", fresh), first)  # no randomness left
+
+
+def test_onnx_missing_packages_explain_how_to_install(models, tmp_path, monkeypatch):
+    monkeypatch.setattr(export.importlib.util, "find_spec", lambda name: None)
+    model, class_names = models["softmax"]
+    with pytest.raises(ValueError, match=r"pip install 'cnnlab\[onnx\]'.*Received: missing=tf2onnx, onnx, onnxruntime"):
+        export_model(model, class_names, tmp_path / "export", "onnx", _images(2))
+    assert not (tmp_path / "export").exists()

@@ -205,3 +205,27 @@ def test_train_refuses_an_oversized_step_before_creating_a_run(make_dataset, tmp
     with pytest.raises(ValueError, match="over the 64 MB this server allows"):
         train(make_dataset(), ModelConfig(image_size=(128, 128)), TrainConfig(batch_size=128), store=store)
     assert store.list() == []
+
+
+def test_demo_model_with_augmentation_inside_loads_and_serves_without_it():
+    from cnnlab.model import without_augmentation
+    from cnnlab.runs import RunStore
+    from cnnlab.settings import DEMO_RUN_DIR
+
+    # Saved before augmentation moved to the training pipeline: its random layers are inside.
+    model = RunStore().get(str(DEMO_RUN_DIR)).load_model()
+    assert any(type(layer).__name__.startswith("Random") for layer in model.layers)
+    served = without_augmentation(model)
+    assert not any(type(layer).__name__.startswith("Random") for layer in served.layers)
+    raw = np.random.default_rng(1).integers(0, 256, size=(3, *model.inputs[0].shape[1:]), dtype=np.uint8)
+    np.testing.assert_allclose(served.predict(raw, verbose=0), model.predict(raw, verbose=0), atol=1e-6)
+    assert served.get_layer("predictions") is model.get_layer("predictions")  # weights shared, not copied
+
+
+def test_augmentation_model_holds_the_configured_random_layers():
+    from cnnlab.model import augmentation_model
+
+    config = tiny_model_config(flip="horizontal", rotation=0.1, zoom=0.1, contrast=0.1, translation=0.1)
+    names = [layer.name for layer in augmentation_model(config).layers]
+    assert names == ["augment_flip", "augment_rotation", "augment_zoom", "augment_translation", "augment_contrast"]
+    assert augmentation_model(tiny_model_config()) is None
