@@ -90,7 +90,9 @@ def main() -> None:
     results = {label: measure(fields) for label, fields in CONFIGS}
     base = results[CONFIGS[0][0]]["head"]
     for label, r in results.items():
-        tune = "" if r["fine_tune"] is None else f", fine-tune {r['fine_tune']:6.1f} img/s ({r['fine_tune'] / base:.2f}x)"
+        tune = (
+            "" if r["fine_tune"] is None else f", fine-tune {r['fine_tune']:6.1f} img/s ({r['fine_tune'] / base:.2f}x)"
+        )
         print(
             f"{label:<24} {r['params']:>9,} weights: head {r['head']:6.1f} img/s ({r['head'] / base:.2f}x){tune}; "
             f"memory growth {r['measured'] / 2**20:5.0f} MB, estimate {r['estimate'] / 2**20:5.0f} MB "
