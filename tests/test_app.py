@@ -340,8 +340,8 @@ def test_a_backbone_replaces_the_conv_block_widgets(app):
         "Random (no download)",
         "A weights file",
     ]
-    # image, the nested backbone, pooling, dropout, predictions
-    assert at.expander[0].label.startswith("Model summary: 5 layers")
+    # image, the nested backbone, pooling, dropout, dense, predictions
+    assert at.expander[0].label.startswith("Model summary: 6 layers")
 
 
 def test_imagenet_weights_offline_fail_on_the_train_page_with_one_line(app, isolated_dirs):
