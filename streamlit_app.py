@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from pages.common import housekeeping, keep_keras_session
+from cnnlab_ui.shell import housekeeping, keep_keras_session
 
 st.set_page_config(page_title="CNN Lab", page_icon=":material/neurology:", layout="wide")
 

@@ -5,7 +5,7 @@ the growth of its resident memory (peak RSS during the fit minus RSS before it) 
 the estimate the Train page shows and hosted mode checks (CNNLAB_MAX_TRAINING_MB). The estimate
 should err on the high side. Measures and prints; asserts nothing.
 
-    python bench/bench_memory.py
+    python -m bench.bench_memory
 """
 
 from __future__ import annotations
@@ -14,9 +14,6 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 CONFIGS = [
     ({}, 32),
@@ -46,7 +43,10 @@ def main() -> None:
     from bench.machine import machine
 
     print(f"machine: {machine()}")
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    env = {
+        **os.environ,
+        "TF_CPP_MIN_LOG_LEVEL": "3",
+    }
     ratios = []
     for fields, batch in CONFIGS:
         out = subprocess.run(

@@ -5,22 +5,19 @@ pictures) written to a temporary folder. Each measurement starts from a cold pre
 (the OS file cache is warm for both sides, since both read the same files). Repeats are
 interleaved and medians reported; prints the machine and the speed-up ratios.
 
-    python bench/bench_prepare.py [--files 600] [--repeats 3] [--size 64] [--format jpeg|png]
+    python -m bench.bench_prepare [--files 600] [--repeats 3] [--size 64] [--format jpeg|png]
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.machine import machine
 from cnnlab import data

@@ -6,25 +6,23 @@ wall-clock seconds, then the medians. The claim it checks: the default model pas
 accuracy in about a minute of CPU, and the weak one (one small conv block, three epochs) scores
 clearly lower. Measures and prints; asserts nothing.
 
-    python bench/bench_sample.py [--seeds 1337 1 2]
+    python -m bench.bench_sample [--seeds 1337 1 2] [--cache DIR]
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.machine import machine
 from cnnlab import data
 from cnnlab.model import ModelConfig
 from cnnlab.runs import RunStore
 from cnnlab.sample import sample_dir
+from cnnlab.settings import Settings
 from cnnlab.train import TrainConfig, train
 
 CONTENDERS = {
@@ -37,11 +35,12 @@ def main() -> None:
     """Train every contender once per seed and print the figures."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[1337, 1, 2])
+    parser.add_argument("--cache", type=Path, default=Settings().cache_dir, help="cache folder (default: %(default)s)")
     args = parser.parse_args()
-    data_dir = sample_dir()
-    report = data.scan(data_dir)
+    data_dir = sample_dir(args.cache)
+    report = data.scan(data_dir, cache=args.cache)
     for model_config, _ in CONTENDERS.values():  # decode once up front, so no side pays for the cache
-        data.prepare(report, model_config.image_size)
+        data.prepare(report, model_config.image_size, cache=args.cache)
     results: dict[str, list[tuple[float, float, int]]] = {name: [] for name in CONTENDERS}
     print(f"machine: {machine()}")
     print(f"data: built-in sample, {len(report.files)} images in {report.num_classes} classes")
@@ -50,9 +49,8 @@ def main() -> None:
         for seed in args.seeds:
             for name, (model_config, train_config) in CONTENDERS.items():
                 started = time.perf_counter()
-                run = train(
-                    data_dir, model_config, TrainConfig(**{**train_config.to_dict(), "seed": seed}), store=store
-                )
+                seeded = TrainConfig(**{**train_config.to_dict(), "seed": seed})
+                run = train(data_dir, model_config, seeded, store=store, cache=args.cache)
                 seconds = time.perf_counter() - started
                 accuracy = run.record["metrics"]["test_accuracy"]
                 results[name].append((accuracy, seconds, len(run.history)))

@@ -8,7 +8,7 @@ keep the run a few minutes long), then goes to Predict and predicts one uploaded
 A thread sums the resident memory (RSS) of the server's process tree from /proc every 0.2 s; the
 peak is printed per phase and overall (target < 1.2 GB). Measures and prints; asserts nothing.
 
-    python bench/bench_server.py [--epochs 2] [--not-hosted] [--cache DIR]
+    python -m bench.bench_server [--epochs 2] [--not-hosted] [--cache DIR]
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ import threading
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from bench.machine import machine

@@ -1,10 +1,6 @@
-"""Entry point for `python -m cnnlab`."""
+"""Entry point for `python -m cnnlab`; the same as the `cnnlab` console script."""
 
-import os
 import sys
-
-# TensorFlow's C++ start-up chatter would bury the progress lines; errors still show.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from cnnlab.cli import main
 

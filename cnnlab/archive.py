@@ -8,16 +8,14 @@ files land in a temporary folder that is renamed into place only when all of the
 from __future__ import annotations
 
 import io
-import os
-import shutil
 import stat
-import tempfile
 import zipfile
 import zlib
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
 from cnnlab.checks import one_line
+from cnnlab.files import build_folder
 
 ZipSource = bytes | str | Path | BinaryIO
 
@@ -50,13 +48,7 @@ def extract_zip(
         raise ValueError(f"The extraction folder already has files; choose a new folder. Received: dest={str(dest)!r}")
     with _open_zip(source) as zf:
         members = _checked_members(zf, max_members, max_total_bytes, max_ratio)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}-", dir=dest.parent))
-        try:
-            _extract_members(zf, members, tmp, max_total_bytes)
-            os.replace(tmp, dest)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+        build_folder(dest, lambda folder: _extract_members(zf, members, folder, max_total_bytes))
     return dataset_root(dest)
 
 

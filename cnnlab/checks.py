@@ -40,3 +40,9 @@ def check_image_size(value: Any, max_side: int = 512) -> tuple[int, int]:
 def one_line(exc: BaseException) -> str:
     """An error's message on one line (its type's name when it has none), to quote inside another message."""
     return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def short_repr(value: Any, limit: int = 80) -> str:
+    """`repr(value)` on one line, cut to `limit` characters, to quote a bad value in a message."""
+    text = " ".join(repr(value).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -2,6 +2,7 @@
 
 Bad input exits with status 2 and one line on standard error; `--json` makes the last line of
 standard output one JSON object. Progress goes to standard error, so standard output stays clean.
+The settings are read from the environment once, here, and passed to each command.
 """
 
 from __future__ import annotations
@@ -17,10 +18,12 @@ from dataclasses import MISSING, fields
 from pathlib import Path
 from typing import Any, NoReturn
 
+from cnnlab import background
 from cnnlab.backbones import BACKBONE_NAMES
 from cnnlab.checks import one_line
 from cnnlab.images import COLOR_MODES, RESIZE_MODES
 from cnnlab.model import FLIPS, HEADS, OPTIMIZERS, POOLINGS, ModelConfig
+from cnnlab.settings import Settings, load_settings
 
 CHOICES = {
     "color_mode": COLOR_MODES,
@@ -92,7 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("download", "fetch a well-known dataset, verify it and convert it into class folders")
     p.add_argument("name", choices=_catalog_names())
     p.add_argument("--cache", type=Path, help="cache folder (default: CNNLAB_CACHE_DIR or ~/.cache/cnnlab)")
-    p.add_argument("--base-url", help="fetch the same file names from this server instead (a mirror)")
+    p.add_argument(
+        "--base-url", help="fetch the same file names from this server instead (a mirror; default: CNNLAB_DATASETS_URL)"
+    )
     p = command("scan", "check a class-folder dataset and report what can be used")
     p.add_argument("data_dir", type=Path)
     p = command("train", "train a CNN (on the built-in sample when no folder is given)")
@@ -124,13 +129,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the command line; returns the exit status."""
+    """Run the command line (`python -m cnnlab` and the `cnnlab` console script); returns the exit status."""
     argv = sys.argv[1:] if argv is None else list(argv)
+    # TensorFlow's C++ start-up chatter would bury the progress lines; errors still show.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
         args = _parse(argv)
+        settings = load_settings()
         if args.command in TENSORFLOW_COMMANDS:
             _import_tensorflow_quietly()
-        result = COMMANDS[args.command](args)
+        result = COMMANDS[args.command](args, settings)
     except ValueError as exc:
         print(f"error: {one_line(exc)}", file=sys.stderr)
         return 2
@@ -184,7 +192,7 @@ def _finite(value: Any) -> Any:
     return value
 
 
-def _sample(args: argparse.Namespace) -> dict[str, Any]:
+def _sample(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     from cnnlab.sample import write_sample
 
     out = write_sample(args.out_dir, seed=args.seed)
@@ -204,18 +212,23 @@ def _catalog_names() -> tuple[str, ...]:
     return tuple(CATALOG)
 
 
-def _download(args: argparse.Namespace) -> dict[str, Any]:
+def _download(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     from cnnlab.catalog import CATALOG, download
 
-    root = download(args.name, args.cache, on_progress=_print_download, base_url=args.base_url)
+    root = download(
+        args.name,
+        args.cache or settings.cache_dir,
+        on_progress=_print_download,
+        base_url=args.base_url or settings.datasets_url,
+    )
     _say(args, f"{CATALOG[args.name].title} is ready at {root}")
     return {"name": args.name, "data_dir": str(root)}
 
 
-def _scan(args: argparse.Namespace) -> dict[str, Any]:
+def _scan(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     from cnnlab.data import scan
 
-    report = scan(args.data_dir).to_dict()
+    report = scan(args.data_dir, cache=settings.cache_dir).to_dict()
     if not args.json:
         print(f"{report['num_images']} usable images in {len(report['classes'])} classes at {report['root']}")
         for name, count in report["counts"].items():
@@ -234,15 +247,15 @@ def _scan(args: argparse.Namespace) -> dict[str, Any]:
     return report
 
 
-def _train(args: argparse.Namespace) -> dict[str, Any]:
+def _train(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     from cnnlab.runs import RunStore
     from cnnlab.sample import sample_dir
     from cnnlab.train import TrainConfig, planned_epochs, train
 
     model_config = _config_from(args, ModelConfig)
     train_config = _config_from(args, TrainConfig)
-    data_dir = args.data_dir or sample_dir()
-    store = RunStore(args.run_dir.parent) if args.run_dir else RunStore()
+    data_dir = args.data_dir or sample_dir(settings.cache_dir)
+    store = RunStore(args.run_dir.parent if args.run_dir else settings.models_dir)
     run_id = args.run_dir.name if args.run_dir else None
     run = _interruptible(
         lambda stop: train(
@@ -251,6 +264,8 @@ def _train(args: argparse.Namespace) -> dict[str, Any]:
             train_config,
             name=args.name,
             store=store,
+            cache=settings.cache_dir,
+            max_training_mb=settings.max_training_mb,
             run_id=run_id,
             on_epoch=_print_epoch(planned_epochs(model_config, train_config)),
             on_batch=_print_batch,
@@ -275,28 +290,18 @@ def _train(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _interruptible(work: Callable[[threading.Event], Any], stopping_message: str) -> Any:
-    """Run `work(stop_event)` in a thread so Ctrl-C asks it to stop cleanly instead of killing it."""
+    """Run `work(stop_event)` in the background so Ctrl-C asks it to stop cleanly instead of killing it.
+
+    A second Ctrl-C while it stops ends the command at once (exit status 130).
+    """
     stop = threading.Event()
-    outcome: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            outcome["value"] = work(stop)
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the main thread
-            outcome["error"] = exc
-
-    worker = threading.Thread(target=target, daemon=True)
-    worker.start()
+    future = background.submit(work, stop)
     try:
-        while worker.is_alive():
-            worker.join(0.2)
+        return background.wait(future)
     except KeyboardInterrupt:
         print(f"\n{stopping_message}", file=sys.stderr)
         stop.set()
-        worker.join()
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome["value"]
+        return background.wait(future)
 
 
 def _print_epoch(epochs: int) -> Callable[[dict[str, Any]], None]:
@@ -337,11 +342,11 @@ def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.1%}"
 
 
-def _evaluate(args: argparse.Namespace) -> dict[str, Any]:
+def _evaluate(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     from cnnlab.evaluate import evaluate_run
     from cnnlab.runs import RunStore
 
-    evaluation = evaluate_run(RunStore().get(args.run))
+    evaluation = evaluate_run(RunStore(settings.models_dir).get(args.run), cache=settings.cache_dir)
     if not args.json:
         print(f"test accuracy {_pct(evaluation.accuracy)}  test loss {evaluation.loss:.4f}")
         print(evaluation.per_class.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
@@ -350,11 +355,11 @@ def _evaluate(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
-def _predict(args: argparse.Namespace) -> dict[str, Any]:
+def _predict(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     from cnnlab.predict import predict
     from cnnlab.runs import RunStore
 
-    run = RunStore().get(args.run)
+    run = RunStore(settings.models_dir).get(args.run)
     missing = [str(p) for p in args.images if not p.is_file()]
     if missing:
         raise ValueError(f"Image file not found; check the path. Received: image={missing[0]!r}")
@@ -374,10 +379,10 @@ def _predict(args: argparse.Namespace) -> dict[str, Any]:
     return {"predictions": [r.to_dict() for r in results]}
 
 
-def _runs(args: argparse.Namespace) -> dict[str, Any]:
+def _runs(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     from cnnlab.runs import RunStore
 
-    rows = [run.summary() for run in RunStore().list()]
+    rows = [run.summary() for run in RunStore(settings.models_dir).list()]
     if not args.json:
         for row in rows:
             print(f"{row['id']:<28} {row['status']:<11} {row['name'][:30]:<30} test acc {_pct(row['test_accuracy'])}")
@@ -386,14 +391,15 @@ def _runs(args: argparse.Namespace) -> dict[str, Any]:
     return {"runs": rows}
 
 
-def _sweep(args: argparse.Namespace) -> dict[str, Any]:
+def _sweep(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
+    from cnnlab.runs import RunStore
     from cnnlab.sweep import load_space, masked_url, run_sweep
 
     space = load_space(args.space)  # a bad space file fails here, before anything heavy is imported
     if args.data_dir is None:
         from cnnlab.sample import sample_dir
 
-        data_dir = sample_dir()
+        data_dir = sample_dir(settings.cache_dir)
     else:
         data_dir = args.data_dir
     import optuna
@@ -421,6 +427,9 @@ def _sweep(args: argparse.Namespace) -> dict[str, Any]:
             timeout=args.timeout,
             storage=args.storage,
             study_name=args.study,
+            store=RunStore(settings.models_dir),
+            cache=settings.cache_dir,
+            max_training_mb=settings.max_training_mb,
             stop_event=stop,
             on_trial=show_trial,
             on_epoch=show_epoch,
@@ -447,11 +456,11 @@ def _sweep(args: argparse.Namespace) -> dict[str, Any]:
     return summary
 
 
-def _export(args: argparse.Namespace) -> dict[str, Any]:
+def _export(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     from cnnlab.export import export_run, read_export
     from cnnlab.runs import RunStore
 
-    folder = export_run(RunStore().get(args.run), args.format, args.out)
+    folder = export_run(RunStore(settings.models_dir).get(args.run), args.format, args.out, cache=settings.cache_dir)
     manifest = read_export(folder)
     _say(
         args, f"Exported {args.format} to {folder} (max difference from the Keras model {manifest['max_abs_diff']:.2g})"
@@ -469,7 +478,7 @@ def _say(args: argparse.Namespace, text: str) -> None:
 
 
 TENSORFLOW_COMMANDS = frozenset({"download", "train", "evaluate", "predict", "export", "sweep"})
-COMMANDS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
+COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], dict[str, Any]]] = {
     "sample": _sample,
     "download": _download,
     "scan": _scan,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -17,8 +16,7 @@ from PIL import Image
 
 from cnnlab import images
 from cnnlab.checks import check_choice, check_image_size, check_range
-from cnnlab.files import user_path
-from cnnlab.settings import cache_dir
+from cnnlab.files import atomic_path, user_path, write_json
 
 CACHE_VERSION = 1
 # Below this many files a process pool costs more to start than it saves.
@@ -103,8 +101,9 @@ class PreparedData:
 def scan(data_dir: str | Path, max_pixels: int = images.MAX_PIXELS, cache: Path | None = None) -> DatasetReport:
     """Scan a folder of class sub-folders, checking every file, and report what can be used.
 
-    Every image is fully decoded once, so truncated or corrupt files are found here; results are
-    cached by file name, size and modification time, so scanning again is instant.
+    Every image is fully decoded once, so truncated or corrupt files are found here; with a
+    `cache` folder, results are cached by file name, size and modification time, so scanning
+    again is instant.
     """
     root = _check_dir(data_dir)
     class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
@@ -274,7 +273,8 @@ def prepare(
     image_size: tuple[int, int],
     color_mode: str = "rgb",
     resize_mode: str = "stretch",
-    cache: Path | None = None,
+    *,
+    cache: Path,
 ) -> PreparedData:
     """Decode and resize every usable image once into an on-disk cache, in parallel.
 
@@ -286,7 +286,7 @@ def prepare(
     check_choice("color_mode", color_mode, images.COLOR_MODES)
     check_choice("resize_mode", resize_mode, images.RESIZE_MODES)
     channels = 3 if color_mode == "rgb" else 1
-    folder = (cache or cache_dir()) / "prepared"
+    folder = cache / "prepared"
     key = f"{report.fingerprint}-{height}x{width}-{color_mode}-{resize_mode}-v{CACHE_VERSION}"
     path = folder / f"{key}.npy"
     from_cache = path.exists()
@@ -314,18 +314,12 @@ def _decode_one(args: tuple[str, tuple[int, int], str, str]) -> np.ndarray:
 def _write_array(path: Path, shape: tuple[int, ...], rows: Iterable[np.ndarray]) -> None:
     """Fill a .npy file row by row and rename it into place only once complete."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npy.tmp")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
         for i, row in enumerate(rows):
             out[i] = row
         out.flush()
         del out
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def _parallel_map(fn: Callable, jobs: list, workers: int | None = None) -> Iterable:
@@ -345,7 +339,7 @@ def _pool_map(fn: Callable, jobs: list, workers: int) -> Iterable:
         yield from pool.map(fn, jobs)
 
 
-def forget_prepared(data_dir: str | Path, cache: Path | None = None) -> int:
+def forget_prepared(data_dir: str | Path, cache: Path) -> int:
     """Delete the decoded-image caches made from a dataset that is going away; returns how many.
 
     The caches are keyed by content, so another copy of the same images would simply prepare
@@ -354,25 +348,24 @@ def forget_prepared(data_dir: str | Path, cache: Path | None = None) -> int:
     """
     fingerprint = scan(data_dir, cache=cache).fingerprint
     removed = 0
-    for path in ((cache or cache_dir()) / "prepared").glob(f"{fingerprint}-*.npy"):
+    for path in (cache / "prepared").glob(f"{fingerprint}-*.npy"):
         path.unlink(missing_ok=True)
         removed += 1
     return removed
 
 
 def _cached(cache: Path | None, key: str, compute: Callable[[], list]) -> list:
-    """A JSON result cache for scans; a damaged entry is recomputed, never trusted."""
-    path = (cache or cache_dir()) / "scans" / f"{key}.json"
+    """A JSON result cache for scans (none without a `cache` folder); a damaged entry is recomputed."""
+    if cache is None:
+        return compute()
+    path = cache / "scans" / f"{key}.json"
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError):
         pass
     value = compute()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(value, fh)
-    os.replace(tmp, path)
+    write_json(path, value)
     return value
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -126,21 +127,24 @@ def evaluate_prepared(model, prepared: data.PreparedData, indices: np.ndarray, b
     return evaluate_probabilities(probs, prepared.labels[indices], list(prepared.report.class_names), paths)
 
 
-def evaluate_run(run: Run, refresh: bool = False) -> Evaluation:
-    """The run's test-split evaluation: saved at the end of training, recomputed when asked or missing."""
+def evaluate_run(run: Run, *, cache: Path, refresh: bool = False) -> Evaluation:
+    """The run's test-split evaluation: saved at the end of training, recomputed when asked or missing.
+
+    `cache` is the folder for the scan and decoded-image caches (and the built-in sample).
+    """
     saved = run.path / EVALUATION_FILE
     if saved.exists() and not refresh:
         import json
 
         return Evaluation.from_dict(json.loads(saved.read_text()))
     config = run.model_config()
-    report = data.scan(run.dataset_root())
+    report = data.scan(run.dataset_root(cache), cache=cache)
     if list(report.class_names) != run.class_names:
         raise ValueError(
             f"The dataset's classes changed since this run was trained; evaluate on the original data. "
             f"Received: classes={list(report.class_names)}"
         )
-    prepared = data.prepare(report, config.image_size, config.color_mode, config.resize_mode)
+    prepared = data.prepare(report, config.image_size, config.color_mode, config.resize_mode, cache=cache)
     position = {rel: i for i, rel in enumerate(report.files)}
     test = np.asarray([position[rel] for rel in run.split()["test"] if rel in position], dtype=np.int64)
     evaluation = evaluate_prepared(run.load_model(), prepared, test)

@@ -13,8 +13,6 @@ import importlib.util
 import io
 import json
 import logging
-import shutil
-import uuid
 import zipfile
 from datetime import UTC
 from pathlib import Path
@@ -23,8 +21,8 @@ from typing import Any
 import numpy as np
 
 from cnnlab.checks import check_choice
+from cnnlab.files import build_folder, write_json
 from cnnlab.model import without_augmentation
-from cnnlab.settings import cache_dir
 
 EXPORT_FORMATS = ("keras", "savedmodel", "tflite", "onnx")
 ARTIFACTS = {"keras": "model.keras", "savedmodel": "saved_model", "tflite": "model.tflite", "onnx": "model.onnx"}
@@ -61,17 +59,7 @@ def export_model(
     batch = _check_images(model, check_images)
     _check_out_dir(out_dir)
     model = without_augmentation(model)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    # Build next to the destination so the final rename stays on one file system.
-    staging = out_dir.parent / f".{out_dir.name}.tmp-{uuid.uuid4().hex}"
-    staging.mkdir()
-    try:
-        _write_checked(model, class_names, staging, format, batch, atol)
-        staging.replace(out_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return out_dir
+    return build_folder(out_dir, lambda folder: _write_checked(model, class_names, folder, format, batch, atol))
 
 
 def export_archive(out_dir: Path) -> bytes:
@@ -101,8 +89,8 @@ def _write_checked(model, class_names: list[str], folder: Path, format: str, bat
     expected = np.asarray(model.predict(batch, verbose=0), dtype=np.float64)
     actual = np.asarray(_LOADERS[format](artifact, batch), dtype=np.float64)
     max_abs_diff = _compare(expected, actual, format, atol)
-    _write_json(folder / CLASS_NAMES_FILE, class_names)
-    _write_json(folder / EXPORT_FILE, _manifest(model, class_names, format, len(batch), max_abs_diff, atol))
+    write_json(folder / CLASS_NAMES_FILE, class_names)
+    write_json(folder / EXPORT_FILE, _manifest(model, class_names, format, len(batch), max_abs_diff, atol))
 
 
 def _check_atol(atol: float) -> None:
@@ -293,30 +281,28 @@ def _manifest(model, class_names: list[str], format: str, num_images: int, max_a
     }
 
 
-def _write_json(path: Path, data: Any) -> None:
-    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-
-
-def export_run(run, format: str, out_dir: Path | None = None, num_check_images: int = 8) -> Path:
+def export_run(run, format: str, out_dir: Path | None = None, num_check_images: int = 8, *, cache: Path) -> Path:
     """Export a run's model, checked on some of its own test images, and return the folder.
 
     By default each export gets a new folder under the run (`exports/<format>-<time>`), so an
-    earlier export is never overwritten; the demo's go to the cache, leaving the app's files as shipped.
+    earlier export is never overwritten; the demo's go to the `cache` folder, leaving the app's
+    files as shipped (its built-in sample is found there too).
     """
     from datetime import datetime
 
     check_choice("format", format, EXPORT_FORMATS)
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    exports = cache_dir() / "exports" / run.id if run.is_demo else run.path / "exports"
+    exports = cache / "exports" / run.id if run.is_demo else run.path / "exports"
     target = Path(out_dir) if out_dir is not None else exports / f"{format}-{stamp}"
-    return export_model(run.load_model(), run.class_names, target, format, _run_check_images(run, num_check_images))
+    check_images = _run_check_images(run, num_check_images, cache)
+    return export_model(run.load_model(), run.class_names, target, format, check_images)
 
 
-def _run_check_images(run, count: int) -> np.ndarray:
+def _run_check_images(run, count: int, cache: Path) -> np.ndarray:
     from cnnlab.images import ImageError, load_array
 
     config = run.model_config()
-    root = run.dataset_root()
+    root = run.dataset_root(cache)
     arrays = []
     for rel in run.split().get("test", [])[: count * 2]:
         try:

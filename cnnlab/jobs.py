@@ -11,24 +11,57 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-_slots_lock = threading.Lock()
-_slots: dict[str, Any] = {"limit": None, "semaphore": None, "running": 0}
+from cnnlab import background
+
+if TYPE_CHECKING:
+    from cnnlab.model import ModelConfig
+    from cnnlab.runs import RunStore
+    from cnnlab.sweep import SweepSpace
+    from cnnlab.train import TrainConfig
+
+WAIT_POLL_S = 0.25
 
 
-def _semaphore(limit: int) -> threading.Semaphore:
-    """The process-wide semaphore, created on first use with the configured limit."""
-    with _slots_lock:
-        # A new limit takes effect once nothing holds a slot (tests and restarts change it).
-        if _slots["semaphore"] is None or (_slots["limit"] != limit and _slots["running"] == 0):
-            _slots["limit"], _slots["semaphore"] = limit, threading.BoundedSemaphore(limit)
-        return _slots["semaphore"]
+class _Slots:
+    """The server-wide count of running jobs, admitted against the limit in force when they ask.
+
+    A job that starts with a different limit changes it for every job still waiting: a higher
+    limit admits waiting jobs at once, a lower one admits none until enough running jobs end.
+    """
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self.limit = 1
+        self.running = 0
+
+    def set_limit(self, limit: int) -> None:
+        with self._changed:
+            self.limit = limit
+            self._changed.notify_all()
+
+    def acquire(self, timeout: float) -> bool:
+        """Take a slot if one is (or within `timeout` seconds becomes) free; False otherwise."""
+        with self._changed:
+            if not self._changed.wait_for(lambda: self.running < self.limit, timeout):
+                return False
+            self.running += 1
+            return True
+
+    def release(self) -> None:
+        with self._changed:
+            self.running -= 1
+            self._changed.notify_all()
+
+
+_slots = _Slots()
 
 
 def running_jobs() -> int:
     """How many jobs hold a slot on this server right now."""
-    return int(_slots["running"])
+    return _slots.running
 
 
 @dataclass
@@ -55,7 +88,7 @@ class Job:
 
     def start(self) -> Job:
         """Start the job's thread; it waits for a free slot before doing any work."""
-        threading.Thread(target=self._run, name=f"cnnlab-job-{self.id}", daemon=True).start()
+        background.submit(self._run)
         return self
 
     def stop(self) -> None:
@@ -89,17 +122,15 @@ class Job:
         self.items = [*self.items, item]
 
     def _run(self) -> None:
-        semaphore = _semaphore(self.limit)
-        while not semaphore.acquire(timeout=0.25):
+        _slots.set_limit(self.limit)
+        while not _slots.acquire(timeout=WAIT_POLL_S):
             if self.stop_event.is_set():
                 self._end("cancelled", "Cancelled before it started.")
                 return
             self.message = (
                 f"Waiting for a free training slot: {running_jobs()} training(s) running on this server "
-                f"(limit {_slots['limit']}). It starts by itself when one ends."
+                f"(limit {_slots.limit}). It starts by itself when one ends."
             )
-        with _slots_lock:
-            _slots["running"] += 1
         self.status, self.message, self.started = "running", "", time.monotonic()
         try:
             self.result = self.target(self)
@@ -109,9 +140,7 @@ class Job:
             self.error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             self._end("failed", self.error)
         finally:
-            with _slots_lock:
-                _slots["running"] -= 1
-            semaphore.release()
+            _slots.release()
 
     def _end(self, status: str, message: str) -> None:
         self.finished = time.monotonic()
@@ -119,8 +148,21 @@ class Job:
         self.status = status
 
 
-def training_job(data_dir: str, model_config, train_config, *, store, limit: int = 1, tags: dict | None = None) -> Job:
-    """A (not yet started) job that trains one run, streaming epochs and batches into the job."""
+def training_job(
+    data_dir: str | Path,
+    model_config: ModelConfig,
+    train_config: TrainConfig,
+    *,
+    store: RunStore,
+    cache: Path,
+    max_training_mb: int | None = None,
+    limit: int = 1,
+    tags: dict[str, Any] | None = None,
+) -> Job:
+    """A (not yet started) job that trains one run, streaming epochs and batches into the job.
+
+    `store`, `cache` and `max_training_mb` are passed on to `train`.
+    """
     from cnnlab.train import planned_epochs, train
 
     def target(job: Job):
@@ -129,6 +171,8 @@ def training_job(data_dir: str, model_config, train_config, *, store, limit: int
             model_config,
             train_config,
             store=store,
+            cache=cache,
+            max_training_mb=max_training_mb,
             tags=tags,
             on_epoch=job.add_epoch,
             on_batch=job.set_progress,
@@ -138,3 +182,49 @@ def training_job(data_dir: str, model_config, train_config, *, store, limit: int
 
     epochs = planned_epochs(model_config, train_config)
     return Job(target, label=f"Training on {data_dir}", limit=limit, info={"epochs": epochs})
+
+
+def sweep_job(
+    data_dir: str | Path,
+    space: SweepSpace,
+    *,
+    trials: int,
+    timeout: float | None,
+    storage: str,
+    study_name: str | None,
+    store: RunStore,
+    cache: Path,
+    max_training_mb: int | None = None,
+    limit: int = 1,
+    owner: str | None = None,
+) -> Job:
+    """A (not yet started) job that runs a sweep, streaming finished trials and epochs into the job.
+
+    `store`, `cache` and `max_training_mb` are passed on to `run_sweep`.
+
+    With `owner` (a hosted visitor's session id) every run is tagged with it and the study name
+    ends with it, so visitors never join each other's studies, even with the same space and data.
+    """
+    from cnnlab.sweep import run_sweep
+
+    if owner:
+        study_name = f"{study_name or space.default_study_name(str(data_dir))}-{owner}"
+
+    def target(job: Job):
+        return run_sweep(
+            data_dir,
+            space,
+            trials=trials,
+            timeout=timeout,
+            storage=storage,
+            study_name=study_name,
+            store=store,
+            cache=cache,
+            max_training_mb=max_training_mb,
+            stop_event=job.stop_event,
+            on_trial=job.add_item,
+            on_epoch=job.add_epoch,
+            tags={"owner": owner} if owner else None,
+        )
+
+    return Job(target, label="Sweep", limit=limit, info={"objective": space.objective})

@@ -9,14 +9,13 @@ import platform
 import secrets
 import shutil
 import socket
-import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from cnnlab.files import write_json
-from cnnlab.settings import DEMO_RUN_DIR, models_dir
+from cnnlab.files import atomic_path, build_folder, write_json
+from cnnlab.settings import DEMO_RUN_DIR
 
 RUN_FILE = "run.json"
 MODEL_FILE = "model.keras"
@@ -76,14 +75,14 @@ class Run:
 
         return ModelConfig.from_dict(self.record["model_config"])
 
-    def dataset_root(self) -> Path:
-        """The run's dataset folder; the built-in sample is found again on any machine."""
+    def dataset_root(self, cache: Path) -> Path:
+        """The run's dataset folder; the built-in sample is found again (in `cache`) on any machine."""
         dataset = self.record.get("dataset") or {}
         path = Path(dataset.get("path", ""))
         if not path.is_dir() and dataset.get("builtin") == "sample":
             from cnnlab.sample import sample_dir
 
-            return sample_dir()
+            return sample_dir(cache)
         return path
 
     def split(self) -> dict[str, list[str]]:
@@ -100,7 +99,7 @@ class Run:
         self.update(history=[*self.history, row])
 
     def save_model(self, model) -> None:
-        """Save the model atomically (Keras writes a temporary file that is then renamed).
+        """Save the model atomically (Keras writes a temporary file that is renamed into place).
 
         The optimizer's state is left out: nothing resumes a finished training, and Adam's two
         moments per weight would triple the file that the app loads and users download.
@@ -108,12 +107,8 @@ class Run:
         import keras
 
         bare = keras.Model(model.inputs, model.outputs, name=model.name)
-        tmp = self.path / f".{MODEL_FILE}.{secrets.token_hex(4)}.keras"
-        try:
+        with atomic_path(self.model_path) as tmp:
             bare.save(tmp)
-            os.replace(tmp, self.model_path)
-        finally:
-            tmp.unlink(missing_ok=True)
 
     def load_model(self):
         """Load the saved Keras model, with a clear error when there is none yet."""
@@ -193,10 +188,10 @@ def library_versions() -> dict[str, str]:
 
 
 class RunStore:
-    """All runs under one folder (default: the `models/` folder or `CNNLAB_MODELS_DIR`)."""
+    """All runs under one folder (the CLI and the app use `Settings.models_dir`), plus the shipped demo."""
 
-    def __init__(self, root: str | Path | None = None, include_demo: bool = True) -> None:
-        self.root = Path(root) if root is not None else models_dir()
+    def __init__(self, root: str | Path, include_demo: bool = True) -> None:
+        self.root = Path(root)
         self.include_demo = include_demo
 
     def create(self, record: dict[str, Any], split: dict[str, list[str]], run_id: str | None = None) -> Run:
@@ -211,7 +206,6 @@ class RunStore:
                 f"A run folder must be a new folder name in the models folder {str(self.root)!r}; choose "
                 f"another name or delete the old run. Received: run_id={run_id!r}"
             )
-        staging = Path(tempfile.mkdtemp(dir=self.root, prefix=f".{run_id}."))
         full = {
             "id": run_id,
             "name": record.get("name") or run_id,
@@ -228,10 +222,12 @@ class RunStore:
             **record,
         }
         full["name"] = record.get("name") or run_id  # a `name: None` in `record` must not erase it
-        write_json(staging / SPLIT_FILE, split)
-        write_json(staging / RUN_FILE, full)
-        os.replace(staging, self.root / run_id)
-        return Run(self.root / run_id, full)
+
+        def fill(folder: Path) -> None:
+            write_json(folder / SPLIT_FILE, split)
+            write_json(folder / RUN_FILE, full)
+
+        return Run(build_folder(self.root / run_id, fill), full)
 
     def list(self, owner: str | None = None, sweep: str | None = None) -> list[Run]:
         """Runs, newest first; folders that are not complete runs (no readable record) are skipped.

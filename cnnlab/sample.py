@@ -16,7 +16,6 @@ from PIL import Image, ImageDraw
 
 from cnnlab.checks import check_range
 from cnnlab.files import build_folder
-from cnnlab.settings import cache_dir
 
 SAMPLE_CLASSES: tuple[str, ...] = ("circle", "cross", "square", "star", "triangle")
 SAMPLE_VERSION = 1
@@ -71,16 +70,18 @@ def is_sample_dir(path: str | Path) -> bool:
     return Path(path).name == _SAMPLE_FOLDER
 
 
-def sample_dir(cache: Path | None = None) -> Path:
+def sample_dir(cache: Path) -> Path:
     """The default sample (seed 0) in `<cache>/sample-v1-seed0`, generated on first use.
 
     Generation writes into a temporary folder beside the target and renames it into place, so a
     crash never leaves a half-written sample and two processes racing both end up with one copy.
     """
-    target = (Path(cache) if cache is not None else cache_dir()) / _SAMPLE_FOLDER
+    target = Path(cache) / _SAMPLE_FOLDER
     if target.is_dir():
         return target
-    return build_folder(target, lambda folder: write_sample(folder, DEFAULT_NUM_PER_CLASS, DEFAULT_SEED))
+    return build_folder(
+        target, lambda folder: write_sample(folder, DEFAULT_NUM_PER_CLASS, DEFAULT_SEED), keep_existing=True
+    )
 
 
 def draw_sample_image(name: str, rng: np.random.Generator, image_size: int = 64) -> Image.Image:

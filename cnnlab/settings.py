@@ -1,4 +1,8 @@
-"""Deployment settings read from environment variables (and, in the app, Streamlit secrets)."""
+"""Deployment settings read from environment variables (and, in the app, Streamlit secrets).
+
+The only module of `cnnlab` that reads the environment: the CLI and the app call `load_settings`
+once and pass what each library function needs (cache folder, models folder, limits) as arguments.
+"""
 
 from __future__ import annotations
 
@@ -49,8 +53,12 @@ def _int(environ: Mapping[str, str], name: str, default: int, minimum: int) -> i
     return value
 
 
+def _folder(environ: Mapping[str, str], name: str, default: Path) -> Path:
+    return user_path(environ.get(name) or default, name)
+
+
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
-    """Read settings from `environ` (default: `os.environ`).
+    """Read settings from `environ` (default: `os.environ`); a bad value is a one-line ValueError.
 
     Hosted mode (`CNNLAB_HOSTED=1`) allows no server folders, whatever `CNNLAB_DATA_ROOTS` says,
     caps uploads at 50 MB unless a smaller cap is set, runs one training at a time, and refuses
@@ -59,12 +67,12 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     environ = os.environ if environ is None else environ
     hosted = environ.get("CNNLAB_HOSTED", "").strip().lower() in _TRUE
     roots_raw = environ.get("CNNLAB_DATA_ROOTS", "")
-    roots = tuple(Path(p).expanduser().resolve() for p in roots_raw.split(os.pathsep) if p.strip())
+    roots = tuple(user_path(p, "CNNLAB_DATA_ROOTS").resolve() for p in roots_raw.split(os.pathsep) if p.strip())
     max_upload = _int(environ, "CNNLAB_MAX_UPLOAD_MB", 50 if hosted else 200, 1)
     return Settings(
         hosted=hosted,
-        models_dir=Path(environ.get("CNNLAB_MODELS_DIR") or REPO_ROOT / "models").expanduser(),
-        cache_dir=Path(environ.get("CNNLAB_CACHE_DIR") or Path.home() / ".cache" / "cnnlab").expanduser(),
+        models_dir=_folder(environ, "CNNLAB_MODELS_DIR", REPO_ROOT / "models"),
+        cache_dir=_folder(environ, "CNNLAB_CACHE_DIR", Path.home() / ".cache" / "cnnlab"),
         data_roots=() if hosted else roots,
         max_upload_mb=min(max_upload, 50) if hosted else max_upload,
         max_concurrent_trainings=1 if hosted else _int(environ, "CNNLAB_MAX_CONCURRENT_TRAININGS", 1, 1),
@@ -73,16 +81,6 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         if hosted or environ.get("CNNLAB_MAX_TRAINING_MB")
         else None,
     )
-
-
-def cache_dir() -> Path:
-    """The folder for prepared-image caches and generated datasets."""
-    return load_settings().cache_dir
-
-
-def models_dir() -> Path:
-    """The run store's folder."""
-    return load_settings().models_dir
 
 
 def check_data_folder(path: str | Path, settings: Settings) -> Path:

@@ -24,7 +24,6 @@ from cnnlab.model import (
 )
 from cnnlab.runs import Run, RunStore
 from cnnlab.sample import is_sample_dir
-from cnnlab.settings import load_settings
 
 EpochCallback = Callable[[dict[str, Any]], None]
 BatchCallback = Callable[[dict[str, Any]], None]
@@ -73,95 +72,14 @@ class TrainConfig:
         return cls(**{k: v for k, v in d.items() if k in known})
 
 
-class _Progress:
-    """Keras callback: records each epoch in the run, reports batches, honours a stop request.
-
-    It keeps the best weights (lowest validation loss) in memory and on disk, so a stop, an early
-    stop or a crash all leave the best model saved.
-    """
-
-    def __new__(cls, *args: Any, **kwargs: Any):
-        import keras
-
-        # Subclass keras.callbacks.Callback lazily so importing cnnlab.train never imports Keras.
-        klass = type("ProgressCallback", (cls, keras.callbacks.Callback), {})
-        return object.__new__(klass)
-
-    def __init__(self, run: Run, steps: int, num_train: int, epochs: int, on_epoch, on_batch, stop_event) -> None:
-        import keras
-
-        keras.callbacks.Callback.__init__(self)
-        self.run, self.steps, self.num_train, self.epochs = run, steps, num_train, epochs
-        self.on_epoch, self.on_batch, self.stop_event = on_epoch, on_batch, stop_event
-        self.best_loss, self.best_weights, self.best_epoch = np.inf, None, 0
-        self.phase = PHASES[0]
-        self.started = time.perf_counter()
-        self.stopped_by_user = False
-
-    def on_epoch_begin(self, epoch: int, logs=None) -> None:
-        self.epoch_started = self.last_batch = time.perf_counter()
-        self.batches_done = 0
-
-    def on_train_batch_end(self, batch: int, logs=None) -> None:
-        self.last_batch = time.perf_counter()
-        self.batches_done = batch + 1
-        if self.on_batch is not None:
-            done = self.epoch * self.steps + batch + 1 if hasattr(self, "epoch") else batch + 1
-            elapsed = self.last_batch - self.started
-            total = self.epochs * self.steps
-            self.on_batch(
-                {
-                    "epoch": getattr(self, "epoch", 0) + 1,
-                    "batch": batch + 1,
-                    "steps": self.steps,
-                    "fraction": done / total,
-                    "elapsed_s": elapsed,
-                    "eta_s": elapsed / done * (total - done),
-                }
-            )
-        # Checked after reporting, so a stop asked for while this batch was reported is honoured now.
-        if self.stop_event is not None and self.stop_event.is_set():
-            self.stopped_by_user = True
-            self.model.stop_training = True
-
-    def on_epoch_end(self, epoch: int, logs=None) -> None:
-        logs = logs or {}
-        train_seconds = self.last_batch - self.epoch_started
-        row: dict[str, Any] = {
-            "epoch": epoch + 1,
-            **{k: float(logs[k]) for k in ("loss", "accuracy", "val_loss", "val_accuracy") if k in logs},
-            "learning_rate": float(np.asarray(self.model.optimizer.learning_rate)),
-            "seconds": round(time.perf_counter() - self.epoch_started, 3),
-            "images_per_s": round(
-                min(self.batches_done * self._batch_size(), self.num_train) / max(train_seconds, 1e-9), 1
-            ),
-            "partial": self.batches_done < self.steps,
-            "phase": self.phase,
-        }
-        self.epoch = epoch + 1
-        val_loss = row.get("val_loss", row["loss"])
-        if np.isfinite(val_loss) and val_loss < self.best_loss:
-            self.best_loss, self.best_epoch = val_loss, epoch + 1
-            self.best_weights = self.model.get_weights()
-            self.run.save_model(self.model)
-        self.run.append_history(row)
-        if self.on_epoch is not None:
-            self.on_epoch(row)
-        # A stop asked for during validation or the epoch report ends training before the next epoch.
-        if self.stop_event is not None and self.stop_event.is_set() and epoch + 1 < self.epochs:
-            self.stopped_by_user = True
-            self.model.stop_training = True
-
-    def _batch_size(self) -> int:
-        return int(np.ceil(self.num_train / self.steps))
-
-
 def train(
     data_dir: str | Path,
     model_config: ModelConfig | None = None,
     train_config: TrainConfig | None = None,
     *,
-    store: RunStore | None = None,
+    store: RunStore,
+    cache: Path,
+    max_training_mb: int | None = None,
     on_epoch: EpochCallback | None = None,
     on_batch: BatchCallback | None = None,
     stop_event: threading.Event | None = None,
@@ -171,30 +89,34 @@ def train(
     run_id: str | None = None,
     on_download: backbones.DownloadProgress | None = None,
 ) -> Run:
-    """Train a model on a class-folder dataset and save it as a run.
+    """Train a model on a class-folder dataset and save it as a run in `store`.
 
-    A backbone's ImageNet weights are downloaded first (`on_download(bytes)` reports it), before
-    any run folder exists, so a failed download leaves nothing behind.
-    `on_epoch` gets each epoch's metrics row, `on_batch` each batch's progress; setting
-    `stop_event` ends training after the current batch, keeping the best weights (status
-    "stopped"). The saved model is the one with the lowest validation loss, evaluated on the
-    held-out test split. `tags` adds fields to the run record (for example `sweep` or `owner`);
-    `run_id` names the run's folder (default: a new time-stamped name).
+    `cache` is the folder for the scan and decoded-image caches; a model whose training step
+    would need more than `max_training_mb` is refused before anything is built. A backbone's
+    ImageNet weights are downloaded next (`on_download(bytes)` reports it), before any run folder
+    exists, so a failed download leaves nothing behind. `on_epoch` gets each epoch's metrics row,
+    `on_batch` each batch's progress; setting `stop_event` ends training after the current batch,
+    keeping the best weights (status "stopped"). The saved model is the one with the lowest
+    validation loss, evaluated on the held-out test split. `tags` adds fields to the run record
+    (for example `sweep` or `owner`); `run_id` names the run's folder (default: a new time-stamped name).
     """
     model_config = model_config or ModelConfig()
     train_config = train_config or TrainConfig()
-    store = store or RunStore()
-    report = data.scan(data_dir)
-    check_trainable(model_config, report.num_classes, train_config.batch_size, load_settings().max_training_mb)
+    report = data.scan(data_dir, cache=cache)
+    check_trainable(model_config, report.num_classes, train_config.batch_size, max_training_mb)
     if model_config.backbone != backbones.NO_BACKBONE:
         backbones.prepare_weights(model_config.backbone, model_config.backbone_weights, on_download)
     parts = data.split(report.labels, train_config.validation_split, train_config.test_split, train_config.seed)
-    prepared = data.prepare(report, model_config.image_size, model_config.color_mode, model_config.resize_mode)
+    prepared = data.prepare(
+        report, model_config.image_size, model_config.color_mode, model_config.resize_mode, cache=cache
+    )
     run = store.create(_record(report, model_config, train_config, name, tags), _split_paths(report, parts), run_id)
     started = time.perf_counter()
     try:
-        progress = _fit(run, prepared, parts, model_config, train_config, on_epoch, on_batch, stop_event, callbacks)
-        _finish(run, prepared, parts, progress, started)
+        progress, model = _fit(
+            run, prepared, parts, model_config, train_config, on_epoch, on_batch, stop_event, callbacks
+        )
+        _finish(run, model, prepared, parts, progress, started)
     except BaseException as exc:
         # Also covers the final evaluation, so a run is never left "running" by its own process.
         run.update(
@@ -227,7 +149,10 @@ def _split_paths(report: data.DatasetReport, parts: dict[str, np.ndarray]) -> di
 
 
 def _fit(run, prepared, parts, model_config, train_config, on_epoch, on_batch, stop_event, callbacks):
+    """Train a model with the progress callback; returns the callback and the model, holding its best weights."""
     import keras
+
+    from cnnlab.progress import TrainingProgress
 
     keras.utils.set_random_seed(train_config.seed)
     model = build_model(model_config, prepared.report.num_classes)
@@ -240,7 +165,7 @@ def _fit(run, prepared, parts, model_config, train_config, on_epoch, on_batch, s
     )
     steps = int(np.ceil(len(parts["train"]) / train_config.batch_size))
     epochs = planned_epochs(model_config, train_config)
-    progress = _Progress(run, steps, len(parts["train"]), epochs, on_epoch, on_batch, stop_event)
+    progress = TrainingProgress(run, steps, len(parts["train"]), epochs, on_epoch, on_batch, stop_event)
 
     def fit(initial_epoch: int, epochs: int) -> None:
         extra = list(callbacks or [])
@@ -266,8 +191,7 @@ def _fit(run, prepared, parts, model_config, train_config, on_epoch, on_batch, s
         progress.stopped_by_user = True
     if progress.best_weights is not None:
         model.set_weights(progress.best_weights)
-    progress.final_model = model
-    return progress
+    return progress, model
 
 
 def planned_epochs(model_config: ModelConfig, train_config: TrainConfig) -> int:
@@ -296,7 +220,7 @@ def _fine_tune(run: Run, model, model_config: ModelConfig, train_config: TrainCo
     the run records where it started (`fine_tune`), which is what a resume needs to pick it up.
     """
     backbone = find_backbone(model)
-    done = getattr(progress, "epoch", 0)
+    done = progress.epochs_done
     wanted = train_config.fine_tune_layers and train_config.fine_tune_epochs
     if backbone is None or not wanted or progress.stopped_by_user or progress.best_weights is None:
         return
@@ -312,11 +236,11 @@ def _fine_tune(run: Run, model, model_config: ModelConfig, train_config: TrainCo
     fit(done, progress.epochs)
 
 
-def _finish(run: Run, prepared, parts, progress, started: float) -> None:
+def _finish(run: Run, model, prepared, parts, progress, started: float) -> None:
     history = run.history
     metrics: dict[str, Any] = {}
     if progress.best_weights is not None:
-        evaluation = evaluate.evaluate_prepared(progress.final_model, prepared, parts["test"])
+        evaluation = evaluate.evaluate_prepared(model, prepared, parts["test"])
         evaluate.save_evaluation(run, evaluation)
         metrics = {"test_accuracy": evaluation.accuracy, "test_loss": evaluation.loss}
     for key, pick in (("best_val_accuracy", max), ("best_val_loss", min)):

@@ -9,7 +9,10 @@ import streamlit as st
 
 from cnnlab import archive, catalog, charts, data, hosting
 from cnnlab.settings import check_data_folder, check_upload_size
-from pages.common import DatasetChoice, dataset, scan, session_id, settings, show_error, thumbnails
+from cnnlab_ui.gallery import thumbnails
+from cnnlab_ui.loaders import scan
+from cnnlab_ui.messages import show_error
+from cnnlab_ui.state import DatasetChoice, dataset, session_id, settings
 
 PER_PAGE = 24
 

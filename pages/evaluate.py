@@ -4,7 +4,10 @@ import streamlit as st
 
 from cnnlab import charts
 from cnnlab.evaluate import Evaluation, evaluate_run
-from pages.common import run_picker, show_error, thumbnails
+from cnnlab_ui.gallery import thumbnails
+from cnnlab_ui.messages import show_error
+from cnnlab_ui.runs import run_picker
+from cnnlab_ui.state import settings, store
 
 st.title("Evaluate")
 run = run_picker()
@@ -13,9 +16,7 @@ run = run_picker()
 @st.cache_data(show_spinner="Evaluating on the test split...", max_entries=8)
 def evaluation_of(run_id: str, model_mtime: float) -> Evaluation:
     """The run's test evaluation (saved at the end of training, so usually instant)."""
-    from pages.common import store
-
-    return evaluate_run(store().get(run_id))
+    return evaluate_run(store().get(run_id), cache=settings().cache_dir)
 
 
 try:
@@ -23,7 +24,7 @@ try:
 except ValueError as exc:
     show_error(exc)
     st.stop()
-root = run.dataset_root()
+root = run.dataset_root(settings().cache_dir)
 if evaluation.predictions.empty:
     st.info(
         "This run has no test images: its classes are too small for a test split at the chosen fraction. "

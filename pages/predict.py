@@ -8,7 +8,10 @@ from cnnlab.explain import grad_cam, overlay
 from cnnlab.images import SUPPORTED_EXTENSIONS
 from cnnlab.predict import predict
 from cnnlab.settings import check_upload_size
-from pages.common import run_model, run_picker, settings, show_error
+from cnnlab_ui.loaders import run_model
+from cnnlab_ui.messages import show_error
+from cnnlab_ui.runs import run_picker
+from cnnlab_ui.state import settings
 
 MAX_EXPLAINED = 12
 

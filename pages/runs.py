@@ -4,7 +4,10 @@ import pandas as pd
 import streamlit as st
 
 from cnnlab import charts
-from pages.common import describe_run, forget_models, list_runs, select_run, show_error, store
+from cnnlab_ui.loaders import forget_models
+from cnnlab_ui.messages import show_error
+from cnnlab_ui.runs import describe_run, list_runs
+from cnnlab_ui.state import select_run, settings, store
 
 PARAMS = [
     "backbone",
@@ -87,7 +90,7 @@ with st.expander("Export (Keras, SavedModel, TensorFlow Lite, ONNX)"):
     if st.button("Export and check", disabled=missing_onnx):
         try:
             with st.spinner("Exporting and checking predictions against the Keras model..."):
-                folder = export_run(run, fmt)
+                folder = export_run(run, fmt, cache=settings().cache_dir)
             st.success(
                 f"Exported to {folder}; its predictions match the Keras model (max difference {read_export(folder)['max_abs_diff']:.2g})."
             )

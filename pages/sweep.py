@@ -5,8 +5,10 @@ import streamlit as st
 
 from cnnlab import charts, jobs
 from cnnlab.backbones import BACKBONE_NAMES
-from cnnlab.sweep import OBJECTIVES, default_storage, run_sweep, space_from_dict
-from pages.common import dataset, live_job, owner, session_busy, settings, show_error, store
+from cnnlab.sweep import OBJECTIVES, default_storage, space_from_dict
+from cnnlab_ui.live import live_job
+from cnnlab_ui.messages import show_error
+from cnnlab_ui.state import dataset, owner, session_busy, settings, store
 
 st.title("Sweep")
 st.caption(
@@ -76,30 +78,19 @@ except ValueError as exc:
 
 job = st.session_state.get("sweep_job")
 if st.button("Start sweep", type="primary", disabled=session_busy(), icon=":material/play_arrow:"):
-    tags = {"owner": owner()} if owner() else None
-    data_dir = dataset().path
-    study_name = study or None
-    if owner():  # hosted visitors never join each other's studies, even with the same space and data
-        study_name = f"{study_name or space.default_study_name(data_dir)}-{owner()}"
-
-    def work(job: jobs.Job):
-        return run_sweep(
-            data_dir,
-            space,
-            trials=int(trials),
-            timeout=minutes * 60 or None,
-            storage=storage,
-            study_name=study_name,
-            store=store(),
-            stop_event=job.stop_event,
-            on_trial=job.add_item,
-            on_epoch=job.add_epoch,
-            tags=tags,
-        )
-
-    info = {"objective": objective}
-    st.session_state.sweep_job = jobs.Job(
-        work, label="Sweep", limit=settings().max_concurrent_trainings, info=info
+    config = settings()
+    st.session_state.sweep_job = jobs.sweep_job(
+        dataset().path,
+        space,
+        trials=int(trials),
+        timeout=minutes * 60 or None,
+        storage=storage,
+        study_name=study or None,
+        store=store(),
+        cache=config.cache_dir,
+        max_training_mb=config.max_training_mb,
+        limit=config.max_concurrent_trainings,
+        owner=owner(),
     ).start()
     st.rerun()
 

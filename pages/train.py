@@ -5,8 +5,11 @@ import streamlit as st
 
 from cnnlab import charts, jobs
 from cnnlab.model import check_trainable
-from pages.common import dataset, live_job, owner, scan, session_busy, settings, show_error, store
-from pages.widgets import model_config_sidebar, train_config_sidebar
+from cnnlab_ui.live import live_job
+from cnnlab_ui.loaders import scan
+from cnnlab_ui.messages import show_error
+from cnnlab_ui.state import dataset, owner, session_busy, settings, store
+from cnnlab_ui.widgets import model_config_sidebar, train_config_sidebar
 
 st.title("Train")
 try:
@@ -51,8 +54,16 @@ with st.expander(
 job = st.session_state.get("job")
 if st.button("Start training", type="primary", disabled=session_busy(), icon=":material/play_arrow:"):
     tags = {"owner": owner()} if owner() else None
+    config = settings()
     job = jobs.training_job(
-        chosen.path, model_config, train_config, store=store(), limit=settings().max_concurrent_trainings, tags=tags
+        chosen.path,
+        model_config,
+        train_config,
+        store=store(),
+        cache=config.cache_dir,
+        max_training_mb=config.max_training_mb,
+        limit=config.max_concurrent_trainings,
+        tags=tags,
     )
     st.session_state.job = job.start()
     st.rerun()

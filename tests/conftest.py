@@ -1,4 +1,5 @@
-"""Shared fixtures: isolated cache and models folders, and tiny class-folder datasets of real images."""
+"""Shared fixtures: no settings from the shell, isolated cache and models folders, and tiny
+class-folder datasets of real images."""
 
 from __future__ import annotations
 
@@ -27,13 +28,37 @@ CLASS_COLORS = {
 }
 
 
-@pytest.fixture(autouse=True)
-def isolated_dirs(tmp_path, monkeypatch):
-    """Every test gets its own cache and run store, never the user's or the repository's."""
-    cache, models = tmp_path / "cnnlab-cache", tmp_path / "cnnlab-models"
-    monkeypatch.setenv("CNNLAB_CACHE_DIR", str(cache))
-    monkeypatch.setenv("CNNLAB_MODELS_DIR", str(models))
-    return cache, models
+@pytest.fixture(scope="session", autouse=True)
+def no_settings_from_the_shell():
+    """A developer's own `CNNLAB_*` settings (`CNNLAB_HOSTED=1`, `CNNLAB_MODELS_DIR`...) reach no test.
+
+    Library calls take their folders and limits as arguments; a test that starts the app or the
+    CLI sets what it needs. The CI switches `CNNLAB_REQUIRE_*` stay: they speak to the tests.
+    """
+    with pytest.MonkeyPatch.context() as mp:
+        for name in [n for n in os.environ if n.startswith("CNNLAB_") and not n.startswith("CNNLAB_REQUIRE_")]:
+            mp.delenv(name)
+        yield
+
+
+@pytest.fixture
+def isolated_dirs(tmp_path):
+    """A cache folder and a run store folder of the test's own: (cache, models)."""
+    return tmp_path / "cnnlab-cache", tmp_path / "cnnlab-models"
+
+
+@pytest.fixture
+def cache_dir(isolated_dirs) -> Path:
+    """The test's own cache folder (scans, decoded images, the built-in sample)."""
+    return isolated_dirs[0]
+
+
+@pytest.fixture
+def run_store(isolated_dirs):
+    """The test's own run store, without the shipped demo run."""
+    from cnnlab.runs import RunStore
+
+    return RunStore(isolated_dirs[1], include_demo=False)
 
 
 def image_bytes(array: np.ndarray, fmt: str = "PNG", **save_args) -> bytes:
@@ -113,21 +138,26 @@ def trained_run(tmp_path_factory):
     from cnnlab.train import train
 
     base = tmp_path_factory.mktemp("trained")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("CNNLAB_CACHE_DIR", str(base / "cache"))
-        mp.setenv("CNNLAB_MODELS_DIR", str(base / "models"))
-        data_dir = write_dataset(base / "data")
-        epochs, batches = [], []
-        run = train(
-            data_dir,
-            tiny_model_config(),
-            tiny_train_config(),
-            store=RunStore(base / "models", include_demo=False),
-            on_epoch=epochs.append,
-            on_batch=batches.append,
-            name="shared tiny run",
-        )
-    return {"run": run, "data_dir": data_dir, "epochs": epochs, "batches": batches, "base": base}
+    data_dir = write_dataset(base / "data")
+    epochs, batches = [], []
+    run = train(
+        data_dir,
+        tiny_model_config(),
+        tiny_train_config(),
+        store=RunStore(base / "models", include_demo=False),
+        cache=base / "cache",
+        on_epoch=epochs.append,
+        on_batch=batches.append,
+        name="shared tiny run",
+    )
+    return {
+        "run": run,
+        "data_dir": data_dir,
+        "epochs": epochs,
+        "batches": batches,
+        "base": base,
+        "cache": base / "cache",
+    }
 
 
 def small_cnn(

@@ -36,6 +36,7 @@ TIMEOUT = 180
 def app(app_cache, isolated_dirs, monkeypatch):
     """A fresh session of the whole app (navigation included) with an empty run store."""
     monkeypatch.setenv("CNNLAB_CACHE_DIR", str(app_cache))
+    monkeypatch.setenv("CNNLAB_MODELS_DIR", str(isolated_dirs[1]))
     return start_app()
 
 
@@ -87,6 +88,21 @@ def test_the_home_page_renders_without_importing_tensorflow(app_cache, tmp_path)
     assert done.stdout.strip().splitlines()[-1] == "CNN Lab []"
 
 
+@pytest.mark.parametrize("source", ["environment", "secrets"])
+def test_a_bad_setting_is_one_line_on_the_page(source, app_cache, tmp_path, monkeypatch):
+    monkeypatch.setenv("CNNLAB_CACHE_DIR", str(app_cache))
+    monkeypatch.setenv("CNNLAB_MODELS_DIR", str(tmp_path / "models"))
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    if source == "secrets":  # a secret wins over the environment
+        at.secrets["CNNLAB_MODELS_DIR"] = "~nosuchuser/x"
+    else:
+        monkeypatch.setenv("CNNLAB_MODELS_DIR", "~nosuchuser/x")
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert len(at.error) == 1 and at.error[0].value.endswith("Received: CNNLAB_MODELS_DIR='~nosuchuser/x'")
+    assert "names no user on this machine" in at.error[0].value
+
+
 @pytest.mark.parametrize("page", PAGES)
 def test_every_page_renders_on_a_fresh_session(app, page):
     at = open_page(app, page)
@@ -104,7 +120,7 @@ def test_data_page_shows_the_sample_with_counts_and_a_labelled_grid(app):
 
 
 def test_the_data_grid_shows_16_bit_images(app, tmp_path):
-    from pages.common import DatasetChoice
+    from cnnlab_ui.state import DatasetChoice
 
     for name, level in (("dark", 8000), ("bright", 60000)):
         (tmp_path / "deep" / name).mkdir(parents=True)
@@ -351,8 +367,8 @@ def test_imagenet_weights_offline_fail_on_the_train_page_with_one_line(app, isol
     at.run()
     assert job.status == "failed"
     assert len(at.error) == 1 and "Could not download the ImageNet weights" in at.error[0].value
-    _, models = isolated_dirs
-    assert not models.exists() or [p.name for p in models.iterdir()] == []
+    assert RunStore(isolated_dirs[1], include_demo=False).list() == []
+    assert not isolated_dirs[1].exists() or not any(isolated_dirs[1].iterdir())
 
 
 @pytest.mark.slow

@@ -20,7 +20,6 @@ from cnnlab.explain import grad_cam, last_conv_layer_name  # noqa: E402
 from cnnlab.export import export_run, read_export  # noqa: E402
 from cnnlab.model import ModelConfig, build_model, count_params, find_backbone  # noqa: E402
 from cnnlab.predict import predict  # noqa: E402
-from cnnlab.runs import RunStore  # noqa: E402
 from cnnlab.train import train  # noqa: E402
 
 SIZE = (32, 32)
@@ -59,9 +58,9 @@ def changed(before: dict, after: dict) -> set[str]:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", list(backbones.BACKBONES))
-def test_each_backbone_trains_predicts_explains_and_exports(make_dataset, tmp_path, name):
+def test_each_backbone_trains_predicts_explains_and_exports(make_dataset, run_store, cache_dir, name):
     data_dir = make_dataset(per_class=6)
-    run = train(data_dir, backbone_config(name), tiny_train_config(epochs=1), store=RunStore(tmp_path / "runs"))
+    run = train(data_dir, backbone_config(name), tiny_train_config(epochs=1), store=run_store, cache=cache_dir)
     assert run.status == "completed"
     assert [row["phase"] for row in run.history] == ["head"]
     model = run.load_model()
@@ -76,7 +75,7 @@ def test_each_backbone_trains_predicts_explains_and_exports(make_dataset, tmp_pa
     assert layer.startswith(f"{backbone.name}/")
     heatmap = grad_cam(model, images[0], layer_name=layer)
     assert heatmap.shape == SIZE and heatmap.dtype == np.float32 and 0.0 <= heatmap.min() <= heatmap.max() <= 1.0
-    folder = export_run(run, "keras")
+    folder = export_run(run, "keras", cache=cache_dir)
     assert read_export(folder)["max_abs_diff"] <= 1e-4
 
 
@@ -128,25 +127,23 @@ def test_weights_file_is_loaded_by_path_and_predicts_like_its_source(tmp_path):
     assert not np.allclose(fresh.predict(images, verbose=0) / scale, expected / scale, atol=1e-2)
 
 
-def test_missing_weights_file_stops_before_a_run_exists(make_dataset, tmp_path):
-    store = RunStore(tmp_path / "runs", include_demo=False)
+def test_missing_weights_file_stops_before_a_run_exists(make_dataset, run_store, cache_dir, tmp_path):
     config = backbone_config(backbone_weights=str(tmp_path / "nowhere.weights.h5"))
     with pytest.raises(ValueError, match="weights file was not found.*Received: backbone_weights="):
-        train(make_dataset(per_class=4), config, tiny_train_config(epochs=1), store=store)
-    assert store.list() == []
+        train(make_dataset(per_class=4), config, tiny_train_config(epochs=1), store=run_store, cache=cache_dir)
+    assert not run_store.root.exists()
 
 
-def test_imagenet_offline_stops_before_a_run_exists(make_dataset, tmp_path):
+def test_imagenet_offline_stops_before_a_run_exists(make_dataset, run_store, cache_dir):
     # This machine has no network: Keras's download fails at once and nothing is left behind.
-    store = RunStore(tmp_path / "runs", include_demo=False)
     config = backbone_config(backbone_weights="imagenet")
     with pytest.raises(ValueError) as caught:
-        train(make_dataset(per_class=4), config, tiny_train_config(epochs=1), store=store)
+        train(make_dataset(per_class=4), config, tiny_train_config(epochs=1), store=run_store, cache=cache_dir)
     message = str(caught.value)
     assert "\n" not in message
     assert message.startswith("Could not download the ImageNet weights of mobilenet_v3_small (")
     assert "--backbone-weights PATH" in message and message.endswith("Received: backbone_weights='imagenet'")
-    assert store.list() == [] and not any(store.root.iterdir() if store.root.exists() else [])
+    assert not run_store.root.exists()
 
 
 def test_cli_imagenet_offline_exits_2_with_one_line(make_dataset, tmp_path):
@@ -166,16 +163,15 @@ def test_cli_imagenet_offline_exits_2_with_one_line(make_dataset, tmp_path):
 
 
 @pytest.mark.slow
-def test_frozen_head_phase_then_fine_tuning_of_the_top_layers_only(make_dataset, tmp_path):
+def test_frozen_head_phase_then_fine_tuning_of_the_top_layers_only(make_dataset, run_store, cache_dir, tmp_path):
     source = backbones.build_backbone("mobilenet_v3_small", SIZE, "none")
     weights = tmp_path / "pretrained.weights.h5"
     source.save_weights(weights)
     snapshots = Snapshots()
     config = backbone_config(backbone_weights=str(weights), learning_rate=0.01)
     train_config = tiny_train_config(epochs=1, fine_tune_layers=12, fine_tune_epochs=1)
-    run = train(
-        make_dataset(per_class=6), config, train_config, store=RunStore(tmp_path / "runs"), callbacks=[snapshots]
-    )
+    data_dir = make_dataset(per_class=6)
+    run = train(data_dir, config, train_config, store=run_store, cache=cache_dir, callbacks=[snapshots])
     head_start, head_end, tune_start, tune_end = snapshots.taken
     # Head phase: only the new head learns; the backbone, batch-norm statistics included, is untouched.
     assert changed(head_start, head_end) == {"predictions"}

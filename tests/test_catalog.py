@@ -22,7 +22,7 @@ from conftest import QuietHandler, digits, mnist_npz, publish
 from PIL import Image
 
 from cnnlab import catalog
-from cnnlab.catalog import CATALOG, dataset_folder, download
+from cnnlab.catalog import CATALOG, dataset_folder, download, fetch
 from tests.e2e_server import free_port
 
 
@@ -251,8 +251,8 @@ class _StallingHandler(http.server.BaseHTTPRequestHandler):
 
 def test_a_stalled_download_gives_up_with_one_line(monkeypatch, tmp_path):
     monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
-    monkeypatch.setattr(catalog, "STALL_S", 0.5)
-    monkeypatch.setattr(catalog, "POLL_S", 0.05)
+    monkeypatch.setattr(fetch, "STALL_S", 0.5)
+    monkeypatch.setattr(fetch, "POLL_S", 0.05)
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _StallingHandler)
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     try:

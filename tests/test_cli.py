@@ -2,7 +2,9 @@
 
 import json
 import os
+import re
 import shutil
+import signal
 import subprocess
 import sys
 
@@ -32,6 +34,19 @@ TINY = [
     "--patience",
     "0",
 ]
+
+
+# What the generated `cnnlab` console script runs (`[project.scripts] cnnlab = "cnnlab.cli:main"`).
+CONSOLE_SCRIPT = [sys.executable, "-c", "import sys; from cnnlab.cli import main; sys.exit(main())"]
+ENTRY_POINTS = {"python -m cnnlab": [sys.executable, "-m", "cnnlab"], "cnnlab": CONSOLE_SCRIPT}
+
+
+@pytest.fixture(autouse=True)
+def cli_environment(isolated_dirs, monkeypatch):
+    """The command line reads its settings from the environment: point it at this test's folders."""
+    cache, models = isolated_dirs
+    monkeypatch.setenv("CNNLAB_CACHE_DIR", str(cache))
+    monkeypatch.setenv("CNNLAB_MODELS_DIR", str(models))
 
 
 def last_json(capsys) -> dict:
@@ -158,6 +173,14 @@ def test_download_fetches_converts_and_prints_the_folder(server, monkeypatch, tm
     assert last_json(capsys)["counts"] == {str(d): 2 for d in range(10)}
 
 
+def test_download_uses_the_configured_mirror(server, monkeypatch, tmp_path, capsys):
+    base_url, www = server
+    publish(monkeypatch, www, "mnist", [mnist_npz(*digits(per_class=2))])
+    monkeypatch.setenv("CNNLAB_DATASETS_URL", base_url)
+    assert main(["download", "mnist", "--cache", str(tmp_path / "cache"), "--json"]) == 0
+    assert last_json(capsys)["name"] == "mnist"
+
+
 def test_download_offline_exits_2_with_one_line(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
     offline = f"http://127.0.0.1:{free_port()}"  # nobody listens there
@@ -182,6 +205,31 @@ def test_python_m_cnnlab_runs_as_a_program(tmp_path):
     )
 
 
+def test_ctrl_c_stops_a_training_cleanly_and_the_command_still_reports_its_run(tmp_path):
+    """The first Ctrl-C asks the training to stop after its batch; the run is kept and reported."""
+    data = write_dataset(tmp_path / "data", per_class=12)
+    options = TINY.copy()
+    options[options.index("--epochs") + 1] = "500"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cnnlab", "train", str(data), *options, "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        for line in process.stderr:
+            if "epoch 1/500" in line:
+                break
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    assert process.returncode == 0, err
+    assert "Stopping after the current batch" in err and "Traceback" not in err
+    result = json.loads(out.strip().splitlines()[-1])
+    assert result["status"] == "stopped" and 1 <= result["epochs_run"] < 500
+
+
 def test_a_program_that_loads_tensorflow_still_errs_in_one_line(trained_run, tmp_path):
     """TensorFlow's C++ start-up lines would otherwise come before the error on stderr."""
     bad = tmp_path / "fake.png"
@@ -197,6 +245,36 @@ def test_a_program_that_loads_tensorflow_still_errs_in_one_line(trained_run, tmp
     assert done.returncode == 2
     assert done.stderr.startswith("error: ") and done.stderr.count("\n") == 1, done.stderr
     assert "fake.png" in done.stderr
+
+
+@pytest.mark.parametrize("name", ["CNNLAB_MODELS_DIR", "CNNLAB_CACHE_DIR", "CNNLAB_DATA_ROOTS"])
+def test_a_setting_naming_no_user_is_one_line_exit_2(name, tmp_path):
+    env = {**os.environ, name: "~nosuchuser/x"}
+    done = subprocess.run(
+        [sys.executable, "-m", "cnnlab", "runs"], capture_output=True, text=True, timeout=120, env=env
+    )
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.startswith("error: ") and done.stderr.count("\n") == 1, done.stderr
+    assert done.stderr.strip().endswith(f"Received: {name}='~nosuchuser/x'")
+
+
+@pytest.mark.parametrize("entry", ENTRY_POINTS)
+def test_both_entry_points_keep_tensorflow_quiet(entry, trained_run, tmp_path):
+    """The console script sets up the process like `python -m cnnlab`: TensorFlow's C++ log lines
+    (a TFLite conversion prints a dozen) stay hidden whether or not the shell quiets them."""
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    env["CNNLAB_MODELS_DIR"] = str(trained_run["base"] / "models")
+    out = tmp_path / "export"
+    done = subprocess.run(
+        [*ENTRY_POINTS[entry], "export", trained_run["run"].id, "--format", "tflite", "--out", str(out), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.splitlines()[-1])["export_dir"] == str(out)
+    assert not re.findall(r"^[IWE]\d{4} .*$", done.stderr, re.MULTILINE)
 
 
 @pytest.mark.parametrize("fmt", ["keras", "savedmodel", "tflite"])

@@ -135,34 +135,34 @@ def test_missing_folder_is_a_value_error(tmp_path):
         data.scan(tmp_path / "file.png")
 
 
-def test_scan_cache_is_reused_and_a_changed_file_is_checked_again(make_dataset, isolated_dirs):
+def test_scan_cache_is_reused_and_a_changed_file_is_checked_again(make_dataset, cache_dir):
     root = make_dataset(classes=("a", "b"), per_class=3)
     target = root / "a" / "a_001.png"
-    first = data.scan(root)
+    first = data.scan(root, cache=cache_dir)
     assert "a/a_001.png" in first.files
-    assert len(list((isolated_dirs[0] / "scans").glob("*.json"))) == 1
+    assert len(list((cache_dir / "scans").glob("*.json"))) == 1
 
     # Same name, size and modification time, but now garbage: a second scan trusts the cache.
     stat = target.stat()
     target.write_bytes(b"\0" * stat.st_size)
     os.utime(target, ns=(stat.st_atime_ns, stat.st_mtime_ns))
-    again = data.scan(root)
+    again = data.scan(root, cache=cache_dir)
     assert again.files == first.files and again.skipped == ()
 
     # A real change (new modification time) is checked again and found.
     os.utime(target, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
-    changed = data.scan(root)
+    changed = data.scan(root, cache=cache_dir)
     assert "a/a_001.png" not in changed.files
     assert skipped_reasons(changed)["a/a_001.png"].startswith("is not an image")
     assert changed.fingerprint != first.fingerprint
 
 
-def test_a_damaged_scan_cache_is_recomputed(make_dataset, isolated_dirs):
+def test_a_damaged_scan_cache_is_recomputed(make_dataset, cache_dir):
     root = make_dataset(classes=("a", "b"), per_class=2)
-    first = data.scan(root)
-    (entry,) = (isolated_dirs[0] / "scans").glob("*.json")
+    first = data.scan(root, cache=cache_dir)
+    (entry,) = (cache_dir / "scans").glob("*.json")
     entry.write_text("{not json")
-    assert data.scan(root) == first
+    assert data.scan(root, cache=cache_dir) == first
 
 
 # ---------------------------------------------------------------------------------------- split
@@ -218,30 +218,30 @@ def test_bad_fractions_are_value_errors(validation_split, test_split, field):
 # -------------------------------------------------------------------------------------- prepare
 
 
-def test_prepare_decodes_once_into_a_memory_mapped_cache(make_dataset, isolated_dirs):
+def test_prepare_decodes_once_into_a_memory_mapped_cache(make_dataset, cache_dir):
     root = make_dataset(per_class=4)
     report = data.scan(root)
-    prepared = data.prepare(report, (16, 24))
+    prepared = data.prepare(report, (16, 24), cache=cache_dir)
     assert not prepared.from_cache
     assert isinstance(prepared.images, np.memmap)  # streamed from disk, not loaded into RAM
     assert prepared.images.shape == (12, 16, 24, 3) and prepared.images.dtype == np.uint8
     assert prepared.labels.dtype == np.int32 and prepared.labels.tolist() == list(report.labels)
-    assert prepared.cache_path.parent == isolated_dirs[0] / "prepared"
+    assert prepared.cache_path.parent == cache_dir / "prepared"
     assert prepared.cache_path.exists()
-    assert not [p for p in prepared.cache_path.parent.iterdir() if p.name.endswith(".tmp")]
+    assert [p.name for p in prepared.cache_path.parent.iterdir()] == [prepared.cache_path.name]  # no temporaries
     # Row i is file i, decoded exactly as a single image would be.
     from cnnlab.images import load_array
 
     for i in (0, 5, 11):
         np.testing.assert_array_equal(prepared.images[i], load_array(report.root / report.files[i], (16, 24)))
 
-    again = data.prepare(report, (16, 24))
+    again = data.prepare(report, (16, 24), cache=cache_dir)
     assert again.from_cache and again.cache_path == prepared.cache_path
     np.testing.assert_array_equal(np.asarray(again.images), np.asarray(prepared.images))
 
-    gray = data.prepare(report, (16, 24), color_mode="grayscale")
-    padded = data.prepare(report, (20, 20), resize_mode="pad")
-    turned = data.prepare(report, (24, 16))
+    gray = data.prepare(report, (16, 24), color_mode="grayscale", cache=cache_dir)
+    padded = data.prepare(report, (20, 20), resize_mode="pad", cache=cache_dir)
+    turned = data.prepare(report, (24, 16), cache=cache_dir)
     assert not gray.from_cache and gray.images.shape == (12, 16, 24, 1)
     assert not padded.from_cache and padded.images.shape == (12, 20, 20, 3)
     assert not turned.from_cache and turned.images.shape == (12, 24, 16, 3)
@@ -260,14 +260,14 @@ def test_parallel_decoding_matches_inline(make_dataset, monkeypatch, tmp_path):
     np.testing.assert_array_equal(np.asarray(parallel.images), np.asarray(inline.images))
 
 
-def test_prepare_rejects_bad_settings(make_dataset):
+def test_prepare_rejects_bad_settings(make_dataset, cache_dir):
     report = data.scan(make_dataset(classes=("a", "b"), per_class=2))
     with pytest.raises(ValueError, match="Received: image_size="):
-        data.prepare(report, (4, 4))
+        data.prepare(report, (4, 4), cache=cache_dir)
     with pytest.raises(ValueError, match="Received: color_mode="):
-        data.prepare(report, (16, 16), color_mode="cmyk")
+        data.prepare(report, (16, 16), color_mode="cmyk", cache=cache_dir)
     with pytest.raises(ValueError, match="Received: resize_mode="):
-        data.prepare(report, (16, 16), resize_mode="zoom")
+        data.prepare(report, (16, 16), resize_mode="zoom", cache=cache_dir)
 
 
 # --------------------------------------------------------------------------------------- tf.data
@@ -277,9 +277,9 @@ def batches_of(ds):
     return [(x.numpy(), y.numpy()) for x, y in ds]
 
 
-def test_make_dataset_yields_uint8_batches_with_labels(make_dataset):
+def test_make_dataset_yields_uint8_batches_with_labels(make_dataset, cache_dir):
     report = data.scan(make_dataset(per_class=5))
-    prepared = data.prepare(report, (16, 16))
+    prepared = data.prepare(report, (16, 16), cache=cache_dir)
     indices = np.array([0, 3, 7, 8, 14, 2, 9])
     batches = batches_of(data.make_dataset(prepared, indices, batch_size=3))
     assert [x.shape for x, _ in batches] == [(3, 16, 16, 3), (3, 16, 16, 3), (1, 16, 16, 3)]
@@ -290,8 +290,8 @@ def test_make_dataset_yields_uint8_batches_with_labels(make_dataset):
     np.testing.assert_array_equal(labels, np.asarray(report.labels)[indices])
 
 
-def test_shuffle_depends_on_the_seed(make_dataset):
-    prepared = data.prepare(data.scan(make_dataset(per_class=8)), (16, 16))
+def test_shuffle_depends_on_the_seed(make_dataset, cache_dir):
+    prepared = data.prepare(data.scan(make_dataset(per_class=8)), (16, 16), cache=cache_dir)
     indices = np.arange(24)
 
     def order(seed):

@@ -106,10 +106,10 @@ def run_copy(trained_run, tmp_path):
     return store.get(source.id)
 
 
-def test_evaluate_run_uses_the_test_split_and_caches_it(run_copy):
+def test_evaluate_run_uses_the_test_split_and_caches_it(run_copy, cache_dir):
     run = run_copy
     saved = run.path / "evaluation.json"
-    at_training = evaluate_run(run)  # written when training finished
+    at_training = evaluate_run(run, cache=cache_dir)  # written when training finished
     test_files = run.split()["test"]
     assert len(at_training.predictions) == len(test_files) == 9
     assert sorted(at_training.predictions["path"]) == sorted(test_files)
@@ -117,7 +117,7 @@ def test_evaluate_run_uses_the_test_split_and_caches_it(run_copy):
     assert int(at_training.confusion.sum()) == 9
 
     saved.unlink()
-    fresh = evaluate_run(run)  # recomputed from the saved model and the dataset
+    fresh = evaluate_run(run, cache=cache_dir)  # recomputed from the saved model and the dataset
     assert saved.exists()
     assert fresh.accuracy == pytest.approx(at_training.accuracy)
     assert fresh.loss == pytest.approx(at_training.loss, rel=1e-5)
@@ -127,18 +127,18 @@ def test_evaluate_run_uses_the_test_split_and_caches_it(run_copy):
     record = json.loads(saved.read_text())
     record["accuracy"] = 0.123
     saved.write_text(json.dumps(record))
-    assert evaluate_run(run).accuracy == 0.123  # read back, not recomputed
-    assert evaluate_run(run, refresh=True).accuracy == pytest.approx(at_training.accuracy)
+    assert evaluate_run(run, cache=cache_dir).accuracy == 0.123  # read back, not recomputed
+    assert evaluate_run(run, cache=cache_dir, refresh=True).accuracy == pytest.approx(at_training.accuracy)
     assert json.loads(saved.read_text())["accuracy"] == pytest.approx(at_training.accuracy)
 
 
-def test_evaluate_run_refuses_a_dataset_whose_classes_changed(run_copy, tmp_path):
+def test_evaluate_run_refuses_a_dataset_whose_classes_changed(run_copy, tmp_path, cache_dir):
     changed = tmp_path / "changed"
-    shutil.copytree(run_copy.dataset_root(), changed)
+    shutil.copytree(run_copy.dataset_root(cache_dir), changed)
     write_dataset(changed, classes=("zebras",), per_class=3)
     run_copy.update(dataset={**run_copy.record["dataset"], "path": str(changed)})
     with pytest.raises(ValueError, match=r"classes changed.*Received: classes=\['cats', 'dogs', 'owls', 'zebras'\]"):
-        evaluate_run(run_copy, refresh=True)
+        evaluate_run(run_copy, cache=cache_dir, refresh=True)
 
 
 def test_an_empty_test_split_round_trips_with_its_columns():

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from cnnlab.files import build_folder, write_json
+from cnnlab.files import atomic_path, atomic_write, build_folder, write_json
 
 
 def test_write_json_replaces_the_file_whole_and_leaves_no_temporaries(tmp_path):
@@ -46,7 +46,7 @@ def test_build_folder_that_fails_leaves_nothing(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_build_folder_keeps_a_copy_another_process_finished_first(tmp_path):
+def test_a_shared_cache_folder_keeps_the_copy_another_process_finished_first(tmp_path):
     target = tmp_path / "data"
 
     def fill(folder):
@@ -54,6 +54,57 @@ def test_build_folder_keeps_a_copy_another_process_finished_first(tmp_path):
         target.mkdir()  # another process renames its copy into place meanwhile
         (target / "theirs.txt").write_text("theirs")
 
-    assert build_folder(target, fill) == target
+    assert build_folder(target, fill, keep_existing=True) == target
     assert [p.name for p in target.iterdir()] == ["theirs.txt"]
     assert [p.name for p in tmp_path.iterdir()] == ["data"]
+
+
+def test_a_folder_that_must_be_new_fails_when_another_writer_got_there_first(tmp_path):
+    target = tmp_path / "run"
+
+    def fill(folder):
+        (folder / "mine.txt").write_text("mine")
+        target.mkdir()
+        (target / "theirs.txt").write_text("theirs")
+
+    with pytest.raises(OSError):
+        build_folder(target, fill)
+    assert [p.name for p in target.iterdir()] == ["theirs.txt"]
+    assert [p.name for p in tmp_path.iterdir()] == ["run"]
+
+
+def test_atomic_write_replaces_the_file_whole(tmp_path):
+    path = tmp_path / "notes.txt"
+    path.write_text("old")
+    with atomic_write(path) as fh:
+        fh.write("new é")
+        assert path.read_text() == "old"  # readers see the old file until the block ends
+    assert path.read_text(encoding="utf-8") == "new é"
+    with atomic_write(path, "wb") as fh:
+        fh.write(b"\x00\x01")
+    assert path.read_bytes() == b"\x00\x01"
+    assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
+
+
+@pytest.mark.parametrize("existed", [False, True])
+def test_a_write_that_fails_midway_leaves_neither_a_new_target_nor_a_temporary(tmp_path, existed):
+    path = tmp_path / "cache.npy"
+    if existed:
+        path.write_bytes(b"whole old file")
+    with pytest.raises(RuntimeError, match="disk full"), atomic_write(path, "wb") as fh:
+        fh.write(b"half of the new file")
+        raise RuntimeError("disk full")
+    assert [p.name for p in tmp_path.iterdir()] == (["cache.npy"] if existed else [])
+    assert not existed or path.read_bytes() == b"whole old file"
+
+
+def test_atomic_path_gives_writers_a_file_name_with_the_target_s_suffix(tmp_path):
+    path = tmp_path / "model.keras"  # Keras refuses to save to a name that does not end in .keras
+    with pytest.raises(ValueError, match="could not save"), atomic_path(path) as tmp:
+        assert tmp.parent == tmp_path and tmp.suffix == ".keras" and tmp.name.startswith(".")
+        tmp.write_bytes(b"half")
+        raise ValueError("could not save")
+    assert list(tmp_path.iterdir()) == []
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(b"whole")
+    assert path.read_bytes() == b"whole" and [p.name for p in tmp_path.iterdir()] == ["model.keras"]

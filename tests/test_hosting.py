@@ -84,6 +84,7 @@ def test_hosted_upload_cap_is_a_clear_message():
 def hosted(app_cache, isolated_dirs, tmp_path, monkeypatch):
     """Hosted mode on, with a server data root configured (which hosted mode must ignore)."""
     monkeypatch.setenv("CNNLAB_CACHE_DIR", str(app_cache))
+    monkeypatch.setenv("CNNLAB_MODELS_DIR", str(isolated_dirs[1]))
     monkeypatch.setenv("CNNLAB_HOSTED", "1")
     monkeypatch.setenv("CNNLAB_DATA_ROOTS", str(tmp_path))
     return isolated_dirs[1]

@@ -73,3 +73,39 @@ def test_a_queued_job_can_be_cancelled():
     assert queued.status == "cancelled" and queued.result is None
     release.set()
     assert wait_for(lambda: holder.done)
+
+
+def test_lowering_the_limit_while_jobs_wait_never_runs_more_than_the_new_limit():
+    release = threading.Event()
+    holders = [jobs.Job(lambda j: release.wait(10), limit=2).start() for _ in range(2)]
+    assert wait_for(lambda: all(h.status == "running" for h in holders))
+    lock, active, peak = threading.Lock(), [0], [0]
+
+    def work(job):
+        with lock:
+            active[0] += 1
+            peak[0] = max(peak[0], active[0])
+        time.sleep(0.1)
+        with lock:
+            active[0] -= 1
+
+    waiting = [jobs.Job(work, limit=2).start() for _ in range(3)]
+    lowered = jobs.Job(work, limit=1).start()
+    assert wait_for(lambda: "Waiting for a free training slot" in lowered.message)
+    assert all(w.status == "queued" for w in waiting)
+    release.set()
+    assert all(wait_for(lambda j=j: j.done) for j in [*holders, *waiting, lowered])
+    assert peak[0] == 1 and jobs.running_jobs() == 0
+
+
+def test_raising_the_limit_while_jobs_wait_starts_them_at_once():
+    release = threading.Event()
+    holder = jobs.Job(lambda j: release.wait(10), limit=1).start()
+    assert wait_for(lambda: holder.status == "running")
+    waiting = jobs.Job(lambda j: release.wait(10), limit=1).start()
+    assert wait_for(lambda: "Waiting for a free training slot" in waiting.message)
+    raised = jobs.Job(lambda j: release.wait(10), limit=3).start()
+    assert wait_for(lambda: waiting.status == "running" and raised.status == "running")
+    assert holder.status == "running" and jobs.running_jobs() == 3
+    release.set()
+    assert all(wait_for(lambda j=j: j.done) for j in (holder, waiting, raised))

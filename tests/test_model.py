@@ -196,15 +196,19 @@ def test_training_memory_grows_with_batch_and_image_and_is_checked_against_the_l
     check_trainable(wide, 5, 128, max_training_mb=None)  # no limit set: a big machine may train it
 
 
-def test_train_refuses_an_oversized_step_before_creating_a_run(make_dataset, tmp_path, monkeypatch):
-    from cnnlab.runs import RunStore
+def test_train_refuses_an_oversized_step_before_creating_a_run(make_dataset, run_store, cache_dir):
     from cnnlab.train import TrainConfig, train
 
-    monkeypatch.setenv("CNNLAB_MAX_TRAINING_MB", "64")
-    store = RunStore(tmp_path / "runs", include_demo=False)
     with pytest.raises(ValueError, match="over the 64 MB this server allows"):
-        train(make_dataset(), ModelConfig(image_size=(128, 128)), TrainConfig(batch_size=128), store=store)
-    assert store.list() == []
+        train(
+            make_dataset(),
+            ModelConfig(image_size=(128, 128)),
+            TrainConfig(batch_size=128),
+            store=run_store,
+            cache=cache_dir,
+            max_training_mb=64,
+        )
+    assert run_store.list() == []
 
 
 def test_demo_model_with_augmentation_inside_loads_and_serves_without_it():
@@ -213,7 +217,7 @@ def test_demo_model_with_augmentation_inside_loads_and_serves_without_it():
     from cnnlab.settings import DEMO_RUN_DIR
 
     # Saved before augmentation moved to the training pipeline: its random layers are inside.
-    model = RunStore().get(str(DEMO_RUN_DIR)).load_model()
+    model = RunStore(DEMO_RUN_DIR.parent).get(str(DEMO_RUN_DIR)).load_model()
     assert any(type(layer).__name__.startswith("Random") for layer in model.layers)
     served = without_augmentation(model)
     assert not any(type(layer).__name__.startswith("Random") for layer in served.layers)

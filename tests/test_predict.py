@@ -32,10 +32,10 @@ def test_sources_of_every_kind_give_the_same_ranked_result(model_and_run, traine
     assert first.image.shape == (32, 32, 3) and first.image.dtype == np.uint8
 
 
-def test_predictions_match_the_evaluation_pipeline(model_and_run, trained_run):
+def test_predictions_match_the_evaluation_pipeline(model_and_run, trained_run, cache_dir):
     """No train/serve skew: predicting test files one by one agrees with the cached tf.data path."""
     model, run = model_and_run
-    evaluation = evaluate_run(run)
+    evaluation = evaluate_run(run, cache=cache_dir)
     table = evaluation.predictions
     files = [trained_run["data_dir"] / p for p in table["path"]]
     results = predict(model, run.class_names, run.model_config(), files)

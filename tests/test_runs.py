@@ -193,12 +193,13 @@ def test_summary_row(tmp_path):
 
 KILL_SCRIPT = """
 import sys
+from pathlib import Path
 from cnnlab.model import ModelConfig
 from cnnlab.runs import RunStore
 from cnnlab.train import TrainConfig, train
 
 model_config = ModelConfig(image_size=(32, 32), conv_blocks=1, filters=4, dense_units=8, dropout=0.0, flip="none", rotation=0.0)
-train(sys.argv[1], model_config, TrainConfig(epochs=1000, batch_size=8, patience=0), store=RunStore(sys.argv[2]), name="doomed")
+train(sys.argv[1], model_config, TrainConfig(epochs=1000, batch_size=8, patience=0), store=RunStore(sys.argv[2]), cache=Path(sys.argv[3]), name="doomed")
 """
 
 
@@ -210,7 +211,10 @@ def test_a_killed_training_is_listed_as_interrupted_with_a_loadable_model(make_d
     log = tmp_path / "writer.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-c", KILL_SCRIPT, str(root), str(models)], env=env, stdout=out, stderr=out
+            [sys.executable, "-c", KILL_SCRIPT, str(root), str(models), str(tmp_path / "cache")],
+            env=env,
+            stdout=out,
+            stderr=out,
         )
     store = RunStore(models, include_demo=False)
     try:

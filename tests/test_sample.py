@@ -96,12 +96,6 @@ def test_sample_dir_generates_once_in_the_cache(tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ["sample-v1-seed0"]  # no temporary folders left
 
 
-def test_sample_dir_defaults_to_the_configured_cache(tmp_path, monkeypatch):
-    monkeypatch.setattr(sample, "DEFAULT_NUM_PER_CLASS", 1)
-    monkeypatch.setenv("CNNLAB_CACHE_DIR", str(tmp_path / "cache"))
-    assert sample_dir() == tmp_path / "cache" / "sample-v1-seed0"
-
-
 def test_concurrent_sample_dir_calls_agree(tmp_path, monkeypatch):
     monkeypatch.setattr(sample, "DEFAULT_NUM_PER_CLASS", 3)
     results, errors = [], []

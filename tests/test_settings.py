@@ -3,8 +3,12 @@
 from pathlib import Path
 
 import pytest
+from conftest import tiny_model_config
 
+from cnnlab import data
+from cnnlab.model import check_trainable
 from cnnlab.settings import check_data_folder, load_settings
+from cnnlab.train import TrainConfig, train
 
 
 def test_defaults_are_local_mode():
@@ -82,3 +86,28 @@ def test_server_folder_must_be_inside_a_root(tmp_path):
     assert isinstance(check_data_folder(str(allowed), s), Path)
     with pytest.raises(ValueError, match=r"names no user.*Received: folder='~nosuchuser-cnnlab/x'"):
         check_data_folder("~nosuchuser-cnnlab/x", s)
+
+
+@pytest.mark.parametrize("name", ["CNNLAB_MODELS_DIR", "CNNLAB_CACHE_DIR", "CNNLAB_DATA_ROOTS"])
+def test_a_folder_naming_no_user_is_a_one_line_error(name):
+    with pytest.raises(ValueError, match=rf"names no user on this machine.*Received: {name}='~nosuchuser/x'$"):
+        load_settings({name: "~nosuchuser/x"})
+
+
+def test_settings_in_the_shell_change_no_library_call(make_dataset, tmp_path, monkeypatch, run_store, cache_dir):
+    """Only the CLI and the app read the environment; the library takes what it needs as arguments."""
+    shell = tmp_path / "shell"
+    monkeypatch.setenv("CNNLAB_HOSTED", "1")
+    monkeypatch.setenv("CNNLAB_MAX_TRAINING_MB", "64")
+    monkeypatch.setenv("CNNLAB_MODELS_DIR", str(shell / "models"))
+    monkeypatch.setenv("CNNLAB_CACHE_DIR", str(shell / "cache"))
+    config, big_batch = tiny_model_config(), TrainConfig(epochs=1, batch_size=512, patience=0)
+    assert check_trainable(config, 2, big_batch.batch_size) > 64  # what hosted mode would refuse
+
+    root = make_dataset(classes=("a", "b"), per_class=6)
+    data.scan(root)  # no cache folder given: none is written
+    run = train(root, config, big_batch, store=run_store, cache=cache_dir)
+    assert run.status == "completed" and run.path.parent == run_store.root
+    assert [r.id for r in run_store.list()] == [run.id]
+    assert list((cache_dir / "prepared").glob("*.npy")) and list((cache_dir / "scans").glob("*.json"))
+    assert not shell.exists()

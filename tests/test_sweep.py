@@ -8,9 +8,18 @@ from pathlib import Path
 
 import pytest
 
+from cnnlab import jobs
 from cnnlab.cli import main
 from cnnlab.runs import RunStore
-from cnnlab.sweep import SweepSpace, load_space, masked_url, run_sweep, space_from_dict, study_importances
+from cnnlab.sweep import (
+    SweepSpace,
+    default_storage,
+    load_space,
+    masked_url,
+    run_sweep,
+    space_from_dict,
+    study_importances,
+)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -194,31 +203,37 @@ def test_sweep_module_imports_no_heavy_libraries():
 # ------------------------------------------------------------------------------------ the sweep
 
 
-def test_arguments_are_checked_before_any_training(make_dataset, tmp_path):
+def test_arguments_are_checked_before_any_training(make_dataset, tmp_path, cache_dir):
     root = make_dataset(per_class=3)
     space = tiny_space({"filters": [4, 8]}, epochs=1)
     store = RunStore(tmp_path / "models", include_demo=False)
     with pytest.raises(ValueError, match=r"trials must be a whole number.*Received: trials=0"):
-        run_sweep(root, space, trials=0, store=store)
+        run_sweep(root, space, trials=0, store=store, cache=cache_dir)
     with pytest.raises(ValueError, match=r"timeout must be.*Received: timeout=-1"):
-        run_sweep(root, space, trials=1, timeout=-1, store=store)
+        run_sweep(root, space, trials=1, timeout=-1, store=store, cache=cache_dir)
     with pytest.raises(
         ValueError, match=r"Not a usable SQLAlchemy storage URL.*Received: storage='nosuchdb://u:\*\*\*@h/db'"
     ):
-        run_sweep(root, space, trials=1, storage="nosuchdb://u:secret@h/db", store=store)
+        run_sweep(root, space, trials=1, storage="nosuchdb://u:secret@h/db", store=store, cache=cache_dir)
     with pytest.raises(ValueError, match=r"Dataset folder not found"):
-        run_sweep(tmp_path / "missing", space, trials=1, store=store)
+        run_sweep(tmp_path / "missing", space, trials=1, store=store, cache=cache_dir)
     assert masked_url("postgresql+psycopg2://me:pw@db:5432/sweeps") == "postgresql+psycopg2://me:***@db:5432/sweeps"
     assert store.list() == []
 
 
-def test_a_stopped_sweep_runs_nothing_and_a_study_keeps_its_space(make_dataset, tmp_path):
+def test_a_stopped_sweep_runs_nothing_and_a_study_keeps_its_space(make_dataset, tmp_path, cache_dir):
     root = make_dataset(per_class=3)
     store = RunStore(tmp_path / "models", include_demo=False)
     stop = threading.Event()
     stop.set()
     result = run_sweep(
-        root, tiny_space({"filters": [4, 8]}, epochs=1), trials=3, study_name="team", store=store, stop_event=stop
+        root,
+        tiny_space({"filters": [4, 8]}, epochs=1),
+        trials=3,
+        study_name="team",
+        store=store,
+        cache=cache_dir,
+        stop_event=stop,
     )
     assert result.trials == [] and result.trials_run == 0 and result.best_value is None and result.best_run_dir is None
     assert result.storage == f"sqlite:///{(tmp_path / 'models').resolve() / 'sweeps.db'}"
@@ -226,11 +241,13 @@ def test_a_stopped_sweep_runs_nothing_and_a_study_keeps_its_space(make_dataset, 
     with pytest.raises(
         ValueError, match=r"Study 'team' already exists with a different search space.*Received: study_name='team'"
     ):
-        run_sweep(root, tiny_space({"filters": [4, 16]}, epochs=1), trials=1, study_name="team", store=store)
+        run_sweep(
+            root, tiny_space({"filters": [4, 16]}, epochs=1), trials=1, study_name="team", store=store, cache=cache_dir
+        )
     assert store.list() == []
 
 
-def test_three_trials_are_three_tagged_runs_with_a_best_one(make_dataset, tmp_path):
+def test_three_trials_are_three_tagged_runs_with_a_best_one(make_dataset, tmp_path, cache_dir):
     root = make_dataset()
     store = RunStore(tmp_path / "models", include_demo=False)
     space = tiny_space(
@@ -238,7 +255,14 @@ def test_three_trials_are_three_tagged_runs_with_a_best_one(make_dataset, tmp_pa
     )
     seen, epochs = [], []
     result = run_sweep(
-        root, space, trials=3, study_name="three", store=store, on_trial=seen.append, on_epoch=epochs.append
+        root,
+        space,
+        trials=3,
+        study_name="three",
+        store=store,
+        cache=cache_dir,
+        on_trial=seen.append,
+        on_epoch=epochs.append,
     )
 
     assert [t["number"] for t in result.trials] == [0, 1, 2] and result.trials_run == 3
@@ -271,7 +295,7 @@ def test_three_trials_are_three_tagged_runs_with_a_best_one(make_dataset, tmp_pa
     assert study_importances("three", RunStore(tmp_path / "elsewhere")) == {}
 
 
-def test_a_hopeless_trial_is_pruned_after_its_first_epoch(make_dataset, tmp_path):
+def test_a_hopeless_trial_is_pruned_after_its_first_epoch(make_dataset, tmp_path, cache_dir):
     import optuna
 
     root = make_dataset()
@@ -283,6 +307,7 @@ def test_a_hopeless_trial_is_pruned_after_its_first_epoch(make_dataset, tmp_path
         trials=1,
         study_name="hopeless",
         store=store,
+        cache=cache_dir,
         pruner=optuna.pruners.ThresholdPruner(lower=0.99),
     )
     (trial,) = result.trials
@@ -295,7 +320,7 @@ def test_a_hopeless_trial_is_pruned_after_its_first_epoch(make_dataset, tmp_path
     assert result.importances == {}
 
 
-def test_the_stop_event_ends_the_current_trial_and_the_sweep(make_dataset, tmp_path):
+def test_the_stop_event_ends_the_current_trial_and_the_sweep(make_dataset, tmp_path, cache_dir):
     root = make_dataset()
     store = RunStore(tmp_path / "models", include_demo=False)
     stop = threading.Event()
@@ -306,6 +331,7 @@ def test_the_stop_event_ends_the_current_trial_and_the_sweep(make_dataset, tmp_p
         trials=3,
         study_name="stopped",
         store=store,
+        cache=cache_dir,
         stop_event=stop,
         on_epoch=lambda row: stop.set(),
     )
@@ -313,3 +339,32 @@ def test_the_stop_event_ends_the_current_trial_and_the_sweep(make_dataset, tmp_p
     assert result.trials_run == 1 and trial["state"] == "pruned"
     run = store.get(trial["run_id"])
     assert run.status == "stopped" and len(run.history) < 3
+
+
+@pytest.mark.parametrize("owner, study_name", [(None, "mine"), ("visitor1", None)])
+def test_a_sweep_job_streams_trials_and_keeps_hosted_visitors_apart(
+    make_dataset, tmp_path, cache_dir, owner, study_name
+):
+    root = make_dataset()
+    store = RunStore(tmp_path / "models", include_demo=False)
+    space = tiny_space({"filters": [4, 6]}, epochs=1)
+    job = jobs.sweep_job(
+        root,
+        space,
+        trials=1,
+        timeout=None,
+        storage=default_storage(store),
+        study_name=study_name,
+        store=store,
+        cache=cache_dir,
+        owner=owner,
+    )
+    assert job.status == "queued" and job.info == {"objective": "val_accuracy"}
+    result = job.target(job)  # the job's work, run here; tests/test_jobs.py covers the thread around it
+
+    study = "mine" if owner is None else f"{space.default_study_name(str(root))}-visitor1"
+    (run,) = store.list()
+    assert result.study == study and run.record["sweep"] == {"study": study, "trial": 0}
+    assert run.record["owner"] == owner
+    assert [item["run_id"] for item in job.items] == [run.id]
+    assert [row["trial"] for row in job.history] == [0]

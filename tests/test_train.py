@@ -67,13 +67,12 @@ def test_callbacks_report_every_epoch_and_batch(trained_run):
 
 
 @pytest.mark.slow
-def test_same_seed_same_history(make_dataset):
+def test_same_seed_same_history(make_dataset, run_store, cache_dir):
     root = make_dataset(per_class=12)
-    store = RunStore(include_demo=False)
     config = tiny_model_config(dropout=0.2, flip="horizontal", rotation=0.1, batch_norm=True)
-    first = train(root, config, tiny_train_config(seed=11), store=store)
-    second = train(root, config, tiny_train_config(seed=11), store=store)
-    other = train(root, config, tiny_train_config(seed=12), store=store)
+    first = train(root, config, tiny_train_config(seed=11), store=run_store, cache=cache_dir)
+    second = train(root, config, tiny_train_config(seed=11), store=run_store, cache=cache_dir)
+    other = train(root, config, tiny_train_config(seed=12), store=run_store, cache=cache_dir)
 
     def losses(run):
         return [(row["loss"], row["val_loss"], row["accuracy"]) for row in run.history]
@@ -82,10 +81,10 @@ def test_same_seed_same_history(make_dataset):
     assert first.record["metrics"]["test_loss"] == second.record["metrics"]["test_loss"]
     assert first.split() == second.split()
     assert losses(other) != losses(first)
-    assert len(store.list()) == 3
+    assert len(run_store.list()) == 3
 
 
-def test_stop_request_ends_training_after_the_current_batch(make_dataset):
+def test_stop_request_ends_training_after_the_current_batch(make_dataset, run_store, cache_dir):
     root = make_dataset()
     stop = threading.Event()
     seen = []
@@ -96,7 +95,13 @@ def test_stop_request_ends_training_after_the_current_batch(make_dataset):
             stop.set()
 
     run = train(
-        root, tiny_model_config(), tiny_train_config(epochs=5, batch_size=4), on_batch=on_batch, stop_event=stop
+        root,
+        tiny_model_config(),
+        tiny_train_config(epochs=5, batch_size=4),
+        store=run_store,
+        cache=cache_dir,
+        on_batch=on_batch,
+        stop_event=stop,
     )
 
     after_stop = [s for s in seen if s[2]]
@@ -108,16 +113,18 @@ def test_stop_request_ends_training_after_the_current_batch(make_dataset):
     assert run.model_path.exists()
     assert run.load_model().output_shape == (None, 3)
     assert "test_accuracy" in run.record["metrics"]
-    assert RunStore().get(run.id).status == "stopped"
+    assert run_store.get(run.id).status == "stopped"
 
 
-def test_stop_asked_for_in_the_epoch_report_starts_no_new_epoch(make_dataset):
+def test_stop_asked_for_in_the_epoch_report_starts_no_new_epoch(make_dataset, run_store, cache_dir):
     stop = threading.Event()
     batches = []
     run = train(
         make_dataset(classes=("a", "b"), per_class=8),
         tiny_model_config(),
         tiny_train_config(epochs=4),
+        store=run_store,
+        cache=cache_dir,
         on_epoch=lambda row: stop.set(),
         on_batch=batches.append,
         stop_event=stop,
@@ -128,11 +135,16 @@ def test_stop_asked_for_in_the_epoch_report_starts_no_new_epoch(make_dataset):
     assert run.load_model() is not None
 
 
-def test_stop_before_the_start_trains_nothing(make_dataset):
+def test_stop_before_the_start_trains_nothing(make_dataset, run_store, cache_dir):
     stop = threading.Event()
     stop.set()
     run = train(
-        make_dataset(classes=("a", "b"), per_class=6), tiny_model_config(), tiny_train_config(), stop_event=stop
+        make_dataset(classes=("a", "b"), per_class=6),
+        tiny_model_config(),
+        tiny_train_config(),
+        store=run_store,
+        cache=cache_dir,
+        stop_event=stop,
     )
     assert run.status == "stopped" and run.history == []
     assert not run.model_path.exists()
@@ -140,7 +152,7 @@ def test_stop_before_the_start_trains_nothing(make_dataset):
         run.load_model()
 
 
-def test_a_failure_inside_training_marks_the_run_failed(make_dataset):
+def test_a_failure_inside_training_marks_the_run_failed(make_dataset, run_store, cache_dir):
     root = make_dataset(classes=("a", "b"), per_class=6)
 
     def on_batch(progress):
@@ -148,22 +160,23 @@ def test_a_failure_inside_training_marks_the_run_failed(make_dataset):
             raise RuntimeError("disk on fire")
 
     with pytest.raises(RuntimeError, match="disk on fire"):
-        train(root, tiny_model_config(), tiny_train_config(), on_batch=on_batch)
-    (run,) = RunStore(include_demo=False).list()
+        train(root, tiny_model_config(), tiny_train_config(), store=run_store, cache=cache_dir, on_batch=on_batch)
+    (run,) = run_store.list()
     assert run.status == "failed"
     assert run.record["error"] == "RuntimeError: disk on fire"
     assert run.record["duration_s"] >= 0
     assert len(run.history) == 1 and run.load_model() is not None  # the finished epoch's model is kept
 
 
-def test_two_classes_train_a_sigmoid_model_with_early_stopping(make_dataset):
+def test_two_classes_train_a_sigmoid_model_with_early_stopping(make_dataset, run_store, cache_dir):
     root = make_dataset(classes=("cats", "dogs"), per_class=12)
-    run = train(root, tiny_model_config(color_mode="grayscale"), tiny_train_config(epochs=2, patience=1))
+    config = tiny_model_config(color_mode="grayscale")
+    run = train(root, config, tiny_train_config(epochs=2, patience=1), store=run_store, cache=cache_dir)
     assert run.status == "completed"
     model = run.load_model()
     assert model.input_shape == (None, 32, 32, 1) and model.output_shape == (None, 1)
     assert 1 <= len(run.history) <= 2
-    evaluation = evaluate_run(run)
+    evaluation = evaluate_run(run, cache=cache_dir)
     assert evaluation.accuracy == run.record["metrics"]["test_accuracy"]
     assert evaluation.confusion.shape == (2, 2) and 0.0 <= evaluation.roc_auc <= 1.0
 
@@ -189,10 +202,10 @@ def test_train_config_round_trip():
     assert TrainConfig.from_dict({**config.to_dict(), "unknown": 1}) == config
 
 
-def test_a_bad_dataset_fails_before_any_run_is_created(tmp_path):
+def test_a_bad_dataset_fails_before_any_run_is_created(tmp_path, run_store, cache_dir):
     with pytest.raises(ValueError, match="Dataset folder not found"):
-        train(tmp_path / "missing", tiny_model_config(), tiny_train_config())
-    assert RunStore(include_demo=False).list() == []
+        train(tmp_path / "missing", tiny_model_config(), tiny_train_config(), store=run_store, cache=cache_dir)
+    assert run_store.list() == []
 
 
 def test_a_run_on_the_built_in_sample_finds_it_again_on_another_machine(make_dataset, isolated_dirs):
@@ -200,28 +213,29 @@ def test_a_run_on_the_built_in_sample_finds_it_again_on_another_machine(make_dat
 
     cache, models = isolated_dirs
     elsewhere = make_dataset("elsewhere/sample-v1-seed0", per_class=10)  # named like the sample folder
-    run = train(
-        elsewhere, tiny_model_config(), tiny_train_config(), store=RunStore(models, include_demo=False), run_id="demo"
-    )
+    store = RunStore(models, include_demo=False)
+    run = train(elsewhere, tiny_model_config(), tiny_train_config(), store=store, cache=cache, run_id="demo")
     assert run.path == models / "demo"
     assert run.record["dataset"]["builtin"] == "sample"
 
     # On another machine the recorded folder is gone; the sample is made again in that machine's cache.
     elsewhere.rename(elsewhere.with_name("moved"))
     regenerated = make_dataset("regenerated", per_class=10).rename(cache / "sample-v1-seed0")
-    assert RunStore(models).get("demo").dataset_root() == regenerated == sample_dir()
-    assert evaluate_run(run, refresh=True).accuracy == pytest.approx(run.record["metrics"]["test_accuracy"])
+    assert RunStore(models).get("demo").dataset_root(cache) == regenerated == sample_dir(cache)
+    assert evaluate_run(run, cache=cache, refresh=True).accuracy == pytest.approx(
+        run.record["metrics"]["test_accuracy"]
+    )
 
 
 def test_a_run_elsewhere_is_not_tagged_as_the_sample(trained_run):
     assert "builtin" not in trained_run["run"].record["dataset"]
 
 
-def test_a_run_folder_name_must_be_new(make_dataset, isolated_dirs):
-    store = RunStore(isolated_dirs[1], include_demo=False)
+def test_a_run_folder_name_must_be_new(make_dataset, run_store, cache_dir):
     data_dir = make_dataset(per_class=6)
-    train(data_dir, tiny_model_config(), tiny_train_config(epochs=1), store=store, run_id="mine")
+    config, one_epoch = tiny_model_config(), tiny_train_config(epochs=1)
+    train(data_dir, config, one_epoch, store=run_store, cache=cache_dir, run_id="mine")
     with pytest.raises(ValueError, match="must be a new folder name.*Received: run_id='mine'"):
-        train(data_dir, tiny_model_config(), tiny_train_config(epochs=1), store=store, run_id="mine")
+        train(data_dir, config, one_epoch, store=run_store, cache=cache_dir, run_id="mine")
     with pytest.raises(ValueError, match="Received: run_id='../escape'"):
-        train(data_dir, tiny_model_config(), tiny_train_config(epochs=1), store=store, run_id="../escape")
+        train(data_dir, config, one_epoch, store=run_store, cache=cache_dir, run_id="../escape")

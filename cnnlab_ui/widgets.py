@@ -6,6 +6,8 @@ not reset the settings a user made.
 
 from __future__ import annotations
 
+from typing import Literal, TypedDict
+
 import streamlit as st
 
 from cnnlab import backbones
@@ -19,7 +21,14 @@ LEARNING_RATES = [1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1]
 WEIGHT_SOURCES = {"imagenet": "ImageNet (downloaded once)", "none": "Random (no download)", "file": "A weights file"}
 
 
-def kept(key: str) -> dict[str, str]:
+class Kept(TypedDict):
+    """Keyword arguments that name a widget and keep its value for the session."""
+
+    key: str
+    persist_state: Literal["session"]
+
+
+def kept(key: str) -> Kept:
     """A widget's key, and keeping its value for the session when the user moves to another page."""
     return {"key": key, "persist_state": "session"}
 

@@ -1,0 +1,168 @@
+"""Running a sweep: an Optuna study over a search space, where every trial is a run.
+
+Every trial is an ordinary `cnnlab.train.train` run tagged `{"sweep": {"study", "trial"}}`, so
+the Runs, Evaluate and Predict pages work on it. After each epoch the objective goes to the
+pruner, which can stop a hopeless trial early (its run is then marked "pruned").
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from cnnlab.checks import short_repr
+from cnnlab.runs import Run, RunStore
+from cnnlab.sweep.results import SweepResult, sweep_result, trial_dict
+from cnnlab.sweep.space import SweepSpace
+from cnnlab.sweep.storage import default_storage, open_study
+
+TrialCallback = Callable[[dict[str, Any]], None]
+EpochCallback = Callable[[dict[str, Any]], None]
+
+
+def default_pruner():
+    """Median pruning: from the third trial on, after the second epoch (step = 0-based epoch)."""
+    import optuna
+
+    return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1)
+
+
+def run_sweep(
+    data_dir: str | Path,
+    space: SweepSpace,
+    *,
+    trials: int,
+    timeout: float | None = None,
+    storage: str | None = None,
+    study_name: str | None = None,
+    store: RunStore,
+    cache: Path,
+    max_training_mb: int | None = None,
+    stop_event: threading.Event | None = None,
+    on_trial: TrialCallback | None = None,
+    on_epoch: EpochCallback | None = None,
+    tags: dict[str, Any] | None = None,
+    pruner=None,
+    sampler=None,
+) -> SweepResult:
+    """Run `trials` more trials of the study (or until `timeout` seconds pass) and return the result.
+
+    Every trial trains a run in `store` tagged with the study and trial number, with `cache` and
+    `max_training_mb` passed on to `train`. `storage` is any
+    SQLAlchemy URL (default `default_storage(store)`); processes started with the same
+    `study_name` and `storage` share one study. `on_trial` gets each finished trial's dict
+    (`number`, `state`, `value`, `params`, `run_id`), `on_epoch` each epoch's metrics row (with
+    `trial`). Setting `stop_event` stops the current trial after its batch and ends the sweep.
+    `pruner` defaults to `default_pruner()`, `sampler` to Optuna's TPE sampler.
+    """
+    from cnnlab import data
+
+    if not isinstance(space, SweepSpace):
+        raise ValueError(f"space must be a SweepSpace (see load_space). Received: space={short_repr(space)}")
+    if isinstance(trials, bool) or not isinstance(trials, int) or not 1 <= trials <= 100_000:
+        raise ValueError(f"trials must be a whole number from 1 to 100000. Received: trials={trials!r}")
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0):
+        raise ValueError(f"timeout must be a number of seconds above 0, or None. Received: timeout={timeout!r}")
+    report = data.scan(data_dir, cache=cache)
+    if study_name is None:
+        study_name = space.default_study_name(json.dumps([report.class_names, len(report.files)]))
+    study_name = str(study_name).strip()
+    if not 1 <= len(study_name) <= 200:
+        raise ValueError(f"A study name must be 1 to 200 characters. Received: study_name={study_name!r}")
+    if storage is None:
+        store.root.mkdir(parents=True, exist_ok=True)
+        storage = default_storage(store)
+    study = open_study(storage, study_name, space, sampler, pruner if pruner is not None else default_pruner())
+    ran: list[int] = []
+
+    def objective(trial) -> float:
+        ran.append(trial.number)
+        return _run_trial(trial, data_dir, space, study_name, store, stop_event, on_epoch, tags, cache, max_training_mb)
+
+    def after_trial(study, frozen) -> None:
+        if on_trial is not None:
+            on_trial(trial_dict(frozen))
+        if stop_event is not None and stop_event.is_set():
+            study.stop()
+
+    if stop_event is None or not stop_event.is_set():
+        study.optimize(objective, n_trials=trials, timeout=timeout, callbacks=[after_trial], gc_after_trial=True)
+    return sweep_result(study, storage, space, len(ran))
+
+
+def _run_trial(
+    trial,
+    data_dir,
+    space: SweepSpace,
+    study_name: str,
+    store: RunStore,
+    stop_event,
+    on_epoch,
+    tags,
+    cache: Path,
+    max_training_mb: int | None,
+) -> float:
+    import optuna
+
+    from cnnlab.sweep.pruning import OptunaPruning
+    from cnnlab.train import train
+
+    if stop_event is not None and stop_event.is_set():  # asked to stop while this trial was sampled
+        raise optuna.TrialPruned("Stopped before it started.")
+    model_config, train_config = space.configs(space.suggest(trial))
+    pruning = OptunaPruning(trial, space.objective)
+
+    def epoch_row(row: dict[str, Any]) -> None:
+        if on_epoch is not None:
+            on_epoch({**row, "trial": trial.number})
+
+    try:
+        run = train(
+            data_dir,
+            model_config,
+            train_config,
+            store=store,
+            cache=cache,
+            max_training_mb=max_training_mb,
+            on_epoch=epoch_row,
+            stop_event=stop_event,
+            name=f"{study_name} #{trial.number}",
+            callbacks=[pruning],
+            tags={**(tags or {}), "sweep": {"study": study_name, "trial": trial.number}},
+        )
+    except BaseException:
+        found = _find_run(store, study_name, trial.number)
+        if found is not None:
+            trial.set_user_attr("run_id", found.id)
+            trial.set_user_attr("run_dir", str(found.path))
+        raise
+    trial.set_user_attr("run_id", run.id)
+    trial.set_user_attr("run_dir", str(run.path))
+    trial.set_user_attr("epochs_run", len(run.history))
+    if pruning.pruned_at is not None:
+        run.update(status="pruned")
+        raise optuna.TrialPruned(f"Pruned after epoch {pruning.pruned_at}.")
+    if run.record.get("status") == "stopped":
+        trial.set_user_attr("stopped", True)
+        raise optuna.TrialPruned("Stopped by request.")
+    return _best_value(run, space)
+
+
+def _best_value(run: Run, space: SweepSpace) -> float:
+    """The run's best objective over its epochs (NaN when it has none, which fails the trial)."""
+    values = [float(row[space.objective]) for row in run.history if row.get(space.objective) is not None]
+    values = [v for v in values if math.isfinite(v)]
+    if not values:
+        return math.nan
+    return max(values) if space.direction == "maximize" else min(values)
+
+
+def _find_run(store: RunStore, study_name: str, number: int) -> Run | None:
+    for run in store.list(sweep=study_name):
+        if (run.record.get("sweep") or {}).get("trial") == number:
+            return run
+    return None
