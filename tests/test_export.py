@@ -218,7 +218,7 @@ def test_onnx_round_trip_is_close_and_repeatable(tmp_path, kind):
     assert 0.0 <= manifest["max_abs_diff"] <= 1e-4
     fresh = _images(6, seed=3)
     expected = model.predict(fresh, verbose=0)
-    assert expected.std(axis=0).max() > 0.01  # the outputs depend on the image, so agreeing means something
+    assert expected.std(axis=0).max() > 1e-3  # outputs vary by 10x the tolerance: agreeing means something
     first = _predict_onnx(out / "model.onnx", fresh)
     np.testing.assert_allclose(first, expected, atol=1e-4)
     np.testing.assert_array_equal(_predict_onnx(out / "model.onnx", fresh), first)  # no randomness left
