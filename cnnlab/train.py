@@ -207,10 +207,11 @@ def _augmented(dataset, model_config: ModelConfig):
     augment = augmentation_model(model_config)
     if augment is None:
         return dataset
-    return dataset.map(
-        lambda images, labels: (augment(tf.cast(images, tf.float32), training=True), labels),
-        num_parallel_calls=tf.data.AUTOTUNE,
-    ).prefetch(tf.data.AUTOTUNE)
+    # One batch at a time: the layers draw from one seed generator, so batches augmented in
+    # parallel would draw in a racing order and the same seed would not give the same training.
+    return dataset.map(lambda images, labels: (augment(tf.cast(images, tf.float32), training=True), labels)).prefetch(
+        tf.data.AUTOTUNE
+    )
 
 
 def _fine_tune(run: Run, model, model_config: ModelConfig, train_config: TrainConfig, progress, fit) -> None:
