@@ -7,6 +7,7 @@ files land in a temporary folder that is renamed into place only when all of the
 
 from __future__ import annotations
 
+import hashlib
 import io
 import stat
 import zipfile
@@ -50,6 +51,28 @@ def extract_zip(
         members = _checked_members(zf, max_members, max_total_bytes, max_ratio)
         build_folder(dest, lambda folder: _extract_members(zf, members, folder, max_total_bytes))
     return dataset_root(dest)
+
+
+def open_upload(
+    data: bytes,
+    name: str,
+    uploads_dir: Path,
+    *,
+    max_members: int = 20_000,
+    max_total_bytes: int = 1_000_000_000,
+    max_ratio: float = 200.0,
+) -> Path:
+    """The dataset root of an uploaded zip named `name`, extracted under `uploads_dir` once per content.
+
+    The folder is named by the content's hash, so uploading the same zip again (a rerun, a
+    renamed copy) reuses the earlier extraction. Refusals are `extract_zip`'s, naming the upload.
+    """
+    target = Path(uploads_dir) / hashlib.sha256(data).hexdigest()[:16]
+    if target.is_dir():
+        return dataset_root(target)
+    upload = io.BytesIO(data)
+    upload.name = name  # what a refusal names as the source
+    return extract_zip(upload, target, max_members=max_members, max_total_bytes=max_total_bytes, max_ratio=max_ratio)
 
 
 def dataset_root(folder: Path) -> Path:

@@ -135,11 +135,13 @@ def profile(name: str, image_size: tuple[int, int]) -> Profile:
 
 
 def prepare_weights(name: str, weights: str, on_progress: DownloadProgress | None = None) -> None:
-    """Make the backbone's weights available before any training starts.
+    """Make the backbone's weights available before any training starts (nothing to do for "none").
 
     "imagenet" is fetched into Keras's cache (nothing to do when a checked copy is there); a path
     must be an existing file. Raises a one-line ValueError that says how to go on offline.
     """
+    if name == NO_BACKBONE:
+        return
     if weights == IMAGENET:
         fetch_imagenet(name, on_progress)
     elif weights != RANDOM_WEIGHTS and not Path(weights).expanduser().is_file():

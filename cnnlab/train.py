@@ -12,18 +12,14 @@ from typing import Any
 import numpy as np
 
 from cnnlab import backbones, data, evaluate
-from cnnlab.checks import check_range
-from cnnlab.model import (
-    ModelConfig,
-    augmentation_model,
-    build_model,
-    check_trainable,
-    compile_model,
-    find_backbone,
-    unfreeze_top_layers,
-)
+from cnnlab.augment import augmentation_model
+from cnnlab.checks import check_choice, check_range
+from cnnlab.imbalance import CLASS_WEIGHTS, class_weights
+from cnnlab.model import ModelConfig, build_model, check_trainable, compile_model, find_backbone, unfreeze_top_layers
+from cnnlab.precision import PRECISIONS, Precision, choose_precision, float32_copy
 from cnnlab.runs import Run, RunStore
 from cnnlab.sample import is_sample_dir
+from cnnlab.schedules import LR_SCHEDULES, schedule_callbacks
 
 EpochCallback = Callable[[dict[str, Any]], None]
 BatchCallback = Callable[[dict[str, Any]], None]
@@ -34,13 +30,19 @@ PHASES = ("head", "fine_tune")
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """How to train: epochs, batch size, early stopping, seed and the data split.
+    """How to train: epochs, batch size, early stopping, seed, the data split, class weights, rate schedule, precision.
+
+    `class_weight` is "auto" (weight classes inversely to their frequency when the largest has more
+    than 1.5 times the images of the smallest), "balanced" (always) or "none"; `lr_schedule` is
+    "constant", "reduce_on_plateau" (halve after 2 epochs without a better validation loss) or
+    "cosine" (decay towards zero over `epochs`). `precision` is a Keras dtype policy name or "auto"
+    (see `cnnlab.precision.choose_precision`).
 
     With a backbone, `epochs` train the new head on the frozen backbone; then, when both
     `fine_tune_layers` and `fine_tune_epochs` are above 0, the backbone's top `fine_tune_layers`
     layers (its batch normalisation excepted) train with the head for `fine_tune_epochs` more
-    epochs at a tenth of the learning rate. A conv-block CNN trains all its layers from the
-    start, so it has no fine-tuning phase.
+    epochs at a tenth of the learning rate, held constant (`lr_schedule` shapes the head's epochs).
+    A conv-block CNN trains all its layers from the start, so it has no fine-tuning phase.
     """
 
     epochs: int = 10
@@ -49,6 +51,9 @@ class TrainConfig:
     seed: int = 1337
     validation_split: float = 0.15
     test_split: float = 0.15
+    class_weight: str = "auto"
+    lr_schedule: str = "constant"
+    precision: str = "auto"
     fine_tune_layers: int = 0
     fine_tune_epochs: int = 0
 
@@ -60,6 +65,9 @@ class TrainConfig:
         check_range("patience", self.patience, 0, 1000, int)
         check_range("seed", self.seed, 0, 2**31 - 1, int)
         data.check_fractions(self.validation_split, self.test_split)
+        check_choice("class_weight", self.class_weight, CLASS_WEIGHTS)
+        check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
+        check_choice("precision", self.precision, PRECISIONS)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready fields."""
@@ -104,17 +112,18 @@ def train(
     train_config = train_config or TrainConfig()
     report = data.scan(data_dir, cache=cache)
     check_trainable(model_config, report.num_classes, train_config.batch_size, max_training_mb)
-    if model_config.backbone != backbones.NO_BACKBONE:
-        backbones.prepare_weights(model_config.backbone, model_config.backbone_weights, on_download)
+    backbones.prepare_weights(model_config.backbone, model_config.backbone_weights, on_download)
     parts = data.split(report.labels, train_config.validation_split, train_config.test_split, train_config.seed)
     prepared = data.prepare(
         report, model_config.image_size, model_config.color_mode, model_config.resize_mode, cache=cache
     )
-    run = store.create(_record(report, model_config, train_config, name, tags), _split_paths(report, parts), run_id)
+    precision = choose_precision(train_config.precision)
+    record = {**_record(report, model_config, train_config, name, tags), "precision": precision.to_dict()}
+    run = store.create(record, _split_paths(report, parts), run_id)
     started = time.perf_counter()
     try:
         progress, model = _fit(
-            run, prepared, parts, model_config, train_config, on_epoch, on_batch, stop_event, callbacks
+            run, prepared, parts, model_config, train_config, precision, on_epoch, on_batch, stop_event, callbacks
         )
         _finish(run, model, prepared, parts, progress, started)
     except BaseException as exc:
@@ -148,14 +157,16 @@ def _split_paths(report: data.DatasetReport, parts: dict[str, np.ndarray]) -> di
     return {name: [report.files[i] for i in idx] for name, idx in parts.items()}
 
 
-def _fit(run, prepared, parts, model_config, train_config, on_epoch, on_batch, stop_event, callbacks):
-    """Train a model with the progress callback; returns the callback and the model, holding its best weights."""
+def _fit(
+    run, prepared, parts, model_config, train_config, precision: Precision, on_epoch, on_batch, stop_event, callbacks
+):
+    """Train a model with the progress callback; returns the callback and the float32 model, holding its best weights."""
     import keras
 
     from cnnlab.progress import TrainingProgress
 
     keras.utils.set_random_seed(train_config.seed)
-    model = build_model(model_config, prepared.report.num_classes)
+    model = build_model(model_config, prepared.report.num_classes, precision.policy)
     train_ds = _augmented(
         data.make_dataset(prepared, parts["train"], train_config.batch_size, shuffle=True, seed=train_config.seed),
         model_config,
@@ -165,12 +176,16 @@ def _fit(run, prepared, parts, model_config, train_config, on_epoch, on_batch, s
     )
     steps = int(np.ceil(len(parts["train"]) / train_config.batch_size))
     epochs = planned_epochs(model_config, train_config)
-    progress = TrainingProgress(run, steps, len(parts["train"]), epochs, on_epoch, on_batch, stop_event)
+    progress = TrainingProgress(
+        run, steps, len(parts["train"]), train_config.batch_size, epochs, on_epoch, on_batch, stop_event
+    )
+    monitor = "val_loss" if val_ds is not None else "loss"
+    weights = class_weights(prepared.labels[parts["train"]], prepared.report.num_classes, train_config.class_weight)
+    run.update(class_weights=weights and {name: weights[i] for i, name in enumerate(prepared.report.class_names)})
 
-    def fit(initial_epoch: int, epochs: int) -> None:
-        extra = list(callbacks or [])
+    def fit(initial_epoch: int, epochs: int, schedule: list) -> None:
+        extra = [*(callbacks or []), *schedule]
         if train_config.patience:
-            monitor = "val_loss" if val_ds is not None else "loss"
             extra.append(keras.callbacks.EarlyStopping(monitor=monitor, patience=train_config.patience))
         model.fit(
             train_ds,
@@ -178,6 +193,7 @@ def _fit(run, prepared, parts, model_config, train_config, on_epoch, on_batch, s
             initial_epoch=initial_epoch,
             epochs=epochs,
             callbacks=[progress, *extra],
+            class_weight=weights,
             shuffle=False,
             verbose=0,
         )
@@ -185,13 +201,18 @@ def _fit(run, prepared, parts, model_config, train_config, on_epoch, on_batch, s
     if stop_event is None or not stop_event.is_set():
         if find_backbone(model) is not None:
             run.update(phase=PHASES[0])
-        fit(0, train_config.epochs)
-        _fine_tune(run, model, model_config, train_config, progress, fit)
+        fit(
+            0,
+            train_config.epochs,
+            schedule_callbacks(train_config.lr_schedule, model_config.learning_rate, train_config.epochs, monitor),
+        )
+        _fine_tune(run, model, model_config, train_config, precision.policy, progress, fit)
     else:
         progress.stopped_by_user = True
     if progress.best_weights is not None:
         model.set_weights(progress.best_weights)
-    return progress, model
+    # Evaluated as it is saved: in float32, whatever the training precision.
+    return progress, float32_copy(model)
 
 
 def planned_epochs(model_config: ModelConfig, train_config: TrainConfig) -> int:
@@ -214,7 +235,9 @@ def _augmented(dataset, model_config: ModelConfig):
     )
 
 
-def _fine_tune(run: Run, model, model_config: ModelConfig, train_config: TrainConfig, progress, fit) -> None:
+def _fine_tune(
+    run: Run, model, model_config: ModelConfig, train_config: TrainConfig, policy: str, progress, fit
+) -> None:
     """The second phase of transfer learning: the backbone's top layers train too, at a lower rate.
 
     It starts from the best head and continues the epoch count, so both phases make one history;
@@ -228,13 +251,13 @@ def _fine_tune(run: Run, model, model_config: ModelConfig, train_config: TrainCo
     model.set_weights(progress.best_weights)
     layers = unfreeze_top_layers(backbone, train_config.fine_tune_layers)
     learning_rate = model_config.learning_rate * FINE_TUNE_LR_FACTOR
-    compile_model(model, model_config, learning_rate)
+    compile_model(model, model_config, learning_rate, policy)
     progress.phase, progress.epochs = PHASES[1], done + train_config.fine_tune_epochs
     run.update(
         phase=PHASES[1],
         fine_tune={"start_epoch": done + 1, "layers": layers, "learning_rate": learning_rate},
     )
-    fit(done, progress.epochs)
+    fit(done, progress.epochs, [])
 
 
 def _finish(run: Run, model, prepared, parts, progress, started: float) -> None:
@@ -243,7 +266,12 @@ def _finish(run: Run, model, prepared, parts, progress, started: float) -> None:
     if progress.best_weights is not None:
         evaluation = evaluate.evaluate_prepared(model, prepared, parts["test"])
         evaluate.save_evaluation(run, evaluation)
-        metrics = {"test_accuracy": evaluation.accuracy, "test_loss": evaluation.loss}
+        metrics = {
+            "test_accuracy": evaluation.accuracy,
+            "test_loss": evaluation.loss,
+            "test_balanced_accuracy": evaluation.balanced_accuracy,
+            "test_macro_f1": evaluation.macro_f1,
+        }
     for key, pick in (("best_val_accuracy", max), ("best_val_loss", min)):
         values = [row[key.replace("best_", "")] for row in history if key.replace("best_", "") in row]
         if values:

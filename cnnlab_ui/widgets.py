@@ -6,19 +6,24 @@ not reset the settings a user made.
 
 from __future__ import annotations
 
+import math
 from typing import Literal, TypedDict
 
 import streamlit as st
 
 from cnnlab import backbones
+from cnnlab.augment import DEFAULT_PRESET, PRESETS
 from cnnlab.images import COLOR_MODES, RESIZE_MODES
+from cnnlab.imbalance import CLASS_WEIGHTS
 from cnnlab.model import FLIPS, HEADS, OPTIMIZERS, POOLINGS, ModelConfig
+from cnnlab.precision import PRECISIONS
+from cnnlab.schedules import LR_SCHEDULES
 from cnnlab.train import TrainConfig
 
 IMAGE_SIZES = [32, 48, 64, 96, 128, 160, 224]
 BACKBONE_SIZES = backbones.accepted_sizes([32, 64, 96, 128, 160, 192, 224, 256])
-LEARNING_RATES = [1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1]
 WEIGHT_SOURCES = {"imagenet": "ImageNet (downloaded once)", "none": "Random (no download)", "file": "A weights file"}
+LEARNING_RATES = [1e-5, 3e-5, 1e-4, 2e-4, 3e-4, 5e-4, 1e-3, 2e-3, 3e-3, 5e-3, 1e-2, 2e-2, 3e-2, 5e-2, 1e-1]
 
 
 class Kept(TypedDict):
@@ -50,7 +55,7 @@ def model_config_sidebar(default: ModelConfig = ModelConfig(), allow_weights_fil
         help="a pretrained keras.applications network under a new head, or the conv-block CNN you design below",
     )
     uses_backbone = backbone != backbones.NO_BACKBONE
-    chosen = _backbone_widgets(sb, default, allow_weights_file) if uses_backbone else _conv_block_widgets(sb, default)
+    chosen = _backbone_widgets(sb, allow_weights_file) if uses_backbone else _conv_block_widgets(sb, default)
     color_mode = sb.radio(
         "Colour mode",
         COLOR_MODES,
@@ -60,24 +65,27 @@ def model_config_sidebar(default: ModelConfig = ModelConfig(), allow_weights_fil
         **kept("color_mode"),
         help="backbones take colour images; grayscale ones are loaded as RGB",
     )
-    resize_mode = sb.radio(
+    resize_mode = choice(
         "Resize",
         RESIZE_MODES,
-        index=RESIZE_MODES.index(default.resize_mode),
-        horizontal=True,
-        **kept("resize_mode"),
-        help="stretch to the size, centre-crop to its aspect ratio, or pad with white",
+        default.resize_mode,
+        "resize_mode",
+        "stretch to the size, centre-crop, or pad with white",
     )
     dropout = sb.slider("Dropout", 0.0, 0.8, default.dropout, 0.05, **kept("dropout"))
     dense_units = sb.select_slider(
         "Dense units (0 = none)", [0, 16, 32, 64, 128, 256, 512], value=default.dense_units, **kept("dense_units")
     )
     with sb.expander("Augmentation"):
+        augmentation_presets()
         flip = st.selectbox("Random flip", FLIPS, index=FLIPS.index(default.flip), **kept("flip"))
         rotation = st.slider("Rotation (fraction of a turn)", 0.0, 0.5, default.rotation, 0.05, **kept("rotation"))
         zoom = st.slider("Zoom", 0.0, 0.5, default.zoom, 0.05, **kept("zoom"))
         translation = st.slider("Translation", 0.0, 0.5, default.translation, 0.05, **kept("translation"))
         contrast = st.slider("Contrast", 0.0, 0.5, default.contrast, 0.05, **kept("contrast"))
+        chosen = {"flip": flip, "rotation": rotation, "zoom": zoom, "translation": translation, "contrast": contrast}
+        if chosen != PRESETS[st.session_state.augmentation_preset].values:
+            st.caption("Changed by hand from the preset.")
     optimizer = sb.radio(
         "Optimizer", OPTIMIZERS, index=OPTIMIZERS.index(default.optimizer), horizontal=True, **kept("optimizer")
     )
@@ -138,7 +146,7 @@ def _conv_block_widgets(sb, default: ModelConfig) -> dict:
     }
 
 
-def _backbone_widgets(sb, default: ModelConfig, allow_weights_file: bool) -> dict:
+def _backbone_widgets(sb, allow_weights_file: bool) -> dict:
     """The image sizes a backbone accepts and where its weights come from."""
     side = sb.select_slider(
         "Image size (pixels)",
@@ -159,6 +167,29 @@ def _backbone_widgets(sb, default: ModelConfig, allow_weights_file: bool) -> dic
         ).strip()
     sb.caption("The backbone is frozen while the new head trains; fine-tuning is under Training.")
     return {"image_size": (side, side), "backbone_weights": weights}
+
+
+def choice(label: str, options: tuple[str, ...], value: str, key: str, help: str) -> str:
+    """A horizontal sidebar radio over `options`, starting at `value`, kept for the session."""
+    return st.sidebar.radio(label, options, index=options.index(value), horizontal=True, help=help, **kept(key))
+
+
+def augmentation_presets() -> None:
+    """A preset picker that fills in the augmentation widgets below it, with when the preset is safe."""
+
+    def apply() -> None:
+        st.session_state.update(PRESETS[st.session_state.augmentation_preset].values)
+
+    names = list(PRESETS)
+    name = st.selectbox(
+        "Preset", names, index=names.index(DEFAULT_PRESET), on_change=apply, **kept("augmentation_preset")
+    )
+    st.caption(PRESETS[name].when)
+
+
+def use_learning_rate(rate: float) -> None:
+    """Set the sidebar's learning rate to the listed value nearest `rate` (on a log scale)."""
+    st.session_state.learning_rate = min(LEARNING_RATES, key=lambda v: abs(math.log(v / rate)))
 
 
 def train_config_sidebar(default: TrainConfig = TrainConfig(), backbone: str = backbones.NO_BACKBONE) -> TrainConfig:
@@ -184,6 +215,7 @@ def train_config_sidebar(default: TrainConfig = TrainConfig(), backbone: str = b
             **kept("fine_tune_epochs"),
             help="at a tenth of the learning rate",
         )
+
     batch_size = sb.select_slider("Batch size", [8, 16, 32, 64, 128], value=default.batch_size, **kept("batch_size"))
     patience = sb.number_input(
         "Early-stopping patience (0 = off)",
@@ -198,6 +230,29 @@ def train_config_sidebar(default: TrainConfig = TrainConfig(), backbone: str = b
         "Validation split", 0.05, 0.4, default.validation_split, 0.05, **kept("validation_split")
     )
     test_split = sb.slider("Test split", 0.05, 0.4, default.test_split, 0.05, **kept("test_split"))
+    class_weight = choice(
+        "Class weights",
+        CLASS_WEIGHTS,
+        default.class_weight,
+        "class_weight",
+        "auto: weight classes inversely to their size when the largest has over 1.5x the images of the smallest",
+    )
+    lr_schedule = choice(
+        "Learning-rate schedule",
+        LR_SCHEDULES,
+        default.lr_schedule,
+        "lr_schedule",
+        "reduce_on_plateau halves the rate after 2 epochs without a better validation loss; "
+        "cosine decays it smoothly towards zero by the last epoch",
+    )
+    precision = sb.selectbox(
+        "Precision",
+        PRECISIONS,
+        index=PRECISIONS.index(default.precision),
+        **kept("precision"),
+        help="auto: 16-bit compute where the hardware has it (bfloat16 CPUs, GPUs), else float32; "
+        "saved models are float32 either way",
+    )
     return TrainConfig(
         epochs=int(epochs),
         batch_size=batch_size,
@@ -205,6 +260,9 @@ def train_config_sidebar(default: TrainConfig = TrainConfig(), backbone: str = b
         seed=int(seed),
         validation_split=validation_split,
         test_split=test_split,
+        class_weight=class_weight,
+        lr_schedule=lr_schedule,
+        precision=precision,
         fine_tune_layers=int(fine_tune_layers),
         fine_tune_epochs=int(fine_tune_epochs),
     )

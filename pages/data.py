@@ -1,6 +1,5 @@
 """Data: choose the dataset, check what was found and skipped, and browse the images."""
 
-import hashlib
 import math
 
 import numpy as np
@@ -12,7 +11,10 @@ from cnnlab.settings import check_data_folder, check_upload_size
 from cnnlab_ui.gallery import thumbnails
 from cnnlab_ui.loaders import scan
 from cnnlab_ui.messages import show_error
+from cnnlab_ui.shell import require_app_shell
 from cnnlab_ui.state import DatasetChoice, dataset, session_id, settings
+
+require_app_shell()
 
 PER_PAGE = 24
 
@@ -27,7 +29,7 @@ def choose(path: str, label: str) -> None:
 
 
 sources = ["Built-in sample", "Upload a zip", "Download a dataset"] + (["Server folder"] if config.data_roots else [])
-source = st.radio("Dataset source", sources, horizontal=True)
+source = st.radio("Dataset source", sources, horizontal=True, key="dataset-source")
 
 try:
     if source == "Built-in sample":
@@ -37,23 +39,21 @@ try:
             choose(str(sample_dir(config.cache_dir)), "Built-in sample (shapes)")
     elif source == "Upload a zip":
         st.caption(f"A zip of class folders (one folder per class), up to {config.max_upload_mb} MB.")
-        upload = st.file_uploader("Zip of class folders", type=["zip"], max_upload_size=config.max_upload_mb)
+        upload = st.file_uploader(
+            "Zip of class folders", type=["zip"], max_upload_size=config.max_upload_mb, key="zip-upload"
+        )
         if upload is not None:
             content = upload.getvalue()
             check_upload_size(upload.name, len(content), config)
-            target = hosting.uploads_dir(config.cache_dir, session_id()) / hashlib.sha256(content).hexdigest()[:16]
-            root = (
-                archive.dataset_root(target)
-                if target.exists()
-                else archive.extract_zip(content, target, max_total_bytes=config.max_extracted_bytes)
-            )
+            uploads = hosting.uploads_dir(config.cache_dir, session_id())
+            root = archive.open_upload(content, upload.name, uploads, max_total_bytes=config.max_extracted_bytes)
             choose(str(root), f"Upload: {upload.name}")
     elif source == "Download a dataset":
         names = list(catalog.CATALOG)
-        name = st.selectbox("Dataset", names, format_func=lambda n: catalog.CATALOG[n].title)
+        name = st.selectbox("Dataset", names, format_func=lambda n: catalog.CATALOG[n].title, key="catalog-dataset")
         entry = catalog.CATALOG[name]
         st.caption(f"{entry.description} About {entry.size_bytes / 2**20:.0f} MB to download. Licence: {entry.license}")
-        if st.button(f"Download {entry.title}"):
+        if st.button(f"Download {entry.title}", key="download-dataset"):
             bar = st.progress(0.0, text="Downloading...")
             folder = catalog.download(
                 name,

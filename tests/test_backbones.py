@@ -13,14 +13,13 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from conftest import random_images, tiny_model_config, tiny_train_config  # noqa: E402
-
 from cnnlab import backbones  # noqa: E402
 from cnnlab.explain import grad_cam, last_conv_layer_name  # noqa: E402
 from cnnlab.export import export_run, read_export  # noqa: E402
 from cnnlab.model import ModelConfig, build_model, count_params, find_backbone  # noqa: E402
 from cnnlab.predict import predict  # noqa: E402
 from cnnlab.train import train  # noqa: E402
+from helpers import random_images, tiny_model_config, tiny_train_config  # noqa: E402
 
 SIZE = (32, 32)
 REPO = Path(__file__).resolve().parent.parent

@@ -41,9 +41,8 @@ def test_ended_sessions_are_cleaned_and_live_ones_kept(tmp_path):
 
 
 def test_an_ended_sessions_decoded_images_go_with_its_upload(tmp_path):
-    from conftest import write_dataset
-
     from cnnlab import data
+    from helpers import write_dataset
 
     cache = tmp_path / "cache"
     mine = write_dataset(hosting.uploads_dir(cache, "alive") / "abc" / "pets", per_class=3)
@@ -91,27 +90,27 @@ def hosted(app_cache, isolated_dirs, tmp_path, monkeypatch):
 
 
 def test_hosted_data_page_offers_no_server_folder(hosted):
-    from test_app import open_page, start_app
+    from helpers import open_page, start_app
 
     at = open_page(start_app(), "pages/data.py")
-    assert "Server folder" not in at.radio[0].options
-    assert "Upload a zip" in at.radio[0].options
+    assert "Server folder" not in at.radio(key="dataset-source").options
+    assert "Upload a zip" in at.radio(key="dataset-source").options
 
 
 def test_hosted_oversized_upload_gets_a_message(hosted, monkeypatch):
-    from test_app import open_page, start_app
+    from helpers import open_page, start_app
 
     monkeypatch.setenv("CNNLAB_MAX_UPLOAD_MB", "1")
     at = open_page(start_app(), "pages/data.py")
-    at.radio[0].set_value("Upload a zip").run()
-    at.file_uploader[0].set_value(("big.zip", os.urandom(3 * 2**19), "application/zip")).run()
+    at.radio(key="dataset-source").set_value("Upload a zip").run()
+    at.file_uploader(key="zip-upload").set_value(("big.zip", os.urandom(3 * 2**19), "application/zip")).run()
     assert not at.exception, [e.value for e in at.exception]
     assert len(at.error) == 1 and "'big.zip' is 1.5 MB, over the 1 MB upload limit" in at.error[0].value
     assert at.subheader[0].value == "Built-in sample (shapes)"  # the session keeps its dataset
 
 
 def test_a_second_training_waits_its_turn_and_sessions_see_only_their_runs(hosted):
-    from test_app import open_page, start_app, tiny_training, wait_for_job
+    from helpers import open_page, start_app, tiny_training, wait_for_job
 
     first, second = open_page(start_app(), "pages/train.py"), open_page(start_app(), "pages/train.py")
     tiny_training(first, epochs=60)
@@ -147,7 +146,7 @@ def test_a_second_training_waits_its_turn_and_sessions_see_only_their_runs(hoste
 
 
 def test_hosted_train_page_refuses_a_step_too_big_for_the_server(hosted):
-    from test_app import open_page, start_app
+    from helpers import open_page, start_app
 
     at = open_page(start_app(), "pages/train.py")
     at.sidebar.select_slider(key="image_size").set_value(224)
@@ -158,4 +157,4 @@ def test_hosted_train_page_refuses_a_step_too_big_for_the_server(hosted):
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     assert len(at.error) == 1 and "MB per step" in at.error[0].value
-    assert not [b for b in at.button if b.label == "Start training"]
+    assert "start-training" not in [b.key for b in at.button]

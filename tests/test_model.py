@@ -4,7 +4,6 @@ import dataclasses
 
 import numpy as np
 import pytest
-from conftest import tiny_model_config
 
 from cnnlab.model import (
     MAX_PARAMS,
@@ -15,6 +14,7 @@ from cnnlab.model import (
     estimate_training_bytes,
     model_summary,
 )
+from helpers import tiny_model_config
 
 
 @pytest.mark.parametrize(
@@ -211,6 +211,16 @@ def test_train_refuses_an_oversized_step_before_creating_a_run(make_dataset, run
     assert run_store.list() == []
 
 
+def test_training_flops_count_conv_and_dense_multiply_adds():
+    from cnnlab.model import training_flops
+
+    config = ModelConfig(image_size=(8, 8), conv_blocks=1, filters=4, kernel_size=3, dense_units=10)
+    # conv: 8*8 outputs x 3*3*3 inputs x 4 filters; flatten 4*4*4 -> dense 10 -> 3 classes.
+    macs = 8 * 8 * 27 * 4 + 64 * 10 + 10 * 3
+    assert training_flops(config, 3) == 6 * macs
+    assert training_flops(config, 2) == 6 * (macs - 10 * 2)
+
+
 def test_demo_model_with_augmentation_inside_loads_and_serves_without_it():
     from cnnlab.model import without_augmentation
     from cnnlab.runs import RunStore
@@ -227,9 +237,9 @@ def test_demo_model_with_augmentation_inside_loads_and_serves_without_it():
 
 
 def test_augmentation_model_holds_the_configured_random_layers():
-    from cnnlab.model import augmentation_model
+    from cnnlab.augment import augmentation_model
 
     config = tiny_model_config(flip="horizontal", rotation=0.1, zoom=0.1, contrast=0.1, translation=0.1)
-    names = [layer.name for layer in augmentation_model(config).layers]
+    names = [layer.name for layer in augmentation_model(config).layers[1:]]  # after its input
     assert names == ["augment_flip", "augment_rotation", "augment_zoom", "augment_translation", "augment_contrast"]
     assert augmentation_model(tiny_model_config()) is None
