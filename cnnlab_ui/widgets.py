@@ -55,7 +55,7 @@ def model_config_sidebar(default: ModelConfig = ModelConfig(), allow_weights_fil
         help="a pretrained keras.applications network under a new head, or the conv-block CNN you design below",
     )
     uses_backbone = backbone != backbones.NO_BACKBONE
-    chosen = _backbone_widgets(sb, allow_weights_file) if uses_backbone else _conv_block_widgets(sb, default)
+    design = _backbone_widgets(sb, allow_weights_file) if uses_backbone else _conv_block_widgets(sb, default)
     color_mode = sb.radio(
         "Colour mode",
         COLOR_MODES,
@@ -97,7 +97,7 @@ def model_config_sidebar(default: ModelConfig = ModelConfig(), allow_weights_fil
         **kept("learning_rate"),
     )
     return ModelConfig(
-        **chosen,
+        **design,
         backbone=backbone,
         color_mode="rgb" if uses_backbone else color_mode,
         resize_mode=resize_mode,

@@ -190,3 +190,14 @@ def test_frozen_head_phase_then_fine_tuning_of_the_top_layers_only(make_dataset,
     assert record["fine_tune"]["start_epoch"] == 2
     assert record["fine_tune"]["learning_rate"] == pytest.approx(0.001)
     assert set(record["fine_tune"]["layers"]) <= allowed
+
+
+def test_a_mixed_precision_backbone_model_gets_a_float32_copy():
+    from cnnlab.precision import float32_copy
+
+    model = build_model(backbone_config(dense_units=16), 3, "mixed_bfloat16")
+    assert model.get_layer("dense").dtype_policy.name == "mixed_bfloat16"
+    copy = float32_copy(model)  # what training saves and evaluates
+    assert {layer.dtype_policy.name for layer in copy.layers} == {"float32"}
+    images = random_images(2, (*SIZE, 3)).astype(np.float32)
+    np.testing.assert_allclose(copy.predict(images, verbose=0), model.predict(images, verbose=0), atol=1e-2)
