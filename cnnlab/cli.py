@@ -1,4 +1,4 @@
-"""Command line: `python -m cnnlab {sample,scan,train,evaluate,predict,runs,...}`.
+"""Command line: `python -m cnnlab {sample,scan,train,evaluate,predict,runs,inspect,...}`.
 
 Bad input exits with status 2 and one line on standard error; `--json` makes the last line of
 standard output one JSON object. Progress goes to standard error, so standard output stays clean.
@@ -134,6 +134,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run")
     p.add_argument("--format", choices=_export_formats(), default="keras", help="onnx needs the onnx extra")
     p.add_argument("--out", type=Path, help="folder to create (default: inside the run folder)")
+    p = command("inspect", "write a run's feature maps and filters for one image as PNG grids")
+    p.add_argument("run")
+    p.add_argument("image", type=Path)
+    p.add_argument("--layer", help="a conv, pooling or activation layer (default: every one of them)")
+    p.add_argument("--out", type=Path, required=True, help="folder for the PNG files (created when missing)")
     p = command("sweep", "search hyperparameters with Optuna; every trial is a saved run")
     p.add_argument("data_dir", type=Path, nargs="?", help="class-folder dataset (default: the built-in sample)")
     p.add_argument("--space", type=Path, required=True, help="YAML or JSON file: objective, params, fixed")
@@ -551,12 +556,43 @@ def _export(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     }
 
 
+def _inspect(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
+    from cnnlab import grids, inspect
+    from cnnlab.images import load_array
+    from cnnlab.runs import RunStore
+
+    run = RunStore(settings.models_dir).get(args.run)
+    if not args.image.is_file():
+        raise ValueError(f"Image file not found; check the path. Received: image={str(args.image)!r}")
+    config = run.model_config()
+    image = load_array(args.image, config.image_size, config.color_mode, config.resize_mode)
+    model = run.load_model()
+    maps = inspect.feature_maps(model, image, [args.layer] if args.layer else None)
+    args.out.mkdir(parents=True, exist_ok=True)
+    view = grids.view_to_uint8(maps[0].values)
+    written = [grids.write_png(args.out / "input.png", grids.enlarge(view, max(1, 256 // max(view.shape[:2]))))]
+    for fmap in maps[1:]:
+        stem = inspect.layer_file_name(fmap.layer.name)
+        written.append(grids.write_png(args.out / f"{stem}-feature-maps.png", grids.feature_grid_png(fmap.values)))
+        if fmap.layer.kind == "conv":
+            weights = inspect.kernel(model, fmap.layer.name)
+            written.append(grids.write_png(args.out / f"{stem}-filters.png", grids.filter_grid_png(weights)))
+    _say(args, f"Wrote {len(written)} PNG files to {args.out}:")
+    for path in written:
+        _say(args, f"  {path.name}")
+    layers = [
+        {"name": m.layer.name, "kind": m.layer.kind, "output_shape": list(m.values.shape), "range": m.value_range}
+        for m in maps[1:]
+    ]
+    return {"run_id": run.id, "out_dir": str(args.out), "files": [str(p) for p in written], "layers": layers}
+
+
 def _say(args: argparse.Namespace, text: str) -> None:
     print(text, file=sys.stderr if args.json else sys.stdout)
 
 
 TENSORFLOW_COMMANDS = frozenset(
-    {"download", "train", "lr-find", "evaluate", "label-issues", "predict", "export", "sweep"}
+    {"download", "train", "lr-find", "evaluate", "label-issues", "predict", "export", "sweep", "inspect"}
 )
 COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], dict[str, Any]]] = {
     "sample": _sample,
@@ -570,4 +606,5 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], dict[str, Any]]] = 
     "runs": _runs,
     "sweep": _sweep,
     "export": _export,
+    "inspect": _inspect,
 }

@@ -209,27 +209,36 @@ def evaluate_run(run: Run, *, cache: Path, refresh: bool = False) -> Evaluation:
         import json
 
         return Evaluation.from_dict(json.loads(saved.read_text()))
-    config = run.model_config()
-    report = data.scan(run.dataset_root(cache), cache=cache)
-    if list(report.class_names) != run.class_names:
-        raise ValueError(
-            f"The dataset's classes changed since this run was trained; evaluate on the original data. "
-            f"Received: classes={list(report.class_names)}"
-        )
-    prepared = data.prepare(report, config.image_size, config.color_mode, config.resize_mode, cache=cache)
-    position = {rel: i for i, rel in enumerate(report.files)}
-    split = run.split()["test"]
-    test = np.asarray([position[rel] for rel in split if rel in position], dtype=np.int64)
+    prepared, test = prepared_split(run, "test", cache=cache)
     recorded = _recorded_fingerprint(run)
     evaluation = dataclasses.replace(
         evaluate_prepared(run.load_model(), prepared, test),
-        num_missing=len(split) - len(test),
-        dataset_changed=recorded is not None and recorded != report.fingerprint,
+        num_missing=len(run.split()["test"]) - len(test),
+        dataset_changed=recorded is not None and recorded != prepared.report.fingerprint,
     )
     # A running run's folder is its training's to write; it evaluates at the end.
     if run.status != "running" and not evaluation.warnings:
         save_evaluation(run, evaluation)
     return evaluation
+
+
+def prepared_split(run: Run, part: str, *, cache: Path) -> tuple[data.PreparedData, np.ndarray]:
+    """The run's dataset prepared as in training, and the indices of one part of its split in it.
+
+    `part` is "train", "validation" or "test"; files gone since training are left out. `cache` is
+    the folder for the scan and decoded-image caches (and the built-in sample).
+    """
+    config = run.model_config()
+    report = data.scan(run.dataset_root(cache), cache=cache)
+    if list(report.class_names) != run.class_names:
+        raise ValueError(
+            f"The dataset's classes changed since this run was trained; use the original data. "
+            f"Received: classes={list(report.class_names)}"
+        )
+    prepared = data.prepare(report, config.image_size, config.color_mode, config.resize_mode, cache=cache)
+    position = {rel: i for i, rel in enumerate(report.files)}
+    indices = [position[rel] for rel in run.split()[part] if rel in position]
+    return prepared, np.asarray(indices, dtype=np.int64)
 
 
 def _recorded_fingerprint(run: Run) -> str | None:

@@ -110,3 +110,20 @@ def server(tmp_path, monkeypatch):
     yield f"http://127.0.0.1:{httpd.server_address[1]}", root
     httpd.shutdown()
     httpd.server_close()
+
+
+@pytest.fixture(scope="session")
+def deep_run(tmp_path_factory):
+    """A run with two conv blocks, batch norm and flip/rotation augmentation, trained for one epoch."""
+    from cnnlab.runs import RunStore
+    from cnnlab.train import train
+
+    base = tmp_path_factory.mktemp("deep-run")
+    run = train(
+        write_dataset(base / "data", per_class=12),
+        tiny_model_config(conv_blocks=2, batch_norm=True, flip="horizontal", rotation=0.1),
+        tiny_train_config(epochs=1),
+        store=RunStore(base / "models", include_demo=False),
+        cache=base / "cache",
+    )
+    return run, run.load_model()

@@ -37,6 +37,7 @@ PAGES = [
     "pages/train.py",
     "pages/evaluate.py",
     "pages/predict.py",
+    "pages/inspect.py",
     "pages/runs.py",
     "pages/sweep.py",
 ]
@@ -383,6 +384,42 @@ def test_evaluate_and_runs_show_balanced_accuracy_macro_f1_confusions_and_label_
     assert found or any("No likely label error" in s.value for s in at.success)
     at = open_page(at, "pages/runs.py")
     assert {"test_balanced_accuracy", "test_macro_f1"} <= set(at.dataframe[0].value.columns)
+
+
+def chart_titles(at: AppTest) -> list[str]:
+    return [json.loads(chart.proto.spec)["layout"]["title"]["text"] for chart in at.get("plotly_chart")]
+
+
+def test_inspect_shows_the_demo_run_inside_for_a_dataset_image_then_an_upload(app, app_cache, isolated_dirs):
+    from cnnlab import inspect
+    from cnnlab.images import load_array
+
+    at = open_page(app, "pages/inspect.py")
+    assert at.selectbox(key="picked_run").value == "demo"
+    assert chart_titles(at)[0].startswith("conv_1: output 64x64x32, values ")
+    assert at.subheader[1].value == "What channel 0 of conv_1 responds to"
+    demo = next(run for run in RunStore(isolated_dirs[1]).list() if run.is_demo)
+    png = sorted((demo.dataset_root(app_cache) / "star").iterdir())[3].read_bytes()
+    at.radio(key="source").set_value("Upload").run()
+    at.file_uploader[0].set_value(("mine.png", png, "image/png")).run()
+    at.selectbox(key="layer").set_value("conv_2").run()
+    at.number_input(key="channel-conv_2").set_value(5).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+    maps = inspect.feature_maps(demo.load_model(), load_array(png, (64, 64), "rgb", "stretch"), ["conv_2"])
+    low, high = maps[1].value_range
+    titles = chart_titles(at)
+    assert titles[0] == f"conv_2: output 32x32x64, values {low:.3g} to {high:.3g}"  # the uploaded image's maps
+    assert titles[1].startswith("conv_2 channel 5") and titles[2].startswith("conv_2 filter 5:")
+    assert at.subheader[1].value == "What channel 5 of conv_2 responds to"
+    captions = [caption for image in at.image for caption in image.captions]
+    assert len(captions) == 10 and all(c.split(":")[0] in SAMPLE_CLASSES for c in captions[:9])
+    assert captions[9] == "after 40 gradient steps"
+    (reached,) = at.metric
+    assert reached.label == "Mean activation reached" and "from grey noise" in reached.delta
+
+    at.file_uploader[0].set_value(("notes.png", b"not a picture", "image/png")).run()
+    assert not at.exception and len(at.error) == 1 and "notes.png" in at.error[0].value
 
 
 def backbone_training(at: AppTest, weights: str, fine_tune: bool) -> None:
