@@ -166,7 +166,7 @@ def training_job(
     `store`, `cache` and `max_training_mb` are passed on to `train`; with `tracking`, the run is also
     published to the team server as it trains.
     """
-    from cnnlab.train import train
+    from cnnlab.train import planned_epochs, train
 
     def target(job: Job):
         return train(
@@ -179,11 +179,13 @@ def training_job(
             tags=tags,
             on_epoch=job.add_epoch,
             on_batch=job.set_progress,
+            on_download=lambda received: job.set_progress({"download_bytes": received}),
             stop_event=job.stop_event,
             tracking=tracking,
         )
 
-    return Job(target, label=f"Training on {data_dir}", limit=limit, info={"epochs": train_config.epochs})
+    epochs = planned_epochs(model_config, train_config)
+    return Job(target, label=f"Training on {data_dir}", limit=limit, info={"epochs": epochs})
 
 
 def sweep_job(
