@@ -60,14 +60,32 @@ def history_figure(history: Sequence[Mapping], metric: str) -> go.Figure:
     """Training and validation `metric` ("loss" or "accuracy") per epoch, lines with markers.
 
     Works with no rows yet (empty axes) and with one row (single markers); missing values are skipped.
+    A training that fine-tunes a backbone after its head (rows with `phase` "fine_tune") gets a
+    dotted line where fine-tuning starts.
     """
     _check_metric(metric)
     fig = go.Figure()
     for key, name, colour in ((metric, "Training", PALETTE[0]), (f"val_{metric}", "Validation", PALETTE[1])):
         epochs, values = _series(history, key)
         fig.add_trace(go.Scatter(x=epochs, y=values, mode="lines+markers", name=name, line={"color": colour}))
+    boundary = fine_tune_start(history)
+    if boundary is not None:
+        fig.add_vline(
+            x=boundary - 0.5,
+            line={"dash": "dot", "color": "#888888"},
+            annotation_text="fine-tuning",
+            annotation_position="top right",
+        )
     _layout(fig, _METRIC_TITLES[metric], "Epoch", _METRIC_TITLES[metric])
     return _metric_axes(fig, metric)
+
+
+def fine_tune_start(history: Sequence[Mapping]) -> int | None:
+    """The first epoch of the fine-tuning phase, or None when the history has none."""
+    for i, row in enumerate(history, start=1):
+        if row.get("phase") == "fine_tune":
+            return int(row.get("epoch", i))
+    return None
 
 
 def confusion_figure(matrix: np.ndarray, class_names: Sequence[str]) -> go.Figure:

@@ -46,7 +46,7 @@ def read_state(folder: Path) -> dict[str, Any] | None:
     return state if isinstance(state, dict) and (folder / str(state.get("weights"))).is_file() else None
 
 
-def _seed_states(model: keras.Model) -> list:
+def seed_states(model: keras.Model) -> list:
     """The random generators' state variables: in `model.variables` but not in `model.weights`."""
     weights = {id(w) for w in model.weights}
     return [v for v in model.variables if id(v) not in weights]
@@ -76,7 +76,7 @@ def save_state(
         "best_epoch": best_epoch,
         "best_loss": float(best_loss) if np.isfinite(best_loss) else None,
         "callbacks": callback_state(callbacks or []),
-        "seed_states": [np.asarray(v.numpy()).tolist() for v in _seed_states(model)],
+        "seed_states": [np.asarray(v.numpy()).tolist() for v in seed_states(model)],
         "finished": finished,
     }
     write_json(folder / STATE_FILE, state)
@@ -116,7 +116,7 @@ def restore(model: keras.Model, folder: Path, state: dict[str, Any], with_best: 
         model.load_weights(folder / state["best_weights"])
         best = model.get_weights()
     model.load_weights(folder / state["weights"])
-    for variable, value in zip(_seed_states(model), state.get("seed_states") or [], strict=False):
+    for variable, value in zip(seed_states(model), state.get("seed_states") or [], strict=False):
         variable.assign(np.asarray(value, dtype=variable.dtype))
     return best
 

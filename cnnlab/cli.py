@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from cnnlab import background
+from cnnlab.backbones import BACKBONE_NAMES
 from cnnlab.checks import one_line
 from cnnlab.images import COLOR_MODES, RESIZE_MODES
 from cnnlab.imbalance import CLASS_WEIGHTS
@@ -32,6 +33,7 @@ from cnnlab.settings import Settings, load_settings
 CHOICES = {
     "color_mode": COLOR_MODES,
     "resize_mode": RESIZE_MODES,
+    "backbone": BACKBONE_NAMES,
     "pooling": POOLINGS,
     "head": HEADS,
     "flip": FLIPS,
@@ -147,7 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_tracking_options(p)
     p = command("export", "export a run's model (checked against the Keras model after writing)")
     p.add_argument("run")
-    p.add_argument("--format", choices=("keras", "savedmodel", "tflite"), default="keras")
+    p.add_argument("--format", choices=_export_formats(), default="keras", help="onnx needs the onnx extra")
     p.add_argument("--out", type=Path, help="folder to create (default: inside the run folder)")
     p = command("inspect", "write a run's feature maps and filters for one image as PNG grids")
     p.add_argument("run")
@@ -272,6 +274,12 @@ def _sample(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     return {"data_dir": str(out)}
 
 
+def _export_formats() -> tuple[str, ...]:
+    from cnnlab.export import EXPORT_FORMATS
+
+    return EXPORT_FORMATS
+
+
 def _catalog_names() -> tuple[str, ...]:
     from cnnlab.catalog import CATALOG
 
@@ -317,7 +325,7 @@ def _train(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     from cnnlab.precision import choose_precision
     from cnnlab.runs import RunStore, new_run_id
     from cnnlab.sample import sample_dir
-    from cnnlab.train import TrainConfig, train
+    from cnnlab.train import TrainConfig, planned_epochs, train
 
     if args.continue_from is not None:
         return _continue(args, settings)
@@ -338,8 +346,9 @@ def _train(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
             cache=settings.cache_dir,
             max_training_mb=settings.max_training_mb,
             run_id=run_id,
-            on_epoch=_print_epoch(train_config.epochs),
+            on_epoch=_print_epoch(planned_epochs(model_config, train_config)),
             on_batch=_print_batch_after(_intro(precision.to_dict())),
+            on_download=_print_weights_download,
             stop_event=stop,
             tracking=_tracking(args, settings),
         ),
@@ -385,6 +394,7 @@ def _continue(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
 def _resume(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     from cnnlab.resume import resume
     from cnnlab.runs import RunStore
+    from cnnlab.train import run_epochs
 
     store = RunStore(settings.models_dir)
     run = store.get(args.run)
@@ -395,7 +405,7 @@ def _resume(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
             run.path,
             store=store,
             cache=settings.cache_dir,
-            on_epoch=_print_epoch(int(run.record["train_config"]["epochs"])),
+            on_epoch=_print_epoch(run_epochs(run)),
             on_batch=_print_batch_after(_intro(run.record.get("precision"))),
             stop_event=stop,
             tracking=_tracking(args, settings),
@@ -516,8 +526,9 @@ def _interruptible(args: argparse.Namespace, work: Callable[[threading.Event], A
 
 def _print_epoch(epochs: int) -> Callable[[dict[str, Any]], None]:
     def show(row: dict[str, Any]) -> None:
+        phase = "  (fine-tuning)" if row.get("phase") == "fine_tune" else ""
         print(
-            f"\repoch {row['epoch']}/{epochs}  loss {row['loss']:.4f}  acc {row['accuracy']:.3f}  "
+            f"\repoch {row['epoch']}/{epochs}{phase}  loss {row['loss']:.4f}  acc {row['accuracy']:.3f}  "
             f"val_loss {row.get('val_loss', float('nan')):.4f}  val_acc {row.get('val_accuracy', float('nan')):.3f}  "
             f"{row['seconds']:.1f}s  {row['images_per_s']:.0f} img/s",
             file=sys.stderr,
@@ -552,6 +563,11 @@ def _print_batch(progress: dict[str, Any]) -> None:
 def _print_download(done: int, total: int) -> None:
     if sys.stderr.isatty():
         print(f"\rdownloading {done / 2**20:.1f} of {total / 2**20:.1f} MB   ", end="", file=sys.stderr, flush=True)
+
+
+def _print_weights_download(done: int) -> None:
+    if sys.stderr.isatty():
+        print(f"\rdownloading ImageNet weights: {done / 2**20:.1f} MB   ", end="", file=sys.stderr, flush=True)
 
 
 def _pct(value: float | None) -> str:

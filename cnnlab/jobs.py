@@ -236,7 +236,7 @@ def training_job(
     published to the team server as it trains. The run's id is chosen now, so the registry finds
     the job by it from the start.
     """
-    from cnnlab.train import train
+    from cnnlab.train import planned_epochs, train
 
     run_id = new_run_id()
     tags = {**(tags or {}), **({"owner": owner} if owner else {})}
@@ -251,17 +251,14 @@ def training_job(
             max_training_mb=max_training_mb,
             tags=tags,
             run_id=run_id,
+            on_download=lambda received: job.set_progress({"download_bytes": received}),
             tracking=tracking,
             **_hooks(job),
         )
 
+    epochs = planned_epochs(model_config, train_config)
     return Job(
-        target,
-        label=f"Training on {data_dir}",
-        limit=limit,
-        info={"epochs": train_config.epochs},
-        owner=owner,
-        run_id=run_id,
+        target, label=f"Training on {data_dir}", limit=limit, info={"epochs": epochs}, owner=owner, run_id=run_id
     )
 
 
@@ -278,11 +275,12 @@ def resume_job(
     """A (not yet started) job that resumes an interrupted, stopped or failed run in place, or with
     `more_epochs`, continues a completed run for that many more epochs as a new run."""
     from cnnlab.resume import continue_training, resume
+    from cnnlab.train import run_epochs
 
     run = store.get(run_id)
     where: dict[str, Any] = {"store": store, "cache": cache, "tracking": tracking}
     if more_epochs is None:
-        planned, new_id, label = run.record["train_config"]["epochs"], run.id, f"Resuming {run.name}"
+        planned, new_id, label = run_epochs(run), run.id, f"Resuming {run.name}"
     else:
         planned, new_id, label = len(run.history) + more_epochs, new_run_id(), f"{run.name} +{more_epochs} epochs"
 

@@ -25,8 +25,9 @@ class TrainingProgress(keras.callbacks.Callback):
     The best weights (lowest validation loss, or training loss without a validation split) are
     kept in memory and saved to the run after each improving epoch, so a stop, an early stop or
     a crash all leave the best model saved. `on_epoch` gets each epoch's row, `on_batch` each
-    batch's progress; setting `stop_event` ends training after the current batch. A training
-    resumed or continued from a saved state starts after `initial_epoch` epochs.
+    batch's progress; setting `stop_event` ends training after the current batch. `phase` ("head",
+    or "fine_tune" once a backbone's fine-tuning starts) goes into every row. A training resumed or
+    continued from a saved state starts after `initial_epoch` epochs.
     """
 
     def __init__(
@@ -51,6 +52,7 @@ class TrainingProgress(keras.callbacks.Callback):
         self.initial_epoch = self.epochs_done = initial_epoch
         self.batches_done = 0
         self.stopped_by_user = False
+        self.phase = "head"
 
     def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self.epoch_started = self.last_batch = time.perf_counter()
@@ -90,6 +92,7 @@ class TrainingProgress(keras.callbacks.Callback):
             "images_seen": images_seen,
             "images_per_s": round(images_seen / max(train_seconds, 1e-9), 1),
             "partial": self.batches_done < self.steps,
+            "phase": self.phase,
         }
         self.epochs_done = epoch + 1
         val_loss = row.get("val_loss", row["loss"])

@@ -93,13 +93,15 @@ def continue_training(
     start = _continue_point(parent)
     prepared, parts = run_data(parent, cache)
     train_config = TrainConfig.from_dict({**parent.record["train_config"], "epochs": start.epoch + epochs})
-    inherited = ("model_config", "class_names", "dataset", "precision")
+    # A fine-tuned parent is continued in fine-tuning: its record says which layers train, at what rate.
+    inherited = ("model_config", "class_names", "dataset", "precision", "phase", "fine_tune")
     record: dict[str, Any] = {
         **{key: parent.record[key] for key in inherited if key in parent.record},
         "name": name or f"{parent.name} +{epochs}",
         "train_config": train_config.to_dict(),
         "parent": parent.id,
         "initial_epoch": start.epoch,
+        "planned_epochs": start.epoch + epochs,
         **(tags or {}),
     }
     run = store.create(record, parent.split(), run_id)

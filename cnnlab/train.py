@@ -11,10 +11,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from cnnlab import data, evaluate, heartbeat
+from cnnlab import backbones, data, evaluate, heartbeat
+from cnnlab.augment import augmentation_model
 from cnnlab.checks import check_choice, check_range
 from cnnlab.imbalance import CLASS_WEIGHTS, class_weights
-from cnnlab.model import ModelConfig, build_model, check_trainable
+from cnnlab.model import ModelConfig, build_model, check_trainable, compile_model, find_backbone, unfreeze_top_layers
 from cnnlab.precision import PRECISIONS, Precision, choose_precision, float32_copy
 from cnnlab.runs import Run, RunStore
 from cnnlab.sample import is_sample_dir
@@ -25,6 +26,9 @@ if TYPE_CHECKING:
 
 EpochCallback = Callable[[dict[str, Any]], None]
 BatchCallback = Callable[[dict[str, Any]], None]
+# Fine-tuning runs at this fraction of the head's learning rate, so the pretrained weights move gently.
+FINE_TUNE_LR_FACTOR = 0.1
+PHASES = ("head", "fine_tune")
 
 
 @dataclass(frozen=True)
@@ -36,6 +40,12 @@ class TrainConfig:
     "constant", "reduce_on_plateau" (halve after 2 epochs without a better validation loss) or
     "cosine" (decay towards zero over `epochs`). `precision` is a Keras dtype policy name or "auto"
     (see `cnnlab.precision.choose_precision`).
+
+    With a backbone, `epochs` train the new head on the frozen backbone; then, when both
+    `fine_tune_layers` and `fine_tune_epochs` are above 0, the backbone's top `fine_tune_layers`
+    layers (its batch normalisation excepted) train with the head for `fine_tune_epochs` more
+    epochs at a tenth of the learning rate, held constant (`lr_schedule` shapes the head's epochs).
+    A conv-block CNN trains all its layers from the start, so it has no fine-tuning phase.
     """
 
     epochs: int = 10
@@ -47,9 +57,13 @@ class TrainConfig:
     class_weight: str = "auto"
     lr_schedule: str = "constant"
     precision: str = "auto"
+    fine_tune_layers: int = 0
+    fine_tune_epochs: int = 0
 
     def __post_init__(self) -> None:
         check_range("epochs", self.epochs, 1, 1000, int)
+        check_range("fine_tune_layers", self.fine_tune_layers, 0, 1000, int)
+        check_range("fine_tune_epochs", self.fine_tune_epochs, 0, 1000, int)
         check_range("batch_size", self.batch_size, 1, 1024, int)
         check_range("patience", self.patience, 0, 1000, int)
         check_range("seed", self.seed, 0, 2**31 - 1, int)
@@ -74,7 +88,7 @@ class Start:
     """Where a training starts: from scratch, or after `epoch` epochs from a saved state.
 
     `state` is a checkpoint's state (see `cnnlab.checkpoint`) in `folder`: the run's own, to
-    resume it (`with_best`: its best weights and early stopping's counters carry on), or its
+    resume it (`with_best`: its best weights and the callbacks' counters carry on), or its
     parent's, to continue it as a new run (they start afresh).
     """
 
@@ -100,22 +114,26 @@ def train(
     callbacks: list | None = None,
     run_id: str | None = None,
     tracking: TrackingConfig | None = None,
+    on_download: backbones.DownloadProgress | None = None,
 ) -> Run:
     """Train a model on a class-folder dataset and save it as a run in `store`.
 
     `cache` is the folder for the scan and decoded-image caches; a model whose training step
-    would need more than `max_training_mb` is refused before anything is built. `on_epoch` gets
-    each epoch's metrics row, `on_batch` each batch's progress; setting `stop_event` ends
-    training after the current batch, keeping the best weights (status "stopped"). The saved
-    model is the one with the lowest validation loss, evaluated on the held-out test split.
-    `tags` adds fields to the run record (for example `sweep` or `owner`); `run_id` names the
-    run's folder (default: a new time-stamped name). With `tracking`, the run is also published to
-    the team tracking server as it trains (best effort, see `cnnlab.publisher`).
+    would need more than `max_training_mb` is refused before anything is built. A backbone's
+    ImageNet weights are downloaded next (`on_download(bytes)` reports it), before any run folder
+    exists, so a failed download leaves nothing behind. `on_epoch` gets each epoch's metrics row,
+    `on_batch` each batch's progress; setting `stop_event` ends training after the current batch,
+    keeping the best weights (status "stopped"). The saved model is the one with the lowest
+    validation loss, evaluated on the held-out test split. `tags` adds fields to the run record
+    (for example `sweep` or `owner`); `run_id` names the run's folder (default: a new time-stamped
+    name). With `tracking`, the run is also published to the team tracking server as it trains
+    (best effort, see `cnnlab.publisher`).
     """
     model_config = model_config or ModelConfig()
     train_config = train_config or TrainConfig()
     report = data.scan(data_dir, cache=cache)
     check_trainable(model_config, report.num_classes, train_config.batch_size, max_training_mb)
+    backbones.prepare_weights(model_config.backbone, model_config.backbone_weights, on_download)
     parts = data.split(report.labels, train_config.validation_split, train_config.test_split, train_config.seed)
     prepared = data.prepare(
         report, model_config.image_size, model_config.color_mode, model_config.resize_mode, cache=cache
@@ -150,19 +168,20 @@ def train_run(
     """Train a created run from `start` up to its planned epochs, then evaluate and finish it.
 
     The run's heartbeat beats while it trains, and every complete epoch leaves a resumable
-    checkpoint in the run folder; the record's configs and precision say what to train. With
-    `tracking`, the new epochs and the outcome are published to the team server (a resumed run
-    is found there again by its key).
+    checkpoint in the run folder; the record's configs and precision say what to train (and,
+    once a backbone's fine-tuning started, `fine_tune`: which phase a saved state belongs to).
+    With `tracking`, the new epochs and the outcome are published to the team server (a resumed
+    run is found there again by its key).
     """
     model_config = run.model_config()
     train_config = TrainConfig.from_dict(run.record["train_config"])
     recorded = run.record.get("precision")
     precision = Precision(**recorded) if recorded else choose_precision(train_config.precision)
-    # A resumed run's duration includes the epochs it keeps.
-    started = time.perf_counter() - sum(row.get("seconds", 0.0) for row in run.history)
     publisher = _publisher(tracking, run)
     if publisher is not None:
         on_epoch = _both(publisher.log_epoch, on_epoch)
+    # A resumed run's duration includes the epochs it keeps.
+    started = time.perf_counter() - sum(row.get("seconds", 0.0) for row in run.history)
     try:
         with heartbeat.beating(run.path):
             progress, model = _fit(
@@ -244,8 +263,8 @@ def _fit(
     stop_event,
     callbacks,
 ):
-    """Train a model with the progress and checkpoint callbacks; returns the callback and the float32
-    model, holding its best weights."""
+    """Train a model with the progress and checkpoint callbacks, from `start`; returns the callback
+    and the float32 model, holding its best weights."""
     import keras
 
     from cnnlab import checkpoint
@@ -253,64 +272,82 @@ def _fit(
 
     keras.utils.set_random_seed(train_config.seed)
     model = build_model(model_config, prepared.report.num_classes, precision.policy)
+    tuning = _fine_tuning_at(run, start)
+    if tuning is not None:  # the saved state is fine-tuning's: its layers train, its optimizer is the new one
+        unfreeze_top_layers(find_backbone(model), train_config.fine_tune_layers)
+        compile_model(model, model_config, tuning["learning_rate"], precision.policy)
     best = None
     if start.state is not None and start.folder is not None:
         best = checkpoint.restore(model, start.folder, start.state, start.with_best)
-    train_ds = data.make_dataset(
-        prepared,
-        parts["train"],
-        train_config.batch_size,
-        shuffle=True,
-        seed=train_config.seed,
-        epochs=range(start.epoch, train_config.epochs),
-    )
     val_ds = (
         data.make_dataset(prepared, parts["validation"], train_config.batch_size) if len(parts["validation"]) else None
     )
     steps = int(np.ceil(len(parts["train"]) / train_config.batch_size))
+    epochs = run_epochs(run)
     progress = TrainingProgress(
-        run,
-        steps,
-        len(parts["train"]),
-        train_config.batch_size,
-        train_config.epochs,
-        on_epoch,
-        on_batch,
-        stop_event,
-        start.epoch,
+        run, steps, len(parts["train"]), train_config.batch_size, epochs, on_epoch, on_batch, stop_event, start.epoch
     )
     if best is not None and start.state is not None:
         _keep_best(run, model, progress, best, start.state)
     monitor = "val_loss" if val_ds is not None else "loss"
-    extra = [
-        *(callbacks or []),
-        *schedule_callbacks(train_config.lr_schedule, model_config.learning_rate, train_config.epochs, monitor),
-    ]
-    if train_config.patience:
-        extra.append(keras.callbacks.EarlyStopping(monitor=monitor, patience=train_config.patience))
     weights = class_weights(prepared.labels[parts["train"]], prepared.report.num_classes, train_config.class_weight)
     run.update(class_weights=weights and {name: weights[i] for i, name in enumerate(prepared.report.class_names)})
     carried = (start.state or {}).get("callbacks") if start.with_best else None
-    saver = checkpoint.ResumableCheckpoint(run.checkpoint_dir, progress, extra, carried)
-    ended = start.with_best and bool((start.state or {}).get("finished"))  # it had stopped early, then died
-    if stop_event is not None and stop_event.is_set():
-        progress.stopped_by_user = True
-    elif start.epoch < train_config.epochs and not ended:
+
+    def fit(initial_epoch: int, epochs: int, schedule: list, carried: dict | None = None) -> None:
+        """One phase's `model.fit`; `carried`: the callbacks' counters of a state saved in this phase."""
+        extra = [*(callbacks or []), *schedule]
+        if train_config.patience:
+            extra.append(keras.callbacks.EarlyStopping(monitor=monitor, patience=train_config.patience))
+        saver = checkpoint.ResumableCheckpoint(run.checkpoint_dir, progress, extra, carried)
+        batches = data.make_dataset(
+            prepared,
+            parts["train"],
+            train_config.batch_size,
+            shuffle=True,
+            seed=train_config.seed,
+            epochs=range(initial_epoch, epochs),
+        )
         model.fit(
-            train_ds,
+            _augmented(batches, model_config, train_config.seed, initial_epoch * steps),
             validation_data=val_ds,
             steps_per_epoch=steps,
-            initial_epoch=start.epoch,
-            epochs=train_config.epochs,
+            initial_epoch=initial_epoch,
+            epochs=epochs,
             callbacks=[progress, *extra, saver],
             class_weight=weights,
             shuffle=False,
             verbose=0,
         )
+
+    ended = start.with_best and bool((start.state or {}).get("finished"))  # it had stopped early, then died
+    if stop_event is not None and stop_event.is_set():
+        progress.stopped_by_user = True
+    elif tuning is not None:
+        progress.phase = PHASES[1]
+        if start.epoch < epochs and not ended:
+            fit(start.epoch, epochs, [], carried)
+    else:
+        if find_backbone(model) is not None:
+            run.update(phase=PHASES[0])
+        if start.epoch < train_config.epochs and not ended:
+            head = schedule_callbacks(
+                train_config.lr_schedule, model_config.learning_rate, train_config.epochs, monitor
+            )
+            fit(start.epoch, train_config.epochs, head, carried)
+        _fine_tune(run, model, model_config, train_config, precision.policy, progress, fit)
     if progress.best_weights is not None:
         model.set_weights(progress.best_weights)
     # Evaluated as it is saved: in float32, whatever the training precision.
     return progress, float32_copy(model)
+
+
+def _fine_tuning_at(run: Run, start: Start) -> dict[str, Any] | None:
+    """The run's fine-tuning record when the state it starts from was saved during fine-tuning."""
+    tuning = run.record.get("fine_tune")
+    if tuning and start.state is not None and start.epoch >= int(tuning["start_epoch"]):
+        return tuning
+    return None
 
 
 def _keep_best(run: Run, model, progress, best: list, state: dict[str, Any]) -> None:
@@ -322,6 +359,74 @@ def _keep_best(run: Run, model, progress, best: list, state: dict[str, Any]) -> 
     model.set_weights(best)
     run.save_model(model)
     model.set_weights(latest)
+
+
+def planned_epochs(model_config: ModelConfig, train_config: TrainConfig) -> int:
+    """Epochs a training runs unless stopped early: the head's, plus fine-tuning's with a backbone."""
+    fine_tunes = model_config.backbone != backbones.NO_BACKBONE and train_config.fine_tune_layers > 0
+    return train_config.epochs + (train_config.fine_tune_epochs if fine_tunes else 0)
+
+
+def run_epochs(run: Run) -> int:
+    """The epochs a run plans to reach: its own count when continued from a parent, else its configs'."""
+    planned = run.record.get("planned_epochs")
+    return (
+        int(planned)
+        if planned
+        else planned_epochs(run.model_config(), TrainConfig.from_dict(run.record["train_config"]))
+    )
+
+
+def _augmented(dataset, model_config: ModelConfig, seed: int, first_batch: int):
+    """The training batches through the config's random augmentation (the saved model holds none).
+
+    Each batch's draws are a function of (seed, batch number) only: its layers' random generators
+    are set from them before the batch, so a resumed training augments as an uninterrupted one
+    would, however far the pipeline had prefetched when it stopped. `first_batch` is the number
+    of the dataset's first batch in the whole training (epochs before it times steps per epoch).
+    """
+    import tensorflow as tf
+
+    from cnnlab.checkpoint import seed_states
+
+    augment = augmentation_model(model_config)
+    if augment is None:
+        return dataset
+    states = seed_states(augment)
+
+    def apply(number, batch):
+        for k, state in enumerate(states):
+            state.assign(tf.cast(tf.stack([seed + 7919 * k, number * 1024]), state.dtype))
+        images, labels = batch
+        return augment(tf.cast(images, tf.float32), training=True), labels
+
+    # One batch at a time: the generators are shared, so batches augmented in parallel would race.
+    return dataset.enumerate(start=first_batch).map(apply).prefetch(tf.data.AUTOTUNE)
+
+
+def _fine_tune(
+    run: Run, model, model_config: ModelConfig, train_config: TrainConfig, policy: str, progress, fit
+) -> None:
+    """The second phase of transfer learning: the backbone's top layers train too, at a lower rate.
+
+    It starts from the best head and continues the epoch count, so both phases make one history;
+    the run records where it started (`fine_tune`), which is what a resume needs to pick it up.
+    """
+    backbone = find_backbone(model)
+    done = progress.epochs_done
+    wanted = train_config.fine_tune_layers and train_config.fine_tune_epochs
+    if backbone is None or not wanted or progress.stopped_by_user or progress.best_weights is None:
+        return
+    model.set_weights(progress.best_weights)
+    layers = unfreeze_top_layers(backbone, train_config.fine_tune_layers)
+    learning_rate = model_config.learning_rate * FINE_TUNE_LR_FACTOR
+    compile_model(model, model_config, learning_rate, policy)
+    progress.phase, progress.epochs = PHASES[1], done + train_config.fine_tune_epochs
+    run.update(
+        phase=PHASES[1],
+        fine_tune={"start_epoch": done + 1, "layers": layers, "learning_rate": learning_rate},
+    )
+    fit(done, progress.epochs, [])
 
 
 def _finish(run: Run, model, prepared, parts, progress, started: float) -> None:

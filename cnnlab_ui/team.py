@@ -19,6 +19,7 @@ from cnnlab_ui.state import dataset, settings
 
 # Hyperparameters compared across runs (parallel coordinates, tables).
 PARAMS = [
+    "backbone",
     "conv_blocks",
     "filters",
     "kernel_size",

@@ -126,11 +126,16 @@ elif run.status == "completed" and run.has_checkpoint:
     if st.button(f"Train {more} more epoch{'s' * (more > 1)}", icon=":material/add:", disabled=session_busy()):
         start_and_watch(run.id, int(more))
 
-with st.expander("Export (Keras, SavedModel, TensorFlow Lite)"):
-    from cnnlab.export import EXPORT_FORMATS, export_archive, export_run, read_export
+with st.expander("Export (Keras, SavedModel, TensorFlow Lite, ONNX)"):
+    from cnnlab.export import EXPORT_FORMATS, export_archive, export_run, onnx_available, read_export
 
     fmt = st.radio("Format", EXPORT_FORMATS, horizontal=True)
-    if st.button("Export and check"):
+    missing_onnx = fmt == "onnx" and not onnx_available()
+    if missing_onnx:
+        st.info(
+            "ONNX export needs tf2onnx, onnx and onnxruntime, which this installation lacks: `pip install 'cnnlab[onnx]'`."
+        )
+    if st.button("Export and check", disabled=missing_onnx):
         try:
             with st.spinner("Exporting and checking predictions against the Keras model..."):
                 folder = export_run(run, fmt, cache=settings().cache_dir)

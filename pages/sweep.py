@@ -4,6 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from cnnlab import charts, jobs
+from cnnlab.backbones import BACKBONE_NAMES
 from cnnlab.sweep import OBJECTIVES, default_storage, follow_study, space_from_dict
 from cnnlab_ui.live import job_figure, live_job
 from cnnlab_ui.messages import show_error
@@ -20,6 +21,7 @@ st.caption(
 
 # (field, label, kind, options, default selection): "range" picks low/high, "choices" a subset.
 SEARCHABLE = [
+    ("backbone", "Backbone (pretrained)", "choices", list(BACKBONE_NAMES), ["none", "mobilenet_v3_small"]),
     ("conv_blocks", "Conv blocks", "range", [1, 2, 3, 4], (1, 3)),
     ("filters", "Filters in the first block", "choices", [8, 16, 32, 64], [16, 32]),
     ("kernel_size", "Kernel size", "choices", [3, 5, 7], [3, 5]),

@@ -19,8 +19,8 @@ require_app_shell()
 
 st.title("Train")
 try:
-    model_config = model_config_sidebar()
-    train_config = train_config_sidebar()
+    model_config = model_config_sidebar(allow_weights_file=not settings().hosted)
+    train_config = train_config_sidebar(backbone=model_config.backbone)
 except ValueError as exc:
     show_error(exc)
     st.stop()
@@ -39,10 +39,10 @@ st.caption(
 
 @st.cache_data(show_spinner="Building the model...")
 def summary(config: dict, num_classes: int) -> tuple[pd.DataFrame, int]:
-    """The model's layers for this config (built, never trained)."""
+    """The model's layers for this config (built with random weights, never trained: nothing to download)."""
     from cnnlab.model import ModelConfig, build_model, model_summary
 
-    rows = model_summary(build_model(ModelConfig.from_dict(config), num_classes))
+    rows = model_summary(build_model(ModelConfig.from_dict({**config, "backbone_weights": "none"}), num_classes))
     return pd.DataFrame(rows), sum(r["params"] for r in rows)
 
 
@@ -164,6 +164,9 @@ def progress_panel(job: jobs.Job) -> None:
         st.info(job.message or "Waiting to start...", icon=":material/hourglass_top:")
         return
     p = job.progress
+    if "download_bytes" in p:
+        st.info(f"Downloading the ImageNet weights: {p['download_bytes'] / 2**20:.1f} MB so far...")
+        return
     fraction = 1.0 if job.done and job.status == "completed" else p.get("fraction", 0.0)
     detail = (
         f"Epoch {p.get('epoch', 1)} of {job.info['epochs']}, batch {p.get('batch', 0)} of {p.get('steps', '?')}"

@@ -97,8 +97,9 @@ def small_cnn(
 ):
     """A hand-built two-conv Functional model (not from cnnlab.model), for explain and export tests.
 
-    With `augment`, random flip and rotation sit inside the model as in real runs, where they must
-    not move the image at inference.
+    With `augment`, random flip and rotation sit inside the model as in models saved before
+    augmentation moved to the training pipeline (the demo model has them), where they must not
+    move the image at inference.
     """
     import keras
     from keras import layers

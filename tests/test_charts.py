@@ -325,3 +325,19 @@ def test_filters_figure_tiles_rgb_patches_and_kernels_figure_one_filter():
     assert heatmap.zmin == -heatmap.zmax == pytest.approx(-np.abs(weights[..., 1]).max())
     with pytest.raises(ValueError, match="Received: filter_index=2"):
         charts.kernels_figure(weights, 2, "conv_2")
+
+
+def test_history_marks_where_fine_tuning_starts():
+    rows = [
+        {"epoch": 1, "loss": 1.0, "val_loss": 1.1, "phase": "head"},
+        {"epoch": 2, "loss": 0.8, "val_loss": 0.9, "phase": "head"},
+        {"epoch": 3, "loss": 0.5, "val_loss": 0.7, "phase": "fine_tune"},
+    ]
+    assert charts.fine_tune_start(rows) == 3
+    fig = charts.history_figure(rows, "loss")
+    (line,) = [shape for shape in fig.layout.shapes if shape.type == "line"]
+    assert line.x0 == line.x1 == 2.5
+    assert [a.text for a in fig.layout.annotations] == ["fine-tuning"]
+    assert list(fig.data[0].x) == [1, 2, 3]  # one continuous history
+    assert charts.fine_tune_start(rows[:2]) is None
+    assert not charts.history_figure(rows[:2], "loss").layout.shapes

@@ -179,3 +179,34 @@ def test_resume_and_continue_from_the_command_line(trained_run, tmp_path, capsys
         assert main(argv) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and expected in err[0] and "Traceback" not in err[0], err
+
+
+@pytest.mark.slow
+def test_a_backbone_run_stopped_while_fine_tuning_resumes_and_continues_in_fine_tuning(
+    make_dataset, run_store, cache_dir
+):
+    data_dir, store = make_dataset(per_class=6), run_store
+    model = tiny_model_config(
+        image_size=(32, 32), backbone="mobilenet_v3_small", backbone_weights="none", dense_units=0
+    )
+    config = tiny_train_config(epochs=2, fine_tune_layers=12, fine_tune_epochs=2)
+    whole = train(data_dir, model, config, store=store, cache=cache_dir)
+    stop = threading.Event()
+    stopped = train(
+        data_dir,
+        model,
+        config,
+        store=store,
+        cache=cache_dir,
+        on_batch=lambda p: stop.set() if (p["epoch"], p["batch"]) == (4, 1) else None,  # mid fine-tuning
+        stop_event=stop,
+    )
+    assert stopped.status == "stopped" and read_state(stopped.checkpoint_dir)["epoch"] == 3
+
+    resumed = resume(stopped.id, store=store, cache=cache_dir)
+    assert [row["phase"] for row in resumed.history] == ["head", "head", "fine_tune", "fine_tune"]
+    assert curves(resumed) == curves(whole) and outcome(resumed) == outcome(whole)
+
+    child = continue_training(resumed.id, 1, store=store, cache=cache_dir)
+    assert [(row["epoch"], row["phase"]) for row in child.history] == [(5, "fine_tune")]
+    assert child.record["fine_tune"] == resumed.record["fine_tune"] and child.status == "completed"
