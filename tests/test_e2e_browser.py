@@ -32,6 +32,7 @@ MIN_GRID = 12  # the Data page shows a page of thumbnails, at least this many
 PAGE_TIMEOUT_MS = 60_000
 TRAIN_TIMEOUT_MS = 120_000
 STOP_WITHIN_S = 20.0
+LIVE_EPOCHS = 3  # the first training, watched epoch by epoch
 EXCEPTION = '[data-testid="stException"]'
 # The live job's Stop (key "stop-job"), not Streamlit's own Stop in the header while a script runs.
 STOP_JOB = ".st-key-stop-job button"
@@ -264,25 +265,27 @@ def test_whole_user_path(page: Page, server: StreamlitServer, e2e_cache: Path, t
 
     with step("train-started"):
         open_page(page, "Train")
-        configure_small_training(page, epochs=2)
+        configure_small_training(page, epochs=LIVE_EPOCHS)
         chart = start_training(page)
         page.locator(STOP_JOB).wait_for()
 
     with step("train-first-epoch"):
         first = wait_loss_points(page, chart, 1)
-        assert first == 1, f"The loss chart should gain one point per epoch, but it jumped from none to {first}"
+        # The page polls every 2 s and a later epoch can take less (the input pipeline runs on across
+        # epochs), so two may land between polls; a chart drawn only at the end would jump to all.
+        assert first < LIVE_EPOCHS, f"The loss chart should grow while training, but it jumped from none to {first}"
 
     with step("runs-during-training"):
-        # Leave while epoch 2 trains: the training thread must not depend on the page being open.
+        # Leave while it trains: the training thread must not depend on the page being open.
         open_page(page, "Runs")
         expect_value(page.get_by_role("combobox", name="Run", exact=True), r"\[(running|completed)")
 
     with step("train-completed"):
         open_page(page, "Train")
         # The sidebar keeps what the user set before leaving the page.
-        expect_value(page.get_by_label("Epochs", exact=True), r"^2$")
-        assert wait_loss_points(page, chart, 2) == 2
-        assert "completed after 2 epochs" in final_message(page, "completed after")
+        expect_value(page.get_by_label("Epochs", exact=True), rf"^{LIVE_EPOCHS}$")
+        assert wait_loss_points(page, chart, LIVE_EPOCHS) == LIVE_EPOCHS
+        assert f"completed after {LIVE_EPOCHS} epochs" in final_message(page, "completed after")
 
     with step("train-stopped"):
         configure_small_training(page, epochs=50)
