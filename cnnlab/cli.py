@@ -213,7 +213,7 @@ def _download(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
 def _scan(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     from cnnlab.data import scan
 
-    report = scan(args.data_dir, cache=settings.cache_dir).to_dict()
+    report = scan(args.data_dir, cache=settings.cache_dir, max_total_pixels=settings.max_dataset_pixels).to_dict()
     if not args.json:
         print(f"{report['num_images']} usable images in {len(report['classes'])} classes at {report['root']}")
         for name, count in report["counts"].items():
@@ -251,6 +251,7 @@ def _train(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
             store=store,
             cache=settings.cache_dir,
             max_training_mb=settings.max_training_mb,
+            max_cache_mb=settings.max_cache_mb,
             run_id=run_id,
             on_epoch=_print_epoch(train_config.epochs),
             on_batch=_print_batch,
@@ -324,7 +325,8 @@ def _evaluate(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     from cnnlab.evaluate import evaluate_run
     from cnnlab.runs import RunStore
 
-    evaluation = evaluate_run(RunStore(settings.models_dir).get(args.run), cache=settings.cache_dir)
+    run = RunStore(settings.models_dir).get(args.run)
+    evaluation = evaluate_run(run, cache=settings.cache_dir, max_cache_mb=settings.max_cache_mb)
     if not args.json:
         print(f"test accuracy {_pct(evaluation.accuracy)}  test loss {evaluation.loss:.4f}")
         print(evaluation.per_class.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
@@ -408,6 +410,7 @@ def _sweep(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
             store=RunStore(settings.models_dir),
             cache=settings.cache_dir,
             max_training_mb=settings.max_training_mb,
+            max_cache_mb=settings.max_cache_mb,
             stop_event=stop,
             on_trial=show_trial,
             on_epoch=show_epoch,

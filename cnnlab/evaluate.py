@@ -127,10 +127,11 @@ def evaluate_prepared(model, prepared: data.PreparedData, indices: np.ndarray, b
     return evaluate_probabilities(probs, prepared.labels[indices], list(prepared.report.class_names), paths)
 
 
-def evaluate_run(run: Run, *, cache: Path, refresh: bool = False) -> Evaluation:
+def evaluate_run(run: Run, *, cache: Path, refresh: bool = False, max_cache_mb: int | None = None) -> Evaluation:
     """The run's test-split evaluation: saved at the end of training, recomputed when asked or missing.
 
-    `cache` is the folder for the scan and decoded-image caches (and the built-in sample).
+    `cache` is the folder for the scan and decoded-image caches (and the built-in sample), whose
+    decoded arrays may take `max_cache_mb` in all (as in `train`).
     """
     saved = run.path / EVALUATION_FILE
     if saved.exists() and not refresh:
@@ -144,10 +145,11 @@ def evaluate_run(run: Run, *, cache: Path, refresh: bool = False) -> Evaluation:
             f"The dataset's classes changed since this run was trained; evaluate on the original data. "
             f"Received: classes={list(report.class_names)}"
         )
-    prepared = data.prepare(report, config.image_size, config.color_mode, config.resize_mode, cache=cache)
+    settings = (config.image_size, config.color_mode, config.resize_mode)
     position = {rel: i for i, rel in enumerate(report.files)}
     test = np.asarray([position[rel] for rel in run.split()["test"] if rel in position], dtype=np.int64)
-    evaluation = evaluate_prepared(run.load_model(), prepared, test)
+    with data.open_prepared(report, *settings, cache=cache, max_cache_mb=max_cache_mb) as prepared:
+        evaluation = evaluate_prepared(run.load_model(), prepared, test)
     if run.status != "running":  # a running run's folder is its training's to write; it evaluates at the end
         save_evaluation(run, evaluation)
     return evaluation

@@ -156,12 +156,13 @@ def training_job(
     store: RunStore,
     cache: Path,
     max_training_mb: int | None = None,
+    max_cache_mb: int | None = None,
     limit: int = 1,
     tags: dict[str, Any] | None = None,
 ) -> Job:
     """A (not yet started) job that trains one run, streaming epochs and batches into the job.
 
-    `store`, `cache` and `max_training_mb` are passed on to `train`.
+    `store`, `cache`, `max_training_mb` and `max_cache_mb` are passed on to `train`.
     """
     from cnnlab.train import train
 
@@ -173,6 +174,7 @@ def training_job(
             store=store,
             cache=cache,
             max_training_mb=max_training_mb,
+            max_cache_mb=max_cache_mb,
             tags=tags,
             on_epoch=job.add_epoch,
             on_batch=job.set_progress,
@@ -193,12 +195,13 @@ def sweep_job(
     store: RunStore,
     cache: Path,
     max_training_mb: int | None = None,
+    max_cache_mb: int | None = None,
     limit: int = 1,
     owner: str | None = None,
 ) -> Job:
     """A (not yet started) job that runs a sweep, streaming finished trials and epochs into the job.
 
-    `store`, `cache` and `max_training_mb` are passed on to `run_sweep`.
+    `store`, `cache`, `max_training_mb` and `max_cache_mb` are passed on to `run_sweep`.
 
     With `owner` (a hosted visitor's session id) every run is tagged with it and the study name
     ends with it, so visitors never join each other's studies, even with the same space and data.
@@ -219,6 +222,7 @@ def sweep_job(
             store=store,
             cache=cache,
             max_training_mb=max_training_mb,
+            max_cache_mb=max_cache_mb,
             stop_event=job.stop_event,
             on_trial=job.add_item,
             on_epoch=job.add_epoch,

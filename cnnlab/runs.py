@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from cnnlab.files import atomic_path, build_folder, write_json
+from cnnlab.files import atomic_path, build_folder, process_alive, temporary_name, write_json
 from cnnlab.settings import DEMO_RUN_DIR
 
 RUN_FILE = "run.json"
@@ -159,18 +159,9 @@ def _writer_alive(record: dict[str, Any]) -> bool:
     if record.get("host") != socket.gethostname():
         return True  # another machine's process: we cannot tell, so trust the record
     try:
-        pid = int(record.get("pid", -1))
+        return process_alive(int(record.get("pid", -1)))
     except (ValueError, TypeError):
         return False
-    if pid <= 0:
-        return False  # os.kill(0 or -1, ...) would signal process groups, not one process
-    try:
-        os.kill(pid, 0)
-    except PermissionError:
-        return True  # it exists, run by another user
-    except OSError:
-        return False
-    return True
 
 
 def library_versions() -> dict[str, str]:
@@ -282,7 +273,7 @@ class RunStore:
     def delete(self, ref: str | Path) -> None:
         """Delete a run's folder (moved aside first, so a failure never leaves half a run listed)."""
         run = self._changeable(ref, "deleted")
-        trash = run.path.with_name(f".deleted-{run.id}-{secrets.token_hex(3)}")
+        trash = temporary_name(run.path)  # a killed delete leaves a temporary the clean-up removes
         os.replace(run.path, trash)
         shutil.rmtree(trash, ignore_errors=True)
 

@@ -58,6 +58,7 @@ def train(
     store: RunStore,
     cache: Path,
     max_training_mb: int | None = None,
+    max_cache_mb: int | None = None,
     on_epoch: EpochCallback | None = None,
     on_batch: BatchCallback | None = None,
     stop_event: threading.Event | None = None,
@@ -68,10 +69,12 @@ def train(
 ) -> Run:
     """Train a model on a class-folder dataset and save it as a run in `store`.
 
-    `cache` is the folder for the scan and decoded-image caches; a model whose training step
-    would need more than `max_training_mb` is refused before anything is built. `on_epoch` gets
-    each epoch's metrics row, `on_batch` each batch's progress; setting `stop_event` ends
-    training after the current batch, keeping the best weights (status "stopped"). The saved
+    `cache` is the folder for the scan and decoded-image caches, whose decoded arrays may take
+    `max_cache_mb` in all (least recently used ones are evicted; the one in use is leased for the
+    whole training); a model whose training step would need more than `max_training_mb` is
+    refused before anything is built. `on_epoch` gets each epoch's metrics row, `on_batch` each
+    batch's progress; setting `stop_event` ends training after the current batch, keeping the
+    best weights (status "stopped"). The saved
     model is the one with the lowest validation loss, evaluated on the held-out test split.
     `tags` adds fields to the run record (for example `sweep` or `owner`); `run_id` names the
     run's folder (default: a new time-stamped name).
@@ -81,10 +84,15 @@ def train(
     report = data.scan(data_dir, cache=cache)
     check_trainable(model_config, report.num_classes, train_config.batch_size, max_training_mb)
     parts = data.split(report.labels, train_config.validation_split, train_config.test_split, train_config.seed)
-    prepared = data.prepare(
-        report, model_config.image_size, model_config.color_mode, model_config.resize_mode, cache=cache
-    )
-    run = store.create(_record(report, model_config, train_config, name, tags), _split_paths(report, parts), run_id)
+    settings = (model_config.image_size, model_config.color_mode, model_config.resize_mode)
+    with data.open_prepared(report, *settings, cache=cache, max_cache_mb=max_cache_mb) as prepared:
+        run = store.create(_record(report, model_config, train_config, name, tags), _split_paths(report, parts), run_id)
+        _fit_and_finish(run, prepared, parts, model_config, train_config, on_epoch, on_batch, stop_event, callbacks)
+    return run
+
+
+def _fit_and_finish(run, prepared, parts, model_config, train_config, on_epoch, on_batch, stop_event, callbacks):
+    """Train, save and evaluate the run; any failure marks it failed before it is raised."""
     started = time.perf_counter()
     try:
         progress, model = _fit(
@@ -97,7 +105,6 @@ def train(
             status="failed", error=f"{type(exc).__name__}: {exc}", duration_s=round(time.perf_counter() - started, 2)
         )
         raise
-    return run
 
 
 def _record(report, model_config, train_config, name, tags) -> dict[str, Any]:

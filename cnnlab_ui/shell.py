@@ -1,4 +1,4 @@
-"""What `streamlit_app.py` does on every rerun before the page runs: Keras session, hosted clean-up."""
+"""What `streamlit_app.py` does on every rerun before the page runs: Keras session, clean-up."""
 
 from __future__ import annotations
 
@@ -34,21 +34,22 @@ def _no_clean_up() -> None:
 
 @st.cache_resource
 def _last_cleanup() -> dict[str, Any]:
-    """Process-wide time of the last hosted clean-up (so it runs at most once a minute) and its lock."""
+    """Process-wide time of the last clean-up (so it runs at start-up, then at most once a minute) and its lock."""
     return {"at": 0.0, "lock": threading.Lock()}
 
 
 def housekeeping() -> None:
-    """In hosted mode: mark this session alive and remove what ended sessions left behind."""
+    """Mark a hosted session alive; at start-up and then once a minute, remove what killed work left
+    behind, keep the decoded-image cache within its budget and (hosted) remove what ended sessions left."""
     config = settings()
-    if not config.hosted:
-        return
-    hosting.touch_session(config.cache_dir, session_id())
+    if config.hosted:
+        hosting.touch_session(config.cache_dir, session_id())
     last = _last_cleanup()
     if time.time() - last["at"] > 60 and last["lock"].acquire(blocking=False):
         try:
             last["at"] = time.time()
-            if hosting.cleanup_ended_sessions(config.cache_dir, store()):
+            hosting.tidy(config.cache_dir, config.models_dir, config.max_cache_mb)
+            if config.hosted and hosting.cleanup_ended_sessions(config.cache_dir, store()):
                 forget_models()  # the ended sessions' runs are gone; their cached models go too
         finally:
             last["lock"].release()

@@ -8,9 +8,10 @@ from dataclasses import dataclass
 
 import streamlit as st
 
+from cnnlab.checks import one_line
+from cnnlab.quota import DiskUsage, session_usage
 from cnnlab.runs import RunStore
 from cnnlab.settings import Settings, load_settings
-from cnnlab_ui.messages import show_error
 
 
 @dataclass(frozen=True)
@@ -29,7 +30,7 @@ def settings() -> Settings:
     try:
         return load_settings({**os.environ, **_secrets()})
     except ValueError as exc:
-        show_error(exc)
+        st.error(one_line(exc), icon=":material/error:")  # not show_error, which needs the settings
         st.stop()
 
 
@@ -55,6 +56,14 @@ def store() -> RunStore:
 def owner() -> str | None:
     """The owner tag for new runs and the filter for listing them (hosted mode only)."""
     return session_id() if settings().hosted else None
+
+
+def disk_usage() -> DiskUsage | None:
+    """This visitor's disk use against their budget (hosted mode only)."""
+    config = settings()
+    if config.max_session_mb is None:
+        return None
+    return session_usage(config.cache_dir, store(), session_id(), config.max_session_mb)
 
 
 def dataset() -> DatasetChoice:
@@ -92,4 +101,5 @@ def select_finished_training() -> None:
     job = st.session_state.get("job")
     if job is not None and job.done and job.result is not None and st.session_state.get("selected_job") != job.id:
         st.session_state.selected_job = job.id
-        select_run(job.result.id)
+        if job.result.model_path.exists():  # stopped before its first epoch: nothing to open
+            select_run(job.result.id)

@@ -2,17 +2,19 @@
 
 import hashlib
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import streamlit as st
 
-from cnnlab import archive, catalog, charts, data, hosting
+from cnnlab import archive, catalog, charts, data, hosting, quota
+from cnnlab.checks import shorten
 from cnnlab.settings import check_data_folder, check_upload_size
 from cnnlab_ui.gallery import thumbnails
 from cnnlab_ui.loaders import scan
 from cnnlab_ui.messages import show_error
-from cnnlab_ui.state import DatasetChoice, dataset, session_id, settings
+from cnnlab_ui.state import DatasetChoice, dataset, disk_usage, session_id, settings
 
 PER_PAGE = 24
 
@@ -26,8 +28,23 @@ def choose(path: str, label: str) -> None:
     st.session_state.dataset = DatasetChoice(path, label)
 
 
+def open_upload(content: bytes, digest: str, used: quota.DiskUsage | None) -> Path:
+    """The dataset root of an uploaded zip: extracted once per content, and kept only when its
+    dataset scans cleanly within the limits (a refusal leaves nothing on disk)."""
+    target = hosting.uploads_dir(config.cache_dir, session_id()) / digest[:16]
+    if target.exists():
+        return archive.dataset_root(target)
+    return archive.extract_zip(
+        content,
+        target,
+        max_total_bytes=config.max_extracted_bytes,
+        room_bytes=used.room if used is not None else None,
+        check=lambda root: data.scan(root, cache=config.cache_dir, max_total_pixels=config.max_dataset_pixels),
+    )
+
+
 sources = ["Built-in sample", "Upload a zip", "Download a dataset"] + (["Server folder"] if config.data_roots else [])
-source = st.radio("Dataset source", sources, horizontal=True)
+source = st.radio("Dataset source", sources, horizontal=True, key="dataset-source")
 
 try:
     if source == "Built-in sample":
@@ -37,17 +54,24 @@ try:
             choose(str(sample_dir(config.cache_dir)), "Built-in sample (shapes)")
     elif source == "Upload a zip":
         st.caption(f"A zip of class folders (one folder per class), up to {config.max_upload_mb} MB.")
-        upload = st.file_uploader("Zip of class folders", type=["zip"], max_upload_size=config.max_upload_mb)
+        upload = st.file_uploader(
+            "Zip of class folders", type=["zip"], max_upload_size=config.max_upload_mb, key="zip-upload"
+        )
         if upload is not None:
             content = upload.getvalue()
             check_upload_size(upload.name, len(content), config)
-            target = hosting.uploads_dir(config.cache_dir, session_id()) / hashlib.sha256(content).hexdigest()[:16]
-            root = (
-                archive.dataset_root(target)
-                if target.exists()
-                else archive.extract_zip(content, target, max_total_bytes=config.max_extracted_bytes)
-            )
-            choose(str(root), f"Upload: {upload.name}")
+            digest, used = hashlib.sha256(content).hexdigest(), disk_usage()
+            # The uploader keeps the file across reruns: a refused zip is refused again from memory, not
+            # extracted again, until the visitor's disk use changes.
+            refused = st.session_state.setdefault("refused_uploads", {})
+            attempt = (digest, used.total if used is not None else 0)
+            if attempt in refused:
+                raise ValueError(refused[attempt])
+            try:
+                choose(str(open_upload(content, digest, used)), f"Upload: {shorten(upload.name, 80)}")
+            except ValueError as exc:
+                refused[attempt] = str(exc)
+                raise
     elif source == "Download a dataset":
         names = list(catalog.CATALOG)
         name = st.selectbox("Dataset", names, format_func=lambda n: catalog.CATALOG[n].title)
@@ -72,6 +96,11 @@ except ValueError as exc:
     show_error(exc)
 
 chosen = dataset()
+if (used := disk_usage()) is not None:
+    st.progress(used.fraction, text=f"Disk: {used.describe()}.")
+    if used.uploads and st.button("Delete my other uploads", key="delete-uploads", icon=":material/delete:"):
+        hosting.forget_uploads(config.cache_dir, session_id(), keep=Path(chosen.path))
+        st.rerun()
 try:
     report = scan(chosen.path)
 except ValueError as exc:

@@ -86,7 +86,8 @@ with st.expander("Export (Keras, SavedModel, TensorFlow Lite)"):
             with st.spinner("Exporting and checking predictions against the Keras model..."):
                 folder = export_run(run, fmt, cache=settings().cache_dir)
             st.success(
-                f"Exported to {folder}; its predictions match the Keras model (max difference {read_export(folder)['max_abs_diff']:.2g})."
+                f"Exported to {folder if not settings().hosted else folder.name}; its predictions match the Keras "
+                f"model (max difference {read_export(folder)['max_abs_diff']:.2g})."
             )
             st.download_button(
                 f"Download the {fmt} export (zip)",

@@ -3,11 +3,11 @@
 import pandas as pd
 import streamlit as st
 
-from cnnlab import charts, jobs
+from cnnlab import charts, jobs, quota
 from cnnlab.sweep import OBJECTIVES, default_storage, space_from_dict
 from cnnlab_ui.live import live_job
 from cnnlab_ui.messages import show_error
-from cnnlab_ui.state import dataset, owner, session_busy, settings, store
+from cnnlab_ui.state import dataset, disk_usage, owner, session_busy, settings, store
 
 st.title("Sweep")
 st.caption(
@@ -77,20 +77,27 @@ except ValueError as exc:
 job = st.session_state.get("sweep_job")
 if st.button("Start sweep", type="primary", disabled=session_busy(), icon=":material/play_arrow:"):
     config = settings()
-    st.session_state.sweep_job = jobs.sweep_job(
-        dataset().path,
-        space,
-        trials=int(trials),
-        timeout=minutes * 60 or None,
-        storage=storage,
-        study_name=study or None,
-        store=store(),
-        cache=config.cache_dir,
-        max_training_mb=config.max_training_mb,
-        limit=config.max_concurrent_trainings,
-        owner=owner(),
-    ).start()
-    st.rerun()
+    try:
+        if (usage := disk_usage()) is not None:
+            quota.check_room(usage, 0, "A sweep")  # each trial's run is small; a full budget refuses it
+    except ValueError as exc:
+        show_error(exc)
+    else:
+        st.session_state.sweep_job = jobs.sweep_job(
+            dataset().path,
+            space,
+            trials=int(trials),
+            timeout=minutes * 60 or None,
+            storage=storage,
+            study_name=study or None,
+            store=store(),
+            cache=config.cache_dir,
+            max_training_mb=config.max_training_mb,
+            max_cache_mb=config.max_cache_mb,
+            limit=config.max_concurrent_trainings,
+            owner=owner(),
+        ).start()
+        st.rerun()
 
 
 def trials_panel(job: jobs.Job) -> None:

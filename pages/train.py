@@ -3,12 +3,12 @@
 import pandas as pd
 import streamlit as st
 
-from cnnlab import charts, jobs
+from cnnlab import charts, hosting, jobs, quota
 from cnnlab.model import check_trainable
 from cnnlab_ui.live import live_job
 from cnnlab_ui.loaders import scan
 from cnnlab_ui.messages import show_error
-from cnnlab_ui.state import dataset, owner, session_busy, settings, store
+from cnnlab_ui.state import dataset, disk_usage, owner, session_busy, session_id, settings, store
 from cnnlab_ui.widgets import model_config_sidebar, train_config_sidebar
 
 st.title("Train")
@@ -51,22 +51,36 @@ with st.expander(
 ):
     st.dataframe(layers, hide_index=True)
 
+
+def check_disk_budget() -> None:
+    """Refuse (hosted mode) a training that would take this visitor over their disk budget."""
+    if (usage := disk_usage()) is not None:
+        cache = settings().cache_dir
+        needed = quota.training_bytes(report, model_config, params, cache, hosting.uploads_dir(cache, session_id()))
+        quota.check_room(usage, needed, "This training")
+
+
 job = st.session_state.get("job")
 if st.button("Start training", type="primary", disabled=session_busy(), icon=":material/play_arrow:"):
-    tags = {"owner": owner()} if owner() else None
     config = settings()
-    job = jobs.training_job(
-        chosen.path,
-        model_config,
-        train_config,
-        store=store(),
-        cache=config.cache_dir,
-        max_training_mb=config.max_training_mb,
-        limit=config.max_concurrent_trainings,
-        tags=tags,
-    )
-    st.session_state.job = job.start()
-    st.rerun()
+    try:
+        check_disk_budget()
+    except ValueError as exc:
+        show_error(exc)
+    else:
+        job = jobs.training_job(
+            chosen.path,
+            model_config,
+            train_config,
+            store=store(),
+            cache=config.cache_dir,
+            max_training_mb=config.max_training_mb,
+            max_cache_mb=config.max_cache_mb,
+            limit=config.max_concurrent_trainings,
+            tags={"owner": owner()} if owner() else None,
+        )
+        st.session_state.job = job.start()
+        st.rerun()
 
 
 def progress_panel(job: jobs.Job) -> None:
@@ -85,7 +99,7 @@ def progress_panel(job: jobs.Job) -> None:
     left, right = st.columns(2)
     left.plotly_chart(charts.history_figure(job.history, "loss"), key=f"loss-{job.id}")
     right.plotly_chart(charts.history_figure(job.history, "accuracy"), key=f"acc-{job.id}")
-    if job.message:
+    if job.message and not job.done:  # once done, the outcome below says what happened
         st.caption(job.message)
 
 
@@ -97,6 +111,12 @@ else:
     progress_panel(job)
     if job.status == "failed":
         show_error(ValueError(job.error or "Training failed."))
+    elif job.result is not None and not job.result.model_path.exists():
+        st.warning(
+            f"Run **{job.result.name}** stopped before its first epoch ended, so no model was saved and nothing "
+            "was selected on the Evaluate and Predict pages; press **Start training** to train again.",
+            icon=":material/warning:",
+        )
     elif job.result is not None:
         run = job.result
         metrics = run.record.get("metrics", {})
