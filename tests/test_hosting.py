@@ -70,6 +70,101 @@ def test_a_run_still_training_is_not_deleted(tmp_path):
     assert [r.id for r in store.list()] == [run.id]
 
 
+def test_a_visitor_message_names_files_within_the_upload_and_no_server_path(tmp_path):
+    uploads = hosting.uploads_dir(tmp_path / "cache", "s1")
+    text = (
+        f"'x.png' cannot be read. Received: file='{uploads}/0123abcd/pets/cats/x.png'; "
+        f"[Errno 2] No such file: '{tmp_path}/cache/prepared/a.npy'; see http://example.org/a/b; "
+        "train / val, 1/2, and/or"
+    )
+    message = hosting.visitor_message(text, uploads)
+    assert message == (
+        "'x.png' cannot be read. Received: file='pets/cats/x.png'; [Errno 2] No such file: 'a.npy'; "
+        "see http://example.org/a/b; train / val, 1/2, and/or"
+    )
+    long = hosting.visitor_message("Received: member='" + "a/" * 5000 + "x.png'", uploads)
+    assert len(long) <= hosting.MESSAGE_LIMIT and long.endswith("a/x.png'") and "..." in long
+
+
+def test_tidy_removes_killed_work_and_keeps_the_cache_in_its_budget(tmp_path):
+    from cnnlab import prepcache
+
+    cache, models = tmp_path / "cache", tmp_path / "models"
+    killed = [
+        prepcache.folder(cache) / ".key.npy.999999999-abc.tmp.npy",  # a preparation
+        hosting.uploads_dir(cache, "s1") / ".0123abcd.999999999-abc.tmp",  # an extraction
+        models / "run1" / "exports" / ".savedmodel-1.999999999-abc.tmp",  # an export
+    ]
+    for path in killed:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x")
+    for name, age in (("old.npy", 300), ("new.npy", 100)):
+        array = prepcache.folder(cache) / name
+        array.write_bytes(bytes(2 * 2**20))
+        os.utime(array, (time.time() - age, time.time() - age))
+
+    removed = hosting.tidy(cache, models, max_cache_mb=3)
+
+    assert sorted(removed) == sorted(killed) and not any(p.exists() for p in killed)
+    assert sorted(p.name for p in prepcache.folder(cache).iterdir()) == ["new.npy"]
+
+
+def test_a_visitor_deletes_their_other_uploads_with_what_was_decoded_from_them(tmp_path):
+    from cnnlab import data
+    from conftest import write_dataset
+
+    cache = tmp_path / "cache"
+    uploads = hosting.uploads_dir(cache, "s1")
+    kept = write_dataset(uploads / "aaa" / "pets", per_class=3)
+    gone = write_dataset(uploads / "bbb", classes=("owls", "dogs"), per_class=3)
+    for root in (kept, gone):
+        data.prepare(data.scan(root, cache=cache), (16, 16), cache=cache)
+
+    assert hosting.forget_uploads(cache, "s1", keep=kept) == 1
+
+    assert [p.name for p in uploads.iterdir()] == ["aaa"]
+    fingerprint = data.scan(kept, cache=cache).fingerprint
+    assert [p.name.split("-")[0] for p in (cache / "prepared").glob("*.npy")] == [fingerprint]
+
+
+def test_a_visitors_usage_counts_their_uploads_runs_and_what_was_decoded_for_them(tmp_path, run_store):
+    from cnnlab import data, quota
+    from conftest import tiny_model_config, write_dataset
+
+    cache = tmp_path / "cache"
+    mine = write_dataset(hosting.uploads_dir(cache, "s1") / "aaa", per_class=4)
+    sample_like = write_dataset(tmp_path / "shared", per_class=6, seed=3)
+    config = tiny_model_config()
+    arrays = {}
+    for root in (mine, sample_like):
+        report = data.scan(root, cache=cache)
+        arrays[root] = data.prepare(report, config.image_size, cache=cache).cache_path
+        run = run_store.create(
+            {
+                "owner": "s1",
+                "model_config": config.to_dict(),
+                "dataset": {"path": str(report.root), "fingerprint": report.fingerprint},
+            },
+            {"train": [], "validation": [], "test": []},
+        )
+        run.update(status="completed")
+    other = run_store.create({"owner": "s2", "model_config": {}}, {"train": [], "validation": [], "test": []})
+
+    usage = quota.session_usage(cache, run_store, "s1", budget_mb=1)
+
+    uploads = sum(p.stat().st_size for p in mine.rglob("*") if p.is_file())
+    assert usage.uploads == uploads
+    assert usage.decoded == arrays[mine].stat().st_size  # not the shared dataset's
+    assert arrays[sample_like].stat().st_size > usage.decoded
+    runs = [r for r in run_store.list() if r.record["owner"] == "s1"]
+    assert usage.runs == sum(p.stat().st_size for r in runs for p in r.path.rglob("*") if p.is_file())
+    assert other.path.exists() and usage.total == usage.uploads + usage.decoded + usage.runs
+    assert "of your 1.0 MB disk budget used" in usage.describe()
+    quota.check_room(usage, usage.room, "This")
+    with pytest.raises(ValueError, match=r"This training needs about .* delete runs you no longer need \(Runs page\)"):
+        quota.check_room(usage, usage.room + 1, "This training")
+
+
 def test_hosted_upload_cap_is_a_clear_message():
     hosted = load_settings({"CNNLAB_HOSTED": "1"})
     check_upload_size("small.zip", 10 * 2**20, hosted)
