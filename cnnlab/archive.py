@@ -157,11 +157,15 @@ def _check_path(info: zipfile.ZipInfo) -> None:
             "The zip has a path that points outside its own folder, which is not allowed; re-create the zip "
             f"from the dataset folder. Received: member={short_repr(name)}"
         )
-    if len(parts) > MAX_PATH_DEPTH or any(len(p.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES for p in parts):
+    if len(parts) > MAX_PATH_DEPTH:
         raise ValueError(
-            f"The zip has a path {len(parts)} levels deep or a name over {MAX_NAME_BYTES} bytes, beyond what a "
-            f"dataset needs (at most {MAX_PATH_DEPTH} levels); re-create the zip with shorter paths. "
-            f"Received: member={short_repr(name)}"
+            f"The zip has a path {len(parts)} levels deep, more than the {MAX_PATH_DEPTH} a dataset could need; "
+            f"re-create the zip from the dataset folder. Received: member={short_repr(name)}"
+        )
+    if any(len(p.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES for p in parts):
+        raise ValueError(
+            f"The zip has a file or folder name over {MAX_NAME_BYTES} bytes, longer than file systems allow; "
+            f"rename it and re-create the zip. Received: member={short_repr(name)}"
         )
 
 

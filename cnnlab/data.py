@@ -20,6 +20,7 @@ from cnnlab.checks import MB, check_choice, check_image_size, check_range, short
 from cnnlab.files import atomic_path, user_path, write_json
 
 CACHE_VERSION = 1
+SUGGESTED_SIDE = 512
 LINK_OUTSIDE = "symbolic link to outside the dataset folder (not followed)"
 # Below this many files a process pool costs more to start than it saves.
 PARALLEL_MIN_FILES = 200
@@ -240,13 +241,14 @@ def _check_total_pixels(root: Path, candidates: list[tuple[str, int]], max_total
         if total > max_total_pixels:
             break
     if total > max_total_pixels:
-        # The headers read so far, scaled to every file, give the share of each side that fits.
+        # The headers read so far, scaled to every file, give the share of each side that fits;
+        # beyond SUGGESTED_SIDE a CNN here gains nothing from the extra pixels anyway.
         share = max_total_pixels / (total * len(candidates) / read)
-        side = max(16, int(largest * share**0.5) // 16 * 16)
+        side = max(16, min(SUGGESTED_SIDE, int(largest * share**0.5)) // 16 * 16)
         raise ValueError(
             f"The images add up to over {total / 1e6:,.0f} megapixels, more than the {max_total_pixels / 1e6:,.0f} "
-            f"this server decodes per dataset; shrink them to a longest side of {side} px or less (plenty for a "
-            f"CNN here) or upload fewer, then try again. Received: megapixels>={total / 1e6:.0f}"
+            f"this server decodes per dataset; shrink them to a longest side of {side} px or less, or upload "
+            f"fewer, then try again. Received: megapixels>={total / 1e6:.0f}"
         )
 
 

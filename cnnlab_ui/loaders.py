@@ -11,9 +11,8 @@ from cnnlab_ui.state import settings
 
 @st.cache_data(ttl=60, show_spinner="Scanning the dataset...")
 def scan(path: str) -> data.DatasetReport:
-    """Scan a dataset folder (cached briefly; the scanner has its own on-disk cache too) within the decode budget."""
-    config = settings()
-    return data.scan(path, cache=config.cache_dir, max_total_pixels=config.max_dataset_pixels)
+    """Scan a dataset folder (cached briefly; the scanner has its own on-disk cache too)."""
+    return data.scan(path, cache=settings().cache_dir)
 
 
 @st.cache_resource(max_entries=4, show_spinner="Loading the model...")

@@ -220,14 +220,17 @@ def test_a_dataset_the_check_refuses_leaves_nothing(tmp_path):
     assert seen == [["cats", "dogs"]]  # it saw the dataset root inside the wrapper folder
 
 
-@pytest.mark.parametrize("member", ["a/" * 40 + "x.png", "cats/" + "n" * 300 + ".png"])
-def test_refuses_deep_or_overlong_paths_with_a_short_message(tmp_path, member):
+@pytest.mark.parametrize(
+    ("member", "match"),
+    [("a/" * 40 + "x.png", "41 levels deep"), ("cats/" + "n" * 300 + ".png", "name over 255 bytes")],
+)
+def test_refuses_deep_or_overlong_paths_with_a_short_message(tmp_path, member, match):
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as zf:
         zf.writestr("cats/a.png", b"a")
         zf.writestr(member, b"x")
     dest = tmp_path / "out" / "dataset"
-    with pytest.raises(ValueError, match="levels deep or a name over 255 bytes") as info:
+    with pytest.raises(ValueError, match=match) as info:
         extract_zip(buffer.getvalue(), dest)
     assert len(str(info.value)) < 300 and "..." in str(info.value)
     assert not dest.exists()

@@ -1,8 +1,14 @@
 """Hosted-mode housekeeping: ended sessions lose their uploads and runs; live ones keep them."""
 
+import io
 import os
+import re
+import stat
 import time
+import zipfile
+from pathlib import Path
 
+import numpy as np
 import pytest
 
 from cnnlab import hosting
@@ -110,8 +116,9 @@ def test_tidy_removes_killed_work_and_keeps_the_cache_in_its_budget(tmp_path):
 
 
 def test_a_visitor_deletes_their_other_uploads_with_what_was_decoded_from_them(tmp_path):
-    from cnnlab import data
     from conftest import write_dataset
+
+    from cnnlab import data
 
     cache = tmp_path / "cache"
     uploads = hosting.uploads_dir(cache, "s1")
@@ -128,8 +135,9 @@ def test_a_visitor_deletes_their_other_uploads_with_what_was_decoded_from_them(t
 
 
 def test_a_visitors_usage_counts_their_uploads_runs_and_what_was_decoded_for_them(tmp_path, run_store):
-    from cnnlab import data, quota
     from conftest import tiny_model_config, write_dataset
+
+    from cnnlab import data, quota
 
     cache = tmp_path / "cache"
     mine = write_dataset(hosting.uploads_dir(cache, "s1") / "aaa", per_class=4)
@@ -254,3 +262,257 @@ def test_hosted_train_page_refuses_a_step_too_big_for_the_server(hosted):
     assert not at.exception, [e.value for e in at.exception]
     assert len(at.error) == 1 and "MB per step" in at.error[0].value
     assert not [b for b in at.button if b.label == "Start training"]
+
+
+# ------------------------------------------------------ hostile uploads through the Data page
+
+
+def disk(cache) -> dict[str, int]:
+    """Every file under the cache with its size, except the sessions' heartbeats."""
+    return {
+        str(p.relative_to(cache)): p.stat().st_size
+        for p in cache.rglob("*")
+        if p.is_file() and p.relative_to(cache).parts[0] != hosting.HEARTBEATS
+    }
+
+
+def zip_of(members: dict, compression=zipfile.ZIP_DEFLATED) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression) as zf:
+        for name, content in members.items():
+            zf.writestr(name, content)
+    return buffer.getvalue()
+
+
+def noise_png(size: int, seed: int) -> bytes:
+    from conftest import image_bytes
+
+    return image_bytes(np.random.default_rng(seed).integers(0, 256, (size, size, 3), dtype=np.uint8))
+
+
+def noise_dataset(seed: int, per_class: int = 10, size: int = 80) -> bytes:
+    """A zip of three classes of noise images (incompressible: about 19 KB each at 80 px)."""
+    return zip_of(
+        {
+            f"{c}/{c}_{i}.png": noise_png(size, seed * 1000 + k * 100 + i)
+            for k, c in enumerate(("cats", "dogs", "owls"))
+            for i in range(per_class)
+        }
+    )
+
+
+def hostile_zips() -> dict[str, tuple[bytes, str]]:
+    """Each refusal the Data page must give, as (zip, part of the message)."""
+    symlink = zipfile.ZipInfo("cats/link.png")
+    symlink.external_attr = (stat.S_IFLNK | 0o777) << 16
+    good = {"cats/a.png": noise_png(16, 1), "dogs/b.png": noise_png(16, 2)}
+    encrypted = bytearray(zip_of(good))
+    for signature, flag_offset in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):
+        at = encrypted.find(signature)
+        while at != -1:
+            encrypted[at + flag_offset] |= 0x1
+            at = encrypted.find(signature, at + 4)
+    corrupt = bytearray(zip_of({"cats/a.png": b"A" * 5000, "dogs/b.png": noise_png(16, 2)}))
+    start = corrupt.index(b"cats/a.png") + len("cats/a.png")
+    corrupt[start + 5 : start + 25] = bytes(20)
+    forged = bytearray(zip_of({"cats/a.png": os.urandom(2 << 20), "dogs/b.png": b"b"}, zipfile.ZIP_STORED))
+    for signature, size_offset in ((b"PK\x03\x04", 22), (b"PK\x01\x02", 24)):
+        at = forged.find(signature)
+        forged[at + size_offset : at + size_offset + 4] = (100).to_bytes(4, "little")
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        zf.writestr(symlink, "/etc/passwd")
+        zf.writestr("cats/a.png", noise_png(16, 3))
+    return {
+        "not a zip": (os.urandom(4000), "not a readable zip"),
+        "too many members": (zip_of({f"cats/{i}.png": b"" for i in range(20_001)}), "more than the limit of 20000"),
+        "over the budget": (
+            zip_of({f"cats/{i}.png": bytes((1 << 20) - 1) for i in range(40)}),
+            "left of your disk budget",
+        ),
+        "499 members of 1 MiB": (
+            zip_of({f"cats/{i}.png": bytes((1 << 20) - 1) for i in range(499)}),
+            "left of your disk budget",
+        ),
+        "many small members": (
+            zip_of({f"cats/{i}.png": bytes((1 << 20) - 1) for i in range(9)}),
+            "times overall",
+        ),
+        "one member ratio": (zip_of({"cats/zeros.png": bytes(2 << 20), **good}), "zip bomb"),
+        "deep path": (zip_of({"a/" * 40 + "x.png": b"x", **good}), "41 levels deep"),
+        "long name": (zip_of({"cats/" + "n" * 5000 + ".png": b"x", **good}), "name over 255 bytes"),
+        "path traversal": (zip_of({"../../evil.png": b"x", **good}), "outside its own folder"),
+        "absolute path": (zip_of({"/etc/evil.png": b"x", **good}), "outside its own folder"),
+        "symlink member": (buffer.getvalue(), "symbolic link"),
+        "encrypted": (bytes(encrypted), "password-protected"),
+        "corrupt member": (bytes(corrupt), "corrupt"),
+        "forged sizes": (bytes(forged), "corrupt|limit"),
+        "non-image files": (zip_of({"cats/a.txt": b"meow", "dogs/b.csv": b"1,2"}), "at least two classes"),
+        "one class only": (
+            zip_of({"cats/a.png": noise_png(16, 4), "cats/b.png": noise_png(16, 5)}),
+            "at least two classes",
+        ),
+        "decode budget": (
+            zip_of({"cats/a.png": image_bytes_flat(4000), "dogs/b.png": image_bytes_flat(4000)}),
+            "megapixels",
+        ),
+    }
+
+
+def image_bytes_flat(side: int) -> bytes:
+    from conftest import image_bytes
+
+    return image_bytes(np.full((side, side, 3), 200, dtype=np.uint8))
+
+
+ABSOLUTE_PATH = re.compile(r"(?<![\w.~:/-])/[\w.-]+/")
+
+
+def test_every_hostile_upload_is_refused_briefly_without_a_server_path_and_leaves_nothing(
+    hosted, monkeypatch, app_cache
+):
+    from test_app import open_page, start_app
+
+    monkeypatch.setenv("CNNLAB_MAX_UPLOAD_MB", "5")  # a 50 MB cap on what a zip may expand to
+    monkeypatch.setenv("CNNLAB_MAX_SESSION_MB", "30")  # tighter than the cap: the budget speaks first
+    monkeypatch.setenv("CNNLAB_MAX_DATASET_MEGAPIXELS", "20")
+    at = open_page(start_app(), "pages/data.py")
+    at.radio(key="dataset-source").set_value("Upload a zip").run()
+    uploads = hosting.uploads_dir(app_cache, at.session_state["session_id"])
+    forbidden = [str(app_cache), str(hosted), str(uploads), "/uploads/", "/prepared/", str(Path.home())]
+    before = disk(app_cache)
+
+    for case, (content, expected) in hostile_zips().items():
+        at.file_uploader(key="zip-upload").set_value((f"{case}.zip", content, "application/zip")).run()
+        assert not at.exception, (case, [e.value for e in at.exception])
+        errors = [e.value for e in at.error]
+        assert len(errors) == 1 and re.search(expected, errors[0]), (case, errors)
+        message = errors[0]
+        assert len(message) <= 300, (case, len(message), message)
+        assert not any(f in message for f in forbidden) and not ABSOLUTE_PATH.search(message), (case, message)
+        assert disk(app_cache) == before, case  # nothing extracted, decoded or cached stayed behind
+        assert at.subheader[0].value == "Built-in sample (shapes)", case
+
+    at.file_uploader(key="zip-upload").set_value(
+        ("fine.zip", noise_dataset(seed=7, per_class=3, size=16), "application/zip")
+    ).run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert at.subheader[0].value == "Upload: fine.zip"
+    added = set(disk(app_cache)) - set(before)
+    assert added and all(p.startswith(("uploads/", "scans/")) for p in added)
+
+
+def upload(at, name: str, content: bytes):
+    at.file_uploader(key="zip-upload").set_value((name, content, "application/zip")).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def test_a_visitor_who_fills_their_budget_leaves_another_free_to_upload_and_train(hosted, monkeypatch, app_cache):
+    from test_app import open_page, start_app, tiny_training, wait_for_job
+
+    monkeypatch.setenv("CNNLAB_MAX_SESSION_MB", "1")
+    first, second = (open_page(start_app(), "pages/data.py") for _ in range(2))
+    for at in (first, second):
+        at.radio(key="dataset-source").set_value("Upload a zip").run()
+    one, two = noise_dataset(seed=1), noise_dataset(seed=2)  # about 0.55 MB each
+
+    upload(first, "one.zip", one)
+    assert first.subheader[0].value == "Upload: one.zip" and not first.error
+    bar = first.get("progress")[0].proto
+    assert (
+        re.search(r"0\.\d MB of your 1\.0 MB disk budget used \(uploads 0\.\d MB", bar.text) and 50 <= bar.value <= 60
+    )
+    before = disk(app_cache)
+    upload(first, "two.zip", two)
+    assert len(first.error) == 1 and "left of your disk budget; delete uploads (Data page)" in first.error[0].value
+    assert disk(app_cache) == before and first.subheader[0].value == "Upload: one.zip"
+
+    upload(second, "two.zip", two)  # the other visitor's budget is their own
+    assert not second.error and second.subheader[0].value == "Upload: two.zip"
+    open_page(second, "pages/train.py")
+    tiny_training(second, epochs=1)
+    job = wait_for_job(second, "job")
+    assert job.status == "completed" and job.result.model_path.exists(), job.error
+    assert job.result.record["dataset"]["path"].startswith(
+        str(hosting.uploads_dir(app_cache, second.session_state["session_id"]).resolve())
+    )
+
+    # The first visitor makes room as the message says: another dataset, then delete the old upload.
+    first.radio(key="dataset-source").set_value("Built-in sample").run()
+    next(b for b in first.button if b.label == "Use the built-in sample").click().run()
+    first.button(key="delete-uploads").click().run()
+    assert not first.exception, [e.value for e in first.exception]
+    assert not list(hosting.uploads_dir(app_cache, first.session_state["session_id"]).glob("*"))
+    assert "(uploads 0 bytes," in first.get("progress")[0].proto.text
+    first.radio(key="dataset-source").set_value("Upload a zip").run()
+    upload(first, "two.zip", two)
+    assert not first.error and first.subheader[0].value == "Upload: two.zip"
+
+
+def test_a_training_stopped_before_its_first_epoch_says_so_and_selects_nothing(hosted, app_cache):
+    from conftest import tiny_model_config, tiny_train_config
+    from test_app import open_page, start_app, wait_for_job
+
+    from cnnlab import jobs
+    from cnnlab.runs import RunStore
+
+    at = start_app()
+    job = jobs.training_job(
+        at.session_state["dataset"].path if "dataset" in at.session_state else str(sample_path(app_cache)),
+        tiny_model_config(),
+        tiny_train_config(epochs=3),
+        store=RunStore(hosted),
+        cache=app_cache,
+        tags={"owner": at.session_state["session_id"]},
+    )
+    job.stop()  # Stop pressed while the data was being prepared
+    at.session_state["job"] = job.start()
+    wait_for_job(at, "job")
+    assert job.status == "stopped" and job.result is not None and not job.result.model_path.exists()
+
+    at = open_page(at, "pages/train.py")
+    assert not at.success and len(at.warning) == 1
+    assert "stopped before its first epoch ended, so no model was saved and nothing was selected" in at.warning[0].value
+    assert not any("best weights were kept" in c.value for c in at.caption)
+    at = open_page(at, "pages/evaluate.py")
+    assert at.session_state["run_id"] != job.result.id  # Evaluate opens another run (the demo) and says which
+
+
+def sample_path(cache):
+    from cnnlab.sample import sample_dir
+
+    return sample_dir(cache)
+
+
+def test_a_killed_preparation_leaves_a_temporary_that_the_next_start_removes(make_dataset, tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    cache = tmp_path / "cache"
+    root = make_dataset(per_class=40)
+    code = (
+        "from cnnlab import data; import sys; "
+        f"data.prepare(data.scan({str(root)!r}), (512, 512), cache=__import__('pathlib').Path({str(cache)!r}))"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    worker = subprocess.Popen([sys.executable, "-c", code], env=env)
+    deadline = time.monotonic() + 120
+    while not list((cache / "prepared").glob(".*.tmp.npy")) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    worker.send_signal(signal.SIGKILL)
+    worker.wait()
+    left = list((cache / "prepared").glob(".*.tmp.npy"))
+    finished = [p for p in (cache / "prepared").glob("*.npy") if not p.name.startswith(".")]
+    assert len(left) == 1 and not finished  # killed mid-way
+
+    app = str(Path(__file__).resolve().parent.parent / "streamlit_app.py")
+    start = (
+        "from streamlit.testing.v1 import AppTest; "
+        f"at = AppTest.from_file({app!r}, default_timeout=120).run(); assert not at.exception"
+    )
+    env.update({"CNNLAB_CACHE_DIR": str(cache), "CNNLAB_MODELS_DIR": str(tmp_path / "models")})
+    done = subprocess.run([sys.executable, "-c", start], env=env, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert not left[0].exists()
