@@ -79,6 +79,7 @@ class StreamlitServer:
         env: dict[str, str] | None = None,
         log_path: str | Path | None = None,
         health_timeout: float = 90.0,
+        app_root: str | Path = REPO_ROOT,
     ) -> None:
         self.models_dir, self.cache_dir = Path(models_dir), Path(cache_dir)
         self.port = port or free_port()
@@ -86,6 +87,7 @@ class StreamlitServer:
         self.extra_env = dict(env or {})
         self.log_path = Path(log_path) if log_path else Path(tempfile.mkstemp(prefix="streamlit-", suffix=".log")[1])
         self.health_timeout = health_timeout
+        self.app_root = Path(app_root)  # another checkout of the app (a benchmark's "before")
         self.process: subprocess.Popen | None = None
         self.started_at = self.healthy_at = 0.0
 
@@ -127,7 +129,7 @@ class StreamlitServer:
         self._log_file = log
         self.started_at = time.monotonic()
         self.process = subprocess.Popen(
-            command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            command, cwd=self.app_root, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
         try:
             self.wait_healthy(self.health_timeout)

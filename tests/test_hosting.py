@@ -434,6 +434,12 @@ def test_a_visitor_who_fills_their_budget_leaves_another_free_to_upload_and_trai
     tiny_training(second, epochs=1)
     job = wait_for_job(second, "job")
     assert job.status == "completed" and job.result.model_path.exists(), job.error
+    second.sidebar.select_slider(key="image_size").set_value(224).run()  # 4.5 MB of decoded images, a bigger model
+    second.button(key=next(b.key for b in second.button if b.label == "Start training")).click().run()
+    assert len(second.error) == 1 and re.match(
+        r"This training needs about \d+\.\d MB but 0\.\d MB is left", second.error[0].value
+    )
+    assert "choose a smaller image size" in second.error[0].value and second.session_state["job"] is job
     assert job.result.record["dataset"]["path"].startswith(
         str(hosting.uploads_dir(app_cache, second.session_state["session_id"]).resolve())
     )
