@@ -42,6 +42,7 @@ from bench.machine import machine
 from tests.e2e_server import CHROMIUM_ARGS, REPO_ROOT, StreamlitServer, find_chromium
 
 TIMEOUT_MS = 300_000
+APP_IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
 PNG_SIDE = 6000
 
 
@@ -159,6 +160,7 @@ async def hostile_trainer(browser, url: str, zips: dict[str, Path], log: dict) -
             "() => document.querySelector('input[aria-label=\"Image size (pixels)\"]')"
             ".getAttribute('aria-valuetext') === '128'"
         )
+        await settle(page)  # the server has the new size before Start is pressed
         await set_epochs(page, 1)
         await page.get_by_role("button", name="Start training", exact=True).click()
         error = page.locator('[data-testid="stAlertContentError"]')
@@ -175,6 +177,13 @@ async def set_epochs(page, epochs: int) -> None:
     await field.fill(str(epochs))
     await field.press("Enter")
     await page.wait_for_function(f"() => document.querySelector('input[aria-label=\"Epochs\"]').value === '{epochs}'")
+    await settle(page)
+
+
+async def settle(page) -> None:
+    """Wait for the rerun a widget change starts to finish."""
+    await page.wait_for_timeout(1000)
+    await page.locator(APP_IDLE).wait_for(state="attached")
 
 
 async def normal_visitor(browser, url: str, log: dict, delay: float) -> None:
