@@ -6,7 +6,10 @@ server to the title 'CNN Lab' shown, target < 2 s), goes to Train, trains the de
 the built-in sample with default settings except the epochs (lowered with the Epochs widget to
 keep the run a few minutes long), then goes to Predict and predicts one uploaded sample image.
 A thread sums the resident memory (RSS) of the server's process tree from /proc every 0.2 s; the
-peak is printed per phase and overall (target < 1.2 GB). Measures and prints; asserts nothing.
+peak is printed per phase and overall (target < 1.2 GB). Around the training in the server, the
+same training runs from the command line (`python -m cnnlab train`, the same cache and epochs, the
+browser still open), once before and once after, and the server's training throughput is printed
+as a ratio to the command line's (target >= 0.95). Measures and prints; asserts nothing.
 
     python -m bench.bench_server [--epochs 2] [--not-hosted] [--cache DIR]
 """
@@ -16,7 +19,9 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import resource
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -99,6 +104,22 @@ class MemorySampler:
         return max(self.peaks.values(), default=0)
 
 
+def tree_cpu(root: int, exclude: int | None = None) -> float:
+    """CPU seconds (user + system) used so far by `root` and its descendants, less `exclude`'s tree."""
+    skip = set(process_tree(exclude)) if exclude is not None else set()
+    ticks = 0
+    for pid in process_tree(root):
+        if pid in skip:
+            continue
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            ticks += int(fields[11]) + int(fields[12])
+        except (OSError, IndexError, ValueError):
+            continue
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def gb(num_bytes: float) -> str:
     return f"{num_bytes / 1e9:.2f} GB"
 
@@ -109,9 +130,27 @@ def open_page(page, title: str) -> None:
     page.get_by_role("heading", name=title, exact=True).wait_for(timeout=PAGE_TIMEOUT_MS)
 
 
+def cli_training(cache: Path, run_dir: Path, epochs: int) -> list[dict]:
+    """The same training from the command line, in its own process; its per-epoch history rows."""
+    env = {**os.environ, "CNNLAB_CACHE_DIR": str(cache), "CNNLAB_MODELS_DIR": str(run_dir.parent)}
+    command = [sys.executable, "-m", "cnnlab", "train", "--epochs", str(epochs), "--run-dir", str(run_dir), "--json"]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    subprocess.run(command, env=env, check=True, capture_output=True)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    print(f"CLI training ({epochs} epochs): {cpu:.1f} CPU s")
+    return RunStore(run_dir.parent, include_demo=False).get(run_dir.name).history
+
+
+def throughput(history: list[dict]) -> tuple[float, float]:
+    """Median seconds per epoch and median training images per second."""
+    return statistics.median(r["seconds"] for r in history), statistics.median(r["images_per_s"] for r in history)
+
+
 def demo_flow(page, server: StreamlitServer, sampler: MemorySampler, epochs: int, cache: Path) -> dict[str, float]:
     """Drive the demo in the browser; return the seconds each phase took."""
     seconds: dict[str, float] = {}
+    cli_runs = server.models_dir.parent / "cli-runs"
 
     sampler.phase = "home"
     start = time.monotonic()
@@ -134,19 +173,33 @@ def demo_flow(page, server: StreamlitServer, sampler: MemorySampler, epochs: int
     epochs_field.press("Enter")
     page.wait_for_function(f"() => document.querySelector('input[aria-label=\"Epochs\"]').value === '{epochs}'")
 
+    sampler.phase = "cli training"
+    cli = cli_training(cache, cli_runs / "before", epochs)
     sampler.phase = "training"
+    cpu = tree_cpu(server.pid), tree_cpu(os.getpid(), exclude=server.pid)
     start = time.monotonic()
     page.get_by_role("button", name="Start training", exact=True).click()
     done = page.locator('[data-testid="stAlert"]').filter(has_text=re.compile(r"Run .* (completed|stopped) after"))
     failed = page.locator('[data-testid="stAlert"]').filter(has_text=re.compile("error", re.I))
     done.or_(failed).first.wait_for(timeout=TRAIN_TIMEOUT_MS)
     seconds[f"training: start -> finished ({epochs} epochs)"] = time.monotonic() - start
+    print(
+        f"CPU s during the server's training: server {tree_cpu(server.pid) - cpu[0]:.1f}, "
+        f"browser and Playwright {tree_cpu(os.getpid(), exclude=server.pid) - cpu[1]:.1f}"
+    )
     message = done.or_(failed).first.locator('[data-testid="stMarkdownContainer"]').inner_text()
     print("training message:", " ".join(message.split()))
     history = RunStore(server.models_dir, include_demo=False).list()[0].history
+    sampler.phase = "cli training"
+    cli += cli_training(cache, cli_runs / "after", epochs)
+    (server_s, server_ips), (cli_s, cli_ips) = throughput(history), throughput(cli)
+    print(f"training in the server:        median {server_s:.2f} s/epoch, {server_ips:.0f} img/s")
     print(
-        f"training in the server: median {statistics.median(r['seconds'] for r in history):.2f} s/epoch, "
-        f"{statistics.median(r['images_per_s'] for r in history):.0f} img/s (compare bench_train.py's cnnlab.train line)"
+        f"training from the CLI (before and after, {len(cli)} epochs): median {cli_s:.2f} s/epoch, {cli_ips:.0f} img/s"
+    )
+    print(
+        f"server/CLI training throughput: {server_ips / cli_ips:.3f} by img/s, {cli_s / server_s:.3f} by s/epoch "
+        "(target >= 0.95)"
     )
 
     sampler.phase = "predict"

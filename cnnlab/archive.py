@@ -9,6 +9,7 @@ point leaves nothing on disk. Messages name members as the zip does, cut to a re
 
 from __future__ import annotations
 
+import hashlib
 import io
 import stat
 import zipfile
@@ -71,6 +72,39 @@ def extract_zip(
     return dataset_root(dest)
 
 
+def open_upload(
+    data: bytes,
+    name: str,
+    uploads_dir: Path,
+    *,
+    max_members: int = 20_000,
+    max_total_bytes: int = 1_000_000_000,
+    max_ratio: float = 200.0,
+    room_bytes: int | None = None,
+    check: Callable[[Path], object] | None = None,
+) -> Path:
+    """The dataset root of an uploaded zip named `name`, extracted under `uploads_dir` once per content.
+
+    The folder is named by the content's hash, so uploading the same zip again (a rerun, a
+    renamed copy) reuses the earlier extraction. Refusals are `extract_zip`'s, naming the upload;
+    the limits, `room_bytes` and `check` are passed on to it.
+    """
+    target = Path(uploads_dir) / hashlib.sha256(data).hexdigest()[:16]
+    if target.is_dir():
+        return dataset_root(target)
+    upload = io.BytesIO(data)
+    upload.name = name  # what a refusal names as the source
+    return extract_zip(
+        upload,
+        target,
+        max_members=max_members,
+        max_total_bytes=max_total_bytes,
+        max_ratio=max_ratio,
+        room_bytes=room_bytes,
+        check=check,
+    )
+
+
 class _Cap:
     """The uncompressed-size limit in force (the server's cap or the visitor's room) and its refusal."""
 
@@ -131,7 +165,7 @@ def _open_zip(source: ZipSource) -> zipfile.ZipFile:
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError):
         raise ValueError(
             "The upload is not a readable zip file (wrong format or corrupt); upload a .zip of class "
-            f"folders. Received: source={_describe(source)!r}"
+            f"folders. Received: source={short_repr(_describe(source))}"
         ) from None
 
 

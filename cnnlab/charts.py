@@ -17,6 +17,8 @@ TEMPLATE = "plotly_white"
 PALETTE = qualitative.Plotly
 HISTORY_METRICS = ("loss", "accuracy")
 DIRECTIONS = ("maximize", "minimize")
+# Up to this many classes the confusion matrix has a fixed size with counts written in its cells.
+FIXED_SIZE_CLASSES = 20
 
 
 def class_counts_figure(counts: Mapping[str, int]) -> go.Figure:
@@ -65,18 +67,20 @@ def history_figure(history: Sequence[Mapping], metric: str) -> go.Figure:
 
 
 def confusion_figure(matrix: np.ndarray, class_names: Sequence[str]) -> go.Figure:
-    """Confusion matrix as clickable squares: y = true class (first on top), x = predicted class.
+    """Confusion matrix readable from 2 to 100 classes: y = true class (first on top), x = predicted class.
 
-    Drawn as a Scatter of square markers coloured by count because Streamlit's plotly selection
-    returns nothing for Heatmap traces (streamlit/streamlit#8760). To find the clicked cell::
+    The colours are a Heatmap, so cells stay square and fill the plot at any size and under zoom.
+    Clicks and hovers go to a Scatter of invisible markers over the cell centres (the first trace),
+    because Streamlit's plotly selection returns nothing for Heatmap traces (streamlit/streamlit#8760).
+    Points are in row-major order, so a selected point's `point_index` is
+    `true_index * n + predicted_index`::
 
         event = st.plotly_chart(fig, on_select="rerun", selection_mode="points")
-        for point in event.selection.points:
-            true_index, predicted_index = point["customdata"]
+        true_index, predicted_index = divmod(event.selection.points[0]["point_index"], n)
 
-    Points are in row-major order, so `point["point_index"]` is `true_index * n + predicted_index`.
-    Marker sizes are in pixels, so the figure has a fixed size that makes each square fill its
-    cell: show it at its own width (`st.plotly_chart(..., width="content")`).
+    Up to `FIXED_SIZE_CLASSES` classes the figure has a fixed size with counts written in the cells
+    (show it with `width="content"`); above, it has no width, so it fills its container
+    (`width="stretch"`), and its height grows with the class count.
     """
     counts = np.asarray(matrix)
     names = [str(name) for name in class_names]
@@ -90,45 +94,113 @@ def confusion_figure(matrix: np.ndarray, class_names: Sequence[str]) -> go.Figur
     values = counts.ravel()
     row_totals = counts.sum(axis=1)[true_idx]
     shares = np.divide(values, row_totals, out=np.zeros(values.shape, dtype=float), where=row_totals > 0)
-    cell = int(np.clip(360 // n, 18, 72))
+    small = n <= FIXED_SIZE_CLASSES
+    # Pixels per cell: generous for a few classes; above, about the 700 px a wide page gives the matrix.
+    cell = int(np.clip(360 // n, 18, 72)) if small else max(7, 700 // n)
     peak = float(values.max()) if values.size else 0.0
-    scatter = go.Scatter(
+    cells = go.Scatter(
         x=[names[i] for i in pred_idx],
         y=[names[i] for i in true_idx],
-        mode="markers+text" if n <= 20 else "markers",
-        marker={
-            "symbol": "square",
-            "size": cell * 0.92,
-            "color": values,
-            "colorscale": "Blues",
-            "cmin": 0,
-            "showscale": True,
-            "colorbar": {"title": {"text": "Images"}},
-            "line": {"width": 0},
-        },
+        mode="markers+text" if small else "markers",
+        marker={"symbol": "square", "size": cell * 0.92, "color": values, "opacity": 0.0, "line": {"width": 0}},
         text=[_format_count(v) for v in values],
         # Dark text on pale squares, white text on dark ones.
         textfont={"color": ["white" if peak and v > 0.6 * peak else "#222222" for v in values]},
-        customdata=np.column_stack([true_idx, pred_idx]),
         hovertext=[f"{share:.0%} of true {names[t]}" for share, t in zip(shares, true_idx, strict=True)],
         hovertemplate="True: %{y}<br>Predicted: %{x}<br>Images: %{text} (%{hovertext})<extra></extra>",
         name="Confusion",
     )
-    fig = _layout(
-        go.Figure(scatter), "Confusion matrix (click a cell to see its images)", "Predicted class", "True class"
+    colours = go.Heatmap(
+        z=counts,
+        x=names,
+        y=names,
+        colorscale="Blues",
+        zmin=0,
+        xgap=1 if n <= 50 else 0,
+        ygap=1 if n <= 50 else 0,
+        hoverinfo="skip",
+        colorbar={
+            "title": {"text": "Images"},
+            "len": 1.0 if small else min(1.0, 400 / (cell * n)),
+            "yanchor": "top",
+            "y": 1.0,
+        },
     )
-    axis = {"type": "category", "categoryorder": "array", "categoryarray": names, "showgrid": False, "zeroline": False}
-    fig.update_xaxes(**axis, side="bottom", constrain="domain")
+    fig = _layout(
+        go.Figure([cells, colours]),
+        "Confusion matrix (click a cell to see its images)",
+        "Predicted class",
+        "True class",
+    )
+    tick_size = 12 if small else int(np.clip(cell * 0.9, 7, 11))
+    axis = {
+        "type": "category",
+        "categoryorder": "array",
+        "categoryarray": names,
+        "showgrid": False,
+        "zeroline": False,
+        "automargin": True,
+        "tickfont": {"size": tick_size},
+    }
+    fig.update_xaxes(**axis, side="bottom", constrain="domain", tickangle=-45 if n > 8 else 0)
     # Equal spacing on both axes keeps the cells square; the first class is drawn on top.
     fig.update_yaxes(**axis, autorange="reversed", scaleanchor="x", constrain="domain")
     margin = {"l": 100, "r": 110, "t": 60, "b": 70}  # room for class names and the colour bar
     return fig.update_layout(
-        width=margin["l"] + margin["r"] + cell * n,
+        width=margin["l"] + margin["r"] + cell * n if small else None,
         height=margin["t"] + margin["b"] + cell * n,
         margin=margin,
         showlegend=False,
         clickmode="event+select",
+        dragmode="zoom",
     )
+
+
+def lr_find_figure(learning_rates: Sequence[float], losses: Sequence[float], suggested: float) -> go.Figure:
+    """The learning-rate finder's loss against rate on a log axis, with the suggested rate marked."""
+    rates = np.asarray(learning_rates, dtype=float)
+    values = np.asarray(losses, dtype=float)
+    if rates.shape != values.shape or rates.ndim != 1 or not len(rates) or (rates <= 0).any():
+        raise ValueError(
+            "learning_rates and losses must be equally long, non-empty lists, rates positive. "
+            f"Received: len(learning_rates)={rates.size}, len(losses)={values.size}"
+        )
+    curve = go.Scatter(
+        x=rates,
+        y=values,
+        mode="lines",
+        name="Smoothed loss",
+        line={"color": PALETTE[0]},
+        hovertemplate="rate %{x:.2g}<br>loss %{y:.4f}<extra></extra>",
+    )
+    at = float(np.interp(np.log10(suggested), np.log10(rates), values))
+    mark = go.Scatter(
+        x=[suggested],
+        y=[at],
+        mode="markers+text",
+        name="Suggested",
+        text=[f"suggested {suggested:.2g}"],
+        textposition="top right",
+        marker={"color": PALETTE[1], "size": 12, "symbol": "star"},
+    )
+    fig = _layout(go.Figure([curve, mark]), "Loss as the learning rate grows", "Learning rate (log scale)", "Loss")
+    fig.update_xaxes(type="log", exponentformat="power")
+    # The loss shoots up at the end; cap the axis so the useful part of the curve stays readable.
+    finite = values[np.isfinite(values)]
+    if finite.size:
+        low, start = float(finite.min()), float(finite[0])
+        fig.update_yaxes(range=[low - 0.05 * (start - low + 1e-9), start + 0.5 * (start - low + 1e-9)])
+    return fig
+
+
+def learning_rate_figure(history: Sequence[Mapping]) -> go.Figure:
+    """The learning rate used in each epoch, on a log axis (flat for a constant rate)."""
+    epochs, rates = _series(history, "learning_rate")
+    line = go.Scatter(x=epochs, y=rates, mode="lines+markers", name="Learning rate", line={"color": PALETTE[2]})
+    fig = _layout(go.Figure(line), "Learning rate per epoch", "Epoch", "Learning rate")
+    fig.update_yaxes(type="log", exponentformat="power")
+    fig.update_xaxes(rangemode="tozero", dtick=1 if len(epochs) <= 15 else None)
+    return fig.update_layout(height=300, showlegend=False)
 
 
 def probabilities_figure(class_names: Sequence[str], probabilities: Sequence[float]) -> go.Figure:
@@ -143,11 +215,18 @@ def probabilities_figure(class_names: Sequence[str], probabilities: Sequence[flo
     return fig.update_xaxes(range=[0, 1], tickformat=".0%")
 
 
-def compare_figure(histories: Mapping[str, Sequence[Mapping]], metric: str) -> go.Figure:
-    """Several runs' `metric` per epoch: validation solid, training dashed, one colour per run."""
+def compare_figure(
+    histories: Mapping[str, Sequence[Mapping]], metric: str, names: Mapping[str, str] | None = None
+) -> go.Figure:
+    """Several runs' `metric` per epoch: validation solid, training dashed, one colour per run.
+
+    `histories` is keyed by run id; the legend shows each run's name from `names` (the id when it
+    has none), followed by its id when several runs share a name.
+    """
     _check_metric(metric)
+    labels = _run_labels(list(histories), names or {})
     fig = go.Figure()
-    for i, (run, history) in enumerate(histories.items()):
+    for i, (run_id, history) in enumerate(histories.items()):
         colour = PALETTE[i % len(PALETTE)]
         for key, label, dash in ((f"val_{metric}", "validation", "solid"), (metric, "training", "dash")):
             epochs, values = _series(history, key)
@@ -156,8 +235,8 @@ def compare_figure(histories: Mapping[str, Sequence[Mapping]], metric: str) -> g
                     x=epochs,
                     y=values,
                     mode="lines+markers",
-                    name=f"{run} ({label})",
-                    legendgroup=str(run),
+                    name=f"{labels[run_id]} ({label})",
+                    legendgroup=str(run_id),
                     line={"color": colour, "dash": dash},
                     marker={"size": 5},
                 )
@@ -279,6 +358,13 @@ def _series(history: Sequence[Mapping], key: str) -> tuple[list, list]:
         epochs.append(row.get("epoch", i))
         values.append(float(value))
     return epochs, values
+
+
+def _run_labels(run_ids: list[str], names: Mapping[str, str]) -> dict[str, str]:
+    """Each run's name, with its id added where two runs would otherwise look the same."""
+    plain = {run_id: str(names.get(run_id) or run_id) for run_id in run_ids}
+    shared = {label for label in plain.values() if list(plain.values()).count(label) > 1}
+    return {run_id: f"{label} · {run_id}" if label in shared else label for run_id, label in plain.items()}
 
 
 def _dimension(column: pd.Series, label: str) -> dict:

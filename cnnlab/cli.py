@@ -21,7 +21,10 @@ from typing import Any, NoReturn
 from cnnlab import background
 from cnnlab.checks import one_line
 from cnnlab.images import COLOR_MODES, RESIZE_MODES
+from cnnlab.imbalance import CLASS_WEIGHTS
 from cnnlab.model import FLIPS, HEADS, OPTIMIZERS, POOLINGS, ModelConfig
+from cnnlab.precision import PRECISIONS
+from cnnlab.schedules import LR_SCHEDULES
 from cnnlab.settings import Settings, load_settings
 
 CHOICES = {
@@ -31,6 +34,9 @@ CHOICES = {
     "head": HEADS,
     "flip": FLIPS,
     "optimizer": OPTIMIZERS,
+    "class_weight": CLASS_WEIGHTS,
+    "lr_schedule": LR_SCHEDULES,
+    "precision": PRECISIONS,
 }
 
 
@@ -93,7 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("download", "fetch a well-known dataset, verify it and convert it into class folders")
     p.add_argument("name", choices=_catalog_names())
     p.add_argument("--cache", type=Path, help="cache folder (default: CNNLAB_CACHE_DIR or ~/.cache/cnnlab)")
-    p.add_argument("--base-url", help="fetch the same file names from this server instead (a mirror)")
+    p.add_argument(
+        "--base-url", help="fetch the same file names from this server instead (a mirror; default: CNNLAB_DATASETS_URL)"
+    )
     p = command("scan", "check a class-folder dataset and report what can be used")
     p.add_argument("data_dir", type=Path)
     p = command("train", "train a CNN (on the built-in sample when no folder is given)")
@@ -104,11 +112,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_config_options(p, ModelConfig)
     _add_config_options(p, TrainConfig)
+    p = command("lr-find", "find a learning rate: a short run with a growing rate (on the built-in sample by default)")
+    p.add_argument("data_dir", type=Path, nargs="?")
+    p.add_argument("--min-lr", type=float, default=1e-6, help="first rate tried (default 1e-6)")
+    p.add_argument("--max-lr", type=float, default=1.0, help="last rate tried (default 1)")
+    p.add_argument("--steps", type=int, default=100, help="batches, one rate each (default 100)")
+    _add_config_options(p, ModelConfig)
+    _add_config_options(p, TrainConfig)
     p = command("evaluate", "evaluate a run on its held-out test split")
     p.add_argument("run")
     p = command("predict", "predict the class of one or more images with a run's model")
     p.add_argument("run")
     p.add_argument("images", nargs="+", type=Path)
+    p = command("label-issues", "list a run's validation and test images most likely to carry a wrong label")
+    p.add_argument("run")
+    p.add_argument("--csv", type=Path, help="CSV file to write (default: label_issues.csv in the run folder)")
     command("runs", "list saved runs")
     p = command("export", "export a run's model (checked against the Keras model after writing)")
     p.add_argument("run")
@@ -205,7 +223,12 @@ def _catalog_names() -> tuple[str, ...]:
 def _download(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     from cnnlab.catalog import CATALOG, download
 
-    root = download(args.name, args.cache or settings.cache_dir, on_progress=_print_download, base_url=args.base_url)
+    root = download(
+        args.name,
+        args.cache or settings.cache_dir,
+        on_progress=_print_download,
+        base_url=args.base_url or settings.datasets_url,
+    )
     _say(args, f"{CATALOG[args.name].title} is ready at {root}")
     return {"name": args.name, "data_dir": str(root)}
 
@@ -233,12 +256,15 @@ def _scan(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
 
 
 def _train(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
+    from cnnlab.precision import choose_precision
     from cnnlab.runs import RunStore
     from cnnlab.sample import sample_dir
     from cnnlab.train import TrainConfig, train
 
     model_config = _config_from(args, ModelConfig)
     train_config = _config_from(args, TrainConfig)
+    precision = choose_precision(train_config.precision)
+    intro = f"Training on {precision.device} in {precision.policy} ({precision.reason})"
     data_dir = args.data_dir or sample_dir(settings.cache_dir)
     store = RunStore(args.run_dir.parent if args.run_dir else settings.models_dir)
     run_id = args.run_dir.name if args.run_dir else None
@@ -254,7 +280,7 @@ def _train(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
             max_cache_mb=settings.max_cache_mb,
             run_id=run_id,
             on_epoch=_print_epoch(train_config.epochs),
-            on_batch=_print_batch,
+            on_batch=_print_batch_after(intro),
             stop_event=stop,
         ),
         "Stopping after the current batch (the best weights are kept)...",
@@ -267,11 +293,56 @@ def _train(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
         "epochs_run": len(run.history),
         "val_accuracy": metrics.get("best_val_accuracy"),
         "test_accuracy": metrics.get("test_accuracy"),
+        "test_balanced_accuracy": metrics.get("test_balanced_accuracy"),
+        "test_macro_f1": metrics.get("test_macro_f1"),
         "train_images_per_s": metrics.get("train_images_per_s"),
         "duration_s": run.record.get("duration_s"),
+        "precision": precision.policy,
+        "device": precision.device,
     }
     _say(args, f"Run {run.id} {run.status}: test accuracy {_pct(result['test_accuracy'])}, saved in {run.path}")
     return result
+
+
+def _lr_find(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
+    from cnnlab.lr_find import find_learning_rate
+    from cnnlab.sample import sample_dir
+    from cnnlab.train import TrainConfig
+
+    result = find_learning_rate(
+        args.data_dir or sample_dir(settings.cache_dir),
+        _config_from(args, ModelConfig),
+        _config_from(args, TrainConfig),
+        min_lr=args.min_lr,
+        max_lr=args.max_lr,
+        num_steps=args.steps,
+        cache=settings.cache_dir,
+        max_training_mb=settings.max_training_mb,
+    )
+    _say(
+        args,
+        f"Suggested learning rate: {result.suggested_learning_rate:.2g} "
+        f"(tried {len(result.learning_rates)} rates from {result.min_lr:g} to {result.learning_rates[-1]:.2g})",
+    )
+    return result.to_dict()
+
+
+def _label_issues(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
+    from cnnlab.files import atomic_write
+    from cnnlab.label_issues import run_label_issues
+    from cnnlab.runs import RunStore
+
+    run = RunStore(settings.models_dir).get(args.run)
+    table = run_label_issues(run, cache=settings.cache_dir)
+    target = args.csv or run.path / "label_issues.csv"
+    with atomic_write(target) as fh:
+        fh.write(table.to_csv(index=False))
+    if not args.json:
+        print(
+            table.to_string(index=False, float_format=lambda v: f"{v:.3f}") if len(table) else "No likely label errors."
+        )
+    _say(args, f"{len(table)} likely label error(s) written to {target}; no image was moved or changed")
+    return {"run_id": run.id, "csv": str(target), "num_issues": len(table), "issues": table.to_dict(orient="records")}
 
 
 def _interruptible(work: Callable[[threading.Event], Any], stopping_message: str) -> Any:
@@ -297,6 +368,18 @@ def _print_epoch(epochs: int) -> Callable[[dict[str, Any]], None]:
             f"{row['seconds']:.1f}s  {row['images_per_s']:.0f} img/s",
             file=sys.stderr,
         )
+
+    return show
+
+
+def _print_batch_after(intro: str) -> Callable[[dict[str, Any]], None]:
+    """Batch progress, preceded once by `intro` when the first batch is done (not before bad input is caught)."""
+    pending = [intro]
+
+    def show(progress: dict[str, Any]) -> None:
+        if pending:
+            print(pending.pop(), file=sys.stderr)
+        _print_batch(progress)
 
     return show
 
@@ -327,6 +410,8 @@ def _evaluate(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
 
     run = RunStore(settings.models_dir).get(args.run)
     evaluation = evaluate_run(run, cache=settings.cache_dir, max_cache_mb=settings.max_cache_mb)
+    for warning in evaluation.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     if not args.json:
         print(f"test accuracy {_pct(evaluation.accuracy)}  test loss {evaluation.loss:.4f}")
         print(evaluation.per_class.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
@@ -458,12 +543,16 @@ def _say(args: argparse.Namespace, text: str) -> None:
     print(text, file=sys.stderr if args.json else sys.stdout)
 
 
-TENSORFLOW_COMMANDS = frozenset({"download", "train", "evaluate", "predict", "export", "sweep"})
+TENSORFLOW_COMMANDS = frozenset(
+    {"download", "train", "lr-find", "evaluate", "label-issues", "predict", "export", "sweep"}
+)
 COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], dict[str, Any]]] = {
     "sample": _sample,
     "download": _download,
     "scan": _scan,
     "train": _train,
+    "lr-find": _lr_find,
+    "label-issues": _label_issues,
     "evaluate": _evaluate,
     "predict": _predict,
     "runs": _runs,

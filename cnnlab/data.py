@@ -18,11 +18,12 @@ from PIL import Image
 from cnnlab import images, prepcache
 from cnnlab.checks import MB, check_choice, check_image_size, check_range, shorten
 from cnnlab.files import atomic_path, user_path, write_json
+from cnnlab.imbalance import imbalance_advice
 
 CACHE_VERSION = 1
 SUGGESTED_SIDE = 512
 LINK_OUTSIDE = "symbolic link to outside the dataset folder (not followed)"
-# Below this many files a process pool costs more to start than it saves.
+# Below this many files handing the work to a thread pool costs more than it saves.
 PARALLEL_MIN_FILES = 200
 
 
@@ -527,7 +528,7 @@ def make_dataset(prepared: PreparedData, indices: np.ndarray, batch_size: int, s
 # ------------------------------------------------------------------------------------- advice
 
 
-def report_warnings(report: DatasetReport, min_per_class: int = 20, max_imbalance: float = 3.0) -> list[str]:
+def report_warnings(report: DatasetReport, min_per_class: int = 20) -> list[str]:
     """Plain-language warnings about a dataset: too few images, strong class imbalance, skips."""
     counts = report.counts
     notes = [
@@ -535,12 +536,9 @@ def report_warnings(report: DatasetReport, min_per_class: int = 20, max_imbalanc
         for name, n in counts.items()
         if n < min_per_class
     ]
-    largest, smallest = max(counts.values()), min(counts.values())
-    if smallest and largest / smallest > max_imbalance:
-        notes.append(
-            f"Classes are imbalanced ({largest} vs {smallest} images); accuracy can look good while the "
-            "small class is ignored, so check per-class recall on the Evaluate page."
-        )
+    advice = imbalance_advice(counts)
+    if advice:
+        notes.append(advice)
     if report.empty_classes:
         notes.append(f"Empty class folders ignored: {', '.join(report.empty_classes)}.")
     return notes

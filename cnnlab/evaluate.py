@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,12 @@ PREDICTION_COLUMNS = ("path", "true_label", "predicted_label", "confidence", "co
 
 @dataclass(frozen=True)
 class Evaluation:
-    """Test-split metrics, the confusion matrix and one row per test image."""
+    """Test-split metrics, the confusion matrix and one row per test image.
+
+    `num_missing` counts the split's test images that no longer exist (the metrics cover the
+    others); `dataset_changed` says the dataset's fingerprint differs from the one recorded at
+    training time.
+    """
 
     class_names: tuple[str, ...]
     loss: float
@@ -28,6 +34,41 @@ class Evaluation:
     per_class: pd.DataFrame
     predictions: pd.DataFrame
     roc_auc: float | None = None
+    num_missing: int = 0
+    dataset_changed: bool = False
+
+    @property
+    def warnings(self) -> list[str]:
+        """One line per reason these metrics are not the run's own test metrics (none: they are)."""
+        found = []
+        if self.num_missing:
+            total = self.num_missing + len(self.predictions)
+            found.append(
+                f"{self.num_missing} of {total} test images are missing from the dataset folder, so these metrics "
+                f"cover only the other {len(self.predictions)} and are not saved as the run's evaluation; "
+                "restore the images to evaluate the whole test split."
+            )
+        if self.dataset_changed:
+            found.append(
+                "The dataset's files changed since this run was trained (names, sizes or modification times "
+                "differ), so these metrics are on today's files and not saved as the run's evaluation; "
+                "evaluate on the original data to compare."
+            )
+        return found
+
+    @property
+    def balanced_accuracy(self) -> float:
+        """Mean recall over the classes that have test images: a class the model ignores counts in full."""
+        support = self.confusion.sum(axis=1)
+        if not support.any():
+            return float("nan")
+        return float(np.mean(np.diag(self.confusion)[support > 0] / support[support > 0]))
+
+    @property
+    def macro_f1(self) -> float:
+        """Mean F1 over the classes that are tested or predicted (scikit-learn's macro average)."""
+        seen = (self.confusion.sum(axis=1) + self.confusion.sum(axis=0)) > 0
+        return float(np.mean(self.per_class["f1"].to_numpy()[seen])) if seen.any() else float("nan")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (also what `evaluate --json` prints)."""
@@ -35,10 +76,14 @@ class Evaluation:
             "class_names": list(self.class_names),
             "loss": self.loss,
             "accuracy": self.accuracy,
+            "balanced_accuracy": self.balanced_accuracy,
+            "macro_f1": self.macro_f1,
             "roc_auc": self.roc_auc,
             "confusion": self.confusion.tolist(),
             "per_class": self.per_class.to_dict(orient="records"),
             "predictions": self.predictions.to_dict(orient="records"),
+            "num_missing": self.num_missing,
+            "dataset_changed": self.dataset_changed,
         }
 
     @classmethod
@@ -53,12 +98,32 @@ class Evaluation:
             # An empty test split has no rows to carry the columns; name them so lookups still work.
             predictions=pd.DataFrame(d["predictions"], columns=list(PREDICTION_COLUMNS)),
             roc_auc=d.get("roc_auc"),
+            num_missing=d.get("num_missing", 0),
+            dataset_changed=d.get("dataset_changed", False),
         )
 
     def most_confident_mistakes(self, limit: int = 12) -> pd.DataFrame:
         """Wrong predictions, most confident first."""
         wrong = self.predictions[self.predictions["true_label"] != self.predictions["predicted_label"]]
         return wrong.sort_values("confidence", ascending=False).head(limit)
+
+    def top_confusions(self, limit: int = 10) -> pd.DataFrame:
+        """The most frequent mistakes: true -> predicted, how many, and their share of the true class."""
+        off = self.confusion.copy()
+        np.fill_diagonal(off, 0)
+        true_idx, pred_idx = np.nonzero(off)
+        counts = off[true_idx, pred_idx]
+        support = self.confusion.sum(axis=1)[true_idx]
+        order = np.lexsort((pred_idx, true_idx, -counts))[:limit]
+        names = np.asarray(self.class_names, dtype=object)
+        return pd.DataFrame(
+            {
+                "true_label": names[true_idx[order]],
+                "predicted_label": names[pred_idx[order]],
+                "count": counts[order],
+                "share": counts[order] / support[order],
+            }
+        )
 
     def cell(self, true_label: str, predicted_label: str) -> pd.DataFrame:
         """The test images in one confusion-matrix cell."""
@@ -68,7 +133,12 @@ class Evaluation:
 
 def probabilities(model, batches) -> np.ndarray:
     """Class probabilities (N, num_classes) for a dataset or array, single-sigmoid models included."""
-    raw = np.asarray(model.predict(batches, verbose=0), dtype=np.float64)
+    return class_probabilities(model.predict(batches, verbose=0))
+
+
+def class_probabilities(outputs) -> np.ndarray:
+    """The model's outputs as float64 (N, num_classes) probabilities: one sigmoid unit becomes two classes."""
+    raw = np.asarray(outputs, dtype=np.float64)
     if raw.ndim == 2 and raw.shape[1] == 1:
         return np.concatenate([1.0 - raw, raw], axis=1)
     return raw
@@ -131,7 +201,9 @@ def evaluate_run(run: Run, *, cache: Path, refresh: bool = False, max_cache_mb: 
     """The run's test-split evaluation: saved at the end of training, recomputed when asked or missing.
 
     `cache` is the folder for the scan and decoded-image caches (and the built-in sample), whose
-    decoded arrays may take `max_cache_mb` in all (as in `train`).
+    decoded arrays may take `max_cache_mb` in all (as in `train`). A recomputed evaluation is
+    saved as the run's only when it covers the whole test split of unchanged data; otherwise its
+    `num_missing` and `dataset_changed` say why not.
     """
     saved = run.path / EVALUATION_FILE
     if saved.exists() and not refresh:
@@ -147,12 +219,26 @@ def evaluate_run(run: Run, *, cache: Path, refresh: bool = False, max_cache_mb: 
         )
     settings = (config.image_size, config.color_mode, config.resize_mode)
     position = {rel: i for i, rel in enumerate(report.files)}
-    test = np.asarray([position[rel] for rel in run.split()["test"] if rel in position], dtype=np.int64)
+    split = run.split()["test"]
+    test = np.asarray([position[rel] for rel in split if rel in position], dtype=np.int64)
+    recorded = _recorded_fingerprint(run)
     with data.open_prepared(report, *settings, cache=cache, max_cache_mb=max_cache_mb) as prepared:
-        evaluation = evaluate_prepared(run.load_model(), prepared, test)
-    if run.status != "running":  # a running run's folder is its training's to write; it evaluates at the end
+        evaluation = dataclasses.replace(
+            evaluate_prepared(run.load_model(), prepared, test),
+            num_missing=len(split) - len(test),
+            dataset_changed=recorded is not None and recorded != report.fingerprint,
+        )
+    # A running run's folder is its training's to write; it evaluates at the end.
+    if run.status != "running" and not evaluation.warnings:
         save_evaluation(run, evaluation)
     return evaluation
+
+
+def _recorded_fingerprint(run: Run) -> str | None:
+    """The dataset fingerprint recorded at training, where comparing it means something."""
+    dataset = run.record.get("dataset") or {}
+    # The fingerprint covers file times; the built-in sample is made again, image for image, with new ones.
+    return None if dataset.get("builtin") == "sample" else dataset.get("fingerprint")
 
 
 def save_evaluation(run: Run, evaluation: Evaluation) -> None:

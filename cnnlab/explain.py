@@ -6,6 +6,9 @@ the last conv layer's feature maps, averaged per channel, weights those maps int
 
 from __future__ import annotations
 
+import threading
+import weakref
+
 import numpy as np
 
 # Layers whose output is a spatial feature map Grad-CAM can weight.
@@ -30,25 +33,60 @@ def grad_cam(model, image: np.ndarray, class_index: int | None = None, layer_nam
     predicted class. The class score is the output layer's logit (before softmax or sigmoid) when
     it can be reached, so saturated probabilities still give gradients; a single-sigmoid model's
     class 1 uses that logit and class 0 its negation. `layer_name` defaults to the last conv layer.
+    The gradient computation is traced once per model and layer, then reused (a few ms a call).
     """
-    import keras
     import tensorflow as tf
 
     pixels = _check_image(model, image)
     class_index = _check_class_index(model, class_index)
-    layer = _feature_layer(model, layer_name or last_conv_layer_name(model))
+    cam_function = _cam_function(model, layer_name or last_conv_layer_name(model))
+    cam = cam_function(
+        tf.convert_to_tensor(pixels[np.newaxis]), tf.constant(-1 if class_index is None else class_index)
+    )
+    return _unit_range(np.asarray(cam, dtype=np.float32))
+
+
+# One traced Grad-CAM function per (model, layer), dropped with the model. The functions hold the
+# model's layers, never the model object itself, so a model evicted from a cache is freed.
+_cam_functions: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_cam_lock = threading.Lock()
+
+
+def _cam_function(model, layer_name: str):
+    with _cam_lock:
+        per_model = _cam_functions.setdefault(model, {})
+        if layer_name not in per_model:
+            per_model[layer_name] = _trace_cam(model, _feature_layer(model, layer_name))
+        return per_model[layer_name]
+
+
+def _trace_cam(model, layer):
+    """A tf.function (pixels (1, H, W, C), class_index; -1 = predicted) -> unscaled heatmap (H, W).
+
+    Built on a new Functional model over the same layers, so the shared model is never changed.
+    """
+    import keras
+    import tensorflow as tf
+
     head = _logit_layer(model)
     grad_model = keras.Model(model.inputs, [layer.output, head.input if head is not None else model.outputs[0]])
-    with tf.GradientTape() as tape:
-        # training=False keeps the augmentation layers inside the model from moving the image.
-        feature_maps, last = grad_model(tf.convert_to_tensor(pixels[np.newaxis]), training=False)
-        scores = _logits(head, last) if head is not None else last
-        score = _class_score(scores, class_index, threshold=0.0 if head is not None else 0.5)
-    grads = tape.gradient(score, feature_maps)
-    channel_weights = tf.reduce_mean(grads, axis=(0, 1, 2))
-    cam = tf.nn.relu(tf.reduce_sum(feature_maps[0] * channel_weights, axis=-1))
-    cam = tf.image.resize(cam[..., tf.newaxis], pixels.shape[:2], method="bilinear")[..., 0]
-    return _unit_range(np.asarray(cam, dtype=np.float32))
+    threshold = 0.0 if head is not None else 0.5
+
+    @tf.function(reduce_retracing=True)
+    def cam_function(pixels, class_index):
+        with tf.GradientTape() as tape:
+            # training=False keeps the augmentation layers inside the model from moving the image.
+            feature_maps, last = grad_model(pixels, training=False)
+            # A mixed-precision model computes in 16 bits; the heatmap is worked out in float32.
+            feature_maps, last = tf.cast(feature_maps, tf.float32), tf.cast(last, tf.float32)
+            scores = _logits(head, last) if head is not None else last
+            score = _class_score(scores, class_index, threshold)
+        grads = tape.gradient(score, feature_maps)
+        channel_weights = tf.reduce_mean(grads, axis=(0, 1, 2))
+        cam = tf.nn.relu(tf.reduce_sum(feature_maps[0] * channel_weights, axis=-1))
+        return tf.image.resize(cam[..., tf.newaxis], tf.shape(pixels)[1:3], method="bilinear")[..., 0]
+
+    return cam_function
 
 
 def overlay(image: np.ndarray, heatmap: np.ndarray, alpha: float = 0.4) -> np.ndarray:
@@ -155,17 +193,20 @@ def _check_class_index(model, class_index: int | None) -> int | None:
     return int(class_index)
 
 
-def _class_score(scores, class_index: int | None, threshold: float):
+def _class_score(scores, class_index, threshold: float):
     """The scalar to differentiate: the class's score, or for one sigmoid unit +-its score.
 
-    `threshold` is the single unit's decision boundary: 0 for a logit, 0.5 for a probability.
+    `class_index` is an int32 tensor, -1 for the predicted class. `threshold` is the single
+    unit's decision boundary: 0 for a logit, 0.5 for a probability.
     """
+    import tensorflow as tf
+
     if scores.shape[-1] != 1:
-        index = int(np.argmax(np.asarray(scores[0]))) if class_index is None else class_index
-        return scores[0, index]
-    if class_index is None:
-        class_index = int(float(scores[0, 0]) >= threshold)
-    return scores[0, 0] if class_index == 1 else -scores[0, 0]
+        predicted = tf.argmax(scores[0], output_type=tf.int32)
+        return tf.gather(scores[0], tf.where(class_index < 0, predicted, class_index))
+    predicted = tf.cast(scores[0, 0] >= threshold, tf.int32)
+    index = tf.where(class_index < 0, predicted, class_index)
+    return tf.where(index == 1, scores[0, 0], -scores[0, 0])
 
 
 def _unit_range(cam: np.ndarray) -> np.ndarray:

@@ -8,8 +8,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from cnnlab import images
-from cnnlab.evaluate import probabilities
+from cnnlab.evaluate import class_probabilities, probabilities
 from cnnlab.model import ModelConfig
+
+# Up to this many images are predicted in one call (Keras's default predict batch size); more are
+# streamed in batches, so memory stays bounded for a large upload.
+SMALL_BATCH = 32
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,11 @@ def predict(
     """
     if errors not in ("raise", "report"):
         raise ValueError(f"errors must be 'raise' or 'report'. Received: errors={errors!r}")
+    if names is not None and len(names) != len(sources):
+        raise ValueError(
+            "Give one name per image, in the same order as the images, or no names. "
+            f"Received: len(sources)={len(sources)}, len(names)={len(names)}"
+        )
     names = list(names) if names is not None else [_name(s, i) for i, s in enumerate(sources)]
     arrays: list[np.ndarray | None] = []
     problems: list[str | None] = []
@@ -68,11 +77,22 @@ def predict(
             arrays.append(None)
             problems.append(str(exc))
     good = [a for a in arrays if a is not None]
-    probs = iter(probabilities(model, np.stack(good)) if good else [])
+    probs = iter(_probabilities(model, np.stack(good)) if good else [])
     return [
         _ranked(name, array, next(probs), class_names) if array is not None else Prediction(name, error=problem)
         for name, array, problem in zip(names, arrays, problems, strict=True)
     ]
+
+
+def _probabilities(model, batch: np.ndarray) -> np.ndarray:
+    """Small batches in one `predict_on_batch` call; larger ones streamed by `model.predict`.
+
+    `model.predict` sets up a data pipeline on every call, which costs far more than the model
+    itself for a few images (about 115 ms against 3.5 ms for one 64x64 image, bench_predict.py).
+    """
+    if len(batch) <= SMALL_BATCH:
+        return class_probabilities(model.predict_on_batch(batch.astype(np.float32)))
+    return probabilities(model, batch)
 
 
 def _name(source: images.ImageSource, index: int) -> str:

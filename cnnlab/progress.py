@@ -33,6 +33,7 @@ class TrainingProgress(keras.callbacks.Callback):
         run: Run,
         steps: int,
         num_train: int,
+        batch_size: int,
         epochs: int,
         on_epoch: RowCallback | None = None,
         on_batch: RowCallback | None = None,
@@ -40,6 +41,7 @@ class TrainingProgress(keras.callbacks.Callback):
     ) -> None:
         super().__init__()
         self.run, self.steps, self.num_train, self.epochs = run, steps, num_train, epochs
+        self.batch_size = batch_size
         self.on_epoch, self.on_batch, self.stop_event = on_epoch, on_batch, stop_event
         self.best_loss, self.best_epoch = np.inf, 0
         self.best_weights: list[np.ndarray] | None = None
@@ -75,14 +77,15 @@ class TrainingProgress(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         logs = logs or {}
         train_seconds = self.last_batch - self.epoch_started
+        # Batches are full except the last of an epoch, so this counts a stopped epoch's images exactly.
+        images_seen = min(self.batches_done * self.batch_size, self.num_train)
         row: dict[str, Any] = {
             "epoch": epoch + 1,
             **{k: float(logs[k]) for k in ("loss", "accuracy", "val_loss", "val_accuracy") if k in logs},
             "learning_rate": float(np.asarray(self.model.optimizer.learning_rate)),
             "seconds": round(time.perf_counter() - self.epoch_started, 3),
-            "images_per_s": round(
-                min(self.batches_done * self._batch_size(), self.num_train) / max(train_seconds, 1e-9), 1
-            ),
+            "images_seen": images_seen,
+            "images_per_s": round(images_seen / max(train_seconds, 1e-9), 1),
             "partial": self.batches_done < self.steps,
         }
         self.epochs_done = epoch + 1
@@ -102,6 +105,3 @@ class TrainingProgress(keras.callbacks.Callback):
         if self.stop_event is not None and self.stop_event.is_set():
             self.stopped_by_user = True
             self.model.stop_training = True
-
-    def _batch_size(self) -> int:
-        return int(np.ceil(self.num_train / self.steps))

@@ -9,6 +9,7 @@ import platform
 import secrets
 import shutil
 import socket
+import zipfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -102,16 +103,19 @@ class Run:
         """Save the model atomically (Keras writes a temporary file that is renamed into place).
 
         The optimizer's state is left out: nothing resumes a finished training, and Adam's two
-        moments per weight would triple the file that the app loads and users download.
+        moments per weight would triple the file that the app loads and users download. A model
+        trained in mixed precision is saved as its float32 copy, so it loads and predicts anywhere.
         """
         import keras
 
-        bare = keras.Model(model.inputs, model.outputs, name=model.name)
+        from cnnlab.precision import float32_copy
+
+        bare = float32_copy(keras.Model(model.inputs, model.outputs, name=model.name))
         with atomic_path(self.model_path) as tmp:
             bare.save(tmp)
 
     def load_model(self):
-        """Load the saved Keras model, with a clear error when there is none yet."""
+        """Load the saved Keras model, with a clear error when there is none yet or it cannot be read."""
         if not self.model_path.exists():
             raise ValueError(
                 f"Run '{self.name}' has no saved model yet (it ended before its first epoch); "
@@ -119,7 +123,15 @@ class Run:
             )
         import keras
 
-        return keras.saving.load_model(self.model_path, compile=False)
+        try:
+            return keras.saving.load_model(self.model_path, compile=False)
+        # Keras reports a file that is not a zip as "File not found" and a zip without its parts as a
+        # KeyError; neither names the real problem, and both name the server path.
+        except (ValueError, KeyError, OSError, EOFError, zipfile.BadZipFile) as exc:
+            raise ValueError(
+                f"The model file of run '{self.name}' is unreadable (damaged, or saved by another Keras "
+                f"version); train the run again or delete it. Received: run={self.id!r}"
+            ) from exc
 
     def summary(self) -> dict[str, Any]:
         """One flat row for the runs table."""
@@ -137,6 +149,8 @@ class Run:
             "epochs_run": len(self.history),
             "best_val_accuracy": metrics.get("best_val_accuracy"),
             "test_accuracy": metrics.get("test_accuracy"),
+            "test_balanced_accuracy": metrics.get("test_balanced_accuracy"),
+            "test_macro_f1": metrics.get("test_macro_f1"),
             "duration_s": self.record.get("duration_s"),
             **{
                 k: mc.get(k)

@@ -1,7 +1,7 @@
 """The built-in sample dataset: coloured shapes on cluttered backgrounds, generated from a seed.
 
-Each image shows one shape (the class) with a random colour, size, position and rotation, filled or
-drawn as an outline, over a gradient background with lines, dots, small blobs and pixel noise. Every
+Each image shows one filled shape (the class) with a random colour, size, position and rotation,
+over a gradient background with lines, dots, small blobs and pixel noise. Every
 image has its own random stream seeded by (seed, class, index), so the same seed always gives
 byte-identical PNG files and the first images do not depend on how many are written.
 """
@@ -31,8 +31,6 @@ MIN_RADIUS, MAX_RADIUS = 0.22, 0.42
 SHAPE_CHANNELS = (150, 255)
 BACKGROUND_CHANNELS = (0, 110)
 CLUTTER_CHANNELS = (0, 140)
-# Share of shapes drawn as an outline instead of filled.
-OUTLINE_PROBABILITY = 0.0
 MAX_NOISE_SIGMA = 10.0
 _SAMPLE_FOLDER = f"sample-v{SAMPLE_VERSION}-seed{DEFAULT_SEED}"
 
@@ -96,8 +94,10 @@ def draw_sample_image(name: str, rng: np.random.Generator, image_size: int = 64)
     radius = rng.uniform(MIN_RADIUS, MAX_RADIUS) * side
     center = rng.uniform(radius + 0.03 * side, side - radius - 0.03 * side, size=2)
     angle = rng.uniform(0.0, 2 * math.pi)
-    outline = rng.random() < OUTLINE_PROBABILITY
-    _draw_shape(draw, name, center, radius, angle, shape_color, outline, side)
+    # Version 1 drew a number here for a filled-or-outline choice that was always "filled"; drawing
+    # it still keeps every sample-v1 image (and the demo model's dataset) byte for byte the same.
+    rng.random()
+    _draw_shape(draw, name, center, radius, angle, shape_color)
     # Now and then a line across the shape, so no clean outline gives the class away.
     _lines(draw, rng, side, int(rng.random() < 0.35))
     small = canvas.resize((image_size, image_size), Image.Resampling.BOX)
@@ -148,18 +148,13 @@ def _draw_shape(
     radius: float,
     angle: float,
     color: np.ndarray,
-    outline: bool,
-    side: int,
 ) -> None:
-    width = max(2, int(round(0.035 * side)))
-    fill = None if outline else _rgb(color)
-    line = _rgb(color) if outline else None
     if name == "circle":
         cx, cy = center
-        draw.ellipse((cx - radius, cy - radius, cx + radius, cy + radius), fill=fill, outline=line, width=width)
+        draw.ellipse((cx - radius, cy - radius, cx + radius, cy + radius), fill=_rgb(color))
         return
     points = [(center[0] + x, center[1] + y) for x, y in _rotate(_outline_points(name, radius), angle)]
-    draw.polygon(points, fill=fill, outline=line, width=width)
+    draw.polygon(points, fill=_rgb(color))
 
 
 def _outline_points(name: str, radius: float) -> list[tuple[float, float]]:
@@ -167,8 +162,6 @@ def _outline_points(name: str, radius: float) -> list[tuple[float, float]]:
         return _regular_polygon(4, radius)
     if name == "triangle":
         return _regular_polygon(3, radius)
-    if name == "hexagon":
-        return _regular_polygon(6, radius)
     if name == "star":
         outer = _regular_polygon(5, radius)
         inner = _regular_polygon(5, radius * 0.45, offset=math.pi / 5)

@@ -16,20 +16,15 @@ def scan(path: str) -> data.DatasetReport:
 
 
 @st.cache_resource(max_entries=4, show_spinner="Loading the model...")
-def load_model(model_path: str, modified: float):
+def load_model(model_path: str, modified: float, _run: Run):
     """One loaded Keras model per run file, shared by all sessions; `modified` invalidates it."""
-    import keras
-
-    return keras.saving.load_model(model_path, compile=False)
+    return _run.load_model()
 
 
 def run_model(run: Run):
-    """The run's model from the shared cache."""
-    if not run.model_path.exists():
-        raise ValueError(
-            f"Run '{run.name}' has no saved model (it ended before its first epoch). Received: run={run.id!r}"
-        )
-    return load_model(str(run.model_path), run.model_path.stat().st_mtime)
+    """The run's model from the shared cache; a missing or unreadable file is `Run.load_model`'s ValueError."""
+    modified = run.model_path.stat().st_mtime if run.model_path.exists() else 0.0
+    return load_model(str(run.model_path), modified, run)
 
 
 def forget_models() -> None:

@@ -1,12 +1,16 @@
-"""What `streamlit_app.py` does on every rerun before the page runs: Keras session, clean-up."""
+"""The app shell: what `streamlit_app.py` does on every rerun (Keras session, clean-up), and
+the guard each page calls first so that it always runs inside `streamlit_app.py`."""
 
 from __future__ import annotations
 
+import runpy
 import threading
 import time
 from typing import Any
 
 import streamlit as st
+from streamlit.runtime.pages_manager import PagesManager
+from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from cnnlab import hosting
 from cnnlab_ui.loaders import forget_models
@@ -53,3 +57,23 @@ def housekeeping() -> None:
                 forget_models()  # the ended sessions' runs are gone; their cached models go too
         finally:
             last["lock"].release()
+
+
+def require_app_shell() -> None:
+    """Run the page inside `streamlit_app.py` when Streamlit ran it on its own; call it first in a page.
+
+    Streamlit (1.67) sees a `pages/` folder beside the entry script and, until some session has
+    called `st.navigation`, serves a page URL by running that file alone (its legacy multipage
+    mode): no page config, no navigation, no per-rerun set-up. `st.navigation` turns that mode off
+    for the whole server. Here we turn it off the same way, run the shell in this same script run
+    (so a click that started it is not lost), which runs this page inside it (a page's id is its URL
+    path in both modes), and end the stand-alone run.
+    """
+    if not PagesManager.uses_pages_directory:
+        return
+    PagesManager.uses_pages_directory = False
+    ctx = get_script_run_ctx()
+    if ctx is None:  # not inside a Streamlit script run: nothing to hand over to
+        return
+    runpy.run_path(str(ctx.pages_manager.main_script_path), run_name="__main__")
+    st.stop()

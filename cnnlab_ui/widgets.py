@@ -6,16 +6,21 @@ not reset the settings a user made.
 
 from __future__ import annotations
 
+import math
 from typing import Literal, TypedDict
 
 import streamlit as st
 
+from cnnlab.augment import DEFAULT_PRESET, PRESETS
 from cnnlab.images import COLOR_MODES, RESIZE_MODES
+from cnnlab.imbalance import CLASS_WEIGHTS
 from cnnlab.model import FLIPS, HEADS, OPTIMIZERS, POOLINGS, ModelConfig
+from cnnlab.precision import PRECISIONS
+from cnnlab.schedules import LR_SCHEDULES
 from cnnlab.train import TrainConfig
 
 IMAGE_SIZES = [32, 48, 64, 96, 128, 160, 224]
-LEARNING_RATES = [1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1]
+LEARNING_RATES = [1e-5, 3e-5, 1e-4, 2e-4, 3e-4, 5e-4, 1e-3, 2e-3, 3e-3, 5e-3, 1e-2, 2e-2, 3e-2, 5e-2, 1e-1]
 
 
 class Kept(TypedDict):
@@ -38,13 +43,12 @@ def model_config_sidebar(default: ModelConfig = ModelConfig()) -> ModelConfig:
     color_mode = sb.radio(
         "Colour mode", COLOR_MODES, index=COLOR_MODES.index(default.color_mode), horizontal=True, **kept("color_mode")
     )
-    resize_mode = sb.radio(
+    resize_mode = choice(
         "Resize",
         RESIZE_MODES,
-        index=RESIZE_MODES.index(default.resize_mode),
-        horizontal=True,
-        **kept("resize_mode"),
-        help="stretch to the size, centre-crop to its aspect ratio, or pad with white",
+        default.resize_mode,
+        "resize_mode",
+        "stretch to the size, centre-crop, or pad with white",
     )
     conv_blocks = sb.slider(
         "Conv blocks",
@@ -69,11 +73,15 @@ def model_config_sidebar(default: ModelConfig = ModelConfig()) -> ModelConfig:
         "Dense units (0 = none)", [0, 16, 32, 64, 128, 256, 512], value=default.dense_units, **kept("dense_units")
     )
     with sb.expander("Augmentation"):
+        augmentation_presets()
         flip = st.selectbox("Random flip", FLIPS, index=FLIPS.index(default.flip), **kept("flip"))
         rotation = st.slider("Rotation (fraction of a turn)", 0.0, 0.5, default.rotation, 0.05, **kept("rotation"))
         zoom = st.slider("Zoom", 0.0, 0.5, default.zoom, 0.05, **kept("zoom"))
         translation = st.slider("Translation", 0.0, 0.5, default.translation, 0.05, **kept("translation"))
         contrast = st.slider("Contrast", 0.0, 0.5, default.contrast, 0.05, **kept("contrast"))
+        chosen = {"flip": flip, "rotation": rotation, "zoom": zoom, "translation": translation, "contrast": contrast}
+        if chosen != PRESETS[st.session_state.augmentation_preset].values:
+            st.caption("Changed by hand from the preset.")
     optimizer = sb.radio(
         "Optimizer", OPTIMIZERS, index=OPTIMIZERS.index(default.optimizer), horizontal=True, **kept("optimizer")
     )
@@ -107,6 +115,29 @@ def model_config_sidebar(default: ModelConfig = ModelConfig()) -> ModelConfig:
     )
 
 
+def choice(label: str, options: tuple[str, ...], value: str, key: str, help: str) -> str:
+    """A horizontal sidebar radio over `options`, starting at `value`, kept for the session."""
+    return st.sidebar.radio(label, options, index=options.index(value), horizontal=True, help=help, **kept(key))
+
+
+def augmentation_presets() -> None:
+    """A preset picker that fills in the augmentation widgets below it, with when the preset is safe."""
+
+    def apply() -> None:
+        st.session_state.update(PRESETS[st.session_state.augmentation_preset].values)
+
+    names = list(PRESETS)
+    name = st.selectbox(
+        "Preset", names, index=names.index(DEFAULT_PRESET), on_change=apply, **kept("augmentation_preset")
+    )
+    st.caption(PRESETS[name].when)
+
+
+def use_learning_rate(rate: float) -> None:
+    """Set the sidebar's learning rate to the listed value nearest `rate` (on a log scale)."""
+    st.session_state.learning_rate = min(LEARNING_RATES, key=lambda v: abs(math.log(v / rate)))
+
+
 def train_config_sidebar(default: TrainConfig = TrainConfig()) -> TrainConfig:
     """Widgets for every TrainConfig field."""
     sb = st.sidebar
@@ -126,6 +157,29 @@ def train_config_sidebar(default: TrainConfig = TrainConfig()) -> TrainConfig:
         "Validation split", 0.05, 0.4, default.validation_split, 0.05, **kept("validation_split")
     )
     test_split = sb.slider("Test split", 0.05, 0.4, default.test_split, 0.05, **kept("test_split"))
+    class_weight = choice(
+        "Class weights",
+        CLASS_WEIGHTS,
+        default.class_weight,
+        "class_weight",
+        "auto: weight classes inversely to their size when the largest has over 1.5x the images of the smallest",
+    )
+    lr_schedule = choice(
+        "Learning-rate schedule",
+        LR_SCHEDULES,
+        default.lr_schedule,
+        "lr_schedule",
+        "reduce_on_plateau halves the rate after 2 epochs without a better validation loss; "
+        "cosine decays it smoothly towards zero by the last epoch",
+    )
+    precision = sb.selectbox(
+        "Precision",
+        PRECISIONS,
+        index=PRECISIONS.index(default.precision),
+        **kept("precision"),
+        help="auto: 16-bit compute where the hardware has it (bfloat16 CPUs, GPUs), else float32; "
+        "saved models are float32 either way",
+    )
     return TrainConfig(
         epochs=int(epochs),
         batch_size=batch_size,
@@ -133,4 +187,7 @@ def train_config_sidebar(default: TrainConfig = TrainConfig()) -> TrainConfig:
         seed=int(seed),
         validation_split=validation_split,
         test_split=test_split,
+        class_weight=class_weight,
+        lr_schedule=lr_schedule,
+        precision=precision,
     )

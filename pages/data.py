@@ -8,13 +8,16 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from cnnlab import archive, catalog, charts, data, hosting, quota
+from cnnlab import archive, catalog, charts, data, hosting
 from cnnlab.checks import shorten
 from cnnlab.settings import check_data_folder, check_upload_size
 from cnnlab_ui.gallery import thumbnails
 from cnnlab_ui.loaders import scan
 from cnnlab_ui.messages import show_error
+from cnnlab_ui.shell import require_app_shell
 from cnnlab_ui.state import DatasetChoice, dataset, disk_usage, session_id, settings
+
+require_app_shell()
 
 PER_PAGE = 24
 
@@ -28,19 +31,9 @@ def choose(path: str, label: str) -> None:
     st.session_state.dataset = DatasetChoice(path, label)
 
 
-def open_upload(content: bytes, digest: str, used: quota.DiskUsage | None) -> Path:
-    """The dataset root of an uploaded zip: extracted once per content, and kept only when its
-    dataset scans cleanly within the limits (a refusal leaves nothing on disk)."""
-    target = hosting.uploads_dir(config.cache_dir, session_id()) / digest[:16]
-    if target.exists():
-        return archive.dataset_root(target)
-    return archive.extract_zip(
-        content,
-        target,
-        max_total_bytes=config.max_extracted_bytes,
-        room_bytes=used.room if used is not None else None,
-        check=lambda root: data.scan(root, cache=config.cache_dir, max_total_pixels=config.max_dataset_pixels),
-    )
+def accept(root: Path) -> None:
+    """Check an extracted upload as a dataset, within the decode budget, before it is kept."""
+    data.scan(root, cache=config.cache_dir, max_total_pixels=config.max_dataset_pixels)
 
 
 sources = ["Built-in sample", "Upload a zip", "Download a dataset"] + (["Server folder"] if config.data_roots else [])
@@ -68,16 +61,24 @@ try:
             if attempt in refused:
                 raise ValueError(refused[attempt])
             try:
-                choose(str(open_upload(content, digest, used)), f"Upload: {shorten(upload.name, 80)}")
+                root = archive.open_upload(
+                    content,
+                    upload.name,
+                    hosting.uploads_dir(config.cache_dir, session_id()),
+                    max_total_bytes=config.max_extracted_bytes,
+                    room_bytes=used.room if used is not None else None,
+                    check=accept,
+                )
+                choose(str(root), f"Upload: {shorten(upload.name, 80)}")
             except ValueError as exc:
                 refused[attempt] = str(exc)
                 raise
     elif source == "Download a dataset":
         names = list(catalog.CATALOG)
-        name = st.selectbox("Dataset", names, format_func=lambda n: catalog.CATALOG[n].title)
+        name = st.selectbox("Dataset", names, format_func=lambda n: catalog.CATALOG[n].title, key="catalog-dataset")
         entry = catalog.CATALOG[name]
         st.caption(f"{entry.description} About {entry.size_bytes / 2**20:.0f} MB to download. Licence: {entry.license}")
-        if st.button(f"Download {entry.title}"):
+        if st.button(f"Download {entry.title}", key="download-dataset"):
             bar = st.progress(0.0, text="Downloading...")
             folder = catalog.download(
                 name,

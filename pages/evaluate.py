@@ -1,5 +1,6 @@
 """Evaluate: how a run does on its held-out test images, and where it goes wrong."""
 
+import pandas as pd
 import streamlit as st
 
 from cnnlab import charts
@@ -7,7 +8,10 @@ from cnnlab.evaluate import Evaluation, evaluate_run
 from cnnlab_ui.gallery import thumbnails
 from cnnlab_ui.messages import show_error
 from cnnlab_ui.runs import run_picker
+from cnnlab_ui.shell import require_app_shell
 from cnnlab_ui.state import settings, store
+
+require_app_shell()
 
 st.title("Evaluate")
 run = run_picker()
@@ -26,29 +30,46 @@ except ValueError as exc:
     show_error(exc)
     st.stop()
 root = run.dataset_root(settings().cache_dir)
+for warning in evaluation.warnings:
+    st.warning(warning)
 if evaluation.predictions.empty:
-    st.info(
-        "This run has no test images: its classes are too small for a test split at the chosen fraction. "
-        "Use more images per class or a larger test split on the Train page."
-    )
+    if not evaluation.num_missing:
+        st.info(
+            "This run has no test images: its classes are too small for a test split at the chosen fraction. "
+            "Use more images per class or a larger test split on the Train page."
+        )
     st.stop()
 
-cols = st.columns(4)
+cols = st.columns(6)
 cols[0].metric("Test accuracy", f"{evaluation.accuracy:.1%}")
-cols[1].metric("Test loss", f"{evaluation.loss:.4f}")
-cols[2].metric("Test images", len(evaluation.predictions))
-cols[3].metric("ROC AUC", f"{evaluation.roc_auc:.3f}" if evaluation.roc_auc is not None else "n/a (multi-class)")
+cols[1].metric("Balanced accuracy", f"{evaluation.balanced_accuracy:.1%}", help="mean recall over the classes")
+cols[2].metric("Macro F1", f"{evaluation.macro_f1:.1%}", help="mean F1 over the classes")
+cols[3].metric("Test loss", f"{evaluation.loss:.4f}")
+cols[4].metric("Test images", len(evaluation.predictions))
+cols[5].metric("ROC AUC", f"{evaluation.roc_auc:.3f}" if evaluation.roc_auc is not None else "n/a (multi-class)")
 
-left, right = st.columns([3, 2])
+figure = charts.confusion_figure(evaluation.confusion, list(evaluation.class_names))
+# A large matrix takes the full width, its tables go below it; a small one has them beside it.
+left, right = st.columns([3, 2]) if figure.layout.width else (st.container(), st.container())
 with left:
     event = st.plotly_chart(
-        charts.confusion_figure(evaluation.confusion, list(evaluation.class_names)),
+        figure,
         on_select="rerun",
         selection_mode="points",
         key="confusion",
-        width="content",
+        width="content" if figure.layout.width else "stretch",
     )
 with right:
+    st.subheader("Most frequent confusions")
+    st.dataframe(
+        evaluation.top_confusions(),
+        hide_index=True,
+        column_config={
+            "true_label": "true",
+            "predicted_label": "predicted",
+            "share": st.column_config.NumberColumn("share of true class", format="percent"),
+        },
+    )
     st.subheader("Per class")
     st.dataframe(
         evaluation.per_class,
@@ -76,7 +97,46 @@ else:
     ]
     thumbnails(root, mistakes["path"].tolist(), captions, columns=6)
 
+
+@st.cache_data(show_spinner="Looking for likely label errors in the validation and test images...", max_entries=8)
+def label_issues_of(run_id: str, model_mtime: float) -> pd.DataFrame:
+    """Likely label errors among the run's held-out images (never moves or changes a file)."""
+    from cnnlab.label_issues import run_label_issues
+
+    return run_label_issues(store().get(run_id), cache=settings().cache_dir)
+
+
+st.subheader("Likely label errors")
+st.caption(
+    "Validation and test images whose given label the model doubts most (confident learning on predictions for "
+    "images it never trained on). Nothing is moved or changed: check them and fix the folders yourself."
+)
+if st.toggle("Look for likely label errors", key="find_label_issues"):
+    try:
+        issues = label_issues_of(run.id, run.model_path.stat().st_mtime)
+    except ValueError as exc:
+        show_error(exc)
+    else:
+        if issues.empty:
+            st.success("No likely label error among the validation and test images.")
+        else:
+            shown = issues.head(24)
+            captions = [
+                f"given {g} ({p:.0%}) → suggested {s}"
+                for g, p, s in zip(
+                    shown["given_label"], shown["given_label_probability"], shown["suggested_label"], strict=True
+                )
+            ]
+            thumbnails(root, shown["path"].tolist(), captions, columns=6)
+            st.download_button(
+                f"Download all {len(issues)} as CSV",
+                issues.to_csv(index=False),
+                f"{run.name}-label-issues.csv",
+                icon=":material/download:",
+            )
+
 st.subheader("Training curves")
-left, right = st.columns(2)
+left, middle, right = st.columns(3)
 left.plotly_chart(charts.history_figure(run.history, "loss"), key="eval-loss")
-right.plotly_chart(charts.history_figure(run.history, "accuracy"), key="eval-acc")
+middle.plotly_chart(charts.history_figure(run.history, "accuracy"), key="eval-acc")
+right.plotly_chart(charts.learning_rate_figure(run.history), key="eval-lr")

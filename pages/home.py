@@ -2,6 +2,10 @@
 
 import streamlit as st
 
+from cnnlab_ui.shell import require_app_shell
+
+require_app_shell()
+
 st.title("CNN Lab")
 st.markdown(
     "Train a convolutional image classifier from a folder of images, watch it learn, see where it "

@@ -11,7 +11,10 @@ from cnnlab.settings import check_upload_size
 from cnnlab_ui.loaders import run_model
 from cnnlab_ui.messages import show_error
 from cnnlab_ui.runs import run_picker
+from cnnlab_ui.shell import require_app_shell
 from cnnlab_ui.state import settings
+
+require_app_shell()
 
 MAX_EXPLAINED = 12
 
@@ -27,7 +30,7 @@ st.caption(
     f"Classes: {', '.join(run.class_names)}. Images are resized to {config.image_size[0]}x{config.image_size[1]} ({config.resize_mode}, {config.color_mode}), as in training."
 )
 
-source = st.radio("Images from", ["Upload", "Camera"], horizontal=True)
+source = st.radio("Images from", ["Upload", "Camera"], horizontal=True, key="image-source")
 if source == "Upload":
     files = (
         st.file_uploader(
@@ -35,6 +38,7 @@ if source == "Upload":
             type=sorted(e.lstrip(".") for e in SUPPORTED_EXTENSIONS),
             accept_multiple_files=True,
             max_upload_size=settings().max_upload_mb,
+            key="image-upload",
         )
         or []
     )

@@ -7,7 +7,10 @@ from cnnlab import charts
 from cnnlab_ui.loaders import forget_models
 from cnnlab_ui.messages import show_error
 from cnnlab_ui.runs import describe_run, list_runs
+from cnnlab_ui.shell import require_app_shell
 from cnnlab_ui.state import select_run, settings, store
+
+require_app_shell()
 
 PARAMS = [
     "conv_blocks",
@@ -29,7 +32,9 @@ if not all_runs:
 
 studies = sorted({r.record["sweep"]["study"] for r in all_runs if r.record.get("sweep")})
 study = (
-    st.selectbox("Show", [None, *studies], format_func=lambda s: "All runs" if s is None else f"Sweep: {s}")
+    st.selectbox(
+        "Show", [None, *studies], format_func=lambda s: "All runs" if s is None else f"Sweep: {s}", key="runs-filter"
+    )
     if studies
     else None
 )
@@ -46,15 +51,17 @@ event = st.dataframe(
     column_config={
         "best_val_accuracy": st.column_config.NumberColumn("best val acc", format="%.3f"),
         "test_accuracy": st.column_config.NumberColumn("test acc", format="%.3f"),
+        "test_balanced_accuracy": st.column_config.NumberColumn("balanced acc", format="%.3f"),
+        "test_macro_f1": st.column_config.NumberColumn("macro F1", format="%.3f"),
         "duration_s": st.column_config.NumberColumn("seconds", format="%.0f"),
     },
 )
 chosen = [runs[i] for i in event.selection.rows] if event.selection.rows else runs[:5]
 
 left, right = st.columns(2)
-histories = {r.name: r.history for r in chosen}
-left.plotly_chart(charts.compare_figure(histories, "accuracy"), key="cmp-acc")
-right.plotly_chart(charts.compare_figure(histories, "loss"), key="cmp-loss")
+histories, names = {r.id: r.history for r in chosen}, {r.id: r.name for r in chosen}
+left.plotly_chart(charts.compare_figure(histories, "accuracy", names), key="cmp-acc")
+right.plotly_chart(charts.compare_figure(histories, "loss", names), key="cmp-loss")
 scored = table.dropna(subset=["best_val_accuracy"])
 if len(scored) >= 2:
     st.plotly_chart(charts.parallel_coordinates_figure(scored, PARAMS, "best_val_accuracy"), key="parcoords")
@@ -67,7 +74,7 @@ if study:
 
 st.subheader("Manage a run")
 by_id = {r.id: r for r in runs}
-run = by_id[st.selectbox("Run", list(by_id), format_func=lambda i: describe_run(by_id[i]))]
+run = by_id[st.selectbox("Run", list(by_id), format_func=lambda i: describe_run(by_id[i]), key="manage-run")]
 cols = st.columns(3)
 if cols[0].button("Open in Evaluate and Predict", icon=":material/open_in_new:"):
     select_run(run.id)

@@ -5,9 +5,12 @@ import streamlit as st
 
 from cnnlab import charts, jobs, quota
 from cnnlab.sweep import OBJECTIVES, default_storage, space_from_dict
-from cnnlab_ui.live import live_job
+from cnnlab_ui.live import job_figure, live_job
 from cnnlab_ui.messages import show_error
+from cnnlab_ui.shell import require_app_shell
 from cnnlab_ui.state import dataset, disk_usage, owner, session_busy, settings, store
+
+require_app_shell()
 
 st.title("Sweep")
 st.caption(
@@ -53,9 +56,9 @@ def space_widgets() -> dict:
 with st.sidebar:
     st.header("Sweep")
     objective = st.radio("Objective", ["val_accuracy", "val_loss"], horizontal=True)
-    trials = st.number_input("Trials", 1, 200, 8)
-    minutes = st.number_input("Time budget (minutes, 0 = none)", 0, 600, 10)
-    epochs = st.number_input("Epochs per trial", 1, 50, 5)
+    trials = st.number_input("Trials", 1, 200, 8, key="sweep-trials")
+    minutes = st.number_input("Time budget (minutes, 0 = none)", 0, 600, 10, key="sweep-minutes")
+    epochs = st.number_input("Epochs per trial", 1, 50, 5, key="sweep-epochs")
     study = st.text_input("Study name (blank: derived from the space)")
     storage = (
         default_storage(store())
@@ -75,7 +78,7 @@ except ValueError as exc:
     st.stop()
 
 job = st.session_state.get("sweep_job")
-if st.button("Start sweep", type="primary", disabled=session_busy(), icon=":material/play_arrow:"):
+if st.button("Start sweep", key="start-sweep", type="primary", disabled=session_busy(), icon=":material/play_arrow:"):
     config = settings()
     try:
         if (usage := disk_usage()) is not None:
@@ -112,7 +115,8 @@ def trials_panel(job: jobs.Job) -> None:
     st.caption(f"{len(job.items)} trial(s) finished · elapsed {job.elapsed:.0f}s{latest}")
     if job.items:
         frame = pd.json_normalize(job.items)  # one column per parameter ("params.filters", ...)
-        st.plotly_chart(charts.sweep_figure(frame, target, OBJECTIVES[target]), key=f"sweep-{job.id}-{len(job.items)}")
+        figure = job_figure(job, "trials", lambda: charts.sweep_figure(frame, target, OBJECTIVES[target]))
+        st.plotly_chart(figure, key=f"sweep-{job.id}-{len(job.items)}")
         st.dataframe(frame, hide_index=True)
     if job.status == "failed":
         show_error(ValueError(job.error or "The sweep failed."))

@@ -1,15 +1,21 @@
 """Train: configure the CNN in the sidebar, start training, watch it learn live, stop at any time."""
 
+import numpy as np
 import pandas as pd
 import streamlit as st
 
 from cnnlab import charts, hosting, jobs, quota
+from cnnlab.imbalance import IMBALANCE_RATIO, imbalance_ratio
 from cnnlab.model import check_trainable
-from cnnlab_ui.live import live_job
+from cnnlab.precision import choose_precision
+from cnnlab_ui.live import job_figure, live_job
 from cnnlab_ui.loaders import scan
 from cnnlab_ui.messages import show_error
+from cnnlab_ui.shell import require_app_shell
 from cnnlab_ui.state import dataset, disk_usage, owner, session_busy, session_id, settings, store
-from cnnlab_ui.widgets import model_config_sidebar, train_config_sidebar
+from cnnlab_ui.widgets import model_config_sidebar, train_config_sidebar, use_learning_rate
+
+require_app_shell()
 
 st.title("Train")
 try:
@@ -50,6 +56,85 @@ with st.expander(
     f"Model summary: {len(layers)} layers, {params:,} parameters, about {memory_mb:,.0f} MB per training step"
 ):
     st.dataframe(layers, hide_index=True)
+ratio = imbalance_ratio(report.counts.values())
+if ratio > IMBALANCE_RATIO:
+    st.caption(
+        f"The largest class has {ratio:.1f}x the images of the smallest: "
+        + (
+            "class weights are off, so the small classes count less in training."
+            if train_config.class_weight == "none"
+            else "classes are weighted inversely to their size in training."
+        )
+    )
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def preview(config: dict, path: str, seed: int) -> list[np.ndarray]:
+    """The image as the model sees it, then eight outputs of the model's own augmentation layers."""
+    from cnnlab.augment import augment_preview
+    from cnnlab.images import load_array
+    from cnnlab.model import ModelConfig
+
+    model_config = ModelConfig.from_dict(config)
+    image = load_array(path, model_config.image_size, model_config.color_mode, model_config.resize_mode)
+    return [image, *augment_preview(model_config, image, n=8, seed=seed)]
+
+
+with st.expander("Augmentation preview: what training sees", expanded=True):
+    pick = st.number_input(f"Training image (1 to {len(report.files)})", 1, len(report.files), 1, key="preview_image")
+    rel = report.files[pick - 1]
+    seed = st.session_state.get("preview_seed", 0)
+    try:
+        shown = preview(model_config.to_dict(), str(report.root / rel), seed)
+    except ValueError as exc:
+        show_error(exc)
+    else:
+        captions = [f"original: {rel}", *[f"augmented {i}" for i in range(1, 9)]]
+        for col, image, caption in zip(st.columns(9), shown, captions, strict=True):
+            col.image(image.squeeze(), caption=caption, width="stretch", clamp=True)
+    if st.button("New random draws", icon=":material/casino:"):
+        st.session_state.preview_seed = seed + 1
+        st.rerun()
+
+
+@st.cache_data(show_spinner="Trying learning rates on a fresh model (a short run, nothing saved)...", max_entries=4)
+def lr_find(path: str, model: dict, training: dict) -> dict:
+    """The learning-rate finder's curve and suggestion for these settings."""
+    from cnnlab.lr_find import find_learning_rate
+    from cnnlab.model import ModelConfig
+    from cnnlab.train import TrainConfig
+
+    return find_learning_rate(
+        path,
+        ModelConfig.from_dict(model),
+        TrainConfig.from_dict(training),
+        cache=settings().cache_dir,
+        max_training_mb=settings().max_training_mb,
+    ).to_dict()
+
+
+with st.expander("Learning-rate finder", expanded="lr_found" in st.session_state):
+    st.caption("A short run whose rate grows from 1e-6 to 1 batch by batch; the loss curve shows which rates learn.")
+    if st.button("Find a learning rate", disabled=session_busy(), icon=":material/search:"):
+        st.session_state.lr_found = (chosen.path, model_config.to_dict(), train_config.to_dict())
+    if "lr_found" in st.session_state:
+        try:
+            found = lr_find(*st.session_state.lr_found)
+        except ValueError as exc:
+            show_error(exc)
+        else:
+            rate = found["suggested_learning_rate"]
+            st.plotly_chart(
+                charts.lr_find_figure(found["learning_rates"], found["smoothed_losses"], rate), key="lr-find"
+            )
+            st.button(
+                f"Use the suggested rate ({rate:.2g})",
+                on_click=use_learning_rate,
+                args=(rate,),
+                icon=":material/check:",
+            )
+precision = choose_precision(train_config.precision)
+st.caption(f"Trains on **{precision.device}** in **{precision.policy}** ({precision.reason}).")
 
 
 def check_disk_budget() -> None:
@@ -61,7 +146,9 @@ def check_disk_budget() -> None:
 
 
 job = st.session_state.get("job")
-if st.button("Start training", type="primary", disabled=session_busy(), icon=":material/play_arrow:"):
+if st.button(
+    "Start training", key="start-training", type="primary", disabled=session_busy(), icon=":material/play_arrow:"
+):
     config = settings()
     try:
         check_disk_budget()
@@ -97,8 +184,12 @@ def progress_panel(job: jobs.Job) -> None:
     )
     st.progress(min(fraction, 1.0), text=f"{detail} · elapsed {job.elapsed:.0f}s · ETA {p.get('eta_s', 0):.0f}s")
     left, right = st.columns(2)
-    left.plotly_chart(charts.history_figure(job.history, "loss"), key=f"loss-{job.id}")
-    right.plotly_chart(charts.history_figure(job.history, "accuracy"), key=f"acc-{job.id}")
+    for column, metric in ((left, "loss"), (right, "accuracy")):
+        figure = job_figure(job, metric, lambda metric=metric: charts.history_figure(job.history, metric))
+        column.plotly_chart(figure, key=f"{metric}-{job.id}")
+    if len({row.get("learning_rate") for row in job.history}) > 1:  # a schedule changed the rate
+        figure = job_figure(job, "learning_rate", lambda: charts.learning_rate_figure(job.history))
+        st.plotly_chart(figure, key=f"lr-{job.id}")
     if job.message and not job.done:  # once done, the outcome below says what happened
         st.caption(job.message)
 
@@ -124,9 +215,12 @@ else:
             f"Run **{run.name}** {run.status} after {len(run.history)} epochs in {run.record.get('duration_s', 0):.0f}s. It is selected on the Evaluate and Predict pages.",
             icon=":material/check_circle:",
         )
-        cols = st.columns(3)
+        cols = st.columns(5)
         cols[0].metric("Best validation accuracy", f"{metrics.get('best_val_accuracy', 0):.1%}")
-        cols[1].metric(
-            "Test accuracy", f"{metrics.get('test_accuracy', 0):.1%}" if "test_accuracy" in metrics else "n/a"
-        )
-        cols[2].metric("Best epoch", run.record.get("best_epoch", 0))
+        for col, key, label in (
+            (cols[1], "test_accuracy", "Test accuracy"),
+            (cols[2], "test_balanced_accuracy", "Balanced accuracy"),
+            (cols[3], "test_macro_f1", "Macro F1"),
+        ):
+            col.metric(label, f"{metrics[key]:.1%}" if metrics.get(key) is not None else "n/a")
+        cols[4].metric("Best epoch", run.record.get("best_epoch", 0))

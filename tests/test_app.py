@@ -11,15 +11,26 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import digits, image_bytes, mnist_npz, publish
+from e2e_server import free_port
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from cnnlab.runs import RunStore
 from cnnlab.sample import SAMPLE_CLASSES
-from tests.e2e_server import free_port
+from helpers import (
+    APP,
+    APP_TIMEOUT,
+    digits,
+    image_bytes,
+    mnist_npz,
+    open_page,
+    publish,
+    relocated_run,
+    start_app,
+    tiny_training,
+    wait_for_job,
+)
 
-APP = str(Path(__file__).resolve().parent.parent / "streamlit_app.py")
 PAGES = [
     "pages/home.py",
     "pages/data.py",
@@ -29,7 +40,6 @@ PAGES = [
     "pages/runs.py",
     "pages/sweep.py",
 ]
-TIMEOUT = 180
 
 
 @pytest.fixture
@@ -38,40 +48,6 @@ def app(app_cache, isolated_dirs, monkeypatch):
     monkeypatch.setenv("CNNLAB_CACHE_DIR", str(app_cache))
     monkeypatch.setenv("CNNLAB_MODELS_DIR", str(isolated_dirs[1]))
     return start_app()
-
-
-def start_app() -> AppTest:
-    """A new browser session of the whole app, run once."""
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
-
-
-def open_page(at: AppTest, page: str) -> AppTest:
-    at.switch_page(page).run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
-
-
-def wait_for_job(at: AppTest, key: str, timeout: float = TIMEOUT):
-    job = at.session_state[key]
-    deadline = time.monotonic() + timeout
-    while not job.done and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert job.done, f"job still {job.status} after {timeout}s"
-    return job
-
-
-def tiny_training(at: AppTest, epochs: int) -> None:
-    at.sidebar.select_slider(key="image_size").set_value(32)
-    at.sidebar.slider(key="conv_blocks").set_value(1)
-    at.sidebar.select_slider(key="filters").set_value(8)
-    at.sidebar.select_slider(key="dense_units").set_value(16)
-    at.sidebar.number_input(key="epochs").set_value(epochs)
-    at.sidebar.number_input(key="patience").set_value(0)
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    next(b for b in at.button if b.label == "Start training").click().run()
 
 
 def test_the_home_page_renders_without_importing_tensorflow(app_cache, tmp_path):
@@ -92,7 +68,7 @@ def test_the_home_page_renders_without_importing_tensorflow(app_cache, tmp_path)
 def test_a_bad_setting_is_one_line_on_the_page(source, app_cache, tmp_path, monkeypatch):
     monkeypatch.setenv("CNNLAB_CACHE_DIR", str(app_cache))
     monkeypatch.setenv("CNNLAB_MODELS_DIR", str(tmp_path / "models"))
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at = AppTest.from_file(APP, default_timeout=APP_TIMEOUT)
     if source == "secrets":  # a secret wins over the environment
         at.secrets["CNNLAB_MODELS_DIR"] = "~nosuchuser/x"
     else:
@@ -163,7 +139,7 @@ def test_training_from_the_train_page_saves_a_run_then_predict_and_runs_use_it(a
     at = open_page(at, "pages/predict.py")
     sample = Path(at.session_state["dataset"].path) / "star"
     png = next(sample.iterdir()).read_bytes()
-    at.file_uploader[0].set_value(
+    at.file_uploader(key="image-upload").set_value(
         [("star.png", png, "image/png"), ("notes.png", b"hello, not an image", "image/png")]
     ).run()
     assert not at.exception, [e.value for e in at.exception]
@@ -182,23 +158,23 @@ def test_a_training_that_ends_while_on_another_page_is_selected_there(app, isola
     at = open_page(app, "pages/train.py")
     tiny_training(at, epochs=2)
     at = open_page(at, "pages/predict.py")  # the user leaves before the model exists
-    shown_while_training = at.selectbox[0].value
+    shown_while_training = at.selectbox(key="picked_run").value
     job = wait_for_job(at, "job")
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     assert shown_while_training != job.result.id
-    assert at.selectbox[0].value == job.result.id
+    assert at.selectbox(key="picked_run").value == job.result.id
 
 
 def test_stop_ends_training_as_a_stopped_run(app, isolated_dirs):
     at = open_page(app, "pages/train.py")
     tiny_training(at, epochs=60)
     job = at.session_state["job"]
-    deadline = time.monotonic() + TIMEOUT
+    deadline = time.monotonic() + APP_TIMEOUT
     while len(job.history) < 1 and time.monotonic() < deadline:
         time.sleep(0.2)
     at.run()
-    next(b for b in at.button if b.label == "Stop").click().run()
+    at.button(key="stop-job").click().run()
     job = wait_for_job(at, "job", timeout=60)
     assert job.status == "stopped"
     run = RunStore(isolated_dirs[1], include_demo=False).list()[0]
@@ -209,18 +185,18 @@ def test_stop_ends_training_as_a_stopped_run(app, isolated_dirs):
 def test_predict_rejects_a_non_image_with_a_message(app, trained_run, monkeypatch):
     monkeypatch.setenv("CNNLAB_MODELS_DIR", str(trained_run["base"] / "models"))
     at = open_page(app, "pages/predict.py")
-    at.file_uploader[0].set_value(("fake.png", b"definitely text", "image/png")).run()
+    at.file_uploader(key="image-upload").set_value(("fake.png", b"definitely text", "image/png")).run()
     assert not at.exception
     assert len(at.error) == 1 and "fake.png" in at.error[0].value and "not an image" in at.error[0].value
     good = image_bytes(np.full((32, 32, 3), 200, np.uint8))
-    at.file_uploader[0].set_value(("good.png", good, "image/png")).run()
+    at.file_uploader(key="image-upload").set_value(("good.png", good, "image/png")).run()
     assert not at.error and any(m.value.startswith("**good.png**") for m in at.markdown)
 
 
 def test_a_sweep_from_the_sweep_page_saves_tagged_runs(app, isolated_dirs):
     at = open_page(app, "pages/sweep.py")
-    at.sidebar.number_input[0].set_value(2)  # trials
-    at.sidebar.number_input[2].set_value(1)  # epochs per trial
+    at.sidebar.number_input(key="sweep-trials").set_value(2)
+    at.sidebar.number_input(key="sweep-epochs").set_value(1)
     at.checkbox(key="use-filters").uncheck()
     at.checkbox(key="use-learning_rate").uncheck()
     at.checkbox(key="use-image_size").check()
@@ -229,7 +205,7 @@ def test_a_sweep_from_the_sweep_page_saves_tagged_runs(app, isolated_dirs):
     at.multiselect(key="choices-image_size").set_value([32])
     at.run()
     assert not at.exception, [e.value for e in at.exception]
-    next(b for b in at.button if b.label == "Start sweep").click().run()
+    at.button(key="start-sweep").click().run()
     job = wait_for_job(at, "sweep_job", timeout=300)
     assert job.status == "completed", job.error
     at.run()
@@ -238,7 +214,7 @@ def test_a_sweep_from_the_sweep_page_saves_tagged_runs(app, isolated_dirs):
     runs = RunStore(isolated_dirs[1], include_demo=False).list()
     assert len(runs) == 2 and all(r.record["sweep"]["study"] == job.result.study for r in runs)
     at = open_page(at, "pages/runs.py")
-    assert at.selectbox[0].options[1].startswith("Sweep:")
+    assert at.selectbox(key="runs-filter").options[1].startswith("Sweep:")
 
 
 def test_a_one_class_zip_gets_a_message_and_the_dataset_stays(app, tmp_path):
@@ -249,8 +225,8 @@ def test_a_one_class_zip_gets_a_message_and_the_dataset_stays(app, tmp_path):
         for i in range(3):
             zf.writestr(f"only/cat_{i}.png", image_bytes(np.full((16, 16, 3), 40 * i, np.uint8)))
     at = open_page(app, "pages/data.py")
-    at.radio[0].set_value("Upload a zip").run()
-    at.file_uploader[0].set_value(("one.zip", buf.getvalue(), "application/zip")).run()
+    at.radio(key="dataset-source").set_value("Upload a zip").run()
+    at.file_uploader(key="zip-upload").set_value(("one.zip", buf.getvalue(), "application/zip")).run()
     assert not at.exception, [e.value for e in at.exception]
     assert len(at.error) == 1 and "at least two classes" in at.error[0].value
     assert at.subheader[0].value == "Built-in sample (shapes)"
@@ -261,9 +237,10 @@ def download_from_data_page(at: AppTest, title: str) -> AppTest:
     # The app cache is shared by the session's app tests: start without an earlier test's download.
     shutil.rmtree(Path(os.environ["CNNLAB_CACHE_DIR"]) / "catalog", ignore_errors=True)
     at = open_page(at, "pages/data.py")
-    at.radio[0].set_value("Download a dataset").run()
-    at.selectbox[0].set_value("mnist").run()
-    next(b for b in at.button if b.label == f"Download {title}").click().run()
+    at.radio(key="dataset-source").set_value("Download a dataset").run()
+    at.selectbox(key="catalog-dataset").set_value("mnist").run()
+    assert at.button(key="download-dataset").label == f"Download {title}"
+    at.button(key="download-dataset").click().run()
     assert not at.exception, [e.value for e in at.exception]
     return at
 
@@ -285,7 +262,7 @@ def test_a_downloaded_dataset_becomes_the_sessions_dataset(app, server, monkeypa
     at = download_from_data_page(app, "MNIST digits")
     assert not at.error
     assert at.subheader[0].value == "MNIST digits"
-    assert "30" in at.metric[0].value  # images
+    assert {m.label: m.value for m in at.metric}["Images"] == "30"
 
 
 def test_a_model_too_big_for_the_server_is_a_message(app):
@@ -297,16 +274,16 @@ def test_a_model_too_big_for_the_server_is_a_message(app):
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     assert len(at.error) == 1 and "weights, over the" in at.error[0].value
-    assert not [b for b in at.button if b.label == "Start training"]
+    assert "start-training" not in [b.key for b in at.button]
 
 
 def test_a_sweep_stopped_before_any_trial_ends_says_so(app):
     at = open_page(app, "pages/sweep.py")
-    at.sidebar.number_input[2].set_value(50)  # epochs per trial
+    at.sidebar.number_input(key="sweep-epochs").set_value(50)
     at.run()
-    next(b for b in at.button if b.label == "Start sweep").click().run()
+    at.button(key="start-sweep").click().run()
     job = at.session_state["sweep_job"]
-    deadline = time.monotonic() + TIMEOUT
+    deadline = time.monotonic() + APP_TIMEOUT
     while not job.history and time.monotonic() < deadline:
         time.sleep(0.2)
     job.stop()  # one epoch into the first of 50
@@ -325,3 +302,84 @@ def test_reruns_leave_the_keras_session_of_a_running_training_alone(app, monkeyp
     at = open_page(app, "pages/train.py")  # builds the model summary, so Keras is loaded
     at.run()
     assert "keras" in sys.modules and calls == []
+
+
+def test_evaluate_says_how_many_test_images_are_missing(app, trained_run, tmp_path, monkeypatch):
+    # A run id of its own: the page caches evaluations by run id and model file time.
+    run_dir = relocated_run(trained_run["run"], tmp_path / "data", tmp_path / "models", run_id="missing-images")
+    (run_dir / "evaluation.json").unlink()
+    test_files = json.loads((run_dir / "split.json").read_text())["test"]
+    for rel in test_files[:2]:
+        (tmp_path / "data" / rel).unlink()
+    monkeypatch.setenv("CNNLAB_MODELS_DIR", str(tmp_path / "models"))
+    at = open_page(app, "pages/evaluate.py")
+    assert at.warning[0].value.startswith(f"2 of {len(test_files)} test images are missing")
+    assert {m.label: m.value for m in at.metric}["Test images"] == str(len(test_files) - 2)
+
+
+def test_runs_with_the_same_name_keep_their_own_learning_curves(app, trained_run, tmp_path, monkeypatch):
+    source = trained_run["run"].path
+    for run_id in ("20260101-000000-aaaa", "20260102-000000-bbbb"):
+        shutil.copytree(source, tmp_path / "models" / run_id)
+    monkeypatch.setenv("CNNLAB_MODELS_DIR", str(tmp_path / "models"))
+    at = open_page(app, "pages/runs.py")
+    figure = json.loads(next(c for c in at.get("plotly_chart") if c.proto.id.endswith("cmp-acc")).proto.spec)
+    validation = {t["legendgroup"]: t["name"] for t in figure["data"] if t["name"].endswith("(validation)")}
+    assert validation["20260101-000000-aaaa"] == "shared tiny run · 20260101-000000-aaaa (validation)"
+    assert validation["20260102-000000-bbbb"] == "shared tiny run · 20260102-000000-bbbb (validation)"
+
+
+def test_predict_says_a_damaged_model_is_unreadable(app, trained_run, tmp_path, monkeypatch):
+    shutil.copytree(trained_run["run"].path, tmp_path / "models" / "damaged")
+    (tmp_path / "models" / "damaged" / "model.keras").write_bytes(b"garbage")
+    monkeypatch.setenv("CNNLAB_MODELS_DIR", str(tmp_path / "models"))
+    app.session_state["run_id"] = "damaged"
+    at = open_page(app, "pages/predict.py")
+    assert at.selectbox(key="picked_run").value == "damaged"
+    assert len(at.error) == 1 and "is unreadable" in at.error[0].value
+
+
+def test_the_train_page_previews_augmentation_and_a_preset_fills_in_the_sliders(app):
+    at = open_page(app, "pages/train.py")
+    captions = [caption for image in at.image for caption in image.captions]
+    assert captions[0].startswith("original: ") and captions[1:] == [f"augmented {i}" for i in range(1, 9)]
+    assert at.sidebar.selectbox(key="flip").value == "none" and at.sidebar.slider(key="rotation").value == 0.0
+    at.sidebar.selectbox(key="augmentation_preset").set_value("photos: flips and rotation").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.sidebar.selectbox(key="flip").value == "horizontal" and at.sidebar.slider(key="rotation").value == 0.1
+    assert any("never when left and right" in c.value for c in at.sidebar.caption)
+    at.number_input(key="preview_image").set_value(5).run()
+    assert not at.exception
+    assert [c for image in at.image for c in image.captions][0] != captions[0]  # another training image
+
+
+def test_the_learning_rate_finder_draws_its_curve_and_one_click_uses_the_suggestion(app):
+    at = open_page(app, "pages/train.py")
+    at.sidebar.select_slider(key="image_size").set_value(32)
+    at.sidebar.slider(key="conv_blocks").set_value(1)
+    at.sidebar.select_slider(key="filters").set_value(8)
+    at.run()
+    next(b for b in at.button if b.label == "Find a learning rate").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    chart = next(c for c in at.get("plotly_chart") if "Loss as the learning rate grows" in c.proto.spec)
+    assert chart is not None
+    use = next(b for b in at.button if b.label.startswith("Use the suggested rate"))
+    suggested = float(use.label.split("(")[1].rstrip(")"))
+    use.click().run()
+    assert not at.exception
+    chosen = at.sidebar.select_slider(key="learning_rate").value
+    assert abs(np.log10(chosen) - np.log10(suggested)) < 0.3  # the nearest rate on the slider
+
+
+def test_evaluate_and_runs_show_balanced_accuracy_macro_f1_confusions_and_label_issues(app, trained_run, monkeypatch):
+    monkeypatch.setenv("CNNLAB_MODELS_DIR", str(trained_run["base"] / "models"))
+    at = open_page(app, "pages/evaluate.py")
+    labels = [m.label for m in at.metric]
+    assert labels[:3] == ["Test accuracy", "Balanced accuracy", "Macro F1"]
+    assert list(at.dataframe[0].value.columns) == ["true_label", "predicted_label", "count", "share"]
+    at.toggle(key="find_label_issues").set_value(True).run()
+    assert not at.exception, [e.value for e in at.exception]
+    found = [c for image in at.image for c in image.captions if c.startswith("given ")]
+    assert found or any("No likely label error" in s.value for s in at.success)
+    at = open_page(at, "pages/runs.py")
+    assert {"test_balanced_accuracy", "test_macro_f1"} <= set(at.dataframe[0].value.columns)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from cnnlab.archive import dataset_root, extract_zip
+from cnnlab.archive import dataset_root, extract_zip, open_upload
 
 
 def _zip(tmp_path: Path, members: dict[str, bytes], compression: int = zipfile.ZIP_DEFLATED) -> Path:
@@ -234,3 +234,28 @@ def test_refuses_deep_or_overlong_paths_with_a_short_message(tmp_path, member, m
         extract_zip(buffer.getvalue(), dest)
     assert len(str(info.value)) < 300 and "..." in str(info.value)
     assert not dest.exists()
+
+
+def test_an_upload_is_extracted_once_and_reused(tmp_path):
+    data = _zip(tmp_path, {f"pets/{k}": v for k, v in GOOD.items()}).read_bytes()
+    uploads = tmp_path / "uploads"
+    root = open_upload(data, "pets.zip", uploads)
+    assert root.name == "pets" and root.parent.parent == uploads
+    assert sorted(p.name for p in root.iterdir()) == ["cats", "dogs"]
+    (root / "cats" / "a.png").write_bytes(b"changed after extraction")
+    assert open_upload(data, "renamed.zip", uploads) == root  # same content: the earlier extraction
+    assert (root / "cats" / "a.png").read_bytes() == b"changed after extraction"
+
+    other = _zip(tmp_path, {"birds/d.png": b"bird", "fish/e.png": b"fish"}).read_bytes()
+    assert sorted(p.name for p in open_upload(other, "other.zip", uploads).iterdir()) == ["birds", "fish"]
+    assert len(list(uploads.iterdir())) == 2
+
+
+def test_a_bad_upload_is_refused_by_name_and_leaves_nothing(tmp_path):
+    uploads = tmp_path / "uploads"
+    with pytest.raises(ValueError, match=r"not a readable zip.*Received: source='notes.zip'"):
+        open_upload(b"just text", "notes.zip", uploads)
+    big = _zip(tmp_path, {"a/x.bin": b"0" * 3000, "b/y.bin": b"1" * 3000}).read_bytes()
+    with pytest.raises(ValueError, match="over the 5,000 bytes limit"):
+        open_upload(big, "big.zip", uploads, max_total_bytes=5000)
+    assert not uploads.exists() or not any(uploads.iterdir())

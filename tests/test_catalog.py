@@ -18,12 +18,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import QuietHandler, digits, mnist_npz, publish
+from e2e_server import free_port
 from PIL import Image
 
 from cnnlab import catalog
 from cnnlab.catalog import CATALOG, dataset_folder, download, fetch
-from tests.e2e_server import free_port
+from helpers import QuietHandler, digits, mnist_npz, publish
 
 
 def _idx(array: np.ndarray, magic: int) -> bytes:

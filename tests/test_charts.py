@@ -38,6 +38,8 @@ def test_every_figure_uses_the_house_template():
         charts.parallel_coordinates_figure(pd.DataFrame({"p": [1, 2], "v": [0.1, 0.2]}), ["p"], "v"),
         charts.sweep_figure(pd.DataFrame({"number": [0], "value": [0.5], "state": ["COMPLETE"]}), "v", "maximize"),
         charts.importance_figure({"p": 1.0}),
+        charts.lr_find_figure([1e-4, 1e-3, 1e-2], [2.0, 1.0, 3.0], 1e-3),
+        charts.learning_rate_figure(_history(2)),
     ]
     for fig in figures:
         assert isinstance(fig, go.Figure)
@@ -104,29 +106,70 @@ def test_history_rejects_other_metrics():
         charts.history_figure(_history(1), "f1")
 
 
-def test_confusion_is_a_clickable_scatter_with_cell_indices():
+def test_confusion_is_a_clickable_scatter_over_a_heatmap_with_cell_indices():
     matrix = np.array([[5, 1, 0], [2, 7, 1], [0, 0, 9]])
     names = ["cat", "dog", "fox"]
     fig = charts.confusion_figure(matrix, names)
-    (cells,) = fig.data
-    assert cells.type == "scatter" and cells.marker.symbol == "square"
+    cells, colours = fig.data
+    assert cells.type == "scatter" and cells.marker.symbol == "square" and cells.marker.opacity == 0
+    assert colours.type == "heatmap" and colours.hoverinfo == "skip"
+    assert np.array_equal(np.asarray(colours.z), matrix) and list(colours.x) == names == list(colours.y)
     assert len(cells.x) == 9
-    points = zip(cells.x, cells.y, cells.marker.color, cells.customdata, strict=True)
-    for i, (x, y, color, (true_index, predicted_index)) in enumerate(points):
+    # Cells are in row-major order: the selection's point index gives the clicked cell.
+    for point_index, (x, y, color) in enumerate(zip(cells.x, cells.y, cells.marker.color, strict=True)):
+        true_index, predicted_index = divmod(point_index, len(names))
         assert y == names[true_index] and x == names[predicted_index]
         assert color == matrix[true_index, predicted_index]
-        # The selection's point_index is enough too: cells are in row-major order.
-        assert i == true_index * 3 + predicted_index
     assert list(cells.text[:3]) == ["5", "1", "0"]
     # True classes top to bottom, predicted classes left to right, both in class order.
     assert fig.layout.yaxis.autorange == "reversed" and list(fig.layout.yaxis.categoryarray) == names
     assert list(fig.layout.xaxis.categoryarray) == names
     assert fig.layout.xaxis.title.text == "Predicted class" and fig.layout.yaxis.title.text == "True class"
-    # Markers are sized in pixels: the fixed plot area gives each square a cell of its own.
+    # A few classes: a fixed, square plot area whose cells hold their hit areas.
     layout = fig.layout
     side = layout.width - layout.margin.l - layout.margin.r
     assert side == layout.height - layout.margin.t - layout.margin.b
     assert 0.8 * side / 3 < cells.marker.size < side / 3
+
+
+@pytest.mark.parametrize("n", [2, 20, 21, 50, 100])
+def test_confusion_stays_readable_from_2_to_100_classes(n):
+    rng = np.random.default_rng(n)
+    matrix = rng.integers(0, 5, (n, n)) + np.diag(rng.integers(10, 30, n))
+    fig = charts.confusion_figure(matrix, [f"class_{i:03d}" for i in range(n)])
+    cells = fig.data[0]
+    assert len(cells.x) == n * n and fig.layout.clickmode == "event+select"
+    plot_height = fig.layout.height - fig.layout.margin.t - fig.layout.margin.b
+    if n <= charts.FIXED_SIZE_CLASSES:
+        assert fig.layout.width is not None and cells.mode == "markers+text"
+        assert fig.layout.width - fig.layout.margin.l - fig.layout.margin.r == plot_height
+    else:
+        # Many classes: the figure takes the page's width, its height grows with the class
+        # count, counts move to the hover text and the colour bar is no taller than the matrix.
+        assert fig.layout.width is None and cells.mode == "markers"
+        assert plot_height >= 7 * n
+        assert fig.data[1].colorbar.len <= 1.0
+        assert fig.layout.xaxis.tickfont.size >= 7
+    small = charts.confusion_figure(np.eye(2, dtype=int), ["a", "b"])
+    assert small.layout.height < fig.layout.height or n == 2
+
+
+def test_lr_find_marks_the_suggestion_on_a_log_axis():
+    fig = charts.lr_find_figure([1e-5, 1e-4, 1e-3, 1e-2, 1e-1], [2.3, 2.2, 1.5, 0.9, 9.0], 1e-3)
+    curve, mark = fig.data
+    assert fig.layout.xaxis.type == "log" and list(curve.x) == [1e-5, 1e-4, 1e-3, 1e-2, 1e-1]
+    assert list(mark.x) == [1e-3] and mark.y[0] == pytest.approx(1.5)
+    # The blow-up at the end is cut off so the useful part stays readable.
+    assert fig.layout.yaxis.range[1] < 9.0
+    with pytest.raises(ValueError, match="Received: len\\(learning_rates\\)=2, len\\(losses\\)=1"):
+        charts.lr_find_figure([1e-3, 1e-2], [1.0], 1e-3)
+
+
+def test_learning_rate_figure_plots_each_epochs_rate():
+    history = [{"epoch": e, "learning_rate": 1e-3 * 0.5 ** (e // 2)} for e in range(1, 5)]
+    fig = charts.learning_rate_figure(history)
+    assert list(fig.data[0].x) == [1, 2, 3, 4] and fig.data[0].y[-1] == pytest.approx(2.5e-4)
+    assert fig.layout.yaxis.type == "log"
 
 
 def test_confusion_rejects_mismatched_names():
@@ -160,6 +203,19 @@ def test_compare_overlays_runs_in_one_colour_each():
     assert [t.line.dash for t in fig.data] == ["solid", "dash", "solid", "dash"]
     assert fig.data[0].line.color == fig.data[1].line.color != fig.data[2].line.color == fig.data[3].line.color
     assert list(fig.data[2].x) == [1, 2]
+
+
+def test_compare_keeps_runs_with_the_same_name_apart():
+    histories = {"20260101-aaaa": _history(3), "20260102-bbbb": _history(2), "20260103-cccc": _history(1)}
+    names = {"20260101-aaaa": "baseline", "20260102-bbbb": "baseline", "20260103-cccc": "wider"}
+    fig = charts.compare_figure(histories, "accuracy", names)
+    assert [t.legendgroup for t in fig.data[::2]] == list(histories)
+    assert [t.name for t in fig.data[::2]] == [
+        "baseline · 20260101-aaaa (validation)",
+        "baseline · 20260102-bbbb (validation)",
+        "wider (validation)",
+    ]
+    assert [len(t.x) for t in fig.data[::2]] == [3, 2, 1]
 
 
 def test_parallel_coordinates_codes_categories_and_colours_by_objective():

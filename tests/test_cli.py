@@ -7,12 +7,14 @@ import shutil
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
-from conftest import digits, mnist_npz, publish, write_dataset
+from e2e_server import free_port
 
 from cnnlab.cli import main
-from tests.e2e_server import free_port
+from cnnlab.runs import RunStore
+from helpers import digits, mnist_npz, publish, relocated_run, write_dataset
 
 TINY = [
     "--image-size",
@@ -77,8 +79,9 @@ def test_train_evaluate_predict_and_runs_json(tmp_path, capsys):
     assert main(["train", str(root), *TINY, "--name", "cli run", "--json"]) == 0
     result = last_json(capsys)
     assert result["epochs_run"] == 2 and result["status"] == "completed"
-    for key in ("run_dir", "val_accuracy", "test_accuracy", "train_images_per_s"):
+    for key in ("run_dir", "val_accuracy", "test_accuracy", "test_balanced_accuracy", "test_macro_f1"):
         assert result[key] is not None, key
+    assert result["train_images_per_s"] is not None
     assert 0.0 <= result["test_accuracy"] <= 1.0
 
     assert main(["evaluate", "cli run", "--json"]) == 0
@@ -97,6 +100,28 @@ def test_train_evaluate_predict_and_runs_json(tmp_path, capsys):
 
     assert main(["runs", "--json"]) == 0
     assert [r["name"] for r in last_json(capsys)["runs"] if r["id"] != "demo"] == ["cli run"]
+
+
+def test_lr_find_json_prints_a_suggestion_inside_the_range(tmp_path, capsys):
+    root = write_dataset(tmp_path / "data", per_class=10)
+    argv = ["lr-find", str(root), *TINY, "--min-lr", "1e-5", "--max-lr", "0.5", "--steps", "20", "--json"]
+    assert main(argv) == 0
+    result = last_json(capsys)
+    assert 1e-5 <= result["suggested_learning_rate"] <= 0.5
+    assert len(result["learning_rates"]) == len(result["smoothed_losses"]) <= 20
+
+
+def test_label_issues_json_writes_a_csv_and_moves_nothing(trained_run, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("CNNLAB_MODELS_DIR", str(trained_run["base"] / "models"))
+    monkeypatch.setenv("CNNLAB_CACHE_DIR", str(trained_run["base"] / "cache"))
+    before = sorted(trained_run["data_dir"].rglob("*"))
+    target = tmp_path / "issues.csv"
+    assert main(["label-issues", trained_run["run"].id, "--csv", str(target), "--json"]) == 0
+    result = last_json(capsys)
+    assert result["csv"] == str(target) and result["num_issues"] == len(result["issues"])
+    header = target.read_text().splitlines()[0]
+    assert header == "path,split,given_label,suggested_label,given_label_probability,suggested_probability"
+    assert sorted(trained_run["data_dir"].rglob("*")) == before
 
 
 def test_train_into_a_chosen_run_folder_once(tmp_path, capsys):
@@ -171,6 +196,14 @@ def test_download_fetches_converts_and_prints_the_folder(server, monkeypatch, tm
     assert result["name"] == "mnist"
     assert main(["scan", result["data_dir"], "--json"]) == 0
     assert last_json(capsys)["counts"] == {str(d): 2 for d in range(10)}
+
+
+def test_download_uses_the_configured_mirror(server, monkeypatch, tmp_path, capsys):
+    base_url, www = server
+    publish(monkeypatch, www, "mnist", [mnist_npz(*digits(per_class=2))])
+    monkeypatch.setenv("CNNLAB_DATASETS_URL", base_url)
+    assert main(["download", "mnist", "--cache", str(tmp_path / "cache"), "--json"]) == 0
+    assert last_json(capsys)["name"] == "mnist"
 
 
 def test_download_offline_exits_2_with_one_line(tmp_path, monkeypatch, capsys):
@@ -282,3 +315,36 @@ def test_export_json_round_trips_each_format(trained_run, tmp_path, capsys, monk
     assert read_export(out)["format"] == fmt
     assert main(["export", trained_run["run"].id, "--format", fmt, "--out", str(out)]) == 2
     one_line_error(capsys)
+
+
+def test_train_says_and_records_the_device_and_precision(tmp_path, capsys):
+    root = write_dataset(tmp_path / "data", per_class=6)
+    assert main(["train", str(root), *TINY, "--precision", "mixed_bfloat16", "--json"]) == 0
+    captured = capsys.readouterr()
+    result = json.loads(captured.out.strip().splitlines()[-1])
+    assert result["precision"] == "mixed_bfloat16" and result["device"].startswith(("CPU: ", "GPU: "))
+    assert f"Training on {result['device']} in mixed_bfloat16 (chosen" in captured.err
+    run_dir = Path(result["run_dir"])
+    assert RunStore(run_dir.parent).get(run_dir.name).record["precision"]["policy"] == "mixed_bfloat16"
+    assert main(["train", str(root), "--precision", "half"]) == 2
+    assert "invalid choice: 'half'" in capsys.readouterr().err
+
+
+def test_evaluate_warns_how_many_test_images_are_missing(trained_run, tmp_path, capsys):
+    run_dir = relocated_run(trained_run["run"], tmp_path / "data", tmp_path / "models")
+    (run_dir / "evaluation.json").unlink()
+    test_files = json.loads((run_dir / "split.json").read_text())["test"]
+    (tmp_path / "data" / test_files[0]).unlink()
+    assert main(["evaluate", str(run_dir)]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.startswith("test accuracy ")
+    assert captured.err.startswith(f"warning: 1 of {len(test_files)} test images are missing")
+
+
+def test_a_damaged_model_is_one_line_saying_it_is_unreadable(trained_run, tmp_path, capsys):
+    run_dir = tmp_path / "damaged"
+    shutil.copytree(trained_run["run"].path, run_dir)
+    (run_dir / "evaluation.json").unlink()
+    (run_dir / "model.keras").write_bytes(b"garbage")
+    assert main(["evaluate", str(run_dir)]) == 2
+    assert "model file of run 'shared tiny run' is unreadable" in one_line_error(capsys)

@@ -4,10 +4,10 @@ import os
 
 import numpy as np
 import pytest
-from conftest import class_image, image_bytes, write_dataset
 from PIL import Image
 
 from cnnlab import data
+from helpers import class_image, image_bytes, write_dataset
 
 
 def skipped_reasons(report) -> dict[str, str]:

@@ -7,6 +7,7 @@ step under `test-output/e2e/` (with the server's log) so a failure can be looked
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import time
@@ -16,9 +17,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from e2e_server import REPO_ROOT, StreamlitServer, find_chromium, launch_chromium
 
 from cnnlab.sample import SAMPLE_CLASSES
-from tests.e2e_server import REPO_ROOT, StreamlitServer, find_chromium, launch_chromium
 
 if TYPE_CHECKING:
     from playwright.sync_api import Locator, Page
@@ -48,6 +49,12 @@ BUSIEST_CELL_JS = """(plot) => {
         x: box.left + xa._offset + xa.d2p(cells.x[i]), y: box.top + ya._offset + ya.d2p(cells.y[i]),
     };
 }"""
+
+# The app's navigation as the sidebar shows it: each link's label.
+NAV_LABELS_JS = """() => [...document.querySelectorAll('[data-testid="stSidebarNavLink"] span[label]')]
+    .map((span) => span.getAttribute("label"))"""
+MAIN_WIDTH_JS = """() => document.querySelector('[data-testid="stMainBlockContainer"]').getBoundingClientRect().width"""
+APP_NAV = ["Home", "Data", "Train", "Evaluate", "Predict", "Runs", "Sweep"]
 
 COUNT_POINTS_JS = """(selector) => {
     const plot = document.querySelector(selector);
@@ -341,3 +348,26 @@ def test_whole_user_path(page: Page, server: StreamlitServer, e2e_cache: Path, t
         assert any("[stopped" in o for o in options), options
 
     print(f"browser path took {time.monotonic() - started:.0f}s")
+
+
+@pytest.mark.parametrize("url_path", ["", "data", "train", "evaluate", "predict", "runs", "sweep"])
+def test_a_page_url_opened_first_on_a_fresh_server_runs_inside_the_app(
+    page: Page, server: StreamlitServer, url_path: str
+) -> None:
+    """A bookmark or a reload after a restart: the first request the server gets is the page's own URL.
+
+    The page must come with the app's title, wide layout and navigation, not as a file run alone.
+    """
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+    from playwright.sync_api import expect
+
+    page.goto(f"{server.url}/{url_path}")
+    heading = url_path.capitalize() or "CNN Lab"
+    page.get_by_role("heading", name=heading, exact=True, level=1).wait_for()
+    with contextlib.suppress(PlaywrightTimeout):  # then the assertion below shows the sidebar found instead
+        shows_app_nav = f"(want) => JSON.stringify(({NAV_LABELS_JS})()) === JSON.stringify(want)"
+        page.wait_for_function(shows_app_nav, arg=APP_NAV, timeout=10_000)
+    assert page.evaluate(NAV_LABELS_JS) == APP_NAV
+    expect(page).to_have_title("CNN Lab")
+    # The app's wide layout: Streamlit's centred layout is at most 736 pixels wide.
+    assert page.evaluate(MAIN_WIDTH_JS) > 900

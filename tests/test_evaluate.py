@@ -7,10 +7,10 @@ import warnings
 
 import numpy as np
 import pytest
-from conftest import write_dataset
 
 from cnnlab.evaluate import Evaluation, evaluate_probabilities, evaluate_run
 from cnnlab.runs import RunStore
+from helpers import relocated_run, write_dataset
 
 CLASSES = ["cat", "dog", "owl"]
 LABELS = [0, 0, 0, 1, 1, 2, 2, 2]
@@ -41,6 +41,17 @@ def test_three_class_metrics_are_exact():
     assert table["f1"].tolist() == pytest.approx([4 / 7, 1 / 2, 4 / 5])
     assert table["support"].tolist() == [3, 2, 3]
     assert ev.roc_auc is None  # defined here for two classes only
+    assert ev.balanced_accuracy == pytest.approx((2 / 3 + 1 / 2 + 2 / 3) / 3)
+    assert ev.macro_f1 == pytest.approx((4 / 7 + 1 / 2 + 4 / 5) / 3)
+    assert ev.to_dict()["balanced_accuracy"] == ev.balanced_accuracy and ev.to_dict()["macro_f1"] == ev.macro_f1
+    top = ev.top_confusions()
+    # Three mistakes, one image each: ordered by count, then true and predicted class.
+    assert list(zip(top["true_label"], top["predicted_label"], top["count"], strict=True)) == [
+        ("cat", "dog", 1),
+        ("dog", "cat", 1),
+        ("owl", "cat", 1),
+    ]
+    assert top["share"].tolist() == pytest.approx([1 / 3, 1 / 2, 1 / 3])
 
     p = ev.predictions
     assert p["path"].tolist() == PATHS
@@ -53,6 +64,18 @@ def test_three_class_metrics_are_exact():
     assert mistakes["path"].tolist()[-1] == "img4.png"
     assert ev.cell("owl", "cat")["path"].tolist() == ["img6.png"]
     assert ev.cell("dog", "owl").empty
+
+
+def test_balanced_accuracy_and_macro_f1_see_an_ignored_class():
+    labels = [0] * 9 + [1]
+    probs = np.array([[0.9, 0.1]] * 10)  # always the large class
+    ev = evaluate_probabilities(probs, labels, ["common", "rare"], [f"{i}.png" for i in range(10)])
+    assert ev.accuracy == pytest.approx(0.9)
+    assert ev.balanced_accuracy == pytest.approx(0.5)
+    assert ev.macro_f1 == pytest.approx((2 * 0.9 / 1.9 + 0.0) / 2)
+    assert ev.top_confusions().to_dict(orient="records") == [
+        {"true_label": "rare", "predicted_label": "common", "count": 1, "share": 1.0}
+    ]
 
 
 def test_two_class_roc_auc_counts_ties_as_half():
@@ -147,3 +170,43 @@ def test_an_empty_test_split_round_trips_with_its_columns():
     assert again.predictions.empty and list(again.predictions.columns) == list(empty.predictions.columns)
     assert again.most_confident_mistakes().empty and again.cell("a", "b").empty
     assert math.isnan(again.accuracy)
+
+
+@pytest.fixture
+def moved_run(trained_run, tmp_path):
+    """A private copy of the shared trained run, pointing at a private copy of its dataset."""
+    run_dir = relocated_run(trained_run["run"], tmp_path / "moved", tmp_path / "runs")
+    return RunStore(run_dir.parent, include_demo=False).get(run_dir.name)
+
+
+def test_missing_test_images_are_counted_and_the_saved_evaluation_is_kept(moved_run, tmp_path, cache_dir):
+    run, moved = moved_run, tmp_path / "moved"
+    gone = run.split()["test"][:3]
+    for rel in gone:
+        (moved / rel).unlink()
+    saved = (run.path / "evaluation.json").read_text()
+
+    partial = evaluate_run(run, cache=cache_dir, refresh=True)
+    assert (partial.num_missing, len(partial.predictions)) == (3, 6)
+    assert not set(gone) & set(partial.predictions["path"])
+    assert partial.warnings[0].startswith("3 of 9 test images are missing from the dataset folder")
+    assert (run.path / "evaluation.json").read_text() == saved  # the run's own evaluation stays
+    assert Evaluation.from_dict(json.loads(json.dumps(partial.to_dict()))).num_missing == 3
+
+
+def test_a_dataset_changed_since_training_is_a_warning(moved_run, tmp_path, cache_dir):
+    run, moved = moved_run, tmp_path / "moved"
+    trained_on = run.split()["train"][0]
+    (moved / trained_on).write_bytes((moved / run.split()["train"][1]).read_bytes())
+    (run.path / "evaluation.json").unlink()
+
+    ev = evaluate_run(run, cache=cache_dir)
+    assert ev.num_missing == 0 and len(ev.predictions) == 9
+    assert ev.dataset_changed
+    assert len(ev.warnings) == 1 and "changed since this run was trained" in ev.warnings[0]
+    assert not (run.path / "evaluation.json").exists()  # not the data it was trained on: not saved as its own
+
+
+def test_an_unchanged_dataset_gives_no_warning(run_copy, cache_dir):
+    ev = evaluate_run(run_copy, cache=cache_dir, refresh=True)
+    assert (ev.num_missing, ev.dataset_changed, ev.warnings) == (0, False, [])

@@ -9,10 +9,9 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from conftest import random_images, small_cnn  # noqa: E402
-
 from cnnlab import export  # noqa: E402
 from cnnlab.export import EXPORT_FORMATS, export_archive, export_model  # noqa: E402
+from helpers import NO_AUGMENTATION, random_images, small_cnn  # noqa: E402
 
 SHAPE = (32, 32, 3)
 
@@ -178,7 +177,7 @@ def test_models_from_the_builder_export_in_every_format(tmp_path, fmt, augment):
     """Regression: a model whose input feeds Rescaling directly once exported to TFLite as NaNs."""
     from cnnlab.model import ModelConfig, build_model
 
-    extra = {} if augment else {"flip": "none", "rotation": 0.0}
+    extra = {} if augment else NO_AUGMENTATION
     model = build_model(ModelConfig(image_size=(32, 32), conv_blocks=2, filters=4, dense_units=8, **extra), 3)
     out = export_model(model, ["a", "b", "c"], tmp_path / "out", fmt, _images(4))
     assert export.read_export(out)["max_abs_diff"] <= 1e-4

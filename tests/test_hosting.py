@@ -47,9 +47,8 @@ def test_ended_sessions_are_cleaned_and_live_ones_kept(tmp_path):
 
 
 def test_an_ended_sessions_decoded_images_go_with_its_upload(tmp_path):
-    from conftest import write_dataset
-
     from cnnlab import data
+    from helpers import write_dataset
 
     cache = tmp_path / "cache"
     mine = write_dataset(hosting.uploads_dir(cache, "alive") / "abc" / "pets", per_class=3)
@@ -116,9 +115,8 @@ def test_tidy_removes_killed_work_and_keeps_the_cache_in_its_budget(tmp_path):
 
 
 def test_a_visitor_deletes_their_other_uploads_with_what_was_decoded_from_them(tmp_path):
-    from conftest import write_dataset
-
     from cnnlab import data
+    from helpers import write_dataset
 
     cache = tmp_path / "cache"
     uploads = hosting.uploads_dir(cache, "s1")
@@ -135,9 +133,8 @@ def test_a_visitor_deletes_their_other_uploads_with_what_was_decoded_from_them(t
 
 
 def test_a_visitors_usage_counts_their_uploads_runs_and_what_was_decoded_for_them(tmp_path, run_store):
-    from conftest import tiny_model_config, write_dataset
-
     from cnnlab import data, quota
+    from helpers import tiny_model_config, write_dataset
 
     cache = tmp_path / "cache"
     mine = write_dataset(hosting.uploads_dir(cache, "s1") / "aaa", per_class=4)
@@ -194,27 +191,27 @@ def hosted(app_cache, isolated_dirs, tmp_path, monkeypatch):
 
 
 def test_hosted_data_page_offers_no_server_folder(hosted):
-    from test_app import open_page, start_app
+    from helpers import open_page, start_app
 
     at = open_page(start_app(), "pages/data.py")
-    assert "Server folder" not in at.radio[0].options
-    assert "Upload a zip" in at.radio[0].options
+    assert "Server folder" not in at.radio(key="dataset-source").options
+    assert "Upload a zip" in at.radio(key="dataset-source").options
 
 
 def test_hosted_oversized_upload_gets_a_message(hosted, monkeypatch):
-    from test_app import open_page, start_app
+    from helpers import open_page, start_app
 
     monkeypatch.setenv("CNNLAB_MAX_UPLOAD_MB", "1")
     at = open_page(start_app(), "pages/data.py")
-    at.radio[0].set_value("Upload a zip").run()
-    at.file_uploader[0].set_value(("big.zip", os.urandom(3 * 2**19), "application/zip")).run()
+    at.radio(key="dataset-source").set_value("Upload a zip").run()
+    at.file_uploader(key="zip-upload").set_value(("big.zip", os.urandom(3 * 2**19), "application/zip")).run()
     assert not at.exception, [e.value for e in at.exception]
     assert len(at.error) == 1 and "'big.zip' is 1.5 MB, over the 1 MB upload limit" in at.error[0].value
     assert at.subheader[0].value == "Built-in sample (shapes)"  # the session keeps its dataset
 
 
 def test_a_second_training_waits_its_turn_and_sessions_see_only_their_runs(hosted):
-    from test_app import open_page, start_app, tiny_training, wait_for_job
+    from helpers import open_page, start_app, tiny_training, wait_for_job
 
     first, second = open_page(start_app(), "pages/train.py"), open_page(start_app(), "pages/train.py")
     tiny_training(first, epochs=60)
@@ -250,7 +247,7 @@ def test_a_second_training_waits_its_turn_and_sessions_see_only_their_runs(hoste
 
 
 def test_hosted_train_page_refuses_a_step_too_big_for_the_server(hosted):
-    from test_app import open_page, start_app
+    from helpers import open_page, start_app
 
     at = open_page(start_app(), "pages/train.py")
     at.sidebar.select_slider(key="image_size").set_value(224)
@@ -261,7 +258,7 @@ def test_hosted_train_page_refuses_a_step_too_big_for_the_server(hosted):
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     assert len(at.error) == 1 and "MB per step" in at.error[0].value
-    assert not [b for b in at.button if b.label == "Start training"]
+    assert "start-training" not in [b.key for b in at.button]
 
 
 # ------------------------------------------------------ hostile uploads through the Data page
@@ -285,7 +282,7 @@ def zip_of(members: dict, compression=zipfile.ZIP_DEFLATED) -> bytes:
 
 
 def noise_png(size: int, seed: int) -> bytes:
-    from conftest import image_bytes
+    from helpers import image_bytes
 
     return image_bytes(np.random.default_rng(seed).integers(0, 256, (size, size, 3), dtype=np.uint8))
 
@@ -360,7 +357,7 @@ def hostile_zips() -> dict[str, tuple[bytes, str]]:
 
 
 def image_bytes_flat(side: int) -> bytes:
-    from conftest import image_bytes
+    from helpers import image_bytes
 
     return image_bytes(np.full((side, side, 3), 200, dtype=np.uint8))
 
@@ -371,7 +368,7 @@ ABSOLUTE_PATH = re.compile(r"(?<![\w.~:/-])/[\w.-]+/")
 def test_every_hostile_upload_is_refused_briefly_without_a_server_path_and_leaves_nothing(
     hosted, monkeypatch, app_cache
 ):
-    from test_app import open_page, start_app
+    from helpers import open_page, start_app
 
     monkeypatch.setenv("CNNLAB_MAX_UPLOAD_MB", "5")  # a 50 MB cap on what a zip may expand to
     monkeypatch.setenv("CNNLAB_MAX_SESSION_MB", "30")  # tighter than the cap: the budget speaks first
@@ -409,7 +406,7 @@ def upload(at, name: str, content: bytes):
 
 
 def test_a_visitor_who_fills_their_budget_leaves_another_free_to_upload_and_train(hosted, monkeypatch, app_cache):
-    from test_app import open_page, start_app, tiny_training, wait_for_job
+    from helpers import open_page, start_app, tiny_training, wait_for_job
 
     monkeypatch.setenv("CNNLAB_MAX_SESSION_MB", "1")
     first, second = (open_page(start_app(), "pages/data.py") for _ in range(2))
@@ -435,7 +432,7 @@ def test_a_visitor_who_fills_their_budget_leaves_another_free_to_upload_and_trai
     job = wait_for_job(second, "job")
     assert job.status == "completed" and job.result.model_path.exists(), job.error
     second.sidebar.select_slider(key="image_size").set_value(224).run()  # 4.5 MB of decoded images, a bigger model
-    second.button(key=next(b.key for b in second.button if b.label == "Start training")).click().run()
+    second.button(key="start-training").click().run()
     assert len(second.error) == 1 and re.match(
         r"This training needs about \d+\.\d MB but 0\.\d MB is left", second.error[0].value
     )
@@ -457,11 +454,9 @@ def test_a_visitor_who_fills_their_budget_leaves_another_free_to_upload_and_trai
 
 
 def test_a_training_stopped_before_its_first_epoch_says_so_and_selects_nothing(hosted, app_cache):
-    from conftest import tiny_model_config, tiny_train_config
-    from test_app import open_page, start_app, wait_for_job
-
     from cnnlab import jobs
     from cnnlab.runs import RunStore
+    from helpers import open_page, start_app, tiny_model_config, tiny_train_config, wait_for_job
 
     at = start_app()
     job = jobs.training_job(

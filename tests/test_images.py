@@ -8,11 +8,11 @@ import zlib
 
 import numpy as np
 import pytest
-from conftest import image_bytes
 from PIL import Image
 
 from cnnlab import images
 from cnnlab.images import ImageError, load_array, normalize, open_image
+from helpers import image_bytes
 
 WHITE = [255, 255, 255]
 

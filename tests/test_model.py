@@ -4,7 +4,6 @@ import dataclasses
 
 import numpy as np
 import pytest
-from conftest import tiny_model_config
 
 from cnnlab.model import (
     MAX_PARAMS,
@@ -15,6 +14,7 @@ from cnnlab.model import (
     estimate_training_bytes,
     model_summary,
 )
+from helpers import tiny_model_config
 
 
 @pytest.mark.parametrize(
@@ -209,3 +209,13 @@ def test_train_refuses_an_oversized_step_before_creating_a_run(make_dataset, run
             max_training_mb=64,
         )
     assert run_store.list() == []
+
+
+def test_training_flops_count_conv_and_dense_multiply_adds():
+    from cnnlab.model import training_flops
+
+    config = ModelConfig(image_size=(8, 8), conv_blocks=1, filters=4, kernel_size=3, dense_units=10)
+    # conv: 8*8 outputs x 3*3*3 inputs x 4 filters; flatten 4*4*4 -> dense 10 -> 3 classes.
+    macs = 8 * 8 * 27 * 4 + 64 * 10 + 10 * 3
+    assert training_flops(config, 3) == 6 * macs
+    assert training_flops(config, 2) == 6 * (macs - 10 * 2)

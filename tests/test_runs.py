@@ -253,3 +253,25 @@ def test_a_run_still_training_cannot_be_renamed_or_deleted(tmp_path):
     store.rename(run.id, "new name")
     store.delete(run.id)
     assert store.list() == []
+
+
+@pytest.mark.parametrize("damage", ["not a zip", "truncated", "no model inside"])
+def test_a_damaged_model_file_is_unreadable_not_missing(trained_run, tmp_path, damage):
+    import zipfile
+
+    store = RunStore(tmp_path, include_demo=False)
+    shutil.copytree(trained_run["run"].path, tmp_path / "copy")
+    model_file = tmp_path / "copy" / "model.keras"
+    good = model_file.read_bytes()
+    if damage == "not a zip":
+        model_file.write_bytes(b"these are not the weights you are looking for")
+    elif damage == "truncated":
+        model_file.write_bytes(good[: len(good) // 2])
+    else:
+        with zipfile.ZipFile(model_file, "w") as zf:
+            zf.writestr("notes.txt", "no config.json, no weights")
+    with pytest.raises(
+        ValueError, match=r"model file of run 'shared tiny run' is unreadable.*Received: run='copy'$"
+    ) as info:
+        store.get("copy").load_model()
+    assert "\n" not in str(info.value) and str(tmp_path) not in str(info.value)

@@ -1,5 +1,6 @@
 """The built-in sample: deterministic PNG class folders, validated arguments, atomic caching."""
 
+import hashlib
 import threading
 
 import numpy as np
@@ -115,3 +116,14 @@ def test_concurrent_sample_dir_calls_agree(tmp_path, monkeypatch):
     assert results == [tmp_path / "sample-v1-seed0"] * 3
     assert [p.name for p in tmp_path.iterdir()] == ["sample-v1-seed0"]
     assert len(_files(tmp_path / "sample-v1-seed0")) == 3 * len(SAMPLE_CLASSES)
+
+
+def test_version_1_images_stay_the_same():
+    """The demo model was trained on sample v1: a change to what is drawn needs a new SAMPLE_VERSION."""
+    digest = hashlib.sha256()
+    for class_index, name in enumerate(SAMPLE_CLASSES):
+        for i in range(6):
+            image = draw_sample_image(name, np.random.default_rng([sample.DEFAULT_SEED, class_index, i]))
+            digest.update(np.asarray(image).tobytes())
+    assert sample.SAMPLE_VERSION == 1
+    assert digest.hexdigest()[:16] == "368aba4d7e6b935e"

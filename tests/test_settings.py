@@ -3,12 +3,12 @@
 from pathlib import Path
 
 import pytest
-from conftest import tiny_model_config
 
 from cnnlab import data
 from cnnlab.model import check_trainable
 from cnnlab.settings import check_data_folder, load_settings
 from cnnlab.train import TrainConfig, train
+from helpers import tiny_model_config
 
 
 def test_defaults_are_local_mode():

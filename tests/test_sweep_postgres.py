@@ -19,10 +19,10 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from conftest import write_dataset
+from e2e_server import free_port
 
 from cnnlab.runs import RunStore
-from tests.e2e_server import free_port
+from helpers import write_dataset
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SPACE = {

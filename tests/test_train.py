@@ -5,11 +5,11 @@ import threading
 
 import numpy as np
 import pytest
-from conftest import tiny_model_config, tiny_train_config
 
 from cnnlab.evaluate import evaluate_run
 from cnnlab.runs import RunStore
 from cnnlab.train import TrainConfig, train
+from helpers import tiny_model_config, tiny_train_config, validation_loss
 
 HISTORY_KEYS = {"epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "seconds", "images_per_s"}
 
@@ -27,6 +27,7 @@ def test_a_two_epoch_run_is_completed_saved_and_evaluated(trained_run):
         assert 0.0 <= row["accuracy"] <= 1.0 and 0.0 <= row["val_accuracy"] <= 1.0
         assert row["learning_rate"] == pytest.approx(1e-3)
         assert row["seconds"] > 0 and row["images_per_s"] > 0
+        assert row["images_seen"] == 42 and row["partial"] is False  # every training image, every epoch
     assert run.model_path.exists()
     assert (run.path / "evaluation.json").exists()
     metrics = run.record["metrics"]
@@ -116,6 +117,28 @@ def test_stop_request_ends_training_after_the_current_batch(make_dataset, run_st
     assert run_store.get(run.id).status == "stopped"
 
 
+def test_a_stopped_epoch_counts_the_images_it_trained_on(make_dataset, run_store, cache_dir):
+    stop = threading.Event()
+
+    def on_batch(progress):
+        if progress["batch"] == 2:
+            stop.set()
+
+    config = tiny_train_config(epochs=3, batch_size=8)
+    run = train(
+        make_dataset(),
+        tiny_model_config(),
+        config,
+        store=run_store,
+        cache=cache_dir,
+        on_batch=on_batch,
+        stop_event=stop,
+    )
+    # 42 training images in batches of 8 are six steps (the last of 2 images); two full batches ran.
+    (row,) = run.history
+    assert row["partial"] is True and row["images_seen"] == 2 * config.batch_size
+
+
 def test_stop_asked_for_in_the_epoch_report_starts_no_new_epoch(make_dataset, run_store, cache_dir):
     stop = threading.Event()
     batches = []
@@ -132,7 +155,8 @@ def test_stop_asked_for_in_the_epoch_report_starts_no_new_epoch(make_dataset, ru
     assert run.status == "stopped"
     assert [row["epoch"] for row in run.history] == [1]
     assert {b["epoch"] for b in batches} == {1}
-    assert run.load_model() is not None
+    # The saved model is the finished epoch's: it scores that epoch's validation loss again.
+    assert validation_loss(run, cache_dir) == pytest.approx(run.history[0]["val_loss"], rel=1e-4)
 
 
 def test_stop_before_the_start_trains_nothing(make_dataset, run_store, cache_dir):
@@ -165,7 +189,9 @@ def test_a_failure_inside_training_marks_the_run_failed(make_dataset, run_store,
     assert run.status == "failed"
     assert run.record["error"] == "RuntimeError: disk on fire"
     assert run.record["duration_s"] >= 0
-    assert len(run.history) == 1 and run.load_model() is not None  # the finished epoch's model is kept
+    assert len(run.history) == 1
+    # The finished epoch's model is kept: it scores that epoch's validation loss again.
+    assert validation_loss(run, cache_dir) == pytest.approx(run.history[0]["val_loss"], rel=1e-4)
 
 
 def test_two_classes_train_a_sigmoid_model_with_early_stopping(make_dataset, run_store, cache_dir):
@@ -222,9 +248,9 @@ def test_a_run_on_the_built_in_sample_finds_it_again_on_another_machine(make_dat
     elsewhere.rename(elsewhere.with_name("moved"))
     regenerated = make_dataset("regenerated", per_class=10).rename(cache / "sample-v1-seed0")
     assert RunStore(models).get("demo").dataset_root(cache) == regenerated == sample_dir(cache)
-    assert evaluate_run(run, cache=cache, refresh=True).accuracy == pytest.approx(
-        run.record["metrics"]["test_accuracy"]
-    )
+    again = evaluate_run(run, cache=cache, refresh=True)
+    assert again.accuracy == pytest.approx(run.record["metrics"]["test_accuracy"])
+    assert again.warnings == []  # the same images, though written again with new file times
 
 
 def test_a_run_elsewhere_is_not_tagged_as_the_sample(trained_run):

@@ -1,0 +1,236 @@
+"""Helpers the tests share: tiny real datasets and models, a quiet file server, app-session drivers.
+
+Fixtures live in conftest.py; tests import these functions with `from helpers import ...`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import http.server
+import io
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+from PIL import Image
+
+from cnnlab.catalog import CATALOG, CatalogEntry
+
+if TYPE_CHECKING:
+    from streamlit.testing.v1 import AppTest
+
+    from cnnlab.jobs import Job
+    from cnnlab.runs import Run
+
+APP = str(Path(__file__).resolve().parent.parent / "streamlit_app.py")
+APP_TIMEOUT = 180
+
+CLASS_COLORS = {
+    "cats": (200, 40, 40),
+    "dogs": (40, 200, 40),
+    "owls": (40, 40, 200),
+}
+
+
+def image_bytes(array: np.ndarray, fmt: str = "PNG", **save_args) -> bytes:
+    """Encode a uint8 array with Pillow."""
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, fmt, **save_args)
+    return buf.getvalue()
+
+
+def class_image(color: tuple[int, int, int], rng: np.random.Generator, size=(32, 32)) -> np.ndarray:
+    """A noisy image whose colour tells its class, so a tiny model can learn something."""
+    height, width = size
+    noise = rng.integers(-40, 41, size=(height, width, 3))
+    return np.clip(np.asarray(color) + noise, 0, 255).astype(np.uint8)
+
+
+def write_dataset(
+    root: Path,
+    classes=("cats", "dogs", "owls"),
+    per_class: int = 20,
+    size=(32, 32),
+    seed: int = 0,
+    ext: str = ".png",
+) -> Path:
+    """Write `per_class` real images for each class sub-folder of `root` and return `root`."""
+    rng = np.random.default_rng(seed)
+    for _i, name in enumerate(classes):
+        folder = root / name
+        folder.mkdir(parents=True, exist_ok=True)
+        color = CLASS_COLORS.get(name, tuple(int(v) for v in rng.integers(0, 256, 3)))
+        fmt = "JPEG" if ext.lower() in (".jpg", ".jpeg") else "PNG"
+        for j in range(per_class):
+            (folder / f"{name}_{j:03d}{ext}").write_bytes(image_bytes(class_image(color, rng, size), fmt))
+    return root
+
+
+NO_AUGMENTATION = {"flip": "none", "rotation": 0.0, "zoom": 0.0, "translation": 0.0, "contrast": 0.0}
+
+
+def tiny_model_config(**overrides):
+    """The smallest useful model: 32x32, one conv block of 4 filters, dense 8, no augmentation."""
+    from cnnlab.model import ModelConfig
+
+    settings = dict(image_size=(32, 32), conv_blocks=1, filters=4, dense_units=8, dropout=0.0, **NO_AUGMENTATION)
+    settings.update(overrides)
+    return ModelConfig(**settings)
+
+
+def tiny_train_config(**overrides):
+    from cnnlab.train import TrainConfig
+
+    # float32 unless a test asks for another precision: `auto` picks bfloat16 on CPUs that have it,
+    # and tests compare saved models' scores with the training's own to 1e-4.
+    settings = dict(epochs=2, batch_size=8, patience=0, seed=7, precision="float32")
+    settings.update(overrides)
+    return TrainConfig(**settings)
+
+
+def small_cnn(
+    num_classes: int, shape=(32, 32, 3), augment: bool = False, dropout: float = 0.0, seed: int | None = None
+):
+    """A hand-built two-conv Functional model (not from cnnlab.model), for explain and export tests.
+
+    With `augment`, random flip and rotation sit inside the model as in real runs, where they must
+    not move the image at inference.
+    """
+    import keras
+    from keras import layers
+
+    if seed is not None:
+        keras.utils.set_random_seed(seed)
+    inputs = keras.Input(shape)
+    x = inputs
+    if augment:
+        x = layers.RandomFlip("horizontal")(x)
+        x = layers.RandomRotation(0.2)(x)
+    x = layers.Rescaling(1 / 255)(x)
+    x = layers.Conv2D(8, 3, activation="relu", name="conv_1")(x)
+    x = layers.MaxPooling2D()(x)
+    x = layers.Conv2D(16, 3, activation="relu", name="conv_2")(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    if dropout:
+        x = layers.Dropout(dropout)(x)
+    binary = num_classes == 2
+    outputs = layers.Dense(1 if binary else num_classes, activation="sigmoid" if binary else "softmax")(x)
+    return keras.Model(inputs, outputs)
+
+
+def random_images(n: int, shape=(32, 32, 3), seed: int = 0) -> np.ndarray:
+    """`n` uint8 images of uniform noise."""
+    return np.random.default_rng(seed).integers(0, 256, (n, *shape), dtype=np.uint8)
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    """Serves files from a folder without logging, remembering each request's path."""
+
+    requests: list[str] = []
+
+    def log_message(self, format, *args):  # keep test output clean
+        pass
+
+    def do_GET(self):
+        QuietHandler.requests.append(self.path)
+        super().do_GET()
+
+
+def publish(monkeypatch, folder: Path, name: str, files: list[bytes], **changes) -> CatalogEntry:
+    """Serve `files` under the entry's file names and point the entry's checksums at them."""
+    entry = CATALOG[name]
+    for file_name, data in zip(entry.file_names, files, strict=True):
+        (folder / file_name).write_bytes(data)
+    fields = {
+        "file_sizes": tuple(len(d) for d in files),
+        "sha256": tuple(hashlib.sha256(d).hexdigest() for d in files),
+        **changes,
+    }
+    replaced = dataclasses.replace(entry, **fields)
+    monkeypatch.setitem(CATALOG, name, replaced)
+    return replaced
+
+
+def mnist_npz(images: np.ndarray, labels: np.ndarray) -> bytes:
+    """An `mnist.npz` as keras.datasets publishes it, half of the images for training, half for testing."""
+    buffer = io.BytesIO()
+    half = len(labels) // 2
+    np.savez(buffer, x_train=images[:half], y_train=labels[:half], x_test=images[half:], y_test=labels[half:])
+    return buffer.getvalue()
+
+
+def digits(per_class: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    """Random 28x28 grayscale images, `per_class` of each digit 0-9, with their labels."""
+    labels = np.tile(np.arange(10, dtype=np.uint8), per_class)
+    images = np.random.default_rng(0).integers(0, 256, size=(len(labels), 28, 28), dtype=np.uint8)
+    return images, labels
+
+
+def relocated_run(run: Run, data_dir: Path, models_dir: Path, run_id: str | None = None) -> Path:
+    """Copy `run` into `models_dir` (as `run_id`) and its dataset folder to `data_dir`, the copy pointing at the copy.
+
+    Returns the copied run's folder. File times are kept, so the copy has the dataset's fingerprint.
+    """
+    run_dir = models_dir / (run_id or run.id)
+    shutil.copytree(run.path, run_dir)
+    shutil.copytree(run.record["dataset"]["path"], data_dir)
+    record = json.loads((run_dir / "run.json").read_text())
+    record["dataset"]["path"] = str(data_dir)
+    (run_dir / "run.json").write_text(json.dumps(record))
+    return run_dir
+
+
+def validation_loss(run: Run, cache: Path) -> float:
+    """The loss of the run's saved model on its validation images, computed here outside Keras's fit."""
+    from cnnlab import data
+    from cnnlab.evaluate import evaluate_prepared
+
+    config = run.model_config()
+    report = data.scan(run.dataset_root(cache), cache=cache)
+    prepared = data.prepare(report, config.image_size, config.color_mode, config.resize_mode, cache=cache)
+    position = {rel: i for i, rel in enumerate(report.files)}
+    indices = [position[rel] for rel in run.split()["validation"]]
+    return evaluate_prepared(run.load_model(), prepared, np.asarray(indices)).loss
+
+
+def start_app() -> AppTest:
+    """A new browser session of the whole app, run once."""
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(APP, default_timeout=APP_TIMEOUT).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def open_page(at: AppTest, page: str) -> AppTest:
+    """Switch the session to `page` (a path like "pages/train.py") and run it without an exception."""
+    at.switch_page(page).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def wait_for_job(at: AppTest, key: str, timeout: float = APP_TIMEOUT) -> Job:
+    """The session's background job under `key`, once it is done."""
+    job = at.session_state[key]
+    deadline = time.monotonic() + timeout
+    while not job.done and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert job.done, f"job still {job.status} after {timeout}s"
+    return job
+
+
+def tiny_training(at: AppTest, epochs: int) -> None:
+    """Set the Train page's sidebar to a tiny model and press Start training."""
+    at.sidebar.select_slider(key="image_size").set_value(32)
+    at.sidebar.slider(key="conv_blocks").set_value(1)
+    at.sidebar.select_slider(key="filters").set_value(8)
+    at.sidebar.select_slider(key="dense_units").set_value(16)
+    at.sidebar.number_input(key="epochs").set_value(epochs)
+    at.sidebar.number_input(key="patience").set_value(0)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    at.button(key="start-training").click().run()
