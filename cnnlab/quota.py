@@ -72,11 +72,13 @@ def training_bytes(report: DatasetReport, model_config, num_params: int, cache: 
 
 
 def check_room(usage: DiskUsage, needed: int, what: str) -> None:
-    """Refuse work that would take a visitor over their budget, saying what to delete."""
-    if usage.total + needed <= usage.budget:
+    """Refuse work that would take a visitor over their budget (or, needing no known amount, work
+    started with the budget used up), saying what to delete."""
+    if usage.total + needed <= usage.budget and usage.room > 0:
         return
+    need = f"needs about {megabytes(needed)} but {megabytes(usage.room)} is left" if needed else "needs disk room"
     raise ValueError(
-        f"{what} needs about {megabytes(needed)} but {megabytes(usage.room)} is left: {usage.describe()}; "
+        f"{what} {need}: {usage.describe()}; "
         "delete runs you no longer need (Runs page) or your uploads (Data page), or choose a smaller image "
         f"size. Received: needed_mb={needed / MB:.1f}"
     )

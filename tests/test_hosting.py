@@ -517,3 +517,31 @@ def test_a_killed_preparation_leaves_a_temporary_that_the_next_start_removes(mak
     done = subprocess.run([sys.executable, "-c", start], env=env, capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stderr[-2000:]
     assert not left[0].exists()
+
+
+def test_a_server_folder_never_follows_a_link_out_of_the_data_roots(app_cache, isolated_dirs, tmp_path, monkeypatch):
+    from helpers import open_page, start_app, write_dataset
+
+    roots = tmp_path / "roots"
+    secret = write_dataset(tmp_path / "secret", classes=("private",), per_class=2)
+    pets = write_dataset(roots / "pets", classes=("cats", "dogs"), per_class=3)
+    (pets / "stolen").symlink_to(secret / "private", target_is_directory=True)
+    (roots / "escape").symlink_to(secret, target_is_directory=True)
+    monkeypatch.setenv("CNNLAB_CACHE_DIR", str(app_cache))
+    monkeypatch.setenv("CNNLAB_MODELS_DIR", str(isolated_dirs[1]))
+    monkeypatch.setenv("CNNLAB_DATA_ROOTS", str(roots))
+    at = open_page(start_app(), "pages/data.py")
+    at.radio(key="dataset-source").set_value("Server folder").run()
+
+    at.text_input[0].set_value(str(roots / "escape")).run()
+    next(b for b in at.button if b.label == "Use this folder").click().run()
+    assert len(at.error) == 1 and "outside the allowed data folders" in at.error[0].value
+
+    at.text_input[0].set_value(str(pets)).run()
+    next(b for b in at.button if b.label == "Use this folder").click().run()
+    assert not at.error and at.subheader[0].value == f"Folder: {pets}"
+    assert int({m.label: m.value for m in at.metric}["Classes"]) == 2
+    skipped = at.dataframe[0].value
+    assert skipped.to_dict("records") == [
+        {"file": "stolen", "reason": "symbolic link to outside the dataset folder (not followed)"}
+    ]
