@@ -151,6 +151,8 @@ async def hostile_trainer(browser, url: str, zips: dict[str, Path], log: dict) -
     log["hostile upload tiny"] = await upload(page, url, zips["tiny"])
     try:
         await open_page(page, "Train")
+        summary = page.get_by_text(re.compile(r"Model summary: \d+ layers"))
+        before = await summary.inner_text()
         slider = page.locator('[data-testid="stSidebar"] input[type="range"][aria-label="Image size (pixels)"]')
         await slider.focus()
         await slider.press("Home")
@@ -160,7 +162,12 @@ async def hostile_trainer(browser, url: str, zips: dict[str, Path], log: dict) -
             "() => document.querySelector('input[aria-label=\"Image size (pixels)\"]')"
             ".getAttribute('aria-valuetext') === '128'"
         )
-        await settle(page)  # the server has the new size before Start is pressed
+        # The summary (its memory per step) changes once the server has the new size, before Start is pressed.
+        await page.wait_for_function(
+            "(before) => [...document.querySelectorAll('summary, p, span')]"
+            ".some((el) => el.innerText.startsWith('Model summary:') && el.innerText !== before)",
+            arg=before,
+        )
         await set_epochs(page, 1)
         await page.get_by_role("button", name="Start training", exact=True).click()
         error = page.locator('[data-testid="stAlertContentError"]')
