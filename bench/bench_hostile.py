@@ -67,7 +67,7 @@ def make_zips(folder: Path, num_big: int) -> dict[str, Path]:
     big = png(bands[..., None].repeat(3, axis=2))
     rng = np.random.default_rng(0)
     tiny = {
-        f"{c}/{c}_{i:04d}.png": png(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)) for c in "ab" for i in range(2500)
+        f"{c}/{c}_{i:04d}.png": png(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)) for c in "ab" for i in range(3500)
     }
     return {
         "bomb": write_zip(folder / "bomb.zip", {f"cats/{i:03d}.png": bytes((1 << 20) - 1) for i in range(499)}),
