@@ -12,6 +12,7 @@ PAGES = [
     st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
     st.Page("pages/evaluate.py", title="Evaluate", icon=":material/fact_check:"),
     st.Page("pages/predict.py", title="Predict", icon=":material/image_search:"),
+    st.Page("pages/inspect.py", title="Inspect", icon=":material/visibility:"),
     st.Page("pages/runs.py", title="Runs", icon=":material/history:"),
     st.Page("pages/sweep.py", title="Sweep", icon=":material/tune:"),
 ]

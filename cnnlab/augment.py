@@ -53,12 +53,24 @@ def with_preset(config: ModelConfig, name: str) -> ModelConfig:
     return replace(config, **PRESETS[name].values)
 
 
+def augmentation_model(config: ModelConfig):
+    """The random augmentation layers as a model that training applies to each batch of raw pixels.
+
+    None when `config` asks for none. Training runs it in the tf.data pipeline, so the model that
+    is saved, served and exported holds no random layer.
+    """
+    import keras
+
+    inputs = keras.Input(shape=(*config.image_size, config.channels))
+    outputs = augmentation(config, inputs)
+    return None if outputs is inputs else keras.Model(inputs, outputs, name="augmentation")
+
+
 def augmentation(config: ModelConfig, x, seed: int | None = None):
     """Apply the random augmentation layers `config` asks for to the Keras tensor `x`.
 
-    They are active only in training (Keras's `training=True`), so a saved model predicts on the
-    image as given. `seed` fixes their random draws (for the preview); training leaves it None so
-    the run's global seed decides.
+    They are active only in training (Keras's `training=True`). `seed` fixes their random draws
+    (for the preview); training leaves it None so the run's global seed decides.
     """
     from keras import layers
 

@@ -1,4 +1,4 @@
-"""Command line: `python -m cnnlab {sample,scan,train,evaluate,predict,runs,...}`.
+"""Command line: `python -m cnnlab {sample,scan,train,evaluate,predict,runs,inspect,...}`.
 
 Bad input exits with status 2 and one line on standard error; `--json` makes the last line of
 standard output one JSON object. Progress goes to standard error, so standard output stays clean.
@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from cnnlab import background
+from cnnlab.backbones import BACKBONE_NAMES
 from cnnlab.checks import one_line
 from cnnlab.images import COLOR_MODES, RESIZE_MODES
 from cnnlab.imbalance import CLASS_WEIGHTS
@@ -30,6 +31,7 @@ from cnnlab.settings import Settings, load_settings
 CHOICES = {
     "color_mode": COLOR_MODES,
     "resize_mode": RESIZE_MODES,
+    "backbone": BACKBONE_NAMES,
     "pooling": POOLINGS,
     "head": HEADS,
     "flip": FLIPS,
@@ -112,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_config_options(p, ModelConfig)
     _add_config_options(p, TrainConfig)
+    _add_tracking_options(p)
     p = command("lr-find", "find a learning rate: a short run with a growing rate (on the built-in sample by default)")
     p.add_argument("data_dir", type=Path, nargs="?")
     p.add_argument("--min-lr", type=float, default=1e-6, help="first rate tried (default 1e-6)")
@@ -119,19 +122,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=100, help="batches, one rate each (default 100)")
     _add_config_options(p, ModelConfig)
     _add_config_options(p, TrainConfig)
-    p = command("evaluate", "evaluate a run on its held-out test split")
+    p = command("evaluate", "evaluate a run (a local run, or a teammate's by team run id) on its held-out test split")
     p.add_argument("run")
-    p = command("predict", "predict the class of one or more images with a run's model")
+    _add_tracking_options(p)
+    p = command("predict", "predict the class of one or more images with a run's model (local or team run id)")
     p.add_argument("run")
     p.add_argument("images", nargs="+", type=Path)
+    _add_tracking_options(p)
     p = command("label-issues", "list a run's validation and test images most likely to carry a wrong label")
     p.add_argument("run")
     p.add_argument("--csv", type=Path, help="CSV file to write (default: label_issues.csv in the run folder)")
-    command("runs", "list saved runs")
+    p = command("runs", "list saved runs (with --team: every run on the team tracking server)")
+    p.add_argument("--team", action="store_true", help="list the team's runs from the tracking server")
+    _add_tracking_options(p)
+    p = command("sync", "publish every run not yet on the team tracking server (whole, never twice)")
+    _add_tracking_options(p)
     p = command("export", "export a run's model (checked against the Keras model after writing)")
     p.add_argument("run")
-    p.add_argument("--format", choices=("keras", "savedmodel", "tflite"), default="keras")
+    p.add_argument("--format", choices=_export_formats(), default="keras", help="onnx needs the onnx extra")
     p.add_argument("--out", type=Path, help="folder to create (default: inside the run folder)")
+    p = command("inspect", "write a run's feature maps and filters for one image as PNG grids")
+    p.add_argument("run")
+    p.add_argument("image", type=Path)
+    p.add_argument("--layer", help="a conv, pooling or activation layer (default: every one of them)")
+    p.add_argument("--out", type=Path, required=True, help="folder for the PNG files (created when missing)")
     p = command("sweep", "search hyperparameters with Optuna; every trial is a saved run")
     p.add_argument("data_dir", type=Path, nargs="?", help="class-folder dataset (default: the built-in sample)")
     p.add_argument("--space", type=Path, required=True, help="YAML or JSON file: objective, params, fixed")
@@ -139,7 +153,43 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")
     p.add_argument("--storage", help="SQLAlchemy URL of the study database (default: SQLite in the models folder)")
     p.add_argument("--study", help="study name; processes with the same name and storage share it")
+    p.add_argument(
+        "--heartbeat-interval", type=int, default=None, help="seconds between a running trial's heartbeats (default 10)"
+    )
+    p.add_argument(
+        "--grace-period",
+        type=int,
+        default=None,
+        help="seconds without a heartbeat after which a trial counts as failed and is retried (default 30)",
+    )
+    p.add_argument("--max-retry", type=int, default=None, help="retries of a trial whose worker died (default 3)")
+    _add_tracking_options(p)
     return parser
+
+
+def _add_tracking_options(parser: argparse.ArgumentParser) -> None:
+    """The team tracking settings, overriding CNNLAB_TRACKING_URI, CNNLAB_EXPERIMENT and CNNLAB_USER."""
+    parser.add_argument("--tracking-uri", help="MLflow tracking URI of the team server (default: CNNLAB_TRACKING_URI)")
+    parser.add_argument("--experiment", help="MLflow experiment (default: CNNLAB_EXPERIMENT or cnnlab)")
+    parser.add_argument("--user", help="your name on the team server (default: CNNLAB_USER or your login name)")
+
+
+def _tracking(args: argparse.Namespace, settings: Settings):
+    """The team tracking config from the settings and the command line, or None when no URI is set."""
+    from dataclasses import replace
+
+    chosen = {"tracking_uri": args.tracking_uri, "experiment": args.experiment, "user": args.user}
+    return replace(settings, **{k: v for k, v in chosen.items() if v}).tracking
+
+
+def _require_tracking(args: argparse.Namespace, settings: Settings):
+    tracking = _tracking(args, settings)
+    if tracking is None:
+        raise ValueError(
+            f"No team tracking server is configured; set CNNLAB_TRACKING_URI or pass --tracking-uri "
+            f"(see the README's Team setup). Received: tracking_uri={args.tracking_uri}"
+        )
+    return tracking
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -214,6 +264,12 @@ def _sample(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     return {"data_dir": str(out)}
 
 
+def _export_formats() -> tuple[str, ...]:
+    from cnnlab.export import EXPORT_FORMATS
+
+    return EXPORT_FORMATS
+
+
 def _catalog_names() -> tuple[str, ...]:
     from cnnlab.catalog import CATALOG
 
@@ -259,7 +315,7 @@ def _train(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     from cnnlab.precision import choose_precision
     from cnnlab.runs import RunStore
     from cnnlab.sample import sample_dir
-    from cnnlab.train import TrainConfig, train
+    from cnnlab.train import TrainConfig, planned_epochs, train
 
     model_config = _config_from(args, ModelConfig)
     train_config = _config_from(args, TrainConfig)
@@ -279,9 +335,11 @@ def _train(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
             max_training_mb=settings.max_training_mb,
             max_cache_mb=settings.max_cache_mb,
             run_id=run_id,
-            on_epoch=_print_epoch(train_config.epochs),
+            on_epoch=_print_epoch(planned_epochs(model_config, train_config)),
             on_batch=_print_batch_after(intro),
+            on_download=_print_weights_download,
             stop_event=stop,
+            tracking=_tracking(args, settings),
         ),
         "Stopping after the current batch (the best weights are kept)...",
     )
@@ -297,6 +355,7 @@ def _train(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
         "test_macro_f1": metrics.get("test_macro_f1"),
         "train_images_per_s": metrics.get("train_images_per_s"),
         "duration_s": run.record.get("duration_s"),
+        "team": run.record.get("team"),
         "precision": precision.policy,
         "device": precision.device,
     }
@@ -362,8 +421,9 @@ def _interruptible(work: Callable[[threading.Event], Any], stopping_message: str
 
 def _print_epoch(epochs: int) -> Callable[[dict[str, Any]], None]:
     def show(row: dict[str, Any]) -> None:
+        phase = "  (fine-tuning)" if row.get("phase") == "fine_tune" else ""
         print(
-            f"\repoch {row['epoch']}/{epochs}  loss {row['loss']:.4f}  acc {row['accuracy']:.3f}  "
+            f"\repoch {row['epoch']}/{epochs}{phase}  loss {row['loss']:.4f}  acc {row['accuracy']:.3f}  "
             f"val_loss {row.get('val_loss', float('nan')):.4f}  val_acc {row.get('val_accuracy', float('nan')):.3f}  "
             f"{row['seconds']:.1f}s  {row['images_per_s']:.0f} img/s",
             file=sys.stderr,
@@ -400,16 +460,19 @@ def _print_download(done: int, total: int) -> None:
         print(f"\rdownloading {done / 2**20:.1f} of {total / 2**20:.1f} MB   ", end="", file=sys.stderr, flush=True)
 
 
+def _print_weights_download(done: int) -> None:
+    if sys.stderr.isatty():
+        print(f"\rdownloading ImageNet weights: {done / 2**20:.1f} MB   ", end="", file=sys.stderr, flush=True)
+
+
 def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.1%}"
 
 
 def _evaluate(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     from cnnlab.evaluate import evaluate_run
-    from cnnlab.runs import RunStore
 
-    run = RunStore(settings.models_dir).get(args.run)
-    evaluation = evaluate_run(run, cache=settings.cache_dir, max_cache_mb=settings.max_cache_mb)
+    evaluation = evaluate_run(_open_run(args, settings), cache=settings.cache_dir, max_cache_mb=settings.max_cache_mb)
     for warning in evaluation.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     if not args.json:
@@ -420,11 +483,25 @@ def _evaluate(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     return result
 
 
-def _predict(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
-    from cnnlab.predict import predict
+def _open_run(args: argparse.Namespace, settings: Settings):
+    """A local run by id, name or folder; else, with team tracking, a teammate's run by team run id."""
     from cnnlab.runs import RunStore
 
-    run = RunStore(settings.models_dir).get(args.run)
+    try:
+        return RunStore(settings.models_dir).get(args.run)
+    except ValueError:
+        tracking = _tracking(args, settings)
+        if tracking is None:
+            raise
+    from cnnlab.team import open_team_run, team_store
+
+    return open_team_run(tracking, args.run, team_store(settings.cache_dir))
+
+
+def _predict(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
+    from cnnlab.predict import predict
+
+    run = _open_run(args, settings)
     missing = [str(p) for p in args.images if not p.is_file()]
     if missing:
         raise ValueError(f"Image file not found; check the path. Received: image={missing[0]!r}")
@@ -447,6 +524,8 @@ def _predict(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
 def _runs(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     from cnnlab.runs import RunStore
 
+    if args.team:
+        return _team_runs(args, settings)
     rows = [run.summary() for run in RunStore(settings.models_dir).list()]
     if not args.json:
         for row in rows:
@@ -454,6 +533,37 @@ def _runs(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
         if not rows:
             print("No runs yet: train one with `python -m cnnlab train`.")
     return {"runs": rows}
+
+
+def _team_runs(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
+    from cnnlab.team import team_runs
+
+    tracking = _require_tracking(args, settings)
+    rows = team_runs(tracking)
+    if not args.json:
+        for row in rows:
+            print(
+                f"{row['id']:<34} {row['status']:<11} {(row['user'] or '')[:12]:<12} {(row['name'] or '')[:30]:<30} "
+                f"val acc {_pct(row['best_val_accuracy'])}  test acc {_pct(row['test_accuracy'])}"
+            )
+        if not rows:
+            print(f"No runs in experiment {tracking.experiment!r} yet: train one with a tracking URI set.")
+    return {"runs": rows}
+
+
+def _sync(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
+    from cnnlab.runs import RunStore
+    from cnnlab.tracking import sync_runs
+
+    result = sync_runs(_require_tracking(args, settings), RunStore(settings.models_dir))
+    for failure in result["failed"]:
+        print(f"warning: run {failure['id']} was not published: {failure['error']}", file=sys.stderr)
+    _say(
+        args,
+        f"Published {len(result['published'])} run(s); {result['up_to_date']} already published; "
+        f"{len(result['failed'])} failed.",
+    )
+    return result
 
 
 def _sweep(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
@@ -499,6 +609,8 @@ def _sweep(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
             stop_event=stop,
             on_trial=show_trial,
             on_epoch=show_epoch,
+            tracking=_tracking(args, settings),
+            fault_tolerance=_fault_tolerance(args),
         ),
         "Stopping the sweep after the current batch...",
     )
@@ -522,6 +634,19 @@ def _sweep(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     return summary
 
 
+def _fault_tolerance(args: argparse.Namespace):
+    from dataclasses import replace
+
+    from cnnlab.sweep import FaultTolerance
+
+    chosen = {
+        "heartbeat_interval": args.heartbeat_interval,
+        "grace_period": args.grace_period,
+        "max_retry": args.max_retry,
+    }
+    return replace(FaultTolerance(), **{k: v for k, v in chosen.items() if v is not None})
+
+
 def _export(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     from cnnlab.export import export_run, read_export
     from cnnlab.runs import RunStore
@@ -539,12 +664,43 @@ def _export(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     }
 
 
+def _inspect(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
+    from cnnlab import grids, inspect
+    from cnnlab.images import load_array
+    from cnnlab.runs import RunStore
+
+    run = RunStore(settings.models_dir).get(args.run)
+    if not args.image.is_file():
+        raise ValueError(f"Image file not found; check the path. Received: image={str(args.image)!r}")
+    config = run.model_config()
+    image = load_array(args.image, config.image_size, config.color_mode, config.resize_mode)
+    model = run.load_model()
+    maps = inspect.feature_maps(model, image, [args.layer] if args.layer else None)
+    args.out.mkdir(parents=True, exist_ok=True)
+    view = grids.view_to_uint8(maps[0].values)
+    written = [grids.write_png(args.out / "input.png", grids.enlarge(view, max(1, 256 // max(view.shape[:2]))))]
+    for fmap in maps[1:]:
+        stem = inspect.layer_file_name(fmap.layer.name)
+        written.append(grids.write_png(args.out / f"{stem}-feature-maps.png", grids.feature_grid_png(fmap.values)))
+        if fmap.layer.kind == "conv":
+            weights = inspect.kernel(model, fmap.layer.name)
+            written.append(grids.write_png(args.out / f"{stem}-filters.png", grids.filter_grid_png(weights)))
+    _say(args, f"Wrote {len(written)} PNG files to {args.out}:")
+    for path in written:
+        _say(args, f"  {path.name}")
+    layers = [
+        {"name": m.layer.name, "kind": m.layer.kind, "output_shape": list(m.values.shape), "range": m.value_range}
+        for m in maps[1:]
+    ]
+    return {"run_id": run.id, "out_dir": str(args.out), "files": [str(p) for p in written], "layers": layers}
+
+
 def _say(args: argparse.Namespace, text: str) -> None:
     print(text, file=sys.stderr if args.json else sys.stdout)
 
 
 TENSORFLOW_COMMANDS = frozenset(
-    {"download", "train", "lr-find", "evaluate", "label-issues", "predict", "export", "sweep"}
+    {"download", "train", "lr-find", "evaluate", "label-issues", "predict", "export", "sweep", "inspect"}
 )
 COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], dict[str, Any]]] = {
     "sample": _sample,
@@ -556,6 +712,8 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], dict[str, Any]]] = 
     "evaluate": _evaluate,
     "predict": _predict,
     "runs": _runs,
+    "sync": _sync,
     "sweep": _sweep,
     "export": _export,
+    "inspect": _inspect,
 }

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cnnlab import data
+from cnnlab import data, prepcache
 from cnnlab.files import write_json
 from cnnlab.runs import EVALUATION_FILE, Run
 
@@ -210,28 +210,42 @@ def evaluate_run(run: Run, *, cache: Path, refresh: bool = False, max_cache_mb: 
         import json
 
         return Evaluation.from_dict(json.loads(saved.read_text()))
-    config = run.model_config()
-    report = data.scan(run.dataset_root(cache), cache=cache)
-    if list(report.class_names) != run.class_names:
-        raise ValueError(
-            f"The dataset's classes changed since this run was trained; evaluate on the original data. "
-            f"Received: classes={list(report.class_names)}"
-        )
-    settings = (config.image_size, config.color_mode, config.resize_mode)
-    position = {rel: i for i, rel in enumerate(report.files)}
-    split = run.split()["test"]
-    test = np.asarray([position[rel] for rel in split if rel in position], dtype=np.int64)
+    prepared, test = prepared_split(run, "test", cache=cache, max_cache_mb=max_cache_mb)
     recorded = _recorded_fingerprint(run)
-    with data.open_prepared(report, *settings, cache=cache, max_cache_mb=max_cache_mb) as prepared:
+    with prepcache.lease(prepared.cache_path):  # kept from eviction while the model reads it
         evaluation = dataclasses.replace(
             evaluate_prepared(run.load_model(), prepared, test),
-            num_missing=len(split) - len(test),
-            dataset_changed=recorded is not None and recorded != report.fingerprint,
+            num_missing=len(run.split()["test"]) - len(test),
+            dataset_changed=recorded is not None and recorded != prepared.report.fingerprint,
         )
     # A running run's folder is its training's to write; it evaluates at the end.
     if run.status != "running" and not evaluation.warnings:
         save_evaluation(run, evaluation)
     return evaluation
+
+
+def prepared_split(
+    run: Run, part: str, *, cache: Path, max_cache_mb: int | None = None
+) -> tuple[data.PreparedData, np.ndarray]:
+    """The run's dataset prepared as in training, and the indices of one part of its split in it.
+
+    `part` is "train", "validation" or "test"; files gone since training are left out. `cache` is
+    the folder for the scan and decoded-image caches (and the built-in sample), whose decoded
+    arrays may take `max_cache_mb` in all. The array is memory-mapped, so an eviction cannot
+    break a reader; hold `prepcache.lease(prepared.cache_path)` to keep it counted as in use.
+    """
+    config = run.model_config()
+    report = data.scan(run.dataset_root(cache), cache=cache)
+    if list(report.class_names) != run.class_names:
+        raise ValueError(
+            f"The dataset's classes changed since this run was trained; use the original data. "
+            f"Received: classes={list(report.class_names)}"
+        )
+    settings = (config.image_size, config.color_mode, config.resize_mode)
+    prepared = data.prepare(report, *settings, cache=cache, max_cache_mb=max_cache_mb)
+    position = {rel: i for i, rel in enumerate(report.files)}
+    indices = [position[rel] for rel in run.split()[part] if rel in position]
+    return prepared, np.asarray(indices, dtype=np.int64)
 
 
 def _recorded_fingerprint(run: Run) -> str | None:

@@ -2,6 +2,8 @@
 
 Follows keras-io `examples/vision/grad_cam.py`: the gradient of the class score with respect to
 the last conv layer's feature maps, averaged per channel, weights those maps into one heatmap.
+A layer inside a nested model (a pretrained backbone) is named "backbone/layer"; its feature
+maps are reached by running the outer model in three parts around the backbone.
 """
 
 from __future__ import annotations
@@ -16,10 +18,13 @@ _CONV_TYPES = ("Conv2D", "SeparableConv2D", "DepthwiseConv2D")
 
 
 def last_conv_layer_name(model) -> str:
-    """Name of the last conv layer with a 4-D (batch, height, width, channels) output."""
-    for layer in reversed(model.layers):
+    """Name of the last conv layer with a 4-D (batch, height, width, channels) output.
+
+    In a model with a nested backbone it is the backbone's last conv layer, "backbone/layer".
+    """
+    for name, layer in reversed(_named_layers(model)):
         if type(layer).__name__ in _CONV_TYPES and len(_output_shape(layer)) == 4:
-            return layer.name
+            return name
     raise ValueError(
         "Grad-CAM needs a Conv2D layer but the model has none; pass a model with convolution "
         f"layers or name a 4-D layer with layer_name. Received: model={model.name!r}"
@@ -56,27 +61,25 @@ def _cam_function(model, layer_name: str):
     with _cam_lock:
         per_model = _cam_functions.setdefault(model, {})
         if layer_name not in per_model:
-            per_model[layer_name] = _trace_cam(model, _feature_layer(model, layer_name))
+            per_model[layer_name] = _trace_cam(model, *_feature_layer(model, layer_name))
         return per_model[layer_name]
 
 
-def _trace_cam(model, layer):
+def _trace_cam(model, nested, layer):
     """A tf.function (pixels (1, H, W, C), class_index; -1 = predicted) -> unscaled heatmap (H, W).
 
-    Built on a new Functional model over the same layers, so the shared model is never changed.
+    Built on new Functional models over the same layers, so the shared model is never changed.
     """
-    import keras
     import tensorflow as tf
 
     head = _logit_layer(model)
-    grad_model = keras.Model(model.inputs, [layer.output, head.input if head is not None else model.outputs[0]])
+    forward = _forward(model, nested, layer, head.input if head is not None else model.outputs[0])
     threshold = 0.0 if head is not None else 0.5
 
     @tf.function(reduce_retracing=True)
     def cam_function(pixels, class_index):
         with tf.GradientTape() as tape:
-            # training=False keeps the augmentation layers inside the model from moving the image.
-            feature_maps, last = grad_model(pixels, training=False)
+            feature_maps, last = forward(pixels)
             # A mixed-precision model computes in 16 bits; the heatmap is worked out in float32.
             feature_maps, last = tf.cast(feature_maps, tf.float32), tf.cast(last, tf.float32)
             scores = _logits(head, last) if head is not None else last
@@ -87,6 +90,34 @@ def _trace_cam(model, layer):
         return tf.image.resize(cam[..., tf.newaxis], tf.shape(pixels)[1:3], method="bilinear")[..., 0]
 
     return cam_function
+
+
+def _forward(model, nested, layer, target):
+    """pixels -> (`layer`'s feature maps, the outer `target`), in one differentiable pass.
+
+    training=False keeps any augmentation layers inside older models from moving the image. A
+    layer inside a nested model (`nested`, a backbone) belongs to that model's own graph, so no
+    single Model reaches it from the outer input: the outer graph is cut before and after the
+    nested model's call.
+    """
+    import keras
+
+    if nested is None:
+        grad_model = keras.Model(model.inputs, [layer.output, target])
+        return lambda pixels: grad_model(pixels, training=False)
+    # The outer tensors entering and leaving the nested model (it is called once).
+    node = nested._inbound_nodes[0]
+    inner = keras.Model(nested.inputs[0], [layer.output, nested.outputs[0]])
+    after = keras.Model(node.output_tensors[0], target)
+    entering = node.input_tensors[0]
+    before = None if entering is model.inputs[0] else keras.Model(model.inputs[0], entering)
+
+    def forward(pixels):
+        x = pixels if before is None else before(pixels, training=False)
+        feature_maps, out = inner(x, training=False)
+        return feature_maps, after(out, training=False)
+
+    return forward
 
 
 def overlay(image: np.ndarray, heatmap: np.ndarray, alpha: float = 0.4) -> np.ndarray:
@@ -140,17 +171,28 @@ def _check_image(model, image: np.ndarray) -> np.ndarray:
     return array.astype(np.float32)
 
 
+def _named_layers(model) -> list[tuple[str, object]]:
+    """Every layer in graph order, with the layers of a nested model named "model/layer"."""
+    import keras
+
+    found: list[tuple[str, object]] = []
+    for layer in model.layers:
+        found.append((layer.name, layer))
+        if isinstance(layer, keras.Model):
+            found += [(f"{layer.name}/{inner.name}", inner) for inner in layer.layers]
+    return found
+
+
 def _feature_layer(model, name: str):
-    try:
-        layer = model.get_layer(name)
-    except ValueError:
-        layer = None
+    """(the nested model holding it or None, the layer) for a 4-D layer named `name`."""
+    named = dict(_named_layers(model))
+    layer = named.get(name)
     if layer is None or len(_output_shape(layer)) != 4:
-        names = [layer.name for layer in model.layers if len(_output_shape(layer)) == 4]
+        names = [key for key, layer in named.items() if len(_output_shape(layer)) == 4]
         raise ValueError(
             f"layer_name must name a layer with a 4-D feature-map output, one of {names}. Received: layer_name={name!r}"
         )
-    return layer
+    return (named[name.split("/")[0]] if "/" in name else None), layer
 
 
 def _logit_layer(model):

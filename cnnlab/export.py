@@ -2,12 +2,17 @@
 
 Every export folder holds the artefact, `class_names.json` and `export.json`. The folder appears
 only once the reloaded artefact has predicted like the original model on the check images.
+The exported model is the inference model, with no random augmentation (older models that
+carry augmentation layers have them removed first), so Keras's own `model.export` writes the
+SavedModel and ONNX formats; TFLite is converted from that SavedModel.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import json
+import logging
 import zipfile
 from datetime import UTC
 from pathlib import Path
@@ -17,9 +22,12 @@ import numpy as np
 
 from cnnlab.checks import check_choice
 from cnnlab.files import build_folder, write_json
+from cnnlab.model import without_augmentation
 
-EXPORT_FORMATS = ("keras", "savedmodel", "tflite")
-ARTIFACTS = {"keras": "model.keras", "savedmodel": "saved_model", "tflite": "model.tflite"}
+EXPORT_FORMATS = ("keras", "savedmodel", "tflite", "onnx")
+ARTIFACTS = {"keras": "model.keras", "savedmodel": "saved_model", "tflite": "model.tflite", "onnx": "model.onnx"}
+# What ONNX export and its check import; they come with the `onnx` extra.
+ONNX_PACKAGES = ("tf2onnx", "onnx", "onnxruntime")
 CLASS_NAMES_FILE = "class_names.json"
 EXPORT_FILE = "export.json"
 # The SavedModel signature and TFLite input name: one float32 batch of raw 0-255 pixels.
@@ -37,16 +45,20 @@ def export_model(
     """Export `model` as `format` into `out_dir` and return `out_dir`.
 
     `format` is "keras" (`model.keras`), "savedmodel" (`saved_model/`, serving signature
-    `serving_default` taking `image`) or "tflite" (`model.tflite`). The artefact is loaded back and
+    `serving_default` taking `image`), "tflite" (`model.tflite`) or "onnx" (`model.onnx`, input
+    `image`; needs the `onnx` extra). The artefact is loaded back and
     its predictions on `check_images` (a uint8 batch N, H, W, C) must match `model.predict` within
     `atol`; otherwise ValueError and nothing is left behind. `out_dir` must not exist or be empty.
     """
     check_choice("format", format, EXPORT_FORMATS)
+    if format == "onnx":
+        _check_onnx_installed()
     _check_atol(atol)
     out_dir = Path(out_dir)
     class_names = _check_class_names(model, class_names)
     batch = _check_images(model, check_images)
     _check_out_dir(out_dir)
+    model = without_augmentation(model)
     return build_folder(out_dir, lambda folder: _write_checked(model, class_names, folder, format, batch, atol))
 
 
@@ -130,17 +142,25 @@ def _check_out_dir(out_dir: Path) -> None:
         )
 
 
-def _serving_function(model):
-    """A traced inference call: training=False so augmentation and dropout layers stay off.
+def onnx_available() -> bool:
+    """Whether the packages ONNX export needs are installed (the `onnx` extra)."""
+    return all(importlib.util.find_spec(name) is not None for name in ONNX_PACKAGES)
 
-    `model.export(format="tf_saved_model")` calls the model without `training`, and Keras 3's
-    augmentation layers default to training=True there, so its SavedModel would augment at
-    serving time; this explicit endpoint avoids that.
-    """
+
+def _check_onnx_installed() -> None:
+    if not onnx_available():
+        missing = [name for name in ONNX_PACKAGES if importlib.util.find_spec(name) is None]
+        raise ValueError(
+            "ONNX export needs tf2onnx, onnx and onnxruntime; install them with `pip install 'cnnlab[onnx]'` "
+            f"and try again. Received: missing={', '.join(missing)}"
+        )
+
+
+def _input_signature(model) -> list:
+    """One float32 batch of raw 0-255 pixels named `image`, whatever the model's input layer is called."""
     import tensorflow as tf
 
-    spec = tf.TensorSpec((None, *_input_shape(model)), tf.float32, name=INPUT_NAME)
-    return tf.function(lambda image: model(image, training=False), input_signature=[spec])
+    return [tf.TensorSpec((None, *_input_shape(model)), tf.float32, name=INPUT_NAME)]
 
 
 def _write_keras(model, path: Path) -> None:
@@ -148,12 +168,13 @@ def _write_keras(model, path: Path) -> None:
 
 
 def _write_savedmodel(model, path: Path) -> None:
-    import keras
+    model.export(str(path), format="tf_saved_model", input_signature=_input_signature(model), verbose=False)
 
-    archive = keras.export.ExportArchive()
-    archive.track(model)
-    archive.add_endpoint("serve", _serving_function(model))
-    archive.write_out(str(path), verbose=False)
+
+def _write_onnx(model, path: Path) -> None:
+    # tf2onnx logs every conversion step at INFO level; its warnings and errors still show.
+    logging.getLogger("tf2onnx").setLevel(logging.WARNING)
+    model.export(str(path), format="onnx", input_signature=_input_signature(model), verbose=False)
 
 
 def _write_tflite(model, path: Path) -> None:
@@ -195,6 +216,14 @@ def _load_tflite(path: Path, batch: np.ndarray) -> np.ndarray:
     return interpreter.get_tensor(outputs["index"])
 
 
+def _load_onnx(path: Path, batch: np.ndarray) -> np.ndarray:
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    (inputs,) = session.get_inputs()
+    return session.run(None, {inputs.name: batch})[0]
+
+
 def _tflite_interpreter(path: Path):
     try:
         from ai_edge_litert.interpreter import Interpreter
@@ -206,8 +235,8 @@ def _tflite_interpreter(path: Path):
     return Interpreter(model_path=str(path))
 
 
-_WRITERS = {"keras": _write_keras, "savedmodel": _write_savedmodel, "tflite": _write_tflite}
-_LOADERS = {"keras": _load_keras, "savedmodel": _load_savedmodel, "tflite": _load_tflite}
+_WRITERS = {"keras": _write_keras, "savedmodel": _write_savedmodel, "tflite": _write_tflite, "onnx": _write_onnx}
+_LOADERS = {"keras": _load_keras, "savedmodel": _load_savedmodel, "tflite": _load_tflite, "onnx": _load_onnx}
 
 
 def _compare(expected: np.ndarray, actual: np.ndarray, format: str, atol: float) -> float:
@@ -230,6 +259,12 @@ def _manifest(model, class_names: list[str], format: str, num_images: int, max_a
     import tensorflow as tf
 
     binary = int(model.outputs[0].shape[-1]) == 1
+    versions = {"tensorflow": tf.__version__, "keras": keras.__version__}
+    if format == "onnx":
+        import onnxruntime
+        import tf2onnx
+
+        versions |= {"tf2onnx": tf2onnx.__version__, "onnxruntime": onnxruntime.__version__}
     return {
         "format": format,
         "artifact": ARTIFACTS[format],
@@ -242,7 +277,7 @@ def _manifest(model, class_names: list[str], format: str, num_images: int, max_a
         "max_abs_diff": max_abs_diff,
         "atol": atol,
         "num_check_images": num_images,
-        "versions": {"tensorflow": tf.__version__, "keras": keras.__version__},
+        "versions": versions,
     }
 
 

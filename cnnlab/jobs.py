@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from cnnlab.model import ModelConfig
     from cnnlab.runs import RunStore
     from cnnlab.sweep import SweepSpace
+    from cnnlab.tracking import TrackingConfig
     from cnnlab.train import TrainConfig
 
 WAIT_POLL_S = 0.25
@@ -159,12 +160,14 @@ def training_job(
     max_cache_mb: int | None = None,
     limit: int = 1,
     tags: dict[str, Any] | None = None,
+    tracking: TrackingConfig | None = None,
 ) -> Job:
     """A (not yet started) job that trains one run, streaming epochs and batches into the job.
 
-    `store`, `cache`, `max_training_mb` and `max_cache_mb` are passed on to `train`.
+    `store`, `cache`, `max_training_mb` and `max_cache_mb` are passed on to `train`; with `tracking`, the
+    run is also published to the team server as it trains.
     """
-    from cnnlab.train import train
+    from cnnlab.train import planned_epochs, train
 
     def target(job: Job):
         return train(
@@ -178,10 +181,13 @@ def training_job(
             tags=tags,
             on_epoch=job.add_epoch,
             on_batch=job.set_progress,
+            on_download=lambda received: job.set_progress({"download_bytes": received}),
             stop_event=job.stop_event,
+            tracking=tracking,
         )
 
-    return Job(target, label=f"Training on {data_dir}", limit=limit, info={"epochs": train_config.epochs})
+    epochs = planned_epochs(model_config, train_config)
+    return Job(target, label=f"Training on {data_dir}", limit=limit, info={"epochs": epochs})
 
 
 def sweep_job(
@@ -198,10 +204,11 @@ def sweep_job(
     max_cache_mb: int | None = None,
     limit: int = 1,
     owner: str | None = None,
+    tracking: TrackingConfig | None = None,
 ) -> Job:
     """A (not yet started) job that runs a sweep, streaming finished trials and epochs into the job.
 
-    `store`, `cache`, `max_training_mb` and `max_cache_mb` are passed on to `run_sweep`.
+    `store`, `cache`, `max_training_mb`, `max_cache_mb` and `tracking` are passed on to `run_sweep`.
 
     With `owner` (a hosted visitor's session id) every run is tagged with it and the study name
     ends with it, so visitors never join each other's studies, even with the same space and data.
@@ -227,6 +234,7 @@ def sweep_job(
             on_trial=job.add_item,
             on_epoch=job.add_epoch,
             tags={"owner": owner} if owner else None,
+            tracking=tracking,
         )
 
     return Job(target, label="Sweep", limit=limit, info={"objective": space.objective})

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from cnnlab import data
+from cnnlab.backbones import prepare_weights
 from cnnlab.checks import check_range
 from cnnlab.imbalance import class_weights
 from cnnlab.model import ModelConfig, build_model, check_trainable
@@ -71,6 +72,7 @@ def find_learning_rate(
         raise ValueError(f"min_lr must be below max_lr. Received: min_lr={min_lr}, max_lr={max_lr}")
     report = data.scan(data_dir, cache=cache)
     check_trainable(model_config, report.num_classes, train_config.batch_size, max_training_mb)
+    prepare_weights(model_config.backbone, model_config.backbone_weights)
     parts = data.split(report.labels, train_config.validation_split, train_config.test_split, train_config.seed)
     prepared = data.prepare(
         report, model_config.image_size, model_config.color_mode, model_config.resize_mode, cache=cache

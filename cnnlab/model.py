@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from cnnlab.augment import augmentation
+from cnnlab import backbones
+from cnnlab.backbones import BACKBONE_NAMES, NO_BACKBONE
 from cnnlab.checks import check_choice, check_image_size, check_range
 from cnnlab.images import COLOR_MODES, RESIZE_MODES
 
@@ -32,11 +33,19 @@ class ModelConfig:
     in `cnnlab.augment` switch on flips and rotation where they are safe. Batch normalisation is off by default because with Keras's default
     momentum its moving statistics lag behind on small datasets and validation accuracy swings
     from epoch to epoch; the classic two-block recipe is `conv_blocks=2`.
+
+    `backbone` other than "none" replaces the conv blocks with a pretrained `keras.applications`
+    network (`backbone_weights`: "imagenet", "none" for random, or a weights file's path) under a
+    new head (global average pooling, `dropout`, `dense_units`); the conv-block fields and `head`
+    are then unused. Backbones take RGB images of at least 32 pixels (224 is what ImageNet
+    weights were trained at).
     """
 
     image_size: tuple[int, int] = (64, 64)
     color_mode: str = "rgb"
     resize_mode: str = "stretch"
+    backbone: str = NO_BACKBONE
+    backbone_weights: str = backbones.IMAGENET
     conv_blocks: int = 3
     filters: int = 32
     filters_growth: float = 2.0
@@ -59,6 +68,7 @@ class ModelConfig:
         for name, choices in (
             ("color_mode", COLOR_MODES),
             ("resize_mode", RESIZE_MODES),
+            ("backbone", BACKBONE_NAMES),
             ("pooling", POOLINGS),
             ("head", HEADS),
             ("flip", FLIPS),
@@ -76,11 +86,26 @@ class ModelConfig:
         check_range("learning_rate", self.learning_rate, 1e-6, 1.0, float)
         if not isinstance(self.batch_norm, bool):
             raise ValueError(f"batch_norm must be True or False. Received: batch_norm={self.batch_norm!r}")
-        smallest = min(self.image_size) // 2**self.conv_blocks
-        if smallest < 1:
+        backbones.check_weights(self.backbone_weights)
+        if self.backbone != NO_BACKBONE:
+            self._check_backbone_input()
+        elif min(self.image_size) // 2**self.conv_blocks < 1:
             raise ValueError(
                 f"{self.conv_blocks} pooling blocks shrink a {self.image_size[0]}x{self.image_size[1]} image "
                 f"to nothing; use fewer conv blocks or a larger image size. Received: conv_blocks={self.conv_blocks}"
+            )
+
+    def _check_backbone_input(self) -> None:
+        if self.color_mode != "rgb":
+            raise ValueError(
+                f"The {self.backbone} backbone was made for colour images; set color_mode to 'rgb' (grayscale "
+                f"images are then loaded as RGB). Received: color_mode={self.color_mode!r}"
+            )
+        if min(self.image_size) < backbones.MIN_SIZE:
+            raise ValueError(
+                f"The {self.backbone} backbone needs images of at least {backbones.MIN_SIZE}x{backbones.MIN_SIZE} "
+                f"pixels ({backbones.RECOMMENDED_SIZE} is what its ImageNet weights were trained at). "
+                f"Received: image_size={self.image_size[0]}x{self.image_size[1]}"
             )
 
     @property
@@ -108,12 +133,15 @@ class ModelConfig:
 def build_model(config: ModelConfig, num_classes: int, precision: str = "float32"):
     """Build and compile the Functional model for `num_classes` classes.
 
-    The model takes raw 0-255 pixels: augmentation (active only in training) and rescaling are
-    its first layers, so a saved model predicts exactly as it did in the app. Two classes get one
-    sigmoid unit with binary cross-entropy; more get softmax with sparse categorical cross-entropy.
-    `precision` is a Keras dtype policy ("float32", "mixed_bfloat16", "mixed_float16") given to
-    this model's conv and dense layers only, never set globally; the input layers and the output
-    layer stay float32, so the model takes and returns float32.
+    The model takes raw 0-255 pixels: rescaling (or a backbone's own preprocessing) is inside it,
+    so a saved model predicts exactly as it did in the app. It holds no random augmentation:
+    training applies `augmentation_model(config)` to its batches, so the saved and exported model
+    is the inference model. A backbone starts frozen (called with training=False) under a new
+    head. Two classes get one sigmoid unit with binary cross-entropy; more get softmax with sparse
+    categorical cross-entropy. `precision` is a Keras dtype policy ("float32", "mixed_bfloat16",
+    "mixed_float16") given to this model's conv and dense layers only, never set globally; the
+    input layers and the output layer stay float32, so the model takes and returns float32. A
+    backbone computes in float32: keras.applications builds with the global policy.
     """
     import keras
     from keras import layers
@@ -123,7 +151,42 @@ def build_model(config: ModelConfig, num_classes: int, precision: str = "float32
     _check_params(config, num_classes)
     check_choice("precision", precision, POLICIES)
     inputs = keras.Input(shape=(*config.image_size, config.channels), name="image")
-    x = augmentation(config, inputs)
+    if config.backbone != NO_BACKBONE:
+        x = _backbone_features(config, inputs, precision)
+    else:
+        x = _conv_features(config, inputs, precision)
+    if config.dropout:
+        x = layers.Dropout(config.dropout, name="dropout", dtype=precision)(x)
+    if config.dense_units:
+        x = layers.Dense(config.dense_units, activation="relu", name="dense", dtype=precision)(x)
+    binary = num_classes == 2
+    outputs = layers.Dense(
+        1 if binary else num_classes, activation="sigmoid" if binary else "softmax", name="predictions", dtype="float32"
+    )(x)
+    model = keras.Model(inputs, outputs, name="cnnlab")
+    compile_model(model, config, config.learning_rate, precision)
+    return model
+
+
+def compile_model(model, config: ModelConfig, learning_rate: float, precision: str = "float32") -> None:
+    """(Re)compile with the config's optimizer at `learning_rate` (fine-tuning recompiles at a lower one)."""
+    import keras
+
+    optimizer = _optimizer(config.optimizer, learning_rate)
+    if precision == "mixed_float16":
+        # float16 gradients underflow without loss scaling (bfloat16 has float32's range and needs none).
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    binary = int(model.outputs[0].shape[-1]) == 1
+    model.compile(
+        optimizer=optimizer,
+        loss="binary_crossentropy" if binary else "sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+
+
+def _conv_features(config: ModelConfig, x, precision: str):
+    from keras import layers
+
     x = layers.Rescaling(1.0 / 255, name="rescale")(x)
     pool = layers.MaxPooling2D if config.pooling == "max" else layers.AveragePooling2D
     for i, filters in enumerate(config.block_filters(), start=1):
@@ -139,45 +202,92 @@ def build_model(config: ModelConfig, num_classes: int, precision: str = "float32
             x = layers.BatchNormalization(name=f"bn_{i}", dtype=precision)(x)
         x = layers.Activation("relu", name=f"relu_{i}", dtype=precision)(x)
         x = pool(2, name=f"pool_{i}", dtype=precision)(x)
-    x = (
-        layers.GlobalAveragePooling2D(name="gap", dtype=precision)(x)
-        if config.head == "global_average"
-        else layers.Flatten(name="flatten", dtype=precision)(x)
+    if config.head == "global_average":
+        return layers.GlobalAveragePooling2D(name="gap", dtype=precision)(x)
+    return layers.Flatten(name="flatten", dtype=precision)(x)
+
+
+def _backbone_features(config: ModelConfig, x, precision: str):
+    from keras import layers
+
+    backbone = backbones.build_backbone(config.backbone, config.image_size, config.backbone_weights)
+    # Frozen while the new head learns (Keras's transfer-learning guide). training=False keeps its
+    # batch normalisation in inference mode; its BatchNormalization layers also stay frozen during
+    # fine-tuning, which is what keeps them in inference mode inside fit() in Keras 3.
+    backbone.trainable = False
+    x = backbone(x, training=False)
+    return layers.GlobalAveragePooling2D(name="gap", dtype=precision)(x)
+
+
+def find_backbone(model):
+    """The nested `keras.applications` backbone of a model built with one, else None."""
+    import keras
+
+    return next((layer for layer in model.layers if isinstance(layer, keras.Model)), None)
+
+
+def unfreeze_top_layers(backbone, num_layers: int) -> list[str]:
+    """Make the backbone's last `num_layers` layers trainable, batch normalisation excepted; return their names.
+
+    Layers count as in Keras's transfer-learning guide (`backbone.layers[-num_layers:]`, weightless
+    ones included). Batch normalisation stays frozen, so it keeps the statistics it learnt and
+    runs in inference mode.
+    """
+    from keras import layers
+
+    backbone.trainable = True
+    top = backbone.layers[-num_layers:]
+    chosen = {id(layer) for layer in top}
+    for layer in backbone.layers:
+        layer.trainable = id(layer) in chosen and not isinstance(layer, layers.BatchNormalization)
+    return [layer.name for layer in top if layer.trainable and layer.weights]
+
+
+def without_augmentation(model):
+    """`model` without random augmentation layers, sharing its weights (the model itself when it has none).
+
+    Models saved before augmentation moved out of the model have them right after the input.
+    """
+    import keras
+
+    if not any(_is_augmentation(layer) for layer in model.layers):
+        return model
+    return keras.models.clone_model(
+        model,
+        clone_function=lambda layer: keras.layers.Identity(name=layer.name) if _is_augmentation(layer) else layer,
     )
-    if config.dropout:
-        x = layers.Dropout(config.dropout, name="dropout", dtype=precision)(x)
-    if config.dense_units:
-        x = layers.Dense(config.dense_units, activation="relu", name="dense", dtype=precision)(x)
-    binary = num_classes == 2
-    outputs = layers.Dense(
-        1 if binary else num_classes, activation="sigmoid" if binary else "softmax", name="predictions", dtype="float32"
-    )(x)
-    model = keras.Model(inputs, outputs, name="cnnlab")
-    optimizer = _optimizer(config)
-    if precision == "mixed_float16":
-        # float16 gradients underflow without loss scaling (bfloat16 has float32's range and needs none).
-        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-    model.compile(
-        optimizer=optimizer,
-        loss="binary_crossentropy" if binary else "sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-    )
-    return model
+
+
+def _is_augmentation(layer) -> bool:
+    # Keras's random image layers: RandomFlip, RandomRotation, RandomZoom, RandomContrast, ...
+    return type(layer).__name__.startswith("Random")
 
 
 def count_params(config: ModelConfig, num_classes: int) -> int:
-    """The built model's weight count (batch-norm statistics included), worked out without building it."""
-    height, width = config.image_size
-    channels, total = config.channels, 0
-    for filters in config.block_filters():
-        total += config.kernel_size**2 * channels * filters + (4 * filters if config.batch_norm else filters)
-        channels, height, width = filters, height // 2, width // 2
-    features = channels if config.head == "global_average" else height * width * channels
+    """The built model's weight count (batch-norm statistics included).
+
+    Worked out without building the model; a backbone's count comes from `backbones.profile`.
+    """
+    if config.backbone != NO_BACKBONE:
+        profile = backbones.profile(config.backbone, config.image_size)
+        total, features = profile.params, profile.features
+    else:
+        total, features = _conv_block_params(config)
     if config.dense_units:
         total += (features + 1) * config.dense_units
         features = config.dense_units
     outputs = 1 if num_classes == 2 else num_classes
     return total + (features + 1) * outputs
+
+
+def _conv_block_params(config: ModelConfig) -> tuple[int, int]:
+    """Weights of the conv blocks, and the number of features they hand the head."""
+    height, width = config.image_size
+    channels, total = config.channels, 0
+    for filters in config.block_filters():
+        total += config.kernel_size**2 * channels * filters + (4 * filters if config.batch_norm else filters)
+        channels, height, width = filters, height // 2, width // 2
+    return total, channels if config.head == "global_average" else height * width * channels
 
 
 def training_flops(config: ModelConfig, num_classes: int) -> int:
@@ -205,7 +315,7 @@ def _check_params(config: ModelConfig, num_classes: int) -> None:
         raise ValueError(
             f"This model would have {params:,} weights, over the {MAX_PARAMS:,} that train in reasonable time "
             "and memory on a CPU; use fewer filters or dense units, a smaller image, more conv blocks or the "
-            f"global_average head. Received: params={params}"
+            f"global_average head (or a smaller backbone). Received: params={params}"
         )
 
 
@@ -215,16 +325,28 @@ def estimate_training_bytes(config: ModelConfig, num_classes: int, batch_size: i
     The weights with their gradients and two Adam moments, plus every layer's output for one
     batch and its gradient (float32). Large images with many filters in the first block are
     what make it big: the first block's output is height x width x filters per image. It errs
-    high: a real step grew the process by 0.62-0.74 of it (bench/bench_memory.py).
+    high: a real step grew the process by 0.62-0.74 of it (bench/bench_memory.py). A backbone
+    counts every layer's output (`backbones.profile`) and all its weights as trainable, as they
+    are when fine-tuning reaches them.
     """
     height, width = config.image_size
     per_image = 3 * height * width * config.channels  # the input, augmented and rescaled
+    if config.backbone != NO_BACKBONE:
+        per_image += backbones.profile(config.backbone, config.image_size).activations
+    else:
+        per_image += _conv_block_activations(config)
+    per_image += config.dense_units + num_classes
+    return 4 * (4 * count_params(config, num_classes) + 2 * batch_size * per_image)
+
+
+def _conv_block_activations(config: ModelConfig) -> int:
+    height, width = config.image_size
+    per_image = 0
     for filters in config.block_filters():
         per_image += height * width * filters * (3 if config.batch_norm else 2)  # conv, (batch norm), relu
         height, width = height // 2, width // 2
         per_image += height * width * filters  # pooled
-    per_image += config.dense_units + num_classes
-    return 4 * (4 * count_params(config, num_classes) + 2 * batch_size * per_image)
+    return per_image
 
 
 def check_trainable(
@@ -238,22 +360,25 @@ def check_trainable(
     need_mb = estimate_training_bytes(config, num_classes, batch_size) / 2**20
     if max_training_mb is not None and need_mb > max_training_mb:
         side = config.image_size[0]
+        uses_backbone = config.backbone != NO_BACKBONE
+        shrink = "a smaller backbone" if uses_backbone else "fewer filters in the first block"
+        culprit = f"backbone={config.backbone!r}" if uses_backbone else f"filters={config.filters}"
         raise ValueError(
             f"Training this model needs about {need_mb:,.0f} MB per step at batch size {batch_size}, over the "
-            f"{max_training_mb:,} MB this server allows; use a smaller image size or batch size, or fewer filters "
-            f"in the first block. Received: image_size={side}, batch_size={batch_size}, filters={config.filters}"
+            f"{max_training_mb:,} MB this server allows; use a smaller image size or batch size, or {shrink}. "
+            f"Received: image_size={side}, batch_size={batch_size}, {culprit}"
         )
     return need_mb
 
 
-def _optimizer(config: ModelConfig):
+def _optimizer(name: str, learning_rate: float):
     import keras
 
-    if config.optimizer == "sgd":
-        return keras.optimizers.SGD(config.learning_rate, momentum=0.9)
-    if config.optimizer == "rmsprop":
-        return keras.optimizers.RMSprop(config.learning_rate)
-    return keras.optimizers.Adam(config.learning_rate)
+    if name == "sgd":
+        return keras.optimizers.SGD(learning_rate, momentum=0.9)
+    if name == "rmsprop":
+        return keras.optimizers.RMSprop(learning_rate)
+    return keras.optimizers.Adam(learning_rate)
 
 
 def model_summary(model) -> list[dict[str, Any]]:

@@ -141,6 +141,10 @@ def float32_copy(model):
         return model
 
     def as_float32(layer):
+        if getattr(layer, "dtype_policy", None) is None or layer.dtype_policy.name == "float32":
+            # Already float32 (a backbone's layers, and the operations its graph calls, such as
+            # Add, which cannot be rebuilt from a config with a dtype): shared, not rebuilt.
+            return layer
         config = layer.get_config()
         config["dtype"] = "float32"
         return layer.__class__.from_config(config)

@@ -25,7 +25,8 @@ class TrainingProgress(keras.callbacks.Callback):
     The best weights (lowest validation loss, or training loss without a validation split) are
     kept in memory and saved to the run after each improving epoch, so a stop, an early stop or
     a crash all leave the best model saved. `on_epoch` gets each epoch's row, `on_batch` each
-    batch's progress; setting `stop_event` ends training after the current batch.
+    batch's progress; setting `stop_event` ends training after the current batch. `phase` ("head",
+    or "fine_tune" once a backbone's fine-tuning starts) goes into every row.
     """
 
     def __init__(
@@ -49,6 +50,7 @@ class TrainingProgress(keras.callbacks.Callback):
         self.epochs_done = 0
         self.batches_done = 0
         self.stopped_by_user = False
+        self.phase = "head"
 
     def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self.epoch_started = self.last_batch = time.perf_counter()
@@ -87,6 +89,7 @@ class TrainingProgress(keras.callbacks.Callback):
             "images_seen": images_seen,
             "images_per_s": round(images_seen / max(train_seconds, 1e-9), 1),
             "partial": self.batches_done < self.steps,
+            "phase": self.phase,
         }
         self.epochs_done = epoch + 1
         val_loss = row.get("val_loss", row["loss"])

@@ -152,6 +152,7 @@ class Run:
             "test_balanced_accuracy": metrics.get("test_balanced_accuracy"),
             "test_macro_f1": metrics.get("test_macro_f1"),
             "duration_s": self.record.get("duration_s"),
+            "backbone": mc.get("backbone", "none"),
             **{
                 k: mc.get(k)
                 for k in (

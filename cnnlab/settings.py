@@ -6,12 +6,17 @@ once and pass what each library function needs (cache folder, models folder, lim
 
 from __future__ import annotations
 
+import getpass
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cnnlab.files import user_path
+
+if TYPE_CHECKING:
+    from cnnlab.tracking import TrackingConfig
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEMO_RUN_DIR = REPO_ROOT / "models" / "demo"
@@ -31,6 +36,19 @@ class Settings:
     max_concurrent_trainings: int = 1
     datasets_url: str | None = None
     max_training_mb: int | None = None
+    tracking_uri: str | None = None
+    experiment: str = "cnnlab"
+    user: str = "unknown"
+
+    @property
+    def tracking(self) -> TrackingConfig | None:
+        """Where runs are published for the team; None (no team tracking) when no URI is set."""
+        if not self.tracking_uri:
+            return None
+        from cnnlab.tracking import TrackingConfig
+
+        return TrackingConfig(self.tracking_uri, self.experiment, self.user)
+
     max_session_mb: int | None = None
     max_cache_mb: int | None = None
     max_dataset_megapixels: int | None = None
@@ -97,7 +115,17 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         max_session_mb=_limit(environ, "CNNLAB_MAX_SESSION_MB", 300, 1, hosted) if hosted else None,
         max_cache_mb=_limit(environ, "CNNLAB_MAX_CACHE_MB", 2048, 1, hosted),
         max_dataset_megapixels=_limit(environ, "CNNLAB_MAX_DATASET_MEGAPIXELS", 200, 1, hosted),
+        tracking_uri=environ.get("CNNLAB_TRACKING_URI", "").strip() or None,
+        experiment=environ.get("CNNLAB_EXPERIMENT", "").strip() or "cnnlab",
+        user=environ.get("CNNLAB_USER", "").strip() or _os_user(),
     )
+
+
+def _os_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no login name and no password-file entry (some containers)
+        return "unknown"
 
 
 def check_data_folder(path: str | Path, settings: Settings) -> Path:

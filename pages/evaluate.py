@@ -7,9 +7,9 @@ from cnnlab import charts
 from cnnlab.evaluate import Evaluation, evaluate_run
 from cnnlab_ui.gallery import thumbnails
 from cnnlab_ui.messages import show_error
-from cnnlab_ui.runs import run_picker
+from cnnlab_ui.runs import get_run, run_picker
 from cnnlab_ui.shell import require_app_shell
-from cnnlab_ui.state import settings, store
+from cnnlab_ui.state import settings
 
 require_app_shell()
 
@@ -21,7 +21,7 @@ run = run_picker()
 def evaluation_of(run_id: str, model_mtime: float) -> Evaluation:
     """The run's test evaluation (saved at the end of training, so usually instant)."""
     config = settings()
-    return evaluate_run(store().get(run_id), cache=config.cache_dir, max_cache_mb=config.max_cache_mb)
+    return evaluate_run(get_run(run_id), cache=config.cache_dir, max_cache_mb=config.max_cache_mb)
 
 
 try:
@@ -30,6 +30,11 @@ except ValueError as exc:
     show_error(exc)
     st.stop()
 root = run.dataset_root(settings().cache_dir)
+if not root.is_dir():
+    st.info(
+        "This run's dataset is not on this machine, so its images cannot be shown; the figures below are the "
+        "ones saved when it was trained. Put the same dataset here (same files) to see them."
+    )
 for warning in evaluation.warnings:
     st.warning(warning)
 if evaluation.predictions.empty:
@@ -103,7 +108,7 @@ def label_issues_of(run_id: str, model_mtime: float) -> pd.DataFrame:
     """Likely label errors among the run's held-out images (never moves or changes a file)."""
     from cnnlab.label_issues import run_label_issues
 
-    return run_label_issues(store().get(run_id), cache=settings().cache_dir)
+    return run_label_issues(get_run(run_id), cache=settings().cache_dir)
 
 
 st.subheader("Likely label errors")

@@ -39,14 +39,20 @@ STEPS = [
         "Upload images or use the camera: ranked classes with a Grad-CAM heatmap of where the model looked.",
     ),
     (
+        "pages/inspect.py",
+        "5. Inspect",
+        ":material/visibility:",
+        "Look inside the network for one image: feature maps layer by layer, learned filters, and what each channel responds to.",
+    ),
+    (
         "pages/runs.py",
-        "5. Runs",
+        "6. Runs",
         ":material/history:",
         "Every training is saved: compare learning curves and hyperparameters, rename, delete, download and export.",
     ),
     (
         "pages/sweep.py",
-        "6. Sweep",
+        "7. Sweep",
         ":material/tune:",
         "Search hyperparameters with Optuna; trials are runs, and a team can share one study.",
     ),

@@ -9,22 +9,33 @@ from cnnlab_ui.messages import show_error
 from cnnlab_ui.runs import describe_run, list_runs
 from cnnlab_ui.shell import require_app_shell
 from cnnlab_ui.state import select_run, settings, store
+from cnnlab_ui.team import PARAMS, team_view
+
+
+def open_in_evaluate(run) -> None:
+    select_run(run.id)
+    st.switch_page("pages/evaluate.py")
+
 
 require_app_shell()
 
-PARAMS = [
-    "conv_blocks",
-    "filters",
-    "kernel_size",
-    "dense_units",
-    "dropout",
-    "optimizer",
-    "learning_rate",
-    "image_size",
-    "batch_size",
-]
-
 st.title("Runs")
+tracking = settings().tracking
+if tracking is not None:
+    if st.toggle("Team view: every run of the team, from every machine", key="team-view"):
+        team_view(tracking, open_in_evaluate)
+        st.stop()
+    if st.button("Sync", icon=":material/cloud_sync:", help="publish the runs not yet on the team server"):
+        from cnnlab.tracking import sync_runs
+
+        try:
+            with st.spinner("Publishing runs to the team server..."):
+                synced = sync_runs(tracking, store())
+            st.success(f"Published {len(synced['published'])} run(s); {synced['up_to_date']} were already published.")
+            for failure in synced["failed"]:
+                st.warning(f"Run {failure['id']} was not published: {failure['error']}")
+        except ValueError as exc:
+            show_error(exc)
 all_runs = list_runs()
 if not all_runs:
     st.info("No runs yet. Train one on the **Train** page.")
@@ -77,18 +88,22 @@ by_id = {r.id: r for r in runs}
 run = by_id[st.selectbox("Run", list(by_id), format_func=lambda i: describe_run(by_id[i]), key="manage-run")]
 cols = st.columns(3)
 if cols[0].button("Open in Evaluate and Predict", icon=":material/open_in_new:"):
-    select_run(run.id)
-    st.switch_page("pages/evaluate.py")
+    open_in_evaluate(run)
 if run.model_path.exists():
     cols[1].download_button(
         "Download .keras model", run.model_path.read_bytes(), f"{run.name}.keras", icon=":material/download:"
     )
 
-with st.expander("Export (Keras, SavedModel, TensorFlow Lite)"):
-    from cnnlab.export import EXPORT_FORMATS, export_archive, export_run, read_export
+with st.expander("Export (Keras, SavedModel, TensorFlow Lite, ONNX)"):
+    from cnnlab.export import EXPORT_FORMATS, export_archive, export_run, onnx_available, read_export
 
     fmt = st.radio("Format", EXPORT_FORMATS, horizontal=True)
-    if st.button("Export and check"):
+    missing_onnx = fmt == "onnx" and not onnx_available()
+    if missing_onnx:
+        st.info(
+            "ONNX export needs tf2onnx, onnx and onnxruntime, which this installation lacks: `pip install 'cnnlab[onnx]'`."
+        )
+    if st.button("Export and check", disabled=missing_onnx):
         try:
             with st.spinner("Exporting and checking predictions against the Keras model..."):
                 folder = export_run(run, fmt, cache=settings().cache_dir)

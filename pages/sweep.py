@@ -4,7 +4,8 @@ import pandas as pd
 import streamlit as st
 
 from cnnlab import charts, jobs, quota
-from cnnlab.sweep import OBJECTIVES, default_storage, space_from_dict
+from cnnlab.backbones import BACKBONE_NAMES
+from cnnlab.sweep import OBJECTIVES, default_storage, follow_study, space_from_dict
 from cnnlab_ui.live import job_figure, live_job
 from cnnlab_ui.messages import show_error
 from cnnlab_ui.shell import require_app_shell
@@ -20,6 +21,7 @@ st.caption(
 
 # (field, label, kind, options, default selection): "range" picks low/high, "choices" a subset.
 SEARCHABLE = [
+    ("backbone", "Backbone (pretrained)", "choices", list(BACKBONE_NAMES), ["none", "mobilenet_v3_small"]),
     ("conv_blocks", "Conv blocks", "range", [1, 2, 3, 4], (1, 3)),
     ("filters", "Filters in the first block", "choices", [8, 16, 32, 64], [16, 32]),
     ("kernel_size", "Kernel size", "choices", [3, 5, 7], [3, 5]),
@@ -99,6 +101,7 @@ if st.button("Start sweep", key="start-sweep", type="primary", disabled=session_
             max_cache_mb=config.max_cache_mb,
             limit=config.max_concurrent_trainings,
             owner=owner(),
+            tracking=config.tracking,
         ).start()
         st.rerun()
 
@@ -132,3 +135,33 @@ if job is not None and not job.done:
     live_job(job, "Stop sweep", trials_panel)
 elif job is not None:
     trials_panel(job)
+
+
+@st.fragment(run_every=3.0)
+def follow_panel(study_name: str, storage_url: str) -> None:
+    """A shared study's trials from every worker (running ones too), re-read every 3 seconds."""
+    try:
+        result = follow_study(study_name, storage_url)
+    except ValueError as exc:
+        show_error(exc)
+        return
+    frame = pd.json_normalize(result.trials)
+    if frame.empty:
+        st.info("No trial yet: start workers with `python -m cnnlab sweep --storage URL --study NAME`.")
+        return
+    states = frame["state"].value_counts().to_dict()
+    best = "none yet" if result.best_value is None else f"{result.best_value:.4f}"
+    st.caption(
+        f"{len(frame)} trials ({', '.join(f'{n} {s}' for s, n in states.items())}) · best {result.objective} {best}"
+    )
+    st.plotly_chart(charts.sweep_figure(frame, result.objective, result.direction))
+    st.dataframe(frame, hide_index=True)
+
+
+if not settings().hosted:
+    with st.expander("Follow a shared study: every worker's trials, live, from any machine"):
+        followed = st.text_input(
+            "Study name", key="follow-study", help="the --study name the workers were started with"
+        )
+        if followed:
+            follow_panel(followed.strip(), storage)

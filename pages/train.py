@@ -19,8 +19,8 @@ require_app_shell()
 
 st.title("Train")
 try:
-    model_config = model_config_sidebar()
-    train_config = train_config_sidebar()
+    model_config = model_config_sidebar(allow_weights_file=not settings().hosted)
+    train_config = train_config_sidebar(backbone=model_config.backbone)
 except ValueError as exc:
     show_error(exc)
     st.stop()
@@ -39,10 +39,10 @@ st.caption(
 
 @st.cache_data(show_spinner="Building the model...")
 def summary(config: dict, num_classes: int) -> tuple[pd.DataFrame, int]:
-    """The model's layers for this config (built, never trained)."""
+    """The model's layers for this config (built with random weights, never trained: nothing to download)."""
     from cnnlab.model import ModelConfig, build_model, model_summary
 
-    rows = model_summary(build_model(ModelConfig.from_dict(config), num_classes))
+    rows = model_summary(build_model(ModelConfig.from_dict({**config, "backbone_weights": "none"}), num_classes))
     return pd.DataFrame(rows), sum(r["params"] for r in rows)
 
 
@@ -165,6 +165,7 @@ if st.button(
             max_cache_mb=config.max_cache_mb,
             limit=config.max_concurrent_trainings,
             tags={"owner": owner()} if owner() else None,
+            tracking=config.tracking,
         )
         st.session_state.job = job.start()
         st.rerun()
@@ -176,6 +177,9 @@ def progress_panel(job: jobs.Job) -> None:
         st.info(job.message or "Waiting to start...", icon=":material/hourglass_top:")
         return
     p = job.progress
+    if "download_bytes" in p:
+        st.info(f"Downloading the ImageNet weights: {p['download_bytes'] / 2**20:.1f} MB so far...")
+        return
     fraction = 1.0 if job.done and job.status == "completed" else p.get("fraction", 0.0)
     detail = (
         f"Epoch {p.get('epoch', 1)} of {job.info['epochs']}, batch {p.get('batch', 0)} of {p.get('steps', '?')}"
@@ -215,6 +219,12 @@ else:
             f"Run **{run.name}** {run.status} after {len(run.history)} epochs in {run.record.get('duration_s', 0):.0f}s. It is selected on the Evaluate and Predict pages.",
             icon=":material/check_circle:",
         )
+        if not (run.record.get("team") or {"published": True}).get("published"):
+            st.warning(
+                "The team tracking server could not be reached, so this run is not shared yet; press **Sync** on "
+                "the Runs page once the server is back.",
+                icon=":material/cloud_off:",
+            )
         cols = st.columns(5)
         cols[0].metric("Best validation accuracy", f"{metrics.get('best_val_accuracy', 0):.1%}")
         for col, key, label in (

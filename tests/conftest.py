@@ -13,6 +13,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import pytest
+from team_servers import mlflow_server, postgres_url  # noqa: F401 - session fixtures for the team tests
 
 from helpers import QuietHandler, tiny_model_config, tiny_train_config, write_dataset
 
@@ -110,3 +111,20 @@ def server(tmp_path, monkeypatch):
     yield f"http://127.0.0.1:{httpd.server_address[1]}", root
     httpd.shutdown()
     httpd.server_close()
+
+
+@pytest.fixture(scope="session")
+def deep_run(tmp_path_factory):
+    """A run with two conv blocks, batch norm and flip/rotation augmentation, trained for one epoch."""
+    from cnnlab.runs import RunStore
+    from cnnlab.train import train
+
+    base = tmp_path_factory.mktemp("deep-run")
+    run = train(
+        write_dataset(base / "data", per_class=12),
+        tiny_model_config(conv_blocks=2, batch_norm=True, flip="horizontal", rotation=0.1),
+        tiny_train_config(epochs=1),
+        store=RunStore(base / "models", include_demo=False),
+        cache=base / "cache",
+    )
+    return run, run.load_model()

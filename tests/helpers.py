@@ -97,8 +97,9 @@ def small_cnn(
 ):
     """A hand-built two-conv Functional model (not from cnnlab.model), for explain and export tests.
 
-    With `augment`, random flip and rotation sit inside the model as in real runs, where they must
-    not move the image at inference.
+    With `augment`, random flip and rotation sit inside the model as in models saved before
+    augmentation moved to the training pipeline (the demo model has them), where they must not
+    move the image at inference.
     """
     import keras
     from keras import layers
@@ -234,3 +235,42 @@ def tiny_training(at: AppTest, epochs: int) -> None:
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     at.button(key="start-training").click().run()
+
+
+def layer_output(model, name: str, images: np.ndarray) -> np.ndarray:
+    """The model's own intermediate output for a batch of raw images, by the plain Keras route."""
+    import keras
+
+    probe = keras.Model(model.inputs[0], model.get_layer(name).output)
+    return np.asarray(probe(images.astype(np.float32), training=False))
+
+
+def nested_model():
+    """An outer model with augmentation, rescaling and a nested functional 'backbone' with a residual Add
+    and a squeeze-and-excite gate.
+
+    Stands in for a keras.applications backbone (no weights to download): returns (model, backbone).
+    """
+    import keras
+    from keras import layers
+
+    keras.utils.set_random_seed(3)
+    inner_in = keras.Input((24, 24, 3))
+    x = layers.Conv2D(4, 3, padding="same", name="block1_conv")(inner_in)
+    x = layers.ReLU(name="block1_relu")(x)
+    x = layers.MaxPooling2D(name="block1_pool")(x)
+    y = layers.Conv2D(4, 3, padding="same", activation="relu", name="block2_conv")(x)
+    x = layers.Add(name="block2_add")([x, y])
+    x = layers.Conv2D(6, 3, strides=2, name="block3_conv")(x)
+    squeeze = layers.GlobalAveragePooling2D(keepdims=True, name="block3_squeeze")(x)
+    x = layers.Multiply(name="block3_excite")([x, layers.Activation("sigmoid", name="block3_gate")(squeeze)])
+    x = layers.Conv2D(6, 1, name="expanded_conv_4_project")(x)
+    x = layers.ReLU(name="re_lu_7")(x)
+    backbone = keras.Model(inner_in, x, name="backbone")
+    inputs = keras.Input((24, 24, 3))
+    x = layers.RandomFlip("horizontal", name="augment_flip")(inputs)
+    x = layers.Rescaling(1 / 127.5, offset=-1.0, name="rescale")(x)
+    x = backbone(x)
+    x = layers.Conv2D(5, 1, name="head_conv")(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, layers.Dense(3, activation="softmax")(x)), backbone

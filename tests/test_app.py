@@ -37,6 +37,7 @@ PAGES = [
     "pages/train.py",
     "pages/evaluate.py",
     "pages/predict.py",
+    "pages/inspect.py",
     "pages/runs.py",
     "pages/sweep.py",
 ]
@@ -383,3 +384,95 @@ def test_evaluate_and_runs_show_balanced_accuracy_macro_f1_confusions_and_label_
     assert found or any("No likely label error" in s.value for s in at.success)
     at = open_page(at, "pages/runs.py")
     assert {"test_balanced_accuracy", "test_macro_f1"} <= set(at.dataframe[0].value.columns)
+
+
+def chart_titles(at: AppTest) -> list[str]:
+    return [json.loads(chart.proto.spec)["layout"]["title"]["text"] for chart in at.get("plotly_chart")]
+
+
+def test_inspect_shows_the_demo_run_inside_for_a_dataset_image_then_an_upload(app, app_cache, isolated_dirs):
+    from cnnlab import inspect
+    from cnnlab.images import load_array
+
+    at = open_page(app, "pages/inspect.py")
+    assert at.selectbox(key="picked_run").value == "demo"
+    assert chart_titles(at)[0].startswith("conv_1: output 64x64x32, values ")
+    assert at.subheader[1].value == "What channel 0 of conv_1 responds to"
+    demo = next(run for run in RunStore(isolated_dirs[1]).list() if run.is_demo)
+    png = sorted((demo.dataset_root(app_cache) / "star").iterdir())[3].read_bytes()
+    at.radio(key="source").set_value("Upload").run()
+    at.file_uploader[0].set_value(("mine.png", png, "image/png")).run()
+    at.selectbox(key="layer").set_value("conv_2").run()
+    at.number_input(key="channel-conv_2").set_value(5).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+    maps = inspect.feature_maps(demo.load_model(), load_array(png, (64, 64), "rgb", "stretch"), ["conv_2"])
+    low, high = maps[1].value_range
+    titles = chart_titles(at)
+    assert titles[0] == f"conv_2: output 32x32x64, values {low:.3g} to {high:.3g}"  # the uploaded image's maps
+    assert titles[1].startswith("conv_2 channel 5") and titles[2].startswith("conv_2 filter 5:")
+    assert at.subheader[1].value == "What channel 5 of conv_2 responds to"
+    captions = [caption for image in at.image for caption in image.captions]
+    assert len(captions) == 10 and all(c.split(":")[0] in SAMPLE_CLASSES for c in captions[:9])
+    assert captions[9] == "after 40 gradient steps"
+    (reached,) = at.metric
+    assert reached.label == "Mean activation reached" and "from grey noise" in reached.delta
+
+    at.file_uploader[0].set_value(("notes.png", b"not a picture", "image/png")).run()
+    assert not at.exception and len(at.error) == 1 and "notes.png" in at.error[0].value
+
+
+def backbone_training(at: AppTest, weights: str, fine_tune: bool) -> None:
+    at.sidebar.selectbox(key="backbone").set_value("mobilenet_v3_small").run()
+    assert not at.exception, [e.value for e in at.exception]
+    at.sidebar.select_slider(key="backbone_image_size").set_value(32)
+    at.sidebar.radio(key="weights_source").set_value(weights)
+    at.sidebar.number_input(key="epochs").set_value(1)
+    at.sidebar.number_input(key="patience").set_value(0)
+    at.sidebar.number_input(key="fine_tune_layers").set_value(5 if fine_tune else 0)
+    at.sidebar.number_input(key="fine_tune_epochs").set_value(1 if fine_tune else 0)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    next(b for b in at.button if b.label == "Start training").click().run()
+
+
+def test_a_backbone_replaces_the_conv_block_widgets(app):
+    at = open_page(app, "pages/train.py")
+    assert at.sidebar.slider(key="conv_blocks")
+    at.sidebar.selectbox(key="backbone").set_value("efficientnet_b0").run()
+    assert not at.exception, [e.value for e in at.exception]
+    keys = {w.key for w in at.sidebar.select_slider} | {w.key for w in at.sidebar.slider}
+    assert "conv_blocks" not in keys and "filters" not in keys and "image_size" not in keys
+    size = at.sidebar.select_slider(key="backbone_image_size")
+    assert size.value == 224 and min(int(o) for o in size.options) == 32
+    assert "224" in size.help and "32" in size.help
+    assert at.sidebar.radio(key="weights_source").options == [
+        "ImageNet (downloaded once)",
+        "Random (no download)",
+        "A weights file",
+    ]
+    # image, the nested backbone, pooling, dropout, dense, predictions
+    assert at.expander[0].label.startswith("Model summary: 6 layers")
+
+
+def test_imagenet_weights_offline_fail_on_the_train_page_with_one_line(app, isolated_dirs):
+    at = open_page(app, "pages/train.py")
+    backbone_training(at, "imagenet", fine_tune=False)
+    job = wait_for_job(at, "job")
+    at.run()
+    assert job.status == "failed"
+    assert len(at.error) == 1 and "Could not download the ImageNet weights" in at.error[0].value
+    assert RunStore(isolated_dirs[1], include_demo=False).list() == []
+    assert not isolated_dirs[1].exists() or not any(isolated_dirs[1].iterdir())
+
+
+@pytest.mark.slow
+def test_a_backbone_trains_its_head_then_fine_tunes_on_the_train_page(app):
+    at = open_page(app, "pages/train.py")
+    backbone_training(at, "none", fine_tune=True)
+    job = wait_for_job(at, "job", timeout=2 * APP_TIMEOUT)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert job.status == "completed", job.error
+    assert [row["phase"] for row in job.result.history] == ["head", "fine_tune"]
+    assert job.info["epochs"] == 2

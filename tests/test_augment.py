@@ -5,7 +5,14 @@ import dataclasses
 import numpy as np
 import pytest
 
-from cnnlab.augment import AUGMENTATION_FIELDS, DEFAULT_PRESET, PRESETS, augment_preview, with_preset
+from cnnlab.augment import (
+    AUGMENTATION_FIELDS,
+    DEFAULT_PRESET,
+    PRESETS,
+    augment_preview,
+    augmentation_model,
+    with_preset,
+)
 from cnnlab.model import ModelConfig, build_model
 from helpers import class_image
 
@@ -13,8 +20,11 @@ from helpers import class_image
 def test_the_default_model_never_flips_or_rotates():
     config = ModelConfig()
     assert config.flip == "none" and config.rotation == 0.0
-    names = {layer.name for layer in build_model(config, 3).layers}
+    # Training applies the augmentation model to its batches; the built model holds none.
+    names = {layer.name for layer in augmentation_model(config).layers}
     assert not {"augment_flip", "augment_rotation"} & names
+    assert {"augment_zoom", "augment_translation", "augment_contrast"} <= names
+    assert not any(type(layer).__name__.startswith("Random") for layer in build_model(config, 3).layers)
 
 
 def test_the_default_preset_is_the_default_config_and_presets_apply():

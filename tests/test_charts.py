@@ -40,6 +40,10 @@ def test_every_figure_uses_the_house_template():
         charts.importance_figure({"p": 1.0}),
         charts.lr_find_figure([1e-4, 1e-3, 1e-2], [2.0, 1.0, 3.0], 1e-3),
         charts.learning_rate_figure(_history(2)),
+        charts.feature_maps_figure(np.ones((2, 2, 3)), "conv_1"),
+        charts.channel_figure(np.zeros((4, 4, 3), np.uint8), np.ones((2, 2)), (0, 0, 2, 2), (0, 0), "t"),
+        charts.filters_figure(np.full((2, 3, 3, 3), 0.5), "conv_1"),
+        charts.kernels_figure(np.ones((3, 3, 4, 2)), 0, "conv_2"),
     ]
     for fig in figures:
         assert isinstance(fig, go.Figure)
@@ -273,3 +277,67 @@ def test_importance_bars_most_important_on_top():
     assert bar.orientation == "h"
     assert list(bar.y) == ["learning_rate", "filters", "dropout"]
     assert fig.layout.yaxis.autorange == "reversed"
+
+
+def test_feature_maps_grid_shows_every_channel_with_its_number():
+    values = np.random.default_rng(0).normal(size=(6, 5, 7)).astype(np.float32)
+    fig = charts.feature_maps_figure(values, "conv_2")
+    (heatmap,) = fig.data
+    z, numbers = np.asarray(heatmap.z, dtype=float), np.asarray(heatmap.customdata, dtype=float)
+    columns = 3  # 7 maps of 6x5 pixels, about square
+    assert z.shape == (3 * 6 + 2, columns * 5 + 2)
+    for channel in range(7):
+        top, left = (channel // columns) * 7, (channel % columns) * 6
+        np.testing.assert_array_equal(z[top : top + 6, left : left + 5], values[..., channel])
+        assert set(numbers[top : top + 6, left : left + 5].ravel()) == {channel}
+    assert np.isnan(z[6]).all()  # the gap between rows
+    assert fig.layout.title.text == f"conv_2: output 6x5x7, values {values.min():.3g} to {values.max():.3g}"
+    assert heatmap.zmid == 0.0  # signed values: diverging scale centred on zero
+
+
+def test_feature_maps_grid_stops_at_128_channels_and_says_so():
+    fig = charts.feature_maps_figure(np.ones((2, 2, 130), np.float32), "relu_9")
+    numbers = np.asarray(fig.data[0].customdata, dtype=float)
+    assert np.nanmax(numbers) == 127 and "first 128 of 130 channels" in fig.layout.title.text
+    with pytest.raises(ValueError, match=r"Received: values.shape=\(4, 4\)"):
+        charts.feature_maps_figure(np.ones((4, 4)), "x")
+
+
+def test_channel_figure_outlines_the_receptive_field_and_the_unit():
+    view = np.zeros((10, 12, 1), np.uint8)
+    fig = charts.channel_figure(view, np.arange(12.0).reshape(3, 4), (2, 3, 7, 9), (1, 2), "conv_1 channel 0")
+    image, heatmap = fig.data
+    assert np.asarray(image.z).shape == (10, 12, 3) and np.asarray(heatmap.z).shape == (3, 4)
+    field, unit = fig.layout.shapes
+    assert (field.x0, field.x1, field.y0, field.y1) == (2.5, 8.5, 1.5, 6.5) and field.xref == "x"
+    assert (unit.x0, unit.x1, unit.y0, unit.y1) == (1.5, 2.5, 0.5, 1.5) and unit.xref == "x2"
+
+
+def test_filters_figure_tiles_rgb_patches_and_kernels_figure_one_filter():
+    patches = np.random.default_rng(1).uniform(size=(4, 3, 3, 3))
+    image = np.asarray(charts.filters_figure(patches, "conv_1").data[0].z)
+    assert image.shape == (7, 7, 3) and image.dtype == np.uint8
+    np.testing.assert_array_equal(image[:3, 4:7], np.rint(patches[1] * 255).astype(np.uint8))
+    weights = np.random.default_rng(2).normal(size=(3, 3, 5, 2))
+    heatmap = charts.kernels_figure(weights, 1, "conv_2").data[0]
+    z = np.asarray(heatmap.z, dtype=float)
+    np.testing.assert_allclose(z[:3, 4:7], weights[..., 1, 1])  # input channel 1 of filter 1
+    assert heatmap.zmin == -heatmap.zmax == pytest.approx(-np.abs(weights[..., 1]).max())
+    with pytest.raises(ValueError, match="Received: filter_index=2"):
+        charts.kernels_figure(weights, 2, "conv_2")
+
+
+def test_history_marks_where_fine_tuning_starts():
+    rows = [
+        {"epoch": 1, "loss": 1.0, "val_loss": 1.1, "phase": "head"},
+        {"epoch": 2, "loss": 0.8, "val_loss": 0.9, "phase": "head"},
+        {"epoch": 3, "loss": 0.5, "val_loss": 0.7, "phase": "fine_tune"},
+    ]
+    assert charts.fine_tune_start(rows) == 3
+    fig = charts.history_figure(rows, "loss")
+    (line,) = [shape for shape in fig.layout.shapes if shape.type == "line"]
+    assert line.x0 == line.x1 == 2.5
+    assert [a.text for a in fig.layout.annotations] == ["fine-tuning"]
+    assert list(fig.data[0].x) == [1, 2, 3]  # one continuous history
+    assert charts.fine_tune_start(rows[:2]) is None
+    assert not charts.history_figure(rows[:2], "loss").layout.shapes

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from e2e_server import free_port
 
@@ -348,3 +349,31 @@ def test_a_damaged_model_is_one_line_saying_it_is_unreadable(trained_run, tmp_pa
     (run_dir / "model.keras").write_bytes(b"garbage")
     assert main(["evaluate", str(run_dir)]) == 2
     assert "model file of run 'shared tiny run' is unreadable" in one_line_error(capsys)
+
+
+def test_inspect_writes_feature_map_and_filter_pngs(trained_run, tmp_path, capsys, monkeypatch):
+    from PIL import Image
+
+    monkeypatch.setenv("CNNLAB_MODELS_DIR", str(trained_run["base"] / "models"))
+    image = next((trained_run["data_dir"] / "dogs").iterdir())
+    out = tmp_path / "inspect"
+    assert main(["inspect", trained_run["run"].id, str(image), "--out", str(out), "--json"]) == 0
+    result = last_json(capsys)
+    names = ["input.png", "conv_1-feature-maps.png", "conv_1-filters.png", "relu_1-feature-maps.png"]
+    names.append("pool_1-feature-maps.png")
+    assert [os.path.basename(f) for f in result["files"]] == names
+    assert sorted(p.name for p in out.iterdir()) == sorted(names)
+    assert [(layer["name"], layer["output_shape"]) for layer in result["layers"]] == [
+        ("conv_1", [32, 32, 4]),
+        ("relu_1", [32, 32, 4]),
+        ("pool_1", [16, 16, 4]),
+    ]
+    maps = np.asarray(Image.open(out / "pool_1-feature-maps.png"))
+    assert maps.shape == (2 * 32 + 2, 2 * 32 + 2)  # 4 channels of 16x16 enlarged 2x, in a 2x2 grid
+    assert (
+        main(["inspect", trained_run["run"].id, str(image), "--layer", "conv_1", "--out", str(tmp_path / "one")]) == 0
+    )
+    printed = capsys.readouterr().out
+    assert "Wrote 3 PNG files" in printed and "conv_1-filters.png" in printed
+    assert main(["inspect", trained_run["run"].id, str(image), "--layer", "dense", "--out", str(out)]) == 2
+    assert "Received: layer='dense'" in one_line_error(capsys)

@@ -54,7 +54,7 @@ BUSIEST_CELL_JS = """(plot) => {
 NAV_LABELS_JS = """() => [...document.querySelectorAll('[data-testid="stSidebarNavLink"] span[label]')]
     .map((span) => span.getAttribute("label"))"""
 MAIN_WIDTH_JS = """() => document.querySelector('[data-testid="stMainBlockContainer"]').getBoundingClientRect().width"""
-APP_NAV = ["Home", "Data", "Train", "Evaluate", "Predict", "Runs", "Sweep"]
+APP_NAV = ["Home", "Data", "Train", "Evaluate", "Predict", "Inspect", "Runs", "Sweep"]
 
 COUNT_POINTS_JS = """(selector) => {
     const plot = document.querySelector(selector);
@@ -350,7 +350,7 @@ def test_whole_user_path(page: Page, server: StreamlitServer, e2e_cache: Path, t
     print(f"browser path took {time.monotonic() - started:.0f}s")
 
 
-@pytest.mark.parametrize("url_path", ["", "data", "train", "evaluate", "predict", "runs", "sweep"])
+@pytest.mark.parametrize("url_path", ["", "data", "train", "evaluate", "predict", "inspect", "runs", "sweep"])
 def test_a_page_url_opened_first_on_a_fresh_server_runs_inside_the_app(
     page: Page, server: StreamlitServer, url_path: str
 ) -> None:
@@ -371,3 +371,41 @@ def test_a_page_url_opened_first_on_a_fresh_server_runs_inside_the_app(
     expect(page).to_have_title("CNN Lab")
     # The app's wide layout: Streamlit's centred layout is at most 736 pixels wide.
     assert page.evaluate(MAIN_WIDTH_JS) > 900
+
+
+def wait_chart_title(page: Page, key: str, prefix: str) -> None:
+    """Wait until the plotly chart keyed `key` is drawn with a title starting with `prefix`.
+
+    Looked up afresh on every poll: Streamlit replaces the element while the script reruns (and
+    wraps the title in <b> tags).
+    """
+    page.wait_for_function(
+        """([key, prefix]) => {
+            const el = document.querySelector(`.st-key-${key} .js-plotly-plot`);
+            return Boolean(el && el._fullLayout && (el._fullLayout.title.text || "").replace(/<[^>]*>/g, "").startsWith(prefix));
+        }""",
+        arg=[key, prefix],
+    )
+
+
+def test_inspect_page_shows_the_demo_models_feature_maps(page: Page, server: StreamlitServer) -> None:
+    """Inspect for the demo run: feature maps drawn, a deeper layer chosen, its top images and pattern shown."""
+    step = Steps(page)
+
+    with step("inspect"):
+        page.goto(server.url)
+        page.get_by_role("heading", name="CNN Lab", exact=True).wait_for()
+        open_page(page, "Inspect")
+        expect_value(page.get_by_role("combobox", name="Run", exact=True), r"\(demo\)")
+        wait_chart_title(page, "feature-maps", "conv_1: output 64x64x32")
+        wait_idle(page)
+
+    with step("inspect-layer"):
+        page.get_by_role("combobox", name="Layer", exact=True).click()
+        page.get_by_role("option", name=re.compile(r"conv_3 \(conv, 16x16x128\)")).click()
+        wait_chart_title(page, "feature-maps", "conv_3: output 16x16x128")
+        page.get_by_text("What channel 0 of conv_3 responds to").wait_for()
+        page.get_by_text("Mean activation reached").wait_for()
+        wait_idle(page)
+        captions = page.locator('[data-testid="stImageCaption"]').all_inner_texts()
+        assert len([c for c in captions if c.split(":")[0] in SAMPLE_CLASSES]) == 9, captions

@@ -17,7 +17,7 @@ SHAPE = (32, 32, 3)
 
 
 def _model(num_classes: int, shape=SHAPE):
-    # Augmentation and dropout inside the model, as in real runs: both must be off in every export.
+    # Augmentation and dropout inside the model, as in older saved models: both must be off in every export.
     return small_cnn(num_classes, shape, augment=True, dropout=0.5, seed=num_classes)
 
 
@@ -62,7 +62,14 @@ def _predict_tflite(path, images):
     return np.stack(rows)
 
 
-PREDICT = {"keras": _predict_keras, "savedmodel": _predict_savedmodel, "tflite": _predict_tflite}
+def _predict_onnx(path, images):
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return session.run(None, {"image": images.astype(np.float32)})[0]
+
+
+PREDICT = {"keras": _predict_keras, "savedmodel": _predict_savedmodel, "tflite": _predict_tflite, "onnx": _predict_onnx}
 
 
 @pytest.mark.parametrize("kind", ["softmax", "sigmoid"])
@@ -108,8 +115,8 @@ def test_failed_check_leaves_nothing_behind(models, tmp_path, monkeypatch):
 
 def test_bad_format_raises(models, tmp_path):
     model, class_names = models["softmax"]
-    with pytest.raises(ValueError, match="expected one of keras, savedmodel, tflite. Received: format='onnx'"):
-        export_model(model, class_names, tmp_path / "export", "onnx", _images(2))
+    with pytest.raises(ValueError, match="expected one of keras, savedmodel, tflite, onnx. Received: format=.coreml."):
+        export_model(model, class_names, tmp_path / "export", "coreml", _images(2))
     assert not (tmp_path / "export").exists()
 
 
@@ -159,16 +166,16 @@ def test_export_archive_rejects_other_folders(tmp_path):
         export_archive(tmp_path)
 
 
-def test_project_model_with_every_augmentation_exports_as_savedmodel(tmp_path):
-    from cnnlab.model import ModelConfig, build_model
+def test_older_model_with_augmentation_inside_exports_without_it(tmp_path):
+    import onnx
 
-    # Keras's own model.export() leaves these layers active at serving time (max diff ~0.4 measured).
-    config = ModelConfig(
-        image_size=(32, 32), conv_blocks=2, filters=4, dense_units=8, zoom=0.2, contrast=0.2, translation=0.2
-    )
-    model = build_model(config, 4)
-    out = export_model(model, ["a", "b", "c", "d"], tmp_path / "export", "savedmodel", _images(8))
+    # Keras's model.export() would leave these layers active at serving time (max diff ~0.4 measured),
+    # so they are taken out first; the ONNX graph then holds no random op at all.
+    model = _model(3)
+    out = export_model(model, ["a", "b", "c"], tmp_path / "export", "onnx", _images(8))
     assert json.loads((out / "export.json").read_text())["max_abs_diff"] <= 1e-4
+    ops = {node.op_type for node in onnx.load(str(out / "model.onnx")).graph.node}
+    assert ops and not any("Random" in op for op in ops)
 
 
 @pytest.mark.parametrize("fmt", EXPORT_FORMATS)
@@ -181,3 +188,44 @@ def test_models_from_the_builder_export_in_every_format(tmp_path, fmt, augment):
     model = build_model(ModelConfig(image_size=(32, 32), conv_blocks=2, filters=4, dense_units=8, **extra), 3)
     out = export_model(model, ["a", "b", "c"], tmp_path / "out", fmt, _images(4))
     assert export.read_export(out)["max_abs_diff"] <= 1e-4
+
+
+def _backbone_model():
+    """A MobileNetV3 Small classifier whose head is scaled up so its (tiny) random features decide the output."""
+    from cnnlab.model import ModelConfig, build_model
+
+    config = ModelConfig(image_size=(32, 32), backbone="mobilenet_v3_small", backbone_weights="none", dropout=0.0)
+    model = build_model(config, 3)
+    features = keras.Model(model.inputs, model.get_layer("gap").output).predict(_images(8), verbose=0)
+    dense = model.get_layer("predictions")
+    dense.kernel.assign(dense.kernel.numpy() / features.std())
+    return model
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["conv_blocks", "backbone"])
+def test_onnx_round_trip_is_close_and_repeatable(tmp_path, kind):
+    from cnnlab.model import ModelConfig, build_model
+
+    if kind == "backbone":
+        model = _backbone_model()
+    else:
+        model = build_model(ModelConfig(image_size=(32, 32), conv_blocks=2, filters=4, dense_units=8), 3)
+    out = export_model(model, ["a", "b", "c"], tmp_path / "onnx", "onnx", _images(8))
+    manifest = export.read_export(out)
+    assert manifest["artifact"] == "model.onnx" and manifest["input_name"] == "image"
+    assert 0.0 <= manifest["max_abs_diff"] <= 1e-4
+    fresh = _images(6, seed=3)
+    expected = model.predict(fresh, verbose=0)
+    assert expected.std(axis=0).max() > 1e-3  # outputs vary by 10x the tolerance: agreeing means something
+    first = _predict_onnx(out / "model.onnx", fresh)
+    np.testing.assert_allclose(first, expected, atol=1e-4)
+    np.testing.assert_array_equal(_predict_onnx(out / "model.onnx", fresh), first)  # no randomness left
+
+
+def test_onnx_missing_packages_explain_how_to_install(models, tmp_path, monkeypatch):
+    monkeypatch.setattr(export.importlib.util, "find_spec", lambda name: None)
+    model, class_names = models["softmax"]
+    with pytest.raises(ValueError, match=r"pip install 'cnnlab\[onnx\]'.*Received: missing=tf2onnx, onnx, onnxruntime"):
+        export_model(model, class_names, tmp_path / "export", "onnx", _images(2))
+    assert not (tmp_path / "export").exists()

@@ -103,9 +103,9 @@ def test_summary_has_one_row_per_layer():
     rows = model_summary(model)
     assert [row["layer"] for row in rows] == [layer.name for layer in model.layers]
     by_name = {row["layer"]: row for row in rows}
-    assert {"rescale", "conv_1", "bn_1", "pool_2", "gap", "dropout", "dense", "predictions", "augment_flip"} <= set(
-        by_name
-    )
+    assert {"rescale", "conv_1", "bn_1", "pool_2", "gap", "dropout", "dense", "predictions"} <= set(by_name)
+    # Augmentation lives on the training path, not in the saved and served model.
+    assert not any(row["type"].startswith("Random") for row in rows)
     assert by_name["conv_1"]["output_shape"] == "(batch, 32, 32, 4)"
     assert by_name["conv_2"]["output_shape"] == "(batch, 16, 16, 8)"
     assert by_name["conv_1"]["params"] == 3 * 3 * 3 * 4  # no bias beside batch norm
@@ -219,3 +219,27 @@ def test_training_flops_count_conv_and_dense_multiply_adds():
     macs = 8 * 8 * 27 * 4 + 64 * 10 + 10 * 3
     assert training_flops(config, 3) == 6 * macs
     assert training_flops(config, 2) == 6 * (macs - 10 * 2)
+
+
+def test_demo_model_with_augmentation_inside_loads_and_serves_without_it():
+    from cnnlab.model import without_augmentation
+    from cnnlab.runs import RunStore
+    from cnnlab.settings import DEMO_RUN_DIR
+
+    # Saved before augmentation moved to the training pipeline: its random layers are inside.
+    model = RunStore(DEMO_RUN_DIR.parent).get(str(DEMO_RUN_DIR)).load_model()
+    assert any(type(layer).__name__.startswith("Random") for layer in model.layers)
+    served = without_augmentation(model)
+    assert not any(type(layer).__name__.startswith("Random") for layer in served.layers)
+    raw = np.random.default_rng(1).integers(0, 256, size=(3, *model.inputs[0].shape[1:]), dtype=np.uint8)
+    np.testing.assert_allclose(served.predict(raw, verbose=0), model.predict(raw, verbose=0), atol=1e-6)
+    assert served.get_layer("predictions") is model.get_layer("predictions")  # weights shared, not copied
+
+
+def test_augmentation_model_holds_the_configured_random_layers():
+    from cnnlab.augment import augmentation_model
+
+    config = tiny_model_config(flip="horizontal", rotation=0.1, zoom=0.1, contrast=0.1, translation=0.1)
+    names = [layer.name for layer in augmentation_model(config).layers[1:]]  # after its input
+    assert names == ["augment_flip", "augment_rotation", "augment_zoom", "augment_translation", "augment_contrast"]
+    assert augmentation_model(tiny_model_config()) is None

@@ -133,3 +133,18 @@ def test_settings_in_the_shell_change_no_library_call(make_dataset, tmp_path, mo
     assert [r.id for r in run_store.list()] == [run.id]
     assert list((cache_dir / "prepared").glob("*.npy")) and list((cache_dir / "scans").glob("*.json"))
     assert not shell.exists()
+
+
+def test_team_tracking_is_off_unless_a_uri_is_set():
+    import getpass
+
+    from cnnlab.tracking import TrackingConfig
+
+    assert load_settings({}).tracking is None
+    s = load_settings(
+        {"CNNLAB_TRACKING_URI": " http://mlflow.team:5000 ", "CNNLAB_EXPERIMENT": "cats", "CNNLAB_USER": "ann"}
+    )
+    assert s.tracking == TrackingConfig("http://mlflow.team:5000", "cats", "ann")
+    assert load_settings({"CNNLAB_TRACKING_URI": "http://h:5000"}).tracking == TrackingConfig(
+        "http://h:5000", "cnnlab", getpass.getuser()
+    )

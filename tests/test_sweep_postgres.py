@@ -1,25 +1,19 @@
 """Team sweeps: two worker processes share one study, on SQLite and on a real PostgreSQL server.
 
-The PostgreSQL server is started by the session fixture below from Debian's `postgresql` package
-(`/usr/lib/postgresql/*/bin`), on a free port of 127.0.0.1 with its data and socket in a temporary
+The PostgreSQL server is started by the session fixture `postgres_url` (tests/team_servers.py) from
+Debian's `postgresql` package, on a free port of 127.0.0.1 with its data and socket in a temporary
 folder. Without the package the test is skipped with a loud reason, unless CNNLAB_REQUIRE_POSTGRES=1
 (as in CI), which makes it a failure.
 """
 
-import glob
 import json
 import os
-import pwd
-import shlex
-import shutil
 import subprocess
 import sys
-import tempfile
 from collections import Counter
 from pathlib import Path
 
 import pytest
-from e2e_server import free_port
 
 from cnnlab.runs import RunStore
 from helpers import write_dataset
@@ -42,69 +36,6 @@ SPACE = {
         "seed": 7,
     },
 }
-
-
-def _unavailable(reason: str):
-    """Skip loudly, or fail when CI says PostgreSQL must be there."""
-    message = f"PostgreSQL team-sweep test NOT RUN: {reason}. Install Debian's 'postgresql' package (apt-get install postgresql)."
-    if os.environ.get("CNNLAB_REQUIRE_POSTGRES") == "1":
-        pytest.fail(message)
-    pytest.skip(message)
-
-
-def _postgres_bin() -> Path | None:
-    found = glob.glob("/usr/lib/postgresql/*/bin/initdb")
-    if not found:
-        return None
-    newest = max(found, key=lambda p: int(Path(p).parent.parent.name) if Path(p).parent.parent.name.isdigit() else 0)
-    return Path(newest).parent
-
-
-@pytest.fixture(scope="session")
-def postgres_url():
-    """A throwaway PostgreSQL server on 127.0.0.1; yields a SQLAlchemy URL to an empty database."""
-    bindir = _postgres_bin()
-    if bindir is None:
-        _unavailable("no server binaries under /usr/lib/postgresql/*/bin")
-    try:
-        import psycopg2
-    except ImportError:
-        _unavailable("the psycopg2 driver is missing (pip install -r requirements-dev.txt)")
-    base = Path(tempfile.mkdtemp(prefix="cnnlab-pg-"))
-    data, log = base / "data", base / "server.log"
-    as_server_user: list[str] = []
-    if os.geteuid() == 0:  # initdb and postgres refuse to run as root
-        try:
-            user = pwd.getpwnam("postgres")
-        except KeyError:
-            _unavailable("running as root and there is no 'postgres' OS user to run the server as")
-        os.chown(base, user.pw_uid, user.pw_gid)
-        runuser = shutil.which("runuser")
-        as_server_user = [runuser, "-u", "postgres", "--"] if runuser else []
-
-    def server(*args: str) -> None:
-        command = [str(a) for a in args]
-        if os.geteuid() == 0 and not as_server_user:
-            command = ["su", "postgres", "-s", "/bin/sh", "-c", shlex.join(command)]
-        done = subprocess.run([*as_server_user, *command], cwd=base, capture_output=True, text=True, timeout=120)
-        if done.returncode != 0:
-            server_log = log.read_text()[-2000:] if log.exists() else ""
-            pytest.fail(f"{Path(command[0]).name} failed: {done.stderr.strip()[-2000:]} {server_log}")
-
-    port = free_port()
-    server(bindir / "initdb", "-D", data, "-U", "cnnlab", "--auth=trust", "--no-sync", "-E", "UTF8", "--locale=C")
-    options = f"-h 127.0.0.1 -p {port} -k {base} -F -c max_connections=50"
-    server(bindir / "pg_ctl", "-D", data, "-l", log, "-o", options, "-w", "-t", "60", "start")
-    try:
-        conn = psycopg2.connect(host="127.0.0.1", port=port, user="cnnlab", dbname="postgres")
-        conn.autocommit = True
-        with conn.cursor() as cursor:
-            cursor.execute("CREATE DATABASE sweeps")
-        conn.close()
-        yield f"postgresql+psycopg2://cnnlab@127.0.0.1:{port}/sweeps"
-    finally:
-        server(bindir / "pg_ctl", "-D", data, "-m", "fast", "-w", "stop")
-        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -64,8 +64,13 @@ def trial_dict(trial) -> dict[str, Any]:
     }
 
 
-def sweep_result(study, storage: str, space: SweepSpace, trials_run: int) -> SweepResult:
-    """The `SweepResult` of a study as it stands, `trials_run` of its trials run by this process."""
+def sweep_result(
+    study, storage: str, space: SweepSpace, trials_run: int, to_dict=trial_dict, importances: bool = True
+) -> SweepResult:
+    """The `SweepResult` of a study as it stands, `trials_run` of its trials run by this process.
+
+    `to_dict` turns each trial into its dict; `importances=False` skips computing them.
+    """
     from optuna.trial import TrialState
 
     all_trials = study.get_trials(deepcopy=False)
@@ -81,8 +86,8 @@ def sweep_result(study, storage: str, space: SweepSpace, trials_run: int) -> Swe
         best_run_id=best.user_attrs.get("run_id") if best is not None else None,
         best_value=best.value if best is not None else None,
         best_params=dict(best.params) if best is not None else {},
-        trials=[trial_dict(t) for t in all_trials],
-        importances=_importances(study),
+        trials=[to_dict(t) for t in all_trials],
+        importances=_importances(study) if importances else {},
         trials_run=trials_run,
     )
 

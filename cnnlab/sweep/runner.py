@@ -2,7 +2,9 @@
 
 Every trial is an ordinary `cnnlab.train.train` run tagged `{"sweep": {"study", "trial"}}`, so
 the Runs, Evaluate and Predict pages work on it. After each epoch the objective goes to the
-pruner, which can stop a hopeless trial early (its run is then marked "pruned").
+pruner, which can stop a hopeless trial early (its run is then marked "pruned"). With team
+tracking every trial is also a team run; a trial whose worker died is failed and retried
+(`cnnlab.sweep.faults`).
 """
 
 from __future__ import annotations
@@ -12,13 +14,17 @@ import math
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cnnlab.checks import short_repr
 from cnnlab.runs import Run, RunStore
+from cnnlab.sweep.faults import FaultTolerance, fault_handling, retry_of
 from cnnlab.sweep.results import SweepResult, sweep_result, trial_dict
 from cnnlab.sweep.space import SweepSpace
 from cnnlab.sweep.storage import default_storage, open_study
+
+if TYPE_CHECKING:
+    from cnnlab.tracking import TrackingConfig
 
 TrialCallback = Callable[[dict[str, Any]], None]
 EpochCallback = Callable[[dict[str, Any]], None]
@@ -49,6 +55,8 @@ def run_sweep(
     tags: dict[str, Any] | None = None,
     pruner=None,
     sampler=None,
+    tracking: TrackingConfig | None = None,
+    fault_tolerance: FaultTolerance = FaultTolerance(),
 ) -> SweepResult:
     """Run `trials` more trials of the study (or until `timeout` seconds pass) and return the result.
 
@@ -58,7 +66,9 @@ def run_sweep(
     `study_name` and `storage` share one study. `on_trial` gets each finished trial's dict
     (`number`, `state`, `value`, `params`, `run_id`), `on_epoch` each epoch's metrics row (with
     `trial`). Setting `stop_event` stops the current trial after its batch and ends the sweep.
-    `pruner` defaults to `default_pruner()`, `sampler` to Optuna's TPE sampler.
+    `pruner` defaults to `default_pruner()`, `sampler` to Optuna's TPE sampler. With `tracking`,
+    every trial is also published as a team run tagged with the study and trial; `fault_tolerance`
+    sets how a trial whose worker died is found, failed and retried.
     """
     from cnnlab import data
 
@@ -77,13 +87,31 @@ def run_sweep(
     if storage is None:
         store.root.mkdir(parents=True, exist_ok=True)
         storage = default_storage(store)
-    study = open_study(storage, study_name, space, sampler, pruner if pruner is not None else default_pruner())
+    study = open_study(
+        storage,
+        study_name,
+        space,
+        sampler,
+        pruner if pruner is not None else default_pruner(),
+        fault_handling(fault_tolerance, tracking),
+    )
     ran: list[int] = []
 
     def objective(trial) -> float:
         ran.append(trial.number)
         return _run_trial(
-            trial, data_dir, space, study_name, store, stop_event, on_epoch, tags, cache, max_training_mb, max_cache_mb
+            trial,
+            data_dir,
+            space,
+            study_name,
+            store,
+            stop_event,
+            on_epoch,
+            tags,
+            cache,
+            max_training_mb,
+            max_cache_mb,
+            tracking,
         )
 
     def after_trial(study, frozen) -> None:
@@ -109,6 +137,7 @@ def _run_trial(
     cache: Path,
     max_training_mb: int | None,
     max_cache_mb: int | None,
+    tracking: TrackingConfig | None,
 ) -> float:
     import optuna
 
@@ -119,6 +148,7 @@ def _run_trial(
         raise optuna.TrialPruned("Stopped before it started.")
     model_config, train_config = space.configs(space.suggest(trial))
     pruning = OptunaPruning(trial, space.objective)
+    retried = retry_of(trial)
 
     def epoch_row(row: dict[str, Any]) -> None:
         if on_epoch is not None:
@@ -137,7 +167,8 @@ def _run_trial(
             stop_event=stop_event,
             name=f"{study_name} #{trial.number}",
             callbacks=[pruning],
-            tags={**(tags or {}), "sweep": {"study": study_name, "trial": trial.number}},
+            tags={**(tags or {}), "sweep": _sweep_tag(study_name, trial.number, retried)},
+            tracking=tracking,
         )
     except BaseException:
         found = _find_run(store, study_name, trial.number)
@@ -148,13 +179,38 @@ def _run_trial(
     trial.set_user_attr("run_id", run.id)
     trial.set_user_attr("run_dir", str(run.path))
     trial.set_user_attr("epochs_run", len(run.history))
+    trial.set_user_attr("host", run.record.get("host"))
+    if tracking is not None:
+        trial.set_user_attr("user", tracking.user)
+        trial.set_user_attr("team_run_id", (run.record.get("team") or {}).get("run_id"))
     if pruning.pruned_at is not None:
         run.update(status="pruned")
+        _publish_status(tracking, run)
         raise optuna.TrialPruned(f"Pruned after epoch {pruning.pruned_at}.")
     if run.record.get("status") == "stopped":
         trial.set_user_attr("stopped", True)
         raise optuna.TrialPruned("Stopped by request.")
     return _best_value(run, space)
+
+
+def _sweep_tag(study_name: str, number: int, retry_of: int | None) -> dict[str, Any]:
+    """The run record's `sweep` field; `retry_of` only on the retry of a trial whose worker died."""
+    tag: dict[str, Any] = {"study": study_name, "trial": number}
+    if retry_of is not None:
+        tag["retry_of"] = retry_of
+    return tag
+
+
+def _publish_status(tracking: TrackingConfig | None, run: Run) -> None:
+    """Tell the team server a published trial's new status (best effort, like all publishing)."""
+    if tracking is None:
+        return
+    from cnnlab.tracking import publish_status
+
+    try:
+        publish_status(tracking, run)
+    except Exception:  # noqa: BLE001 - `sync` corrects it later; the sweep goes on
+        run.update(team={**run.record["team"], "published": False})
 
 
 def _best_value(run: Run, space: SweepSpace) -> float:

@@ -8,8 +8,9 @@ from __future__ import annotations
 import json
 import random
 import time
+import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from cnnlab.runs import RunStore
 
@@ -36,8 +37,11 @@ def masked_url(url: str) -> str:
         return url
 
 
-def open_storage(url: str):
-    """An Optuna RDBStorage, retried because workers starting together race to create the tables."""
+def open_storage(url: str, fault_handling: dict[str, Any] | None = None):
+    """An Optuna RDBStorage, retried because workers starting together race to create the tables.
+
+    `fault_handling` holds RDBStorage's heartbeat arguments (see `cnnlab.sweep.faults`).
+    """
     import optuna
     from sqlalchemy import exc as sa_exc
 
@@ -45,7 +49,9 @@ def open_storage(url: str):
     _create_sqlite_folder(url)
     for attempt in range(1, STORAGE_ATTEMPTS + 1):
         try:
-            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeats are "experimental"
+                return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **(fault_handling or {}))
         except (sa_exc.ArgumentError, ImportError) as exc:
             raise ValueError(
                 f"Not a usable SQLAlchemy storage URL ({_first_line(exc)}); use e.g. sqlite:///sweeps.db or "
@@ -79,13 +85,13 @@ def _first_line(exc: BaseException) -> str:
     return lines[0][:200] if lines else type(exc).__name__
 
 
-def open_study(storage_url: str, study_name: str, space: SweepSpace, sampler, pruner):
+def open_study(storage_url: str, study_name: str, space: SweepSpace, sampler, pruner, fault_handling=None):
     """Create the study, or join it when another process already did (same space required)."""
     import optuna
     from sqlalchemy import exc as sa_exc
 
     for attempt in range(1, STORAGE_ATTEMPTS + 1):
-        storage = open_storage(storage_url)
+        storage = open_storage(storage_url, fault_handling)
         try:
             study = optuna.create_study(
                 storage=storage,

@@ -1,0 +1,203 @@
+"""Pretrained backbones: building, weights (random, a file, ImageNet offline), the two training phases,
+and every later step (predict, explain, export) on a backbone run. Images are 32 px, the smallest
+keras.applications accepts, to keep the CPU cost down."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+keras = pytest.importorskip("keras")
+
+from cnnlab import backbones  # noqa: E402
+from cnnlab.explain import grad_cam, last_conv_layer_name  # noqa: E402
+from cnnlab.export import export_run, read_export  # noqa: E402
+from cnnlab.model import ModelConfig, build_model, count_params, find_backbone  # noqa: E402
+from cnnlab.predict import predict  # noqa: E402
+from cnnlab.train import train  # noqa: E402
+from helpers import random_images, tiny_model_config, tiny_train_config  # noqa: E402
+
+SIZE = (32, 32)
+REPO = Path(__file__).resolve().parent.parent
+
+
+def backbone_config(name: str = "mobilenet_v3_small", **overrides) -> ModelConfig:
+    settings = dict(image_size=SIZE, backbone=name, backbone_weights="none", dense_units=0, dropout=0.0)
+    settings.update(overrides)
+    return tiny_model_config(**settings)
+
+
+class Snapshots(keras.callbacks.Callback):
+    """Every backbone layer's weights when each fit() starts and ends (head phase, fine-tune phase)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.taken: list[dict[str, list[np.ndarray]]] = []
+
+    def _take(self) -> None:
+        layers = [*find_backbone(self.model).layers, self.model.get_layer("predictions")]
+        self.taken.append({layer.name: [w.numpy() for w in layer.weights] for layer in layers if layer.weights})
+
+    def on_train_begin(self, logs=None) -> None:
+        self._take()
+
+    def on_train_end(self, logs=None) -> None:
+        self._take()
+
+
+def changed(before: dict, after: dict) -> set[str]:
+    return {
+        name for name in before if any(not np.array_equal(a, b) for a, b in zip(before[name], after[name], strict=True))
+    }
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(backbones.BACKBONES))
+def test_each_backbone_trains_predicts_explains_and_exports(make_dataset, run_store, cache_dir, name):
+    data_dir = make_dataset(per_class=6)
+    run = train(data_dir, backbone_config(name), tiny_train_config(epochs=1), store=run_store, cache=cache_dir)
+    assert run.status == "completed"
+    assert [row["phase"] for row in run.history] == ["head"]
+    model = run.load_model()
+    backbone = find_backbone(model)
+    assert backbone is not None and not backbone.trainable
+    assert [layer.name for layer in model.layers][-2:] == ["gap", "predictions"]
+    images = random_images(2, (*SIZE, 3))
+    results = predict(model, run.class_names, run.model_config(), [keras.utils.array_to_img(i) for i in images])
+    assert [r.label in run.class_names for r in results] == [True, True]
+    assert sum(p for _, p in results[0].ranked) == pytest.approx(1.0, abs=1e-5)
+    layer = last_conv_layer_name(model)
+    assert layer.startswith(f"{backbone.name}/")
+    heatmap = grad_cam(model, images[0], layer_name=layer)
+    assert heatmap.shape == SIZE and heatmap.dtype == np.float32 and 0.0 <= heatmap.min() <= heatmap.max() <= 1.0
+    folder = export_run(run, "keras", cache=cache_dir)
+    assert read_export(folder)["max_abs_diff"] <= 1e-4
+
+
+def test_the_model_takes_raw_pixels_and_counts_the_backbone():
+    config = backbone_config("efficientnet_b0", dense_units=16)
+    model = build_model(config, 3)
+    assert count_params(config, 3) == model.count_params()
+    assert model.inputs[0].shape[1:] == (*SIZE, 3)
+    # The backbone's own preprocessing sits inside it: its first layers rescale 0-255 pixels.
+    first = [type(layer).__name__ for layer in find_backbone(model).layers[:3]]
+    assert "Rescaling" in first
+
+
+def test_memory_estimate_grows_with_the_backbone():
+    from cnnlab.model import estimate_training_bytes
+
+    small = estimate_training_bytes(backbone_config("mobilenet_v3_small"), 3, 8)
+    large = estimate_training_bytes(backbone_config("mobilenet_v3_large"), 3, 8)
+    cnn = estimate_training_bytes(tiny_model_config(image_size=SIZE), 3, 8)
+    assert cnn < small < large
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"color_mode": "grayscale"}, "made for colour images.*Received: color_mode='grayscale'"),
+        ({"image_size": (24, 24)}, "at least 32x32 pixels.*Received: image_size=24x24"),
+        ({"backbone_weights": "weights.bin"}, "path of a Keras weights file.*Received: backbone_weights='weights.bin'"),
+        ({"backbone": "resnet50"}, "Unknown backbone.*Received: backbone='resnet50'"),
+    ],
+)
+def test_bad_backbone_settings_raise(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        backbone_config(**overrides)
+
+
+def test_weights_file_is_loaded_by_path_and_predicts_like_its_source(tmp_path):
+    source = backbones.build_backbone("mobilenet_v3_small", SIZE, "none")
+    path = tmp_path / "backbone.weights.h5"
+    source.save_weights(path)
+    loaded = backbones.build_backbone("mobilenet_v3_small", SIZE, str(path))
+    fresh = backbones.build_backbone("mobilenet_v3_small", SIZE, "none")
+    images = random_images(3, (*SIZE, 3)).astype(np.float32)
+    expected = source.predict(images, verbose=0)
+    # A random MobileNetV3's features are tiny (about 1e-11), so compare them on their own scale.
+    scale = float(np.abs(expected).max())
+    assert scale > 0
+    np.testing.assert_allclose(loaded.predict(images, verbose=0) / scale, expected / scale, atol=1e-5)
+    assert not np.allclose(fresh.predict(images, verbose=0) / scale, expected / scale, atol=1e-2)
+
+
+def test_missing_weights_file_stops_before_a_run_exists(make_dataset, run_store, cache_dir, tmp_path):
+    config = backbone_config(backbone_weights=str(tmp_path / "nowhere.weights.h5"))
+    with pytest.raises(ValueError, match="weights file was not found.*Received: backbone_weights="):
+        train(make_dataset(per_class=4), config, tiny_train_config(epochs=1), store=run_store, cache=cache_dir)
+    assert not run_store.root.exists()
+
+
+def test_imagenet_offline_stops_before_a_run_exists(make_dataset, run_store, cache_dir):
+    # This machine has no network: Keras's download fails at once and nothing is left behind.
+    config = backbone_config(backbone_weights="imagenet")
+    with pytest.raises(ValueError) as caught:
+        train(make_dataset(per_class=4), config, tiny_train_config(epochs=1), store=run_store, cache=cache_dir)
+    message = str(caught.value)
+    assert "\n" not in message
+    assert message.startswith("Could not download the ImageNet weights of mobilenet_v3_small (")
+    assert "--backbone-weights PATH" in message and message.endswith("Received: backbone_weights='imagenet'")
+    assert not run_store.root.exists()
+
+
+def test_cli_imagenet_offline_exits_2_with_one_line(make_dataset, tmp_path):
+    data_dir = make_dataset(per_class=4)
+    models = tmp_path / "models"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "CNNLAB_MODELS_DIR": str(models), "KERAS_HOME": str(tmp_path / "k")}
+    args = ["train", str(data_dir), "--backbone", "mobilenet_v3_small", "--image-size", "32", "--epochs", "1"]
+    done = subprocess.run(
+        [sys.executable, "-m", "cnnlab", *args], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300
+    )
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: Could not download the ImageNet weights")
+    assert "--backbone-weights PATH" in lines[0]
+    assert not models.exists() or list(models.iterdir()) == []
+    assert not (tmp_path / "k" / "models" / backbones.BACKBONES["mobilenet_v3_small"].weights_file).exists()
+
+
+@pytest.mark.slow
+def test_frozen_head_phase_then_fine_tuning_of_the_top_layers_only(make_dataset, run_store, cache_dir, tmp_path):
+    source = backbones.build_backbone("mobilenet_v3_small", SIZE, "none")
+    weights = tmp_path / "pretrained.weights.h5"
+    source.save_weights(weights)
+    snapshots = Snapshots()
+    config = backbone_config(backbone_weights=str(weights), learning_rate=0.01)
+    train_config = tiny_train_config(epochs=1, fine_tune_layers=12, fine_tune_epochs=1)
+    data_dir = make_dataset(per_class=6)
+    run = train(data_dir, config, train_config, store=run_store, cache=cache_dir, callbacks=[snapshots])
+    head_start, head_end, tune_start, tune_end = snapshots.taken
+    # Head phase: only the new head learns; the backbone, batch-norm statistics included, is untouched.
+    assert changed(head_start, head_end) == {"predictions"}
+    for layer in (layer for layer in source.layers if layer.weights):
+        for kept, original in zip(head_end[layer.name], layer.weights, strict=True):
+            np.testing.assert_array_equal(kept, original.numpy())
+    # Fine-tuning: only layers among the top 12 (never batch normalisation) and the head move.
+    top = source.layers[-12:]
+    allowed = {layer.name for layer in top if type(layer).__name__ != "BatchNormalization"}
+    moved = changed(tune_start, tune_end) - {"predictions"}
+    assert moved and moved <= allowed
+    assert not any(type(source.get_layer(name)).__name__ == "BatchNormalization" for name in moved)
+    assert [row["phase"] for row in run.history] == ["head", "fine_tune"]
+    assert [row["epoch"] for row in run.history] == [1, 2]
+    record = json.loads((run.path / "run.json").read_text())
+    assert record["phase"] == "fine_tune"
+    assert record["fine_tune"]["start_epoch"] == 2
+    assert record["fine_tune"]["learning_rate"] == pytest.approx(0.001)
+    assert set(record["fine_tune"]["layers"]) <= allowed
+
+
+def test_a_mixed_precision_backbone_model_gets_a_float32_copy():
+    from cnnlab.precision import float32_copy
+
+    model = build_model(backbone_config(dense_units=16), 3, "mixed_bfloat16")
+    assert model.get_layer("dense").dtype_policy.name == "mixed_bfloat16"
+    copy = float32_copy(model)  # what training saves and evaluates
+    assert {layer.dtype_policy.name for layer in copy.layers} == {"float32"}
+    images = random_images(2, (*SIZE, 3)).astype(np.float32)
+    np.testing.assert_allclose(copy.predict(images, verbose=0), model.predict(images, verbose=0), atol=1e-2)

@@ -1,0 +1,233 @@
+"""Team tracking against a real `mlflow server` on 127.0.0.1: publishing, the team view, sync.
+
+Two "machines" are two models and cache folders with two user names, publishing to one server.
+The server fixture (tests/team_servers.py) skips these tests loudly when mlflow is missing, or
+fails them when CNNLAB_REQUIRE_MLFLOW=1 (as in CI).
+"""
+
+import json
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from e2e_server import free_port
+
+from cnnlab.cli import main
+from cnnlab.runs import RunStore
+from cnnlab.tracking import EPOCH_METRICS, TrackingConfig, sync_runs
+from helpers import class_image, image_bytes, tiny_model_config, tiny_train_config, write_dataset
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def experiment(request) -> str:
+    """An experiment of its own for each test, on the shared server."""
+    return f"{request.node.name[:60]}-{os.getpid()}"
+
+
+def machine(tmp_path: Path, user: str, uri: str, experiment: str) -> dict:
+    """A teammate's machine: its own models and cache folders, its user name, the team server."""
+    home = tmp_path / user
+    settings = {
+        "CNNLAB_MODELS_DIR": str(home / "models"),
+        "CNNLAB_CACHE_DIR": str(home / "cache"),
+        "CNNLAB_TRACKING_URI": uri,
+        "CNNLAB_EXPERIMENT": experiment,
+        "CNNLAB_USER": user,
+    }
+    return {
+        "env": settings,
+        "store": RunStore(home / "models", include_demo=False),
+        "cache": home / "cache",
+        "tracking": TrackingConfig(uri, experiment, user),
+    }
+
+
+def train_on(box: dict, data_dir: Path, seed: int, epochs: int = 3):
+    from cnnlab.train import train
+
+    return train(
+        data_dir,
+        tiny_model_config(),
+        tiny_train_config(epochs=epochs, seed=seed),
+        store=box["store"],
+        cache=box["cache"],
+        tracking=box["tracking"],
+        name=f"run of {box['tracking'].user}",
+    )
+
+
+def cli_json(box: dict, monkeypatch, capsys, *args: str) -> dict:
+    """Run `python -m cnnlab ARGS --json` on that machine (its environment) and return the JSON."""
+    for name, value in box["env"].items():
+        monkeypatch.setenv(name, value)
+    capsys.readouterr()
+    status = main([*args, "--json"])
+    captured = capsys.readouterr()
+    assert status == 0, captured.err
+    return json.loads(captured.out.strip().splitlines()[-1])
+
+
+def same_curve(history: list[dict], rows: list[dict]) -> None:
+    assert [row["epoch"] for row in rows] == [row["epoch"] for row in history]
+    for local, remote in zip(history, rows, strict=True):
+        for key in EPOCH_METRICS:
+            assert remote[key] == pytest.approx(local[key], rel=1e-6), key
+
+
+@pytest.mark.slow
+def test_two_machines_see_each_others_runs_curves_and_models(mlflow_server, experiment, tmp_path, monkeypatch, capsys):
+    from cnnlab.predict import predict
+    from cnnlab.team import team_history
+
+    data_dir = write_dataset(tmp_path / "data")
+    alice = machine(tmp_path, "alice", mlflow_server.url, experiment)
+    bob = machine(tmp_path, "bob", mlflow_server.url, experiment)
+    runs = {"alice": train_on(alice, data_dir, seed=1), "bob": train_on(bob, data_dir, seed=2)}
+    for run in runs.values():
+        assert run.status == "completed"
+        assert run.record["team"]["published"] is True and run.record["team"]["run_id"]
+
+    for me, other in (("alice", "bob"), ("bob", "alice")):
+        box = alice if me == "alice" else bob
+        rows = cli_json(box, monkeypatch, capsys, "runs", "--team")["runs"]
+        assert len(rows) == 2 and {row["user"] for row in rows} == {"alice", "bob"}
+        theirs = next(row for row in rows if row["user"] == other)
+        run = runs[other]
+        assert theirs["id"] == run.record["team"]["run_id"] and theirs["local_run_id"] == run.id
+        assert theirs["name"] == f"run of {other}" and theirs["status"] == "completed"
+        assert theirs["host"] == run.record["host"] and theirs["dataset"] == "data"
+        assert theirs["fingerprint"] == run.record["dataset"]["fingerprint"]
+        assert theirs["best_val_accuracy"] == pytest.approx(run.record["metrics"]["best_val_accuracy"])
+        assert theirs["test_accuracy"] == pytest.approx(run.record["metrics"]["test_accuracy"])
+        assert theirs["params"] == {**json.loads(json.dumps(run.record["model_config"])), **run.record["train_config"]}
+        same_curve(run.history, team_history(box["tracking"], theirs["id"]))
+
+    # Bob predicts with Alice's model, downloaded from the server by its team run id.
+    image = tmp_path / "owl.png"
+    image.write_bytes(image_bytes(class_image((40, 40, 200), np.random.default_rng(5))))
+    team_id = runs["alice"].record["team"]["run_id"]
+    predicted = cli_json(bob, monkeypatch, capsys, "predict", team_id, str(image))["predictions"][0]
+    own = predict(runs["alice"].load_model(), runs["alice"].class_names, runs["alice"].model_config(), [image])[0]
+    for label, probability in own.ranked:
+        assert predicted["probabilities"][label] == pytest.approx(probability, abs=1e-5)
+    copy = Path(bob["env"]["CNNLAB_CACHE_DIR"]) / "team-runs" / team_id / "model.keras"
+    downloaded_at = copy.stat().st_mtime_ns
+    evaluation = cli_json(bob, monkeypatch, capsys, "evaluate", team_id)
+    assert evaluation["accuracy"] == pytest.approx(runs["alice"].record["metrics"]["test_accuracy"])
+    assert copy.stat().st_mtime_ns == downloaded_at  # opened once, then read from the cache
+    assert [r.id for r in bob["store"].list()] == [runs["bob"].id]  # her run is a read-only copy in the cache
+
+
+@pytest.mark.slow
+def test_a_training_while_the_server_is_down_completes_and_sync_publishes_it_once(
+    mlflow_server, experiment, tmp_path, caplog, monkeypatch, capsys
+):
+    from cnnlab.team import team_history, team_runs
+
+    box = machine(tmp_path, "carol", mlflow_server.url, experiment)
+    data_dir = write_dataset(tmp_path / "data", per_class=12)
+    mlflow_server.stop()
+    try:
+        with caplog.at_level(logging.WARNING, logger="cnnlab.tracking"):
+            run = train_on(box, data_dir, seed=3, epochs=2)
+    finally:
+        mlflow_server.start()
+    assert run.status == "completed" and len(run.history) == 2
+    assert run.record["team"]["published"] is False and run.record["team"]["run_id"] is None
+    warnings = [r.getMessage() for r in caplog.records if r.name == "cnnlab.tracking"]
+    assert len(warnings) == 1 and "python -m cnnlab sync" in warnings[0] and run.id in warnings[0]
+
+    assert cli_json(box, monkeypatch, capsys, "sync")["published"] == [run.id]
+    again = sync_runs(box["tracking"], box["store"])
+    assert again["published"] == [] and again["up_to_date"] == 1
+    # A record that lost its "published" mark is completed, not copied: still one run, no epoch twice.
+    box["store"].get(run.id).update(team={**box["store"].get(run.id).record["team"], "published": False})
+    assert sync_runs(box["tracking"], box["store"])["published"] == [run.id]
+    rows = team_runs(box["tracking"])
+    assert [row["local_run_id"] for row in rows] == [run.id]
+    assert rows[0]["status"] == "completed" and rows[0]["user"] == "carol"
+    assert rows[0]["id"] == box["store"].get(run.id).record["team"]["run_id"]
+    same_curve(run.history, team_history(box["tracking"], rows[0]["id"]))
+
+
+def test_team_commands_without_a_server_say_what_to_do(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("CNNLAB_TRACKING_URI", raising=False)
+    assert main(["sync"]) == 2
+    assert "CNNLAB_TRACKING_URI" in capsys.readouterr().err
+    assert main(["runs", "--team"]) == 2
+    assert "--tracking-uri" in capsys.readouterr().err
+    pytest.importorskip("mlflow", reason="reaching a server needs the mlflow client (requirements-team.txt)")
+    nobody = f"http://127.0.0.1:{free_port()}"
+    assert main(["runs", "--team", "--tracking-uri", nobody]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "did not answer" in err[0] and nobody in err[0]
+
+
+def test_training_without_a_tracking_uri_never_imports_mlflow(tmp_path):
+    data_dir = write_dataset(tmp_path / "data", per_class=6)
+    script = (
+        "import sys; import cnnlab; from cnnlab.cli import main; "
+        f"status = main(['train', {str(data_dir)!r}, '--epochs', '1', '--image-size', '32', '--conv-blocks', '1', "
+        "'--filters', '4', '--dense-units', '8', '--flip', 'none', '--rotation', '0', '--batch-size', '8']); "
+        "print(status, sorted(m for m in sys.modules if m.split('.')[0] == 'mlflow'))"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CNNLAB_TRACKING")}
+    env.update(
+        PYTHONPATH=str(REPO_ROOT),
+        TF_CPP_MIN_LOG_LEVEL="3",
+        CNNLAB_MODELS_DIR=str(tmp_path / "models"),
+        CNNLAB_CACHE_DIR=str(tmp_path / "cache"),
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "0 []"
+
+
+@pytest.mark.slow
+def test_runs_page_syncs_lists_the_team_and_opens_a_teammates_run(
+    mlflow_server, experiment, tmp_path, app_cache, isolated_dirs, monkeypatch
+):
+    from streamlit.testing.v1 import AppTest
+
+    from cnnlab.train import train
+
+    data_dir = write_dataset(tmp_path / "data")
+    erin = machine(tmp_path, "erin", mlflow_server.url, experiment)
+    theirs = train_on(erin, data_dir, seed=4, epochs=2)
+    cache, models = isolated_dirs
+    mine = train(data_dir, tiny_model_config(), tiny_train_config(), store=RunStore(models), cache=cache, name="mine")
+    settings = {
+        "CNNLAB_TRACKING_URI": mlflow_server.url,
+        "CNNLAB_EXPERIMENT": experiment,
+        "CNNLAB_USER": "dave",
+        "CNNLAB_MODELS_DIR": str(models),
+        "CNNLAB_CACHE_DIR": str(app_cache),
+    }
+    for name, value in settings.items():
+        monkeypatch.setenv(name, value)
+
+    at = AppTest.from_file(str(REPO_ROOT / "streamlit_app.py"), default_timeout=180).run()
+    at.switch_page("pages/runs.py").run()
+    next(b for b in at.button if b.label == "Sync").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("Published 1 run(s)" in s.value for s in at.success)
+    assert RunStore(models).get(mine.id).record["team"]["published"] is True
+
+    at.toggle(key="team-view").set_value(True).run()
+    assert not at.exception, [e.value for e in at.exception]
+    table = at.dataframe[0].value
+    assert sorted(table["user"]) == ["dave", "erin"] and sorted(table["name"]) == ["mine", "run of erin"]
+    at.selectbox[0].set_value(theirs.record["team"]["run_id"]).run()
+    next(b for b in at.button if b.label == "Open in Evaluate and Predict").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    accuracy = theirs.record["metrics"]["test_accuracy"]
+    assert any(m.label == "Test accuracy" and m.value == f"{accuracy:.1%}" for m in at.metric)
+    assert not at.info or all("not on this machine" not in i.value for i in at.info)  # dataset found by fingerprint
