@@ -1,8 +1,10 @@
 """Safe extraction of an uploaded zip of class folders.
 
 Every member is checked before anything is written (paths, links, encryption, counts, sizes,
-compression ratios), the size cap is enforced again on the bytes actually decompressed, and the
-files land in a temporary folder that is renamed into place only when all of them are out.
+compression ratios, each member's and the whole zip's), the size caps are enforced again on the
+bytes actually decompressed, and the files land in a temporary folder that is renamed into place
+only when all of them are out and the caller's check of the dataset has passed: a refusal at any
+point leaves nothing on disk. Messages name members as the zip does, cut to a readable length.
 """
 
 from __future__ import annotations
@@ -12,10 +14,11 @@ import io
 import stat
 import zipfile
 import zlib
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
-from cnnlab.checks import one_line
+from cnnlab.checks import megabytes, one_line, short_repr
 from cnnlab.files import build_folder
 
 ZipSource = bytes | str | Path | BinaryIO
@@ -25,6 +28,10 @@ CHUNK_BYTES = 1 << 20
 # a ratio only signals a bomb once the member is big enough to hurt.
 RATIO_MIN_BYTES = 1 << 20
 SKIPPED_FOLDERS = frozenset({"__MACOSX"})
+# A dataset is a wrapper, class folders and perhaps a few sub-folders; deeper paths are hostile,
+# and a longer name than file systems allow would fail half-way through.
+MAX_PATH_DEPTH = 32
+MAX_NAME_BYTES = 255
 
 
 def extract_zip(
@@ -34,22 +41,34 @@ def extract_zip(
     max_members: int = 20_000,
     max_total_bytes: int = 1_000_000_000,
     max_ratio: float = 200.0,
+    room_bytes: int | None = None,
+    check: Callable[[Path], object] | None = None,
 ) -> Path:
     """Extract a zip of class folders into `dest` and return the dataset root inside it.
 
-    Refuses (ValueError, `dest` untouched) anything that is not a readable zip, encrypted members,
-    absolute or `..` paths, symbolic links, more than `max_members` entries, more than
-    `max_total_bytes` uncompressed (declared or actually decompressed) and members over
-    `RATIO_MIN_BYTES` compressed more than `max_ratio` times. Directory entries, `__MACOSX/` and
-    hidden files or folders are skipped. `dest` must not exist or be empty.
+    Refuses (ValueError, nothing left on disk) anything that is not a readable zip, encrypted
+    members, absolute or `..` paths, paths over `MAX_PATH_DEPTH` folders deep or with a name over
+    `MAX_NAME_BYTES`, symbolic links, more than `max_members` entries, more than `max_total_bytes`
+    uncompressed (declared or actually decompressed), members over `RATIO_MIN_BYTES` or a whole
+    zip compressed more than `max_ratio` times, and more than `room_bytes` (what is left of a
+    visitor's disk budget) uncompressed. `check(root)` runs on the extracted dataset root before
+    it is moved into place, so a dataset it refuses (by raising) is never kept. Directory entries,
+    `__MACOSX/` and hidden files or folders are skipped. `dest` must not exist or be empty.
     """
     _check_limits(max_members, max_total_bytes, max_ratio)
     dest = Path(dest)
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
-        raise ValueError(f"The extraction folder already has files; choose a new folder. Received: dest={str(dest)!r}")
+        raise ValueError(f"The extraction folder already has files; choose a new folder. Received: dest={dest.name!r}")
+    cap = _Cap(max_total_bytes, room_bytes)
     with _open_zip(source) as zf:
-        members = _checked_members(zf, max_members, max_total_bytes, max_ratio)
-        build_folder(dest, lambda folder: _extract_members(zf, members, folder, max_total_bytes))
+        members = _checked_members(zf, max_members, cap, max_ratio)
+
+        def fill(folder: Path) -> None:
+            _extract_members(zf, members, folder, cap)
+            if check is not None:
+                check(dataset_root(folder))
+
+        build_folder(dest, fill)
     return dataset_root(dest)
 
 
@@ -61,18 +80,51 @@ def open_upload(
     max_members: int = 20_000,
     max_total_bytes: int = 1_000_000_000,
     max_ratio: float = 200.0,
+    room_bytes: int | None = None,
+    check: Callable[[Path], object] | None = None,
 ) -> Path:
     """The dataset root of an uploaded zip named `name`, extracted under `uploads_dir` once per content.
 
     The folder is named by the content's hash, so uploading the same zip again (a rerun, a
-    renamed copy) reuses the earlier extraction. Refusals are `extract_zip`'s, naming the upload.
+    renamed copy) reuses the earlier extraction. Refusals are `extract_zip`'s, naming the upload;
+    the limits, `room_bytes` and `check` are passed on to it.
     """
     target = Path(uploads_dir) / hashlib.sha256(data).hexdigest()[:16]
     if target.is_dir():
         return dataset_root(target)
     upload = io.BytesIO(data)
     upload.name = name  # what a refusal names as the source
-    return extract_zip(upload, target, max_members=max_members, max_total_bytes=max_total_bytes, max_ratio=max_ratio)
+    return extract_zip(
+        upload,
+        target,
+        max_members=max_members,
+        max_total_bytes=max_total_bytes,
+        max_ratio=max_ratio,
+        room_bytes=room_bytes,
+        check=check,
+    )
+
+
+class _Cap:
+    """The uncompressed-size limit in force (the server's cap or the visitor's room) and its refusal."""
+
+    def __init__(self, max_total_bytes: int, room_bytes: int | None) -> None:
+        self.budget = room_bytes is not None and room_bytes < max_total_bytes
+        self.limit = max(0, room_bytes) if room_bytes is not None and self.budget else max_total_bytes
+
+    def refuse(self, total_bytes: int, *, streamed: bool) -> ValueError:
+        size = f"expanded past {megabytes(self.limit)}" if streamed else f"would expand to {megabytes(total_bytes)}"
+        if self.budget:
+            return ValueError(
+                f"The zip {size}, more than the {megabytes(self.limit)} left of your disk budget; "
+                "delete uploads (Data page) or runs (Runs page) you no longer need, or upload a smaller dataset. "
+                f"Received: total_bytes>={total_bytes}"
+            )
+        how = " while extracting (its headers understate its size)" if streamed else ""
+        return ValueError(
+            f"The zip {size}, over the {megabytes(self.limit)} limit{how}; upload a smaller "
+            f"dataset. Received: total_bytes>={total_bytes}"
+        )
 
 
 def dataset_root(folder: Path) -> Path:
@@ -113,7 +165,7 @@ def _open_zip(source: ZipSource) -> zipfile.ZipFile:
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError):
         raise ValueError(
             "The upload is not a readable zip file (wrong format or corrupt); upload a .zip of class "
-            f"folders. Received: source={_describe(source)!r}"
+            f"folders. Received: source={short_repr(_describe(source))}"
         ) from None
 
 
@@ -133,16 +185,25 @@ def _check_path(info: zipfile.ZipInfo) -> None:
     absolute = (
         normalized.startswith("/") or PurePosixPath(normalized).is_absolute() or (len(name) > 1 and name[1] == ":")
     )
-    if absolute or ".." in _parts(name):
+    parts = _parts(name)
+    if absolute or ".." in parts:
         raise ValueError(
             "The zip has a path that points outside its own folder, which is not allowed; re-create the zip "
-            f"from the dataset folder. Received: member={name!r}"
+            f"from the dataset folder. Received: member={short_repr(name)}"
+        )
+    if len(parts) > MAX_PATH_DEPTH:
+        raise ValueError(
+            f"The zip has a path {len(parts)} levels deep, more than the {MAX_PATH_DEPTH} a dataset could need; "
+            f"re-create the zip from the dataset folder. Received: member={short_repr(name)}"
+        )
+    if any(len(p.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES for p in parts):
+        raise ValueError(
+            f"The zip has a file or folder name over {MAX_NAME_BYTES} bytes, longer than file systems allow; "
+            f"rename it and re-create the zip. Received: member={short_repr(name)}"
         )
 
 
-def _checked_members(
-    zf: zipfile.ZipFile, max_members: int, max_total_bytes: int, max_ratio: float
-) -> list[zipfile.ZipInfo]:
+def _checked_members(zf: zipfile.ZipFile, max_members: int, cap: _Cap, max_ratio: float) -> list[zipfile.ZipInfo]:
     infos = zf.infolist()
     if len(infos) > max_members:
         raise ValueError(
@@ -160,10 +221,14 @@ def _checked_members(
             f"with their images. Received: members={len(infos)}"
         )
     declared = sum(info.file_size for info in kept)
-    if declared > max_total_bytes:
+    if declared > cap.limit:
+        raise cap.refuse(declared, streamed=False)
+    # Many members each just under RATIO_MIN_BYTES would slip past the per-member check.
+    ratio = declared / max(sum(info.compress_size for info in kept), 1)
+    if declared >= RATIO_MIN_BYTES and ratio > max_ratio:
         raise ValueError(
-            f"The zip would expand to {declared / 1e6:.1f} MB, over the {max_total_bytes / 1e6:.1f} MB limit; "
-            f"upload a smaller dataset. Received: total_bytes={declared}"
+            f"The zip's files are compressed {ratio:.0f} times overall, over the limit of {max_ratio:g} (a possible "
+            f"zip bomb); upload the images as they are. Received: total_bytes={declared}"
         )
     return kept
 
@@ -173,22 +238,22 @@ def _check_member(info: zipfile.ZipInfo, max_ratio: float) -> None:
     if info.flag_bits & 0x1:
         raise ValueError(
             "The zip has a password-protected file; re-create the zip without a password. "
-            f"Received: member={info.filename!r}"
+            f"Received: member={short_repr(info.filename)}"
         )
     if stat.S_ISLNK(info.external_attr >> 16):
         raise ValueError(
             "The zip has a symbolic link, which is not allowed; zip the real files instead. "
-            f"Received: member={info.filename!r}"
+            f"Received: member={short_repr(info.filename)}"
         )
     ratio = info.file_size / max(info.compress_size, 1)
     if info.file_size >= RATIO_MIN_BYTES and ratio > max_ratio:
         raise ValueError(
             f"A file in the zip is compressed {ratio:.0f} times, over the limit of {max_ratio:g} (a possible "
-            f"zip bomb); upload the images as they are. Received: member={info.filename!r}"
+            f"zip bomb); upload the images as they are. Received: member={short_repr(info.filename)}"
         )
 
 
-def _extract_members(zf: zipfile.ZipFile, members: list[zipfile.ZipInfo], root: Path, max_total_bytes: int) -> None:
+def _extract_members(zf: zipfile.ZipFile, members: list[zipfile.ZipInfo], root: Path, cap: _Cap) -> None:
     written = 0
     for info in members:
         target = root.joinpath(*_parts(info.filename))
@@ -198,20 +263,17 @@ def _extract_members(zf: zipfile.ZipFile, members: list[zipfile.ZipInfo], root: 
                 # Count what is really decompressed: a forged header can understate any size.
                 while chunk := src.read(CHUNK_BYTES):
                     written += len(chunk)
-                    if written > max_total_bytes:
-                        raise ValueError(
-                            f"The zip expanded past the {max_total_bytes / 1e6:.1f} MB limit while extracting "
-                            "(its headers understate its size); upload a smaller dataset. "
-                            f"Received: max_total_bytes={max_total_bytes}"
-                        )
+                    if written > cap.limit:
+                        raise cap.refuse(written, streamed=True)
                     out.write(chunk)
         except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError) as exc:
             raise ValueError(
                 f"A file in the zip is corrupt or uses an unsupported compression ({one_line(exc)}); "
-                f"re-create the zip. Received: member={info.filename!r}"
+                f"re-create the zip. Received: member={short_repr(info.filename)}"
             ) from None
         except OSError as exc:
+            # strerror only: the full error names the server's temporary folder.
             raise ValueError(
-                f"Could not write a file from the zip ({one_line(exc)}); check the names for clashes "
-                f"and the disk for space. Received: member={info.filename!r}"
+                f"Could not write a file from the zip ({exc.strerror or type(exc).__name__}); check the names for "
+                f"clashes and the disk for space. Received: member={short_repr(info.filename)}"
             ) from None

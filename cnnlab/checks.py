@@ -43,6 +43,22 @@ def one_line(exc: BaseException) -> str:
 
 
 def short_repr(value: Any, limit: int = 80) -> str:
-    """`repr(value)` on one line, cut to `limit` characters, to quote a bad value in a message."""
-    text = " ".join(repr(value).split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    """`repr(value)` on one line, cut in the middle to `limit` characters, to quote a bad value in a message."""
+    return shorten(" ".join(repr(value).split()), limit)
+
+
+def shorten(text: str, limit: int = 300) -> str:
+    """`text` cut in the middle to at most `limit` characters, keeping both ends (a file name's
+    folder and its extension are what a reader needs)."""
+    if len(text) <= limit:
+        return text
+    head = (limit - 3) // 2
+    return f"{text[:head]}...{text[len(text) - (limit - 3 - head) :]}"
+
+
+MB = 2**20
+
+
+def megabytes(num_bytes: float) -> str:
+    """A size for a message, in the MB (2**20 bytes) that the limits are set in: "12.3 MB" (small sizes in bytes)."""
+    return f"{num_bytes / MB:,.1f} MB" if num_bytes >= MB / 10 else f"{int(num_bytes):,} bytes"

@@ -302,7 +302,7 @@ def _download(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
 def _scan(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     from cnnlab.data import scan
 
-    report = scan(args.data_dir, cache=settings.cache_dir).to_dict()
+    report = scan(args.data_dir, cache=settings.cache_dir, max_total_pixels=settings.max_dataset_pixels).to_dict()
     if not args.json:
         print(f"{report['num_images']} usable images in {len(report['classes'])} classes at {report['root']}")
         for name, count in report["counts"].items():
@@ -345,6 +345,7 @@ def _train(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
             store=store,
             cache=settings.cache_dir,
             max_training_mb=settings.max_training_mb,
+            max_cache_mb=settings.max_cache_mb,
             run_id=run_id,
             on_epoch=_print_epoch(planned_epochs(model_config, train_config)),
             on_batch=_print_batch_after(_intro(precision.to_dict())),
@@ -379,6 +380,7 @@ def _continue(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
             args.epochs,
             store=store,
             cache=settings.cache_dir,
+            max_cache_mb=settings.max_cache_mb,
             name=args.name,
             run_id=run_id,
             on_epoch=_print_epoch(len(parent.history) + args.epochs),
@@ -405,6 +407,7 @@ def _resume(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
             run.path,
             store=store,
             cache=settings.cache_dir,
+            max_cache_mb=settings.max_cache_mb,
             on_epoch=_print_epoch(run_epochs(run)),
             on_batch=_print_batch_after(_intro(run.record.get("precision"))),
             stop_event=stop,
@@ -577,7 +580,7 @@ def _pct(value: float | None) -> str:
 def _evaluate(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     from cnnlab.evaluate import evaluate_run
 
-    evaluation = evaluate_run(_open_run(args, settings), cache=settings.cache_dir)
+    evaluation = evaluate_run(_open_run(args, settings), cache=settings.cache_dir, max_cache_mb=settings.max_cache_mb)
     for warning in evaluation.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     if not args.json:
@@ -711,6 +714,7 @@ def _sweep(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
             store=RunStore(settings.models_dir),
             cache=settings.cache_dir,
             max_training_mb=settings.max_training_mb,
+            max_cache_mb=settings.max_cache_mb,
             stop_event=stop,
             on_trial=show_trial,
             on_epoch=show_epoch,

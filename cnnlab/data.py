@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -14,12 +15,14 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from cnnlab import images
-from cnnlab.checks import check_choice, check_image_size, check_range
+from cnnlab import images, prepcache
+from cnnlab.checks import MB, check_choice, check_image_size, check_range, shorten
 from cnnlab.files import atomic_path, user_path, write_json
 from cnnlab.imbalance import imbalance_advice
 
 CACHE_VERSION = 1
+SUGGESTED_SIDE = 512
+LINK_OUTSIDE = "symbolic link to outside the dataset folder (not followed)"
 # Below this many files handing the work to a thread pool costs more than it saves.
 PARALLEL_MIN_FILES = 200
 
@@ -99,28 +102,29 @@ class PreparedData:
 # ---------------------------------------------------------------------------------------- scan
 
 
-def scan(data_dir: str | Path, max_pixels: int = images.MAX_PIXELS, cache: Path | None = None) -> DatasetReport:
+def scan(
+    data_dir: str | Path,
+    max_pixels: int = images.MAX_PIXELS,
+    cache: Path | None = None,
+    max_total_pixels: int | None = None,
+) -> DatasetReport:
     """Scan a folder of class sub-folders, checking every file, and report what can be used.
 
     Every image is fully decoded once, so truncated or corrupt files are found here; with a
     `cache` folder, results are cached by file name, size and modification time, so scanning
-    again is instant.
+    again is instant. With `max_total_pixels`, a dataset whose images add up to more pixels is
+    refused from their headers, before any is decoded. Symbolic links are never followed out of
+    the dataset folder: such a class folder or file is reported as skipped.
     """
     root = _check_dir(data_dir)
-    class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    candidates: list[tuple[str, int]] = []
-    skipped: list[SkippedFile] = []
-    for label, class_dir in enumerate(class_dirs):
-        for path in _walk(class_dir):
-            rel = path.relative_to(root).as_posix()
-            reason = _quick_reject(path)
-            if reason:
-                skipped.append(SkippedFile(rel, reason))
-            else:
-                candidates.append((rel, label))
-    skipped.extend(SkippedFile(p.name, "file outside any class folder") for p in sorted(root.iterdir()) if p.is_file())
+    class_dirs, candidates, skipped = _list_files(root)
     listing = _listing_fingerprint(root, [rel for rel, _ in candidates])
-    checks = _cached(cache, f"scan-{listing}-{max_pixels}", lambda: _check_all(root, candidates, max_pixels))
+    key = f"scan-{listing}-{max_pixels}"
+    checks = _cached_checks(cache, key)
+    if checks is None:
+        if max_total_pixels is not None:
+            _check_total_pixels(root, candidates, max_total_pixels)
+        checks = _check_all(root, candidates, max_pixels)
     files, labels, sizes = [], [], []
     for (rel, label), (size, reason) in zip(candidates, checks, strict=True):
         if reason:
@@ -129,7 +133,31 @@ def scan(data_dir: str | Path, max_pixels: int = images.MAX_PIXELS, cache: Path 
             files.append(rel)
             labels.append(label)
             sizes.append(tuple(size))
-    return _build_report(root, class_dirs, files, labels, sizes, skipped, listing)
+    report = _build_report(root, class_dirs, files, labels, sizes, skipped)
+    _store_checks(cache, key, checks)  # only once accepted: a refused dataset leaves nothing behind
+    return report
+
+
+def _list_files(root: Path) -> tuple[list[Path], list[tuple[str, int]], list[SkippedFile]]:
+    """The class folders, the candidate images with their labels, and the files skipped at sight."""
+    class_dirs: list[Path] = []
+    candidates: list[tuple[str, int]] = []
+    skipped: list[SkippedFile] = []
+    for entry in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        if _leaves(entry, root):
+            skipped.append(SkippedFile(entry.name, LINK_OUTSIDE))
+        else:
+            class_dirs.append(entry)
+    for label, class_dir in enumerate(class_dirs):
+        for path, reason in _walk(class_dir, root):
+            rel = path.relative_to(root).as_posix()
+            reason = reason or _quick_reject(path)
+            if reason:
+                skipped.append(SkippedFile(rel, reason))
+            else:
+                candidates.append((rel, label))
+    skipped.extend(SkippedFile(p.name, "file outside any class folder") for p in sorted(root.iterdir()) if p.is_file())
+    return class_dirs, candidates, skipped
 
 
 def _check_dir(data_dir: str | Path) -> Path:
@@ -142,19 +170,39 @@ def _check_dir(data_dir: str | Path) -> Path:
     return root.resolve()
 
 
-def _walk(class_dir: Path) -> Iterable[Path]:
+def _walk(class_dir: Path, root: Path) -> Iterable[tuple[Path, str | None]]:
+    """Every file under a class folder, with the reason to skip it when it is a symbolic link.
+
+    os.walk lists links to folders among the folders but never enters them; they are reported.
+    """
     for dirpath, dirnames, filenames in os.walk(class_dir, followlinks=False):
+        folder = Path(dirpath)
         # Hidden folders (.git, .ipynb_checkpoints) are never data; hidden files are reported.
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for name in sorted(filenames):
-            yield Path(dirpath) / name
+        links = [d for d in dirnames if not d.startswith(".") and (folder / d).is_symlink()]
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d not in links)
+        for name in sorted([*links, *filenames]):
+            path = folder / name
+            yield path, _link_reason(path, root)
+
+
+def _link_reason(path: Path, root: Path) -> str | None:
+    """Why a symbolic link is skipped (none for anything else)."""
+    if not path.is_symlink():
+        return None
+    return LINK_OUTSIDE if _leaves(path, root) else "symbolic link (not followed)"
+
+
+def _leaves(path: Path, root: Path) -> bool:
+    """Whether `path` is a symbolic link that resolves outside the dataset folder `root`."""
+    if not path.is_symlink():
+        return False
+    target = path.resolve()
+    return target != root and root not in target.parents
 
 
 def _quick_reject(path: Path) -> str | None:
     if path.name.startswith("."):
         return "hidden file"
-    if path.is_symlink():
-        return "symbolic link (not followed)"
     suffix = path.suffix.lower()
     if suffix not in images.SUPPORTED_EXTENSIONS:
         return f"unsupported file type '{suffix or path.name}'"
@@ -175,6 +223,36 @@ def _check_one(args: tuple[str, int]) -> tuple[tuple[int, int], str | None]:
         return (0, 0), _reason(f"unreadable image ({type(exc).__name__})")
 
 
+def _check_total_pixels(root: Path, candidates: list[tuple[str, int]], max_total_pixels: int) -> None:
+    """Refuse a dataset whose images add up to more than `max_total_pixels`, from headers alone.
+
+    `Image.open` reads only the header; a file it cannot read counts as nothing here and is
+    reported by the full check.
+    """
+    total, largest, read = 0, 0, 0
+    for rel, _ in candidates:
+        read += 1
+        try:
+            with Image.open(root / rel) as probe:
+                width, height = probe.size
+        except Exception:  # noqa: BLE001 - unreadable files are the full check's to report
+            continue
+        total += width * height
+        largest = max(largest, width, height)
+        if total > max_total_pixels:
+            break
+    if total > max_total_pixels:
+        # The headers read so far, scaled to every file, give the share of each side that fits;
+        # beyond SUGGESTED_SIDE a CNN here gains nothing from the extra pixels anyway.
+        share = max_total_pixels / (total * len(candidates) / read)
+        side = max(16, min(SUGGESTED_SIDE, int(largest * share**0.5)) // 16 * 16)
+        raise ValueError(
+            f"The images add up to over {total / 1e6:,.0f} megapixels, more than the {max_total_pixels / 1e6:,.0f} "
+            f"this server decodes per dataset; shrink them to a longest side of {side} px or less, or upload "
+            f"fewer, then try again. Received: megapixels>={total / 1e6:.0f}"
+        )
+
+
 def _reason(message: str) -> str:
     """The part of an ImageError worth a table cell: drop the file name and the 'Received' tail."""
     text = message.split(" Received:")[0]
@@ -186,7 +264,7 @@ def _check_all(root: Path, candidates: list[tuple[str, int]], max_pixels: int) -
     return [list(r) for r in _parallel_map(_check_one, jobs)]
 
 
-def _build_report(root, class_dirs, files, labels, sizes, skipped, listing) -> DatasetReport:
+def _build_report(root, class_dirs, files, labels, sizes, skipped) -> DatasetReport:
     used = sorted(set(labels))
     empty = tuple(d.name for i, d in enumerate(class_dirs) if i not in set(used))
     # Renumber labels so that classes with no usable image do not become phantom outputs.
@@ -204,8 +282,8 @@ def _build_report(root, class_dirs, files, labels, sizes, skipped, listing) -> D
     if report.num_classes < 2:
         found = ", ".join(f"{k}={v}" for k, v in report.counts.items()) or "none"
         raise ValueError(
-            f"A classifier needs at least two classes with usable images; put each class's images in "
-            f"its own sub-folder of {str(root)!r}. Received: classes={found}, skipped={len(skipped)}"
+            "A classifier needs at least two classes with usable images; put each class's images in its own "
+            f"sub-folder of the dataset folder. Received: classes={shorten(found, 120)}, skipped={len(skipped)}"
         )
     return report
 
@@ -276,22 +354,26 @@ def prepare(
     resize_mode: str = "stretch",
     *,
     cache: Path,
+    max_cache_mb: int | None = None,
 ) -> PreparedData:
     """Decode and resize every usable image once into an on-disk cache, in parallel.
 
     The cache is keyed by the dataset's content, the image size, colour mode and resize mode, so
     later epochs and later runs reuse it. The array is memory-mapped: a dataset larger than RAM is
-    streamed from disk, never loaded whole.
+    streamed from disk, never loaded whole. With `max_cache_mb`, the least recently used arrays
+    that nobody holds a lease on are evicted to make room for a new one, which is refused when it
+    cannot fit; `open_prepared` holds that lease while the array is read.
     """
     height, width = check_image_size(image_size, max_side=1024)
-    check_choice("color_mode", color_mode, images.COLOR_MODES)
     check_choice("resize_mode", resize_mode, images.RESIZE_MODES)
-    channels = 3 if color_mode == "rgb" else 1
-    folder = cache / "prepared"
-    key = f"{report.fingerprint}-{height}x{width}-{color_mode}-{resize_mode}-v{CACHE_VERSION}"
-    path = folder / f"{key}.npy"
+    channels = _channels(color_mode)
+    path = prepared_path(report.fingerprint, (height, width), color_mode, resize_mode, cache=cache)
     from_cache = path.exists()
-    if not from_cache:
+    if from_cache:
+        prepcache.touch(path)
+    else:
+        budget = None if max_cache_mb is None else max_cache_mb * MB
+        prepcache.make_room(cache, prepared_bytes(report, (height, width), color_mode), budget, keep=path)
         jobs = [(str(report.root / rel), (height, width), color_mode, resize_mode) for rel in report.files]
         _write_array(path, (len(jobs), height, width, channels), _parallel_map(_decode_one, jobs))
     array = np.load(path, mmap_mode="r")
@@ -305,6 +387,41 @@ def prepare(
         cache_path=path,
         from_cache=from_cache,
     )
+
+
+@contextlib.contextmanager
+def open_prepared(
+    report: DatasetReport,
+    image_size: tuple[int, int],
+    color_mode: str = "rgb",
+    resize_mode: str = "stretch",
+    *,
+    cache: Path,
+    max_cache_mb: int | None = None,
+) -> Iterator[PreparedData]:
+    """`prepare`, with a lease on the array for the block, so no eviction removes it while it is read."""
+    size = check_image_size(image_size, max_side=1024)
+    with prepcache.lease(prepared_path(report.fingerprint, size, color_mode, resize_mode, cache=cache)):
+        yield prepare(report, image_size, color_mode, resize_mode, cache=cache, max_cache_mb=max_cache_mb)
+
+
+def prepared_path(
+    fingerprint: str, image_size: tuple[int, int], color_mode: str, resize_mode: str, *, cache: Path
+) -> Path:
+    """Where `prepare` keeps (or will keep) the decoded array of a dataset's content for these settings."""
+    height, width = image_size
+    key = f"{fingerprint}-{height}x{width}-{color_mode}-{resize_mode}-v{CACHE_VERSION}"
+    return prepcache.folder(cache) / f"{key}.npy"
+
+
+def prepared_bytes(report: DatasetReport, image_size: tuple[int, int], color_mode: str) -> int:
+    """What `prepare` would write to disk for this dataset and these settings."""
+    return prepcache.array_bytes(len(report.files), image_size, _channels(color_mode))
+
+
+def _channels(color_mode: str) -> int:
+    check_choice("color_mode", color_mode, images.COLOR_MODES)
+    return 3 if color_mode == "rgb" else 1
 
 
 def _decode_one(args: tuple[str, tuple[int, int], str, str]) -> np.ndarray:
@@ -341,33 +458,39 @@ def _pool_map(fn: Callable, jobs: list, workers: int) -> Iterable:
 
 
 def forget_prepared(data_dir: str | Path, cache: Path) -> int:
-    """Delete the decoded-image caches made from a dataset that is going away; returns how many.
+    """Delete the decoded-image caches made from a dataset that is going away, except those in use; returns how many.
 
     The caches are keyed by content, so another copy of the same images would simply prepare
     them again. Used when a hosted session's uploads are removed, so the server's disk does not
     fill up with the arrays of datasets nobody can open any more.
     """
     fingerprint = scan(data_dir, cache=cache).fingerprint
+    busy = prepcache.in_use(cache)  # another visitor may be training on the same images
     removed = 0
-    for path in (cache / "prepared").glob(f"{fingerprint}-*.npy"):
-        path.unlink(missing_ok=True)
-        removed += 1
+    for path in prepcache.folder(cache).glob(f"{fingerprint}-*.npy"):
+        if path.name not in busy:
+            path.unlink(missing_ok=True)
+            removed += 1
     return removed
 
 
-def _cached(cache: Path | None, key: str, compute: Callable[[], list]) -> list:
-    """A JSON result cache for scans (none without a `cache` folder); a damaged entry is recomputed."""
+def _cached_checks(cache: Path | None, key: str) -> list | None:
+    """A scan's cached file checks (none without a `cache` folder, or when damaged)."""
     if cache is None:
-        return compute()
-    path = cache / "scans" / f"{key}.json"
+        return None
     try:
-        return json.loads(path.read_text())
+        return json.loads((cache / "scans" / f"{key}.json").read_text())
     except (OSError, ValueError):
-        pass
-    value = compute()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_json(path, value)
-    return value
+        return None
+
+
+def _store_checks(cache: Path | None, key: str, checks: list) -> None:
+    if cache is None:
+        return
+    path = cache / "scans" / f"{key}.json"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_json(path, checks)
 
 
 # ------------------------------------------------------------------------------------ tf.data

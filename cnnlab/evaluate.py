@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cnnlab import data
+from cnnlab import data, prepcache
 from cnnlab.files import write_json
 from cnnlab.runs import EVALUATION_FILE, Run
 
@@ -197,36 +197,42 @@ def evaluate_prepared(model, prepared: data.PreparedData, indices: np.ndarray, b
     return evaluate_probabilities(probs, prepared.labels[indices], list(prepared.report.class_names), paths)
 
 
-def evaluate_run(run: Run, *, cache: Path, refresh: bool = False) -> Evaluation:
+def evaluate_run(run: Run, *, cache: Path, refresh: bool = False, max_cache_mb: int | None = None) -> Evaluation:
     """The run's test-split evaluation: saved at the end of training, recomputed when asked or missing.
 
-    `cache` is the folder for the scan and decoded-image caches (and the built-in sample). A
-    recomputed evaluation is saved as the run's only when it covers the whole test split of
-    unchanged data; otherwise its `num_missing` and `dataset_changed` say why not.
+    `cache` is the folder for the scan and decoded-image caches (and the built-in sample), whose
+    decoded arrays may take `max_cache_mb` in all (as in `train`). A recomputed evaluation is
+    saved as the run's only when it covers the whole test split of unchanged data; otherwise its
+    `num_missing` and `dataset_changed` say why not.
     """
     saved = run.path / EVALUATION_FILE
     if saved.exists() and not refresh:
         import json
 
         return Evaluation.from_dict(json.loads(saved.read_text()))
-    prepared, test = prepared_split(run, "test", cache=cache)
+    prepared, test = prepared_split(run, "test", cache=cache, max_cache_mb=max_cache_mb)
     recorded = _recorded_fingerprint(run)
-    evaluation = dataclasses.replace(
-        evaluate_prepared(run.load_model(), prepared, test),
-        num_missing=len(run.split()["test"]) - len(test),
-        dataset_changed=recorded is not None and recorded != prepared.report.fingerprint,
-    )
+    with prepcache.lease(prepared.cache_path):  # kept from eviction while the model reads it
+        evaluation = dataclasses.replace(
+            evaluate_prepared(run.load_model(), prepared, test),
+            num_missing=len(run.split()["test"]) - len(test),
+            dataset_changed=recorded is not None and recorded != prepared.report.fingerprint,
+        )
     # A running run's folder is its training's to write; it evaluates at the end.
     if run.status != "running" and not evaluation.warnings:
         save_evaluation(run, evaluation)
     return evaluation
 
 
-def prepared_split(run: Run, part: str, *, cache: Path) -> tuple[data.PreparedData, np.ndarray]:
+def prepared_split(
+    run: Run, part: str, *, cache: Path, max_cache_mb: int | None = None
+) -> tuple[data.PreparedData, np.ndarray]:
     """The run's dataset prepared as in training, and the indices of one part of its split in it.
 
     `part` is "train", "validation" or "test"; files gone since training are left out. `cache` is
-    the folder for the scan and decoded-image caches (and the built-in sample).
+    the folder for the scan and decoded-image caches (and the built-in sample), whose decoded
+    arrays may take `max_cache_mb` in all. The array is memory-mapped, so an eviction cannot
+    break a reader; hold `prepcache.lease(prepared.cache_path)` to keep it counted as in use.
     """
     config = run.model_config()
     report = data.scan(run.dataset_root(cache), cache=cache)
@@ -235,7 +241,8 @@ def prepared_split(run: Run, part: str, *, cache: Path) -> tuple[data.PreparedDa
             f"The dataset's classes changed since this run was trained; use the original data. "
             f"Received: classes={list(report.class_names)}"
         )
-    prepared = data.prepare(report, config.image_size, config.color_mode, config.resize_mode, cache=cache)
+    settings = (config.image_size, config.color_mode, config.resize_mode)
+    prepared = data.prepare(report, *settings, cache=cache, max_cache_mb=max_cache_mb)
     position = {rel: i for i, rel in enumerate(report.files)}
     indices = [position[rel] for rel in run.split()[part] if rel in position]
     return prepared, np.asarray(indices, dtype=np.int64)

@@ -2,19 +2,33 @@
 
 Every file or folder CNN Lab writes goes through `atomic_write`, `atomic_path`, `write_json` or
 `build_folder`: a reader sees the whole new file or folder or the old one, never half of one, and
-a failed write leaves no temporary behind.
+a failed write leaves no temporary behind. A killed process can still leave one, so every
+temporary is named `.<name>.<pid>-<random>.tmp[<suffix>]`: `remove_stale_temporaries` finds them
+and removes those whose writer is gone or which are too old to belong to a live writer.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import shutil
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any, Literal
+
+TEMP_MARK = ".tmp"
+# `.<name>.<pid>-<random>.tmp[<suffix>]`; older releases wrote `.<name>.<random>.tmp[<suffix>]`.
+_TEMPORARY = re.compile(r"^\..+?(?:\.(?P<pid>\d+)-[A-Za-z0-9_]+)?\.tmp(?:\.[A-Za-z0-9]+){0,2}$")
+_STARTED = time.time()
+
+
+def _temp_prefix(path: Path) -> str:
+    return f".{path.name}.{os.getpid()}-"
 
 
 @contextmanager
@@ -25,8 +39,8 @@ def atomic_path(path: Path) -> Iterator[Path]:
     memory map): the temporary keeps `path`'s suffixes (Keras checks for `.weights.h5`). When the
     block raises, the temporary is deleted and `path` is left as it was. The folder must exist.
     """
-    suffix = "".join(path.suffixes[-2:])
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=f".tmp{suffix}")
+    suffix = ".weights.h5" if path.name.endswith(".weights.h5") else path.suffix
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=_temp_prefix(path), suffix=f"{TEMP_MARK}{suffix}")
     os.close(fd)
     tmp = Path(name)
     try:
@@ -61,7 +75,7 @@ def build_folder(target: Path, fill: Callable[[Path], object], *, keep_existing:
     when that copy is kept and returned.
     """
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(target), suffix=TEMP_MARK, dir=target.parent))
     try:
         fill(tmp)
         try:
@@ -72,6 +86,87 @@ def build_folder(target: Path, fill: Callable[[Path], object], *, keep_existing:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def temporary_name(path: Path) -> Path:
+    """A new temporary name beside `path` (for moving something aside before deleting it)."""
+    return path.with_name(f"{_temp_prefix(path)}{os.urandom(4).hex()}{TEMP_MARK}")
+
+
+def remove_stale_temporaries(root: Path, max_age_s: float = 3600.0, max_depth: int = 3) -> list[Path]:
+    """Remove the temporaries that killed writers left in `root`, down to `max_depth` levels; returns them.
+
+    A temporary is stale once the process named in it is gone (or is a new process that reused
+    its id, judged by age), or when it is older than `max_age_s` whatever its name says, so a
+    live writer's temporary is never touched: writers refresh their file as they write, and
+    none runs for an hour.
+    """
+    removed: list[Path] = []
+    now = time.time()
+    folders = [(Path(root), 1)]
+    while folders:
+        folder, depth = folders.pop()
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue
+        for entry in entries:
+            match = _TEMPORARY.match(entry.name)
+            if match and _is_stale(entry, match["pid"], now, max_age_s):
+                _remove(Path(entry.path))
+                removed.append(Path(entry.path))
+            elif depth < max_depth and entry.is_dir(follow_symlinks=False):
+                folders.append((Path(entry.path), depth + 1))
+    return removed
+
+
+def _is_stale(entry: os.DirEntry, pid: str | None, now: float, max_age_s: float) -> bool:
+    try:
+        modified = entry.stat(follow_symlinks=False).st_mtime
+    except OSError:
+        return False
+    if now - modified > max_age_s:
+        return True
+    return pid is not None and not writer_alive(int(pid), modified)
+
+
+def writer_alive(pid: int, modified: float) -> bool:
+    """Whether the process `pid` named in a file last modified at `modified` may still be using it.
+
+    Our own id on a file older than this process means a previous process with the same id (a
+    restarted container reuses them).
+    """
+    return process_alive(pid) and not (pid == os.getpid() and modified < _STARTED)
+
+
+def folder_bytes(path: Path) -> int:
+    """The size of every file under `path` (links not followed); 0 when it does not exist."""
+    total = 0
+    for dirpath, _dirnames, filenames in os.walk(path):
+        for name in filenames:
+            with contextlib.suppress(OSError):  # removed meanwhile
+                total += os.lstat(os.path.join(dirpath, name)).st_size
+    return total
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process with this id runs on this machine."""
+    if pid <= 0:
+        return False  # os.kill(0 or -1, ...) would signal process groups, not one process
+    try:
+        os.kill(pid, 0)
+    except PermissionError:
+        return True  # it exists, run by another user
+    except OSError:
+        return False
+    return True
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def user_path(path: str | Path, name: str) -> Path:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from cnnlab import background
+from cnnlab.files import process_alive
 
 HEARTBEAT_FILE = "heartbeat"
 BEAT_S = 2.0
@@ -51,23 +52,10 @@ def is_alive(folder: Path, record: dict[str, Any], max_age_s: float = STALE_S) -
         return False
     if record.get("host") != socket.gethostname():
         return True  # another machine's process: the fresh heartbeat is all there is to go on
-    return _process_exists(record.get("pid"))
-
-
-def _process_exists(pid: Any) -> bool:
     try:
-        pid = int(pid)
+        return process_alive(int(record.get("pid", -1)))
     except (ValueError, TypeError):
         return False
-    if pid <= 0:
-        return False  # os.kill(0 or -1, ...) would signal process groups, not one process
-    try:
-        os.kill(pid, 0)
-    except PermissionError:
-        return True  # it exists, run by another user
-    except OSError:
-        return False
-    return True
 
 
 @contextlib.contextmanager

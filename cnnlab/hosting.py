@@ -3,25 +3,48 @@
 A visitor's id is kept in the page's address, so it outlives reloads and reconnects. Streamlit
 has no public "session ended" hook, so visitors leave a heartbeat file on every page run; a
 visitor whose heartbeat is older than `max_idle_s` (or missing, after a restart) and who has no
-training running has left. Closing the tab deletes nothing before that.
+training running has left. Closing the tab deletes nothing before that. `tidy` (in any mode)
+removes what killed work left behind and keeps the decoded-image cache in its budget.
 """
 
 from __future__ import annotations
 
 import contextlib
+import re
 import shutil
 import time
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
+from cnnlab import prepcache
+from cnnlab.checks import MB, shorten
+from cnnlab.files import remove_stale_temporaries
 from cnnlab.runs import RunStore
 
 HEARTBEATS = "sessions"
 UPLOADS = "uploads"
+# No writer (a preparation, an extraction, an export) keeps a temporary this long.
+TEMPORARY_MAX_AGE_S = 3600.0
+MESSAGE_LIMIT = 300
+# An absolute path in a message: a slash not inside a word, a URL or a relative path.
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.~:/\\-])/[^\s'\"/]+(?:/[^\s'\"/]*)*")
 
 
 def uploads_dir(cache: Path, session: str) -> Path:
     """Where a session's extracted uploads live."""
     return cache / UPLOADS / session
+
+
+def visitor_message(text: str, uploads: Path, limit: int = MESSAGE_LIMIT) -> str:
+    """A message fit for a hosted visitor: on one line, at most `limit` characters, with no server path.
+
+    Files in the visitor's uploads (`uploads`, from `uploads_dir`) are named relative to their
+    upload; any other absolute path is cut to its last part.
+    """
+    text = " ".join(text.split())
+    for folder in dict.fromkeys((str(uploads), str(uploads.resolve()))):
+        text = re.sub(re.escape(folder) + r"/[^/\s'\"]+/?", "", text)
+    text = _ABSOLUTE_PATH.sub(lambda m: PurePosixPath(m.group()).name or "...", text)
+    return shorten(text, limit)
 
 
 def touch_session(cache: Path, session: str) -> None:
@@ -38,15 +61,35 @@ def _alive(cache: Path, session: str, max_idle_s: float, now: float) -> bool:
         return False
 
 
-def _forget_uploads(cache: Path, session: str) -> None:
-    """Remove a session's uploaded datasets and the decoded-image caches made from them."""
+def forget_uploads(cache: Path, session: str, keep: Path | None = None) -> int:
+    """Remove a session's uploaded datasets (except the one holding `keep`) and the decoded-image
+    caches made from them that nobody is using; returns how many uploads were removed."""
     from cnnlab import archive, data
 
     folder = uploads_dir(cache, session)
-    for upload in folder.iterdir() if folder.is_dir() else ():
+    kept = Path(keep).resolve() if keep is not None else None
+    removed = 0
+    for upload in sorted(folder.iterdir()) if folder.is_dir() else ():
+        if kept is not None and (kept == upload.resolve() or upload.resolve() in kept.parents):
+            continue
         with contextlib.suppress(ValueError, OSError):  # not a usable dataset: nothing was prepared from it
             data.forget_prepared(archive.dataset_root(upload), cache)
-    shutil.rmtree(folder, ignore_errors=True)
+        shutil.rmtree(upload, ignore_errors=True)
+        removed += 1
+    if keep is None:
+        shutil.rmtree(folder, ignore_errors=True)
+    return removed
+
+
+def tidy(cache: Path, models_dir: Path, max_cache_mb: int | None) -> list[Path]:
+    """Remove the temporaries of killed work (preparations, extractions, exports, deletes) from the
+    cache and the run store, and evict decoded images over `max_cache_mb`; returns the temporaries removed."""
+    removed = remove_stale_temporaries(cache, TEMPORARY_MAX_AGE_S) + remove_stale_temporaries(
+        models_dir, TEMPORARY_MAX_AGE_S
+    )
+    if max_cache_mb is not None:
+        prepcache.evict(cache, max_cache_mb * MB)
+    return removed
 
 
 def cleanup_ended_sessions(
@@ -73,6 +116,6 @@ def cleanup_ended_sessions(
                     ValueError
                 ):  # gone already: another server process cleaned up the same session
                     store.delete(run.id)
-        _forget_uploads(cache, session)
+        forget_uploads(cache, session)
         (cache / HEARTBEATS / session).unlink(missing_ok=True)
     return ended

@@ -225,6 +225,7 @@ def training_job(
     store: RunStore,
     cache: Path,
     max_training_mb: int | None = None,
+    max_cache_mb: int | None = None,
     limit: int = 1,
     tags: dict[str, Any] | None = None,
     owner: str | None = None,
@@ -232,9 +233,9 @@ def training_job(
 ) -> Job:
     """A (not yet started) job that trains one new run, streaming epochs and batches into the job.
 
-    `store`, `cache` and `max_training_mb` are passed on to `train`; with `tracking`, the run is also
-    published to the team server as it trains. The run's id is chosen now, so the registry finds
-    the job by it from the start.
+    `store`, `cache`, `max_training_mb` and `max_cache_mb` are passed on to `train`; with `tracking`, the
+    run is also published to the team server as it trains. The run's id is chosen now, so the
+    registry finds the job by it from the start.
     """
     from cnnlab.train import planned_epochs, train
 
@@ -249,6 +250,7 @@ def training_job(
             store=store,
             cache=cache,
             max_training_mb=max_training_mb,
+            max_cache_mb=max_cache_mb,
             tags=tags,
             run_id=run_id,
             on_download=lambda received: job.set_progress({"download_bytes": received}),
@@ -268,6 +270,7 @@ def resume_job(
     more_epochs: int | None = None,
     store: RunStore,
     cache: Path,
+    max_cache_mb: int | None = None,
     limit: int = 1,
     owner: str | None = None,
     tracking: TrackingConfig | None = None,
@@ -278,7 +281,7 @@ def resume_job(
     from cnnlab.train import run_epochs
 
     run = store.get(run_id)
-    where: dict[str, Any] = {"store": store, "cache": cache, "tracking": tracking}
+    where: dict[str, Any] = {"store": store, "cache": cache, "max_cache_mb": max_cache_mb, "tracking": tracking}
     if more_epochs is None:
         planned, new_id, label = run_epochs(run), run.id, f"Resuming {run.name}"
     else:
@@ -309,13 +312,14 @@ def sweep_job(
     store: RunStore,
     cache: Path,
     max_training_mb: int | None = None,
+    max_cache_mb: int | None = None,
     limit: int = 1,
     owner: str | None = None,
     tracking: TrackingConfig | None = None,
 ) -> Job:
     """A (not yet started) job that runs a sweep, streaming finished trials and epochs into the job.
 
-    `store`, `cache`, `max_training_mb` and `tracking` are passed on to `run_sweep`.
+    `store`, `cache`, `max_training_mb`, `max_cache_mb` and `tracking` are passed on to `run_sweep`.
 
     With `owner` (a hosted visitor's session id) every run is tagged with it and the study name
     ends with it, so visitors never join each other's studies, even with the same space and data.
@@ -336,6 +340,7 @@ def sweep_job(
             store=store,
             cache=cache,
             max_training_mb=max_training_mb,
+            max_cache_mb=max_cache_mb,
             stop_event=job.stop_event,
             on_trial=job.add_item,
             on_epoch=job.add_epoch,

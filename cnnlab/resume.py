@@ -6,7 +6,9 @@ Both start from a checkpoint that training leaves in the run folder after every 
 
 from __future__ import annotations
 
+import contextlib
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +28,7 @@ def resume(
     *,
     store: RunStore,
     cache: Path,
+    max_cache_mb: int | None = None,
     on_epoch: EpochCallback | None = None,
     on_batch: BatchCallback | None = None,
     stop_event: threading.Event | None = None,
@@ -34,7 +37,7 @@ def resume(
 ) -> Run:
     """Continue an interrupted, stopped or failed run in place, from its last complete epoch to its
     planned epochs, as if it had never stopped. `ref` is a run id, name or folder in `store`;
-    `cache` is the folder for the scan and decoded-image caches.
+    `cache` is the folder for the scan and decoded-image caches (`max_cache_mb` in all).
 
     Epochs after the checkpoint (a half-trained stopped epoch, one that died before its checkpoint)
     leave the history and are trained again, so it has each epoch once. `on_epoch` first gets the
@@ -48,15 +51,15 @@ def resume(
             "completed": "train more epochs as a new run with `train --continue-from` instead",
         }.get(run.status, "only an interrupted, stopped or failed run can be resumed")
         raise ValueError(f"Run '{run.name}' is {run.status} and cannot be resumed; {hint}. Received: run={run.id!r}")
-    prepared, parts = run_data(run, cache)
     start = _resume_point(run, store)
-    run.claim()
-    run.update(history=[row for row in run.history if row["epoch"] <= start.epoch], metrics={})
-    if on_epoch is not None:
-        for row in run.history:
-            on_epoch(row)
-    hooks: dict[str, Any] = {"on_epoch": on_epoch, "on_batch": on_batch, "stop_event": stop_event}
-    return train_run(run, prepared, parts, start, callbacks=callbacks, tracking=tracking, **hooks)
+    with open_run_data(run, cache, max_cache_mb) as (prepared, parts):
+        run.claim()
+        run.update(history=[row for row in run.history if row["epoch"] <= start.epoch], metrics={})
+        if on_epoch is not None:
+            for row in run.history:
+                on_epoch(row)
+        hooks: dict[str, Any] = {"on_epoch": on_epoch, "on_batch": on_batch, "stop_event": stop_event}
+        return train_run(run, prepared, parts, start, callbacks=callbacks, tracking=tracking, **hooks)
 
 
 def continue_training(
@@ -65,6 +68,7 @@ def continue_training(
     *,
     store: RunStore,
     cache: Path,
+    max_cache_mb: int | None = None,
     name: str | None = None,
     tags: dict[str, Any] | None = None,
     run_id: str | None = None,
@@ -91,7 +95,6 @@ def continue_training(
             f"Received: run={parent.id!r}"
         )
     start = _continue_point(parent)
-    prepared, parts = run_data(parent, cache)
     train_config = TrainConfig.from_dict({**parent.record["train_config"], "epochs": start.epoch + epochs})
     # A fine-tuned parent is continued in fine-tuning: its record says which layers train, at what rate.
     inherited = ("model_config", "class_names", "dataset", "precision", "phase", "fine_tune")
@@ -104,13 +107,21 @@ def continue_training(
         "planned_epochs": start.epoch + epochs,
         **(tags or {}),
     }
-    run = store.create(record, parent.split(), run_id)
-    hooks: dict[str, Any] = {"on_epoch": on_epoch, "on_batch": on_batch, "stop_event": stop_event}
-    return train_run(run, prepared, parts, start, callbacks=callbacks, tracking=tracking, **hooks)
+    with open_run_data(parent, cache, max_cache_mb) as (prepared, parts):
+        run = store.create(record, parent.split(), run_id)
+        hooks: dict[str, Any] = {"on_epoch": on_epoch, "on_batch": on_batch, "stop_event": stop_event}
+        return train_run(run, prepared, parts, start, callbacks=callbacks, tracking=tracking, **hooks)
 
 
-def run_data(run: Run, cache: Path) -> tuple[data.PreparedData, dict[str, np.ndarray]]:
-    """The run's prepared dataset and its recorded split, as indices into it."""
+@contextlib.contextmanager
+def open_run_data(
+    run: Run, cache: Path, max_cache_mb: int | None = None
+) -> Iterator[tuple[data.PreparedData, dict[str, np.ndarray]]]:
+    """The run's prepared dataset (leased for the block) and its recorded split, as indices into it.
+
+    Every image of the split must still be there: a resumed or continued training on other data
+    would not be the same training.
+    """
     root = run.dataset_root(cache)
     report = data.scan(root, cache=cache)
     index = {path: i for i, path in enumerate(report.files)}
@@ -123,7 +134,9 @@ def run_data(run: Run, cache: Path) -> tuple[data.PreparedData, dict[str, np.nda
         )
     parts = {part: np.asarray([index[p] for p in paths], dtype=np.int64) for part, paths in split.items()}
     config = run.model_config()
-    return data.prepare(report, config.image_size, config.color_mode, config.resize_mode, cache=cache), parts
+    settings = (config.image_size, config.color_mode, config.resize_mode)
+    with data.open_prepared(report, *settings, cache=cache, max_cache_mb=max_cache_mb) as prepared:
+        yield prepared, parts
 
 
 def _resume_point(run: Run, store: RunStore) -> Start:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from cnnlab import heartbeat
-from cnnlab.files import atomic_path, build_folder, write_json
+from cnnlab.files import atomic_path, build_folder, temporary_name, write_json
 from cnnlab.settings import DEMO_RUN_DIR
 
 RUN_FILE = "run.json"
@@ -303,7 +303,7 @@ class RunStore:
     def delete(self, ref: str | Path) -> None:
         """Delete a run's folder (moved aside first, so a failure never leaves half a run listed)."""
         run = self._changeable(ref, "deleted")
-        trash = run.path.with_name(f".deleted-{run.id}-{secrets.token_hex(3)}")
+        trash = temporary_name(run.path)  # a killed delete leaves a temporary the clean-up removes
         os.replace(run.path, trash)
         shutil.rmtree(trash, ignore_errors=True)
 

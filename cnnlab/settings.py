@@ -49,6 +49,15 @@ class Settings:
 
         return TrackingConfig(self.tracking_uri, self.experiment, self.user)
 
+    max_session_mb: int | None = None
+    max_cache_mb: int | None = None
+    max_dataset_megapixels: int | None = None
+
+    @property
+    def max_dataset_pixels(self) -> int | None:
+        """The decode budget per dataset in pixels (none: no budget)."""
+        return None if self.max_dataset_megapixels is None else self.max_dataset_megapixels * 1_000_000
+
     @property
     def max_extracted_bytes(self) -> int:
         """How far an uploaded zip may expand on disk: ten times the upload cap, at most 1 GB."""
@@ -70,6 +79,11 @@ def _int(environ: Mapping[str, str], name: str, default: int, minimum: int) -> i
     return value
 
 
+def _limit(environ: Mapping[str, str], name: str, hosted_default: int, minimum: int, hosted: bool) -> int | None:
+    """A limit that hosted mode always sets (to `hosted_default` unless given) and local mode only when given."""
+    return _int(environ, name, hosted_default, minimum) if hosted or environ.get(name) else None
+
+
 def _folder(environ: Mapping[str, str], name: str, default: Path) -> Path:
     return user_path(environ.get(name) or default, name)
 
@@ -78,8 +92,11 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Read settings from `environ` (default: `os.environ`); a bad value is a one-line ValueError.
 
     Hosted mode (`CNNLAB_HOSTED=1`) allows no server folders, whatever `CNNLAB_DATA_ROOTS` says,
-    caps uploads at 50 MB unless a smaller cap is set, runs one training at a time, and refuses
-    models whose training step would need over 1 GB (CNNLAB_MAX_TRAINING_MB) of memory.
+    caps uploads at 50 MB unless a smaller cap is set, runs one training at a time, refuses
+    models whose training step would need over 1 GB (CNNLAB_MAX_TRAINING_MB) of memory, gives
+    each visitor 300 MB of disk (CNNLAB_MAX_SESSION_MB), the decoded-image cache 2 GB
+    (CNNLAB_MAX_CACHE_MB) and a dataset 200 megapixels to decode (CNNLAB_MAX_DATASET_MEGAPIXELS).
+    Locally those limits apply only when set.
     """
     environ = os.environ if environ is None else environ
     hosted = environ.get("CNNLAB_HOSTED", "").strip().lower() in _TRUE
@@ -94,9 +111,10 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         max_upload_mb=min(max_upload, 50) if hosted else max_upload,
         max_concurrent_trainings=1 if hosted else _int(environ, "CNNLAB_MAX_CONCURRENT_TRAININGS", 1, 1),
         datasets_url=environ.get("CNNLAB_DATASETS_URL", "").strip() or None,
-        max_training_mb=_int(environ, "CNNLAB_MAX_TRAINING_MB", 1024, 64)
-        if hosted or environ.get("CNNLAB_MAX_TRAINING_MB")
-        else None,
+        max_training_mb=_limit(environ, "CNNLAB_MAX_TRAINING_MB", 1024, 64, hosted),
+        max_session_mb=_limit(environ, "CNNLAB_MAX_SESSION_MB", 300, 1, hosted) if hosted else None,
+        max_cache_mb=_limit(environ, "CNNLAB_MAX_CACHE_MB", 2048, 1, hosted),
+        max_dataset_megapixels=_limit(environ, "CNNLAB_MAX_DATASET_MEGAPIXELS", 200, 1, hosted),
         tracking_uri=environ.get("CNNLAB_TRACKING_URI", "").strip() or None,
         experiment=environ.get("CNNLAB_EXPERIMENT", "").strip() or "cnnlab",
         user=environ.get("CNNLAB_USER", "").strip() or _os_user(),

@@ -106,6 +106,7 @@ def train(
     store: RunStore,
     cache: Path,
     max_training_mb: int | None = None,
+    max_cache_mb: int | None = None,
     on_epoch: EpochCallback | None = None,
     on_batch: BatchCallback | None = None,
     stop_event: threading.Event | None = None,
@@ -118,8 +119,10 @@ def train(
 ) -> Run:
     """Train a model on a class-folder dataset and save it as a run in `store`.
 
-    `cache` is the folder for the scan and decoded-image caches; a model whose training step
-    would need more than `max_training_mb` is refused before anything is built. A backbone's
+    `cache` is the folder for the scan and decoded-image caches, whose decoded arrays may take
+    `max_cache_mb` in all (least recently used ones are evicted; the one in use is leased for the
+    whole training); a model whose training step would need more than `max_training_mb` is
+    refused before anything is built. A backbone's
     ImageNet weights are downloaded next (`on_download(bytes)` reports it), before any run folder
     exists, so a failed download leaves nothing behind. `on_epoch` gets each epoch's metrics row,
     `on_batch` each batch's progress; setting `stop_event` ends training after the current batch,
@@ -135,22 +138,21 @@ def train(
     check_trainable(model_config, report.num_classes, train_config.batch_size, max_training_mb)
     backbones.prepare_weights(model_config.backbone, model_config.backbone_weights, on_download)
     parts = data.split(report.labels, train_config.validation_split, train_config.test_split, train_config.seed)
-    prepared = data.prepare(
-        report, model_config.image_size, model_config.color_mode, model_config.resize_mode, cache=cache
-    )
+    settings = (model_config.image_size, model_config.color_mode, model_config.resize_mode)
     precision = choose_precision(train_config.precision)
-    record = {**_record(report, model_config, train_config, name, tags), "precision": precision.to_dict()}
-    run = store.create(record, _split_paths(report, parts), run_id)
-    return train_run(
-        run,
-        prepared,
-        parts,
-        on_epoch=on_epoch,
-        on_batch=on_batch,
-        stop_event=stop_event,
-        callbacks=callbacks,
-        tracking=tracking,
-    )
+    with data.open_prepared(report, *settings, cache=cache, max_cache_mb=max_cache_mb) as prepared:
+        record = {**_record(report, model_config, train_config, name, tags), "precision": precision.to_dict()}
+        run = store.create(record, _split_paths(report, parts), run_id)
+        return train_run(
+            run,
+            prepared,
+            parts,
+            on_epoch=on_epoch,
+            on_batch=on_batch,
+            stop_event=stop_event,
+            callbacks=callbacks,
+            tracking=tracking,
+        )
 
 
 def train_run(
@@ -170,8 +172,9 @@ def train_run(
     The run's heartbeat beats while it trains, and every complete epoch leaves a resumable
     checkpoint in the run folder; the record's configs and precision say what to train (and,
     once a backbone's fine-tuning started, `fine_tune`: which phase a saved state belongs to).
-    With `tracking`, the new epochs and the outcome are published to the team server (a resumed
-    run is found there again by its key).
+    `prepared` must stay readable throughout (held under `data.open_prepared`'s lease). With
+    `tracking`, the new epochs and the outcome are published to the team server (a resumed run
+    is found there again by its key).
     """
     model_config = run.model_config()
     train_config = TrainConfig.from_dict(run.record["train_config"])

@@ -1,4 +1,4 @@
-"""The app shell: what `streamlit_app.py` does on every rerun (Keras session, hosted clean-up), and
+"""The app shell: what `streamlit_app.py` does on every rerun (Keras session, clean-up), and
 the guard each page calls first so that it always runs inside `streamlit_app.py`."""
 
 from __future__ import annotations
@@ -38,23 +38,24 @@ def _no_clean_up() -> None:
 
 @st.cache_resource
 def _last_cleanup() -> dict[str, Any]:
-    """Process-wide time of the last hosted clean-up (so it runs at most once a minute) and its lock."""
+    """Process-wide time of the last clean-up (so it runs at start-up, then at most once a minute) and its lock."""
     return {"at": 0.0, "lock": threading.Lock()}
 
 
 def housekeeping() -> None:
-    """Keep this person's settings for a reload; in hosted mode, mark the visitor alive and remove
-    what ended visitors left behind."""
+    """Keep this person's settings for a reload; mark a hosted visitor alive; at start-up and then once
+    a minute, remove what killed work left behind, keep the decoded-image cache within its budget and
+    (hosted) remove what ended visitors left."""
     remember_settings()
     config = settings()
-    if not config.hosted:
-        return
-    hosting.touch_session(config.cache_dir, session_id())
+    if config.hosted:
+        hosting.touch_session(config.cache_dir, session_id())
     last = _last_cleanup()
     if time.time() - last["at"] > 60 and last["lock"].acquire(blocking=False):
         try:
             last["at"] = time.time()
-            if hosting.cleanup_ended_sessions(config.cache_dir, store()):
+            hosting.tidy(config.cache_dir, config.models_dir, config.max_cache_mb)
+            if config.hosted and hosting.cleanup_ended_sessions(config.cache_dir, store()):
                 forget_models()  # the ended sessions' runs are gone; their cached models go too
         finally:
             last["lock"].release()

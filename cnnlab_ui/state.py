@@ -16,10 +16,11 @@ from typing import Any
 import streamlit as st
 
 from cnnlab import jobs
+from cnnlab.checks import one_line
 from cnnlab.jobs import Job
+from cnnlab.quota import DiskUsage, session_usage
 from cnnlab.runs import RunStore
 from cnnlab.settings import Settings, load_settings
-from cnnlab_ui.messages import show_error
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,7 @@ def settings() -> Settings:
     try:
         return load_settings({**os.environ, **_secrets()})
     except ValueError as exc:
-        show_error(exc)
+        st.error(one_line(exc), icon=":material/error:")  # not show_error, which needs the settings
         st.stop()
 
 
@@ -108,6 +109,14 @@ def owner() -> str | None:
     return session_id() if settings().hosted else None
 
 
+def disk_usage() -> DiskUsage | None:
+    """This visitor's disk use against their budget (hosted mode only)."""
+    config = settings()
+    if config.max_session_mb is None:
+        return None
+    return session_usage(config.cache_dir, store(), session_id(), config.max_session_mb)
+
+
 def dataset() -> DatasetChoice:
     """The session's dataset; the built-in sample until the user picks another on the Data page."""
     restore_setting("dataset")
@@ -163,4 +172,5 @@ def select_finished_training() -> None:
     job = st.session_state.get("job")
     if job is not None and job.done and job.result is not None and st.session_state.get("selected_job") != job.id:
         st.session_state.selected_job = job.id
-        select_run(job.result.id)
+        if job.result.model_path.exists():  # stopped before its first epoch: nothing to open
+            select_run(job.result.id)

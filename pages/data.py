@@ -1,18 +1,21 @@
 """Data: choose the dataset, check what was found and skipped, and browse the images."""
 
+import hashlib
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import streamlit as st
 
 from cnnlab import archive, catalog, charts, data, hosting
+from cnnlab.checks import shorten
 from cnnlab.settings import check_data_folder, check_upload_size
 from cnnlab_ui.gallery import thumbnails
 from cnnlab_ui.loaders import scan
 from cnnlab_ui.messages import show_error
 from cnnlab_ui.shell import require_app_shell
-from cnnlab_ui.state import DatasetChoice, dataset, session_id, settings
+from cnnlab_ui.state import DatasetChoice, dataset, disk_usage, session_id, settings
 
 require_app_shell()
 
@@ -26,6 +29,11 @@ def choose(path: str, label: str) -> None:
     """Make a dataset the session's once it scans cleanly; a bad one keeps the previous choice."""
     scan(path)  # raises ValueError saying what is wrong with it
     st.session_state.dataset = DatasetChoice(path, label)
+
+
+def accept(root: Path) -> None:
+    """Check an extracted upload as a dataset, within the decode budget, before it is kept."""
+    data.scan(root, cache=config.cache_dir, max_total_pixels=config.max_dataset_pixels)
 
 
 sources = ["Built-in sample", "Upload a zip", "Download a dataset"] + (["Server folder"] if config.data_roots else [])
@@ -45,9 +53,26 @@ try:
         if upload is not None:
             content = upload.getvalue()
             check_upload_size(upload.name, len(content), config)
-            uploads = hosting.uploads_dir(config.cache_dir, session_id())
-            root = archive.open_upload(content, upload.name, uploads, max_total_bytes=config.max_extracted_bytes)
-            choose(str(root), f"Upload: {upload.name}")
+            digest, used = hashlib.sha256(content).hexdigest(), disk_usage()
+            # The uploader keeps the file across reruns: a refused zip is refused again from memory, not
+            # extracted again, until the visitor's disk use changes.
+            refused = st.session_state.setdefault("refused_uploads", {})
+            attempt = (digest, used.total if used is not None else 0)
+            if attempt in refused:
+                raise ValueError(refused[attempt])
+            try:
+                root = archive.open_upload(
+                    content,
+                    upload.name,
+                    hosting.uploads_dir(config.cache_dir, session_id()),
+                    max_total_bytes=config.max_extracted_bytes,
+                    room_bytes=used.room if used is not None else None,
+                    check=accept,
+                )
+                choose(str(root), f"Upload: {shorten(upload.name, 80)}")
+            except ValueError as exc:
+                refused[attempt] = str(exc)
+                raise
     elif source == "Download a dataset":
         names = list(catalog.CATALOG)
         name = st.selectbox("Dataset", names, format_func=lambda n: catalog.CATALOG[n].title, key="catalog-dataset")
@@ -72,6 +97,11 @@ except ValueError as exc:
     show_error(exc)
 
 chosen = dataset()
+if (used := disk_usage()) is not None:
+    st.progress(used.fraction, text=f"Disk: {used.describe()}.")
+    if used.uploads and st.button("Delete my other uploads", key="delete-uploads", icon=":material/delete:"):
+        hosting.forget_uploads(config.cache_dir, session_id(), keep=Path(chosen.path))
+        st.rerun()
 try:
     report = scan(chosen.path)
 except ValueError as exc:

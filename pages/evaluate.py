@@ -20,7 +20,8 @@ run = run_picker()
 @st.cache_data(show_spinner="Evaluating on the test split...", max_entries=8)
 def evaluation_of(run_id: str, model_mtime: float) -> Evaluation:
     """The run's test evaluation (saved at the end of training, so usually instant)."""
-    return evaluate_run(get_run(run_id), cache=settings().cache_dir)
+    config = settings()
+    return evaluate_run(get_run(run_id), cache=config.cache_dir, max_cache_mb=config.max_cache_mb)
 
 
 try:

@@ -100,7 +100,8 @@ def start_and_watch(run_id: str, more_epochs: int | None = None) -> None:
     """Resume the run (or train it `more_epochs` more as a new run) and show it on the Train page."""
     try:
         config = settings()
-        where = {"store": store(), "cache": config.cache_dir, "limit": config.max_concurrent_trainings}
+        where = {"store": store(), "cache": config.cache_dir, "max_cache_mb": config.max_cache_mb}
+        where["limit"] = config.max_concurrent_trainings
         job = jobs.resume_job(run_id, more_epochs=more_epochs, **where, owner=owner(), tracking=config.tracking)
         job.start()
     except ValueError as exc:
@@ -140,7 +141,8 @@ with st.expander("Export (Keras, SavedModel, TensorFlow Lite, ONNX)"):
             with st.spinner("Exporting and checking predictions against the Keras model..."):
                 folder = export_run(run, fmt, cache=settings().cache_dir)
             st.success(
-                f"Exported to {folder}; its predictions match the Keras model (max difference {read_export(folder)['max_abs_diff']:.2g})."
+                f"Exported to {folder if not settings().hosted else folder.name}; its predictions match the Keras "
+                f"model (max difference {read_export(folder)['max_abs_diff']:.2g})."
             )
             st.download_button(
                 f"Download the {fmt} export (zip)",

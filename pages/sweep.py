@@ -3,13 +3,13 @@
 import pandas as pd
 import streamlit as st
 
-from cnnlab import charts, jobs
+from cnnlab import charts, jobs, quota
 from cnnlab.backbones import BACKBONE_NAMES
 from cnnlab.sweep import OBJECTIVES, default_storage, follow_study, space_from_dict
 from cnnlab_ui.live import job_figure, live_job
 from cnnlab_ui.messages import show_error
 from cnnlab_ui.shell import require_app_shell
-from cnnlab_ui.state import dataset, owner, session_busy, settings, store, watched_job
+from cnnlab_ui.state import dataset, disk_usage, owner, session_busy, settings, store, watched_job
 
 require_app_shell()
 
@@ -82,21 +82,28 @@ except ValueError as exc:
 job = watched_job("sweep")  # after a reload too
 if st.button("Start sweep", key="start-sweep", type="primary", disabled=session_busy(), icon=":material/play_arrow:"):
     config = settings()
-    st.session_state.sweep_job = jobs.sweep_job(
-        dataset().path,
-        space,
-        trials=int(trials),
-        timeout=minutes * 60 or None,
-        storage=storage,
-        study_name=study or None,
-        store=store(),
-        cache=config.cache_dir,
-        max_training_mb=config.max_training_mb,
-        limit=config.max_concurrent_trainings,
-        owner=owner(),
-        tracking=config.tracking,
-    ).start()
-    st.rerun()
+    try:
+        if (usage := disk_usage()) is not None:
+            quota.check_room(usage, 0, "A sweep")  # each trial's run is small; a full budget refuses it
+    except ValueError as exc:
+        show_error(exc)
+    else:
+        st.session_state.sweep_job = jobs.sweep_job(
+            dataset().path,
+            space,
+            trials=int(trials),
+            timeout=minutes * 60 or None,
+            storage=storage,
+            study_name=study or None,
+            store=store(),
+            cache=config.cache_dir,
+            max_training_mb=config.max_training_mb,
+            max_cache_mb=config.max_cache_mb,
+            limit=config.max_concurrent_trainings,
+            owner=owner(),
+            tracking=config.tracking,
+        ).start()
+        st.rerun()
 
 
 def trials_panel(job: jobs.Job) -> None:

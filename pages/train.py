@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from cnnlab import charts, jobs
+from cnnlab import charts, hosting, jobs, quota
 from cnnlab.imbalance import IMBALANCE_RATIO, imbalance_ratio
 from cnnlab.model import check_trainable
 from cnnlab.precision import choose_precision
@@ -12,7 +12,7 @@ from cnnlab_ui.live import job_figure, live_job
 from cnnlab_ui.loaders import scan
 from cnnlab_ui.messages import show_error
 from cnnlab_ui.shell import require_app_shell
-from cnnlab_ui.state import dataset, owner, session_busy, settings, store, watched_job
+from cnnlab_ui.state import dataset, disk_usage, owner, session_busy, session_id, settings, store, watched_job
 from cnnlab_ui.widgets import model_config_sidebar, train_config_sidebar, use_learning_rate
 
 require_app_shell()
@@ -136,25 +136,40 @@ with st.expander("Learning-rate finder", expanded="lr_found" in st.session_state
 precision = choose_precision(train_config.precision)
 st.caption(f"Trains on **{precision.device}** in **{precision.policy}** ({precision.reason}).")
 
+
+def check_disk_budget() -> None:
+    """Refuse (hosted mode) a training that would take this visitor over their disk budget."""
+    if (usage := disk_usage()) is not None:
+        cache = settings().cache_dir
+        needed = quota.training_bytes(report, model_config, params, cache, hosting.uploads_dir(cache, session_id()))
+        quota.check_room(usage, needed, "This training")
+
+
 job = watched_job()  # after a reload too: jobs belong to the server, not to the browser session
 if st.button(
     "Start training", key="start-training", type="primary", disabled=session_busy(), icon=":material/play_arrow:"
 ):
     config = settings()
-    job = jobs.training_job(
-        chosen.path,
-        model_config,
-        train_config,
-        store=store(),
-        cache=config.cache_dir,
-        max_training_mb=config.max_training_mb,
-        limit=config.max_concurrent_trainings,
-        owner=owner(),
-        tracking=config.tracking,
-    )
-    st.session_state.job = job.start()
-    st.session_state.pop("watch", None)
-    st.rerun()
+    try:
+        check_disk_budget()
+    except ValueError as exc:
+        show_error(exc)
+    else:
+        job = jobs.training_job(
+            chosen.path,
+            model_config,
+            train_config,
+            store=store(),
+            cache=config.cache_dir,
+            max_training_mb=config.max_training_mb,
+            max_cache_mb=config.max_cache_mb,
+            limit=config.max_concurrent_trainings,
+            owner=owner(),
+            tracking=config.tracking,
+        )
+        st.session_state.job = job.start()
+        st.session_state.pop("watch", None)
+        st.rerun()
 
 
 def progress_panel(job: jobs.Job) -> None:
@@ -181,7 +196,7 @@ def progress_panel(job: jobs.Job) -> None:
     if len({row.get("learning_rate") for row in job.history}) > 1:  # a schedule changed the rate
         figure = job_figure(job, "learning_rate", lambda: charts.learning_rate_figure(job.history))
         st.plotly_chart(figure, key=f"lr-{job.id}")
-    if job.message:
+    if job.message and not job.done:  # once done, the outcome below says what happened
         st.caption(job.message)
 
 
@@ -193,6 +208,12 @@ else:
     progress_panel(job)
     if job.status == "failed":
         show_error(ValueError(job.error or "Training failed."))
+    elif job.result is not None and not job.result.model_path.exists():
+        st.warning(
+            f"Run **{job.result.name}** stopped before its first epoch ended, so no model was saved and nothing "
+            "was selected on the Evaluate and Predict pages; press **Start training** to train again.",
+            icon=":material/warning:",
+        )
     elif job.result is not None:
         run = job.result
         metrics = run.record.get("metrics", {})

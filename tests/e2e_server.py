@@ -191,9 +191,17 @@ class StreamlitServer(ServerProcess):
     name = "streamlit"
     health_path = "/_stcore/health"
 
-    def __init__(self, models_dir: str | Path, cache_dir: str | Path, **options) -> None:
+    def __init__(
+        self, models_dir: str | Path, cache_dir: str | Path, *, app_root: str | Path = REPO_ROOT, **options
+    ) -> None:
         super().__init__(**options)
         self.models_dir, self.cache_dir = Path(models_dir), Path(cache_dir)
+        self.app_root = Path(app_root)  # another checkout of the app (a benchmark's "before")
+
+    @property
+    def cwd(self) -> Path:
+        """The app's checkout: this one unless another is given."""
+        return self.app_root
 
     def environment(self) -> dict[str, str]:
         """The app's environment: its own models and cache folders, TensorFlow's start-up log quiet."""

@@ -186,6 +186,56 @@ def test_bad_limits_raise(tmp_path):
         extract_zip(_zip(tmp_path, GOOD), tmp_path / "dest", max_ratio=0)
 
 
+def test_many_small_members_of_zeros_are_refused_before_anything_is_written(tmp_path):
+    # Each member stays just under the per-member ratio threshold; the zip as a whole is a bomb.
+    members = {f"cats/{i:03d}.png": bytes((1 << 20) - 1) for i in range(9)}
+    _assert_refused(tmp_path, _zip(tmp_path, members), "compressed .* times overall", max_total_bytes=10 << 20)
+
+
+def test_the_visitors_room_caps_what_is_written_and_says_what_to_delete(tmp_path):
+    members = {"cats/a.png": bytes(range(256)) * 400, "dogs/b.png": bytes(range(256)) * 400}  # ~200 KB
+    with pytest.raises(ValueError, match="left of your disk budget; delete uploads") as info:
+        extract_zip(_zip(tmp_path, members), tmp_path / "out" / "dataset", room_bytes=100_000)
+    assert "would expand to 0.2 MB, more than the 100,000 bytes left" in str(info.value)
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_a_forged_size_is_refused_at_the_visitors_room_while_streaming(tmp_path):
+    real = bytes(range(256)) * 20
+    data = bytearray(_zip(tmp_path, {"cats/a.png": real}, compression=zipfile.ZIP_STORED).read_bytes())
+    for signature, size_offset in ((b"PK\x03\x04", 22), (b"PK\x01\x02", 24)):
+        at = data.find(signature)
+        data[at + size_offset : at + size_offset + 4] = (100).to_bytes(4, "little")
+    _assert_refused(tmp_path, bytes(data), "disk budget|corrupt", room_bytes=1000)
+
+
+def test_a_dataset_the_check_refuses_leaves_nothing(tmp_path):
+    seen = []
+
+    def check(root: Path) -> None:
+        seen.append(sorted(p.name for p in root.iterdir()))
+        raise ValueError("not a dataset. Received: x=1")
+
+    _assert_refused(tmp_path, _zip(tmp_path, {f"pets/{k}": v for k, v in GOOD.items()}), "not a dataset", check=check)
+    assert seen == [["cats", "dogs"]]  # it saw the dataset root inside the wrapper folder
+
+
+@pytest.mark.parametrize(
+    ("member", "match"),
+    [("a/" * 40 + "x.png", "41 levels deep"), ("cats/" + "n" * 300 + ".png", "name over 255 bytes")],
+)
+def test_refuses_deep_or_overlong_paths_with_a_short_message(tmp_path, member, match):
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        zf.writestr("cats/a.png", b"a")
+        zf.writestr(member, b"x")
+    dest = tmp_path / "out" / "dataset"
+    with pytest.raises(ValueError, match=match) as info:
+        extract_zip(buffer.getvalue(), dest)
+    assert len(str(info.value)) < 300 and "..." in str(info.value)
+    assert not dest.exists()
+
+
 def test_an_upload_is_extracted_once_and_reused(tmp_path):
     data = _zip(tmp_path, {f"pets/{k}": v for k, v in GOOD.items()}).read_bytes()
     uploads = tmp_path / "uploads"
@@ -206,6 +256,6 @@ def test_a_bad_upload_is_refused_by_name_and_leaves_nothing(tmp_path):
     with pytest.raises(ValueError, match=r"not a readable zip.*Received: source='notes.zip'"):
         open_upload(b"just text", "notes.zip", uploads)
     big = _zip(tmp_path, {"a/x.bin": b"0" * 3000, "b/y.bin": b"1" * 3000}).read_bytes()
-    with pytest.raises(ValueError, match="over the 0.0 MB limit"):
+    with pytest.raises(ValueError, match="over the 5,000 bytes limit"):
         open_upload(big, "big.zip", uploads, max_total_bytes=5000)
     assert not uploads.exists() or not any(uploads.iterdir())

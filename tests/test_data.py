@@ -127,6 +127,36 @@ def test_fewer_than_two_usable_classes_is_a_value_error(tmp_path):
         data.scan(tmp_path / "data" / "other")
 
 
+def test_symbolic_links_are_never_followed_out_of_the_dataset(tmp_path):
+    secret = write_dataset(tmp_path / "elsewhere", classes=("private",), per_class=2)
+    root = write_dataset(tmp_path / "data", classes=("cats", "dogs"), per_class=2)
+    (root / "stolen").symlink_to(secret / "private", target_is_directory=True)  # a class folder
+    (root / "cats" / "more").symlink_to(secret / "private", target_is_directory=True)  # a sub-folder
+    (root / "dogs" / "x.png").symlink_to(secret / "private" / "private_000.png")  # a file
+    (root / "alias").symlink_to(root / "cats", target_is_directory=True)  # inside: a class like any other
+
+    report = data.scan(root)
+
+    outside = "symbolic link to outside the dataset folder (not followed)"
+    links = ("stolen", "cats/more", "alias/more", "dogs/x.png")
+    assert skipped_reasons(report) == dict.fromkeys(links, outside)
+    assert report.class_names == ("alias", "cats", "dogs")
+    assert not any("private" in f for f in report.files)
+
+
+def test_a_decode_budget_refuses_from_the_headers_before_decoding(tmp_path, cache_dir):
+    root = write_dataset(tmp_path / "data", classes=("cats", "dogs"), per_class=2, size=(16, 16))
+    # The start of a 3000x3000 PNG: its header opens, decoding would fail, the budget refuses first.
+    (root / "cats" / "huge.png").write_bytes(image_bytes(np.zeros((3000, 3000, 3), dtype=np.uint8))[:200])
+    with pytest.raises(
+        ValueError, match=r"add up to over 9 megapixels.*longest side of \d+ px.*Received: megapixels>=9"
+    ):
+        data.scan(root, cache=cache_dir, max_total_pixels=5_000_000)
+    assert not (cache_dir / "scans").exists()  # a refused dataset leaves no cache entry
+    report = data.scan(root, cache=cache_dir, max_total_pixels=10_000_000)
+    assert skipped_reasons(report)["cats/huge.png"].startswith("is truncated or corrupt")
+
+
 def test_missing_folder_is_a_value_error(tmp_path):
     with pytest.raises(ValueError, match=r"Dataset folder not found.*Received: data_dir="):
         data.scan(tmp_path / "nope")

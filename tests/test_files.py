@@ -108,3 +108,50 @@ def test_atomic_path_gives_writers_a_file_name_with_the_target_s_suffix(tmp_path
     with atomic_path(path) as tmp:
         tmp.write_bytes(b"whole")
     assert path.read_bytes() == b"whole" and [p.name for p in tmp_path.iterdir()] == ["model.keras"]
+
+
+def test_temporaries_are_named_for_their_writer_and_removed_once_stale(tmp_path):
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from cnnlab.files import remove_stale_temporaries, temporary_name
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(dead.stdout)
+    nested = tmp_path / "uploads" / "session"
+    nested.mkdir(parents=True)
+    live = temporary_name(tmp_path / "model.keras")  # this process, just now: a live writer's
+    live.write_bytes(b"x")
+    assert live.name.startswith(f".model.keras.{os.getpid()}-") and live.name.endswith(".tmp")
+    killed = nested / f".abc123.{dead_pid}-xyz.tmp"  # a killed extraction's folder
+    (killed / "cats").mkdir(parents=True)
+    old = tmp_path / ".data.npy.k3j2h1.tmp.npy"  # an older release's name, two hours old
+    old.write_bytes(b"x")
+    hours_ago = time.time() - 7200
+    os.utime(old, (hours_ago, hours_ago))
+    young_legacy = tmp_path / ".scan.json.a1b2c3.tmp.json"
+    young_legacy.write_text("{}")
+    keep = [tmp_path / ".hidden", tmp_path / "run.tmp", nested / "abc123"]
+    for path in keep:
+        path.mkdir()
+
+    removed = remove_stale_temporaries(tmp_path, max_age_s=3600)
+
+    assert sorted(removed) == sorted([killed, old])
+    assert live.exists() and young_legacy.exists() and all(p.exists() for p in keep)
+    os.utime(live, (hours_ago, hours_ago))
+    assert remove_stale_temporaries(tmp_path, max_age_s=3600) == [live]
+
+
+def test_atomic_writers_name_their_temporaries_so_the_clean_up_finds_them(tmp_path):
+    from cnnlab.files import remove_stale_temporaries
+
+    seen = []
+    with pytest.raises(RuntimeError), atomic_path(tmp_path / "a.npy") as tmp:
+        seen.append(tmp.name)
+        raise RuntimeError
+    build_folder(tmp_path / "data", lambda folder: seen.append(folder.name))
+    assert all(".tmp" in name and name.startswith(".") for name in seen)
+    assert remove_stale_temporaries(tmp_path, max_age_s=-1) == []  # nothing left behind to find

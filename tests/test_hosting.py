@@ -1,9 +1,14 @@
 """Hosted-mode housekeeping: ended sessions lose their uploads and runs; live ones keep them."""
 
+import io
 import os
 import re
+import stat
 import time
+import zipfile
+from pathlib import Path
 
+import numpy as np
 import pytest
 
 from cnnlab import heartbeat, hosting
@@ -76,6 +81,101 @@ def test_a_running_training_keeps_its_idle_visitor_until_it_dies(tmp_path):
     os.utime(training.path / heartbeat.HEARTBEAT_FILE, (stale, stale))
     assert hosting.cleanup_ended_sessions(cache, store) == ["tab-closed"]
     assert store.list() == [] and not upload.exists()
+
+
+def test_a_visitor_message_names_files_within_the_upload_and_no_server_path(tmp_path):
+    uploads = hosting.uploads_dir(tmp_path / "cache", "s1")
+    text = (
+        f"'x.png' cannot be read. Received: file='{uploads}/0123abcd/pets/cats/x.png'; "
+        f"[Errno 2] No such file: '{tmp_path}/cache/prepared/a.npy'; see http://example.org/a/b; "
+        "train / val, 1/2, and/or"
+    )
+    message = hosting.visitor_message(text, uploads)
+    assert message == (
+        "'x.png' cannot be read. Received: file='pets/cats/x.png'; [Errno 2] No such file: 'a.npy'; "
+        "see http://example.org/a/b; train / val, 1/2, and/or"
+    )
+    long = hosting.visitor_message("Received: member='" + "a/" * 5000 + "x.png'", uploads)
+    assert len(long) <= hosting.MESSAGE_LIMIT and long.endswith("a/x.png'") and "..." in long
+
+
+def test_tidy_removes_killed_work_and_keeps_the_cache_in_its_budget(tmp_path):
+    from cnnlab import prepcache
+
+    cache, models = tmp_path / "cache", tmp_path / "models"
+    killed = [
+        prepcache.folder(cache) / ".key.npy.999999999-abc.tmp.npy",  # a preparation
+        hosting.uploads_dir(cache, "s1") / ".0123abcd.999999999-abc.tmp",  # an extraction
+        models / "run1" / "exports" / ".savedmodel-1.999999999-abc.tmp",  # an export
+    ]
+    for path in killed:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x")
+    for name, age in (("old.npy", 300), ("new.npy", 100)):
+        array = prepcache.folder(cache) / name
+        array.write_bytes(bytes(2 * 2**20))
+        os.utime(array, (time.time() - age, time.time() - age))
+
+    removed = hosting.tidy(cache, models, max_cache_mb=3)
+
+    assert sorted(removed) == sorted(killed) and not any(p.exists() for p in killed)
+    assert sorted(p.name for p in prepcache.folder(cache).iterdir()) == ["new.npy"]
+
+
+def test_a_visitor_deletes_their_other_uploads_with_what_was_decoded_from_them(tmp_path):
+    from cnnlab import data
+    from helpers import write_dataset
+
+    cache = tmp_path / "cache"
+    uploads = hosting.uploads_dir(cache, "s1")
+    kept = write_dataset(uploads / "aaa" / "pets", per_class=3)
+    gone = write_dataset(uploads / "bbb", classes=("owls", "dogs"), per_class=3)
+    for root in (kept, gone):
+        data.prepare(data.scan(root, cache=cache), (16, 16), cache=cache)
+
+    assert hosting.forget_uploads(cache, "s1", keep=kept) == 1
+
+    assert [p.name for p in uploads.iterdir()] == ["aaa"]
+    fingerprint = data.scan(kept, cache=cache).fingerprint
+    assert [p.name.split("-")[0] for p in (cache / "prepared").glob("*.npy")] == [fingerprint]
+
+
+def test_a_visitors_usage_counts_their_uploads_runs_and_what_was_decoded_for_them(tmp_path, run_store):
+    from cnnlab import data, quota
+    from helpers import tiny_model_config, write_dataset
+
+    cache = tmp_path / "cache"
+    mine = write_dataset(hosting.uploads_dir(cache, "s1") / "aaa", per_class=4)
+    sample_like = write_dataset(tmp_path / "shared", per_class=6, seed=3)
+    config = tiny_model_config()
+    arrays = {}
+    for root in (mine, sample_like):
+        report = data.scan(root, cache=cache)
+        arrays[root] = data.prepare(report, config.image_size, cache=cache).cache_path
+        run = run_store.create(
+            {
+                "owner": "s1",
+                "model_config": config.to_dict(),
+                "dataset": {"path": str(report.root), "fingerprint": report.fingerprint},
+            },
+            {"train": [], "validation": [], "test": []},
+        )
+        run.update(status="completed")
+    other = run_store.create({"owner": "s2", "model_config": {}}, {"train": [], "validation": [], "test": []})
+
+    usage = quota.session_usage(cache, run_store, "s1", budget_mb=1)
+
+    uploads = sum(p.stat().st_size for p in mine.rglob("*") if p.is_file())
+    assert usage.uploads == uploads
+    assert usage.decoded == arrays[mine].stat().st_size  # not the shared dataset's
+    assert arrays[sample_like].stat().st_size > usage.decoded
+    runs = [r for r in run_store.list() if r.record["owner"] == "s1"]
+    assert usage.runs == sum(p.stat().st_size for r in runs for p in r.path.rglob("*") if p.is_file())
+    assert other.path.exists() and usage.total == usage.uploads + usage.decoded + usage.runs
+    assert "of your 1.0 MB disk budget used" in usage.describe()
+    quota.check_room(usage, usage.room, "This")
+    with pytest.raises(ValueError, match=r"This training needs about .* delete runs you no longer need \(Runs page\)"):
+        quota.check_room(usage, usage.room + 1, "This training")
 
 
 def test_hosted_upload_cap_is_a_clear_message():
@@ -201,3 +301,289 @@ def test_a_visitor_keeps_identity_training_and_settings_across_a_reload_and_stra
     assert wait_for_job(reloaded, "job", timeout=60).status == "stopped"
     listed = open_page(reloaded, "pages/runs.py").dataframe[0].value
     assert listed.set_index("id").loc[job.run_id, "status"] == "stopped"
+
+
+# ------------------------------------------------------ hostile uploads through the Data page
+
+
+def disk(cache) -> dict[str, int]:
+    """Every file under the cache with its size, except the sessions' heartbeats."""
+    return {
+        str(p.relative_to(cache)): p.stat().st_size
+        for p in cache.rglob("*")
+        if p.is_file() and p.relative_to(cache).parts[0] != hosting.HEARTBEATS
+    }
+
+
+def zip_of(members: dict, compression=zipfile.ZIP_DEFLATED) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression) as zf:
+        for name, content in members.items():
+            zf.writestr(name, content)
+    return buffer.getvalue()
+
+
+def noise_png(size: int, seed: int) -> bytes:
+    from helpers import image_bytes
+
+    return image_bytes(np.random.default_rng(seed).integers(0, 256, (size, size, 3), dtype=np.uint8))
+
+
+def noise_dataset(seed: int, per_class: int = 10, size: int = 80) -> bytes:
+    """A zip of three classes of noise images (incompressible: about 19 KB each at 80 px)."""
+    return zip_of(
+        {
+            f"{c}/{c}_{i}.png": noise_png(size, seed * 1000 + k * 100 + i)
+            for k, c in enumerate(("cats", "dogs", "owls"))
+            for i in range(per_class)
+        }
+    )
+
+
+def hostile_zips() -> dict[str, tuple[bytes, str]]:
+    """Each refusal the Data page must give, as (zip, part of the message)."""
+    symlink = zipfile.ZipInfo("cats/link.png")
+    symlink.external_attr = (stat.S_IFLNK | 0o777) << 16
+    good = {"cats/a.png": noise_png(16, 1), "dogs/b.png": noise_png(16, 2)}
+    encrypted = bytearray(zip_of(good))
+    for signature, flag_offset in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):
+        at = encrypted.find(signature)
+        while at != -1:
+            encrypted[at + flag_offset] |= 0x1
+            at = encrypted.find(signature, at + 4)
+    corrupt = bytearray(zip_of({"cats/a.png": b"A" * 5000, "dogs/b.png": noise_png(16, 2)}))
+    start = corrupt.index(b"cats/a.png") + len("cats/a.png")
+    corrupt[start + 5 : start + 25] = bytes(20)
+    forged = bytearray(zip_of({"cats/a.png": os.urandom(2 << 20), "dogs/b.png": b"b"}, zipfile.ZIP_STORED))
+    for signature, size_offset in ((b"PK\x03\x04", 22), (b"PK\x01\x02", 24)):
+        at = forged.find(signature)
+        forged[at + size_offset : at + size_offset + 4] = (100).to_bytes(4, "little")
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        zf.writestr(symlink, "/etc/passwd")
+        zf.writestr("cats/a.png", noise_png(16, 3))
+    return {
+        "not a zip": (os.urandom(4000), "not a readable zip"),
+        "too many members": (zip_of({f"cats/{i}.png": b"" for i in range(20_001)}), "more than the limit of 20000"),
+        "over the budget": (
+            zip_of({f"cats/{i}.png": bytes((1 << 20) - 1) for i in range(40)}),
+            "left of your disk budget",
+        ),
+        "499 members of 1 MiB": (
+            zip_of({f"cats/{i}.png": bytes((1 << 20) - 1) for i in range(499)}),
+            "left of your disk budget",
+        ),
+        "many small members": (
+            zip_of({f"cats/{i}.png": bytes((1 << 20) - 1) for i in range(9)}),
+            "times overall",
+        ),
+        "one member ratio": (zip_of({"cats/zeros.png": bytes(2 << 20), **good}), "zip bomb"),
+        "deep path": (zip_of({"a/" * 40 + "x.png": b"x", **good}), "41 levels deep"),
+        "long name": (zip_of({"cats/" + "n" * 5000 + ".png": b"x", **good}), "name over 255 bytes"),
+        "path traversal": (zip_of({"../../evil.png": b"x", **good}), "outside its own folder"),
+        "absolute path": (zip_of({"/etc/evil.png": b"x", **good}), "outside its own folder"),
+        "symlink member": (buffer.getvalue(), "symbolic link"),
+        "encrypted": (bytes(encrypted), "password-protected"),
+        "corrupt member": (bytes(corrupt), "corrupt"),
+        "forged sizes": (bytes(forged), "corrupt|limit"),
+        "non-image files": (zip_of({"cats/a.txt": b"meow", "dogs/b.csv": b"1,2"}), "at least two classes"),
+        "one class only": (
+            zip_of({"cats/a.png": noise_png(16, 4), "cats/b.png": noise_png(16, 5)}),
+            "at least two classes",
+        ),
+        "decode budget": (
+            zip_of({"cats/a.png": image_bytes_flat(4000), "dogs/b.png": image_bytes_flat(4000)}),
+            "megapixels",
+        ),
+    }
+
+
+def image_bytes_flat(side: int) -> bytes:
+    from helpers import image_bytes
+
+    return image_bytes(np.full((side, side, 3), 200, dtype=np.uint8))
+
+
+ABSOLUTE_PATH = re.compile(r"(?<![\w.~:/-])/[\w.-]+/")
+
+
+def test_every_hostile_upload_is_refused_briefly_without_a_server_path_and_leaves_nothing(
+    hosted, monkeypatch, app_cache
+):
+    from helpers import open_page, start_app
+
+    monkeypatch.setenv("CNNLAB_MAX_UPLOAD_MB", "5")  # a 50 MB cap on what a zip may expand to
+    monkeypatch.setenv("CNNLAB_MAX_SESSION_MB", "30")  # tighter than the cap: the budget speaks first
+    monkeypatch.setenv("CNNLAB_MAX_DATASET_MEGAPIXELS", "20")
+    at = open_page(start_app(), "pages/data.py")
+    at.radio(key="dataset-source").set_value("Upload a zip").run()
+    uploads = hosting.uploads_dir(app_cache, at.session_state["session_id"])
+    forbidden = [str(app_cache), str(hosted), str(uploads), "/uploads/", "/prepared/", str(Path.home())]
+    before = disk(app_cache)
+
+    for case, (content, expected) in hostile_zips().items():
+        at.file_uploader(key="zip-upload").set_value((f"{case}.zip", content, "application/zip")).run()
+        assert not at.exception, (case, [e.value for e in at.exception])
+        errors = [e.value for e in at.error]
+        assert len(errors) == 1 and re.search(expected, errors[0]), (case, errors)
+        message = errors[0]
+        assert len(message) <= 300, (case, len(message), message)
+        assert not any(f in message for f in forbidden) and not ABSOLUTE_PATH.search(message), (case, message)
+        assert disk(app_cache) == before, case  # nothing extracted, decoded or cached stayed behind
+        assert at.subheader[0].value == "Built-in sample (shapes)", case
+
+    at.file_uploader(key="zip-upload").set_value(
+        ("fine.zip", noise_dataset(seed=7, per_class=3, size=16), "application/zip")
+    ).run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert at.subheader[0].value == "Upload: fine.zip"
+    added = set(disk(app_cache)) - set(before)
+    assert added and all(p.startswith(("uploads/", "scans/")) for p in added)
+
+
+def upload(at, name: str, content: bytes):
+    at.file_uploader(key="zip-upload").set_value((name, content, "application/zip")).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def test_a_visitor_who_fills_their_budget_leaves_another_free_to_upload_and_train(hosted, monkeypatch, app_cache):
+    from helpers import open_page, start_app, tiny_training, wait_for_job
+
+    monkeypatch.setenv("CNNLAB_MAX_SESSION_MB", "1")
+    first, second = (open_page(start_app(), "pages/data.py") for _ in range(2))
+    for at in (first, second):
+        at.radio(key="dataset-source").set_value("Upload a zip").run()
+    one, two = noise_dataset(seed=1), noise_dataset(seed=2)  # about 0.55 MB each
+
+    upload(first, "one.zip", one)
+    assert first.subheader[0].value == "Upload: one.zip" and not first.error
+    bar = first.get("progress")[0].proto
+    assert (
+        re.search(r"0\.\d MB of your 1\.0 MB disk budget used \(uploads 0\.\d MB", bar.text) and 50 <= bar.value <= 60
+    )
+    before = disk(app_cache)
+    upload(first, "two.zip", two)
+    assert len(first.error) == 1 and "left of your disk budget; delete uploads (Data page)" in first.error[0].value
+    assert disk(app_cache) == before and first.subheader[0].value == "Upload: one.zip"
+
+    upload(second, "two.zip", two)  # the other visitor's budget is their own
+    assert not second.error and second.subheader[0].value == "Upload: two.zip"
+    open_page(second, "pages/train.py")
+    tiny_training(second, epochs=1)
+    job = wait_for_job(second, "job")
+    assert job.status == "completed" and job.result.model_path.exists(), job.error
+    second.sidebar.select_slider(key="image_size").set_value(224).run()  # 4.5 MB of decoded images, a bigger model
+    second.button(key="start-training").click().run()
+    assert len(second.error) == 1 and re.match(
+        r"This training needs about \d+\.\d MB but 0\.\d MB is left", second.error[0].value
+    )
+    assert "choose a smaller image size" in second.error[0].value and second.session_state["job"] is job
+    assert job.result.record["dataset"]["path"].startswith(
+        str(hosting.uploads_dir(app_cache, second.session_state["session_id"]).resolve())
+    )
+
+    # The first visitor makes room as the message says: another dataset, then delete the old upload.
+    first.radio(key="dataset-source").set_value("Built-in sample").run()
+    next(b for b in first.button if b.label == "Use the built-in sample").click().run()
+    first.button(key="delete-uploads").click().run()
+    assert not first.exception, [e.value for e in first.exception]
+    assert not list(hosting.uploads_dir(app_cache, first.session_state["session_id"]).glob("*"))
+    assert "(uploads 0 bytes," in first.get("progress")[0].proto.text
+    first.radio(key="dataset-source").set_value("Upload a zip").run()
+    upload(first, "two.zip", two)
+    assert not first.error and first.subheader[0].value == "Upload: two.zip"
+
+
+def test_a_training_stopped_before_its_first_epoch_says_so_and_selects_nothing(hosted, app_cache):
+    from cnnlab import jobs
+    from cnnlab.runs import RunStore
+    from helpers import open_page, start_app, tiny_model_config, tiny_train_config, wait_for_job
+
+    at = start_app()
+    job = jobs.training_job(
+        at.session_state["dataset"].path if "dataset" in at.session_state else str(sample_path(app_cache)),
+        tiny_model_config(),
+        tiny_train_config(epochs=3),
+        store=RunStore(hosted),
+        cache=app_cache,
+        tags={"owner": at.session_state["session_id"]},
+    )
+    job.stop()  # Stop pressed while the data was being prepared
+    at.session_state["job"] = job.start()
+    wait_for_job(at, "job")
+    assert job.status == "stopped" and job.result is not None and not job.result.model_path.exists()
+
+    at = open_page(at, "pages/train.py")
+    assert not at.success and len(at.warning) == 1
+    assert "stopped before its first epoch ended, so no model was saved and nothing was selected" in at.warning[0].value
+    assert not any("best weights were kept" in c.value for c in at.caption)
+    at = open_page(at, "pages/evaluate.py")
+    assert at.session_state["run_id"] != job.result.id  # Evaluate opens another run (the demo) and says which
+
+
+def sample_path(cache):
+    from cnnlab.sample import sample_dir
+
+    return sample_dir(cache)
+
+
+def test_a_killed_preparation_leaves_a_temporary_that_the_next_start_removes(make_dataset, tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    cache = tmp_path / "cache"
+    root = make_dataset(per_class=40)
+    code = (
+        "from cnnlab import data; import sys; "
+        f"data.prepare(data.scan({str(root)!r}), (512, 512), cache=__import__('pathlib').Path({str(cache)!r}))"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    worker = subprocess.Popen([sys.executable, "-c", code], env=env)
+    deadline = time.monotonic() + 120
+    while not list((cache / "prepared").glob(".*.tmp.npy")) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    worker.send_signal(signal.SIGKILL)
+    worker.wait()
+    left = list((cache / "prepared").glob(".*.tmp.npy"))
+    finished = [p for p in (cache / "prepared").glob("*.npy") if not p.name.startswith(".")]
+    assert len(left) == 1 and not finished  # killed mid-way
+
+    app = str(Path(__file__).resolve().parent.parent / "streamlit_app.py")
+    start = (
+        "from streamlit.testing.v1 import AppTest; "
+        f"at = AppTest.from_file({app!r}, default_timeout=120).run(); assert not at.exception"
+    )
+    env.update({"CNNLAB_CACHE_DIR": str(cache), "CNNLAB_MODELS_DIR": str(tmp_path / "models")})
+    done = subprocess.run([sys.executable, "-c", start], env=env, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert not left[0].exists()
+
+
+def test_a_server_folder_never_follows_a_link_out_of_the_data_roots(app_cache, isolated_dirs, tmp_path, monkeypatch):
+    from helpers import open_page, start_app, write_dataset
+
+    roots = tmp_path / "roots"
+    secret = write_dataset(tmp_path / "secret", classes=("private",), per_class=2)
+    pets = write_dataset(roots / "pets", classes=("cats", "dogs"), per_class=3)
+    (pets / "stolen").symlink_to(secret / "private", target_is_directory=True)
+    (roots / "escape").symlink_to(secret, target_is_directory=True)
+    monkeypatch.setenv("CNNLAB_CACHE_DIR", str(app_cache))
+    monkeypatch.setenv("CNNLAB_MODELS_DIR", str(isolated_dirs[1]))
+    monkeypatch.setenv("CNNLAB_DATA_ROOTS", str(roots))
+    at = open_page(start_app(), "pages/data.py")
+    at.radio(key="dataset-source").set_value("Server folder").run()
+
+    at.text_input[0].set_value(str(roots / "escape")).run()
+    next(b for b in at.button if b.label == "Use this folder").click().run()
+    assert len(at.error) == 1 and "outside the allowed data folders" in at.error[0].value
+
+    at.text_input[0].set_value(str(pets)).run()
+    next(b for b in at.button if b.label == "Use this folder").click().run()
+    assert not at.error and at.subheader[0].value == f"Folder: {pets}"
+    assert int({m.label: m.value for m in at.metric}["Classes"]) == 2
+    skipped = at.dataframe[0].value
+    assert skipped.to_dict("records") == [
+        {"file": "stolen", "reason": "symbolic link to outside the dataset folder (not followed)"}
+    ]

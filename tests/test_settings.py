@@ -19,6 +19,7 @@ def test_defaults_are_local_mode():
     assert s.models_dir.name == "models"
     assert s.datasets_url is None
     assert s.max_training_mb is None
+    assert s.max_session_mb is None and s.max_cache_mb is None and s.max_dataset_pixels is None
 
 
 def test_environment_overrides(tmp_path):
@@ -56,8 +57,26 @@ def test_hosted_mode_disables_server_folders_and_caps_uploads(tmp_path):
     assert s.max_extracted_bytes == 500 * 2**20
     assert s.max_concurrent_trainings == 1
     assert s.max_training_mb == 1024
+    assert (s.max_session_mb, s.max_cache_mb, s.max_dataset_pixels) == (300, 2048, 200_000_000)
     with pytest.raises(ValueError, match="Server folders are disabled"):
         check_data_folder(tmp_path, s)
+
+
+def test_disk_and_decode_budgets_are_settings():
+    hosted = load_settings(
+        {
+            "CNNLAB_HOSTED": "1",
+            "CNNLAB_MAX_SESSION_MB": "50",
+            "CNNLAB_MAX_CACHE_MB": "500",
+            "CNNLAB_MAX_DATASET_MEGAPIXELS": "20",
+        }
+    )
+    assert (hosted.max_session_mb, hosted.max_cache_mb, hosted.max_dataset_pixels) == (50, 500, 20_000_000)
+    local = load_settings({"CNNLAB_MAX_SESSION_MB": "50", "CNNLAB_MAX_CACHE_MB": "500"})
+    assert local.max_session_mb is None  # visitors' budgets are a hosted matter
+    assert local.max_cache_mb == 500
+    with pytest.raises(ValueError, match=r"Received: CNNLAB_MAX_SESSION_MB='0'"):
+        load_settings({"CNNLAB_HOSTED": "1", "CNNLAB_MAX_SESSION_MB": "0"})
 
 
 @pytest.mark.parametrize("value", ["0", "-2", "many"])
@@ -84,6 +103,9 @@ def test_server_folder_must_be_inside_a_root(tmp_path):
     with pytest.raises(ValueError, match="Folder not found"):
         check_data_folder(allowed / "missing", s)
     assert isinstance(check_data_folder(str(allowed), s), Path)
+    (allowed / "escape").symlink_to(outside, target_is_directory=True)
+    with pytest.raises(ValueError, match="outside the allowed data folders"):
+        check_data_folder(allowed / "escape", s)
     with pytest.raises(ValueError, match=r"names no user.*Received: folder='~nosuchuser-cnnlab/x'"):
         check_data_folder("~nosuchuser-cnnlab/x", s)
 

@@ -48,6 +48,7 @@ def run_sweep(
     store: RunStore,
     cache: Path,
     max_training_mb: int | None = None,
+    max_cache_mb: int | None = None,
     stop_event: threading.Event | None = None,
     on_trial: TrialCallback | None = None,
     on_epoch: EpochCallback | None = None,
@@ -59,8 +60,8 @@ def run_sweep(
 ) -> SweepResult:
     """Run `trials` more trials of the study (or until `timeout` seconds pass) and return the result.
 
-    Every trial trains a run in `store` tagged with the study and trial number, with `cache` and
-    `max_training_mb` passed on to `train`. `storage` is any
+    Every trial trains a run in `store` tagged with the study and trial number, with `cache`,
+    `max_training_mb` and `max_cache_mb` passed on to `train`. `storage` is any
     SQLAlchemy URL (default `default_storage(store)`); processes started with the same
     `study_name` and `storage` share one study. `on_trial` gets each finished trial's dict
     (`number`, `state`, `value`, `params`, `run_id`), `on_epoch` each epoch's metrics row (with
@@ -99,7 +100,18 @@ def run_sweep(
     def objective(trial) -> float:
         ran.append(trial.number)
         return _run_trial(
-            trial, data_dir, space, study_name, store, stop_event, on_epoch, tags, cache, max_training_mb, tracking
+            trial,
+            data_dir,
+            space,
+            study_name,
+            store,
+            stop_event,
+            on_epoch,
+            tags,
+            cache,
+            max_training_mb,
+            max_cache_mb,
+            tracking,
         )
 
     def after_trial(study, frozen) -> None:
@@ -124,6 +136,7 @@ def _run_trial(
     tags,
     cache: Path,
     max_training_mb: int | None,
+    max_cache_mb: int | None,
     tracking: TrackingConfig | None,
 ) -> float:
     import optuna
@@ -149,6 +162,7 @@ def _run_trial(
             store=store,
             cache=cache,
             max_training_mb=max_training_mb,
+            max_cache_mb=max_cache_mb,
             on_epoch=epoch_row,
             stop_event=stop_event,
             name=f"{study_name} #{trial.number}",

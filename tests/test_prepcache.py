@@ -1,0 +1,70 @@
+"""The prepared-image cache: leases keep arrays in use, the least recently used go first."""
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from cnnlab import data, prepcache
+
+
+def _array(cache, name: str, size: int, used_s_ago: float):
+    path = prepcache.folder(cache) / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(bytes(size))
+    when = time.time() - used_s_ago
+    os.utime(path, (when, when))
+    return path
+
+
+def test_eviction_removes_the_least_recently_used_arrays_nobody_holds(cache_dir):
+    oldest = _array(cache_dir, "a.npy", 400, 300)
+    leased = _array(cache_dir, "b.npy", 400, 200)
+    newest = _array(cache_dir, "c.npy", 400, 100)
+    writing = _array(cache_dir, ".d.npy.123-abc.tmp.npy", 400, 400)
+    with prepcache.lease(leased):
+        assert leased.name in prepcache.in_use(cache_dir)
+        left = prepcache.evict(cache_dir, max_bytes=1000, needed=300)
+    assert left == 800 and not oldest.exists()  # still over: what is left is all in use or being written
+    assert leased.exists() and writing.exists()  # in use, being written: never evicted
+    assert not newest.exists()  # the next oldest went to make room
+    assert prepcache.in_use(cache_dir) == set()  # the lease ended with its block
+
+
+def test_a_leased_array_is_not_evicted_and_the_new_one_is_refused_with_a_reason(cache_dir):
+    busy = _array(cache_dir, "busy.npy", 900, 1000)
+    with prepcache.lease(busy), pytest.raises(ValueError, match="full with datasets other trainings are using now"):
+        prepcache.make_room(cache_dir, needed=200, max_bytes=1000)
+    assert busy.exists()
+    with pytest.raises(ValueError, match="more than the server's whole .* cache"):
+        prepcache.make_room(cache_dir, needed=2000, max_bytes=1000)
+    prepcache.make_room(cache_dir, needed=200, max_bytes=1000)  # the lease is over: now it may go
+    assert not busy.exists()
+
+
+def test_a_lease_of_a_killed_process_no_longer_counts(cache_dir):
+    array = _array(cache_dir, "x.npy", 10, 0)
+    code = (
+        "import os, sys; from pathlib import Path; from cnnlab import prepcache; "
+        f"held = prepcache.lease(Path({str(array)!r})); held.__enter__(); os._exit(0)"  # killed: never released
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, "PYTHONPATH": os.getcwd()})
+    assert len(list(array.parent.glob(".x.npy.*.lease"))) == 1
+    assert prepcache.in_use(cache_dir) == set()
+    assert list(array.parent.glob("*.lease")) == []  # the stale lease is removed
+
+
+def test_prepare_evicts_to_fit_the_budget_and_keeps_what_training_uses(make_dataset, cache_dir):
+    first = data.scan(make_dataset(per_class=4), cache=cache_dir)
+    second = data.scan(make_dataset(per_class=5, seed=1), cache=cache_dir)
+    with data.open_prepared(first, (64, 64), cache=cache_dir, max_cache_mb=1) as kept:
+        assert kept.images.shape == (12, 64, 64, 3)  # 0.15 MB, leased while this block runs
+        data.prepare(second, (128, 128), cache=cache_dir, max_cache_mb=1)  # 0.7 MB: both fit in 1 MB
+        with pytest.raises(ValueError, match="full with datasets other trainings are using now"):
+            data.prepare(second, (144, 144), cache=cache_dir, max_cache_mb=1)  # 0.93 MB: only with the first gone
+        assert kept.cache_path.exists() and kept.images.sum() > 0
+    data.prepare(second, (144, 144), cache=cache_dir, max_cache_mb=1)  # the training is over: now it fits
+    names = sorted(p.name for p in prepcache.folder(cache_dir).iterdir())
+    assert names == [f"{second.fingerprint}-144x144-rgb-stretch-v{data.CACHE_VERSION}.npy"]
