@@ -113,25 +113,124 @@ def _keras_weights(weights: str) -> str | None:
     return weights if weights == IMAGENET else str(Path(weights).expanduser())
 
 
+# Activation functions a backbone's Activation layers use, by what a forward pass computes beside the
+# output (temporaries, in output sizes) and what their gradient keeps (in input sizes). hard_silu
+# is x * relu6(x + 3) / 6: x + 3 and relu6's result live beside x, and the gradient needs x, x + 3
+# and relu6(x + 3) / 6. silu is x * sigmoid(x); its gradient recomputes the sigmoid from x.
+ACTIVATION_COST = {"hard_silu": (2, 3), "silu": (1, 1)}
+# Layers whose forward pass makes one full-size temporary (a scale, then an offset: BN in
+# inference mode is x * inv + (beta - mean * inv)).
+ONE_TEMPORARY = ("BatchNormalization", "Rescaling", "Normalization")
+WEIGHTED = ("Conv2D", "DepthwiseConv2D", "Dense")
+
+
+@dataclass(frozen=True)
+class OpCost:
+    """One operation of a backbone's forward pass, in values per image (what the memory estimate needs)."""
+
+    layer: int  # index in the backbone's layers of this op's layer (of the layer before it, for a bare op)
+    weights: int  # weights that train when fine-tuning reaches its layer (batch normalisation never does)
+    live: int  # values alive while it runs: its inputs, output and temporaries, and every tensor a later op needs
+    kept: int  # values the backward pass keeps from it when gradients flow through it
+    largest: int  # its largest input or output
+
+
 @dataclass(frozen=True)
 class Profile:
     """A backbone's size at one image size: what the weight count and memory estimate need."""
 
     params: int  # weights, batch-norm statistics included
-    activations: int  # values every layer outputs for one image
     features: int  # channels of its last feature map (the head's input after pooling)
+    num_layers: int  # len(backbone.layers), what `--fine-tune-layers` counts
+    ops: tuple[OpCost, ...]  # its operations in the order the forward pass runs them
+
+
+@dataclass(frozen=True)
+class PhaseCost:
+    """What one training phase of a backbone runs: trainable weights, operations, values per image."""
+
+    trainable: int  # backbone weights this phase trains
+    forward_ops: int  # operations the training step runs
+    backward_ops: int  # operations it differentiates (the backbone's part)
+    values: int  # backbone values alive at the step's peak, per image
 
 
 @lru_cache(maxsize=16)
 def profile(name: str, image_size: tuple[int, int]) -> Profile:
-    """Backbone `name`'s `Profile` at `image_size`, measured on a random-weight build (cached)."""
+    """Backbone `name`'s `Profile` at `image_size`, measured on a random-weight build (cached).
+
+    Walks the forward pass operation by operation, freeing each tensor after its last use, as
+    TensorFlow's executor does; every Keras operation counts, bare ones (the `x + 3` of a hard
+    sigmoid) included.
+    """
+    import keras
+
     model = build_backbone(name, image_size, RANDOM_WEIGHTS)
-    activations = sum(
-        math.prod(int(dim) for dim in tensor.shape[1:])
-        for layer in model.layers
-        for tensor in layer._inbound_nodes[0].output_tensors
-    )
-    return Profile(int(model.count_params()), activations, int(model.outputs[0].shape[-1]))
+    users: dict[int, int] = {id(t): 1 for t in model.outputs}  # the head reads the outputs
+    for op in model.operations:
+        for tensor in op._inbound_nodes[0].input_tensors:
+            users[id(tensor)] = users.get(id(tensor), 0) + 1
+    layer_index = {id(layer): i for i, layer in enumerate(model.layers)}
+    alive: dict[int, int] = {}
+    ops, layer = [], 0
+    for op in model.operations:
+        node = op._inbound_nodes[0]
+        inputs = [_values(t) for t in node.input_tensors]
+        out = sum(_values(t) for t in node.output_tensors)
+        layer = layer_index.get(id(op), layer)
+        temporaries, kept = _op_cost(op, inputs, out)
+        live = sum(alive.values()) + out + temporaries
+        for tensor in node.input_tensors:
+            users[id(tensor)] -= 1
+            if not users[id(tensor)]:
+                alive.pop(id(tensor), None)
+        alive.update({id(t): _values(t) for t in node.output_tensors if users.get(id(t))})
+        trains = isinstance(op, keras.layers.Layer) and type(op).__name__ != "BatchNormalization"
+        weights = sum(math.prod(w.shape) for w in op.trainable_weights) if trains else 0
+        ops.append(OpCost(layer, int(weights), live, kept, max([out, *inputs])))
+    return Profile(int(model.count_params()), int(model.outputs[0].shape[-1]), len(model.layers), tuple(ops))
+
+
+def _values(tensor) -> int:
+    return math.prod(int(dim) for dim in tensor.shape[1:])
+
+
+def _op_cost(op, inputs: list[int], out: int) -> tuple[int, int]:
+    """Temporaries of `op`'s forward pass, and the values its gradient keeps (per image)."""
+    kind = type(op).__name__
+    function = getattr(getattr(op, "activation", None), "__name__", "linear")
+    temporaries, keeps = ACTIVATION_COST.get(function, (0, 1))
+    if kind == "Activation":
+        return temporaries * out, keeps * inputs[0]
+    if kind in WEIGHTED:
+        # The weights' gradient needs the input; a built-in activation's gradient needs its output.
+        return temporaries * out, sum(inputs) + (0 if function == "linear" else keeps * out)
+    if kind == "ReLU":
+        return 0, out
+    if kind == "Multiply" and len(inputs) > 1:
+        return 0, sum(inputs)  # each factor's gradient is the other factor
+    return (out if kind in ONE_TEMPORARY else 0), 0
+
+
+def phase_cost(name: str, image_size: tuple[int, int], fine_tune_layers: int = 0) -> PhaseCost:
+    """The `PhaseCost` of training with backbone `name` frozen (0) or its top `fine_tune_layers` unfrozen.
+
+    A frozen op keeps nothing for the backward pass; from the lowest trainable layer up, each op
+    keeps what its gradient needs (`OpCost.kept`) until the backward pass reaches it. The peak is
+    the larger of the forward pass's (live tensors plus what is kept so far) and the backward
+    pass's start (all that is kept, plus the incoming gradient, the outgoing one and a scratch
+    buffer of the largest tensor's size).
+    """
+    prof = profile(name, image_size)
+    top = prof.num_layers - fine_tune_layers if fine_tune_layers else prof.num_layers
+    start = next((i for i, op in enumerate(prof.ops) if op.layer >= top and op.weights), len(prof.ops))
+    kept, forward = 0, 0
+    for i, op in enumerate(prof.ops):
+        kept += op.kept if i >= start else 0
+        forward = max(forward, op.live + kept)
+    region = prof.ops[start:]
+    backward = kept + 3 * max((op.largest for op in region), default=0)
+    return PhaseCost(sum(op.weights for op in region), len(prof.ops), len(region), max(forward, backward))
 
 
 def prepare_weights(name: str, weights: str, on_progress: DownloadProgress | None = None) -> None:

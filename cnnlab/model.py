@@ -19,6 +19,15 @@ OPTIMIZERS = ("adam", "sgd", "rmsprop")
 MAX_PARAMS = 30_000_000
 # Keras dtype policies a model can be built with (cnnlab.precision resolves "auto" to one of them).
 POLICIES = ("float32", "mixed_bfloat16", "mixed_float16")
+# Values each optimizer keeps per trainable weight beside its gradient (Adam's two moments, SGD's
+# momentum, RMSprop's average of squares).
+SLOTS = {"adam": 2, "sgd": 1, "rmsprop": 1}
+# What a compiled training step holds per Keras operation (its graph, kernels and their scratch):
+# measured at batch 1 on 32 px backbones, where activations are negligible, 0.46-0.58 MB per
+# operation run in the forward pass and 0.65-1.05 MB more per operation differentiated
+# (bench/bench_memory.py, bench/README.md).
+FORWARD_OP_BYTES = 600 * 2**10
+BACKWARD_OP_BYTES = 2**20
 
 
 @dataclass(frozen=True)
@@ -319,24 +328,43 @@ def _check_params(config: ModelConfig, num_classes: int) -> None:
         )
 
 
-def estimate_training_bytes(config: ModelConfig, num_classes: int, batch_size: int) -> int:
-    """A rough estimate of the memory one training step needs, beyond TensorFlow itself.
+def estimate_training_bytes(config: ModelConfig, num_classes: int, batch_size: int, fine_tune_layers: int = 0) -> int:
+    """An estimate of the memory a training needs beyond TensorFlow itself, on the safe side.
 
-    The weights with their gradients and two Adam moments, plus every layer's output for one
-    batch and its gradient (float32). Large images with many filters in the first block are
-    what make it big: the first block's output is height x width x filters per image. It errs
-    high: a real step grew the process by 0.62-0.74 of it (bench/bench_memory.py). A backbone
-    counts every layer's output (`backbones.profile`) and all its weights as trainable, as they
-    are when fine-tuning reaches them.
+    The weights, plus a gradient and the optimizer's slots (Adam 2, SGD and RMSprop 1) for each
+    trainable one, plus one batch's activations (float32). A conv-block CNN counts every layer's
+    output and its gradient, the input three times (as read, augmented and rescaled): a real
+    step grew the process by 0.57-0.78 of it (bench/bench_memory.py). Large images with many
+    filters in the first block make it big: the first block's output is height x width x filters
+    per image.
+
+    A backbone counts what TensorFlow really holds (`backbones.phase_cost`): frozen, in the head
+    phase (`fine_tune_layers` 0), it keeps nothing for backpropagation, so only the tensors alive
+    at once in its forward pass count, and only the head's weights train; fine-tuning its top
+    `fine_tune_layers` layers adds what their gradients keep, and gradients and optimizer slots
+    for their weights only. The compiled training and evaluation steps cost memory per operation
+    they run and differentiate. A float32 count: mixed precision needs less, a safe side too.
+    Real trainings grew by 0.6-0.9 of it on three backbones at 224 px in both phases.
     """
     height, width = config.image_size
-    per_image = 3 * height * width * config.channels  # the input, augmented and rescaled
-    if config.backbone != NO_BACKBONE:
-        per_image += backbones.profile(config.backbone, config.image_size).activations
-    else:
-        per_image += _conv_block_activations(config)
-    per_image += config.dense_units + num_classes
-    return 4 * (4 * count_params(config, num_classes) + 2 * batch_size * per_image)
+    pixels = height * width * config.channels
+    params = count_params(config, num_classes)
+    head = config.dense_units + num_classes
+    if config.backbone == NO_BACKBONE:
+        activations = 2 * (3 * pixels + _conv_block_activations(config) + head)
+        return 4 * (params + (1 + SLOTS[config.optimizer]) * params + batch_size * activations)
+    phase = backbones.phase_cost(config.backbone, config.image_size, fine_tune_layers)
+    trainable = params - backbones.profile(config.backbone, config.image_size).params + phase.trainable
+    # The batch the step reads, the next one prefetched, the one being augmented and its
+    # transform's output (float32), and the uint8 batch they were gathered from.
+    activations = 4 * pixels + pixels // 4 + phase.values + 2 * head
+    # Fit compiles a training step and an evaluation step, both running every op forward. Fine-
+    # tuning compiles new ones; the head phase's memory is not all reused (a training grew by
+    # 85-235 MB more when fine-tuning the top 20 layers than in its head phase, far beyond what
+    # those layers keep), so it counts one more forward step.
+    forward_steps = 3 if fine_tune_layers else 2
+    step_bytes = forward_steps * phase.forward_ops * FORWARD_OP_BYTES + phase.backward_ops * BACKWARD_OP_BYTES
+    return 4 * (params + (1 + SLOTS[config.optimizer]) * trainable + batch_size * activations) + step_bytes
 
 
 def _conv_block_activations(config: ModelConfig) -> int:
@@ -350,19 +378,28 @@ def _conv_block_activations(config: ModelConfig) -> int:
 
 
 def check_trainable(
-    config: ModelConfig, num_classes: int, batch_size: int, max_training_mb: int | None = None
+    config: ModelConfig,
+    num_classes: int,
+    batch_size: int,
+    max_training_mb: int | None = None,
+    fine_tune_layers: int = 0,
 ) -> float:
     """Refuse, before anything is built, a model too big to train here (in weights or in memory).
 
-    Returns the estimated memory of one training step in MB, for display.
+    `fine_tune_layers` is how many of a backbone's top layers its fine-tuning phase unfreezes (0:
+    no fine-tuning); that phase needs the most memory, so it is the one checked. Returns the
+    estimated memory of a training step in MB, for display.
     """
     _check_params(config, num_classes)
-    need_mb = estimate_training_bytes(config, num_classes, batch_size) / 2**20
+    need_mb = estimate_training_bytes(config, num_classes, batch_size, fine_tune_layers) / 2**20
     if max_training_mb is not None and need_mb > max_training_mb:
         side = config.image_size[0]
         uses_backbone = config.backbone != NO_BACKBONE
         shrink = "a smaller backbone" if uses_backbone else "fewer filters in the first block"
         culprit = f"backbone={config.backbone!r}" if uses_backbone else f"filters={config.filters}"
+        if uses_backbone and fine_tune_layers:
+            shrink += " or fewer fine-tuned layers"
+            culprit += f", fine_tune_layers={fine_tune_layers}"
         raise ValueError(
             f"Training this model needs about {need_mb:,.0f} MB per step at batch size {batch_size}, over the "
             f"{max_training_mb:,} MB this server allows; use a smaller image size or batch size, or {shrink}. "

@@ -72,6 +72,11 @@ class TrainConfig:
         check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
         check_choice("precision", self.precision, PRECISIONS)
 
+    @property
+    def tuned_layers(self) -> int:
+        """Backbone layers the fine-tuning phase unfreezes: 0 when it has no epochs."""
+        return self.fine_tune_layers if self.fine_tune_epochs else 0
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready fields."""
         return asdict(self)
@@ -135,7 +140,9 @@ def train(
     model_config = model_config or ModelConfig()
     train_config = train_config or TrainConfig()
     report = data.scan(data_dir, cache=cache)
-    check_trainable(model_config, report.num_classes, train_config.batch_size, max_training_mb)
+    check_trainable(
+        model_config, report.num_classes, train_config.batch_size, max_training_mb, train_config.tuned_layers
+    )
     backbones.prepare_weights(model_config.backbone, model_config.backbone_weights, on_download)
     parts = data.split(report.labels, train_config.validation_split, train_config.test_split, train_config.seed)
     settings = (model_config.image_size, model_config.color_mode, model_config.resize_mode)

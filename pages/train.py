@@ -47,7 +47,13 @@ def summary(config: dict, num_classes: int) -> tuple[pd.DataFrame, int]:
 
 
 try:
-    memory_mb = check_trainable(model_config, report.num_classes, train_config.batch_size, settings().max_training_mb)
+    memory_mb = check_trainable(
+        model_config,
+        report.num_classes,
+        train_config.batch_size,
+        settings().max_training_mb,
+        train_config.tuned_layers,
+    )
     layers, params = summary(model_config.to_dict(), report.num_classes)
 except ValueError as exc:
     show_error(exc)

@@ -97,6 +97,39 @@ def test_memory_estimate_grows_with_the_backbone():
     assert cnn < small < large
 
 
+@pytest.mark.parametrize("name", list(backbones.BACKBONES))
+def test_memory_estimate_counts_gradients_and_optimizer_slots_for_the_trained_weights_only(name):
+    from cnnlab.model import estimate_training_bytes, unfreeze_top_layers
+
+    adam, sgd = backbone_config(name, dense_units=16), backbone_config(name, dense_units=16, optimizer="sgd")
+    model = build_model(adam, 3)
+    for layers in (0, 20, 1000):
+        if layers:
+            unfreeze_top_layers(find_backbone(model), layers)
+        trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+        # Adam keeps two slots per trainable weight, SGD with momentum one: 4 bytes apart each.
+        slot = estimate_training_bytes(adam, 3, 8, layers) - estimate_training_bytes(sgd, 3, 8, layers)
+        assert slot == 4 * trainable
+    head = estimate_training_bytes(adam, 3, 8)
+    assert head < estimate_training_bytes(adam, 3, 8, 20) < estimate_training_bytes(adam, 3, 8, 1000)
+    # The frozen backbone keeps nothing for backpropagation: what the head phase holds per image
+    # is its forward pass's peak, below what fine-tuning every layer keeps.
+    frozen, tuned = backbones.phase_cost(name, SIZE), backbones.phase_cost(name, SIZE, 1000)
+    assert frozen.backward_ops == 0 and tuned.backward_ops > 0
+    assert 2 * frozen.values < tuned.values
+
+
+def test_hosted_memory_guard_takes_a_backbone_that_fits_and_refuses_one_that_does_not():
+    from cnnlab.model import check_trainable
+
+    large = backbone_config("mobilenet_v3_large", image_size=(224, 224))
+    # bench/bench_memory.py: at batch 32 a real training grew by about 0.4 GB in the head phase and
+    # 0.5-0.65 GB fine-tuning the top 20 layers, but 1.8 GB fine-tuning them all.
+    assert check_trainable(large, 5, 32, max_training_mb=1024) < check_trainable(large, 5, 32, 1024, 20) < 1024
+    with pytest.raises(ValueError, match=r"over the 1,024 MB.*fewer fine-tuned layers.*fine_tune_layers=300"):
+        check_trainable(large, 5, 32, max_training_mb=1024, fine_tune_layers=300)
+
+
 @pytest.mark.parametrize(
     "overrides, message",
     [

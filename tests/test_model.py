@@ -194,6 +194,9 @@ def test_training_memory_grows_with_batch_and_image_and_is_checked_against_the_l
     ):
         check_trainable(wide, 5, 128, max_training_mb=1024)
     check_trainable(wide, 5, 128, max_training_mb=None)  # no limit set: a big machine may train it
+    # Adam keeps two slots per weight beside its gradient, SGD with momentum one.
+    sgd = dataclasses.replace(default, optimizer="sgd")
+    assert estimate_training_bytes(default, 5, 32) - estimate_training_bytes(sgd, 5, 32) == 4 * count_params(default, 5)
 
 
 def test_train_refuses_an_oversized_step_before_creating_a_run(make_dataset, run_store, cache_dir):
