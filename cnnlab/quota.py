@@ -62,13 +62,23 @@ def session_usage(cache: Path, store: RunStore, session: str, budget_mb: int) ->
     )
 
 
+# Optimizer values a checkpoint saves per weight besides the weight (Keras's Adam keeps two
+# moments; SGD, as CNN Lab builds it with momentum, and RMSprop keep one).
+_OPTIMIZER_SLOTS = {"adam": 2, "sgd": 1, "rmsprop": 1}
+# At its peak a run folder holds the latest and the best epoch's checkpoints and the next one
+# being written before the oldest is removed (`cnnlab.checkpoint`), besides `model.keras`.
+_CHECKPOINTS_AT_PEAK = 3
+
+
 def training_bytes(report: DatasetReport, model_config, num_params: int, cache: Path, uploads: Path) -> int:
-    """What a new training adds to a visitor's usage: its model file, and its decoded images when
-    they come from the visitor's uploads and are not decoded yet."""
+    """What a new training adds to a visitor's usage at its peak: its model file, its resumable
+    checkpoints (weights and optimizer state), and its decoded images when they come from the
+    visitor's uploads and are not decoded yet."""
     size, mode, uploads = model_config.image_size, model_config.color_mode, uploads.resolve()
     decoded = prepared_path(report.fingerprint, size, mode, model_config.resize_mode, cache=cache)
     own = report.root == uploads or uploads in report.root.parents
-    return 4 * num_params + (prepared_bytes(report, size, mode) if own and not decoded.exists() else 0)
+    copies = 1 + _CHECKPOINTS_AT_PEAK * (1 + _OPTIMIZER_SLOTS[model_config.optimizer])
+    return 4 * num_params * copies + (prepared_bytes(report, size, mode) if own and not decoded.exists() else 0)
 
 
 def check_room(usage: DiskUsage, needed: int, what: str) -> None:

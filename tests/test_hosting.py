@@ -417,7 +417,7 @@ def test_every_hostile_upload_is_refused_briefly_without_a_server_path_and_leave
     monkeypatch.setenv("CNNLAB_MAX_DATASET_MEGAPIXELS", "20")
     at = open_page(start_app(), "pages/data.py")
     at.radio(key="dataset-source").set_value("Upload a zip").run()
-    uploads = hosting.uploads_dir(app_cache, at.session_state["session_id"])
+    uploads = hosting.uploads_dir(app_cache, at.session_state["visitor"])
     forbidden = [str(app_cache), str(hosted), str(uploads), "/uploads/", "/prepared/", str(Path.home())]
     before = disk(app_cache)
 
@@ -450,17 +450,19 @@ def upload(at, name: str, content: bytes):
 def test_a_visitor_who_fills_their_budget_leaves_another_free_to_upload_and_train(hosted, monkeypatch, app_cache):
     from helpers import open_page, start_app, tiny_training, wait_for_job
 
-    monkeypatch.setenv("CNNLAB_MAX_SESSION_MB", "1")
+    monkeypatch.setenv("CNNLAB_MAX_SESSION_MB", "4")
     first, second = (open_page(start_app(), "pages/data.py") for _ in range(2))
     for at in (first, second):
         at.radio(key="dataset-source").set_value("Upload a zip").run()
-    one, two = noise_dataset(seed=1), noise_dataset(seed=2)  # about 0.55 MB each
+    # About 2.2 MB each: one fits a 4 MB budget with a tiny training (1.3 MB of model and
+    # checkpoints at their peak), two do not.
+    one, two = noise_dataset(seed=1, per_class=40), noise_dataset(seed=2, per_class=40)
 
     upload(first, "one.zip", one)
     assert first.subheader[0].value == "Upload: one.zip" and not first.error
     bar = first.get("progress")[0].proto
     assert (
-        re.search(r"0\.\d MB of your 1\.0 MB disk budget used \(uploads 0\.\d MB", bar.text) and 50 <= bar.value <= 60
+        re.search(r"2\.\d MB of your 4\.0 MB disk budget used \(uploads 2\.\d MB", bar.text) and 50 <= bar.value <= 60
     )
     before = disk(app_cache)
     upload(first, "two.zip", two)
@@ -480,7 +482,7 @@ def test_a_visitor_who_fills_their_budget_leaves_another_free_to_upload_and_trai
     )
     assert "choose a smaller image size" in second.error[0].value and second.session_state["job"] is job
     assert job.result.record["dataset"]["path"].startswith(
-        str(hosting.uploads_dir(app_cache, second.session_state["session_id"]).resolve())
+        str(hosting.uploads_dir(app_cache, second.session_state["visitor"]).resolve())
     )
 
     # The first visitor makes room as the message says: another dataset, then delete the old upload.
@@ -488,7 +490,7 @@ def test_a_visitor_who_fills_their_budget_leaves_another_free_to_upload_and_trai
     next(b for b in first.button if b.label == "Use the built-in sample").click().run()
     first.button(key="delete-uploads").click().run()
     assert not first.exception, [e.value for e in first.exception]
-    assert not list(hosting.uploads_dir(app_cache, first.session_state["session_id"]).glob("*"))
+    assert not list(hosting.uploads_dir(app_cache, first.session_state["visitor"]).glob("*"))
     assert "(uploads 0 bytes," in first.get("progress")[0].proto.text
     first.radio(key="dataset-source").set_value("Upload a zip").run()
     upload(first, "two.zip", two)
@@ -507,7 +509,7 @@ def test_a_training_stopped_before_its_first_epoch_says_so_and_selects_nothing(h
         tiny_train_config(epochs=3),
         store=RunStore(hosted),
         cache=app_cache,
-        tags={"owner": at.session_state["session_id"]},
+        tags={"owner": at.session_state["visitor"]},
     )
     job.stop()  # Stop pressed while the data was being prepared
     at.session_state["job"] = job.start()
