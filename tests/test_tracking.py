@@ -10,6 +10,7 @@ import logging
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,7 @@ from cnnlab.tracking import EPOCH_METRICS, TrackingConfig, sync_runs
 from helpers import class_image, image_bytes, tiny_model_config, tiny_train_config, write_dataset
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")
 
 
 @pytest.fixture
@@ -154,6 +156,60 @@ def test_a_training_while_the_server_is_down_completes_and_sync_publishes_it_onc
     assert rows[0]["status"] == "completed" and rows[0]["user"] == "carol"
     assert rows[0]["id"] == box["store"].get(run.id).record["team"]["run_id"]
     same_curve(run.history, team_history(box["tracking"], rows[0]["id"]))
+
+
+def metric_steps(tracking: TrackingConfig, team_run_id: str) -> dict[str, list[int]]:
+    """Every step the server holds for each epoch metric, repeats included (the raw metric history)."""
+    from cnnlab.tracking import client
+
+    return {key: [m.step for m in client(tracking.uri).get_metric_history(team_run_id, key)] for key in METRICS}
+
+
+@pytest.mark.slow
+def test_a_resumed_run_stays_one_team_run_and_a_continued_run_is_a_new_one_with_its_parent(
+    mlflow_server, experiment, tmp_path, monkeypatch, capsys
+):
+    from cnnlab.team import team_history, team_runs
+    from cnnlab.tracking import client
+    from cnnlab.train import train
+
+    box = machine(tmp_path, "grace", mlflow_server.url, experiment)
+    data_dir = write_dataset(tmp_path / "data", per_class=12)
+    stop = threading.Event()
+    stopped = train(
+        data_dir,
+        tiny_model_config(),
+        tiny_train_config(epochs=4),
+        store=box["store"],
+        cache=box["cache"],
+        tracking=box["tracking"],
+        on_batch=lambda p: stop.set() if (p["epoch"], p["batch"]) == (3, 2) else None,  # mid-epoch 3
+        stop_event=stop,
+    )
+    assert stopped.status == "stopped" and stopped.history[-1]["partial"]
+    team_id = stopped.record["team"]["run_id"]
+    assert client(mlflow_server.url).get_run(team_id).info.status == "KILLED"
+
+    resumed = cli_json(box, monkeypatch, capsys, "resume", stopped.id)
+    assert resumed["status"] == "completed" and resumed["team"]["run_id"] == team_id
+    run = box["store"].get(stopped.id)
+    assert [row["epoch"] for row in run.history] == [1, 2, 3, 4]
+    rows = team_runs(box["tracking"])
+    assert [(row["id"], row["status"]) for row in rows] == [(team_id, "completed")]  # one team run, not two
+    assert metric_steps(box["tracking"], team_id) == dict.fromkeys(METRICS, [1, 2, 3, 4])  # each epoch once
+    same_curve(run.history, team_history(box["tracking"], team_id))
+    assert rows[0]["test_accuracy"] == pytest.approx(run.record["metrics"]["test_accuracy"])
+
+    continued = cli_json(box, monkeypatch, capsys, "train", "--continue-from", run.id, "--epochs", "2")
+    child = box["store"].get(continued["run_id"])
+    child_id = child.record["team"]["run_id"]
+    assert child.status == "completed" and child.record["team"]["published"] is True and child_id != team_id
+    assert {row["id"] for row in team_runs(box["tracking"])} == {team_id, child_id}
+    tags = client(mlflow_server.url).get_run(child_id).data.tags
+    assert tags["cnnlab.parent_run"] == run.id and tags["cnnlab.status"] == "completed"
+    assert metric_steps(box["tracking"], child_id) == dict.fromkeys(METRICS, [5, 6])  # the continued epochs only
+    same_curve(child.history, team_history(box["tracking"], child_id))
+    assert metric_steps(box["tracking"], team_id) == dict.fromkeys(METRICS, [1, 2, 3, 4])  # the parent untouched
 
 
 def test_team_commands_without_a_server_say_what_to_do(tmp_path, monkeypatch, capsys):
