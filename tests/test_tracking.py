@@ -20,7 +20,15 @@ from e2e_server import free_port
 from cnnlab.cli import main
 from cnnlab.runs import RunStore
 from cnnlab.tracking import EPOCH_METRICS, TrackingConfig, sync_runs
-from helpers import class_image, image_bytes, tiny_model_config, tiny_train_config, write_dataset
+from helpers import (
+    class_image,
+    image_bytes,
+    machine_settings,
+    tiny_model_config,
+    tiny_space,
+    tiny_train_config,
+    write_dataset,
+)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")
@@ -34,19 +42,12 @@ def experiment(request) -> str:
 
 def machine(tmp_path: Path, user: str, uri: str, experiment: str) -> dict:
     """A teammate's machine: its own models and cache folders, its user name, the team server."""
-    home = tmp_path / user
-    settings = {
-        "CNNLAB_MODELS_DIR": str(home / "models"),
-        "CNNLAB_CACHE_DIR": str(home / "cache"),
-        "CNNLAB_TRACKING_URI": uri,
-        "CNNLAB_EXPERIMENT": experiment,
-        "CNNLAB_USER": user,
-    }
+    home, tracking = tmp_path / user, TrackingConfig(uri, experiment, user)
     return {
-        "env": settings,
+        "env": machine_settings(home, tracking),
         "store": RunStore(home / "models", include_demo=False),
         "cache": home / "cache",
-        "tracking": TrackingConfig(uri, experiment, user),
+        "tracking": tracking,
     }
 
 
@@ -311,8 +312,7 @@ def test_team_view_filters_by_user_dataset_and_sweep_overlays_the_selection_and_
 ):
     from streamlit.testing.v1 import AppTest
 
-    from cnnlab.sweep import run_sweep, space_from_dict
-    from helpers import NO_AUGMENTATION
+    from cnnlab.sweep import run_sweep
 
     flowers = write_dataset(tmp_path / "flowers", per_class=10)
     birds = write_dataset(tmp_path / "birds", classes=("owls", "cats"), per_class=10)
@@ -323,10 +323,14 @@ def test_team_view_filters_by_user_dataset_and_sweep_overlays_the_selection_and_
     a_birds = train_on(alice, birds, seed=2, epochs=2, name="baseline")
     b_birds = train_on(bob, birds, seed=3, epochs=2)
     study = f"team-view-{os.getpid()}"
-    fixed = {"image_size": 32, "conv_blocks": 1, "filters": 4, "dropout": 0.0, "batch_size": 8, "patience": 0}
-    space = space_from_dict({"params": {"dense_units": [4, 8]}, "fixed": {**fixed, **NO_AUGMENTATION, "epochs": 2}})
     run_sweep(
-        flowers, space, trials=2, study_name=study, store=bob["store"], cache=bob["cache"], tracking=bob["tracking"]
+        flowers,
+        tiny_space({"dense_units": [4, 8]}, epochs=2),
+        trials=2,
+        study_name=study,
+        store=bob["store"],
+        cache=bob["cache"],
+        tracking=bob["tracking"],
     )
     trials = {team_id(run) for run in bob["store"].list(sweep=study)}
     assert len(trials) == 2 and None not in trials
