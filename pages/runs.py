@@ -9,7 +9,7 @@ from cnnlab_ui.loaders import forget_models
 from cnnlab_ui.messages import show_error
 from cnnlab_ui.runs import compare_curves, describe_run, list_runs, parameters_chart, runs_table
 from cnnlab_ui.shell import require_app_shell
-from cnnlab_ui.state import owner, select_run, session_busy, settings, store, watch
+from cnnlab_ui.state import job_settings, owner, select_run, session_busy, settings, store, watch
 from cnnlab_ui.team import team_view
 
 
@@ -79,11 +79,7 @@ if run.model_path.exists():
 def start_and_watch(run_id: str, more_epochs: int | None = None) -> None:
     """Resume the run (or train it `more_epochs` more as a new run) and show it on the Train page."""
     try:
-        config = settings()
-        where = {"store": store(), "cache": config.cache_dir, "max_cache_mb": config.max_cache_mb}
-        where["limit"] = config.max_concurrent_trainings
-        job = jobs.resume_job(run_id, more_epochs=more_epochs, **where, owner=owner(), tracking=config.tracking)
-        job.start()
+        job = jobs.resume_job(run_id, job_settings(), more_epochs=more_epochs).start()
     except ValueError as exc:
         show_error(exc)
         return

@@ -331,13 +331,11 @@ def test_a_sweep_job_streams_trials_and_keeps_hosted_visitors_apart(
     job = jobs.sweep_job(
         root,
         space,
+        jobs.JobSettings(store, cache_dir, owner=owner),
         trials=1,
         timeout=None,
         storage=default_storage(store),
         study_name=study_name,
-        store=store,
-        cache=cache_dir,
-        owner=owner,
     )
     assert job.status == "queued" and job.info == {"objective": "val_accuracy"}
     result = job.target(job)  # the job's work, run here; tests/test_jobs.py covers the thread around it
