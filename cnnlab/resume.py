@@ -45,6 +45,11 @@ def resume(
     the team server, where the run is found again by its key.
     """
     run = store.get(ref)
+    if run.is_team_copy:
+        raise ValueError(
+            f"Run '{run.name}' is a teammate's run opened from the team server: it is read-only here; its owner "
+            f"can resume it. Received: run={run.id!r}"
+        )
     if run.is_demo or run.status not in RESUMABLE:
         hint = {
             "running": "it is still training",

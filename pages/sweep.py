@@ -9,7 +9,7 @@ from cnnlab.sweep import OBJECTIVES, default_storage, follow_study, space_from_d
 from cnnlab_ui.live import job_figure, live_job
 from cnnlab_ui.messages import show_error
 from cnnlab_ui.shell import require_app_shell
-from cnnlab_ui.state import dataset, disk_usage, owner, session_busy, settings, store, watched_job
+from cnnlab_ui.state import dataset, disk_usage, job_settings, session_busy, settings, store, watched_job
 
 require_app_shell()
 
@@ -81,7 +81,6 @@ except ValueError as exc:
 
 job = watched_job("sweep")  # after a reload too
 if st.button("Start sweep", key="start-sweep", type="primary", disabled=session_busy(), icon=":material/play_arrow:"):
-    config = settings()
     try:
         if (usage := disk_usage()) is not None:
             quota.check_room(usage, 0, "A sweep")  # each trial's run is small; a full budget refuses it
@@ -91,17 +90,11 @@ if st.button("Start sweep", key="start-sweep", type="primary", disabled=session_
         st.session_state.sweep_job = jobs.sweep_job(
             dataset().path,
             space,
+            job_settings(),
             trials=int(trials),
             timeout=minutes * 60 or None,
             storage=storage,
             study_name=study or None,
-            store=store(),
-            cache=config.cache_dir,
-            max_training_mb=config.max_training_mb,
-            max_cache_mb=config.max_cache_mb,
-            limit=config.max_concurrent_trainings,
-            owner=owner(),
-            tracking=config.tracking,
         ).start()
         st.rerun()
 

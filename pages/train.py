@@ -12,7 +12,15 @@ from cnnlab_ui.live import job_figure, live_job
 from cnnlab_ui.loaders import scan
 from cnnlab_ui.messages import show_error
 from cnnlab_ui.shell import require_app_shell
-from cnnlab_ui.state import dataset, disk_usage, owner, session_busy, session_id, settings, store, watched_job
+from cnnlab_ui.state import (
+    dataset,
+    disk_usage,
+    job_settings,
+    session_busy,
+    session_id,
+    settings,
+    watched_job,
+)
 from cnnlab_ui.widgets import model_config_sidebar, train_config_sidebar, use_learning_rate
 
 require_app_shell()
@@ -149,24 +157,12 @@ job = watched_job()  # after a reload too: jobs belong to the server, not to the
 if st.button(
     "Start training", key="start-training", type="primary", disabled=session_busy(), icon=":material/play_arrow:"
 ):
-    config = settings()
     try:
         check_disk_budget()
     except ValueError as exc:
         show_error(exc)
     else:
-        job = jobs.training_job(
-            chosen.path,
-            model_config,
-            train_config,
-            store=store(),
-            cache=config.cache_dir,
-            max_training_mb=config.max_training_mb,
-            max_cache_mb=config.max_cache_mb,
-            limit=config.max_concurrent_trainings,
-            owner=owner(),
-            tracking=config.tracking,
-        )
+        job = jobs.training_job(chosen.path, model_config, train_config, job_settings())
         st.session_state.job = job.start()
         st.session_state.pop("watch", None)
         st.rerun()

@@ -507,8 +507,7 @@ def test_a_training_stopped_before_its_first_epoch_says_so_and_selects_nothing(h
         at.session_state["dataset"].path if "dataset" in at.session_state else str(sample_path(app_cache)),
         tiny_model_config(),
         tiny_train_config(epochs=3),
-        store=RunStore(hosted),
-        cache=app_cache,
+        jobs.JobSettings(RunStore(hosted), app_cache),
         tags={"owner": at.session_state["visitor"]},
     )
     job.stop()  # Stop pressed while the data was being prepared
