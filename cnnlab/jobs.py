@@ -21,7 +21,7 @@ from cnnlab.runs import new_run_id
 
 if TYPE_CHECKING:
     from cnnlab.model import ModelConfig
-    from cnnlab.runs import RunStore
+    from cnnlab.runs import Run, RunStore
     from cnnlab.sweep import SweepSpace
     from cnnlab.tracking import TrackingConfig
     from cnnlab.train import TrainConfig
@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 WAIT_POLL_S = 0.25
 # Finished jobs stay findable this long, so a tab reloaded as a training ends still shows its result.
 KEEP_FINISHED_S = 3600.0
+# The kind of a cross-validated label check (the others are "training" and "sweep").
+LABEL_CHECK = "label_check"
 
 
 class _Slots:
@@ -299,6 +301,41 @@ def resume_job(
 def _hooks(job: Job) -> dict[str, Any]:
     """The training callbacks that stream a run's progress into its job."""
     return {"on_epoch": job.add_epoch, "on_batch": job.set_progress, "stop_event": job.stop_event}
+
+
+def label_check_job(
+    run: Run,
+    *,
+    folds: int,
+    epochs: int,
+    cache: Path,
+    max_training_mb: int | None = None,
+    max_cache_mb: int | None = None,
+    limit: int = 1,
+    owner: str | None = None,
+) -> Job:
+    """A (not yet started) job that looks for likely label errors among all of a run's images by a
+    cross-validated pass (`cnnlab.crossval`), streaming each fold's epochs and the pass's progress.
+
+    It takes a training slot, as the folds train models; `info["run_id"]` says which run it checks.
+    """
+    from cnnlab.crossval import cross_validated_issues
+
+    def target(job: Job):
+        return cross_validated_issues(
+            run,
+            folds=folds,
+            epochs=epochs,
+            cache=cache,
+            max_training_mb=max_training_mb,
+            max_cache_mb=max_cache_mb,
+            **_hooks(job),
+        )
+
+    info = {"run_id": run.id, "folds": folds, "epochs": epochs}
+    return Job(
+        target, label=f"Checking the labels of {run.name}", limit=limit, info=info, kind=LABEL_CHECK, owner=owner
+    )
 
 
 def sweep_job(
