@@ -21,7 +21,7 @@ from cnnlab.runs import new_run_id
 
 if TYPE_CHECKING:
     from cnnlab.model import ModelConfig
-    from cnnlab.runs import RunStore
+    from cnnlab.runs import Run, RunStore
     from cnnlab.sweep import SweepSpace
     from cnnlab.tracking import TrackingConfig
     from cnnlab.train import TrainConfig
@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 WAIT_POLL_S = 0.25
 # Finished jobs stay findable this long, so a tab reloaded as a training ends still shows its result.
 KEEP_FINISHED_S = 3600.0
+# The kind of a cross-validated label check (the others are "training" and "sweep").
+LABEL_CHECK = "label_check"
 
 
 class _Slots:
@@ -311,6 +313,36 @@ def resume_job(run_id: str, settings: JobSettings, *, more_epochs: int | None = 
 def _hooks(job: Job) -> dict[str, Any]:
     """The training callbacks that stream a run's progress into its job."""
     return {"on_epoch": job.add_epoch, "on_batch": job.set_progress, "stop_event": job.stop_event}
+
+
+def label_check_job(run: Run, settings: JobSettings, *, folds: int, epochs: int) -> Job:
+    """A (not yet started) job that looks for likely label errors among all of a run's images by a
+    cross-validated pass (`cnnlab.crossval`), streaming each fold's epochs and the pass's progress.
+
+    It takes a training slot, as the folds train models; `info["run_id"]` says which run it checks.
+    """
+    from cnnlab.crossval import cross_validated_issues
+
+    def target(job: Job):
+        return cross_validated_issues(
+            run,
+            folds=folds,
+            epochs=epochs,
+            cache=settings.cache,
+            max_training_mb=settings.max_training_mb,
+            max_cache_mb=settings.max_cache_mb,
+            **_hooks(job),
+        )
+
+    info = {"run_id": run.id, "folds": folds, "epochs": epochs}
+    return Job(
+        target,
+        label=f"Checking the labels of {run.name}",
+        limit=settings.limit,
+        info=info,
+        kind=LABEL_CHECK,
+        owner=settings.owner,
+    )
 
 
 def sweep_job(
