@@ -24,6 +24,8 @@ SUGGESTED_SIDE = 512
 LINK_OUTSIDE = "symbolic link to outside the dataset folder (not followed)"
 # Below this many files handing the work to a thread pool costs more than it saves.
 PARALLEL_MIN_FILES = 200
+# The start of a file read to find its image header; a header running past it is read from the file.
+HEADER_BYTES = 1 << 16
 T = TypeVar("T")
 
 
@@ -241,8 +243,24 @@ def _check_headers(
 
 
 def _check_header(path: Path, max_pixels: int) -> tuple[tuple[int, int], str | None]:
-    size, reason = _or_reason(lambda: images.header_size(path, max_pixels))
+    size, reason = _or_reason(lambda: _header_size(path, max_pixels))
     return size or (0, 0), reason
+
+
+def _header_size(path: Path, max_pixels: int) -> tuple[int, int]:
+    """`images.header_size` from one read of the file's start, which holds most headers: on a busy
+    server each system call can wait for the interpreter lock behind other sessions' threads."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        head = os.read(fd, HEADER_BYTES)
+    finally:
+        os.close(fd)
+    try:
+        return images.header_size(head, max_pixels)
+    except Exception:
+        if len(head) < HEADER_BYTES:
+            raise
+        return images.header_size(path, max_pixels)  # the header runs on (a large EXIF block, a TIFF)
 
 
 def _or_reason(read: Callable[[], T]) -> tuple[T | None, str | None]:

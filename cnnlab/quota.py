@@ -7,14 +7,19 @@ everyone and bounded by the server-wide cache budget instead (`prepcache`).
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cnnlab import hosting
-from cnnlab.checks import MB, megabytes
+from cnnlab.checks import MB, check_image_size, megabytes
 from cnnlab.data import DatasetReport, prepared_bytes, prepared_path
 from cnnlab.files import folder_bytes
 from cnnlab.runs import RunStore
+
+if TYPE_CHECKING:
+    from cnnlab.sweep import SweepSpace
 
 
 @dataclass(frozen=True)
@@ -65,22 +70,46 @@ def session_usage(cache: Path, store: RunStore, session: str, budget_mb: int) ->
 def training_bytes(report: DatasetReport, model_config, num_params: int, cache: Path, uploads: Path) -> int:
     """What a new training adds to a visitor's usage: its model file, and its decoded images when
     they come from the visitor's uploads and are not decoded yet."""
-    size, mode, uploads = model_config.image_size, model_config.color_mode, uploads.resolve()
-    decoded = prepared_path(report.fingerprint, size, mode, model_config.resize_mode, cache=cache)
+    settings = (model_config.image_size, model_config.color_mode, model_config.resize_mode)
+    return 4 * num_params + _decoded_bytes(report, settings, cache, uploads)
+
+
+def sweep_bytes(report: DatasetReport, space: SweepSpace, trials: int, cache: Path, uploads: Path) -> int:
+    """What a sweep of `trials` trials may add to a visitor's usage, counted as `training_bytes` counts
+    a training: a model file as big as the space's largest model for every trial, and the decoded
+    images of the `trials` largest image settings it may try (each is decoded once, for all the
+    trials that use it)."""
+    from cnnlab.model import count_params
+
+    model_bytes = max(4 * count_params(model, report.num_classes) for model, _ in space.corner_configs())
+    options = itertools.product(*(space.values(name) for name in ("image_size", "color_mode", "resize_mode")))
+    settings = {(check_image_size(size), mode, resize) for size, mode, resize in options}
+    decoded = sorted((_decoded_bytes(report, s, cache, uploads) for s in settings), reverse=True)
+    return trials * model_bytes + sum(decoded[:trials])
+
+
+def _decoded_bytes(
+    report: DatasetReport, settings: tuple[tuple[int, int], str, str], cache: Path, uploads: Path
+) -> int:
+    """The decoded images a training at (image_size, color_mode, resize_mode) adds: none unless
+    the dataset is the visitor's own upload and is not decoded at those settings yet."""
+    size, mode, resize = settings
+    uploads = uploads.resolve()
     own = report.root == uploads or uploads in report.root.parents
-    return 4 * num_params + (prepared_bytes(report, size, mode) if own and not decoded.exists() else 0)
+    decoded = prepared_path(report.fingerprint, size, mode, resize, cache=cache)
+    return prepared_bytes(report, size, mode) if own and not decoded.exists() else 0
 
 
-def check_room(usage: DiskUsage, needed: int, what: str) -> None:
+def check_room(usage: DiskUsage, needed: int, what: str, shrink: str = "choose a smaller image size") -> None:
     """Refuse work that would take a visitor over their budget (or, needing no known amount, work
-    started with the budget used up), saying what to delete."""
+    started with the budget used up), saying what to delete, or how to `shrink` the work."""
     if usage.total + needed <= usage.budget and usage.room > 0:
         return
     need = f"needs about {megabytes(needed)} but {megabytes(usage.room)} is left" if needed else "needs disk room"
     raise ValueError(
         f"{what} {need}: {usage.describe()}; "
-        "delete runs you no longer need (Runs page) or your uploads (Data page), or choose a smaller image "
-        f"size. Received: needed_mb={needed / MB:.1f}"
+        f"delete runs you no longer need (Runs page) or your uploads (Data page), or {shrink}. "
+        f"Received: needed_mb={needed / MB:.1f}"
     )
 
 

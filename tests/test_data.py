@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cnnlab import data
+from cnnlab import data, images
 from helpers import class_image, image_bytes, write_dataset
 
 
@@ -162,6 +162,17 @@ def test_a_decode_budget_refuses_from_the_headers_before_decoding(tmp_path, cach
     assert "cats/huge.png" in report.files  # within the budget, and its header is whole
     prepared = data.prepare(report, (16, 16), cache=cache_dir)
     assert skipped_reasons(prepared.report)["cats/huge.png"].startswith("is truncated or corrupt")
+
+
+def test_a_header_past_the_first_read_is_still_found(tmp_path):
+    root = write_dataset(tmp_path / "data", classes=("a", "b"), per_class=2)
+    profiled = root / "a" / "profiled.jpg"
+    Image.new("RGB", (40, 30), (9, 9, 9)).save(profiled, icc_profile=bytes(3 * data.HEADER_BYTES // 2))
+    head = profiled.read_bytes()[: data.HEADER_BYTES]
+    with pytest.raises(ValueError):  # the frame header is not in the first read
+        images.header_size(head)
+    report = data.scan(root)
+    assert dict(zip(report.files, report.sizes, strict=True))["a/profiled.jpg"] == (40, 30)
 
 
 def test_missing_folder_is_a_value_error(tmp_path):
