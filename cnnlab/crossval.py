@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cnnlab import backbones, data, prepcache
+from cnnlab import backbones, data
 from cnnlab.checks import check_range
 from cnnlab.files import temporary_name, write_json
 from cnnlab.label_issues import ISSUE_COLUMNS, issues_table
@@ -103,7 +103,7 @@ def cross_validated_issues(
     `on_batch` the progress of the whole pass (`fold`, `folds`, `fraction`, `eta_s`...); setting
     `stop_event` ends it after the current batch, with status "stopped" and nothing saved.
     """
-    from cnnlab.evaluate import prepared_split
+    from cnnlab.evaluate import open_split
     from cnnlab.model import check_trainable
     from cnnlab.train import TrainConfig
 
@@ -114,15 +114,13 @@ def cross_validated_issues(
     train_config = dataclasses.replace(recorded, epochs=recorded.epochs if epochs is None else epochs)
     check_trainable(model_config, len(run.class_names), train_config.batch_size, max_training_mb)
     backbones.prepare_weights(model_config.backbone, model_config.backbone_weights)
-    parts = {part: prepared_split(run, part, cache=cache, max_cache_mb=max_cache_mb) for part in SPLIT_PARTS}
-    prepared = parts["train"][0]
-    indices = np.concatenate([found for _, found in parts.values()])
-    splits = [part for part, (_, found) in parts.items() for _ in found]
-    if len(indices) < 2 * folds:
-        raise ValueError(
-            f"A {folds}-fold pass needs at least two images per fold; use fewer folds. Received: folds={folds}"
-        )
-    with prepcache.lease(prepared.cache_path):  # kept from eviction while the folds read it
+    with open_split(run, cache=cache, max_cache_mb=max_cache_mb) as (prepared, parts):  # leased while the folds read it
+        indices = np.concatenate([parts[part] for part in SPLIT_PARTS])
+        splits = [part for part in SPLIT_PARTS for _ in parts[part]]
+        if len(indices) < 2 * folds:
+            raise ValueError(
+                f"A {folds}-fold pass needs at least two images per fold; use fewer folds. Received: folds={folds}"
+            )
         probs = _out_of_fold(run, prepared, indices, train_config, folds, on_epoch, on_batch, stop_event)
     empty = pd.DataFrame(columns=list(ISSUE_COLUMNS))
     stopped = CrossValidatedIssues(empty, folds, train_config.epochs, train_config.seed, len(indices), "stopped")

@@ -196,12 +196,29 @@ def progress_panel(job: jobs.Job) -> None:
         st.caption(job.message)
 
 
+def unreadable_panel(run) -> None:
+    """The files left out of a run because their image data failed to decode, and why."""
+    dataset = run.record.get("dataset") or {}
+    if not dataset.get("num_unreadable"):
+        return
+    scan.clear(chosen.path)  # so the Data page lists them among the skipped files from now on
+    st.warning(
+        f"{dataset['num_unreadable']} file(s) could not be decoded (truncated or corrupt image data) and were left "
+        "out of this training; the Data page lists them with the skipped files. Replace or remove them.",
+        icon=":material/broken_image:",
+    )
+    with st.expander("Files left out"):
+        st.dataframe(pd.DataFrame(dataset["unreadable"]), hide_index=True)
+
+
 if job is None:
     st.info("Set the model and training options in the sidebar, then press **Start training**.")
 elif not job.done:
     live_job(job, "Stop", progress_panel)
 else:
     progress_panel(job)
+    if job.result is not None:
+        unreadable_panel(job.result)
     if job.status == "failed":
         show_error(ValueError(job.error or "Training failed."))
     elif job.result is not None and not job.result.model_path.exists():

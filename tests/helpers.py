@@ -248,15 +248,10 @@ def relocated_run(run: Run, data_dir: Path, models_dir: Path, run_id: str | None
 
 def validation_loss(run: Run, cache: Path) -> float:
     """The loss of the run's saved model on its validation images, computed here outside Keras's fit."""
-    from cnnlab import data
-    from cnnlab.evaluate import evaluate_prepared
+    from cnnlab.evaluate import evaluate_prepared, open_split
 
-    config = run.model_config()
-    report = data.scan(run.dataset_root(cache), cache=cache)
-    prepared = data.prepare(report, config.image_size, config.color_mode, config.resize_mode, cache=cache)
-    position = {rel: i for i, rel in enumerate(report.files)}
-    indices = [position[rel] for rel in run.split()["validation"]]
-    return evaluate_prepared(run.load_model(), prepared, np.asarray(indices)).loss
+    with open_split(run, cache=cache) as (prepared, parts):
+        return evaluate_prepared(run.load_model(), prepared, parts["validation"]).loss
 
 
 def start_app() -> AppTest:

@@ -588,3 +588,55 @@ def test_a_server_folder_never_follows_a_link_out_of_the_data_roots(app_cache, i
     assert skipped.to_dict("records") == [
         {"file": "stolen", "reason": "symbolic link to outside the dataset folder (not followed)"}
     ]
+
+
+def test_a_corrupt_image_in_an_upload_is_found_when_training_and_listed_on_both_pages(hosted):
+    from helpers import open_page, start_app, tiny_training, wait_for_job
+
+    members = {f"{c}/{c}_{i}.png": noise_png(16, k * 10 + i) for k, c in enumerate(("cats", "dogs")) for i in range(6)}
+    whole = noise_png(16, 99)
+    members["cats/cut.png"] = whole[: len(whole) // 2]  # a whole header, half its pixel data
+    at = open_page(start_app(), "pages/data.py")
+    at.radio(key="dataset-source").set_value("Upload a zip").run()
+    upload(at, "cut.zip", zip_of(members))
+    assert not at.error and at.subheader[0].value == "Upload: cut.zip"
+    metrics = {m.label: m.value for m in at.metric}
+    assert (metrics["Images"], metrics["Skipped files"]) == ("13", "0")  # accepted from the headers
+
+    open_page(at, "pages/train.py")
+    tiny_training(at, epochs=1)
+    job = wait_for_job(at, "job")
+    at.run()
+    assert job.status == "completed", job.error
+    assert "cats/cut.png" not in [p for part in job.result.split().values() for p in part]
+    assert any(w.value.startswith("1 file(s) could not be decoded") for w in at.warning)
+    left_out = next(d.value for d in at.dataframe if "reason" in d.value.columns).to_dict("records")
+    assert [r["path"] for r in left_out] == ["cats/cut.png"]
+    assert left_out[0]["reason"].startswith("is truncated or corrupt")
+
+    open_page(at, "pages/data.py")
+    metrics = {m.label: m.value for m in at.metric}
+    assert (metrics["Images"], metrics["Skipped files"]) == ("12", "1")
+    assert at.dataframe[0].value.to_dict("records") == [{"file": "cats/cut.png", "reason": left_out[0]["reason"]}]
+
+
+def test_a_sweep_whose_trials_would_overfill_the_disk_budget_is_refused_before_it_starts(hosted, monkeypatch):
+    from helpers import open_page, start_app, wait_for_job
+
+    monkeypatch.setenv("CNNLAB_MAX_SESSION_MB", "6")
+    at = open_page(start_app(), "pages/sweep.py")
+    at.sidebar.number_input(key="sweep-trials").set_value(8).run()
+    at.button(key="start-sweep").click().run()  # up to 3 conv blocks: one block at 64 px is a 17 MB model
+    assert not at.exception, [e.value for e in at.exception]
+    assert len(at.error) == 1, [e.value for e in at.error]
+    message = at.error[0].value
+    assert re.match(r"A sweep of 8 trials needs about 1\d\d\.\d MB but 6\.0 MB is left", message), message
+    assert "choose fewer trials or smaller image sizes" in message and not ABSOLUTE_PATH.search(message)
+    assert "sweep_job" not in at.session_state
+
+    at.sidebar.number_input(key="sweep-trials").set_value(1)
+    at.select_slider(key="range-conv_blocks").set_value((3, 3)).run()  # a 4.6 MB model: it fits
+    at.button(key="start-sweep").click().run()
+    assert not at.error, [e.value for e in at.error]
+    at.session_state["sweep_job"].stop()
+    assert wait_for_job(at, "sweep_job").status in ("stopped", "completed")
