@@ -24,7 +24,7 @@ from pathlib import Path
 
 from bench.machine import machine
 from cnnlab import data, inspect
-from cnnlab.evaluate import prepared_split
+from cnnlab.evaluate import open_split
 from cnnlab.images import load_array
 from cnnlab.runs import RunStore
 from cnnlab.settings import Settings
@@ -60,31 +60,32 @@ def measure(name: str, run, layers: list[str], repeats: int, cache: Path) -> Non
 
     load_s = timed(lambda: keras.saving.load_model(run.model_path, compile=False))
     model = keras.saving.load_model(run.model_path, compile=False)
-    prepared, train = prepared_split(run, "train", cache=cache)
-    config = run.model_config()
-    path = run.dataset_root(cache) / prepared.report.files[int(train[0])]
-    image = load_array(path, config.image_size, config.color_mode, config.resize_mode)
-    first_maps = timed(lambda: inspect.feature_maps(model, image))
-    maps = statistics.median(timed(lambda: inspect.feature_maps(model, image)) for _ in range(repeats))
-    print(f"\n{name}: {model.count_params():,} weights, {len(inspect.list_layers(model))} inspectable layers")
-    print(f"  load model:                                {load_s:.3f} s")
-    print(f"  feature maps, all layers, first call:      {first_maps:.3f} s")
-    print(f"  feature maps, all layers, median of {repeats}:     {maps:.3f} s  (target < 1 s)")
-    batches = data.make_dataset(prepared, train, 64)
-    for layer in layers:
-        passed = timed(lambda layer=layer: channel_means(model, [layer], batches))
-        cold = timed(lambda layer=layer: top_images(run, model, layer, 0, cache=cache))
-        warm = timed(lambda layer=layer: top_images(run, model, layer, 1, cache=cache))
-        print(
-            f"  top images {layer:<7}: pass over {len(train)} images {passed:.2f} s, "
-            f"first channel {cold:.2f} s, next channel from the cache {warm:.3f} s"
-        )
-    for layer in (layers[0], layers[-1]):
-        times = [timed(lambda layer=layer, c=c: inspect.gradient_ascent(model, layer, c)) for c in range(repeats)]
-        print(
-            f"  gradient ascent {layer:<7} (40 steps): median {statistics.median(times):.2f} s, "
-            f"max {max(times):.2f} s over channels 0-{repeats - 1}"
-        )
+    with open_split(run, cache=cache) as (prepared, parts):
+        train = parts["train"]
+        config = run.model_config()
+        path = run.dataset_root(cache) / prepared.report.files[int(train[0])]
+        image = load_array(path, config.image_size, config.color_mode, config.resize_mode)
+        first_maps = timed(lambda: inspect.feature_maps(model, image))
+        maps = statistics.median(timed(lambda: inspect.feature_maps(model, image)) for _ in range(repeats))
+        print(f"\n{name}: {model.count_params():,} weights, {len(inspect.list_layers(model))} inspectable layers")
+        print(f"  load model:                                {load_s:.3f} s")
+        print(f"  feature maps, all layers, first call:      {first_maps:.3f} s")
+        print(f"  feature maps, all layers, median of {repeats}:     {maps:.3f} s  (target < 1 s)")
+        batches = data.make_dataset(prepared, train, 64)
+        for layer in layers:
+            passed = timed(lambda layer=layer: channel_means(model, [layer], batches))
+            cold = timed(lambda layer=layer: top_images(run, model, layer, 0, cache=cache))
+            warm = timed(lambda layer=layer: top_images(run, model, layer, 1, cache=cache))
+            print(
+                f"  top images {layer:<7}: pass over {len(train)} images {passed:.2f} s, "
+                f"first channel {cold:.2f} s, next channel from the cache {warm:.3f} s"
+            )
+        for layer in (layers[0], layers[-1]):
+            times = [timed(lambda layer=layer, c=c: inspect.gradient_ascent(model, layer, c)) for c in range(repeats)]
+            print(
+                f"  gradient ascent {layer:<7} (40 steps): median {statistics.median(times):.2f} s, "
+                f"max {max(times):.2f} s over channels 0-{repeats - 1}"
+            )
 
 
 def main() -> None:

@@ -26,7 +26,8 @@ from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # the test servers, as the tests import them
+# The test servers and the sweep worker launcher, as the tests import them.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from team_servers import MlflowServer, PostgresServer
 
@@ -36,8 +37,8 @@ from cnnlab.runs import RunStore
 from cnnlab.sample import sample_dir
 from cnnlab.tracking import STUDY_TAG, TRIAL_TAG, TrackingConfig, client, experiment_id
 from cnnlab.train import TrainConfig, train
+from helpers import machine_settings, sweep_worker
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 TINY_SPACE = {
     "objective": "val_accuracy",
     "params": {"learning_rate": {"low": 0.001, "high": 0.03, "log": True}, "dense_units": [8, 16]},
@@ -137,36 +138,12 @@ def team(server: MlflowServer, workers: int, trials: int, tmp: Path) -> None:
 def _worker(
     tmp: Path, index: int, data_dir: Path, space: Path, storage: str, study: str, tracking: TrackingConfig, trials: int
 ):
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(REPO_ROOT),
-        "CNNLAB_MODELS_DIR": str(tmp / f"worker{index}" / "models"),
-        "CNNLAB_CACHE_DIR": str(tmp / f"worker{index}" / "cache"),
-        "CNNLAB_TRACKING_URI": tracking.uri,
-        "CNNLAB_EXPERIMENT": tracking.experiment,
-        "CNNLAB_USER": f"worker{index}",
-        "TF_CPP_MIN_LOG_LEVEL": "3",
-        "TF_NUM_INTRAOP_THREADS": "1",
-        "TF_NUM_INTEROP_THREADS": "1",
-        "OMP_NUM_THREADS": "1",
-    }
-    command = [
-        sys.executable,
-        "-m",
-        "cnnlab",
-        "sweep",
-        str(data_dir),
-        "--space",
-        str(space),
-        "--trials",
-        str(trials),
-        "--storage",
-        storage,
-        "--study",
-        study,
-    ]
-    log = open(tmp / f"worker{index}.log", "w")  # noqa: SIM115 - the child writes it until it exits
-    return subprocess.Popen(command, cwd=tmp, env=env, stdout=log, stderr=subprocess.STDOUT)
+    """One team member's `python -m cnnlab sweep` worker (its own folders and user name), logging to a file."""
+    name = f"worker{index}"
+    settings = machine_settings(tmp / name, TrackingConfig(tracking.uri, tracking.experiment, name))
+    options = ("--trials", str(trials), "--storage", storage, "--study", study)
+    log = open(tmp / f"{name}.log", "w")  # noqa: SIM115 - the child writes it until it exits
+    return sweep_worker(data_dir, space, settings, *options, cwd=tmp, stdout=log, stderr=subprocess.STDOUT)
 
 
 def main() -> None:

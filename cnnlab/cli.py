@@ -18,7 +18,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import MISSING, fields
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from cnnlab import background
 from cnnlab.backbones import BACKBONE_NAMES
@@ -29,6 +29,11 @@ from cnnlab.model import FLIPS, HEADS, OPTIMIZERS, POOLINGS, ModelConfig
 from cnnlab.precision import PRECISIONS
 from cnnlab.schedules import LR_SCHEDULES
 from cnnlab.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from cnnlab.runs import Run
 
 CHOICES = {
     "color_mode": COLOR_MODES,
@@ -139,9 +144,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run")
     p.add_argument("images", nargs="+", type=Path)
     _add_tracking_options(p)
-    p = command("label-issues", "list a run's validation and test images most likely to carry a wrong label")
+    p = command(
+        "label-issues",
+        "list a run's validation and test images (all its images with --cross-validate) most likely to carry a "
+        "wrong label",
+    )
     p.add_argument("run")
-    p.add_argument("--csv", type=Path, help="CSV file to write (default: label_issues.csv in the run folder)")
+    p.add_argument(
+        "--csv",
+        type=Path,
+        help="CSV file to write (default: label_issues.csv, or label_issues_cv.csv, in the run folder)",
+    )
+    p.add_argument(
+        "--cross-validate",
+        type=int,
+        metavar="K",
+        help="check every image: train K models with the run's settings, each predicting the fold it left out",
+    )
+    p.add_argument("--epochs", type=int, help="epochs of each fold's model (default: the run's own)")
     p = command("runs", "list saved runs (with --team: every run on the team tracking server)")
     p.add_argument("--team", action="store_true", help="list the team's runs from the tracking server")
     _add_tracking_options(p)
@@ -481,21 +501,73 @@ def _lr_find(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
 
 
 def _label_issues(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
-    from cnnlab.files import atomic_write
     from cnnlab.label_issues import run_label_issues
     from cnnlab.runs import RunStore
 
     run = RunStore(settings.models_dir).get(args.run)
+    if args.cross_validate is not None:
+        return _cross_validated_issues(args, settings, run)
+    if args.epochs is not None:
+        raise ValueError(
+            f"--epochs sets the epochs of a cross-validated pass; add --cross-validate K or leave it out. "
+            f"Received: epochs={args.epochs}"
+        )
     table = run_label_issues(run, cache=settings.cache_dir)
     target = args.csv or run.path / "label_issues.csv"
+    _write_issues(args, table, target)
+    _say(args, f"{len(table)} likely label error(s) written to {target}; no image was moved or changed")
+    return {
+        "run_id": run.id,
+        "source": "validation_test",
+        "csv": str(target),
+        "num_issues": len(table),
+        "issues": table.to_dict(orient="records"),
+    }
+
+
+def _cross_validated_issues(args: argparse.Namespace, settings: Settings, run: Run) -> dict[str, Any]:
+    """`label-issues --cross-validate K`: every image of the run checked by a K-fold pass, stoppable by Ctrl-C."""
+    from cnnlab.crossval import cross_validated_issues
+
+    result = _interruptible(
+        args,
+        lambda stop: cross_validated_issues(
+            run,
+            folds=args.cross_validate,
+            epochs=args.epochs,
+            cache=settings.cache_dir,
+            max_training_mb=settings.max_training_mb,
+            max_cache_mb=settings.max_cache_mb,
+            on_epoch=_print_fold_epoch,
+            on_batch=_print_batch,
+            stop_event=stop,
+        ),
+        "Nothing was saved; run the command again to check the labels.",
+    )
+    summary = {"run_id": run.id, "source": "cross_validated", **result.to_dict()}
+    if result.status == "stopped":
+        _say(args, "Stopped before every fold was trained; nothing was ranked or saved.")
+        return {**summary, "csv": None, "num_issues": None}
+    target = args.csv or run.path / "label_issues_cv.csv"
+    _write_issues(args, result.issues, target)
+    _say(
+        args,
+        f"{len(result.issues)} likely label error(s) among all {result.num_images} images ({result.folds} folds of "
+        f"{result.epochs} epoch(s)) written to {target}; no image was moved or changed",
+    )
+    return {**summary, "csv": str(target), "num_issues": len(result.issues)}
+
+
+def _write_issues(args: argparse.Namespace, table: pd.DataFrame, target: Path) -> None:
+    """Write the label-issue table as a CSV file, atomically, and print it unless the output is JSON."""
+    from cnnlab.files import atomic_write
+
     with atomic_write(target) as fh:
         fh.write(table.to_csv(index=False))
     if not args.json:
         print(
             table.to_string(index=False, float_format=lambda v: f"{v:.3f}") if len(table) else "No likely label errors."
         )
-    _say(args, f"{len(table)} likely label error(s) written to {target}; no image was moved or changed")
-    return {"run_id": run.id, "csv": str(target), "num_issues": len(table), "issues": table.to_dict(orient="records")}
 
 
 def _interruptible(args: argparse.Namespace, work: Callable[[threading.Event], Any], aborted: str) -> Any:
@@ -552,10 +624,17 @@ def _print_batch_after(intro: str) -> Callable[[dict[str, Any]], None]:
     return show
 
 
+def _print_fold_epoch(row: dict[str, Any]) -> None:
+    print(
+        f"fold {row['fold']} epoch {row['epoch']}  loss {row['loss']:.4f}  acc {row['accuracy']:.3f}", file=sys.stderr
+    )
+
+
 def _print_batch(progress: dict[str, Any]) -> None:
+    fold = f"fold {progress['fold']}/{progress['folds']} " if "fold" in progress else ""
     if sys.stderr.isatty():
         print(
-            f"\repoch {progress['epoch']} batch {progress['batch']}/{progress['steps']}  "
+            f"\r{fold}epoch {progress['epoch']} batch {progress['batch']}/{progress['steps']}  "
             f"{progress['fraction']:.0%}  ETA {progress['eta_s']:.0f}s   ",
             end="",
             file=sys.stderr,

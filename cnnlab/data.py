@@ -10,14 +10,13 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
-from PIL import Image
 
 from cnnlab import images, prepcache
 from cnnlab.checks import MB, check_choice, check_image_size, check_range, shorten
-from cnnlab.files import atomic_path, user_path, write_json
+from cnnlab.files import atomic_path, temporary_path, user_path, write_json
 from cnnlab.imbalance import imbalance_advice
 
 CACHE_VERSION = 1
@@ -25,6 +24,9 @@ SUGGESTED_SIDE = 512
 LINK_OUTSIDE = "symbolic link to outside the dataset folder (not followed)"
 # Below this many files handing the work to a thread pool costs more than it saves.
 PARALLEL_MIN_FILES = 200
+# The start of a file read to find its image header; a header running past it is read from the file.
+HEADER_BYTES = 1 << 16
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -87,7 +89,11 @@ class DatasetReport:
 
 @dataclass(frozen=True)
 class PreparedData:
-    """Decoded, resized images of a report, held in an on-disk array (memory-mapped, not loaded)."""
+    """Decoded, resized images of a report, held in an on-disk array (memory-mapped, not loaded).
+
+    `report` is the report the images were prepared from, without the files that failed to
+    decode; `unreadable` lists those, with the reasons.
+    """
 
     report: DatasetReport
     images: np.ndarray
@@ -97,6 +103,7 @@ class PreparedData:
     resize_mode: str
     cache_path: Path
     from_cache: bool = False
+    unreadable: tuple[SkippedFile, ...] = ()
 
 
 # ---------------------------------------------------------------------------------------- scan
@@ -108,13 +115,16 @@ def scan(
     cache: Path | None = None,
     max_total_pixels: int | None = None,
 ) -> DatasetReport:
-    """Scan a folder of class sub-folders, checking every file, and report what can be used.
+    """Scan a folder of class sub-folders, checking every file's header, and report what can be used.
 
-    Every image is fully decoded once, so truncated or corrupt files are found here; with a
-    `cache` folder, results are cached by file name, size and modification time, so scanning
-    again is instant. With `max_total_pixels`, a dataset whose images add up to more pixels is
-    refused from their headers, before any is decoded. Symbolic links are never followed out of
-    the dataset folder: such a class folder or file is reported as skipped.
+    Each image's header is read, not its pixels, so scanning is quick even for many files:
+    non-images, unsupported formats and images over `max_pixels` are skipped here, while
+    truncated or corrupt pixel data is found by `prepare`, which decodes every image anyway and
+    remembers what failed in `cache`, so later scans skip those files too. With a `cache` folder,
+    the header checks are cached by file name, size and modification time, so scanning again is
+    instant. With `max_total_pixels`, a dataset whose images add up to more pixels is refused as
+    soon as the headers read add up to more. Symbolic links are never followed out of the dataset
+    folder: such a class folder or file is reported as skipped.
     """
     root = _check_dir(data_dir)
     class_dirs, candidates, skipped = _list_files(root)
@@ -122,9 +132,7 @@ def scan(
     key = f"scan-{listing}-{max_pixels}"
     checks = _cached_checks(cache, key)
     if checks is None:
-        if max_total_pixels is not None:
-            _check_total_pixels(root, candidates, max_total_pixels)
-        checks = _check_all(root, candidates, max_pixels)
+        checks = _check_headers(root, candidates, max_pixels, max_total_pixels)
     files, labels, sizes = [], [], []
     for (rel, label), (size, reason) in zip(candidates, checks, strict=True):
         if reason:
@@ -133,7 +141,9 @@ def scan(
             files.append(rel)
             labels.append(label)
             sizes.append(tuple(size))
-    report = _build_report(root, class_dirs, files, labels, sizes, skipped)
+    report = _build_report(root, [d.name for d in class_dirs], files, labels, sizes, skipped)
+    if cache is not None:
+        report = _without(report, _known_unreadable(report, cache))
     _store_checks(cache, key, checks)  # only once accepted: a refused dataset leaves nothing behind
     return report
 
@@ -211,46 +221,69 @@ def _quick_reject(path: Path) -> str | None:
     return None
 
 
-def _check_one(args: tuple[str, int]) -> tuple[tuple[int, int], str | None]:
-    path, max_pixels = args
-    try:
-        images.open_image(path, max_pixels, draft_size=32).close()  # reduced-scale DCT still reads every byte
-        with Image.open(path) as probe:
-            return probe.size, None
-    except images.ImageError as exc:
-        return (0, 0), _reason(str(exc))
-    except Exception as exc:  # noqa: BLE001 - one bad file must never stop a scan
-        return (0, 0), _reason(f"unreadable image ({type(exc).__name__})")
+def _check_headers(
+    root: Path, candidates: list[tuple[str, int]], max_pixels: int, max_total_pixels: int | None
+) -> list[list]:
+    """[size, reason to skip or None] for each candidate, from its header alone, in one pass.
 
-
-def _check_total_pixels(root: Path, candidates: list[tuple[str, int]], max_total_pixels: int) -> None:
-    """Refuse a dataset whose images add up to more than `max_total_pixels`, from headers alone.
-
-    `Image.open` reads only the header; a file it cannot read counts as nothing here and is
-    reported by the full check.
+    With `max_total_pixels`, refuses the dataset as soon as the headers read add up to more pixels
+    (files skipped for their own size count for nothing: they are never decoded). One thread: a
+    header is a few small reads, which a pool would only slow down with its hand-offs.
     """
-    total, largest, read = 0, 0, 0
+    checks: list[list] = []
+    total, largest = 0, 0
     for rel, _ in candidates:
-        read += 1
-        try:
-            with Image.open(root / rel) as probe:
-                width, height = probe.size
-        except Exception:  # noqa: BLE001 - unreadable files are the full check's to report
-            continue
-        total += width * height
-        largest = max(largest, width, height)
-        if total > max_total_pixels:
-            break
-    if total > max_total_pixels:
-        # The headers read so far, scaled to every file, give the share of each side that fits;
-        # beyond SUGGESTED_SIDE a CNN here gains nothing from the extra pixels anyway.
-        share = max_total_pixels / (total * len(candidates) / read)
-        side = max(16, min(SUGGESTED_SIDE, int(largest * share**0.5)) // 16 * 16)
-        raise ValueError(
-            f"The images add up to over {total / 1e6:,.0f} megapixels, more than the {max_total_pixels / 1e6:,.0f} "
-            f"this server decodes per dataset; shrink them to a longest side of {side} px or less, or upload "
-            f"fewer, then try again. Received: megapixels>={total / 1e6:.0f}"
-        )
+        size, reason = _check_header(root / rel, max_pixels)
+        checks.append([size, reason])
+        total += size[0] * size[1]
+        largest = max(largest, *size)
+        if max_total_pixels is not None and total > max_total_pixels:
+            raise _over_budget(total, largest, len(checks) / len(candidates), max_total_pixels)
+    return checks
+
+
+def _check_header(path: Path, max_pixels: int) -> tuple[tuple[int, int], str | None]:
+    size, reason = _or_reason(lambda: _header_size(path, max_pixels))
+    return size or (0, 0), reason
+
+
+def _header_size(path: Path, max_pixels: int) -> tuple[int, int]:
+    """`images.header_size` from one read of the file's start, which holds most headers: on a busy
+    server each system call can wait for the interpreter lock behind other sessions' threads."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        head = os.read(fd, HEADER_BYTES)
+    finally:
+        os.close(fd)
+    try:
+        return images.header_size(head, max_pixels)
+    except Exception:
+        if len(head) < HEADER_BYTES:
+            raise
+        return images.header_size(path, max_pixels)  # the header runs on (a large EXIF block, a TIFF)
+
+
+def _or_reason(read: Callable[[], T]) -> tuple[T | None, str | None]:
+    """What `read()` returns and no reason, or nothing and why the file cannot be used (one line)."""
+    try:
+        return read(), None
+    except images.ImageError as exc:
+        return None, _reason(str(exc))
+    except Exception as exc:  # noqa: BLE001 - one bad file must never stop a scan or a training
+        return None, f"unreadable image ({type(exc).__name__})"
+
+
+def _over_budget(total: int, largest: int, share_read: float, max_total_pixels: int) -> ValueError:
+    """The refusal of a dataset over the decode budget, with the longest side that would fit."""
+    # The headers read so far, scaled to every file, give the share of each side that fits;
+    # beyond SUGGESTED_SIDE a CNN here gains nothing from the extra pixels anyway.
+    share = max_total_pixels / (total / share_read)
+    side = max(16, min(SUGGESTED_SIDE, int(largest * share**0.5)) // 16 * 16)
+    return ValueError(
+        f"The images add up to over {total / 1e6:,.0f} megapixels, more than the {max_total_pixels / 1e6:,.0f} "
+        f"this server decodes per dataset; shrink them to a longest side of {side} px or less, or upload "
+        f"fewer, then try again. Received: megapixels>={total / 1e6:.0f}"
+    )
 
 
 def _reason(message: str) -> str:
@@ -259,19 +292,22 @@ def _reason(message: str) -> str:
     return text.split("' ", 1)[1] if text.startswith("'") and "' " in text else text
 
 
-def _check_all(root: Path, candidates: list[tuple[str, int]], max_pixels: int) -> list:
-    jobs = [(str(root / rel), max_pixels) for rel, _ in candidates]
-    return [list(r) for r in _parallel_map(_check_one, jobs)]
-
-
-def _build_report(root, class_dirs, files, labels, sizes, skipped) -> DatasetReport:
+def _build_report(
+    root: Path,
+    class_names: list[str],
+    files: list[str],
+    labels: list[int],
+    sizes: list[tuple[int, int]],
+    skipped: list[SkippedFile],
+) -> DatasetReport:
+    """The report of usable `files` whose `labels` index `class_names` (every class folder, in order)."""
     used = sorted(set(labels))
-    empty = tuple(d.name for i, d in enumerate(class_dirs) if i not in set(used))
+    empty = tuple(name for i, name in enumerate(class_names) if i not in set(used))
     # Renumber labels so that classes with no usable image do not become phantom outputs.
     remap = {old: new for new, old in enumerate(used)}
     report = DatasetReport(
         root=root,
-        class_names=tuple(class_dirs[i].name for i in used),
+        class_names=tuple(class_names[i] for i in used),
         files=tuple(files),
         labels=tuple(remap[label] for label in labels),
         sizes=tuple(sizes),
@@ -286,6 +322,30 @@ def _build_report(root, class_dirs, files, labels, sizes, skipped) -> DatasetRep
             f"sub-folder of the dataset folder. Received: classes={shorten(found, 120)}, skipped={len(skipped)}"
         )
     return report
+
+
+def _without(report: DatasetReport, unusable: Iterable[SkippedFile]) -> DatasetReport:
+    """`report` with the `unusable` files among its images moved to its skipped files, with their reasons.
+
+    The result is the report a scan that had skipped those files would give, fingerprint included;
+    a class left with no image becomes an empty class, and fewer than two classes is a ValueError.
+    """
+    present = set(report.files)
+    gone = {s.path: s for s in unusable if s.path in present}
+    if not gone:
+        return report
+    # Every class folder in folder order, so the labels are those a fresh scan would give.
+    names = sorted([*report.class_names, *report.empty_classes])
+    number = {name: names.index(name) for name in report.class_names}
+    kept = [i for i, rel in enumerate(report.files) if rel not in gone]
+    return _build_report(
+        report.root,
+        names,
+        [report.files[i] for i in kept],
+        [number[report.class_names[report.labels[i]]] for i in kept],
+        [report.sizes[i] for i in kept],
+        [*report.skipped, *gone.values()],
+    )
 
 
 def _listing_fingerprint(root: Path, rels: list[str]) -> str:
@@ -360,33 +420,14 @@ def prepare(
 
     The cache is keyed by the dataset's content, the image size, colour mode and resize mode, so
     later epochs and later runs reuse it. The array is memory-mapped: a dataset larger than RAM is
-    streamed from disk, never loaded whole. With `max_cache_mb`, the least recently used arrays
-    that nobody holds a lease on are evicted to make room for a new one, which is refused when it
-    cannot fit; `open_prepared` holds that lease while the array is read.
+    streamed from disk, never loaded whole. A file that fails to decode (truncated or corrupt
+    data, which the scan's header check cannot see) is left out: the result's `report` is
+    `report` without it and its `unreadable` says why, and `cache` remembers it, so later scans
+    skip it too. With `max_cache_mb`, the least recently used arrays that nobody holds a lease on
+    are evicted to make room for a new one, which is refused when it cannot fit; `open_prepared`
+    holds that lease while the array is read.
     """
-    height, width = check_image_size(image_size, max_side=1024)
-    check_choice("resize_mode", resize_mode, images.RESIZE_MODES)
-    channels = _channels(color_mode)
-    path = prepared_path(report.fingerprint, (height, width), color_mode, resize_mode, cache=cache)
-    from_cache = path.exists()
-    if from_cache:
-        prepcache.touch(path)
-    else:
-        budget = None if max_cache_mb is None else max_cache_mb * MB
-        prepcache.make_room(cache, prepared_bytes(report, (height, width), color_mode), budget, keep=path)
-        jobs = [(str(report.root / rel), (height, width), color_mode, resize_mode) for rel in report.files]
-        _write_array(path, (len(jobs), height, width, channels), _parallel_map(_decode_one, jobs))
-    array = np.load(path, mmap_mode="r")
-    return PreparedData(
-        report=report,
-        images=array,
-        labels=np.asarray(report.labels, dtype=np.int32),
-        image_size=(height, width),
-        color_mode=color_mode,
-        resize_mode=resize_mode,
-        cache_path=path,
-        from_cache=from_cache,
-    )
+    return _prepare(report, image_size, color_mode, resize_mode, cache, max_cache_mb, hold=lambda path: None)
 
 
 @contextlib.contextmanager
@@ -400,9 +441,84 @@ def open_prepared(
     max_cache_mb: int | None = None,
 ) -> Iterator[PreparedData]:
     """`prepare`, with a lease on the array for the block, so no eviction removes it while it is read."""
+    with contextlib.ExitStack() as leases:
+        yield _prepare(
+            report,
+            image_size,
+            color_mode,
+            resize_mode,
+            cache,
+            max_cache_mb,
+            hold=lambda path: leases.enter_context(prepcache.lease(path)),
+        )
+
+
+def _prepare(
+    report: DatasetReport,
+    image_size: tuple[int, int],
+    color_mode: str,
+    resize_mode: str,
+    cache: Path,
+    max_cache_mb: int | None,
+    hold: Callable[[Path], object],
+) -> PreparedData:
+    """`prepare`, calling `hold(path)` for the array's path before it is looked for or moved into place."""
     size = check_image_size(image_size, max_side=1024)
-    with prepcache.lease(prepared_path(report.fingerprint, size, color_mode, resize_mode, cache=cache)):
-        yield prepare(report, image_size, color_mode, resize_mode, cache=cache, max_cache_mb=max_cache_mb)
+    check_choice("color_mode", color_mode, images.COLOR_MODES)
+    check_choice("resize_mode", resize_mode, images.RESIZE_MODES)
+    unreadable = _known_unreadable(report, cache)
+    report = _without(report, unreadable)
+    path = prepared_path(report.fingerprint, size, color_mode, resize_mode, cache=cache)
+    hold(path)
+    from_cache = path.exists()
+    if from_cache:
+        prepcache.touch(path)
+    else:
+        budget = None if max_cache_mb is None else max_cache_mb * MB
+        prepcache.make_room(cache, prepared_bytes(report, size, color_mode), budget, keep=path)
+        report, path, failed = _decode_all(report, size, color_mode, resize_mode, cache, hold)
+        unreadable = [*unreadable, *failed]
+    return PreparedData(
+        report=report,
+        images=np.load(path, mmap_mode="r"),
+        labels=np.asarray(report.labels, dtype=np.int32),
+        image_size=size,
+        color_mode=color_mode,
+        resize_mode=resize_mode,
+        cache_path=path,
+        from_cache=from_cache,
+        unreadable=tuple(unreadable),
+    )
+
+
+def _decode_all(
+    report: DatasetReport,
+    image_size: tuple[int, int],
+    color_mode: str,
+    resize_mode: str,
+    cache: Path,
+    hold: Callable[[Path], object],
+) -> tuple[DatasetReport, Path, list[SkippedFile]]:
+    """Decode a report's images into its array; returns the report without the files that failed
+    to decode (remembered in `cache`), where its array now is, and those files."""
+    height, width = image_size
+    jobs = [(str(report.root / rel), image_size, color_mode, resize_mode) for rel in report.files]
+    path = prepared_path(report.fingerprint, image_size, color_mode, resize_mode, cache=cache)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with temporary_path(path) as tmp:
+        shape = (len(jobs), height, width, _channels(color_mode))
+        rows, failed = _write_rows(tmp, shape, report.files, _parallel_map(_decode_one, jobs))
+        if not failed:
+            os.replace(tmp, path)
+            return report, path, failed
+        _remember_unreadable(cache, report.fingerprint, failed)
+        report = _without(report, failed)
+        _remember_unreadable(cache, report.fingerprint, failed)
+        path = prepared_path(report.fingerprint, image_size, color_mode, resize_mode, cache=cache)
+        hold(path)
+        with atomic_path(path) as clean:  # the rows that decoded, at the size of the images left
+            _write_rows(clean, rows.shape, report.files, ((row, None) for row in rows))
+    return report, path, failed
 
 
 def prepared_path(
@@ -424,20 +540,29 @@ def _channels(color_mode: str) -> int:
     return 3 if color_mode == "rgb" else 1
 
 
-def _decode_one(args: tuple[str, tuple[int, int], str, str]) -> np.ndarray:
+def _decode_one(args: tuple[str, tuple[int, int], str, str]) -> tuple[np.ndarray | None, str | None]:
     path, image_size, color_mode, resize_mode = args
-    return images.load_array(path, image_size, color_mode, resize_mode)
+    return _or_reason(lambda: images.load_array(path, image_size, color_mode, resize_mode))
 
 
-def _write_array(path: Path, shape: tuple[int, ...], rows: Iterable[np.ndarray]) -> None:
-    """Fill a .npy file row by row and rename it into place only once complete."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
-        for i, row in enumerate(rows):
-            out[i] = row
-        out.flush()
-        del out
+def _write_rows(
+    path: Path, shape: tuple[int, ...], files: Iterable[str], rows: Iterable[tuple[np.ndarray | None, str | None]]
+) -> tuple[np.ndarray, list[SkippedFile]]:
+    """Fill a new .npy file at `path` with the rows that decoded, one after another, without gaps.
+
+    `rows` gives each file's decoded image, or None and the reason it failed; returns the rows
+    written (a memory map) and the files that failed.
+    """
+    out = np.lib.format.open_memmap(path, mode="w+", dtype=np.uint8, shape=shape)
+    failed, count = [], 0
+    for rel, (row, reason) in zip(files, rows, strict=True):
+        if row is None:
+            failed.append(SkippedFile(rel, reason or "unreadable image"))
+        else:
+            out[count] = row
+            count += 1
+    out.flush()
+    return out[:count], failed
 
 
 def _parallel_map(fn: Callable, jobs: list, workers: int | None = None) -> Iterable:
@@ -472,6 +597,27 @@ def forget_prepared(data_dir: str | Path, cache: Path) -> int:
             path.unlink(missing_ok=True)
             removed += 1
     return removed
+
+
+def _known_unreadable(report: DatasetReport, cache: Path) -> list[SkippedFile]:
+    """The files of `report` (usable or already skipped) that a `prepare` of the same files failed to decode."""
+    try:
+        found = json.loads(_unreadable_path(cache, report.fingerprint).read_text())
+        present = set(report.files) | {s.path for s in report.skipped}
+        return [SkippedFile(str(rel), str(reason)) for rel, reason in found if rel in present]
+    except (OSError, ValueError, TypeError):  # none known, or a damaged record: decoding finds them again
+        return []
+
+
+def _remember_unreadable(cache: Path, fingerprint: str, failed: list[SkippedFile]) -> None:
+    """Record the files that failed to decode for the content with `fingerprint`, so scans skip them."""
+    path = _unreadable_path(cache, fingerprint)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json(path, [[s.path, s.reason] for s in failed])
+
+
+def _unreadable_path(cache: Path, fingerprint: str) -> Path:
+    return Path(cache) / "scans" / f"unreadable-{fingerprint}.json"
 
 
 def _cached_checks(cache: Path | None, key: str) -> list | None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -10,7 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cnnlab import data, prepcache
+from cnnlab import data
 from cnnlab.files import write_json
 from cnnlab.runs import EVALUATION_FILE, Run
 
@@ -210,12 +212,11 @@ def evaluate_run(run: Run, *, cache: Path, refresh: bool = False, max_cache_mb: 
         import json
 
         return Evaluation.from_dict(json.loads(saved.read_text()))
-    prepared, test = prepared_split(run, "test", cache=cache, max_cache_mb=max_cache_mb)
     recorded = _recorded_fingerprint(run)
-    with prepcache.lease(prepared.cache_path):  # kept from eviction while the model reads it
+    with open_split(run, cache=cache, max_cache_mb=max_cache_mb) as (prepared, parts):
         evaluation = dataclasses.replace(
-            evaluate_prepared(run.load_model(), prepared, test),
-            num_missing=len(run.split()["test"]) - len(test),
+            evaluate_prepared(run.load_model(), prepared, parts["test"]),
+            num_missing=len(run.split()["test"]) - len(parts["test"]),
             dataset_changed=recorded is not None and recorded != prepared.report.fingerprint,
         )
     # A running run's folder is its training's to write; it evaluates at the end.
@@ -224,28 +225,37 @@ def evaluate_run(run: Run, *, cache: Path, refresh: bool = False, max_cache_mb: 
     return evaluation
 
 
-def prepared_split(
-    run: Run, part: str, *, cache: Path, max_cache_mb: int | None = None
-) -> tuple[data.PreparedData, np.ndarray]:
-    """The run's dataset prepared as in training, and the indices of one part of its split in it.
+@contextlib.contextmanager
+def open_split(
+    run: Run, *, cache: Path, max_cache_mb: int | None = None
+) -> Iterator[tuple[data.PreparedData, dict[str, np.ndarray]]]:
+    """The run's dataset prepared as in training, and each part of its split as indices into it.
 
-    `part` is "train", "validation" or "test"; files gone since training are left out. `cache` is
-    the folder for the scan and decoded-image caches (and the built-in sample), whose decoded
-    arrays may take `max_cache_mb` in all. The array is memory-mapped, so an eviction cannot
-    break a reader; hold `prepcache.lease(prepared.cache_path)` to keep it counted as in use.
+    The parts are "train", "validation" and "test"; files gone since training, or that no longer
+    decode, are left out. The prepared array is leased for the block, so no eviction removes it
+    while it is read. `cache` is the folder for the scan and decoded-image caches (and the
+    built-in sample), whose decoded arrays may take `max_cache_mb` in all.
     """
     config = run.model_config()
-    report = data.scan(run.dataset_root(cache), cache=cache)
+    report = _same_classes(run, data.scan(run.dataset_root(cache), cache=cache))
+    settings = (config.image_size, config.color_mode, config.resize_mode)
+    with data.open_prepared(report, *settings, cache=cache, max_cache_mb=max_cache_mb) as prepared:
+        position = {rel: i for i, rel in enumerate(_same_classes(run, prepared.report).files)}
+        parts = {
+            part: np.asarray([position[p] for p in paths if p in position], dtype=np.int64)
+            for part, paths in run.split().items()
+        }
+        yield prepared, parts
+
+
+def _same_classes(run: Run, report: data.DatasetReport) -> data.DatasetReport:
+    """`report`, once it is known to have the classes the run was trained on."""
     if list(report.class_names) != run.class_names:
         raise ValueError(
             f"The dataset's classes changed since this run was trained; use the original data. "
             f"Received: classes={list(report.class_names)}"
         )
-    settings = (config.image_size, config.color_mode, config.resize_mode)
-    prepared = data.prepare(report, *settings, cache=cache, max_cache_mb=max_cache_mb)
-    position = {rel: i for i, rel in enumerate(report.files)}
-    indices = [position[rel] for rel in run.split()[part] if rel in position]
-    return prepared, np.asarray(indices, dtype=np.int64)
+    return report
 
 
 def _recorded_fingerprint(run: Run) -> str | None:

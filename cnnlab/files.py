@@ -39,13 +39,24 @@ def atomic_path(path: Path) -> Iterator[Path]:
     memory map): the temporary keeps `path`'s suffixes (Keras checks for `.weights.h5`). When the
     block raises, the temporary is deleted and `path` is left as it was. The folder must exist.
     """
+    with temporary_path(path) as tmp:
+        yield tmp
+        os.replace(tmp, path)
+
+
+@contextmanager
+def temporary_path(path: Path) -> Iterator[Path]:
+    """A temporary file beside `path`, named as `atomic_path` names them, deleted when the block ends.
+
+    For a writer that decides only at the end what becomes of its file (it may `os.replace` it
+    into place itself). The folder must exist.
+    """
     suffix = ".weights.h5" if path.name.endswith(".weights.h5") else path.suffix
     fd, name = tempfile.mkstemp(dir=path.parent, prefix=_temp_prefix(path), suffix=f"{TEMP_MARK}{suffix}")
     os.close(fd)
     tmp = Path(name)
     try:
         yield tmp
-        os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
 

@@ -45,6 +45,34 @@ def open_image(
     if isinstance(source, Image.Image):
         _check_pixels(source, max_pixels, "image")
         return ImageOps.exif_transpose(source)
+    img = _open(source, max_pixels, name, decode=True, draft_size=draft_size)
+    oriented = ImageOps.exif_transpose(img)  # a copy, so the file (kept open for animations) can close
+    if oriented is not img:
+        img.close()
+    return oriented
+
+
+def header_size(
+    source: bytes | str | Path | BinaryIO, max_pixels: int = MAX_PIXELS, name: str | None = None
+) -> tuple[int, int]:
+    """An image's (width, height) as its header states it, without decoding any pixel.
+
+    Refuses what `open_image` refuses before decoding (empty input, non-images, unsupported
+    formats, images over `max_pixels`), raising `ImageError`; truncated or corrupt pixel data is
+    only found by decoding (`open_image`). Reading a header costs a fraction of decoding.
+    """
+    with _open(source, max_pixels, name, decode=False) as img:
+        return img.size
+
+
+def _open(
+    source: bytes | str | Path | BinaryIO,
+    max_pixels: int,
+    name: str | None,
+    decode: bool,
+    draft_size: int | None = None,
+) -> Image.Image:
+    """Open and check an image (decoding it with `decode`), turning every failure into an `ImageError`."""
     name = name or _describe(source)
     fp = io.BytesIO(source) if isinstance(source, bytes) else source
     if isinstance(fp, (str, Path)) and not Path(fp).is_file():
@@ -55,7 +83,7 @@ def open_image(
         with warnings.catch_warnings():
             # Pillow warns above its own bomb limit; we apply ours first and want no noise.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            img = _open_checked(fp, max_pixels, draft_size, name)
+            return _open_checked(fp, max_pixels, name, decode, draft_size)
     except ImageError:
         raise
     except Image.DecompressionBombError as exc:
@@ -65,14 +93,10 @@ def open_image(
         raise ImageError(
             f"'{name}' is {reason} and cannot be read; replace it with a valid JPEG or PNG. Received: file={name!r}"
         ) from None
-    oriented = ImageOps.exif_transpose(img)  # a copy, so the file (kept open for animations) can close
-    if oriented is not img:
-        img.close()
-    return oriented
 
 
-def _open_checked(fp, max_pixels: int, draft_size: int | None, name: str) -> Image.Image:
-    """Open, check format and size from the header, then decode; the file is closed on any failure."""
+def _open_checked(fp, max_pixels: int, name: str, decode: bool, draft_size: int | None) -> Image.Image:
+    """Open, check format and size from the header, then decode if asked; the file is closed on any failure."""
     img = Image.open(fp)
     try:
         if img.format not in SUPPORTED_FORMATS:
@@ -81,9 +105,10 @@ def _open_checked(fp, max_pixels: int, draft_size: int | None, name: str) -> Ima
                 f"Received: format={img.format!r}"
             )
         _check_pixels(img, max_pixels, name)
-        if draft_size and img.format == "JPEG":
-            img.draft(img.mode, (draft_size, draft_size))
-        img.load()
+        if decode:
+            if draft_size and img.format == "JPEG":
+                img.draft(img.mode, (draft_size, draft_size))
+            img.load()
     except BaseException:
         img.close()  # Pillow only closes a file it opened itself after a complete load
         raise

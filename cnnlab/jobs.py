@@ -21,7 +21,7 @@ from cnnlab.runs import new_run_id
 
 if TYPE_CHECKING:
     from cnnlab.model import ModelConfig
-    from cnnlab.runs import RunStore
+    from cnnlab.runs import Run, RunStore
     from cnnlab.sweep import SweepSpace
     from cnnlab.tracking import TrackingConfig
     from cnnlab.train import TrainConfig
@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 WAIT_POLL_S = 0.25
 # Finished jobs stay findable this long, so a tab reloaded as a training ends still shows its result.
 KEEP_FINISHED_S = 3600.0
+# The kind of a cross-validated label check (the others are "training" and "sweep").
+LABEL_CHECK = "label_check"
 
 
 class _Slots:
@@ -217,29 +219,51 @@ def visible_jobs(owner: str | None, kind: str | None = None) -> list[Job]:
     return [job for job in _registry.visible(owner) if kind is None or job.kind == kind]
 
 
+@dataclass(frozen=True)
+class JobSettings:
+    """What every kind of job works with: where its runs go, the server's limits, its owner and team server.
+
+    `store`, `cache`, `max_training_mb` and `max_cache_mb` are passed on to the training (or the
+    sweep's trainings); `limit` is how many jobs may run at once on this server; `owner` is a
+    hosted visitor's id (None: everyone's); with `tracking`, every run is also published to the
+    team server as it trains.
+    """
+
+    store: RunStore
+    cache: Path
+    max_training_mb: int | None = None
+    max_cache_mb: int | None = None
+    limit: int = 1
+    owner: str | None = None
+    tracking: TrackingConfig | None = None
+
+    def training(self) -> dict[str, Any]:
+        """The keyword arguments a training (`train`, `run_sweep`) takes from these settings."""
+        return {
+            "store": self.store,
+            "cache": self.cache,
+            "max_training_mb": self.max_training_mb,
+            "max_cache_mb": self.max_cache_mb,
+            "tracking": self.tracking,
+        }
+
+
 def training_job(
     data_dir: str | Path,
     model_config: ModelConfig,
     train_config: TrainConfig,
+    settings: JobSettings,
     *,
-    store: RunStore,
-    cache: Path,
-    max_training_mb: int | None = None,
-    max_cache_mb: int | None = None,
-    limit: int = 1,
     tags: dict[str, Any] | None = None,
-    owner: str | None = None,
-    tracking: TrackingConfig | None = None,
 ) -> Job:
     """A (not yet started) job that trains one new run, streaming epochs and batches into the job.
 
-    `store`, `cache`, `max_training_mb` and `max_cache_mb` are passed on to `train`; with `tracking`, the
-    run is also published to the team server as it trains. The run's id is chosen now, so the
-    registry finds the job by it from the start.
+    The run's id is chosen now, so the registry finds the job by it from the start.
     """
     from cnnlab.train import planned_epochs, train
 
     run_id = new_run_id()
+    owner = settings.owner
     tags = {**(tags or {}), **({"owner": owner} if owner else {})}
 
     def target(job: Job):
@@ -247,41 +271,30 @@ def training_job(
             data_dir,
             model_config,
             train_config,
-            store=store,
-            cache=cache,
-            max_training_mb=max_training_mb,
-            max_cache_mb=max_cache_mb,
             tags=tags,
             run_id=run_id,
             on_download=lambda received: job.set_progress({"download_bytes": received}),
-            tracking=tracking,
+            **settings.training(),
             **_hooks(job),
         )
 
-    epochs = planned_epochs(model_config, train_config)
-    return Job(
-        target, label=f"Training on {data_dir}", limit=limit, info={"epochs": epochs}, owner=owner, run_id=run_id
-    )
+    info = {"epochs": planned_epochs(model_config, train_config)}
+    return Job(target, label=f"Training on {data_dir}", limit=settings.limit, info=info, owner=owner, run_id=run_id)
 
 
-def resume_job(
-    run_id: str,
-    *,
-    more_epochs: int | None = None,
-    store: RunStore,
-    cache: Path,
-    max_cache_mb: int | None = None,
-    limit: int = 1,
-    owner: str | None = None,
-    tracking: TrackingConfig | None = None,
-) -> Job:
+def resume_job(run_id: str, settings: JobSettings, *, more_epochs: int | None = None) -> Job:
     """A (not yet started) job that resumes an interrupted, stopped or failed run in place, or with
     `more_epochs`, continues a completed run for that many more epochs as a new run."""
     from cnnlab.resume import continue_training, resume
     from cnnlab.train import run_epochs
 
-    run = store.get(run_id)
-    where: dict[str, Any] = {"store": store, "cache": cache, "max_cache_mb": max_cache_mb, "tracking": tracking}
+    run = settings.store.get(run_id)
+    where: dict[str, Any] = {
+        "store": settings.store,
+        "cache": settings.cache,
+        "max_cache_mb": settings.max_cache_mb,
+        "tracking": settings.tracking,
+    }
     if more_epochs is None:
         planned, new_id, label = run_epochs(run), run.id, f"Resuming {run.name}"
     else:
@@ -290,10 +303,11 @@ def resume_job(
     def target(job: Job):
         if more_epochs is None:
             return resume(run.id, **where, **_hooks(job))
-        tags = {"owner": owner} if owner else None
+        tags = {"owner": settings.owner} if settings.owner else None
         return continue_training(run.id, more_epochs, tags=tags, run_id=new_id, **where, **_hooks(job))
 
-    return Job(target, label=label, limit=limit, info={"epochs": planned}, owner=owner, run_id=new_id)
+    info = {"epochs": planned}
+    return Job(target, label=label, limit=settings.limit, info=info, owner=settings.owner, run_id=new_id)
 
 
 def _hooks(job: Job) -> dict[str, Any]:
@@ -301,31 +315,54 @@ def _hooks(job: Job) -> dict[str, Any]:
     return {"on_epoch": job.add_epoch, "on_batch": job.set_progress, "stop_event": job.stop_event}
 
 
+def label_check_job(run: Run, settings: JobSettings, *, folds: int, epochs: int) -> Job:
+    """A (not yet started) job that looks for likely label errors among all of a run's images by a
+    cross-validated pass (`cnnlab.crossval`), streaming each fold's epochs and the pass's progress.
+
+    It takes a training slot, as the folds train models; `info["run_id"]` says which run it checks.
+    """
+    from cnnlab.crossval import cross_validated_issues
+
+    def target(job: Job):
+        return cross_validated_issues(
+            run,
+            folds=folds,
+            epochs=epochs,
+            cache=settings.cache,
+            max_training_mb=settings.max_training_mb,
+            max_cache_mb=settings.max_cache_mb,
+            **_hooks(job),
+        )
+
+    info = {"run_id": run.id, "folds": folds, "epochs": epochs}
+    return Job(
+        target,
+        label=f"Checking the labels of {run.name}",
+        limit=settings.limit,
+        info=info,
+        kind=LABEL_CHECK,
+        owner=settings.owner,
+    )
+
+
 def sweep_job(
     data_dir: str | Path,
     space: SweepSpace,
+    settings: JobSettings,
     *,
     trials: int,
     timeout: float | None,
     storage: str,
     study_name: str | None,
-    store: RunStore,
-    cache: Path,
-    max_training_mb: int | None = None,
-    max_cache_mb: int | None = None,
-    limit: int = 1,
-    owner: str | None = None,
-    tracking: TrackingConfig | None = None,
 ) -> Job:
-    """A (not yet started) job that runs a sweep, streaming finished trials and epochs into the job.
+    """A (not yet started) job that runs a sweep (see `run_sweep`), streaming finished trials and epochs into the job.
 
-    `store`, `cache`, `max_training_mb`, `max_cache_mb` and `tracking` are passed on to `run_sweep`.
-
-    With `owner` (a hosted visitor's session id) every run is tagged with it and the study name
+    With an owner (a hosted visitor's session id) every run is tagged with it and the study name
     ends with it, so visitors never join each other's studies, even with the same space and data.
     """
     from cnnlab.sweep import run_sweep
 
+    owner = settings.owner
     if owner:
         study_name = f"{study_name or space.default_study_name(str(data_dir))}-{owner}"
 
@@ -337,15 +374,12 @@ def sweep_job(
             timeout=timeout,
             storage=storage,
             study_name=study_name,
-            store=store,
-            cache=cache,
-            max_training_mb=max_training_mb,
-            max_cache_mb=max_cache_mb,
             stop_event=job.stop_event,
             on_trial=job.add_item,
             on_epoch=job.add_epoch,
             tags={"owner": owner} if owner else None,
-            tracking=tracking,
+            **settings.training(),
         )
 
-    return Job(target, label="Sweep", limit=limit, info={"objective": space.objective}, kind="sweep", owner=owner)
+    info = {"objective": space.objective}
+    return Job(target, label="Sweep", limit=settings.limit, info=info, kind="sweep", owner=owner)

@@ -79,28 +79,16 @@ def issues_table(
 
 def run_label_issues(run: Run, *, cache: Path) -> pd.DataFrame:
     """Likely label errors among a run's validation and test images, which its model never trained on."""
-    from cnnlab.evaluate import probabilities
+    from cnnlab.evaluate import open_split, probabilities
 
-    config = run.model_config()
-    report = data.scan(run.dataset_root(cache), cache=cache)
-    if list(report.class_names) != run.class_names:
-        raise ValueError(
-            "The dataset's classes changed since this run was trained; look for label errors on the original data. "
-            f"Received: classes={list(report.class_names)}"
-        )
-    position = {rel: i for i, rel in enumerate(report.files)}
-    split = run.split()
-    chosen = [
-        (position[rel], name) for name in ("validation", "test") for rel in split.get(name, []) if rel in position
-    ]
-    if not chosen:
-        raise ValueError(
-            "This run has no validation or test images to check; train with a validation or test split. "
-            f"Received: run={run.id!r}"
-        )
-    indices = np.asarray([i for i, _ in chosen], dtype=np.int64)
-    prepared = data.prepare(report, config.image_size, config.color_mode, config.resize_mode, cache=cache)
-    probs = probabilities(run.load_model(), data.make_dataset(prepared, indices, 64))
-    return issues_table(
-        prepared.labels[indices], probs, run.class_names, [report.files[i] for i in indices], [s for _, s in chosen]
-    )
+    with open_split(run, cache=cache) as (prepared, parts):
+        chosen = [(i, name) for name in ("validation", "test") for i in parts.get(name, [])]
+        if not chosen:
+            raise ValueError(
+                "This run has no validation or test images to check; train with a validation or test split. "
+                f"Received: run={run.id!r}"
+            )
+        indices = np.asarray([i for i, _ in chosen], dtype=np.int64)
+        probs = probabilities(run.load_model(), data.make_dataset(prepared, indices, 64))
+        paths = [prepared.report.files[i] for i in indices]
+        return issues_table(prepared.labels[indices], probs, run.class_names, paths, [s for _, s in chosen])

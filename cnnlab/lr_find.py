@@ -73,10 +73,11 @@ def find_learning_rate(
     report = data.scan(data_dir, cache=cache)
     check_trainable(model_config, report.num_classes, train_config.batch_size, max_training_mb)
     prepare_weights(model_config.backbone, model_config.backbone_weights)
-    parts = data.split(report.labels, train_config.validation_split, train_config.test_split, train_config.seed)
     prepared = data.prepare(
         report, model_config.image_size, model_config.color_mode, model_config.resize_mode, cache=cache
     )
+    report = prepared.report  # without the files that turned out not to decode
+    parts = data.split(report.labels, train_config.validation_split, train_config.test_split, train_config.seed)
     keras.utils.set_random_seed(train_config.seed)
     model = build_model(model_config, report.num_classes)
     # As many epochs as it may need batches: each epoch yields at least one, and they are drawn lazily.

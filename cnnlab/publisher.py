@@ -36,6 +36,8 @@ class Publisher:
     def __init__(self, config: TrackingConfig, run: Run) -> None:
         self.config = config
         self.run_id = run.id
+        # A run published before (resumed) has a key: its team copy may hold epochs already.
+        self.resumed = bool((run.record.get("team") or {}).get("key"))
         self.key = tracking.team_key(run)
         self.team_run_id: str | None = (run.record.get("team") or {}).get("run_id")
         self.error: str | None = None
@@ -74,8 +76,11 @@ class Publisher:
     def _send(self, kind: str, payload: Any) -> None:
         if kind == "start":
             self.team_run_id = tracking.start_team_run(self.config, payload, self.key)
+            if self.resumed:
+                self._logged = tracking.logged_steps(self.config, self.team_run_id)
         elif kind == "epoch":
-            metrics = tracking.epoch_metrics(payload)
+            # An epoch the copy holds already (it ended just before its checkpoint) is not sent twice.
+            metrics = [m for m in tracking.epoch_metrics(payload) if (m[0], m[2]) not in self._logged]
             tracking.log_metrics(self.config, str(self.team_run_id), metrics)
             self._logged.update((key, step) for key, _, step in metrics)
         else:

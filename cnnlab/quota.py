@@ -7,14 +7,19 @@ everyone and bounded by the server-wide cache budget instead (`prepcache`).
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cnnlab import hosting
-from cnnlab.checks import MB, megabytes
+from cnnlab.checks import MB, check_image_size, megabytes
 from cnnlab.data import DatasetReport, prepared_bytes, prepared_path
 from cnnlab.files import folder_bytes
 from cnnlab.runs import RunStore
+
+if TYPE_CHECKING:
+    from cnnlab.sweep import SweepSpace
 
 
 @dataclass(frozen=True)
@@ -62,25 +67,66 @@ def session_usage(cache: Path, store: RunStore, session: str, budget_mb: int) ->
     )
 
 
+# Optimizer values a checkpoint saves per weight besides the weight (Keras's Adam keeps two
+# moments; SGD, as CNN Lab builds it with momentum, and RMSprop keep one).
+_OPTIMIZER_SLOTS = {"adam": 2, "sgd": 1, "rmsprop": 1}
+# At its peak a run folder holds the latest and the best epoch's checkpoints and the next one
+# being written before the oldest is removed (`cnnlab.checkpoint`), besides `model.keras`.
+_CHECKPOINTS_AT_PEAK = 3
+
+
 def training_bytes(report: DatasetReport, model_config, num_params: int, cache: Path, uploads: Path) -> int:
-    """What a new training adds to a visitor's usage: its model file, and its decoded images when
-    they come from the visitor's uploads and are not decoded yet."""
-    size, mode, uploads = model_config.image_size, model_config.color_mode, uploads.resolve()
-    decoded = prepared_path(report.fingerprint, size, mode, model_config.resize_mode, cache=cache)
+    """What a new training adds to a visitor's usage at its peak: its run folder (`run_bytes`), and
+    its decoded images when they come from the visitor's uploads and are not decoded yet."""
+    settings = (model_config.image_size, model_config.color_mode, model_config.resize_mode)
+    return run_bytes(model_config, num_params) + _decoded_bytes(report, settings, cache, uploads)
+
+
+def run_bytes(model_config, num_params: int, completed: bool = False) -> int:
+    """A run folder's model file and resumable checkpoints (each weights and optimizer state): at
+    the peak of its training, or once `completed`, when only the latest checkpoint stays."""
+    checkpoints = 1 if completed else _CHECKPOINTS_AT_PEAK
+    return 4 * num_params * (1 + checkpoints * (1 + _OPTIMIZER_SLOTS[model_config.optimizer]))
+
+
+def sweep_bytes(report: DatasetReport, space: SweepSpace, trials: int, cache: Path, uploads: Path) -> int:
+    """What a sweep of `trials` trials may add to a visitor's usage, counted as `training_bytes` counts
+    a training: run folders as big as the space's largest model's (completed ones, and one at its
+    peak, as trials run one after another), and the decoded images of the `trials` largest image
+    settings it may try (each is decoded once, for all the trials that use it)."""
+    from cnnlab.model import count_params
+
+    corners = [(model, count_params(model, report.num_classes)) for model, _ in space.corner_configs()]
+    completed = max(run_bytes(model, params, completed=True) for model, params in corners)
+    peak = max(run_bytes(model, params) for model, params in corners)
+    options = itertools.product(*(space.values(name) for name in ("image_size", "color_mode", "resize_mode")))
+    settings = {(check_image_size(size), mode, resize) for size, mode, resize in options}
+    decoded = sorted((_decoded_bytes(report, s, cache, uploads) for s in settings), reverse=True)
+    return (trials - 1) * completed + peak + sum(decoded[:trials])
+
+
+def _decoded_bytes(
+    report: DatasetReport, settings: tuple[tuple[int, int], str, str], cache: Path, uploads: Path
+) -> int:
+    """The decoded images a training at (image_size, color_mode, resize_mode) adds: none unless
+    the dataset is the visitor's own upload and is not decoded at those settings yet."""
+    size, mode, resize = settings
+    uploads = uploads.resolve()
     own = report.root == uploads or uploads in report.root.parents
-    return 4 * num_params + (prepared_bytes(report, size, mode) if own and not decoded.exists() else 0)
+    decoded = prepared_path(report.fingerprint, size, mode, resize, cache=cache)
+    return prepared_bytes(report, size, mode) if own and not decoded.exists() else 0
 
 
-def check_room(usage: DiskUsage, needed: int, what: str) -> None:
+def check_room(usage: DiskUsage, needed: int, what: str, shrink: str = "choose a smaller image size") -> None:
     """Refuse work that would take a visitor over their budget (or, needing no known amount, work
-    started with the budget used up), saying what to delete."""
+    started with the budget used up), saying what to delete, or how to `shrink` the work."""
     if usage.total + needed <= usage.budget and usage.room > 0:
         return
     need = f"needs about {megabytes(needed)} but {megabytes(usage.room)} is left" if needed else "needs disk room"
     raise ValueError(
         f"{what} {need}: {usage.describe()}; "
-        "delete runs you no longer need (Runs page) or your uploads (Data page), or choose a smaller image "
-        f"size. Received: needed_mb={needed / MB:.1f}"
+        f"delete runs you no longer need (Runs page) or your uploads (Data page), or {shrink}. "
+        f"Received: needed_mb={needed / MB:.1f}"
     )
 
 

@@ -45,6 +45,11 @@ def resume(
     the team server, where the run is found again by its key.
     """
     run = store.get(ref)
+    if run.is_team_copy:
+        raise ValueError(
+            f"Run '{run.name}' is a teammate's run opened from the team server: it is read-only here; its owner "
+            f"can resume it. Received: run={run.id!r}"
+        )
     if run.is_demo or run.status not in RESUMABLE:
         hint = {
             "running": "it is still training",
@@ -124,7 +129,17 @@ def open_run_data(
     """
     root = run.dataset_root(cache)
     report = data.scan(root, cache=cache)
-    index = {path: i for i, path in enumerate(report.files)}
+    _split_indices(run, report.files, root)  # before decoding anything
+    config = run.model_config()
+    settings = (config.image_size, config.color_mode, config.resize_mode)
+    with data.open_prepared(report, *settings, cache=cache, max_cache_mb=max_cache_mb) as prepared:
+        # Again on the images prepared: a file may have failed to decode.
+        yield prepared, _split_indices(run, prepared.report.files, root)
+
+
+def _split_indices(run: Run, files: tuple[str, ...], root: Path) -> dict[str, np.ndarray]:
+    """The run's recorded split as indices into `files`; every one of them must be there."""
+    index = {path: i for i, path in enumerate(files)}
     split = run.split()
     missing = [path for paths in split.values() for path in paths if path not in index]
     if missing:
@@ -132,11 +147,7 @@ def open_run_data(
             f"{len(missing)} image(s) of run '{run.name}' are no longer in its dataset folder {root} (for example "
             f"{missing[0]}); put them back to resume or continue it, or train a new run. Received: run={run.id!r}"
         )
-    parts = {part: np.asarray([index[p] for p in paths], dtype=np.int64) for part, paths in split.items()}
-    config = run.model_config()
-    settings = (config.image_size, config.color_mode, config.resize_mode)
-    with data.open_prepared(report, *settings, cache=cache, max_cache_mb=max_cache_mb) as prepared:
-        yield prepared, parts
+    return {part: np.asarray([index[p] for p in paths], dtype=np.int64) for part, paths in split.items()}
 
 
 def _resume_point(run: Run, store: RunStore) -> Start:

@@ -26,6 +26,19 @@ EVALUATION_FILE = "evaluation.json"
 CHECKPOINT_DIR = "checkpoint"
 CHECKPOINT_STATE = "state.json"
 STATUSES = ("running", "completed", "stopped", "failed", "interrupted", "pruned")
+# The settings that runs tables and parallel coordinates compare, local and team runs alike.
+HYPERPARAMETERS = (
+    "backbone",
+    "conv_blocks",
+    "filters",
+    "kernel_size",
+    "dense_units",
+    "dropout",
+    "optimizer",
+    "learning_rate",
+    "image_size",
+    "batch_size",
+)
 
 
 @dataclass
@@ -67,6 +80,11 @@ class Run:
     def is_demo(self) -> bool:
         """Whether this is the read-only demo model shipped with the app."""
         return self.path.resolve() == DEMO_RUN_DIR.resolve()
+
+    @property
+    def is_team_copy(self) -> bool:
+        """Whether this is a teammate's run opened here from the team server (read-only, like the demo)."""
+        return bool((self.record.get("team") or {}).get("opened"))
 
     @property
     def checkpoint_dir(self) -> Path:
@@ -154,8 +172,7 @@ class Run:
     def summary(self) -> dict[str, Any]:
         """One flat row for the runs table."""
         metrics = self.record.get("metrics") or {}
-        mc = self.record.get("model_config") or {}
-        tc = self.record.get("train_config") or {}
+        train_config = self.record.get("train_config") or {}
         dataset = self.record.get("dataset") or {}
         return {
             "id": self.id,
@@ -170,22 +187,18 @@ class Run:
             "test_balanced_accuracy": metrics.get("test_balanced_accuracy"),
             "test_macro_f1": metrics.get("test_macro_f1"),
             "duration_s": self.record.get("duration_s"),
-            "backbone": mc.get("backbone", "none"),
-            **{
-                k: mc.get(k)
-                for k in (
-                    "conv_blocks",
-                    "filters",
-                    "kernel_size",
-                    "dense_units",
-                    "dropout",
-                    "optimizer",
-                    "learning_rate",
-                )
-            },
-            "image_size": "x".join(str(v) for v in mc.get("image_size", [])),
-            **{k: tc.get(k) for k in ("batch_size", "epochs")},
+            **hyperparameters({**(self.record.get("model_config") or {}), **train_config}),
+            "epochs": train_config.get("epochs"),
         }
+
+
+def hyperparameters(settings: dict[str, Any]) -> dict[str, Any]:
+    """The `HYPERPARAMETERS` of a run's model and training settings, as table cells (image size "HxW")."""
+    row = {name: settings.get(name) for name in HYPERPARAMETERS}
+    row["backbone"] = row["backbone"] or "none"  # runs from before backbones were conv-block CNNs
+    if isinstance(row["image_size"], (list, tuple)):
+        row["image_size"] = "x".join(str(v) for v in row["image_size"])
+    return row
 
 
 def library_versions() -> dict[str, str]:
@@ -308,10 +321,15 @@ class RunStore:
         shutil.rmtree(trash, ignore_errors=True)
 
     def _changeable(self, ref: str | Path, action: str) -> Run:
-        """The run, if it may be renamed or deleted: not the shared demo, not while it trains."""
+        """The run, if it may be renamed or deleted: not the shared demo nor a teammate's run, not while it trains."""
         run = self.get(ref)
         if run.is_demo:
             raise ValueError(f"The demo model is part of the app and cannot be {action}. Received: run={run.id!r}")
+        if run.is_team_copy:
+            raise ValueError(
+                f"Run '{run.name}' is a teammate's run opened from the team server: it is read-only here and cannot "
+                f"be {action}. Received: run={run.id!r}"
+            )
         if run.status == "running":
             # Its training rewrites the record every epoch and needs the folder until it ends.
             raise ValueError(

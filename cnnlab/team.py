@@ -143,11 +143,6 @@ def open_team_run(config: TrackingConfig, team_run_id: str, store: RunStore) -> 
     return store.get(folder)
 
 
-def is_team_copy(run: Run) -> bool:
-    """Whether the run is a teammate's run opened here (read-only: never renamed, deleted or retrained)."""
-    return bool((run.record.get("team") or {}).get("opened"))
-
-
 def attach_dataset(run: Run, candidates: Iterable[str | Path], cache: Path) -> Path | None:
     """Point an opened team run at a dataset on this machine with the same fingerprint; returns it, or None.
 

@@ -56,31 +56,32 @@ def top_images(
     split and are kept in `inspect_folder(run)`, so other channels and later calls are instant.
     """
     from cnnlab import data
-    from cnnlab.evaluate import prepared_split
+    from cnnlab.evaluate import open_split
 
     item = find_layer(model, layer)
     check_channel(item, channel)
-    prepared, train = prepared_split(run, "train", cache=cache)
-    if not len(train):
-        raise ValueError(f"Run '{run.name}' has no training images left in its dataset. Received: run={run.id!r}")
-    key = _means_key(run, prepared, train)
-    path = inspect_folder(run, cache) / f"{layer_file_name(item.name)}-{key}.npy"
-    try:
-        means = np.load(path, allow_pickle=False)
-    except (OSError, ValueError):
-        means = channel_means(model, [item.name], data.make_dataset(prepared, train, batch_size))[item.name]
-        _save_means(path, means)
-    order = top_indices(means[:, channel], k)
-    chosen = train[order]
-    names = prepared.report.class_names
-    return TopImages(
-        layer=item.name,
-        channel=int(channel),
-        images=np.asarray(prepared.images[chosen]),
-        paths=[prepared.report.files[i] for i in chosen],
-        labels=[names[prepared.labels[i]] for i in chosen],
-        scores=means[order, channel],
-    )
+    with open_split(run, cache=cache) as (prepared, parts):
+        train = parts["train"]
+        if not len(train):
+            raise ValueError(f"Run '{run.name}' has no training images left in its dataset. Received: run={run.id!r}")
+        key = _means_key(run, prepared, train)
+        path = inspect_folder(run, cache) / f"{layer_file_name(item.name)}-{key}.npy"
+        try:
+            means = np.load(path, allow_pickle=False)
+        except (OSError, ValueError):
+            means = channel_means(model, [item.name], data.make_dataset(prepared, train, batch_size))[item.name]
+            _save_means(path, means)
+        order = top_indices(means[:, channel], k)
+        chosen = train[order]
+        names = prepared.report.class_names
+        return TopImages(
+            layer=item.name,
+            channel=int(channel),
+            images=np.asarray(prepared.images[chosen]),
+            paths=[prepared.report.files[i] for i in chosen],
+            labels=[names[prepared.labels[i]] for i in chosen],
+            scores=means[order, channel],
+        )
 
 
 def inspect_folder(run: Run, cache: Path) -> Path:

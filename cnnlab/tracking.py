@@ -179,12 +179,24 @@ def tags_of(record: dict[str, Any], config: TrackingConfig, key: str, status: st
 
 
 def epoch_metrics(row: dict[str, Any]) -> list[tuple[str, float, int]]:
-    """One epoch's (key, value, step) metrics, step being the 1-based epoch; undefined values left out."""
+    """One epoch's (key, value, step) metrics, step being the 1-based epoch; undefined values left out.
+
+    A stopped epoch's partial row has none: resuming trains that epoch again, and a metric once
+    sent cannot be taken back, so the team copy holds complete epochs only, each once.
+    """
+    if row.get("partial"):
+        return []
     return [
         (key, float(row[key]), int(row["epoch"]))
         for key in EPOCH_METRICS
         if isinstance(row.get(key), (int, float)) and math.isfinite(row[key])
     ]
+
+
+def logged_steps(config: TrackingConfig, team_run_id: str) -> set[tuple[str, int]]:
+    """The (metric, step) pairs of epoch metrics the team copy already holds."""
+    mlflow = client(config.uri)
+    return {(key, m.step) for key in EPOCH_METRICS for m in mlflow.get_metric_history(team_run_id, key)}
 
 
 def log_metrics(config: TrackingConfig, team_run_id: str, metrics: Iterable[tuple[str, float, int]]) -> None:
@@ -256,8 +268,7 @@ def _missing_metrics(
 ) -> Iterator[tuple[str, float, int]]:
     """The epoch and final metrics the team copy lacks."""
     if logged is None:
-        mlflow = client(config.uri)
-        logged = {(key, m.step) for key in EPOCH_METRICS for m in mlflow.get_metric_history(team_run_id, key)}
+        logged = logged_steps(config, team_run_id)
     for row in run.history:
         yield from (m for m in epoch_metrics(row) if (m[0], m[2]) not in logged)
     for key, value in (run.record.get("metrics") or {}).items():

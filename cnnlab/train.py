@@ -29,6 +29,8 @@ BatchCallback = Callable[[dict[str, Any]], None]
 # Fine-tuning runs at this fraction of the head's learning rate, so the pretrained weights move gently.
 FINE_TUNE_LR_FACTOR = 0.1
 PHASES = ("head", "fine_tune")
+# A run's record lists this many of the files that failed to decode (and counts them all).
+MAX_RECORDED_UNREADABLE = 100
 
 
 @dataclass(frozen=True)
@@ -144,11 +146,12 @@ def train(
         model_config, report.num_classes, train_config.batch_size, max_training_mb, train_config.tuned_layers
     )
     backbones.prepare_weights(model_config.backbone, model_config.backbone_weights, on_download)
-    parts = data.split(report.labels, train_config.validation_split, train_config.test_split, train_config.seed)
     settings = (model_config.image_size, model_config.color_mode, model_config.resize_mode)
     precision = choose_precision(train_config.precision)
     with data.open_prepared(report, *settings, cache=cache, max_cache_mb=max_cache_mb) as prepared:
-        record = {**_record(report, model_config, train_config, name, tags), "precision": precision.to_dict()}
+        report = prepared.report  # without the files that turned out not to decode
+        parts = data.split(report.labels, train_config.validation_split, train_config.test_split, train_config.seed)
+        record = {**_record(prepared, model_config, train_config, name, tags), "precision": precision.to_dict()}
         run = store.create(record, _split_paths(report, parts), run_id)
         return train_run(
             run,
@@ -238,7 +241,8 @@ def _both(first: EpochCallback, second: EpochCallback | None) -> EpochCallback:
     return call
 
 
-def _record(report, model_config, train_config, name, tags) -> dict[str, Any]:
+def _record(prepared, model_config, train_config, name, tags) -> dict[str, Any]:
+    report = prepared.report
     return {
         "name": name,
         "model_config": model_config.to_dict(),
@@ -249,11 +253,20 @@ def _record(report, model_config, train_config, name, tags) -> dict[str, Any]:
             "fingerprint": report.fingerprint,
             "num_images": len(report.files),
             "counts": report.counts,
+            **_unreadable(prepared.unreadable),
             # The sample is regenerated identically on any machine, so the run can find it again.
             **({"builtin": "sample"} if is_sample_dir(report.root) else {}),
         },
         **(tags or {}),
     }
+
+
+def _unreadable(files: tuple[data.SkippedFile, ...]) -> dict[str, Any]:
+    """The record's account of the files left out because they failed to decode (a bounded list)."""
+    if not files:
+        return {}
+    listed = [{"path": s.path, "reason": s.reason} for s in files[:MAX_RECORDED_UNREADABLE]]
+    return {"num_unreadable": len(files), "unreadable": listed}
 
 
 def _split_paths(report: data.DatasetReport, parts: dict[str, np.ndarray]) -> dict[str, list[str]]:

@@ -1,10 +1,15 @@
-"""The runs this session may see, and the run picker that Evaluate and Predict open on."""
+"""The runs this session may see, the run picker that Evaluate and Predict open on, and the runs
+table and comparison charts that the Runs page shows for local and team runs alike."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
+import pandas as pd
 import streamlit as st
 
-from cnnlab.runs import Run, RunStore
+from cnnlab import charts
+from cnnlab.runs import HYPERPARAMETERS, Run, RunStore
 from cnnlab_ui.state import owner, select_finished_training, select_run, selected_run_id, settings, store
 
 
@@ -67,3 +72,52 @@ def describe_run(run: Run) -> str:
     team = run.record.get("team") or {}
     tag = " (demo)" if run.is_demo else " (team)" if team.get("opened") else ""
     return f"{run.name}{tag} [{run.status}{score}]"
+
+
+RUN_COLUMNS = {
+    "best_val_accuracy": st.column_config.NumberColumn("best val acc", format="%.3f"),
+    "test_accuracy": st.column_config.NumberColumn("test acc", format="%.3f"),
+    "test_balanced_accuracy": st.column_config.NumberColumn("balanced acc", format="%.3f"),
+    "test_macro_f1": st.column_config.NumberColumn("macro F1", format="%.3f"),
+    "duration_s": st.column_config.NumberColumn("seconds", format="%.0f"),
+}
+
+
+def runs_table(frame: pd.DataFrame, key: str, columns: Sequence[str] | None = None) -> list[str]:
+    """A table of runs (one row each, with an `id` column) to select rows in; returns the selected runs' ids.
+
+    The table's selection is by position, so it is kept by run id instead: when rows come, go or
+    move between reruns (a filter changed, a teammate's new run listed first), the selected runs
+    stay selected where they are still shown, and no other run is selected in their place.
+    """
+    ids = [str(i) for i in frame["id"]]
+    shown_before, state = st.session_state.get(f"{key}-ids"), st.session_state.get(key)
+    if shown_before is not None and state is not None and shown_before != ids:
+        kept = [shown_before[i] for i in state["selection"]["rows"] if i < len(shown_before)]
+        st.session_state[key] = {"selection": {"rows": [ids.index(i) for i in kept if i in ids]}}
+    st.session_state[f"{key}-ids"] = ids
+    event = st.dataframe(
+        frame,
+        hide_index=True,
+        on_select="rerun",
+        selection_mode="multi-row",
+        key=key,
+        column_order=[c for c in columns if c in frame] if columns is not None else None,
+        column_config={name: config for name, config in RUN_COLUMNS.items() if name in frame},
+    )
+    return [ids[i] for i in event.selection.rows if i < len(ids)]
+
+
+def compare_curves(histories: Mapping[str, Sequence[Mapping]], names: Mapping[str, str], key: str) -> None:
+    """Accuracy and loss of several runs (keyed by id, shown by `names`), side by side."""
+    left, right = st.columns(2)
+    left.plotly_chart(charts.compare_figure(histories, "accuracy", names), key=f"{key}-acc")
+    right.plotly_chart(charts.compare_figure(histories, "loss", names), key=f"{key}-loss")
+
+
+def parameters_chart(frame: pd.DataFrame, key: str) -> None:
+    """Parallel coordinates of the runs' hyperparameters and best validation accuracy (two scored runs or more)."""
+    scored = frame.dropna(subset=["best_val_accuracy"])
+    params = [p for p in HYPERPARAMETERS if p in scored]
+    if len(scored) >= 2 and params:
+        st.plotly_chart(charts.parallel_coordinates_figure(scored, params, "best_val_accuracy"), key=key)

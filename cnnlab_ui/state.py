@@ -104,6 +104,20 @@ def store() -> RunStore:
     return RunStore(settings().models_dir)
 
 
+def job_settings() -> jobs.JobSettings:
+    """What this person's jobs work with: this server's run store, cache and limits, their owner tag, the team server."""
+    config = settings()
+    return jobs.JobSettings(
+        store=store(),
+        cache=config.cache_dir,
+        max_training_mb=config.max_training_mb,
+        max_cache_mb=config.max_cache_mb,
+        limit=config.max_concurrent_trainings,
+        owner=owner(),
+        tracking=config.tracking,
+    )
+
+
 def owner() -> str | None:
     """The owner tag for new runs and the filter for listing them (hosted mode only)."""
     return session_id() if settings().hosted else None

@@ -11,26 +11,26 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from cnnlab import charts
+from cnnlab.runs import HYPERPARAMETERS, Run, hyperparameters
 from cnnlab.tracking import TrackingConfig
 from cnnlab_ui.messages import show_error
-from cnnlab_ui.runs import list_runs, team_copies
+from cnnlab_ui.runs import compare_curves, list_runs, parameters_chart, runs_table, team_copies
 from cnnlab_ui.state import dataset, settings
 
-# Hyperparameters compared across runs (parallel coordinates, tables).
-PARAMS = [
-    "backbone",
-    "conv_blocks",
-    "filters",
-    "kernel_size",
-    "dense_units",
-    "dropout",
-    "optimizer",
-    "learning_rate",
-    "image_size",
-    "batch_size",
-]
 MAX_CURVES = 8
+FILTERS = (("user", "User"), ("dataset", "Dataset"), ("sweep", "Sweep"))
+COLUMNS = [
+    "name",
+    "user",
+    "host",
+    "status",
+    "dataset",
+    "sweep",
+    "trial",
+    "best_val_accuracy",
+    "test_accuracy",
+    *HYPERPARAMETERS,
+]
 
 
 @st.cache_data(ttl=15, show_spinner="Reading the team's runs...")
@@ -50,31 +50,25 @@ def team_curve(tracking: TrackingConfig, team_run_id: str) -> list[dict[str, Any
 
 
 def team_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
-    """One row per team run, hyperparameters as columns (image size as "HxW")."""
-    flat = []
-    for row in rows:
-        params = dict(row["params"])
-        if isinstance(params.get("image_size"), list):
-            params["image_size"] = "x".join(str(v) for v in params["image_size"])
-        flat.append({**{k: v for k, v in row.items() if k != "params"}, **params})
-    return pd.DataFrame(flat)
+    """One row per team run, its hyperparameters as columns."""
+    return pd.DataFrame(
+        [{**{k: v for k, v in row.items() if k != "params"}, **hyperparameters(row["params"])} for row in rows]
+    )
 
 
 def filtered(frame: pd.DataFrame) -> pd.DataFrame:
-    """Filter widgets for user, dataset and sweep; returns the rows that pass."""
-    columns = st.columns(3)
-    for column, (field, label) in zip(
-        columns, (("user", "User"), ("dataset", "Dataset"), ("sweep", "Sweep")), strict=True
-    ):
+    """Filter widgets for user, dataset and sweep (each offers every value of the team); the rows that pass all."""
+    shown = frame
+    for column, (field, label) in zip(st.columns(3), FILTERS, strict=True):
         options = sorted({str(v) for v in frame[field].dropna()})
         chosen = column.multiselect(label, options, key=f"team-filter-{field}", placeholder="All")
         if chosen:
-            frame = frame[frame[field].astype(str).isin(chosen)]
-    return frame
+            shown = shown[shown[field].astype(str).isin(chosen)]
+    return shown
 
 
 def team_view(tracking: TrackingConfig, on_open) -> None:
-    """The whole team view; `on_open(run)` is called with a teammate's run once it is opened here."""
+    """The whole team view; `on_open(run)` is called with a run once it is opened here."""
     try:
         rows = team_rows(tracking)
     except ValueError as exc:
@@ -85,69 +79,66 @@ def team_view(tracking: TrackingConfig, on_open) -> None:
         return
     frame = filtered(team_frame(rows))
     st.caption(f"{len(frame)} of {len(rows)} team runs. Select rows to overlay their learning curves.")
-    shown = [
-        c
-        for c in [
-            "name",
-            "user",
-            "host",
-            "status",
-            "dataset",
-            "sweep",
-            "trial",
-            "best_val_accuracy",
-            "test_accuracy",
-            *PARAMS,
-        ]
-        if c in frame
-    ]
-    event = st.dataframe(
-        frame[shown],
-        hide_index=True,
-        on_select="rerun",
-        selection_mode="multi-row",
-        key="team-table",
-        column_config={
-            "best_val_accuracy": st.column_config.NumberColumn("best val acc", format="%.3f"),
-            "test_accuracy": st.column_config.NumberColumn("test acc", format="%.3f"),
-        },
-    )
-    chosen = frame.iloc[event.selection.rows[:MAX_CURVES]] if event.selection.rows else frame.head(5)
+    selected = runs_table(frame, "team-table", COLUMNS)
+    chosen = frame.set_index("id").loc[selected[:MAX_CURVES]] if selected else frame.set_index("id").head(5)
     try:
-        histories = {f"{r['name']} ({r['user']})": team_curve(tracking, r["id"]) for _, r in chosen.iterrows()}
+        histories = {team_run_id: team_curve(tracking, team_run_id) for team_run_id in chosen.index}
     except ValueError as exc:
         show_error(exc)
         histories = {}
-    left, right = st.columns(2)
-    left.plotly_chart(charts.compare_figure(histories, "accuracy"), key="team-acc")
-    right.plotly_chart(charts.compare_figure(histories, "loss"), key="team-loss")
-    scored = frame.dropna(subset=["best_val_accuracy"])
-    params = [p for p in PARAMS if p in scored]
-    if len(scored) >= 2 and params:
-        st.plotly_chart(charts.parallel_coordinates_figure(scored, params, "best_val_accuracy"), key="team-parcoords")
+    compare_curves(histories, {i: f"{r['name']} ({r['user']})" for i, r in chosen.iterrows()}, "team")
+    parameters_chart(frame, "team-parcoords")
     open_section(tracking, frame, on_open)
 
 
 def open_section(tracking: TrackingConfig, frame: pd.DataFrame, on_open) -> None:
-    """Pick a team run and open it (download its model once) for Evaluate and Predict."""
+    """Pick a team run and open it: one's own run as the local run it is, a teammate's as a read-only copy."""
     st.subheader("Open a team run")
-    st.caption("Teammates' runs are read-only here: open one to evaluate it or predict with its model.")
     by_id = {row["id"]: row for _, row in frame.iterrows()}
     picked = st.selectbox(
         "Team run",
         list(by_id),
         format_func=lambda i: f"{by_id[i]['name']} by {by_id[i]['user']} [{by_id[i]['status']}]",
+        key="team-run",
     )
-    if picked is None or not st.button("Open in Evaluate and Predict", icon=":material/cloud_download:"):
+    if picked is None:
         return
+    own = own_run(by_id[picked])
+    if own is not None:
+        st.caption("Your run, trained on this machine: it opens as it is, to manage on the Runs page's own view.")
+    else:
+        st.caption(
+            f"{by_id[picked]['user']}'s run is read-only here: opening it downloads its model (once) to evaluate "
+            "it or predict with it; only its owner can rename, resume or delete it."
+        )
+    if not st.button("Open in Evaluate and Predict", icon=":material/cloud_download:", key="open-team-run"):
+        return
+    if own is not None:
+        on_open(own)
+        return
+    run = opened_copy(tracking, picked)
+    if run is not None:
+        on_open(run)
+
+
+def own_run(row: pd.Series) -> Run | None:
+    """The local run a team run is a copy of, when it was published from this machine's models folder."""
+    local = {run.id: run for run in list_runs()}.get(str(row["local_run_id"]))
+    if local is None or (local.record.get("team") or {}).get("run_id") != row["id"]:
+        return None
+    return local
+
+
+def opened_copy(tracking: TrackingConfig, team_run_id: str) -> Run | None:
+    """A teammate's run downloaded (once) into the read-only team copies, with its dataset found here if it can be."""
     from cnnlab.team import attach_dataset, open_team_run
 
     try:
         with st.spinner("Downloading the model (once; it is kept in the cache folder)..."):
-            run = open_team_run(tracking, picked, team_copies())
+            run = open_team_run(tracking, team_run_id, team_copies())
     except ValueError as exc:
         show_error(exc)
-        return
+        return None
     fingerprint = (run.record.get("dataset") or {}).get("fingerprint")
     cache = settings().cache_dir
     local = [
@@ -155,4 +146,4 @@ def open_section(tracking: TrackingConfig, frame: pd.DataFrame, on_open) -> None
     ]
     with st.spinner("Looking for the run's dataset on this machine..."):
         attach_dataset(run, [dataset().path, *local], cache)
-    on_open(run)
+    return run

@@ -139,6 +139,10 @@ with st.expander(f"Skipped files ({len(report.skipped)})", expanded=bool(report.
         st.dataframe(pd.DataFrame([{"file": s.path, "reason": s.reason} for s in report.skipped]), hide_index=True)
     else:
         st.caption("Every file was usable.")
+    st.caption(
+        "Files are checked from their headers here; one whose image data turns out truncated or corrupt is found "
+        "when the images are first decoded for training, and listed here from then on."
+    )
 
 st.subheader("Images")
 picked = st.multiselect("Classes", report.class_names, default=list(report.class_names))

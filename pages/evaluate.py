@@ -1,11 +1,11 @@
 """Evaluate: how a run does on its held-out test images, and where it goes wrong."""
 
-import pandas as pd
 import streamlit as st
 
 from cnnlab import charts
 from cnnlab.evaluate import Evaluation, evaluate_run
 from cnnlab_ui.gallery import thumbnails
+from cnnlab_ui.label_issues import label_issues_section
 from cnnlab_ui.messages import show_error
 from cnnlab_ui.runs import get_run, run_picker
 from cnnlab_ui.shell import require_app_shell
@@ -103,42 +103,7 @@ else:
     thumbnails(root, mistakes["path"].tolist(), captions, columns=6)
 
 
-@st.cache_data(show_spinner="Looking for likely label errors in the validation and test images...", max_entries=8)
-def label_issues_of(run_id: str, model_mtime: float) -> pd.DataFrame:
-    """Likely label errors among the run's held-out images (never moves or changes a file)."""
-    from cnnlab.label_issues import run_label_issues
-
-    return run_label_issues(get_run(run_id), cache=settings().cache_dir)
-
-
-st.subheader("Likely label errors")
-st.caption(
-    "Validation and test images whose given label the model doubts most (confident learning on predictions for "
-    "images it never trained on). Nothing is moved or changed: check them and fix the folders yourself."
-)
-if st.toggle("Look for likely label errors", key="find_label_issues"):
-    try:
-        issues = label_issues_of(run.id, run.model_path.stat().st_mtime)
-    except ValueError as exc:
-        show_error(exc)
-    else:
-        if issues.empty:
-            st.success("No likely label error among the validation and test images.")
-        else:
-            shown = issues.head(24)
-            captions = [
-                f"given {g} ({p:.0%}) → suggested {s}"
-                for g, p, s in zip(
-                    shown["given_label"], shown["given_label_probability"], shown["suggested_label"], strict=True
-                )
-            ]
-            thumbnails(root, shown["path"].tolist(), captions, columns=6)
-            st.download_button(
-                f"Download all {len(issues)} as CSV",
-                issues.to_csv(index=False),
-                f"{run.name}-label-issues.csv",
-                icon=":material/download:",
-            )
+label_issues_section(run, root)
 
 st.subheader("Training curves")
 left, middle, right = st.columns(3)

@@ -7,10 +7,10 @@ from cnnlab import charts, jobs
 from cnnlab.resume import RESUMABLE
 from cnnlab_ui.loaders import forget_models
 from cnnlab_ui.messages import show_error
-from cnnlab_ui.runs import describe_run, list_runs
+from cnnlab_ui.runs import compare_curves, describe_run, list_runs, parameters_chart, runs_table
 from cnnlab_ui.shell import require_app_shell
-from cnnlab_ui.state import owner, select_run, session_busy, settings, store, watch
-from cnnlab_ui.team import PARAMS, team_view
+from cnnlab_ui.state import job_settings, owner, select_run, session_busy, settings, store, watch
+from cnnlab_ui.team import team_view
 
 
 def open_in_evaluate(run) -> None:
@@ -54,29 +54,10 @@ runs = [r for r in all_runs if study is None or (r.record.get("sweep") or {}).ge
 table = pd.DataFrame([r.summary() for r in runs])
 
 st.caption("Select rows to compare their learning curves.")
-event = st.dataframe(
-    table,
-    hide_index=True,
-    on_select="rerun",
-    selection_mode="multi-row",
-    key="runs-table",
-    column_config={
-        "best_val_accuracy": st.column_config.NumberColumn("best val acc", format="%.3f"),
-        "test_accuracy": st.column_config.NumberColumn("test acc", format="%.3f"),
-        "test_balanced_accuracy": st.column_config.NumberColumn("balanced acc", format="%.3f"),
-        "test_macro_f1": st.column_config.NumberColumn("macro F1", format="%.3f"),
-        "duration_s": st.column_config.NumberColumn("seconds", format="%.0f"),
-    },
-)
-chosen = [runs[i] for i in event.selection.rows] if event.selection.rows else runs[:5]
-
-left, right = st.columns(2)
-histories, names = {r.id: r.history for r in chosen}, {r.id: r.name for r in chosen}
-left.plotly_chart(charts.compare_figure(histories, "accuracy", names), key="cmp-acc")
-right.plotly_chart(charts.compare_figure(histories, "loss", names), key="cmp-loss")
-scored = table.dropna(subset=["best_val_accuracy"])
-if len(scored) >= 2:
-    st.plotly_chart(charts.parallel_coordinates_figure(scored, PARAMS, "best_val_accuracy"), key="parcoords")
+by_id = {r.id: r for r in runs}
+chosen = [by_id[i] for i in runs_table(table, "runs-table")] or runs[:5]
+compare_curves({r.id: r.history for r in chosen}, {r.id: r.name for r in chosen}, "cmp")
+parameters_chart(table, "parcoords")
 if study:
     from cnnlab.sweep import study_importances
 
@@ -85,7 +66,6 @@ if study:
         st.plotly_chart(charts.importance_figure(importances), key="importance")
 
 st.subheader("Manage a run")
-by_id = {r.id: r for r in runs}
 run = by_id[st.selectbox("Run", list(by_id), format_func=lambda i: describe_run(by_id[i]), key="manage-run")]
 cols = st.columns(3)
 if cols[0].button("Open in Evaluate and Predict", icon=":material/open_in_new:"):
@@ -99,11 +79,7 @@ if run.model_path.exists():
 def start_and_watch(run_id: str, more_epochs: int | None = None) -> None:
     """Resume the run (or train it `more_epochs` more as a new run) and show it on the Train page."""
     try:
-        config = settings()
-        where = {"store": store(), "cache": config.cache_dir, "max_cache_mb": config.max_cache_mb}
-        where["limit"] = config.max_concurrent_trainings
-        job = jobs.resume_job(run_id, more_epochs=more_epochs, **where, owner=owner(), tracking=config.tracking)
-        job.start()
+        job = jobs.resume_job(run_id, job_settings(), more_epochs=more_epochs).start()
     except ValueError as exc:
         show_error(exc)
         return

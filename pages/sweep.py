@@ -3,13 +3,14 @@
 import pandas as pd
 import streamlit as st
 
-from cnnlab import charts, jobs, quota
+from cnnlab import charts, hosting, jobs, quota
 from cnnlab.backbones import BACKBONE_NAMES
 from cnnlab.sweep import OBJECTIVES, default_storage, follow_study, space_from_dict
 from cnnlab_ui.live import job_figure, live_job
+from cnnlab_ui.loaders import scan
 from cnnlab_ui.messages import show_error
 from cnnlab_ui.shell import require_app_shell
-from cnnlab_ui.state import dataset, disk_usage, owner, session_busy, settings, store, watched_job
+from cnnlab_ui.state import dataset, disk_usage, job_settings, session_busy, session_id, settings, store, watched_job
 
 require_app_shell()
 
@@ -79,29 +80,33 @@ except ValueError as exc:
     show_error(exc)
     st.stop()
 
+
+def check_disk_budget() -> None:
+    """Refuse (hosted mode) a sweep whose trials would take this visitor over their disk budget."""
+    if (usage := disk_usage()) is not None:
+        cache = settings().cache_dir
+        uploads = hosting.uploads_dir(cache, session_id())
+        needed = quota.sweep_bytes(scan(dataset().path), space, int(trials), cache, uploads)
+        quota.check_room(
+            usage, needed, f"A sweep of {int(trials)} trials", "choose fewer trials or smaller image sizes"
+        )
+
+
 job = watched_job("sweep")  # after a reload too
 if st.button("Start sweep", key="start-sweep", type="primary", disabled=session_busy(), icon=":material/play_arrow:"):
-    config = settings()
     try:
-        if (usage := disk_usage()) is not None:
-            quota.check_room(usage, 0, "A sweep")  # each trial's run is small; a full budget refuses it
+        check_disk_budget()
     except ValueError as exc:
         show_error(exc)
     else:
         st.session_state.sweep_job = jobs.sweep_job(
             dataset().path,
             space,
+            job_settings(),
             trials=int(trials),
             timeout=minutes * 60 or None,
             storage=storage,
             study_name=study or None,
-            store=store(),
-            cache=config.cache_dir,
-            max_training_mb=config.max_training_mb,
-            max_cache_mb=config.max_cache_mb,
-            limit=config.max_concurrent_trainings,
-            owner=owner(),
-            tracking=config.tracking,
         ).start()
         st.rerun()
 

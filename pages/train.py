@@ -12,7 +12,15 @@ from cnnlab_ui.live import job_figure, live_job
 from cnnlab_ui.loaders import scan
 from cnnlab_ui.messages import show_error
 from cnnlab_ui.shell import require_app_shell
-from cnnlab_ui.state import dataset, disk_usage, owner, session_busy, session_id, settings, store, watched_job
+from cnnlab_ui.state import (
+    dataset,
+    disk_usage,
+    job_settings,
+    session_busy,
+    session_id,
+    settings,
+    watched_job,
+)
 from cnnlab_ui.widgets import model_config_sidebar, train_config_sidebar, use_learning_rate
 
 require_app_shell()
@@ -155,24 +163,12 @@ job = watched_job()  # after a reload too: jobs belong to the server, not to the
 if st.button(
     "Start training", key="start-training", type="primary", disabled=session_busy(), icon=":material/play_arrow:"
 ):
-    config = settings()
     try:
         check_disk_budget()
     except ValueError as exc:
         show_error(exc)
     else:
-        job = jobs.training_job(
-            chosen.path,
-            model_config,
-            train_config,
-            store=store(),
-            cache=config.cache_dir,
-            max_training_mb=config.max_training_mb,
-            max_cache_mb=config.max_cache_mb,
-            limit=config.max_concurrent_trainings,
-            owner=owner(),
-            tracking=config.tracking,
-        )
+        job = jobs.training_job(chosen.path, model_config, train_config, job_settings())
         st.session_state.job = job.start()
         st.session_state.pop("watch", None)
         st.rerun()
@@ -206,12 +202,29 @@ def progress_panel(job: jobs.Job) -> None:
         st.caption(job.message)
 
 
+def unreadable_panel(run) -> None:
+    """The files left out of a run because their image data failed to decode, and why."""
+    dataset = run.record.get("dataset") or {}
+    if not dataset.get("num_unreadable"):
+        return
+    scan.clear(chosen.path)  # so the Data page lists them among the skipped files from now on
+    st.warning(
+        f"{dataset['num_unreadable']} file(s) could not be decoded (truncated or corrupt image data) and were left "
+        "out of this training; the Data page lists them with the skipped files. Replace or remove them.",
+        icon=":material/broken_image:",
+    )
+    with st.expander("Files left out"):
+        st.dataframe(pd.DataFrame(dataset["unreadable"]), hide_index=True)
+
+
 if job is None:
     st.info("Set the model and training options in the sidebar, then press **Start training**.")
 elif not job.done:
     live_job(job, "Stop", progress_panel)
 else:
     progress_panel(job)
+    if job.result is not None:
+        unreadable_panel(job.result)
     if job.status == "failed":
         show_error(ValueError(job.error or "Training failed."))
     elif job.result is not None and not job.result.model_path.exists():

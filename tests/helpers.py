@@ -10,7 +10,10 @@ import hashlib
 import http.server
 import io
 import json
+import os
 import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -25,8 +28,11 @@ if TYPE_CHECKING:
 
     from cnnlab.jobs import Job
     from cnnlab.runs import Run
+    from cnnlab.sweep import SweepSpace
+    from cnnlab.tracking import TrackingConfig
 
-APP = str(Path(__file__).resolve().parent.parent / "streamlit_app.py")
+REPO_ROOT = Path(__file__).resolve().parent.parent
+APP = str(REPO_ROOT / "streamlit_app.py")
 APP_TIMEOUT = 180
 
 CLASS_COLORS = {
@@ -90,6 +96,61 @@ def tiny_train_config(**overrides):
     settings = dict(epochs=2, batch_size=8, patience=0, seed=7, precision="float32")
     settings.update(overrides)
     return TrainConfig(**settings)
+
+
+# The tiniest useful network and training, held fixed in sweeps so that each trial takes a few seconds.
+TINY_SWEEP = {
+    "image_size": 32,
+    "conv_blocks": 1,
+    "filters": 4,
+    "dense_units": 8,
+    "dropout": 0.0,
+    **NO_AUGMENTATION,
+    "batch_size": 8,
+    "patience": 0,
+    "seed": 7,
+}
+
+
+def tiny_space(params: dict, objective: str = "val_accuracy", **fixed) -> SweepSpace:
+    """A search space over `params`, every other setting held at `TINY_SWEEP` (with `fixed` on top)."""
+    from cnnlab.sweep import space_from_dict
+
+    held = {name: value for name, value in {**TINY_SWEEP, **fixed}.items() if name not in params}
+    return space_from_dict({"objective": objective, "params": params, "fixed": held})
+
+
+def machine_settings(home: Path, tracking: TrackingConfig | None = None) -> dict[str, str]:
+    """The CNNLAB_* settings of one machine of a team: its models and cache folders under `home`, the team server."""
+    settings = {"CNNLAB_MODELS_DIR": str(home / "models"), "CNNLAB_CACHE_DIR": str(home / "cache")}
+    if tracking is not None:
+        settings.update(
+            CNNLAB_TRACKING_URI=tracking.uri, CNNLAB_EXPERIMENT=tracking.experiment, CNNLAB_USER=tracking.user
+        )
+    return settings
+
+
+def sweep_worker(
+    data_dir: Path, space_file: Path, settings: dict[str, str], *args: str, cwd: Path, **popen
+) -> subprocess.Popen:
+    """`python -m cnnlab sweep DATA_DIR --space SPACE_FILE ARGS` started in `cwd` as a worker process with `settings`.
+
+    The worker imports this checkout and runs TensorFlow on one thread (several workers on a small
+    machine are faster than when they fight over its cores). Its output goes to pipes (text) unless
+    `popen` says otherwise.
+    """
+    env = {
+        **os.environ,
+        **settings,
+        "PYTHONPATH": str(REPO_ROOT),
+        "TF_CPP_MIN_LOG_LEVEL": "3",
+        "TF_NUM_INTRAOP_THREADS": "1",
+        "TF_NUM_INTEROP_THREADS": "1",
+        "OMP_NUM_THREADS": "1",
+    }
+    command = [sys.executable, "-m", "cnnlab", "sweep", str(data_dir), "--space", str(space_file), *args]
+    options = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True, **popen}
+    return subprocess.Popen(command, cwd=cwd, env=env, **options)
 
 
 def small_cnn(
@@ -187,15 +248,10 @@ def relocated_run(run: Run, data_dir: Path, models_dir: Path, run_id: str | None
 
 def validation_loss(run: Run, cache: Path) -> float:
     """The loss of the run's saved model on its validation images, computed here outside Keras's fit."""
-    from cnnlab import data
-    from cnnlab.evaluate import evaluate_prepared
+    from cnnlab.evaluate import evaluate_prepared, open_split
 
-    config = run.model_config()
-    report = data.scan(run.dataset_root(cache), cache=cache)
-    prepared = data.prepare(report, config.image_size, config.color_mode, config.resize_mode, cache=cache)
-    position = {rel: i for i, rel in enumerate(report.files)}
-    indices = [position[rel] for rel in run.split()["validation"]]
-    return evaluate_prepared(run.load_model(), prepared, np.asarray(indices)).loss
+    with open_split(run, cache=cache) as (prepared, parts):
+        return evaluate_prepared(run.load_model(), prepared, parts["validation"]).loss
 
 
 def start_app() -> AppTest:

@@ -434,6 +434,34 @@ def test_evaluate_and_runs_show_balanced_accuracy_macro_f1_confusions_and_label_
     assert {"test_balanced_accuracy", "test_macro_f1"} <= set(at.dataframe[0].value.columns)
 
 
+def test_evaluate_checks_every_image_by_a_cross_validated_pass_in_the_background(
+    app, trained_run, isolated_dirs, tmp_path
+):
+    from cnnlab import jobs
+
+    run_dir = relocated_run(trained_run["run"], tmp_path / "data", isolated_dirs[1])  # the pass saves into it
+    at = open_page(app, "pages/evaluate.py")
+    assert at.selectbox(key="picked_run").value == run_dir.name
+    assert not any("cross-validated pass over all" in c.value for c in at.caption)  # none made yet
+    at.number_input(key="cv_folds").set_value(2)
+    at.number_input(key="cv_epochs").set_value(1).run()
+    at.button(key="start-label-check").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    job = next(j for j in jobs.visible_jobs(None, jobs.LABEL_CHECK) if j.info["run_id"] == run_dir.name)
+    assert job.info == {"run_id": run_dir.name, "folds": 2, "epochs": 1}
+    deadline = time.monotonic() + APP_TIMEOUT
+    while not job.done and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert job.status == "completed", job.error
+
+    at = open_page(start_app(), "pages/evaluate.py")  # a reload shows the saved pass
+    images = sum(len(part) for part in trained_run["run"].split().values())
+    assert any(f"2-fold cross-validated pass over all {images} images" in c.value for c in at.caption)
+    found = [c for image in at.image for c in image.captions if c.startswith("given ")]
+    assert found or any("No likely label error" in s.value for s in at.success)
+    assert (run_dir / "label_issues_cv.json").is_file()
+
+
 def chart_titles(at: AppTest) -> list[str]:
     return [json.loads(chart.proto.spec)["layout"]["title"]["text"] for chart in at.get("plotly_chart")]
 

@@ -124,6 +124,35 @@ def test_label_issues_json_writes_a_csv_and_moves_nothing(trained_run, tmp_path,
     assert sorted(trained_run["data_dir"].rglob("*")) == before
 
 
+def test_label_issues_cross_validate_json_checks_every_image(trained_run, tmp_path, capsys, monkeypatch):
+    models = tmp_path / "models"
+    run_dir = relocated_run(trained_run["run"], tmp_path / "data", models)  # the pass saves into the run folder
+    monkeypatch.setenv("CNNLAB_MODELS_DIR", str(models))
+    monkeypatch.setenv("CNNLAB_CACHE_DIR", str(tmp_path / "cache"))
+    before = sorted((tmp_path / "data").rglob("*"))
+    argv = ["label-issues", run_dir.name, "--cross-validate", "2", "--epochs", "1", "--json"]
+    assert main(argv) == 0
+    result = last_json(capsys)
+    assert (result["source"], result["status"], result["folds"], result["epochs"]) == (
+        "cross_validated",
+        "completed",
+        2,
+        1,
+    )
+    assert result["num_images"] == sum(len(part) for part in trained_run["run"].split().values())
+    assert result["csv"] == str(run_dir / "label_issues_cv.csv") and result["num_issues"] == len(result["issues"])
+    rows = Path(result["csv"]).read_text().splitlines()
+    assert rows[0] == "path,split,given_label,suggested_label,given_label_probability,suggested_probability"
+    assert len(rows) == 1 + result["num_issues"]
+    assert json.loads((run_dir / "label_issues_cv.json").read_text())["issues"] == result["issues"]
+    assert sorted((tmp_path / "data").rglob("*")) == before
+
+    assert main(["label-issues", run_dir.name, "--cross-validate", "1"]) == 2
+    assert one_line_error(capsys).endswith("Received: folds=1")
+    assert main(["label-issues", run_dir.name, "--epochs", "3"]) == 2
+    assert one_line_error(capsys).endswith("add --cross-validate K or leave it out. Received: epochs=3")
+
+
 def test_train_into_a_chosen_run_folder_once(tmp_path, capsys):
     root = write_dataset(tmp_path / "data", per_class=8)
     target = tmp_path / "elsewhere" / "my-run"

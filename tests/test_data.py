@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cnnlab import data
+from cnnlab import data, images
 from helpers import class_image, image_bytes, write_dataset
 
 
@@ -62,7 +62,7 @@ def test_nested_folders_belong_to_their_class_and_extensions_ignore_case(tmp_pat
     assert report.skipped == ()
 
 
-def test_every_skip_reason_is_reported(tmp_path):
+def test_every_skip_reason_is_reported(tmp_path, cache_dir):
     root = write_dataset(tmp_path / "data", classes=("cats", "dogs"), per_class=3)
     cats = root / "cats"
     (cats / "zero.png").write_bytes(b"")
@@ -83,7 +83,12 @@ def test_every_skip_reason_is_reported(tmp_path):
     image = Image.new("RGB", (8, 8))
     image.save(cats / "frame.png", "PPM")  # a PPM with a PNG name
 
-    report = data.scan(root, max_pixels=5000)
+    scanned = data.scan(root, max_pixels=5000, cache=cache_dir)
+    # Truncated pixel data passes the header check; decoding finds it, and later scans remember it.
+    assert {"cats/cut.png", "cats/cut.jpeg"} <= set(scanned.files)
+    prepared = data.prepare(scanned, (16, 16), cache=cache_dir)
+    report = data.scan(root, max_pixels=5000, cache=cache_dir)
+    assert report == prepared.report
 
     reasons = skipped_reasons(report)
     assert reasons["cats/zero.png"] == "empty file (0 bytes)"
@@ -154,7 +159,20 @@ def test_a_decode_budget_refuses_from_the_headers_before_decoding(tmp_path, cach
         data.scan(root, cache=cache_dir, max_total_pixels=5_000_000)
     assert not (cache_dir / "scans").exists()  # a refused dataset leaves no cache entry
     report = data.scan(root, cache=cache_dir, max_total_pixels=10_000_000)
-    assert skipped_reasons(report)["cats/huge.png"].startswith("is truncated or corrupt")
+    assert "cats/huge.png" in report.files  # within the budget, and its header is whole
+    prepared = data.prepare(report, (16, 16), cache=cache_dir)
+    assert skipped_reasons(prepared.report)["cats/huge.png"].startswith("is truncated or corrupt")
+
+
+def test_a_header_past_the_first_read_is_still_found(tmp_path):
+    root = write_dataset(tmp_path / "data", classes=("a", "b"), per_class=2)
+    profiled = root / "a" / "profiled.jpg"
+    Image.new("RGB", (40, 30), (9, 9, 9)).save(profiled, icc_profile=bytes(3 * data.HEADER_BYTES // 2))
+    head = profiled.read_bytes()[: data.HEADER_BYTES]
+    with pytest.raises(ValueError):  # the frame header is not in the first read
+        images.header_size(head)
+    report = data.scan(root)
+    assert dict(zip(report.files, report.sizes, strict=True))["a/profiled.jpg"] == (40, 30)
 
 
 def test_missing_folder_is_a_value_error(tmp_path):
@@ -276,6 +294,59 @@ def test_prepare_decodes_once_into_a_memory_mapped_cache(make_dataset, cache_dir
     assert not padded.from_cache and padded.images.shape == (12, 20, 20, 3)
     assert not turned.from_cache and turned.images.shape == (12, 24, 16, 3)
     assert len({prepared.cache_path, gray.cache_path, padded.cache_path, turned.cache_path}) == 4
+
+
+def truncate(path, keep: float = 0.5) -> None:
+    content = path.read_bytes()
+    path.write_bytes(content[: int(len(content) * keep)])
+
+
+def test_a_file_that_fails_to_decode_is_left_out_with_its_reason_and_remembered(make_dataset, cache_dir):
+    root = make_dataset(classes=("a", "b", "c"), per_class=4)
+    truncate(root / "a" / "a_001.png")
+    truncate(root / "c" / "c_002.png", 0.7)
+    report = data.scan(root, cache=cache_dir)
+    assert len(report.files) == 12 and report.skipped == ()  # the headers are whole
+
+    prepared = data.prepare(report, (16, 16), cache=cache_dir)
+    assert not prepared.from_cache
+    gone = {"a/a_001.png", "c/c_002.png"}
+    assert {s.path for s in prepared.unreadable} == gone
+    assert all(s.reason.startswith("is truncated or corrupt") for s in prepared.unreadable)
+    kept = [rel for rel in report.files if rel not in gone]
+    assert prepared.report.files == tuple(kept) and skipped_reasons(prepared.report).keys() == gone
+    assert prepared.images.shape == (10, 16, 16, 3) and prepared.labels.tolist() == list(prepared.report.labels)
+    from cnnlab.images import load_array
+
+    for i, rel in enumerate(kept):  # row i is still file i of the report: no gap, no shift
+        np.testing.assert_array_equal(prepared.images[i], load_array(root / rel, (16, 16)))
+    assert [p.name for p in prepared.cache_path.parent.iterdir()] == [prepared.cache_path.name]  # no temporaries
+
+    # Later scans skip them, with the same fingerprint as the prepared array: nothing is decoded again.
+    again = data.scan(root, cache=cache_dir)
+    assert again == prepared.report
+    reused = data.prepare(again, (16, 16), cache=cache_dir)
+    assert reused.from_cache and reused.cache_path == prepared.cache_path
+    assert reused.unreadable == prepared.unreadable  # still said, though known before decoding
+    # A report that does not know yet (a scan without the cache) gets the same array.
+    assert data.prepare(data.scan(root), (16, 16), cache=cache_dir).cache_path == prepared.cache_path
+
+
+def test_a_class_whose_every_image_fails_to_decode_is_refused_when_preparing(make_dataset, cache_dir):
+    root = make_dataset(classes=("a", "b", "c"), per_class=2)
+    for path in (root / "b").iterdir():
+        truncate(path)
+    report = data.scan(root, cache=cache_dir)
+    three = data.prepare(report, (16, 16), cache=cache_dir)
+    assert three.report.class_names == ("a", "c") and three.report.empty_classes == ("b",)
+    assert three.labels.tolist() == [0, 0, 1, 1]  # renumbered: no phantom output for "b"
+    truncate(root / "c" / "c_000.png")
+    truncate(root / "c" / "c_001.png")
+    with pytest.raises(ValueError, match=r"at least two classes.*Received: classes=a=2, skipped=4"):
+        data.prepare(data.scan(root, cache=cache_dir), (16, 16), cache=cache_dir)
+    assert list((cache_dir / "prepared").glob("*.tmp*")) == []
+    with pytest.raises(ValueError, match="at least two classes"):  # known from now on, without decoding
+        data.scan(root, cache=cache_dir)
 
 
 def test_parallel_decoding_matches_inline(make_dataset, monkeypatch, tmp_path):

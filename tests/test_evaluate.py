@@ -8,8 +8,9 @@ import warnings
 import numpy as np
 import pytest
 
-from cnnlab.evaluate import Evaluation, evaluate_probabilities, evaluate_run
-from cnnlab.runs import RunStore
+from cnnlab import data, prepcache
+from cnnlab.evaluate import Evaluation, evaluate_probabilities, evaluate_run, open_split
+from cnnlab.runs import Run, RunStore
 from helpers import relocated_run, write_dataset
 
 CLASSES = ["cat", "dog", "owl"]
@@ -210,3 +211,31 @@ def test_a_dataset_changed_since_training_is_a_warning(moved_run, tmp_path, cach
 def test_an_unchanged_dataset_gives_no_warning(run_copy, cache_dir):
     ev = evaluate_run(run_copy, cache=cache_dir, refresh=True)
     assert (ev.num_missing, ev.dataset_changed, ev.warnings) == (0, False, [])
+
+
+def test_the_images_of_a_runs_split_are_not_evicted_while_they_are_read(run_copy, make_dataset, cache_dir):
+    other = data.scan(make_dataset(per_class=4, seed=5), cache=cache_dir)  # 12 images: 0.92 MB at 160 px
+    with open_split(run_copy, cache=cache_dir) as (prepared, parts):
+        assert prepcache.in_use(cache_dir) == {prepared.cache_path.name}  # 60 images at 32 px: 0.18 MB
+        assert sorted(len(p) for p in parts.values()) == [9, 9, 42]
+        with pytest.raises(ValueError, match="full with datasets other trainings are using now"):
+            data.prepare(other, (160, 160), cache=cache_dir, max_cache_mb=1)  # fits only with the run's gone
+        assert prepared.cache_path.exists() and prepared.images[parts["test"]].sum() > 0
+    assert prepcache.in_use(cache_dir) == set()
+    data.prepare(other, (160, 160), cache=cache_dir, max_cache_mb=1)  # read no more: now it may go
+    assert not prepared.cache_path.exists()
+
+
+@pytest.mark.parametrize("read", ["evaluate", "label issues"])
+def test_evaluation_and_label_issues_hold_the_lease_while_the_model_reads(run_copy, cache_dir, monkeypatch, read):
+    from cnnlab.label_issues import run_label_issues
+
+    leased, load = [], Run.load_model
+    monkeypatch.setattr(Run, "load_model", lambda run: leased.append(prepcache.in_use(cache_dir)) or load(run))
+    if read == "evaluate":
+        evaluate_run(run_copy, cache=cache_dir, refresh=True)
+    else:
+        run_label_issues(run_copy, cache=cache_dir)
+    (array,) = prepcache.arrays(cache_dir)
+    assert leased == [{array.path.name}]
+    assert prepcache.in_use(cache_dir) == set()

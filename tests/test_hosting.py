@@ -417,7 +417,7 @@ def test_every_hostile_upload_is_refused_briefly_without_a_server_path_and_leave
     monkeypatch.setenv("CNNLAB_MAX_DATASET_MEGAPIXELS", "20")
     at = open_page(start_app(), "pages/data.py")
     at.radio(key="dataset-source").set_value("Upload a zip").run()
-    uploads = hosting.uploads_dir(app_cache, at.session_state["session_id"])
+    uploads = hosting.uploads_dir(app_cache, at.session_state["visitor"])
     forbidden = [str(app_cache), str(hosted), str(uploads), "/uploads/", "/prepared/", str(Path.home())]
     before = disk(app_cache)
 
@@ -450,17 +450,19 @@ def upload(at, name: str, content: bytes):
 def test_a_visitor_who_fills_their_budget_leaves_another_free_to_upload_and_train(hosted, monkeypatch, app_cache):
     from helpers import open_page, start_app, tiny_training, wait_for_job
 
-    monkeypatch.setenv("CNNLAB_MAX_SESSION_MB", "1")
+    monkeypatch.setenv("CNNLAB_MAX_SESSION_MB", "4")
     first, second = (open_page(start_app(), "pages/data.py") for _ in range(2))
     for at in (first, second):
         at.radio(key="dataset-source").set_value("Upload a zip").run()
-    one, two = noise_dataset(seed=1), noise_dataset(seed=2)  # about 0.55 MB each
+    # About 2.2 MB each: one fits a 4 MB budget with a tiny training (1.3 MB of model and
+    # checkpoints at their peak), two do not.
+    one, two = noise_dataset(seed=1, per_class=40), noise_dataset(seed=2, per_class=40)
 
     upload(first, "one.zip", one)
     assert first.subheader[0].value == "Upload: one.zip" and not first.error
     bar = first.get("progress")[0].proto
     assert (
-        re.search(r"0\.\d MB of your 1\.0 MB disk budget used \(uploads 0\.\d MB", bar.text) and 50 <= bar.value <= 60
+        re.search(r"2\.\d MB of your 4\.0 MB disk budget used \(uploads 2\.\d MB", bar.text) and 50 <= bar.value <= 60
     )
     before = disk(app_cache)
     upload(first, "two.zip", two)
@@ -480,7 +482,7 @@ def test_a_visitor_who_fills_their_budget_leaves_another_free_to_upload_and_trai
     )
     assert "choose a smaller image size" in second.error[0].value and second.session_state["job"] is job
     assert job.result.record["dataset"]["path"].startswith(
-        str(hosting.uploads_dir(app_cache, second.session_state["session_id"]).resolve())
+        str(hosting.uploads_dir(app_cache, second.session_state["visitor"]).resolve())
     )
 
     # The first visitor makes room as the message says: another dataset, then delete the old upload.
@@ -488,7 +490,7 @@ def test_a_visitor_who_fills_their_budget_leaves_another_free_to_upload_and_trai
     next(b for b in first.button if b.label == "Use the built-in sample").click().run()
     first.button(key="delete-uploads").click().run()
     assert not first.exception, [e.value for e in first.exception]
-    assert not list(hosting.uploads_dir(app_cache, first.session_state["session_id"]).glob("*"))
+    assert not list(hosting.uploads_dir(app_cache, first.session_state["visitor"]).glob("*"))
     assert "(uploads 0 bytes," in first.get("progress")[0].proto.text
     first.radio(key="dataset-source").set_value("Upload a zip").run()
     upload(first, "two.zip", two)
@@ -505,9 +507,8 @@ def test_a_training_stopped_before_its_first_epoch_says_so_and_selects_nothing(h
         at.session_state["dataset"].path if "dataset" in at.session_state else str(sample_path(app_cache)),
         tiny_model_config(),
         tiny_train_config(epochs=3),
-        store=RunStore(hosted),
-        cache=app_cache,
-        tags={"owner": at.session_state["session_id"]},
+        jobs.JobSettings(RunStore(hosted), app_cache),
+        tags={"owner": at.session_state["visitor"]},
     )
     job.stop()  # Stop pressed while the data was being prepared
     at.session_state["job"] = job.start()
@@ -587,3 +588,56 @@ def test_a_server_folder_never_follows_a_link_out_of_the_data_roots(app_cache, i
     assert skipped.to_dict("records") == [
         {"file": "stolen", "reason": "symbolic link to outside the dataset folder (not followed)"}
     ]
+
+
+def test_a_corrupt_image_in_an_upload_is_found_when_training_and_listed_on_both_pages(hosted):
+    from helpers import open_page, start_app, tiny_training, wait_for_job
+
+    members = {f"{c}/{c}_{i}.png": noise_png(16, k * 10 + i) for k, c in enumerate(("cats", "dogs")) for i in range(6)}
+    whole = noise_png(16, 99)
+    members["cats/cut.png"] = whole[: len(whole) // 2]  # a whole header, half its pixel data
+    at = open_page(start_app(), "pages/data.py")
+    at.radio(key="dataset-source").set_value("Upload a zip").run()
+    upload(at, "cut.zip", zip_of(members))
+    assert not at.error and at.subheader[0].value == "Upload: cut.zip"
+    metrics = {m.label: m.value for m in at.metric}
+    assert (metrics["Images"], metrics["Skipped files"]) == ("13", "0")  # accepted from the headers
+
+    open_page(at, "pages/train.py")
+    tiny_training(at, epochs=1)
+    job = wait_for_job(at, "job")
+    at.run()
+    assert job.status == "completed", job.error
+    assert "cats/cut.png" not in [p for part in job.result.split().values() for p in part]
+    assert any(w.value.startswith("1 file(s) could not be decoded") for w in at.warning)
+    left_out = next(d.value for d in at.dataframe if "reason" in d.value.columns).to_dict("records")
+    assert [r["path"] for r in left_out] == ["cats/cut.png"]
+    assert left_out[0]["reason"].startswith("is truncated or corrupt")
+
+    open_page(at, "pages/data.py")
+    metrics = {m.label: m.value for m in at.metric}
+    assert (metrics["Images"], metrics["Skipped files"]) == ("12", "1")
+    assert at.dataframe[0].value.to_dict("records") == [{"file": "cats/cut.png", "reason": left_out[0]["reason"]}]
+
+
+def test_a_sweep_whose_trials_would_overfill_the_disk_budget_is_refused_before_it_starts(hosted, monkeypatch):
+    from helpers import open_page, start_app, wait_for_job
+
+    monkeypatch.setenv("CNNLAB_MAX_SESSION_MB", "60")
+    at = open_page(start_app(), "pages/sweep.py")
+    at.sidebar.number_input(key="sweep-trials").set_value(8).run()
+    # Up to 3 conv blocks: one block at 64 px is a 17 MB model, and its run folder peaks at 10 times that.
+    at.button(key="start-sweep").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert len(at.error) == 1, [e.value for e in at.error]
+    message = at.error[0].value
+    assert re.match(r"A sweep of 8 trials needs about \S+ [MG]B but 60\.0 MB is left", message), message
+    assert "choose fewer trials or smaller image sizes" in message and not ABSOLUTE_PATH.search(message)
+    assert "sweep_job" not in at.session_state
+
+    at.sidebar.number_input(key="sweep-trials").set_value(1)
+    at.select_slider(key="range-conv_blocks").set_value((3, 3)).run()  # a 4.6 MB model, 46 MB at its peak: it fits
+    at.button(key="start-sweep").click().run()
+    assert not at.error, [e.value for e in at.error]
+    at.session_state["sweep_job"].stop()
+    assert wait_for_job(at, "sweep_job").status in ("stopped", "completed")

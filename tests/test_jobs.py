@@ -133,9 +133,8 @@ def test_a_training_job_knows_its_run_id_before_it_starts(make_dataset, run_stor
     from helpers import tiny_model_config, tiny_train_config
 
     store = run_store
-    job = jobs.training_job(
-        make_dataset(per_class=4), tiny_model_config(), tiny_train_config(epochs=1), store=store, cache=cache_dir
-    )
+    where = jobs.JobSettings(store, cache_dir)
+    job = jobs.training_job(make_dataset(per_class=4), tiny_model_config(), tiny_train_config(epochs=1), where)
     assert job.run_id and job.status == "queued" and jobs.find_job(job.run_id) is None  # registered on start
     job.start()
     assert jobs.find_job(job.run_id) is job

@@ -70,7 +70,7 @@ def test_swapped_labels_are_ranked_near_the_top(tmp_path, run_store, cache_dir):
     run = train(
         root,
         tiny_model_config(),
-        tiny_train_config(epochs=4, validation_split=0.3, test_split=0.3),
+        tiny_train_config(epochs=8, validation_split=0.3, test_split=0.3),  # 4 left one swap unflagged
         store=run_store,
         cache=cache_dir,
     )

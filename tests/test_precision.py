@@ -20,7 +20,7 @@ X86_CPUINFO = "processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu avx512f am
     [
         (BF16_CPU, "mixed_bfloat16", "native bfloat16 instructions (avx512_bf16)"),
         (PLAIN_CPU, "float32", "no native bfloat16"),
-        (GPU_BOX, "mixed_float16", "GPU"),
+        (GPU_BOX, "float32", "float32 on a GPU"),
     ],
 )
 def test_auto_picks_by_hardware(hardware, policy, why):

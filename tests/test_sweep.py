@@ -12,7 +12,6 @@ from cnnlab import jobs
 from cnnlab.cli import main
 from cnnlab.runs import RunStore
 from cnnlab.sweep import (
-    SweepSpace,
     default_storage,
     load_space,
     masked_url,
@@ -20,28 +19,9 @@ from cnnlab.sweep import (
     space_from_dict,
     study_importances,
 )
+from helpers import tiny_space
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-
-# The tiniest useful network and training, held fixed so each trial takes a few seconds.
-TINY = {
-    "image_size": 32,
-    "conv_blocks": 1,
-    "filters": 4,
-    "dense_units": 8,
-    "dropout": 0.0,
-    "flip": "none",
-    "rotation": 0.0,
-    "batch_size": 8,
-    "patience": 0,
-    "seed": 7,
-}
-
-
-def tiny_space(params: dict, objective: str = "val_accuracy", **fixed) -> SweepSpace:
-    held = {name: value for name, value in {**TINY, **fixed}.items() if name not in params}
-    return space_from_dict({"objective": objective, "params": params, "fixed": held})
-
 
 # ------------------------------------------------------------------------------------ the space
 
@@ -351,13 +331,11 @@ def test_a_sweep_job_streams_trials_and_keeps_hosted_visitors_apart(
     job = jobs.sweep_job(
         root,
         space,
+        jobs.JobSettings(store, cache_dir, owner=owner),
         trials=1,
         timeout=None,
         storage=default_storage(store),
         study_name=study_name,
-        store=store,
-        cache=cache_dir,
-        owner=owner,
     )
     assert job.status == "queued" and job.info == {"objective": "val_accuracy"}
     result = job.target(job)  # the job's work, run here; tests/test_jobs.py covers the thread around it

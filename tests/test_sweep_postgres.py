@@ -7,35 +7,14 @@ folder. Without the package the test is skipped with a loud reason, unless CNNLA
 """
 
 import json
-import os
-import subprocess
-import sys
 from collections import Counter
-from pathlib import Path
 
 import pytest
 
 from cnnlab.runs import RunStore
-from helpers import write_dataset
+from helpers import sweep_worker, tiny_space, write_dataset
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-SPACE = {
-    "objective": "val_accuracy",
-    "params": {"learning_rate": {"low": 0.001, "high": 0.03, "log": True}, "batch_norm": [True, False]},
-    "fixed": {
-        "epochs": 1,
-        "image_size": 32,
-        "conv_blocks": 1,
-        "filters": 4,
-        "dense_units": 8,
-        "dropout": 0.0,
-        "flip": "none",
-        "rotation": 0.0,
-        "batch_size": 8,
-        "patience": 0,
-        "seed": 7,
-    },
-}
+SPACE = tiny_space({"learning_rate": {"low": 0.001, "high": 0.03, "log": True}, "batch_norm": [True, False]}, epochs=1)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -52,40 +31,12 @@ def test_two_workers_add_up_their_trials_in_one_study(storage_url, tmp_path):
 
     data_dir = write_dataset(tmp_path / "data")
     space_file = tmp_path / "space.json"
-    space_file.write_text(json.dumps(SPACE))
+    space_file.write_text(json.dumps(SPACE.to_dict()))
     models = tmp_path / "team-models"
     study = f"team-{tmp_path.name}"
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(REPO_ROOT),
-        "CNNLAB_MODELS_DIR": str(models),
-        "CNNLAB_CACHE_DIR": str(tmp_path / "cache"),
-        "TF_CPP_MIN_LOG_LEVEL": "3",
-        # Two processes on a small machine: one thread each is faster than fighting over cores.
-        "TF_NUM_INTRAOP_THREADS": "1",
-        "TF_NUM_INTEROP_THREADS": "1",
-        "OMP_NUM_THREADS": "1",
-    }
-    command = [
-        sys.executable,
-        "-m",
-        "cnnlab",
-        "sweep",
-        str(data_dir),
-        "--space",
-        str(space_file),
-        "--trials",
-        "2",
-        "--storage",
-        storage_url,
-        "--study",
-        study,
-        "--json",
-    ]
-    workers = [
-        subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        for _ in range(2)
-    ]
+    settings = {"CNNLAB_MODELS_DIR": str(models), "CNNLAB_CACHE_DIR": str(tmp_path / "cache")}
+    options = ("--trials", "2", "--storage", storage_url, "--study", study, "--json")
+    workers = [sweep_worker(data_dir, space_file, settings, *options, cwd=tmp_path) for _ in range(2)]
     outputs = []
     try:
         for worker in workers:

@@ -10,7 +10,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -19,65 +18,17 @@ import pytest
 
 from cnnlab.sweep import follow_study
 from cnnlab.tracking import STATUS_TAG, STUDY_TAG, TRIAL_TAG, TrackingConfig, client, experiment_id
-from helpers import write_dataset
+from helpers import machine_settings, sweep_worker, tiny_space, write_dataset
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-SPACE = {
-    "objective": "val_accuracy",
-    "params": {"learning_rate": {"low": 0.001, "high": 0.03, "log": True}, "dense_units": [4, 8, 16]},
-    "fixed": {
-        "epochs": 10,
-        "image_size": 32,
-        "conv_blocks": 1,
-        "filters": 4,
-        "dropout": 0.0,
-        "flip": "none",
-        "rotation": 0.0,
-        "batch_size": 8,
-        "patience": 0,
-        "seed": 7,
-    },
-}
+SPACE = tiny_space({"learning_rate": {"low": 0.001, "high": 0.03, "log": True}, "dense_units": [4, 8, 16]}, epochs=10)
 
 
 def worker(tmp_path: Path, name: str, storage: str, study: str, tracking: TrackingConfig, trials: int):
-    """`python -m cnnlab sweep` as one machine of the team: its own folders and user name."""
-    space = tmp_path / "space.json"
-    space.write_text(json.dumps(SPACE))
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(REPO_ROOT),
-        "CNNLAB_MODELS_DIR": str(tmp_path / name / "models"),
-        "CNNLAB_CACHE_DIR": str(tmp_path / name / "cache"),
-        "CNNLAB_TRACKING_URI": tracking.uri,
-        "CNNLAB_EXPERIMENT": tracking.experiment,
-        "CNNLAB_USER": name,
-        "TF_CPP_MIN_LOG_LEVEL": "3",
-        "TF_NUM_INTRAOP_THREADS": "1",
-        "TF_NUM_INTEROP_THREADS": "1",
-        "OMP_NUM_THREADS": "1",
-    }
-    command = [
-        sys.executable,
-        "-m",
-        "cnnlab",
-        "sweep",
-        str(tmp_path / "data"),
-        "--space",
-        str(space),
-        "--trials",
-        str(trials),
-        "--storage",
-        storage,
-        "--study",
-        study,
-        "--heartbeat-interval",
-        "1",
-        "--grace-period",
-        "3",
-        "--json",
-    ]
-    return subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    """`python -m cnnlab sweep` (of the space in tmp_path) as one machine of the team: its own folders and user name."""
+    settings = machine_settings(tmp_path / name, TrackingConfig(tracking.uri, tracking.experiment, name))
+    options = ("--trials", str(trials), "--storage", storage, "--study", study)
+    faults = ("--heartbeat-interval", "1", "--grace-period", "3")
+    return sweep_worker(tmp_path / "data", tmp_path / "space.json", settings, *options, *faults, "--json", cwd=tmp_path)
 
 
 def training_run(process: subprocess.Popen, models: Path, timeout: float = 300) -> dict:
@@ -117,6 +68,7 @@ def test_a_killed_workers_trial_fails_is_retried_and_every_finished_trial_is_one
     from optuna.trial import TrialState
 
     write_dataset(tmp_path / "data", per_class=16)
+    (tmp_path / "space.json").write_text(json.dumps(SPACE.to_dict()))
     study = f"team-kill-{os.getpid()}-{tmp_path.name}"
     tracking = TrackingConfig(mlflow_server.url, study, "tester")
     victim = worker(tmp_path, "victim", postgres_url, study, tracking, trials=2)

@@ -29,11 +29,12 @@ def brute_force_means(model, layer: str, images: np.ndarray, channel: int) -> np
 
 @pytest.mark.parametrize(("layer", "channel"), [("relu_1", 1), ("pool_1", 3)])
 def test_top_images_are_the_highest_mean_activations_by_brute_force(own_run, layer, channel):
-    from cnnlab.evaluate import prepared_split
+    from cnnlab.evaluate import open_split
 
     run, model, cache = own_run
-    prepared, train = prepared_split(run, "train", cache=cache)
-    means = brute_force_means(model, layer, np.asarray(prepared.images[train]), channel)
+    with open_split(run, cache=cache) as (prepared, parts):
+        train = parts["train"]
+        means = brute_force_means(model, layer, np.asarray(prepared.images[train]), channel)
     expected = train[np.argsort(-means, kind="stable")[:TOP_K]]
     top = top_images(run, model, layer, channel, cache=cache)
     assert top.paths == [prepared.report.files[i] for i in expected]

@@ -10,6 +10,7 @@ import logging
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -19,9 +20,18 @@ from e2e_server import free_port
 from cnnlab.cli import main
 from cnnlab.runs import RunStore
 from cnnlab.tracking import EPOCH_METRICS, TrackingConfig, sync_runs
-from helpers import class_image, image_bytes, tiny_model_config, tiny_train_config, write_dataset
+from helpers import (
+    class_image,
+    image_bytes,
+    machine_settings,
+    tiny_model_config,
+    tiny_space,
+    tiny_train_config,
+    write_dataset,
+)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")
 
 
 @pytest.fixture
@@ -32,23 +42,16 @@ def experiment(request) -> str:
 
 def machine(tmp_path: Path, user: str, uri: str, experiment: str) -> dict:
     """A teammate's machine: its own models and cache folders, its user name, the team server."""
-    home = tmp_path / user
-    settings = {
-        "CNNLAB_MODELS_DIR": str(home / "models"),
-        "CNNLAB_CACHE_DIR": str(home / "cache"),
-        "CNNLAB_TRACKING_URI": uri,
-        "CNNLAB_EXPERIMENT": experiment,
-        "CNNLAB_USER": user,
-    }
+    home, tracking = tmp_path / user, TrackingConfig(uri, experiment, user)
     return {
-        "env": settings,
+        "env": machine_settings(home, tracking),
         "store": RunStore(home / "models", include_demo=False),
         "cache": home / "cache",
-        "tracking": TrackingConfig(uri, experiment, user),
+        "tracking": tracking,
     }
 
 
-def train_on(box: dict, data_dir: Path, seed: int, epochs: int = 3):
+def train_on(box: dict, data_dir: Path, seed: int, epochs: int = 3, name: str | None = None):
     from cnnlab.train import train
 
     return train(
@@ -58,7 +61,7 @@ def train_on(box: dict, data_dir: Path, seed: int, epochs: int = 3):
         store=box["store"],
         cache=box["cache"],
         tracking=box["tracking"],
-        name=f"run of {box['tracking'].user}",
+        name=name or f"run of {box['tracking'].user}",
     )
 
 
@@ -156,6 +159,60 @@ def test_a_training_while_the_server_is_down_completes_and_sync_publishes_it_onc
     same_curve(run.history, team_history(box["tracking"], rows[0]["id"]))
 
 
+def metric_steps(tracking: TrackingConfig, team_run_id: str) -> dict[str, list[int]]:
+    """Every step the server holds for each epoch metric, repeats included (the raw metric history)."""
+    from cnnlab.tracking import client
+
+    return {key: [m.step for m in client(tracking.uri).get_metric_history(team_run_id, key)] for key in METRICS}
+
+
+@pytest.mark.slow
+def test_a_resumed_run_stays_one_team_run_and_a_continued_run_is_a_new_one_with_its_parent(
+    mlflow_server, experiment, tmp_path, monkeypatch, capsys
+):
+    from cnnlab.team import team_history, team_runs
+    from cnnlab.tracking import client
+    from cnnlab.train import train
+
+    box = machine(tmp_path, "grace", mlflow_server.url, experiment)
+    data_dir = write_dataset(tmp_path / "data", per_class=12)
+    stop = threading.Event()
+    stopped = train(
+        data_dir,
+        tiny_model_config(),
+        tiny_train_config(epochs=4),
+        store=box["store"],
+        cache=box["cache"],
+        tracking=box["tracking"],
+        on_batch=lambda p: stop.set() if (p["epoch"], p["batch"]) == (3, 2) else None,  # mid-epoch 3
+        stop_event=stop,
+    )
+    assert stopped.status == "stopped" and stopped.history[-1]["partial"]
+    team_id = stopped.record["team"]["run_id"]
+    assert client(mlflow_server.url).get_run(team_id).info.status == "KILLED"
+
+    resumed = cli_json(box, monkeypatch, capsys, "resume", stopped.id)
+    assert resumed["status"] == "completed" and resumed["team"]["run_id"] == team_id
+    run = box["store"].get(stopped.id)
+    assert [row["epoch"] for row in run.history] == [1, 2, 3, 4]
+    rows = team_runs(box["tracking"])
+    assert [(row["id"], row["status"]) for row in rows] == [(team_id, "completed")]  # one team run, not two
+    assert metric_steps(box["tracking"], team_id) == dict.fromkeys(METRICS, [1, 2, 3, 4])  # each epoch once
+    same_curve(run.history, team_history(box["tracking"], team_id))
+    assert rows[0]["test_accuracy"] == pytest.approx(run.record["metrics"]["test_accuracy"])
+
+    continued = cli_json(box, monkeypatch, capsys, "train", "--continue-from", run.id, "--epochs", "2")
+    child = box["store"].get(continued["run_id"])
+    child_id = child.record["team"]["run_id"]
+    assert child.status == "completed" and child.record["team"]["published"] is True and child_id != team_id
+    assert {row["id"] for row in team_runs(box["tracking"])} == {team_id, child_id}
+    tags = client(mlflow_server.url).get_run(child_id).data.tags
+    assert tags["cnnlab.parent_run"] == run.id and tags["cnnlab.status"] == "completed"
+    assert metric_steps(box["tracking"], child_id) == dict.fromkeys(METRICS, [5, 6])  # the continued epochs only
+    same_curve(child.history, team_history(box["tracking"], child_id))
+    assert metric_steps(box["tracking"], team_id) == dict.fromkeys(METRICS, [1, 2, 3, 4])  # the parent untouched
+
+
 def test_team_commands_without_a_server_say_what_to_do(tmp_path, monkeypatch, capsys):
     monkeypatch.delenv("CNNLAB_TRACKING_URI", raising=False)
     assert main(["sync"]) == 2
@@ -231,3 +288,118 @@ def test_runs_page_syncs_lists_the_team_and_opens_a_teammates_run(
     accuracy = theirs.record["metrics"]["test_accuracy"]
     assert any(m.label == "Test accuracy" and m.value == f"{accuracy:.1%}" for m in at.metric)
     assert not at.info or all("not on this machine" not in i.value for i in at.info)  # dataset found by fingerprint
+
+
+def team_id(run) -> str:
+    return run.record["team"]["run_id"]
+
+
+def chart(at, key: str) -> dict:
+    """A Plotly chart of the page, by key, as its figure's JSON."""
+    assert not at.exception, [e.value for e in at.exception]
+    return json.loads(next(c for c in at.get("plotly_chart") if c.proto.id.endswith(f"-{key}")).proto.spec)
+
+
+def overlaid(at) -> dict[str, str]:
+    """The team view's accuracy overlay: each run's validation curve, team run id to legend name."""
+    traces = chart(at, "team-acc")["data"]
+    return {t["legendgroup"]: t["name"] for t in traces if t["name"].endswith("(validation)")}
+
+
+@pytest.mark.slow
+def test_team_view_filters_by_user_dataset_and_sweep_overlays_the_selection_and_keeps_teammates_runs_read_only(
+    mlflow_server, experiment, tmp_path, app_cache, monkeypatch
+):
+    from streamlit.testing.v1 import AppTest
+
+    from cnnlab.sweep import run_sweep
+
+    flowers = write_dataset(tmp_path / "flowers", per_class=10)
+    birds = write_dataset(tmp_path / "birds", classes=("owls", "cats"), per_class=10)
+    alice = machine(tmp_path, "alice", mlflow_server.url, experiment)
+    bob = machine(tmp_path, "bob", mlflow_server.url, experiment)
+    # Alice gives two runs the same name: each keeps its own curve in the overlay.
+    a_flowers = train_on(alice, flowers, seed=1, epochs=2, name="baseline")
+    a_birds = train_on(alice, birds, seed=2, epochs=2, name="baseline")
+    b_birds = train_on(bob, birds, seed=3, epochs=2)
+    study = f"team-view-{os.getpid()}"
+    run_sweep(
+        flowers,
+        tiny_space({"dense_units": [4, 8]}, epochs=2),
+        trials=2,
+        study_name=study,
+        store=bob["store"],
+        cache=bob["cache"],
+        tracking=bob["tracking"],
+    )
+    trials = {team_id(run) for run in bob["store"].list(sweep=study)}
+    assert len(trials) == 2 and None not in trials
+    everyone = {team_id(a_flowers), team_id(a_birds), team_id(b_birds), *trials}
+
+    for name, value in {**alice["env"], "CNNLAB_CACHE_DIR": str(app_cache)}.items():
+        monkeypatch.setenv(name, value)
+    at = AppTest.from_file(str(REPO_ROOT / "streamlit_app.py"), default_timeout=180).run()
+    at.switch_page("pages/runs.py").run()
+    at.toggle(key="team-view").set_value(True).run()
+
+    def shown() -> set[str]:
+        assert not at.exception, [e.value for e in at.exception]
+        (table,) = at.dataframe
+        return set(table.value["id"])
+
+    def only(**filters: list[str]) -> set[str]:
+        for field in ("user", "dataset", "sweep"):
+            at.multiselect(key=f"team-filter-{field}").set_value(filters.get(field, []))
+        at.run()
+        return shown()
+
+    assert shown() == everyone and any(c.value.startswith("5 of 5 team runs") for c in at.caption)
+    assert at.multiselect(key="team-filter-user").options == ["alice", "bob"]
+    assert at.multiselect(key="team-filter-dataset").options == ["birds", "flowers"]
+    assert at.multiselect(key="team-filter-sweep").options == [study]
+    assert only(user=["alice"]) == {team_id(a_flowers), team_id(a_birds)}
+    assert only(user=["bob"]) == {team_id(b_birds), *trials}
+    assert only(user=["bob"], dataset=["flowers"]) == trials
+    assert only(dataset=["flowers"]) == {team_id(a_flowers), *trials}
+    assert only(dataset=["birds"], sweep=[study]) == set()
+    assert only(sweep=[study]) == trials
+    assert any(c.value.startswith("2 of 5 team runs") for c in at.caption)
+    assert len(chart(at, "team-parcoords")["data"][0]["line"]["color"]) == 2  # one line per run shown
+
+    # Three runs selected, two of them alike in name and user: three curves.
+    assert only() == everyone
+    picked = [team_id(a_flowers), team_id(a_birds), team_id(b_birds)]
+    ids = list(at.dataframe[0].value["id"])
+    at.session_state["team-table"] = {"selection": {"rows": [ids.index(i) for i in picked]}}
+    at.run()
+    curves = overlaid(at)
+    assert sorted(curves) == sorted(picked) and len(set(curves.values())) == 3
+    # A filter keeps what it still shows selected, and selects nothing else in place of what it hides.
+    assert only(user=["bob"]) == {team_id(b_birds), *trials}
+    assert list(overlaid(at)) == [team_id(b_birds)]
+
+    # A teammate's run opens read-only; one's own opens as the local run it is.
+    only()
+    at.selectbox(key="team-run").set_value(team_id(b_birds)).run()
+    assert any("bob's run is read-only here" in c.value for c in at.caption)
+    at.button(key="open-team-run").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.selectbox(key="picked_run").value == team_id(b_birds)  # Evaluate, on the downloaded copy
+    accuracy = b_birds.record["metrics"]["test_accuracy"]
+    assert any(m.label == "Test accuracy" and m.value == f"{accuracy:.1%}" for m in at.metric)
+    copies = RunStore(app_cache / "team-runs", include_demo=False)
+    for change in (lambda: copies.rename(team_id(b_birds), "mine now"), lambda: copies.delete(team_id(b_birds))):
+        with pytest.raises(ValueError, match="read-only here"):
+            change()
+    at.switch_page("pages/runs.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    managed = at.selectbox(key="manage-run").options  # "name [status, test acc]": her two runs and the demo
+    assert len(managed) == 3 and not [o for o in managed if not o.startswith(("baseline [", "Demo (shapes) (demo)"))]
+
+    at.toggle(key="team-view").set_value(True).run()
+    at.selectbox(key="team-run").set_value(team_id(a_flowers)).run()
+    assert any(c.value.startswith("Your run") for c in at.caption)
+    at.button(key="open-team-run").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.selectbox(key="picked_run").value == a_flowers.id
+    assert not (app_cache / "team-runs" / team_id(a_flowers)).exists()  # nothing downloaded

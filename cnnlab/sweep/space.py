@@ -84,6 +84,27 @@ class SweepSpace:
                 values[name] = trial.suggest_int(name, spec["low"], spec["high"], log=spec["log"])
         return values
 
+    def values(self, name: str) -> list[Any]:
+        """Every value a trial may give field `name`: its choices, each whole number of its range (for
+        a field of whole numbers), its fixed value, or its config default."""
+        spec = self.params.get(name)
+        if isinstance(spec, list):
+            return spec
+        if spec is None:
+            if name in self.fixed:
+                return [self.fixed[name]]
+            from cnnlab.model import ModelConfig
+            from cnnlab.train import TrainConfig
+
+            owner = ModelConfig if _field_kinds()[name][0] == "model" else TrainConfig
+            return [getattr(owner(), name)]
+        return list(range(spec["low"], spec["high"] + 1))
+
+    def corner_configs(self) -> list[tuple[ModelConfig, TrainConfig]]:
+        """The configs at the ends of every range and at every choice: each alone, and every
+        combination of them when there are at most `MAX_CHECKED_COMBINATIONS`."""
+        return [self.configs(values) for values in _corners(self)]
+
     def configs(self, values: dict[str, Any]) -> tuple[ModelConfig, TrainConfig]:
         """The `(ModelConfig, TrainConfig)` for one set of searched values (plus the fixed ones)."""
         from cnnlab.model import ModelConfig
@@ -252,8 +273,8 @@ def _typed(name: str, kind: str, value: Any, source: str, where: str) -> Any:
     raise ValueError(f"{source}: {name} takes {expected}. Received: {where}={short_repr(value)}")
 
 
-def _check_configs(space: SweepSpace, source: str) -> None:
-    """Build the configs for the range ends and choices, so a bad value fails now, not mid-sweep."""
+def _corners(space: SweepSpace) -> list[dict[str, Any]]:
+    """Searched values at the range ends and choices: each varied alone, and every combination when few."""
     candidates = {
         name: spec if isinstance(spec, list) else [spec["low"], spec["high"]] for name, spec in space.params.items()
     }
@@ -264,7 +285,12 @@ def _check_configs(space: SweepSpace, source: str) -> None:
     if math.prod(len(v) for v in candidates.values()) <= MAX_CHECKED_COMBINATIONS:
         names = list(candidates)
         assignments += [dict(zip(names, combo, strict=True)) for combo in itertools.product(*candidates.values())]
-    for assignment in assignments:
+    return assignments
+
+
+def _check_configs(space: SweepSpace, source: str) -> None:
+    """Build the configs for the range ends and choices, so a bad value fails now, not mid-sweep."""
+    for assignment in _corners(space):
         try:
             space.configs(assignment)
         except (ValueError, TypeError) as exc:

@@ -1,0 +1,144 @@
+"""The Evaluate page's likely label errors: from the run's validation and test predictions, or from a
+cross-validated pass over all its images that the person starts as a background job."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from cnnlab import jobs
+from cnnlab.crossval import MAX_FOLDS, CrossValidatedIssues, saved_issues
+from cnnlab.runs import Run
+from cnnlab_ui.gallery import thumbnails
+from cnnlab_ui.live import live_job
+from cnnlab_ui.messages import show_error
+from cnnlab_ui.runs import get_run
+from cnnlab_ui.state import job_settings, owner, session_busy, settings
+
+SHOWN = 24
+
+
+def label_issues_section(run: Run, root: Path) -> None:
+    """Two tabs: the held-out images checked on demand, and every image checked by a cross-validated pass."""
+    st.subheader("Likely label errors")
+    st.caption(
+        "Images whose given label a model that never trained on them doubts most (confident learning). Nothing is "
+        "moved or changed: check them and fix the folders yourself."
+    )
+    held_out, every = st.tabs(["Validation and test images", "All images (cross-validated)"])
+    with held_out:
+        if st.toggle("Look for likely label errors", key="find_label_issues"):
+            try:
+                issues = _held_out_issues(run.id, run.model_path.stat().st_mtime)
+            except ValueError as exc:
+                show_error(exc)
+            else:
+                _gallery(root, issues, "this run's model's predictions on its validation and test images", run.name)
+    with every:
+        _cross_validated_tab(run, root)
+
+
+@st.cache_data(show_spinner="Looking for likely label errors in the validation and test images...", max_entries=8)
+def _held_out_issues(run_id: str, model_mtime: float) -> pd.DataFrame:
+    """Likely label errors among the run's held-out images (never moves or changes a file)."""
+    from cnnlab.label_issues import run_label_issues
+
+    return run_label_issues(get_run(run_id), cache=settings().cache_dir)
+
+
+def _cross_validated_tab(run: Run, root: Path) -> None:
+    st.caption(
+        "The validation and test images are only part of the data: a mislabelled training image is never checked "
+        "there. This pass trains a few fresh models with this run's settings, each on all folds of the images but "
+        "one, and checks every image with the model that did not train on it. It takes about as long as that many "
+        "trainings (fewer epochs are quicker)."
+    )
+    job = _label_check(run)
+    if job is not None and not job.done:
+        live_job(job, "Stop", _progress)
+        return
+    planned = int(run.record["train_config"]["epochs"])
+    left, right = st.columns(2)
+    folds = left.number_input("Folds (models)", 2, MAX_FOLDS, 3, key="cv_folds")
+    epochs = right.number_input("Epochs per model", 1, planned, planned, key="cv_epochs")
+    demo = (
+        " The demo model's folder takes no results: train a run of your own to check its labels." if run.is_demo else ""
+    )
+    if st.button(
+        "Check every image",
+        key="start-label-check",
+        disabled=session_busy() or run.is_demo,
+        icon=":material/fact_check:",
+        help=f"{folds} models of {epochs} epoch(s) each, one training at a time.{demo}",
+    ):
+        jobs.label_check_job(run, job_settings(), folds=int(folds), epochs=int(epochs)).start()
+        st.rerun()
+    saved = saved_issues(run)
+    if job is not None:
+        _outcome(job, saved is not None)
+    if saved is not None:
+        _gallery(root, saved.issues, _source(saved), f"{run.name}-cv")
+
+
+def _label_check(run: Run) -> jobs.Job | None:
+    """The newest cross-validated pass over this run that this person may see (a reload finds it again)."""
+    return next((job for job in jobs.visible_jobs(owner(), jobs.LABEL_CHECK) if job.info["run_id"] == run.id), None)
+
+
+def _progress(job: jobs.Job) -> None:
+    if job.status == "queued":
+        st.info(job.message or "Waiting to start...", icon=":material/hourglass_top:")
+        return
+    p = job.progress
+    detail = (
+        f"Fold {p['fold']} of {p['folds']}, epoch {p['epoch']}, batch {p['batch']} of {p['steps']}"
+        if "fold" in p
+        else "Preparing data..."
+    )
+    eta = f" · ETA {p['eta_s']:.0f}s" if "eta_s" in p else ""
+    st.progress(min(p.get("fraction", 0.0), 1.0), text=f"{detail} · elapsed {job.elapsed:.0f}s{eta}")
+
+
+def _outcome(job: jobs.Job, kept: bool) -> None:
+    """What became of the last pass when it did not complete."""
+    earlier = " The list below is from an earlier pass." if kept else ""
+    if job.status == "failed":
+        show_error(ValueError(job.error or "The cross-validated pass failed."))
+    elif job.status in ("stopped", "cancelled"):
+        st.info(f"The pass was stopped before every model was trained, so nothing was saved.{earlier}")
+
+
+def _source(result: CrossValidatedIssues) -> str:
+    return (
+        f"a {result.folds}-fold cross-validated pass over all {result.num_images} images (training, validation and "
+        f"test), {result.epochs} epoch(s) per model, made {result.created.replace('T', ' ')} UTC"
+    )
+
+
+def _gallery(root: Path, issues: pd.DataFrame, source: str, name: str) -> None:
+    """The likely label errors, most likely first, saying where the probabilities come from, with a CSV download."""
+    st.caption(f"Probabilities from {source}.")
+    if issues.empty:
+        st.success("No likely label error among these images.")
+        return
+    shown = issues.head(SHOWN)
+    captions = [
+        f"given {given} ({p:.0%}) → suggested {suggested} · {split}"
+        for given, p, suggested, split in zip(
+            shown["given_label"],
+            shown["given_label_probability"],
+            shown["suggested_label"],
+            shown["split"],
+            strict=True,
+        )
+    ]
+    thumbnails(root, shown["path"].tolist(), captions, columns=6)
+    st.download_button(
+        f"Download all {len(issues)} as CSV",
+        issues.to_csv(index=False),
+        f"{name}-label-issues.csv",
+        icon=":material/download:",
+        key=f"download-{name}",
+    )

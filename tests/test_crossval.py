@@ -1,0 +1,101 @@
+"""The cross-validated label check: stratified folds, swapped training labels found, stop, refusals."""
+
+import threading
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cnnlab.crossval import CROSS_VALIDATED_FILE, cross_validated_issues, saved_issues, stratified_folds
+from cnnlab.label_issues import run_label_issues
+from cnnlab.runs import RunStore
+from cnnlab.settings import DEMO_RUN_DIR
+from cnnlab.train import train
+from helpers import tiny_model_config, tiny_train_config, write_dataset
+
+
+def test_folds_are_stratified_and_a_function_of_the_seed():
+    labels = np.array([0] * 10 + [1] * 7 + [2] * 3)
+    folds = stratified_folds(labels, 3, seed=5)
+    assert folds.tolist() == stratified_folds(labels, 3, seed=5).tolist()
+    assert folds.tolist() != stratified_folds(labels, 3, seed=6).tolist()
+    for label, size in ((0, 10), (1, 7), (2, 3)):
+        counts = np.bincount(folds[labels == label], minlength=3)
+        assert counts.sum() == size and counts.max() - counts.min() <= 1
+
+
+def test_swapped_training_labels_are_found_only_by_the_cross_validated_pass(tmp_path, run_store, cache_dir):
+    root = write_dataset(tmp_path / "data", per_class=12, size=(16, 16))
+    swapped = []
+    for i, (source, target) in enumerate([("cats", "dogs"), ("dogs", "owls"), ("owls", "cats")] * 2):
+        path = root / source / f"{source}_{i:03d}.png"
+        moved = root / target / f"swapped_{i}_{path.name}"
+        path.rename(moved)  # the test's own generated data: a label swapped on purpose
+        swapped.append(f"{target}/{moved.name}")
+    before = sorted(p.relative_to(root).as_posix() for p in root.rglob("*"))
+    run = train(
+        root,
+        tiny_model_config(image_size=(16, 16), learning_rate=0.01),
+        tiny_train_config(epochs=3, validation_split=0.2, test_split=0.2),
+        store=run_store,
+        cache=cache_dir,
+    )
+    in_training = [rel for rel in swapped if rel in set(run.split()["train"])]
+    assert len(in_training) >= 2, "the seed no longer puts swapped images in the training split"
+
+    # The run's own validation and test predictions never see a training image.
+    assert not set(in_training) & set(run_label_issues(run, cache=cache_dir)["path"])
+
+    epochs, batches = [], []
+    result = cross_validated_issues(run, folds=3, cache=cache_dir, on_epoch=epochs.append, on_batch=batches.append)
+    assert (result.status, result.folds, result.epochs, result.num_images) == ("completed", 3, 3, 36)
+    top = result.issues["path"].tolist()[: len(in_training) + 2]
+    assert set(in_training) <= set(top)
+    flagged = result.issues.set_index("path").loc[in_training]
+    assert set(flagged["split"]) == {"train"}
+    assert all(flagged["suggested_label"] != flagged["given_label"])
+    assert [row["fold"] for row in epochs] == [1, 1, 1, 2, 2, 2, 3, 3, 3]
+    fractions = [b["fraction"] for b in batches]
+    assert fractions == sorted(fractions) and fractions[-1] == pytest.approx(1.0)
+
+    saved = saved_issues(run)  # what the Evaluate page shows after a reload
+    assert saved is not None and saved.created == result.created
+    pd.testing.assert_frame_equal(saved.issues, result.issues, check_dtype=False)
+    assert not [p.name for p in run.path.iterdir() if "crossval" in p.name]  # the fold runs are gone
+    assert [r.id for r in run_store.list()] == [run.id]  # no fold joined the runs list
+    assert sorted(p.relative_to(root).as_posix() for p in root.rglob("*")) == before  # nothing moved
+
+
+def test_a_stopped_pass_saves_nothing_and_leaves_no_fold_behind(trained_run):
+    run, stop = trained_run["run"], threading.Event()
+    listing = sorted(p.name for p in run.path.iterdir())
+    result = cross_validated_issues(
+        run, folds=2, epochs=1, cache=trained_run["cache"], on_batch=lambda _: stop.set(), stop_event=stop
+    )
+    assert result.status == "stopped" and result.issues.empty
+    assert sorted(p.name for p in run.path.iterdir()) == listing  # no result file, no temporary fold run
+    assert CROSS_VALIDATED_FILE not in listing
+
+
+def test_bad_folds_epochs_and_the_demo_run_are_refused(trained_run, run_store):
+    run, cache = trained_run["run"], trained_run["cache"]
+    with pytest.raises(ValueError, match=r"Received: folds=1$"):
+        cross_validated_issues(run, folds=1, cache=cache)
+    with pytest.raises(ValueError, match=r"Received: epochs=0$"):
+        cross_validated_issues(run, folds=2, epochs=0, cache=cache)
+    with pytest.raises(ValueError, match=r"at least two images per fold; use fewer folds. Received: folds=10$"):
+        cross_validated_issues(_run_with_images(run, run_store, 19), folds=10, cache=cache)
+    demo = RunStore(DEMO_RUN_DIR.parent).get(DEMO_RUN_DIR)
+    with pytest.raises(ValueError, match=r"demo model.*Received: run="):
+        cross_validated_issues(demo, cache=cache)
+
+
+def _run_with_images(run, store, count):
+    """A finished run with `run`'s settings and dataset whose split holds only its first `count` images."""
+    images = [rel for part in run.split().values() for rel in part][:count]
+    copy = store.create(
+        {k: run.record[k] for k in ("model_config", "train_config", "class_names", "dataset")},
+        {"train": images, "validation": [], "test": []},
+    )
+    copy.update(status="completed")
+    return copy
