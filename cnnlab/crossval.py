@@ -112,7 +112,9 @@ def cross_validated_issues(
     model_config = run.model_config()
     recorded = TrainConfig.from_dict(run.record["train_config"])
     train_config = dataclasses.replace(recorded, epochs=recorded.epochs if epochs is None else epochs)
-    check_trainable(model_config, len(run.class_names), train_config.batch_size, max_training_mb)
+    check_trainable(
+        model_config, len(run.class_names), train_config.batch_size, max_training_mb, train_config.tuned_layers
+    )
     backbones.prepare_weights(model_config.backbone, model_config.backbone_weights)
     with open_split(run, cache=cache, max_cache_mb=max_cache_mb) as (prepared, parts):  # leased while the folds read it
         indices = np.concatenate([parts[part] for part in SPLIT_PARTS])
