@@ -23,7 +23,7 @@ together: what decides whether one of them belongs in the default.
 Prints each run's test accuracy, then per dataset and side the median over seeds (min, max).
 Measures and prints; asserts nothing.
 
-    python -m bench.bench_augment [--seeds 1 2 3] [--datasets arrows photos stripes sample] [--light]
+    python -m bench.bench_augment [--seeds 1 2 3] [--datasets arrows photos stripes sample] [--light] [--cache DIR]
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ from cnnlab.augment import with_preset
 from cnnlab.model import ModelConfig
 from cnnlab.runs import RunStore
 from cnnlab.sample import sample_dir
+from cnnlab.settings import Settings
 from cnnlab.train import TrainConfig, train
 
 SIDE = 32
@@ -180,6 +181,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--datasets", nargs="+", default=[*GENERATED, "sample"], choices=[*GENERATED, "sample"])
     parser.add_argument("--light", action="store_true", help="compare each light change alone instead")
+    parser.add_argument("--cache", type=Path, default=Settings().cache_dir, help="cache folder (default: %(default)s)")
     args = parser.parse_args()
     print(f"machine: {machine()}")
     print(f"new default augmentation: { {k: v for k, v in ModelConfig().to_dict().items() if k in OLD_DEFAULT} }")
@@ -187,15 +189,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         store = RunStore(Path(tmp) / "runs", include_demo=False)
         for dataset in args.datasets:
-            data_dir = sample_dir() if dataset == "sample" else write_generated(dataset, Path(tmp))
+            data_dir = sample_dir(args.cache) if dataset == "sample" else write_generated(dataset, Path(tmp))
             size = (64, 64) if dataset == "sample" else (SIDE, SIDE)
-            report = data.scan(data_dir)
-            data.prepare(report, size)  # decode once up front, so no side pays for the cache
+            report = data.scan(data_dir, cache=args.cache)
+            data.prepare(report, size, cache=args.cache)  # decode once up front, so no side pays for the cache
             print(f"data: {dataset}, {len(report.files)} images in {report.num_classes} classes at {size[0]} px")
             for seed in args.seeds:
                 for side, model_config in sides(size, args.light).items():
                     started = time.perf_counter()
-                    run = train(data_dir, model_config, TrainConfig(seed=seed), store=store)
+                    run = train(data_dir, model_config, TrainConfig(seed=seed), store=store, cache=args.cache)
                     accuracy = run.record["metrics"]["test_accuracy"]
                     results.setdefault((dataset, side), []).append(accuracy)
                     print(
