@@ -28,7 +28,7 @@ from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
 from cnnlab.checks import megabytes, one_line, short_repr
-from cnnlab.files import build_folder
+from cnnlab.files import build_folder, temporary_path
 
 ZipSource = bytes | str | Path | BinaryIO
 
@@ -110,18 +110,24 @@ def open_upload(
     if target.is_dir():
         return dataset_root(target)
     limits = {"max_members": max_members, "max_total_bytes": max_total_bytes, "max_ratio": max_ratio}
-    try:
-        request = pickle.dumps((data, name, target, {**limits, "room_bytes": room_bytes, "check": check}))
-    except (pickle.PicklingError, AttributeError, TypeError) as exc:
-        raise TypeError(
-            "check must be picklable to run in the extraction process: a module-level function or a "
-            f"functools.partial of one. Received: check={check!r}"
-        ) from exc
-    return _in_child(request)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # The zip goes to the child through a file written in one system call: through a pipe, each
+    # pipe-full would wait for the interpreter lock again while other threads are busy.
+    with temporary_path(target.with_suffix(".zip")) as copy:
+        try:
+            request = pickle.dumps((copy, name, target, {**limits, "room_bytes": room_bytes, "check": check}))
+        except (pickle.PicklingError, AttributeError, TypeError) as exc:
+            raise TypeError(
+                "check must be picklable to run in the extraction process: a module-level function or a "
+                f"functools.partial of one. Received: check={check!r}"
+            ) from exc
+        copy.write_bytes(data)
+        return _in_child(request)
 
 
 def _in_child(request: bytes) -> Path:
     """Run `_child_main` on `request` in a fresh Python process; its dataset root, or its refusal."""
+    # stdout alone is read back, in one blocking read; stdin carries only the small request.
     done = subprocess.run(
         [sys.executable, "-c", _CHILD_CODE, _PACKAGE_PARENT], input=request, stdout=subprocess.PIPE, check=False
     )
@@ -149,8 +155,8 @@ def _child_main() -> None:
     """The extracting process: a pickled request on stdin, one JSON line on stdout (root, refusal or failure)."""
     reply = sys.stdout
     sys.stdout = sys.stderr  # anything else printed stays out of the reply
-    data, name, target, options = pickle.loads(sys.stdin.buffer.read())
-    upload = io.BytesIO(data)
+    copy, name, target, options = pickle.loads(sys.stdin.buffer.read())
+    upload = io.BytesIO(copy.read_bytes())
     upload.name = name  # what a refusal names as the source
     try:
         result = {"root": str(extract_zip(upload, target, **options))}
