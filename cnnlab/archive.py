@@ -5,13 +5,22 @@ compression ratios, each member's and the whole zip's), the size caps are enforc
 bytes actually decompressed, and the files land in a temporary folder that is renamed into place
 only when all of them are out and the caller's check of the dataset has passed: a refusal at any
 point leaves nothing on disk. Messages name members as the zip does, cut to a readable length.
+An upload (`open_upload`) is extracted and checked in a child Python process with its own
+interpreter lock, so other visitors' threads in the server do not slow each file it writes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
+import json
+import pickle
+import signal
 import stat
+import subprocess
+import sys
+import traceback
 import zipfile
 import zlib
 from collections.abc import Callable
@@ -19,7 +28,7 @@ from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
 from cnnlab.checks import megabytes, one_line, short_repr
-from cnnlab.files import build_folder
+from cnnlab.files import build_folder, temporary_path
 
 ZipSource = bytes | str | Path | BinaryIO
 
@@ -27,6 +36,9 @@ CHUNK_BYTES = 1 << 20
 # Small members may compress extremely well for innocent reasons (a blank BMP, an empty CSV);
 # a ratio only signals a bomb once the member is big enough to hurt.
 RATIO_MIN_BYTES = 1 << 20
+# The folder holding the `cnnlab` package in use, put first on the child's path so it runs this copy.
+_PACKAGE_PARENT = str(Path(__file__).resolve().parents[1])
+_CHILD_CODE = "import sys; sys.path.insert(0, sys.argv[1]); from cnnlab.archive import _child_main; _child_main()"
 SKIPPED_FOLDERS = frozenset({"__MACOSX"})
 # A dataset is a wrapper, class folders and perhaps a few sub-folders; deeper paths are hostile,
 # and a longer name than file systems allow would fail half-way through.
@@ -87,22 +99,73 @@ def open_upload(
 
     The folder is named by the content's hash, so uploading the same zip again (a rerun, a
     renamed copy) reuses the earlier extraction. Refusals are `extract_zip`'s, naming the upload;
-    the limits, `room_bytes` and `check` are passed on to it.
+    the limits, `room_bytes` and `check` are passed on to it. Extraction and `check` run in a
+    child process (spawned, never forked: the server holds threads and TensorFlow), so `check`
+    must be picklable (a module-level function or a `functools.partial` of one); the child's
+    refusals come back as the same ValueError, and a child that fails or is killed is refused
+    with a one-line message (what it wrote is a temporary named by its process id, which
+    `files.remove_stale_temporaries` removes once that process is gone).
     """
     target = Path(uploads_dir) / hashlib.sha256(data).hexdigest()[:16]
     if target.is_dir():
         return dataset_root(target)
-    upload = io.BytesIO(data)
-    upload.name = name  # what a refusal names as the source
-    return extract_zip(
-        upload,
-        target,
-        max_members=max_members,
-        max_total_bytes=max_total_bytes,
-        max_ratio=max_ratio,
-        room_bytes=room_bytes,
-        check=check,
+    limits = {"max_members": max_members, "max_total_bytes": max_total_bytes, "max_ratio": max_ratio}
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # The zip goes to the child through a file written in one system call: through a pipe, each
+    # pipe-full would wait for the interpreter lock again while other threads are busy.
+    with temporary_path(target.with_suffix(".zip")) as copy:
+        try:
+            request = pickle.dumps((copy, name, target, {**limits, "room_bytes": room_bytes, "check": check}))
+        except (pickle.PicklingError, AttributeError, TypeError) as exc:
+            raise TypeError(
+                "check must be picklable to run in the extraction process: a module-level function or a "
+                f"functools.partial of one. Received: check={check!r}"
+            ) from exc
+        copy.write_bytes(data)
+        return _in_child(request)
+
+
+def _in_child(request: bytes) -> Path:
+    """Run `_child_main` on `request` in a fresh Python process; its dataset root, or its refusal."""
+    # stdout alone is read back, in one blocking read; stdin carries only the small request.
+    done = subprocess.run(
+        [sys.executable, "-c", _CHILD_CODE, _PACKAGE_PARENT], input=request, stdout=subprocess.PIPE, check=False
     )
+    lines = done.stdout.decode("utf-8", "replace").strip().splitlines()
+    reply = json.loads(lines[-1]) if done.returncode == 0 and lines else {}
+    if "root" in reply:
+        return Path(reply["root"])
+    if "refused" in reply:
+        raise ValueError(reply["refused"])
+    why = reply.get("failed") or _exit_reason(done.returncode)
+    raise ValueError(
+        f"The zip could not be extracted (the extracting process {why}); try again, or upload a smaller "
+        f"dataset. Received: returncode={done.returncode}"
+    )
+
+
+def _exit_reason(returncode: int) -> str:
+    if returncode < 0:
+        with contextlib.suppress(ValueError):
+            return f"was stopped by {signal.Signals(-returncode).name}"
+    return f"exited with status {returncode}"
+
+
+def _child_main() -> None:
+    """The extracting process: a pickled request on stdin, one JSON line on stdout (root, refusal or failure)."""
+    reply = sys.stdout
+    sys.stdout = sys.stderr  # anything else printed stays out of the reply
+    copy, name, target, options = pickle.loads(sys.stdin.buffer.read())
+    upload = io.BytesIO(copy.read_bytes())
+    upload.name = name  # what a refusal names as the source
+    try:
+        result = {"root": str(extract_zip(upload, target, **options))}
+    except ValueError as exc:
+        result = {"refused": one_line(exc)}
+    except Exception as exc:  # noqa: BLE001 - one line for the visitor, the traceback for the server log
+        result = {"failed": f"failed with {type(exc).__name__}"}
+        traceback.print_exc()
+    print(json.dumps(result), file=reply, flush=True)
 
 
 class _Cap:

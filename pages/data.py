@@ -1,5 +1,6 @@
 """Data: choose the dataset, check what was found and skipped, and browse the images."""
 
+import functools
 import hashlib
 import math
 from pathlib import Path
@@ -29,11 +30,6 @@ def choose(path: str, label: str) -> None:
     """Make a dataset the session's once it scans cleanly; a bad one keeps the previous choice."""
     scan(path)  # raises ValueError saying what is wrong with it
     st.session_state.dataset = DatasetChoice(path, label)
-
-
-def accept(root: Path) -> None:
-    """Check an extracted upload as a dataset, within the decode budget, before it is kept."""
-    data.scan(root, cache=config.cache_dir, max_total_pixels=config.max_dataset_pixels)
 
 
 sources = ["Built-in sample", "Upload a zip", "Download a dataset"] + (["Server folder"] if config.data_roots else [])
@@ -67,7 +63,10 @@ try:
                     hosting.uploads_dir(config.cache_dir, session_id()),
                     max_total_bytes=config.max_extracted_bytes,
                     room_bytes=used.room if used is not None else None,
-                    check=accept,
+                    # The extracted upload must scan as a dataset within the decode budget before it is kept.
+                    check=functools.partial(
+                        data.scan, cache=config.cache_dir, max_total_pixels=config.max_dataset_pixels
+                    ),
                 )
                 choose(str(root), f"Upload: {shorten(upload.name, 80)}")
             except ValueError as exc:

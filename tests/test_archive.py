@@ -1,13 +1,22 @@
 """Safe zip extraction: every refusal leaves nothing behind, good zips land as class folders."""
 
+import functools
 import io
+import os
+import signal
 import stat
+import threading
+import time
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from cnnlab import data
 from cnnlab.archive import dataset_root, extract_zip, open_upload
+from cnnlab.files import remove_stale_temporaries
+from helpers import image_bytes
 
 
 def _zip(tmp_path: Path, members: dict[str, bytes], compression: int = zipfile.ZIP_DEFLATED) -> Path:
@@ -259,3 +268,55 @@ def test_a_bad_upload_is_refused_by_name_and_leaves_nothing(tmp_path):
     with pytest.raises(ValueError, match="over the 5,000 bytes limit"):
         open_upload(big, "big.zip", uploads, max_total_bytes=5000)
     assert not uploads.exists() or not any(uploads.iterdir())
+
+
+def test_a_refusal_in_the_extracting_process_comes_back_as_its_one_line_message_and_leaves_nothing(tmp_path):
+    images = {
+        f"pets/{c}/{i}.png": image_bytes(np.zeros((40, 40, 3), np.uint8)) for c in ("cats", "dogs") for i in range(3)
+    }
+    content = _zip(tmp_path, images).read_bytes()
+    # The decode budget's refusal, raised by the check inside the child, and the same check run in this process.
+    budget = functools.partial(data.scan, cache=tmp_path / "cache", max_total_pixels=40 * 40 * 5)
+    with pytest.raises(ValueError) as here:
+        extract_zip(content, tmp_path / "here", check=budget)
+    uploads = tmp_path / "uploads"
+    with pytest.raises(ValueError) as child:
+        open_upload(content, "pets.zip", uploads, check=budget)
+    assert str(child.value) == str(here.value) and "pixels" in str(child.value)
+    assert "\n" not in str(child.value) and str(tmp_path) not in str(child.value)
+    # Refused while streaming: the headers understate the size.
+    forged = bytearray(_zip(tmp_path, {"cats/a.png": bytes(5000)}, compression=zipfile.ZIP_STORED).read_bytes())
+    for signature, size_offset in ((b"PK\x03\x04", 22), (b"PK\x01\x02", 24)):
+        at = forged.find(signature)
+        forged[at + size_offset : at + size_offset + 4] = (100).to_bytes(4, "little")
+    with pytest.raises(ValueError, match=r"disk budget|corrupt") as streamed:
+        open_upload(bytes(forged), "forged.zip", uploads, room_bytes=1000)
+    assert "\n" not in str(streamed.value)
+    assert not uploads.exists() or not any(uploads.rglob("*"))
+
+
+def test_a_killed_extracting_process_is_refused_in_one_line_and_its_leftovers_are_tidied(tmp_path):
+    members = {f"{c}/{i:05d}.png": b"not an image" for c in ("cats", "dogs") for i in range(3000)}
+    content = _zip(tmp_path, members).read_bytes()
+    uploads, caught = tmp_path / "uploads", []
+
+    def upload() -> None:
+        try:
+            open_upload(content, "many.zip", uploads, check=functools.partial(data.scan, cache=tmp_path / "cache"))
+        except ValueError as exc:
+            caught.append(str(exc))
+
+    worker = threading.Thread(target=upload)
+    worker.start()
+    deadline = time.monotonic() + 60
+    while not (started := list(uploads.glob(".*.tmp"))) and time.monotonic() < deadline:
+        time.sleep(0.002)
+    # The temporary folder is named by the process that writes it: the child, not this one.
+    pid = int(started[0].name.split(".")[2].split("-")[0])
+    assert pid != os.getpid()
+    os.kill(pid, signal.SIGKILL)
+    worker.join()
+    assert len(caught) == 1 and "stopped by SIGKILL" in caught[0] and "\n" not in caught[0]
+    assert [p.name for p in uploads.iterdir()] == [started[0].name]  # what the killed child left ...
+    assert remove_stale_temporaries(uploads) == started  # ... goes at the next clean-up, its writer being gone
+    assert not any(uploads.iterdir())
