@@ -119,8 +119,9 @@ def tree_cpu_by_command(root: int, exclude: int | None = None) -> Counter[str]:
             continue
         try:
             with open(f"/proc/{pid}/stat") as f:
-                command, fields = f.read().split("(", 1)[1].rsplit(")", 1)
-            ticks = int(fields.split()[11]) + int(fields.split()[12])
+                command, rest = f.read().split("(", 1)[1].rsplit(")", 1)
+            fields = rest.split()
+            ticks = int(fields[11]) + int(fields[12])
         except (OSError, IndexError, ValueError):
             continue
         seconds[command.split("-")[0]] += ticks / os.sysconf("SC_CLK_TCK")

@@ -16,6 +16,7 @@ from cnnlab import hosting
 from cnnlab.checks import MB, check_image_size, megabytes
 from cnnlab.data import DatasetReport, prepared_bytes, prepared_path
 from cnnlab.files import folder_bytes
+from cnnlab.model import SLOTS, count_params
 from cnnlab.runs import RunStore
 
 if TYPE_CHECKING:
@@ -67,9 +68,6 @@ def session_usage(cache: Path, store: RunStore, session: str, budget_mb: int) ->
     )
 
 
-# Optimizer values a checkpoint saves per weight besides the weight (Keras's Adam keeps two
-# moments; SGD, as CNN Lab builds it with momentum, and RMSprop keep one).
-_OPTIMIZER_SLOTS = {"adam": 2, "sgd": 1, "rmsprop": 1}
 # At its peak a run folder holds the latest and the best epoch's checkpoints and the next one
 # being written before the oldest is removed (`cnnlab.checkpoint`), besides `model.keras`.
 _CHECKPOINTS_AT_PEAK = 3
@@ -86,7 +84,7 @@ def run_bytes(model_config, num_params: int, completed: bool = False) -> int:
     """A run folder's model file and resumable checkpoints (each weights and optimizer state): at
     the peak of its training, or once `completed`, when only the latest checkpoint stays."""
     checkpoints = 1 if completed else _CHECKPOINTS_AT_PEAK
-    return 4 * num_params * (1 + checkpoints * (1 + _OPTIMIZER_SLOTS[model_config.optimizer]))
+    return 4 * num_params * (1 + checkpoints * (1 + SLOTS[model_config.optimizer]))
 
 
 def sweep_bytes(report: DatasetReport, space: SweepSpace, trials: int, cache: Path, uploads: Path) -> int:
@@ -94,8 +92,6 @@ def sweep_bytes(report: DatasetReport, space: SweepSpace, trials: int, cache: Pa
     a training: run folders as big as the space's largest model's (completed ones, and one at its
     peak, as trials run one after another), and the decoded images of the `trials` largest image
     settings it may try (each is decoded once, for all the trials that use it)."""
-    from cnnlab.model import count_params
-
     corners = [(model, count_params(model, report.num_classes)) for model, _ in space.corner_configs()]
     completed = max(run_bytes(model, params, completed=True) for model, params in corners)
     peak = max(run_bytes(model, params) for model, params in corners)

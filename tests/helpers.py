@@ -79,6 +79,18 @@ def write_dataset(
 NO_AUGMENTATION = {"flip": "none", "rotation": 0.0, "zoom": 0.0, "translation": 0.0, "contrast": 0.0}
 
 
+def swap_labels(root: Path) -> list[str]:
+    """Move six images of a `write_dataset` folder of cats, dogs and owls into another class's folder
+    (two per class, labels swapped on purpose); their new paths relative to `root`."""
+    swapped = []
+    for i, (source, target) in enumerate([("cats", "dogs"), ("dogs", "owls"), ("owls", "cats")] * 2):
+        path = root / source / f"{source}_{i:03d}.png"
+        moved = root / target / f"swapped_{i}_{path.name}"
+        path.rename(moved)
+        swapped.append(f"{target}/{moved.name}")
+    return swapped
+
+
 def tiny_model_config(**overrides):
     """The smallest useful model: 32x32, one conv block of 4 filters, dense 8, no augmentation."""
     from cnnlab.model import ModelConfig

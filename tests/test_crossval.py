@@ -11,7 +11,7 @@ from cnnlab.label_issues import run_label_issues
 from cnnlab.runs import RunStore
 from cnnlab.settings import DEMO_RUN_DIR
 from cnnlab.train import train
-from helpers import tiny_model_config, tiny_train_config, write_dataset
+from helpers import swap_labels, tiny_model_config, tiny_train_config, write_dataset
 
 
 def test_folds_are_stratified_and_a_function_of_the_seed():
@@ -26,12 +26,7 @@ def test_folds_are_stratified_and_a_function_of_the_seed():
 
 def test_swapped_training_labels_are_found_only_by_the_cross_validated_pass(tmp_path, run_store, cache_dir):
     root = write_dataset(tmp_path / "data", per_class=12, size=(16, 16))
-    swapped = []
-    for i, (source, target) in enumerate([("cats", "dogs"), ("dogs", "owls"), ("owls", "cats")] * 2):
-        path = root / source / f"{source}_{i:03d}.png"
-        moved = root / target / f"swapped_{i}_{path.name}"
-        path.rename(moved)  # the test's own generated data: a label swapped on purpose
-        swapped.append(f"{target}/{moved.name}")
+    swapped = swap_labels(root)
     before = sorted(p.relative_to(root).as_posix() for p in root.rglob("*"))
     run = train(
         root,

@@ -5,7 +5,7 @@ import pytest
 
 from cnnlab.label_issues import ISSUE_COLUMNS, find_label_issues, issues_table, run_label_issues
 from cnnlab.train import train
-from helpers import tiny_model_config, tiny_train_config, write_dataset
+from helpers import swap_labels, tiny_model_config, tiny_train_config, write_dataset
 
 
 def test_confident_learning_on_a_hand_made_example():
@@ -60,12 +60,7 @@ def test_the_ranking_equals_cleanlabs_find_label_issues():
 @pytest.mark.slow
 def test_swapped_labels_are_ranked_near_the_top(tmp_path, run_store, cache_dir):
     root = write_dataset(tmp_path / "data", per_class=30)
-    swapped = []
-    for i, (source, target) in enumerate([("cats", "dogs"), ("dogs", "owls"), ("owls", "cats")] * 2):
-        path = root / source / f"{source}_{i:03d}.png"
-        moved = root / target / f"swapped_{i}_{path.name}"
-        path.rename(moved)  # the test's own generated data: a label swapped on purpose
-        swapped.append(f"{target}/{moved.name}")
+    swapped = swap_labels(root)
     before = sorted(p.relative_to(root).as_posix() for p in root.rglob("*.png"))
     run = train(
         root,
