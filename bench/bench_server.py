@@ -6,12 +6,15 @@ server to the title 'CNN Lab' shown, target < 2 s), goes to Train, trains the de
 the built-in sample with default settings except the epochs (lowered with the Epochs widget to
 keep the run a few minutes long), then goes to Predict and predicts one uploaded sample image.
 A thread sums the resident memory (RSS) of the server's process tree from /proc every 0.2 s; the
-peak is printed per phase and overall (target < 1.2 GB). Around the training in the server, the
+peak is printed per phase and overall (target < 1.2 GB). Around each training in the server, the
 same training runs from the command line (`python -m cnnlab train`, the same cache and epochs, the
-browser still open), once before and once after, and the server's training throughput is printed
-as a ratio to the command line's (target >= 0.95). Measures and prints; asserts nothing.
+browser still open on the Train page): `--rounds N` alternates N trainings in the app with N + 1
+from the command line, and the app's training throughput is printed as a ratio to the command
+line's (medians over all epochs, and per round; target >= 0.95), with the CPU seconds the server
+and the browser spent. `--unwatched` leaves the Train page for a blank one while the app trains,
+which measures the server alone. Measures and prints; asserts nothing.
 
-    python -m bench.bench_server [--epochs 2] [--not-hosted] [--cache DIR]
+    python -m bench.bench_server [--epochs 2] [--rounds 1] [--unwatched] [--not-hosted] [--cache DIR]
 """
 
 from __future__ import annotations
@@ -155,10 +158,87 @@ def throughput(history: list[dict]) -> tuple[float, float]:
     return statistics.median(r["seconds"] for r in history), statistics.median(r["images_per_s"] for r in history)
 
 
-def demo_flow(page, server: StreamlitServer, sampler: MemorySampler, epochs: int, cache: Path) -> dict[str, float]:
+def set_epochs(page, epochs: int) -> None:
+    """Type `epochs` into the Train page's Epochs widget and wait for the page to take it."""
+    field = page.get_by_label("Epochs", exact=True)
+    field.fill(str(epochs))
+    field.press("Enter")
+    page.wait_for_function(f"() => document.querySelector('input[aria-label=\"Epochs\"]').value === '{epochs}'")
+
+
+def compare_with_cli(
+    page, server: StreamlitServer, sampler: MemorySampler, epochs: int, cache: Path, rounds: int, unwatched: bool
+) -> None:
+    """Train `rounds` times from the command line and in the app, alternating, then once more from
+    the command line; print each side's throughput and the ratio, with the CPU each process spent."""
+    cli_runs = server.models_dir.parent / "cli-runs"
+    cli: list[list[dict]] = []
+    app: list[list[dict]] = []
+    spent: Counter[str] = Counter()
+    for number in range(rounds + 1):
+        sampler.phase = "cli training"
+        before = tree_cpu(os.getpid(), exclude=server.pid), time.monotonic()
+        cli.append(cli_training(cache, cli_runs / f"cli-{number}", epochs))
+        idle_cpu, idle_s = tree_cpu(os.getpid(), exclude=server.pid) - before[0], time.monotonic() - before[1]
+        print(f"  CPU s of the browser and Playwright meanwhile (Train page idle): {idle_cpu:.1f} in {idle_s:.0f} s")
+        if number < rounds:
+            sampler.phase = "training"
+            app.append(app_training(page, server, epochs, unwatched, spent))
+    print(
+        f"CPU s during the app's trainings ({spent['wall s']:.0f} s): server {spent['server']:.1f}; browser and "
+        "Playwright by command: "
+        + ", ".join(
+            f"{name} {sec:.1f}" for name, sec in spent.most_common() if sec >= 0.1 and name not in ("wall s", "server")
+        )
+    )
+    for name, runs in (("CLI", cli), ("app", app)):
+        for history in runs:
+            print(f"img/s per epoch, {name}: " + " ".join(f"{row['images_per_s']:.0f}" for row in history))
+    (app_s, app_ips), (cli_s, cli_ips) = throughput(sum(app, [])), throughput(sum(cli, []))
+    print(f"training in the app ({rounds} x {epochs} epochs):      median {app_s:.2f} s/epoch, {app_ips:.0f} img/s")
+    print(f"training from the CLI ({rounds + 1} x {epochs} epochs): median {cli_s:.2f} s/epoch, {cli_ips:.0f} img/s")
+    pairs = [
+        throughput(run)[1] / statistics.mean(throughput(c)[1] for c in cli[i : i + 2]) for i, run in enumerate(app)
+    ]
+    print("app/CLI per round (against the CLI runs either side): " + " ".join(f"{r:.3f}" for r in pairs))
+    print(
+        f"app/CLI training throughput: {app_ips / cli_ips:.3f} by img/s, {cli_s / app_s:.3f} by s/epoch "
+        f"(medians over all epochs; target >= 0.95){' - page left unwatched' if unwatched else ''}"
+    )
+
+
+def app_training(page, server: StreamlitServer, epochs: int, unwatched: bool, spent: Counter[str]) -> list[dict]:
+    """One training started with the Train page's button; its history rows. Adds the CPU seconds
+    the server and the browser's processes spent meanwhile to `spent`."""
+    store = RunStore(server.models_dir, include_demo=False)
+    known = {run.id for run in store.list()}
+    server_cpu, browser_cpu = tree_cpu(server.pid), tree_cpu_by_command(os.getpid(), exclude=server.pid)
+    start = time.monotonic()
+    page.get_by_role("button", name="Start training", exact=True).click()
+    wait_quietly(page.get_by_text(re.compile(r"Epoch 1 of")), PAGE_TIMEOUT_MS / 1000)
+    address = page.url  # holds the hosted visitor's id
+    if unwatched:
+        page.goto("about:blank")
+    (run_id,) = {run.id for run in store.list()} - known
+    wait_for_run(store, run_id, TRAIN_TIMEOUT_MS / 1000)
+    here = tree_cpu_by_command(os.getpid(), exclude=server.pid) - browser_cpu
+    here.update({"wall s": time.monotonic() - start, "server": tree_cpu(server.pid) - server_cpu})
+    print(f"  app run {run_id}: " + ", ".join(f"{name} {sec:.1f}" for name, sec in here.most_common() if sec >= 0.1))
+    spent.update(here)
+    if unwatched:
+        page.goto(address)
+        set_epochs(page, epochs)
+    else:
+        done = rf"Run {run_id} (completed|stopped) after"
+        wait_quietly(page.locator('[data-testid="stAlert"]').filter(has_text=re.compile(done)), PAGE_TIMEOUT_MS / 1000)
+    return store.get(run_id).history
+
+
+def demo_flow(
+    page, server: StreamlitServer, sampler: MemorySampler, epochs: int, cache: Path, rounds: int, unwatched: bool
+) -> dict[str, float]:
     """Drive the demo in the browser; return the seconds each phase took."""
     seconds: dict[str, float] = {}
-    cli_runs = server.models_dir.parent / "cli-runs"
 
     sampler.phase = "home"
     start = time.monotonic()
@@ -176,47 +256,10 @@ def demo_flow(page, server: StreamlitServer, sampler: MemorySampler, epochs: int
     open_page(page, "Train")
     page.get_by_text(re.compile(r"Model summary: \d+ layers")).wait_for(timeout=PAGE_TIMEOUT_MS)
     seconds["train page: click -> model summary shown (sample generated, TF imported)"] = time.monotonic() - start
-    epochs_field = page.get_by_label("Epochs", exact=True)
-    epochs_field.fill(str(epochs))
-    epochs_field.press("Enter")
-    page.wait_for_function(f"() => document.querySelector('input[aria-label=\"Epochs\"]').value === '{epochs}'")
-
-    sampler.phase = "cli training"
-    idle = tree_cpu(os.getpid(), exclude=server.pid), time.monotonic()
-    cli = cli_training(cache, cli_runs / "before", epochs)
-    idle_cpu, idle_s = tree_cpu(os.getpid(), exclude=server.pid) - idle[0], time.monotonic() - idle[1]
-    print(f"CPU s of the browser and Playwright, Train page open and idle: {idle_cpu:.1f} in {idle_s:.0f} s")
-    sampler.phase = "training"
-    cpu = tree_cpu(server.pid), tree_cpu(os.getpid(), exclude=server.pid)
-    by_command = tree_cpu_by_command(os.getpid(), exclude=server.pid)
+    set_epochs(page, epochs)
     start = time.monotonic()
-    page.get_by_role("button", name="Start training", exact=True).click()
-    done = page.locator('[data-testid="stAlert"]').filter(has_text=re.compile(r"Run .* (completed|stopped) after"))
-    failed = page.locator('[data-testid="stAlert"]').filter(has_text=re.compile("error", re.I))
-    wait_quietly(done.or_(failed), TRAIN_TIMEOUT_MS / 1000)
-    seconds[f"training: start -> finished ({epochs} epochs)"] = time.monotonic() - start
-    print(
-        f"CPU s during the server's training: server {tree_cpu(server.pid) - cpu[0]:.1f}, "
-        f"browser and Playwright {tree_cpu(os.getpid(), exclude=server.pid) - cpu[1]:.1f} "
-        f"in {time.monotonic() - start:.0f} s"
-    )
-    spent = tree_cpu_by_command(os.getpid(), exclude=server.pid)
-    spent.subtract(by_command)
-    print("  of which, by command:", ", ".join(f"{name} {sec:.1f}" for name, sec in spent.most_common() if sec >= 0.1))
-    message = done.or_(failed).first.locator('[data-testid="stMarkdownContainer"]').inner_text()
-    print("training message:", " ".join(message.split()))
-    history = RunStore(server.models_dir, include_demo=False).list()[0].history
-    sampler.phase = "cli training"
-    cli += cli_training(cache, cli_runs / "after", epochs)
-    (server_s, server_ips), (cli_s, cli_ips) = throughput(history), throughput(cli)
-    print(f"training in the server:        median {server_s:.2f} s/epoch, {server_ips:.0f} img/s")
-    print(
-        f"training from the CLI (before and after, {len(cli)} epochs): median {cli_s:.2f} s/epoch, {cli_ips:.0f} img/s"
-    )
-    print(
-        f"server/CLI training throughput: {server_ips / cli_ips:.3f} by img/s, {cli_s / server_s:.3f} by s/epoch "
-        "(target >= 0.95)"
-    )
+    compare_with_cli(page, server, sampler, epochs, cache, rounds, unwatched)
+    seconds[f"training: {rounds} round(s) of CLI then app, then CLI ({epochs} epochs each)"] = time.monotonic() - start
 
     sampler.phase = "predict"
     start = time.monotonic()
@@ -229,6 +272,15 @@ def demo_flow(page, server: StreamlitServer, sampler: MemorySampler, epochs: int
     print("prediction:", page.get_by_text(re.compile(rf"{re.escape(image.name)}: ")).first.inner_text())
     sampler.phase = "after"
     return seconds
+
+
+def wait_for_run(store: RunStore, run_id: str, timeout_s: float) -> None:
+    """Wait for a run to leave "running", asking its record once a second."""
+    deadline = time.monotonic() + timeout_s
+    while store.get(run_id).status == "running":
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"run {run_id} did not end in {timeout_s:.0f} s")
+        time.sleep(1.0)
 
 
 def wait_quietly(locator, timeout_s: float, every_s: float = 1.0) -> None:
@@ -245,6 +297,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--epochs", type=int, default=2, help="epochs typed into the Epochs widget (default 2; the app's default is 10)"
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="trainings in the app, each between two from the command line (default 1)"
+    )
+    parser.add_argument(
+        "--unwatched",
+        action="store_true",
+        help="leave the Train page for a blank one once the training runs, to measure the server alone",
     )
     parser.add_argument("--not-hosted", action="store_true", help="run without CNNLAB_HOSTED=1")
     parser.add_argument(
@@ -269,7 +329,7 @@ def main() -> None:
             idle = tree_rss(server.pid)
             seconds = {
                 "server: launch -> healthy": server.healthy_at - server.started_at,
-                **demo_flow(page, server, sampler, args.epochs, cache),
+                **demo_flow(page, server, sampler, args.epochs, cache, args.rounds, args.unwatched),
             }
         except Exception:
             print(f"----- server log -----\n{server.log()}", file=sys.stderr)

@@ -63,11 +63,51 @@ def history_figure(history: Sequence[Mapping], metric: str) -> go.Figure:
     A training that fine-tunes a backbone after its head (rows with `phase` "fine_tune") gets a
     dotted line where fine-tuning starts.
     """
+    fig = go.Figure(_history_traces(history, metric))
+    _mark_fine_tuning(fig, history)
+    _layout(fig, _METRIC_TITLES[metric], "Epoch", _METRIC_TITLES[metric])
+    return _metric_axes(fig, metric)
+
+
+def training_curves_figure(history: Sequence[Mapping]) -> go.Figure:
+    """Loss and accuracy per epoch side by side in one figure, as `history_figure` draws each, and
+    the learning rate in a third panel once a schedule has changed it.
+
+    One figure rather than two or three: the Train page redraws it after every epoch while the
+    training runs, and each Plotly figure the browser redraws costs CPU that the training shares
+    (`bench/bench_server.py`); one figure with two panels took the browser about half as long.
+    """
+    rate_changed = len({row.get("learning_rate") for row in history}) > 1
+    panels = [*HISTORY_METRICS, "learning_rate"] if rate_changed else list(HISTORY_METRICS)
+    titles = [_METRIC_TITLES.get(panel, "Learning rate") for panel in panels]
+    fig = make_subplots(rows=1, cols=len(panels), subplot_titles=titles, horizontal_spacing=0.08)
+    for col, metric in enumerate(HISTORY_METRICS, start=1):
+        for trace in _history_traces(history, metric):
+            fig.add_trace(trace.update(legendgroup=trace.name, showlegend=col == 1), row=1, col=col)
+    if rate_changed:
+        fig.add_trace(_rate_trace(history).update(showlegend=False), row=1, col=3)
+        fig.update_yaxes(type="log", exponentformat="power", row=1, col=3)
+    _mark_fine_tuning(fig, history)
+    _layout(fig, "Training curves", "Epoch", None)
+    fig.update_yaxes(range=[0, 1.02], tickformat=".0%", row=1, col=2)
+    epochs = max((len(trace.x) for trace in fig.data), default=0)
+    fig.update_xaxes(rangemode="tozero", dtick=1 if epochs <= 15 else None)
+    legend = {"orientation": "h", "x": 1.0, "xanchor": "right", "y": 1.12, "yanchor": "bottom"}  # above the panels
+    return fig.update_layout(hovermode="x unified", legend=legend, margin={"t": 90}, height=420)
+
+
+def _history_traces(history: Sequence[Mapping], metric: str) -> list[go.Scatter]:
+    """The training and validation lines of `metric` ("loss" or "accuracy")."""
     _check_metric(metric)
-    fig = go.Figure()
+    traces = []
     for key, name, colour in ((metric, "Training", PALETTE[0]), (f"val_{metric}", "Validation", PALETTE[1])):
         epochs, values = _series(history, key)
-        fig.add_trace(go.Scatter(x=epochs, y=values, mode="lines+markers", name=name, line={"color": colour}))
+        traces.append(go.Scatter(x=epochs, y=values, mode="lines+markers", name=name, line={"color": colour}))
+    return traces
+
+
+def _mark_fine_tuning(fig: go.Figure, history: Sequence[Mapping]) -> None:
+    """A dotted line where a backbone's fine-tuning starts, in every panel; nothing without one."""
     boundary = fine_tune_start(history)
     if boundary is not None:
         fig.add_vline(
@@ -76,8 +116,6 @@ def history_figure(history: Sequence[Mapping], metric: str) -> go.Figure:
             annotation_text="fine-tuning",
             annotation_position="top right",
         )
-    _layout(fig, _METRIC_TITLES[metric], "Epoch", _METRIC_TITLES[metric])
-    return _metric_axes(fig, metric)
 
 
 def fine_tune_start(history: Sequence[Mapping]) -> int | None:
@@ -217,12 +255,16 @@ def lr_find_figure(learning_rates: Sequence[float], losses: Sequence[float], sug
 
 def learning_rate_figure(history: Sequence[Mapping]) -> go.Figure:
     """The learning rate used in each epoch, on a log axis (flat for a constant rate)."""
-    epochs, rates = _series(history, "learning_rate")
-    line = go.Scatter(x=epochs, y=rates, mode="lines+markers", name="Learning rate", line={"color": PALETTE[2]})
+    line = _rate_trace(history)
     fig = _layout(go.Figure(line), "Learning rate per epoch", "Epoch", "Learning rate")
     fig.update_yaxes(type="log", exponentformat="power")
-    fig.update_xaxes(rangemode="tozero", dtick=1 if len(epochs) <= 15 else None)
+    fig.update_xaxes(rangemode="tozero", dtick=1 if len(line.x) <= 15 else None)
     return fig.update_layout(height=300, showlegend=False)
+
+
+def _rate_trace(history: Sequence[Mapping]) -> go.Scatter:
+    epochs, rates = _series(history, "learning_rate")
+    return go.Scatter(x=epochs, y=rates, mode="lines+markers", name="Learning rate", line={"color": PALETTE[2]})
 
 
 def probabilities_figure(class_names: Sequence[str], probabilities: Sequence[float]) -> go.Figure:

@@ -1,7 +1,8 @@
-"""The live view of a background job (a training or a sweep): redrawn every two seconds, with Stop."""
+"""The live view of a background job (a training or a sweep): redrawn every three seconds, with Stop."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -11,29 +12,40 @@ from cnnlab import hosting
 from cnnlab.jobs import Job
 from cnnlab_ui.state import session_id, settings
 
+# Seconds between two polls of a running job, and at least between two redraws of its charts.
+POLL_S = 3.0
+REDRAW_EVERY_S = 10.0
+
 
 def job_figure(job: Job, name: str, build: Callable[[], Any]) -> Any:
-    """A figure of a live job's results, built again only when the job has new epochs or items.
+    """A figure of a live job's results, built again when the job has new epochs or items: at
+    once for the first ones and when the job ends, otherwise at most every `REDRAW_EVERY_S`.
 
-    The live panel redraws every poll while the job shares the interpreter with it, and building
-    a Plotly figure takes 50-150 ms here; most polls nothing it shows has changed.
+    Why so sparingly: a rebuilt figure reaches the browser as a new chart, which Streamlit mounts
+    afresh and Plotly draws from scratch (0.05-0.25 CPU s in headless Chromium), and the browser
+    shares the CPU with the training when both run on one machine: with the sample's 3-second
+    epochs on 2 cores, redrawing every epoch kept the app's training at 0.90-0.93 of the command
+    line's speed (bench/README.md). Building a figure also takes 50-150 ms in the server, which
+    the memo saves on the polls where nothing changed.
     """
     memo = st.session_state.get("job_figures")
     if memo is None or memo["job"] != job.id:
         memo = st.session_state.job_figures = {"job": job.id}
-    version = (len(job.history), len(job.items))
-    if name not in memo or memo[name][0] != version:
-        memo[name] = (version, build())
-    return memo[name][1]
+    version, now = (len(job.history), len(job.items)), time.monotonic()
+    drawn = memo.get(name)
+    if drawn is None or (drawn[0] != version and (job.done or not any(drawn[0]) or now - drawn[1] >= REDRAW_EVERY_S)):
+        memo[name] = drawn = (version, now, build())
+    return drawn[2]
 
 
-@st.fragment(run_every=2.0)
+@st.fragment(run_every=POLL_S)
 def live_job(job: Job, stop_label: str, panel: Callable[[Job], None]) -> None:
-    """Redraw `panel(job)` every two seconds with a Stop button, and the whole page once the job ends.
+    """Redraw `panel(job)` every `POLL_S` seconds with a Stop button, and the whole page once the job ends.
 
     The job's thread never touches Streamlit; this fragment polls the state it keeps. Every poll
-    costs the training CPU in the server and in the browser (bench_server.py: the browser's share
-    fell by a fifth from one poll a second to one every two); a click on Stop reruns it at once.
+    costs the training CPU in the browser even when only a progress bar moved (its animation is
+    drawn frame by frame), so the page polls no more often than a person needs; a click on Stop
+    reruns it at once.
     """
     config = settings()
     if config.hosted:  # a visitor watching a long training is still here

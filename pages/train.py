@@ -175,7 +175,7 @@ if st.button(
 
 
 def progress_panel(job: jobs.Job) -> None:
-    """Progress bar, timing and the two live charts."""
+    """Progress bar, timing and the live training curves."""
     st.caption(f"Run {job.run_id}")
     if job.status == "queued":
         st.info(job.message or "Waiting to start...", icon=":material/hourglass_top:")
@@ -190,14 +190,13 @@ def progress_panel(job: jobs.Job) -> None:
         if p
         else "Preparing data..."
     )
+    if job.history:  # the charts redraw every few epochs at most; this line says where the last one ended
+        last = job.history[-1]
+        accuracy = last.get("val_accuracy", last.get("accuracy"))
+        detail += f" · epoch {last['epoch']}: {'validation ' if 'val_accuracy' in last else ''}accuracy {accuracy:.1%}"
     st.progress(min(fraction, 1.0), text=f"{detail} · elapsed {job.elapsed:.0f}s · ETA {p.get('eta_s', 0):.0f}s")
-    left, right = st.columns(2)
-    for column, metric in ((left, "loss"), (right, "accuracy")):
-        figure = job_figure(job, metric, lambda metric=metric: charts.history_figure(job.history, metric))
-        column.plotly_chart(figure, key=f"{metric}-{job.id}")
-    if len({row.get("learning_rate") for row in job.history}) > 1:  # a schedule changed the rate
-        figure = job_figure(job, "learning_rate", lambda: charts.learning_rate_figure(job.history))
-        st.plotly_chart(figure, key=f"lr-{job.id}")
+    figure = job_figure(job, "curves", lambda: charts.training_curves_figure(job.history))
+    st.plotly_chart(figure, key=f"curves-{job.id}")
     if job.message and not job.done:  # once done, the outcome below says what happened
         st.caption(job.message)
 

@@ -32,6 +32,7 @@ def test_every_figure_uses_the_house_template():
         charts.class_counts_figure({"a": 1}),
         charts.image_sizes_figure([10], [20]),
         charts.history_figure(_history(2), "loss"),
+        charts.training_curves_figure(_history(2)),
         charts.confusion_figure(np.eye(2, dtype=int), ["a", "b"]),
         charts.probabilities_figure(["a", "b"], [0.3, 0.7]),
         charts.compare_figure({"r": _history(2)}, "accuracy"),
@@ -341,3 +342,34 @@ def test_history_marks_where_fine_tuning_starts():
     assert list(fig.data[0].x) == [1, 2, 3]  # one continuous history
     assert charts.fine_tune_start(rows[:2]) is None
     assert not charts.history_figure(rows[:2], "loss").layout.shapes
+
+
+def test_training_curves_put_loss_and_accuracy_side_by_side_in_one_figure():
+    rows = [{**row, "learning_rate": 1e-3} for row in _history(4)]
+    fig = charts.training_curves_figure(rows)
+    assert [a.text for a in fig.layout.annotations] == ["Loss", "Accuracy"]  # no rate panel: the rate never changed
+    for metric, axis in (("loss", "x"), ("accuracy", "x2")):
+        panel = [trace for trace in fig.data if trace.xaxis == axis]
+        alone = charts.history_figure(rows, metric).data
+        assert [(t.name, list(t.x), list(t.y)) for t in panel] == [(t.name, list(t.x), list(t.y)) for t in alone]
+    assert [t.showlegend for t in fig.data] == [True, True, False, False]  # one legend entry per line
+    assert tuple(fig.layout.yaxis2.range) == (0, 1.02) and fig.layout.yaxis2.tickformat == ".0%"
+    assert fig.layout.xaxis.dtick == fig.layout.xaxis2.dtick == 1
+
+
+def test_training_curves_add_the_learning_rate_once_a_schedule_changes_it_and_mark_fine_tuning():
+    rows = [
+        {**row, "learning_rate": 1e-3 / row["epoch"], "phase": "head" if row["epoch"] < 3 else "fine_tune"}
+        for row in _history(4)
+    ]
+    fig = charts.training_curves_figure(rows)
+    assert [a.text for a in fig.layout.annotations if a.text != "fine-tuning"] == ["Loss", "Accuracy", "Learning rate"]
+    (rate,) = [trace for trace in fig.data if trace.xaxis == "x3"]
+    assert list(rate.y) == [1e-3, 5e-4, pytest.approx(1e-3 / 3), 2.5e-4] and fig.layout.yaxis3.type == "log"
+    lines = [shape for shape in fig.layout.shapes if shape.type == "line"]
+    assert sorted(shape.xref for shape in lines) == ["x", "x2", "x3"] and {shape.x0 for shape in lines} == {2.5}
+
+
+def test_training_curves_draw_empty_axes_before_the_first_epoch():
+    fig = charts.training_curves_figure([])
+    assert [len(trace.x) for trace in fig.data] == [0, 0, 0, 0]

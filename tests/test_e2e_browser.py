@@ -37,9 +37,9 @@ EXCEPTION = '[data-testid="stException"]'
 # The live job's Stop (key "stop-job"), not Streamlit's own Stop in the header while a script runs.
 STOP_JOB = ".st-key-stop-job button"
 APP_IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
-# The live loss chart is keyed `loss-<job id>`; its element carries the class `st-key-loss-<job id>`.
-LOSS_KEYS_JS = """() => [...document.querySelectorAll('[class*="st-key-loss-"]')]
-    .map((el) => [...el.classList].find((c) => c.startsWith("st-key-loss-")))"""
+# The live training curves are keyed `curves-<job id>`; the element carries the class `st-key-curves-<job id>`.
+CURVES_KEYS_JS = """() => [...document.querySelectorAll('[class*="st-key-curves-"]')]
+    .map((el) => [...el.classList].find((c) => c.startsWith("st-key-curves-")))"""
 # Number of epochs drawn in a plotly chart's "Training" trace (-1 while there is no chart).
 # The confusion matrix cell with the most images: its labels, count and where it is on screen.
 BUSIEST_CELL_JS = """(plot) => {
@@ -202,11 +202,11 @@ def configure_small_training(page: Page, epochs: int) -> None:
 
 
 def start_training(page: Page) -> str:
-    """Press "Start training" and return the CSS selector of the new job's live loss chart."""
-    old_keys = page.evaluate(LOSS_KEYS_JS)
+    """Press "Start training" and return the CSS selector of the new job's live training curves."""
+    old_keys = page.evaluate(CURVES_KEYS_JS)
     page.get_by_role("button", name="Start training", exact=True).click()
     new_key = page.wait_for_function(
-        f"(old) => ({LOSS_KEYS_JS})().find((key) => !old.includes(key)) || false",
+        f"(old) => ({CURVES_KEYS_JS})().find((key) => !old.includes(key)) || false",
         arg=old_keys,
         timeout=TRAIN_TIMEOUT_MS,
     ).json_value()
@@ -214,7 +214,7 @@ def start_training(page: Page) -> str:
 
 
 def wait_loss_points(page: Page, chart: str, at_least: int, timeout: float = TRAIN_TIMEOUT_MS) -> int:
-    """Wait until a loss chart shows at least `at_least` epochs; return how many it showed then.
+    """Wait until the training curves show at least `at_least` epochs; return how many it showed then.
 
     The count comes from the same poll that saw it: a second query could land while a rerun
     redraws the chart.
