@@ -30,6 +30,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -216,7 +217,7 @@ def app_training(page, server: StreamlitServer, epochs: int, unwatched: bool, sp
     start = time.monotonic()
     page.get_by_role("button", name="Start training", exact=True).click()
     wait_quietly(page.get_by_text(re.compile(r"Epoch 1 of")), PAGE_TIMEOUT_MS / 1000)
-    address = page.url  # holds the hosted visitor's id
+    address = page.url  # holds the hosted visitor's id, to come back to
     if unwatched:
         page.goto("about:blank")
     (run_id,) = {run.id for run in store.list()} - known
@@ -274,23 +275,24 @@ def demo_flow(
     return seconds
 
 
-def wait_for_run(store: RunStore, run_id: str, timeout_s: float) -> None:
-    """Wait for a run to leave "running", asking its record once a second."""
-    deadline = time.monotonic() + timeout_s
-    while store.get(run_id).status == "running":
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"run {run_id} did not end in {timeout_s:.0f} s")
-        time.sleep(1.0)
-
-
-def wait_quietly(locator, timeout_s: float, every_s: float = 1.0) -> None:
+def wait_quietly(locator, timeout_s: float) -> None:
     """Wait for `locator` by asking once a second, as a person glancing at the page would, so the
     waiting itself takes as little CPU as it can from the training being measured."""
+    poll_until(locator.count, timeout_s, f"nothing matched {locator}")
+
+
+def wait_for_run(store: RunStore, run_id: str, timeout_s: float) -> None:
+    """Wait for a run to leave "running", asking its record once a second."""
+    poll_until(lambda: store.get(run_id).status != "running", timeout_s, f"run {run_id} did not end")
+
+
+def poll_until(done: Callable[[], object], timeout_s: float, failure: str) -> None:
+    """Call `done` once a second until it is true; TimeoutError("`failure` in N s") after `timeout_s`."""
     deadline = time.monotonic() + timeout_s
-    while not locator.count():
+    while not done():
         if time.monotonic() > deadline:
-            raise TimeoutError(f"nothing matched {locator} in {timeout_s:.0f} s")
-        time.sleep(every_s)
+            raise TimeoutError(f"{failure} in {timeout_s:.0f} s")
+        time.sleep(1.0)
 
 
 def main() -> None:

@@ -21,6 +21,10 @@ TEMPLATE = "plotly_white"
 PALETTE = qualitative.Plotly
 HISTORY_METRICS = ("loss", "accuracy")
 DIRECTIONS = ("maximize", "minimize")
+# Accuracy is a share: a fixed 0-100% axis makes runs comparable at a glance.
+ACCURACY_AXIS = {"range": [0, 1.02], "tickformat": ".0%"}
+# Learning rates span decades.
+RATE_AXIS = {"type": "log", "exponentformat": "power"}
 # Up to this many classes the confusion matrix has a fixed size with counts written in its cells.
 FIXED_SIZE_CLASSES = 20
 
@@ -73,9 +77,9 @@ def training_curves_figure(history: Sequence[Mapping]) -> go.Figure:
     """Loss and accuracy per epoch side by side in one figure, as `history_figure` draws each, and
     the learning rate in a third panel once a schedule has changed it.
 
-    One figure rather than two or three: the Train page redraws it after every epoch while the
-    training runs, and each Plotly figure the browser redraws costs CPU that the training shares
-    (`bench/bench_server.py`); one figure with two panels took the browser about half as long.
+    One figure rather than two or three: the Train page redraws it while the training runs, and
+    each Plotly figure the browser redraws costs CPU that the training shares (`bench/README.md`);
+    one figure with two panels took the browser about half as long as two figures.
     """
     rate_changed = len({row.get("learning_rate") for row in history}) > 1
     panels = [*HISTORY_METRICS, "learning_rate"] if rate_changed else list(HISTORY_METRICS)
@@ -86,12 +90,10 @@ def training_curves_figure(history: Sequence[Mapping]) -> go.Figure:
             fig.add_trace(trace.update(legendgroup=trace.name, showlegend=col == 1), row=1, col=col)
     if rate_changed:
         fig.add_trace(_rate_trace(history).update(showlegend=False), row=1, col=3)
-        fig.update_yaxes(type="log", exponentformat="power", row=1, col=3)
+        fig.update_yaxes(RATE_AXIS, row=1, col=3)
     _mark_fine_tuning(fig, history)
     _layout(fig, "Training curves", "Epoch", None)
-    fig.update_yaxes(range=[0, 1.02], tickformat=".0%", row=1, col=2)
-    epochs = max((len(trace.x) for trace in fig.data), default=0)
-    fig.update_xaxes(rangemode="tozero", dtick=1 if epochs <= 15 else None)
+    _epoch_axes(fig).update_yaxes(ACCURACY_AXIS, row=1, col=2)
     legend = {"orientation": "h", "x": 1.0, "xanchor": "right", "y": 1.12, "yanchor": "bottom"}  # above the panels
     return fig.update_layout(hovermode="x unified", legend=legend, margin={"t": 90}, height=420)
 
@@ -244,7 +246,7 @@ def lr_find_figure(learning_rates: Sequence[float], losses: Sequence[float], sug
         marker={"color": PALETTE[1], "size": 12, "symbol": "star"},
     )
     fig = _layout(go.Figure([curve, mark]), "Loss as the learning rate grows", "Learning rate (log scale)", "Loss")
-    fig.update_xaxes(type="log", exponentformat="power")
+    fig.update_xaxes(RATE_AXIS)
     # The loss shoots up at the end; cap the axis so the useful part of the curve stays readable.
     finite = values[np.isfinite(values)]
     if finite.size:
@@ -257,9 +259,8 @@ def learning_rate_figure(history: Sequence[Mapping]) -> go.Figure:
     """The learning rate used in each epoch, on a log axis (flat for a constant rate)."""
     line = _rate_trace(history)
     fig = _layout(go.Figure(line), "Learning rate per epoch", "Epoch", "Learning rate")
-    fig.update_yaxes(type="log", exponentformat="power")
-    fig.update_xaxes(rangemode="tozero", dtick=1 if len(line.x) <= 15 else None)
-    return fig.update_layout(height=300, showlegend=False)
+    fig.update_yaxes(RATE_AXIS)
+    return _epoch_axes(fig).update_layout(height=300, showlegend=False)
 
 
 def _rate_trace(history: Sequence[Mapping]) -> go.Scatter:
@@ -535,13 +536,17 @@ def _layout(fig: go.Figure, title: str, x_title: str | None, y_title: str | None
 
 
 def _metric_axes(fig: go.Figure, metric: str) -> go.Figure:
-    longest = max((len(trace.x) for trace in fig.data if trace.x is not None), default=0)
-    # Whole epochs only: a tick at 1.5 epochs means nothing; past 15 the automatic ticks are whole anyway.
-    fig.update_xaxes(rangemode="tozero", dtick=1 if longest <= 15 else None)
+    _epoch_axes(fig)
     if metric == "accuracy":
-        # Accuracy is a share: a fixed 0-100% axis makes runs comparable at a glance.
-        fig.update_yaxes(range=[0, 1.02], tickformat=".0%")
+        fig.update_yaxes(ACCURACY_AXIS)
     return fig.update_layout(hovermode="x unified")
+
+
+def _epoch_axes(fig: go.Figure) -> go.Figure:
+    """Every x axis counts epochs from 0, with whole-epoch ticks: a tick at 1.5 epochs means
+    nothing; past 15 epochs the automatic ticks are whole anyway."""
+    longest = max((len(trace.x) for trace in fig.data if trace.x is not None), default=0)
+    return fig.update_xaxes(rangemode="tozero", dtick=1 if longest <= 15 else None)
 
 
 def _ranked_bars(names: list[str], values: np.ndarray, title: str, x_title: str, text_format: str) -> go.Figure:
