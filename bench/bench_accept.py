@@ -17,17 +17,16 @@ nothing.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from bench.bench_hostile import export, png, write_zip
+from bench.child import run_child
 from bench.machine import machine
 from tests.e2e_server import REPO_ROOT
 
@@ -63,16 +62,7 @@ print(json.dumps({"accept": accept, "upload": upload, "prepare": prepare, "image
 def measure(tree: Path, zip_path: Path, busy: bool, work: Path) -> dict[str, float]:
     """One acceptance and first preparation in a fresh process running `tree`'s code."""
     work.mkdir()
-    env = {**os.environ, "PYTHONPATH": str(tree)}
-    done = subprocess.run(
-        [sys.executable, "-c", CHILD, str(zip_path), str(work), "1" if busy else "0"],
-        cwd=tree,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return run_child(CHILD, str(zip_path), str(work), "1" if busy else "0", cwd=tree, env={"PYTHONPATH": str(tree)})
 
 
 def main() -> None:

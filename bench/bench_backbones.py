@@ -15,12 +15,9 @@ changes no timing or memory figure, but means no accuracy figure is measured her
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from bench.child import run_child
+
 BATCH = 16
 STEPS = 4  # batches per timed epoch
 # (label, model-config fields): the default CNN at its 64 px, each backbone at the 224 px its
@@ -70,16 +67,7 @@ print(json.dumps(result))
 
 def measure(fields: dict) -> dict:
     """One config's figures, from a fresh process started in the repository root."""
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    out = subprocess.run(
-        [sys.executable, "-c", CHILD, json.dumps(fields), str(BATCH), str(STEPS)],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
-        check=True,
-    )
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return run_child(CHILD, json.dumps(fields), str(BATCH), str(STEPS))
 
 
 def main() -> None:

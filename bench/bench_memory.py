@@ -19,11 +19,9 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from bench.child import run_child
+
 STEPS = 3  # batches per phase: the first one reaches the peak, the others show it holds
 BACKBONE_SIZE = [224, 224]  # what ImageNet weights were trained at
 # (label, model-config fields, batch size, fine-tune layers)
@@ -79,16 +77,7 @@ print(json.dumps({"measured": peak - before}))
 
 def measure(fields: dict, batch: int, layers: int) -> int:
     """The peak growth of resident memory of one config's training, in a fresh process."""
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    out = subprocess.run(
-        [sys.executable, "-c", CHILD, json.dumps(fields), str(batch), str(layers), str(STEPS)],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
-        check=True,
-    )
-    return json.loads(out.stdout.strip().splitlines()[-1])["measured"]
+    return run_child(CHILD, json.dumps(fields), str(batch), str(layers), str(STEPS))["measured"]
 
 
 def estimate(fields: dict, batch: int, layers: int) -> int:

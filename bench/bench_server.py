@@ -183,8 +183,9 @@ def compare_with_cli(
         idle_cpu, idle_s = tree_cpu(os.getpid(), exclude=server.pid) - before[0], time.monotonic() - before[1]
         print(f"  CPU s of the browser and Playwright meanwhile (Train page idle): {idle_cpu:.1f} in {idle_s:.0f} s")
         if number < rounds:
-            sampler.phase = "training"
+            sampler.phase = f"training {number + 1}"
             app.append(app_training(page, server, epochs, unwatched, spent))
+            print(f"  server RSS after app training {number + 1}: {gb(sampler.last)}")
     print(
         f"CPU s during the app's trainings ({spent['wall s']:.0f} s): server {spent['server']:.1f}; browser and "
         "Playwright by command: "

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cnnlab import background
+from cnnlab import background, memory
 from cnnlab.runs import new_run_id
 
 if TYPE_CHECKING:
@@ -165,6 +165,8 @@ class Job:
             self._end("failed", self.error)
         finally:
             _slots.release()
+            # The server lives on after the job: what its threads freed goes back to the system.
+            memory.give_back_freed_memory()
 
     def _end(self, status: str, message: str) -> None:
         self.finished = time.monotonic()

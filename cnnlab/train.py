@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from cnnlab import backbones, data, evaluate, heartbeat
+from cnnlab import backbones, data, evaluate, heartbeat, memory
 from cnnlab.augment import augmentation_model
 from cnnlab.checks import check_choice, check_range
 from cnnlab.imbalance import CLASS_WEIGHTS, class_weights
@@ -331,17 +331,20 @@ def _fit(
             seed=train_config.seed,
             epochs=range(initial_epoch, epochs),
         )
-        model.fit(
-            _augmented(batches, model_config, train_config.seed, initial_epoch * steps),
-            validation_data=val_ds,
-            steps_per_epoch=steps,
-            initial_epoch=initial_epoch,
-            epochs=epochs,
-            callbacks=[progress, *extra, saver],
-            class_weight=weights,
-            shuffle=False,
-            verbose=0,
-        )
+        try:
+            model.fit(
+                _augmented(batches, model_config, train_config.seed, initial_epoch * steps),
+                validation_data=val_ds,
+                steps_per_epoch=steps,
+                initial_epoch=initial_epoch,
+                epochs=epochs,
+                callbacks=[progress, *extra, saver],
+                class_weight=weights,
+                shuffle=False,
+                verbose=0,
+            )
+        finally:  # else TensorFlow keeps every traced training step for the life of the process
+            memory.release_training_graphs()
 
     ended = start.with_best and bool((start.state or {}).get("finished"))  # it had stopped early, then died
     if stop_event is not None and stop_event.is_set():

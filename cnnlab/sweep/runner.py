@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cnnlab import memory
 from cnnlab.checks import short_repr
 from cnnlab.runs import Run, RunStore
 from cnnlab.sweep.faults import FaultTolerance, fault_handling, retry_of
@@ -115,6 +116,7 @@ def run_sweep(
         )
 
     def after_trial(study, frozen) -> None:
+        memory.give_back_freed_memory()  # a worker trains trial after trial in one process
         if on_trial is not None:
             on_trial(trial_dict(frozen))
         if stop_event is not None and stop_event.is_set():

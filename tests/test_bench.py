@@ -1,0 +1,44 @@
+"""The benchmarks still run: the cheaper ones with tiny arguments, each checked for the figures it
+prints (their values are the benchmark's business, not a test's; see bench/README.md)."""
+
+import re
+import subprocess
+import sys
+
+import pytest
+
+from helpers import REPO_ROOT
+
+pytestmark = pytest.mark.slow
+
+# bench module -> (tiny arguments, a line that shows it measured what it is for)
+RUNS = {
+    "bench_prepare": (["--files", "12", "--repeats", "1", "--size", "32"], r"cnnlab prepare, first time: +\d+\.\d+ s"),
+    "bench_predict": (["--repeats", "2", "--images", "16"], r"16 images: cnnlab predict on PNG bytes +\d+ img/s"),
+    "bench_inspect": (["--repeats", "1"], r"feature maps, all layers, median of 1: +\d+\.\d+ s"),
+    "bench_train": (["--epochs", "2", "--repeats", "1"], r"throughput ratio cnnlab/plain: \d+\.\d+"),
+    "bench_retrain": (["--trainings", "2", "--epochs", "1"], r"given back RSS after each training \(MB\): \d+ \d+;"),
+}
+TAKES_CACHE = {"bench_predict", "bench_inspect", "bench_train", "bench_retrain"}
+
+
+@pytest.fixture(scope="module")
+def bench_cache(tmp_path_factory):
+    """One cache folder for these runs, so the built-in sample is written once."""
+    return tmp_path_factory.mktemp("bench-cache")
+
+
+@pytest.mark.parametrize("name", sorted(RUNS))
+def test_benchmark_runs_and_prints_its_figures(name, bench_cache):
+    args, figure = RUNS[name]
+    cache = ["--cache", str(bench_cache)] if name in TAKES_CACHE else []
+    done = subprocess.run(
+        [sys.executable, "-m", f"bench.{name}", *args, *cache],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.startswith("machine: ") or "\nmachine: " in done.stdout, done.stdout[-3000:]
+    assert re.search(figure, done.stdout), done.stdout[-3000:]
