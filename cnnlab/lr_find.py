@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from cnnlab import data
+from cnnlab import data, memory
 from cnnlab.backbones import prepare_weights
 from cnnlab.checks import check_range
 from cnnlab.imbalance import class_weights
@@ -86,7 +86,11 @@ def find_learning_rate(
     )
     weights = class_weights(prepared.labels[parts["train"]], report.num_classes, train_config.class_weight)
     rates = np.geomspace(min_lr, max_lr, num_steps)
-    losses = range_test(model, batches, rates, weights)
+    try:
+        losses = range_test(model, batches, rates, weights)
+    finally:  # the app runs this in a page's script thread, outside any job: give back here
+        memory.release_training_graphs()
+        memory.give_back_freed_memory()
     smoothed = smooth(losses)
     return LRFinderResult(
         learning_rates=rates[: len(losses)].tolist(),

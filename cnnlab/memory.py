@@ -14,13 +14,15 @@ server, a sweep worker), each measured by bench/bench_retrain.py and bench/bench
   before it sums them), so no training, sweep trial or Grad-CAM running beside can need them.
 - **glibc keeps what threads freed.** Each thread allocates from its own malloc arena, and
   memory freed inside an arena stays with the process. In the Streamlit server, where jobs and
-  reruns run in many threads, that was another 80-140 MB per training; `malloc_trim` returns it.
+  reruns run in many threads, releasing the graphs alone still left it growing by 100-140 MB per
+  training (freed, but kept by the arenas); `malloc_trim` returns it.
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import gc
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -52,9 +54,9 @@ def release_training_graphs() -> int:
 
 
 def _is_all_reduce(entry: Any) -> bool:
-    """Whether a registry entry is the gradient `all_reduce` registered (searched two closures deep)."""
+    """Whether a registry entry is the gradient `all_reduce` registered (the lambda sits two closures down)."""
     function = entry.get("type") if isinstance(entry, dict) else None
-    return any(ALL_REDUCE in getattr(inner, "__qualname__", "") for inner in _closure_functions(function, depth=3))
+    return any(ALL_REDUCE in getattr(inner, "__qualname__", "") for inner in _closure_functions(function, depth=2))
 
 
 def _closure_functions(function: Callable | None, depth: int) -> Iterator[Callable]:
@@ -75,9 +77,17 @@ def give_back_freed_memory() -> bool:
     """Collect garbage, then return the memory freed in every malloc arena to the system (glibc's
     `malloc_trim`); False where the C library has no `malloc_trim` (macOS, Windows, musl)."""
     gc.collect()
-    try:
-        trim = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
-    except (OSError, AttributeError):
+    trim = _malloc_trim()
+    if trim is None:
         return False
     trim(0)
     return True
+
+
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    """glibc's `malloc_trim`, looked up once (`find_library` runs `ldconfig`); None without it."""
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
