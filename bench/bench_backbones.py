@@ -31,8 +31,9 @@ CONFIGS = [
 ]
 
 CHILD = """
-import json, os, resource, sys, time
+import json, resource, sys, time
 import numpy as np
+from bench.child import resident_bytes
 from cnnlab.model import ModelConfig, build_model, compile_model, estimate_training_bytes, find_backbone
 from cnnlab.model import unfreeze_top_layers
 fields, batch, steps = json.loads(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
@@ -41,7 +42,7 @@ model = build_model(config, 5)
 x = np.random.default_rng(0).integers(0, 256, (steps * batch, *config.image_size, 3)).astype("float32")
 y = np.arange(steps * batch) % 5
 model.predict(x[:1], verbose=0)
-before = int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+before = resident_bytes()
 
 def speed():
     model.fit(x[:batch], y[:batch], batch_size=batch, epochs=1, verbose=0)  # builds the train step

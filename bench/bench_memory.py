@@ -48,8 +48,9 @@ CONFIGS = [
 ]
 
 CHILD = """
-import json, os, resource, sys
+import json, resource, sys
 import numpy as np
+from bench.child import resident_bytes
 import tensorflow as tf
 from cnnlab.augment import augmentation_model
 from cnnlab.model import ModelConfig, build_model, compile_model, find_backbone, unfreeze_top_layers
@@ -64,7 +65,7 @@ batches = tf.data.Dataset.from_tensor_slices((x, y)).batch(batch)
 validation = batches.take(1).map(lambda i, l: (tf.cast(i, tf.float32), l))
 batches = batches.map(lambda i, l: (augment(tf.cast(i, tf.float32), training=True), l)).prefetch(tf.data.AUTOTUNE)
 model.predict(x[:1], verbose=0)
-before = int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+before = resident_bytes()
 model.fit(batches, validation_data=validation, epochs=1, verbose=0)
 if layers:
     unfreeze_top_layers(find_backbone(model), layers)

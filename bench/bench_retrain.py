@@ -2,7 +2,7 @@
 
 Two fresh processes, one after the other: each trains the default model on the built-in sample
 `--trainings` times as the app does (`cnnlab.jobs.training_job`: a job thread per training, then
-the next), and samples its resident memory every 0.1 s. "kept" replaces both functions of
+the next), and reads its resident memory after each training and its peak at the end. "kept" replaces both functions of
 `cnnlab.memory` with no-ops, as before they existed: every traced training step stays pinned by
 TensorFlow's gradient registry, and what the job threads freed stays in their malloc arenas;
 "given back" is the code as it is. Prints the RSS after each training, the median growth per
@@ -24,8 +24,9 @@ from cnnlab.sample import sample_dir
 from cnnlab.settings import Settings
 
 CHILD = """
-import gc, json, os, sys, tempfile, threading, time
+import gc, json, resource, sys, tempfile, threading, time
 from pathlib import Path
+from bench.child import resident_bytes
 from cnnlab import memory
 from cnnlab.jobs import JobSettings, training_job
 from cnnlab.model import ModelConfig
@@ -38,16 +39,6 @@ if not give_back:
     memory.release_training_graphs = lambda: 0
     memory.give_back_freed_memory = lambda: False
 
-def rss_mb():
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-peak = [rss_mb()]
-def sample():
-    while True:
-        peak[0] = max(peak[0], rss_mb())
-        time.sleep(0.1)
-threading.Thread(target=sample, daemon=True).start()
 settings = JobSettings(store=RunStore(tempfile.mkdtemp(), include_demo=False), cache=cache)
 after = []
 for _ in range(trainings):
@@ -58,8 +49,9 @@ for _ in range(trainings):
     if job.status != "completed":
         raise SystemExit(f"training {job.status}: {job.error}")
     gc.collect()
-    after.append(rss_mb())
-print(json.dumps({"after": after, "peak": max(peak[0], *after)}))
+    after.append(resident_bytes() / 2**20)
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+print(json.dumps({"after": after, "peak": peak}))
 """
 
 

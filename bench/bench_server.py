@@ -35,13 +35,13 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from bench.child import resident_bytes
 from bench.machine import machine
 from cnnlab.runs import RunStore
 from tests.e2e_server import StreamlitServer, find_chromium, launch_chromium
 
 HOME_TARGET_S = 2.0
 MEMORY_TARGET_BYTES = 1.2e9
-PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 TRAIN_TIMEOUT_MS = 30 * 60 * 1000
 PAGE_TIMEOUT_MS = 120 * 1000
 
@@ -72,8 +72,7 @@ def tree_rss(root: int) -> int:
     total = 0
     for pid in process_tree(root):
         try:
-            with open(f"/proc/{pid}/statm") as f:
-                total += int(f.read().split()[1]) * PAGE_SIZE
+            total += resident_bytes(pid)
         except (OSError, IndexError, ValueError):
             continue
     return total

@@ -1,4 +1,5 @@
-"""A measurement in a fresh process, so that no import, cache or memory peak carries over."""
+"""A measurement in a fresh process, so that no import, cache or memory peak carries over, and
+the resident memory the measurements read."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 
 
 def run_child(code: str, *args: str, cwd: Path = ROOT, env: dict[str, str] | None = None) -> Any:
@@ -27,3 +29,9 @@ def run_child(code: str, *args: str, cwd: Path = ROOT, env: dict[str, str] | Non
         check=True,
     )
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def resident_bytes(pid: int | str = "self") -> int:
+    """A process's resident memory now (RSS), in bytes, from /proc (Linux)."""
+    with open(f"/proc/{pid}/statm") as statm:
+        return int(statm.read().split()[1]) * PAGE_SIZE
