@@ -34,7 +34,8 @@ from tests.e2e_server import REPO_ROOT
 CHILD = """
 import functools, json, sys, threading, time
 from pathlib import Path
-from cnnlab import archive, data
+from cnnlab.data import archive
+from cnnlab import data
 
 zip_path, work, busy = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3] == "1"
 

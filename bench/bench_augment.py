@@ -1,6 +1,6 @@
 """Default augmentation on data it was never tuned on: new default, old default, classic recipe.
 
-Three sides, trained through `cnnlab.train` for each dataset and seed, interleaved so machine
+Three sides, trained through `cnnlab.training.engine` for each dataset and seed, interleaved so machine
 noise hits all of them:
 
 - new: today's `ModelConfig()` defaults (label-safe augmentation);
@@ -42,12 +42,12 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from bench.machine import machine
 from cnnlab import data
-from cnnlab.augment import with_preset
+from cnnlab.data.sample import sample_dir
 from cnnlab.model import ModelConfig
-from cnnlab.runs import RunStore
-from cnnlab.sample import sample_dir
+from cnnlab.model.augment import with_preset
+from cnnlab.runs.store import RunStore
 from cnnlab.settings import Settings
-from cnnlab.train import TrainConfig, train
+from cnnlab.training.engine import TrainConfig, train
 
 SIDE = 32
 PER_CLASS = 120

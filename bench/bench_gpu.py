@@ -27,11 +27,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from cnnlab.augment import augmentation_model
-from cnnlab.backbones import BACKBONE_NAMES, NO_BACKBONE, RANDOM_WEIGHTS
+from cnnlab.data.sample import DEFAULT_NUM_PER_CLASS, SAMPLE_CLASSES, write_sample
 from cnnlab.model import POLICIES, ModelConfig, build_model
-from cnnlab.sample import DEFAULT_NUM_PER_CLASS, SAMPLE_CLASSES, write_sample
-from cnnlab.train import TrainConfig
+from cnnlab.model.augment import augmentation_model
+from cnnlab.model.backbones import BACKBONE_NAMES, NO_BACKBONE, RANDOM_WEIGHTS
+from cnnlab.training.engine import TrainConfig
 
 TEST_SHARE = 0.2
 

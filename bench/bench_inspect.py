@@ -23,12 +23,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bench.machine import machine
-from cnnlab import data, inspect
-from cnnlab.evaluate import open_split
-from cnnlab.images import load_array
-from cnnlab.runs import RunStore
+from cnnlab import data
+from cnnlab.analysis import inspect
+from cnnlab.analysis.evaluate import open_split
+from cnnlab.analysis.top_activating import channel_means, top_images
+from cnnlab.data.images import load_array
+from cnnlab.runs.store import RunStore
 from cnnlab.settings import Settings
-from cnnlab.top_activating import channel_means, top_images
 
 
 def timed(fn: Callable[[], object]) -> float:

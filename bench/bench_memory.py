@@ -2,11 +2,11 @@
 
 Each row trains in a fresh process, so no peak carries over from another row: the model is built
 and run on one image, then fitted for STEPS batches of random images, streamed through the
-config's augmentation as `cnnlab.train` streams them. For a backbone, "head" fits the new head on
+config's augmentation as `cnnlab.training.engine` streams them. For a backbone, "head" fits the new head on
 the frozen backbone; "fine-tune N" fits the head phase, then unfreezes the backbone's top N layers
 (as `--fine-tune-layers N`), recompiles at a tenth of the rate and fits again, as a training with
 fine-tuning does in one process. Each epoch ends with a validation pass over one batch, as
-`cnnlab.train`'s do. The measured figure is the peak growth of resident memory during
+`cnnlab.training.engine`'s do. The measured figure is the peak growth of resident memory during
 the fit(s) (peak RSS minus RSS before the first fit), against the estimate the Train page shows
 and hosted mode checks (`check_trainable`, CNNLAB_MAX_TRAINING_MB). The estimate should err on the
 high side (measured/estimate below 1). Backbones use random weights (no network here): the memory
@@ -52,7 +52,7 @@ import json, resource, sys
 import numpy as np
 from bench.child import resident_bytes
 import tensorflow as tf
-from cnnlab.augment import augmentation_model
+from cnnlab.model.augment import augmentation_model
 from cnnlab.model import ModelConfig, build_model, compile_model, find_backbone, unfreeze_top_layers
 fields, batch, layers, steps = json.loads(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 config = ModelConfig.from_dict({**ModelConfig().to_dict(), "backbone_weights": "none", **fields})

@@ -1,6 +1,6 @@
 """Training precision: float32 against mixed_bfloat16 on several datasets and seeds, side by side.
 
-Trains the default model through `cnnlab.train` on each dataset, once per seed and precision,
+Trains the default model through `cnnlab.training.engine` on each dataset, once per seed and precision,
 interleaved (float32, bfloat16, float32, ...) so machine noise hits both, and prints each run's
 test accuracy and median seconds per epoch, then per dataset the mean accuracy of each side, the
 spread between seeds (the noise) and the speed ratio. This is what decides whether `auto` may pick
@@ -20,12 +20,12 @@ import numpy as np
 from PIL import Image
 
 from bench.machine import machine
+from cnnlab.data.sample import sample_dir
 from cnnlab.model import ModelConfig
-from cnnlab.precision import choose_precision
-from cnnlab.runs import RunStore
-from cnnlab.sample import sample_dir
+from cnnlab.model.precision import choose_precision
+from cnnlab.runs.store import RunStore
 from cnnlab.settings import Settings
-from cnnlab.train import TrainConfig, train
+from cnnlab.training.engine import TrainConfig, train
 
 SIDES = ("float32", "mixed_bfloat16")
 SIZE = 64

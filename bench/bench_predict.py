@@ -1,4 +1,4 @@
-"""Prediction speed: `cnnlab.predict.predict` and Grad-CAM against the bare Keras calls, side by side.
+"""Prediction speed: `cnnlab.deploy.predict.predict` and Grad-CAM against the bare Keras calls, side by side.
 
 With the demo model loaded once, on built-in sample images (64x64 PNG files):
 - one image through `predict` (PNG decode and resize included) against the model's bare
@@ -24,12 +24,12 @@ from pathlib import Path
 import numpy as np
 
 from bench.machine import machine
-from cnnlab.evaluate import probabilities
-from cnnlab.explain import grad_cam
-from cnnlab.images import load_array
-from cnnlab.predict import predict
-from cnnlab.runs import RunStore
-from cnnlab.sample import sample_dir
+from cnnlab.analysis.evaluate import probabilities
+from cnnlab.analysis.explain import grad_cam
+from cnnlab.data.images import load_array
+from cnnlab.data.sample import sample_dir
+from cnnlab.deploy.predict import predict
+from cnnlab.runs.store import RunStore
 from cnnlab.settings import DEMO_RUN_DIR, Settings
 
 

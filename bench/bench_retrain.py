@@ -1,9 +1,9 @@
 """Memory of one process that trains again and again, as the app's server and a sweep worker do.
 
 Two fresh processes, one after the other: each trains the default model on the built-in sample
-`--trainings` times as the app does (`cnnlab.jobs.training_job`: a job thread per training, then
+`--trainings` times as the app does (`cnnlab.server.jobs.training_job`: a job thread per training, then
 the next), and reads its resident memory after each training and its peak at the end. "kept" replaces both functions of
-`cnnlab.memory` with no-ops, as before they existed: every traced training step stays pinned by
+`cnnlab.training.memory` with no-ops, as before they existed: every traced training step stays pinned by
 TensorFlow's gradient registry, and what the job threads freed stays in their malloc arenas;
 "given back" is the code as it is. Prints the RSS after each training, the median growth per
 training after the first, and the peak. Measures and prints; asserts nothing. The Streamlit
@@ -20,19 +20,19 @@ from pathlib import Path
 
 from bench.child import run_child
 from bench.machine import machine
-from cnnlab.sample import sample_dir
+from cnnlab.data.sample import sample_dir
 from cnnlab.settings import Settings
 
 CHILD = """
 import gc, json, resource, sys, tempfile, threading, time
 from pathlib import Path
 from bench.child import resident_bytes
-from cnnlab import memory
-from cnnlab.jobs import JobSettings, training_job
+from cnnlab.training import memory
+from cnnlab.server.jobs import JobSettings, training_job
 from cnnlab.model import ModelConfig
-from cnnlab.runs import RunStore
-from cnnlab.sample import sample_dir
-from cnnlab.train import TrainConfig
+from cnnlab.runs.store import RunStore
+from cnnlab.data.sample import sample_dir
+from cnnlab.training.engine import TrainConfig
 
 give_back, trainings, epochs, cache = sys.argv[1] == "1", int(sys.argv[2]), int(sys.argv[3]), Path(sys.argv[4])
 if not give_back:

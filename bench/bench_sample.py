@@ -1,6 +1,6 @@
 """The built-in sample as an exercise: the default model against a deliberately weak one.
 
-Trains both through `cnnlab.train` (the same call the app and CLI make) on the built-in sample,
+Trains both through `cnnlab.training.engine` (the same call the app and CLI make) on the built-in sample,
 once per seed, interleaved so machine noise hits both, and prints each run's test accuracy and
 wall-clock seconds, then the medians. The claim it checks: the default model passes 95% test
 accuracy in about a minute of CPU, and the weak one (one small conv block, three epochs) scores
@@ -19,11 +19,11 @@ from pathlib import Path
 
 from bench.machine import machine
 from cnnlab import data
+from cnnlab.data.sample import sample_dir
 from cnnlab.model import ModelConfig
-from cnnlab.runs import RunStore
-from cnnlab.sample import sample_dir
+from cnnlab.runs.store import RunStore
 from cnnlab.settings import Settings
-from cnnlab.train import TrainConfig, train
+from cnnlab.training.engine import TrainConfig, train
 
 CONTENDERS = {
     "default": (ModelConfig(), TrainConfig()),

@@ -37,7 +37,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from bench.child import resident_bytes
 from bench.machine import machine
-from cnnlab.runs import RunStore
+from cnnlab.runs.store import RunStore
 from tests.e2e_server import StreamlitServer, find_chromium, launch_chromium
 
 HOME_TARGET_S = 2.0

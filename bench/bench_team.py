@@ -32,11 +32,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from team_servers import MlflowServer, PostgresServer
 
 from bench.machine import machine
+from cnnlab.data.sample import sample_dir
 from cnnlab.model import ModelConfig
-from cnnlab.runs import RunStore
-from cnnlab.sample import sample_dir
-from cnnlab.tracking import STUDY_TAG, TRIAL_TAG, TrackingConfig, client, experiment_id
-from cnnlab.train import TrainConfig, train
+from cnnlab.runs.store import RunStore
+from cnnlab.team.tracking import STUDY_TAG, TRIAL_TAG, TrackingConfig, client, experiment_id
+from cnnlab.training.engine import TrainConfig, train
 from helpers import machine_settings, sweep_worker
 
 TINY_SPACE = {
@@ -92,7 +92,7 @@ def team(server: MlflowServer, workers: int, trials: int, tmp: Path) -> None:
     import optuna
     from optuna.trial import TrialState
 
-    from cnnlab.sample import write_sample
+    from cnnlab.data.sample import write_sample
 
     data_dir = write_sample(tmp / "team-data", num_per_class=20)
     space = tmp / "space.json"

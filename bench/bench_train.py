@@ -1,11 +1,11 @@
-"""Training throughput: `cnnlab.train` against a plain `model.fit` on in-memory arrays.
+"""Training throughput: `cnnlab.training.engine` against a plain `model.fit` on in-memory arrays.
 
 Same model config, same images (the built-in sample), same split and batch size. Each side trains
 `--epochs` epochs, `--repeats` times, interleaved (A B A B ...) so machine noise hits both; the
 first epoch of each run (graph tracing) is dropped. Prints the machine, the median seconds per
 epoch of each side and the throughput ratio (plain / cnnlab seconds: 1.0 means no overhead).
 
-Both sides train in `--precision` (default auto: what `cnnlab.train` picks here). It also prints
+Both sides train in `--precision` (default auto: what `cnnlab.training.engine` picks here). It also prints
 the model's training FLOPs per image and the achieved fraction of the CPU's peak for that
 precision, with the assumptions behind the peak (cores x clock x FLOPs per cycle).
 
@@ -23,12 +23,12 @@ from pathlib import Path
 
 from bench.machine import machine
 from cnnlab import data
+from cnnlab.data.sample import sample_dir
 from cnnlab.model import ModelConfig, build_model, training_flops
-from cnnlab.precision import Precision, choose_precision
-from cnnlab.runs import RunStore
-from cnnlab.sample import sample_dir
+from cnnlab.model.precision import Precision, choose_precision
+from cnnlab.runs.store import RunStore
 from cnnlab.settings import Settings
-from cnnlab.train import TrainConfig, train
+from cnnlab.training.engine import TrainConfig, train
 
 
 def cnnlab_epochs(
@@ -148,7 +148,9 @@ def main() -> None:
     print(f"data: built-in sample, {n_train} training images, batch {train_config.batch_size}, default ModelConfig")
     print(f"epochs measured per side: {len(ours)} (first epoch of each run dropped)")
     print(f"plain model.fit on arrays: median {plain_s:.3f} s/epoch ({n_train / plain_s:.0f} img/s incl. validation)")
-    print(f"cnnlab.train:              median {ours_s:.3f} s/epoch ({n_train / ours_s:.0f} img/s incl. validation)")
+    print(
+        f"cnnlab.training.engine:              median {ours_s:.3f} s/epoch ({n_train / ours_s:.0f} img/s incl. validation)"
+    )
     print(f"throughput ratio cnnlab/plain: {plain_s / ours_s:.3f} (target >= 0.95)")
     print_peak(
         args,

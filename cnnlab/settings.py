@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cnnlab.files import user_path
+from cnnlab.common.files import user_path
 
 if TYPE_CHECKING:
-    from cnnlab.tracking import TrackingConfig
+    from cnnlab.team.tracking import TrackingConfig
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEMO_RUN_DIR = REPO_ROOT / "models" / "demo"
@@ -45,7 +45,7 @@ class Settings:
         """Where runs are published for the team; None (no team tracking) when no URI is set."""
         if not self.tracking_uri:
             return None
-        from cnnlab.tracking import TrackingConfig
+        from cnnlab.team.tracking import TrackingConfig
 
         return TrackingConfig(self.tracking_uri, self.experiment, self.user)
 

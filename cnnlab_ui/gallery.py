@@ -6,7 +6,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from cnnlab import images
+from cnnlab.data import images
 
 
 def thumbnails(root: Path, paths: list[str], captions: list[str], columns: int = 8) -> None:

@@ -8,9 +8,9 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from cnnlab import jobs
-from cnnlab.crossval import MAX_FOLDS, CrossValidatedIssues, saved_issues
-from cnnlab.runs import Run
+from cnnlab.analysis.crossval import MAX_FOLDS, CrossValidatedIssues, saved_issues
+from cnnlab.runs.store import Run
+from cnnlab.server import jobs
 from cnnlab_ui.gallery import thumbnails
 from cnnlab_ui.live import live_job
 from cnnlab_ui.messages import show_error
@@ -43,7 +43,7 @@ def label_issues_section(run: Run, root: Path) -> None:
 @st.cache_data(show_spinner="Looking for likely label errors in the validation and test images...", max_entries=8)
 def _held_out_issues(run_id: str, model_mtime: float) -> pd.DataFrame:
     """Likely label errors among the run's held-out images (never moves or changes a file)."""
-    from cnnlab.label_issues import run_label_issues
+    from cnnlab.analysis.label_issues import run_label_issues
 
     return run_label_issues(get_run(run_id), cache=settings().cache_dir)
 

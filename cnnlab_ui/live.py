@@ -8,8 +8,8 @@ from typing import Any
 
 import streamlit as st
 
-from cnnlab import hosting
-from cnnlab.jobs import Job
+from cnnlab.server import hosting
+from cnnlab.server.jobs import Job
 from cnnlab_ui.state import session_id, settings
 
 # Seconds between two polls of a running job, and at least between two redraws of its charts.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from cnnlab import data
-from cnnlab.runs import Run
+from cnnlab.runs.store import Run
 from cnnlab_ui.state import settings
 
 

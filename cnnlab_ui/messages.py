@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from cnnlab import hosting
-from cnnlab.checks import one_line
+from cnnlab.common.checks import one_line
+from cnnlab.server import hosting
 
 
 def show_error(exc: Exception) -> None:

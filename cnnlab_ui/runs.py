@@ -9,7 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from cnnlab import charts
-from cnnlab.runs import HYPERPARAMETERS, Run, RunStore
+from cnnlab.runs.store import HYPERPARAMETERS, Run, RunStore
 from cnnlab_ui.state import owner, select_finished_training, select_run, selected_run_id, settings, store
 
 
@@ -20,7 +20,7 @@ def list_runs(sweep: str | None = None) -> list[Run]:
 
 def team_copies() -> RunStore:
     """Teammates' runs opened on this server (read-only copies in the cache folder)."""
-    from cnnlab.team import team_store
+    from cnnlab.team.remote import team_store
 
     return team_store(settings().cache_dir)
 

@@ -12,7 +12,7 @@ import streamlit as st
 from streamlit.runtime.pages_manager import PagesManager
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
-from cnnlab import hosting
+from cnnlab.server import hosting
 from cnnlab_ui.loaders import forget_models
 from cnnlab_ui.state import remember_settings, session_id, settings, store
 

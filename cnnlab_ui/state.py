@@ -2,7 +2,7 @@
 
 What must outlive a reload (which starts a new Streamlit session) is kept outside
 `st.session_state`: the visitor id in the page's address, the sidebar settings in a server-side
-cache, the jobs in `cnnlab.jobs`' registry.
+cache, the jobs in `cnnlab.server.jobs`' registry.
 """
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ from typing import Any
 
 import streamlit as st
 
-from cnnlab import jobs
-from cnnlab.checks import one_line
-from cnnlab.jobs import Job
-from cnnlab.quota import DiskUsage, session_usage
-from cnnlab.runs import RunStore
+from cnnlab.common.checks import one_line
+from cnnlab.runs.store import RunStore
+from cnnlab.server import jobs
+from cnnlab.server.jobs import Job
+from cnnlab.server.quota import DiskUsage, session_usage
 from cnnlab.settings import Settings, load_settings
 
 
@@ -135,7 +135,7 @@ def dataset() -> DatasetChoice:
     """The session's dataset; the built-in sample until the user picks another on the Data page."""
     restore_setting("dataset")
     if "dataset" not in st.session_state:
-        from cnnlab.sample import sample_dir
+        from cnnlab.data.sample import sample_dir
 
         with st.spinner("Generating the built-in sample dataset (first time only)..."):
             st.session_state.dataset = DatasetChoice(str(sample_dir(settings().cache_dir)), "Built-in sample (shapes)")

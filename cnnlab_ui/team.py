@@ -11,8 +11,8 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from cnnlab.runs import HYPERPARAMETERS, Run, hyperparameters
-from cnnlab.tracking import TrackingConfig
+from cnnlab.runs.store import HYPERPARAMETERS, Run, hyperparameters
+from cnnlab.team.tracking import TrackingConfig
 from cnnlab_ui.messages import show_error
 from cnnlab_ui.runs import compare_curves, list_runs, parameters_chart, runs_table, team_copies
 from cnnlab_ui.state import dataset, settings
@@ -36,7 +36,7 @@ COLUMNS = [
 @st.cache_data(ttl=15, show_spinner="Reading the team's runs...")
 def team_rows(tracking: TrackingConfig) -> list[dict[str, Any]]:
     """Every run of the experiment (cached for 15 s)."""
-    from cnnlab.team import team_runs
+    from cnnlab.team.remote import team_runs
 
     return team_runs(tracking)
 
@@ -44,7 +44,7 @@ def team_rows(tracking: TrackingConfig) -> list[dict[str, Any]]:
 @st.cache_data(ttl=15, show_spinner=False)
 def team_curve(tracking: TrackingConfig, team_run_id: str) -> list[dict[str, Any]]:
     """One team run's per-epoch rows (cached for 15 s, so a live run's curve grows)."""
-    from cnnlab.team import team_history
+    from cnnlab.team.remote import team_history
 
     return team_history(tracking, team_run_id)
 
@@ -131,7 +131,7 @@ def own_run(row: pd.Series) -> Run | None:
 
 def opened_copy(tracking: TrackingConfig, team_run_id: str) -> Run | None:
     """A teammate's run downloaded (once) into the read-only team copies, with its dataset found here if it can be."""
-    from cnnlab.team import attach_dataset, open_team_run
+    from cnnlab.team.remote import attach_dataset, open_team_run
 
     try:
         with st.spinner("Downloading the model (once; it is kept in the cache folder)..."):

@@ -12,14 +12,13 @@ from typing import Literal, TypedDict
 
 import streamlit as st
 
-from cnnlab import backbones
-from cnnlab.augment import DEFAULT_PRESET, PRESETS
-from cnnlab.images import COLOR_MODES, RESIZE_MODES
-from cnnlab.imbalance import CLASS_WEIGHTS
-from cnnlab.model import FLIPS, HEADS, OPTIMIZERS, POOLINGS, ModelConfig
-from cnnlab.precision import PRECISIONS
-from cnnlab.schedules import LR_SCHEDULES
-from cnnlab.train import TrainConfig
+from cnnlab.data.images import COLOR_MODES, RESIZE_MODES
+from cnnlab.data.imbalance import CLASS_WEIGHTS
+from cnnlab.model import FLIPS, HEADS, OPTIMIZERS, POOLINGS, ModelConfig, backbones
+from cnnlab.model.augment import DEFAULT_PRESET, PRESETS
+from cnnlab.model.precision import PRECISIONS
+from cnnlab.training.engine import TrainConfig
+from cnnlab.training.schedules import LR_SCHEDULES
 from cnnlab_ui.state import remember_settings, restore_setting
 
 IMAGE_SIZES = [32, 48, 64, 96, 128, 160, 224]

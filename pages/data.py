@@ -9,8 +9,10 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from cnnlab import archive, catalog, charts, data, hosting
-from cnnlab.checks import shorten
+from cnnlab import charts, data
+from cnnlab.common.checks import shorten
+from cnnlab.data import archive, catalog
+from cnnlab.server import hosting
 from cnnlab.settings import check_data_folder, check_upload_size
 from cnnlab_ui.gallery import thumbnails
 from cnnlab_ui.loaders import scan
@@ -37,7 +39,7 @@ source = st.radio("Dataset source", sources, horizontal=True, key="dataset-sourc
 
 try:
     if source == "Built-in sample":
-        from cnnlab.sample import sample_dir
+        from cnnlab.data.sample import sample_dir
 
         if st.button("Use the built-in sample"):
             choose(str(sample_dir(config.cache_dir)), "Built-in sample (shapes)")

@@ -3,7 +3,7 @@
 import streamlit as st
 
 from cnnlab import charts
-from cnnlab.evaluate import Evaluation, evaluate_run
+from cnnlab.analysis.evaluate import Evaluation, evaluate_run
 from cnnlab_ui.gallery import thumbnails
 from cnnlab_ui.label_issues import label_issues_section
 from cnnlab_ui.messages import show_error

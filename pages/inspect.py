@@ -3,12 +3,14 @@
 import numpy as np
 import streamlit as st
 
-from cnnlab import charts, grids, inspect
-from cnnlab.images import SUPPORTED_EXTENSIONS, load_array
-from cnnlab.receptive_field import receptive_field
-from cnnlab.runs import Run
+from cnnlab import charts
+from cnnlab.analysis import inspect
+from cnnlab.analysis.receptive_field import receptive_field
+from cnnlab.analysis.top_activating import TopImages, top_images
+from cnnlab.charts import grids
+from cnnlab.data.images import SUPPORTED_EXTENSIONS, load_array
+from cnnlab.runs.store import Run
 from cnnlab.settings import check_upload_size
-from cnnlab.top_activating import TopImages, top_images
 from cnnlab_ui.loaders import run_model, scan
 from cnnlab_ui.messages import show_error
 from cnnlab_ui.runs import run_picker

@@ -3,8 +3,9 @@
 import pandas as pd
 import streamlit as st
 
-from cnnlab import charts, jobs
-from cnnlab.resume import RESUMABLE
+from cnnlab import charts
+from cnnlab.server import jobs
+from cnnlab.training.resume import RESUMABLE
 from cnnlab_ui.loaders import forget_models
 from cnnlab_ui.messages import show_error
 from cnnlab_ui.runs import compare_curves, describe_run, list_runs, parameters_chart, runs_table
@@ -27,7 +28,7 @@ if tracking is not None:
         team_view(tracking, open_in_evaluate)
         st.stop()
     if st.button("Sync", icon=":material/cloud_sync:", help="publish the runs not yet on the team server"):
-        from cnnlab.tracking import sync_runs
+        from cnnlab.team.tracking import sync_runs
 
         try:
             with st.spinner("Publishing runs to the team server..."):
@@ -104,7 +105,7 @@ elif run.status == "completed" and run.has_checkpoint:
         start_and_watch(run.id, int(more))
 
 with st.expander("Export (Keras, SavedModel, TensorFlow Lite, ONNX)"):
-    from cnnlab.export import EXPORT_FORMATS, export_archive, export_run, onnx_available, read_export
+    from cnnlab.deploy.export import EXPORT_FORMATS, export_archive, export_run, onnx_available, read_export
 
     fmt = st.radio("Format", EXPORT_FORMATS, horizontal=True)
     missing_onnx = fmt == "onnx" and not onnx_available()

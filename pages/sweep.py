@@ -3,8 +3,9 @@
 import pandas as pd
 import streamlit as st
 
-from cnnlab import charts, hosting, jobs, quota
-from cnnlab.backbones import BACKBONE_NAMES
+from cnnlab import charts
+from cnnlab.model.backbones import BACKBONE_NAMES
+from cnnlab.server import hosting, jobs, quota
 from cnnlab.sweep import OBJECTIVES, default_storage, follow_study, space_from_dict
 from cnnlab_ui.live import job_figure, live_job
 from cnnlab_ui.loaders import scan

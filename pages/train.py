@@ -4,10 +4,11 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from cnnlab import charts, hosting, jobs, quota
-from cnnlab.imbalance import IMBALANCE_RATIO, imbalance_ratio
+from cnnlab import charts
+from cnnlab.data.imbalance import IMBALANCE_RATIO, imbalance_ratio
 from cnnlab.model import check_trainable
-from cnnlab.precision import choose_precision
+from cnnlab.model.precision import choose_precision
+from cnnlab.server import hosting, jobs, quota
 from cnnlab_ui.live import job_figure, live_job
 from cnnlab_ui.loaders import scan
 from cnnlab_ui.messages import show_error
@@ -85,9 +86,9 @@ if ratio > IMBALANCE_RATIO:
 @st.cache_data(show_spinner=False, max_entries=32)
 def preview(config: dict, path: str, seed: int) -> list[np.ndarray]:
     """The image as the model sees it, then eight outputs of the model's own augmentation layers."""
-    from cnnlab.augment import augment_preview
-    from cnnlab.images import load_array
+    from cnnlab.data.images import load_array
     from cnnlab.model import ModelConfig
+    from cnnlab.model.augment import augment_preview
 
     model_config = ModelConfig.from_dict(config)
     image = load_array(path, model_config.image_size, model_config.color_mode, model_config.resize_mode)
@@ -114,9 +115,9 @@ with st.expander("Augmentation preview: what training sees", expanded=True):
 @st.cache_data(show_spinner="Trying learning rates on a fresh model (a short run, nothing saved)...", max_entries=4)
 def lr_find(path: str, model: dict, training: dict) -> dict:
     """The learning-rate finder's curve and suggestion for these settings."""
-    from cnnlab.lr_find import find_learning_rate
     from cnnlab.model import ModelConfig
-    from cnnlab.train import TrainConfig
+    from cnnlab.training.engine import TrainConfig
+    from cnnlab.training.lr_find import find_learning_rate
 
     return find_learning_rate(
         path,

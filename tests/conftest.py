@@ -46,7 +46,7 @@ def cache_dir(isolated_dirs) -> Path:
 @pytest.fixture
 def run_store(isolated_dirs):
     """The test's own run store, without the shipped demo run."""
-    from cnnlab.runs import RunStore
+    from cnnlab.runs.store import RunStore
 
     return RunStore(isolated_dirs[1], include_demo=False)
 
@@ -71,8 +71,8 @@ def make_dataset(tmp_path):
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory):
     """One completed 2-epoch run on a 3-class dataset, shared (read-only) by several test files."""
-    from cnnlab.runs import RunStore
-    from cnnlab.train import train
+    from cnnlab.runs.store import RunStore
+    from cnnlab.training.engine import train
 
     base = tmp_path_factory.mktemp("trained")
     data_dir = write_dataset(base / "data")
@@ -116,8 +116,8 @@ def server(tmp_path, monkeypatch):
 @pytest.fixture(scope="session")
 def deep_run(tmp_path_factory):
     """A run with two conv blocks, batch norm and flip/rotation augmentation, trained for one epoch."""
-    from cnnlab.runs import RunStore
-    from cnnlab.train import train
+    from cnnlab.runs.store import RunStore
+    from cnnlab.training.engine import train
 
     base = tmp_path_factory.mktemp("deep-run")
     run = train(

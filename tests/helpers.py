@@ -21,15 +21,15 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image
 
-from cnnlab.catalog import CATALOG, CatalogEntry
+from cnnlab.data.catalog import CATALOG, CatalogEntry
 
 if TYPE_CHECKING:
     from streamlit.testing.v1 import AppTest
 
-    from cnnlab.jobs import Job
-    from cnnlab.runs import Run
+    from cnnlab.runs.store import Run
+    from cnnlab.server.jobs import Job
     from cnnlab.sweep import SweepSpace
-    from cnnlab.tracking import TrackingConfig
+    from cnnlab.team.tracking import TrackingConfig
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 APP = str(REPO_ROOT / "streamlit_app.py")
@@ -101,7 +101,7 @@ def tiny_model_config(**overrides):
 
 
 def tiny_train_config(**overrides):
-    from cnnlab.train import TrainConfig
+    from cnnlab.training.engine import TrainConfig
 
     # float32 unless a test asks for another precision: `auto` picks bfloat16 on CPUs that have it,
     # and tests compare saved models' scores with the training's own to 1e-4.
@@ -260,7 +260,7 @@ def relocated_run(run: Run, data_dir: Path, models_dir: Path, run_id: str | None
 
 def validation_loss(run: Run, cache: Path) -> float:
     """The loss of the run's saved model on its validation images, computed here outside Keras's fit."""
-    from cnnlab.evaluate import evaluate_prepared, open_split
+    from cnnlab.analysis.evaluate import evaluate_prepared, open_split
 
     with open_split(run, cache=cache) as (prepared, parts):
         return evaluate_prepared(run.load_model(), prepared, parts["validation"]).loss

@@ -16,8 +16,8 @@ from e2e_server import free_port
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from cnnlab.runs import RunStore
-from cnnlab.sample import SAMPLE_CLASSES
+from cnnlab.data.sample import SAMPLE_CLASSES
+from cnnlab.runs.store import RunStore
 from helpers import (
     APP,
     APP_TIMEOUT,
@@ -437,7 +437,7 @@ def test_evaluate_and_runs_show_balanced_accuracy_macro_f1_confusions_and_label_
 def test_evaluate_checks_every_image_by_a_cross_validated_pass_in_the_background(
     app, trained_run, isolated_dirs, tmp_path
 ):
-    from cnnlab import jobs
+    from cnnlab.server import jobs
 
     run_dir = relocated_run(trained_run["run"], tmp_path / "data", isolated_dirs[1])  # the pass saves into it
     at = open_page(app, "pages/evaluate.py")
@@ -467,8 +467,8 @@ def chart_titles(at: AppTest) -> list[str]:
 
 
 def test_inspect_shows_the_demo_run_inside_for_a_dataset_image_then_an_upload(app, app_cache, isolated_dirs):
-    from cnnlab import inspect
-    from cnnlab.images import load_array
+    from cnnlab.analysis import inspect
+    from cnnlab.data.images import load_array
 
     at = open_page(app, "pages/inspect.py")
     assert at.selectbox(key="picked_run").value == "demo"

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from cnnlab import data
-from cnnlab.archive import dataset_root, extract_zip, open_upload
-from cnnlab.files import remove_stale_temporaries
+from cnnlab.common.files import remove_stale_temporaries
+from cnnlab.data.archive import dataset_root, extract_zip, open_upload
 from helpers import image_bytes
 
 

@@ -5,7 +5,8 @@ import dataclasses
 import numpy as np
 import pytest
 
-from cnnlab.augment import (
+from cnnlab.model import ModelConfig, build_model
+from cnnlab.model.augment import (
     AUGMENTATION_FIELDS,
     DEFAULT_PRESET,
     PRESETS,
@@ -13,7 +14,6 @@ from cnnlab.augment import (
     augmentation_model,
     with_preset,
 )
-from cnnlab.model import ModelConfig, build_model
 from helpers import class_image
 
 

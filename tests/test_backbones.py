@@ -13,12 +13,17 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from cnnlab import backbones  # noqa: E402
-from cnnlab.explain import grad_cam, last_conv_layer_name  # noqa: E402
-from cnnlab.export import export_run, read_export  # noqa: E402
-from cnnlab.model import ModelConfig, build_model, count_params, find_backbone  # noqa: E402
-from cnnlab.predict import predict  # noqa: E402
-from cnnlab.train import train  # noqa: E402
+from cnnlab.analysis.explain import grad_cam, last_conv_layer_name  # noqa: E402
+from cnnlab.deploy.export import export_run, read_export  # noqa: E402
+from cnnlab.deploy.predict import predict  # noqa: E402
+from cnnlab.model import (  # noqa: E402
+    ModelConfig,
+    backbones,
+    build_model,
+    count_params,
+    find_backbone,
+)
+from cnnlab.training.engine import train  # noqa: E402
 from helpers import random_images, tiny_model_config, tiny_train_config  # noqa: E402
 
 SIZE = (32, 32)
@@ -226,7 +231,7 @@ def test_frozen_head_phase_then_fine_tuning_of_the_top_layers_only(make_dataset,
 
 
 def test_a_mixed_precision_backbone_model_gets_a_float32_copy():
-    from cnnlab.precision import float32_copy
+    from cnnlab.model.precision import float32_copy
 
     model = build_model(backbone_config(dense_units=16), 3, "mixed_bfloat16")
     assert model.get_layer("dense").dtype_policy.name == "mixed_bfloat16"

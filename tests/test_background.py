@@ -5,7 +5,7 @@ import threading
 
 import pytest
 
-from cnnlab import background
+from cnnlab.common import background
 
 
 def interrupt_main_thread_after(seconds: float) -> None:

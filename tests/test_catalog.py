@@ -21,8 +21,8 @@ import pytest
 from e2e_server import free_port
 from PIL import Image
 
-from cnnlab import catalog
-from cnnlab.catalog import CATALOG, dataset_folder, download, fetch
+from cnnlab.data import catalog
+from cnnlab.data.catalog import CATALOG, dataset_folder, download, fetch
 from helpers import QuietHandler, digits, mnist_npz, publish
 
 

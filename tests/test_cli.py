@@ -13,7 +13,7 @@ import pytest
 from e2e_server import free_port
 
 from cnnlab.cli import main
-from cnnlab.runs import RunStore
+from cnnlab.runs.store import RunStore
 from helpers import digits, mnist_npz, publish, relocated_run, write_dataset
 
 TINY = [
@@ -308,7 +308,7 @@ def test_both_entry_points_keep_tensorflow_quiet(entry, trained_run, tmp_path):
 
 @pytest.mark.parametrize("fmt", ["keras", "savedmodel", "tflite"])
 def test_export_json_round_trips_each_format(trained_run, tmp_path, capsys, monkeypatch, fmt):
-    from cnnlab.export import read_export
+    from cnnlab.deploy.export import read_export
 
     monkeypatch.setenv("CNNLAB_MODELS_DIR", str(trained_run["base"] / "models"))
     out = tmp_path / f"export-{fmt}"

@@ -6,11 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cnnlab.crossval import CROSS_VALIDATED_FILE, cross_validated_issues, saved_issues, stratified_folds
-from cnnlab.label_issues import run_label_issues
-from cnnlab.runs import RunStore
+from cnnlab.analysis.crossval import CROSS_VALIDATED_FILE, cross_validated_issues, saved_issues, stratified_folds
+from cnnlab.analysis.label_issues import run_label_issues
+from cnnlab.runs.store import RunStore
 from cnnlab.settings import DEMO_RUN_DIR
-from cnnlab.train import train
+from cnnlab.training.engine import train
 from helpers import swap_labels, tiny_model_config, tiny_train_config, write_dataset
 
 

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cnnlab import data, images
+from cnnlab import data
+from cnnlab.data import images
 from helpers import class_image, image_bytes, write_dataset
 
 
@@ -278,7 +279,7 @@ def test_prepare_decodes_once_into_a_memory_mapped_cache(make_dataset, cache_dir
     assert prepared.cache_path.exists()
     assert [p.name for p in prepared.cache_path.parent.iterdir()] == [prepared.cache_path.name]  # no temporaries
     # Row i is file i, decoded exactly as a single image would be.
-    from cnnlab.images import load_array
+    from cnnlab.data.images import load_array
 
     for i in (0, 5, 11):
         np.testing.assert_array_equal(prepared.images[i], load_array(report.root / report.files[i], (16, 24)))
@@ -316,7 +317,7 @@ def test_a_file_that_fails_to_decode_is_left_out_with_its_reason_and_remembered(
     kept = [rel for rel in report.files if rel not in gone]
     assert prepared.report.files == tuple(kept) and skipped_reasons(prepared.report).keys() == gone
     assert prepared.images.shape == (10, 16, 16, 3) and prepared.labels.tolist() == list(prepared.report.labels)
-    from cnnlab.images import load_array
+    from cnnlab.data.images import load_array
 
     for i, rel in enumerate(kept):  # row i is still file i of the report: no gap, no shift
         np.testing.assert_array_equal(prepared.images[i], load_array(root / rel, (16, 16)))
@@ -353,7 +354,7 @@ def test_parallel_decoding_matches_inline(make_dataset, monkeypatch, tmp_path):
     root = make_dataset(per_class=6)
     report = data.scan(root)
     inline = data.prepare(report, (24, 24), cache=tmp_path / "inline")
-    monkeypatch.setattr(data, "PARALLEL_MIN_FILES", 0)
+    monkeypatch.setattr("cnnlab.data.folder.PARALLEL_MIN_FILES", 0)
     parallel_report = data.scan(root, cache=tmp_path / "parallel")
     assert parallel_report == report
     parallel = data.prepare(parallel_report, (24, 24), cache=tmp_path / "parallel")

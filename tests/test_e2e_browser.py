@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import pytest
 from e2e_server import REPO_ROOT, StreamlitServer, find_chromium, launch_chromium
 
-from cnnlab.sample import SAMPLE_CLASSES
+from cnnlab.data.sample import SAMPLE_CLASSES
 
 if TYPE_CHECKING:
     from playwright.sync_api import Locator, Page

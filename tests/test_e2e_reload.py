@@ -32,7 +32,7 @@ from test_e2e_browser import (
     wait_loss_points,
 )
 
-from cnnlab.runs import RunStore
+from cnnlab.runs.store import RunStore
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page

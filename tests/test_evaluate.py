@@ -8,9 +8,10 @@ import warnings
 import numpy as np
 import pytest
 
-from cnnlab import data, prepcache
-from cnnlab.evaluate import Evaluation, evaluate_probabilities, evaluate_run, open_split
-from cnnlab.runs import Run, RunStore
+from cnnlab import data
+from cnnlab.analysis.evaluate import Evaluation, evaluate_probabilities, evaluate_run, open_split
+from cnnlab.data import prepcache
+from cnnlab.runs.store import Run, RunStore
 from helpers import relocated_run, write_dataset
 
 CLASSES = ["cat", "dog", "owl"]
@@ -228,7 +229,7 @@ def test_the_images_of_a_runs_split_are_not_evicted_while_they_are_read(run_copy
 
 @pytest.mark.parametrize("read", ["evaluate", "label issues"])
 def test_evaluation_and_label_issues_hold_the_lease_while_the_model_reads(run_copy, cache_dir, monkeypatch, read):
-    from cnnlab.label_issues import run_label_issues
+    from cnnlab.analysis.label_issues import run_label_issues
 
     leased, load = [], Run.load_model
     monkeypatch.setattr(Run, "load_model", lambda run: leased.append(prepcache.in_use(cache_dir)) or load(run))

@@ -5,7 +5,7 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from cnnlab.explain import grad_cam, jet_colormap, last_conv_layer_name, overlay  # noqa: E402
+from cnnlab.analysis.explain import grad_cam, jet_colormap, last_conv_layer_name, overlay  # noqa: E402
 from helpers import random_images, small_cnn  # noqa: E402
 
 SQUARE = 6
@@ -210,7 +210,7 @@ def test_grad_cam_traces_once_per_model_leaves_it_unchanged_and_lets_it_go():
     import gc
     import weakref
 
-    from cnnlab import explain
+    from cnnlab.analysis import explain
 
     model = _model(3)
     images = _images(4)

@@ -9,8 +9,8 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from cnnlab import export  # noqa: E402
-from cnnlab.export import EXPORT_FORMATS, export_archive, export_model  # noqa: E402
+from cnnlab.deploy import export  # noqa: E402
+from cnnlab.deploy.export import EXPORT_FORMATS, export_archive, export_model  # noqa: E402
 from helpers import NO_AUGMENTATION, random_images, small_cnn  # noqa: E402
 
 SHAPE = (32, 32, 3)

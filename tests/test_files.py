@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from cnnlab.files import atomic_path, atomic_write, build_folder, write_json
+from cnnlab.common.files import atomic_path, atomic_write, build_folder, write_json
 
 
 def test_write_json_replaces_the_file_whole_and_leaves_no_temporaries(tmp_path):
@@ -116,7 +116,7 @@ def test_temporaries_are_named_for_their_writer_and_removed_once_stale(tmp_path)
     import sys
     import time
 
-    from cnnlab.files import remove_stale_temporaries, temporary_name
+    from cnnlab.common.files import remove_stale_temporaries, temporary_name
 
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     dead_pid = int(dead.stdout)
@@ -146,7 +146,7 @@ def test_temporaries_are_named_for_their_writer_and_removed_once_stale(tmp_path)
 
 
 def test_atomic_writers_name_their_temporaries_so_the_clean_up_finds_them(tmp_path):
-    from cnnlab.files import remove_stale_temporaries
+    from cnnlab.common.files import remove_stale_temporaries
 
     seen = []
     with pytest.raises(RuntimeError), atomic_path(tmp_path / "a.npy") as tmp:

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cnnlab import grids
+from cnnlab.charts import grids
 
 
 def test_tiles_are_laid_out_row_by_row_with_gaps():

@@ -11,8 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cnnlab import heartbeat, hosting
-from cnnlab.runs import RunStore
+from cnnlab.runs import heartbeat
+from cnnlab.runs.store import RunStore
+from cnnlab.server import hosting
 from cnnlab.settings import check_upload_size, load_settings
 
 
@@ -100,7 +101,7 @@ def test_a_visitor_message_names_files_within_the_upload_and_no_server_path(tmp_
 
 
 def test_tidy_removes_killed_work_and_keeps_the_cache_in_its_budget(tmp_path):
-    from cnnlab import prepcache
+    from cnnlab.data import prepcache
 
     cache, models = tmp_path / "cache", tmp_path / "models"
     killed = [
@@ -141,7 +142,8 @@ def test_a_visitor_deletes_their_other_uploads_with_what_was_decoded_from_them(t
 
 
 def test_a_visitors_usage_counts_their_uploads_runs_and_what_was_decoded_for_them(tmp_path, run_store):
-    from cnnlab import data, quota
+    from cnnlab import data
+    from cnnlab.server import quota
     from helpers import tiny_model_config, write_dataset
 
     cache = tmp_path / "cache"
@@ -498,8 +500,8 @@ def test_a_visitor_who_fills_their_budget_leaves_another_free_to_upload_and_trai
 
 
 def test_a_training_stopped_before_its_first_epoch_says_so_and_selects_nothing(hosted, app_cache):
-    from cnnlab import jobs
-    from cnnlab.runs import RunStore
+    from cnnlab.runs.store import RunStore
+    from cnnlab.server import jobs
     from helpers import open_page, start_app, tiny_model_config, tiny_train_config, wait_for_job
 
     at = start_app()
@@ -524,7 +526,7 @@ def test_a_training_stopped_before_its_first_epoch_says_so_and_selects_nothing(h
 
 
 def sample_path(cache):
-    from cnnlab.sample import sample_dir
+    from cnnlab.data.sample import sample_dir
 
     return sample_dir(cache)
 

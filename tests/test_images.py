@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cnnlab import images
-from cnnlab.images import ImageError, load_array, normalize, open_image
+from cnnlab.data import images
+from cnnlab.data.images import ImageError, load_array, normalize, open_image
 from helpers import image_bytes
 
 WHITE = [255, 255, 255]

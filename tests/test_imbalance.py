@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from cnnlab import data
-from cnnlab.imbalance import class_weights, imbalance_advice
-from cnnlab.train import TrainConfig, train
+from cnnlab.data.imbalance import class_weights, imbalance_advice
+from cnnlab.training.engine import TrainConfig, train
 from helpers import image_bytes, tiny_model_config, tiny_train_config
 
 

@@ -6,7 +6,8 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from cnnlab import grids, inspect  # noqa: E402
+from cnnlab.analysis import inspect  # noqa: E402
+from cnnlab.charts import grids  # noqa: E402
 from helpers import layer_output, nested_model, random_images  # noqa: E402
 
 # ------------------------------------------------------------------------------------- layers

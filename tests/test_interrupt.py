@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from cnnlab.runs import RunStore
+from cnnlab.runs.store import RunStore
 from helpers import write_dataset
 
 pytestmark = pytest.mark.slow

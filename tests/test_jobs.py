@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from cnnlab import jobs
+from cnnlab.server import jobs
 
 
 def wait_for(predicate, timeout=10.0):

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from cnnlab.label_issues import ISSUE_COLUMNS, find_label_issues, issues_table, run_label_issues
-from cnnlab.train import train
+from cnnlab.analysis.label_issues import ISSUE_COLUMNS, find_label_issues, issues_table, run_label_issues
+from cnnlab.training.engine import train
 from helpers import swap_labels, tiny_model_config, tiny_train_config, write_dataset
 
 

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from cnnlab.lr_find import find_learning_rate, suggest
-from cnnlab.train import train
+from cnnlab.training.engine import train
+from cnnlab.training.lr_find import find_learning_rate, suggest
 from helpers import tiny_model_config, tiny_train_config
 
 

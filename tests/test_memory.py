@@ -13,12 +13,13 @@ import tensorflow as tf
 from tensorflow.python.framework import ops
 from tensorflow.python.framework.func_graph import FuncGraph
 
-from cnnlab import jobs, memory
-from cnnlab.lr_find import find_learning_rate
-from cnnlab.memory import give_back_freed_memory, release_training_graphs
-from cnnlab.runs import RunStore
+from cnnlab.runs.store import RunStore
+from cnnlab.server import jobs
 from cnnlab.sweep import run_sweep
-from cnnlab.train import train
+from cnnlab.training import memory
+from cnnlab.training.engine import train
+from cnnlab.training.lr_find import find_learning_rate
+from cnnlab.training.memory import give_back_freed_memory, release_training_graphs
 from helpers import tiny_model_config, tiny_space, tiny_train_config
 
 

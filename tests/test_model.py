@@ -200,7 +200,7 @@ def test_training_memory_grows_with_batch_and_image_and_is_checked_against_the_l
 
 
 def test_train_refuses_an_oversized_step_before_creating_a_run(make_dataset, run_store, cache_dir):
-    from cnnlab.train import TrainConfig, train
+    from cnnlab.training.engine import TrainConfig, train
 
     with pytest.raises(ValueError, match="over the 64 MB this server allows"):
         train(
@@ -226,7 +226,7 @@ def test_training_flops_count_conv_and_dense_multiply_adds():
 
 def test_demo_model_with_augmentation_inside_loads_and_serves_without_it():
     from cnnlab.model import without_augmentation
-    from cnnlab.runs import RunStore
+    from cnnlab.runs.store import RunStore
     from cnnlab.settings import DEMO_RUN_DIR
 
     # Saved before augmentation moved to the training pipeline: its random layers are inside.
@@ -240,7 +240,7 @@ def test_demo_model_with_augmentation_inside_loads_and_serves_without_it():
 
 
 def test_augmentation_model_holds_the_configured_random_layers():
-    from cnnlab.augment import augmentation_model
+    from cnnlab.model.augment import augmentation_model
 
     config = tiny_model_config(flip="horizontal", rotation=0.1, zoom=0.1, contrast=0.1, translation=0.1)
     names = [layer.name for layer in augmentation_model(config).layers[1:]]  # after its input

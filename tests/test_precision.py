@@ -5,7 +5,7 @@ import threading
 import numpy as np
 import pytest
 
-from cnnlab.precision import Hardware, choose_precision, detect_hardware, read_cpuinfo
+from cnnlab.model.precision import Hardware, choose_precision, detect_hardware, read_cpuinfo
 from helpers import tiny_model_config, tiny_train_config, write_dataset
 
 BF16_CPU = Hardware("AMD EPYC 9654", 2, frozenset({"avx512f", "avx512_bf16", "fma"}))
@@ -85,10 +85,10 @@ def test_a_mixed_model_keeps_its_policy_to_itself():
 def test_each_precision_saves_loads_predicts_and_exports_in_float32(precision, tmp_path, run_store, cache_dir):
     import keras
 
-    from cnnlab.evaluate import evaluate_run
-    from cnnlab.export import export_run, read_export
-    from cnnlab.predict import predict
-    from cnnlab.train import train
+    from cnnlab.analysis.evaluate import evaluate_run
+    from cnnlab.deploy.export import export_run, read_export
+    from cnnlab.deploy.predict import predict
+    from cnnlab.training.engine import train
 
     data_dir = write_dataset(tmp_path / "data", per_class=12)
     run = train(data_dir, tiny_model_config(), tiny_train_config(precision=precision), store=run_store, cache=cache_dir)

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cnnlab.evaluate import evaluate_run
-from cnnlab.images import ImageError
-from cnnlab.predict import predict
+from cnnlab.analysis.evaluate import evaluate_run
+from cnnlab.data.images import ImageError
+from cnnlab.deploy.predict import predict
 
 
 @pytest.fixture

@@ -7,7 +7,8 @@ import time
 
 import pytest
 
-from cnnlab import data, prepcache
+from cnnlab import data
+from cnnlab.data import prepcache
 
 
 def _array(cache, name: str, size: int, used_s_ago: float):

@@ -2,8 +2,9 @@
 
 import pytest
 
-from cnnlab import data, hosting, quota
+from cnnlab import data
 from cnnlab.model import count_params
+from cnnlab.server import hosting, quota
 from cnnlab.sweep import space_from_dict
 from helpers import write_dataset
 

@@ -6,8 +6,8 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from cnnlab.inspect import find_layer  # noqa: E402
-from cnnlab.receptive_field import Box, receptive_field  # noqa: E402
+from cnnlab.analysis.inspect import find_layer  # noqa: E402
+from cnnlab.analysis.receptive_field import Box, receptive_field  # noqa: E402
 from helpers import nested_model  # noqa: E402
 
 

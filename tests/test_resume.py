@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from cnnlab.checkpoint import read_state
 from cnnlab.cli import main
-from cnnlab.resume import continue_training, resume
-from cnnlab.runs import RunStore
-from cnnlab.train import train
+from cnnlab.runs.store import RunStore
+from cnnlab.training.checkpoint import read_state
+from cnnlab.training.engine import train
+from cnnlab.training.resume import continue_training, resume
 from helpers import tiny_model_config, tiny_train_config
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -100,8 +100,8 @@ KILLABLE = """
 import sys, time
 from pathlib import Path
 from helpers import tiny_model_config, tiny_train_config
-from cnnlab.runs import RunStore
-from cnnlab.train import train
+from cnnlab.runs.store import RunStore
+from cnnlab.training.engine import train
 
 data_dir, models, cache, run_id, marker = sys.argv[1:6]
 

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from cnnlab import heartbeat, runs
-from cnnlab.runs import RunStore
+from cnnlab.runs import heartbeat
+from cnnlab.runs import store as runs
+from cnnlab.runs.store import RunStore
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 EMPTY_SPLIT = {"train": [], "validation": [], "test": []}
@@ -244,8 +245,8 @@ KILL_SCRIPT = """
 import sys
 from pathlib import Path
 from cnnlab.model import ModelConfig
-from cnnlab.runs import RunStore
-from cnnlab.train import TrainConfig, train
+from cnnlab.runs.store import RunStore
+from cnnlab.training.engine import TrainConfig, train
 
 model_config = ModelConfig(image_size=(32, 32), conv_blocks=1, filters=4, dense_units=8, dropout=0.0, flip="none", rotation=0.0)
 train(sys.argv[1], model_config, TrainConfig(epochs=1000, batch_size=8, patience=0), store=RunStore(sys.argv[2]), cache=Path(sys.argv[3]), name="doomed")

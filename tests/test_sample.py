@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cnnlab import sample
-from cnnlab.sample import SAMPLE_CLASSES, draw_sample_image, sample_dir, write_sample
+from cnnlab.data import sample
+from cnnlab.data.sample import SAMPLE_CLASSES, draw_sample_image, sample_dir, write_sample
 
 
 def _files(root):

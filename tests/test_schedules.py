@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from cnnlab.runs import RunStore
-from cnnlab.schedules import MIN_LEARNING_RATE, PLATEAU_FACTOR, PLATEAU_PATIENCE, cosine_rate
-from cnnlab.train import TrainConfig, train
+from cnnlab.runs.store import RunStore
+from cnnlab.training.engine import TrainConfig, train
+from cnnlab.training.schedules import MIN_LEARNING_RATE, PLATEAU_FACTOR, PLATEAU_PATIENCE, cosine_rate
 from helpers import image_bytes, tiny_model_config, tiny_train_config
 
 RATE = 1e-2

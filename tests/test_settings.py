@@ -7,7 +7,7 @@ import pytest
 from cnnlab import data
 from cnnlab.model import check_trainable
 from cnnlab.settings import check_data_folder, load_settings
-from cnnlab.train import TrainConfig, train
+from cnnlab.training.engine import TrainConfig, train
 from helpers import tiny_model_config
 
 
@@ -138,7 +138,7 @@ def test_settings_in_the_shell_change_no_library_call(make_dataset, tmp_path, mo
 def test_team_tracking_is_off_unless_a_uri_is_set():
     import getpass
 
-    from cnnlab.tracking import TrackingConfig
+    from cnnlab.team.tracking import TrackingConfig
 
     assert load_settings({}).tracking is None
     s = load_settings(

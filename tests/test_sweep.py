@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from cnnlab import jobs
 from cnnlab.cli import main
-from cnnlab.runs import RunStore
+from cnnlab.runs.store import RunStore
+from cnnlab.server import jobs
 from cnnlab.sweep import (
     default_storage,
     load_space,

@@ -11,7 +11,7 @@ from collections import Counter
 
 import pytest
 
-from cnnlab.runs import RunStore
+from cnnlab.runs.store import RunStore
 from helpers import sweep_worker, tiny_space, write_dataset
 
 SPACE = tiny_space({"learning_rate": {"low": 0.001, "high": 0.03, "log": True}, "batch_norm": [True, False]}, epochs=1)

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from cnnlab.sweep import follow_study
-from cnnlab.tracking import STATUS_TAG, STUDY_TAG, TRIAL_TAG, TrackingConfig, client, experiment_id
+from cnnlab.team.tracking import STATUS_TAG, STUDY_TAG, TRIAL_TAG, TrackingConfig, client, experiment_id
 from helpers import machine_settings, sweep_worker, tiny_space, write_dataset
 
 SPACE = tiny_space({"learning_rate": {"low": 0.001, "high": 0.03, "log": True}, "dense_units": [4, 8, 16]}, epochs=10)

@@ -7,9 +7,9 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from cnnlab import top_activating  # noqa: E402
-from cnnlab.runs import RunStore  # noqa: E402
-from cnnlab.top_activating import TOP_K, inspect_folder, top_images  # noqa: E402
+from cnnlab.analysis import top_activating  # noqa: E402
+from cnnlab.analysis.top_activating import TOP_K, inspect_folder, top_images  # noqa: E402
+from cnnlab.runs.store import RunStore  # noqa: E402
 from helpers import layer_output  # noqa: E402
 
 
@@ -29,7 +29,7 @@ def brute_force_means(model, layer: str, images: np.ndarray, channel: int) -> np
 
 @pytest.mark.parametrize(("layer", "channel"), [("relu_1", 1), ("pool_1", 3)])
 def test_top_images_are_the_highest_mean_activations_by_brute_force(own_run, layer, channel):
-    from cnnlab.evaluate import open_split
+    from cnnlab.analysis.evaluate import open_split
 
     run, model, cache = own_run
     with open_split(run, cache=cache) as (prepared, parts):

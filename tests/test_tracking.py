@@ -18,8 +18,8 @@ import pytest
 from e2e_server import free_port
 
 from cnnlab.cli import main
-from cnnlab.runs import RunStore
-from cnnlab.tracking import EPOCH_METRICS, TrackingConfig, sync_runs
+from cnnlab.runs.store import RunStore
+from cnnlab.team.tracking import EPOCH_METRICS, TrackingConfig, sync_runs
 from helpers import (
     class_image,
     image_bytes,
@@ -52,7 +52,7 @@ def machine(tmp_path: Path, user: str, uri: str, experiment: str) -> dict:
 
 
 def train_on(box: dict, data_dir: Path, seed: int, epochs: int = 3, name: str | None = None):
-    from cnnlab.train import train
+    from cnnlab.training.engine import train
 
     return train(
         data_dir,
@@ -85,8 +85,8 @@ def same_curve(history: list[dict], rows: list[dict]) -> None:
 
 @pytest.mark.slow
 def test_two_machines_see_each_others_runs_curves_and_models(mlflow_server, experiment, tmp_path, monkeypatch, capsys):
-    from cnnlab.predict import predict
-    from cnnlab.team import team_history
+    from cnnlab.deploy.predict import predict
+    from cnnlab.team.remote import team_history
 
     data_dir = write_dataset(tmp_path / "data")
     alice = machine(tmp_path, "alice", mlflow_server.url, experiment)
@@ -131,19 +131,19 @@ def test_two_machines_see_each_others_runs_curves_and_models(mlflow_server, expe
 def test_a_training_while_the_server_is_down_completes_and_sync_publishes_it_once(
     mlflow_server, experiment, tmp_path, caplog, monkeypatch, capsys
 ):
-    from cnnlab.team import team_history, team_runs
+    from cnnlab.team.remote import team_history, team_runs
 
     box = machine(tmp_path, "carol", mlflow_server.url, experiment)
     data_dir = write_dataset(tmp_path / "data", per_class=12)
     mlflow_server.stop()
     try:
-        with caplog.at_level(logging.WARNING, logger="cnnlab.tracking"):
+        with caplog.at_level(logging.WARNING, logger="cnnlab.team.tracking"):
             run = train_on(box, data_dir, seed=3, epochs=2)
     finally:
         mlflow_server.start()
     assert run.status == "completed" and len(run.history) == 2
     assert run.record["team"]["published"] is False and run.record["team"]["run_id"] is None
-    warnings = [r.getMessage() for r in caplog.records if r.name == "cnnlab.tracking"]
+    warnings = [r.getMessage() for r in caplog.records if r.name == "cnnlab.team.tracking"]
     assert len(warnings) == 1 and "python -m cnnlab sync" in warnings[0] and run.id in warnings[0]
 
     assert cli_json(box, monkeypatch, capsys, "sync")["published"] == [run.id]
@@ -161,7 +161,7 @@ def test_a_training_while_the_server_is_down_completes_and_sync_publishes_it_onc
 
 def metric_steps(tracking: TrackingConfig, team_run_id: str) -> dict[str, list[int]]:
     """Every step the server holds for each epoch metric, repeats included (the raw metric history)."""
-    from cnnlab.tracking import client
+    from cnnlab.team.tracking import client
 
     return {key: [m.step for m in client(tracking.uri).get_metric_history(team_run_id, key)] for key in METRICS}
 
@@ -170,9 +170,9 @@ def metric_steps(tracking: TrackingConfig, team_run_id: str) -> dict[str, list[i
 def test_a_resumed_run_stays_one_team_run_and_a_continued_run_is_a_new_one_with_its_parent(
     mlflow_server, experiment, tmp_path, monkeypatch, capsys
 ):
-    from cnnlab.team import team_history, team_runs
-    from cnnlab.tracking import client
-    from cnnlab.train import train
+    from cnnlab.team.remote import team_history, team_runs
+    from cnnlab.team.tracking import client
+    from cnnlab.training.engine import train
 
     box = machine(tmp_path, "grace", mlflow_server.url, experiment)
     data_dir = write_dataset(tmp_path / "data", per_class=12)
@@ -254,7 +254,7 @@ def test_runs_page_syncs_lists_the_team_and_opens_a_teammates_run(
 ):
     from streamlit.testing.v1 import AppTest
 
-    from cnnlab.train import train
+    from cnnlab.training.engine import train
 
     data_dir = write_dataset(tmp_path / "data")
     erin = machine(tmp_path, "erin", mlflow_server.url, experiment)

@@ -6,9 +6,9 @@ import threading
 import numpy as np
 import pytest
 
-from cnnlab.evaluate import evaluate_run
-from cnnlab.runs import RunStore
-from cnnlab.train import TrainConfig, train
+from cnnlab.analysis.evaluate import evaluate_run
+from cnnlab.runs.store import RunStore
+from cnnlab.training.engine import TrainConfig, train
 from helpers import tiny_model_config, tiny_train_config, validation_loss
 
 HISTORY_KEYS = {"epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "seconds", "images_per_s"}
@@ -235,7 +235,7 @@ def test_a_bad_dataset_fails_before_any_run_is_created(tmp_path, run_store, cach
 
 
 def test_a_run_on_the_built_in_sample_finds_it_again_on_another_machine(make_dataset, isolated_dirs):
-    from cnnlab.sample import sample_dir
+    from cnnlab.data.sample import sample_dir
 
     cache, models = isolated_dirs
     elsewhere = make_dataset("elsewhere/sample-v1-seed0", per_class=10)  # named like the sample folder

@@ -13,10 +13,10 @@ import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from cnnlab.checks import check_range
+from cnnlab.common.checks import check_range
 
 if TYPE_CHECKING:
-    from cnnlab.tracking import TrackingConfig
+    from cnnlab.team.tracking import TrackingConfig
 
 
 @dataclass(frozen=True)
@@ -73,7 +73,7 @@ def retry_of(trial) -> int | None:
 
 
 def _fail_team_runs(tracking: TrackingConfig, study_name: str, number: int) -> None:
-    from cnnlab.tracking import fail_trial_runs
+    from cnnlab.team.tracking import fail_trial_runs
 
     try:
         fail_trial_runs(tracking, study_name, number)

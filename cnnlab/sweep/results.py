@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cnnlab.runs import RunStore
+from cnnlab.runs.store import RunStore
 from cnnlab.sweep.storage import default_storage, open_storage
 
 if TYPE_CHECKING:

@@ -1,6 +1,6 @@
 """Running a sweep: an Optuna study over a search space, where every trial is a run.
 
-Every trial is an ordinary `cnnlab.train.train` run tagged `{"sweep": {"study", "trial"}}`, so
+Every trial is an ordinary `cnnlab.training.engine.train` run tagged `{"sweep": {"study", "trial"}}`, so
 the Runs, Evaluate and Predict pages work on it. After each epoch the objective goes to the
 pruner, which can stop a hopeless trial early (its run is then marked "pruned"). With team
 tracking every trial is also a team run; a trial whose worker died is failed and retried
@@ -16,16 +16,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cnnlab import memory
-from cnnlab.checks import short_repr
-from cnnlab.runs import Run, RunStore
+from cnnlab.common.checks import short_repr
+from cnnlab.runs.store import Run, RunStore
 from cnnlab.sweep.faults import FaultTolerance, fault_handling, retry_of
 from cnnlab.sweep.results import SweepResult, sweep_result, trial_dict
 from cnnlab.sweep.space import SweepSpace
 from cnnlab.sweep.storage import default_storage, open_study
+from cnnlab.training import memory
 
 if TYPE_CHECKING:
-    from cnnlab.tracking import TrackingConfig
+    from cnnlab.team.tracking import TrackingConfig
 
 TrialCallback = Callable[[dict[str, Any]], None]
 EpochCallback = Callable[[dict[str, Any]], None]
@@ -144,7 +144,7 @@ def _run_trial(
     import optuna
 
     from cnnlab.sweep.pruning import OptunaPruning
-    from cnnlab.train import train
+    from cnnlab.training.engine import train
 
     if stop_event is not None and stop_event.is_set():  # asked to stop while this trial was sampled
         raise optuna.TrialPruned("Stopped before it started.")
@@ -207,7 +207,7 @@ def _publish_status(tracking: TrackingConfig | None, run: Run) -> None:
     """Tell the team server a published trial's new status (best effort, like all publishing)."""
     if tracking is None:
         return
-    from cnnlab.tracking import publish_status
+    from cnnlab.team.tracking import publish_status
 
     try:
         publish_status(tracking, run)

@@ -17,11 +17,11 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from cnnlab.checks import short_repr
+from cnnlab.common.checks import short_repr
 
 if TYPE_CHECKING:
     from cnnlab.model import ModelConfig
-    from cnnlab.train import TrainConfig
+    from cnnlab.training.engine import TrainConfig
 
 OBJECTIVES = {"val_accuracy": "maximize", "val_loss": "minimize"}
 SPACE_KEYS = ("objective", "params", "fixed")
@@ -34,7 +34,7 @@ MAX_CHECKED_COMBINATIONS = 4096
 def _field_kinds() -> dict[str, tuple[str, str]]:
     """Every searchable field: name -> (owner "model" | "train", kind "int" | "float" | "bool" | "str" | "size")."""
     from cnnlab.model import ModelConfig
-    from cnnlab.train import TrainConfig
+    from cnnlab.training.engine import TrainConfig
 
     kinds: dict[str, tuple[str, str]] = {}
     for owner, config_cls in (("model", ModelConfig), ("train", TrainConfig)):
@@ -94,7 +94,7 @@ class SweepSpace:
             if name in self.fixed:
                 return [self.fixed[name]]
             from cnnlab.model import ModelConfig
-            from cnnlab.train import TrainConfig
+            from cnnlab.training.engine import TrainConfig
 
             owner = ModelConfig if _field_kinds()[name][0] == "model" else TrainConfig
             return [getattr(owner(), name)]
@@ -108,7 +108,7 @@ class SweepSpace:
     def configs(self, values: dict[str, Any]) -> tuple[ModelConfig, TrainConfig]:
         """The `(ModelConfig, TrainConfig)` for one set of searched values (plus the fixed ones)."""
         from cnnlab.model import ModelConfig
-        from cnnlab.train import TrainConfig
+        from cnnlab.training.engine import TrainConfig
 
         merged = {**self.fixed, **values}
         kinds = _field_kinds()

@@ -12,7 +12,7 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cnnlab.runs import RunStore
+from cnnlab.runs.store import RunStore
 
 if TYPE_CHECKING:
     from cnnlab.sweep.space import SweepSpace

@@ -1,0 +1,270 @@
+"""Evaluation of a model on its run's held-out test split."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from cnnlab import data
+from cnnlab.common.files import write_json
+from cnnlab.runs.store import EVALUATION_FILE, Run
+
+_EPS = 1e-7
+PREDICTION_COLUMNS = ("path", "true_label", "predicted_label", "confidence", "correct")
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Test-split metrics, the confusion matrix and one row per test image.
+
+    `num_missing` counts the split's test images that no longer exist (the metrics cover the
+    others); `dataset_changed` says the dataset's fingerprint differs from the one recorded at
+    training time.
+    """
+
+    class_names: tuple[str, ...]
+    loss: float
+    accuracy: float
+    confusion: np.ndarray
+    per_class: pd.DataFrame
+    predictions: pd.DataFrame
+    roc_auc: float | None = None
+    num_missing: int = 0
+    dataset_changed: bool = False
+
+    @property
+    def warnings(self) -> list[str]:
+        """One line per reason these metrics are not the run's own test metrics (none: they are)."""
+        found = []
+        if self.num_missing:
+            total = self.num_missing + len(self.predictions)
+            found.append(
+                f"{self.num_missing} of {total} test images are missing from the dataset folder, so these metrics "
+                f"cover only the other {len(self.predictions)} and are not saved as the run's evaluation; "
+                "restore the images to evaluate the whole test split."
+            )
+        if self.dataset_changed:
+            found.append(
+                "The dataset's files changed since this run was trained (names, sizes or modification times "
+                "differ), so these metrics are on today's files and not saved as the run's evaluation; "
+                "evaluate on the original data to compare."
+            )
+        return found
+
+    @property
+    def balanced_accuracy(self) -> float:
+        """Mean recall over the classes that have test images: a class the model ignores counts in full."""
+        support = self.confusion.sum(axis=1)
+        if not support.any():
+            return float("nan")
+        return float(np.mean(np.diag(self.confusion)[support > 0] / support[support > 0]))
+
+    @property
+    def macro_f1(self) -> float:
+        """Mean F1 over the classes that are tested or predicted (scikit-learn's macro average)."""
+        seen = (self.confusion.sum(axis=1) + self.confusion.sum(axis=0)) > 0
+        return float(np.mean(self.per_class["f1"].to_numpy()[seen])) if seen.any() else float("nan")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (also what `evaluate --json` prints)."""
+        return {
+            "class_names": list(self.class_names),
+            "loss": self.loss,
+            "accuracy": self.accuracy,
+            "balanced_accuracy": self.balanced_accuracy,
+            "macro_f1": self.macro_f1,
+            "roc_auc": self.roc_auc,
+            "confusion": self.confusion.tolist(),
+            "per_class": self.per_class.to_dict(orient="records"),
+            "predictions": self.predictions.to_dict(orient="records"),
+            "num_missing": self.num_missing,
+            "dataset_changed": self.dataset_changed,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Evaluation:
+        """Inverse of `to_dict`."""
+        return cls(
+            class_names=tuple(d["class_names"]),
+            loss=d["loss"],
+            accuracy=d["accuracy"],
+            confusion=np.asarray(d["confusion"], dtype=np.int64),
+            per_class=pd.DataFrame(d["per_class"]),
+            # An empty test split has no rows to carry the columns; name them so lookups still work.
+            predictions=pd.DataFrame(d["predictions"], columns=list(PREDICTION_COLUMNS)),
+            roc_auc=d.get("roc_auc"),
+            num_missing=d.get("num_missing", 0),
+            dataset_changed=d.get("dataset_changed", False),
+        )
+
+    def most_confident_mistakes(self, limit: int = 12) -> pd.DataFrame:
+        """Wrong predictions, most confident first."""
+        wrong = self.predictions[self.predictions["true_label"] != self.predictions["predicted_label"]]
+        return wrong.sort_values("confidence", ascending=False).head(limit)
+
+    def top_confusions(self, limit: int = 10) -> pd.DataFrame:
+        """The most frequent mistakes: true -> predicted, how many, and their share of the true class."""
+        off = self.confusion.copy()
+        np.fill_diagonal(off, 0)
+        true_idx, pred_idx = np.nonzero(off)
+        counts = off[true_idx, pred_idx]
+        support = self.confusion.sum(axis=1)[true_idx]
+        order = np.lexsort((pred_idx, true_idx, -counts))[:limit]
+        names = np.asarray(self.class_names, dtype=object)
+        return pd.DataFrame(
+            {
+                "true_label": names[true_idx[order]],
+                "predicted_label": names[pred_idx[order]],
+                "count": counts[order],
+                "share": counts[order] / support[order],
+            }
+        )
+
+    def cell(self, true_label: str, predicted_label: str) -> pd.DataFrame:
+        """The test images in one confusion-matrix cell."""
+        p = self.predictions
+        return p[(p["true_label"] == true_label) & (p["predicted_label"] == predicted_label)]
+
+
+def probabilities(model, batches) -> np.ndarray:
+    """Class probabilities (N, num_classes) for a dataset or array, single-sigmoid models included."""
+    return class_probabilities(model.predict(batches, verbose=0))
+
+
+def class_probabilities(outputs) -> np.ndarray:
+    """The model's outputs as float64 (N, num_classes) probabilities: one sigmoid unit becomes two classes."""
+    raw = np.asarray(outputs, dtype=np.float64)
+    if raw.ndim == 2 and raw.shape[1] == 1:
+        return np.concatenate([1.0 - raw, raw], axis=1)
+    return raw
+
+
+def evaluate_probabilities(
+    probs: np.ndarray, labels: np.ndarray, class_names: list[str], paths: list[str]
+) -> Evaluation:
+    """All metrics from predicted probabilities and true labels (no second pass over the model)."""
+    labels = np.asarray(labels, dtype=np.int64)
+    n = len(class_names)
+    predicted = probs.argmax(axis=1) if len(probs) else np.zeros(0, dtype=np.int64)
+    confusion = np.zeros((n, n), dtype=np.int64)
+    np.add.at(confusion, (labels, predicted), 1)
+    true_p = probs[np.arange(len(labels)), labels] if len(labels) else np.zeros(0)
+    loss = float(-np.mean(np.log(np.clip(true_p, _EPS, 1.0)))) if len(labels) else float("nan")
+    accuracy = float(np.mean(predicted == labels)) if len(labels) else float("nan")
+    names = np.asarray(class_names, dtype=object)
+    table = pd.DataFrame(
+        {
+            "path": paths,
+            "true_label": names[labels] if len(labels) else [],
+            "predicted_label": names[predicted] if len(labels) else [],
+            "confidence": probs.max(axis=1) if len(probs) else [],
+            "correct": predicted == labels,
+        }
+    )
+    auc = _roc_auc(probs[:, 1], labels) if n == 2 and len(set(labels.tolist())) == 2 else None
+    return Evaluation(tuple(class_names), loss, accuracy, confusion, _per_class(confusion, class_names), table, auc)
+
+
+def _per_class(confusion: np.ndarray, class_names: list[str]) -> pd.DataFrame:
+    tp = np.diag(confusion).astype(float)
+    predicted = confusion.sum(axis=0).astype(float)
+    support = confusion.sum(axis=1)
+    precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
+    recall = np.divide(tp, support, out=np.zeros_like(tp), where=support > 0)
+    denom = precision + recall
+    f1 = np.divide(2 * precision * recall, denom, out=np.zeros_like(tp), where=denom > 0)
+    return pd.DataFrame({"class": class_names, "precision": precision, "recall": recall, "f1": f1, "support": support})
+
+
+def _roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
+    """Area under the ROC curve by the rank-sum (Mann-Whitney) formula, ties averaged."""
+    ranks = pd.Series(scores).rank(method="average").to_numpy()
+    positives = labels == 1
+    n_pos, n_neg = int(positives.sum()), int((~positives).sum())
+    return float((ranks[positives].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def evaluate_prepared(model, prepared: data.PreparedData, indices: np.ndarray, batch_size: int = 64) -> Evaluation:
+    """Evaluate `model` on some images of a prepared dataset."""
+    indices = np.asarray(indices, dtype=np.int64)
+    probs = probabilities(model, data.make_dataset(prepared, indices, batch_size)) if len(indices) else np.zeros((0, 2))
+    paths = [prepared.report.files[i] for i in indices]
+    return evaluate_probabilities(probs, prepared.labels[indices], list(prepared.report.class_names), paths)
+
+
+def evaluate_run(run: Run, *, cache: Path, refresh: bool = False, max_cache_mb: int | None = None) -> Evaluation:
+    """The run's test-split evaluation: saved at the end of training, recomputed when asked or missing.
+
+    `cache` is the folder for the scan and decoded-image caches (and the built-in sample), whose
+    decoded arrays may take `max_cache_mb` in all (as in `train`). A recomputed evaluation is
+    saved as the run's only when it covers the whole test split of unchanged data; otherwise its
+    `num_missing` and `dataset_changed` say why not.
+    """
+    saved = run.path / EVALUATION_FILE
+    if saved.exists() and not refresh:
+        import json
+
+        return Evaluation.from_dict(json.loads(saved.read_text()))
+    recorded = _recorded_fingerprint(run)
+    with open_split(run, cache=cache, max_cache_mb=max_cache_mb) as (prepared, parts):
+        evaluation = dataclasses.replace(
+            evaluate_prepared(run.load_model(), prepared, parts["test"]),
+            num_missing=len(run.split()["test"]) - len(parts["test"]),
+            dataset_changed=recorded is not None and recorded != prepared.report.fingerprint,
+        )
+    # A running run's folder is its training's to write; it evaluates at the end.
+    if run.status != "running" and not evaluation.warnings:
+        save_evaluation(run, evaluation)
+    return evaluation
+
+
+@contextlib.contextmanager
+def open_split(
+    run: Run, *, cache: Path, max_cache_mb: int | None = None
+) -> Iterator[tuple[data.PreparedData, dict[str, np.ndarray]]]:
+    """The run's dataset prepared as in training, and each part of its split as indices into it.
+
+    The parts are "train", "validation" and "test"; files gone since training, or that no longer
+    decode, are left out. The prepared array is leased for the block, so no eviction removes it
+    while it is read. `cache` is the folder for the scan and decoded-image caches (and the
+    built-in sample), whose decoded arrays may take `max_cache_mb` in all.
+    """
+    config = run.model_config()
+    report = _same_classes(run, data.scan(run.dataset_root(cache), cache=cache))
+    settings = (config.image_size, config.color_mode, config.resize_mode)
+    with data.open_prepared(report, *settings, cache=cache, max_cache_mb=max_cache_mb) as prepared:
+        position = {rel: i for i, rel in enumerate(_same_classes(run, prepared.report).files)}
+        parts = {
+            part: np.asarray([position[p] for p in paths if p in position], dtype=np.int64)
+            for part, paths in run.split().items()
+        }
+        yield prepared, parts
+
+
+def _same_classes(run: Run, report: data.DatasetReport) -> data.DatasetReport:
+    """`report`, once it is known to have the classes the run was trained on."""
+    if list(report.class_names) != run.class_names:
+        raise ValueError(
+            f"The dataset's classes changed since this run was trained; use the original data. "
+            f"Received: classes={list(report.class_names)}"
+        )
+    return report
+
+
+def _recorded_fingerprint(run: Run) -> str | None:
+    """The dataset fingerprint recorded at training, where comparing it means something."""
+    dataset = run.record.get("dataset") or {}
+    # The fingerprint covers file times; the built-in sample is made again, image for image, with new ones.
+    return None if dataset.get("builtin") == "sample" else dataset.get("fingerprint")
+
+
+def save_evaluation(run: Run, evaluation: Evaluation) -> None:
+    """Store an evaluation beside the run's model."""
+    write_json(run.path / EVALUATION_FILE, evaluation.to_dict())

@@ -1,0 +1,713 @@
+"""A folder dataset: scan it, split it, decode it once into a cache, and feed it to Keras."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+
+from cnnlab.common.checks import MB, check_choice, check_image_size, check_range, shorten
+from cnnlab.common.files import atomic_path, temporary_path, user_path, write_json
+from cnnlab.data import images, prepcache
+from cnnlab.data.imbalance import imbalance_advice
+
+CACHE_VERSION = 1
+SUGGESTED_SIDE = 512
+LINK_OUTSIDE = "symbolic link to outside the dataset folder (not followed)"
+# Below this many files handing the work to a thread pool costs more than it saves.
+PARALLEL_MIN_FILES = 200
+# The start of a file read to find its image header; a header running past it is read from the file.
+HEADER_BYTES = 1 << 16
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class SkippedFile:
+    """A file the scanner did not use, and why."""
+
+    path: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class DatasetReport:
+    """What a scan of a class-folder dataset found."""
+
+    root: Path
+    class_names: tuple[str, ...]
+    files: tuple[str, ...]
+    labels: tuple[int, ...]
+    sizes: tuple[tuple[int, int], ...]
+    skipped: tuple[SkippedFile, ...]
+    fingerprint: str
+    empty_classes: tuple[str, ...] = ()
+
+    @property
+    def num_classes(self) -> int:
+        """How many classes have at least one usable image."""
+        return len(self.class_names)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """Usable images per class, in class order."""
+        totals = np.bincount(np.asarray(self.labels, dtype=np.int64), minlength=self.num_classes)
+        return {name: int(n) for name, n in zip(self.class_names, totals, strict=True)}
+
+    def size_stats(self) -> dict[str, float]:
+        """Min, median and max of the original widths and heights."""
+        if not self.sizes:
+            return {}
+        sizes = np.asarray(self.sizes)
+        stats: dict[str, float] = {}
+        for axis, name in enumerate(("width", "height")):
+            stats[f"min_{name}"] = int(sizes[:, axis].min())
+            stats[f"median_{name}"] = float(np.median(sizes[:, axis]))
+            stats[f"max_{name}"] = int(sizes[:, axis].max())
+        return stats
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready summary (no per-file lists except the skipped files)."""
+        return {
+            "root": str(self.root),
+            "classes": list(self.class_names),
+            "counts": self.counts,
+            "num_images": len(self.files),
+            "size_stats": self.size_stats(),
+            "empty_classes": list(self.empty_classes),
+            "skipped": [asdict(s) for s in self.skipped],
+            "fingerprint": self.fingerprint,
+        }
+
+
+@dataclass(frozen=True)
+class PreparedData:
+    """Decoded, resized images of a report, held in an on-disk array (memory-mapped, not loaded).
+
+    `report` is the report the images were prepared from, without the files that failed to
+    decode; `unreadable` lists those, with the reasons.
+    """
+
+    report: DatasetReport
+    images: np.ndarray
+    labels: np.ndarray
+    image_size: tuple[int, int]
+    color_mode: str
+    resize_mode: str
+    cache_path: Path
+    from_cache: bool = False
+    unreadable: tuple[SkippedFile, ...] = ()
+
+
+# ---------------------------------------------------------------------------------------- scan
+
+
+def scan(
+    data_dir: str | Path,
+    max_pixels: int = images.MAX_PIXELS,
+    cache: Path | None = None,
+    max_total_pixels: int | None = None,
+) -> DatasetReport:
+    """Scan a folder of class sub-folders, checking every file's header, and report what can be used.
+
+    Each image's header is read, not its pixels, so scanning is quick even for many files:
+    non-images, unsupported formats and images over `max_pixels` are skipped here, while
+    truncated or corrupt pixel data is found by `prepare`, which decodes every image anyway and
+    remembers what failed in `cache`, so later scans skip those files too. With a `cache` folder,
+    the header checks are cached by file name, size and modification time, so scanning again is
+    instant. With `max_total_pixels`, a dataset whose images add up to more pixels is refused as
+    soon as the headers read add up to more. Symbolic links are never followed out of the dataset
+    folder: such a class folder or file is reported as skipped.
+    """
+    root = _check_dir(data_dir)
+    class_dirs, candidates, skipped = _list_files(root)
+    listing = _listing_fingerprint(root, [rel for rel, _ in candidates])
+    key = f"scan-{listing}-{max_pixels}"
+    checks = _cached_checks(cache, key)
+    if checks is None:
+        checks = _check_headers(root, candidates, max_pixels, max_total_pixels)
+    files, labels, sizes = [], [], []
+    for (rel, label), (size, reason) in zip(candidates, checks, strict=True):
+        if reason:
+            skipped.append(SkippedFile(rel, reason))
+        else:
+            files.append(rel)
+            labels.append(label)
+            sizes.append(tuple(size))
+    report = _build_report(root, [d.name for d in class_dirs], files, labels, sizes, skipped)
+    if cache is not None:
+        report = _without(report, _known_unreadable(report, cache))
+    _store_checks(cache, key, checks)  # only once accepted: a refused dataset leaves nothing behind
+    return report
+
+
+def _list_files(root: Path) -> tuple[list[Path], list[tuple[str, int]], list[SkippedFile]]:
+    """The class folders, the candidate images with their labels, and the files skipped at sight."""
+    class_dirs: list[Path] = []
+    candidates: list[tuple[str, int]] = []
+    skipped: list[SkippedFile] = []
+    for entry in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        if _leaves(entry, root):
+            skipped.append(SkippedFile(entry.name, LINK_OUTSIDE))
+        else:
+            class_dirs.append(entry)
+    for label, class_dir in enumerate(class_dirs):
+        for path, reason in _walk(class_dir, root):
+            rel = path.relative_to(root).as_posix()
+            reason = reason or _quick_reject(path)
+            if reason:
+                skipped.append(SkippedFile(rel, reason))
+            else:
+                candidates.append((rel, label))
+    skipped.extend(SkippedFile(p.name, "file outside any class folder") for p in sorted(root.iterdir()) if p.is_file())
+    return class_dirs, candidates, skipped
+
+
+def _check_dir(data_dir: str | Path) -> Path:
+    root = user_path(data_dir, "data_dir")
+    if not root.is_dir():
+        raise ValueError(
+            f"Dataset folder not found; give a folder with one sub-folder of images per class. "
+            f"Received: data_dir={str(data_dir)!r}"
+        )
+    return root.resolve()
+
+
+def _walk(class_dir: Path, root: Path) -> Iterable[tuple[Path, str | None]]:
+    """Every file under a class folder, with the reason to skip it when it is a symbolic link.
+
+    os.walk lists links to folders among the folders but never enters them; they are reported.
+    """
+    for dirpath, dirnames, filenames in os.walk(class_dir, followlinks=False):
+        folder = Path(dirpath)
+        # Hidden folders (.git, .ipynb_checkpoints) are never data; hidden files are reported.
+        links = [d for d in dirnames if not d.startswith(".") and (folder / d).is_symlink()]
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d not in links)
+        for name in sorted([*links, *filenames]):
+            path = folder / name
+            yield path, _link_reason(path, root)
+
+
+def _link_reason(path: Path, root: Path) -> str | None:
+    """Why a symbolic link is skipped (none for anything else)."""
+    if not path.is_symlink():
+        return None
+    return LINK_OUTSIDE if _leaves(path, root) else "symbolic link (not followed)"
+
+
+def _leaves(path: Path, root: Path) -> bool:
+    """Whether `path` is a symbolic link that resolves outside the dataset folder `root`."""
+    if not path.is_symlink():
+        return False
+    target = path.resolve()
+    return target != root and root not in target.parents
+
+
+def _quick_reject(path: Path) -> str | None:
+    if path.name.startswith("."):
+        return "hidden file"
+    suffix = path.suffix.lower()
+    if suffix not in images.SUPPORTED_EXTENSIONS:
+        return f"unsupported file type '{suffix or path.name}'"
+    if path.stat().st_size == 0:
+        return "empty file (0 bytes)"
+    return None
+
+
+def _check_headers(
+    root: Path, candidates: list[tuple[str, int]], max_pixels: int, max_total_pixels: int | None
+) -> list[list]:
+    """[size, reason to skip or None] for each candidate, from its header alone, in one pass.
+
+    With `max_total_pixels`, refuses the dataset as soon as the headers read add up to more pixels
+    (files skipped for their own size count for nothing: they are never decoded). One thread: a
+    header is a few small reads, which a pool would only slow down with its hand-offs.
+    """
+    checks: list[list] = []
+    total, largest = 0, 0
+    for rel, _ in candidates:
+        size, reason = _check_header(root / rel, max_pixels)
+        checks.append([size, reason])
+        total += size[0] * size[1]
+        largest = max(largest, *size)
+        if max_total_pixels is not None and total > max_total_pixels:
+            raise _over_budget(total, largest, len(checks) / len(candidates), max_total_pixels)
+    return checks
+
+
+def _check_header(path: Path, max_pixels: int) -> tuple[tuple[int, int], str | None]:
+    size, reason = _or_reason(lambda: _header_size(path, max_pixels))
+    return size or (0, 0), reason
+
+
+def _header_size(path: Path, max_pixels: int) -> tuple[int, int]:
+    """`images.header_size` from one read of the file's start, which holds most headers: on a busy
+    server each system call can wait for the interpreter lock behind other sessions' threads."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        head = os.read(fd, HEADER_BYTES)
+    finally:
+        os.close(fd)
+    try:
+        return images.header_size(head, max_pixels)
+    except Exception:
+        if len(head) < HEADER_BYTES:
+            raise
+        return images.header_size(path, max_pixels)  # the header runs on (a large EXIF block, a TIFF)
+
+
+def _or_reason(read: Callable[[], T]) -> tuple[T | None, str | None]:
+    """What `read()` returns and no reason, or nothing and why the file cannot be used (one line)."""
+    try:
+        return read(), None
+    except images.ImageError as exc:
+        return None, _reason(str(exc))
+    except Exception as exc:  # noqa: BLE001 - one bad file must never stop a scan or a training
+        return None, f"unreadable image ({type(exc).__name__})"
+
+
+def _over_budget(total: int, largest: int, share_read: float, max_total_pixels: int) -> ValueError:
+    """The refusal of a dataset over the decode budget, with the longest side that would fit."""
+    # The headers read so far, scaled to every file, give the share of each side that fits;
+    # beyond SUGGESTED_SIDE a CNN here gains nothing from the extra pixels anyway.
+    share = max_total_pixels / (total / share_read)
+    side = max(16, min(SUGGESTED_SIDE, int(largest * share**0.5)) // 16 * 16)
+    return ValueError(
+        f"The images add up to over {total / 1e6:,.0f} megapixels, more than the {max_total_pixels / 1e6:,.0f} "
+        f"this server decodes per dataset; shrink them to a longest side of {side} px or less, or upload "
+        f"fewer, then try again. Received: megapixels>={total / 1e6:.0f}"
+    )
+
+
+def _reason(message: str) -> str:
+    """The part of an ImageError worth a table cell: drop the file name and the 'Received' tail."""
+    text = message.split(" Received:")[0]
+    return text.split("' ", 1)[1] if text.startswith("'") and "' " in text else text
+
+
+def _build_report(
+    root: Path,
+    class_names: list[str],
+    files: list[str],
+    labels: list[int],
+    sizes: list[tuple[int, int]],
+    skipped: list[SkippedFile],
+) -> DatasetReport:
+    """The report of usable `files` whose `labels` index `class_names` (every class folder, in order)."""
+    used = sorted(set(labels))
+    empty = tuple(name for i, name in enumerate(class_names) if i not in set(used))
+    # Renumber labels so that classes with no usable image do not become phantom outputs.
+    remap = {old: new for new, old in enumerate(used)}
+    report = DatasetReport(
+        root=root,
+        class_names=tuple(class_names[i] for i in used),
+        files=tuple(files),
+        labels=tuple(remap[label] for label in labels),
+        sizes=tuple(sizes),
+        skipped=tuple(sorted(skipped, key=lambda s: s.path)),
+        fingerprint=_content_fingerprint(root, files, labels),
+        empty_classes=empty,
+    )
+    if report.num_classes < 2:
+        found = ", ".join(f"{k}={v}" for k, v in report.counts.items()) or "none"
+        raise ValueError(
+            "A classifier needs at least two classes with usable images; put each class's images in its own "
+            f"sub-folder of the dataset folder. Received: classes={shorten(found, 120)}, skipped={len(skipped)}"
+        )
+    return report
+
+
+def _without(report: DatasetReport, unusable: Iterable[SkippedFile]) -> DatasetReport:
+    """`report` with the `unusable` files among its images moved to its skipped files, with their reasons.
+
+    The result is the report a scan that had skipped those files would give, fingerprint included;
+    a class left with no image becomes an empty class, and fewer than two classes is a ValueError.
+    """
+    present = set(report.files)
+    gone = {s.path: s for s in unusable if s.path in present}
+    if not gone:
+        return report
+    # Every class folder in folder order, so the labels are those a fresh scan would give.
+    names = sorted([*report.class_names, *report.empty_classes])
+    number = {name: names.index(name) for name in report.class_names}
+    kept = [i for i, rel in enumerate(report.files) if rel not in gone]
+    return _build_report(
+        report.root,
+        names,
+        [report.files[i] for i in kept],
+        [number[report.class_names[report.labels[i]]] for i in kept],
+        [report.sizes[i] for i in kept],
+        [*report.skipped, *gone.values()],
+    )
+
+
+def _listing_fingerprint(root: Path, rels: list[str]) -> str:
+    digest = hashlib.sha256(str(CACHE_VERSION).encode())
+    for rel in rels:
+        stat = (root / rel).stat()
+        digest.update(f"{rel}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:20]
+
+
+def _content_fingerprint(root: Path, files: list[str], labels: list[int]) -> str:
+    """Identifies the usable data (names, sizes, times, labels) independently of where it lives."""
+    digest = hashlib.sha256()
+    for rel, label in zip(files, labels, strict=True):
+        stat = (root / rel).stat()
+        digest.update(f"{rel}\0{label}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:20]
+
+
+# --------------------------------------------------------------------------------------- split
+
+
+def split(
+    labels: Iterable[int], validation_split: float = 0.15, test_split: float = 0.15, seed: int = 1337
+) -> dict[str, np.ndarray]:
+    """Stratified, reproducible split into "train", "validation" and "test" index arrays.
+
+    Each class is shuffled with `seed` and cut by the fractions, so every class keeps its share in
+    every part; a class too small for all three keeps at least one training image.
+    """
+    check_fractions(validation_split, test_split)
+    labels = np.asarray(list(labels), dtype=np.int64)
+    if not len(labels):
+        return {name: np.zeros(0, dtype=np.int64) for name in ("train", "validation", "test")}
+    rng = np.random.default_rng(seed)
+    parts: dict[str, list[np.ndarray]] = {"train": [], "validation": [], "test": []}
+    for label in np.unique(labels):
+        members = rng.permutation(np.flatnonzero(labels == label))
+        n = len(members)
+        n_test = min(int(round(n * test_split)), max(n - 1, 0))
+        n_val = min(int(round(n * validation_split)), max(n - 1 - n_test, 0))
+        parts["test"].append(members[:n_test])
+        parts["validation"].append(members[n_test : n_test + n_val])
+        parts["train"].append(members[n_test + n_val :])
+    return {name: np.sort(np.concatenate(chunks)) for name, chunks in parts.items()}
+
+
+def check_fractions(validation_split: float, test_split: float) -> None:
+    """Validate the split fractions: each in [0, 0.9] and leaving images to train on."""
+    check_range("validation_split", validation_split, 0.0, 0.9, float)
+    check_range("test_split", test_split, 0.0, 0.9, float)
+    if validation_split + test_split >= 0.95:
+        raise ValueError(
+            "validation_split + test_split must leave images for training (sum below 0.95). "
+            f"Received: validation_split={validation_split}, test_split={test_split}"
+        )
+
+
+# ------------------------------------------------------------------------------------- prepare
+
+
+def prepare(
+    report: DatasetReport,
+    image_size: tuple[int, int],
+    color_mode: str = "rgb",
+    resize_mode: str = "stretch",
+    *,
+    cache: Path,
+    max_cache_mb: int | None = None,
+) -> PreparedData:
+    """Decode and resize every usable image once into an on-disk cache, in parallel.
+
+    The cache is keyed by the dataset's content, the image size, colour mode and resize mode, so
+    later epochs and later runs reuse it. The array is memory-mapped: a dataset larger than RAM is
+    streamed from disk, never loaded whole. A file that fails to decode (truncated or corrupt
+    data, which the scan's header check cannot see) is left out: the result's `report` is
+    `report` without it and its `unreadable` says why, and `cache` remembers it, so later scans
+    skip it too. With `max_cache_mb`, the least recently used arrays that nobody holds a lease on
+    are evicted to make room for a new one, which is refused when it cannot fit; `open_prepared`
+    holds that lease while the array is read.
+    """
+    return _prepare(report, image_size, color_mode, resize_mode, cache, max_cache_mb, hold=lambda path: None)
+
+
+@contextlib.contextmanager
+def open_prepared(
+    report: DatasetReport,
+    image_size: tuple[int, int],
+    color_mode: str = "rgb",
+    resize_mode: str = "stretch",
+    *,
+    cache: Path,
+    max_cache_mb: int | None = None,
+) -> Iterator[PreparedData]:
+    """`prepare`, with a lease on the array for the block, so no eviction removes it while it is read."""
+    with contextlib.ExitStack() as leases:
+        yield _prepare(
+            report,
+            image_size,
+            color_mode,
+            resize_mode,
+            cache,
+            max_cache_mb,
+            hold=lambda path: leases.enter_context(prepcache.lease(path)),
+        )
+
+
+def _prepare(
+    report: DatasetReport,
+    image_size: tuple[int, int],
+    color_mode: str,
+    resize_mode: str,
+    cache: Path,
+    max_cache_mb: int | None,
+    hold: Callable[[Path], object],
+) -> PreparedData:
+    """`prepare`, calling `hold(path)` for the array's path before it is looked for or moved into place."""
+    size = check_image_size(image_size, max_side=1024)
+    check_choice("color_mode", color_mode, images.COLOR_MODES)
+    check_choice("resize_mode", resize_mode, images.RESIZE_MODES)
+    unreadable = _known_unreadable(report, cache)
+    report = _without(report, unreadable)
+    path = prepared_path(report.fingerprint, size, color_mode, resize_mode, cache=cache)
+    hold(path)
+    from_cache = path.exists()
+    if from_cache:
+        prepcache.touch(path)
+    else:
+        budget = None if max_cache_mb is None else max_cache_mb * MB
+        prepcache.make_room(cache, prepared_bytes(report, size, color_mode), budget, keep=path)
+        report, path, failed = _decode_all(report, size, color_mode, resize_mode, cache, hold)
+        unreadable = [*unreadable, *failed]
+    return PreparedData(
+        report=report,
+        images=np.load(path, mmap_mode="r"),
+        labels=np.asarray(report.labels, dtype=np.int32),
+        image_size=size,
+        color_mode=color_mode,
+        resize_mode=resize_mode,
+        cache_path=path,
+        from_cache=from_cache,
+        unreadable=tuple(unreadable),
+    )
+
+
+def _decode_all(
+    report: DatasetReport,
+    image_size: tuple[int, int],
+    color_mode: str,
+    resize_mode: str,
+    cache: Path,
+    hold: Callable[[Path], object],
+) -> tuple[DatasetReport, Path, list[SkippedFile]]:
+    """Decode a report's images into its array; returns the report without the files that failed
+    to decode (remembered in `cache`), where its array now is, and those files."""
+    height, width = image_size
+    jobs = [(str(report.root / rel), image_size, color_mode, resize_mode) for rel in report.files]
+    path = prepared_path(report.fingerprint, image_size, color_mode, resize_mode, cache=cache)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with temporary_path(path) as tmp:
+        shape = (len(jobs), height, width, _channels(color_mode))
+        rows, failed = _write_rows(tmp, shape, report.files, _parallel_map(_decode_one, jobs))
+        if not failed:
+            os.replace(tmp, path)
+            return report, path, failed
+        _remember_unreadable(cache, report.fingerprint, failed)
+        report = _without(report, failed)
+        _remember_unreadable(cache, report.fingerprint, failed)
+        path = prepared_path(report.fingerprint, image_size, color_mode, resize_mode, cache=cache)
+        hold(path)
+        with atomic_path(path) as clean:  # the rows that decoded, at the size of the images left
+            _write_rows(clean, rows.shape, report.files, ((row, None) for row in rows))
+    return report, path, failed
+
+
+def prepared_path(
+    fingerprint: str, image_size: tuple[int, int], color_mode: str, resize_mode: str, *, cache: Path
+) -> Path:
+    """Where `prepare` keeps (or will keep) the decoded array of a dataset's content for these settings."""
+    height, width = image_size
+    key = f"{fingerprint}-{height}x{width}-{color_mode}-{resize_mode}-v{CACHE_VERSION}"
+    return prepcache.folder(cache) / f"{key}.npy"
+
+
+def prepared_bytes(report: DatasetReport, image_size: tuple[int, int], color_mode: str) -> int:
+    """What `prepare` would write to disk for this dataset and these settings."""
+    return prepcache.array_bytes(len(report.files), image_size, _channels(color_mode))
+
+
+def _channels(color_mode: str) -> int:
+    check_choice("color_mode", color_mode, images.COLOR_MODES)
+    return 3 if color_mode == "rgb" else 1
+
+
+def _decode_one(args: tuple[str, tuple[int, int], str, str]) -> tuple[np.ndarray | None, str | None]:
+    path, image_size, color_mode, resize_mode = args
+    return _or_reason(lambda: images.load_array(path, image_size, color_mode, resize_mode))
+
+
+def _write_rows(
+    path: Path, shape: tuple[int, ...], files: Iterable[str], rows: Iterable[tuple[np.ndarray | None, str | None]]
+) -> tuple[np.ndarray, list[SkippedFile]]:
+    """Fill a new .npy file at `path` with the rows that decoded, one after another, without gaps.
+
+    `rows` gives each file's decoded image, or None and the reason it failed; returns the rows
+    written (a memory map) and the files that failed.
+    """
+    out = np.lib.format.open_memmap(path, mode="w+", dtype=np.uint8, shape=shape)
+    failed, count = [], 0
+    for rel, (row, reason) in zip(files, rows, strict=True):
+        if row is None:
+            failed.append(SkippedFile(rel, reason or "unreadable image"))
+        else:
+            out[count] = row
+            count += 1
+    out.flush()
+    return out[:count], failed
+
+
+def _parallel_map(fn: Callable, jobs: list, workers: int | None = None) -> Iterable:
+    """Map over worker threads, in order, lazily; inline when there is too little work.
+
+    Threads suffice because Pillow releases the GIL while it decodes and resizes, and they cost
+    nothing to start, unlike processes (which would also need "spawn" beside TensorFlow).
+    """
+    workers = workers or os.cpu_count() or 1
+    if workers < 2 or len(jobs) < PARALLEL_MIN_FILES:
+        return map(fn, jobs)
+    return _pool_map(fn, jobs, workers)
+
+
+def _pool_map(fn: Callable, jobs: list, workers: int) -> Iterable:
+    with ThreadPoolExecutor(workers) as pool:
+        yield from pool.map(fn, jobs)
+
+
+def forget_prepared(data_dir: str | Path, cache: Path) -> int:
+    """Delete the decoded-image caches made from a dataset that is going away, except those in use; returns how many.
+
+    The caches are keyed by content, so another copy of the same images would simply prepare
+    them again. Used when a hosted session's uploads are removed, so the server's disk does not
+    fill up with the arrays of datasets nobody can open any more.
+    """
+    fingerprint = scan(data_dir, cache=cache).fingerprint
+    busy = prepcache.in_use(cache)  # another visitor may be training on the same images
+    removed = 0
+    for path in prepcache.folder(cache).glob(f"{fingerprint}-*.npy"):
+        if path.name not in busy:
+            path.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
+def _known_unreadable(report: DatasetReport, cache: Path) -> list[SkippedFile]:
+    """The files of `report` (usable or already skipped) that a `prepare` of the same files failed to decode."""
+    try:
+        found = json.loads(_unreadable_path(cache, report.fingerprint).read_text())
+        present = set(report.files) | {s.path for s in report.skipped}
+        return [SkippedFile(str(rel), str(reason)) for rel, reason in found if rel in present]
+    except (OSError, ValueError, TypeError):  # none known, or a damaged record: decoding finds them again
+        return []
+
+
+def _remember_unreadable(cache: Path, fingerprint: str, failed: list[SkippedFile]) -> None:
+    """Record the files that failed to decode for the content with `fingerprint`, so scans skip them."""
+    path = _unreadable_path(cache, fingerprint)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json(path, [[s.path, s.reason] for s in failed])
+
+
+def _unreadable_path(cache: Path, fingerprint: str) -> Path:
+    return Path(cache) / "scans" / f"unreadable-{fingerprint}.json"
+
+
+def _cached_checks(cache: Path | None, key: str) -> list | None:
+    """A scan's cached file checks (none without a `cache` folder, or when damaged)."""
+    if cache is None:
+        return None
+    try:
+        return json.loads((cache / "scans" / f"{key}.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _store_checks(cache: Path | None, key: str, checks: list) -> None:
+    if cache is None:
+        return
+    path = cache / "scans" / f"{key}.json"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_json(path, checks)
+
+
+# ------------------------------------------------------------------------------------ tf.data
+
+
+def epoch_order(indices: np.ndarray, seed: int, epoch: int) -> np.ndarray:
+    """The order of `indices` in training epoch `epoch` (0-based): a function of (seed, epoch) only."""
+    return np.random.default_rng([seed, epoch]).permutation(np.asarray(indices, dtype=np.int64))
+
+
+def make_dataset(
+    prepared: PreparedData,
+    indices: np.ndarray,
+    batch_size: int,
+    shuffle: bool = False,
+    seed: int = 0,
+    epochs: range | None = None,
+):
+    """A `tf.data.Dataset` of (uint8 images, int32 labels) batches streamed from the cache.
+
+    Only indices travel through the pipeline; each batch is gathered from the memory-mapped
+    array, so memory use does not grow with the dataset. With `shuffle`, the dataset runs
+    through the 0-based `epochs` one after another, each in `epoch_order(indices, seed, epoch)`,
+    so a resumed training sees the order an uninterrupted one would (tf.data's reshuffling
+    depends on how often the dataset was iterated); give `fit` its `steps_per_epoch`.
+    """
+    import tensorflow as tf
+
+    indices = np.asarray(indices, dtype=np.int64)
+    height, width = prepared.image_size
+    channels = prepared.images.shape[-1]
+    source, labels = prepared.images, prepared.labels
+
+    def gather(batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return np.ascontiguousarray(source[batch]), labels[batch]
+
+    def load(batch):
+        x, y = tf.numpy_function(gather, [batch], (tf.uint8, tf.int32), stateful=False)
+        x.set_shape((None, height, width, channels))
+        y.set_shape((None,))
+        return x, y
+
+    def one_epoch(epoch):
+        order = tf.numpy_function(lambda e: epoch_order(indices, seed, int(e)), [epoch], tf.int64, stateful=False)
+        order.set_shape((len(indices),))
+        return tf.data.Dataset.from_tensor_slices(order).batch(batch_size)
+
+    if shuffle:
+        if epochs is None:
+            raise ValueError(f"A shuffled dataset needs the range of epochs it covers. Received: epochs={epochs!r}")
+        ds = tf.data.Dataset.from_tensor_slices(np.asarray(epochs, dtype=np.int64)).flat_map(one_epoch)
+    else:
+        ds = tf.data.Dataset.from_tensor_slices(indices).batch(batch_size)
+    ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+# ------------------------------------------------------------------------------------- advice
+
+
+def report_warnings(report: DatasetReport, min_per_class: int = 20) -> list[str]:
+    """Plain-language warnings about a dataset: too few images, strong class imbalance, skips."""
+    counts = report.counts
+    notes = [
+        f"Class '{name}' has only {n} images; aim for at least {min_per_class} per class."
+        for name, n in counts.items()
+        if n < min_per_class
+    ]
+    advice = imbalance_advice(counts)
+    if advice:
+        notes.append(advice)
+    if report.empty_classes:
+        notes.append(f"Empty class folders ignored: {', '.join(report.empty_classes)}.")
+    return notes

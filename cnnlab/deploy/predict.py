@@ -1,0 +1,106 @@
+"""Inference: ranked classes for one or many images, normalised exactly as in training."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from cnnlab.analysis.evaluate import class_probabilities, probabilities
+from cnnlab.data import images
+from cnnlab.model import ModelConfig
+
+# Up to this many images are predicted in one call (Keras's default predict batch size); more are
+# streamed in batches, so memory stays bounded for a large upload.
+SMALL_BATCH = 32
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One image's result: the top label and every class with its probability, best first.
+
+    For an input that could not be read, `error` holds the one-line reason and the rest is empty.
+    """
+
+    name: str
+    label: str | None = None
+    confidence: float | None = None
+    ranked: list[tuple[str, float]] = field(default_factory=list)
+    image: np.ndarray | None = None
+    error: str | None = None
+
+    def to_dict(self) -> dict:
+        """JSON-ready form (without the image)."""
+        if self.error:
+            return {"name": self.name, "error": self.error}
+        return {
+            "name": self.name,
+            "label": self.label,
+            "confidence": self.confidence,
+            "probabilities": {k: v for k, v in self.ranked},
+        }
+
+
+def predict(
+    model,
+    class_names: Sequence[str],
+    config: ModelConfig,
+    sources: Sequence[images.ImageSource],
+    names: Sequence[str] | None = None,
+    errors: str = "raise",
+) -> list[Prediction]:
+    """Predict a batch of images given as bytes, paths, file objects or PIL images.
+
+    With `errors="raise"` an unreadable input raises `ImageError`; with `errors="report"` it
+    becomes a `Prediction` with `error` set and the other inputs are still predicted.
+    """
+    if errors not in ("raise", "report"):
+        raise ValueError(f"errors must be 'raise' or 'report'. Received: errors={errors!r}")
+    if names is not None and len(names) != len(sources):
+        raise ValueError(
+            "Give one name per image, in the same order as the images, or no names. "
+            f"Received: len(sources)={len(sources)}, len(names)={len(names)}"
+        )
+    names = list(names) if names is not None else [_name(s, i) for i, s in enumerate(sources)]
+    arrays: list[np.ndarray | None] = []
+    problems: list[str | None] = []
+    for source, name in zip(sources, names, strict=True):
+        try:
+            arrays.append(
+                images.load_array(source, config.image_size, config.color_mode, config.resize_mode, name=name)
+            )
+            problems.append(None)
+        except images.ImageError as exc:
+            if errors == "raise":
+                raise
+            arrays.append(None)
+            problems.append(str(exc))
+    good = [a for a in arrays if a is not None]
+    probs = iter(_probabilities(model, np.stack(good)) if good else [])
+    return [
+        _ranked(name, array, next(probs), class_names) if array is not None else Prediction(name, error=problem)
+        for name, array, problem in zip(names, arrays, problems, strict=True)
+    ]
+
+
+def _probabilities(model, batch: np.ndarray) -> np.ndarray:
+    """Small batches in one `predict_on_batch` call; larger ones streamed by `model.predict`.
+
+    `model.predict` sets up a data pipeline on every call, which costs far more than the model
+    itself for a few images (about 115 ms against 3.5 ms for one 64x64 image, bench_predict.py).
+    """
+    if len(batch) <= SMALL_BATCH:
+        return class_probabilities(model.predict_on_batch(batch.astype(np.float32)))
+    return probabilities(model, batch)
+
+
+def _name(source: images.ImageSource, index: int) -> str:
+    described = images._describe(source)
+    return described if described != "uploaded image" else f"image {index + 1}"
+
+
+def _ranked(name: str, array: np.ndarray, probs: np.ndarray, class_names: Sequence[str]) -> Prediction:
+    order = np.argsort(-probs, kind="stable")
+    ranked = [(class_names[i], float(probs[i])) for i in order]
+    return Prediction(name, ranked[0][0], ranked[0][1], ranked, array)

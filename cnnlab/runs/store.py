@@ -1,0 +1,339 @@
+"""The run store: one folder per training, written atomically so a crash never breaks it."""
+
+from __future__ import annotations
+
+import builtins
+import json
+import os
+import platform
+import secrets
+import shutil
+import socket
+import zipfile
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from cnnlab.common.files import atomic_path, build_folder, temporary_name, write_json
+from cnnlab.runs import heartbeat
+from cnnlab.settings import DEMO_RUN_DIR
+
+RUN_FILE = "run.json"
+MODEL_FILE = "model.keras"
+SPLIT_FILE = "split.json"
+EVALUATION_FILE = "evaluation.json"
+CHECKPOINT_DIR = "checkpoint"
+CHECKPOINT_STATE = "state.json"
+STATUSES = ("running", "completed", "stopped", "failed", "interrupted", "pruned")
+# The settings that runs tables and parallel coordinates compare, local and team runs alike.
+HYPERPARAMETERS = (
+    "backbone",
+    "conv_blocks",
+    "filters",
+    "kernel_size",
+    "dense_units",
+    "dropout",
+    "optimizer",
+    "learning_rate",
+    "image_size",
+    "batch_size",
+)
+
+
+@dataclass
+class Run:
+    """A run folder and its `run.json` record; the only writer is the training that created it."""
+
+    path: Path
+    record: dict[str, Any]
+
+    @property
+    def id(self) -> str:
+        """The folder name, unique in the store."""
+        return self.path.name
+
+    @property
+    def name(self) -> str:
+        """The display name (renamable)."""
+        return self.record.get("name") or self.id
+
+    @property
+    def status(self) -> str:
+        """The stored status, or "interrupted" when its training is gone (its heartbeat went stale)."""
+        status = self.record.get("status", "failed")
+        if status == "running" and not heartbeat.is_alive(self.path, self.record):
+            return "interrupted"
+        return status
+
+    @property
+    def class_names(self) -> list[str]:
+        """Class names in label order."""
+        return list(self.record.get("class_names", []))
+
+    @property
+    def history(self) -> list[dict[str, Any]]:
+        """Per-epoch metric rows."""
+        return list(self.record.get("history", []))
+
+    @property
+    def is_demo(self) -> bool:
+        """Whether this is the read-only demo model shipped with the app."""
+        return self.path.resolve() == DEMO_RUN_DIR.resolve()
+
+    @property
+    def is_team_copy(self) -> bool:
+        """Whether this is a teammate's run opened here from the team server (read-only, like the demo)."""
+        return bool((self.record.get("team") or {}).get("opened"))
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        """Where the training keeps what resuming or continuing it needs (see `cnnlab.training.checkpoint`)."""
+        return self.path / CHECKPOINT_DIR
+
+    @property
+    def has_checkpoint(self) -> bool:
+        """Whether the run kept a training state to resume or continue from."""
+        return (self.checkpoint_dir / CHECKPOINT_STATE).is_file()
+
+    @property
+    def model_path(self) -> Path:
+        """Where the best model is saved."""
+        return self.path / MODEL_FILE
+
+    def model_config(self):
+        """The run's `ModelConfig`."""
+        from cnnlab.model import ModelConfig
+
+        return ModelConfig.from_dict(self.record["model_config"])
+
+    def dataset_root(self, cache: Path) -> Path:
+        """The run's dataset folder; the built-in sample is found again (in `cache`) on any machine."""
+        dataset = self.record.get("dataset") or {}
+        path = Path(dataset.get("path", ""))
+        if not path.is_dir() and dataset.get("builtin") == "sample":
+            from cnnlab.data.sample import sample_dir
+
+            return sample_dir(cache)
+        return path
+
+    def split(self) -> dict[str, list[str]]:
+        """Relative paths of the train, validation and test images."""
+        return json.loads((self.path / SPLIT_FILE).read_text())
+
+    def update(self, **fields: Any) -> None:
+        """Change fields of the record and write it atomically."""
+        self.record.update(fields)
+        write_json(self.path / RUN_FILE, self.record)
+
+    def claim(self) -> None:
+        """Make this process the run's writer again (to resume it), beating its heartbeat now."""
+        heartbeat.beat(self.path)
+        self.update(status="running", pid=os.getpid(), host=socket.gethostname(), error=None)
+
+    def append_history(self, row: dict[str, Any]) -> None:
+        """Add one epoch's metrics."""
+        self.update(history=[*self.history, row])
+
+    def save_model(self, model) -> None:
+        """Save the model atomically (Keras writes a temporary file that is renamed into place).
+
+        The optimizer's state is left out: Adam's two moments per weight would triple the file that
+        the app loads and users download; resuming and continuing use the checkpoint instead. A
+        model trained in mixed precision is saved as its float32 copy, so it loads and predicts anywhere.
+        """
+        import keras
+
+        from cnnlab.model.precision import float32_copy
+
+        bare = float32_copy(keras.Model(model.inputs, model.outputs, name=model.name))
+        with atomic_path(self.model_path) as tmp:
+            bare.save(tmp)
+
+    def load_model(self):
+        """Load the saved Keras model, with a clear error when there is none yet or it cannot be read."""
+        if not self.model_path.exists():
+            raise ValueError(
+                f"Run '{self.name}' has no saved model yet (it ended before its first epoch); "
+                f"train a new run. Received: run={self.id!r}"
+            )
+        import keras
+
+        try:
+            return keras.saving.load_model(self.model_path, compile=False)
+        # Keras reports a file that is not a zip as "File not found" and a zip without its parts as a
+        # KeyError; neither names the real problem, and both name the server path.
+        except (ValueError, KeyError, OSError, EOFError, zipfile.BadZipFile) as exc:
+            raise ValueError(
+                f"The model file of run '{self.name}' is unreadable (damaged, or saved by another Keras "
+                f"version); train the run again or delete it. Received: run={self.id!r}"
+            ) from exc
+
+    def summary(self) -> dict[str, Any]:
+        """One flat row for the runs table."""
+        metrics = self.record.get("metrics") or {}
+        train_config = self.record.get("train_config") or {}
+        dataset = self.record.get("dataset") or {}
+        return {
+            "id": self.id,
+            "name": self.name,
+            "status": self.status,
+            "created": self.record.get("created", ""),
+            "dataset": Path(dataset.get("path", "")).name,
+            "sweep": (self.record.get("sweep") or {}).get("study"),
+            "epochs_run": len(self.history),
+            "best_val_accuracy": metrics.get("best_val_accuracy"),
+            "test_accuracy": metrics.get("test_accuracy"),
+            "test_balanced_accuracy": metrics.get("test_balanced_accuracy"),
+            "test_macro_f1": metrics.get("test_macro_f1"),
+            "duration_s": self.record.get("duration_s"),
+            **hyperparameters({**(self.record.get("model_config") or {}), **train_config}),
+            "epochs": train_config.get("epochs"),
+        }
+
+
+def hyperparameters(settings: dict[str, Any]) -> dict[str, Any]:
+    """The `HYPERPARAMETERS` of a run's model and training settings, as table cells (image size "HxW")."""
+    row = {name: settings.get(name) for name in HYPERPARAMETERS}
+    row["backbone"] = row["backbone"] or "none"  # runs from before backbones were conv-block CNNs
+    if isinstance(row["image_size"], (list, tuple)):
+        row["image_size"] = "x".join(str(v) for v in row["image_size"])
+    return row
+
+
+def library_versions() -> dict[str, str]:
+    """Versions that matter for reproducing a run."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {"python": platform.python_version()}
+    for package in ("tensorflow-cpu", "tensorflow", "keras", "numpy", "pillow"):
+        try:
+            found[package] = version(package)
+        except PackageNotFoundError:
+            continue
+    return found
+
+
+def new_run_id() -> str:
+    """A new run folder name: the time (UTC) plus a random suffix, so names sort by creation."""
+    return datetime.now(UTC).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
+
+
+class RunStore:
+    """All runs under one folder (the CLI and the app use `Settings.models_dir`), plus the shipped demo."""
+
+    def __init__(self, root: str | Path, include_demo: bool = True) -> None:
+        self.root = Path(root)
+        self.include_demo = include_demo
+
+    def create(self, record: dict[str, Any], split: dict[str, list[str]], run_id: str | None = None) -> Run:
+        """Create a run folder with its record and split, all at once (folder renamed into place).
+
+        `run_id` names the folder (default: creation time plus a random suffix); it must be new.
+        """
+        self.root.mkdir(parents=True, exist_ok=True)
+        run_id = run_id or new_run_id()
+        if run_id.startswith(".") or Path(run_id).name != run_id or (self.root / run_id).exists():
+            raise ValueError(
+                f"A run folder must be a new folder name in the models folder {str(self.root)!r}; choose "
+                f"another name or delete the old run. Received: run_id={run_id!r}"
+            )
+        full = {
+            "id": run_id,
+            "name": record.get("name") or run_id,
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+            "status": "running",
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "versions": library_versions(),
+            "history": [],
+            "metrics": {},
+            "sweep": None,
+            "owner": None,
+            "error": None,
+            **record,
+        }
+        full["name"] = record.get("name") or run_id  # a `name: None` in `record` must not erase it
+
+        def fill(folder: Path) -> None:
+            write_json(folder / SPLIT_FILE, split)
+            heartbeat.beat(folder)  # alive from its first listing on
+            write_json(folder / RUN_FILE, full)
+
+        return Run(build_folder(self.root / run_id, fill), full)
+
+    def list(self, owner: str | None = None, sweep: str | None = None) -> list[Run]:
+        """Runs, newest first; folders that are not complete runs (no readable record) are skipped.
+
+        With `owner`, only that owner's runs and runs with no owner are listed (hosted mode).
+        """
+        found = [run for run in map(self._read, self._folders()) if run is not None]
+        if owner is not None:
+            found = [r for r in found if r.record.get("owner") in (None, owner)]
+        if sweep is not None:
+            found = [r for r in found if (r.record.get("sweep") or {}).get("study") == sweep]
+        return sorted(found, key=lambda r: r.record.get("created", ""), reverse=True)
+
+    def _folders(self) -> builtins.list[Path]:
+        folders = (
+            [p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith(".")] if self.root.is_dir() else []
+        )
+        if self.include_demo and DEMO_RUN_DIR.is_dir() and DEMO_RUN_DIR.resolve() not in {p.resolve() for p in folders}:
+            folders.append(DEMO_RUN_DIR)
+        return folders
+
+    @staticmethod
+    def _read(folder: Path) -> Run | None:
+        try:
+            record = json.loads((folder / RUN_FILE).read_text())
+        except (OSError, ValueError):
+            return None
+        return Run(folder, record) if isinstance(record, dict) else None
+
+    def get(self, ref: str | Path) -> Run:
+        """A run by id, by name, or by folder path."""
+        candidate = Path(ref)
+        for folder in (candidate, self.root / str(ref)):
+            run = self._read(folder) if folder.is_dir() else None
+            if run is not None:
+                return run
+        for run in self.list():
+            if str(ref) in (run.id, run.name):
+                return run
+        raise ValueError(
+            f"No run found with that id, name or folder; list runs with `python -m cnnlab runs`. Received: run={str(ref)!r}"
+        )
+
+    def rename(self, ref: str | Path, new_name: str) -> Run:
+        """Change a run's display name."""
+        name = new_name.strip()
+        if not name or len(name) > 80:
+            raise ValueError(f"A run name must be 1 to 80 characters. Received: name={new_name!r}")
+        run = self._changeable(ref, "renamed")
+        run.update(name=name)
+        return run
+
+    def delete(self, ref: str | Path) -> None:
+        """Delete a run's folder (moved aside first, so a failure never leaves half a run listed)."""
+        run = self._changeable(ref, "deleted")
+        trash = temporary_name(run.path)  # a killed delete leaves a temporary the clean-up removes
+        os.replace(run.path, trash)
+        shutil.rmtree(trash, ignore_errors=True)
+
+    def _changeable(self, ref: str | Path, action: str) -> Run:
+        """The run, if it may be renamed or deleted: not the shared demo nor a teammate's run, not while it trains."""
+        run = self.get(ref)
+        if run.is_demo:
+            raise ValueError(f"The demo model is part of the app and cannot be {action}. Received: run={run.id!r}")
+        if run.is_team_copy:
+            raise ValueError(
+                f"Run '{run.name}' is a teammate's run opened from the team server: it is read-only here and cannot "
+                f"be {action}. Received: run={run.id!r}"
+            )
+        if run.status == "running":
+            # Its training rewrites the record every epoch and needs the folder until it ends.
+            raise ValueError(
+                f"Run '{run.name}' is still training and cannot be {action}; stop it or wait until it ends. "
+                f"Received: run={run.id!r}"
+            )
+        return run

@@ -1,0 +1,497 @@
+"""The training engine: one `train(...)` call from a folder to a saved, evaluated run."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from cnnlab import data
+from cnnlab.analysis import evaluate
+from cnnlab.common.checks import check_choice, check_range
+from cnnlab.data.imbalance import CLASS_WEIGHTS, class_weights
+from cnnlab.data.sample import is_sample_dir
+from cnnlab.model import (
+    ModelConfig,
+    backbones,
+    build_model,
+    check_trainable,
+    compile_model,
+    find_backbone,
+    unfreeze_top_layers,
+)
+from cnnlab.model.augment import augmentation_model
+from cnnlab.model.precision import PRECISIONS, Precision, choose_precision, float32_copy
+from cnnlab.runs import heartbeat
+from cnnlab.runs.store import Run, RunStore
+from cnnlab.training import memory
+from cnnlab.training.schedules import LR_SCHEDULES, schedule_callbacks
+
+if TYPE_CHECKING:
+    from cnnlab.team.tracking import TrackingConfig
+
+EpochCallback = Callable[[dict[str, Any]], None]
+BatchCallback = Callable[[dict[str, Any]], None]
+# Fine-tuning runs at this fraction of the head's learning rate, so the pretrained weights move gently.
+FINE_TUNE_LR_FACTOR = 0.1
+PHASES = ("head", "fine_tune")
+# A run's record lists this many of the files that failed to decode (and counts them all).
+MAX_RECORDED_UNREADABLE = 100
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train: epochs, batch size, early stopping, seed, the data split, class weights, rate schedule, precision.
+
+    `class_weight` is "auto" (weight classes inversely to their frequency when the largest has more
+    than 1.5 times the images of the smallest), "balanced" (always) or "none"; `lr_schedule` is
+    "constant", "reduce_on_plateau" (halve after 2 epochs without a better validation loss) or
+    "cosine" (decay towards zero over `epochs`). `precision` is a Keras dtype policy name or "auto"
+    (see `cnnlab.model.precision.choose_precision`).
+
+    With a backbone, `epochs` train the new head on the frozen backbone; then, when both
+    `fine_tune_layers` and `fine_tune_epochs` are above 0, the backbone's top `fine_tune_layers`
+    layers (its batch normalisation excepted) train with the head for `fine_tune_epochs` more
+    epochs at a tenth of the learning rate, held constant (`lr_schedule` shapes the head's epochs).
+    A conv-block CNN trains all its layers from the start, so it has no fine-tuning phase.
+    """
+
+    epochs: int = 10
+    batch_size: int = 32
+    patience: int = 4
+    seed: int = 1337
+    validation_split: float = 0.15
+    test_split: float = 0.15
+    class_weight: str = "auto"
+    lr_schedule: str = "constant"
+    precision: str = "auto"
+    fine_tune_layers: int = 0
+    fine_tune_epochs: int = 0
+
+    def __post_init__(self) -> None:
+        check_range("epochs", self.epochs, 1, 1000, int)
+        check_range("fine_tune_layers", self.fine_tune_layers, 0, 1000, int)
+        check_range("fine_tune_epochs", self.fine_tune_epochs, 0, 1000, int)
+        check_range("batch_size", self.batch_size, 1, 1024, int)
+        check_range("patience", self.patience, 0, 1000, int)
+        check_range("seed", self.seed, 0, 2**31 - 1, int)
+        data.check_fractions(self.validation_split, self.test_split)
+        check_choice("class_weight", self.class_weight, CLASS_WEIGHTS)
+        check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
+        check_choice("precision", self.precision, PRECISIONS)
+
+    @property
+    def tuned_layers(self) -> int:
+        """Backbone layers the fine-tuning phase unfreezes: 0 when it has no epochs."""
+        return self.fine_tune_layers if self.fine_tune_epochs else 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready fields."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        """Rebuild from `to_dict` output, ignoring unknown keys."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+@dataclass(frozen=True)
+class Start:
+    """Where a training starts: from scratch, or after `epoch` epochs from a saved state.
+
+    `state` is a checkpoint's state (see `cnnlab.training.checkpoint`) in `folder`: the run's own, to
+    resume it (`with_best`: its best weights and the callbacks' counters carry on), or its
+    parent's, to continue it as a new run (they start afresh).
+    """
+
+    epoch: int = 0
+    folder: Path | None = None
+    state: dict[str, Any] | None = None
+    with_best: bool = False
+
+
+def train(
+    data_dir: str | Path,
+    model_config: ModelConfig | None = None,
+    train_config: TrainConfig | None = None,
+    *,
+    store: RunStore,
+    cache: Path,
+    max_training_mb: int | None = None,
+    max_cache_mb: int | None = None,
+    on_epoch: EpochCallback | None = None,
+    on_batch: BatchCallback | None = None,
+    stop_event: threading.Event | None = None,
+    name: str | None = None,
+    tags: dict[str, Any] | None = None,
+    callbacks: list | None = None,
+    run_id: str | None = None,
+    tracking: TrackingConfig | None = None,
+    on_download: backbones.DownloadProgress | None = None,
+) -> Run:
+    """Train a model on a class-folder dataset and save it as a run in `store`.
+
+    `cache` is the folder for the scan and decoded-image caches, whose decoded arrays may take
+    `max_cache_mb` in all (least recently used ones are evicted; the one in use is leased for the
+    whole training); a model whose training step would need more than `max_training_mb` is
+    refused before anything is built. A backbone's
+    ImageNet weights are downloaded next (`on_download(bytes)` reports it), before any run folder
+    exists, so a failed download leaves nothing behind. `on_epoch` gets each epoch's metrics row,
+    `on_batch` each batch's progress; setting `stop_event` ends training after the current batch,
+    keeping the best weights (status "stopped"). The saved model is the one with the lowest
+    validation loss, evaluated on the held-out test split. `tags` adds fields to the run record
+    (for example `sweep` or `owner`); `run_id` names the run's folder (default: a new time-stamped
+    name). With `tracking`, the run is also published to the team tracking server as it trains
+    (best effort, see `cnnlab.team.publisher`).
+    """
+    model_config = model_config or ModelConfig()
+    train_config = train_config or TrainConfig()
+    report = data.scan(data_dir, cache=cache)
+    check_trainable(
+        model_config, report.num_classes, train_config.batch_size, max_training_mb, train_config.tuned_layers
+    )
+    backbones.prepare_weights(model_config.backbone, model_config.backbone_weights, on_download)
+    settings = (model_config.image_size, model_config.color_mode, model_config.resize_mode)
+    precision = choose_precision(train_config.precision)
+    with data.open_prepared(report, *settings, cache=cache, max_cache_mb=max_cache_mb) as prepared:
+        report = prepared.report  # without the files that turned out not to decode
+        parts = data.split(report.labels, train_config.validation_split, train_config.test_split, train_config.seed)
+        record = {**_record(prepared, model_config, train_config, name, tags), "precision": precision.to_dict()}
+        run = store.create(record, _split_paths(report, parts), run_id)
+        return train_run(
+            run,
+            prepared,
+            parts,
+            on_epoch=on_epoch,
+            on_batch=on_batch,
+            stop_event=stop_event,
+            callbacks=callbacks,
+            tracking=tracking,
+        )
+
+
+def train_run(
+    run: Run,
+    prepared: data.PreparedData,
+    parts: dict[str, np.ndarray],
+    start: Start = Start(),
+    *,
+    on_epoch: EpochCallback | None = None,
+    on_batch: BatchCallback | None = None,
+    stop_event: threading.Event | None = None,
+    callbacks: list | None = None,
+    tracking: TrackingConfig | None = None,
+) -> Run:
+    """Train a created run from `start` up to its planned epochs, then evaluate and finish it.
+
+    The run's heartbeat beats while it trains, and every complete epoch leaves a resumable
+    checkpoint in the run folder; the record's configs and precision say what to train (and,
+    once a backbone's fine-tuning started, `fine_tune`: which phase a saved state belongs to).
+    `prepared` must stay readable throughout (held under `data.open_prepared`'s lease). With
+    `tracking`, the new epochs and the outcome are published to the team server (a resumed run
+    is found there again by its key).
+    """
+    model_config = run.model_config()
+    train_config = TrainConfig.from_dict(run.record["train_config"])
+    recorded = run.record.get("precision")
+    precision = Precision(**recorded) if recorded else choose_precision(train_config.precision)
+    publisher = _publisher(tracking, run)
+    if publisher is not None:
+        on_epoch = _both(publisher.log_epoch, on_epoch)
+    # A resumed run's duration includes the epochs it keeps.
+    started = time.perf_counter() - sum(row.get("seconds", 0.0) for row in run.history)
+    try:
+        with heartbeat.beating(run.path):
+            progress, model = _fit(
+                run,
+                prepared,
+                parts,
+                model_config,
+                train_config,
+                precision,
+                start,
+                on_epoch,
+                on_batch,
+                stop_event,
+                callbacks,
+            )
+            _finish(run, model, prepared, parts, progress, started)
+    except BaseException as exc:
+        # Also covers the final evaluation, so a run is never left "running" by its own process.
+        run.update(
+            status="failed", error=f"{type(exc).__name__}: {exc}", duration_s=round(time.perf_counter() - started, 2)
+        )
+        raise
+    finally:
+        if publisher is not None:
+            publisher.close(run)
+    return run
+
+
+def _publisher(tracking: TrackingConfig | None, run: Run):
+    """A live publisher of the run to the team server, or None without team tracking (MLflow never imported)."""
+    if tracking is None:
+        return None
+    from cnnlab.team.publisher import Publisher
+
+    return Publisher(tracking, run)
+
+
+def _both(first: EpochCallback, second: EpochCallback | None) -> EpochCallback:
+    def call(row: dict[str, Any]) -> None:
+        first(row)
+        if second is not None:
+            second(row)
+
+    return call
+
+
+def _record(prepared, model_config, train_config, name, tags) -> dict[str, Any]:
+    report = prepared.report
+    return {
+        "name": name,
+        "model_config": model_config.to_dict(),
+        "train_config": train_config.to_dict(),
+        "class_names": list(report.class_names),
+        "dataset": {
+            "path": str(report.root),
+            "fingerprint": report.fingerprint,
+            "num_images": len(report.files),
+            "counts": report.counts,
+            **_unreadable(prepared.unreadable),
+            # The sample is regenerated identically on any machine, so the run can find it again.
+            **({"builtin": "sample"} if is_sample_dir(report.root) else {}),
+        },
+        **(tags or {}),
+    }
+
+
+def _unreadable(files: tuple[data.SkippedFile, ...]) -> dict[str, Any]:
+    """The record's account of the files left out because they failed to decode (a bounded list)."""
+    if not files:
+        return {}
+    listed = [{"path": s.path, "reason": s.reason} for s in files[:MAX_RECORDED_UNREADABLE]]
+    return {"num_unreadable": len(files), "unreadable": listed}
+
+
+def _split_paths(report: data.DatasetReport, parts: dict[str, np.ndarray]) -> dict[str, list[str]]:
+    return {name: [report.files[i] for i in idx] for name, idx in parts.items()}
+
+
+def _fit(
+    run,
+    prepared,
+    parts,
+    model_config,
+    train_config,
+    precision: Precision,
+    start: Start,
+    on_epoch,
+    on_batch,
+    stop_event,
+    callbacks,
+):
+    """Train a model with the progress and checkpoint callbacks, from `start`; returns the callback
+    and the float32 model, holding its best weights."""
+    import keras
+
+    from cnnlab.training import checkpoint
+    from cnnlab.training.progress import TrainingProgress
+
+    keras.utils.set_random_seed(train_config.seed)
+    model = build_model(model_config, prepared.report.num_classes, precision.policy)
+    tuning = _fine_tuning_at(run, start)
+    if tuning is not None:  # the saved state is fine-tuning's: its layers train, its optimizer is the new one
+        unfreeze_top_layers(find_backbone(model), train_config.fine_tune_layers)
+        compile_model(model, model_config, tuning["learning_rate"], precision.policy)
+    best = None
+    if start.state is not None and start.folder is not None:
+        best = checkpoint.restore(model, start.folder, start.state, start.with_best)
+    val_ds = (
+        data.make_dataset(prepared, parts["validation"], train_config.batch_size) if len(parts["validation"]) else None
+    )
+    steps = int(np.ceil(len(parts["train"]) / train_config.batch_size))
+    epochs = run_epochs(run)
+    progress = TrainingProgress(
+        run, steps, len(parts["train"]), train_config.batch_size, epochs, on_epoch, on_batch, stop_event, start.epoch
+    )
+    if best is not None and start.state is not None:
+        _keep_best(run, model, progress, best, start.state)
+    monitor = "val_loss" if val_ds is not None else "loss"
+    weights = class_weights(prepared.labels[parts["train"]], prepared.report.num_classes, train_config.class_weight)
+    run.update(class_weights=weights and {name: weights[i] for i, name in enumerate(prepared.report.class_names)})
+    carried = (start.state or {}).get("callbacks") if start.with_best else None
+
+    def fit(initial_epoch: int, epochs: int, schedule: list, carried: dict | None = None) -> None:
+        """One phase's `model.fit`; `carried`: the callbacks' counters of a state saved in this phase."""
+        extra = [*(callbacks or []), *schedule]
+        if train_config.patience:
+            extra.append(keras.callbacks.EarlyStopping(monitor=monitor, patience=train_config.patience))
+        saver = checkpoint.ResumableCheckpoint(run.checkpoint_dir, progress, extra, carried)
+        batches = data.make_dataset(
+            prepared,
+            parts["train"],
+            train_config.batch_size,
+            shuffle=True,
+            seed=train_config.seed,
+            epochs=range(initial_epoch, epochs),
+        )
+        try:
+            model.fit(
+                _augmented(batches, model_config, train_config.seed, initial_epoch * steps),
+                validation_data=val_ds,
+                steps_per_epoch=steps,
+                initial_epoch=initial_epoch,
+                epochs=epochs,
+                callbacks=[progress, *extra, saver],
+                class_weight=weights,
+                shuffle=False,
+                verbose=0,
+            )
+        finally:  # else TensorFlow keeps every traced training step for the life of the process
+            memory.release_training_graphs()
+
+    ended = start.with_best and bool((start.state or {}).get("finished"))  # it had stopped early, then died
+    if stop_event is not None and stop_event.is_set():
+        progress.stopped_by_user = True
+    elif tuning is not None:
+        progress.phase = PHASES[1]
+        if start.epoch < epochs and not ended:
+            fit(start.epoch, epochs, [], carried)
+    else:
+        if find_backbone(model) is not None:
+            run.update(phase=PHASES[0])
+        if start.epoch < train_config.epochs and not ended:
+            head = schedule_callbacks(
+                train_config.lr_schedule, model_config.learning_rate, train_config.epochs, monitor
+            )
+            fit(start.epoch, train_config.epochs, head, carried)
+        _fine_tune(run, model, model_config, train_config, precision.policy, progress, fit)
+    if progress.best_weights is not None:
+        model.set_weights(progress.best_weights)
+    # Evaluated as it is saved: in float32, whatever the training precision.
+    return progress, float32_copy(model)
+
+
+def _fine_tuning_at(run: Run, start: Start) -> dict[str, Any] | None:
+    """The run's fine-tuning record when the state it starts from was saved during fine-tuning."""
+    tuning = run.record.get("fine_tune")
+    if tuning and start.state is not None and start.epoch >= int(tuning["start_epoch"]):
+        return tuning
+    return None
+
+
+def _keep_best(run: Run, model, progress, best: list, state: dict[str, Any]) -> None:
+    """Carry a resumed run's best epoch on, and make its saved model that epoch's again: a stopped,
+    half-trained epoch that resuming trains again may have replaced it."""
+    progress.best_weights, progress.best_epoch = best, int(state["best_epoch"])
+    progress.best_loss = np.inf if state.get("best_loss") is None else float(state["best_loss"])
+    latest = model.get_weights()
+    model.set_weights(best)
+    run.save_model(model)
+    model.set_weights(latest)
+
+
+def planned_epochs(model_config: ModelConfig, train_config: TrainConfig) -> int:
+    """Epochs a training runs unless stopped early: the head's, plus fine-tuning's with a backbone."""
+    fine_tunes = model_config.backbone != backbones.NO_BACKBONE and train_config.fine_tune_layers > 0
+    return train_config.epochs + (train_config.fine_tune_epochs if fine_tunes else 0)
+
+
+def run_epochs(run: Run) -> int:
+    """The epochs a run plans to reach: its own count when continued from a parent, else its configs'."""
+    planned = run.record.get("planned_epochs")
+    return (
+        int(planned)
+        if planned
+        else planned_epochs(run.model_config(), TrainConfig.from_dict(run.record["train_config"]))
+    )
+
+
+def _augmented(dataset, model_config: ModelConfig, seed: int, first_batch: int):
+    """The training batches through the config's random augmentation (the saved model holds none).
+
+    Each batch's draws are a function of (seed, batch number) only: its layers' random generators
+    are set from them before the batch, so a resumed training augments as an uninterrupted one
+    would, however far the pipeline had prefetched when it stopped. `first_batch` is the number
+    of the dataset's first batch in the whole training (epochs before it times steps per epoch).
+    """
+    import tensorflow as tf
+
+    from cnnlab.training.checkpoint import seed_states
+
+    augment = augmentation_model(model_config)
+    if augment is None:
+        return dataset
+    states = seed_states(augment)
+
+    def apply(number, batch):
+        for k, state in enumerate(states):
+            state.assign(tf.cast(tf.stack([seed + 7919 * k, number * 1024]), state.dtype))
+        images, labels = batch
+        return augment(tf.cast(images, tf.float32), training=True), labels
+
+    # One batch at a time: the generators are shared, so batches augmented in parallel would race.
+    return dataset.enumerate(start=first_batch).map(apply).prefetch(tf.data.AUTOTUNE)
+
+
+def _fine_tune(
+    run: Run, model, model_config: ModelConfig, train_config: TrainConfig, policy: str, progress, fit
+) -> None:
+    """The second phase of transfer learning: the backbone's top layers train too, at a lower rate.
+
+    It starts from the best head and continues the epoch count, so both phases make one history;
+    the run records where it started (`fine_tune`), which is what a resume needs to pick it up.
+    """
+    backbone = find_backbone(model)
+    done = progress.epochs_done
+    wanted = train_config.fine_tune_layers and train_config.fine_tune_epochs
+    if backbone is None or not wanted or progress.stopped_by_user or progress.best_weights is None:
+        return
+    model.set_weights(progress.best_weights)
+    layers = unfreeze_top_layers(backbone, train_config.fine_tune_layers)
+    learning_rate = model_config.learning_rate * FINE_TUNE_LR_FACTOR
+    compile_model(model, model_config, learning_rate, policy)
+    progress.phase, progress.epochs = PHASES[1], done + train_config.fine_tune_epochs
+    run.update(
+        phase=PHASES[1],
+        fine_tune={"start_epoch": done + 1, "layers": layers, "learning_rate": learning_rate},
+    )
+    fit(done, progress.epochs, [])
+
+
+def _finish(run: Run, model, prepared, parts, progress, started: float) -> None:
+    history = run.history
+    metrics: dict[str, Any] = {}
+    if progress.best_weights is not None:
+        evaluation = evaluate.evaluate_prepared(model, prepared, parts["test"])
+        evaluate.save_evaluation(run, evaluation)
+        metrics = {
+            "test_accuracy": evaluation.accuracy,
+            "test_loss": evaluation.loss,
+            "test_balanced_accuracy": evaluation.balanced_accuracy,
+            "test_macro_f1": evaluation.macro_f1,
+        }
+    for key, pick in (("best_val_accuracy", max), ("best_val_loss", min)):
+        values = [row[key.replace("best_", "")] for row in history if key.replace("best_", "") in row]
+        if values:
+            metrics[key] = pick(values)
+    if history:
+        metrics["train_images_per_s"] = float(np.median([row["images_per_s"] for row in history]))
+    if not progress.stopped_by_user:
+        from cnnlab.training import checkpoint
+
+        checkpoint.keep_latest_only(run.checkpoint_dir)
+    run.update(
+        status="stopped" if progress.stopped_by_user else "completed",
+        metrics=metrics,
+        best_epoch=progress.best_epoch,
+        duration_s=round(time.perf_counter() - started, 2),
+        num_train=len(parts["train"]),
+    )

@@ -1,0 +1,174 @@
+"""Resuming a run in place after an interruption or a stop, and continuing a completed run as a new one.
+
+Both start from a checkpoint that training leaves in the run folder after every complete epoch
+(see `cnnlab.training.checkpoint`), on the dataset and split the run recorded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cnnlab import data
+from cnnlab.common.checks import check_range
+from cnnlab.runs.store import Run, RunStore
+from cnnlab.team.tracking import TrackingConfig
+from cnnlab.training.engine import BatchCallback, EpochCallback, Start, TrainConfig, train_run
+
+RESUMABLE = ("interrupted", "stopped", "failed")
+
+
+def resume(
+    ref: str | Path,
+    *,
+    store: RunStore,
+    cache: Path,
+    max_cache_mb: int | None = None,
+    on_epoch: EpochCallback | None = None,
+    on_batch: BatchCallback | None = None,
+    stop_event: threading.Event | None = None,
+    callbacks: list | None = None,
+    tracking: TrackingConfig | None = None,
+) -> Run:
+    """Continue an interrupted, stopped or failed run in place, from its last complete epoch to its
+    planned epochs, as if it had never stopped. `ref` is a run id, name or folder in `store`;
+    `cache` is the folder for the scan and decoded-image caches (`max_cache_mb` in all).
+
+    Epochs after the checkpoint (a half-trained stopped epoch, one that died before its checkpoint)
+    leave the history and are trained again, so it has each epoch once. `on_epoch` first gets the
+    epochs the run keeps, then each new one. With `tracking`, the new epochs and the outcome go to
+    the team server, where the run is found again by its key.
+    """
+    run = store.get(ref)
+    if run.is_team_copy:
+        raise ValueError(
+            f"Run '{run.name}' is a teammate's run opened from the team server: it is read-only here; its owner "
+            f"can resume it. Received: run={run.id!r}"
+        )
+    if run.is_demo or run.status not in RESUMABLE:
+        hint = {
+            "running": "it is still training",
+            "completed": "train more epochs as a new run with `train --continue-from` instead",
+        }.get(run.status, "only an interrupted, stopped or failed run can be resumed")
+        raise ValueError(f"Run '{run.name}' is {run.status} and cannot be resumed; {hint}. Received: run={run.id!r}")
+    start = _resume_point(run, store)
+    with open_run_data(run, cache, max_cache_mb) as (prepared, parts):
+        run.claim()
+        run.update(history=[row for row in run.history if row["epoch"] <= start.epoch], metrics={})
+        if on_epoch is not None:
+            for row in run.history:
+                on_epoch(row)
+        hooks: dict[str, Any] = {"on_epoch": on_epoch, "on_batch": on_batch, "stop_event": stop_event}
+        return train_run(run, prepared, parts, start, callbacks=callbacks, tracking=tracking, **hooks)
+
+
+def continue_training(
+    ref: str | Path,
+    epochs: int,
+    *,
+    store: RunStore,
+    cache: Path,
+    max_cache_mb: int | None = None,
+    name: str | None = None,
+    tags: dict[str, Any] | None = None,
+    run_id: str | None = None,
+    on_epoch: EpochCallback | None = None,
+    on_batch: BatchCallback | None = None,
+    stop_event: threading.Event | None = None,
+    callbacks: list | None = None,
+    tracking: TrackingConfig | None = None,
+) -> Run:
+    """Train `epochs` more epochs of a completed run as a new run, from its final weights and
+    optimizer state, on the same dataset and split.
+
+    The new run's history continues the parent's epoch numbering (a parent of 8 epochs: 9, 10,
+    ...), its record names the parent (`parent`) and the epoch it started after
+    (`initial_epoch`), and its model is the best of its own epochs. With `tracking`, it is
+    published to the team server like any training.
+    """
+    check_range("epochs", epochs, 1, 1000, int)
+    parent = store.get(ref)
+    if parent.status != "completed":
+        hint = "resume it instead" if parent.status in RESUMABLE else "wait until it ends"
+        raise ValueError(
+            f"Run '{parent.name}' is {parent.status}; only a completed run can be continued, {hint}. "
+            f"Received: run={parent.id!r}"
+        )
+    start = _continue_point(parent)
+    train_config = TrainConfig.from_dict({**parent.record["train_config"], "epochs": start.epoch + epochs})
+    # A fine-tuned parent is continued in fine-tuning: its record says which layers train, at what rate.
+    inherited = ("model_config", "class_names", "dataset", "precision", "phase", "fine_tune")
+    record: dict[str, Any] = {
+        **{key: parent.record[key] for key in inherited if key in parent.record},
+        "name": name or f"{parent.name} +{epochs}",
+        "train_config": train_config.to_dict(),
+        "parent": parent.id,
+        "initial_epoch": start.epoch,
+        "planned_epochs": start.epoch + epochs,
+        **(tags or {}),
+    }
+    with open_run_data(parent, cache, max_cache_mb) as (prepared, parts):
+        run = store.create(record, parent.split(), run_id)
+        hooks: dict[str, Any] = {"on_epoch": on_epoch, "on_batch": on_batch, "stop_event": stop_event}
+        return train_run(run, prepared, parts, start, callbacks=callbacks, tracking=tracking, **hooks)
+
+
+@contextlib.contextmanager
+def open_run_data(
+    run: Run, cache: Path, max_cache_mb: int | None = None
+) -> Iterator[tuple[data.PreparedData, dict[str, np.ndarray]]]:
+    """The run's prepared dataset (leased for the block) and its recorded split, as indices into it.
+
+    Every image of the split must still be there: a resumed or continued training on other data
+    would not be the same training.
+    """
+    root = run.dataset_root(cache)
+    report = data.scan(root, cache=cache)
+    _split_indices(run, report.files, root)  # before decoding anything
+    config = run.model_config()
+    settings = (config.image_size, config.color_mode, config.resize_mode)
+    with data.open_prepared(report, *settings, cache=cache, max_cache_mb=max_cache_mb) as prepared:
+        # Again on the images prepared: a file may have failed to decode.
+        yield prepared, _split_indices(run, prepared.report.files, root)
+
+
+def _split_indices(run: Run, files: tuple[str, ...], root: Path) -> dict[str, np.ndarray]:
+    """The run's recorded split as indices into `files`; every one of them must be there."""
+    index = {path: i for i, path in enumerate(files)}
+    split = run.split()
+    missing = [path for paths in split.values() for path in paths if path not in index]
+    if missing:
+        raise ValueError(
+            f"{len(missing)} image(s) of run '{run.name}' are no longer in its dataset folder {root} (for example "
+            f"{missing[0]}); put them back to resume or continue it, or train a new run. Received: run={run.id!r}"
+        )
+    return {part: np.asarray([index[p] for p in paths], dtype=np.int64) for part, paths in split.items()}
+
+
+def _resume_point(run: Run, store: RunStore) -> Start:
+    """The run's last checkpoint; without one (it died in its first epoch), where it began."""
+    from cnnlab.training.checkpoint import read_state
+
+    state = read_state(run.checkpoint_dir)
+    if state is not None:
+        return Start(int(state["epoch"]), run.checkpoint_dir, state, with_best=True)
+    if run.record.get("parent"):
+        return _continue_point(store.get(run.record["parent"]))
+    return Start()
+
+
+def _continue_point(parent: Run) -> Start:
+    from cnnlab.training.checkpoint import read_state
+
+    state = read_state(parent.checkpoint_dir)
+    if state is None:
+        raise ValueError(
+            f"Run '{parent.name}' kept no training state to continue from (it was trained before runs kept "
+            f"one, or its checkpoint folder was deleted); train a new run instead. Received: run={parent.id!r}"
+        )
+    return Start(int(state["epoch"]), parent.checkpoint_dir, state, with_best=False)
