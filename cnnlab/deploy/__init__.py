@@ -1,7 +1,23 @@
 """Using a trained model: ranked predictions for images, normalised exactly as in training, and
 exports to SavedModel, TensorFlow Lite or ONNX that are loaded back and checked."""
 
-from cnnlab.deploy.export import EXPORT_FORMATS, export_run, read_export
-from cnnlab.deploy.predict import Prediction, predict
+from typing import TYPE_CHECKING
+
+from cnnlab.common.exports import lazy_exports
+
+if TYPE_CHECKING:  # what type checkers and readers see; at run time each name is imported on first use
+    from cnnlab.deploy.export import EXPORT_FORMATS, export_run, read_export
+    from cnnlab.deploy.predict import Prediction, predict
 
 __all__ = ["EXPORT_FORMATS", "Prediction", "export_run", "predict", "read_export"]
+
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "EXPORT_FORMATS": "export",
+        "export_run": "export",
+        "read_export": "export",
+        "Prediction": "predict",
+        "predict": "predict",
+    },
+)

@@ -1,6 +1,22 @@
 """Runs: one folder per training, its record, its split and its model, written atomically, and the
 heartbeat that tells a live training from an interrupted one."""
 
-from cnnlab.runs.store import HYPERPARAMETERS, Run, RunStore, hyperparameters, new_run_id
+from typing import TYPE_CHECKING
+
+from cnnlab.common.exports import lazy_exports
+
+if TYPE_CHECKING:  # what type checkers and readers see; at run time each name is imported on first use
+    from cnnlab.runs.store import HYPERPARAMETERS, Run, RunStore, hyperparameters, new_run_id
 
 __all__ = ["HYPERPARAMETERS", "Run", "RunStore", "hyperparameters", "new_run_id"]
+
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "HYPERPARAMETERS": "store",
+        "Run": "store",
+        "RunStore": "store",
+        "hyperparameters": "store",
+        "new_run_id": "store",
+    },
+)

@@ -1,9 +1,14 @@
 """Training: one call from a folder to a saved, evaluated run; resuming and continuing it; the
 learning-rate finder, schedules, and what a finished training gives back to the process."""
 
-from cnnlab.training.engine import TrainConfig, planned_epochs, run_epochs, train
-from cnnlab.training.lr_find import LRFinderResult, find_learning_rate
-from cnnlab.training.resume import continue_training, resume
+from typing import TYPE_CHECKING
+
+from cnnlab.common.exports import lazy_exports
+
+if TYPE_CHECKING:  # what type checkers and readers see; at run time each name is imported on first use
+    from cnnlab.training.engine import TrainConfig, planned_epochs, run_epochs, train
+    from cnnlab.training.lr_find import LRFinderResult, find_learning_rate
+    from cnnlab.training.resume import continue_training, resume
 
 __all__ = [
     "LRFinderResult",
@@ -15,3 +20,17 @@ __all__ = [
     "run_epochs",
     "train",
 ]
+
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "TrainConfig": "engine",
+        "planned_epochs": "engine",
+        "run_epochs": "engine",
+        "train": "engine",
+        "LRFinderResult": "lr_find",
+        "find_learning_rate": "lr_find",
+        "continue_training": "resume",
+        "resume": "resume",
+    },
+)
