@@ -48,7 +48,7 @@ def test_a_leased_array_is_not_evicted_and_the_new_one_is_refused_with_a_reason(
 def test_a_lease_of_a_killed_process_no_longer_counts(cache_dir):
     array = _array(cache_dir, "x.npy", 10, 0)
     code = (
-        "import os, sys; from pathlib import Path; from cnnlab import prepcache; "
+        "import os, sys; from pathlib import Path; from cnnlab.data import prepcache; "
         f"held = prepcache.lease(Path({str(array)!r})); held.__enter__(); os._exit(0)"  # killed: never released
     )
     subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, "PYTHONPATH": os.getcwd()})
