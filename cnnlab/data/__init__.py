@@ -2,7 +2,7 @@
 plus single images, zip uploads, the built-in sample, downloadable datasets and class imbalance."""
 
 from cnnlab.data import archive, catalog, images, imbalance, prepcache, sample
-from cnnlab.data.folder import (
+from cnnlab.data.scanning import (
     CACHE_VERSION,
     HEADER_BYTES,
     DatasetReport,
