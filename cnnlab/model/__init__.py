@@ -3,25 +3,15 @@ memory and FLOPs, pretrained backbones, augmentation layers and the training pre
 
 from cnnlab.model import augment, backbones, precision
 from cnnlab.model.build import (
-    FLIPS,
-    HEADS,
-    MAX_PARAMS,
-    OPTIMIZERS,
-    POLICIES,
-    POOLINGS,
-    SLOTS,
-    ModelConfig,
     build_model,
-    check_trainable,
     compile_model,
-    count_params,
-    estimate_training_bytes,
     find_backbone,
     model_summary,
-    training_flops,
     unfreeze_top_layers,
     without_augmentation,
 )
+from cnnlab.model.config import FLIPS, HEADS, OPTIMIZERS, POLICIES, POOLINGS, ModelConfig
+from cnnlab.model.cost import MAX_PARAMS, SLOTS, check_trainable, count_params, estimate_training_bytes, training_flops
 
 __all__ = [
     "FLIPS",
