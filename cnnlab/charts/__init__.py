@@ -2,7 +2,7 @@
 laid out as NumPy arrays or PNG files."""
 
 from cnnlab.charts import grids
-from cnnlab.charts.figures import (
+from cnnlab.charts.curves import (
     ACCURACY_AXIS,
     DIRECTIONS,
     FIXED_SIZE_CLASSES,
