@@ -354,7 +354,7 @@ def test_parallel_decoding_matches_inline(make_dataset, monkeypatch, tmp_path):
     root = make_dataset(per_class=6)
     report = data.scan(root)
     inline = data.prepare(report, (24, 24), cache=tmp_path / "inline")
-    monkeypatch.setattr("cnnlab.data.folder.PARALLEL_MIN_FILES", 0)
+    monkeypatch.setattr("cnnlab.data.prepared.PARALLEL_MIN_FILES", 0)
     parallel_report = data.scan(root, cache=tmp_path / "parallel")
     assert parallel_report == report
     parallel = data.prepare(parallel_report, (24, 24), cache=tmp_path / "parallel")

@@ -1,5 +1,6 @@
 """Pictures: pure functions from plain data to Plotly figures, one look for all, and channel grids
-laid out as NumPy arrays or PNG files."""
+laid out as NumPy arrays or PNG files. Only plotly, numpy, pandas and Pillow are imported, so pages
+can draw charts without loading TensorFlow."""
 
 from typing import TYPE_CHECKING
 
@@ -7,32 +8,22 @@ from cnnlab.common.exports import lazy_exports
 
 if TYPE_CHECKING:  # what type checkers and readers see; at run time each name is imported on first use
     from cnnlab.charts import grids
-    from cnnlab.charts.figures import (
+    from cnnlab.charts.curves import (
         ACCURACY_AXIS,
-        DIRECTIONS,
-        FIXED_SIZE_CLASSES,
         HISTORY_METRICS,
-        PALETTE,
         RATE_AXIS,
-        TEMPLATE,
-        channel_figure,
-        class_counts_figure,
         compare_figure,
-        confusion_figure,
-        feature_maps_figure,
-        filters_figure,
         fine_tune_start,
         history_figure,
-        image_sizes_figure,
-        importance_figure,
-        kernels_figure,
         learning_rate_figure,
         lr_find_figure,
-        parallel_coordinates_figure,
-        probabilities_figure,
-        sweep_figure,
         training_curves_figure,
     )
+    from cnnlab.charts.dataset import class_counts_figure, image_sizes_figure
+    from cnnlab.charts.evaluation import FIXED_SIZE_CLASSES, confusion_figure, probabilities_figure
+    from cnnlab.charts.inspection import channel_figure, feature_maps_figure, filters_figure, kernels_figure
+    from cnnlab.charts.style import PALETTE, TEMPLATE
+    from cnnlab.charts.sweeps import DIRECTIONS, importance_figure, parallel_coordinates_figure, sweep_figure
 
 __all__ = [
     "ACCURACY_AXIS",
@@ -65,29 +56,29 @@ __all__ = [
 __getattr__, __dir__ = lazy_exports(
     __name__,
     {
-        "ACCURACY_AXIS": "figures",
-        "DIRECTIONS": "figures",
-        "FIXED_SIZE_CLASSES": "figures",
-        "HISTORY_METRICS": "figures",
-        "PALETTE": "figures",
-        "RATE_AXIS": "figures",
-        "TEMPLATE": "figures",
-        "channel_figure": "figures",
-        "class_counts_figure": "figures",
-        "compare_figure": "figures",
-        "confusion_figure": "figures",
-        "feature_maps_figure": "figures",
-        "filters_figure": "figures",
-        "fine_tune_start": "figures",
-        "history_figure": "figures",
-        "image_sizes_figure": "figures",
-        "importance_figure": "figures",
-        "kernels_figure": "figures",
-        "learning_rate_figure": "figures",
-        "lr_find_figure": "figures",
-        "parallel_coordinates_figure": "figures",
-        "probabilities_figure": "figures",
-        "sweep_figure": "figures",
-        "training_curves_figure": "figures",
+        "ACCURACY_AXIS": "curves",
+        "HISTORY_METRICS": "curves",
+        "RATE_AXIS": "curves",
+        "compare_figure": "curves",
+        "fine_tune_start": "curves",
+        "history_figure": "curves",
+        "learning_rate_figure": "curves",
+        "lr_find_figure": "curves",
+        "training_curves_figure": "curves",
+        "class_counts_figure": "dataset",
+        "image_sizes_figure": "dataset",
+        "FIXED_SIZE_CLASSES": "evaluation",
+        "confusion_figure": "evaluation",
+        "probabilities_figure": "evaluation",
+        "channel_figure": "inspection",
+        "feature_maps_figure": "inspection",
+        "filters_figure": "inspection",
+        "kernels_figure": "inspection",
+        "PALETTE": "style",
+        "TEMPLATE": "style",
+        "DIRECTIONS": "sweeps",
+        "importance_figure": "sweeps",
+        "parallel_coordinates_figure": "sweeps",
+        "sweep_figure": "sweeps",
     },
 )

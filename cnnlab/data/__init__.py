@@ -7,24 +7,17 @@ from cnnlab.common.exports import lazy_exports
 
 if TYPE_CHECKING:  # what type checkers and readers see; at run time each name is imported on first use
     from cnnlab.data import archive, catalog, images, imbalance, prepcache, sample
-    from cnnlab.data.folder import (
-        CACHE_VERSION,
-        HEADER_BYTES,
-        DatasetReport,
+    from cnnlab.data.pipeline import epoch_order, make_dataset
+    from cnnlab.data.prepared import (
         PreparedData,
-        SkippedFile,
-        check_fractions,
-        epoch_order,
         forget_prepared,
-        make_dataset,
         open_prepared,
         prepare,
         prepared_bytes,
         prepared_path,
-        report_warnings,
-        scan,
-        split,
     )
+    from cnnlab.data.scanning import CACHE_VERSION, HEADER_BYTES, DatasetReport, SkippedFile, report_warnings, scan
+    from cnnlab.data.splits import check_fractions, split
 
 __all__ = [
     "CACHE_VERSION",
@@ -54,21 +47,21 @@ __all__ = [
 __getattr__, __dir__ = lazy_exports(
     __name__,
     {
-        "CACHE_VERSION": "folder",
-        "HEADER_BYTES": "folder",
-        "DatasetReport": "folder",
-        "PreparedData": "folder",
-        "SkippedFile": "folder",
-        "check_fractions": "folder",
-        "epoch_order": "folder",
-        "forget_prepared": "folder",
-        "make_dataset": "folder",
-        "open_prepared": "folder",
-        "prepare": "folder",
-        "prepared_bytes": "folder",
-        "prepared_path": "folder",
-        "report_warnings": "folder",
-        "scan": "folder",
-        "split": "folder",
+        "epoch_order": "pipeline",
+        "make_dataset": "pipeline",
+        "PreparedData": "prepared",
+        "forget_prepared": "prepared",
+        "open_prepared": "prepared",
+        "prepare": "prepared",
+        "prepared_bytes": "prepared",
+        "prepared_path": "prepared",
+        "CACHE_VERSION": "scanning",
+        "HEADER_BYTES": "scanning",
+        "DatasetReport": "scanning",
+        "SkippedFile": "scanning",
+        "report_warnings": "scanning",
+        "scan": "scanning",
+        "check_fractions": "splits",
+        "split": "splits",
     },
 )

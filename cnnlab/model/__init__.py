@@ -8,24 +8,21 @@ from cnnlab.common.exports import lazy_exports
 if TYPE_CHECKING:  # what type checkers and readers see; at run time each name is imported on first use
     from cnnlab.model import augment, backbones, precision
     from cnnlab.model.build import (
-        FLIPS,
-        HEADS,
-        MAX_PARAMS,
-        OPTIMIZERS,
-        POLICIES,
-        POOLINGS,
-        SLOTS,
-        ModelConfig,
         build_model,
-        check_trainable,
         compile_model,
-        count_params,
-        estimate_training_bytes,
         find_backbone,
         model_summary,
-        training_flops,
         unfreeze_top_layers,
         without_augmentation,
+    )
+    from cnnlab.model.config import FLIPS, HEADS, OPTIMIZERS, POLICIES, POOLINGS, ModelConfig
+    from cnnlab.model.cost import (
+        MAX_PARAMS,
+        SLOTS,
+        check_trainable,
+        count_params,
+        estimate_training_bytes,
+        training_flops,
     )
 
 __all__ = [
@@ -55,23 +52,23 @@ __all__ = [
 __getattr__, __dir__ = lazy_exports(
     __name__,
     {
-        "FLIPS": "build",
-        "HEADS": "build",
-        "MAX_PARAMS": "build",
-        "OPTIMIZERS": "build",
-        "POLICIES": "build",
-        "POOLINGS": "build",
-        "SLOTS": "build",
-        "ModelConfig": "build",
         "build_model": "build",
-        "check_trainable": "build",
         "compile_model": "build",
-        "count_params": "build",
-        "estimate_training_bytes": "build",
         "find_backbone": "build",
         "model_summary": "build",
-        "training_flops": "build",
         "unfreeze_top_layers": "build",
         "without_augmentation": "build",
+        "FLIPS": "config",
+        "HEADS": "config",
+        "OPTIMIZERS": "config",
+        "POLICIES": "config",
+        "POOLINGS": "config",
+        "ModelConfig": "config",
+        "MAX_PARAMS": "cost",
+        "SLOTS": "cost",
+        "check_trainable": "cost",
+        "count_params": "cost",
+        "estimate_training_bytes": "cost",
+        "training_flops": "cost",
     },
 )

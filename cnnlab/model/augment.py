@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
-    from cnnlab.model.build import ModelConfig
+    from cnnlab.model.config import ModelConfig
 
 AUGMENTATION_FIELDS = ("flip", "rotation", "zoom", "translation", "contrast")
 

@@ -14,7 +14,7 @@ import os
 from dataclasses import asdict, dataclass
 
 from cnnlab.common.checks import check_choice
-from cnnlab.model.build import POLICIES
+from cnnlab.model.config import POLICIES
 
 PRECISIONS = ("auto", *POLICIES)
 # CPU feature flags that mean native bfloat16 dot products: x86 (/proc/cpuinfo `flags`) and Arm (`Features`).

@@ -6,7 +6,8 @@ from typing import TYPE_CHECKING
 from cnnlab.common.exports import lazy_exports
 
 if TYPE_CHECKING:  # what type checkers and readers see; at run time each name is imported on first use
-    from cnnlab.training.engine import TrainConfig, planned_epochs, run_epochs, train
+    from cnnlab.training.config import TrainConfig
+    from cnnlab.training.engine import planned_epochs, run_epochs, train
     from cnnlab.training.lr_find import LRFinderResult, find_learning_rate
     from cnnlab.training.resume import continue_training, resume
 
@@ -24,7 +25,7 @@ __all__ = [
 __getattr__, __dir__ = lazy_exports(
     __name__,
     {
-        "TrainConfig": "engine",
+        "TrainConfig": "config",
         "planned_epochs": "engine",
         "run_epochs": "engine",
         "train": "engine",

@@ -1,29 +1,29 @@
-"""A folder dataset: scan it, split it, decode it once into a cache, and feed it to Keras."""
+"""Scanning a folder dataset: which files of its class sub-folders are usable images, and why not the others.
+
+The header checks of a scan, and the files `prepare` found it could not decode, are remembered in
+the cache's `scans/` folder, so scanning the same files again is instant and skips those files too.
+"""
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
 
-from cnnlab.common.checks import MB, check_choice, check_image_size, check_range, shorten
-from cnnlab.common.files import atomic_path, temporary_path, user_path, write_json
-from cnnlab.data import images, prepcache
+from cnnlab.common.checks import shorten
+from cnnlab.common.files import user_path, write_json
+from cnnlab.data import images
 from cnnlab.data.imbalance import imbalance_advice
 
 CACHE_VERSION = 1
 SUGGESTED_SIDE = 512
 LINK_OUTSIDE = "symbolic link to outside the dataset folder (not followed)"
-# Below this many files handing the work to a thread pool costs more than it saves.
-PARALLEL_MIN_FILES = 200
 # The start of a file read to find its image header; a header running past it is read from the file.
 HEADER_BYTES = 1 << 16
 T = TypeVar("T")
@@ -87,28 +87,6 @@ class DatasetReport:
         }
 
 
-@dataclass(frozen=True)
-class PreparedData:
-    """Decoded, resized images of a report, held in an on-disk array (memory-mapped, not loaded).
-
-    `report` is the report the images were prepared from, without the files that failed to
-    decode; `unreadable` lists those, with the reasons.
-    """
-
-    report: DatasetReport
-    images: np.ndarray
-    labels: np.ndarray
-    image_size: tuple[int, int]
-    color_mode: str
-    resize_mode: str
-    cache_path: Path
-    from_cache: bool = False
-    unreadable: tuple[SkippedFile, ...] = ()
-
-
-# ---------------------------------------------------------------------------------------- scan
-
-
 def scan(
     data_dir: str | Path,
     max_pixels: int = images.MAX_PIXELS,
@@ -143,7 +121,7 @@ def scan(
             sizes.append(tuple(size))
     report = _build_report(root, [d.name for d in class_dirs], files, labels, sizes, skipped)
     if cache is not None:
-        report = _without(report, _known_unreadable(report, cache))
+        report = without(report, known_unreadable(report, cache))
     _store_checks(cache, key, checks)  # only once accepted: a refused dataset leaves nothing behind
     return report
 
@@ -243,7 +221,7 @@ def _check_headers(
 
 
 def _check_header(path: Path, max_pixels: int) -> tuple[tuple[int, int], str | None]:
-    size, reason = _or_reason(lambda: _header_size(path, max_pixels))
+    size, reason = or_reason(lambda: _header_size(path, max_pixels))
     return size or (0, 0), reason
 
 
@@ -263,7 +241,7 @@ def _header_size(path: Path, max_pixels: int) -> tuple[int, int]:
         return images.header_size(path, max_pixels)  # the header runs on (a large EXIF block, a TIFF)
 
 
-def _or_reason(read: Callable[[], T]) -> tuple[T | None, str | None]:
+def or_reason(read: Callable[[], T]) -> tuple[T | None, str | None]:
     """What `read()` returns and no reason, or nothing and why the file cannot be used (one line)."""
     try:
         return read(), None
@@ -324,7 +302,7 @@ def _build_report(
     return report
 
 
-def _without(report: DatasetReport, unusable: Iterable[SkippedFile]) -> DatasetReport:
+def without(report: DatasetReport, unusable: Iterable[SkippedFile]) -> DatasetReport:
     """`report` with the `unusable` files among its images moved to its skipped files, with their reasons.
 
     The result is the report a scan that had skipped those files would give, fingerprint included;
@@ -365,241 +343,7 @@ def _content_fingerprint(root: Path, files: list[str], labels: list[int]) -> str
     return digest.hexdigest()[:20]
 
 
-# --------------------------------------------------------------------------------------- split
-
-
-def split(
-    labels: Iterable[int], validation_split: float = 0.15, test_split: float = 0.15, seed: int = 1337
-) -> dict[str, np.ndarray]:
-    """Stratified, reproducible split into "train", "validation" and "test" index arrays.
-
-    Each class is shuffled with `seed` and cut by the fractions, so every class keeps its share in
-    every part; a class too small for all three keeps at least one training image.
-    """
-    check_fractions(validation_split, test_split)
-    labels = np.asarray(list(labels), dtype=np.int64)
-    if not len(labels):
-        return {name: np.zeros(0, dtype=np.int64) for name in ("train", "validation", "test")}
-    rng = np.random.default_rng(seed)
-    parts: dict[str, list[np.ndarray]] = {"train": [], "validation": [], "test": []}
-    for label in np.unique(labels):
-        members = rng.permutation(np.flatnonzero(labels == label))
-        n = len(members)
-        n_test = min(int(round(n * test_split)), max(n - 1, 0))
-        n_val = min(int(round(n * validation_split)), max(n - 1 - n_test, 0))
-        parts["test"].append(members[:n_test])
-        parts["validation"].append(members[n_test : n_test + n_val])
-        parts["train"].append(members[n_test + n_val :])
-    return {name: np.sort(np.concatenate(chunks)) for name, chunks in parts.items()}
-
-
-def check_fractions(validation_split: float, test_split: float) -> None:
-    """Validate the split fractions: each in [0, 0.9] and leaving images to train on."""
-    check_range("validation_split", validation_split, 0.0, 0.9, float)
-    check_range("test_split", test_split, 0.0, 0.9, float)
-    if validation_split + test_split >= 0.95:
-        raise ValueError(
-            "validation_split + test_split must leave images for training (sum below 0.95). "
-            f"Received: validation_split={validation_split}, test_split={test_split}"
-        )
-
-
-# ------------------------------------------------------------------------------------- prepare
-
-
-def prepare(
-    report: DatasetReport,
-    image_size: tuple[int, int],
-    color_mode: str = "rgb",
-    resize_mode: str = "stretch",
-    *,
-    cache: Path,
-    max_cache_mb: int | None = None,
-) -> PreparedData:
-    """Decode and resize every usable image once into an on-disk cache, in parallel.
-
-    The cache is keyed by the dataset's content, the image size, colour mode and resize mode, so
-    later epochs and later runs reuse it. The array is memory-mapped: a dataset larger than RAM is
-    streamed from disk, never loaded whole. A file that fails to decode (truncated or corrupt
-    data, which the scan's header check cannot see) is left out: the result's `report` is
-    `report` without it and its `unreadable` says why, and `cache` remembers it, so later scans
-    skip it too. With `max_cache_mb`, the least recently used arrays that nobody holds a lease on
-    are evicted to make room for a new one, which is refused when it cannot fit; `open_prepared`
-    holds that lease while the array is read.
-    """
-    return _prepare(report, image_size, color_mode, resize_mode, cache, max_cache_mb, hold=lambda path: None)
-
-
-@contextlib.contextmanager
-def open_prepared(
-    report: DatasetReport,
-    image_size: tuple[int, int],
-    color_mode: str = "rgb",
-    resize_mode: str = "stretch",
-    *,
-    cache: Path,
-    max_cache_mb: int | None = None,
-) -> Iterator[PreparedData]:
-    """`prepare`, with a lease on the array for the block, so no eviction removes it while it is read."""
-    with contextlib.ExitStack() as leases:
-        yield _prepare(
-            report,
-            image_size,
-            color_mode,
-            resize_mode,
-            cache,
-            max_cache_mb,
-            hold=lambda path: leases.enter_context(prepcache.lease(path)),
-        )
-
-
-def _prepare(
-    report: DatasetReport,
-    image_size: tuple[int, int],
-    color_mode: str,
-    resize_mode: str,
-    cache: Path,
-    max_cache_mb: int | None,
-    hold: Callable[[Path], object],
-) -> PreparedData:
-    """`prepare`, calling `hold(path)` for the array's path before it is looked for or moved into place."""
-    size = check_image_size(image_size, max_side=1024)
-    check_choice("color_mode", color_mode, images.COLOR_MODES)
-    check_choice("resize_mode", resize_mode, images.RESIZE_MODES)
-    unreadable = _known_unreadable(report, cache)
-    report = _without(report, unreadable)
-    path = prepared_path(report.fingerprint, size, color_mode, resize_mode, cache=cache)
-    hold(path)
-    from_cache = path.exists()
-    if from_cache:
-        prepcache.touch(path)
-    else:
-        budget = None if max_cache_mb is None else max_cache_mb * MB
-        prepcache.make_room(cache, prepared_bytes(report, size, color_mode), budget, keep=path)
-        report, path, failed = _decode_all(report, size, color_mode, resize_mode, cache, hold)
-        unreadable = [*unreadable, *failed]
-    return PreparedData(
-        report=report,
-        images=np.load(path, mmap_mode="r"),
-        labels=np.asarray(report.labels, dtype=np.int32),
-        image_size=size,
-        color_mode=color_mode,
-        resize_mode=resize_mode,
-        cache_path=path,
-        from_cache=from_cache,
-        unreadable=tuple(unreadable),
-    )
-
-
-def _decode_all(
-    report: DatasetReport,
-    image_size: tuple[int, int],
-    color_mode: str,
-    resize_mode: str,
-    cache: Path,
-    hold: Callable[[Path], object],
-) -> tuple[DatasetReport, Path, list[SkippedFile]]:
-    """Decode a report's images into its array; returns the report without the files that failed
-    to decode (remembered in `cache`), where its array now is, and those files."""
-    height, width = image_size
-    jobs = [(str(report.root / rel), image_size, color_mode, resize_mode) for rel in report.files]
-    path = prepared_path(report.fingerprint, image_size, color_mode, resize_mode, cache=cache)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with temporary_path(path) as tmp:
-        shape = (len(jobs), height, width, _channels(color_mode))
-        rows, failed = _write_rows(tmp, shape, report.files, _parallel_map(_decode_one, jobs))
-        if not failed:
-            os.replace(tmp, path)
-            return report, path, failed
-        _remember_unreadable(cache, report.fingerprint, failed)
-        report = _without(report, failed)
-        _remember_unreadable(cache, report.fingerprint, failed)
-        path = prepared_path(report.fingerprint, image_size, color_mode, resize_mode, cache=cache)
-        hold(path)
-        with atomic_path(path) as clean:  # the rows that decoded, at the size of the images left
-            _write_rows(clean, rows.shape, report.files, ((row, None) for row in rows))
-    return report, path, failed
-
-
-def prepared_path(
-    fingerprint: str, image_size: tuple[int, int], color_mode: str, resize_mode: str, *, cache: Path
-) -> Path:
-    """Where `prepare` keeps (or will keep) the decoded array of a dataset's content for these settings."""
-    height, width = image_size
-    key = f"{fingerprint}-{height}x{width}-{color_mode}-{resize_mode}-v{CACHE_VERSION}"
-    return prepcache.folder(cache) / f"{key}.npy"
-
-
-def prepared_bytes(report: DatasetReport, image_size: tuple[int, int], color_mode: str) -> int:
-    """What `prepare` would write to disk for this dataset and these settings."""
-    return prepcache.array_bytes(len(report.files), image_size, _channels(color_mode))
-
-
-def _channels(color_mode: str) -> int:
-    check_choice("color_mode", color_mode, images.COLOR_MODES)
-    return 3 if color_mode == "rgb" else 1
-
-
-def _decode_one(args: tuple[str, tuple[int, int], str, str]) -> tuple[np.ndarray | None, str | None]:
-    path, image_size, color_mode, resize_mode = args
-    return _or_reason(lambda: images.load_array(path, image_size, color_mode, resize_mode))
-
-
-def _write_rows(
-    path: Path, shape: tuple[int, ...], files: Iterable[str], rows: Iterable[tuple[np.ndarray | None, str | None]]
-) -> tuple[np.ndarray, list[SkippedFile]]:
-    """Fill a new .npy file at `path` with the rows that decoded, one after another, without gaps.
-
-    `rows` gives each file's decoded image, or None and the reason it failed; returns the rows
-    written (a memory map) and the files that failed.
-    """
-    out = np.lib.format.open_memmap(path, mode="w+", dtype=np.uint8, shape=shape)
-    failed, count = [], 0
-    for rel, (row, reason) in zip(files, rows, strict=True):
-        if row is None:
-            failed.append(SkippedFile(rel, reason or "unreadable image"))
-        else:
-            out[count] = row
-            count += 1
-    out.flush()
-    return out[:count], failed
-
-
-def _parallel_map(fn: Callable, jobs: list, workers: int | None = None) -> Iterable:
-    """Map over worker threads, in order, lazily; inline when there is too little work.
-
-    Threads suffice because Pillow releases the GIL while it decodes and resizes, and they cost
-    nothing to start, unlike processes (which would also need "spawn" beside TensorFlow).
-    """
-    workers = workers or os.cpu_count() or 1
-    if workers < 2 or len(jobs) < PARALLEL_MIN_FILES:
-        return map(fn, jobs)
-    return _pool_map(fn, jobs, workers)
-
-
-def _pool_map(fn: Callable, jobs: list, workers: int) -> Iterable:
-    with ThreadPoolExecutor(workers) as pool:
-        yield from pool.map(fn, jobs)
-
-
-def forget_prepared(data_dir: str | Path, cache: Path) -> int:
-    """Delete the decoded-image caches made from a dataset that is going away, except those in use; returns how many.
-
-    The caches are keyed by content, so another copy of the same images would simply prepare
-    them again. Used when a hosted session's uploads are removed, so the server's disk does not
-    fill up with the arrays of datasets nobody can open any more.
-    """
-    fingerprint = scan(data_dir, cache=cache).fingerprint
-    busy = prepcache.in_use(cache)  # another visitor may be training on the same images
-    removed = 0
-    for path in prepcache.folder(cache).glob(f"{fingerprint}-*.npy"):
-        if path.name not in busy:
-            path.unlink(missing_ok=True)
-            removed += 1
-    return removed
-
-
-def _known_unreadable(report: DatasetReport, cache: Path) -> list[SkippedFile]:
+def known_unreadable(report: DatasetReport, cache: Path) -> list[SkippedFile]:
     """The files of `report` (usable or already skipped) that a `prepare` of the same files failed to decode."""
     try:
         found = json.loads(_unreadable_path(cache, report.fingerprint).read_text())
@@ -609,7 +353,7 @@ def _known_unreadable(report: DatasetReport, cache: Path) -> list[SkippedFile]:
         return []
 
 
-def _remember_unreadable(cache: Path, fingerprint: str, failed: list[SkippedFile]) -> None:
+def remember_unreadable(cache: Path, fingerprint: str, failed: list[SkippedFile]) -> None:
     """Record the files that failed to decode for the content with `fingerprint`, so scans skip them."""
     path = _unreadable_path(cache, fingerprint)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -637,64 +381,6 @@ def _store_checks(cache: Path | None, key: str, checks: list) -> None:
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         write_json(path, checks)
-
-
-# ------------------------------------------------------------------------------------ tf.data
-
-
-def epoch_order(indices: np.ndarray, seed: int, epoch: int) -> np.ndarray:
-    """The order of `indices` in training epoch `epoch` (0-based): a function of (seed, epoch) only."""
-    return np.random.default_rng([seed, epoch]).permutation(np.asarray(indices, dtype=np.int64))
-
-
-def make_dataset(
-    prepared: PreparedData,
-    indices: np.ndarray,
-    batch_size: int,
-    shuffle: bool = False,
-    seed: int = 0,
-    epochs: range | None = None,
-):
-    """A `tf.data.Dataset` of (uint8 images, int32 labels) batches streamed from the cache.
-
-    Only indices travel through the pipeline; each batch is gathered from the memory-mapped
-    array, so memory use does not grow with the dataset. With `shuffle`, the dataset runs
-    through the 0-based `epochs` one after another, each in `epoch_order(indices, seed, epoch)`,
-    so a resumed training sees the order an uninterrupted one would (tf.data's reshuffling
-    depends on how often the dataset was iterated); give `fit` its `steps_per_epoch`.
-    """
-    import tensorflow as tf
-
-    indices = np.asarray(indices, dtype=np.int64)
-    height, width = prepared.image_size
-    channels = prepared.images.shape[-1]
-    source, labels = prepared.images, prepared.labels
-
-    def gather(batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return np.ascontiguousarray(source[batch]), labels[batch]
-
-    def load(batch):
-        x, y = tf.numpy_function(gather, [batch], (tf.uint8, tf.int32), stateful=False)
-        x.set_shape((None, height, width, channels))
-        y.set_shape((None,))
-        return x, y
-
-    def one_epoch(epoch):
-        order = tf.numpy_function(lambda e: epoch_order(indices, seed, int(e)), [epoch], tf.int64, stateful=False)
-        order.set_shape((len(indices),))
-        return tf.data.Dataset.from_tensor_slices(order).batch(batch_size)
-
-    if shuffle:
-        if epochs is None:
-            raise ValueError(f"A shuffled dataset needs the range of epochs it covers. Received: epochs={epochs!r}")
-        ds = tf.data.Dataset.from_tensor_slices(np.asarray(epochs, dtype=np.int64)).flat_map(one_epoch)
-    else:
-        ds = tf.data.Dataset.from_tensor_slices(indices).batch(batch_size)
-    ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE)
-    return ds.prefetch(tf.data.AUTOTUNE)
-
-
-# ------------------------------------------------------------------------------------- advice
 
 
 def report_warnings(report: DatasetReport, min_per_class: int = 20) -> list[str]:
