@@ -46,6 +46,7 @@ from cnnlab.data.sample import sample_dir
 from cnnlab.model import ModelConfig
 from cnnlab.model.augment import with_preset
 from cnnlab.runs.store import RunStore
+from cnnlab.runs.workspace import Workspace
 from cnnlab.settings import Settings
 from cnnlab.training.engine import TrainConfig, train
 
@@ -197,7 +198,7 @@ def main() -> None:
             for seed in args.seeds:
                 for side, model_config in sides(size, args.light).items():
                     started = time.perf_counter()
-                    run = train(data_dir, model_config, TrainConfig(seed=seed), store=store, cache=args.cache)
+                    run = train(data_dir, model_config, TrainConfig(seed=seed), workspace=Workspace(store, args.cache))
                     accuracy = run.record["metrics"]["test_accuracy"]
                     results.setdefault((dataset, side), []).append(accuracy)
                     print(

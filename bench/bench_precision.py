@@ -24,6 +24,7 @@ from cnnlab.data.sample import sample_dir
 from cnnlab.model import ModelConfig
 from cnnlab.model.precision import choose_precision
 from cnnlab.runs.store import RunStore
+from cnnlab.runs.workspace import Workspace
 from cnnlab.settings import Settings
 from cnnlab.training.engine import TrainConfig, train
 
@@ -71,7 +72,7 @@ def one_run(
 ) -> tuple[float, float]:
     """Test accuracy and median seconds per epoch (first epoch dropped) of one training."""
     config = TrainConfig(epochs=epochs, patience=0, seed=seed, precision=precision)
-    run = train(data_dir, ModelConfig(), config, store=store, cache=cache)
+    run = train(data_dir, ModelConfig(), config, workspace=Workspace(store, cache))
     seconds = [row["seconds"] for row in run.history[1:]] or [row["seconds"] for row in run.history]
     return float(run.record["metrics"]["test_accuracy"]), statistics.median(seconds)
 

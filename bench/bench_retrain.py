@@ -31,18 +31,21 @@ from cnnlab.training import memory
 from cnnlab.server.jobs import JobSettings, training_job
 from cnnlab.model import ModelConfig
 from cnnlab.runs.store import RunStore
+from cnnlab.runs.workspace import Workspace
 from cnnlab.data.sample import sample_dir
 from cnnlab.training.engine import TrainConfig
+from cnnlab.training.plan import training_plan
 
 give_back, trainings, epochs, cache = sys.argv[1] == "1", int(sys.argv[2]), int(sys.argv[3]), Path(sys.argv[4])
 if not give_back:
     memory.release_training_graphs = lambda: 0
     memory.give_back_freed_memory = lambda: False
 
-settings = JobSettings(store=RunStore(tempfile.mkdtemp(), include_demo=False), cache=cache)
+settings = JobSettings(Workspace(RunStore(tempfile.mkdtemp(), include_demo=False), cache))
+plan = training_plan(sample_dir(cache), ModelConfig(), TrainConfig(epochs=epochs), workspace=settings.workspace)
 after = []
 for _ in range(trainings):
-    job = training_job(sample_dir(cache), ModelConfig(), TrainConfig(epochs=epochs), settings).start()
+    job = training_job(plan, settings).start()
     # Until the job's thread has ended: it gives memory back after it marks the job done.
     while not job.done or any(thread.name == "cnnlab-_run" for thread in threading.enumerate()):
         time.sleep(0.2)

@@ -22,6 +22,7 @@ from cnnlab import data
 from cnnlab.data.sample import sample_dir
 from cnnlab.model import ModelConfig
 from cnnlab.runs.store import RunStore
+from cnnlab.runs.workspace import Workspace
 from cnnlab.settings import Settings
 from cnnlab.training.engine import TrainConfig, train
 
@@ -50,7 +51,7 @@ def main() -> None:
             for name, (model_config, train_config) in CONTENDERS.items():
                 started = time.perf_counter()
                 seeded = TrainConfig(**{**train_config.to_dict(), "seed": seed})
-                run = train(data_dir, model_config, seeded, store=store, cache=args.cache)
+                run = train(data_dir, model_config, seeded, workspace=Workspace(store, args.cache))
                 seconds = time.perf_counter() - started
                 accuracy = run.record["metrics"]["test_accuracy"]
                 results[name].append((accuracy, seconds, len(run.history)))

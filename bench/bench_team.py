@@ -35,6 +35,7 @@ from bench.machine import machine
 from cnnlab.data.sample import sample_dir
 from cnnlab.model import ModelConfig
 from cnnlab.runs.store import RunStore
+from cnnlab.runs.workspace import Workspace
 from cnnlab.team.tracking import STUDY_TAG, TRIAL_TAG, TrackingConfig, client, experiment_id
 from cnnlab.training.engine import TrainConfig, train
 from helpers import machine_settings, sweep_worker
@@ -51,7 +52,7 @@ def timed_training(
 ) -> tuple[float, list[float]]:
     """Wall seconds of one whole `train` call, and its epochs' seconds after the first."""
     started = time.perf_counter()
-    run = train(sample_dir(cache), ModelConfig(), train_config, store=store, cache=cache, tracking=tracking)
+    run = train(sample_dir(cache), ModelConfig(), train_config, workspace=Workspace(store, cache, tracking=tracking))
     wall = time.perf_counter() - started
     if tracking is not None and not run.record["team"]["published"]:
         raise RuntimeError(f"run {run.id} was not published: the benchmark needs a reachable server")

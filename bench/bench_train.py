@@ -27,8 +27,10 @@ from cnnlab.data.sample import sample_dir
 from cnnlab.model import ModelConfig, build_model, training_flops
 from cnnlab.model.precision import Precision, choose_precision
 from cnnlab.runs.store import RunStore
+from cnnlab.runs.workspace import Workspace
 from cnnlab.settings import Settings
 from cnnlab.training.engine import TrainConfig, train
+from cnnlab.training.hooks import TrainingHooks
 
 
 def cnnlab_epochs(
@@ -44,9 +46,8 @@ def cnnlab_epochs(
         data_dir,
         model_config,
         train_config,
-        store=store,
-        cache=cache,
-        on_epoch=lambda _: reported.append(time.perf_counter()),
+        workspace=Workspace(store, cache),
+        hooks=TrainingHooks(on_epoch=lambda _: reported.append(time.perf_counter())),
     )
     return [later - earlier for earlier, later in zip(reported, reported[1:], strict=False)]
 

@@ -17,6 +17,7 @@ import streamlit as st
 
 from cnnlab.common.checks import one_line
 from cnnlab.runs.store import RunStore
+from cnnlab.runs.workspace import Workspace
 from cnnlab.server import jobs
 from cnnlab.server.jobs import Job
 from cnnlab.server.quota import DiskUsage, session_usage
@@ -107,15 +108,15 @@ def store() -> RunStore:
 def job_settings() -> jobs.JobSettings:
     """What this person's jobs work with: this server's run store, cache and limits, their owner tag, the team server."""
     config = settings()
-    return jobs.JobSettings(
+    workspace = Workspace(
         store=store(),
         cache=config.cache_dir,
         max_training_mb=config.max_training_mb,
         max_cache_mb=config.max_cache_mb,
-        limit=config.max_concurrent_trainings,
-        owner=owner(),
         tracking=config.tracking,
+        owner=owner(),
     )
+    return jobs.JobSettings(workspace, limit=config.max_concurrent_trainings)
 
 
 def owner() -> str | None:

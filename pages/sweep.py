@@ -6,7 +6,7 @@ import streamlit as st
 from cnnlab import charts
 from cnnlab.model.backbones import BACKBONE_NAMES
 from cnnlab.server import hosting, jobs, quota
-from cnnlab.sweep import OBJECTIVES, default_storage, follow_study, space_from_dict
+from cnnlab.sweep import OBJECTIVES, SweepConfig, default_storage, follow_study, space_from_dict
 from cnnlab_ui.live import job_figure, live_job
 from cnnlab_ui.loaders import scan
 from cnnlab_ui.messages import show_error
@@ -87,7 +87,7 @@ def check_disk_budget() -> None:
     if (usage := disk_usage()) is not None:
         cache = settings().cache_dir
         uploads = hosting.uploads_dir(cache, session_id())
-        needed = quota.sweep_bytes(scan(dataset().path), space, int(trials), cache, uploads)
+        needed = quota.sweep_bytes(scan(dataset().path), space, int(trials), cache=cache, uploads=uploads)
         quota.check_room(
             usage, needed, f"A sweep of {int(trials)} trials", "choose fewer trials or smaller image sizes"
         )
@@ -97,18 +97,13 @@ job = watched_job("sweep")  # after a reload too
 if st.button("Start sweep", key="start-sweep", type="primary", disabled=session_busy(), icon=":material/play_arrow:"):
     try:
         check_disk_budget()
+        config = SweepConfig(
+            trials=int(trials), timeout=minutes * 60 or None, storage=storage, study_name=study or None
+        )
     except ValueError as exc:
         show_error(exc)
     else:
-        st.session_state.sweep_job = jobs.sweep_job(
-            dataset().path,
-            space,
-            job_settings(),
-            trials=int(trials),
-            timeout=minutes * 60 or None,
-            storage=storage,
-            study_name=study or None,
-        ).start()
+        st.session_state.sweep_job = jobs.sweep_job(dataset().path, space, config, job_settings()).start()
         st.rerun()
 
 

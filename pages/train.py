@@ -1,27 +1,16 @@
-"""Train: configure the CNN in the sidebar, start training, watch it learn live, stop at any time."""
+"""Train: configure the CNN in the sidebar, see its plan, start training, watch it learn live, stop at any time."""
 
-import numpy as np
 import pandas as pd
 import streamlit as st
 
 from cnnlab import charts
-from cnnlab.data.imbalance import IMBALANCE_RATIO, imbalance_ratio
-from cnnlab.model import check_trainable
-from cnnlab.model.precision import choose_precision
-from cnnlab.server import hosting, jobs, quota
+from cnnlab.server import jobs
 from cnnlab_ui.live import job_figure, live_job
 from cnnlab_ui.loaders import scan
 from cnnlab_ui.messages import show_error
 from cnnlab_ui.shell import require_app_shell
-from cnnlab_ui.state import (
-    dataset,
-    disk_usage,
-    job_settings,
-    session_busy,
-    session_id,
-    settings,
-    watched_job,
-)
+from cnnlab_ui.state import dataset, session_busy, settings, watched_job
+from cnnlab_ui.training import augmented_images, learning_rate_curve, plan_training, show_plan, start_training
 from cnnlab_ui.widgets import model_config_sidebar, train_config_sidebar, use_learning_rate
 
 require_app_shell()
@@ -45,62 +34,20 @@ st.caption(
     f"Dataset: **{chosen.label}** with {len(report.files)} images in {report.num_classes} classes ({', '.join(report.class_names)}). Change it on the Data page."
 )
 
-
-@st.cache_data(show_spinner="Building the model...")
-def summary(config: dict, num_classes: int) -> tuple[pd.DataFrame, int]:
-    """The model's layers for this config (built with random weights, never trained: nothing to download)."""
-    from cnnlab.model import ModelConfig, build_model, model_summary
-
-    rows = model_summary(build_model(ModelConfig.from_dict({**config, "backbone_weights": "none"}), num_classes))
-    return pd.DataFrame(rows), sum(r["params"] for r in rows)
-
-
 try:
-    memory_mb = check_trainable(
-        model_config,
-        report.num_classes,
-        train_config.batch_size,
-        settings().max_training_mb,
-        train_config.tuned_layers,
-    )
-    layers, params = summary(model_config.to_dict(), report.num_classes)
+    plan = plan_training(chosen.path, model_config, train_config)
+    plan.check()
 except ValueError as exc:
     show_error(exc)
     st.stop()
-with st.expander(
-    f"Model summary: {len(layers)} layers, {params:,} parameters, about {memory_mb:,.0f} MB per training step"
-):
-    st.dataframe(layers, hide_index=True)
-ratio = imbalance_ratio(report.counts.values())
-if ratio > IMBALANCE_RATIO:
-    st.caption(
-        f"The largest class has {ratio:.1f}x the images of the smallest: "
-        + (
-            "class weights are off, so the small classes count less in training."
-            if train_config.class_weight == "none"
-            else "classes are weighted inversely to their size in training."
-        )
-    )
-
-
-@st.cache_data(show_spinner=False, max_entries=32)
-def preview(config: dict, path: str, seed: int) -> list[np.ndarray]:
-    """The image as the model sees it, then eight outputs of the model's own augmentation layers."""
-    from cnnlab.data.images import load_array
-    from cnnlab.model import ModelConfig
-    from cnnlab.model.augment import augment_preview
-
-    model_config = ModelConfig.from_dict(config)
-    image = load_array(path, model_config.image_size, model_config.color_mode, model_config.resize_mode)
-    return [image, *augment_preview(model_config, image, n=8, seed=seed)]
-
+show_plan(plan)
 
 with st.expander("Augmentation preview: what training sees", expanded=True):
     pick = st.number_input(f"Training image (1 to {len(report.files)})", 1, len(report.files), 1, key="preview_image")
     rel = report.files[pick - 1]
     seed = st.session_state.get("preview_seed", 0)
     try:
-        shown = preview(model_config.to_dict(), str(report.root / rel), seed)
+        shown = augmented_images(model_config, str(report.root / rel), seed)
     except ValueError as exc:
         show_error(exc)
     else:
@@ -112,29 +59,13 @@ with st.expander("Augmentation preview: what training sees", expanded=True):
         st.rerun()
 
 
-@st.cache_data(show_spinner="Trying learning rates on a fresh model (a short run, nothing saved)...", max_entries=4)
-def lr_find(path: str, model: dict, training: dict) -> dict:
-    """The learning-rate finder's curve and suggestion for these settings."""
-    from cnnlab.model import ModelConfig
-    from cnnlab.training.engine import TrainConfig
-    from cnnlab.training.lr_find import find_learning_rate
-
-    return find_learning_rate(
-        path,
-        ModelConfig.from_dict(model),
-        TrainConfig.from_dict(training),
-        cache=settings().cache_dir,
-        max_training_mb=settings().max_training_mb,
-    ).to_dict()
-
-
 with st.expander("Learning-rate finder", expanded="lr_found" in st.session_state):
     st.caption("A short run whose rate grows from 1e-6 to 1 batch by batch; the loss curve shows which rates learn.")
     if st.button("Find a learning rate", disabled=session_busy(), icon=":material/search:"):
-        st.session_state.lr_found = (chosen.path, model_config.to_dict(), train_config.to_dict())
+        st.session_state.lr_found = (chosen.path, model_config, train_config)
     if "lr_found" in st.session_state:
         try:
-            found = lr_find(*st.session_state.lr_found)
+            found = learning_rate_curve(*st.session_state.lr_found)
         except ValueError as exc:
             show_error(exc)
         else:
@@ -148,29 +79,17 @@ with st.expander("Learning-rate finder", expanded="lr_found" in st.session_state
                 args=(rate,),
                 icon=":material/check:",
             )
-precision = choose_precision(train_config.precision)
-st.caption(f"Trains on **{precision.device}** in **{precision.policy}** ({precision.reason}).")
-
-
-def check_disk_budget() -> None:
-    """Refuse (hosted mode) a training that would take this visitor over their disk budget."""
-    if (usage := disk_usage()) is not None:
-        cache = settings().cache_dir
-        needed = quota.training_bytes(report, model_config, params, cache, hosting.uploads_dir(cache, session_id()))
-        quota.check_room(usage, needed, "This training")
-
 
 job = watched_job()  # after a reload too: jobs belong to the server, not to the browser session
 if st.button(
     "Start training", key="start-training", type="primary", disabled=session_busy(), icon=":material/play_arrow:"
 ):
     try:
-        check_disk_budget()
+        job = start_training(plan)
     except ValueError as exc:
         show_error(exc)
     else:
-        job = jobs.training_job(chosen.path, model_config, train_config, job_settings())
-        st.session_state.job = job.start()
+        st.session_state.job = job
         st.session_state.pop("watch", None)
         st.rerun()
 

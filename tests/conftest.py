@@ -72,7 +72,9 @@ def make_dataset(tmp_path):
 def trained_run(tmp_path_factory):
     """One completed 2-epoch run on a 3-class dataset, shared (read-only) by several test files."""
     from cnnlab.runs.store import RunStore
+    from cnnlab.runs.workspace import Workspace
     from cnnlab.training.engine import train
+    from cnnlab.training.hooks import TrainingHooks
 
     base = tmp_path_factory.mktemp("trained")
     data_dir = write_dataset(base / "data")
@@ -81,10 +83,8 @@ def trained_run(tmp_path_factory):
         data_dir,
         tiny_model_config(),
         tiny_train_config(),
-        store=RunStore(base / "models", include_demo=False),
-        cache=base / "cache",
-        on_epoch=epochs.append,
-        on_batch=batches.append,
+        workspace=Workspace(RunStore(base / "models", include_demo=False), base / "cache"),
+        hooks=TrainingHooks(on_epoch=epochs.append, on_batch=batches.append),
         name="shared tiny run",
     )
     return {
@@ -117,6 +117,7 @@ def server(tmp_path, monkeypatch):
 def deep_run(tmp_path_factory):
     """A run with two conv blocks, batch norm and flip/rotation augmentation, trained for one epoch."""
     from cnnlab.runs.store import RunStore
+    from cnnlab.runs.workspace import Workspace
     from cnnlab.training.engine import train
 
     base = tmp_path_factory.mktemp("deep-run")
@@ -124,7 +125,6 @@ def deep_run(tmp_path_factory):
         write_dataset(base / "data", per_class=12),
         tiny_model_config(conv_blocks=2, batch_norm=True, flip="horizontal", rotation=0.1),
         tiny_train_config(epochs=1),
-        store=RunStore(base / "models", include_demo=False),
-        cache=base / "cache",
+        workspace=Workspace(RunStore(base / "models", include_demo=False), base / "cache"),
     )
     return run, run.load_model()

@@ -23,7 +23,9 @@ from cnnlab.model import (  # noqa: E402
     count_params,
     find_backbone,
 )
+from cnnlab.runs.workspace import Workspace  # noqa: E402
 from cnnlab.training.engine import train  # noqa: E402
+from cnnlab.training.hooks import TrainingHooks  # noqa: E402
 from helpers import random_images, tiny_model_config, tiny_train_config  # noqa: E402
 
 SIZE = (32, 32)
@@ -64,7 +66,7 @@ def changed(before: dict, after: dict) -> set[str]:
 @pytest.mark.parametrize("name", list(backbones.BACKBONES))
 def test_each_backbone_trains_predicts_explains_and_exports(make_dataset, run_store, cache_dir, name):
     data_dir = make_dataset(per_class=6)
-    run = train(data_dir, backbone_config(name), tiny_train_config(epochs=1), store=run_store, cache=cache_dir)
+    run = train(data_dir, backbone_config(name), tiny_train_config(epochs=1), workspace=Workspace(run_store, cache_dir))
     assert run.status == "completed"
     assert [row["phase"] for row in run.history] == ["head"]
     model = run.load_model()
@@ -167,7 +169,7 @@ def test_weights_file_is_loaded_by_path_and_predicts_like_its_source(tmp_path):
 def test_missing_weights_file_stops_before_a_run_exists(make_dataset, run_store, cache_dir, tmp_path):
     config = backbone_config(backbone_weights=str(tmp_path / "nowhere.weights.h5"))
     with pytest.raises(ValueError, match="weights file was not found.*Received: backbone_weights="):
-        train(make_dataset(per_class=4), config, tiny_train_config(epochs=1), store=run_store, cache=cache_dir)
+        train(make_dataset(per_class=4), config, tiny_train_config(epochs=1), workspace=Workspace(run_store, cache_dir))
     assert not run_store.root.exists()
 
 
@@ -175,7 +177,7 @@ def test_imagenet_offline_stops_before_a_run_exists(make_dataset, run_store, cac
     # This machine has no network: Keras's download fails at once and nothing is left behind.
     config = backbone_config(backbone_weights="imagenet")
     with pytest.raises(ValueError) as caught:
-        train(make_dataset(per_class=4), config, tiny_train_config(epochs=1), store=run_store, cache=cache_dir)
+        train(make_dataset(per_class=4), config, tiny_train_config(epochs=1), workspace=Workspace(run_store, cache_dir))
     message = str(caught.value)
     assert "\n" not in message
     assert message.startswith("Could not download the ImageNet weights of mobilenet_v3_small (")
@@ -208,7 +210,13 @@ def test_frozen_head_phase_then_fine_tuning_of_the_top_layers_only(make_dataset,
     config = backbone_config(backbone_weights=str(weights), learning_rate=0.01)
     train_config = tiny_train_config(epochs=1, fine_tune_layers=12, fine_tune_epochs=1)
     data_dir = make_dataset(per_class=6)
-    run = train(data_dir, config, train_config, store=run_store, cache=cache_dir, callbacks=[snapshots])
+    run = train(
+        data_dir,
+        config,
+        train_config,
+        workspace=Workspace(run_store, cache_dir),
+        hooks=TrainingHooks(callbacks=(snapshots,)),
+    )
     head_start, head_end, tune_start, tune_end = snapshots.taken
     # Head phase: only the new head learns; the backbone, batch-norm statistics included, is untouched.
     assert changed(head_start, head_end) == {"predictions"}

@@ -328,6 +328,9 @@ def test_train_says_and_records_the_device_and_precision(tmp_path, capsys):
     result = json.loads(captured.out.strip().splitlines()[-1])
     assert result["precision"] == "mixed_bfloat16" and result["device"].startswith(("CPU: ", "GPU: "))
     assert f"Training on {result['device']} in mixed_bfloat16 (chosen" in captured.err
+    assert re.search(
+        r"^Model summary: \d+ layers, [\d,]+ parameters, about [\d,]+ MB per training step$", captured.err, re.M
+    )
     run_dir = Path(result["run_dir"])
     assert RunStore(run_dir.parent).get(run_dir.name).record["precision"]["policy"] == "mixed_bfloat16"
     assert main(["train", str(root), "--precision", "half"]) == 2

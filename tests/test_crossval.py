@@ -9,8 +9,10 @@ import pytest
 from cnnlab.analysis.crossval import CROSS_VALIDATED_FILE, cross_validated_issues, saved_issues, stratified_folds
 from cnnlab.analysis.label_issues import run_label_issues
 from cnnlab.runs.store import RunStore
+from cnnlab.runs.workspace import Workspace
 from cnnlab.settings import DEMO_RUN_DIR
 from cnnlab.training.engine import train
+from cnnlab.training.hooks import TrainingHooks
 from helpers import swap_labels, tiny_model_config, tiny_train_config, write_dataset
 
 
@@ -32,8 +34,7 @@ def test_swapped_training_labels_are_found_only_by_the_cross_validated_pass(tmp_
         root,
         tiny_model_config(image_size=(16, 16), learning_rate=0.01),
         tiny_train_config(epochs=3, validation_split=0.2, test_split=0.2),
-        store=run_store,
-        cache=cache_dir,
+        workspace=Workspace(run_store, cache_dir),
     )
     in_training = [rel for rel in swapped if rel in set(run.split()["train"])]
     assert len(in_training) >= 2, "the seed no longer puts swapped images in the training split"
@@ -42,7 +43,12 @@ def test_swapped_training_labels_are_found_only_by_the_cross_validated_pass(tmp_
     assert not set(in_training) & set(run_label_issues(run, cache=cache_dir)["path"])
 
     epochs, batches = [], []
-    result = cross_validated_issues(run, folds=3, cache=cache_dir, on_epoch=epochs.append, on_batch=batches.append)
+    result = cross_validated_issues(
+        run,
+        folds=3,
+        workspace=Workspace(run_store, cache_dir),
+        hooks=TrainingHooks(on_epoch=epochs.append, on_batch=batches.append),
+    )
     assert (result.status, result.folds, result.epochs, result.num_images) == ("completed", 3, 3, 36)
     top = result.issues["path"].tolist()[: len(in_training) + 2]
     assert set(in_training) <= set(top)
@@ -61,11 +67,15 @@ def test_swapped_training_labels_are_found_only_by_the_cross_validated_pass(tmp_
     assert sorted(p.relative_to(root).as_posix() for p in root.rglob("*")) == before  # nothing moved
 
 
-def test_a_stopped_pass_saves_nothing_and_leaves_no_fold_behind(trained_run):
+def test_a_stopped_pass_saves_nothing_and_leaves_no_fold_behind(trained_run, run_store):
     run, stop = trained_run["run"], threading.Event()
     listing = sorted(p.name for p in run.path.iterdir())
     result = cross_validated_issues(
-        run, folds=2, epochs=1, cache=trained_run["cache"], on_batch=lambda _: stop.set(), stop_event=stop
+        run,
+        folds=2,
+        epochs=1,
+        workspace=Workspace(run_store, trained_run["cache"]),
+        hooks=TrainingHooks(on_batch=lambda _: stop.set(), stop_event=stop),
     )
     assert result.status == "stopped" and result.issues.empty
     assert sorted(p.name for p in run.path.iterdir()) == listing  # no result file, no temporary fold run
@@ -73,16 +83,16 @@ def test_a_stopped_pass_saves_nothing_and_leaves_no_fold_behind(trained_run):
 
 
 def test_bad_folds_epochs_and_the_demo_run_are_refused(trained_run, run_store):
-    run, cache = trained_run["run"], trained_run["cache"]
+    run, workspace = trained_run["run"], Workspace(run_store, trained_run["cache"])
     with pytest.raises(ValueError, match=r"Received: folds=1$"):
-        cross_validated_issues(run, folds=1, cache=cache)
+        cross_validated_issues(run, folds=1, workspace=workspace)
     with pytest.raises(ValueError, match=r"Received: epochs=0$"):
-        cross_validated_issues(run, folds=2, epochs=0, cache=cache)
+        cross_validated_issues(run, folds=2, epochs=0, workspace=workspace)
     with pytest.raises(ValueError, match=r"at least two images per fold; use fewer folds. Received: folds=10$"):
-        cross_validated_issues(_run_with_images(run, run_store, 19), folds=10, cache=cache)
+        cross_validated_issues(_run_with_images(run, run_store, 19), folds=10, workspace=workspace)
     demo = RunStore(DEMO_RUN_DIR.parent).get(DEMO_RUN_DIR)
     with pytest.raises(ValueError, match=r"demo model.*Received: run="):
-        cross_validated_issues(demo, cache=cache)
+        cross_validated_issues(demo, workspace=workspace)
 
 
 def _run_with_images(run, store, count):

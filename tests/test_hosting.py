@@ -501,17 +501,20 @@ def test_a_visitor_who_fills_their_budget_leaves_another_free_to_upload_and_trai
 
 def test_a_training_stopped_before_its_first_epoch_says_so_and_selects_nothing(hosted, app_cache):
     from cnnlab.runs.store import RunStore
+    from cnnlab.runs.workspace import Workspace
     from cnnlab.server import jobs
+    from cnnlab.training.plan import training_plan
     from helpers import open_page, start_app, tiny_model_config, tiny_train_config, wait_for_job
 
     at = start_app()
-    job = jobs.training_job(
+    settings = jobs.JobSettings(Workspace(RunStore(hosted), app_cache))
+    plan = training_plan(
         at.session_state["dataset"].path if "dataset" in at.session_state else str(sample_path(app_cache)),
         tiny_model_config(),
         tiny_train_config(epochs=3),
-        jobs.JobSettings(RunStore(hosted), app_cache),
-        tags={"owner": at.session_state["visitor"]},
+        workspace=settings.workspace,
     )
+    job = jobs.training_job(plan, settings, tags={"owner": at.session_state["visitor"]})
     job.stop()  # Stop pressed while the data was being prepared
     at.session_state["job"] = job.start()
     wait_for_job(at, "job")

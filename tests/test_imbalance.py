@@ -5,6 +5,7 @@ import pytest
 
 from cnnlab import data
 from cnnlab.data.imbalance import class_weights, imbalance_advice
+from cnnlab.runs.workspace import Workspace
 from cnnlab.training.engine import TrainConfig, train
 from helpers import image_bytes, tiny_model_config, tiny_train_config
 
@@ -51,8 +52,7 @@ def test_auto_weights_a_ten_to_one_dataset_and_balanced_accuracy_does_not_drop(t
             ten_to_one,
             tiny_model_config(),
             tiny_train_config(epochs=3, class_weight=mode, validation_split=0.2, test_split=0.3),
-            store=run_store,
-            cache=cache_dir,
+            workspace=Workspace(run_store, cache_dir),
         )
         for mode in ("none", "auto")
     }

@@ -130,16 +130,23 @@ def test_the_registry_finds_a_training_by_run_id_and_shows_each_owner_only_their
 
 
 def test_a_training_job_knows_its_run_id_before_it_starts(make_dataset, run_store, cache_dir):
+    from cnnlab.runs.workspace import Workspace
+    from cnnlab.training.plan import training_plan
     from helpers import tiny_model_config, tiny_train_config
 
     store = run_store
-    where = jobs.JobSettings(store, cache_dir)
-    job = jobs.training_job(make_dataset(per_class=4), tiny_model_config(), tiny_train_config(epochs=1), where)
+    where = jobs.JobSettings(Workspace(store, cache_dir))
+    plan = training_plan(
+        make_dataset(per_class=4), tiny_model_config(), tiny_train_config(epochs=1), workspace=where.workspace
+    )
+    job = jobs.training_job(plan, where)
     assert job.run_id and job.status == "queued" and jobs.find_job(job.run_id) is None  # registered on start
     job.start()
     assert jobs.find_job(job.run_id) is job
     assert wait_for(lambda: job.done, timeout=120) and job.status == "completed", job.error
     assert job.result.id == job.run_id and store.get(job.run_id).status == "completed"
+    assert store.get(job.run_id).record["precision"] == plan.precision.to_dict()  # trained as planned
+    assert job.info == {"epochs": plan.epochs}
 
 
 def test_a_stop_that_comes_as_a_training_finishes_leaves_it_completed():

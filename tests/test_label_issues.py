@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from cnnlab.analysis.label_issues import ISSUE_COLUMNS, find_label_issues, issues_table, run_label_issues
+from cnnlab.runs.workspace import Workspace
 from cnnlab.training.engine import train
 from helpers import swap_labels, tiny_model_config, tiny_train_config, write_dataset
 
@@ -66,8 +67,7 @@ def test_swapped_labels_are_ranked_near_the_top(tmp_path, run_store, cache_dir):
         root,
         tiny_model_config(),
         tiny_train_config(epochs=8, validation_split=0.3, test_split=0.3),  # 4 left one swap unflagged
-        store=run_store,
-        cache=cache_dir,
+        workspace=Workspace(run_store, cache_dir),
     )
     held_out = set(run.split()["validation"]) | set(run.split()["test"])
     checked = [rel for rel in swapped if rel in held_out]

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from cnnlab.runs.workspace import Workspace
 from cnnlab.training.engine import train
 from cnnlab.training.lr_find import find_learning_rate, suggest
 from helpers import tiny_model_config, tiny_train_config
@@ -12,7 +13,13 @@ from helpers import tiny_model_config, tiny_train_config
 def test_the_suggestion_lies_in_the_tested_range_and_trains_a_converging_model(make_dataset, run_store, cache_dir):
     root = make_dataset(per_class=24)
     result = find_learning_rate(
-        root, tiny_model_config(), tiny_train_config(), cache=cache_dir, min_lr=1e-5, max_lr=1.0, num_steps=60
+        root,
+        tiny_model_config(),
+        tiny_train_config(),
+        workspace=Workspace(run_store, cache_dir),
+        min_lr=1e-5,
+        max_lr=1.0,
+        num_steps=60,
     )
     rates = result.learning_rates
     assert 10 <= len(rates) <= 60 and len(result.losses) == len(rates) == len(result.smoothed_losses)
@@ -21,7 +28,7 @@ def test_the_suggestion_lies_in_the_tested_range_and_trains_a_converging_model(m
     assert set(result.to_dict()) >= {"suggested_learning_rate", "learning_rates", "smoothed_losses"}
 
     config = tiny_model_config(learning_rate=result.suggested_learning_rate)
-    run = train(root, config, tiny_train_config(epochs=4), store=run_store, cache=cache_dir)
+    run = train(root, config, tiny_train_config(epochs=4), workspace=Workspace(run_store, cache_dir))
     losses = [row["loss"] for row in run.history]
     assert all(np.isfinite(losses)) and losses[-1] < 0.7 * losses[0]
     assert run.record["metrics"]["test_accuracy"] > 0.6  # three classes: chance is a third
@@ -35,8 +42,9 @@ def test_suggest_takes_a_tenth_of_the_best_rate_inside_the_range():
         suggest(rates, [float("nan")] * 5)
 
 
-def test_bad_ranges_are_refused(make_dataset, cache_dir):
+def test_bad_ranges_are_refused(make_dataset, run_store, cache_dir):
+    workspace = Workspace(run_store, cache_dir)
     with pytest.raises(ValueError, match="Received: min_lr=0.1, max_lr=0.01"):
-        find_learning_rate(make_dataset(), tiny_model_config(), cache=cache_dir, min_lr=0.1, max_lr=0.01)
+        find_learning_rate(make_dataset(), tiny_model_config(), workspace=workspace, min_lr=0.1, max_lr=0.01)
     with pytest.raises(ValueError, match="Received: num_steps=3"):
-        find_learning_rate(make_dataset(), tiny_model_config(), cache=cache_dir, num_steps=3)
+        find_learning_rate(make_dataset(), tiny_model_config(), workspace=workspace, num_steps=3)

@@ -14,8 +14,9 @@ from tensorflow.python.framework import ops
 from tensorflow.python.framework.func_graph import FuncGraph
 
 from cnnlab.runs.store import RunStore
+from cnnlab.runs.workspace import Workspace
 from cnnlab.server import jobs
-from cnnlab.sweep import run_sweep
+from cnnlab.sweep import SweepConfig, run_sweep
 from cnnlab.training import memory
 from cnnlab.training.engine import train
 from cnnlab.training.lr_find import find_learning_rate
@@ -76,7 +77,7 @@ def test_trainings_one_after_another_leave_no_graph_of_a_finished_one(make_datas
     for attempt in (1, 2):
         # Held while the training runs, so that no id of these is reused by a new graph.
         existing = live_graphs()
-        run = train(data_dir, model_config, tiny_train_config(epochs=1), store=run_store, cache=cache_dir)
+        run = train(data_dir, model_config, tiny_train_config(epochs=1), workspace=Workspace(run_store, cache_dir))
         assert run.status == "completed"
         del run
         known = {id(graph) for graph in existing}
@@ -130,11 +131,15 @@ def test_jobs_sweep_trials_and_the_learning_rate_finder_give_memory_back(
 
     root = make_dataset(per_class=4, size=(16, 16))
     store = RunStore(tmp_path / "models", include_demo=False)
-    run_sweep(root, tiny_space({"filters": [4, 8]}, epochs=1), trials=2, store=store, cache=cache_dir)
+    run_sweep(
+        root, tiny_space({"filters": [4, 8]}, epochs=1), SweepConfig(trials=2), workspace=Workspace(store, cache_dir)
+    )
     assert here() == 2, f"once after each of the 2 trials, found {calls}"
 
     existing = live_graphs()
-    find_learning_rate(root, tiny_model_config(image_size=(16, 16)), cache=cache_dir, num_steps=12)
+    find_learning_rate(
+        root, tiny_model_config(image_size=(16, 16)), workspace=Workspace(store, cache_dir), num_steps=12
+    )
     assert here() == 3
     known = {id(graph) for graph in existing}
     left = sorted({graph.name for graph in live_graphs() if id(graph) not in known})

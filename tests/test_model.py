@@ -200,6 +200,7 @@ def test_training_memory_grows_with_batch_and_image_and_is_checked_against_the_l
 
 
 def test_train_refuses_an_oversized_step_before_creating_a_run(make_dataset, run_store, cache_dir):
+    from cnnlab.runs.workspace import Workspace
     from cnnlab.training.engine import TrainConfig, train
 
     with pytest.raises(ValueError, match="over the 64 MB this server allows"):
@@ -207,9 +208,7 @@ def test_train_refuses_an_oversized_step_before_creating_a_run(make_dataset, run
             make_dataset(),
             ModelConfig(image_size=(128, 128)),
             TrainConfig(batch_size=128),
-            store=run_store,
-            cache=cache_dir,
-            max_training_mb=64,
+            workspace=Workspace(run_store, cache_dir, max_training_mb=64),
         )
     assert run_store.list() == []
 

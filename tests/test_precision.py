@@ -88,10 +88,13 @@ def test_each_precision_saves_loads_predicts_and_exports_in_float32(precision, t
     from cnnlab.analysis.evaluate import evaluate_run
     from cnnlab.deploy.export import export_run, read_export
     from cnnlab.deploy.predict import predict
+    from cnnlab.runs.workspace import Workspace
     from cnnlab.training.engine import train
 
     data_dir = write_dataset(tmp_path / "data", per_class=12)
-    run = train(data_dir, tiny_model_config(), tiny_train_config(precision=precision), store=run_store, cache=cache_dir)
+    run = train(
+        data_dir, tiny_model_config(), tiny_train_config(precision=precision), workspace=Workspace(run_store, cache_dir)
+    )
     assert run.status == "completed"
     assert run.record["precision"]["policy"] == precision and run.record["train_config"]["precision"] == precision
     model = run.load_model()

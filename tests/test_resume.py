@@ -14,8 +14,10 @@ import pytest
 
 from cnnlab.cli import main
 from cnnlab.runs.store import RunStore
+from cnnlab.runs.workspace import Workspace
 from cnnlab.training.checkpoint import read_state
 from cnnlab.training.engine import train
+from cnnlab.training.hooks import TrainingHooks
 from cnnlab.training.resume import continue_training, resume
 from helpers import tiny_model_config, tiny_train_config
 
@@ -38,23 +40,24 @@ def outcome(run) -> tuple:
 def test_a_stopped_run_resumes_to_the_same_result_as_one_that_never_stopped(make_dataset, run_store, cache_dir):
     data_dir, store = make_dataset(per_class=8), run_store
     config = tiny_train_config(epochs=5, patience=2)
-    whole = train(data_dir, tiny_model_config(**RANDOM_MODEL), config, store=store, cache=cache_dir)
+    whole = train(data_dir, tiny_model_config(**RANDOM_MODEL), config, workspace=Workspace(store, cache_dir))
 
     stop = threading.Event()
     stopped = train(
         data_dir,
         tiny_model_config(**RANDOM_MODEL),
         config,
-        store=store,
-        cache=cache_dir,
-        on_batch=lambda p: stop.set() if (p["epoch"], p["batch"]) == (3, 2) else None,  # mid-epoch 3
-        stop_event=stop,
+        workspace=Workspace(store, cache_dir),
+        hooks=TrainingHooks(
+            on_batch=lambda p: stop.set() if (p["epoch"], p["batch"]) == (3, 2) else None,  # mid-epoch 3
+            stop_event=stop,
+        ),
     )
     assert stopped.status == "stopped" and [row["epoch"] for row in stopped.history] == [1, 2, 3]
     assert stopped.history[-1]["partial"] and read_state(stopped.checkpoint_dir)["epoch"] == 2
 
     replayed: list[dict] = []
-    resumed = resume(stopped.id, store=store, cache=cache_dir, on_epoch=replayed.append)
+    resumed = resume(stopped.id, workspace=Workspace(store, cache_dir), hooks=TrainingHooks(on_epoch=replayed.append))
     assert [row["epoch"] for row in replayed] == [1, 2, 3, 4, 5]  # the kept epochs first, then the new ones
     assert resumed.id == stopped.id and resumed.path == stopped.path  # in place
     assert curves(resumed) == curves(whole)  # each epoch once, the half-trained epoch 3 trained again
@@ -64,15 +67,15 @@ def test_a_stopped_run_resumes_to_the_same_result_as_one_that_never_stopped(make
     assert state["epoch"] == 5 and state["best_weights"] is None
     assert sorted(p.name for p in resumed.checkpoint_dir.iterdir()) == ["epoch-0005.weights.h5", "state.json"]
     with pytest.raises(ValueError, match=r"is completed and cannot be resumed; train more epochs.*Received: run="):
-        resume(resumed.id, store=store, cache=cache_dir)
+        resume(resumed.id, workspace=Workspace(store, cache_dir))
 
 
 def test_continuing_trains_on_from_the_final_weights_and_optimizer_state(make_dataset, run_store, cache_dir):
     data_dir, store, model = make_dataset(per_class=8), run_store, tiny_model_config(**RANDOM_MODEL)
-    whole = train(data_dir, model, tiny_train_config(epochs=4), store=store, cache=cache_dir)
-    parent = train(data_dir, model, tiny_train_config(epochs=2), store=store, cache=cache_dir)
+    whole = train(data_dir, model, tiny_train_config(epochs=4), workspace=Workspace(store, cache_dir))
+    parent = train(data_dir, model, tiny_train_config(epochs=2), workspace=Workspace(store, cache_dir))
 
-    child = continue_training(parent.id, 2, store=store, cache=cache_dir)
+    child = continue_training(parent.id, 2, workspace=Workspace(store, cache_dir))
 
     assert child.id != parent.id and child.status == "completed"
     assert child.record["parent"] == parent.id and child.record["initial_epoch"] == 2
@@ -90,10 +93,10 @@ def test_only_a_completed_run_with_a_training_state_can_be_continued(trained_run
     stopped = store.create(copied, parent.split())  # like the parent, but without its checkpoint
     stopped.update(status="stopped")
     with pytest.raises(ValueError, match=r"only a completed run can be continued, resume it instead"):
-        continue_training(stopped.id, 2, store=store, cache=cache_dir)
+        continue_training(stopped.id, 2, workspace=Workspace(store, cache_dir))
     stopped.update(status="completed")
     with pytest.raises(ValueError, match=r"kept no training state to continue from.*Received: run="):
-        continue_training(stopped.id, 2, store=store, cache=cache_dir)
+        continue_training(stopped.id, 2, workspace=Workspace(store, cache_dir))
 
 
 KILLABLE = """
@@ -102,6 +105,8 @@ from pathlib import Path
 from helpers import tiny_model_config, tiny_train_config
 from cnnlab.runs.store import RunStore
 from cnnlab.training.engine import train
+from cnnlab.runs.workspace import Workspace
+from cnnlab.training.hooks import TrainingHooks
 
 data_dir, models, cache, run_id, marker = sys.argv[1:6]
 
@@ -111,7 +116,7 @@ def on_batch(progress):
         time.sleep(600)
 
 train(data_dir, tiny_model_config(dropout=0.25, flip="horizontal"), tiny_train_config(epochs=8, patience=3),
-      store=RunStore(models), cache=Path(cache), run_id=run_id, on_batch=on_batch)
+      workspace=Workspace(RunStore(models), Path(cache)), run_id=run_id, hooks=TrainingHooks(on_batch=on_batch))
 """
 
 
@@ -190,23 +195,24 @@ def test_a_backbone_run_stopped_while_fine_tuning_resumes_and_continues_in_fine_
         image_size=(32, 32), backbone="mobilenet_v3_small", backbone_weights="none", dense_units=0
     )
     config = tiny_train_config(epochs=2, fine_tune_layers=12, fine_tune_epochs=2)
-    whole = train(data_dir, model, config, store=store, cache=cache_dir)
+    whole = train(data_dir, model, config, workspace=Workspace(store, cache_dir))
     stop = threading.Event()
     stopped = train(
         data_dir,
         model,
         config,
-        store=store,
-        cache=cache_dir,
-        on_batch=lambda p: stop.set() if (p["epoch"], p["batch"]) == (4, 1) else None,  # mid fine-tuning
-        stop_event=stop,
+        workspace=Workspace(store, cache_dir),
+        hooks=TrainingHooks(
+            on_batch=lambda p: stop.set() if (p["epoch"], p["batch"]) == (4, 1) else None,  # mid fine-tuning
+            stop_event=stop,
+        ),
     )
     assert stopped.status == "stopped" and read_state(stopped.checkpoint_dir)["epoch"] == 3
 
-    resumed = resume(stopped.id, store=store, cache=cache_dir)
+    resumed = resume(stopped.id, workspace=Workspace(store, cache_dir))
     assert [row["phase"] for row in resumed.history] == ["head", "head", "fine_tune", "fine_tune"]
     assert curves(resumed) == curves(whole) and outcome(resumed) == outcome(whole)
 
-    child = continue_training(resumed.id, 1, store=store, cache=cache_dir)
+    child = continue_training(resumed.id, 1, workspace=Workspace(store, cache_dir))
     assert [(row["epoch"], row["phase"]) for row in child.history] == [(5, "fine_tune")]
     assert child.record["fine_tune"] == resumed.record["fine_tune"] and child.status == "completed"

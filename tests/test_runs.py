@@ -246,10 +246,11 @@ import sys
 from pathlib import Path
 from cnnlab.model import ModelConfig
 from cnnlab.runs.store import RunStore
+from cnnlab.runs.workspace import Workspace
 from cnnlab.training.engine import TrainConfig, train
 
 model_config = ModelConfig(image_size=(32, 32), conv_blocks=1, filters=4, dense_units=8, dropout=0.0, flip="none", rotation=0.0)
-train(sys.argv[1], model_config, TrainConfig(epochs=1000, batch_size=8, patience=0), store=RunStore(sys.argv[2]), cache=Path(sys.argv[3]), name="doomed")
+train(sys.argv[1], model_config, TrainConfig(epochs=1000, batch_size=8, patience=0), workspace=Workspace(RunStore(sys.argv[2]), Path(sys.argv[3])), name="doomed")
 """
 
 

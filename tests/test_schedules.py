@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from cnnlab.runs.store import RunStore
+from cnnlab.runs.workspace import Workspace
 from cnnlab.training.engine import TrainConfig, train
 from cnnlab.training.schedules import MIN_LEARNING_RATE, PLATEAU_FACTOR, PLATEAU_PATIENCE, cosine_rate
 from helpers import image_bytes, tiny_model_config, tiny_train_config
@@ -26,8 +27,7 @@ def _rates(tmp_path, schedule: str, epochs: int = 6):
         _noise_dataset(tmp_path / f"data-{schedule}"),
         tiny_model_config(image_size=(16, 16), learning_rate=RATE),
         tiny_train_config(epochs=epochs, lr_schedule=schedule),
-        store=RunStore(tmp_path / "runs", include_demo=False),
-        cache=tmp_path / "cache",
+        workspace=Workspace(RunStore(tmp_path / "runs", include_demo=False), tmp_path / "cache"),
     )
     return [row["learning_rate"] for row in run.history], [row["val_loss"] for row in run.history]
 

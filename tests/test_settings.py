@@ -6,6 +6,7 @@ import pytest
 
 from cnnlab import data
 from cnnlab.model import check_trainable
+from cnnlab.runs.workspace import Workspace
 from cnnlab.settings import check_data_folder, load_settings
 from cnnlab.training.engine import TrainConfig, train
 from helpers import tiny_model_config
@@ -128,7 +129,7 @@ def test_settings_in_the_shell_change_no_library_call(make_dataset, tmp_path, mo
 
     root = make_dataset(classes=("a", "b"), per_class=6)
     data.scan(root)  # no cache folder given: none is written
-    run = train(root, config, big_batch, store=run_store, cache=cache_dir)
+    run = train(root, config, big_batch, workspace=Workspace(run_store, cache_dir))
     assert run.status == "completed" and run.path.parent == run_store.root
     assert [r.id for r in run_store.list()] == [run.id]
     assert list((cache_dir / "prepared").glob("*.npy")) and list((cache_dir / "scans").glob("*.json"))

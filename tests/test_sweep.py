@@ -10,8 +10,10 @@ import pytest
 
 from cnnlab.cli import main
 from cnnlab.runs.store import RunStore
+from cnnlab.runs.workspace import Workspace
 from cnnlab.server import jobs
 from cnnlab.sweep import (
+    SweepConfig,
     default_storage,
     load_space,
     masked_url,
@@ -19,6 +21,7 @@ from cnnlab.sweep import (
     space_from_dict,
     study_importances,
 )
+from cnnlab.training.hooks import TrainingHooks
 from helpers import tiny_space
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -188,15 +191,20 @@ def test_arguments_are_checked_before_any_training(make_dataset, tmp_path, cache
     space = tiny_space({"filters": [4, 8]}, epochs=1)
     store = RunStore(tmp_path / "models", include_demo=False)
     with pytest.raises(ValueError, match=r"trials must be a whole number.*Received: trials=0"):
-        run_sweep(root, space, trials=0, store=store, cache=cache_dir)
+        run_sweep(root, space, SweepConfig(trials=0), workspace=Workspace(store, cache_dir))
     with pytest.raises(ValueError, match=r"timeout must be.*Received: timeout=-1"):
-        run_sweep(root, space, trials=1, timeout=-1, store=store, cache=cache_dir)
+        run_sweep(root, space, SweepConfig(trials=1, timeout=-1), workspace=Workspace(store, cache_dir))
     with pytest.raises(
         ValueError, match=r"Not a usable SQLAlchemy storage URL.*Received: storage='nosuchdb://u:\*\*\*@h/db'"
     ):
-        run_sweep(root, space, trials=1, storage="nosuchdb://u:secret@h/db", store=store, cache=cache_dir)
+        run_sweep(
+            root,
+            space,
+            SweepConfig(trials=1, storage="nosuchdb://u:secret@h/db"),
+            workspace=Workspace(store, cache_dir),
+        )
     with pytest.raises(ValueError, match=r"Dataset folder not found"):
-        run_sweep(tmp_path / "missing", space, trials=1, store=store, cache=cache_dir)
+        run_sweep(tmp_path / "missing", space, SweepConfig(trials=1), workspace=Workspace(store, cache_dir))
     assert masked_url("postgresql+psycopg2://me:pw@db:5432/sweeps") == "postgresql+psycopg2://me:***@db:5432/sweeps"
     assert store.list() == []
 
@@ -209,11 +217,9 @@ def test_a_stopped_sweep_runs_nothing_and_a_study_keeps_its_space(make_dataset, 
     result = run_sweep(
         root,
         tiny_space({"filters": [4, 8]}, epochs=1),
-        trials=3,
-        study_name="team",
-        store=store,
-        cache=cache_dir,
-        stop_event=stop,
+        SweepConfig(trials=3, study_name="team"),
+        workspace=Workspace(store, cache_dir),
+        hooks=TrainingHooks(stop_event=stop),
     )
     assert result.trials == [] and result.trials_run == 0 and result.best_value is None and result.best_run_dir is None
     assert result.storage == f"sqlite:///{(tmp_path / 'models').resolve() / 'sweeps.db'}"
@@ -222,7 +228,10 @@ def test_a_stopped_sweep_runs_nothing_and_a_study_keeps_its_space(make_dataset, 
         ValueError, match=r"Study 'team' already exists with a different search space.*Received: study_name='team'"
     ):
         run_sweep(
-            root, tiny_space({"filters": [4, 16]}, epochs=1), trials=1, study_name="team", store=store, cache=cache_dir
+            root,
+            tiny_space({"filters": [4, 16]}, epochs=1),
+            SweepConfig(trials=1, study_name="team"),
+            workspace=Workspace(store, cache_dir),
         )
     assert store.list() == []
 
@@ -237,12 +246,10 @@ def test_three_trials_are_three_tagged_runs_with_a_best_one(make_dataset, tmp_pa
     result = run_sweep(
         root,
         space,
-        trials=3,
-        study_name="three",
-        store=store,
-        cache=cache_dir,
+        SweepConfig(trials=3, study_name="three"),
+        workspace=Workspace(store, cache_dir),
         on_trial=seen.append,
-        on_epoch=epochs.append,
+        hooks=TrainingHooks(on_epoch=epochs.append),
     )
 
     assert [t["number"] for t in result.trials] == [0, 1, 2] and result.trials_run == 3
@@ -284,11 +291,8 @@ def test_a_hopeless_trial_is_pruned_after_its_first_epoch(make_dataset, tmp_path
     result = run_sweep(
         root,
         space,
-        trials=1,
-        study_name="hopeless",
-        store=store,
-        cache=cache_dir,
-        pruner=optuna.pruners.ThresholdPruner(lower=0.99),
+        SweepConfig(trials=1, study_name="hopeless", pruner=optuna.pruners.ThresholdPruner(lower=0.99)),
+        workspace=Workspace(store, cache_dir),
     )
     (trial,) = result.trials
     assert trial["state"] == "pruned"
@@ -308,12 +312,9 @@ def test_the_stop_event_ends_the_current_trial_and_the_sweep(make_dataset, tmp_p
     result = run_sweep(
         root,
         space,
-        trials=3,
-        study_name="stopped",
-        store=store,
-        cache=cache_dir,
-        stop_event=stop,
-        on_epoch=lambda row: stop.set(),
+        SweepConfig(trials=3, study_name="stopped"),
+        workspace=Workspace(store, cache_dir),
+        hooks=TrainingHooks(on_epoch=lambda row: stop.set(), stop_event=stop),
     )
     (trial,) = result.trials
     assert result.trials_run == 1 and trial["state"] == "pruned"
@@ -331,11 +332,8 @@ def test_a_sweep_job_streams_trials_and_keeps_hosted_visitors_apart(
     job = jobs.sweep_job(
         root,
         space,
-        jobs.JobSettings(store, cache_dir, owner=owner),
-        trials=1,
-        timeout=None,
-        storage=default_storage(store),
-        study_name=study_name,
+        SweepConfig(trials=1, timeout=None, storage=default_storage(store), study_name=study_name),
+        jobs.JobSettings(Workspace(store, cache_dir, owner=owner)),
     )
     assert job.status == "queued" and job.info == {"objective": "val_accuracy"}
     result = job.target(job)  # the job's work, run here; tests/test_jobs.py covers the thread around it

@@ -52,15 +52,14 @@ def machine(tmp_path: Path, user: str, uri: str, experiment: str) -> dict:
 
 
 def train_on(box: dict, data_dir: Path, seed: int, epochs: int = 3, name: str | None = None):
+    from cnnlab.runs.workspace import Workspace
     from cnnlab.training.engine import train
 
     return train(
         data_dir,
         tiny_model_config(),
         tiny_train_config(epochs=epochs, seed=seed),
-        store=box["store"],
-        cache=box["cache"],
-        tracking=box["tracking"],
+        workspace=Workspace(box["store"], box["cache"], tracking=box["tracking"]),
         name=name or f"run of {box['tracking'].user}",
     )
 
@@ -170,9 +169,11 @@ def metric_steps(tracking: TrackingConfig, team_run_id: str) -> dict[str, list[i
 def test_a_resumed_run_stays_one_team_run_and_a_continued_run_is_a_new_one_with_its_parent(
     mlflow_server, experiment, tmp_path, monkeypatch, capsys
 ):
+    from cnnlab.runs.workspace import Workspace
     from cnnlab.team.remote import team_history, team_runs
     from cnnlab.team.tracking import client
     from cnnlab.training.engine import train
+    from cnnlab.training.hooks import TrainingHooks
 
     box = machine(tmp_path, "grace", mlflow_server.url, experiment)
     data_dir = write_dataset(tmp_path / "data", per_class=12)
@@ -181,11 +182,11 @@ def test_a_resumed_run_stays_one_team_run_and_a_continued_run_is_a_new_one_with_
         data_dir,
         tiny_model_config(),
         tiny_train_config(epochs=4),
-        store=box["store"],
-        cache=box["cache"],
-        tracking=box["tracking"],
-        on_batch=lambda p: stop.set() if (p["epoch"], p["batch"]) == (3, 2) else None,  # mid-epoch 3
-        stop_event=stop,
+        workspace=Workspace(box["store"], box["cache"], tracking=box["tracking"]),
+        hooks=TrainingHooks(
+            on_batch=lambda p: stop.set() if (p["epoch"], p["batch"]) == (3, 2) else None,  # mid-epoch 3
+            stop_event=stop,
+        ),
     )
     assert stopped.status == "stopped" and stopped.history[-1]["partial"]
     team_id = stopped.record["team"]["run_id"]
@@ -254,13 +255,16 @@ def test_runs_page_syncs_lists_the_team_and_opens_a_teammates_run(
 ):
     from streamlit.testing.v1 import AppTest
 
+    from cnnlab.runs.workspace import Workspace
     from cnnlab.training.engine import train
 
     data_dir = write_dataset(tmp_path / "data")
     erin = machine(tmp_path, "erin", mlflow_server.url, experiment)
     theirs = train_on(erin, data_dir, seed=4, epochs=2)
     cache, models = isolated_dirs
-    mine = train(data_dir, tiny_model_config(), tiny_train_config(), store=RunStore(models), cache=cache, name="mine")
+    mine = train(
+        data_dir, tiny_model_config(), tiny_train_config(), workspace=Workspace(RunStore(models), cache), name="mine"
+    )
     settings = {
         "CNNLAB_TRACKING_URI": mlflow_server.url,
         "CNNLAB_EXPERIMENT": experiment,
@@ -312,7 +316,8 @@ def test_team_view_filters_by_user_dataset_and_sweep_overlays_the_selection_and_
 ):
     from streamlit.testing.v1 import AppTest
 
-    from cnnlab.sweep import run_sweep
+    from cnnlab.runs.workspace import Workspace
+    from cnnlab.sweep import SweepConfig, run_sweep
 
     flowers = write_dataset(tmp_path / "flowers", per_class=10)
     birds = write_dataset(tmp_path / "birds", classes=("owls", "cats"), per_class=10)
@@ -326,11 +331,8 @@ def test_team_view_filters_by_user_dataset_and_sweep_overlays_the_selection_and_
     run_sweep(
         flowers,
         tiny_space({"dense_units": [4, 8]}, epochs=2),
-        trials=2,
-        study_name=study,
-        store=bob["store"],
-        cache=bob["cache"],
-        tracking=bob["tracking"],
+        SweepConfig(trials=2, study_name=study),
+        workspace=Workspace(bob["store"], bob["cache"], tracking=bob["tracking"]),
     )
     trials = {team_id(run) for run in bob["store"].list(sweep=study)}
     assert len(trials) == 2 and None not in trials

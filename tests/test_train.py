@@ -8,7 +8,9 @@ import pytest
 
 from cnnlab.analysis.evaluate import evaluate_run
 from cnnlab.runs.store import RunStore
+from cnnlab.runs.workspace import Workspace
 from cnnlab.training.engine import TrainConfig, train
+from cnnlab.training.hooks import TrainingHooks
 from helpers import tiny_model_config, tiny_train_config, validation_loss
 
 HISTORY_KEYS = {"epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "seconds", "images_per_s"}
@@ -71,9 +73,9 @@ def test_callbacks_report_every_epoch_and_batch(trained_run):
 def test_same_seed_same_history(make_dataset, run_store, cache_dir):
     root = make_dataset(per_class=12)
     config = tiny_model_config(dropout=0.2, flip="horizontal", rotation=0.1, batch_norm=True)
-    first = train(root, config, tiny_train_config(seed=11), store=run_store, cache=cache_dir)
-    second = train(root, config, tiny_train_config(seed=11), store=run_store, cache=cache_dir)
-    other = train(root, config, tiny_train_config(seed=12), store=run_store, cache=cache_dir)
+    first = train(root, config, tiny_train_config(seed=11), workspace=Workspace(run_store, cache_dir))
+    second = train(root, config, tiny_train_config(seed=11), workspace=Workspace(run_store, cache_dir))
+    other = train(root, config, tiny_train_config(seed=12), workspace=Workspace(run_store, cache_dir))
 
     def losses(run):
         return [(row["loss"], row["val_loss"], row["accuracy"]) for row in run.history]
@@ -99,10 +101,8 @@ def test_stop_request_ends_training_after_the_current_batch(make_dataset, run_st
         root,
         tiny_model_config(),
         tiny_train_config(epochs=5, batch_size=4),
-        store=run_store,
-        cache=cache_dir,
-        on_batch=on_batch,
-        stop_event=stop,
+        workspace=Workspace(run_store, cache_dir),
+        hooks=TrainingHooks(on_batch=on_batch, stop_event=stop),
     )
 
     after_stop = [s for s in seen if s[2]]
@@ -129,10 +129,8 @@ def test_a_stopped_epoch_counts_the_images_it_trained_on(make_dataset, run_store
         make_dataset(),
         tiny_model_config(),
         config,
-        store=run_store,
-        cache=cache_dir,
-        on_batch=on_batch,
-        stop_event=stop,
+        workspace=Workspace(run_store, cache_dir),
+        hooks=TrainingHooks(on_batch=on_batch, stop_event=stop),
     )
     # 42 training images in batches of 8 are six steps (the last of 2 images); two full batches ran.
     (row,) = run.history
@@ -146,11 +144,8 @@ def test_stop_asked_for_in_the_epoch_report_starts_no_new_epoch(make_dataset, ru
         make_dataset(classes=("a", "b"), per_class=8),
         tiny_model_config(),
         tiny_train_config(epochs=4),
-        store=run_store,
-        cache=cache_dir,
-        on_epoch=lambda row: stop.set(),
-        on_batch=batches.append,
-        stop_event=stop,
+        workspace=Workspace(run_store, cache_dir),
+        hooks=TrainingHooks(on_epoch=lambda row: stop.set(), on_batch=batches.append, stop_event=stop),
     )
     assert run.status == "stopped"
     assert [row["epoch"] for row in run.history] == [1]
@@ -166,9 +161,8 @@ def test_stop_before_the_start_trains_nothing(make_dataset, run_store, cache_dir
         make_dataset(classes=("a", "b"), per_class=6),
         tiny_model_config(),
         tiny_train_config(),
-        store=run_store,
-        cache=cache_dir,
-        stop_event=stop,
+        workspace=Workspace(run_store, cache_dir),
+        hooks=TrainingHooks(stop_event=stop),
     )
     assert run.status == "stopped" and run.history == []
     assert not run.model_path.exists()
@@ -184,7 +178,13 @@ def test_a_failure_inside_training_marks_the_run_failed(make_dataset, run_store,
             raise RuntimeError("disk on fire")
 
     with pytest.raises(RuntimeError, match="disk on fire"):
-        train(root, tiny_model_config(), tiny_train_config(), store=run_store, cache=cache_dir, on_batch=on_batch)
+        train(
+            root,
+            tiny_model_config(),
+            tiny_train_config(),
+            workspace=Workspace(run_store, cache_dir),
+            hooks=TrainingHooks(on_batch=on_batch),
+        )
     (run,) = run_store.list()
     assert run.status == "failed"
     assert run.record["error"] == "RuntimeError: disk on fire"
@@ -197,7 +197,7 @@ def test_a_failure_inside_training_marks_the_run_failed(make_dataset, run_store,
 def test_two_classes_train_a_sigmoid_model_with_early_stopping(make_dataset, run_store, cache_dir):
     root = make_dataset(classes=("cats", "dogs"), per_class=12)
     config = tiny_model_config(color_mode="grayscale")
-    run = train(root, config, tiny_train_config(epochs=2, patience=1), store=run_store, cache=cache_dir)
+    run = train(root, config, tiny_train_config(epochs=2, patience=1), workspace=Workspace(run_store, cache_dir))
     assert run.status == "completed"
     model = run.load_model()
     assert model.input_shape == (None, 32, 32, 1) and model.output_shape == (None, 1)
@@ -230,7 +230,7 @@ def test_train_config_round_trip():
 
 def test_a_bad_dataset_fails_before_any_run_is_created(tmp_path, run_store, cache_dir):
     with pytest.raises(ValueError, match="Dataset folder not found"):
-        train(tmp_path / "missing", tiny_model_config(), tiny_train_config(), store=run_store, cache=cache_dir)
+        train(tmp_path / "missing", tiny_model_config(), tiny_train_config(), workspace=Workspace(run_store, cache_dir))
     assert run_store.list() == []
 
 
@@ -240,7 +240,7 @@ def test_a_run_on_the_built_in_sample_finds_it_again_on_another_machine(make_dat
     cache, models = isolated_dirs
     elsewhere = make_dataset("elsewhere/sample-v1-seed0", per_class=10)  # named like the sample folder
     store = RunStore(models, include_demo=False)
-    run = train(elsewhere, tiny_model_config(), tiny_train_config(), store=store, cache=cache, run_id="demo")
+    run = train(elsewhere, tiny_model_config(), tiny_train_config(), workspace=Workspace(store, cache), run_id="demo")
     assert run.path == models / "demo"
     assert run.record["dataset"]["builtin"] == "sample"
 
@@ -260,8 +260,8 @@ def test_a_run_elsewhere_is_not_tagged_as_the_sample(trained_run):
 def test_a_run_folder_name_must_be_new(make_dataset, run_store, cache_dir):
     data_dir = make_dataset(per_class=6)
     config, one_epoch = tiny_model_config(), tiny_train_config(epochs=1)
-    train(data_dir, config, one_epoch, store=run_store, cache=cache_dir, run_id="mine")
+    train(data_dir, config, one_epoch, workspace=Workspace(run_store, cache_dir), run_id="mine")
     with pytest.raises(ValueError, match="must be a new folder name.*Received: run_id='mine'"):
-        train(data_dir, config, one_epoch, store=run_store, cache=cache_dir, run_id="mine")
+        train(data_dir, config, one_epoch, workspace=Workspace(run_store, cache_dir), run_id="mine")
     with pytest.raises(ValueError, match="Received: run_id='../escape'"):
-        train(data_dir, config, one_epoch, store=run_store, cache=cache_dir, run_id="../escape")
+        train(data_dir, config, one_epoch, workspace=Workspace(run_store, cache_dir), run_id="../escape")

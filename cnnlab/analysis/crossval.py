@@ -19,13 +19,11 @@ import contextlib
 import dataclasses
 import json
 import shutil
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -36,12 +34,17 @@ from cnnlab.common.checks import check_range
 from cnnlab.common.files import temporary_name, write_json
 from cnnlab.model import backbones
 from cnnlab.runs.store import Run, RunStore
+from cnnlab.runs.workspace import Workspace
+from cnnlab.training.hooks import RowCallback, TrainingHooks
+
+if TYPE_CHECKING:
+    from cnnlab.model.precision import Precision
+    from cnnlab.training.engine import TrainConfig
 
 CROSS_VALIDATED_FILE = "label_issues_cv.json"
 DEFAULT_FOLDS = 3
 MAX_FOLDS = 10
 SPLIT_PARTS = ("train", "validation", "test")
-ProgressCallback = Callable[[dict[str, Any]], None]
 
 
 @dataclass(frozen=True)
@@ -88,24 +91,22 @@ def cross_validated_issues(
     *,
     folds: int = DEFAULT_FOLDS,
     epochs: int | None = None,
-    cache: Path,
-    max_training_mb: int | None = None,
-    max_cache_mb: int | None = None,
-    on_epoch: ProgressCallback | None = None,
-    on_batch: ProgressCallback | None = None,
-    stop_event: threading.Event | None = None,
+    workspace: Workspace,
+    hooks: TrainingHooks = TrainingHooks(),
 ) -> CrossValidatedIssues:
     """Rank likely label errors among all the run's images (train, validation and test) by a K-fold pass.
 
     Each of the `folds` models trains for `epochs` epochs (default: the run's own) with the run's
-    model and training settings otherwise. `cache` is the folder for the scan and decoded-image
-    caches, whose arrays may take `max_cache_mb` in all; a model whose training step would need
-    more than `max_training_mb` is refused first. `on_epoch` gets each fold's epoch rows and
-    `on_batch` the progress of the whole pass (`fold`, `folds`, `fraction`, `eta_s`...); setting
-    `stop_event` ends it after the current batch, with status "stopped" and nothing saved.
+    model and training settings otherwise, in the run's own folder (not the workspace's store, and
+    never published). The workspace's cache holds the scan and decoded images (`max_cache_mb` in
+    all); a model over its `max_training_mb` is refused first. `hooks.on_epoch` gets each fold's
+    epoch rows and `hooks.on_batch` the progress of the whole pass (`fold`, `folds`, `fraction`,
+    `eta_s`...); setting `hooks.stop_event` ends it after the current batch, with status "stopped"
+    and nothing saved.
     """
     from cnnlab.analysis.evaluate import open_split
     from cnnlab.model import check_trainable
+    from cnnlab.model.precision import choose_precision
     from cnnlab.training.engine import TrainConfig
 
     check_range("folds", folds, 2, MAX_FOLDS, int)
@@ -114,23 +115,34 @@ def cross_validated_issues(
     recorded = TrainConfig.from_dict(run.record["train_config"])
     train_config = dataclasses.replace(recorded, epochs=recorded.epochs if epochs is None else epochs)
     check_trainable(
-        model_config, len(run.class_names), train_config.batch_size, max_training_mb, train_config.tuned_layers
+        model_config,
+        len(run.class_names),
+        train_config.batch_size,
+        max_training_mb=workspace.max_training_mb,
+        fine_tune_layers=train_config.tuned_layers,
     )
-    backbones.prepare_weights(model_config.backbone, model_config.backbone_weights)
-    with open_split(run, cache=cache, max_cache_mb=max_cache_mb) as (prepared, parts):  # leased while the folds read it
+    backbones.prepare_weights(model_config.backbone, model_config.backbone_weights, hooks.on_download)
+    # Resolved once for every fold (their records name it, so no fold resolves it again).
+    precision = choose_precision(train_config.precision)
+    with open_split(run, cache=workspace.cache, max_cache_mb=workspace.max_cache_mb) as (prepared, parts):
+        # The prepared images stay leased while the folds read them.
         indices = np.concatenate([parts[part] for part in SPLIT_PARTS])
         splits = [part for part in SPLIT_PARTS for _ in parts[part]]
         if len(indices) < 2 * folds:
             raise ValueError(
                 f"A {folds}-fold pass needs at least two images per fold; use fewer folds. Received: folds={folds}"
             )
-        probs = _out_of_fold(run, prepared, indices, train_config, folds, on_epoch, on_batch, stop_event)
+        probs = _out_of_fold(
+            run, prepared, indices, train_config=train_config, precision=precision, folds=folds, hooks=hooks
+        )
     empty = pd.DataFrame(columns=list(ISSUE_COLUMNS))
-    stopped = CrossValidatedIssues(empty, folds, train_config.epochs, train_config.seed, len(indices), "stopped")
+    stopped = CrossValidatedIssues(
+        empty, folds, epochs=train_config.epochs, seed=train_config.seed, num_images=len(indices), status="stopped"
+    )
     if probs is None:
         return stopped
     paths = [prepared.report.files[i] for i in indices]
-    table = issues_table(prepared.labels[indices], probs, run.class_names, paths, splits)
+    table = issues_table(prepared.labels[indices], probs, run.class_names, paths=paths, splits=splits)
     created = datetime.now(UTC).isoformat(timespec="seconds")
     result = dataclasses.replace(stopped, issues=table, status="completed", created=created)
     write_json(run.path / CROSS_VALIDATED_FILE, result.to_dict())
@@ -160,11 +172,11 @@ def _out_of_fold(
     run: Run,
     prepared: data.PreparedData,
     indices: np.ndarray,
-    train_config,
+    *,
+    train_config: TrainConfig,
+    precision: Precision,
     folds: int,
-    on_epoch: ProgressCallback | None,
-    on_batch: ProgressCallback | None,
-    stop_event: threading.Event | None,
+    hooks: TrainingHooks,
 ) -> np.ndarray | None:
     """Each image's probabilities from the fold model that did not train on it; None once stopped."""
     from cnnlab.analysis.evaluate import probabilities
@@ -175,27 +187,26 @@ def _out_of_fold(
     record = {
         "model_config": run.record["model_config"],
         "train_config": train_config.to_dict(),
+        "precision": precision.to_dict(),
         "class_names": run.class_names,
         "dataset": run.record.get("dataset"),
     }
     started = time.perf_counter()
     none = np.zeros(0, dtype=np.int64)
     for fold in range(folds):
-        if stop_event is not None and stop_event.is_set():
+        if hooks.stop_requested:
             return None
         held = indices[fold_of == fold]
         parts = {"train": indices[fold_of != fold], "validation": none, "test": none}
         split = {part: [prepared.report.files[i] for i in found] for part, found in parts.items()}
         with _scratch_store(run) as store:
             fold_run = store.create({**record, "name": f"fold {fold + 1} of {folds}"}, split, f"fold-{fold + 1}")
-            train_run(
-                fold_run,
-                prepared,
-                parts,
-                on_epoch=None if on_epoch is None else _with_fold(on_epoch, fold),
-                on_batch=None if on_batch is None else _whole_pass(on_batch, fold, folds, started),
-                stop_event=stop_event,
+            fold_hooks = dataclasses.replace(
+                hooks,
+                on_epoch=None if hooks.on_epoch is None else _with_fold(hooks.on_epoch, fold),
+                on_batch=None if hooks.on_batch is None else _whole_pass(hooks.on_batch, fold, folds, started),
             )
+            train_run(fold_run, prepared, parts, hooks=fold_hooks)
             if fold_run.status == "stopped":
                 return None
             probs[fold_of == fold] = probabilities(fold_run.load_model(), data.make_dataset(prepared, held, 64))
@@ -214,12 +225,12 @@ def _scratch_store(run: Run) -> Iterator[RunStore]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def _with_fold(on_epoch: ProgressCallback, fold: int) -> ProgressCallback:
+def _with_fold(on_epoch: RowCallback, fold: int) -> RowCallback:
     """A fold's epoch rows, each saying which fold (1-based) it belongs to."""
     return lambda row: on_epoch({**row, "fold": fold + 1})
 
 
-def _whole_pass(on_batch: ProgressCallback, fold: int, folds: int, started: float) -> ProgressCallback:
+def _whole_pass(on_batch: RowCallback, fold: int, folds: int, started: float) -> RowCallback:
     """A fold's batch progress restated as the whole pass's: the fraction and time left over every fold."""
 
     def report(progress: dict[str, Any]) -> None:

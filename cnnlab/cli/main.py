@@ -33,7 +33,9 @@ from cnnlab.training.schedules import LR_SCHEDULES
 if TYPE_CHECKING:
     import pandas as pd
 
-    from cnnlab.runs.store import Run
+    from cnnlab.runs.store import Run, RunStore
+    from cnnlab.runs.workspace import Workspace
+    from cnnlab.team.tracking import TrackingConfig
 
 CHOICES = {
     "color_mode": COLOR_MODES,
@@ -212,6 +214,20 @@ def _tracking(args: argparse.Namespace, settings: Settings):
     return replace(settings, **{k: v for k, v in chosen.items() if v}).tracking
 
 
+def _workspace(settings: Settings, store: RunStore | None = None, tracking: TrackingConfig | None = None) -> Workspace:
+    """What a command's trainings work with: the models folder (or `store`), the cache and budgets, `tracking`."""
+    from cnnlab.runs.store import RunStore
+    from cnnlab.runs.workspace import Workspace
+
+    return Workspace(
+        store=store if store is not None else RunStore(settings.models_dir),
+        cache=settings.cache_dir,
+        max_training_mb=settings.max_training_mb,
+        max_cache_mb=settings.max_cache_mb,
+        tracking=tracking,
+    )
+
+
 def _require_tracking(args: argparse.Namespace, settings: Settings):
     tracking = _tracking(args, settings)
     if tracking is None:
@@ -343,35 +359,38 @@ def _scan(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
 
 def _train(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     from cnnlab.data.sample import sample_dir
-    from cnnlab.model.precision import choose_precision
     from cnnlab.runs.store import RunStore, new_run_id
-    from cnnlab.training.engine import TrainConfig, planned_epochs, train
+    from cnnlab.training.config import TrainConfig
+    from cnnlab.training.engine import train
+    from cnnlab.training.hooks import TrainingHooks
+    from cnnlab.training.plan import training_plan
 
     if args.continue_from is not None:
         return _continue(args, settings)
     model_config = _config_from(args, ModelConfig)
     train_config = _config_from(args, TrainConfig)
-    precision = choose_precision(train_config.precision)
     data_dir = args.data_dir or sample_dir(settings.cache_dir)
     store = RunStore(args.run_dir.parent if args.run_dir else settings.models_dir)
     run_id = args.run_dir.name if args.run_dir else new_run_id()
+    workspace = _workspace(settings, store, _tracking(args, settings))
+    plan = training_plan(data_dir, model_config, train_config, workspace=workspace)
+    plan.check()
     run = _interruptible(
         args,
         lambda stop: train(
-            data_dir,
-            model_config,
-            train_config,
+            plan.data_dir,
+            plan.model_config,
+            plan.train_config,
+            workspace=workspace,
+            hooks=TrainingHooks(
+                on_epoch=_print_epoch(plan.epochs),
+                on_batch=_print_batch_after("\n".join(plan.describe())),
+                on_download=_print_weights_download,
+                stop_event=stop,
+            ),
             name=args.name,
-            store=store,
-            cache=settings.cache_dir,
-            max_training_mb=settings.max_training_mb,
-            max_cache_mb=settings.max_cache_mb,
             run_id=run_id,
-            on_epoch=_print_epoch(planned_epochs(model_config, train_config)),
-            on_batch=_print_batch_after(_intro(precision.to_dict())),
-            on_download=_print_weights_download,
-            stop_event=stop,
-            tracking=_tracking(args, settings),
+            precision=plan.precision,
         ),
         _resumable_at(store.root / run_id),
     )
@@ -380,7 +399,8 @@ def _train(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
 
 def _continue(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     from cnnlab.runs.store import RunStore, new_run_id
-    from cnnlab.training.engine import TrainConfig
+    from cnnlab.training.config import TrainConfig
+    from cnnlab.training.hooks import TrainingHooks
     from cnnlab.training.resume import continue_training
 
     given = [f for f in (*fields(ModelConfig), *fields(TrainConfig)) if getattr(args, f.name, None) is not None]
@@ -398,15 +418,14 @@ def _continue(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
         lambda stop: continue_training(
             parent.path,
             args.epochs,
-            store=store,
-            cache=settings.cache_dir,
-            max_cache_mb=settings.max_cache_mb,
+            workspace=_workspace(settings, store, _tracking(args, settings)),
+            hooks=TrainingHooks(
+                on_epoch=_print_epoch(len(parent.history) + args.epochs),
+                on_batch=_print_batch_after(_intro(parent.record.get("precision"))),
+                stop_event=stop,
+            ),
             name=args.name,
             run_id=run_id,
-            on_epoch=_print_epoch(len(parent.history) + args.epochs),
-            on_batch=_print_batch_after(_intro(parent.record.get("precision"))),
-            stop_event=stop,
-            tracking=_tracking(args, settings),
         ),
         _resumable_at(store.root / run_id),
     )
@@ -414,24 +433,23 @@ def _continue(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
 
 
 def _resume(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
-    from cnnlab.runs.store import RunStore
     from cnnlab.training.engine import run_epochs
+    from cnnlab.training.hooks import TrainingHooks
     from cnnlab.training.resume import resume
 
-    store = RunStore(settings.models_dir)
-    run = store.get(args.run)
+    workspace = _workspace(settings, tracking=_tracking(args, settings))
+    run = workspace.store.get(args.run)
     _say(args, f"Resuming run {run.id} from {run.path}")
     run = _interruptible(
         args,
         lambda stop: resume(
             run.path,
-            store=store,
-            cache=settings.cache_dir,
-            max_cache_mb=settings.max_cache_mb,
-            on_epoch=_print_epoch(run_epochs(run)),
-            on_batch=_print_batch_after(_intro(run.record.get("precision"))),
-            stop_event=stop,
-            tracking=_tracking(args, settings),
+            workspace=workspace,
+            hooks=TrainingHooks(
+                on_epoch=_print_epoch(run_epochs(run)),
+                on_batch=_print_batch_after(_intro(run.record.get("precision"))),
+                stop_event=stop,
+            ),
         ),
         _resumable_at(run.path),
     )
@@ -439,11 +457,10 @@ def _resume(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
 
 
 def _intro(precision: dict[str, str] | None) -> str:
-    """The line that says where and in what precision a training runs."""
-    if not precision:
-        return "Training in float32"
-    reason = f" ({precision['reason']})" if precision.get("reason") else ""
-    return f"Training on {precision.get('device', 'this machine')} in {precision['policy']}{reason}"
+    """The line that says where and in what precision a resumed or continued training runs, as recorded."""
+    from cnnlab.model.precision import Precision
+
+    return Precision(**precision).describe() if precision else "Training in float32"
 
 
 def _resumable_at(folder: Path) -> str:
@@ -486,11 +503,10 @@ def _lr_find(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
         args.data_dir or sample_dir(settings.cache_dir),
         _config_from(args, ModelConfig),
         _config_from(args, TrainConfig),
+        workspace=_workspace(settings),
         min_lr=args.min_lr,
         max_lr=args.max_lr,
         num_steps=args.steps,
-        cache=settings.cache_dir,
-        max_training_mb=settings.max_training_mb,
     )
     _say(
         args,
@@ -528,6 +544,7 @@ def _label_issues(args: argparse.Namespace, settings: Settings) -> dict[str, Any
 def _cross_validated_issues(args: argparse.Namespace, settings: Settings, run: Run) -> dict[str, Any]:
     """`label-issues --cross-validate K`: every image of the run checked by a K-fold pass, stoppable by Ctrl-C."""
     from cnnlab.analysis.crossval import cross_validated_issues
+    from cnnlab.training.hooks import TrainingHooks
 
     result = _interruptible(
         args,
@@ -535,12 +552,8 @@ def _cross_validated_issues(args: argparse.Namespace, settings: Settings, run: R
             run,
             folds=args.cross_validate,
             epochs=args.epochs,
-            cache=settings.cache_dir,
-            max_training_mb=settings.max_training_mb,
-            max_cache_mb=settings.max_cache_mb,
-            on_epoch=_print_fold_epoch,
-            on_batch=_print_batch,
-            stop_event=stop,
+            workspace=_workspace(settings),
+            hooks=TrainingHooks(on_epoch=_print_fold_epoch, on_batch=_print_batch, stop_event=stop),
         ),
         "Nothing was saved; run the command again to check the labels.",
     )
@@ -754,10 +767,17 @@ def _sync(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
 
 
 def _sweep(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
-    from cnnlab.runs.store import RunStore
-    from cnnlab.sweep import load_space, masked_url, run_sweep
+    from cnnlab.sweep import SweepConfig, load_space, masked_url, run_sweep
+    from cnnlab.training.hooks import TrainingHooks
 
     space = load_space(args.space)  # a bad space file fails here, before anything heavy is imported
+    config = SweepConfig(
+        trials=args.trials,
+        timeout=args.timeout,
+        storage=args.storage,
+        study_name=args.study,
+        fault_tolerance=_fault_tolerance(args),
+    )
     if args.data_dir is None:
         from cnnlab.data.sample import sample_dir
 
@@ -786,19 +806,10 @@ def _sweep(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
         lambda stop: run_sweep(
             data_dir,
             space,
-            trials=args.trials,
-            timeout=args.timeout,
-            storage=args.storage,
-            study_name=args.study,
-            store=RunStore(settings.models_dir),
-            cache=settings.cache_dir,
-            max_training_mb=settings.max_training_mb,
-            max_cache_mb=settings.max_cache_mb,
-            stop_event=stop,
+            config,
+            workspace=_workspace(settings, tracking=_tracking(args, settings)),
+            hooks=TrainingHooks(on_epoch=show_epoch, stop_event=stop),
             on_trial=show_trial,
-            on_epoch=show_epoch,
-            tracking=_tracking(args, settings),
-            fault_tolerance=_fault_tolerance(args),
         ),
         "Every finished trial is saved in the study and its run; start the sweep again to run more trials.",
     )

@@ -60,6 +60,10 @@ class Precision:
         """JSON-ready fields (recorded in the run)."""
         return asdict(self)
 
+    def describe(self) -> str:
+        """Where and in what precision a training runs, and why, in one line."""
+        return f"Training on {self.device} in {self.policy}" + (f" ({self.reason})" if self.reason else "")
+
 
 def read_cpuinfo(text: str) -> tuple[str, frozenset[str]]:
     """The CPU model name and feature flags from the text of /proc/cpuinfo (x86 or Arm)."""

@@ -1,5 +1,5 @@
-"""Runs: one folder per training, its record, its split and its model, written atomically, and the
-heartbeat that tells a live training from an interrupted one."""
+"""Runs: one folder per training, its record, its split and its model, written atomically; the
+heartbeat that tells a live training from an interrupted one; the workspace trainings share."""
 
 from typing import TYPE_CHECKING
 
@@ -7,8 +7,9 @@ from cnnlab.common.exports import lazy_exports
 
 if TYPE_CHECKING:  # what type checkers and readers see; at run time each name is imported on first use
     from cnnlab.runs.store import HYPERPARAMETERS, Run, RunStore, hyperparameters, new_run_id
+    from cnnlab.runs.workspace import Workspace
 
-__all__ = ["HYPERPARAMETERS", "Run", "RunStore", "hyperparameters", "new_run_id"]
+__all__ = ["HYPERPARAMETERS", "Run", "RunStore", "Workspace", "hyperparameters", "new_run_id"]
 
 __getattr__, __dir__ = lazy_exports(
     __name__,
@@ -18,5 +19,6 @@ __getattr__, __dir__ = lazy_exports(
         "RunStore": "store",
         "hyperparameters": "store",
         "new_run_id": "store",
+        "Workspace": "workspace",
     },
 )

@@ -12,20 +12,20 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cnnlab.common import background
 from cnnlab.runs.store import new_run_id
+from cnnlab.runs.workspace import Workspace
 from cnnlab.training import memory
+from cnnlab.training.hooks import TrainingHooks
 
 if TYPE_CHECKING:
-    from cnnlab.model import ModelConfig
-    from cnnlab.runs.store import Run, RunStore
-    from cnnlab.sweep import SweepSpace
-    from cnnlab.team.tracking import TrackingConfig
-    from cnnlab.training.engine import TrainConfig
+    from cnnlab.runs.store import Run
+    from cnnlab.sweep import SweepConfig, SweepSpace
+    from cnnlab.training.plan import TrainingPlan
 
 WAIT_POLL_S = 0.25
 # Finished jobs stay findable this long, so a tab reloaded as a training ends still shows its result.
@@ -224,65 +224,39 @@ def visible_jobs(owner: str | None, kind: str | None = None) -> list[Job]:
 
 @dataclass(frozen=True)
 class JobSettings:
-    """What every kind of job works with: where its runs go, the server's limits, its owner and team server.
+    """What every kind of job works with: the `workspace` its trainings use (its owner is the jobs'
+    owner too), and `limit`, how many jobs may run at once on this server."""
 
-    `store`, `cache`, `max_training_mb` and `max_cache_mb` are passed on to the training (or the
-    sweep's trainings); `limit` is how many jobs may run at once on this server; `owner` is a
-    hosted visitor's id (None: everyone's); with `tracking`, every run is also published to the
-    team server as it trains.
-    """
-
-    store: RunStore
-    cache: Path
-    max_training_mb: int | None = None
-    max_cache_mb: int | None = None
+    workspace: Workspace
     limit: int = 1
-    owner: str | None = None
-    tracking: TrackingConfig | None = None
-
-    def training(self) -> dict[str, Any]:
-        """The keyword arguments a training (`train`, `run_sweep`) takes from these settings."""
-        return {
-            "store": self.store,
-            "cache": self.cache,
-            "max_training_mb": self.max_training_mb,
-            "max_cache_mb": self.max_cache_mb,
-            "tracking": self.tracking,
-        }
 
 
-def training_job(
-    data_dir: str | Path,
-    model_config: ModelConfig,
-    train_config: TrainConfig,
-    settings: JobSettings,
-    *,
-    tags: dict[str, Any] | None = None,
-) -> Job:
-    """A (not yet started) job that trains one new run, streaming epochs and batches into the job.
+def training_job(plan: TrainingPlan, settings: JobSettings, *, tags: dict[str, Any] | None = None) -> Job:
+    """A (not yet started) job that trains one new run as `plan` says (its configs and precision),
+    streaming epochs and batches into the job; `tags` adds fields to the run record.
 
     The run's id is chosen now, so the registry finds the job by it from the start.
     """
-    from cnnlab.training.engine import planned_epochs, train
+    from cnnlab.training.engine import train
 
     run_id = new_run_id()
-    owner = settings.owner
-    tags = {**(tags or {}), **({"owner": owner} if owner else {})}
 
     def target(job: Job):
+        hooks = replace(_hooks(job), on_download=lambda received: job.set_progress({"download_bytes": received}))
         return train(
-            data_dir,
-            model_config,
-            train_config,
+            plan.data_dir,
+            plan.model_config,
+            plan.train_config,
+            workspace=settings.workspace,
+            hooks=hooks,
             tags=tags,
             run_id=run_id,
-            on_download=lambda received: job.set_progress({"download_bytes": received}),
-            **settings.training(),
-            **_hooks(job),
+            precision=plan.precision,
         )
 
-    info = {"epochs": planned_epochs(model_config, train_config)}
-    return Job(target, label=f"Training on {data_dir}", limit=settings.limit, info=info, owner=owner, run_id=run_id)
+    info = {"epochs": plan.epochs}
+    label = f"Training on {plan.data_dir}"
+    return Job(target, label=label, limit=settings.limit, info=info, owner=settings.workspace.owner, run_id=run_id)
 
 
 def resume_job(run_id: str, settings: JobSettings, *, more_epochs: int | None = None) -> Job:
@@ -291,13 +265,8 @@ def resume_job(run_id: str, settings: JobSettings, *, more_epochs: int | None = 
     from cnnlab.training.engine import run_epochs
     from cnnlab.training.resume import continue_training, resume
 
-    run = settings.store.get(run_id)
-    where: dict[str, Any] = {
-        "store": settings.store,
-        "cache": settings.cache,
-        "max_cache_mb": settings.max_cache_mb,
-        "tracking": settings.tracking,
-    }
+    workspace = settings.workspace
+    run = workspace.store.get(run_id)
     if more_epochs is None:
         planned, new_id, label = run_epochs(run), run.id, f"Resuming {run.name}"
     else:
@@ -305,17 +274,16 @@ def resume_job(run_id: str, settings: JobSettings, *, more_epochs: int | None = 
 
     def target(job: Job):
         if more_epochs is None:
-            return resume(run.id, **where, **_hooks(job))
-        tags = {"owner": settings.owner} if settings.owner else None
-        return continue_training(run.id, more_epochs, tags=tags, run_id=new_id, **where, **_hooks(job))
+            return resume(run.id, workspace=workspace, hooks=_hooks(job))
+        return continue_training(run.id, more_epochs, workspace=workspace, hooks=_hooks(job), run_id=new_id)
 
     info = {"epochs": planned}
-    return Job(target, label=label, limit=settings.limit, info=info, owner=settings.owner, run_id=new_id)
+    return Job(target, label=label, limit=settings.limit, info=info, owner=settings.workspace.owner, run_id=new_id)
 
 
-def _hooks(job: Job) -> dict[str, Any]:
+def _hooks(job: Job) -> TrainingHooks:
     """The training callbacks that stream a run's progress into its job."""
-    return {"on_epoch": job.add_epoch, "on_batch": job.set_progress, "stop_event": job.stop_event}
+    return TrainingHooks(on_epoch=job.add_epoch, on_batch=job.set_progress, stop_event=job.stop_event)
 
 
 def label_check_job(run: Run, settings: JobSettings, *, folds: int, epochs: int) -> Job:
@@ -327,15 +295,7 @@ def label_check_job(run: Run, settings: JobSettings, *, folds: int, epochs: int)
     from cnnlab.analysis.crossval import cross_validated_issues
 
     def target(job: Job):
-        return cross_validated_issues(
-            run,
-            folds=folds,
-            epochs=epochs,
-            cache=settings.cache,
-            max_training_mb=settings.max_training_mb,
-            max_cache_mb=settings.max_cache_mb,
-            **_hooks(job),
-        )
+        return cross_validated_issues(run, folds=folds, epochs=epochs, workspace=settings.workspace, hooks=_hooks(job))
 
     info = {"run_id": run.id, "folds": folds, "epochs": epochs}
     return Job(
@@ -344,20 +304,11 @@ def label_check_job(run: Run, settings: JobSettings, *, folds: int, epochs: int)
         limit=settings.limit,
         info=info,
         kind=LABEL_CHECK,
-        owner=settings.owner,
+        owner=settings.workspace.owner,
     )
 
 
-def sweep_job(
-    data_dir: str | Path,
-    space: SweepSpace,
-    settings: JobSettings,
-    *,
-    trials: int,
-    timeout: float | None,
-    storage: str,
-    study_name: str | None,
-) -> Job:
+def sweep_job(data_dir: str | Path, space: SweepSpace, config: SweepConfig, settings: JobSettings) -> Job:
     """A (not yet started) job that runs a sweep (see `run_sweep`), streaming finished trials and epochs into the job.
 
     With an owner (a hosted visitor's session id) every run is tagged with it and the study name
@@ -365,24 +316,13 @@ def sweep_job(
     """
     from cnnlab.sweep import run_sweep
 
-    owner = settings.owner
+    owner = settings.workspace.owner
     if owner:
-        study_name = f"{study_name or space.default_study_name(str(data_dir))}-{owner}"
+        config = replace(config, study_name=f"{config.study_name or space.default_study_name(str(data_dir))}-{owner}")
 
     def target(job: Job):
-        return run_sweep(
-            data_dir,
-            space,
-            trials=trials,
-            timeout=timeout,
-            storage=storage,
-            study_name=study_name,
-            stop_event=job.stop_event,
-            on_trial=job.add_item,
-            on_epoch=job.add_epoch,
-            tags={"owner": owner} if owner else None,
-            **settings.training(),
-        )
+        hooks = TrainingHooks(on_epoch=job.add_epoch, stop_event=job.stop_event)
+        return run_sweep(data_dir, space, config, workspace=settings.workspace, hooks=hooks, on_trial=job.add_item)
 
     info = {"objective": space.objective}
     return Job(target, label="Sweep", limit=settings.limit, info=info, kind="sweep", owner=owner)

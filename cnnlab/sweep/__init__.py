@@ -12,13 +12,14 @@ TensorFlow.
 from cnnlab.sweep.faults import FaultTolerance
 from cnnlab.sweep.follow import follow_study
 from cnnlab.sweep.results import SweepResult, study_importances
-from cnnlab.sweep.runner import default_pruner, run_sweep
+from cnnlab.sweep.runner import SweepConfig, default_pruner, run_sweep
 from cnnlab.sweep.space import OBJECTIVES, SweepSpace, load_space, space_from_dict
 from cnnlab.sweep.storage import default_storage, masked_url
 
 __all__ = [
     "OBJECTIVES",
     "FaultTolerance",
+    "SweepConfig",
     "SweepResult",
     "SweepSpace",
     "default_pruner",

@@ -11,24 +11,25 @@ from __future__ import annotations
 
 import json
 import math
-import threading
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cnnlab.common.checks import short_repr
 from cnnlab.runs.store import Run, RunStore
+from cnnlab.runs.workspace import Workspace
 from cnnlab.sweep.faults import FaultTolerance, fault_handling, retry_of
 from cnnlab.sweep.results import SweepResult, sweep_result, trial_dict
 from cnnlab.sweep.space import SweepSpace
 from cnnlab.sweep.storage import default_storage, open_study
 from cnnlab.training import memory
+from cnnlab.training.hooks import TrainingHooks
 
 if TYPE_CHECKING:
     from cnnlab.team.tracking import TrackingConfig
 
 TrialCallback = Callable[[dict[str, Any]], None]
-EpochCallback = Callable[[dict[str, Any]], None]
 
 
 def default_pruner():
@@ -38,48 +39,58 @@ def default_pruner():
     return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1)
 
 
+@dataclass(frozen=True)
+class SweepConfig:
+    """How a sweep runs: `trials` more trials of the study (or until `timeout` seconds pass), where.
+
+    `storage` is any SQLAlchemy URL (default `default_storage(store)`); processes started with the
+    same `study_name` (default: one made from the space and the dataset) and `storage` share one
+    study. `pruner` defaults to `default_pruner()`, `sampler` to Optuna's TPE sampler;
+    `fault_tolerance` sets how a trial whose worker died is found, failed and retried.
+    """
+
+    trials: int
+    timeout: float | None = None
+    storage: str | None = None
+    study_name: str | None = None
+    fault_tolerance: FaultTolerance = FaultTolerance()
+    pruner: Any = None
+    sampler: Any = None
+
+    def __post_init__(self) -> None:
+        trials, timeout = self.trials, self.timeout
+        if isinstance(trials, bool) or not isinstance(trials, int) or not 1 <= trials <= 100_000:
+            raise ValueError(f"trials must be a whole number from 1 to 100000. Received: trials={trials!r}")
+        if timeout is not None and (
+            isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0
+        ):
+            raise ValueError(f"timeout must be a number of seconds above 0, or None. Received: timeout={timeout!r}")
+
+
 def run_sweep(
     data_dir: str | Path,
     space: SweepSpace,
+    config: SweepConfig,
     *,
-    trials: int,
-    timeout: float | None = None,
-    storage: str | None = None,
-    study_name: str | None = None,
-    store: RunStore,
-    cache: Path,
-    max_training_mb: int | None = None,
-    max_cache_mb: int | None = None,
-    stop_event: threading.Event | None = None,
+    workspace: Workspace,
+    hooks: TrainingHooks = TrainingHooks(),
     on_trial: TrialCallback | None = None,
-    on_epoch: EpochCallback | None = None,
-    tags: dict[str, Any] | None = None,
-    pruner=None,
-    sampler=None,
-    tracking: TrackingConfig | None = None,
-    fault_tolerance: FaultTolerance = FaultTolerance(),
 ) -> SweepResult:
-    """Run `trials` more trials of the study (or until `timeout` seconds pass) and return the result.
+    """Run `config.trials` more trials of the study (or until its timeout) and return the result.
 
-    Every trial trains a run in `store` tagged with the study and trial number, with `cache`,
-    `max_training_mb` and `max_cache_mb` passed on to `train`. `storage` is any
-    SQLAlchemy URL (default `default_storage(store)`); processes started with the same
-    `study_name` and `storage` share one study. `on_trial` gets each finished trial's dict
-    (`number`, `state`, `value`, `params`, `run_id`), `on_epoch` each epoch's metrics row (with
-    `trial`). Setting `stop_event` stops the current trial after its batch and ends the sweep.
-    `pruner` defaults to `default_pruner()`, `sampler` to Optuna's TPE sampler. With `tracking`,
-    every trial is also published as a team run tagged with the study and trial; `fault_tolerance`
-    sets how a trial whose worker died is found, failed and retried.
+    Every trial trains a run in the workspace's store tagged with the study and trial number, with
+    the workspace passed on to `train`. `on_trial` gets each finished trial's dict (`number`,
+    `state`, `value`, `params`, `run_id`), `hooks.on_epoch` each epoch's metrics row (with
+    `trial`). Setting `hooks.stop_event` stops the current trial after its batch and ends the
+    sweep. With the workspace's `tracking`, every trial is also published as a team run tagged
+    with the study and trial.
     """
     from cnnlab import data
 
     if not isinstance(space, SweepSpace):
         raise ValueError(f"space must be a SweepSpace (see load_space). Received: space={short_repr(space)}")
-    if isinstance(trials, bool) or not isinstance(trials, int) or not 1 <= trials <= 100_000:
-        raise ValueError(f"trials must be a whole number from 1 to 100000. Received: trials={trials!r}")
-    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0):
-        raise ValueError(f"timeout must be a number of seconds above 0, or None. Received: timeout={timeout!r}")
-    report = data.scan(data_dir, cache=cache)
+    store, storage, study_name = workspace.store, config.storage, config.study_name
+    report = data.scan(data_dir, cache=workspace.cache)
     if study_name is None:
         study_name = space.default_study_name(json.dumps([report.class_names, len(report.files)]))
     study_name = str(study_name).strip()
@@ -92,65 +103,44 @@ def run_sweep(
         storage,
         study_name,
         space,
-        sampler,
-        pruner if pruner is not None else default_pruner(),
-        fault_handling(fault_tolerance, tracking),
+        sampler=config.sampler,
+        pruner=config.pruner if config.pruner is not None else default_pruner(),
+        fault_handling=fault_handling(config.fault_tolerance, workspace.tracking),
     )
     ran: list[int] = []
 
     def objective(trial) -> float:
         ran.append(trial.number)
-        return _run_trial(
-            trial,
-            data_dir,
-            space,
-            study_name,
-            store,
-            stop_event,
-            on_epoch,
-            tags,
-            cache,
-            max_training_mb,
-            max_cache_mb,
-            tracking,
-        )
+        return _run_trial(trial, data_dir, space, study_name=study_name, workspace=workspace, hooks=hooks)
 
     def after_trial(study, frozen) -> None:
         memory.give_back_freed_memory()  # a worker trains trial after trial in one process
         if on_trial is not None:
             on_trial(trial_dict(frozen))
-        if stop_event is not None and stop_event.is_set():
+        if hooks.stop_requested:
             study.stop()
 
-    if stop_event is None or not stop_event.is_set():
-        study.optimize(objective, n_trials=trials, timeout=timeout, callbacks=[after_trial], gc_after_trial=True)
+    if not hooks.stop_requested:
+        study.optimize(
+            objective, n_trials=config.trials, timeout=config.timeout, callbacks=[after_trial], gc_after_trial=True
+        )
     return sweep_result(study, storage, space, len(ran))
 
 
 def _run_trial(
-    trial,
-    data_dir,
-    space: SweepSpace,
-    study_name: str,
-    store: RunStore,
-    stop_event,
-    on_epoch,
-    tags,
-    cache: Path,
-    max_training_mb: int | None,
-    max_cache_mb: int | None,
-    tracking: TrackingConfig | None,
+    trial, data_dir, space: SweepSpace, *, study_name: str, workspace: Workspace, hooks: TrainingHooks
 ) -> float:
     import optuna
 
     from cnnlab.sweep.pruning import OptunaPruning
     from cnnlab.training.engine import train
 
-    if stop_event is not None and stop_event.is_set():  # asked to stop while this trial was sampled
+    if hooks.stop_requested:  # asked to stop while this trial was sampled
         raise optuna.TrialPruned("Stopped before it started.")
     model_config, train_config = space.configs(space.suggest(trial))
     pruning = OptunaPruning(trial, space.objective)
     retried = retry_of(trial)
+    on_epoch, store, tracking = hooks.on_epoch, workspace.store, workspace.tracking
 
     def epoch_row(row: dict[str, Any]) -> None:
         if on_epoch is not None:
@@ -161,16 +151,10 @@ def _run_trial(
             data_dir,
             model_config,
             train_config,
-            store=store,
-            cache=cache,
-            max_training_mb=max_training_mb,
-            max_cache_mb=max_cache_mb,
-            on_epoch=epoch_row,
-            stop_event=stop_event,
+            workspace=workspace,
+            hooks=replace(hooks, on_epoch=epoch_row, callbacks=(*hooks.callbacks, pruning)),
             name=f"{study_name} #{trial.number}",
-            callbacks=[pruning],
-            tags={**(tags or {}), "sweep": _sweep_tag(study_name, trial.number, retried)},
-            tracking=tracking,
+            tags={"sweep": _sweep_tag(study_name, trial.number, retried)},
         )
     except BaseException:
         found = _find_run(store, study_name, trial.number)

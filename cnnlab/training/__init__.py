@@ -1,5 +1,6 @@
-"""Training: one call from a folder to a saved, evaluated run; resuming and continuing it; the
-learning-rate finder, schedules, and what a finished training gives back to the process."""
+"""Training: its plan, shown before it starts; one call from a folder to a saved, evaluated run, with
+its hooks; resuming and continuing it; the learning-rate finder, schedules, and what a finished
+training gives back to the process."""
 
 from typing import TYPE_CHECKING
 
@@ -8,18 +9,23 @@ from cnnlab.common.exports import lazy_exports
 if TYPE_CHECKING:  # what type checkers and readers see; at run time each name is imported on first use
     from cnnlab.training.config import TrainConfig
     from cnnlab.training.engine import planned_epochs, run_epochs, train
+    from cnnlab.training.hooks import TrainingHooks
     from cnnlab.training.lr_find import LRFinderResult, find_learning_rate
+    from cnnlab.training.plan import TrainingPlan, training_plan
     from cnnlab.training.resume import continue_training, resume
 
 __all__ = [
     "LRFinderResult",
     "TrainConfig",
+    "TrainingHooks",
+    "TrainingPlan",
     "continue_training",
     "find_learning_rate",
     "planned_epochs",
     "resume",
     "run_epochs",
     "train",
+    "training_plan",
 ]
 
 __getattr__, __dir__ = lazy_exports(
@@ -29,8 +35,11 @@ __getattr__, __dir__ = lazy_exports(
         "planned_epochs": "engine",
         "run_epochs": "engine",
         "train": "engine",
+        "TrainingHooks": "hooks",
         "LRFinderResult": "lr_find",
         "find_learning_rate": "lr_find",
+        "TrainingPlan": "plan",
+        "training_plan": "plan",
         "continue_training": "resume",
         "resume": "resume",
     },

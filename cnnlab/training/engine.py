@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,16 +25,16 @@ from cnnlab.model import (
 from cnnlab.model.augment import augmentation_model
 from cnnlab.model.precision import Precision, choose_precision, float32_copy
 from cnnlab.runs import heartbeat
-from cnnlab.runs.store import Run, RunStore
+from cnnlab.runs.store import Run
+from cnnlab.runs.workspace import Workspace
 from cnnlab.training import memory
 from cnnlab.training.config import TrainConfig
+from cnnlab.training.hooks import RowCallback, TrainingHooks
 from cnnlab.training.schedules import schedule_callbacks
 
 if TYPE_CHECKING:
     from cnnlab.team.tracking import TrackingConfig
 
-EpochCallback = Callable[[dict[str, Any]], None]
-BatchCallback = Callable[[dict[str, Any]], None]
 # Fine-tuning runs at this fraction of the head's learning rate, so the pretrained weights move gently.
 FINE_TUNE_LR_FACTOR = 0.1
 PHASES = ("head", "fine_tune")
@@ -64,59 +62,63 @@ def train(
     model_config: ModelConfig | None = None,
     train_config: TrainConfig | None = None,
     *,
-    store: RunStore,
-    cache: Path,
-    max_training_mb: int | None = None,
-    max_cache_mb: int | None = None,
-    on_epoch: EpochCallback | None = None,
-    on_batch: BatchCallback | None = None,
-    stop_event: threading.Event | None = None,
+    workspace: Workspace,
+    hooks: TrainingHooks = TrainingHooks(),
     name: str | None = None,
     tags: dict[str, Any] | None = None,
-    callbacks: list | None = None,
     run_id: str | None = None,
-    tracking: TrackingConfig | None = None,
-    on_download: backbones.DownloadProgress | None = None,
+    precision: Precision | None = None,
 ) -> Run:
-    """Train a model on a class-folder dataset and save it as a run in `store`.
+    """Train a model on a class-folder dataset and save it as a run in the workspace's store.
 
-    `cache` is the folder for the scan and decoded-image caches, whose decoded arrays may take
-    `max_cache_mb` in all (least recently used ones are evicted; the one in use is leased for the
-    whole training); a model whose training step would need more than `max_training_mb` is
-    refused before anything is built. A backbone's
-    ImageNet weights are downloaded next (`on_download(bytes)` reports it), before any run folder
-    exists, so a failed download leaves nothing behind. `on_epoch` gets each epoch's metrics row,
-    `on_batch` each batch's progress; setting `stop_event` ends training after the current batch,
-    keeping the best weights (status "stopped"). The saved model is the one with the lowest
-    validation loss, evaluated on the held-out test split. `tags` adds fields to the run record
-    (for example `sweep` or `owner`); `run_id` names the run's folder (default: a new time-stamped
-    name). With `tracking`, the run is also published to the team tracking server as it trains
+    The workspace's cache holds the scan and decoded images (the decoded arrays in use are leased
+    for the whole training); a model over its `max_training_mb` is refused before anything is
+    built. A backbone's ImageNet weights are downloaded next (`hooks.on_download` reports it),
+    before any run folder exists, so a failed download leaves nothing behind. `hooks` get the
+    epochs and batches; their `stop_event` ends training after the current batch, keeping the best
+    weights (status "stopped"). The saved model is the one with the lowest validation loss,
+    evaluated on the held-out test split. `tags` adds fields to the run record (for example
+    `sweep`; the workspace's owner is added); `run_id` names the run's folder (default: a new
+    time-stamped name). `precision` is `train_config.precision` resolved for this machine, as a
+    `training_plan` showed it (default: resolved here); it is resolved once and recorded. With the
+    workspace's `tracking`, the run is also published to the team tracking server as it trains
     (best effort, see `cnnlab.team.publisher`).
     """
     model_config = model_config or ModelConfig()
     train_config = train_config or TrainConfig()
-    report = data.scan(data_dir, cache=cache)
+    report = data.scan(data_dir, cache=workspace.cache)
     check_trainable(
-        model_config, report.num_classes, train_config.batch_size, max_training_mb, train_config.tuned_layers
+        model_config,
+        report.num_classes,
+        train_config.batch_size,
+        max_training_mb=workspace.max_training_mb,
+        fine_tune_layers=train_config.tuned_layers,
     )
-    backbones.prepare_weights(model_config.backbone, model_config.backbone_weights, on_download)
+    backbones.prepare_weights(model_config.backbone, model_config.backbone_weights, hooks.on_download)
     settings = (model_config.image_size, model_config.color_mode, model_config.resize_mode)
-    precision = choose_precision(train_config.precision)
-    with data.open_prepared(report, *settings, cache=cache, max_cache_mb=max_cache_mb) as prepared:
+    precision = _resolved(precision, train_config)
+    with data.open_prepared(report, *settings, cache=workspace.cache, max_cache_mb=workspace.max_cache_mb) as prepared:
         report = prepared.report  # without the files that turned out not to decode
         parts = data.split(report.labels, train_config.validation_split, train_config.test_split, train_config.seed)
-        record = {**_record(prepared, model_config, train_config, name, tags), "precision": precision.to_dict()}
-        run = store.create(record, _split_paths(report, parts), run_id)
-        return train_run(
-            run,
-            prepared,
-            parts,
-            on_epoch=on_epoch,
-            on_batch=on_batch,
-            stop_event=stop_event,
-            callbacks=callbacks,
-            tracking=tracking,
+        tags = {**(tags or {}), **workspace.owner_tag}
+        record = {
+            **_record(prepared, model_config, train_config, name=name, tags=tags),
+            "precision": precision.to_dict(),
+        }
+        run = workspace.store.create(record, _split_paths(report, parts), run_id)
+        return train_run(run, prepared, parts, hooks=hooks, tracking=workspace.tracking)
+
+
+def _resolved(precision: Precision | None, train_config: TrainConfig) -> Precision:
+    """The training's precision: the one resolved for it, which must answer its config's request, else resolved now."""
+    if precision is None:
+        return choose_precision(train_config.precision)
+    if precision.requested != train_config.precision:
+        raise ValueError(
+            f"The precision was resolved for precision={precision.requested!r}, but the training asks for "
+            f"precision={train_config.precision!r}; plan the training again. Received: precision={precision.policy!r}"
         )
+    return precision
 
 
 def train_run(
@@ -125,10 +127,7 @@ def train_run(
     parts: dict[str, np.ndarray],
     start: Start = Start(),
     *,
-    on_epoch: EpochCallback | None = None,
-    on_batch: BatchCallback | None = None,
-    stop_event: threading.Event | None = None,
-    callbacks: list | None = None,
+    hooks: TrainingHooks = TrainingHooks(),
     tracking: TrackingConfig | None = None,
 ) -> Run:
     """Train a created run from `start` up to its planned epochs, then evaluate and finish it.
@@ -146,7 +145,7 @@ def train_run(
     precision = Precision(**recorded) if recorded else choose_precision(train_config.precision)
     publisher = _publisher(tracking, run)
     if publisher is not None:
-        on_epoch = _both(publisher.log_epoch, on_epoch)
+        hooks = replace(hooks, on_epoch=_both(publisher.log_epoch, hooks.on_epoch))
     # A resumed run's duration includes the epochs it keeps.
     started = time.perf_counter() - sum(row.get("seconds", 0.0) for row in run.history)
     try:
@@ -155,16 +154,13 @@ def train_run(
                 run,
                 prepared,
                 parts,
-                model_config,
-                train_config,
-                precision,
-                start,
-                on_epoch,
-                on_batch,
-                stop_event,
-                callbacks,
+                model_config=model_config,
+                train_config=train_config,
+                precision=precision,
+                start=start,
+                hooks=hooks,
             )
-            _finish(run, model, prepared, parts, progress, started)
+            _finish(run, model, prepared, parts, progress=progress, started=started)
     except BaseException as exc:
         # Also covers the final evaluation, so a run is never left "running" by its own process.
         run.update(
@@ -186,7 +182,7 @@ def _publisher(tracking: TrackingConfig | None, run: Run):
     return Publisher(tracking, run)
 
 
-def _both(first: EpochCallback, second: EpochCallback | None) -> EpochCallback:
+def _both(first: RowCallback, second: RowCallback | None) -> RowCallback:
     def call(row: dict[str, Any]) -> None:
         first(row)
         if second is not None:
@@ -195,7 +191,7 @@ def _both(first: EpochCallback, second: EpochCallback | None) -> EpochCallback:
     return call
 
 
-def _record(prepared, model_config, train_config, name, tags) -> dict[str, Any]:
+def _record(prepared, model_config, train_config, *, name, tags) -> dict[str, Any]:
     report = prepared.report
     return {
         "name": name,
@@ -231,14 +227,12 @@ def _fit(
     run,
     prepared,
     parts,
-    model_config,
-    train_config,
+    *,
+    model_config: ModelConfig,
+    train_config: TrainConfig,
     precision: Precision,
     start: Start,
-    on_epoch,
-    on_batch,
-    stop_event,
-    callbacks,
+    hooks: TrainingHooks,
 ):
     """Train a model with the progress and checkpoint callbacks, from `start`; returns the callback
     and the float32 model, holding its best weights."""
@@ -262,10 +256,16 @@ def _fit(
     steps = int(np.ceil(len(parts["train"]) / train_config.batch_size))
     epochs = run_epochs(run)
     progress = TrainingProgress(
-        run, steps, len(parts["train"]), train_config.batch_size, epochs, on_epoch, on_batch, stop_event, start.epoch
+        run,
+        steps=steps,
+        num_train=len(parts["train"]),
+        batch_size=train_config.batch_size,
+        epochs=epochs,
+        hooks=hooks,
+        initial_epoch=start.epoch,
     )
     if best is not None and start.state is not None:
-        _keep_best(run, model, progress, best, start.state)
+        _keep_best(run, model, progress, best=best, state=start.state)
     monitor = "val_loss" if val_ds is not None else "loss"
     weights = class_weights(prepared.labels[parts["train"]], prepared.report.num_classes, train_config.class_weight)
     run.update(class_weights=weights and {name: weights[i] for i, name in enumerate(prepared.report.class_names)})
@@ -273,7 +273,7 @@ def _fit(
 
     def fit(initial_epoch: int, epochs: int, schedule: list, carried: dict | None = None) -> None:
         """One phase's `model.fit`; `carried`: the callbacks' counters of a state saved in this phase."""
-        extra = [*(callbacks or []), *schedule]
+        extra = [*hooks.callbacks, *schedule]
         if train_config.patience:
             extra.append(keras.callbacks.EarlyStopping(monitor=monitor, patience=train_config.patience))
         saver = checkpoint.ResumableCheckpoint(run.checkpoint_dir, progress, extra, carried)
@@ -301,7 +301,7 @@ def _fit(
             memory.release_training_graphs()
 
     ended = start.with_best and bool((start.state or {}).get("finished"))  # it had stopped early, then died
-    if stop_event is not None and stop_event.is_set():
+    if hooks.stop_requested:
         progress.stopped_by_user = True
     elif tuning is not None:
         progress.phase = PHASES[1]
@@ -315,7 +315,9 @@ def _fit(
                 train_config.lr_schedule, model_config.learning_rate, train_config.epochs, monitor
             )
             fit(start.epoch, train_config.epochs, head, carried)
-        _fine_tune(run, model, model_config, train_config, precision.policy, progress, fit)
+        _fine_tune(
+            run, model, progress, fit, model_config=model_config, train_config=train_config, policy=precision.policy
+        )
     if progress.best_weights is not None:
         model.set_weights(progress.best_weights)
     # Evaluated as it is saved: in float32, whatever the training precision.
@@ -330,7 +332,7 @@ def _fine_tuning_at(run: Run, start: Start) -> dict[str, Any] | None:
     return None
 
 
-def _keep_best(run: Run, model, progress, best: list, state: dict[str, Any]) -> None:
+def _keep_best(run: Run, model, progress, *, best: list, state: dict[str, Any]) -> None:
     """Carry a resumed run's best epoch on, and make its saved model that epoch's again: a stopped,
     half-trained epoch that resuming trains again may have replaced it."""
     progress.best_weights, progress.best_epoch = best, int(state["best_epoch"])
@@ -385,7 +387,7 @@ def _augmented(dataset, model_config: ModelConfig, seed: int, first_batch: int):
 
 
 def _fine_tune(
-    run: Run, model, model_config: ModelConfig, train_config: TrainConfig, policy: str, progress, fit
+    run: Run, model, progress, fit, *, model_config: ModelConfig, train_config: TrainConfig, policy: str
 ) -> None:
     """The second phase of transfer learning: the backbone's top layers train too, at a lower rate.
 
@@ -409,7 +411,7 @@ def _fine_tune(
     fit(done, progress.epochs, [])
 
 
-def _finish(run: Run, model, prepared, parts, progress, started: float) -> None:
+def _finish(run: Run, model, prepared, parts, *, progress, started: float) -> None:
     history = run.history
     metrics: dict[str, Any] = {}
     if progress.best_weights is not None:

@@ -19,6 +19,7 @@ from cnnlab.common.checks import check_range
 from cnnlab.data.imbalance import class_weights
 from cnnlab.model import ModelConfig, build_model, check_trainable
 from cnnlab.model.backbones import prepare_weights
+from cnnlab.runs.workspace import Workspace
 from cnnlab.training import memory
 
 # Exponential moving average of the loss: one batch's loss is too noisy to read a curve from.
@@ -48,16 +49,15 @@ def find_learning_rate(
     model_config: ModelConfig | None = None,
     train_config=None,
     *,
-    cache: Path,
+    workspace: Workspace,
     min_lr: float = 1e-6,
     max_lr: float = 1.0,
     num_steps: int = 100,
-    max_training_mb: int | None = None,
 ) -> LRFinderResult:
     """Run the range test on a dataset's training split with a fresh model built from `model_config`.
 
     `train_config` (a `TrainConfig`) gives the batch size, seed, split and class weighting, as a
-    training would use them; `cache` is the folder for the scan and decoded-image caches;
+    training would use them; the workspace's cache holds the scan and decoded images, and its
     `max_training_mb` refuses a model too big for this server. Nothing is saved.
     """
     import keras
@@ -71,11 +71,11 @@ def find_learning_rate(
     check_range("num_steps", num_steps, 10, 1000, int)
     if min_lr >= max_lr:
         raise ValueError(f"min_lr must be below max_lr. Received: min_lr={min_lr}, max_lr={max_lr}")
-    report = data.scan(data_dir, cache=cache)
-    check_trainable(model_config, report.num_classes, train_config.batch_size, max_training_mb)
+    report = data.scan(data_dir, cache=workspace.cache)
+    check_trainable(model_config, report.num_classes, train_config.batch_size, workspace.max_training_mb)
     prepare_weights(model_config.backbone, model_config.backbone_weights)
     prepared = data.prepare(
-        report, model_config.image_size, model_config.color_mode, model_config.resize_mode, cache=cache
+        report, model_config.image_size, model_config.color_mode, model_config.resize_mode, cache=workspace.cache
     )
     report = prepared.report  # without the files that turned out not to decode
     parts = data.split(report.labels, train_config.validation_split, train_config.test_split, train_config.seed)

@@ -6,17 +6,14 @@ Imported only when a training starts, so importing `cnnlab.training.engine` neve
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
 import keras
 import numpy as np
 
 from cnnlab.runs.store import Run
-
-RowCallback = Callable[[dict[str, Any]], None]
+from cnnlab.training.hooks import TrainingHooks
 
 
 class TrainingProgress(keras.callbacks.Callback):
@@ -24,28 +21,27 @@ class TrainingProgress(keras.callbacks.Callback):
 
     The best weights (lowest validation loss, or training loss without a validation split) are
     kept in memory and saved to the run after each improving epoch, so a stop, an early stop or
-    a crash all leave the best model saved. `on_epoch` gets each epoch's row, `on_batch` each
-    batch's progress; setting `stop_event` ends training after the current batch. `phase` ("head",
-    or "fine_tune" once a backbone's fine-tuning starts) goes into every row. A training resumed or
-    continued from a saved state starts after `initial_epoch` epochs.
+    a crash all leave the best model saved. The `hooks`' `on_epoch` gets each epoch's row,
+    `on_batch` each batch's progress; setting their `stop_event` ends training after the current
+    batch. `phase` ("head", or "fine_tune" once a backbone's fine-tuning starts) goes into every
+    row. A training resumed or continued from a saved state starts after `initial_epoch` epochs.
     """
 
     def __init__(
         self,
         run: Run,
+        *,
         steps: int,
         num_train: int,
         batch_size: int,
         epochs: int,
-        on_epoch: RowCallback | None = None,
-        on_batch: RowCallback | None = None,
-        stop_event: threading.Event | None = None,
+        hooks: TrainingHooks = TrainingHooks(),
         initial_epoch: int = 0,
     ) -> None:
         super().__init__()
         self.run, self.steps, self.num_train, self.epochs = run, steps, num_train, epochs
         self.batch_size = batch_size
-        self.on_epoch, self.on_batch, self.stop_event = on_epoch, on_batch, stop_event
+        self.on_epoch, self.on_batch, self.stop_event = hooks.on_epoch, hooks.on_batch, hooks.stop_event
         self.best_loss, self.best_epoch = np.inf, 0
         self.best_weights: list[np.ndarray] | None = None
         self.started = self.epoch_started = self.last_batch = time.perf_counter()

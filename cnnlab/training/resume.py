@@ -7,7 +7,6 @@ Both start from a checkpoint that training leaves in the run folder after every 
 from __future__ import annotations
 
 import contextlib
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,33 +16,24 @@ import numpy as np
 from cnnlab import data
 from cnnlab.common.checks import check_range
 from cnnlab.runs.store import Run, RunStore
-from cnnlab.team.tracking import TrackingConfig
-from cnnlab.training.engine import BatchCallback, EpochCallback, Start, TrainConfig, train_run
+from cnnlab.runs.workspace import Workspace
+from cnnlab.training.engine import Start, TrainConfig, train_run
+from cnnlab.training.hooks import TrainingHooks
 
 RESUMABLE = ("interrupted", "stopped", "failed")
 
 
-def resume(
-    ref: str | Path,
-    *,
-    store: RunStore,
-    cache: Path,
-    max_cache_mb: int | None = None,
-    on_epoch: EpochCallback | None = None,
-    on_batch: BatchCallback | None = None,
-    stop_event: threading.Event | None = None,
-    callbacks: list | None = None,
-    tracking: TrackingConfig | None = None,
-) -> Run:
+def resume(ref: str | Path, *, workspace: Workspace, hooks: TrainingHooks = TrainingHooks()) -> Run:
     """Continue an interrupted, stopped or failed run in place, from its last complete epoch to its
-    planned epochs, as if it had never stopped. `ref` is a run id, name or folder in `store`;
-    `cache` is the folder for the scan and decoded-image caches (`max_cache_mb` in all).
+    planned epochs, as if it had never stopped. `ref` is a run id, name or folder in the
+    workspace's store; its cache holds the scan and decoded images (`max_cache_mb` in all).
 
     Epochs after the checkpoint (a half-trained stopped epoch, one that died before its checkpoint)
-    leave the history and are trained again, so it has each epoch once. `on_epoch` first gets the
-    epochs the run keeps, then each new one. With `tracking`, the new epochs and the outcome go to
-    the team server, where the run is found again by its key.
+    leave the history and are trained again, so it has each epoch once. `hooks.on_epoch` first gets
+    the epochs the run keeps, then each new one. With the workspace's `tracking`, the new epochs
+    and the outcome go to the team server, where the run is found again by its key.
     """
+    store = workspace.store
     run = store.get(ref)
     if run.is_team_copy:
         raise ValueError(
@@ -57,42 +47,36 @@ def resume(
         }.get(run.status, "only an interrupted, stopped or failed run can be resumed")
         raise ValueError(f"Run '{run.name}' is {run.status} and cannot be resumed; {hint}. Received: run={run.id!r}")
     start = _resume_point(run, store)
-    with open_run_data(run, cache, max_cache_mb) as (prepared, parts):
+    with open_run_data(run, workspace.cache, workspace.max_cache_mb) as (prepared, parts):
         run.claim()
         run.update(history=[row for row in run.history if row["epoch"] <= start.epoch], metrics={})
-        if on_epoch is not None:
+        if hooks.on_epoch is not None:
             for row in run.history:
-                on_epoch(row)
-        hooks: dict[str, Any] = {"on_epoch": on_epoch, "on_batch": on_batch, "stop_event": stop_event}
-        return train_run(run, prepared, parts, start, callbacks=callbacks, tracking=tracking, **hooks)
+                hooks.on_epoch(row)
+        return train_run(run, prepared, parts, start, hooks=hooks, tracking=workspace.tracking)
 
 
 def continue_training(
     ref: str | Path,
     epochs: int,
     *,
-    store: RunStore,
-    cache: Path,
-    max_cache_mb: int | None = None,
+    workspace: Workspace,
+    hooks: TrainingHooks = TrainingHooks(),
     name: str | None = None,
     tags: dict[str, Any] | None = None,
     run_id: str | None = None,
-    on_epoch: EpochCallback | None = None,
-    on_batch: BatchCallback | None = None,
-    stop_event: threading.Event | None = None,
-    callbacks: list | None = None,
-    tracking: TrackingConfig | None = None,
 ) -> Run:
-    """Train `epochs` more epochs of a completed run as a new run, from its final weights and
-    optimizer state, on the same dataset and split.
+    """Train `epochs` more epochs of a completed run of the workspace's store as a new run there,
+    from its final weights and optimizer state, on the same dataset and split.
 
     The new run's history continues the parent's epoch numbering (a parent of 8 epochs: 9, 10,
     ...), its record names the parent (`parent`) and the epoch it started after
-    (`initial_epoch`), and its model is the best of its own epochs. With `tracking`, it is
-    published to the team server like any training.
+    (`initial_epoch`), and its model is the best of its own epochs. `tags` adds fields to its
+    record (the workspace's owner is added). With the workspace's `tracking`, it is published to
+    the team server like any training.
     """
     check_range("epochs", epochs, 1, 1000, int)
-    parent = store.get(ref)
+    parent = workspace.store.get(ref)
     if parent.status != "completed":
         hint = "resume it instead" if parent.status in RESUMABLE else "wait until it ends"
         raise ValueError(
@@ -111,11 +95,11 @@ def continue_training(
         "initial_epoch": start.epoch,
         "planned_epochs": start.epoch + epochs,
         **(tags or {}),
+        **workspace.owner_tag,
     }
-    with open_run_data(parent, cache, max_cache_mb) as (prepared, parts):
-        run = store.create(record, parent.split(), run_id)
-        hooks: dict[str, Any] = {"on_epoch": on_epoch, "on_batch": on_batch, "stop_event": stop_event}
-        return train_run(run, prepared, parts, start, callbacks=callbacks, tracking=tracking, **hooks)
+    with open_run_data(parent, workspace.cache, workspace.max_cache_mb) as (prepared, parts):
+        run = workspace.store.create(record, parent.split(), run_id)
+        return train_run(run, prepared, parts, start, hooks=hooks, tracking=workspace.tracking)
 
 
 @contextlib.contextmanager

@@ -1,0 +1,89 @@
+"""The Train page's calls into `cnnlab`: the training's plan (shown as the `train` command prints
+it), its start as a job, and the cached previews it shows first (augmentation, learning rates)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from cnnlab.model import ModelConfig
+from cnnlab.runs.workspace import Workspace
+from cnnlab.server import jobs, quota
+from cnnlab.server.quota import DiskUsage
+from cnnlab.training.engine import TrainConfig
+from cnnlab.training.plan import TrainingPlan, training_plan
+from cnnlab_ui.loaders import scan
+from cnnlab_ui.state import disk_usage, job_settings
+
+
+def plan_training(path: str, model_config: ModelConfig, train_config: TrainConfig) -> TrainingPlan:
+    """This training's plan on this server, for this person (see `cnnlab.training.plan`)."""
+    return _plan(
+        path,
+        fingerprint=scan(path).fingerprint,
+        model_config=model_config,
+        train_config=train_config,
+        usage=disk_usage(),
+        _workspace=job_settings().workspace,
+    )
+
+
+@st.cache_data(show_spinner="Building the model...", max_entries=32)
+def _plan(
+    path: str,
+    *,
+    fingerprint: str,
+    model_config: ModelConfig,
+    train_config: TrainConfig,
+    usage: DiskUsage | None,
+    _workspace: Workspace,
+) -> TrainingPlan:
+    """The plan, kept while the dataset's content (`fingerprint`), the configs and the person's disk
+    use (`usage`, hosted: the disk estimate depends on what is decoded already) stay the same, since
+    planning builds the model. The workspace is no part of the key: its cache and memory budget are
+    the server's, and its owner only counts for a dataset in the owner's uploads, whose path names them."""
+    return training_plan(path, model_config, train_config, workspace=_workspace)
+
+
+def show_plan(plan: TrainingPlan) -> None:
+    """The plan, as the `train` command prints it: the model (its layers in an expander), the class
+    balance, the precision."""
+    with st.expander(f"Model summary: {plan.summary}"):
+        st.dataframe(pd.DataFrame(plan.layers), hide_index=True)
+    if plan.imbalance:
+        st.caption(plan.imbalance)
+    st.caption(plan.precision.describe())
+
+
+def start_training(plan: TrainingPlan) -> jobs.Job:
+    """Start the planned training as this person's job; refused (hosted mode) when it would take them
+    over their disk budget."""
+    if (usage := disk_usage()) is not None:
+        quota.check_room(usage, plan.disk_bytes or 0, "This training")
+    return jobs.training_job(plan, job_settings()).start()
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def augmented_images(model_config: ModelConfig, path: str, seed: int) -> list[np.ndarray]:
+    """The image as the model sees it, then eight outputs of the model's own augmentation layers."""
+    from cnnlab.data.images import load_array
+    from cnnlab.model.augment import augment_preview
+
+    image = load_array(path, model_config.image_size, model_config.color_mode, model_config.resize_mode)
+    return [image, *augment_preview(model_config, image, n=8, seed=seed)]
+
+
+def learning_rate_curve(path: str, model_config: ModelConfig, train_config: TrainConfig) -> dict:
+    """The learning-rate finder's curve and suggestion for these settings on this server."""
+    return _learning_rate_curve(path, model_config, train_config, job_settings().workspace)
+
+
+@st.cache_data(show_spinner="Trying learning rates on a fresh model (a short run, nothing saved)...", max_entries=4)
+def _learning_rate_curve(
+    path: str, model_config: ModelConfig, train_config: TrainConfig, _workspace: Workspace
+) -> dict:
+    """Kept per dataset and settings: what the finder uses of the workspace (cache, memory budget) is the server's."""
+    from cnnlab.training.lr_find import find_learning_rate
+
+    return find_learning_rate(path, model_config, train_config, workspace=_workspace).to_dict()
