@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import http.server
 import os
+import shutil
+import tempfile
 import threading
 from functools import partial
 from pathlib import Path
@@ -16,6 +18,16 @@ import pytest
 from team_servers import mlflow_server, postgres_url  # noqa: F401 - session fixtures for the team tests
 
 from helpers import QuietHandler, tiny_model_config, tiny_train_config, write_dataset
+
+
+def pytest_configure(config):
+    """Keras's home (its download cache and keras.json) is a folder of the session's own, set before
+    anything imports Keras and inherited by every process a test starts: no test reads or writes ~/.keras."""
+    os.environ["KERAS_HOME"] = tempfile.mkdtemp(prefix="cnnlab-tests-keras-")
+
+
+def pytest_unconfigure(config):
+    shutil.rmtree(os.environ["KERAS_HOME"], ignore_errors=True)
 
 
 @pytest.fixture(scope="session", autouse=True)

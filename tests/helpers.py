@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import http.server
+import importlib
 import io
 import json
 import os
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+from e2e_server import free_port
 from PIL import Image
 
 from cnnlab.data.catalog import CATALOG, CatalogEntry
@@ -212,6 +214,34 @@ class QuietHandler(http.server.SimpleHTTPRequestHandler):
     def do_GET(self):
         QuietHandler.requests.append(self.path)
         super().do_GET()
+
+
+def imagenet_unreachable(monkeypatch) -> None:
+    """Point every backbone's ImageNet weights address (in this process) at a port of 127.0.0.1 nobody
+    listens on, so a download fails at once as offline, with or without a network."""
+    from cnnlab.model.backbones import BACKBONES
+
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+    closed = f"http://127.0.0.1:{free_port()}/"
+    for spec in BACKBONES.values():
+        module = importlib.import_module(f"keras.src.applications.{spec.module}")
+        name = "BASE_WEIGHT_PATH" if hasattr(module, "BASE_WEIGHT_PATH") else "BASE_WEIGHTS_PATH"
+        monkeypatch.setattr(module, name, closed)
+
+
+def offline_environment() -> dict[str, str]:
+    """Environment variables that send a child process's every download through a proxy nobody
+    answers at (a closed port of 127.0.0.1), so it fails at once as offline, with or without a network."""
+    closed = f"http://127.0.0.1:{free_port()}"
+    local = "127.0.0.1,localhost"
+    return {
+        "http_proxy": closed,
+        "https_proxy": closed,
+        "HTTP_PROXY": closed,
+        "HTTPS_PROXY": closed,
+        "no_proxy": local,
+        "NO_PROXY": local,
+    }
 
 
 def publish(monkeypatch, folder: Path, name: str, files: list[bytes], **changes) -> CatalogEntry:

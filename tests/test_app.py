@@ -23,6 +23,7 @@ from helpers import (
     APP_TIMEOUT,
     digits,
     image_bytes,
+    imagenet_unreachable,
     mnist_npz,
     open_page,
     publish,
@@ -531,7 +532,8 @@ def test_a_backbone_replaces_the_conv_block_widgets(app):
     assert at.expander[0].label.startswith("Model summary: 6 layers")
 
 
-def test_imagenet_weights_offline_fail_on_the_train_page_with_one_line(app, isolated_dirs):
+def test_imagenet_weights_offline_fail_on_the_train_page_with_one_line(app, isolated_dirs, monkeypatch):
+    imagenet_unreachable(monkeypatch)
     at = open_page(app, "pages/train.py")
     backbone_training(at, "imagenet", fine_tune=False)
     job = wait_for_job(at, "job")

@@ -26,7 +26,13 @@ from cnnlab.model import (  # noqa: E402
 from cnnlab.runs.workspace import Workspace  # noqa: E402
 from cnnlab.training.engine import train  # noqa: E402
 from cnnlab.training.hooks import TrainingHooks  # noqa: E402
-from helpers import random_images, tiny_model_config, tiny_train_config  # noqa: E402
+from helpers import (  # noqa: E402
+    imagenet_unreachable,
+    offline_environment,
+    random_images,
+    tiny_model_config,
+    tiny_train_config,
+)
 
 SIZE = (32, 32)
 REPO = Path(__file__).resolve().parent.parent
@@ -173,8 +179,9 @@ def test_missing_weights_file_stops_before_a_run_exists(make_dataset, run_store,
     assert not run_store.root.exists()
 
 
-def test_imagenet_offline_stops_before_a_run_exists(make_dataset, run_store, cache_dir):
-    # This machine has no network: Keras's download fails at once and nothing is left behind.
+def test_imagenet_offline_stops_before_a_run_exists(make_dataset, run_store, cache_dir, monkeypatch):
+    # The weights' address is a closed port: Keras's download fails at once and nothing is left behind.
+    imagenet_unreachable(monkeypatch)
     config = backbone_config(backbone_weights="imagenet")
     with pytest.raises(ValueError) as caught:
         train(make_dataset(per_class=4), config, tiny_train_config(epochs=1), workspace=Workspace(run_store, cache_dir))
@@ -189,6 +196,7 @@ def test_cli_imagenet_offline_exits_2_with_one_line(make_dataset, tmp_path):
     data_dir = make_dataset(per_class=4)
     models = tmp_path / "models"
     env = {**os.environ, "PYTHONPATH": str(REPO), "CNNLAB_MODELS_DIR": str(models), "KERAS_HOME": str(tmp_path / "k")}
+    env.update(offline_environment())
     args = ["train", str(data_dir), "--backbone", "mobilenet_v3_small", "--image-size", "32", "--epochs", "1"]
     done = subprocess.run(
         [sys.executable, "-m", "cnnlab", *args], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300
