@@ -1,4 +1,4 @@
-"""Prediction speed: `cnnlab.deploy.predict.predict` and Grad-CAM against the bare Keras calls, side by side.
+"""Prediction speed: `cnnlab.deploy.prediction.predict` and Grad-CAM against the bare Keras calls, side by side.
 
 With the demo model loaded once, on built-in sample images (64x64 PNG files):
 - one image through `predict` (PNG decode and resize included) against the model's bare
@@ -28,7 +28,7 @@ from cnnlab.analysis.evaluate import probabilities
 from cnnlab.analysis.explain import grad_cam
 from cnnlab.data.images import load_array
 from cnnlab.data.sample import sample_dir
-from cnnlab.deploy.predict import predict
+from cnnlab.deploy.prediction import predict
 from cnnlab.runs.store import RunStore
 from cnnlab.settings import DEMO_RUN_DIR, Settings
 

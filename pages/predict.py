@@ -6,7 +6,7 @@ import streamlit as st
 from cnnlab import charts
 from cnnlab.analysis.explain import grad_cam, overlay
 from cnnlab.data.images import SUPPORTED_EXTENSIONS
-from cnnlab.deploy.predict import predict
+from cnnlab.deploy.prediction import predict
 from cnnlab.settings import check_upload_size
 from cnnlab_ui.loaders import run_model
 from cnnlab_ui.messages import show_error

@@ -5,7 +5,7 @@ import streamlit as st
 
 from cnnlab import charts
 from cnnlab.server import jobs
-from cnnlab.training.resume import RESUMABLE
+from cnnlab.training.resuming import RESUMABLE
 from cnnlab_ui.loaders import forget_models
 from cnnlab_ui.messages import show_error
 from cnnlab_ui.runs import compare_curves, describe_run, list_runs, parameters_chart, runs_table

@@ -15,7 +15,7 @@ keras = pytest.importorskip("keras")
 
 from cnnlab.analysis.explain import grad_cam, last_conv_layer_name  # noqa: E402
 from cnnlab.deploy.export import export_run, read_export  # noqa: E402
-from cnnlab.deploy.predict import predict  # noqa: E402
+from cnnlab.deploy.prediction import predict  # noqa: E402
 from cnnlab.model import (  # noqa: E402
     ModelConfig,
     backbones,

@@ -87,7 +87,7 @@ def test_each_precision_saves_loads_predicts_and_exports_in_float32(precision, t
 
     from cnnlab.analysis.evaluate import evaluate_run
     from cnnlab.deploy.export import export_run, read_export
-    from cnnlab.deploy.predict import predict
+    from cnnlab.deploy.prediction import predict
     from cnnlab.runs.workspace import Workspace
     from cnnlab.training.engine import train
 

@@ -6,7 +6,7 @@ from PIL import Image
 
 from cnnlab.analysis.evaluate import evaluate_run
 from cnnlab.data.images import ImageError
-from cnnlab.deploy.predict import predict
+from cnnlab.deploy.prediction import predict
 
 
 @pytest.fixture

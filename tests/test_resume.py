@@ -18,7 +18,7 @@ from cnnlab.runs.workspace import Workspace
 from cnnlab.training.checkpoint import read_state
 from cnnlab.training.engine import train
 from cnnlab.training.hooks import TrainingHooks
-from cnnlab.training.resume import continue_training, resume
+from cnnlab.training.resuming import continue_training, resume
 from helpers import tiny_model_config, tiny_train_config
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

@@ -84,7 +84,7 @@ def same_curve(history: list[dict], rows: list[dict]) -> None:
 
 @pytest.mark.slow
 def test_two_machines_see_each_others_runs_curves_and_models(mlflow_server, experiment, tmp_path, monkeypatch, capsys):
-    from cnnlab.deploy.predict import predict
+    from cnnlab.deploy.prediction import predict
     from cnnlab.team.remote import team_history
 
     data_dir = write_dataset(tmp_path / "data")

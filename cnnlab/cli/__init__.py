@@ -6,13 +6,13 @@ from typing import TYPE_CHECKING
 from cnnlab.common.exports import lazy_exports
 
 if TYPE_CHECKING:  # what type checkers and readers see; at run time each name is imported on first use
-    from cnnlab.cli.main import main
+    from cnnlab.cli.dispatch import main
 
 __all__ = ["main"]
 
 __getattr__, __dir__ = lazy_exports(
     __name__,
     {
-        "main": "main",
+        "main": "dispatch",
     },
 )

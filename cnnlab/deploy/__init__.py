@@ -7,7 +7,7 @@ from cnnlab.common.exports import lazy_exports
 
 if TYPE_CHECKING:  # what type checkers and readers see; at run time each name is imported on first use
     from cnnlab.deploy.export import EXPORT_FORMATS, export_run, read_export
-    from cnnlab.deploy.predict import Prediction, predict
+    from cnnlab.deploy.prediction import Prediction, predict
 
 __all__ = ["EXPORT_FORMATS", "Prediction", "export_run", "predict", "read_export"]
 
@@ -17,7 +17,7 @@ __getattr__, __dir__ = lazy_exports(
         "EXPORT_FORMATS": "export",
         "export_run": "export",
         "read_export": "export",
-        "Prediction": "predict",
-        "predict": "predict",
+        "Prediction": "prediction",
+        "predict": "prediction",
     },
 )

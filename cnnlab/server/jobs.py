@@ -263,7 +263,7 @@ def resume_job(run_id: str, settings: JobSettings, *, more_epochs: int | None = 
     """A (not yet started) job that resumes an interrupted, stopped or failed run in place, or with
     `more_epochs`, continues a completed run for that many more epochs as a new run."""
     from cnnlab.training.engine import run_epochs
-    from cnnlab.training.resume import continue_training, resume
+    from cnnlab.training.resuming import continue_training, resume
 
     workspace = settings.workspace
     run = workspace.store.get(run_id)

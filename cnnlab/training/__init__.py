@@ -12,7 +12,7 @@ if TYPE_CHECKING:  # what type checkers and readers see; at run time each name i
     from cnnlab.training.hooks import TrainingHooks
     from cnnlab.training.lr_find import LRFinderResult, find_learning_rate
     from cnnlab.training.plan import TrainingPlan, training_plan
-    from cnnlab.training.resume import continue_training, resume
+    from cnnlab.training.resuming import continue_training, resume
 
 __all__ = [
     "LRFinderResult",
@@ -40,7 +40,7 @@ __getattr__, __dir__ = lazy_exports(
         "find_learning_rate": "lr_find",
         "TrainingPlan": "plan",
         "training_plan": "plan",
-        "continue_training": "resume",
-        "resume": "resume",
+        "continue_training": "resuming",
+        "resume": "resuming",
     },
 )

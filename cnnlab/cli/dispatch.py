@@ -401,7 +401,7 @@ def _continue(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     from cnnlab.runs.store import RunStore, new_run_id
     from cnnlab.training.config import TrainConfig
     from cnnlab.training.hooks import TrainingHooks
-    from cnnlab.training.resume import continue_training
+    from cnnlab.training.resuming import continue_training
 
     given = [f for f in (*fields(ModelConfig), *fields(TrainConfig)) if getattr(args, f.name, None) is not None]
     if args.data_dir is not None or args.epochs is None or any(f.name != "epochs" for f in given):
@@ -435,7 +435,7 @@ def _continue(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
 def _resume(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     from cnnlab.training.engine import run_epochs
     from cnnlab.training.hooks import TrainingHooks
-    from cnnlab.training.resume import resume
+    from cnnlab.training.resuming import resume
 
     workspace = _workspace(settings, tracking=_tracking(args, settings))
     run = workspace.store.get(args.run)
@@ -699,7 +699,7 @@ def _open_run(args: argparse.Namespace, settings: Settings):
 
 
 def _predict(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
-    from cnnlab.deploy.predict import predict
+    from cnnlab.deploy.prediction import predict
 
     run = _open_run(args, settings)
     missing = [str(p) for p in args.images if not p.is_file()]
