@@ -188,7 +188,7 @@ def main() -> None:
     print(f"new default augmentation: { {k: v for k, v in ModelConfig().to_dict().items() if k in OLD_DEFAULT} }")
     results: dict[tuple[str, str], list[float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        store = RunStore(Path(tmp) / "runs", include_demo=False)
+        store = RunStore(Path(tmp) / "runs")
         for dataset in args.datasets:
             data_dir = sample_dir(args.cache) if dataset == "sample" else write_generated(dataset, Path(tmp))
             size = (64, 64) if dataset == "sample" else (SIDE, SIDE)
@@ -199,7 +199,7 @@ def main() -> None:
                 for side, model_config in sides(size, args.light).items():
                     started = time.perf_counter()
                     run = train(data_dir, model_config, TrainConfig(seed=seed), workspace=Workspace(store, args.cache))
-                    accuracy = run.record["metrics"]["test_accuracy"]
+                    accuracy = run.record.metrics.test_accuracy
                     results.setdefault((dataset, side), []).append(accuracy)
                     print(
                         f"{dataset:<8} seed {seed}  {side:<8} test accuracy {accuracy:.3f}  "

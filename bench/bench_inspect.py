@@ -29,7 +29,7 @@ from cnnlab.analysis.evaluate import open_split
 from cnnlab.analysis.top_activating import channel_means, top_images
 from cnnlab.data.images import load_array
 from cnnlab.runs.store import RunStore
-from cnnlab.settings import Settings
+from cnnlab.settings import DEMO_RUN_DIR, Settings
 
 
 def timed(fn: Callable[[], object]) -> float:
@@ -50,9 +50,8 @@ def default_run(folder: Path):
 
 def demo_copy(folder: Path):
     """The demo run copied into `folder`, so its channel-means cache starts empty and is thrown away."""
-    demo = next(run for run in RunStore(folder).list() if run.is_demo)
-    shutil.copytree(demo.path, folder / "run")
-    return RunStore(folder, include_demo=False).get("run")
+    shutil.copytree(DEMO_RUN_DIR, folder / "run")
+    return RunStore(folder).get("run")
 
 
 def measure(name: str, run, layers: list[str], repeats: int, cache: Path) -> None:

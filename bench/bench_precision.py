@@ -73,8 +73,8 @@ def one_run(
     """Test accuracy and median seconds per epoch (first epoch dropped) of one training."""
     config = TrainConfig(epochs=epochs, patience=0, seed=seed, precision=precision)
     run = train(data_dir, ModelConfig(), config, workspace=Workspace(store, cache))
-    seconds = [row["seconds"] for row in run.history[1:]] or [row["seconds"] for row in run.history]
-    return float(run.record["metrics"]["test_accuracy"]), statistics.median(seconds)
+    seconds = [row.seconds for row in run.history[1:]] or [row.seconds for row in run.history]
+    return float(run.record.metrics.test_accuracy or 0.0), statistics.median(seconds)
 
 
 def main() -> None:
@@ -94,7 +94,7 @@ def main() -> None:
             "gratings": lambda: write_gratings(Path(tmp) / "gratings"),
             "spots": lambda: write_spots(Path(tmp) / "spots"),
         }
-        store = RunStore(Path(tmp) / "models", include_demo=False)
+        store = RunStore(Path(tmp) / "models")
         results: dict[str, dict[str, list[tuple[float, float]]]] = {}
         for name in args.datasets:
             data_dir = writers[name]()

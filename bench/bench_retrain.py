@@ -41,7 +41,7 @@ if not give_back:
     memory.release_training_graphs = lambda: 0
     memory.give_back_freed_memory = lambda: False
 
-settings = JobSettings(Workspace(RunStore(tempfile.mkdtemp(), include_demo=False), cache))
+settings = JobSettings(Workspace(RunStore(tempfile.mkdtemp()), cache))
 plan = training_plan(sample_dir(cache), ModelConfig(), TrainConfig(epochs=epochs), workspace=settings.workspace)
 after = []
 for _ in range(trainings):

@@ -46,14 +46,14 @@ def main() -> None:
     print(f"machine: {machine()}")
     print(f"data: built-in sample, {len(report.files)} images in {report.num_classes} classes")
     with tempfile.TemporaryDirectory() as tmp:
-        store = RunStore(tmp, include_demo=False)
+        store = RunStore(tmp)
         for seed in args.seeds:
             for name, (model_config, train_config) in CONTENDERS.items():
                 started = time.perf_counter()
                 seeded = TrainConfig(**{**train_config.to_dict(), "seed": seed})
                 run = train(data_dir, model_config, seeded, workspace=Workspace(store, args.cache))
                 seconds = time.perf_counter() - started
-                accuracy = run.record["metrics"]["test_accuracy"]
+                accuracy = run.record.metrics.test_accuracy
                 results[name].append((accuracy, seconds, len(run.history)))
                 print(
                     f"seed {seed:<5} {name:<8} test accuracy {accuracy:.3f}  {seconds:5.1f} s  {len(run.history)} epochs"

@@ -150,7 +150,7 @@ def cli_training(cache: Path, run_dir: Path, epochs: int) -> list[dict]:
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
     print(f"CLI training ({epochs} epochs): {cpu:.1f} CPU s")
-    return RunStore(run_dir.parent, include_demo=False).get(run_dir.name).history
+    return RunStore(run_dir.parent).get(run_dir.name).epoch_rows()
 
 
 def throughput(history: list[dict]) -> tuple[float, float]:
@@ -211,7 +211,7 @@ def compare_with_cli(
 def app_training(page, server: StreamlitServer, epochs: int, unwatched: bool, spent: Counter[str]) -> list[dict]:
     """One training started with the Train page's button; its history rows. Adds the CPU seconds
     the server and the browser's processes spent meanwhile to `spent`."""
-    store = RunStore(server.models_dir, include_demo=False)
+    store = RunStore(server.models_dir)
     known = {run.id for run in store.list()}
     server_cpu, browser_cpu = tree_cpu(server.pid), tree_cpu_by_command(os.getpid(), exclude=server.pid)
     start = time.monotonic()
@@ -232,7 +232,7 @@ def app_training(page, server: StreamlitServer, epochs: int, unwatched: bool, sp
     else:
         done = rf"Run {run_id} (completed|stopped) after"
         wait_quietly(page.locator('[data-testid="stAlert"]').filter(has_text=re.compile(done)), PAGE_TIMEOUT_MS / 1000)
-    return store.get(run_id).history
+    return store.get(run_id).epoch_rows()
 
 
 def demo_flow(

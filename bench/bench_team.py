@@ -54,15 +54,15 @@ def timed_training(
     started = time.perf_counter()
     run = train(sample_dir(cache), ModelConfig(), train_config, workspace=Workspace(store, cache, tracking=tracking))
     wall = time.perf_counter() - started
-    if tracking is not None and not run.record["team"]["published"]:
+    if tracking is not None and not (run.record.team and run.record.team.published):
         raise RuntimeError(f"run {run.id} was not published: the benchmark needs a reachable server")
-    return wall, [row["seconds"] for row in run.history[1:]]
+    return wall, [row.seconds for row in run.history[1:]]
 
 
 def overhead(server: MlflowServer, epochs: int, repeats: int, tmp: Path) -> None:
     """Print the publishing overhead on the default model."""
     tracking = TrackingConfig(server.url, "bench-overhead", "bench")
-    store = RunStore(tmp / "overhead", include_demo=False)
+    store = RunStore(tmp / "overhead")
     train_config = TrainConfig(epochs=epochs, patience=0)
     cache = tmp / "cache"
     timed_training(store, cache, TrainConfig(epochs=1, patience=0), None)  # warm-up: caches, graph tracing

@@ -136,7 +136,7 @@ def main() -> None:
     precision = choose_precision(args.precision)
     ours, plain = [], []
     with tempfile.TemporaryDirectory() as tmp:
-        store = RunStore(tmp, include_demo=False)
+        store = RunStore(tmp)
         data.prepare(data.scan(data_dir, cache=args.cache), model_config.image_size, cache=args.cache)  # warm both
         for _ in range(args.repeats):
             plain.extend(plain_epochs(data_dir, model_config, train_config, args.cache, precision.policy))

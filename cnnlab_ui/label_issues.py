@@ -59,7 +59,7 @@ def _cross_validated_tab(run: Run, root: Path) -> None:
     if job is not None and not job.done:
         live_job(job, "Stop", _progress)
         return
-    planned = int(run.record["train_config"]["epochs"])
+    planned = run.train_config().epochs
     left, right = st.columns(2)
     folds = left.number_input("Folds (models)", 2, MAX_FOLDS, 3, key="cv_folds")
     epochs = right.number_input("Epochs per model", 1, planned, planned, key="cv_epochs")

@@ -67,10 +67,9 @@ def run_picker(label: str = "Run", with_model: bool = True) -> Run:
 
 def describe_run(run: Run) -> str:
     """A one-line label for a run in pickers."""
-    accuracy = (run.record.get("metrics") or {}).get("test_accuracy")
+    accuracy = run.record.metrics.test_accuracy
     score = f", test acc {accuracy:.1%}" if accuracy is not None else ""
-    team = run.record.get("team") or {}
-    tag = " (demo)" if run.is_demo else " (team)" if team.get("opened") else ""
+    tag = " (demo)" if run.is_demo else " (team)" if run.is_team_copy else ""
     return f"{run.name}{tag} [{run.status}{score}]"
 
 

@@ -21,7 +21,7 @@ from cnnlab.runs.workspace import Workspace
 from cnnlab.server import jobs
 from cnnlab.server.jobs import Job
 from cnnlab.server.quota import DiskUsage, session_usage
-from cnnlab.settings import Settings, load_settings
+from cnnlab.settings import DEMO_RUN_DIR, Settings, load_settings
 
 
 @dataclass(frozen=True)
@@ -101,8 +101,8 @@ def _person() -> str:
 
 
 def store() -> RunStore:
-    """The run store configured for this server."""
-    return RunStore(settings().models_dir)
+    """The run store configured for this server, with the demo model shipped with the app."""
+    return RunStore(settings().models_dir, demo=DEMO_RUN_DIR)
 
 
 def job_settings() -> jobs.JobSettings:

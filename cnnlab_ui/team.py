@@ -124,7 +124,7 @@ def open_section(tracking: TrackingConfig, frame: pd.DataFrame, on_open) -> None
 def own_run(row: pd.Series) -> Run | None:
     """The local run a team run is a copy of, when it was published from this machine's models folder."""
     local = {run.id: run for run in list_runs()}.get(str(row["local_run_id"]))
-    if local is None or (local.record.get("team") or {}).get("run_id") != row["id"]:
+    if local is None or local.record.team is None or local.record.team.run_id != row["id"]:
         return None
     return local
 
@@ -139,11 +139,9 @@ def opened_copy(tracking: TrackingConfig, team_run_id: str) -> Run | None:
     except ValueError as exc:
         show_error(exc)
         return None
-    fingerprint = (run.record.get("dataset") or {}).get("fingerprint")
+    fingerprint = run.record.dataset.fingerprint
     cache = settings().cache_dir
-    local = [
-        r.dataset_root(cache) for r in list_runs() if (r.record.get("dataset") or {}).get("fingerprint") == fingerprint
-    ]
+    local = [r.dataset_root(cache) for r in list_runs() if r.record.dataset.fingerprint == fingerprint]
     with st.spinner("Looking for the run's dataset on this machine..."):
         attach_dataset(run, [dataset().path, *local], cache)
     return run

@@ -43,7 +43,7 @@ if not all_runs:
     st.info("No runs yet. Train one on the **Train** page.")
     st.stop()
 
-studies = sorted({r.record["sweep"]["study"] for r in all_runs if r.record.get("sweep")})
+studies = sorted({r.record.sweep.study for r in all_runs if r.record.sweep})
 study = (
     st.selectbox(
         "Show", [None, *studies], format_func=lambda s: "All runs" if s is None else f"Sweep: {s}", key="runs-filter"
@@ -51,13 +51,13 @@ study = (
     if studies
     else None
 )
-runs = [r for r in all_runs if study is None or (r.record.get("sweep") or {}).get("study") == study]
+runs = [r for r in all_runs if study is None or (r.record.sweep is not None and r.record.sweep.study == study)]
 table = pd.DataFrame([r.summary() for r in runs])
 
 st.caption("Select rows to compare their learning curves.")
 by_id = {r.id: r for r in runs}
 chosen = [by_id[i] for i in runs_table(table, "runs-table")] or runs[:5]
-compare_curves({r.id: r.history for r in chosen}, {r.id: r.name for r in chosen}, "cmp")
+compare_curves({r.id: r.epoch_rows() for r in chosen}, {r.id: r.name for r in chosen}, "cmp")
 parameters_chart(table, "parcoords")
 if study:
     from cnnlab.sweep import study_importances

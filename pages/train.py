@@ -123,17 +123,17 @@ def progress_panel(job: jobs.Job) -> None:
 
 def unreadable_panel(run) -> None:
     """The files left out of a run because their image data failed to decode, and why."""
-    dataset = run.record.get("dataset") or {}
-    if not dataset.get("num_unreadable"):
+    dataset = run.record.dataset
+    if not dataset.num_unreadable:
         return
     scan.clear(chosen.path)  # so the Data page lists them among the skipped files from now on
     st.warning(
-        f"{dataset['num_unreadable']} file(s) could not be decoded (truncated or corrupt image data) and were left "
+        f"{dataset.num_unreadable} file(s) could not be decoded (truncated or corrupt image data) and were left "
         "out of this training; the Data page lists them with the skipped files. Replace or remove them.",
         icon=":material/broken_image:",
     )
     with st.expander("Files left out"):
-        st.dataframe(pd.DataFrame(dataset["unreadable"]), hide_index=True)
+        st.dataframe(pd.DataFrame(dataset.unreadable), hide_index=True)
 
 
 if job is None:
@@ -154,23 +154,23 @@ else:
         )
     elif job.result is not None:
         run = job.result
-        metrics = run.record.get("metrics", {})
+        metrics = run.record.metrics
         st.success(
-            f"Run **{run.name}** {run.status} after {len(run.history)} epochs in {run.record.get('duration_s', 0):.0f}s. It is selected on the Evaluate and Predict pages.",
+            f"Run **{run.name}** {run.status} after {len(run.history)} epochs in {run.record.duration_s or 0:.0f}s. It is selected on the Evaluate and Predict pages.",
             icon=":material/check_circle:",
         )
-        if not (run.record.get("team") or {"published": True}).get("published"):
+        if run.record.team is not None and not run.record.team.published:
             st.warning(
                 "The team tracking server could not be reached, so this run is not shared yet; press **Sync** on "
                 "the Runs page once the server is back.",
                 icon=":material/cloud_off:",
             )
         cols = st.columns(5)
-        cols[0].metric("Best validation accuracy", f"{metrics.get('best_val_accuracy', 0):.1%}")
-        for col, key, label in (
-            (cols[1], "test_accuracy", "Test accuracy"),
-            (cols[2], "test_balanced_accuracy", "Balanced accuracy"),
-            (cols[3], "test_macro_f1", "Macro F1"),
+        cols[0].metric("Best validation accuracy", f"{metrics.best_val_accuracy or 0:.1%}")
+        for col, value, label in (
+            (cols[1], metrics.test_accuracy, "Test accuracy"),
+            (cols[2], metrics.test_balanced_accuracy, "Balanced accuracy"),
+            (cols[3], metrics.test_macro_f1, "Macro F1"),
         ):
-            col.metric(label, f"{metrics[key]:.1%}" if metrics.get(key) is not None else "n/a")
-        cols[4].metric("Best epoch", run.record.get("best_epoch", 0))
+            col.metric(label, f"{value:.1%}" if value is not None else "n/a")
+        cols[4].metric("Best epoch", run.record.best_epoch or 0)

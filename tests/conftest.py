@@ -60,7 +60,7 @@ def run_store(isolated_dirs):
     """The test's own run store, without the shipped demo run."""
     from cnnlab.runs.store import RunStore
 
-    return RunStore(isolated_dirs[1], include_demo=False)
+    return RunStore(isolated_dirs[1])
 
 
 @pytest.fixture(scope="session")
@@ -95,7 +95,7 @@ def trained_run(tmp_path_factory):
         data_dir,
         tiny_model_config(),
         tiny_train_config(),
-        workspace=Workspace(RunStore(base / "models", include_demo=False), base / "cache"),
+        workspace=Workspace(RunStore(base / "models"), base / "cache"),
         hooks=TrainingHooks(on_epoch=epochs.append, on_batch=batches.append),
         name="shared tiny run",
     )
@@ -137,6 +137,6 @@ def deep_run(tmp_path_factory):
         write_dataset(base / "data", per_class=12),
         tiny_model_config(conv_blocks=2, batch_norm=True, flip="horizontal", rotation=0.1),
         tiny_train_config(epochs=1),
-        workspace=Workspace(RunStore(base / "models", include_demo=False), base / "cache"),
+        workspace=Workspace(RunStore(base / "models"), base / "cache"),
     )
     return run, run.load_model()

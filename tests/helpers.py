@@ -281,7 +281,7 @@ def relocated_run(run: Run, data_dir: Path, models_dir: Path, run_id: str | None
     """
     run_dir = models_dir / (run_id or run.id)
     shutil.copytree(run.path, run_dir)
-    shutil.copytree(run.record["dataset"]["path"], data_dir)
+    shutil.copytree(run.record.dataset.path, data_dir)
     record = json.loads((run_dir / "run.json").read_text())
     record["dataset"]["path"] = str(data_dir)
     (run_dir / "run.json").write_text(json.dumps(record))

@@ -18,6 +18,7 @@ from streamlit.testing.v1 import AppTest
 
 from cnnlab.data.sample import SAMPLE_CLASSES
 from cnnlab.runs.store import RunStore
+from cnnlab.settings import DEMO_RUN_DIR
 from helpers import (
     APP,
     APP_TIMEOUT,
@@ -138,7 +139,7 @@ def test_training_from_the_train_page_saves_a_run_then_predict_and_runs_use_it(a
     at.run()
     assert not at.exception
     assert any("completed after 2 epochs" in s.value for s in at.success)
-    runs = RunStore(isolated_dirs[1], include_demo=False).list()
+    runs = RunStore(isolated_dirs[1]).list()
     assert len(runs) == 1 and len(runs[0].history) == 2 and runs[0].status == "completed"
 
     at = open_page(at, "pages/predict.py")
@@ -182,7 +183,7 @@ def test_stop_ends_training_as_a_stopped_run(app, isolated_dirs):
     at.button(key="stop-job").click().run()
     job = wait_for_job(at, "job", timeout=60)
     assert job.status == "stopped"
-    run = RunStore(isolated_dirs[1], include_demo=False).list()[0]
+    run = RunStore(isolated_dirs[1]).list()[0]
     assert run.status == "stopped" and 1 <= len(run.history) < 60
     assert run.model_path.exists()
 
@@ -199,12 +200,12 @@ def test_a_reloaded_tab_finds_the_running_training_its_stop_and_its_settings(app
     assert next(b for b in reloaded.button if b.label == "Start training").disabled
     next(b for b in reloaded.button if b.label == "Stop").click().run()
     assert wait_for_job(reloaded, "job", timeout=60).status == "stopped"
-    run = RunStore(isolated_dirs[1], include_demo=False).get(job.run_id)
+    run = RunStore(isolated_dirs[1]).get(job.run_id)
     assert run.status == "stopped" and run.model_path.exists()
 
 
 def test_the_runs_page_resumes_a_stopped_run_and_trains_a_completed_one_more(app, isolated_dirs):
-    store = RunStore(isolated_dirs[1], include_demo=False)
+    store = RunStore(isolated_dirs[1])
     at = open_page(app, "pages/train.py")
     tiny_training(at, epochs=3)
     job = at.session_state["job"]
@@ -220,7 +221,7 @@ def test_the_runs_page_resumes_a_stopped_run_and_trains_a_completed_one_more(app
     assert at.session_state["job"].run_id == stopped.id  # shown on the Train page
     assert wait_for_job(at, "job").status == "completed"
     resumed = store.get(stopped.id)
-    assert resumed.status == "completed" and [row["epoch"] for row in resumed.history] == [1, 2, 3]
+    assert resumed.status == "completed" and [row.epoch for row in resumed.history] == [1, 2, 3]
 
     at = open_page(at, "pages/runs.py")
     at.selectbox(key="manage-run").set_value(stopped.id).run()
@@ -228,8 +229,8 @@ def test_the_runs_page_resumes_a_stopped_run_and_trains_a_completed_one_more(app
     next(b for b in at.button if b.label == "Train 1 more epoch").click().run()
     assert not at.exception, [e.value for e in at.exception]
     child = store.get(wait_for_job(at, "job").run_id)
-    assert child.status == "completed" and child.record["parent"] == stopped.id
-    assert [row["epoch"] for row in child.history] == [4]
+    assert child.status == "completed" and child.record.parent == stopped.id
+    assert [row.epoch for row in child.history] == [4]
 
 
 def test_predict_rejects_a_non_image_with_a_message(app, trained_run, monkeypatch):
@@ -261,8 +262,8 @@ def test_a_sweep_from_the_sweep_page_saves_tagged_runs(app, isolated_dirs):
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     assert any("Best trial" in s.value for s in at.success)
-    runs = RunStore(isolated_dirs[1], include_demo=False).list()
-    assert len(runs) == 2 and all(r.record["sweep"]["study"] == job.result.study for r in runs)
+    runs = RunStore(isolated_dirs[1]).list()
+    assert len(runs) == 2 and all(r.record.sweep.study == job.result.study for r in runs)
     at = open_page(at, "pages/runs.py")
     assert at.selectbox(key="runs-filter").options[1].startswith("Sweep:")
 
@@ -475,7 +476,7 @@ def test_inspect_shows_the_demo_run_inside_for_a_dataset_image_then_an_upload(ap
     assert at.selectbox(key="picked_run").value == "demo"
     assert chart_titles(at)[0].startswith("conv_1: output 64x64x32, values ")
     assert at.subheader[1].value == "What channel 0 of conv_1 responds to"
-    demo = next(run for run in RunStore(isolated_dirs[1]).list() if run.is_demo)
+    demo = next(run for run in RunStore(isolated_dirs[1], demo=DEMO_RUN_DIR).list() if run.is_demo)
     png = sorted((demo.dataset_root(app_cache) / "star").iterdir())[3].read_bytes()
     at.radio(key="source").set_value("Upload").run()
     at.file_uploader[0].set_value(("mine.png", png, "image/png")).run()
@@ -540,7 +541,7 @@ def test_imagenet_weights_offline_fail_on_the_train_page_with_one_line(app, isol
     at.run()
     assert job.status == "failed"
     assert len(at.error) == 1 and "Could not download the ImageNet weights" in at.error[0].value
-    assert RunStore(isolated_dirs[1], include_demo=False).list() == []
+    assert RunStore(isolated_dirs[1]).list() == []
     assert not isolated_dirs[1].exists() or not any(isolated_dirs[1].iterdir())
 
 
@@ -552,5 +553,5 @@ def test_a_backbone_trains_its_head_then_fine_tunes_on_the_train_page(app):
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     assert job.status == "completed", job.error
-    assert [row["phase"] for row in job.result.history] == ["head", "fine_tune"]
+    assert [row.phase for row in job.result.history] == ["head", "fine_tune"]
     assert job.info["epochs"] == 2

@@ -74,7 +74,7 @@ def test_each_backbone_trains_predicts_explains_and_exports(make_dataset, run_st
     data_dir = make_dataset(per_class=6)
     run = train(data_dir, backbone_config(name), tiny_train_config(epochs=1), workspace=Workspace(run_store, cache_dir))
     assert run.status == "completed"
-    assert [row["phase"] for row in run.history] == ["head"]
+    assert [row.phase for row in run.history] == ["head"]
     model = run.load_model()
     backbone = find_backbone(model)
     assert backbone is not None and not backbone.trainable
@@ -237,8 +237,8 @@ def test_frozen_head_phase_then_fine_tuning_of_the_top_layers_only(make_dataset,
     moved = changed(tune_start, tune_end) - {"predictions"}
     assert moved and moved <= allowed
     assert not any(type(source.get_layer(name)).__name__ == "BatchNormalization" for name in moved)
-    assert [row["phase"] for row in run.history] == ["head", "fine_tune"]
-    assert [row["epoch"] for row in run.history] == [1, 2]
+    assert [row.phase for row in run.history] == ["head", "fine_tune"]
+    assert [row.epoch for row in run.history] == [1, 2]
     record = json.loads((run.path / "run.json").read_text())
     assert record["phase"] == "fine_tune"
     assert record["fine_tune"]["start_epoch"] == 2

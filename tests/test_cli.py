@@ -332,7 +332,7 @@ def test_train_says_and_records_the_device_and_precision(tmp_path, capsys):
         r"^Model summary: \d+ layers, [\d,]+ parameters, about [\d,]+ MB per training step$", captured.err, re.M
     )
     run_dir = Path(result["run_dir"])
-    assert RunStore(run_dir.parent).get(run_dir.name).record["precision"]["policy"] == "mixed_bfloat16"
+    assert RunStore(run_dir.parent).get(run_dir.name).record.precision.policy == "mixed_bfloat16"
     assert main(["train", str(root), "--precision", "half"]) == 2
     assert "invalid choice: 'half'" in capsys.readouterr().err
 

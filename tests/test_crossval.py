@@ -8,6 +8,7 @@ import pytest
 
 from cnnlab.analysis.crossval import CROSS_VALIDATED_FILE, cross_validated_issues, saved_issues, stratified_folds
 from cnnlab.analysis.label_issues import run_label_issues
+from cnnlab.runs.record import RunRecord
 from cnnlab.runs.store import RunStore
 from cnnlab.runs.workspace import Workspace
 from cnnlab.settings import DEMO_RUN_DIR
@@ -90,7 +91,7 @@ def test_bad_folds_epochs_and_the_demo_run_are_refused(trained_run, run_store):
         cross_validated_issues(run, folds=2, epochs=0, workspace=workspace)
     with pytest.raises(ValueError, match=r"at least two images per fold; use fewer folds. Received: folds=10$"):
         cross_validated_issues(_run_with_images(run, run_store, 19), folds=10, workspace=workspace)
-    demo = RunStore(DEMO_RUN_DIR.parent).get(DEMO_RUN_DIR)
+    demo = RunStore(DEMO_RUN_DIR.parent, demo=DEMO_RUN_DIR).get(DEMO_RUN_DIR)
     with pytest.raises(ValueError, match=r"demo model.*Received: run="):
         cross_validated_issues(demo, workspace=workspace)
 
@@ -98,8 +99,14 @@ def test_bad_folds_epochs_and_the_demo_run_are_refused(trained_run, run_store):
 def _run_with_images(run, store, count):
     """A finished run with `run`'s settings and dataset whose split holds only its first `count` images."""
     images = [rel for part in run.split().values() for rel in part][:count]
+    recorded = run.record
     copy = store.create(
-        {k: run.record[k] for k in ("model_config", "train_config", "class_names", "dataset")},
+        RunRecord(
+            model_config=recorded.model_config,
+            train_config=recorded.train_config,
+            class_names=recorded.class_names,
+            dataset=recorded.dataset,
+        ),
         {"train": images, "validation": [], "test": []},
     )
     copy.update(status="completed")

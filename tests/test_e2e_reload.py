@@ -119,7 +119,7 @@ def test_a_reload_brings_back_the_running_training_and_stop_still_works(browser,
     step = Steps(page)
     train_then_reload(page, step, local_server.url)
     stop_from(page, step)
-    (run,) = RunStore(tmp_path / "models", include_demo=False).list()
+    (run,) = RunStore(tmp_path / "models").list()
     assert run.status == "stopped" and run.model_path.exists() and 1 <= len(run.history) < EPOCHS
 
 
@@ -133,7 +133,7 @@ def test_hosted_a_reload_keeps_the_visitor_and_another_browser_sees_nothing(brow
     step = Steps(page)
     train_then_reload(page, step, hosted_server.url)
     assert re.search(r"[?&]visitor=[0-9a-f]{16}", page.url), page.url
-    (run,) = RunStore(tmp_path / "models", include_demo=False).list()
+    (run,) = RunStore(tmp_path / "models").list()
 
     with step("runs-after-reload"):
         assert any(run.id in option and "[running" in option for option in run_options(page))
@@ -149,5 +149,5 @@ def test_hosted_a_reload_keeps_the_visitor_and_another_browser_sees_nothing(brow
         assert stranger.locator(STOP_JOB).count() == 0
 
     stop_from(page, step)
-    run = RunStore(tmp_path / "models", include_demo=False).get(run.id)
+    run = RunStore(tmp_path / "models").get(run.id)
     assert run.status == "stopped" and run.model_path.exists()

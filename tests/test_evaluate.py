@@ -1,5 +1,6 @@
 """Evaluation: exact metrics from hand-made probabilities, and a trained run's cached test evaluation."""
 
+import dataclasses
 import json
 import math
 import shutil
@@ -126,7 +127,7 @@ def test_evaluation_round_trips_through_json():
 def run_copy(trained_run, tmp_path):
     """A private copy of the shared trained run, free to change."""
     source = trained_run["run"]
-    store = RunStore(tmp_path / "runs", include_demo=False)
+    store = RunStore(tmp_path / "runs")
     shutil.copytree(source.path, store.root / source.id)
     return store.get(source.id)
 
@@ -138,7 +139,7 @@ def test_evaluate_run_uses_the_test_split_and_caches_it(run_copy, cache_dir):
     test_files = run.split()["test"]
     assert len(at_training.predictions) == len(test_files) == 9
     assert sorted(at_training.predictions["path"]) == sorted(test_files)
-    assert at_training.accuracy == pytest.approx(run.record["metrics"]["test_accuracy"])
+    assert at_training.accuracy == pytest.approx(run.record.metrics.test_accuracy)
     assert int(at_training.confusion.sum()) == 9
 
     saved.unlink()
@@ -161,7 +162,7 @@ def test_evaluate_run_refuses_a_dataset_whose_classes_changed(run_copy, tmp_path
     changed = tmp_path / "changed"
     shutil.copytree(run_copy.dataset_root(cache_dir), changed)
     write_dataset(changed, classes=("zebras",), per_class=3)
-    run_copy.update(dataset={**run_copy.record["dataset"], "path": str(changed)})
+    run_copy.update(dataset=dataclasses.replace(run_copy.record.dataset, path=str(changed)))
     with pytest.raises(ValueError, match=r"classes changed.*Received: classes=\['cats', 'dogs', 'owls', 'zebras'\]"):
         evaluate_run(run_copy, cache=cache_dir, refresh=True)
 
@@ -178,7 +179,7 @@ def test_an_empty_test_split_round_trips_with_its_columns():
 def moved_run(trained_run, tmp_path):
     """A private copy of the shared trained run, pointing at a private copy of its dataset."""
     run_dir = relocated_run(trained_run["run"], tmp_path / "moved", tmp_path / "runs")
-    return RunStore(run_dir.parent, include_demo=False).get(run_dir.name)
+    return RunStore(run_dir.parent).get(run_dir.name)
 
 
 def test_missing_test_images_are_counted_and_the_saved_evaluation_is_kept(moved_run, tmp_path, cache_dir):

@@ -12,21 +12,20 @@ import numpy as np
 import pytest
 
 from cnnlab.runs import heartbeat
+from cnnlab.runs.record import DatasetInfo, RunRecord
 from cnnlab.runs.store import RunStore
 from cnnlab.server import hosting
 from cnnlab.settings import check_upload_size, load_settings
 
 
 def make_run(store: RunStore, owner: str | None):
-    run = store.create(
-        {"owner": owner, "model_config": {}, "train_config": {}}, {"train": [], "validation": [], "test": []}
-    )
+    run = store.create(RunRecord(owner=owner), {"train": [], "validation": [], "test": []})
     run.update(status="completed")
     return run
 
 
 def test_ended_sessions_are_cleaned_and_live_ones_kept(tmp_path):
-    cache, store = tmp_path / "cache", RunStore(tmp_path / "models", include_demo=False)
+    cache, store = tmp_path / "cache", RunStore(tmp_path / "models")
     for session in ("alive", "gone"):
         upload = hosting.uploads_dir(cache, session) / "abc"
         upload.mkdir(parents=True)
@@ -60,20 +59,18 @@ def test_an_ended_sessions_decoded_images_go_with_its_upload(tmp_path):
     kept = sorted((cache / "prepared").glob(f"{data.scan(mine, cache=cache).fingerprint}-*.npy"))
     assert len(kept) == 1 and len(list((cache / "prepared").glob("*.npy"))) == 2
 
-    hosting.cleanup_ended_sessions(cache, RunStore(tmp_path / "models", include_demo=False))
+    hosting.cleanup_ended_sessions(cache, RunStore(tmp_path / "models"))
 
     assert sorted((cache / "prepared").glob("*.npy")) == kept
     assert not hosting.uploads_dir(cache, "gone").exists()
 
 
 def test_a_running_training_keeps_its_idle_visitor_until_it_dies(tmp_path):
-    cache, store = tmp_path / "cache", RunStore(tmp_path / "models", include_demo=False)
+    cache, store = tmp_path / "cache", RunStore(tmp_path / "models")
     upload = hosting.uploads_dir(cache, "tab-closed") / "abc"
     upload.mkdir(parents=True)
     done = make_run(store, "tab-closed")
-    training = store.create(
-        {"owner": "tab-closed", "model_config": {}, "train_config": {}}, {"train": [], "validation": [], "test": []}
-    )
+    training = store.create(RunRecord(owner="tab-closed"), {"train": [], "validation": [], "test": []})
     assert training.status == "running"
     assert hosting.cleanup_ended_sessions(cache, store) == []  # no heartbeat from a tab, but a training
     assert {r.id for r in store.list()} == {done.id, training.id} and upload.is_dir()
@@ -155,15 +152,15 @@ def test_a_visitors_usage_counts_their_uploads_runs_and_what_was_decoded_for_the
         report = data.scan(root, cache=cache)
         arrays[root] = data.prepare(report, config.image_size, cache=cache).cache_path
         run = run_store.create(
-            {
-                "owner": "s1",
-                "model_config": config.to_dict(),
-                "dataset": {"path": str(report.root), "fingerprint": report.fingerprint},
-            },
+            RunRecord(
+                owner="s1",
+                model_config=config.to_dict(),
+                dataset=DatasetInfo(path=str(report.root), fingerprint=report.fingerprint),
+            ),
             {"train": [], "validation": [], "test": []},
         )
         run.update(status="completed")
-    other = run_store.create({"owner": "s2", "model_config": {}}, {"train": [], "validation": [], "test": []})
+    other = run_store.create(RunRecord(owner="s2"), {"train": [], "validation": [], "test": []})
 
     usage = quota.session_usage(cache, run_store, "s1", budget_mb=1)
 
@@ -171,7 +168,7 @@ def test_a_visitors_usage_counts_their_uploads_runs_and_what_was_decoded_for_the
     assert usage.uploads == uploads
     assert usage.decoded == arrays[mine].stat().st_size  # not the shared dataset's
     assert arrays[sample_like].stat().st_size > usage.decoded
-    runs = [r for r in run_store.list() if r.record["owner"] == "s1"]
+    runs = [r for r in run_store.list() if r.record.owner == "s1"]
     assert usage.runs == sum(p.stat().st_size for r in runs for p in r.path.rglob("*") if p.is_file())
     assert other.path.exists() and usage.total == usage.uploads + usage.decoded + usage.runs
     assert "of your 1.0 MB disk budget used" in usage.describe()
@@ -249,7 +246,7 @@ def test_a_second_training_waits_its_turn_and_sessions_see_only_their_runs(hoste
     wait_for_job(second, "job")
 
     first_run, second_run = job.result, waiting.result
-    assert first_run.record["owner"] == first.session_state["visitor"] == first.query_params["visitor"]
+    assert first_run.record.owner == first.session_state["visitor"] == first.query_params["visitor"]
     for at, mine, theirs in ((first, first_run, second_run), (second, second_run, first_run)):
         listed = open_page(at, "pages/runs.py").dataframe[0].value["id"].tolist()
         assert mine.id in listed and theirs.id not in listed
@@ -483,7 +480,7 @@ def test_a_visitor_who_fills_their_budget_leaves_another_free_to_upload_and_trai
         r"This training needs about \d+\.\d MB but 0\.\d MB is left", second.error[0].value
     )
     assert "choose a smaller image size" in second.error[0].value and second.session_state["job"] is job
-    assert job.result.record["dataset"]["path"].startswith(
+    assert job.result.record.dataset.path.startswith(
         str(hosting.uploads_dir(app_cache, second.session_state["visitor"]).resolve())
     )
 

@@ -56,10 +56,10 @@ def test_auto_weights_a_ten_to_one_dataset_and_balanced_accuracy_does_not_drop(t
         )
         for mode in ("none", "auto")
     }
-    assert runs["none"].record["class_weights"] is None
-    weights = runs["auto"].record["class_weights"]
+    assert runs["none"].record.class_weights is None
+    weights = runs["auto"].record.class_weights
     assert weights["rare"] == pytest.approx(10 * weights["common"], rel=0.1)
-    metrics = {mode: run.record["metrics"] for mode, run in runs.items()}
+    metrics = {mode: run.record.metrics for mode, run in runs.items()}
     for values in metrics.values():
-        assert 0.0 <= values["test_balanced_accuracy"] <= 1.0 and 0.0 <= values["test_macro_f1"] <= 1.0
-    assert metrics["auto"]["test_balanced_accuracy"] >= metrics["none"]["test_balanced_accuracy"]
+        assert 0.0 <= values.test_balanced_accuracy <= 1.0 and 0.0 <= values.test_macro_f1 <= 1.0
+    assert metrics["auto"].test_balanced_accuracy >= metrics["none"].test_balanced_accuracy

@@ -82,9 +82,9 @@ def test_ctrl_c_stops_a_training_evaluates_it_and_exits_130(tmp_path, cli_env, i
     code, output = in_terminal(argv, cli_env, [b"epoch 1/500"])
     assert code == 130, output
     assert "Traceback" not in output and "Stopping after the current batch" in output
-    (run,) = RunStore(isolated_dirs[1], include_demo=False).list()
+    (run,) = RunStore(isolated_dirs[1]).list()
     assert run.status == "stopped" and 1 <= len(run.history) < 500
-    assert 0.0 <= run.record["metrics"]["test_accuracy"] <= 1.0  # the stopped run was evaluated
+    assert 0.0 <= run.record.metrics.test_accuracy <= 1.0  # the stopped run was evaluated
     assert f"Run {run.id} stopped: test accuracy" in output and f"resume {run.id}" in output
     result = json.loads(output.strip().splitlines()[-1])
     assert result["status"] == "stopped" and result["run_id"] == run.id
@@ -97,7 +97,7 @@ def test_a_second_ctrl_c_aborts_at_once_leaving_a_run_that_lists_and_loads(tmp_p
     code, output = in_terminal(argv, cli_env, [b"epoch 1/500", b"Stopping after the current batch"])
     assert code == 130, output
     assert "Traceback" not in output and "Aborted. The run is in" in output
-    (run,) = RunStore(isolated_dirs[1], include_demo=False).list()
+    (run,) = RunStore(isolated_dirs[1]).list()
     assert run.status == "interrupted" and len(run.history) >= 1  # resumable
     assert run.load_model().output_shape == (None, 3)
 
@@ -112,7 +112,7 @@ def test_ctrl_c_stops_a_sweep_with_its_trial_run_stopped_and_evaluated(tmp_path,
     code, output = in_terminal(argv, cli_env, [b"trial 0 epoch 1 "])
     assert code == 130, output
     assert "Traceback" not in output and "KeyError" not in output
-    (run,) = RunStore(isolated_dirs[1], include_demo=False).list()
-    assert run.status == "stopped" and "test_accuracy" in run.record["metrics"]
-    assert run.record["sweep"]["trial"] == 0
+    (run,) = RunStore(isolated_dirs[1]).list()
+    assert run.status == "stopped" and run.record.metrics.test_accuracy is not None
+    assert run.record.sweep.trial == 0
     assert json.loads(output.strip().splitlines()[-1])["trials_run"] == 1

@@ -145,7 +145,7 @@ def test_a_training_job_knows_its_run_id_before_it_starts(make_dataset, run_stor
     assert jobs.find_job(job.run_id) is job
     assert wait_for(lambda: job.done, timeout=120) and job.status == "completed", job.error
     assert job.result.id == job.run_id and store.get(job.run_id).status == "completed"
-    assert store.get(job.run_id).record["precision"] == plan.precision.to_dict()  # trained as planned
+    assert store.get(job.run_id).record.precision == plan.precision  # trained as planned
     assert job.info == {"epochs": plan.epochs}
 
 

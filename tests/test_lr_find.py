@@ -29,9 +29,9 @@ def test_the_suggestion_lies_in_the_tested_range_and_trains_a_converging_model(m
 
     config = tiny_model_config(learning_rate=result.suggested_learning_rate)
     run = train(root, config, tiny_train_config(epochs=4), workspace=Workspace(run_store, cache_dir))
-    losses = [row["loss"] for row in run.history]
+    losses = [row.loss for row in run.history]
     assert all(np.isfinite(losses)) and losses[-1] < 0.7 * losses[0]
-    assert run.record["metrics"]["test_accuracy"] > 0.6  # three classes: chance is a third
+    assert run.record.metrics.test_accuracy > 0.6  # three classes: chance is a third
 
 
 def test_suggest_takes_a_tenth_of_the_best_rate_inside_the_range():

@@ -130,7 +130,7 @@ def test_jobs_sweep_trials_and_the_learning_rate_finder_give_memory_back(
         return calls.count(threading.current_thread().name)
 
     root = make_dataset(per_class=4, size=(16, 16))
-    store = RunStore(tmp_path / "models", include_demo=False)
+    store = RunStore(tmp_path / "models")
     run_sweep(
         root, tiny_space({"filters": [4, 8]}, epochs=1), SweepConfig(trials=2), workspace=Workspace(store, cache_dir)
     )

@@ -82,10 +82,10 @@ def test_the_training_runs_in_the_planned_precision_without_resolving_it_again(m
     # The plan's own precision, told apart from one resolved again by where it says it runs.
     planned = dataclasses.replace(plan.precision, device="CPU: the machine the plan was made on")
     run = train(data_dir, model_config, train_config, workspace=workspace, precision=planned)
-    assert run.status == "completed" and run.record["precision"] == planned.to_dict()
+    assert run.status == "completed" and run.record.precision == planned
 
     unplanned = train(data_dir, model_config, train_config, workspace=workspace)  # resolved by `train` itself
-    assert unplanned.record["precision"] == plan.precision.to_dict()
+    assert unplanned.record.precision == plan.precision
 
     with pytest.raises(ValueError, match=r"resolved for precision='float32'.*plan the training again.*Received:"):
         train(

@@ -96,16 +96,14 @@ def test_each_precision_saves_loads_predicts_and_exports_in_float32(precision, t
         data_dir, tiny_model_config(), tiny_train_config(precision=precision), workspace=Workspace(run_store, cache_dir)
     )
     assert run.status == "completed"
-    assert run.record["precision"]["policy"] == precision and run.record["train_config"]["precision"] == precision
+    assert run.record.precision.policy == precision and run.train_config().precision == precision
     model = run.load_model()
     assert {layer.dtype_policy.name for layer in model.layers} == {"float32"}
     files = sorted(data_dir.rglob("*.png"))[:5]
     results = predict(model, run.class_names, run.model_config(), files)
     assert all(r.label in run.class_names for r in results)
     # The saved evaluation was made with the float32 model that is saved, so it matches a fresh one.
-    assert evaluate_run(run, cache=cache_dir, refresh=True).accuracy == pytest.approx(
-        run.record["metrics"]["test_accuracy"]
-    )
+    assert evaluate_run(run, cache=cache_dir, refresh=True).accuracy == pytest.approx(run.record.metrics.test_accuracy)
     for fmt in ("keras", "savedmodel", "tflite"):
         folder = export_run(run, fmt, tmp_path / f"export-{fmt}", cache=cache_dir)
         assert read_export(folder)["max_abs_diff"] <= 1e-4

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from cnnlab.cli import main
+from cnnlab.runs.record import RunRecord
 from cnnlab.runs.store import RunStore
 from cnnlab.runs.workspace import Workspace
 from cnnlab.training.checkpoint import read_state
@@ -29,12 +30,12 @@ RANDOM_MODEL = {"dropout": 0.25, "flip": "horizontal"}
 
 def curves(run) -> list[tuple]:
     """Each epoch's number and metrics, the figures that must match between two runs."""
-    return [(row["epoch"], *(row[k] for k in METRICS)) for row in run.history]
+    return [(row["epoch"], *(row[k] for k in METRICS)) for row in run.epoch_rows()]
 
 
 def outcome(run) -> tuple:
-    metrics = run.record["metrics"]
-    return metrics["test_accuracy"], metrics["test_loss"], run.record["best_epoch"], run.status
+    metrics = run.record.metrics
+    return metrics.test_accuracy, metrics.test_loss, run.record.best_epoch, run.status
 
 
 def test_a_stopped_run_resumes_to_the_same_result_as_one_that_never_stopped(make_dataset, run_store, cache_dir):
@@ -53,8 +54,8 @@ def test_a_stopped_run_resumes_to_the_same_result_as_one_that_never_stopped(make
             stop_event=stop,
         ),
     )
-    assert stopped.status == "stopped" and [row["epoch"] for row in stopped.history] == [1, 2, 3]
-    assert stopped.history[-1]["partial"] and read_state(stopped.checkpoint_dir)["epoch"] == 2
+    assert stopped.status == "stopped" and [row.epoch for row in stopped.history] == [1, 2, 3]
+    assert stopped.history[-1].partial and read_state(stopped.checkpoint_dir)["epoch"] == 2
 
     replayed: list[dict] = []
     resumed = resume(stopped.id, workspace=Workspace(store, cache_dir), hooks=TrainingHooks(on_epoch=replayed.append))
@@ -78,9 +79,9 @@ def test_continuing_trains_on_from_the_final_weights_and_optimizer_state(make_da
     child = continue_training(parent.id, 2, workspace=Workspace(store, cache_dir))
 
     assert child.id != parent.id and child.status == "completed"
-    assert child.record["parent"] == parent.id and child.record["initial_epoch"] == 2
-    assert child.split() == parent.split() and child.record["dataset"] == parent.record["dataset"]
-    assert child.record["train_config"]["epochs"] == 4
+    assert child.record.parent == parent.id and child.record.initial_epoch == 2
+    assert child.split() == parent.split() and child.record.dataset == parent.record.dataset
+    assert child.train_config().epochs == 4
     # Training on from epoch 2 with the optimizer's state is training 4 epochs in one go.
     assert curves(child) == curves(whole)[2:]
     assert len(parent.history) == 2 and store.get(parent.id).status == "completed"  # the parent is untouched
@@ -89,7 +90,13 @@ def test_continuing_trains_on_from_the_final_weights_and_optimizer_state(make_da
 def test_only_a_completed_run_with_a_training_state_can_be_continued(trained_run, run_store, cache_dir):
     store = run_store
     parent = trained_run["run"]
-    copied = {key: parent.record[key] for key in ("model_config", "train_config", "class_names", "dataset")}
+    recorded = parent.record
+    copied = RunRecord(
+        model_config=recorded.model_config,
+        train_config=recorded.train_config,
+        class_names=recorded.class_names,
+        dataset=recorded.dataset,
+    )
     stopped = store.create(copied, parent.split())  # like the parent, but without its checkpoint
     stopped.update(status="stopped")
     with pytest.raises(ValueError, match=r"only a completed run can be continued, resume it instead"):
@@ -139,9 +146,9 @@ def test_a_run_killed_in_epoch_3_of_8_resumes_to_the_uninterrupted_result(make_d
     finally:
         doomed.kill()
         doomed.wait()
-    store = RunStore(models, include_demo=False)
+    store = RunStore(models)
     killed = store.get("killed")
-    assert killed.status == "interrupted" and [row["epoch"] for row in killed.history] == [1, 2]
+    assert killed.status == "interrupted" and [row.epoch for row in killed.history] == [1, 2]
     assert read_state(killed.checkpoint_dir)["epoch"] == 2
 
     done = subprocess.run(
@@ -158,7 +165,7 @@ def test_a_run_killed_in_epoch_3_of_8_resumes_to_the_uninterrupted_result(make_d
     whole = training("whole", "-")
     assert whole.wait(timeout=600) == 0, whole.stderr.read().decode()[-2000:]
     resumed, uninterrupted = store.get("killed"), store.get("whole")
-    assert [row["epoch"] for row in resumed.history] == list(range(1, 9))  # each epoch exactly once
+    assert [row.epoch for row in resumed.history] == list(range(1, 9))  # each epoch exactly once
     assert curves(resumed) == curves(uninterrupted)
     assert outcome(resumed) == outcome(uninterrupted)
     assert resumed.load_model().count_params() == uninterrupted.load_model().count_params()
@@ -172,8 +179,8 @@ def test_resume_and_continue_from_the_command_line(trained_run, tmp_path, capsys
     assert main(["train", "--continue-from", str(parent.path), "--epochs", "1", "--run-dir", str(child_dir)]) == 0
     out = capsys.readouterr().out
     assert "Run child completed: test accuracy" in out
-    child = RunStore(child_dir.parent, include_demo=False).get("child")
-    assert child.record["parent"] == parent.id and [row["epoch"] for row in child.history] == [3]
+    child = RunStore(child_dir.parent).get("child")
+    assert child.record.parent == parent.id and [row.epoch for row in child.history] == [3]
 
     for argv, expected in (
         (["train", "--continue-from", "child", "--epochs", "1", "--batch-size", "4"], "only --epochs N"),
@@ -210,9 +217,9 @@ def test_a_backbone_run_stopped_while_fine_tuning_resumes_and_continues_in_fine_
     assert stopped.status == "stopped" and read_state(stopped.checkpoint_dir)["epoch"] == 3
 
     resumed = resume(stopped.id, workspace=Workspace(store, cache_dir))
-    assert [row["phase"] for row in resumed.history] == ["head", "head", "fine_tune", "fine_tune"]
+    assert [row.phase for row in resumed.history] == ["head", "head", "fine_tune", "fine_tune"]
     assert curves(resumed) == curves(whole) and outcome(resumed) == outcome(whole)
 
     child = continue_training(resumed.id, 1, workspace=Workspace(store, cache_dir))
-    assert [(row["epoch"], row["phase"]) for row in child.history] == [(5, "fine_tune")]
-    assert child.record["fine_tune"] == resumed.record["fine_tune"] and child.status == "completed"
+    assert [(row.epoch, row.phase) for row in child.history] == [(5, "fine_tune")]
+    assert child.record.fine_tune == resumed.record.fine_tune and child.status == "completed"

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from cnnlab.runs import heartbeat
-from cnnlab.runs import store as runs
+from cnnlab.runs.record import DatasetInfo, HistoryRow, Metrics, RunRecord, SweepTrial
 from cnnlab.runs.store import RunStore
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -21,7 +21,7 @@ EMPTY_SPLIT = {"train": [], "validation": [], "test": []}
 
 
 def make_run(store: RunStore, **record):
-    return store.create({"model_config": {}, "train_config": {}, **record}, EMPTY_SPLIT)
+    return store.create(RunRecord(**record), EMPTY_SPLIT)
 
 
 def dead_pid() -> int:
@@ -32,9 +32,9 @@ def dead_pid() -> int:
 
 
 def test_create_writes_a_complete_run_folder(tmp_path):
-    store = RunStore(tmp_path / "models", include_demo=False)
+    store = RunStore(tmp_path / "models")
     split = {"train": ["a/1.png"], "validation": ["b/2.png"], "test": ["a/3.png"]}
-    run = store.create({"name": "first", "model_config": {"filters": 4}, "train_config": {}}, split)
+    run = store.create(RunRecord(name="first", model_config={"filters": 4}), split)
     assert run.path.parent == tmp_path / "models" and run.id == run.path.name
     record = json.loads((run.path / "run.json").read_text())
     assert record["id"] == run.id and record["name"] == "first"
@@ -49,24 +49,24 @@ def test_create_writes_a_complete_run_folder(tmp_path):
 
 
 def test_a_run_without_a_name_is_named_by_its_id(tmp_path):
-    run = make_run(RunStore(tmp_path, include_demo=False), name=None)
+    run = make_run(RunStore(tmp_path), name="")
     assert run.name == run.id
     assert json.loads((run.path / "run.json").read_text())["name"] == run.id
 
 
 def test_update_and_history_are_written_atomically(tmp_path):
-    run = make_run(RunStore(tmp_path, include_demo=False))
-    run.append_history({"epoch": 1, "loss": 1.0})
-    run.append_history({"epoch": 2, "loss": 0.5})
+    run = make_run(RunStore(tmp_path))
+    run.append_history(HistoryRow(epoch=1, loss=1.0))
+    run.append_history(HistoryRow(epoch=2, loss=0.5))
     run.update(status="completed")
-    again = RunStore(tmp_path, include_demo=False).get(run.id)
-    assert [row["epoch"] for row in again.history] == [1, 2]
+    again = RunStore(tmp_path).get(run.id)
+    assert [row.epoch for row in again.history] == [1, 2]
     assert again.status == "completed"
     assert sorted(p.name for p in run.path.iterdir()) == ["heartbeat", "run.json", "split.json"]  # no temp files
 
 
 def test_a_running_run_whose_writer_is_gone_is_interrupted(tmp_path):
-    store = RunStore(tmp_path, include_demo=False)
+    store = RunStore(tmp_path)
     run = make_run(store)  # its heartbeat is fresh: created just now
     run.update(pid=dead_pid())
     assert store.get(run.id).status == "interrupted"
@@ -87,7 +87,7 @@ def age_heartbeat(run, seconds: float) -> None:
 
 
 def test_a_stale_heartbeat_is_interrupted_whatever_pid_and_host_it_recorded(tmp_path):
-    store = RunStore(tmp_path, include_demo=False)
+    store = RunStore(tmp_path)
     unrelated = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         run = make_run(store, name="orphan")
@@ -107,14 +107,14 @@ def test_a_stale_heartbeat_is_interrupted_whatever_pid_and_host_it_recorded(tmp_
 
 
 def test_a_record_without_a_heartbeat_is_interrupted(tmp_path):
-    store = RunStore(tmp_path, include_demo=False)
+    store = RunStore(tmp_path)
     run = make_run(store)
     (run.path / heartbeat.HEARTBEAT_FILE).unlink()  # a run written before heartbeats existed
     assert store.get(run.id).status == "interrupted"
 
 
 def test_a_training_beats_while_it_runs_and_stops_beating_after(tmp_path):
-    store = RunStore(tmp_path, include_demo=False)
+    store = RunStore(tmp_path)
     run = make_run(store)
     age_heartbeat(run, heartbeat.STALE_S + 5)
     with heartbeat.beating(run.path, every_s=0.05):
@@ -131,7 +131,7 @@ def test_a_training_beats_while_it_runs_and_stops_beating_after(tmp_path):
 
 def test_listing_skips_leftovers_and_broken_folders(tmp_path):
     root = tmp_path / "models"
-    store = RunStore(root, include_demo=False)
+    store = RunStore(root)
     good = make_run(store, name="good")
     # Leftovers of interrupted writes: a staging folder, a half-deleted run, temp files in a run.
     staging = root / f".{good.id}.x1y2"
@@ -157,9 +157,9 @@ def test_listing_skips_leftovers_and_broken_folders(tmp_path):
 
 
 def test_list_is_newest_first_and_filters_by_owner_and_sweep(tmp_path):
-    store = RunStore(tmp_path, include_demo=False)
+    store = RunStore(tmp_path)
     old = make_run(store, name="old", owner="alice")
-    mid = make_run(store, name="mid", owner=None, sweep={"study": "s1", "trial": 0})
+    mid = make_run(store, name="mid", owner=None, sweep=SweepTrial("s1", 0))
     new = make_run(store, name="new", owner="bob")
     for run, created in (
         (old, "2024-01-01T00:00:00+00:00"),
@@ -170,11 +170,11 @@ def test_list_is_newest_first_and_filters_by_owner_and_sweep(tmp_path):
     assert [r.name for r in store.list()] == ["new", "mid", "old"]
     assert [r.name for r in store.list(owner="alice")] == ["mid", "old"]
     assert [r.name for r in store.list(sweep="s1")] == ["mid"]
-    assert RunStore(tmp_path / "does-not-exist", include_demo=False).list() == []
+    assert RunStore(tmp_path / "does-not-exist").list() == []
 
 
 def test_get_by_id_name_and_path(tmp_path):
-    store = RunStore(tmp_path / "models", include_demo=False)
+    store = RunStore(tmp_path / "models")
     run = make_run(store, name="My run")
     assert store.get(run.id).path == run.path
     assert store.get("My run").path == run.path
@@ -185,7 +185,7 @@ def test_get_by_id_name_and_path(tmp_path):
 
 
 def test_rename(tmp_path):
-    store = RunStore(tmp_path, include_demo=False)
+    store = RunStore(tmp_path)
     run = make_run(store, name="before", status="completed")
     renamed = store.rename(run.id, "  after  ")
     assert renamed.name == "after"
@@ -199,7 +199,7 @@ def test_rename(tmp_path):
 
 
 def test_delete_removes_the_folder(tmp_path):
-    store = RunStore(tmp_path, include_demo=False)
+    store = RunStore(tmp_path)
     keep, drop = make_run(store, name="keep", status="completed"), make_run(store, name="drop", status="completed")
     store.delete("drop")
     assert not drop.path.exists()
@@ -209,16 +209,15 @@ def test_delete_removes_the_folder(tmp_path):
         store.delete("drop")
 
 
-def test_the_demo_run_is_listed_but_cannot_be_deleted(tmp_path, monkeypatch):
-    demo_store = RunStore(tmp_path / "shipped", include_demo=False)
+def test_the_demo_run_is_listed_but_cannot_be_deleted(tmp_path):
+    demo_store = RunStore(tmp_path / "shipped")
     demo = make_run(demo_store, name="Demo model")
     demo.update(status="completed")
-    monkeypatch.setattr(runs, "DEMO_RUN_DIR", demo.path)
-    store = RunStore(tmp_path / "models")
+    store = RunStore(tmp_path / "models", demo=demo.path)
     mine = make_run(store, name="mine")
     assert {r.name for r in store.list()} == {"Demo model", "mine"}
     assert store.get("Demo model").is_demo and not mine.is_demo
-    assert [r.name for r in RunStore(tmp_path / "models", include_demo=False).list()] == ["mine"]
+    assert [r.name for r in RunStore(tmp_path / "models").list()] == ["mine"]
     with pytest.raises(ValueError, match=r"demo model is part of the app and cannot be deleted.*Received: run="):
         store.delete("Demo model")
     with pytest.raises(ValueError, match=r"demo model is part of the app and cannot be renamed"):
@@ -228,13 +227,13 @@ def test_the_demo_run_is_listed_but_cannot_be_deleted(tmp_path, monkeypatch):
 
 def test_summary_row(tmp_path):
     run = make_run(
-        RunStore(tmp_path, include_demo=False),
+        RunStore(tmp_path),
         name="r",
         model_config={"image_size": [32, 48], "filters": 4, "conv_blocks": 1},
         train_config={"batch_size": 8, "epochs": 2},
-        dataset={"path": "/data/flowers"},
+        dataset=DatasetInfo(path="/data/flowers"),
     )
-    run.update(status="completed", metrics={"test_accuracy": 0.5, "best_val_accuracy": 0.75}, history=[{"epoch": 1}])
+    run.update(status="completed", metrics=Metrics(test_accuracy=0.5, best_val_accuracy=0.75), history=(HistoryRow(1),))
     row = run.summary()
     assert row["image_size"] == "32x48" and row["dataset"] == "flowers"
     assert row["epochs_run"] == 1 and row["test_accuracy"] == 0.5 and row["best_val_accuracy"] == 0.75
@@ -267,7 +266,7 @@ def test_a_killed_training_is_listed_as_interrupted_with_a_loadable_model(make_d
             stdout=out,
             stderr=out,
         )
-    store = RunStore(models, include_demo=False)
+    store = RunStore(models)
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and proc.poll() is None:
@@ -286,7 +285,7 @@ def test_a_killed_training_is_listed_as_interrupted_with_a_loadable_model(make_d
     (run,) = store.list()
     assert run.name == "doomed"
     assert run.status == "interrupted"
-    assert run.record["status"] == "running"  # the record itself was never finished ...
+    assert run.record.status == "running"  # the record itself was never finished ...
     assert len(run.history) >= 1
     model = run.load_model()  # ... but the model saved after the first epoch is whole
     assert model.output_shape == (None, 1)
@@ -294,7 +293,7 @@ def test_a_killed_training_is_listed_as_interrupted_with_a_loadable_model(make_d
 
 
 def test_a_run_still_training_cannot_be_renamed_or_deleted(tmp_path):
-    store = RunStore(tmp_path, include_demo=False)
+    store = RunStore(tmp_path)
     run = make_run(store, name="busy")  # created "running" by this (live) process
     with pytest.raises(ValueError, match=r"still training and cannot be renamed.*Received: run="):
         store.rename(run.id, "new name")
@@ -310,7 +309,7 @@ def test_a_run_still_training_cannot_be_renamed_or_deleted(tmp_path):
 def test_a_damaged_model_file_is_unreadable_not_missing(trained_run, tmp_path, damage):
     import zipfile
 
-    store = RunStore(tmp_path, include_demo=False)
+    store = RunStore(tmp_path)
     shutil.copytree(trained_run["run"].path, tmp_path / "copy")
     model_file = tmp_path / "copy" / "model.keras"
     good = model_file.read_bytes()

@@ -27,9 +27,9 @@ def _rates(tmp_path, schedule: str, epochs: int = 6):
         _noise_dataset(tmp_path / f"data-{schedule}"),
         tiny_model_config(image_size=(16, 16), learning_rate=RATE),
         tiny_train_config(epochs=epochs, lr_schedule=schedule),
-        workspace=Workspace(RunStore(tmp_path / "runs", include_demo=False), tmp_path / "cache"),
+        workspace=Workspace(RunStore(tmp_path / "runs"), tmp_path / "cache"),
     )
-    return [row["learning_rate"] for row in run.history], [row["val_loss"] for row in run.history]
+    return [row.learning_rate for row in run.history], [row.val_loss for row in run.history]
 
 
 def test_constant_keeps_the_rate(tmp_path):

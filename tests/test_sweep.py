@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from cnnlab.cli import main
+from cnnlab.runs.record import SweepTrial
 from cnnlab.runs.store import RunStore
 from cnnlab.runs.workspace import Workspace
 from cnnlab.server import jobs
@@ -189,7 +190,7 @@ def test_sweep_module_imports_no_heavy_libraries():
 def test_arguments_are_checked_before_any_training(make_dataset, tmp_path, cache_dir):
     root = make_dataset(per_class=3)
     space = tiny_space({"filters": [4, 8]}, epochs=1)
-    store = RunStore(tmp_path / "models", include_demo=False)
+    store = RunStore(tmp_path / "models")
     with pytest.raises(ValueError, match=r"trials must be a whole number.*Received: trials=0"):
         run_sweep(root, space, SweepConfig(trials=0), workspace=Workspace(store, cache_dir))
     with pytest.raises(ValueError, match=r"timeout must be.*Received: timeout=-1"):
@@ -211,7 +212,7 @@ def test_arguments_are_checked_before_any_training(make_dataset, tmp_path, cache
 
 def test_a_stopped_sweep_runs_nothing_and_a_study_keeps_its_space(make_dataset, tmp_path, cache_dir):
     root = make_dataset(per_class=3)
-    store = RunStore(tmp_path / "models", include_demo=False)
+    store = RunStore(tmp_path / "models")
     stop = threading.Event()
     stop.set()
     result = run_sweep(
@@ -238,7 +239,7 @@ def test_a_stopped_sweep_runs_nothing_and_a_study_keeps_its_space(make_dataset, 
 
 def test_three_trials_are_three_tagged_runs_with_a_best_one(make_dataset, tmp_path, cache_dir):
     root = make_dataset()
-    store = RunStore(tmp_path / "models", include_demo=False)
+    store = RunStore(tmp_path / "models")
     space = tiny_space(
         {"learning_rate": {"low": 0.003, "high": 0.03, "log": True}, "batch_norm": [True, False]}, epochs=2
     )
@@ -257,15 +258,15 @@ def test_three_trials_are_three_tagged_runs_with_a_best_one(make_dataset, tmp_pa
     assert {row["trial"] for row in epochs} == {0, 1, 2} and all("val_accuracy" in row for row in epochs)
     runs = {run.id: run for run in store.list(sweep="three")}
     assert len(runs) == 3 and len(store.list()) == 3
-    assert sorted(run.record["sweep"]["trial"] for run in runs.values()) == [0, 1, 2]
+    assert sorted(run.record.sweep.trial for run in runs.values()) == [0, 1, 2]
     for trial in result.trials:
         run = runs[trial["run_id"]]
-        assert run.record["sweep"] == {"study": "three", "trial": trial["number"]}
+        assert run.record.sweep == SweepTrial("three", trial["number"])
         assert run.name == f"three #{trial['number']}" and run.model_path.exists()
-        assert run.record["model_config"]["learning_rate"] == pytest.approx(trial["params"]["learning_rate"])
+        assert run.model_config().learning_rate == pytest.approx(trial["params"]["learning_rate"])
         assert run.status == ("pruned" if trial["state"] == "pruned" else "completed")
         if trial["state"] == "complete":
-            assert trial["value"] == max(row["val_accuracy"] for row in run.history)
+            assert trial["value"] == max(row.val_accuracy for row in run.history)
 
     complete = [t for t in result.trials if t["state"] == "complete"]
     assert len(complete) >= 2  # the default pruner never prunes the first two trials
@@ -286,7 +287,7 @@ def test_a_hopeless_trial_is_pruned_after_its_first_epoch(make_dataset, tmp_path
     import optuna
 
     root = make_dataset()
-    store = RunStore(tmp_path / "models", include_demo=False)
+    store = RunStore(tmp_path / "models")
     space = tiny_space({"learning_rate": [1.0], "optimizer": ["sgd"]}, epochs=3)
     result = run_sweep(
         root,
@@ -297,8 +298,8 @@ def test_a_hopeless_trial_is_pruned_after_its_first_epoch(make_dataset, tmp_path
     (trial,) = result.trials
     assert trial["state"] == "pruned"
     run = store.get(trial["run_id"])
-    assert run.status == "pruned" and run.record["status"] == "pruned"
-    assert len(run.history) == 1 < run.record["train_config"]["epochs"]
+    assert run.status == "pruned" and run.record.status == "pruned"
+    assert len(run.history) == 1 < run.train_config().epochs
     assert run.model_path.exists()  # the epoch it did train is still a usable run
     assert result.best_value is None and result.best_run_dir is None and result.best_params == {}
     assert result.importances == {}
@@ -306,7 +307,7 @@ def test_a_hopeless_trial_is_pruned_after_its_first_epoch(make_dataset, tmp_path
 
 def test_the_stop_event_ends_the_current_trial_and_the_sweep(make_dataset, tmp_path, cache_dir):
     root = make_dataset()
-    store = RunStore(tmp_path / "models", include_demo=False)
+    store = RunStore(tmp_path / "models")
     stop = threading.Event()
     space = tiny_space({"filters": [4, 6]}, epochs=3)
     result = run_sweep(
@@ -327,7 +328,7 @@ def test_a_sweep_job_streams_trials_and_keeps_hosted_visitors_apart(
     make_dataset, tmp_path, cache_dir, owner, study_name
 ):
     root = make_dataset()
-    store = RunStore(tmp_path / "models", include_demo=False)
+    store = RunStore(tmp_path / "models")
     space = tiny_space({"filters": [4, 6]}, epochs=1)
     job = jobs.sweep_job(
         root,
@@ -340,7 +341,7 @@ def test_a_sweep_job_streams_trials_and_keeps_hosted_visitors_apart(
 
     study = "mine" if owner is None else f"{space.default_study_name(str(root))}-visitor1"
     (run,) = store.list()
-    assert result.study == study and run.record["sweep"] == {"study": study, "trial": 0}
-    assert run.record["owner"] == owner
+    assert result.study == study and run.record.sweep == SweepTrial(study, 0)
+    assert run.record.owner == owner
     assert [item["run_id"] for item in job.items] == [run.id]
     assert [row["trial"] for row in job.history] == [0]

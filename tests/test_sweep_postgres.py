@@ -60,10 +60,10 @@ def test_two_workers_add_up_their_trials_in_one_study(storage_url, tmp_path):
     assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
     assert sorted(t.number for t in trials) == [0, 1, 2, 3]
 
-    runs = RunStore(models, include_demo=False).list(sweep=study)
+    runs = RunStore(models).list(sweep=study)
     assert len(runs) == 4
-    assert sorted(run.record["sweep"]["trial"] for run in runs) == [0, 1, 2, 3]
+    assert sorted(run.record.sweep.trial for run in runs) == [0, 1, 2, 3]
     assert {t.user_attrs["run_id"] for t in trials} == {run.id for run in runs}
-    assert sorted(Counter(run.record["pid"] for run in runs).values()) == [2, 2]  # two trials per worker
+    assert sorted(Counter(run.record.pid for run in runs).values()) == [2, 2]  # two trials per worker
     best = loaded.best_trial
     assert any(summary["best_value"] == best.value for summary in outputs)

@@ -10,6 +10,7 @@ keras = pytest.importorskip("keras")
 from cnnlab.analysis import top_activating  # noqa: E402
 from cnnlab.analysis.top_activating import TOP_K, inspect_folder, top_images  # noqa: E402
 from cnnlab.runs.store import RunStore  # noqa: E402
+from cnnlab.settings import DEMO_RUN_DIR  # noqa: E402
 from helpers import layer_output  # noqa: E402
 
 
@@ -18,7 +19,7 @@ def own_run(trained_run, tmp_path):
     """A private copy of the shared tiny run (one block of 4 filters), so its inspect cache is this test's."""
     target = tmp_path / "models" / trained_run["run"].id
     shutil.copytree(trained_run["run"].path, target)
-    run = RunStore(tmp_path / "models", include_demo=False).get(target.name)
+    run = RunStore(tmp_path / "models").get(target.name)
     return run, run.load_model(), trained_run["cache"]
 
 
@@ -70,7 +71,7 @@ def test_a_new_model_file_recomputes_the_means_and_drops_the_old_ones(own_run):
 
 
 def test_the_demo_runs_means_go_to_the_cache_not_the_repository(tmp_path):
-    demo = next(run for run in RunStore(tmp_path / "models").list() if run.is_demo)
+    demo = next(run for run in RunStore(tmp_path / "models", demo=DEMO_RUN_DIR).list() if run.is_demo)
     assert inspect_folder(demo, tmp_path / "cache") == tmp_path / "cache" / "inspect" / demo.id
 
 

@@ -5,6 +5,7 @@ The server fixture (tests/team_servers.py) skips these tests loudly when mlflow 
 fails them when CNNLAB_REQUIRE_MLFLOW=1 (as in CI).
 """
 
+import dataclasses
 import json
 import logging
 import os
@@ -45,7 +46,7 @@ def machine(tmp_path: Path, user: str, uri: str, experiment: str) -> dict:
     home, tracking = tmp_path / user, TrackingConfig(uri, experiment, user)
     return {
         "env": machine_settings(home, tracking),
-        "store": RunStore(home / "models", include_demo=False),
+        "store": RunStore(home / "models"),
         "cache": home / "cache",
         "tracking": tracking,
     }
@@ -93,7 +94,7 @@ def test_two_machines_see_each_others_runs_curves_and_models(mlflow_server, expe
     runs = {"alice": train_on(alice, data_dir, seed=1), "bob": train_on(bob, data_dir, seed=2)}
     for run in runs.values():
         assert run.status == "completed"
-        assert run.record["team"]["published"] is True and run.record["team"]["run_id"]
+        assert run.record.team.published is True and run.record.team.run_id
 
     for me, other in (("alice", "bob"), ("bob", "alice")):
         box = alice if me == "alice" else bob
@@ -101,19 +102,19 @@ def test_two_machines_see_each_others_runs_curves_and_models(mlflow_server, expe
         assert len(rows) == 2 and {row["user"] for row in rows} == {"alice", "bob"}
         theirs = next(row for row in rows if row["user"] == other)
         run = runs[other]
-        assert theirs["id"] == run.record["team"]["run_id"] and theirs["local_run_id"] == run.id
+        assert theirs["id"] == run.record.team.run_id and theirs["local_run_id"] == run.id
         assert theirs["name"] == f"run of {other}" and theirs["status"] == "completed"
-        assert theirs["host"] == run.record["host"] and theirs["dataset"] == "data"
-        assert theirs["fingerprint"] == run.record["dataset"]["fingerprint"]
-        assert theirs["best_val_accuracy"] == pytest.approx(run.record["metrics"]["best_val_accuracy"])
-        assert theirs["test_accuracy"] == pytest.approx(run.record["metrics"]["test_accuracy"])
-        assert theirs["params"] == {**json.loads(json.dumps(run.record["model_config"])), **run.record["train_config"]}
-        same_curve(run.history, team_history(box["tracking"], theirs["id"]))
+        assert theirs["host"] == run.record.host and theirs["dataset"] == "data"
+        assert theirs["fingerprint"] == run.record.dataset.fingerprint
+        assert theirs["best_val_accuracy"] == pytest.approx(run.record.metrics.best_val_accuracy)
+        assert theirs["test_accuracy"] == pytest.approx(run.record.metrics.test_accuracy)
+        assert theirs["params"] == {**run.record.model_config, **run.record.train_config}
+        same_curve(run.epoch_rows(), team_history(box["tracking"], theirs["id"]))
 
     # Bob predicts with Alice's model, downloaded from the server by its team run id.
     image = tmp_path / "owl.png"
     image.write_bytes(image_bytes(class_image((40, 40, 200), np.random.default_rng(5))))
-    team_id = runs["alice"].record["team"]["run_id"]
+    team_id = runs["alice"].record.team.run_id
     predicted = cli_json(bob, monkeypatch, capsys, "predict", team_id, str(image))["predictions"][0]
     own = predict(runs["alice"].load_model(), runs["alice"].class_names, runs["alice"].model_config(), [image])[0]
     for label, probability in own.ranked:
@@ -121,7 +122,7 @@ def test_two_machines_see_each_others_runs_curves_and_models(mlflow_server, expe
     copy = Path(bob["env"]["CNNLAB_CACHE_DIR"]) / "team-runs" / team_id / "model.keras"
     downloaded_at = copy.stat().st_mtime_ns
     evaluation = cli_json(bob, monkeypatch, capsys, "evaluate", team_id)
-    assert evaluation["accuracy"] == pytest.approx(runs["alice"].record["metrics"]["test_accuracy"])
+    assert evaluation["accuracy"] == pytest.approx(runs["alice"].record.metrics.test_accuracy)
     assert copy.stat().st_mtime_ns == downloaded_at  # opened once, then read from the cache
     assert [r.id for r in bob["store"].list()] == [runs["bob"].id]  # her run is a read-only copy in the cache
 
@@ -141,7 +142,7 @@ def test_a_training_while_the_server_is_down_completes_and_sync_publishes_it_onc
     finally:
         mlflow_server.start()
     assert run.status == "completed" and len(run.history) == 2
-    assert run.record["team"]["published"] is False and run.record["team"]["run_id"] is None
+    assert run.record.team.published is False and run.record.team.run_id is None
     warnings = [r.getMessage() for r in caplog.records if r.name == "cnnlab.team.tracking"]
     assert len(warnings) == 1 and "python -m cnnlab sync" in warnings[0] and run.id in warnings[0]
 
@@ -149,13 +150,13 @@ def test_a_training_while_the_server_is_down_completes_and_sync_publishes_it_onc
     again = sync_runs(box["tracking"], box["store"])
     assert again["published"] == [] and again["up_to_date"] == 1
     # A record that lost its "published" mark is completed, not copied: still one run, no epoch twice.
-    box["store"].get(run.id).update(team={**box["store"].get(run.id).record["team"], "published": False})
+    box["store"].get(run.id).update(team=dataclasses.replace(box["store"].get(run.id).record.team, published=False))
     assert sync_runs(box["tracking"], box["store"])["published"] == [run.id]
     rows = team_runs(box["tracking"])
     assert [row["local_run_id"] for row in rows] == [run.id]
     assert rows[0]["status"] == "completed" and rows[0]["user"] == "carol"
-    assert rows[0]["id"] == box["store"].get(run.id).record["team"]["run_id"]
-    same_curve(run.history, team_history(box["tracking"], rows[0]["id"]))
+    assert rows[0]["id"] == box["store"].get(run.id).record.team.run_id
+    same_curve(run.epoch_rows(), team_history(box["tracking"], rows[0]["id"]))
 
 
 def metric_steps(tracking: TrackingConfig, team_run_id: str) -> dict[str, list[int]]:
@@ -188,29 +189,29 @@ def test_a_resumed_run_stays_one_team_run_and_a_continued_run_is_a_new_one_with_
             stop_event=stop,
         ),
     )
-    assert stopped.status == "stopped" and stopped.history[-1]["partial"]
-    team_id = stopped.record["team"]["run_id"]
+    assert stopped.status == "stopped" and stopped.history[-1].partial
+    team_id = stopped.record.team.run_id
     assert client(mlflow_server.url).get_run(team_id).info.status == "KILLED"
 
     resumed = cli_json(box, monkeypatch, capsys, "resume", stopped.id)
     assert resumed["status"] == "completed" and resumed["team"]["run_id"] == team_id
     run = box["store"].get(stopped.id)
-    assert [row["epoch"] for row in run.history] == [1, 2, 3, 4]
+    assert [row.epoch for row in run.history] == [1, 2, 3, 4]
     rows = team_runs(box["tracking"])
     assert [(row["id"], row["status"]) for row in rows] == [(team_id, "completed")]  # one team run, not two
     assert metric_steps(box["tracking"], team_id) == dict.fromkeys(METRICS, [1, 2, 3, 4])  # each epoch once
-    same_curve(run.history, team_history(box["tracking"], team_id))
-    assert rows[0]["test_accuracy"] == pytest.approx(run.record["metrics"]["test_accuracy"])
+    same_curve(run.epoch_rows(), team_history(box["tracking"], team_id))
+    assert rows[0]["test_accuracy"] == pytest.approx(run.record.metrics.test_accuracy)
 
     continued = cli_json(box, monkeypatch, capsys, "train", "--continue-from", run.id, "--epochs", "2")
     child = box["store"].get(continued["run_id"])
-    child_id = child.record["team"]["run_id"]
-    assert child.status == "completed" and child.record["team"]["published"] is True and child_id != team_id
+    child_id = child.record.team.run_id
+    assert child.status == "completed" and child.record.team.published is True and child_id != team_id
     assert {row["id"] for row in team_runs(box["tracking"])} == {team_id, child_id}
     tags = client(mlflow_server.url).get_run(child_id).data.tags
     assert tags["cnnlab.parent_run"] == run.id and tags["cnnlab.status"] == "completed"
     assert metric_steps(box["tracking"], child_id) == dict.fromkeys(METRICS, [5, 6])  # the continued epochs only
-    same_curve(child.history, team_history(box["tracking"], child_id))
+    same_curve(child.epoch_rows(), team_history(box["tracking"], child_id))
     assert metric_steps(box["tracking"], team_id) == dict.fromkeys(METRICS, [1, 2, 3, 4])  # the parent untouched
 
 
@@ -280,22 +281,22 @@ def test_runs_page_syncs_lists_the_team_and_opens_a_teammates_run(
     next(b for b in at.button if b.label == "Sync").click().run()
     assert not at.exception, [e.value for e in at.exception]
     assert any("Published 1 run(s)" in s.value for s in at.success)
-    assert RunStore(models).get(mine.id).record["team"]["published"] is True
+    assert RunStore(models).get(mine.id).record.team.published is True
 
     at.toggle(key="team-view").set_value(True).run()
     assert not at.exception, [e.value for e in at.exception]
     table = at.dataframe[0].value
     assert sorted(table["user"]) == ["dave", "erin"] and sorted(table["name"]) == ["mine", "run of erin"]
-    at.selectbox[0].set_value(theirs.record["team"]["run_id"]).run()
+    at.selectbox[0].set_value(theirs.record.team.run_id).run()
     next(b for b in at.button if b.label == "Open in Evaluate and Predict").click().run()
     assert not at.exception, [e.value for e in at.exception]
-    accuracy = theirs.record["metrics"]["test_accuracy"]
+    accuracy = theirs.record.metrics.test_accuracy
     assert any(m.label == "Test accuracy" and m.value == f"{accuracy:.1%}" for m in at.metric)
     assert not at.info or all("not on this machine" not in i.value for i in at.info)  # dataset found by fingerprint
 
 
 def team_id(run) -> str:
-    return run.record["team"]["run_id"]
+    return run.record.team.run_id
 
 
 def chart(at, key: str) -> dict:
@@ -387,9 +388,9 @@ def test_team_view_filters_by_user_dataset_and_sweep_overlays_the_selection_and_
     at.button(key="open-team-run").click().run()
     assert not at.exception, [e.value for e in at.exception]
     assert at.selectbox(key="picked_run").value == team_id(b_birds)  # Evaluate, on the downloaded copy
-    accuracy = b_birds.record["metrics"]["test_accuracy"]
+    accuracy = b_birds.record.metrics.test_accuracy
     assert any(m.label == "Test accuracy" and m.value == f"{accuracy:.1%}" for m in at.metric)
-    copies = RunStore(app_cache / "team-runs", include_demo=False)
+    copies = RunStore(app_cache / "team-runs")
     for change in (lambda: copies.rename(team_id(b_birds), "mine now"), lambda: copies.delete(team_id(b_birds))):
         with pytest.raises(ValueError, match="read-only here"):
             change()

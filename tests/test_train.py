@@ -21,7 +21,7 @@ def test_a_two_epoch_run_is_completed_saved_and_evaluated(trained_run):
     assert run.status == "completed"
     assert run.name == "shared tiny run"
     assert run.class_names == ["cats", "dogs", "owls"]
-    history = run.history
+    history = run.epoch_rows()
     assert [row["epoch"] for row in history] == [1, 2]
     for row in history:
         assert set(row) >= HISTORY_KEYS
@@ -32,12 +32,12 @@ def test_a_two_epoch_run_is_completed_saved_and_evaluated(trained_run):
         assert row["images_seen"] == 42 and row["partial"] is False  # every training image, every epoch
     assert run.model_path.exists()
     assert (run.path / "evaluation.json").exists()
-    metrics = run.record["metrics"]
-    assert 0.0 <= metrics["test_accuracy"] <= 1.0 and np.isfinite(metrics["test_loss"])
-    assert metrics["best_val_loss"] == min(row["val_loss"] for row in history)
-    assert metrics["best_val_accuracy"] == max(row["val_accuracy"] for row in history)
-    assert run.record["best_epoch"] in (1, 2)
-    assert run.record["duration_s"] > 0
+    metrics = run.record.metrics
+    assert 0.0 <= metrics.test_accuracy <= 1.0 and np.isfinite(metrics.test_loss)
+    assert metrics.best_val_loss == min(row["val_loss"] for row in history)
+    assert metrics.best_val_accuracy == max(row["val_accuracy"] for row in history)
+    assert run.record.best_epoch in (1, 2)
+    assert run.record.duration_s > 0
 
     # What is on disk says the same as the object in memory.
     on_disk = json.loads((run.path / "run.json").read_text())
@@ -58,7 +58,7 @@ def test_a_two_epoch_run_is_completed_saved_and_evaluated(trained_run):
 def test_callbacks_report_every_epoch_and_batch(trained_run):
     epochs, batches = trained_run["epochs"], trained_run["batches"]
     assert [row["epoch"] for row in epochs] == [1, 2]
-    assert epochs == trained_run["run"].history
+    assert epochs == trained_run["run"].epoch_rows()
     steps = int(np.ceil(42 / 8))
     assert len(batches) == 2 * steps
     assert [(b["epoch"], b["batch"]) for b in batches[:2]] == [(1, 1), (1, 2)]
@@ -78,10 +78,10 @@ def test_same_seed_same_history(make_dataset, run_store, cache_dir):
     other = train(root, config, tiny_train_config(seed=12), workspace=Workspace(run_store, cache_dir))
 
     def losses(run):
-        return [(row["loss"], row["val_loss"], row["accuracy"]) for row in run.history]
+        return [(row.loss, row.val_loss, row.accuracy) for row in run.history]
 
     assert losses(first) == losses(second)
-    assert first.record["metrics"]["test_loss"] == second.record["metrics"]["test_loss"]
+    assert first.record.metrics.test_loss == second.record.metrics.test_loss
     assert first.split() == second.split()
     assert losses(other) != losses(first)
     assert len(run_store.list()) == 3
@@ -109,11 +109,11 @@ def test_stop_request_ends_training_after_the_current_batch(make_dataset, run_st
     assert after_stop == []  # not a single batch ran once the stop was asked for
     assert seen[-1][:2] == (2, 2)
     assert run.status == "stopped"
-    assert [row["epoch"] for row in run.history] == [1, 2]
-    assert run.history[1].get("partial") is True and not run.history[0].get("partial")
+    assert [row.epoch for row in run.history] == [1, 2]
+    assert run.history[1].partial is True and not run.history[0].partial
     assert run.model_path.exists()
     assert run.load_model().output_shape == (None, 3)
-    assert "test_accuracy" in run.record["metrics"]
+    assert run.record.metrics.test_accuracy is not None
     assert run_store.get(run.id).status == "stopped"
 
 
@@ -134,7 +134,7 @@ def test_a_stopped_epoch_counts_the_images_it_trained_on(make_dataset, run_store
     )
     # 42 training images in batches of 8 are six steps (the last of 2 images); two full batches ran.
     (row,) = run.history
-    assert row["partial"] is True and row["images_seen"] == 2 * config.batch_size
+    assert row.partial is True and row.images_seen == 2 * config.batch_size
 
 
 def test_stop_asked_for_in_the_epoch_report_starts_no_new_epoch(make_dataset, run_store, cache_dir):
@@ -148,10 +148,10 @@ def test_stop_asked_for_in_the_epoch_report_starts_no_new_epoch(make_dataset, ru
         hooks=TrainingHooks(on_epoch=lambda row: stop.set(), on_batch=batches.append, stop_event=stop),
     )
     assert run.status == "stopped"
-    assert [row["epoch"] for row in run.history] == [1]
+    assert [row.epoch for row in run.history] == [1]
     assert {b["epoch"] for b in batches} == {1}
     # The saved model is the finished epoch's: it scores that epoch's validation loss again.
-    assert validation_loss(run, cache_dir) == pytest.approx(run.history[0]["val_loss"], rel=1e-4)
+    assert validation_loss(run, cache_dir) == pytest.approx(run.history[0].val_loss, rel=1e-4)
 
 
 def test_stop_before_the_start_trains_nothing(make_dataset, run_store, cache_dir):
@@ -164,7 +164,7 @@ def test_stop_before_the_start_trains_nothing(make_dataset, run_store, cache_dir
         workspace=Workspace(run_store, cache_dir),
         hooks=TrainingHooks(stop_event=stop),
     )
-    assert run.status == "stopped" and run.history == []
+    assert run.status == "stopped" and run.history == ()
     assert not run.model_path.exists()
     with pytest.raises(ValueError, match="has no saved model yet"):
         run.load_model()
@@ -187,11 +187,11 @@ def test_a_failure_inside_training_marks_the_run_failed(make_dataset, run_store,
         )
     (run,) = run_store.list()
     assert run.status == "failed"
-    assert run.record["error"] == "RuntimeError: disk on fire"
-    assert run.record["duration_s"] >= 0
+    assert run.record.error == "RuntimeError: disk on fire"
+    assert run.record.duration_s >= 0
     assert len(run.history) == 1
     # The finished epoch's model is kept: it scores that epoch's validation loss again.
-    assert validation_loss(run, cache_dir) == pytest.approx(run.history[0]["val_loss"], rel=1e-4)
+    assert validation_loss(run, cache_dir) == pytest.approx(run.history[0].val_loss, rel=1e-4)
 
 
 def test_two_classes_train_a_sigmoid_model_with_early_stopping(make_dataset, run_store, cache_dir):
@@ -203,7 +203,7 @@ def test_two_classes_train_a_sigmoid_model_with_early_stopping(make_dataset, run
     assert model.input_shape == (None, 32, 32, 1) and model.output_shape == (None, 1)
     assert 1 <= len(run.history) <= 2
     evaluation = evaluate_run(run, cache=cache_dir)
-    assert evaluation.accuracy == run.record["metrics"]["test_accuracy"]
+    assert evaluation.accuracy == run.record.metrics.test_accuracy
     assert evaluation.confusion.shape == (2, 2) and 0.0 <= evaluation.roc_auc <= 1.0
 
 
@@ -239,22 +239,22 @@ def test_a_run_on_the_built_in_sample_finds_it_again_on_another_machine(make_dat
 
     cache, models = isolated_dirs
     elsewhere = make_dataset("elsewhere/sample-v1-seed0", per_class=10)  # named like the sample folder
-    store = RunStore(models, include_demo=False)
+    store = RunStore(models)
     run = train(elsewhere, tiny_model_config(), tiny_train_config(), workspace=Workspace(store, cache), run_id="demo")
     assert run.path == models / "demo"
-    assert run.record["dataset"]["builtin"] == "sample"
+    assert run.record.dataset.builtin == "sample"
 
     # On another machine the recorded folder is gone; the sample is made again in that machine's cache.
     elsewhere.rename(elsewhere.with_name("moved"))
     regenerated = make_dataset("regenerated", per_class=10).rename(cache / "sample-v1-seed0")
     assert RunStore(models).get("demo").dataset_root(cache) == regenerated == sample_dir(cache)
     again = evaluate_run(run, cache=cache, refresh=True)
-    assert again.accuracy == pytest.approx(run.record["metrics"]["test_accuracy"])
+    assert again.accuracy == pytest.approx(run.record.metrics.test_accuracy)
     assert again.warnings == []  # the same images, though written again with new file times
 
 
 def test_a_run_elsewhere_is_not_tagged_as_the_sample(trained_run):
-    assert "builtin" not in trained_run["run"].record["dataset"]
+    assert trained_run["run"].record.dataset.builtin is None
 
 
 def test_a_run_folder_name_must_be_new(make_dataset, run_store, cache_dir):

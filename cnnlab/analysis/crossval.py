@@ -33,6 +33,7 @@ from cnnlab.analysis.label_issues import ISSUE_COLUMNS, issues_table
 from cnnlab.common.checks import check_range
 from cnnlab.common.files import temporary_name, write_json
 from cnnlab.model import backbones
+from cnnlab.runs.record import RunRecord
 from cnnlab.runs.store import Run, RunStore
 from cnnlab.runs.workspace import Workspace
 from cnnlab.training.hooks import RowCallback, TrainingHooks
@@ -107,12 +108,11 @@ def cross_validated_issues(
     from cnnlab.analysis.evaluate import open_split
     from cnnlab.model import check_trainable
     from cnnlab.model.precision import choose_precision
-    from cnnlab.training.engine import TrainConfig
 
     check_range("folds", folds, 2, MAX_FOLDS, int)
     _check_writable(run)
     model_config = run.model_config()
-    recorded = TrainConfig.from_dict(run.record["train_config"])
+    recorded = run.train_config()
     train_config = dataclasses.replace(recorded, epochs=recorded.epochs if epochs is None else epochs)
     check_trainable(
         model_config,
@@ -184,13 +184,13 @@ def _out_of_fold(
 
     fold_of = stratified_folds(prepared.labels[indices], folds, train_config.seed)
     probs = np.zeros((len(indices), len(run.class_names)))
-    record = {
-        "model_config": run.record["model_config"],
-        "train_config": train_config.to_dict(),
-        "precision": precision.to_dict(),
-        "class_names": run.class_names,
-        "dataset": run.record.get("dataset"),
-    }
+    record = RunRecord(
+        model_config=run.record.model_config,
+        train_config=train_config.to_dict(),
+        precision=precision,
+        class_names=run.record.class_names,
+        dataset=run.record.dataset,
+    )
     started = time.perf_counter()
     none = np.zeros(0, dtype=np.int64)
     for fold in range(folds):
@@ -200,7 +200,9 @@ def _out_of_fold(
         parts = {"train": indices[fold_of != fold], "validation": none, "test": none}
         split = {part: [prepared.report.files[i] for i in found] for part, found in parts.items()}
         with _scratch_store(run) as store:
-            fold_run = store.create({**record, "name": f"fold {fold + 1} of {folds}"}, split, f"fold-{fold + 1}")
+            fold_run = store.create(
+                dataclasses.replace(record, name=f"fold {fold + 1} of {folds}"), split, f"fold-{fold + 1}"
+            )
             fold_hooks = dataclasses.replace(
                 hooks,
                 on_epoch=None if hooks.on_epoch is None else _with_fold(hooks.on_epoch, fold),
@@ -220,7 +222,7 @@ def _scratch_store(run: Run) -> Iterator[RunStore]:
     folder = temporary_name(run.path / "crossval")
     folder.mkdir()
     try:
-        yield RunStore(folder, include_demo=False)
+        yield RunStore(folder)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 

@@ -260,9 +260,9 @@ def _same_classes(run: Run, report: data.DatasetReport) -> data.DatasetReport:
 
 def _recorded_fingerprint(run: Run) -> str | None:
     """The dataset fingerprint recorded at training, where comparing it means something."""
-    dataset = run.record.get("dataset") or {}
+    dataset = run.record.dataset
     # The fingerprint covers file times; the built-in sample is made again, image for image, with new ones.
-    return None if dataset.get("builtin") == "sample" else dataset.get("fingerprint")
+    return None if dataset.builtin == "sample" else dataset.fingerprint
 
 
 def save_evaluation(run: Run, evaluation: Evaluation) -> None:

@@ -10,6 +10,7 @@ The settings are read from the environment once, here, and passed to each comman
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -27,12 +28,13 @@ from cnnlab.data.imbalance import CLASS_WEIGHTS
 from cnnlab.model import FLIPS, HEADS, OPTIMIZERS, POOLINGS, ModelConfig
 from cnnlab.model.backbones import BACKBONE_NAMES
 from cnnlab.model.precision import PRECISIONS
-from cnnlab.settings import Settings, load_settings
+from cnnlab.settings import DEMO_RUN_DIR, Settings, load_settings
 from cnnlab.training.schedules import LR_SCHEDULES
 
 if TYPE_CHECKING:
     import pandas as pd
 
+    from cnnlab.model.precision import Precision
     from cnnlab.runs.store import Run, RunStore
     from cnnlab.runs.workspace import Workspace
     from cnnlab.team.tracking import TrackingConfig
@@ -206,6 +208,13 @@ def _add_tracking_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--user", help="your name on the team server (default: CNNLAB_USER or your login name)")
 
 
+def _run_store(settings: Settings, root: Path | None = None) -> RunStore:
+    """The runs in the models folder (or in `root`), with the demo model shipped with CNN Lab."""
+    from cnnlab.runs.store import RunStore
+
+    return RunStore(root or settings.models_dir, demo=DEMO_RUN_DIR)
+
+
 def _tracking(args: argparse.Namespace, settings: Settings):
     """The team tracking config from the settings and the command line, or None when no URI is set."""
     from dataclasses import replace
@@ -216,11 +225,10 @@ def _tracking(args: argparse.Namespace, settings: Settings):
 
 def _workspace(settings: Settings, store: RunStore | None = None, tracking: TrackingConfig | None = None) -> Workspace:
     """What a command's trainings work with: the models folder (or `store`), the cache and budgets, `tracking`."""
-    from cnnlab.runs.store import RunStore
     from cnnlab.runs.workspace import Workspace
 
     return Workspace(
-        store=store if store is not None else RunStore(settings.models_dir),
+        store=store if store is not None else _run_store(settings),
         cache=settings.cache_dir,
         max_training_mb=settings.max_training_mb,
         max_cache_mb=settings.max_cache_mb,
@@ -359,7 +367,7 @@ def _scan(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
 
 def _train(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     from cnnlab.data.sample import sample_dir
-    from cnnlab.runs.store import RunStore, new_run_id
+    from cnnlab.runs.store import new_run_id
     from cnnlab.training.config import TrainConfig
     from cnnlab.training.engine import train
     from cnnlab.training.hooks import TrainingHooks
@@ -370,7 +378,7 @@ def _train(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     model_config = _config_from(args, ModelConfig)
     train_config = _config_from(args, TrainConfig)
     data_dir = args.data_dir or sample_dir(settings.cache_dir)
-    store = RunStore(args.run_dir.parent if args.run_dir else settings.models_dir)
+    store = _run_store(settings, args.run_dir.parent if args.run_dir else None)
     run_id = args.run_dir.name if args.run_dir else new_run_id()
     workspace = _workspace(settings, store, _tracking(args, settings))
     plan = training_plan(data_dir, model_config, train_config, workspace=workspace)
@@ -398,7 +406,7 @@ def _train(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
 
 
 def _continue(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
-    from cnnlab.runs.store import RunStore, new_run_id
+    from cnnlab.runs.store import new_run_id
     from cnnlab.training.config import TrainConfig
     from cnnlab.training.hooks import TrainingHooks
     from cnnlab.training.resuming import continue_training
@@ -410,8 +418,8 @@ def _continue(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
             "(how many more), and --name or --run-dir if you like (see `python -m cnnlab train --help`). "
             f"Received: options={[f.name for f in given] + (['data_dir'] if args.data_dir else [])}"
         )
-    store = RunStore(args.run_dir.parent if args.run_dir else settings.models_dir)
-    parent = RunStore(settings.models_dir).get(args.continue_from)
+    store = _run_store(settings, args.run_dir.parent if args.run_dir else None)
+    parent = _run_store(settings).get(args.continue_from)
     run_id = args.run_dir.name if args.run_dir else new_run_id()
     run = _interruptible(
         args,
@@ -421,7 +429,7 @@ def _continue(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
             workspace=_workspace(settings, store, _tracking(args, settings)),
             hooks=TrainingHooks(
                 on_epoch=_print_epoch(len(parent.history) + args.epochs),
-                on_batch=_print_batch_after(_intro(parent.record.get("precision"))),
+                on_batch=_print_batch_after(_intro(parent.record.precision)),
                 stop_event=stop,
             ),
             name=args.name,
@@ -447,7 +455,7 @@ def _resume(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
             workspace=workspace,
             hooks=TrainingHooks(
                 on_epoch=_print_epoch(run_epochs(run)),
-                on_batch=_print_batch_after(_intro(run.record.get("precision"))),
+                on_batch=_print_batch_after(_intro(run.record.precision)),
                 stop_event=stop,
             ),
         ),
@@ -456,11 +464,10 @@ def _resume(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     return _run_result(args, run)
 
 
-def _intro(precision: dict[str, str] | None) -> str:
-    """The line that says where and in what precision a resumed or continued training runs, as recorded."""
-    from cnnlab.model.precision import Precision
-
-    return Precision(**precision).describe() if precision else "Training in float32"
+def _intro(precision: Precision | None) -> str:
+    """The line that says where and in what precision a resumed or continued training runs, as recorded
+    (a run recorded without one trained in float32)."""
+    return precision.describe() if precision else "Training in float32"
 
 
 def _resumable_at(folder: Path) -> str:
@@ -469,22 +476,21 @@ def _resumable_at(folder: Path) -> str:
 
 def _run_result(args: argparse.Namespace, run) -> dict[str, Any]:
     """The JSON result of a training command, and its summary line (with how to resume a stopped run)."""
-    metrics = run.record.get("metrics", {})
-    precision = run.record.get("precision") or {}
+    record, metrics, precision = run.record, run.record.metrics, run.record.precision
     result = {
         "run_id": run.id,
         "run_dir": str(run.path),
         "status": run.status,
         "epochs_run": len(run.history),
-        "val_accuracy": metrics.get("best_val_accuracy"),
-        "test_accuracy": metrics.get("test_accuracy"),
-        "test_balanced_accuracy": metrics.get("test_balanced_accuracy"),
-        "test_macro_f1": metrics.get("test_macro_f1"),
-        "train_images_per_s": metrics.get("train_images_per_s"),
-        "duration_s": run.record.get("duration_s"),
-        "team": run.record.get("team"),
-        "precision": precision.get("policy"),
-        "device": precision.get("device"),
+        "val_accuracy": metrics.best_val_accuracy,
+        "test_accuracy": metrics.test_accuracy,
+        "test_balanced_accuracy": metrics.test_balanced_accuracy,
+        "test_macro_f1": metrics.test_macro_f1,
+        "train_images_per_s": metrics.train_images_per_s,
+        "duration_s": record.duration_s,
+        "team": dataclasses.asdict(record.team) if record.team else None,
+        "precision": precision.policy if precision else None,
+        "device": precision.device if precision else None,
     }
     resumable = f" Resume it with `python -m cnnlab resume {run.id}`." if run.status == "stopped" else ""
     _say(
@@ -518,9 +524,8 @@ def _lr_find(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
 
 def _label_issues(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     from cnnlab.analysis.label_issues import run_label_issues
-    from cnnlab.runs.store import RunStore
 
-    run = RunStore(settings.models_dir).get(args.run)
+    run = _run_store(settings).get(args.run)
     if args.cross_validate is not None:
         return _cross_validated_issues(args, settings, run)
     if args.epochs is not None:
@@ -685,10 +690,8 @@ def _evaluate(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
 
 def _open_run(args: argparse.Namespace, settings: Settings):
     """A local run by id, name or folder; else, with team tracking, a teammate's run by team run id."""
-    from cnnlab.runs.store import RunStore
-
     try:
-        return RunStore(settings.models_dir).get(args.run)
+        return _run_store(settings).get(args.run)
     except ValueError:
         tracking = _tracking(args, settings)
         if tracking is None:
@@ -722,11 +725,9 @@ def _predict(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
 
 
 def _runs(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
-    from cnnlab.runs.store import RunStore
-
     if args.team:
         return _team_runs(args, settings)
-    rows = [run.summary() for run in RunStore(settings.models_dir).list()]
+    rows = [run.summary() for run in _run_store(settings).list()]
     if not args.json:
         for row in rows:
             print(f"{row['id']:<28} {row['status']:<11} {row['name'][:30]:<30} test acc {_pct(row['test_accuracy'])}")
@@ -752,10 +753,9 @@ def _team_runs(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
 
 
 def _sync(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
-    from cnnlab.runs.store import RunStore
     from cnnlab.team.tracking import sync_runs
 
-    result = sync_runs(_require_tracking(args, settings), RunStore(settings.models_dir))
+    result = sync_runs(_require_tracking(args, settings), _run_store(settings))
     for failure in result["failed"]:
         print(f"warning: run {failure['id']} was not published: {failure['error']}", file=sys.stderr)
     _say(
@@ -848,9 +848,8 @@ def _fault_tolerance(args: argparse.Namespace):
 
 def _export(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     from cnnlab.deploy.export import export_run, read_export
-    from cnnlab.runs.store import RunStore
 
-    folder = export_run(RunStore(settings.models_dir).get(args.run), args.format, args.out, cache=settings.cache_dir)
+    folder = export_run(_run_store(settings).get(args.run), args.format, args.out, cache=settings.cache_dir)
     manifest = read_export(folder)
     _say(
         args, f"Exported {args.format} to {folder} (max difference from the Keras model {manifest['max_abs_diff']:.2g})"
@@ -867,9 +866,8 @@ def _inspect(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     from cnnlab.analysis import inspect
     from cnnlab.charts import grids
     from cnnlab.data.images import load_array
-    from cnnlab.runs.store import RunStore
 
-    run = RunStore(settings.models_dir).get(args.run)
+    run = _run_store(settings).get(args.run)
     if not args.image.is_file():
         raise ValueError(f"Image file not found; check the path. Received: image={str(args.image)!r}")
     config = run.model_config()

@@ -6,19 +6,55 @@ from typing import TYPE_CHECKING
 from cnnlab.common.exports import lazy_exports
 
 if TYPE_CHECKING:  # what type checkers and readers see; at run time each name is imported on first use
+    from cnnlab.runs.record import (
+        SCHEMA_VERSION,
+        DatasetInfo,
+        FineTuning,
+        HistoryRow,
+        Metrics,
+        RunRecord,
+        SweepTrial,
+        TeamCopy,
+        read_record,
+    )
     from cnnlab.runs.store import HYPERPARAMETERS, Run, RunStore, hyperparameters, new_run_id
     from cnnlab.runs.workspace import Workspace
 
-__all__ = ["HYPERPARAMETERS", "Run", "RunStore", "Workspace", "hyperparameters", "new_run_id"]
+__all__ = [
+    "HYPERPARAMETERS",
+    "SCHEMA_VERSION",
+    "DatasetInfo",
+    "FineTuning",
+    "HistoryRow",
+    "Metrics",
+    "Run",
+    "RunRecord",
+    "RunStore",
+    "SweepTrial",
+    "TeamCopy",
+    "Workspace",
+    "hyperparameters",
+    "new_run_id",
+    "read_record",
+]
 
 __getattr__, __dir__ = lazy_exports(
     __name__,
     {
         "HYPERPARAMETERS": "store",
+        "SCHEMA_VERSION": "record",
+        "DatasetInfo": "record",
+        "FineTuning": "record",
+        "HistoryRow": "record",
+        "Metrics": "record",
         "Run": "store",
+        "RunRecord": "record",
         "RunStore": "store",
+        "SweepTrial": "record",
+        "TeamCopy": "record",
         "hyperparameters": "store",
         "new_run_id": "store",
         "Workspace": "workspace",
+        "read_record": "record",
     },
 )

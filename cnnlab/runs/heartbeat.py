@@ -15,7 +15,6 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 from cnnlab.common import background
 from cnnlab.common.files import process_alive
@@ -44,18 +43,15 @@ def age_s(folder: Path, now: float | None = None) -> float | None:
     return (time.time() if now is None else now) - modified
 
 
-def is_alive(folder: Path, record: dict[str, Any], max_age_s: float = STALE_S) -> bool:
+def is_alive(folder: Path, host: str | None, pid: int | None, max_age_s: float = STALE_S) -> bool:
     """Whether the training that writes `folder` is alive: a fresh heartbeat, and its process
-    still exists where that can be checked (the record names this machine)."""
+    still exists where that can be checked (the `host` its record names is this machine)."""
     age = age_s(folder)
     if age is None or age > max_age_s:
         return False
-    if record.get("host") != socket.gethostname():
+    if host != socket.gethostname():
         return True  # another machine's process: the fresh heartbeat is all there is to go on
-    try:
-        return process_alive(int(record.get("pid", -1)))
-    except (ValueError, TypeError):
-        return False
+    return pid is not None and process_alive(pid)
 
 
 @contextlib.contextmanager

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+import dataclasses
 import json
 import os
 import platform
@@ -13,11 +14,15 @@ import zipfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cnnlab.common.files import atomic_path, build_folder, temporary_name, write_json
 from cnnlab.runs import heartbeat
-from cnnlab.settings import DEMO_RUN_DIR
+from cnnlab.runs.record import HistoryRow, RunRecord, read_record
+
+if TYPE_CHECKING:
+    from cnnlab.model import ModelConfig
+    from cnnlab.training.config import TrainConfig
 
 RUN_FILE = "run.json"
 MODEL_FILE = "model.keras"
@@ -25,7 +30,6 @@ SPLIT_FILE = "split.json"
 EVALUATION_FILE = "evaluation.json"
 CHECKPOINT_DIR = "checkpoint"
 CHECKPOINT_STATE = "state.json"
-STATUSES = ("running", "completed", "stopped", "failed", "interrupted", "pruned")
 # The settings that runs tables and parallel coordinates compare, local and team runs alike.
 HYPERPARAMETERS = (
     "backbone",
@@ -43,10 +47,14 @@ HYPERPARAMETERS = (
 
 @dataclass
 class Run:
-    """A run folder and its `run.json` record; the only writer is the training that created it."""
+    """A run folder and its `run.json` record; the only writer is the training that created it.
+
+    `is_demo`: the read-only demo model shipped with the app (its store was given it as `demo`).
+    """
 
     path: Path
-    record: dict[str, Any]
+    record: RunRecord
+    is_demo: bool = False
 
     @property
     def id(self) -> str:
@@ -56,35 +64,34 @@ class Run:
     @property
     def name(self) -> str:
         """The display name (renamable)."""
-        return self.record.get("name") or self.id
+        return self.record.name or self.id
 
     @property
     def status(self) -> str:
         """The stored status, or "interrupted" when its training is gone (its heartbeat went stale)."""
-        status = self.record.get("status", "failed")
-        if status == "running" and not heartbeat.is_alive(self.path, self.record):
+        status = self.record.status
+        if status == "running" and not heartbeat.is_alive(self.path, self.record.host, self.record.pid):
             return "interrupted"
         return status
 
     @property
     def class_names(self) -> list[str]:
         """Class names in label order."""
-        return list(self.record.get("class_names", []))
+        return list(self.record.class_names)
 
     @property
-    def history(self) -> list[dict[str, Any]]:
+    def history(self) -> tuple[HistoryRow, ...]:
         """Per-epoch metric rows."""
-        return list(self.record.get("history", []))
+        return self.record.history
 
-    @property
-    def is_demo(self) -> bool:
-        """Whether this is the read-only demo model shipped with the app."""
-        return self.path.resolve() == DEMO_RUN_DIR.resolve()
+    def epoch_rows(self) -> list[dict[str, Any]]:
+        """The history as the rows `on_epoch` callbacks get and charts draw."""
+        return [row.to_dict() for row in self.record.history]
 
     @property
     def is_team_copy(self) -> bool:
         """Whether this is a teammate's run opened here from the team server (read-only, like the demo)."""
-        return bool((self.record.get("team") or {}).get("opened"))
+        return self.record.team is not None and self.record.team.opened
 
     @property
     def checkpoint_dir(self) -> Path:
@@ -101,17 +108,23 @@ class Run:
         """Where the best model is saved."""
         return self.path / MODEL_FILE
 
-    def model_config(self):
+    def model_config(self) -> ModelConfig:
         """The run's `ModelConfig`."""
         from cnnlab.model import ModelConfig
 
-        return ModelConfig.from_dict(self.record["model_config"])
+        return ModelConfig.from_dict(dict(self.record.model_config))
+
+    def train_config(self) -> TrainConfig:
+        """The run's `TrainConfig`."""
+        from cnnlab.training.config import TrainConfig
+
+        return TrainConfig.from_dict(dict(self.record.train_config))
 
     def dataset_root(self, cache: Path) -> Path:
         """The run's dataset folder; the built-in sample is found again (in `cache`) on any machine."""
-        dataset = self.record.get("dataset") or {}
-        path = Path(dataset.get("path", ""))
-        if not path.is_dir() and dataset.get("builtin") == "sample":
+        dataset = self.record.dataset
+        path = Path(dataset.path)
+        if not path.is_dir() and dataset.builtin == "sample":
             from cnnlab.data.sample import sample_dir
 
             return sample_dir(cache)
@@ -121,19 +134,20 @@ class Run:
         """Relative paths of the train, validation and test images."""
         return json.loads((self.path / SPLIT_FILE).read_text())
 
-    def update(self, **fields: Any) -> None:
-        """Change fields of the record and write it atomically."""
-        self.record.update(fields)
-        write_json(self.path / RUN_FILE, self.record)
+    def update(self, **changes: Any) -> None:
+        """Change fields of the record (`RunRecord` field names, typed values) and write it atomically."""
+        data, record = _as_written(dataclasses.replace(self.record, **changes))
+        write_json(self.path / RUN_FILE, data)
+        self.record = record
 
     def claim(self) -> None:
         """Make this process the run's writer again (to resume it), beating its heartbeat now."""
         heartbeat.beat(self.path)
         self.update(status="running", pid=os.getpid(), host=socket.gethostname(), error=None)
 
-    def append_history(self, row: dict[str, Any]) -> None:
+    def append_history(self, row: HistoryRow) -> None:
         """Add one epoch's metrics."""
-        self.update(history=[*self.history, row])
+        self.update(history=(*self.record.history, row))
 
     def save_model(self, model) -> None:
         """Save the model atomically (Keras writes a temporary file that is renamed into place).
@@ -171,25 +185,30 @@ class Run:
 
     def summary(self) -> dict[str, Any]:
         """One flat row for the runs table."""
-        metrics = self.record.get("metrics") or {}
-        train_config = self.record.get("train_config") or {}
-        dataset = self.record.get("dataset") or {}
+        record, metrics = self.record, self.record.metrics
         return {
             "id": self.id,
             "name": self.name,
             "status": self.status,
-            "created": self.record.get("created", ""),
-            "dataset": Path(dataset.get("path", "")).name,
-            "sweep": (self.record.get("sweep") or {}).get("study"),
-            "epochs_run": len(self.history),
-            "best_val_accuracy": metrics.get("best_val_accuracy"),
-            "test_accuracy": metrics.get("test_accuracy"),
-            "test_balanced_accuracy": metrics.get("test_balanced_accuracy"),
-            "test_macro_f1": metrics.get("test_macro_f1"),
-            "duration_s": self.record.get("duration_s"),
-            **hyperparameters({**(self.record.get("model_config") or {}), **train_config}),
-            "epochs": train_config.get("epochs"),
+            "created": record.created,
+            "dataset": Path(record.dataset.path).name,
+            "sweep": record.sweep.study if record.sweep else None,
+            "epochs_run": len(record.history),
+            "best_val_accuracy": metrics.best_val_accuracy,
+            "test_accuracy": metrics.test_accuracy,
+            "test_balanced_accuracy": metrics.test_balanced_accuracy,
+            "test_macro_f1": metrics.test_macro_f1,
+            "duration_s": record.duration_s,
+            **hyperparameters(record.configs()),
+            "epochs": record.train_config.get("epochs"),
         }
+
+
+def _as_written(record: RunRecord) -> tuple[dict[str, Any], RunRecord]:
+    """The record's run.json data, and the record as that data reads back: a run's record in memory is
+    the one on disk (its settings' tuples as JSON lists), and a value of the wrong type fails the write."""
+    data = record.to_dict()
+    return data, read_record(json.loads(json.dumps(data, default=str)))  # `default` as `write_json` writes
 
 
 def hyperparameters(settings: dict[str, Any]) -> dict[str, Any]:
@@ -220,16 +239,19 @@ def new_run_id() -> str:
 
 
 class RunStore:
-    """All runs under one folder (the CLI and the app use `Settings.models_dir`), plus the shipped demo."""
+    """All runs under one folder (the CLI and the app use `Settings.models_dir`), plus a `demo` run
+    folder listed with them, read-only (the CLI and the app pass `cnnlab.settings.DEMO_RUN_DIR`)."""
 
-    def __init__(self, root: str | Path, include_demo: bool = True) -> None:
+    def __init__(self, root: str | Path, demo: Path | None = None) -> None:
         self.root = Path(root)
-        self.include_demo = include_demo
+        self.demo = demo
 
-    def create(self, record: dict[str, Any], split: dict[str, list[str]], run_id: str | None = None) -> Run:
+    def create(self, record: RunRecord, split: dict[str, list[str]], run_id: str | None = None) -> Run:
         """Create a run folder with its record and split, all at once (folder renamed into place).
 
-        `run_id` names the folder (default: creation time plus a random suffix); it must be new.
+        The store sets the record's `id`, `created`, `pid`, `host` and `versions`, and its `name`
+        when it has none. `run_id` names the folder (default: creation time plus a random suffix);
+        it must be new.
         """
         self.root.mkdir(parents=True, exist_ok=True)
         run_id = run_id or new_run_id()
@@ -238,27 +260,22 @@ class RunStore:
                 f"A run folder must be a new folder name in the models folder {str(self.root)!r}; choose "
                 f"another name or delete the old run. Received: run_id={run_id!r}"
             )
-        full = {
-            "id": run_id,
-            "name": record.get("name") or run_id,
-            "created": datetime.now(UTC).isoformat(timespec="seconds"),
-            "status": "running",
-            "pid": os.getpid(),
-            "host": socket.gethostname(),
-            "versions": library_versions(),
-            "history": [],
-            "metrics": {},
-            "sweep": None,
-            "owner": None,
-            "error": None,
-            **record,
-        }
-        full["name"] = record.get("name") or run_id  # a `name: None` in `record` must not erase it
+        data, full = _as_written(
+            dataclasses.replace(
+                record,
+                id=run_id,
+                name=record.name or run_id,
+                created=datetime.now(UTC).isoformat(timespec="seconds"),
+                pid=os.getpid(),
+                host=socket.gethostname(),
+                versions=library_versions(),
+            )
+        )
 
         def fill(folder: Path) -> None:
             write_json(folder / SPLIT_FILE, split)
             heartbeat.beat(folder)  # alive from its first listing on
-            write_json(folder / RUN_FILE, full)
+            write_json(folder / RUN_FILE, data)
 
         return Run(build_folder(self.root / run_id, fill), full)
 
@@ -269,26 +286,27 @@ class RunStore:
         """
         found = [run for run in map(self._read, self._folders()) if run is not None]
         if owner is not None:
-            found = [r for r in found if r.record.get("owner") in (None, owner)]
+            found = [r for r in found if r.record.owner in (None, owner)]
         if sweep is not None:
-            found = [r for r in found if (r.record.get("sweep") or {}).get("study") == sweep]
-        return sorted(found, key=lambda r: r.record.get("created", ""), reverse=True)
+            found = [r for r in found if r.record.sweep is not None and r.record.sweep.study == sweep]
+        return sorted(found, key=lambda r: r.record.created, reverse=True)
 
     def _folders(self) -> builtins.list[Path]:
         folders = (
             [p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith(".")] if self.root.is_dir() else []
         )
-        if self.include_demo and DEMO_RUN_DIR.is_dir() and DEMO_RUN_DIR.resolve() not in {p.resolve() for p in folders}:
-            folders.append(DEMO_RUN_DIR)
+        if self.demo is not None and self.demo.is_dir() and self.demo.resolve() not in {p.resolve() for p in folders}:
+            folders.append(self.demo)
         return folders
 
-    @staticmethod
-    def _read(folder: Path) -> Run | None:
+    def _read(self, folder: Path) -> Run | None:
+        """The run in `folder`, or None when its record is missing or unreadable (see `read_record`)."""
         try:
-            record = json.loads((folder / RUN_FILE).read_text())
+            record = read_record(json.loads((folder / RUN_FILE).read_text()))
         except (OSError, ValueError):
             return None
-        return Run(folder, record) if isinstance(record, dict) else None
+        is_demo = self.demo is not None and folder.resolve() == self.demo.resolve()
+        return Run(folder, record, is_demo)
 
     def get(self, ref: str | Path) -> Run:
         """A run by id, by name, or by folder path."""

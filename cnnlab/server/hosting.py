@@ -103,16 +103,16 @@ def cleanup_ended_sessions(
     """
     now = time.time() if now is None else now
     upload_owners = {p.name for p in (cache / UPLOADS).iterdir()} if (cache / UPLOADS).is_dir() else set()
-    runs = [r for r in store.list() if r.record.get("owner")]
-    training = {r.record["owner"] for r in runs if r.status == "running"}
+    runs = [r for r in store.list() if r.record.owner]
+    training = {r.record.owner for r in runs if r.status == "running"}
     ended = sorted(
         s
-        for s in upload_owners | {r.record["owner"] for r in runs}
+        for s in upload_owners | {r.record.owner for r in runs if r.record.owner}
         if s not in training and not _alive(cache, s, max_idle_s, now)
     )
     for session in ended:
         for run in runs:
-            if run.record["owner"] == session:
+            if run.record.owner == session:
                 with contextlib.suppress(
                     ValueError
                 ):  # gone already: another server process cleaned up the same session

@@ -16,7 +16,7 @@ from cnnlab.common.checks import MB, check_image_size, megabytes
 from cnnlab.common.files import folder_bytes
 from cnnlab.data import DatasetReport, prepared_bytes, prepared_path
 from cnnlab.model import SLOTS, count_params
-from cnnlab.runs.store import RunStore
+from cnnlab.runs.store import Run, RunStore
 from cnnlab.server import hosting
 
 if TYPE_CHECKING:
@@ -58,8 +58,8 @@ class DiskUsage:
 def session_usage(cache: Path, store: RunStore, session: str, budget_mb: int) -> DiskUsage:
     """What a session's uploads, the decoded images made from them for its runs, and its runs take."""
     uploads = hosting.uploads_dir(cache, session).resolve()
-    runs = [r for r in store.list(owner=session) if r.record.get("owner") == session]
-    decoded = {_decoded_path(run.record, cache) for run in runs if _inside(run.record, uploads)}
+    runs = [r for r in store.list(owner=session) if r.record.owner == session]
+    decoded = {_decoded_path(run, cache) for run in runs if uploads in Path(run.record.dataset.path).parents}
     return DiskUsage(
         uploads=folder_bytes(uploads),
         decoded=sum(p.stat().st_size for p in decoded if p is not None and p.is_file()),
@@ -126,15 +126,12 @@ def check_room(usage: DiskUsage, needed: int, what: str, shrink: str = "choose a
     )
 
 
-def _inside(record: dict, uploads: Path) -> bool:
-    path = Path((record.get("dataset") or {}).get("path", ""))
-    return uploads in path.parents
-
-
-def _decoded_path(record: dict, cache: Path) -> Path | None:
-    dataset, config = record.get("dataset") or {}, record.get("model_config") or {}
+def _decoded_path(run: Run, cache: Path) -> Path | None:
+    fingerprint = run.record.dataset.fingerprint
     try:
-        size = tuple(config["image_size"])
-        return prepared_path(dataset["fingerprint"], size, config["color_mode"], config["resize_mode"], cache=cache)
-    except (KeyError, TypeError, ValueError):
+        config = run.model_config()
+    except (TypeError, ValueError):  # settings this version cannot build: nothing of it decoded here
         return None
+    if fingerprint is None:
+        return None
+    return prepared_path(fingerprint, config.image_size, config.color_mode, config.resize_mode, cache=cache)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cnnlab.common.checks import short_repr
+from cnnlab.runs.record import SweepTrial
 from cnnlab.runs.store import Run, RunStore
 from cnnlab.runs.workspace import Workspace
 from cnnlab.sweep.faults import FaultTolerance, fault_handling, retry_of
@@ -154,7 +155,7 @@ def _run_trial(
             workspace=workspace,
             hooks=replace(hooks, on_epoch=epoch_row, callbacks=(*hooks.callbacks, pruning)),
             name=f"{study_name} #{trial.number}",
-            tags={"sweep": _sweep_tag(study_name, trial.number, retried)},
+            tags={"sweep": SweepTrial(study_name, trial.number, retried)},
         )
     except BaseException:
         found = _find_run(store, study_name, trial.number)
@@ -165,26 +166,18 @@ def _run_trial(
     trial.set_user_attr("run_id", run.id)
     trial.set_user_attr("run_dir", str(run.path))
     trial.set_user_attr("epochs_run", len(run.history))
-    trial.set_user_attr("host", run.record.get("host"))
+    trial.set_user_attr("host", run.record.host)
     if tracking is not None:
         trial.set_user_attr("user", tracking.user)
-        trial.set_user_attr("team_run_id", (run.record.get("team") or {}).get("run_id"))
+        trial.set_user_attr("team_run_id", run.record.team.run_id if run.record.team else None)
     if pruning.pruned_at is not None:
         run.update(status="pruned")
         _publish_status(tracking, run)
         raise optuna.TrialPruned(f"Pruned after epoch {pruning.pruned_at}.")
-    if run.record.get("status") == "stopped":
+    if run.record.status == "stopped":
         trial.set_user_attr("stopped", True)
         raise optuna.TrialPruned("Stopped by request.")
     return _best_value(run, space)
-
-
-def _sweep_tag(study_name: str, number: int, retry_of: int | None) -> dict[str, Any]:
-    """The run record's `sweep` field; `retry_of` only on the retry of a trial whose worker died."""
-    tag: dict[str, Any] = {"study": study_name, "trial": number}
-    if retry_of is not None:
-        tag["retry_of"] = retry_of
-    return tag
 
 
 def _publish_status(tracking: TrackingConfig | None, run: Run) -> None:
@@ -196,13 +189,14 @@ def _publish_status(tracking: TrackingConfig | None, run: Run) -> None:
     try:
         publish_status(tracking, run)
     except Exception:  # noqa: BLE001 - `sync` corrects it later; the sweep goes on
-        run.update(team={**run.record["team"], "published": False})
+        if run.record.team is not None:
+            run.update(team=replace(run.record.team, published=False))
 
 
 def _best_value(run: Run, space: SweepSpace) -> float:
     """The run's best objective over its epochs (NaN when it has none, which fails the trial)."""
-    values = [float(row[space.objective]) for row in run.history if row.get(space.objective) is not None]
-    values = [v for v in values if math.isfinite(v)]
+    found = (row.metric(space.objective) for row in run.history)
+    values = [v for v in found if v is not None and math.isfinite(v)]
     if not values:
         return math.nan
     return max(values) if space.direction == "maximize" else min(values)
@@ -210,6 +204,6 @@ def _best_value(run: Run, space: SweepSpace) -> float:
 
 def _find_run(store: RunStore, study_name: str, number: int) -> Run | None:
     for run in store.list(sweep=study_name):
-        if (run.record.get("sweep") or {}).get("trial") == number:
+        if run.record.sweep is not None and run.record.sweep.trial == number:
             return run
     return None

@@ -12,7 +12,6 @@ outside `train` uses the same three calls (a run published before is found again
 
 from __future__ import annotations
 
-import copy
 import logging
 import queue
 from concurrent import futures
@@ -38,13 +37,13 @@ class Publisher:
         self.config = config
         self.run_id = run.id
         # A run published before (resumed) has a key: its team copy may hold epochs already.
-        self.resumed = bool((run.record.get("team") or {}).get("key"))
+        self.resumed = run.record.team is not None and bool(run.record.team.key)
         self.key = tracking.team_key(run)
-        self.team_run_id: str | None = (run.record.get("team") or {}).get("run_id")
+        self.team_run_id: str | None = run.record.team.run_id if run.record.team else None
         self.error: str | None = None
         self._logged: set[tuple[str, int]] = set()
         self._queue: queue.SimpleQueue[tuple[str, Any] | None] = queue.SimpleQueue()
-        self._queue.put(("start", copy.deepcopy(run.record)))
+        self._queue.put(("start", run.record))  # frozen: the record as the training starts
         self._sending = background.submit(self._work)
 
     def log_epoch(self, row: dict[str, Any]) -> None:

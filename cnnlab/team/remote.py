@@ -9,6 +9,7 @@ on it; its dataset is found on this machine by fingerprint (`attach_dataset`).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
@@ -18,6 +19,7 @@ from typing import Any
 from cnnlab import data
 from cnnlab.common.checks import one_line
 from cnnlab.common.files import build_folder, write_json
+from cnnlab.runs.record import TeamCopy, read_record
 from cnnlab.runs.store import MODEL_FILE, RUN_FILE, Run, RunStore
 from cnnlab.team.tracking import (
     ARTIFACTS,
@@ -104,7 +106,7 @@ def team_history(config: TrackingConfig, team_run_id: str) -> list[dict[str, Any
 
 def team_store(cache_dir: Path) -> RunStore:
     """The folder of teammates' runs opened on this machine (read-only copies, one per team run id)."""
-    return RunStore(cache_dir / TEAM_RUNS_FOLDER, include_demo=False)
+    return RunStore(cache_dir / TEAM_RUNS_FOLDER)
 
 
 def open_team_run(config: TrackingConfig, team_run_id: str, store: RunStore) -> Run:
@@ -133,10 +135,10 @@ def open_team_run(config: TrackingConfig, team_run_id: str, store: RunStore) -> 
         for name in ARTIFACTS:
             if name in names:
                 client(config.uri).download_artifacts(team_run_id, name, str(into))
-        record = json.loads((into / RUN_FILE).read_text())
-        record["team"] = {**(record.get("team") or {}), "run_id": team_run_id, "published": True, "opened": True}
-        record["id"] = team_run_id  # the folder's name here, so the copy is found by its team run id
-        write_json(into / RUN_FILE, record)
+        record = read_record(json.loads((into / RUN_FILE).read_text()))
+        team = dataclasses.replace(record.team or TeamCopy(), run_id=team_run_id, published=True, opened=True)
+        # Its id is the folder's name here, so the copy is found by its team run id.
+        write_json(into / RUN_FILE, dataclasses.replace(record, id=team_run_id, team=team).to_dict())
 
     with _requests(config, team_run_id):
         build_folder(folder, download, keep_existing=True)  # two sessions may open it at once
@@ -149,20 +151,19 @@ def attach_dataset(run: Run, candidates: Iterable[str | Path], cache: Path) -> P
     The run's own path comes first (a shared folder), then `candidates` (the session's dataset,
     the datasets of local runs); a folder is scanned (with `cache`) only if its class folders match.
     """
-    dataset = run.record.get("dataset") or {}
-    if dataset.get("builtin"):
+    dataset = run.record.dataset
+    if dataset.builtin:
         return run.dataset_root(cache)  # the built-in sample is made the same on every machine
-    fingerprint = dataset.get("fingerprint")
     for candidate in [run.dataset_root(cache), *map(Path, candidates)]:
         if not _same_classes(candidate, run.class_names):
             continue
         try:
-            if data.scan(candidate, cache=cache).fingerprint != fingerprint:
+            if data.scan(candidate, cache=cache).fingerprint != dataset.fingerprint:
                 continue
         except (ValueError, OSError):
             continue
-        if candidate != Path(dataset.get("path", "")):
-            run.update(dataset={**dataset, "path": str(candidate)})
+        if candidate != Path(dataset.path):
+            run.update(dataset=dataclasses.replace(dataset, path=str(candidate)))
         return candidate
     return None
 

@@ -4,7 +4,7 @@ The local run store stays the source of truth; the server holds a copy that team
 (`cnnlab.team`): parameters (every model and training setting), per-epoch metrics with
 `step=epoch`, tags (user, host, dataset, sweep, status, ...), the test metrics and the run's files.
 A run's copy is found again by its `cnnlab.key` tag, a random key kept in the run record
-(`team: {"key", "run_id", "published"}`), so publishing a run again completes its copy instead of
+(`RunRecord.team`, a `TeamCopy`), so publishing a run again completes its copy instead of
 making a second one. `cnnlab.team.publisher` publishes a training live; `sync_runs` publishes later
 whatever could not be published then.
 
@@ -15,6 +15,7 @@ URI is configured, never on import of `cnnlab`.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 import secrets
@@ -28,6 +29,7 @@ from typing import Any
 
 from cnnlab import __version__
 from cnnlab.common.checks import one_line
+from cnnlab.runs.record import RunRecord, TeamCopy
 from cnnlab.runs.store import EVALUATION_FILE, MODEL_FILE, RUN_FILE, SPLIT_FILE, Run, RunStore
 
 KEY_TAG = "cnnlab.key"
@@ -130,51 +132,50 @@ _experiment_ids: dict[tuple[str, str], str] = {}
 
 def team_key(run: Run) -> str:
     """The run's key on the server, made (and saved in its record) the first time it is published."""
-    team = dict(run.record.get("team") or {})
-    if not team.get("key"):
-        team.update(key=secrets.token_hex(12), run_id=None, published=False)
+    team = run.record.team or TeamCopy()
+    if not team.key:
+        team = dataclasses.replace(team, key=secrets.token_hex(12), run_id=None, published=False)
         run.update(team=team)
-    return str(team["key"])
+    return str(team.key)
 
 
 def mark(run: Run, key: str, team_run_id: str | None, published: bool) -> None:
     """Record the run's team copy in its run.json."""
-    run.update(team={"key": key, "run_id": team_run_id, "published": published})
+    run.update(team=TeamCopy(key, team_run_id, published))
 
 
-def params_of(record: dict[str, Any]) -> dict[str, str]:
+def params_of(record: RunRecord) -> dict[str, str]:
     """Every model and training setting, as MLflow parameters (strings; lists as JSON)."""
-    settings = {**(record.get("model_config") or {}), **(record.get("train_config") or {})}
     return {
-        name: json.dumps(value) if isinstance(value, (list, tuple)) else str(value) for name, value in settings.items()
+        name: json.dumps(value) if isinstance(value, (list, tuple)) else str(value)
+        for name, value in record.configs().items()
     }
 
 
-def tags_of(record: dict[str, Any], config: TrackingConfig, key: str, status: str) -> dict[str, str]:
+def tags_of(record: RunRecord, config: TrackingConfig, key: str, status: str) -> dict[str, str]:
     """Who trained it where, on what data, in which sweep, and its CNN Lab status."""
-    dataset = record.get("dataset") or {}
-    sweep = record.get("sweep") or {}
+    dataset, sweep = record.dataset, record.sweep
     tags = {
         KEY_TAG: key,
         "mlflow.user": config.user,
         "mlflow.source.name": "cnnlab",
         "cnnlab.user": config.user,
-        "cnnlab.host": str(record.get("host") or socket.gethostname()),
-        "cnnlab.local_run_id": str(record.get("id", "")),
+        "cnnlab.host": record.host or socket.gethostname(),
+        "cnnlab.local_run_id": record.id,
         "cnnlab.version": __version__,
-        "cnnlab.dataset": dataset.get("builtin") or Path(str(dataset.get("path", ""))).name,
-        "cnnlab.fingerprint": str(dataset.get("fingerprint", "")),
-        "cnnlab.num_images": str(dataset.get("num_images", "")),
-        "cnnlab.class_names": json.dumps(record.get("class_names", []))[:MAX_TAG_CHARS],
+        "cnnlab.dataset": dataset.builtin or Path(dataset.path).name,
+        "cnnlab.fingerprint": dataset.fingerprint or "",
+        "cnnlab.num_images": "" if dataset.num_images is None else str(dataset.num_images),
+        "cnnlab.class_names": json.dumps(list(record.class_names))[:MAX_TAG_CHARS],
         STATUS_TAG: status,
     }
-    if sweep:
-        tags[STUDY_TAG] = str(sweep.get("study"))
-        tags[TRIAL_TAG] = str(sweep.get("trial"))
-        if sweep.get("retry_of") is not None:
-            tags["cnnlab.sweep.retry_of"] = str(sweep["retry_of"])
-    if record.get("parent"):
-        tags["cnnlab.parent_run"] = str(record["parent"])
+    if sweep is not None:
+        tags[STUDY_TAG] = sweep.study
+        tags[TRIAL_TAG] = str(sweep.trial)
+        if sweep.retry_of is not None:
+            tags["cnnlab.sweep.retry_of"] = str(sweep.retry_of)
+    if record.parent:
+        tags["cnnlab.parent_run"] = record.parent
     return tags
 
 
@@ -217,7 +218,7 @@ def find_team_run(config: TrackingConfig, key: str) -> str | None:
     return found[0].info.run_id if found else None
 
 
-def start_team_run(config: TrackingConfig, record: dict[str, Any], key: str) -> str:
+def start_team_run(config: TrackingConfig, record: RunRecord, key: str) -> str:
     """Find the run's team copy by key or create it, with its parameters and tags; returns its id."""
     from mlflow.entities import Param, RunTag
 
@@ -225,7 +226,7 @@ def start_team_run(config: TrackingConfig, record: dict[str, Any], key: str) -> 
     team_run_id = find_team_run(config, key)
     tags = tags_of(record, config, key, "running")
     if team_run_id is None:
-        created = mlflow.create_run(experiment_id(config), run_name=record.get("name"), tags=tags)
+        created = mlflow.create_run(experiment_id(config), run_name=record.name, tags=tags)
         team_run_id = created.info.run_id
         params = [Param(name, value) for name, value in params_of(record).items()]
         mlflow.log_batch(team_run_id, params=params)
@@ -269,9 +270,9 @@ def _missing_metrics(
     """The epoch and final metrics the team copy lacks."""
     if logged is None:
         logged = logged_steps(config, team_run_id)
-    for row in run.history:
+    for row in run.epoch_rows():
         yield from (m for m in epoch_metrics(row) if (m[0], m[2]) not in logged)
-    for key, value in (run.record.get("metrics") or {}).items():
+    for key, value in run.record.metrics.to_dict().items():
         if (
             key in FINAL_METRICS
             and isinstance(value, (int, float))
@@ -285,12 +286,12 @@ def publish_status(config: TrackingConfig, run: Run) -> None:
     """Send a published run's changed status (a sweep marks a trial "pruned" after its training)."""
     from mlflow.entities import RunTag
 
-    team = run.record.get("team") or {}
-    if not team.get("published") or not team.get("run_id"):
+    team = run.record.team
+    if team is None or not team.published or not team.run_id:
         return  # not on the server yet: `sync` sends it whole, status included
     mlflow = client(config.uri)
-    mlflow.log_batch(team["run_id"], tags=[RunTag(STATUS_TAG, run.status)])
-    mlflow.set_terminated(team["run_id"], MLFLOW_STATUS.get(run.status, "FAILED"))
+    mlflow.log_batch(team.run_id, tags=[RunTag(STATUS_TAG, run.status)])
+    mlflow.set_terminated(team.run_id, MLFLOW_STATUS.get(run.status, "FAILED"))
 
 
 def fail_trial_runs(config: TrackingConfig, study: str, trial: int) -> int:
@@ -318,12 +319,12 @@ def sync_runs(config: TrackingConfig, store: RunStore) -> dict[str, Any]:
     for run in store.list():
         if run.is_demo or run.status == "running":
             continue
-        if (run.record.get("team") or {}).get("published"):
+        if run.record.team is not None and run.record.team.published:
             result["up_to_date"] += 1
             continue
         key = team_key(run)
         try:
-            team_run_id = publish_run(config, run, key, (run.record.get("team") or {}).get("run_id"))
+            team_run_id = publish_run(config, run, key, run.record.team.run_id if run.record.team else None)
         except Exception as exc:  # noqa: BLE001 - one run's failure is reported, the others go on
             if is_connection_error(exc):
                 raise unreachable(config, exc) from None

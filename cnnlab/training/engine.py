@@ -25,6 +25,7 @@ from cnnlab.model import (
 from cnnlab.model.augment import augmentation_model
 from cnnlab.model.precision import Precision, choose_precision, float32_copy
 from cnnlab.runs import heartbeat
+from cnnlab.runs.record import DatasetInfo, FineTuning, Metrics, RunRecord
 from cnnlab.runs.store import Run
 from cnnlab.runs.workspace import Workspace
 from cnnlab.training import memory
@@ -77,12 +78,12 @@ def train(
     before any run folder exists, so a failed download leaves nothing behind. `hooks` get the
     epochs and batches; their `stop_event` ends training after the current batch, keeping the best
     weights (status "stopped"). The saved model is the one with the lowest validation loss,
-    evaluated on the held-out test split. `tags` adds fields to the run record (for example
-    `sweep`; the workspace's owner is added); `run_id` names the run's folder (default: a new
-    time-stamped name). `precision` is `train_config.precision` resolved for this machine, as a
-    `training_plan` showed it (default: resolved here); it is resolved once and recorded. With the
-    workspace's `tracking`, the run is also published to the team tracking server as it trains
-    (best effort, see `cnnlab.team.publisher`).
+    evaluated on the held-out test split. `tags` sets fields of the run's `RunRecord` by name (for
+    example `sweep` as a `SweepTrial`; the workspace's owner is set); `run_id` names the run's
+    folder (default: a new time-stamped name). `precision` is `train_config.precision` resolved
+    for this machine, as a `training_plan` showed it (default: resolved here); it is resolved once
+    and recorded. With the workspace's `tracking`, the run is also published to the team tracking
+    server as it trains (best effort, see `cnnlab.team.publisher`).
     """
     model_config = model_config or ModelConfig()
     train_config = train_config or TrainConfig()
@@ -101,10 +102,7 @@ def train(
         report = prepared.report  # without the files that turned out not to decode
         parts = data.split(report.labels, train_config.validation_split, train_config.test_split, train_config.seed)
         tags = {**(tags or {}), **workspace.owner_tag}
-        record = {
-            **_record(prepared, model_config, train_config, name=name, tags=tags),
-            "precision": precision.to_dict(),
-        }
+        record = replace(_record(prepared, model_config, train_config, name=name, precision=precision), **tags)
         run = workspace.store.create(record, _split_paths(report, parts), run_id)
         return train_run(run, prepared, parts, hooks=hooks, tracking=workspace.tracking)
 
@@ -140,14 +138,13 @@ def train_run(
     is found there again by its key).
     """
     model_config = run.model_config()
-    train_config = TrainConfig.from_dict(run.record["train_config"])
-    recorded = run.record.get("precision")
-    precision = Precision(**recorded) if recorded else choose_precision(train_config.precision)
+    train_config = run.train_config()
+    precision = run.record.precision or choose_precision(train_config.precision)
     publisher = _publisher(tracking, run)
     if publisher is not None:
         hooks = replace(hooks, on_epoch=_both(publisher.log_epoch, hooks.on_epoch))
     # A resumed run's duration includes the epochs it keeps.
-    started = time.perf_counter() - sum(row.get("seconds", 0.0) for row in run.history)
+    started = time.perf_counter() - sum(row.seconds for row in run.history)
     try:
         with heartbeat.beating(run.path):
             progress, model = _fit(
@@ -191,32 +188,29 @@ def _both(first: RowCallback, second: RowCallback | None) -> RowCallback:
     return call
 
 
-def _record(prepared, model_config, train_config, *, name, tags) -> dict[str, Any]:
+def _record(
+    prepared, model_config: ModelConfig, train_config: TrainConfig, *, name: str | None, precision: Precision
+) -> RunRecord:
     report = prepared.report
-    return {
-        "name": name,
-        "model_config": model_config.to_dict(),
-        "train_config": train_config.to_dict(),
-        "class_names": list(report.class_names),
-        "dataset": {
-            "path": str(report.root),
-            "fingerprint": report.fingerprint,
-            "num_images": len(report.files),
-            "counts": report.counts,
-            **_unreadable(prepared.unreadable),
-            # The sample is regenerated identically on any machine, so the run can find it again.
-            **({"builtin": "sample"} if is_sample_dir(report.root) else {}),
-        },
-        **(tags or {}),
-    }
-
-
-def _unreadable(files: tuple[data.SkippedFile, ...]) -> dict[str, Any]:
-    """The record's account of the files left out because they failed to decode (a bounded list)."""
-    if not files:
-        return {}
-    listed = [{"path": s.path, "reason": s.reason} for s in files[:MAX_RECORDED_UNREADABLE]]
-    return {"num_unreadable": len(files), "unreadable": listed}
+    dataset = DatasetInfo(
+        path=str(report.root),
+        fingerprint=report.fingerprint,
+        num_images=len(report.files),
+        counts=report.counts,
+        # The files left out because they failed to decode: all counted, a bounded list named.
+        num_unreadable=len(prepared.unreadable),
+        unreadable=prepared.unreadable[:MAX_RECORDED_UNREADABLE],
+        # The sample is regenerated identically on any machine, so the run can find it again.
+        builtin="sample" if is_sample_dir(report.root) else None,
+    )
+    return RunRecord(
+        name=name or "",
+        model_config=model_config.to_dict(),
+        train_config=train_config.to_dict(),
+        class_names=tuple(report.class_names),
+        dataset=dataset,
+        precision=precision,
+    )
 
 
 def _split_paths(report: data.DatasetReport, parts: dict[str, np.ndarray]) -> dict[str, list[str]]:
@@ -246,7 +240,7 @@ def _fit(
     tuning = _fine_tuning_at(run, start)
     if tuning is not None:  # the saved state is fine-tuning's: its layers train, its optimizer is the new one
         unfreeze_top_layers(find_backbone(model), train_config.fine_tune_layers)
-        compile_model(model, model_config, tuning["learning_rate"], precision.policy)
+        compile_model(model, model_config, tuning.learning_rate, precision.policy)
     best = None
     if start.state is not None and start.folder is not None:
         best = checkpoint.restore(model, start.folder, start.state, start.with_best)
@@ -324,10 +318,10 @@ def _fit(
     return progress, float32_copy(model)
 
 
-def _fine_tuning_at(run: Run, start: Start) -> dict[str, Any] | None:
+def _fine_tuning_at(run: Run, start: Start) -> FineTuning | None:
     """The run's fine-tuning record when the state it starts from was saved during fine-tuning."""
-    tuning = run.record.get("fine_tune")
-    if tuning and start.state is not None and start.epoch >= int(tuning["start_epoch"]):
+    tuning = run.record.fine_tune
+    if tuning is not None and start.state is not None and start.epoch >= tuning.start_epoch:
         return tuning
     return None
 
@@ -351,12 +345,7 @@ def planned_epochs(model_config: ModelConfig, train_config: TrainConfig) -> int:
 
 def run_epochs(run: Run) -> int:
     """The epochs a run plans to reach: its own count when continued from a parent, else its configs'."""
-    planned = run.record.get("planned_epochs")
-    return (
-        int(planned)
-        if planned
-        else planned_epochs(run.model_config(), TrainConfig.from_dict(run.record["train_config"]))
-    )
+    return run.record.planned_epochs or planned_epochs(run.model_config(), run.train_config())
 
 
 def _augmented(dataset, model_config: ModelConfig, seed: int, first_batch: int):
@@ -404,31 +393,31 @@ def _fine_tune(
     learning_rate = model_config.learning_rate * FINE_TUNE_LR_FACTOR
     compile_model(model, model_config, learning_rate, policy)
     progress.phase, progress.epochs = PHASES[1], done + train_config.fine_tune_epochs
-    run.update(
-        phase=PHASES[1],
-        fine_tune={"start_epoch": done + 1, "layers": layers, "learning_rate": learning_rate},
-    )
+    run.update(phase=PHASES[1], fine_tune=FineTuning(done + 1, tuple(layers), learning_rate))
     fit(done, progress.epochs, [])
 
 
 def _finish(run: Run, model, prepared, parts, *, progress, started: float) -> None:
     history = run.history
-    metrics: dict[str, Any] = {}
+    metrics = Metrics()
     if progress.best_weights is not None:
         evaluation = evaluate.evaluate_prepared(model, prepared, parts["test"])
         evaluate.save_evaluation(run, evaluation)
-        metrics = {
-            "test_accuracy": evaluation.accuracy,
-            "test_loss": evaluation.loss,
-            "test_balanced_accuracy": evaluation.balanced_accuracy,
-            "test_macro_f1": evaluation.macro_f1,
-        }
-    for key, pick in (("best_val_accuracy", max), ("best_val_loss", min)):
-        values = [row[key.replace("best_", "")] for row in history if key.replace("best_", "") in row]
-        if values:
-            metrics[key] = pick(values)
-    if history:
-        metrics["train_images_per_s"] = float(np.median([row["images_per_s"] for row in history]))
+        metrics = Metrics(
+            test_accuracy=evaluation.accuracy,
+            test_loss=evaluation.loss,
+            test_balanced_accuracy=evaluation.balanced_accuracy,
+            test_macro_f1=evaluation.macro_f1,
+        )
+    accuracies = [row.val_accuracy for row in history if row.val_accuracy is not None]
+    losses = [row.val_loss for row in history if row.val_loss is not None]
+    speeds = [row.images_per_s for row in history if row.images_per_s is not None]
+    metrics = replace(
+        metrics,
+        best_val_accuracy=max(accuracies) if accuracies else None,
+        best_val_loss=min(losses) if losses else None,
+        train_images_per_s=float(np.median(speeds)) if speeds else None,
+    )
     if not progress.stopped_by_user:
         from cnnlab.training import checkpoint
 

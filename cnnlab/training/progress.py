@@ -12,6 +12,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from cnnlab.runs.record import HistoryRow
 from cnnlab.runs.store import Run
 from cnnlab.training.hooks import TrainingHooks
 
@@ -80,25 +81,28 @@ class TrainingProgress(keras.callbacks.Callback):
         train_seconds = self.last_batch - self.epoch_started
         # Batches are full except the last of an epoch, so this counts a stopped epoch's images exactly.
         images_seen = min(self.batches_done * self.batch_size, self.num_train)
-        row: dict[str, Any] = {
-            "epoch": epoch + 1,
-            **{k: float(logs[k]) for k in ("loss", "accuracy", "val_loss", "val_accuracy") if k in logs},
-            "learning_rate": float(np.asarray(self.model.optimizer.learning_rate)),
-            "seconds": round(time.perf_counter() - self.epoch_started, 3),
-            "images_seen": images_seen,
-            "images_per_s": round(images_seen / max(train_seconds, 1e-9), 1),
-            "partial": self.batches_done < self.steps,
-            "phase": self.phase,
-        }
+        row = HistoryRow(
+            epoch=epoch + 1,
+            loss=_logged(logs, "loss"),
+            accuracy=_logged(logs, "accuracy"),
+            val_loss=_logged(logs, "val_loss"),
+            val_accuracy=_logged(logs, "val_accuracy"),
+            learning_rate=float(np.asarray(self.model.optimizer.learning_rate)),
+            seconds=round(time.perf_counter() - self.epoch_started, 3),
+            images_seen=images_seen,
+            images_per_s=round(images_seen / max(train_seconds, 1e-9), 1),
+            partial=self.batches_done < self.steps,
+            phase=self.phase,
+        )
         self.epochs_done = epoch + 1
-        val_loss = row.get("val_loss", row["loss"])
-        if np.isfinite(val_loss) and val_loss < self.best_loss:
+        val_loss = row.val_loss if row.val_loss is not None else row.loss
+        if val_loss is not None and np.isfinite(val_loss) and val_loss < self.best_loss:
             self.best_loss, self.best_epoch = val_loss, epoch + 1
             self.best_weights = self.model.get_weights()
             self.run.save_model(self.model)
         self.run.append_history(row)
         if self.on_epoch is not None:
-            self.on_epoch(row)
+            self.on_epoch(row.to_dict())
         # A stop asked for during validation or the epoch report ends training before the next epoch.
         if epoch + 1 < self.epochs:
             self._stop_if_asked()
@@ -107,3 +111,8 @@ class TrainingProgress(keras.callbacks.Callback):
         if self.stop_event is not None and self.stop_event.is_set():
             self.stopped_by_user = True
             self.model.stop_training = True
+
+
+def _logged(logs: dict[str, Any], name: str) -> float | None:
+    """A metric of Keras's epoch logs (validation ones are there only with a validation split)."""
+    return float(logs[name]) if name in logs else None

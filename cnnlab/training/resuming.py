@@ -7,6 +7,7 @@ Both start from a checkpoint that training leaves in the run folder after every 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,9 +16,10 @@ import numpy as np
 
 from cnnlab import data
 from cnnlab.common.checks import check_range
+from cnnlab.runs.record import Metrics, RunRecord
 from cnnlab.runs.store import Run, RunStore
 from cnnlab.runs.workspace import Workspace
-from cnnlab.training.engine import Start, TrainConfig, train_run
+from cnnlab.training.engine import Start, train_run
 from cnnlab.training.hooks import TrainingHooks
 
 RESUMABLE = ("interrupted", "stopped", "failed")
@@ -49,9 +51,9 @@ def resume(ref: str | Path, *, workspace: Workspace, hooks: TrainingHooks = Trai
     start = _resume_point(run, store)
     with open_run_data(run, workspace.cache, workspace.max_cache_mb) as (prepared, parts):
         run.claim()
-        run.update(history=[row for row in run.history if row["epoch"] <= start.epoch], metrics={})
+        run.update(history=tuple(row for row in run.history if row.epoch <= start.epoch), metrics=Metrics())
         if hooks.on_epoch is not None:
-            for row in run.history:
+            for row in run.epoch_rows():
                 hooks.on_epoch(row)
         return train_run(run, prepared, parts, start, hooks=hooks, tracking=workspace.tracking)
 
@@ -71,7 +73,7 @@ def continue_training(
 
     The new run's history continues the parent's epoch numbering (a parent of 8 epochs: 9, 10,
     ...), its record names the parent (`parent`) and the epoch it started after
-    (`initial_epoch`), and its model is the best of its own epochs. `tags` adds fields to its
+    (`initial_epoch`), and its model is the best of its own epochs. `tags` sets fields of its
     record (the workspace's owner is added). With the workspace's `tracking`, it is published to
     the team server like any training.
     """
@@ -84,19 +86,23 @@ def continue_training(
             f"Received: run={parent.id!r}"
         )
     start = _continue_point(parent)
-    train_config = TrainConfig.from_dict({**parent.record["train_config"], "epochs": start.epoch + epochs})
-    # A fine-tuned parent is continued in fine-tuning: its record says which layers train, at what rate.
-    inherited = ("model_config", "class_names", "dataset", "precision", "phase", "fine_tune")
-    record: dict[str, Any] = {
-        **{key: parent.record[key] for key in inherited if key in parent.record},
-        "name": name or f"{parent.name} +{epochs}",
-        "train_config": train_config.to_dict(),
-        "parent": parent.id,
-        "initial_epoch": start.epoch,
-        "planned_epochs": start.epoch + epochs,
-        **(tags or {}),
-        **workspace.owner_tag,
-    }
+    train_config = dataclasses.replace(parent.train_config(), epochs=start.epoch + epochs)
+    inherited = parent.record
+    record = RunRecord(
+        name=name or f"{parent.name} +{epochs}",
+        model_config=inherited.model_config,
+        train_config=train_config.to_dict(),
+        class_names=inherited.class_names,
+        dataset=inherited.dataset,
+        precision=inherited.precision,
+        # A fine-tuned parent is continued in fine-tuning: its record says which layers train, at what rate.
+        phase=inherited.phase,
+        fine_tune=inherited.fine_tune,
+        parent=parent.id,
+        initial_epoch=start.epoch,
+        planned_epochs=start.epoch + epochs,
+    )
+    record = dataclasses.replace(record, **{**(tags or {}), **workspace.owner_tag})
     with open_run_data(parent, workspace.cache, workspace.max_cache_mb) as (prepared, parts):
         run = workspace.store.create(record, parent.split(), run_id)
         return train_run(run, prepared, parts, start, hooks=hooks, tracking=workspace.tracking)
@@ -141,8 +147,8 @@ def _resume_point(run: Run, store: RunStore) -> Start:
     state = read_state(run.checkpoint_dir)
     if state is not None:
         return Start(int(state["epoch"]), run.checkpoint_dir, state, with_best=True)
-    if run.record.get("parent"):
-        return _continue_point(store.get(run.record["parent"]))
+    if run.record.parent:
+        return _continue_point(store.get(run.record.parent))
     return Start()
 
 
