@@ -113,6 +113,25 @@ def test_the_data_grid_shows_16_bit_images(app, tmp_path):
     assert sorted(captions) == ["bright"] * 4 + ["dark"] * 4
 
 
+def test_the_data_page_lists_a_file_name_that_is_not_utf8_among_the_skipped(app, tmp_path):
+    from cnnlab_ui.state import DatasetChoice
+
+    root = tmp_path / "odd"
+    for name, color in (("cats", (200, 40, 40)), ("dogs", (40, 200, 40))):
+        (root / name).mkdir(parents=True)
+        for i in range(3):
+            (root / name / f"{i}.png").write_bytes(image_bytes(np.full((12, 12, 3), color, np.uint8)))
+    with open(os.path.join(os.fsencode(root / "cats"), b"caf\xe9.png"), "wb") as fh:  # from a Windows zip
+        fh.write((root / "cats" / "0.png").read_bytes())
+    app.session_state["dataset"] = DatasetChoice(str(root), "odd names")
+    at = open_page(app, "pages/data.py")
+    assert {m.label: m.value for m in at.metric}["Skipped files"] == "1"
+    assert at.dataframe[0].value.to_dict("records") == [
+        {"file": "cats/caf\\xe9.png", "reason": "file name is not valid UTF-8 (shown with \\x escapes); rename it"}
+    ]
+    assert sorted(caption for image in at.image for caption in image.captions) == ["cats"] * 3 + ["dogs"] * 3
+
+
 def test_evaluate_says_which_images_are_gone_instead_of_failing(app, trained_run, tmp_path, monkeypatch):
     run_dir = tmp_path / "models" / trained_run["run"].id
     shutil.copytree(trained_run["run"].path, run_dir)

@@ -97,6 +97,41 @@ def test_backslash_names_become_folders(tmp_path):
     assert (dest / "cats" / "a.png").read_bytes() == b"a"
 
 
+def _zip_with_raw_names(tmp_path: Path, members: dict[bytes, bytes]) -> Path:
+    """A zip whose member names are the given bytes with the UTF-8 flag unset, as many tools write them."""
+    placeholders = {name: f"member{i}".encode().ljust(len(name), b"_") for i, name in enumerate(members)}
+    path = _zip(tmp_path, {placeholders[name].decode(): content for name, content in members.items()})
+    raw = path.read_bytes()
+    for name, placeholder in placeholders.items():  # a name is in the local header and the central directory
+        assert raw.count(placeholder) == 2
+        raw = raw.replace(placeholder, name)
+    path.write_bytes(raw)
+    return path
+
+
+def test_names_without_the_utf8_flag_are_read_as_utf8_or_else_cp437(tmp_path):
+    members = {
+        "cats/café.png".encode(): b"made on a Mac or with 7-Zip",
+        "dogs/naïve.png".encode("cp437"): b"made by Windows Explorer",
+        b"dogs/plain.png": b"ascii",
+    }
+    source = _zip_with_raw_names(tmp_path, members)
+    with zipfile.ZipFile(source) as zf:
+        assert not any(info.flag_bits & 0x800 for info in zf.infolist())
+    dest = tmp_path / "dest"
+    extract_zip(source, dest)
+    assert sorted(p.relative_to(dest).as_posix() for p in dest.rglob("*") if p.is_file()) == [
+        "cats/café.png",
+        "dogs/naïve.png",
+        "dogs/plain.png",
+    ]
+    assert (dest / "dogs" / "naïve.png").read_bytes() == b"made by Windows Explorer"
+    flagged = tmp_path / "flagged"
+    flagged.mkdir()
+    extract_zip(_zip(flagged, {"cats/café.png": b"x", "dogs/ü.png": b"y"}), tmp_path / "dest2")
+    assert (tmp_path / "dest2" / "dogs" / "ü.png").read_bytes() == b"y"
+
+
 def test_refuses_what_is_not_a_zip(tmp_path):
     _assert_refused(tmp_path, b"definitely not a zip", "not a readable zip")
     (tmp_path / "fake.zip").write_bytes(b"PK\x03\x04 truncated")

@@ -44,6 +44,8 @@ SKIPPED_FOLDERS = frozenset({"__MACOSX"})
 # and a longer name than file systems allow would fail half-way through.
 MAX_PATH_DEPTH = 32
 MAX_NAME_BYTES = 255
+# Bit 11 of a member's flags: its name is UTF-8. Without it the zip format says cp437 (the DOS code page).
+UTF8_NAME_FLAG = 0x800
 
 
 def extract_zip(
@@ -268,6 +270,8 @@ def _check_path(info: zipfile.ZipInfo) -> None:
 
 def _checked_members(zf: zipfile.ZipFile, max_members: int, cap: _Cap, max_ratio: float) -> list[zipfile.ZipInfo]:
     infos = zf.infolist()
+    for info in infos:
+        info.filename = _member_name(info)  # zf.open(info) checks the header against orig_filename, kept as read
     if len(infos) > max_members:
         raise ValueError(
             f"The zip has {len(infos)} entries, more than the limit of {max_members}; upload a smaller "
@@ -294,6 +298,21 @@ def _checked_members(zf: zipfile.ZipFile, max_members: int, cap: _Cap, max_ratio
             f"zip bomb); upload the images as they are. Received: total_bytes={declared}"
         )
     return kept
+
+
+def _member_name(info: zipfile.ZipInfo) -> str:
+    """The member's name as its maker wrote it.
+
+    zipfile reads a name without the UTF-8 flag as cp437, but most tools (macOS, Linux, 7-Zip) write
+    UTF-8 without setting the flag, so such a name is UTF-8 when its bytes are; Windows's own zips
+    use the DOS code page, cp437 for most.
+    """
+    if info.flag_bits & UTF8_NAME_FLAG:
+        return info.filename
+    try:
+        return info.filename.encode("cp437").decode("utf-8")
+    except UnicodeError:
+        return info.filename
 
 
 def _check_member(info: zipfile.ZipInfo, max_ratio: float) -> None:
