@@ -10,11 +10,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
 
 from cnnlab.runs import heartbeat
 from cnnlab.runs.store import RunStore
 from cnnlab.server import hosting
 from cnnlab.settings import check_upload_size, load_settings
+from helpers import REPO_ROOT
 
 
 def make_run(store: RunStore, owner: str | None):
@@ -197,7 +200,29 @@ def hosted(app_cache, isolated_dirs, tmp_path, monkeypatch):
     monkeypatch.setenv("CNNLAB_MODELS_DIR", str(isolated_dirs[1]))
     monkeypatch.setenv("CNNLAB_HOSTED", "1")
     monkeypatch.setenv("CNNLAB_DATA_ROOTS", str(tmp_path))
-    return isolated_dirs[1]
+    details = st.get_option("client.showErrorDetails")
+    yield isolated_dirs[1]
+    st.set_option("client.showErrorDetails", details)  # the hosted app sets it for the whole server
+
+
+def test_a_hosted_visitor_sees_no_traceback_or_path_of_an_unexpected_error(hosted, tmp_path, monkeypatch, capfd):
+    from helpers import APP, APP_TIMEOUT
+
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file where the cache folder should be")  # a server fault no page expects
+    monkeypatch.setenv("CNNLAB_CACHE_DIR", str(blocker / "cache"))
+    shown = {}
+    for mode in ("local", "hosted"):
+        monkeypatch.setenv("CNNLAB_HOSTED", "1" if mode == "hosted" else "0")
+        capfd.readouterr()
+        at = AppTest.from_file(APP, default_timeout=APP_TIMEOUT).run().switch_page("pages/data.py").run()
+        assert len(at.exception) == 1
+        shown[mode] = at.exception[0]
+        assert "NotADirectoryError" in "".join(capfd.readouterr())  # the server log keeps the whole error
+    assert str(blocker) in shown["local"].message and str(REPO_ROOT) in "".join(shown["local"].stack_trace)
+    assert shown["hosted"].stack_trace == []
+    assert "redacted" in shown["hosted"].message and "/" not in shown["hosted"].message
+    assert shown["hosted"].proto.type == "NotADirectoryError"
 
 
 def test_hosted_data_page_offers_no_server_folder(hosted):
