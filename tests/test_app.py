@@ -261,6 +261,27 @@ def test_predict_rejects_a_non_image_with_a_message(app, trained_run, monkeypatc
     assert not at.error and any(m.value.startswith("**good.png**") for m in at.markdown)
 
 
+def test_classes_named_like_the_predict_tables_columns_overwrite_none_of_them(app, isolated_dirs, tmp_path):
+    from cnnlab.training.engine import train
+    from helpers import tiny_model_config, tiny_train_config, write_dataset
+
+    classes = ("confidence", "image", "label")
+    root = write_dataset(tmp_path / "named", classes=classes, per_class=6)
+    store = RunStore(isolated_dirs[1], include_demo=False)
+    train(root, tiny_model_config(), tiny_train_config(epochs=1), store=store, cache=tmp_path / "cache")
+    at = open_page(app, "pages/predict.py")
+    uploads = [(f"{c}.png", (root / c / f"{c}_000.png").read_bytes(), "image/png") for c in classes]
+    at.file_uploader(key="image-upload").set_value(uploads).run()
+    assert not at.exception, [e.value for e in at.exception]
+    table = at.dataframe[0].value
+    assert list(table.columns) == ["image", "label", "confidence", "P(confidence)", "P(image)", "P(label)"]
+    assert table["image"].tolist() == ["confidence.png", "image.png", "label.png"]
+    assert set(table["label"]) <= set(classes)
+    probabilities = table[["P(confidence)", "P(image)", "P(label)"]].to_numpy()
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(table["confidence"], probabilities.max(axis=1))
+
+
 def test_a_sweep_from_the_sweep_page_saves_tagged_runs(app, isolated_dirs):
     at = open_page(app, "pages/sweep.py")
     at.sidebar.number_input(key="sweep-trials").set_value(2)
