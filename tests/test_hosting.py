@@ -537,8 +537,11 @@ def test_a_training_stopped_before_its_first_epoch_says_so_and_selects_nothing(h
         jobs.JobSettings(RunStore(hosted), app_cache),
         tags={"owner": at.session_state["visitor"]},
     )
-    job.stop()  # Stop pressed while the data was being prepared
     at.session_state["job"] = job.start()
+    deadline = time.monotonic() + 60
+    while job.status == "queued" and time.monotonic() < deadline:
+        time.sleep(0.01)
+    job.stop()  # Stop pressed while the data was being prepared (a job stopped before it starts is cancelled)
     wait_for_job(at, "job")
     assert job.status == "stopped" and job.result is not None and not job.result.model_path.exists()
 
