@@ -367,3 +367,9 @@ def durably_replaced(calls: list, path: Path) -> int:
     renames = [i for i, call in enumerate(later) if call[0] == "replace"] + [len(later)]
     assert synced(path.parent) in later[: renames[0]], f"{path.name}'s folder was not synced after the rename"
     return at
+
+
+def stall(root: Path) -> None:
+    """A dataset check that outlasts any test, for time-outs; picklable, for a child process that
+    has this folder on its path."""
+    time.sleep(3600)

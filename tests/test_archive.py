@@ -16,7 +16,7 @@ import pytest
 from cnnlab import data
 from cnnlab.common.files import remove_stale_temporaries
 from cnnlab.data.archive import dataset_root, extract_zip, open_upload
-from helpers import image_bytes
+from helpers import image_bytes, stall
 
 
 def _zip(tmp_path: Path, members: dict[str, bytes], compression: int = zipfile.ZIP_DEFLATED) -> Path:
@@ -355,3 +355,18 @@ def test_a_killed_extracting_process_is_refused_in_one_line_and_its_leftovers_ar
     assert [p.name for p in uploads.iterdir()] == [started[0].name]  # what the killed child left ...
     assert remove_stale_temporaries(uploads) == started  # ... goes at the next clean-up, its writer being gone
     assert not any(uploads.iterdir())
+
+
+def test_an_extraction_over_its_time_limit_is_killed_refused_in_one_line_and_leaves_nothing(tmp_path, monkeypatch):
+    # The child process finds the tests' helpers (the check that never ends) where this one does.
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")]))
+    content = _zip(tmp_path, {f"pets/{k}": v for k, v in GOOD.items()}).read_bytes()
+    uploads = tmp_path / "uploads"
+    started = time.monotonic()
+    with pytest.raises(ValueError) as refused:
+        open_upload(content, "pets.zip", uploads, check=stall, timeout_s=5)
+    assert time.monotonic() - started < 60
+    message = str(refused.value)
+    assert message.startswith("The zip took over 5 s to extract and check") and message.endswith("timeout_s=5")
+    assert "\n" not in message and str(tmp_path) not in message
+    assert list(uploads.iterdir()) == []  # the child's half-checked folder went with it

@@ -27,8 +27,8 @@ _TEMPORARY = re.compile(r"^\..+?(?:\.(?P<pid>\d+)-[A-Za-z0-9_]+)?\.tmp(?:\.[A-Za
 _STARTED = time.time()
 
 
-def _temp_prefix(path: Path) -> str:
-    return f".{path.name}.{os.getpid()}-"
+def _temp_prefix(path: Path, pid: int | None = None) -> str:
+    return f".{path.name}.{os.getpid() if pid is None else pid}-"
 
 
 @contextmanager
@@ -151,6 +151,15 @@ def remove_stale_temporaries(root: Path, max_age_s: float = 3600.0, max_depth: i
             elif depth < max_depth and entry.is_dir(follow_symlinks=False):
                 folders.append((Path(entry.path), depth + 1))
     return removed
+
+
+def remove_temporaries(path: Path, pid: int) -> list[Path]:
+    """Remove the temporaries that the process `pid`, now gone, was writing in place of `path`; returns them."""
+    prefix = _temp_prefix(path, pid)
+    found = [p for p in path.parent.iterdir() if p.name.startswith(prefix) and _TEMPORARY.match(p.name)]
+    for leftover in found:
+        _remove(leftover)
+    return found
 
 
 def _is_stale(entry: os.DirEntry, pid: str | None, now: float, max_age_s: float) -> bool:

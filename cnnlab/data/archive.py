@@ -28,7 +28,7 @@ from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
 from cnnlab.common.checks import megabytes, one_line, short_repr
-from cnnlab.common.files import build_folder, temporary_path
+from cnnlab.common.files import build_folder, remove_temporaries, temporary_path
 
 ZipSource = bytes | str | Path | BinaryIO
 
@@ -43,6 +43,8 @@ SKIPPED_FOLDERS = frozenset({"__MACOSX"})
 # A dataset is a wrapper, class folders and perhaps a few sub-folders; deeper paths are hostile,
 # and a longer name than file systems allow would fail half-way through.
 MAX_PATH_DEPTH = 32
+# An upload's extraction and check that take longer are stopped: one within the limits takes seconds.
+EXTRACT_TIMEOUT_S = 300.0
 MAX_NAME_BYTES = 255
 # Bit 11 of a member's flags: its name is UTF-8. Without it the zip format says cp437 (the DOS code page).
 UTF8_NAME_FLAG = 0x800
@@ -96,6 +98,7 @@ def open_upload(
     max_ratio: float = 200.0,
     room_bytes: int | None = None,
     check: Callable[[Path], object] | None = None,
+    timeout_s: float = EXTRACT_TIMEOUT_S,
 ) -> Path:
     """The dataset root of an uploaded zip named `name`, extracted under `uploads_dir` once per content.
 
@@ -106,7 +109,8 @@ def open_upload(
     must be picklable (a module-level function or a `functools.partial` of one); the child's
     refusals come back as the same ValueError, and a child that fails or is killed is refused
     with a one-line message (what it wrote is a temporary named by its process id, which
-    `files.remove_stale_temporaries` removes once that process is gone).
+    `files.remove_stale_temporaries` removes once that process is gone). A child still at work
+    after `timeout_s` seconds is killed, its temporary folder removed, and the upload refused.
     """
     target = Path(uploads_dir) / hashlib.sha256(data).hexdigest()[:16]
     if target.is_dir():
@@ -124,25 +128,35 @@ def open_upload(
                 f"functools.partial of one. Received: check={check!r}"
             ) from exc
         copy.write_bytes(data)
-        return _in_child(request)
+        return _in_child(request, target, timeout_s)
 
 
-def _in_child(request: bytes) -> Path:
+def _in_child(request: bytes, target: Path, timeout_s: float) -> Path:
     """Run `_child_main` on `request` in a fresh Python process; its dataset root, or its refusal."""
     # stdout alone is read back, in one blocking read; stdin carries only the small request.
-    done = subprocess.run(
-        [sys.executable, "-c", _CHILD_CODE, _PACKAGE_PARENT], input=request, stdout=subprocess.PIPE, check=False
-    )
-    lines = done.stdout.decode("utf-8", "replace").strip().splitlines()
-    reply = json.loads(lines[-1]) if done.returncode == 0 and lines else {}
+    with subprocess.Popen(
+        [sys.executable, "-c", _CHILD_CODE, _PACKAGE_PARENT], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    ) as child:
+        try:
+            out, _ = child.communicate(request, timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+            remove_temporaries(target, child.pid)
+            raise ValueError(
+                f"The zip took over {timeout_s:g} s to extract and check, longer than this server allows; upload "
+                f"a smaller dataset, or try again when the server is less busy. Received: timeout_s={timeout_s:g}"
+            ) from None
+    lines = out.decode("utf-8", "replace").strip().splitlines()
+    reply = json.loads(lines[-1]) if child.returncode == 0 and lines else {}
     if "root" in reply:
         return Path(reply["root"])
     if "refused" in reply:
         raise ValueError(reply["refused"])
-    why = reply.get("failed") or _exit_reason(done.returncode)
+    why = reply.get("failed") or _exit_reason(child.returncode)
     raise ValueError(
         f"The zip could not be extracted (the extracting process {why}); try again, or upload a smaller "
-        f"dataset. Received: returncode={done.returncode}"
+        f"dataset. Received: returncode={child.returncode}"
     )
 
 
