@@ -209,6 +209,22 @@ def test_a_file_name_that_is_not_utf8_leaves_the_rest_of_the_dataset_trainable(m
     assert evaluate_run(again, cache=cache_dir).confusion.shape == (2, 2)
 
 
+def test_a_training_whose_loss_is_nan_from_the_start_fails_saying_to_lower_the_learning_rate(
+    make_dataset, run_store, cache_dir
+):
+    root = make_dataset(per_class=10)
+    # Far too fast for float16 activations: the very first epoch overflows.
+    config = tiny_model_config(optimizer="rmsprop", learning_rate=1.0, filters=32, dense_units=256)
+    with pytest.raises(
+        ValueError, match=r"not a number \(NaN\).*lower learning rate, such as 0.1\. Received: learning_rate=1$"
+    ):
+        train(root, config, tiny_train_config(epochs=3, precision="mixed_float16"), store=run_store, cache=cache_dir)
+    (run,) = run_store.list()
+    assert run.status == "failed" and run.record["error"].startswith("ValueError: The loss was not a number")
+    assert "\n" not in run.record["error"] and not run.model_path.exists()
+    assert len(run.history) == 1 and np.isnan(run.history[0]["loss"])  # stopped at the first diverged epoch
+
+
 def test_two_classes_train_a_sigmoid_model_with_early_stopping(make_dataset, run_store, cache_dir):
     root = make_dataset(classes=("cats", "dogs"), per_class=12)
     config = tiny_model_config(color_mode="grayscale")

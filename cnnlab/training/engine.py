@@ -164,6 +164,7 @@ def train_run(
                 stop_event,
                 callbacks,
             )
+            _check_learned(progress, model_config)
             _finish(run, model, prepared, parts, progress, started)
     except BaseException as exc:
         # Also covers the final evaluation, so a run is never left "running" by its own process.
@@ -407,6 +408,16 @@ def _fine_tune(
         fine_tune={"start_epoch": done + 1, "layers": layers, "learning_rate": learning_rate},
     )
     fit(done, progress.epochs, [])
+
+
+def _check_learned(progress, model_config: ModelConfig) -> None:
+    """Fail a training that was not stopped yet has no best weights: its loss was never a number."""
+    if progress.best_weights is None and not progress.stopped_by_user:
+        rate = model_config.learning_rate
+        raise ValueError(
+            "The loss was not a number (NaN) from the first epoch: the training diverged and there is no model "
+            f"to keep; train again with a lower learning rate, such as {rate / 10:g}. Received: learning_rate={rate:g}"
+        )
 
 
 def _finish(run: Run, model, prepared, parts, progress, started: float) -> None:
