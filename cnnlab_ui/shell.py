@@ -14,7 +14,7 @@ from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from cnnlab.server import hosting
 from cnnlab_ui.loaders import forget_models
-from cnnlab_ui.state import remember_settings, session_id, settings, store
+from cnnlab_ui.state import remember_settings, remember_visitor, session_id, settings, store
 
 # What a hosted visitor sees of an unexpected error: its type and Streamlit's "details are in the
 # logs" line, never its message or traceback, which name the server's files and folders.
@@ -58,9 +58,10 @@ def _last_cleanup() -> dict[str, Any]:
 
 
 def housekeeping() -> None:
-    """Keep this person's settings for a reload; mark a hosted visitor alive; at start-up and then once
-    a minute, remove what killed work left behind, keep the decoded-image cache within its budget and
-    (hosted) remove what ended visitors left."""
+    """Keep this person's id (in their browser) and settings for a reload; mark a hosted visitor alive;
+    at start-up and then once a minute, remove what killed work left behind, keep the decoded-image
+    cache within its budget and (hosted) remove what ended visitors left."""
+    remember_visitor()
     remember_settings()
     config = settings()
     if config.hosted:
