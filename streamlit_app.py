@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from cnnlab_ui.shell import housekeeping, keep_keras_session
+from cnnlab_ui.shell import hide_error_details, housekeeping, keep_keras_session
 
 st.set_page_config(page_title="CNN Lab", page_icon=":material/neurology:", layout="wide")
 
@@ -17,6 +17,7 @@ PAGES = [
     st.Page("pages/sweep.py", title="Sweep", icon=":material/tune:"),
 ]
 
+hide_error_details()
 keep_keras_session()
 housekeeping()
 st.navigation(PAGES).run()

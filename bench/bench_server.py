@@ -217,7 +217,7 @@ def app_training(page, server: StreamlitServer, epochs: int, unwatched: bool, sp
     start = time.monotonic()
     page.get_by_role("button", name="Start training", exact=True).click()
     wait_quietly(page.get_by_text(re.compile(r"Epoch 1 of")), PAGE_TIMEOUT_MS / 1000)
-    address = page.url  # holds the hosted visitor's id, to come back to
+    address = page.url  # to come back to (the browser's cookie keeps the hosted visitor's id)
     if unwatched:
         page.goto("about:blank")
     (run_id,) = {run.id for run in store.list()} - known

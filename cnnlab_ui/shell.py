@@ -1,5 +1,5 @@
-"""The app shell: what `streamlit_app.py` does on every rerun (Keras session, clean-up), and
-the guard each page calls first so that it always runs inside `streamlit_app.py`."""
+"""The app shell: what `streamlit_app.py` does on every rerun (error display, Keras session,
+clean-up), and the guard each page calls first so that it always runs inside `streamlit_app.py`."""
 
 from __future__ import annotations
 
@@ -14,7 +14,22 @@ from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from cnnlab.server import hosting
 from cnnlab_ui.loaders import forget_models
-from cnnlab_ui.state import remember_settings, session_id, settings, store
+from cnnlab_ui.state import remember_settings, remember_visitor, session_id, settings, store
+
+# What a hosted visitor sees of an unexpected error: its type and Streamlit's "details are in the
+# logs" line, never its message or traceback, which name the server's files and folders.
+HOSTED_ERROR_DETAILS = "type"
+
+
+def hide_error_details() -> None:
+    """In hosted mode, show visitors no message or traceback of an unexpected error; call it before anything else.
+
+    Locally the option is left as it is: Streamlit's default ("full") suits a person running the
+    app on their own machine. The server log keeps the whole traceback either way, and a hosting
+    operator's own stricter `client.showErrorDetails` ("none") is kept.
+    """
+    if settings().hosted and st.get_option("client.showErrorDetails") not in (HOSTED_ERROR_DETAILS, "none"):
+        st.set_option("client.showErrorDetails", HOSTED_ERROR_DETAILS)
 
 
 def keep_keras_session() -> None:
@@ -43,9 +58,10 @@ def _last_cleanup() -> dict[str, Any]:
 
 
 def housekeeping() -> None:
-    """Keep this person's settings for a reload; mark a hosted visitor alive; at start-up and then once
-    a minute, remove what killed work left behind, keep the decoded-image cache within its budget and
-    (hosted) remove what ended visitors left."""
+    """Keep this person's id (in their browser) and settings for a reload; mark a hosted visitor alive;
+    at start-up and then once a minute, remove what killed work left behind, keep the decoded-image
+    cache within its budget and (hosted) remove what ended visitors left."""
+    remember_visitor()
     remember_settings()
     config = settings()
     if config.hosted:

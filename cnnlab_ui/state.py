@@ -1,8 +1,8 @@
 """The app's settings and this person's state: their id, settings, dataset, jobs and selected run.
 
 What must outlive a reload (which starts a new Streamlit session) is kept outside
-`st.session_state`: the visitor id in the page's address, the sidebar settings in a server-side
-cache, the jobs in `cnnlab.server.jobs`' registry.
+`st.session_state`: the visitor id in a cookie of their browser, the sidebar settings in a
+server-side cache, the jobs in `cnnlab.server.jobs`' registry.
 """
 
 from __future__ import annotations
@@ -51,24 +51,44 @@ def _secrets() -> dict[str, str]:
         return {}
 
 
-VISITOR_PARAM = "visitor"
+VISITOR_COOKIE = "cnnlab_visitor"
 _VISITOR_ID = re.compile(r"[0-9a-f]{16}")
+# Longer than any visitor's work lasts: hosted mode deletes what a visitor left after an hour idle.
+VISITOR_COOKIE_DAYS = 30
 
 
 def session_id() -> str:
-    """This visitor's id (owner of their runs and jobs in hosted mode), kept in the page's address
-    (`?visitor=...`) so that a reload or a reconnect, which start a new Streamlit session, keep it.
+    """This visitor's id (owner of their runs and jobs in hosted mode): the one their browser keeps
+    in a cookie (`remember_visitor` sets it), so a reload, a new tab or a typed address in the same
+    browser keeps it, while a page address shared with someone else hands them nothing.
 
-    A missing or malformed id gets a new random one. Navigation drops query parameters, so every
-    call puts it back.
+    A browser without a valid one (a first visit, a private window) gets a new random id.
     """
-    visitor = st.session_state.get("visitor") or st.query_params.get(VISITOR_PARAM, "")
-    if not _VISITOR_ID.fullmatch(visitor):
-        visitor = secrets.token_hex(8)
-    st.session_state.visitor = visitor
-    if st.query_params.get(VISITOR_PARAM) != visitor:
-        st.query_params[VISITOR_PARAM] = visitor
-    return visitor
+    if "visitor" not in st.session_state:
+        kept = _cookie(VISITOR_COOKIE)
+        st.session_state.visitor = kept if _VISITOR_ID.fullmatch(kept) else secrets.token_hex(8)
+    return st.session_state.visitor
+
+
+def remember_visitor() -> None:
+    """Have the browser keep this visitor's id in a cookie, unless it sent that cookie already.
+
+    Streamlit only reads cookies (`st.context.cookies`, as the browser sent them when the session
+    connected), so a script in the page sets it (`st.html` runs scripts when told to).
+    """
+    visitor = session_id()
+    if _cookie(VISITOR_COOKIE) != visitor:
+        cookie = f"{VISITOR_COOKIE}={visitor}; path=/; max-age={VISITOR_COOKIE_DAYS * 86400}; samesite=strict"
+        st.html(
+            f"<script>document.cookie = '{cookie}' + (location.protocol === 'https:' ? '; secure' : '');</script>",
+            unsafe_allow_javascript=True,  # nothing in it but our own random hex id
+        )
+
+
+def _cookie(name: str) -> str:
+    """The cookie `name` as the browser sent it when the session connected ("" when it sent none)."""
+    value = st.context.cookies.get(name)
+    return value if isinstance(value, str) else ""  # AppTest's sessions give a stand-in object, not cookies
 
 
 @st.cache_resource

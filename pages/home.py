@@ -3,6 +3,7 @@
 import streamlit as st
 
 from cnnlab_ui.shell import require_app_shell
+from cnnlab_ui.state import settings
 
 require_app_shell()
 
@@ -63,6 +64,13 @@ for i, (page, title, icon, text) in enumerate(STEPS):
     with columns[i % 3].container(border=True):
         st.page_link(page, label=title, icon=icon)
         st.caption(text)
+
+if settings().hosted:
+    st.caption(
+        "This is a shared demo server. Your uploads and runs belong to this browser (a cookie keeps your visitor "
+        "id): its other tabs see them, while another browser or a private window is another visitor, and a "
+        "page's address shared with someone shares none of them. They are deleted after an hour without activity."
+    )
 
 st.divider()
 st.caption(

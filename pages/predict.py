@@ -1,12 +1,11 @@
 """Predict: classify uploaded or camera images, with a Grad-CAM heatmap of where the model looked."""
 
-import pandas as pd
 import streamlit as st
 
 from cnnlab import charts
 from cnnlab.analysis.explain import grad_cam, overlay
 from cnnlab.data.images import SUPPORTED_EXTENSIONS
-from cnnlab.deploy.prediction import predict
+from cnnlab.deploy.prediction import predict, predictions_table
 from cnnlab.settings import check_upload_size
 from cnnlab_ui.loaders import run_model
 from cnnlab_ui.messages import show_error
@@ -66,9 +65,7 @@ for result in results:
 
 good = [r for r in results if not r.error]
 if len(good) > 1:
-    table = pd.DataFrame(
-        [{"image": r.name, "label": r.label, "confidence": r.confidence, **dict(r.ranked)} for r in good]
-    )
+    table = predictions_table(good, run.class_names)
     st.dataframe(table, hide_index=True)
     st.download_button(
         "Download results (CSV)", table.to_csv(index=False), "predictions.csv", "text/csv", icon=":material/download:"

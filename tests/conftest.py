@@ -140,3 +140,24 @@ def deep_run(tmp_path_factory):
         workspace=Workspace(RunStore(base / "models"), base / "cache"),
     )
     return run, run.load_model()
+
+
+@pytest.fixture
+def disk_calls(monkeypatch) -> list[tuple[str, object]]:
+    """What this process asks of the disk, in order, each call still made for real:
+    ("fsync", (device, inode) of what was synced) and ("replace", destination path)."""
+    calls: list[tuple[str, object]] = []
+    fsync, replace = os.fsync, os.replace
+
+    def recorded_fsync(fd):
+        status = os.fstat(fd)
+        fsync(fd)
+        calls.append(("fsync", (status.st_dev, status.st_ino)))
+
+    def recorded_replace(src, dst, **kwargs):
+        replace(src, dst, **kwargs)
+        calls.append(("replace", Path(dst)))
+
+    monkeypatch.setattr(os, "fsync", recorded_fsync)
+    monkeypatch.setattr(os, "replace", recorded_replace)
+    return calls

@@ -380,3 +380,26 @@ def nested_model():
     x = layers.Conv2D(5, 1, name="head_conv")(x)
     x = layers.GlobalAveragePooling2D()(x)
     return keras.Model(inputs, layers.Dense(3, activation="softmax")(x)), backbone
+
+
+def synced(path: Path) -> tuple[str, tuple[int, int]]:
+    """The `disk_calls` entry of syncing `path` (a file, as it is now, or a folder)."""
+    status = path.stat()
+    return "fsync", (status.st_dev, status.st_ino)
+
+
+def durably_replaced(calls: list, path: Path) -> int:
+    """Where in `disk_calls` `path` was put in place durably: its contents synced before the rename,
+    its folder synced after it (before any later rename); fails otherwise."""
+    at = calls.index(("replace", path))
+    assert synced(path) in calls[:at], f"{path.name} was renamed into place before its contents were synced"
+    later = calls[at + 1 :]
+    renames = [i for i, call in enumerate(later) if call[0] == "replace"] + [len(later)]
+    assert synced(path.parent) in later[: renames[0]], f"{path.name}'s folder was not synced after the rename"
+    return at
+
+
+def stall(root: Path) -> None:
+    """A dataset check that outlasts any test, for time-outs; picklable, for a child process that
+    has this folder on its path."""
+    time.sleep(3600)

@@ -115,6 +115,25 @@ def test_the_data_grid_shows_16_bit_images(app, tmp_path):
     assert sorted(captions) == ["bright"] * 4 + ["dark"] * 4
 
 
+def test_the_data_page_lists_a_file_name_that_is_not_utf8_among_the_skipped(app, tmp_path):
+    from cnnlab_ui.state import DatasetChoice
+
+    root = tmp_path / "odd"
+    for name, color in (("cats", (200, 40, 40)), ("dogs", (40, 200, 40))):
+        (root / name).mkdir(parents=True)
+        for i in range(3):
+            (root / name / f"{i}.png").write_bytes(image_bytes(np.full((12, 12, 3), color, np.uint8)))
+    with open(os.path.join(os.fsencode(root / "cats"), b"caf\xe9.png"), "wb") as fh:  # from a Windows zip
+        fh.write((root / "cats" / "0.png").read_bytes())
+    app.session_state["dataset"] = DatasetChoice(str(root), "odd names")
+    at = open_page(app, "pages/data.py")
+    assert {m.label: m.value for m in at.metric}["Skipped files"] == "1"
+    assert at.dataframe[0].value.to_dict("records") == [
+        {"file": "cats/caf\\xe9.png", "reason": "file name is not valid UTF-8 (shown with \\x escapes); rename it"}
+    ]
+    assert sorted(caption for image in at.image for caption in image.captions) == ["cats"] * 3 + ["dogs"] * 3
+
+
 def test_evaluate_says_which_images_are_gone_instead_of_failing(app, trained_run, tmp_path, monkeypatch):
     run_dir = tmp_path / "models" / trained_run["run"].id
     shutil.copytree(trained_run["run"].path, run_dir)
@@ -242,6 +261,28 @@ def test_predict_rejects_a_non_image_with_a_message(app, trained_run, monkeypatc
     good = image_bytes(np.full((32, 32, 3), 200, np.uint8))
     at.file_uploader(key="image-upload").set_value(("good.png", good, "image/png")).run()
     assert not at.error and any(m.value.startswith("**good.png**") for m in at.markdown)
+
+
+def test_classes_named_like_the_predict_tables_columns_overwrite_none_of_them(app, isolated_dirs, tmp_path):
+    from cnnlab.runs.workspace import Workspace
+    from cnnlab.training.engine import train
+    from helpers import tiny_model_config, tiny_train_config, write_dataset
+
+    classes = ("confidence", "image", "label")
+    root = write_dataset(tmp_path / "named", classes=classes, per_class=6)
+    store = RunStore(isolated_dirs[1])
+    train(root, tiny_model_config(), tiny_train_config(epochs=1), workspace=Workspace(store, tmp_path / "cache"))
+    at = open_page(app, "pages/predict.py")
+    uploads = [(f"{c}.png", (root / c / f"{c}_000.png").read_bytes(), "image/png") for c in classes]
+    at.file_uploader(key="image-upload").set_value(uploads).run()
+    assert not at.exception, [e.value for e in at.exception]
+    table = at.dataframe[0].value
+    assert list(table.columns) == ["image", "label", "confidence", "P(confidence)", "P(image)", "P(label)"]
+    assert table["image"].tolist() == ["confidence.png", "image.png", "label.png"]
+    assert set(table["label"]) <= set(classes)
+    probabilities = table[["P(confidence)", "P(image)", "P(label)"]].to_numpy()
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(table["confidence"], probabilities.max(axis=1))
 
 
 def test_a_sweep_from_the_sweep_page_saves_tagged_runs(app, isolated_dirs):

@@ -16,7 +16,7 @@ import pytest
 from cnnlab import data
 from cnnlab.common.files import remove_stale_temporaries
 from cnnlab.data.archive import dataset_root, extract_zip, open_upload
-from helpers import image_bytes
+from helpers import image_bytes, stall
 
 
 def _zip(tmp_path: Path, members: dict[str, bytes], compression: int = zipfile.ZIP_DEFLATED) -> Path:
@@ -95,6 +95,41 @@ def test_backslash_names_become_folders(tmp_path):
     dest = tmp_path / "dest"
     extract_zip(_zip(tmp_path, {"cats\\a.png": b"a", "dogs\\b.png": b"b"}), dest)
     assert (dest / "cats" / "a.png").read_bytes() == b"a"
+
+
+def _zip_with_raw_names(tmp_path: Path, members: dict[bytes, bytes]) -> Path:
+    """A zip whose member names are the given bytes with the UTF-8 flag unset, as many tools write them."""
+    placeholders = {name: f"member{i}".encode().ljust(len(name), b"_") for i, name in enumerate(members)}
+    path = _zip(tmp_path, {placeholders[name].decode(): content for name, content in members.items()})
+    raw = path.read_bytes()
+    for name, placeholder in placeholders.items():  # a name is in the local header and the central directory
+        assert raw.count(placeholder) == 2
+        raw = raw.replace(placeholder, name)
+    path.write_bytes(raw)
+    return path
+
+
+def test_names_without_the_utf8_flag_are_read_as_utf8_or_else_cp437(tmp_path):
+    members = {
+        "cats/café.png".encode(): b"made on a Mac or with 7-Zip",
+        "dogs/naïve.png".encode("cp437"): b"made by Windows Explorer",
+        b"dogs/plain.png": b"ascii",
+    }
+    source = _zip_with_raw_names(tmp_path, members)
+    with zipfile.ZipFile(source) as zf:
+        assert not any(info.flag_bits & 0x800 for info in zf.infolist())
+    dest = tmp_path / "dest"
+    extract_zip(source, dest)
+    assert sorted(p.relative_to(dest).as_posix() for p in dest.rglob("*") if p.is_file()) == [
+        "cats/café.png",
+        "dogs/naïve.png",
+        "dogs/plain.png",
+    ]
+    assert (dest / "dogs" / "naïve.png").read_bytes() == b"made by Windows Explorer"
+    flagged = tmp_path / "flagged"
+    flagged.mkdir()
+    extract_zip(_zip(flagged, {"cats/café.png": b"x", "dogs/ü.png": b"y"}), tmp_path / "dest2")
+    assert (tmp_path / "dest2" / "dogs" / "ü.png").read_bytes() == b"y"
 
 
 def test_refuses_what_is_not_a_zip(tmp_path):
@@ -320,3 +355,18 @@ def test_a_killed_extracting_process_is_refused_in_one_line_and_its_leftovers_ar
     assert [p.name for p in uploads.iterdir()] == [started[0].name]  # what the killed child left ...
     assert remove_stale_temporaries(uploads) == started  # ... goes at the next clean-up, its writer being gone
     assert not any(uploads.iterdir())
+
+
+def test_an_extraction_over_its_time_limit_is_killed_refused_in_one_line_and_leaves_nothing(tmp_path, monkeypatch):
+    # The child process finds the tests' helpers (the check that never ends) where this one does.
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")]))
+    content = _zip(tmp_path, {f"pets/{k}": v for k, v in GOOD.items()}).read_bytes()
+    uploads = tmp_path / "uploads"
+    started = time.monotonic()
+    with pytest.raises(ValueError) as refused:
+        open_upload(content, "pets.zip", uploads, check=stall, timeout_s=5)
+    assert time.monotonic() - started < 60
+    message = str(refused.value)
+    assert message.startswith("The zip took over 5 s to extract and check") and message.endswith("timeout_s=5")
+    assert "\n" not in message and str(tmp_path) not in message
+    assert list(uploads.iterdir()) == []  # the child's half-checked folder went with it

@@ -1,5 +1,6 @@
 """A folder dataset: scan, stratified split, the decoded-image cache and the tf.data pipeline."""
 
+import json
 import os
 
 import numpy as np
@@ -109,6 +110,43 @@ def test_every_skip_reason_is_reported(tmp_path, cache_dir):
     assert not any("ipynb" in f or ".git" in f for f in report.files + tuple(reasons))
     assert report.counts == {"cats": 3, "dogs": 3}
     assert report.to_dict()["skipped"][0] == {"path": "cats/.hidden.png", "reason": "hidden file"}
+
+
+def not_utf8(folder, name: bytes) -> bytes:
+    """The path of `name` (bytes that are not UTF-8, as unzipping a Windows zip leaves) inside `folder`."""
+    return os.path.join(os.fsencode(folder), name)
+
+
+def test_a_file_name_that_is_not_utf8_is_skipped_alone_with_its_reason(tmp_path, cache_dir):
+    root = write_dataset(tmp_path / "data", classes=("cats", "dogs"), per_class=3)
+    with open(not_utf8(root / "cats", b"caf\xe9.png"), "wb") as fh:
+        fh.write(rgb())
+    os.mkdir(not_utf8(root, b"r\xe9sum\xe9s"))  # a class folder
+    with open(not_utf8(root, b"r\xe9sum\xe9s/one.png"), "wb") as fh:
+        fh.write(rgb())
+    with open(not_utf8(root, b"notes-\xff.txt"), "wb") as fh:
+        fh.write(b"outside the classes")
+
+    report = data.scan(root, cache=cache_dir)
+
+    assert report.class_names == ("cats", "dogs") and report.counts == {"cats": 3, "dogs": 3}
+    named = "name is not valid UTF-8 (shown with \\x escapes); rename it"
+    assert skipped_reasons(report) == {
+        "cats/caf\\xe9.png": f"file {named}",
+        "r\\xe9sum\\xe9s": f"folder {named}",
+        "notes-\\xff.txt": "file outside any class folder",
+    }
+    json.dumps(report.to_dict(), ensure_ascii=False).encode("utf-8")  # what the app and the CLI write
+    assert data.scan(root, cache=cache_dir) == report  # from the scan cache
+    prepared = data.prepare(report, (16, 16), cache=cache_dir)
+    assert prepared.report == report and prepared.images.shape == (6, 16, 16, 3)
+
+
+def test_a_dataset_folder_whose_path_is_not_utf8_is_a_value_error(tmp_path):
+    write_dataset(tmp_path / "data", classes=("cats", "dogs"), per_class=2)
+    os.rename(tmp_path / "data", not_utf8(tmp_path, b"d\xe4ta"))
+    with pytest.raises(ValueError, match=r"path is not valid UTF-8.*Received: data_dir='.*/d\\\\xe4ta'"):
+        data.scan(os.fsdecode(not_utf8(tmp_path, b"d\xe4ta")))
 
 
 def test_empty_class_folder_is_reported_not_a_class(tmp_path):

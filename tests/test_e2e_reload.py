@@ -1,6 +1,7 @@
 """A training outlives its browser tab, in a real browser: reload mid-training, and the progress,
 the charts, the Stop button and the sidebar settings come back; in hosted mode only to the same
-visitor (their id is in the page's address), never to another browser.
+visitor (their id is in a cookie of their browser: a new tab finds their runs too), never to
+another browser, even one given the page's address.
 
 Screenshots of every step go to `test-output/e2e-reload/`, with the server's log on failure.
 """
@@ -128,23 +129,43 @@ def hosted_server(tmp_path, e2e_cache, request) -> Iterator[StreamlitServer]:  #
     yield from serve(tmp_path, e2e_cache, request, CNNLAB_HOSTED="1")
 
 
-def test_hosted_a_reload_keeps_the_visitor_and_another_browser_sees_nothing(browser, hosted_server, tmp_path):
+def visitor_cookie(page: Page) -> str | None:
+    """The visitor id the page's browser keeps, if any."""
+    return next((c["value"] for c in page.context.cookies() if c["name"] == "cnnlab_visitor"), None)
+
+
+def test_hosted_a_reload_or_new_tab_keeps_the_visitor_and_another_browser_sees_nothing(
+    browser, hosted_server, tmp_path
+):
     page = new_page(browser)
     step = Steps(page)
     train_then_reload(page, step, hosted_server.url)
-    assert re.search(r"[?&]visitor=[0-9a-f]{16}", page.url), page.url
+    visitor = visitor_cookie(page)
+    assert visitor is not None and re.fullmatch(r"[0-9a-f]{16}", visitor)
+    assert "visitor" not in page.url, page.url  # nothing in the address to share
     (run,) = RunStore(tmp_path / "models").list()
 
     with step("runs-after-reload"):
         assert any(run.id in option and "[running" in option for option in run_options(page))
 
+    tab = page.context.new_page()
+    with step("new-tab"):
+        tab.goto(hosted_server.url)
+        tab.get_by_role("heading", name="CNN Lab", exact=True).wait_for()
+        wait_idle(tab)
+        assert any(run.id in option and "[running" in option for option in run_options(tab))
+        tab.close()
+
     stranger = new_page(browser)
     with step("another-browser"):
-        stranger.goto(hosted_server.url)
-        stranger.get_by_role("heading", name="CNN Lab", exact=True).wait_for()
+        forged = {"name": "cnnlab_visitor", "value": "../../etc/passwd", "url": hosted_server.url}
+        stranger.context.add_cookies([forged])  # a malformed id is replaced, not used
+        stranger.goto(page.url)  # the address copied from the visitor's address bar
+        stranger.get_by_role("heading", name="Runs", exact=True).wait_for()
         wait_idle(stranger)
-        assert re.search(r"[?&]visitor=[0-9a-f]{16}", stranger.url) and stranger.url != page.url
         assert not any(run.id in option for option in run_options(stranger))
+        assert re.fullmatch(r"[0-9a-f]{16}", visitor_cookie(stranger) or "")  # a visitor of its own
+        assert visitor_cookie(stranger) != visitor
         open_page(stranger, "Train")
         assert stranger.locator(STOP_JOB).count() == 0
 

@@ -5,6 +5,7 @@ import json
 import pytest
 
 from cnnlab.common.files import atomic_path, atomic_write, build_folder, write_json
+from helpers import durably_replaced, synced
 
 
 def test_write_json_replaces_the_file_whole_and_leaves_no_temporaries(tmp_path):
@@ -28,6 +29,18 @@ def _circular() -> dict:
     d: dict = {}
     d["self"] = d
     return d
+
+
+def test_every_atomic_write_reaches_the_disk_before_its_name_does(tmp_path, disk_calls):
+    write_json(tmp_path / "run.json", {"a": 1})
+    with atomic_write(tmp_path / "table.csv") as fh:
+        fh.write("a,b\n")
+    with atomic_path(tmp_path / "model.weights.h5") as tmp:
+        tmp.write_bytes(b"weights")
+    for name in ("run.json", "table.csv", "model.weights.h5"):
+        durably_replaced(disk_calls, tmp_path / name)
+    target = build_folder(tmp_path / "run", lambda folder: write_json(folder / "split.json", []))
+    assert disk_calls[-2:] == [("replace", target), synced(tmp_path)]
 
 
 def test_build_folder_renames_a_filled_folder_into_place(tmp_path):

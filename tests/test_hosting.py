@@ -10,12 +10,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
 
 from cnnlab.runs import heartbeat
 from cnnlab.runs.record import DatasetInfo, RunRecord
 from cnnlab.runs.store import RunStore
 from cnnlab.server import hosting
 from cnnlab.settings import check_upload_size, load_settings
+from helpers import REPO_ROOT
 
 
 def make_run(store: RunStore, owner: str | None):
@@ -194,7 +197,46 @@ def hosted(app_cache, isolated_dirs, tmp_path, monkeypatch):
     monkeypatch.setenv("CNNLAB_MODELS_DIR", str(isolated_dirs[1]))
     monkeypatch.setenv("CNNLAB_HOSTED", "1")
     monkeypatch.setenv("CNNLAB_DATA_ROOTS", str(tmp_path))
-    return isolated_dirs[1]
+    details = st.get_option("client.showErrorDetails")
+    yield isolated_dirs[1]
+    st.set_option("client.showErrorDetails", details)  # the hosted app sets it for the whole server
+
+
+def test_a_hosted_visitor_sees_no_traceback_or_path_of_an_unexpected_error(hosted, tmp_path, monkeypatch, capfd):
+    from helpers import APP, APP_TIMEOUT
+
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file where the cache folder should be")  # a server fault no page expects
+    monkeypatch.setenv("CNNLAB_CACHE_DIR", str(blocker / "cache"))
+    shown = {}
+    for mode in ("local", "hosted"):
+        monkeypatch.setenv("CNNLAB_HOSTED", "1" if mode == "hosted" else "0")
+        capfd.readouterr()
+        at = AppTest.from_file(APP, default_timeout=APP_TIMEOUT).run().switch_page("pages/data.py").run()
+        assert len(at.exception) == 1
+        shown[mode] = at.exception[0]
+        assert "NotADirectoryError" in "".join(capfd.readouterr())  # the server log keeps the whole error
+    assert str(blocker) in shown["local"].message and str(REPO_ROOT) in "".join(shown["local"].stack_trace)
+    assert shown["hosted"].stack_trace == []
+    assert "redacted" in shown["hosted"].message and "/" not in shown["hosted"].message
+    assert shown["hosted"].proto.type == "NotADirectoryError"
+
+
+def test_a_visitors_id_is_kept_by_their_browser_and_a_shared_address_hands_it_to_nobody(hosted):
+    from helpers import APP, APP_TIMEOUT, start_app
+
+    first = start_app()
+    visitor = first.session_state["visitor"]
+    assert dict(first.query_params) == {}  # nothing in the address to copy
+    (script,) = [h.value for h in first.html if "document.cookie" in h.value]  # the browser keeps it instead
+    assert f"cnnlab_visitor={visitor}; path=/;" in script and "samesite=strict" in script
+    assert any("belong to this browser" in c.value for c in first.caption)  # the home page says so
+
+    # Someone opening an address that names the visitor (as addresses once did) is someone else.
+    shared = AppTest.from_file(APP, default_timeout=APP_TIMEOUT)
+    shared.query_params["visitor"] = visitor
+    shared.run()
+    assert not shared.exception and shared.session_state["visitor"] != visitor
 
 
 def test_hosted_data_page_offers_no_server_folder(hosted):
@@ -246,7 +288,7 @@ def test_a_second_training_waits_its_turn_and_sessions_see_only_their_runs(hoste
     wait_for_job(second, "job")
 
     first_run, second_run = job.result, waiting.result
-    assert first_run.record.owner == first.session_state["visitor"] == first.query_params["visitor"]
+    assert first_run.record.owner == first.session_state["visitor"] and "visitor" not in first.query_params
     for at, mine, theirs in ((first, first_run, second_run), (second, second_run, first_run)):
         listed = open_page(at, "pages/runs.py").dataframe[0].value["id"].tolist()
         assert mine.id in listed and theirs.id not in listed
@@ -274,27 +316,27 @@ def test_a_visitor_keeps_identity_training_and_settings_across_a_reload_and_stra
     from helpers import APP, APP_TIMEOUT, open_page, start_app, tiny_training, wait_for_epochs, wait_for_job
 
     def reload(visitor: str) -> AppTest:
+        # A reloaded page's new session gets the visitor's id from their browser's cookie, which AppTest
+        # cannot send: it is given as that session's own (test_e2e_reload.py sends the real cookie).
         at = AppTest.from_file(APP, default_timeout=APP_TIMEOUT)
-        at.query_params["visitor"] = visitor  # what the reloaded page's address carries
+        at.session_state["visitor"] = visitor
         return at.run()
 
     first = open_page(start_app(), "pages/train.py")
-    visitor = first.query_params["visitor"]
+    visitor = first.session_state["visitor"]
     assert re.fullmatch(r"[0-9a-f]{16}", visitor)
     tiny_training(first, epochs=60)
     job = first.session_state["job"]
     wait_for_epochs(job, 1)
 
     stranger = open_page(start_app(), "pages/train.py")
-    assert stranger.query_params["visitor"] != visitor and "job" not in stranger.session_state
+    assert stranger.session_state["visitor"] != visitor and "job" not in stranger.session_state
     assert not [b for b in stranger.button if b.label == "Stop"]
     assert stranger.sidebar.number_input(key="epochs").value == 10  # the defaults, not the other visitor's
     assert job.run_id not in open_page(stranger, "pages/runs.py").dataframe[0].value["id"].tolist()
-    forged = reload("../../etc/passwd")
-    assert re.fullmatch(r"[0-9a-f]{16}", forged.query_params["visitor"]) and "job" not in forged.session_state
 
     reloaded = open_page(reload(visitor), "pages/train.py")
-    assert reloaded.query_params["visitor"] == visitor and reloaded.session_state["job"] is job
+    assert reloaded.session_state["visitor"] == visitor and reloaded.session_state["job"] is job
     assert reloaded.sidebar.number_input(key="epochs").value == 60
     next(b for b in reloaded.button if b.label == "Stop").click().run()
     assert wait_for_job(reloaded, "job", timeout=60).status == "stopped"
@@ -512,8 +554,11 @@ def test_a_training_stopped_before_its_first_epoch_says_so_and_selects_nothing(h
         workspace=settings.workspace,
     )
     job = jobs.training_job(plan, settings, tags={"owner": at.session_state["visitor"]})
-    job.stop()  # Stop pressed while the data was being prepared
     at.session_state["job"] = job.start()
+    deadline = time.monotonic() + 60
+    while job.status == "queued" and time.monotonic() < deadline:
+        time.sleep(0.01)
+    job.stop()  # Stop pressed while the data was being prepared (a job stopped before it starts is cancelled)
     wait_for_job(at, "job")
     assert job.status == "stopped" and job.result is not None and not job.result.model_path.exists()
 

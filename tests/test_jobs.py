@@ -1,5 +1,7 @@
 """Background jobs: state, stop, failure, and the server-wide limit with a queue."""
 
+import inspect
+import sys
 import threading
 import time
 
@@ -160,3 +162,52 @@ def test_a_stop_that_comes_as_a_training_finishes_leaves_it_completed():
     job = jobs.Job(target).start()
     assert wait_for(lambda: job.done)
     assert job.status == "completed" and job.message == ""
+
+
+def paused_at(function, text: str, until, timeout: float):
+    """A tracer that holds the calling thread just before the line of `function` containing `text`
+    until `until()` is true or `timeout` seconds pass: it puts another thread's step exactly there."""
+    lines, first = inspect.getsourcelines(function)
+    target = first + next(i for i, line in enumerate(lines) if text in line)
+
+    def line_tracer(frame, event, arg):
+        if event == "line" and frame.f_lineno == target:
+            wait_for(until, timeout)
+        return line_tracer
+
+    return lambda frame, event, arg: line_tracer if frame.f_code is function.__code__ else None
+
+
+def test_a_stop_as_the_job_ends_never_leaves_it_saying_stopping():
+    started = threading.Event()
+
+    def target(job):
+        started.set()
+        job.stop_event.wait(10)
+        return "stopped cleanly"
+
+    job = jobs.Job(target, limit=1).start()
+    assert started.wait(5)
+    # The job ends between stop()'s look at the status and its message, wherever the code lets it.
+    previous = sys.gettrace()  # a coverage tool's, if any
+    sys.settrace(paused_at(jobs.Job.stop, "Stopping after", lambda: job.done, timeout=2))
+    try:
+        job.stop()
+    finally:
+        sys.settrace(previous)
+    assert wait_for(lambda: job.done)
+    assert job.status == "stopped" and job.message == "Stopped; the best weights were kept."
+
+
+def test_a_cancel_as_a_slot_frees_never_starts_the_job():
+    release = threading.Event()
+    holder = jobs.Job(lambda j: release.wait(10), limit=1).start()
+    assert wait_for(lambda: holder.status == "running")
+    ran = []
+    queued = jobs.Job(ran.append, limit=1).start()
+    assert wait_for(lambda: "Waiting for a free training slot" in queued.message)
+    queued.stop()
+    release.set()  # the slot frees while the cancelled job waits for one
+    assert wait_for(lambda: queued.done and holder.done)
+    assert queued.status == "cancelled" and ran == []
+    assert wait_for(lambda: jobs.running_jobs() == 0)

@@ -20,7 +20,7 @@ from cnnlab.training.checkpoint import read_state
 from cnnlab.training.engine import train
 from cnnlab.training.hooks import TrainingHooks
 from cnnlab.training.resuming import continue_training, resume
-from helpers import tiny_model_config, tiny_train_config
+from helpers import durably_replaced, small_cnn, tiny_model_config, tiny_train_config
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")
@@ -36,6 +36,19 @@ def curves(run) -> list[tuple]:
 def outcome(run) -> tuple:
     metrics = run.record.metrics
     return metrics.test_accuracy, metrics.test_loss, run.record.best_epoch, run.status
+
+
+def test_a_checkpoint_commits_only_weights_already_on_disk(tmp_path, disk_calls):
+    from cnnlab.training.checkpoint import save_state
+
+    folder, model = tmp_path / "checkpoint", small_cnn(3)
+    for epoch in (1, 2):
+        save_state(folder, model, epoch, best_epoch=1, best_loss=0.5)
+        weights = durably_replaced(disk_calls, folder / f"epoch-{epoch:04d}.weights.h5")
+        commit = durably_replaced(disk_calls, folder / "state.json")
+        assert weights < commit  # state.json, the commit point, names weights that are on disk
+        del disk_calls[:]
+    assert read_state(folder)["weights"] == "epoch-0002.weights.h5"
 
 
 def test_a_stopped_run_resumes_to_the_same_result_as_one_that_never_stopped(make_dataset, run_store, cache_dir):

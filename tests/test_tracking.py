@@ -215,6 +215,39 @@ def test_a_resumed_run_stays_one_team_run_and_a_continued_run_is_a_new_one_with_
     assert metric_steps(box["tracking"], team_id) == dict.fromkeys(METRICS, [1, 2, 3, 4])  # the parent untouched
 
 
+@pytest.mark.slow  # the team server's start, shared with the other team tests
+def test_a_dead_workers_trial_runs_are_failed_whatever_quotes_the_study_name_holds(mlflow_server, experiment):
+    from cnnlab.team.tracking import STUDY_TAG, TRIAL_TAG, client, experiment_id, fail_trial_runs
+
+    config = TrackingConfig(mlflow_server.url, experiment, "tester")
+    mlflow = client(config.uri)
+
+    def team_run(study: str, trial: int = 0) -> str:
+        tags = {STUDY_TAG: study, TRIAL_TAG: str(trial)}
+        return mlflow.create_run(experiment_id(config), tags=tags).info.run_id  # "RUNNING" until ended
+
+    studies = ["Anna's sweep", 'the "big" one', 'Anna\'s "big" one\\']
+    dead = {study: team_run(study) for study in studies}
+    alive = [team_run(studies[0], trial=1), team_run("Anna_s _big_ one_"), team_run("Anna")]
+    for study in studies:
+        assert fail_trial_runs(config, study, 0) == 1
+        assert mlflow.get_run(dead[study]).info.status == "FAILED"
+        assert mlflow.get_run(dead[study]).data.tags["cnnlab.status"] == "failed"
+    assert [mlflow.get_run(run_id).info.status for run_id in alive] == ["RUNNING"] * 3
+
+
+def test_a_dead_trial_the_team_server_cannot_fail_is_logged(caplog):
+    from cnnlab.sweep.faults import _fail_team_runs
+
+    config = TrackingConfig(f"http://127.0.0.1:{free_port()}", "nobody-listens", "tester")
+    with caplog.at_level(logging.WARNING, logger="cnnlab.sweep.faults"):
+        _fail_team_runs(config, "Anna's sweep", 3)  # best effort: no exception
+    (record,) = caplog.records
+    assert record.getMessage().startswith(
+        f'Could not mark trial 3 of study "Anna\'s sweep" failed on the team server {config.uri} ('
+    )
+
+
 def test_team_commands_without_a_server_say_what_to_do(tmp_path, monkeypatch, capsys):
     monkeypatch.delenv("CNNLAB_TRACKING_URI", raising=False)
     assert main(["sync"]) == 2

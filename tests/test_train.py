@@ -1,6 +1,8 @@
 """The training engine: a real tiny training from a folder to a saved, evaluated run."""
 
 import json
+import os
+import shutil
 import threading
 
 import numpy as np
@@ -192,6 +194,35 @@ def test_a_failure_inside_training_marks_the_run_failed(make_dataset, run_store,
     assert len(run.history) == 1
     # The finished epoch's model is kept: it scores that epoch's validation loss again.
     assert validation_loss(run, cache_dir) == pytest.approx(run.history[0].val_loss, rel=1e-4)
+
+
+def test_a_file_name_that_is_not_utf8_leaves_the_rest_of_the_dataset_trainable(make_dataset, run_store, cache_dir):
+    root = make_dataset(classes=("a", "b"), per_class=6)
+    bad = os.path.join(os.fsencode(root / "a"), b"caf\xe9.png")  # as unzipping a Windows zip leaves it
+    shutil.copyfile(root / "a" / "a_000.png", bad)
+    run = train(root, tiny_model_config(), tiny_train_config(epochs=1), workspace=Workspace(run_store, cache_dir))
+    assert run.status == "completed"
+    (again,) = run_store.list()  # run.json and split.json read back whole
+    assert sorted(f for part in again.split().values() for f in part) == sorted(
+        f"{c}/{c}_{i:03d}.png" for c in "ab" for i in range(6)
+    )
+    assert evaluate_run(again, cache=cache_dir).confusion.shape == (2, 2)
+
+
+def test_a_training_whose_loss_is_nan_from_the_start_fails_saying_to_lower_the_learning_rate(
+    make_dataset, run_store, cache_dir
+):
+    root = make_dataset(per_class=10)
+    # Far too fast for float16 activations: the very first epoch overflows.
+    config = tiny_model_config(optimizer="rmsprop", learning_rate=1.0, filters=32, dense_units=256)
+    with pytest.raises(
+        ValueError, match=r"not a number \(NaN\).*lower learning rate, such as 0.1\. Received: learning_rate=1$"
+    ):
+        train(root, config, tiny_train_config(epochs=3, precision="mixed_float16"), workspace=Workspace(run_store, cache_dir))
+    (run,) = run_store.list()
+    assert run.status == "failed" and run.record.error.startswith("ValueError: The loss was not a number")
+    assert "\n" not in run.record.error and not run.model_path.exists()
+    assert len(run.history) == 1 and np.isnan(run.history[0]["loss"])  # stopped at the first diverged epoch
 
 
 def test_two_classes_train_a_sigmoid_model_with_early_stopping(make_dataset, run_store, cache_dir):

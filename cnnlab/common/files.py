@@ -27,8 +27,8 @@ _TEMPORARY = re.compile(r"^\..+?(?:\.(?P<pid>\d+)-[A-Za-z0-9_]+)?\.tmp(?:\.[A-Za
 _STARTED = time.time()
 
 
-def _temp_prefix(path: Path) -> str:
-    return f".{path.name}.{os.getpid()}-"
+def _temp_prefix(path: Path, pid: int | None = None) -> str:
+    return f".{path.name}.{os.getpid() if pid is None else pid}-"
 
 
 @contextmanager
@@ -38,10 +38,33 @@ def atomic_path(path: Path) -> Iterator[Path]:
     For writers that want a file name rather than a file object (Keras's `model.save`, a NumPy
     memory map): the temporary keeps `path`'s suffixes (Keras checks for `.weights.h5`). When the
     block raises, the temporary is deleted and `path` is left as it was. The folder must exist.
+    The writer must have closed (or flushed) the file when the block ends: its contents are then
+    synced to disk before the rename, and the folder after it, so that after a power cut `path`
+    is the old file or the whole new one (a rename can reach the disk before the data it names).
     """
     with temporary_path(path) as tmp:
         yield tmp
+        _sync(tmp)
         os.replace(tmp, path)
+        _sync(path.parent)
+
+
+def _sync(path: Path) -> None:
+    """Flush a file's contents, or a folder's entries, to disk (a folder where the system allows it)."""
+    folder = path.is_dir()
+    try:
+        fd = os.open(path, os.O_RDONLY if folder else os.O_RDWR)  # Windows flushes only files open for writing
+    except OSError:
+        if folder:
+            return  # a folder cannot be opened on some systems (Windows): its entries are the system's to flush
+        raise
+    try:
+        os.fsync(fd)
+    except OSError:
+        if not folder:
+            raise  # some file systems refuse to sync a folder; a file's data must reach the disk
+    finally:
+        os.close(fd)
 
 
 @contextmanager
@@ -64,11 +87,9 @@ def temporary_path(path: Path) -> Iterator[Path]:
 @contextmanager
 def atomic_write(path: Path, mode: Literal["w", "wb"] = "w") -> Iterator[IO[Any]]:
     """A file object (text in UTF-8, or binary with mode "wb") whose contents become `path` whole,
-    flushed to disk, when the block ends normally; when it raises, `path` is left as it was."""
+    synced to disk (`atomic_path`), when the block ends normally; when it raises, `path` is left as it was."""
     with atomic_path(path) as tmp, open(tmp, mode, encoding=None if "b" in mode else "utf-8") as fh:
         yield fh
-        fh.flush()
-        os.fsync(fh.fileno())
 
 
 def write_json(path: Path, data: Any) -> None:
@@ -94,6 +115,7 @@ def build_folder(target: Path, fill: Callable[[Path], object], *, keep_existing:
         except OSError:
             if not (keep_existing and target.is_dir()):
                 raise
+        _sync(target.parent)  # the folder's name; files that `fill` wrote with `atomic_path` are synced already
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target
@@ -129,6 +151,15 @@ def remove_stale_temporaries(root: Path, max_age_s: float = 3600.0, max_depth: i
             elif depth < max_depth and entry.is_dir(follow_symlinks=False):
                 folders.append((Path(entry.path), depth + 1))
     return removed
+
+
+def remove_temporaries(path: Path, pid: int) -> list[Path]:
+    """Remove the temporaries that the process `pid`, now gone, was writing in place of `path`; returns them."""
+    prefix = _temp_prefix(path, pid)
+    found = [p for p in path.parent.iterdir() if p.name.startswith(prefix) and _TEMPORARY.match(p.name)]
+    for leftover in found:
+        _remove(leftover)
+    return found
 
 
 def _is_stale(entry: os.DirEntry, pid: str | None, now: float, max_age_s: float) -> bool:

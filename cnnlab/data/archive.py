@@ -28,7 +28,7 @@ from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
 from cnnlab.common.checks import megabytes, one_line, short_repr
-from cnnlab.common.files import build_folder, temporary_path
+from cnnlab.common.files import build_folder, remove_temporaries, temporary_path
 
 ZipSource = bytes | str | Path | BinaryIO
 
@@ -43,7 +43,11 @@ SKIPPED_FOLDERS = frozenset({"__MACOSX"})
 # A dataset is a wrapper, class folders and perhaps a few sub-folders; deeper paths are hostile,
 # and a longer name than file systems allow would fail half-way through.
 MAX_PATH_DEPTH = 32
+# An upload's extraction and check that take longer are stopped: one within the limits takes seconds.
+EXTRACT_TIMEOUT_S = 300.0
 MAX_NAME_BYTES = 255
+# Bit 11 of a member's flags: its name is UTF-8. Without it the zip format says cp437 (the DOS code page).
+UTF8_NAME_FLAG = 0x800
 
 
 def extract_zip(
@@ -94,6 +98,7 @@ def open_upload(
     max_ratio: float = 200.0,
     room_bytes: int | None = None,
     check: Callable[[Path], object] | None = None,
+    timeout_s: float = EXTRACT_TIMEOUT_S,
 ) -> Path:
     """The dataset root of an uploaded zip named `name`, extracted under `uploads_dir` once per content.
 
@@ -104,7 +109,8 @@ def open_upload(
     must be picklable (a module-level function or a `functools.partial` of one); the child's
     refusals come back as the same ValueError, and a child that fails or is killed is refused
     with a one-line message (what it wrote is a temporary named by its process id, which
-    `files.remove_stale_temporaries` removes once that process is gone).
+    `files.remove_stale_temporaries` removes once that process is gone). A child still at work
+    after `timeout_s` seconds is killed, its temporary folder removed, and the upload refused.
     """
     target = Path(uploads_dir) / hashlib.sha256(data).hexdigest()[:16]
     if target.is_dir():
@@ -122,25 +128,35 @@ def open_upload(
                 f"functools.partial of one. Received: check={check!r}"
             ) from exc
         copy.write_bytes(data)
-        return _in_child(request)
+        return _in_child(request, target, timeout_s)
 
 
-def _in_child(request: bytes) -> Path:
+def _in_child(request: bytes, target: Path, timeout_s: float) -> Path:
     """Run `_child_main` on `request` in a fresh Python process; its dataset root, or its refusal."""
     # stdout alone is read back, in one blocking read; stdin carries only the small request.
-    done = subprocess.run(
-        [sys.executable, "-c", _CHILD_CODE, _PACKAGE_PARENT], input=request, stdout=subprocess.PIPE, check=False
-    )
-    lines = done.stdout.decode("utf-8", "replace").strip().splitlines()
-    reply = json.loads(lines[-1]) if done.returncode == 0 and lines else {}
+    with subprocess.Popen(
+        [sys.executable, "-c", _CHILD_CODE, _PACKAGE_PARENT], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    ) as child:
+        try:
+            out, _ = child.communicate(request, timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+            remove_temporaries(target, child.pid)
+            raise ValueError(
+                f"The zip took over {timeout_s:g} s to extract and check, longer than this server allows; upload "
+                f"a smaller dataset, or try again when the server is less busy. Received: timeout_s={timeout_s:g}"
+            ) from None
+    lines = out.decode("utf-8", "replace").strip().splitlines()
+    reply = json.loads(lines[-1]) if child.returncode == 0 and lines else {}
     if "root" in reply:
         return Path(reply["root"])
     if "refused" in reply:
         raise ValueError(reply["refused"])
-    why = reply.get("failed") or _exit_reason(done.returncode)
+    why = reply.get("failed") or _exit_reason(child.returncode)
     raise ValueError(
         f"The zip could not be extracted (the extracting process {why}); try again, or upload a smaller "
-        f"dataset. Received: returncode={done.returncode}"
+        f"dataset. Received: returncode={child.returncode}"
     )
 
 
@@ -268,6 +284,8 @@ def _check_path(info: zipfile.ZipInfo) -> None:
 
 def _checked_members(zf: zipfile.ZipFile, max_members: int, cap: _Cap, max_ratio: float) -> list[zipfile.ZipInfo]:
     infos = zf.infolist()
+    for info in infos:
+        info.filename = _member_name(info)  # zf.open(info) checks the header against orig_filename, kept as read
     if len(infos) > max_members:
         raise ValueError(
             f"The zip has {len(infos)} entries, more than the limit of {max_members}; upload a smaller "
@@ -294,6 +312,21 @@ def _checked_members(zf: zipfile.ZipFile, max_members: int, cap: _Cap, max_ratio
             f"zip bomb); upload the images as they are. Received: total_bytes={declared}"
         )
     return kept
+
+
+def _member_name(info: zipfile.ZipInfo) -> str:
+    """The member's name as its maker wrote it.
+
+    zipfile reads a name without the UTF-8 flag as cp437, but most tools (macOS, Linux, 7-Zip) write
+    UTF-8 without setting the flag, so such a name is UTF-8 when its bytes are; Windows's own zips
+    use the DOS code page, cp437 for most.
+    """
+    if info.flag_bits & UTF8_NAME_FLAG:
+        return info.filename
+    try:
+        return info.filename.encode("cp437").decode("utf-8")
+    except UnicodeError:
+        return info.filename
 
 
 def _check_member(info: zipfile.ZipInfo, max_ratio: float) -> None:

@@ -24,6 +24,8 @@ from cnnlab.data.imbalance import imbalance_advice
 CACHE_VERSION = 1
 SUGGESTED_SIDE = 512
 LINK_OUTSIDE = "symbolic link to outside the dataset folder (not followed)"
+# Left by tools that unzip a Windows zip byte for byte; such a name cannot go into JSON, CSV or the app.
+NOT_UTF8 = "name is not valid UTF-8 (shown with \\x escapes); rename it"
 # The start of a file read to find its image header; a header running past it is read from the file.
 HEADER_BYTES = 1 << 16
 T = TypeVar("T")
@@ -133,18 +135,22 @@ def _list_files(root: Path) -> tuple[list[Path], list[tuple[str, int]], list[Ski
     skipped: list[SkippedFile] = []
     for entry in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
         if _leaves(entry, root):
-            skipped.append(SkippedFile(entry.name, LINK_OUTSIDE))
+            skipped.append(SkippedFile(_shown(entry.name), LINK_OUTSIDE))
+        elif _shown(entry.name) != entry.name:
+            skipped.append(SkippedFile(_shown(entry.name), f"folder {NOT_UTF8}"))
         else:
             class_dirs.append(entry)
     for label, class_dir in enumerate(class_dirs):
         for path, reason in _walk(class_dir, root):
             rel = path.relative_to(root).as_posix()
-            reason = reason or _quick_reject(path)
+            reason = reason or (f"file {NOT_UTF8}" if _shown(rel) != rel else _quick_reject(path))
             if reason:
-                skipped.append(SkippedFile(rel, reason))
+                skipped.append(SkippedFile(_shown(rel), reason))
             else:
                 candidates.append((rel, label))
-    skipped.extend(SkippedFile(p.name, "file outside any class folder") for p in sorted(root.iterdir()) if p.is_file())
+    skipped.extend(
+        SkippedFile(_shown(p.name), "file outside any class folder") for p in sorted(root.iterdir()) if p.is_file()
+    )
     return class_dirs, candidates, skipped
 
 
@@ -153,9 +159,23 @@ def _check_dir(data_dir: str | Path) -> Path:
     if not root.is_dir():
         raise ValueError(
             f"Dataset folder not found; give a folder with one sub-folder of images per class. "
-            f"Received: data_dir={str(data_dir)!r}"
+            f"Received: data_dir={_shown(str(data_dir))!r}"
         )
-    return root.resolve()
+    root = root.resolve()
+    if _shown(str(root)) != str(root):
+        raise ValueError(
+            f"The dataset folder's path is not valid UTF-8 (shown with \\x escapes); rename the folder. "
+            f"Received: data_dir={_shown(str(root))!r}"
+        )
+    return root
+
+
+def _shown(name: str) -> str:
+    """`name` as text that JSON, CSV and the app can hold: bytes of it that are not UTF-8 become `\\xNN`.
+
+    Python reads such bytes of a file name as lone surrogates, which no UTF-8 writer accepts.
+    """
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
 
 
 def _walk(class_dir: Path, root: Path) -> Iterable[tuple[Path, str | None]]:

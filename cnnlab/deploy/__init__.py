@@ -7,9 +7,9 @@ from cnnlab.common.exports import lazy_exports
 
 if TYPE_CHECKING:  # what type checkers and readers see; at run time each name is imported on first use
     from cnnlab.deploy.export import EXPORT_FORMATS, export_run, read_export
-    from cnnlab.deploy.prediction import Prediction, predict
+    from cnnlab.deploy.prediction import Prediction, predict, predictions_table
 
-__all__ = ["EXPORT_FORMATS", "Prediction", "export_run", "predict", "read_export"]
+__all__ = ["EXPORT_FORMATS", "Prediction", "export_run", "predict", "predictions_table", "read_export"]
 
 __getattr__, __dir__ = lazy_exports(
     __name__,
@@ -19,5 +19,6 @@ __getattr__, __dir__ = lazy_exports(
         "read_export": "export",
         "Prediction": "prediction",
         "predict": "prediction",
+        "predictions_table": "prediction",
     },
 )

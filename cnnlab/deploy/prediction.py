@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 
 from cnnlab.analysis.evaluate import class_probabilities, probabilities
 from cnnlab.data import images
@@ -82,6 +83,22 @@ def predict(
         _ranked(name, array, next(probs), class_names) if array is not None else Prediction(name, error=problem)
         for name, array, problem in zip(names, arrays, problems, strict=True)
     ]
+
+
+def predictions_table(results: Sequence[Prediction], class_names: Sequence[str]) -> pd.DataFrame:
+    """One row per image predicted (inputs that failed are left out): its name as `image`, its top
+    `label` and `confidence`, then each class's probability in class order as `P(<class>)`.
+
+    The prefix keeps the columns apart whatever the classes are called (a class named `label`
+    would otherwise overwrite that column).
+    """
+    columns = {name: f"P({name})" for name in class_names}
+    rows = [
+        {"image": r.name, "label": r.label, "confidence": r.confidence, **{columns[c]: p for c, p in r.ranked}}
+        for r in results
+        if not r.error
+    ]
+    return pd.DataFrame(rows, columns=["image", "label", "confidence", *columns.values()])
 
 
 def _probabilities(model, batch: np.ndarray) -> np.ndarray:

@@ -1,7 +1,7 @@
 """Hosted-demo housekeeping: each visitor owns their uploads and runs, removed once they leave.
 
-A visitor's id is kept in the page's address, so it outlives reloads and reconnects. Streamlit
-has no public "session ended" hook, so visitors leave a heartbeat file on every page run; a
+A visitor's id is kept in a cookie of their browser, so it outlives reloads, reconnects and new
+tabs. Streamlit has no public "session ended" hook, so visitors leave a heartbeat file on every page run; a
 visitor whose heartbeat is older than `max_idle_s` (or missing, after a restart) and who has no
 training running has left. Closing the tab deletes nothing before that. `tidy` (in any mode)
 removes what killed work left behind and keeps the decoded-image cache in its budget.

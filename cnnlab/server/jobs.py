@@ -100,6 +100,8 @@ class Job:
     # The run a training writes, known before it starts, so the job can be found by it.
     run_id: str | None = None
     created: float = field(default_factory=time.time)
+    # Held while the status changes, so that a stop and the job's own start or end never interleave.
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
     def key(self) -> str:
@@ -117,9 +119,10 @@ class Job:
 
     def stop(self) -> None:
         """Ask the job to stop: a queued job never starts, a training ends after its current batch."""
-        self.stop_event.set()
-        if self.status == "running":
-            self.message = "Stopping after the current batch..."
+        with self._lock:
+            self.stop_event.set()
+            if self.status == "running":
+                self.message = "Stopping after the current batch..."
 
     @property
     def done(self) -> bool:
@@ -147,15 +150,9 @@ class Job:
 
     def _run(self) -> None:
         _slots.set_limit(self.limit)
-        while not _slots.acquire(timeout=WAIT_POLL_S):
-            if self.stop_event.is_set():
-                self._end("cancelled", "Cancelled before it started.")
-                return
-            self.message = (
-                f"Waiting for a free training slot: {running_jobs()} training(s) running on this server "
-                f"(limit {_slots.limit}). It starts by itself when one ends."
-            )
-        self.status, self.message, self.started = "running", "", time.monotonic()
+        if not self._start_when_free():
+            self._end("cancelled", "Cancelled before it started.")
+            return
         try:
             self.result = self.target(self)
             # A stop asked for while a training was already finishing leaves it completed: say so.
@@ -169,10 +166,27 @@ class Job:
             # The server lives on after the job: what its threads freed goes back to the system.
             memory.give_back_freed_memory()
 
+    def _start_when_free(self) -> bool:
+        """Wait for a free slot and mark the job running; False, holding no slot, when it was stopped first."""
+        while not self.stop_event.is_set():
+            if not _slots.acquire(timeout=WAIT_POLL_S):
+                self.message = (
+                    f"Waiting for a free training slot: {running_jobs()} training(s) running on this server "
+                    f"(limit {_slots.limit}). It starts by itself when one ends."
+                )
+                continue
+            with self._lock:  # a stop that came while the slot was being taken cancels the job
+                if not self.stop_event.is_set():
+                    self.status, self.message, self.started = "running", "", time.monotonic()
+                    return True
+            _slots.release()
+        return False
+
     def _end(self, status: str, message: str) -> None:
-        self.finished = time.monotonic()
-        self.message = message
-        self.status = status
+        with self._lock:
+            self.finished = time.monotonic()
+            self.message = message
+            self.status = status
 
 
 class _Registry:

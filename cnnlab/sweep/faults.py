@@ -9,11 +9,12 @@ team run, left "running" by its worker, is marked failed too.
 
 from __future__ import annotations
 
+import logging
 import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from cnnlab.common.checks import check_range
+from cnnlab.common.checks import check_range, one_line
 
 if TYPE_CHECKING:
     from cnnlab.team.tracking import TrackingConfig
@@ -77,5 +78,11 @@ def _fail_team_runs(tracking: TrackingConfig, study_name: str, number: int) -> N
 
     try:
         fail_trial_runs(tracking, study_name, number)
-    except Exception:  # noqa: BLE001 - best effort: the team server being down must not stop the sweep
-        return
+    except Exception as exc:  # noqa: BLE001 - best effort: the team server being down must not stop the sweep
+        logging.getLogger(__name__).warning(
+            "Could not mark trial %s of study %r failed on the team server %s (%s); it stays 'running' there.",
+            number,
+            study_name,
+            tracking.uri,
+            one_line(exc)[:300],
+        )

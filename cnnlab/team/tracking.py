@@ -299,14 +299,31 @@ def fail_trial_runs(config: TrackingConfig, study: str, trial: int) -> int:
     from mlflow.entities import RunTag
 
     mlflow = client(config.uri)
-    found = mlflow.search_runs(
-        [experiment_id(config)],
-        filter_string=f"tags.`{STUDY_TAG}` = '{study}' and tags.`{TRIAL_TAG}` = '{trial}' and attributes.status = 'RUNNING'",
-    )
+    query = f"{_tag_is(STUDY_TAG, study)} and {_tag_is(TRIAL_TAG, str(trial))} and attributes.status = 'RUNNING'"
+    found = [
+        team_run
+        for team_run in mlflow.search_runs([experiment_id(config)], filter_string=query)
+        if team_run.data.tags.get(STUDY_TAG) == study
+    ]
     for team_run in found:
         mlflow.log_batch(team_run.info.run_id, tags=[RunTag(STATUS_TAG, "failed")])
         mlflow.set_terminated(team_run.info.run_id, "FAILED")
     return len(found)
+
+
+def _tag_is(tag: str, value: str) -> str:
+    """A clause of MLflow's search filter for runs whose `tag` is `value` (and rarely a few more: check
+    the tags of what comes back).
+
+    MLflow strips the quotes around a value and unescapes nothing inside them, so the value goes in
+    the kind of quote it does not hold; one holding both kinds is matched with LIKE, each quote (and
+    any backslash, an escape in some databases' LIKE) a one-character wildcard.
+    """
+    for quote in ("'", '"'):
+        if quote not in value:
+            return f"tags.`{tag}` = {quote}{value}{quote}"
+    pattern = "".join("_" if char in "'\"\\" else char for char in value)
+    return f"tags.`{tag}` LIKE '{pattern}'"
 
 
 def sync_runs(config: TrackingConfig, store: RunStore) -> dict[str, Any]:

@@ -157,6 +157,7 @@ def train_run(
                 start=start,
                 hooks=hooks,
             )
+            _check_learned(progress, model_config)
             _finish(run, model, prepared, parts, progress=progress, started=started)
     except BaseException as exc:
         # Also covers the final evaluation, so a run is never left "running" by its own process.
@@ -395,6 +396,16 @@ def _fine_tune(
     progress.phase, progress.epochs = PHASES[1], done + train_config.fine_tune_epochs
     run.update(phase=PHASES[1], fine_tune=FineTuning(done + 1, tuple(layers), learning_rate))
     fit(done, progress.epochs, [])
+
+
+def _check_learned(progress, model_config: ModelConfig) -> None:
+    """Fail a training that was not stopped yet has no best weights: its loss was never a number."""
+    if progress.best_weights is None and not progress.stopped_by_user:
+        rate = model_config.learning_rate
+        raise ValueError(
+            "The loss was not a number (NaN) from the first epoch: the training diverged and there is no model "
+            f"to keep; train again with a lower learning rate, such as {rate / 10:g}. Received: learning_rate={rate:g}"
+        )
 
 
 def _finish(run: Run, model, prepared, parts, *, progress, started: float) -> None:

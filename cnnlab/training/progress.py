@@ -95,6 +95,8 @@ class TrainingProgress(keras.callbacks.Callback):
             phase=self.phase,
         )
         self.epochs_done = epoch + 1
+        if row.loss is not None and not np.isfinite(row.loss):
+            self.model.stop_training = True  # diverged (as Keras's TerminateOnNaN): no later epoch learns
         val_loss = row.val_loss if row.val_loss is not None else row.loss
         if val_loss is not None and np.isfinite(val_loss) and val_loss < self.best_loss:
             self.best_loss, self.best_epoch = val_loss, epoch + 1
