@@ -117,6 +117,27 @@ def test_first_layer_filters_are_the_models_kernel_weights(deep_run):
         inspect.kernel(model, "relu_1")
 
 
+def test_the_pngs_are_the_input_view_then_each_layers_maps_and_a_convs_filters(deep_run, tmp_path):
+    from PIL import Image
+
+    _, model = deep_run
+    maps = inspect.feature_maps(model, random_images(1, seed=7)[0], ["conv_1", "pool_1"])
+    out = tmp_path / "new" / "pngs"
+    written = inspect.write_pngs(model, maps, out)
+    assert [p.name for p in written] == [
+        "input.png",
+        "conv_1-feature-maps.png",
+        "conv_1-filters.png",
+        "pool_1-feature-maps.png",
+    ]
+    assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in written)
+    assert np.asarray(Image.open(out / "input.png")).shape == (256, 256, 3)  # the 32x32 view enlarged 8x
+    np.testing.assert_array_equal(np.asarray(Image.open(written[1])), grids.feature_grid_png(maps[1].values))
+    np.testing.assert_array_equal(
+        np.asarray(Image.open(written[2])), grids.filter_grid_png(inspect.kernel(model, "conv_1"))
+    )
+
+
 # --------------------------------------------------------------------------- gradient ascent
 
 

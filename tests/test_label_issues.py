@@ -3,7 +3,13 @@
 import numpy as np
 import pytest
 
-from cnnlab.analysis.label_issues import ISSUE_COLUMNS, find_label_issues, issues_table, run_label_issues
+from cnnlab.analysis.label_issues import (
+    ISSUE_COLUMNS,
+    find_label_issues,
+    issues_table,
+    run_label_issues,
+    write_issues_csv,
+)
 from cnnlab.runs.workspace import Workspace
 from cnnlab.training.engine import train
 from helpers import swap_labels, tiny_model_config, tiny_train_config, write_dataset
@@ -38,6 +44,16 @@ def test_confident_learning_on_a_hand_made_example():
     )
     with pytest.raises(ValueError, match=r"Received: pred_probs.shape=\(6, 2\), labels.shape=\(5,\)"):
         find_label_issues(labels[:5], probs)
+
+
+def test_the_issue_table_is_written_as_csv_and_read_back_equal(tmp_path):
+    import pandas as pd
+
+    labels, probs = np.array([0, 0, 1, 1]), np.array([[0.9, 0.1], [0.1, 0.9], [0.2, 0.8], [0.7, 0.3]])
+    table = issues_table(labels, probs, ["cat", "dog"], [f"{i}.png" for i in range(4)], ["validation"] * 4)
+    target = write_issues_csv(table, tmp_path / "issues.csv")
+    assert target == tmp_path / "issues.csv" and [p.name for p in tmp_path.iterdir()] == ["issues.csv"]
+    pd.testing.assert_frame_equal(pd.read_csv(target), table.reset_index(drop=True), check_dtype=False)
 
 
 def test_the_ranking_equals_cleanlabs_find_label_issues():

@@ -218,11 +218,16 @@ def test_a_training_whose_loss_is_nan_from_the_start_fails_saying_to_lower_the_l
     with pytest.raises(
         ValueError, match=r"not a number \(NaN\).*lower learning rate, such as 0.1\. Received: learning_rate=1$"
     ):
-        train(root, config, tiny_train_config(epochs=3, precision="mixed_float16"), workspace=Workspace(run_store, cache_dir))
+        train(
+            root,
+            config,
+            tiny_train_config(epochs=3, precision="mixed_float16"),
+            workspace=Workspace(run_store, cache_dir),
+        )
     (run,) = run_store.list()
     assert run.status == "failed" and run.record.error.startswith("ValueError: The loss was not a number")
     assert "\n" not in run.record.error and not run.model_path.exists()
-    assert len(run.history) == 1 and np.isnan(run.history[0]["loss"])  # stopped at the first diverged epoch
+    assert len(run.history) == 1 and np.isnan(run.history[0].loss)  # stopped at the first diverged epoch
 
 
 def test_two_classes_train_a_sigmoid_model_with_early_stopping(make_dataset, run_store, cache_dir):

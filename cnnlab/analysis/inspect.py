@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -254,6 +255,27 @@ def kernel(model, layer: str) -> np.ndarray:
 def layer_file_name(layer: str) -> str:
     """A layer's name made safe as part of a file name (a nested layer's "/" included)."""
     return re.sub(r"[^A-Za-z0-9_.]+", "_", layer)
+
+
+def write_pngs(model, maps: Sequence[FeatureMap], out_dir: Path) -> list[Path]:
+    """Write `maps` (from `feature_maps`: the input view first) as PNG grids in `out_dir`, created when missing.
+
+    `input.png` is the image as the model sees it, enlarged to about 256 pixels a side; then, per
+    layer, `<layer>-feature-maps.png` and, for a conv layer, `<layer>-filters.png` (its kernel).
+    Returns the files in that order.
+    """
+    from cnnlab.charts import grids
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    view = grids.view_to_uint8(maps[0].values)
+    written = [grids.write_png(out_dir / "input.png", grids.enlarge(view, max(1, 256 // max(view.shape[:2]))))]
+    for fmap in maps[1:]:
+        stem = layer_file_name(fmap.layer.name)
+        written.append(grids.write_png(out_dir / f"{stem}-feature-maps.png", grids.feature_grid_png(fmap.values)))
+        if fmap.layer.kind == "conv":
+            weights = kernel(model, fmap.layer.name)
+            written.append(grids.write_png(out_dir / f"{stem}-filters.png", grids.filter_grid_png(weights)))
+    return written
 
 
 def check_channel(item: InspectLayer, channel: int) -> None:

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from cnnlab import data
+from cnnlab.common.files import atomic_write
 from cnnlab.runs.store import Run
 
 ISSUE_COLUMNS = ("path", "split", "given_label", "suggested_label", "given_label_probability", "suggested_probability")
@@ -92,3 +93,10 @@ def run_label_issues(run: Run, *, cache: Path) -> pd.DataFrame:
         probs = probabilities(run.load_model(), data.make_dataset(prepared, indices, 64))
         paths = [prepared.report.files[i] for i in indices]
         return issues_table(prepared.labels[indices], probs, run.class_names, paths, [s for _, s in chosen])
+
+
+def write_issues_csv(table: pd.DataFrame, path: Path) -> Path:
+    """Write a label-issue table (from `run_label_issues` or a cross-validated pass) as a CSV file, atomically."""
+    with atomic_write(path) as fh:
+        fh.write(table.to_csv(index=False))
+    return path
