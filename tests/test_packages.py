@@ -1,10 +1,12 @@
 """The package layout: every package names its public things, each name resolves to what its
 submodule defines, no name hides a submodule, and importing a package stays cheap."""
 
+import ast
 import importlib
 import pkgutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -43,3 +45,43 @@ def test_importing_every_package_imports_no_heavy_library():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def _module_imports() -> dict[str, set[str]]:
+    """Each cnnlab module's imports of other cnnlab modules at module level (what runs on import)."""
+    root = Path(cnnlab.__file__).parent
+    modules = {
+        ".".join(path.relative_to(root.parent).with_suffix("").parts).removesuffix(".__init__"): path
+        for path in root.rglob("*.py")
+    }
+    graph = {}
+    for name, path in modules.items():
+        found = set()
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("cnnlab"):
+                found |= {
+                    f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in modules else node.module
+                    for a in node.names
+                }
+            elif isinstance(node, ast.Import):
+                found |= {a.name for a in node.names}
+        graph[name] = {dep for dep in found if dep in modules and dep != name}
+    return graph
+
+
+def test_no_module_imports_itself_in_a_cycle():
+    graph, done, path = _module_imports(), set(), []
+
+    def visit(name: str) -> None:
+        if name in path:
+            raise AssertionError(f"import cycle: {' -> '.join([*path[path.index(name) :], name])}")
+        if name in done:
+            return
+        path.append(name)
+        for dep in sorted(graph[name]):
+            visit(dep)
+        path.pop()
+        done.add(name)
+
+    for name in sorted(graph):
+        visit(name)
