@@ -31,6 +31,7 @@ class Settings:
     hosted: bool = False
     models_dir: Path = REPO_ROOT / "models"
     cache_dir: Path = Path.home() / ".cache" / "cnnlab"
+    datasets_dir: Path = REPO_ROOT / "datasets"
     data_roots: tuple[Path, ...] = ()
     max_upload_mb: int = 200
     max_concurrent_trainings: int = 1
@@ -107,6 +108,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         hosted=hosted,
         models_dir=_folder(environ, "CNNLAB_MODELS_DIR", REPO_ROOT / "models"),
         cache_dir=_folder(environ, "CNNLAB_CACHE_DIR", Path.home() / ".cache" / "cnnlab"),
+        datasets_dir=_folder(environ, "CNNLAB_DATASETS_DIR", REPO_ROOT / "datasets"),
         data_roots=() if hosted else roots,
         max_upload_mb=min(max_upload, 50) if hosted else max_upload,
         max_concurrent_trainings=1 if hosted else _int(environ, "CNNLAB_MAX_CONCURRENT_TRAININGS", 1, 1),

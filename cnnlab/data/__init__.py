@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 from cnnlab.common.exports import lazy_exports
 
 if TYPE_CHECKING:  # what type checkers and readers see; at run time each name is imported on first use
-    from cnnlab.data import archive, catalog, images, imbalance, prepcache, sample
+    from cnnlab.data import archive, catalog, edits, images, imbalance, prepcache, sample, versions
     from cnnlab.data.pipeline import epoch_order, make_dataset
     from cnnlab.data.prepared import (
         PreparedData,
@@ -27,6 +27,7 @@ __all__ = [
     "SkippedFile",
     "archive",
     "catalog",
+    "edits",
     "check_fractions",
     "epoch_order",
     "forget_prepared",
@@ -42,6 +43,7 @@ __all__ = [
     "sample",
     "scan",
     "split",
+    "versions",
 ]
 
 __getattr__, __dir__ = lazy_exports(

@@ -143,7 +143,7 @@ def _decode_all(
     """Decode a report's images into its array; returns the report without the files that failed
     to decode (remembered in `cache`), where its array now is, and those files."""
     height, width = image_size
-    jobs = [(str(report.root / rel), image_size, color_mode, resize_mode) for rel in report.files]
+    jobs = [(str(report.path_of(rel)), image_size, color_mode, resize_mode) for rel in report.files]
     path = prepared_path(report.fingerprint, image_size, color_mode, resize_mode, cache=cache)
     path.parent.mkdir(parents=True, exist_ok=True)
     with temporary_path(path) as tmp:

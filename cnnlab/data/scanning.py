@@ -28,6 +28,9 @@ LINK_OUTSIDE = "symbolic link to outside the dataset folder (not followed)"
 NOT_UTF8 = "name is not valid UTF-8 (shown with \\x escapes); rename it"
 # The start of a file read to find its image header; a header running past it is read from the file.
 HEADER_BYTES = 1 << 16
+# The path prefix of images stored by a dataset version rather than found in a class folder; a class
+# folder never starts with "." (hidden folders are never data), so no folder's image can look like one.
+ADDED = ".added/"
 T = TypeVar("T")
 
 
@@ -51,6 +54,15 @@ class DatasetReport:
     skipped: tuple[SkippedFile, ...]
     fingerprint: str
     empty_classes: tuple[str, ...] = ()
+    hashes: tuple[str, ...] = ()
+    added_root: Path | None = None
+
+    def path_of(self, rel: str) -> Path:
+        """Where the image `files` names as `rel` is: under `root`, or, for an image added to a dataset
+        version (a path starting with `ADDED`), under `added_root`."""
+        if rel.startswith(ADDED) and self.added_root is not None:
+            return self.added_root / rel
+        return self.root / rel
 
     @property
     def num_classes(self) -> int:
@@ -121,7 +133,7 @@ def scan(
             files.append(rel)
             labels.append(label)
             sizes.append(tuple(size))
-    report = _build_report(root, [d.name for d in class_dirs], files, labels, sizes, skipped)
+    report = build_report(root, [d.name for d in class_dirs], files, labels, sizes, skipped)
     if cache is not None:
         report = without(report, known_unreadable(report, cache))
     _store_checks(cache, key, checks)  # only once accepted: a refused dataset leaves nothing behind
@@ -290,15 +302,22 @@ def _reason(message: str) -> str:
     return text.split("' ", 1)[1] if text.startswith("'") and "' " in text else text
 
 
-def _build_report(
+def build_report(
     root: Path,
     class_names: list[str],
     files: list[str],
     labels: list[int],
     sizes: list[tuple[int, int]],
     skipped: list[SkippedFile],
+    *,
+    hashes: list[str] | None = None,
+    added_root: Path | None = None,
 ) -> DatasetReport:
-    """The report of usable `files` whose `labels` index `class_names` (every class folder, in order)."""
+    """The report of usable `files` whose `labels` index `class_names` (every class, in order).
+
+    A scan identifies files by name, size and time; a dataset version gives each file's content
+    `hashes` (SHA-256), which then make the fingerprint, and the folder of its added images.
+    """
     used = sorted(set(labels))
     empty = tuple(name for i, name in enumerate(class_names) if i not in set(used))
     # Renumber labels so that classes with no usable image do not become phantom outputs.
@@ -310,8 +329,12 @@ def _build_report(
         labels=tuple(remap[label] for label in labels),
         sizes=tuple(sizes),
         skipped=tuple(sorted(skipped, key=lambda s: s.path)),
-        fingerprint=_content_fingerprint(root, files, labels),
+        fingerprint=_hash_fingerprint(hashes, labels)
+        if hashes is not None
+        else _content_fingerprint(root, files, labels),
         empty_classes=empty,
+        hashes=tuple(hashes or ()),
+        added_root=added_root,
     )
     if report.num_classes < 2:
         found = ", ".join(f"{k}={v}" for k, v in report.counts.items()) or "none"
@@ -336,13 +359,15 @@ def without(report: DatasetReport, unusable: Iterable[SkippedFile]) -> DatasetRe
     names = sorted([*report.class_names, *report.empty_classes])
     number = {name: names.index(name) for name in report.class_names}
     kept = [i for i, rel in enumerate(report.files) if rel not in gone]
-    return _build_report(
+    return build_report(
         report.root,
         names,
         [report.files[i] for i in kept],
         [number[report.class_names[report.labels[i]]] for i in kept],
         [report.sizes[i] for i in kept],
         [*report.skipped, *gone.values()],
+        hashes=[report.hashes[i] for i in kept] if report.hashes else None,
+        added_root=report.added_root,
     )
 
 
@@ -360,6 +385,14 @@ def _content_fingerprint(root: Path, files: list[str], labels: list[int]) -> str
     for rel, label in zip(files, labels, strict=True):
         stat = (root / rel).stat()
         digest.update(f"{rel}\0{label}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:20]
+
+
+def _hash_fingerprint(hashes: list[str], labels: list[int]) -> str:
+    """Identifies a dataset version's usable data by content and label, wherever its files live."""
+    digest = hashlib.sha256(b"hashes\n")
+    for sha, label in zip(hashes, labels, strict=True):
+        digest.update(f"{sha}\0{label}\n".encode())
     return digest.hexdigest()[:20]
 
 

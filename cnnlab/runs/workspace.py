@@ -20,7 +20,9 @@ class Workspace:
     `store` takes the runs; `cache` is the folder for the scan and decoded-image caches, whose
     decoded arrays may take `max_cache_mb` in all (least recently used ones are evicted); a model
     whose training step would need more than `max_training_mb` is refused before anything is
-    built (None: no limit). `owner` is a hosted visitor's id, recorded in every new run (None: the
+    built (None: no limit). `datasets` is the folder of dataset versions: with it, a training on a
+    class folder trains on a version of it (made on first use) and records which (None: it trains
+    on the folder as it is, unversioned). `owner` is a hosted visitor's id, recorded in every new run (None: the
     runs are everyone's); with `tracking`, every run is also published to the team server as it
     trains.
     """
@@ -31,6 +33,7 @@ class Workspace:
     max_cache_mb: int | None = None
     tracking: TrackingConfig | None = None
     owner: str | None = None
+    datasets: Path | None = None
 
     @property
     def owner_tag(self) -> dict[str, str]:
