@@ -9,10 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import CLASS_COLORS, class_image, image_bytes, write_dataset
 
 from cnnlab.data import edits, versions
 from cnnlab.data.edits import Add, Exclude, Relabel, Restore
+from helpers import CLASS_COLORS, class_image, image_bytes, write_dataset
 
 
 def tree_hashes(root: Path) -> dict[str, str]:
