@@ -104,11 +104,13 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     roots_raw = environ.get("CNNLAB_DATA_ROOTS", "")
     roots = tuple(user_path(p, "CNNLAB_DATA_ROOTS").resolve() for p in roots_raw.split(os.pathsep) if p.strip())
     max_upload = _int(environ, "CNNLAB_MAX_UPLOAD_MB", 50 if hosted else 200, 1)
+    models_dir = _folder(environ, "CNNLAB_MODELS_DIR", REPO_ROOT / "models")
     return Settings(
         hosted=hosted,
-        models_dir=_folder(environ, "CNNLAB_MODELS_DIR", REPO_ROOT / "models"),
+        models_dir=models_dir,
         cache_dir=_folder(environ, "CNNLAB_CACHE_DIR", Path.home() / ".cache" / "cnnlab"),
-        datasets_dir=_folder(environ, "CNNLAB_DATASETS_DIR", REPO_ROOT / "datasets"),
+        # Beside the models folder by default: the runs and the dataset versions they name travel together.
+        datasets_dir=_folder(environ, "CNNLAB_DATASETS_DIR", models_dir.parent / "datasets"),
         data_roots=() if hosted else roots,
         max_upload_mb=min(max_upload, 50) if hosted else max_upload,
         max_concurrent_trainings=1 if hosted else _int(environ, "CNNLAB_MAX_CONCURRENT_TRAININGS", 1, 1),

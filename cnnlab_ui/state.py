@@ -11,6 +11,7 @@ import os
 import re
 import secrets
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import streamlit as st
@@ -18,7 +19,7 @@ import streamlit as st
 from cnnlab.common.checks import one_line
 from cnnlab.runs.store import RunStore
 from cnnlab.runs.workspace import Workspace
-from cnnlab.server import jobs
+from cnnlab.server import hosting, jobs
 from cnnlab.server.jobs import Job
 from cnnlab.server.quota import DiskUsage, session_usage
 from cnnlab.settings import DEMO_RUN_DIR, Settings, load_settings
@@ -135,8 +136,16 @@ def job_settings() -> jobs.JobSettings:
         max_cache_mb=config.max_cache_mb,
         tracking=config.tracking,
         owner=owner(),
+        datasets=datasets_dir(),
     )
     return jobs.JobSettings(workspace, limit=config.max_concurrent_trainings)
+
+
+def datasets_dir() -> Path:
+    """Where this person's dataset versions live: the server's datasets folder, or a hosted visitor's own
+    part of it, so that no visitor sees another's edits."""
+    config = settings()
+    return hosting.visitor_datasets_dir(config.datasets_dir, session_id()) if config.hosted else config.datasets_dir
 
 
 def owner() -> str | None:

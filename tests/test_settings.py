@@ -18,6 +18,7 @@ def test_defaults_are_local_mode():
     assert s.max_concurrent_trainings == 1
     assert s.data_roots == ()
     assert s.models_dir.name == "models"
+    assert s.datasets_dir == s.models_dir.parent / "datasets"
     assert s.datasets_url is None
     assert s.max_training_mb is None
     assert s.max_session_mb is None and s.max_cache_mb is None and s.max_dataset_pixels is None
@@ -41,6 +42,8 @@ def test_environment_overrides(tmp_path):
     assert s.max_upload_mb == 10
     assert s.datasets_url == "http://mirror.local/keras"
     assert s.max_training_mb == 4096
+    assert s.datasets_dir == tmp_path / "datasets"  # beside the models folder
+    assert load_settings({**env, "CNNLAB_DATASETS_DIR": str(tmp_path / "d")}).datasets_dir == tmp_path / "d"
 
 
 def test_hosted_mode_disables_server_folders_and_caps_uploads(tmp_path):

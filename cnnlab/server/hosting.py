@@ -34,6 +34,11 @@ def uploads_dir(cache: Path, session: str) -> Path:
     return cache / UPLOADS / session
 
 
+def visitor_datasets_dir(datasets: Path, session: str) -> Path:
+    """Where a hosted visitor's dataset versions and added images live (theirs alone)."""
+    return datasets / "visitors" / session
+
+
 def visitor_message(text: str, uploads: Path, limit: int = MESSAGE_LIMIT) -> str:
     """A message fit for a hosted visitor: on one line, at most `limit` characters, with no server path.
 
