@@ -10,12 +10,12 @@ import streamlit as st
 
 from cnnlab import charts
 from cnnlab.runs.store import HYPERPARAMETERS, Run, RunStore
-from cnnlab_ui.state import owner, select_finished_training, select_run, selected_run_id, settings, store
+from cnnlab_ui.state import select_finished_training, select_run, selected_run_id, settings, store
 
 
 def list_runs(sweep: str | None = None) -> list[Run]:
     """Runs this session may see: all of them locally, its own plus the demo when hosted."""
-    return store().list(owner=owner(), sweep=sweep)
+    return store().list(sweep=sweep)
 
 
 def team_copies() -> RunStore:

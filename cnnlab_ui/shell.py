@@ -12,9 +12,9 @@ import streamlit as st
 from streamlit.runtime.pages_manager import PagesManager
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
-from cnnlab.server import hosting
+from cnnlab.server import hosting, jobs
 from cnnlab_ui.loaders import forget_models
-from cnnlab_ui.state import remember_settings, remember_visitor, session_id, settings, store
+from cnnlab_ui.state import remember_settings, remember_visitor, server_store, session_id, settings
 
 # What a hosted visitor sees of an unexpected error: its type and Streamlit's "details are in the
 # logs" line, never its message or traceback, which name the server's files and folders.
@@ -71,7 +71,9 @@ def housekeeping() -> None:
         try:
             last["at"] = time.time()
             hosting.tidy(config.cache_dir, config.models_dir, config.max_cache_mb)
-            if config.hosted and hosting.cleanup_ended_sessions(config.cache_dir, store()):
+            if config.hosted and hosting.cleanup_ended_sessions(
+                config.cache_dir, server_store(), busy=jobs.busy_owners(), datasets=config.datasets_dir
+            ):
                 forget_models()  # the ended sessions' runs are gone; their cached models go too
         finally:
             last["lock"].release()

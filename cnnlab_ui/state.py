@@ -121,9 +121,15 @@ def _person() -> str:
     return owner() or "local"
 
 
-def store() -> RunStore:
-    """The run store configured for this server, with the demo model shipped with the app."""
+def server_store() -> RunStore:
+    """Every run in this server's models folder, whoever owns it (for the server's own clean-up only)."""
     return RunStore(settings().models_dir, demo=DEMO_RUN_DIR)
+
+
+def store() -> RunStore:
+    """The run store configured for this server, with the demo model shipped with the app; a hosted
+    visitor's view of it, which holds only their own runs (and the demo)."""
+    return RunStore(settings().models_dir, demo=DEMO_RUN_DIR, owner=owner())
 
 
 def job_settings() -> jobs.JobSettings:

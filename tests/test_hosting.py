@@ -84,6 +84,69 @@ def test_a_running_training_keeps_its_idle_visitor_until_it_dies(tmp_path):
     assert store.list() == [] and not upload.exists()
 
 
+def test_a_visitors_store_holds_only_their_runs_and_the_demo(tmp_path):
+    from cnnlab.settings import DEMO_RUN_DIR
+
+    models = tmp_path / "models"
+    host_run, theirs = make_run(RunStore(models), None), make_run(RunStore(models), "s2")
+    mine = RunStore(models, demo=DEMO_RUN_DIR, owner="s1")
+    own = make_run(mine, None)  # a new run in a visitor's store is theirs, whatever the record said
+    assert own.record.owner == "s1"
+    listed = mine.list()
+    assert {r.id for r in listed if not r.is_demo} == {own.id} and any(r.is_demo for r in listed)
+    for other in (host_run, theirs):
+        for act in (lambda ref: mine.get(ref), lambda ref: mine.delete(ref), lambda ref: mine.rename(ref, "x")):
+            with pytest.raises(ValueError, match="No run found"):
+                act(other.id)
+        with pytest.raises(ValueError, match="No run found"):
+            mine.get(other.path)  # by folder path too
+    assert {r.id for r in RunStore(models).list()} == {host_run.id, theirs.id, own.id}
+
+
+def test_a_resume_from_a_visitors_page_cannot_reach_another_run(tmp_path):
+    from cnnlab.runs.workspace import Workspace
+    from cnnlab.server import jobs
+
+    models = tmp_path / "models"
+    host_run = make_run(RunStore(models), None)
+    settings = jobs.JobSettings(Workspace(RunStore(models, owner="s1"), tmp_path / "cache", owner="s1"))
+    with pytest.raises(ValueError, match="No run found"):
+        jobs.resume_job(host_run.id, settings)
+
+
+def test_queued_jobs_and_label_checks_keep_their_visitor(tmp_path):
+    cache, store = tmp_path / "cache", RunStore(tmp_path / "models")
+    datasets = tmp_path / "datasets"
+    for session in ("queued", "gone"):
+        (hosting.uploads_dir(cache, session) / "abc").mkdir(parents=True)
+        (hosting.visitor_datasets_dir(datasets, session) / "shots" / "versions").mkdir(parents=True)
+        make_run(store, session)
+    old = time.time() + 2 * 3600  # both idle for two hours, no training running
+    ended = hosting.cleanup_ended_sessions(cache, store, now=old, busy={"queued"}, datasets=datasets)
+    assert ended == ["gone"]
+    assert [r.record.owner for r in store.list()] == ["queued"]
+    assert hosting.uploads_dir(cache, "queued").is_dir() and not hosting.uploads_dir(cache, "gone").exists()
+    assert hosting.visitor_datasets_dir(datasets, "queued").is_dir()
+    assert not hosting.visitor_datasets_dir(datasets, "gone").exists()
+
+
+def test_busy_owners_are_the_owners_of_unfinished_jobs():
+    import threading
+
+    from cnnlab.server import jobs
+
+    release = threading.Event()
+    job = jobs.Job(lambda job: release.wait(30), label="check", owner="v-busy", run_id="busy-owner-test").start()
+    try:
+        assert "v-busy" in jobs.busy_owners()
+    finally:
+        release.set()
+    deadline = time.time() + 30
+    while not job.done and time.time() < deadline:
+        time.sleep(0.05)
+    assert "v-busy" not in jobs.busy_owners()
+
+
 def test_a_visitor_message_names_files_within_the_upload_and_no_server_path(tmp_path):
     uploads = hosting.uploads_dir(tmp_path / "cache", "s1")
     text = (

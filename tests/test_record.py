@@ -163,8 +163,8 @@ def test_a_store_lists_and_opens_every_kind_of_run(tmp_path):
     assert runs["demo"].is_demo and not runs["completed"].is_demo
     assert runs["team_copy"].is_team_copy and not runs["sweep_trial"].is_team_copy
     assert {r.path.name for r in store.list(sweep="study-one")} == {"team_copy", "sweep_trial"}
-    assert "completed" in {r.path.name for r in store.list(owner="visitor-1")}
-    assert "completed" not in {r.path.name for r in store.list(owner="visitor-2")}
+    assert "completed" in {r.path.name for r in RunStore(models, owner="visitor-1").list()}
+    assert "completed" not in {r.path.name for r in RunStore(models, owner="visitor-2").list()}
     for run in runs.values():
         assert run.model_config() == ModelConfig.from_dict(dict(run.record.model_config))
         assert run.train_config() == TrainConfig.from_dict(dict(run.record.train_config))

@@ -168,7 +168,8 @@ def test_list_is_newest_first_and_filters_by_owner_and_sweep(tmp_path):
     ):
         run.update(created=created)
     assert [r.name for r in store.list()] == ["new", "mid", "old"]
-    assert [r.name for r in store.list(owner="alice")] == ["mid", "old"]
+    # A visitor's view holds their own runs only, not those without an owner (issue 27, item 1).
+    assert [r.name for r in RunStore(tmp_path, owner="alice").list()] == ["old"]
     assert [r.name for r in store.list(sweep="s1")] == ["mid"]
     assert RunStore(tmp_path / "does-not-exist").list() == []
 

@@ -240,11 +240,17 @@ def new_run_id() -> str:
 
 class RunStore:
     """All runs under one folder (the CLI and the app use `Settings.models_dir`), plus a `demo` run
-    folder listed with them, read-only (the CLI and the app pass `cnnlab.settings.DEMO_RUN_DIR`)."""
+    folder listed with them, read-only (the CLI and the app pass `cnnlab.settings.DEMO_RUN_DIR`).
 
-    def __init__(self, root: str | Path, demo: Path | None = None) -> None:
+    With `owner` (a hosted visitor's id), the store is that visitor's view of the folder: it lists,
+    opens, renames, deletes and resumes only their own runs (and shows the demo), so no page can
+    offer another visitor's run, or one the host trained, to act on; new runs are theirs.
+    """
+
+    def __init__(self, root: str | Path, demo: Path | None = None, owner: str | None = None) -> None:
         self.root = Path(root)
         self.demo = demo
+        self.owner = owner
 
     def create(self, record: RunRecord, split: dict[str, list[str]], run_id: str | None = None) -> Run:
         """Create a run folder with its record and split, all at once (folder renamed into place).
@@ -263,6 +269,7 @@ class RunStore:
         data, full = _as_written(
             dataclasses.replace(
                 record,
+                owner=self.owner or record.owner,
                 id=run_id,
                 name=record.name or run_id,
                 created=datetime.now(UTC).isoformat(timespec="seconds"),
@@ -279,14 +286,10 @@ class RunStore:
 
         return Run(build_folder(self.root / run_id, fill), full)
 
-    def list(self, owner: str | None = None, sweep: str | None = None) -> list[Run]:
-        """Runs, newest first; folders that are not complete runs (no readable record) are skipped.
-
-        With `owner`, only that owner's runs and runs with no owner are listed (hosted mode).
-        """
+    def list(self, sweep: str | None = None) -> list[Run]:
+        """Runs, newest first; folders that are not complete runs (no readable record) are skipped,
+        and so are other owners' runs in an owner's view."""
         found = [run for run in map(self._read, self._folders()) if run is not None]
-        if owner is not None:
-            found = [r for r in found if r.record.owner in (None, owner)]
         if sweep is not None:
             found = [r for r in found if r.record.sweep is not None and r.record.sweep.study == sweep]
         return sorted(found, key=lambda r: r.record.created, reverse=True)
@@ -306,6 +309,8 @@ class RunStore:
         except (OSError, ValueError):
             return None
         is_demo = self.demo is not None and folder.resolve() == self.demo.resolve()
+        if self.owner is not None and not is_demo and record.owner != self.owner:
+            return None  # as if it were not there: a visitor learns nothing of others' runs
         return Run(folder, record, is_demo)
 
     def get(self, ref: str | Path) -> Run:

@@ -13,6 +13,7 @@ import contextlib
 import re
 import shutil
 import time
+from collections.abc import Collection
 from pathlib import Path, PurePosixPath
 
 from cnnlab.common.checks import MB, shorten
@@ -99,21 +100,31 @@ def tidy(cache: Path, models_dir: Path, max_cache_mb: int | None) -> list[Path]:
 
 
 def cleanup_ended_sessions(
-    cache: Path, store: RunStore, max_idle_s: float = 3600.0, now: float | None = None
+    cache: Path,
+    store: RunStore,
+    max_idle_s: float = 3600.0,
+    now: float | None = None,
+    *,
+    busy: Collection[str] = (),
+    datasets: Path | None = None,
 ) -> list[str]:
-    """Delete the uploads and the runs of sessions that have ended; returns their ids.
+    """Delete the uploads, dataset versions (in `datasets`) and runs of sessions that have ended; returns their ids.
 
-    A running training counts as activity: its visitor has not ended while it trains (a run's
-    status is "running" only while its heartbeat is fresh, so a dead training does not count).
+    `store` must be the whole models folder, not a visitor's view. A running training counts as
+    activity: its visitor has not ended while it trains (a run's status is "running" only while its
+    heartbeat is fresh, so a dead training does not count); so do the `busy` sessions, whose jobs
+    are waiting for a training slot or running in this server (a training, a sweep, a label check
+    on a completed run).
     """
     now = time.time() if now is None else now
     upload_owners = {p.name for p in (cache / UPLOADS).iterdir()} if (cache / UPLOADS).is_dir() else set()
+    dataset_owners = _visitor_folders(datasets)
     runs = [r for r in store.list() if r.record.owner]
-    training = {r.record.owner for r in runs if r.status == "running"}
+    active = {r.record.owner for r in runs if r.status == "running"} | set(busy)
     ended = sorted(
         s
-        for s in upload_owners | {r.record.owner for r in runs if r.record.owner}
-        if s not in training and not _alive(cache, s, max_idle_s, now)
+        for s in upload_owners | dataset_owners | {r.record.owner for r in runs if r.record.owner}
+        if s not in active and not _alive(cache, s, max_idle_s, now)
     )
     for session in ended:
         for run in runs:
@@ -123,5 +134,13 @@ def cleanup_ended_sessions(
                 ):  # gone already: another server process cleaned up the same session
                     store.delete(run.id)
         forget_uploads(cache, session)
+        if datasets is not None:
+            shutil.rmtree(visitor_datasets_dir(datasets, session), ignore_errors=True)
         (cache / HEARTBEATS / session).unlink(missing_ok=True)
     return ended
+
+
+def _visitor_folders(datasets: Path | None) -> set[str]:
+    """The sessions with dataset versions of their own in `datasets`."""
+    folder = visitor_datasets_dir(datasets, "x").parent if datasets is not None else None
+    return {p.name for p in folder.iterdir() if p.is_dir()} if folder is not None and folder.is_dir() else set()

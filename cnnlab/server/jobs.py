@@ -236,6 +236,11 @@ def visible_jobs(owner: str | None, kind: str | None = None) -> list[Job]:
     return [job for job in _registry.visible(owner) if kind is None or job.kind == kind]
 
 
+def busy_owners() -> set[str]:
+    """The owners whose jobs are waiting for a slot or running in this server (hosted visitors at work)."""
+    return {job.owner for job in _registry.visible(None) if job.owner and not job.done}
+
+
 @dataclass(frozen=True)
 class JobSettings:
     """What every kind of job works with: the `workspace` its trainings use (its owner is the jobs'

@@ -58,7 +58,7 @@ class DiskUsage:
 def session_usage(cache: Path, store: RunStore, session: str, budget_mb: int) -> DiskUsage:
     """What a session's uploads, the decoded images made from them for its runs, and its runs take."""
     uploads = hosting.uploads_dir(cache, session).resolve()
-    runs = [r for r in store.list(owner=session) if r.record.owner == session]
+    runs = [r for r in store.list() if r.record.owner == session]
     decoded = {_decoded_path(run, cache) for run in runs if uploads in Path(run.record.dataset.path).parents}
     return DiskUsage(
         uploads=folder_bytes(uploads),
