@@ -62,7 +62,12 @@ def test_update_and_history_are_written_atomically(tmp_path):
     again = RunStore(tmp_path).get(run.id)
     assert [row.epoch for row in again.history] == [1, 2]
     assert again.status == "completed"
-    assert sorted(p.name for p in run.path.iterdir()) == ["heartbeat", "run.json", "split.json"]  # no temp files
+    assert sorted(p.name for p in run.path.iterdir()) == [
+        ".run.lock",
+        "heartbeat",
+        "run.json",
+        "split.json",
+    ]  # no temp files
 
 
 def test_a_running_run_whose_writer_is_gone_is_interrupted(tmp_path):
@@ -326,3 +331,68 @@ def test_a_damaged_model_file_is_unreadable_not_missing(trained_run, tmp_path, d
     ) as info:
         store.get("copy").load_model()
     assert "\n" not in str(info.value) and str(tmp_path) not in str(info.value)
+
+
+def test_an_update_from_an_older_copy_keeps_what_others_wrote_since(tmp_path):
+    """Issue 27, item 7: a sync holds the record it read before a long upload, then marks the run published."""
+    from cnnlab.team.tracking import mark
+
+    run = make_run(RunStore(tmp_path))
+    run.update(status="completed")
+    syncing = RunStore(tmp_path).get(run.id)  # read before the upload
+    RunStore(tmp_path).rename(run.id, "renamed meanwhile")  # another tab, during the upload
+    mark(syncing, "key-1", "team-1", published=True)
+    again = RunStore(tmp_path).get(run.id)
+    assert again.name == "renamed meanwhile"
+    assert again.record.team is not None and again.record.team.published
+
+
+CLAIMER = """
+import sys, time
+from pathlib import Path
+from cnnlab.runs.store import RunStore
+run = RunStore(sys.argv[1]).get(sys.argv[2])
+assert run.status == "interrupted"  # each process sees it free to resume...
+Path(sys.argv[3]).touch()
+while not Path(sys.argv[4]).exists():  # ...and both claim it at the same moment
+    time.sleep(0.01)
+try:
+    run.claim()
+    print("claimed", flush=True)
+    time.sleep(4)  # a live writer, as a training is
+except ValueError as exc:
+    print("refused", str(exc).splitlines()[0], flush=True)
+"""
+
+
+def test_two_processes_resuming_one_run_get_one_writer(tmp_path):
+    """Issue 27, item 6: the status check and the claim are minutes apart in a resume; the claim decides."""
+    run = make_run(RunStore(tmp_path / "models"))
+    run.update(pid=dead_pid())  # its training died: interrupted
+    go = tmp_path / "go"
+    procs = []
+    for i in range(2):
+        ready = tmp_path / f"ready-{i}"
+        cmd = [sys.executable, "-c", CLAIMER, str(tmp_path / "models"), run.id, str(ready), str(go)]
+        procs.append((subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, cwd=REPO_ROOT), ready))
+    deadline = time.time() + 120
+    while not all(ready.exists() for _, ready in procs) and time.time() < deadline:
+        time.sleep(0.05)
+    go.touch()
+    outputs = sorted(proc.communicate(timeout=120)[0].strip() for proc, _ in procs)
+    assert outputs[0] == "claimed", outputs
+    assert outputs[1].startswith("refused Run") and "was resumed meanwhile by another process" in outputs[1]
+
+
+def test_a_writer_whose_run_was_taken_over_stops_writing(tmp_path):
+    store = RunStore(tmp_path)
+    slow = make_run(store)  # its training, starved long enough for its heartbeat to go stale
+    stale = time.time() - 2 * heartbeat.STALE_S
+    os.utime(slow.path / heartbeat.HEARTBEAT_FILE, (stale, stale))
+    other = RunStore(tmp_path).get(slow.id)
+    other.update(pid=dead_pid())  # as another process would see it: its own claim below records itself
+    other.claim()
+    other.update(host="another-machine")  # the new writer, elsewhere
+    with pytest.raises(ValueError, match="is now written by another process"):
+        slow.append_history(HistoryRow(epoch=1, loss=1.0))
+    assert RunStore(tmp_path).get(slow.id).history == ()

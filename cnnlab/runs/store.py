@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import builtins
+import contextlib
 import dataclasses
+import fcntl
 import json
 import os
 import platform
@@ -11,6 +13,7 @@ import secrets
 import shutil
 import socket
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,6 +31,8 @@ RUN_FILE = "run.json"
 MODEL_FILE = "model.keras"
 SPLIT_FILE = "split.json"
 EVALUATION_FILE = "evaluation.json"
+# Taken while a record is read and rewritten (a hidden file: never a run, never a temporary).
+LOCK_FILE = ".run.lock"
 CHECKPOINT_DIR = "checkpoint"
 CHECKPOINT_STATE = "state.json"
 # The settings that runs tables and parallel coordinates compare, local and team runs alike.
@@ -135,15 +140,52 @@ class Run:
         return json.loads((self.path / SPLIT_FILE).read_text())
 
     def update(self, **changes: Any) -> None:
-        """Change fields of the record (`RunRecord` field names, typed values) and write it atomically."""
-        data, record = _as_written(dataclasses.replace(self.record, **changes))
-        write_json(self.path / RUN_FILE, data)
+        """Change fields of the record (`RunRecord` field names, typed values) and write it atomically.
+
+        The changes apply to the record as it is on disk now, read under the run's lock, so a
+        process holding an older copy (a sync after a long upload, a rename in another tab) never
+        undoes another's change. A training whose run another process has since claimed (it
+        resumed the run after this one's heartbeat went stale) is refused: one writer per run.
+        """
+        with _locked(self.path):
+            current = self._on_disk()
+            if current.status == "running" and (current.host, current.pid) != (self.record.host, self.record.pid):
+                raise ValueError(
+                    f"Run '{current.name}' is now written by another process (pid {current.pid} on "
+                    f"{current.host!r}); this one stops writing it. Received: run={self.id!r}"
+                )
+            data, record = _as_written(dataclasses.replace(current, **changes))
+            write_json(self.path / RUN_FILE, data)
         self.record = record
 
     def claim(self) -> None:
-        """Make this process the run's writer again (to resume it), beating its heartbeat now."""
-        heartbeat.beat(self.path)
-        self.update(status="running", pid=os.getpid(), host=socket.gethostname(), error=None)
+        """Make this process the run's writer (to resume it), beating its heartbeat now.
+
+        The check and the claim are one step under the run's lock, so of two processes (on one
+        machine or several sharing the folder) that resume the same run at once, one trains it
+        and the other gets a ValueError, however long each took to get there.
+        """
+        with _locked(self.path):
+            current = self._on_disk()
+            if current.status == "running" and heartbeat.is_alive(self.path, current.host, current.pid):
+                raise ValueError(
+                    f"Run '{current.name}' was resumed meanwhile by another process (pid {current.pid} on "
+                    f"{current.host!r}); watch that training instead. Received: run={self.id!r}"
+                )
+            heartbeat.beat(self.path)
+            mine = dataclasses.replace(
+                current, status="running", pid=os.getpid(), host=socket.gethostname(), error=None
+            )
+            data, record = _as_written(mine)
+            write_json(self.path / RUN_FILE, data)
+        self.record = record
+
+    def _on_disk(self) -> RunRecord:
+        """The record as its file holds it now (this copy when the file cannot be read)."""
+        try:
+            return read_record(json.loads((self.path / RUN_FILE).read_text()))
+        except (OSError, ValueError):
+            return self.record
 
     def append_history(self, row: HistoryRow) -> None:
         """Add one epoch's metrics."""
@@ -202,6 +244,17 @@ class Run:
             **hyperparameters(record.configs()),
             "epochs": record.train_config.get("epochs"),
         }
+
+
+@contextlib.contextmanager
+def _locked(folder: Path) -> Iterator[None]:
+    """Hold the run's lock (an exclusive `flock` on its lock file, which NFS also honours) for the block."""
+    with open(folder / LOCK_FILE, "a+b") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def _as_written(record: RunRecord) -> tuple[dict[str, Any], RunRecord]:
