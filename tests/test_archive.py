@@ -347,7 +347,7 @@ def test_a_killed_extracting_process_is_refused_in_one_line_and_its_leftovers_ar
     while not (started := list(uploads.glob(".*.tmp"))) and time.monotonic() < deadline:
         time.sleep(0.002)
     # The temporary folder is named by the process that writes it: the child, not this one.
-    pid = int(started[0].name.split(".")[2].split("-")[0])
+    pid = int(started[0].name.split(".")[2].split("-")[1])  # `.<name>.<host>-<pid>-<random>.tmp`
     assert pid != os.getpid()
     os.kill(pid, signal.SIGKILL)
     worker.join()

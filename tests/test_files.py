@@ -129,7 +129,7 @@ def test_temporaries_are_named_for_their_writer_and_removed_once_stale(tmp_path)
     import sys
     import time
 
-    from cnnlab.common.files import remove_stale_temporaries, temporary_name
+    from cnnlab.common.files import FOREIGN_MAX_AGE_S, HOST_ID, remove_stale_temporaries, temporary_name, writer_tag
 
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     dead_pid = int(dead.stdout)
@@ -137,34 +137,46 @@ def test_temporaries_are_named_for_their_writer_and_removed_once_stale(tmp_path)
     nested.mkdir(parents=True)
     live = temporary_name(tmp_path / "model.keras")  # this process, just now: a live writer's
     live.write_bytes(b"x")
-    assert live.name.startswith(f".model.keras.{os.getpid()}-") and live.name.endswith(".tmp")
-    killed = nested / f".abc123.{dead_pid}-xyz.tmp"  # a killed extraction's folder
+    assert live.name.startswith(f".model.keras.{HOST_ID}-{os.getpid()}-") and live.name.endswith(".tmp")
+    killed = nested / f".abc123.{writer_tag(dead_pid)}-xyz.tmp"  # a killed extraction's folder
     (killed / "cats").mkdir(parents=True)
-    old = tmp_path / ".data.npy.k3j2h1.tmp.npy"  # an older release's name, two hours old
-    old.write_bytes(b"x")
+    other_host = "ffffffff" if HOST_ID != "ffffffff" else "eeeeeeee"
+    elsewhere = tmp_path / f".data.npy.{other_host}-{dead_pid}-k3j2h1.tmp.npy"  # a machine sharing the folder
+    elsewhere.write_bytes(b"x")
+    users_own = tmp_path / ".notes.k3j2h1.tmp"  # not a name CNN Lab gives: never touched, however old
+    users_own.write_text("{}")
+    writer = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])  # a long-running writer
+    working = tmp_path / f".fold-3.{writer_tag(writer.pid)}-abc.tmp"  # e.g. a cross-validation fold's scratch
+    working.mkdir()
     hours_ago = time.time() - 7200
-    os.utime(old, (hours_ago, hours_ago))
-    young_legacy = tmp_path / ".scan.json.a1b2c3.tmp.json"
-    young_legacy.write_text("{}")
+    for path in (working, elsewhere, users_own):
+        os.utime(path, (hours_ago, hours_ago))  # age alone condemns none of them
     keep = [tmp_path / ".hidden", tmp_path / "run.tmp", nested / "abc123"]
     for path in keep:
         path.mkdir()
 
-    removed = remove_stale_temporaries(tmp_path, max_age_s=3600)
-
-    assert sorted(removed) == sorted([killed, old])
-    assert live.exists() and young_legacy.exists() and all(p.exists() for p in keep)
-    os.utime(live, (hours_ago, hours_ago))
-    assert remove_stale_temporaries(tmp_path, max_age_s=3600) == [live]
+    try:
+        assert remove_stale_temporaries(tmp_path) == [killed]
+        assert live.exists() and working.exists() and elsewhere.exists() and users_own.exists()
+        assert all(p.exists() for p in keep)
+    finally:
+        writer.kill()
+        writer.wait()
+    assert remove_stale_temporaries(tmp_path) == [working]  # its writer is gone now
+    long_ago = time.time() - FOREIGN_MAX_AGE_S - 60  # the other machine's writer left it a day ago
+    os.utime(elsewhere, (long_ago, long_ago))
+    os.utime(users_own, (long_ago, long_ago))
+    assert remove_stale_temporaries(tmp_path) == [elsewhere]
+    assert live.exists() and users_own.exists()
 
 
 def test_atomic_writers_name_their_temporaries_so_the_clean_up_finds_them(tmp_path):
-    from cnnlab.common.files import remove_stale_temporaries
+    from cnnlab.common.files import _TEMPORARY, remove_stale_temporaries
 
     seen = []
     with pytest.raises(RuntimeError), atomic_path(tmp_path / "a.npy") as tmp:
         seen.append(tmp.name)
         raise RuntimeError
     build_folder(tmp_path / "data", lambda folder: seen.append(folder.name))
-    assert all(".tmp" in name and name.startswith(".") for name in seen)
-    assert remove_stale_temporaries(tmp_path, max_age_s=-1) == []  # nothing left behind to find
+    assert len(seen) == 2 and all(_TEMPORARY.match(name) for name in seen)
+    assert remove_stale_temporaries(tmp_path) == [] and sorted(p.name for p in tmp_path.iterdir()) == ["data"]

@@ -164,13 +164,15 @@ def test_a_visitor_message_names_files_within_the_upload_and_no_server_path(tmp_
 
 
 def test_tidy_removes_killed_work_and_keeps_the_cache_in_its_budget(tmp_path):
+    from cnnlab.common.files import writer_tag
     from cnnlab.data import prepcache
 
     cache, models = tmp_path / "cache", tmp_path / "models"
+    dead = writer_tag(999999999)  # a process of this machine that is gone
     killed = [
-        prepcache.folder(cache) / ".key.npy.999999999-abc.tmp.npy",  # a preparation
-        hosting.uploads_dir(cache, "s1") / ".0123abcd.999999999-abc.tmp",  # an extraction
-        models / "run1" / "exports" / ".savedmodel-1.999999999-abc.tmp",  # an export
+        prepcache.folder(cache) / f".key.npy.{dead}-abc.tmp.npy",  # a preparation
+        hosting.uploads_dir(cache, "s1") / f".0123abcd.{dead}-abc.tmp",  # an extraction
+        models / "run1" / "exports" / f".savedmodel-1.{dead}-abc.tmp",  # an export
     ]
     for path in killed:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -24,7 +24,7 @@ def test_eviction_removes_the_least_recently_used_arrays_nobody_holds(cache_dir)
     oldest = _array(cache_dir, "a.npy", 400, 300)
     leased = _array(cache_dir, "b.npy", 400, 200)
     newest = _array(cache_dir, "c.npy", 400, 100)
-    writing = _array(cache_dir, ".d.npy.123-abc.tmp.npy", 400, 400)
+    writing = _array(cache_dir, ".d.npy.0123abcd-123-abc.tmp.npy", 400, 400)
     with prepcache.lease(leased):
         assert leased.name in prepcache.in_use(cache_dir)
         left = prepcache.evict(cache_dir, max_bytes=1000, needed=300)
@@ -55,6 +55,21 @@ def test_a_lease_of_a_killed_process_no_longer_counts(cache_dir):
     assert len(list(array.parent.glob(".x.npy.*.lease"))) == 1
     assert prepcache.in_use(cache_dir) == set()
     assert list(array.parent.glob("*.lease")) == []  # the stale lease is removed
+
+
+def test_a_lease_from_another_machine_counts_until_left_alone_for_a_day(cache_dir):
+    """Its process cannot be checked from here; its pid (dead here) says nothing there."""
+    from cnnlab.common.files import FOREIGN_MAX_AGE_S, HOST_ID
+
+    array = _array(cache_dir, "shared.npy", 10, 0)
+    other = "ffffffff" if HOST_ID != "ffffffff" else "eeeeeeee"
+    token = array.with_name(f".shared.npy.{other}-999999999-ab12{prepcache.LEASE_SUFFIX}")
+    token.touch()
+    assert prepcache.in_use(cache_dir) == {"shared.npy"}
+    assert prepcache.evict(cache_dir, max_bytes=0) == 10 and array.exists()
+    long_ago = time.time() - FOREIGN_MAX_AGE_S - 60
+    os.utime(token, (long_ago, long_ago))
+    assert prepcache.in_use(cache_dir) == set() and not token.exists()
 
 
 def test_prepare_evicts_to_fit_the_budget_and_keeps_what_training_uses(make_dataset, cache_dir):

@@ -3,17 +3,22 @@
 Every file or folder CNN Lab writes goes through `atomic_write`, `atomic_path`, `write_json` or
 `build_folder`: a reader sees the whole new file or folder or the old one, never half of one, and
 a failed write leaves no temporary behind. A killed process can still leave one, so every
-temporary is named `.<name>.<pid>-<random>.tmp[<suffix>]`: `remove_stale_temporaries` finds them
-and removes those whose writer is gone or which are too old to belong to a live writer.
+temporary is named for its writer, `.<name>.<host>-<pid>-<random>.tmp[<suffix>]` (`host`: a short
+hash of the machine's name): `remove_stale_temporaries` finds them and removes those whose writer
+is gone. Age alone never condemns a temporary of this machine (a live writer may take hours); one
+written on another machine sharing the folder, whose process cannot be checked from here, is
+removed only once it has been left untouched for a day.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import re
 import shutil
+import socket
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -22,13 +27,21 @@ from pathlib import Path
 from typing import IO, Any, Literal
 
 TEMP_MARK = ".tmp"
-# `.<name>.<pid>-<random>.tmp[<suffix>]`; older releases wrote `.<name>.<random>.tmp[<suffix>]`.
-_TEMPORARY = re.compile(r"^\..+?(?:\.(?P<pid>\d+)-[A-Za-z0-9_]+)?\.tmp(?:\.[A-Za-z0-9]+){0,2}$")
+# This machine, in the names of temporaries and leases: a process id means something only where it runs.
+HOST_ID = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+# How long another machine's temporary or lease is trusted to be live without a change.
+FOREIGN_MAX_AGE_S = 24 * 3600.0
+_TEMPORARY = re.compile(r"^\..+?\.(?P<host>[0-9a-f]{8})-(?P<pid>\d+)-[A-Za-z0-9_]+\.tmp(?:\.[A-Za-z0-9]+){0,2}$")
 _STARTED = time.time()
 
 
+def writer_tag(pid: int | None = None) -> str:
+    """`<host>-<pid>`: who writes a temporary or holds a lease (default: this process)."""
+    return f"{HOST_ID}-{os.getpid() if pid is None else pid}"
+
+
 def _temp_prefix(path: Path, pid: int | None = None) -> str:
-    return f".{path.name}.{os.getpid() if pid is None else pid}-"
+    return f".{path.name}.{writer_tag(pid)}-"
 
 
 @contextmanager
@@ -126,13 +139,12 @@ def temporary_name(path: Path) -> Path:
     return path.with_name(f"{_temp_prefix(path)}{os.urandom(4).hex()}{TEMP_MARK}")
 
 
-def remove_stale_temporaries(root: Path, max_age_s: float = 3600.0, max_depth: int = 3) -> list[Path]:
+def remove_stale_temporaries(root: Path, max_depth: int = 3) -> list[Path]:
     """Remove the temporaries that killed writers left in `root`, down to `max_depth` levels; returns them.
 
-    A temporary is stale once the process named in it is gone (or is a new process that reused
-    its id, judged by age), or when it is older than `max_age_s` whatever its name says, so a
-    live writer's temporary is never touched: writers refresh their file as they write, and
-    none runs for an hour.
+    A temporary is stale once the process named in it is gone from this machine (or is a new
+    process that reused its id), or, written on another machine, once untouched for
+    `FOREIGN_MAX_AGE_S`. Files not named as CNN Lab names its temporaries are never touched.
     """
     removed: list[Path] = []
     now = time.time()
@@ -145,7 +157,7 @@ def remove_stale_temporaries(root: Path, max_age_s: float = 3600.0, max_depth: i
             continue
         for entry in entries:
             match = _TEMPORARY.match(entry.name)
-            if match and _is_stale(entry, match["pid"], now, max_age_s):
+            if match and _is_stale(entry, match["host"], int(match["pid"]), now):
                 _remove(Path(entry.path))
                 removed.append(Path(entry.path))
             elif depth < max_depth and entry.is_dir(follow_symlinks=False):
@@ -162,22 +174,24 @@ def remove_temporaries(path: Path, pid: int) -> list[Path]:
     return found
 
 
-def _is_stale(entry: os.DirEntry, pid: str | None, now: float, max_age_s: float) -> bool:
+def _is_stale(entry: os.DirEntry, host: str, pid: int, now: float) -> bool:
     try:
         modified = entry.stat(follow_symlinks=False).st_mtime
     except OSError:
         return False
-    if now - modified > max_age_s:
-        return True
-    return pid is not None and not writer_alive(int(pid), modified)
+    return not writer_alive(host, pid, modified, now)
 
 
-def writer_alive(pid: int, modified: float) -> bool:
-    """Whether the process `pid` named in a file last modified at `modified` may still be using it.
+def writer_alive(host: str, pid: int, modified: float, now: float | None = None) -> bool:
+    """Whether the writer `host`-`pid` named in a file last modified at `modified` may still be using it.
 
-    Our own id on a file older than this process means a previous process with the same id (a
-    restarted container reuses them).
+    On this machine, while its process exists: our own id on a file older than this process
+    means a previous process with the same id (a restarted container reuses them). Another
+    machine's process cannot be checked from here: it counts as alive until the file has been
+    left alone for `FOREIGN_MAX_AGE_S`.
     """
+    if host != HOST_ID:
+        return (time.time() if now is None else now) - modified < FOREIGN_MAX_AGE_S
     return process_alive(pid) and not (pid == os.getpid() and modified < _STARTED)
 
 

@@ -5,7 +5,7 @@ mode under `<cache>/prepared/`. A training (or an evaluation) holds a lease on i
 reads it, so an eviction never removes an array someone is using; every use refreshes the
 array's modification time, which is what "least recently used" goes by.
 
-A lease is an empty file `.<array name>.<pid>-<random>.lease` beside the array, removed when the
+A lease is an empty file `.<array name>.<host>-<pid>-<random>.lease` beside the array, removed when the
 lease ends; a lease whose process is gone (killed) no longer counts and is removed by `evict`.
 """
 
@@ -19,11 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cnnlab.common.checks import MB, megabytes
-from cnnlab.common.files import TEMP_MARK, writer_alive
+from cnnlab.common.files import TEMP_MARK, writer_alive, writer_tag
 
 FOLDER = "prepared"
 LEASE_SUFFIX = ".lease"
-_LEASE = re.compile(r"^\.(?P<array>.+)\.(?P<pid>\d+)-[0-9a-f]+\.lease$")
+_LEASE = re.compile(r"^\.(?P<array>.+)\.(?P<host>[0-9a-f]{8})-(?P<pid>\d+)-[0-9a-f]+\.lease$")
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,7 @@ def array_bytes(num_images: int, image_size: tuple[int, int], channels: int) -> 
 def lease(path: Path) -> Iterator[None]:
     """Mark the array at `path` (which may not exist yet) in use by this process while the block runs."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    token = path.with_name(f".{path.name}.{os.getpid()}-{os.urandom(4).hex()}{LEASE_SUFFIX}")
+    token = path.with_name(f".{path.name}.{writer_tag()}-{os.urandom(4).hex()}{LEASE_SUFFIX}")
     token.touch()
     try:
         yield
@@ -73,7 +73,7 @@ def in_use(cache: Path) -> set[str]:
         if match is None:
             continue
         try:
-            alive = writer_alive(int(match["pid"]), entry.stat().st_mtime)
+            alive = writer_alive(match["host"], int(match["pid"]), entry.stat().st_mtime)
         except OSError:  # ended meanwhile
             continue
         if alive:

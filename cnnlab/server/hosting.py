@@ -23,8 +23,6 @@ from cnnlab.runs.store import RunStore
 
 HEARTBEATS = "sessions"
 UPLOADS = "uploads"
-# No writer (a preparation, an extraction, an export) keeps a temporary this long.
-TEMPORARY_MAX_AGE_S = 3600.0
 MESSAGE_LIMIT = 300
 # An absolute path in a message: a slash not inside a word, a URL or a relative path.
 _ABSOLUTE_PATH = re.compile(r"(?<![\w.~:/\\-])/[^\s'\"/]+(?:/[^\s'\"/]*)*")
@@ -91,9 +89,7 @@ def forget_uploads(cache: Path, session: str, keep: Path | None = None) -> int:
 def tidy(cache: Path, models_dir: Path, max_cache_mb: int | None) -> list[Path]:
     """Remove the temporaries of killed work (preparations, extractions, exports, deletes) from the
     cache and the run store, and evict decoded images over `max_cache_mb`; returns the temporaries removed."""
-    removed = remove_stale_temporaries(cache, TEMPORARY_MAX_AGE_S) + remove_stale_temporaries(
-        models_dir, TEMPORARY_MAX_AGE_S
-    )
+    removed = remove_stale_temporaries(cache) + remove_stale_temporaries(models_dir)
     if max_cache_mb is not None:
         prepcache.evict(cache, max_cache_mb * MB)
     return removed
