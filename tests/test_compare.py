@@ -7,10 +7,12 @@ import shutil
 
 import pandas as pd
 import pytest
+import streamlit as st
 
 from cnnlab.analysis.compare import compare_runs
 from cnnlab.analysis.evaluate import saved_evaluation
-from helpers import tiny_model_config, tiny_train_config, write_dataset
+from cnnlab.cli import main
+from helpers import open_page, start_app, tiny_model_config, tiny_train_config, write_dataset
 
 
 @pytest.fixture(scope="module")
@@ -140,6 +142,61 @@ def test_runs_that_share_no_test_image_are_refused_with_the_reason(relabelled, t
     elsewhere = RunStore(tmp_path / "models").get("elsewhere")
     with pytest.raises(ValueError, match=r"different datasets \('data' and 'other'\).*Received: runs="):
         compare_runs(relabelled["before"], elsewhere, cache=relabelled["cache"])
+
+
+def test_the_runs_page_compares_two_runs_on_their_shared_test_images(relabelled, app_cache, monkeypatch):
+    monkeypatch.setenv("CNNLAB_CACHE_DIR", str(app_cache))
+    monkeypatch.setenv("CNNLAB_MODELS_DIR", str(relabelled["store"].root))
+    st.cache_resource.clear()  # the settings an earlier test's "person" left on this server
+    at = open_page(start_app(), "pages/runs.py")
+    # The newer run is "after" (its labels are scored), the older "before".
+    assert at.selectbox(key="shared-after").value == relabelled["after"].id
+    assert at.selectbox(key="shared-before").value == relabelled["before"].id
+    at.toggle(key="shared-show").set_value(True).run()
+    assert not at.exception, [e.value for e in at.exception]
+
+    expected = compare_runs(relabelled["before"], relabelled["after"], cache=relabelled["cache"])
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Shared test images"] == str(expected.num_shared)
+    assert metrics["Accuracy before"] == f"{expected.accuracy_before:.1%}"
+    assert metrics["Accuracy after"] == f"{expected.accuracy_after:.1%}"
+    assert any("scored against the labels of the newer run, 'relabelled run'" in c.value for c in at.caption)
+    chart = next(c for c in at.get("plotly_chart") if c.proto.id.endswith("shared-recall"))
+    bars = json.loads(chart.proto.spec)["data"]
+    assert [b["x"] for b in bars] == [relabelled["after"].class_names] * 2
+    table = next(d.value for d in at.dataframe if "recall_before" in d.value)
+    pd.testing.assert_frame_equal(table, expected.per_class, check_dtype=False)
+    captions = [c for image in at.image for c in image.captions]
+    flipped = pd.concat([expected.fixed, expected.broken])
+    assert captions == [f"{r.label}: {r.predicted_before} → {r.predicted_after}" for r in flipped.itertuples()]
+
+    # The same run on both sides is a message, not a comparison.
+    at.selectbox(key="shared-before").set_value(relabelled["after"].id).run()
+    assert not at.exception and any("two different runs" in i.value for i in at.info)
+
+
+def test_runs_compare_on_the_command_line(relabelled, monkeypatch, capsys):
+    monkeypatch.setenv("CNNLAB_CACHE_DIR", str(relabelled["cache"]))
+    monkeypatch.setenv("CNNLAB_MODELS_DIR", str(relabelled["store"].root))
+    before, after = relabelled["before"], relabelled["after"]
+    expected = compare_runs(before, after, cache=relabelled["cache"])
+
+    assert main(["compare", before.id, after.name, "--json"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["before"] == before.id and result["after"] == after.id and result["labels_from"] == after.id
+    assert result["num_shared"] == expected.num_shared and result["num_relabelled"] == 2
+    assert result["accuracy_after"] == pytest.approx(expected.accuracy_after)
+    assert [r["path"] for r in result["fixed"]] == list(expected.fixed["path"])
+    assert "file" not in (result["fixed"] or result["broken"] or [{}])[0]  # no server path in the output
+
+    assert main(["compare", before.id, after.id]) == 0
+    out = capsys.readouterr().out
+    assert f"accuracy before {expected.accuracy_before:.1%}  after {expected.accuracy_after:.1%}" in out
+    assert f"wrong -> right: {len(expected.fixed)}" in out
+
+    assert main(["compare", before.id, "no-such-run"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and error.startswith("error: ") and "Received:" in error
 
 
 def _predictions(run) -> dict[str, str]:
