@@ -144,6 +144,37 @@ def test_runs_that_share_no_test_image_are_refused_with_the_reason(relabelled, t
         compare_runs(relabelled["before"], elsewhere, cache=relabelled["cache"])
 
 
+def test_a_run_without_test_images_is_refused_with_the_reason(relabelled, tmp_path):
+    from cnnlab.runs.store import RunStore
+
+    run_dir = shutil.copytree(relabelled["before"].path, tmp_path / "models" / "untested")
+    split = json.loads((run_dir / "split.json").read_text())
+    (run_dir / "split.json").write_text(json.dumps({**split, "test": []}))
+    untested = RunStore(tmp_path / "models").get("untested")
+    with pytest.raises(ValueError, match=r"Run 'shared tiny run' has no test images here.*Received: runs=untested, "):
+        compare_runs(untested, relabelled["after"], cache=relabelled["cache"])
+
+
+def test_the_recall_chart_draws_both_runs_per_class_and_refuses_another_table():
+    from cnnlab.charts import recall_change_figure
+
+    per_class = pd.DataFrame(
+        {
+            "class": ["a", "b"],
+            "support": [2, 0],
+            "recall_before": [0.5, float("nan")],
+            "recall_after": [1.0, float("nan")],
+        }
+    )
+    figure = recall_change_figure(per_class, "before: x", "after: y")
+    assert [(t.name, list(t.y), list(t.text)) for t in figure.data] == [
+        ("before: x", [0.5, pytest.approx(float("nan"), nan_ok=True)], ["50%", ""]),
+        ("after: y", [1.0, pytest.approx(float("nan"), nan_ok=True)], ["100%", ""]),
+    ]
+    with pytest.raises(ValueError, match=r"Received: missing=\['recall_after', 'support'\]"):
+        recall_change_figure(per_class[["class", "recall_before"]], "x", "y")
+
+
 def test_the_runs_page_compares_two_runs_on_their_shared_test_images(relabelled, app_cache, monkeypatch):
     monkeypatch.setenv("CNNLAB_CACHE_DIR", str(app_cache))
     monkeypatch.setenv("CNNLAB_MODELS_DIR", str(relabelled["store"].root))
