@@ -1,4 +1,4 @@
-"""Runs: every training, compared side by side; rename, delete, download and export."""
+"""Runs: every training, compared side by side and on shared test images; rename, delete, download and export."""
 
 import pandas as pd
 import streamlit as st
@@ -6,6 +6,7 @@ import streamlit as st
 from cnnlab import charts
 from cnnlab.server import jobs
 from cnnlab.training.resuming import RESUMABLE
+from cnnlab_ui.compare import compare_section
 from cnnlab_ui.loaders import forget_models
 from cnnlab_ui.messages import show_error
 from cnnlab_ui.runs import compare_curves, describe_run, list_runs, parameters_chart, runs_table
@@ -65,6 +66,7 @@ if study:
     importances = study_importances(study, store())
     if importances:
         st.plotly_chart(charts.importance_figure(importances), key="importance")
+compare_section(runs)
 
 st.subheader("Manage a run")
 run = by_id[st.selectbox("Run", list(by_id), format_func=lambda i: describe_run(by_id[i]), key="manage-run")]

@@ -1,21 +1,33 @@
-"""Looking at a trained model: test-split evaluation, likely label errors (also by a cross-validated
-pass), Grad-CAM, and the network's inside (feature maps, filters, receptive fields, top images)."""
+"""Looking at a trained model: test-split evaluation, two runs compared on their shared test images,
+likely label errors (also by a cross-validated pass), Grad-CAM, and the network's inside (feature
+maps, filters, receptive fields, top images)."""
 
 from typing import TYPE_CHECKING
 
 from cnnlab.common.exports import lazy_exports
 
 if TYPE_CHECKING:  # what type checkers and readers see; at run time each name is imported on first use
+    from cnnlab.analysis.compare import RunComparison, compare_runs
     from cnnlab.analysis.crossval import cross_validated_issues
     from cnnlab.analysis.evaluate import Evaluation, evaluate_run
     from cnnlab.analysis.explain import grad_cam
     from cnnlab.analysis.label_issues import run_label_issues
 
-__all__ = ["Evaluation", "cross_validated_issues", "evaluate_run", "grad_cam", "run_label_issues"]
+__all__ = [
+    "Evaluation",
+    "RunComparison",
+    "compare_runs",
+    "cross_validated_issues",
+    "evaluate_run",
+    "grad_cam",
+    "run_label_issues",
+]
 
 __getattr__, __dir__ = lazy_exports(
     __name__,
     {
+        "RunComparison": "compare",
+        "compare_runs": "compare",
         "cross_validated_issues": "crossval",
         "Evaluation": "evaluate",
         "evaluate_run": "evaluate",

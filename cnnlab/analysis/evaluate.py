@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -207,12 +208,10 @@ def evaluate_run(run: Run, *, cache: Path, refresh: bool = False, max_cache_mb: 
     saved as the run's only when it covers the whole test split of unchanged data; otherwise its
     `num_missing` and `dataset_changed` say why not.
     """
-    saved = run.path / EVALUATION_FILE
-    if saved.exists() and not refresh:
-        import json
-
-        return Evaluation.from_dict(json.loads(saved.read_text()))
-    recorded = _recorded_fingerprint(run)
+    saved = saved_evaluation(run)
+    if saved is not None and not refresh:
+        return saved
+    recorded = recorded_fingerprint(run)
     with open_split(run, cache=cache, max_cache_mb=max_cache_mb) as (prepared, parts):
         evaluation = dataclasses.replace(
             evaluate_prepared(run.load_model(), prepared, parts["test"]),
@@ -258,11 +257,17 @@ def _same_classes(run: Run, report: data.DatasetReport) -> data.DatasetReport:
     return report
 
 
-def _recorded_fingerprint(run: Run) -> str | None:
+def recorded_fingerprint(run: Run) -> str | None:
     """The dataset fingerprint recorded at training, where comparing it means something."""
     dataset = run.record.dataset
     # The fingerprint covers file times; the built-in sample is made again, image for image, with new ones.
     return None if dataset.builtin == "sample" else dataset.fingerprint
+
+
+def saved_evaluation(run: Run) -> Evaluation | None:
+    """The evaluation saved beside the run's model, or None when there is none."""
+    path = run.path / EVALUATION_FILE
+    return Evaluation.from_dict(json.loads(path.read_text())) if path.exists() else None
 
 
 def save_evaluation(run: Run, evaluation: Evaluation) -> None:

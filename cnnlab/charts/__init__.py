@@ -8,6 +8,7 @@ from cnnlab.common.exports import lazy_exports
 
 if TYPE_CHECKING:  # what type checkers and readers see; at run time each name is imported on first use
     from cnnlab.charts import grids
+    from cnnlab.charts.comparison import recall_change_figure
     from cnnlab.charts.curves import (
         ACCURACY_AXIS,
         HISTORY_METRICS,
@@ -49,6 +50,7 @@ __all__ = [
     "lr_find_figure",
     "parallel_coordinates_figure",
     "probabilities_figure",
+    "recall_change_figure",
     "sweep_figure",
     "training_curves_figure",
 ]
@@ -65,6 +67,7 @@ __getattr__, __dir__ = lazy_exports(
         "learning_rate_figure": "curves",
         "lr_find_figure": "curves",
         "training_curves_figure": "curves",
+        "recall_change_figure": "comparison",
         "class_counts_figure": "dataset",
         "image_sizes_figure": "dataset",
         "FIXED_SIZE_CLASSES": "evaluation",

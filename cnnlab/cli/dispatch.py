@@ -18,6 +18,7 @@ import sys
 from typing import Any
 
 from cnnlab.cli import (
+    compare,
     download,
     evaluate,
     export,
@@ -51,6 +52,7 @@ COMMANDS = {
         label_issues.COMMAND,
         runs.COMMAND,
         runs.SYNC,
+        compare.COMMAND,
         export.COMMAND,
         inspect.COMMAND,
         sweep.COMMAND,
