@@ -256,7 +256,11 @@ def test_evaluate_edits_apply_to_the_runs_version_and_say_when_newer_ones_exist(
     "dataset_version" not in inspect.signature(training_plan).parameters,
     reason="training on a dataset version comes with the engine branch (train/training_plan dataset_version=)",
 )
-def test_retrain_on_the_corrected_version_trains_the_runs_settings_on_it(app, mislabelled_run, datasets, monkeypatch):
+def test_retrain_on_the_corrected_version_trains_the_runs_settings_on_it(
+    app, app_cache, mislabelled_run, datasets, monkeypatch
+):
+    from cnnlab.runs.dataset import run_dataset
+
     monkeypatch.setenv("CNNLAB_MODELS_DIR", str(mislabelled_run["models"]))
     run = mislabelled_run["run"]
     at = open_page(app, "pages/evaluate.py")
@@ -274,5 +278,6 @@ def test_retrain_on_the_corrected_version_trains_the_runs_settings_on_it(app, mi
         2,
         str(the_dataset(datasets).folder),
     )
+    assert run_dataset(retrained, datasets, cache=app_cache) == (the_dataset(datasets), 2)  # from its record
     assert retrained.model_config() == run.model_config()
     assert retrained.train_config().epochs == run.train_config().epochs
