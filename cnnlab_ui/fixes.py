@@ -95,7 +95,9 @@ def fix_labels(dataset: Dataset, version: int, paths: Sequence[str], captions: S
         return
     classes = [*manifest.classes, *(c for c in _new_classes(dataset) if c not in manifest.classes)]
     rows = _rows(dataset, [entries[p] for p, _ in shown], [c for _, c in shown], pending)
-    st.caption(f"Edits to version {version} of {dataset.name}; the image files are never changed.")
+    latest = dataset.latest()
+    newest = f" (version {latest} is the newest)" if latest > version else ""
+    st.caption(f"Edits to version {version} of {dataset.name}{newest}; the image files are never changed.")
     edited = st.data_editor(
         rows,
         key=f"fix-{key}-{_digest(rows['path'])}-{_generation(dataset)}",  # other images: a new editor
@@ -142,10 +144,11 @@ def pending_edits(dataset: Dataset, *, key: str, about: str = "") -> None:
         return
     latest = dataset.latest()
     if latest > pending.parent:
+        later = f"version {latest}" if latest == pending.parent + 1 else f"versions {pending.parent + 1}-{latest}"
         st.info(
             f"These edits apply to version {pending.parent}{f', {about}' if about else ''}. Version {latest} is the "
-            f"newest: version {latest + 1} will be version {pending.parent} with these edits, without what "
-            f"versions {pending.parent + 1}-{latest} changed."
+            f"newest: version {latest + 1} will be version {pending.parent} with these edits, without what {later} "
+            "changed."
         )
     manifest = dataset.manifest(pending.parent)
     generation = _generation(dataset)

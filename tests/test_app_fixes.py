@@ -240,12 +240,19 @@ def test_evaluate_edits_apply_to_the_runs_version_and_say_when_newer_ones_exist(
 
     at = open_page(app, "pages/evaluate.py")
     paths = open_gallery(at, "mistakes", run)
-    assert any(c.value.startswith(f"Edits to version 1 of {dataset.name}") for c in at.caption)
+    note = f"Edits to version 1 of {dataset.name} (version 2 is the newest); the image files are never changed."
+    assert note in [c.value for c in at.caption]
+    given = editor(at, "mistakes").value.set_index("path").loc[paths[0], "label"]
+    change_rows(at, "mistakes", {paths[0]: {"label": next(c for c in run.class_names if c != given)}})
+    assert len(pending_lines(at)) == 1
+    check(at.button(key="undo-all-evaluate").click().run())
+    assert not pending_lines(at)
     change_rows(at, "mistakes", {paths[0]: {"exclude": True, "reason": "not an animal"}})
-    assert any(
-        i.value.startswith("These edits apply to version 1, the one this run trained on. Version 2 is the newest")
-        for i in at.info
-    )
+    assert pending_lines(at) == [f"`{paths[0]}`: excluded (not an animal)"]
+    assert [i.value for i in at.info] == [
+        "These edits apply to version 1, the one this run trained on. Version 2 is the newest: version 3 will be "
+        "version 1 with these edits, without what version 2 changed."
+    ]
     check(at.button(key="save-evaluate").click().run())
     third = dataset.manifest(3)
     assert third.parent == 1 and third.entry(paths[0]).reason == "not an animal"
