@@ -3,29 +3,34 @@ cross-validated pass over all its images that the person starts as a background 
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
 import streamlit as st
 
 from cnnlab.analysis.crossval import MAX_FOLDS, CrossValidatedIssues, saved_issues
+from cnnlab.data.versions import Dataset
 from cnnlab.runs.store import Run
 from cnnlab.server import jobs
-from cnnlab_ui.gallery import thumbnails
+from cnnlab_ui.fixes import gallery, pending_edits, working_version
 from cnnlab_ui.live import live_job
 from cnnlab_ui.messages import show_error
-from cnnlab_ui.runs import get_run
+from cnnlab_ui.runs import get_run, opened_version, run_version
 from cnnlab_ui.state import job_settings, owner, session_busy, settings
+from cnnlab_ui.training import retrain
 
 SHOWN = 24
 
 
 def label_issues_section(run: Run, root: Path) -> None:
-    """Two tabs: the held-out images checked on demand, and every image checked by a cross-validated pass."""
+    """Two tabs: the held-out images checked on demand, and every image checked by a cross-validated pass;
+    then the edits made to the run's dataset on this page, and a retraining on the corrected version."""
     st.subheader("Likely label errors")
     st.caption(
-        "Images whose given label a model that never trained on them doubts most (confident learning). Nothing is "
-        "moved or changed: check them and fix the folders yourself."
+        "Images whose given label a model that never trained on them doubts most (confident learning). Fix labels "
+        "relabels or excludes them: your edits are saved as a new version of the dataset, and the image files are "
+        "never moved or changed."
     )
     held_out, every = st.tabs(["Validation and test images", "All images (cross-validated)"])
     with held_out:
@@ -35,9 +40,34 @@ def label_issues_section(run: Run, root: Path) -> None:
             except ValueError as exc:
                 show_error(exc)
             else:
-                _gallery(root, issues, "this run's model's predictions on its validation and test images", run.name)
+                _gallery(run, root, issues, "this run's model's predictions on its validation and test images", "")
     with every:
         _cross_validated_tab(run, root)
+    if (opened := opened_version(run)) is not None:
+        dataset, version = opened
+        pending_edits(dataset, key="evaluate", about="the one this run trained on")
+        _retrain(run, dataset, version)
+
+
+def _retrain(run: Run, dataset: Dataset, version: int) -> None:
+    """Once this session saved a corrected version of the run's dataset: a training with the run's settings on it."""
+    corrected = working_version(dataset, version)
+    if corrected == version:
+        return
+    if st.button(
+        f"Retrain on version {corrected}",
+        key="retrain",
+        disabled=session_busy(),
+        icon=":material/model_training:",
+        help=f"A new training with this run's model and training settings on version {corrected}, in the background",
+    ):
+        try:
+            st.session_state.job = retrain(run, dataset, corrected)
+        except ValueError as exc:
+            show_error(exc)
+        else:
+            st.success(f"Training on version {corrected} started.", icon=":material/model_training:")
+            st.page_link("pages/train.py", label="Watch it on the Train page", icon=":material/monitoring:")
 
 
 @st.cache_data(show_spinner="Looking for likely label errors in the validation and test images...", max_entries=8)
@@ -79,7 +109,7 @@ def _cross_validated_tab(run: Run, root: Path) -> None:
     if job is not None:
         _outcome(job, saved is not None)
     if saved is not None:
-        _gallery(root, saved.issues, _source(saved), f"{run.name}-cv")
+        _gallery(run, root, saved.issues, _source(saved), "-cv")
 
 
 def _label_check(run: Run) -> jobs.Job | None:
@@ -117,8 +147,9 @@ def _source(result: CrossValidatedIssues) -> str:
     )
 
 
-def _gallery(root: Path, issues: pd.DataFrame, source: str, name: str) -> None:
-    """The likely label errors, most likely first, saying where the probabilities come from, with a CSV download."""
+def _gallery(run: Run, root: Path, issues: pd.DataFrame, source: str, suffix: str) -> None:
+    """The likely label errors, most likely first, saying where the probabilities come from, to view or fix,
+    with a CSV download."""
     st.caption(f"Probabilities from {source}.")
     if issues.empty:
         st.success("No likely label error among these images.")
@@ -134,11 +165,12 @@ def _gallery(root: Path, issues: pd.DataFrame, source: str, name: str) -> None:
             strict=True,
         )
     ]
-    thumbnails(root, shown["path"].tolist(), captions, columns=6)
+    paths = shown["path"].tolist()
+    gallery(root, paths, captions, key=f"label-issues{suffix}", target=partial(run_version, run), columns=6)
     st.download_button(
         f"Download all {len(issues)} as CSV",
         issues.to_csv(index=False),
-        f"{name}-label-issues.csv",
+        f"{run.name}{suffix}-label-issues.csv",
         icon=":material/download:",
-        key=f"download-{name}",
+        key=f"download-{run.name}{suffix}",
     )

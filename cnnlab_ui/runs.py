@@ -9,8 +9,17 @@ import pandas as pd
 import streamlit as st
 
 from cnnlab import charts
+from cnnlab.data.versions import Dataset
+from cnnlab.runs.dataset import run_dataset
 from cnnlab.runs.store import HYPERPARAMETERS, Run, RunStore
-from cnnlab_ui.state import select_finished_training, select_run, selected_run_id, settings, store
+from cnnlab_ui.state import (
+    datasets_dir,
+    select_finished_training,
+    select_run,
+    selected_run_id,
+    settings,
+    store,
+)
 
 
 def list_runs(sweep: str | None = None) -> list[Run]:
@@ -36,6 +45,21 @@ def get_run(run_id: str) -> Run:
         return store().get(run_id)
     except ValueError:
         return team_copies().get(run_id)
+
+
+def run_version(run: Run) -> tuple[Dataset, int]:
+    """The dataset version `run` trained on (`cnnlab.runs.dataset.run_dataset`), opened once per session:
+    the first time, a run trained on a folder as it was has its folder's versions made (its images hashed)."""
+    opened = st.session_state.setdefault("run-versions", {})
+    if run.id not in opened:
+        with st.spinner("Opening the versions of the run's dataset..."):
+            opened[run.id] = run_dataset(run, datasets_dir(), cache=settings().cache_dir)
+    return opened[run.id]
+
+
+def opened_version(run: Run) -> tuple[Dataset, int] | None:
+    """The dataset version `run` trained on, when this session opened it already (to fix its labels)."""
+    return st.session_state.get("run-versions", {}).get(run.id)
 
 
 def run_picker(label: str = "Run", with_model: bool = True) -> Run:

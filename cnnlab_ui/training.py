@@ -7,7 +7,9 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from cnnlab.data.versions import Dataset
 from cnnlab.model import ModelConfig
+from cnnlab.runs.store import Run
 from cnnlab.runs.workspace import Workspace
 from cnnlab.server import jobs, quota
 from cnnlab.server.quota import DiskUsage
@@ -62,6 +64,21 @@ def start_training(plan: TrainingPlan) -> jobs.Job:
     if (usage := disk_usage()) is not None:
         quota.check_room(usage, plan.disk_bytes or 0, "This training")
     return jobs.training_job(plan, job_settings()).start()
+
+
+def retrain(run: Run, dataset: Dataset, version: int) -> jobs.Job:
+    """Start a training with `run`'s model and training settings on `version` of `dataset`, as this
+    person's job (a one-line ValueError when the dataset or the server refuses it)."""
+    with st.spinner("Building the model..."):
+        plan = training_plan(
+            str(dataset.source or dataset.name),
+            run.model_config(),
+            run.train_config(),
+            workspace=job_settings().workspace,
+            dataset_version=version,  # type: ignore[call-arg]
+        )
+    plan.check()
+    return start_training(plan)
 
 
 @st.cache_data(show_spinner=False, max_entries=32)

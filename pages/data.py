@@ -11,14 +11,14 @@ import streamlit as st
 
 from cnnlab import charts, data
 from cnnlab.common.checks import shorten
-from cnnlab.data import archive, catalog
+from cnnlab.data import archive, catalog, versions
 from cnnlab.server import hosting
 from cnnlab.settings import check_data_folder, check_upload_size
-from cnnlab_ui.gallery import thumbnails
+from cnnlab_ui.fixes import gallery, pending_edits
 from cnnlab_ui.loaders import scan
 from cnnlab_ui.messages import show_error
 from cnnlab_ui.shell import require_app_shell
-from cnnlab_ui.state import DatasetChoice, dataset, disk_usage, session_id, settings
+from cnnlab_ui.state import DatasetChoice, dataset, datasets_dir, disk_usage, session_id, settings
 
 require_app_shell()
 
@@ -156,4 +156,14 @@ shown = [
 pages = max(1, math.ceil(len(shown) / PER_PAGE))
 page = st.number_input(f"Page (of {pages})", min_value=1, max_value=pages, value=1)
 window = shown[(page - 1) * PER_PAGE : page * PER_PAGE]
-thumbnails(report.root, [f for f, _ in window], [label for _, label in window])
+
+
+def latest_version() -> tuple[versions.Dataset, int]:
+    """The newest version of the chosen dataset (made on first use), for fixing its labels."""
+    opened = versions.open_dataset(chosen.path, datasets_dir(), cache=config.cache_dir)
+    return opened, opened.latest()
+
+
+fixing = gallery(report.root, [f for f, _ in window], [label for _, label in window], key="data", target=latest_version)
+if fixing is not None:
+    pending_edits(fixing[0], key="data")

@@ -1,13 +1,15 @@
-"""Evaluate: how a run does on its held-out test images, and where it goes wrong."""
+"""Evaluate: how a run does on its held-out test images, where it goes wrong, and fixing the labels it doubts."""
+
+from functools import partial
 
 import streamlit as st
 
 from cnnlab import charts
 from cnnlab.analysis.evaluate import Evaluation, evaluate_run
-from cnnlab_ui.gallery import thumbnails
+from cnnlab_ui.fixes import gallery
 from cnnlab_ui.label_issues import label_issues_section
 from cnnlab_ui.messages import show_error
-from cnnlab_ui.runs import get_run, run_picker
+from cnnlab_ui.runs import get_run, run_picker, run_version
 from cnnlab_ui.shell import require_app_shell
 from cnnlab_ui.state import settings
 
@@ -30,6 +32,7 @@ except ValueError as exc:
     show_error(exc)
     st.stop()
 root = run.dataset_root(settings().cache_dir)
+trained_on = partial(run_version, run)  # the dataset version, opened when a gallery's "Fix labels" is first turned on
 if not root.is_dir():
     st.info(
         "This run's dataset is not on this machine, so its images cannot be shown; the figures below are the "
@@ -89,7 +92,8 @@ if points:
     true_label, predicted_label = evaluation.class_names[true_index], evaluation.class_names[predicted_index]
     cell = evaluation.cell(true_label, predicted_label)
     st.subheader(f"True {true_label}, predicted {predicted_label}: {len(cell)} images")
-    thumbnails(root, cell["path"].tolist(), [f"{c:.0%}" for c in cell["confidence"]])
+    confidences = [f"{c:.0%}" for c in cell["confidence"]]
+    gallery(root, cell["path"].tolist(), confidences, key="confusion-cell", target=trained_on)
 
 st.subheader("Most confident mistakes")
 mistakes = evaluation.most_confident_mistakes()
@@ -100,7 +104,7 @@ else:
         f"{t} → {p} ({c:.0%})"
         for t, p, c in zip(mistakes["true_label"], mistakes["predicted_label"], mistakes["confidence"], strict=True)
     ]
-    thumbnails(root, mistakes["path"].tolist(), captions, columns=6)
+    gallery(root, mistakes["path"].tolist(), captions, key="mistakes", target=trained_on, columns=6)
 
 
 label_issues_section(run, root)

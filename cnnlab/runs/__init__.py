@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 from cnnlab.common.exports import lazy_exports
 
 if TYPE_CHECKING:  # what type checkers and readers see; at run time each name is imported on first use
+    from cnnlab.runs.dataset import run_dataset
     from cnnlab.runs.record import (
         SCHEMA_VERSION,
         DatasetInfo,
@@ -36,6 +37,7 @@ __all__ = [
     "hyperparameters",
     "new_run_id",
     "read_record",
+    "run_dataset",
 ]
 
 __getattr__, __dir__ = lazy_exports(
@@ -56,5 +58,6 @@ __getattr__, __dir__ = lazy_exports(
         "new_run_id": "store",
         "Workspace": "workspace",
         "read_record": "record",
+        "run_dataset": "dataset",
     },
 )

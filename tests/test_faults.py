@@ -1,0 +1,153 @@
+"""Fault injection: trainings, resumes, exports and upload extractions killed with SIGKILL at random
+moments (a fixed seed, so a failure replays), then everything left behind checked.
+
+After every kill: the clean-up removes the dead writer's temporaries and nothing else; every run
+folder lists and its files read whole; every model saved loads; every decoded-image array loads;
+every export folder is complete; every extracted upload scans. At the end interrupted runs resume
+to completion.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cnnlab.common.files import _TEMPORARY, remove_stale_temporaries
+from cnnlab.data import scan
+from cnnlab.deploy.export import read_export
+from cnnlab.runs.store import RunStore
+from helpers import REPO_ROOT, write_dataset
+
+pytestmark = pytest.mark.slow
+
+SEED = 20261207
+KILLS = {"train": 12, "resume": 8, "export": 6, "upload": 6}
+TINY = [
+    "--image-size", "16", "--conv-blocks", "1", "--filters", "4", "--dense-units", "8", "--flip", "none",
+    "--rotation", "0", "--batch-size", "8", "--patience", "0", "--epochs", "4",
+]  # fmt: skip
+UPLOAD = """
+import sys
+from pathlib import Path
+from cnnlab.data import archive
+archive.open_upload(Path(sys.argv[1]).read_bytes(), "pets.zip", Path(sys.argv[2]))
+print("extracted", flush=True)
+"""
+
+
+def command(phase: str, data: Path, target: str, zip_path: Path, uploads: Path) -> list[str]:
+    """The command line of one phase (as a person or the app would start it)."""
+    cli = [sys.executable, "-m", "cnnlab"]
+    if phase == "train":
+        return [*cli, "train", str(data), *TINY]
+    if phase == "resume":
+        return [*cli, "resume", target]
+    if phase == "export":
+        return [*cli, "export", target, "--format", "savedmodel"]
+    return [sys.executable, "-c", UPLOAD, str(zip_path), str(uploads)]
+
+
+def run_for(argv: list[str], env: dict[str, str], seconds: float | None) -> float:
+    """Run `argv`; SIGKILL it after `seconds` (None: let it finish). Returns how long it ran."""
+    start = time.monotonic()
+    proc = subprocess.Popen(argv, env=env, cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        proc.wait(timeout=seconds if seconds is not None else 600)
+        if seconds is None:
+            assert proc.returncode == 0, proc.stderr.read().decode(errors="replace")[-2000:] if proc.stderr else ""
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    finally:
+        if proc.stderr:
+            proc.stderr.close()
+    return time.monotonic() - start
+
+
+def check_left_behind(models: Path, cache: Path, uploads: Path) -> list:
+    """Everything a killed process left is either whole or a temporary the clean-up removes; returns the runs."""
+    remove_stale_temporaries(models)
+    remove_stale_temporaries(cache)
+    remove_stale_temporaries(uploads)
+    for root in (models, cache, uploads):
+        leftovers = [p for p in root.rglob(".*") if _TEMPORARY.match(p.name)]
+        assert leftovers == [], f"temporaries of a dead writer left: {leftovers}"
+    runs = RunStore(models).list()
+    folders = (
+        sorted(p.name for p in models.iterdir() if p.is_dir() and not p.name.startswith(".")) if models.is_dir() else []
+    )
+    assert sorted(r.id for r in runs) == folders  # no half-made run folder
+    for run in runs:
+        for name in ("run.json", "split.json", "evaluation.json"):
+            if (run.path / name).exists():
+                json.loads((run.path / name).read_text())
+        assert run.status in ("completed", "interrupted", "failed", "stopped"), run.status
+        if run.model_path.exists():
+            run.load_model()
+        for export in (run.path / "exports").glob("[!.]*") if (run.path / "exports").is_dir() else []:
+            assert read_export(export)["format"] == "savedmodel" and (export / "saved_model").is_dir(), export
+    for array in (cache / "prepared").glob("[!.]*.npy") if (cache / "prepared").is_dir() else []:
+        assert np.load(array, mmap_mode="r").ndim == 4
+    for extracted in uploads.glob("[!.]*") if uploads.is_dir() else []:
+        scan(extracted)
+    return runs
+
+
+def test_killed_anywhere_nothing_is_lost_or_half_written(tmp_path: Path) -> None:
+    rng = random.Random(SEED)
+    data = write_dataset(tmp_path / "pets", per_class=16, size=(16, 16))
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        for path in sorted(data.rglob("*.png")):
+            zf.write(path, f"pets/{path.relative_to(data)}")
+    zip_path = tmp_path / "pets.zip"
+    zip_path.write_bytes(buffer.getvalue())
+    models, cache, uploads = tmp_path / "models", tmp_path / "cache", tmp_path / "uploads"
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO_ROOT),
+        "TF_CPP_MIN_LOG_LEVEL": "3",
+        "CNNLAB_MODELS_DIR": str(models),
+        "CNNLAB_CACHE_DIR": str(cache),
+    }
+    # One uninterrupted run of each phase measures how long it takes (and leaves a run to export).
+    durations = {"train": run_for(command("train", data, "", zip_path, uploads), env, None)}
+    completed = RunStore(models).list()[0].id
+    durations["export"] = run_for(command("export", data, completed, zip_path, uploads), env, None)
+    durations["upload"] = run_for(command("upload", data, "", zip_path, uploads), env, None)
+    for extracted in list(uploads.iterdir()):
+        shutil.rmtree(extracted)  # each killed upload extracts afresh
+    killed_at: list[tuple[str, float]] = []
+    for phase in ("train", "resume", "export", "upload"):
+        for _ in range(KILLS[phase]):
+            target = completed
+            if phase == "resume":
+                interrupted = [r for r in RunStore(models).list() if r.status == "interrupted" and r.has_checkpoint]
+                if not interrupted:
+                    continue
+                target = rng.choice(interrupted).id
+            span = durations.get(phase, durations["train"])
+            at = rng.uniform(0.2, span)
+            killed_at.append((phase, round(at, 2)))
+            run_for(command(phase, data, target, zip_path, uploads), env, at)
+            check_left_behind(models, cache, uploads)
+            for extracted in list(uploads.glob("[!.]*")):
+                shutil.rmtree(extracted)
+    assert len(killed_at) >= 30, killed_at
+    # Runs the kills interrupted resume to completion (three of them, for time; the resume phase
+    # above started the others, from whatever its own kills left).
+    for run in [r for r in RunStore(models).list() if r.status == "interrupted"][:3]:
+        run_for(command("resume", data, run.id, zip_path, uploads), env, None)
+        assert RunStore(models).get(run.id).status == "completed", killed_at
