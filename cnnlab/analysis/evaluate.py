@@ -14,6 +14,7 @@ import pandas as pd
 
 from cnnlab import data
 from cnnlab.common.files import write_json
+from cnnlab.data import versions
 from cnnlab.runs.store import EVALUATION_FILE, Run
 
 _EPS = 1e-7
@@ -237,7 +238,7 @@ def open_split(
     built-in sample), whose decoded arrays may take `max_cache_mb` in all.
     """
     config = run.model_config()
-    report = _same_classes(run, data.scan(run.dataset_root(cache), cache=cache))
+    report = _same_classes(run, run_report(run, cache))
     settings = (config.image_size, config.color_mode, config.resize_mode)
     with data.open_prepared(report, *settings, cache=cache, max_cache_mb=max_cache_mb) as prepared:
         position = {rel: i for i, rel in enumerate(_same_classes(run, prepared.report).files)}
@@ -246,6 +247,20 @@ def open_split(
             for part, paths in run.split().items()
         }
         yield prepared, parts
+
+
+def run_report(run: Run, cache: Path) -> data.DatasetReport:
+    """The run's dataset as it was trained on: the dataset version it recorded (its labels, exclusions
+    and added images), or a scan of its folder for an unversioned run, or when the version's folder is
+    not on this machine (a run trained elsewhere, or whose versions were deleted)."""
+    recorded = run.record.dataset
+    folder = Path(recorded.versions_folder)
+    # A dataset made in CNN Lab is its own folder; a class folder is found as the run's folder is.
+    source = None if Path(recorded.path) == folder else run.dataset_root(cache)
+    dataset = versions.Dataset(folder, recorded.name or folder.name, source)
+    if recorded.version is None or not versions.manifest_path(dataset, recorded.version).is_file():
+        return data.scan(run.dataset_root(cache), cache=cache)
+    return versions.version_data(dataset, recorded.version).report
 
 
 def _same_classes(run: Run, report: data.DatasetReport) -> data.DatasetReport:
