@@ -8,7 +8,7 @@ precision is resolved once per training.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,8 @@ class TrainingPlan:
     `imbalance` says what training does about imbalanced classes (None when they are balanced);
     `disk_bytes` is what it adds at its peak to a hosted visitor's disk use (None unless hosted).
     `dataset_version` is the dataset version it trains on (None: the folder as it is), so that a
-    training run from the plan trains on the version planned even when a newer one is saved meanwhile.
+    training run from the plan trains on the version planned even when a newer one is saved meanwhile;
+    `counts` the images per class it trains on (the version's labels and exclusions applied).
     """
 
     data_dir: str | Path
@@ -47,6 +48,7 @@ class TrainingPlan:
     imbalance: str | None
     disk_bytes: int | None
     dataset_version: int | None = None
+    counts: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def fits(self) -> bool:
@@ -66,9 +68,17 @@ class TrainingPlan:
         if self.refusal is not None:
             raise ValueError(self.refusal)
 
+    @property
+    def version_line(self) -> str:
+        """The dataset version trained on and its images per class, in one line."""
+        counts = ", ".join(f"{name} {n}" for name, n in self.counts.items())
+        return f"Dataset version {self.dataset_version}: {sum(self.counts.values())} images ({counts})"
+
     def describe(self) -> list[str]:
-        """The plan in lines, as the `train` command prints it: the model, the class balance, the precision."""
+        """The plan in lines, as the `train` command prints it: the dataset version and its classes (when
+        versioned), the model, the class balance, the precision."""
         return [
+            *([self.version_line] if self.dataset_version is not None else []),
             f"Model summary: {self.summary}",
             *([self.imbalance] if self.imbalance else []),
             self.precision.describe(),
@@ -122,6 +132,7 @@ def training_plan(
         imbalance=_imbalance(report.counts, train_config.class_weight),
         disk_bytes=_disk_bytes(report, model_config, num_params, workspace),
         dataset_version=source.version_number,
+        counts=report.counts,
     )
 
 
