@@ -75,7 +75,7 @@ def retrain(run: Run, dataset: Dataset, version: int) -> jobs.Job:
             run.model_config(),
             run.train_config(),
             workspace=job_settings().workspace,
-            dataset_version=version,  # type: ignore[call-arg]
+            dataset_version=version,
         )
     plan.check()
     return start_training(plan)

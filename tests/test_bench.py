@@ -18,6 +18,7 @@ RUNS = {
     "bench_inspect": (["--repeats", "1"], r"feature maps, all layers, median of 1: +\d+\.\d+ s"),
     "bench_train": (["--epochs", "2", "--repeats", "1"], r"throughput ratio cnnlab/plain: \d+\.\d+"),
     "bench_retrain": (["--trainings", "2", "--epochs", "1"], r"given back RSS after each training \(MB\): \d+ \d+;"),
+    "bench_versions": (["--images", "200", "--repeats", "2", "--k", "5"], r"beside the version before it: +\d+\.\d+ s"),
 }
 TAKES_CACHE = {"bench_predict", "bench_inspect", "bench_train", "bench_retrain"}
 

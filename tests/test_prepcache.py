@@ -84,3 +84,59 @@ def test_prepare_evicts_to_fit_the_budget_and_keeps_what_training_uses(make_data
     data.prepare(second, (144, 144), cache=cache_dir, max_cache_mb=1)  # the training is over: now it fits
     names = sorted(p.name for p in prepcache.folder(cache_dir).iterdir())
     assert names == [f"{second.fingerprint}-144x144-rgb-stretch-v{data.CACHE_VERSION}.npy"]
+
+
+def _version_report(dataset, version=None):
+    from cnnlab.data import versions
+
+    return versions.version_data(dataset, version).report
+
+
+def test_a_version_that_differs_by_k_images_decodes_only_those_k(make_dataset, cache_dir, tmp_path):
+    import numpy as np
+
+    from cnnlab.data import edits, images, versions
+    from cnnlab.data.edits import Add, Exclude, Relabel
+    from helpers import class_image, image_bytes
+
+    folder = make_dataset(per_class=6)
+    dataset = versions.open_dataset(folder, tmp_path / "datasets")
+    v1 = data.prepare(_version_report(dataset), (16, 16), cache=cache_dir)
+    assert v1.decoded == 18 and not v1.from_cache
+    rows = {sha: v1.images[i] for i, sha in enumerate(v1.report.hashes)}
+
+    edits.save_version(dataset, [Relabel("cats/cats_000.png", "dogs"), Exclude("owls/owls_001.png")])
+    v2 = data.prepare(_version_report(dataset), (16, 16), cache=cache_dir)
+    assert v2.decoded == 0 and not v2.from_cache and v2.cache_path != v1.cache_path  # a new array, copied
+    assert v2.report.counts == {"cats": 5, "dogs": 7, "owls": 5}
+    assert v2.labels[v2.report.files.index("cats/cats_000.png")] == v2.report.class_names.index("dogs")
+    for i, sha in enumerate(v2.report.hashes):
+        assert np.array_equal(v2.images[i], rows[sha])
+
+    pngs = [image_bytes(class_image((90, 90, 90), np.random.default_rng(seed), (20, 20))) for seed in (1, 2)]
+    edits.save_version(dataset, [Add(png, f"{i}.png", "owls") for i, png in enumerate(pngs)])
+    v3 = data.prepare(_version_report(dataset), (16, 16), cache=cache_dir)
+    assert v3.decoded == 2 and len(v3.report.files) == 19
+    for i, (rel, sha) in enumerate(zip(v3.report.files, v3.report.hashes, strict=True)):
+        expected = rows[sha] if sha in rows else images.load_array(v3.report.path_of(rel), (16, 16), "rgb", "stretch")
+        assert np.array_equal(v3.images[i], expected)
+
+    again = data.prepare(_version_report(dataset), (16, 16), cache=cache_dir)
+    assert again.from_cache and again.decoded == 0
+    other_size = data.prepare(_version_report(dataset), (12, 12), cache=cache_dir)
+    assert other_size.decoded == 19  # rows are copied only between arrays of the same settings
+    unversioned = data.prepare(data.scan(folder, cache=cache_dir), (16, 16), cache=cache_dir)
+    assert unversioned.decoded == 18  # a folder as it is names no image by content: nothing to copy from
+
+
+def test_a_donor_whose_room_the_new_array_needs_is_evicted_and_everything_decoded(make_dataset, cache_dir, tmp_path):
+    from cnnlab.data import edits, versions
+    from cnnlab.data.edits import Relabel
+
+    dataset = versions.open_dataset(make_dataset(per_class=15), tmp_path / "datasets")
+    first = data.prepare(_version_report(dataset), (80, 80), cache=cache_dir, max_cache_mb=1)  # 0.86 MB
+    edits.save_version(dataset, [Relabel("cats/cats_000.png", "dogs")])
+    second = data.prepare(_version_report(dataset), (80, 80), cache=cache_dir, max_cache_mb=1)
+    assert second.decoded == 45 and not first.cache_path.exists()  # two do not fit in 1 MB
+    assert not prepcache.rows_path(first.cache_path).exists()  # the list of its rows went with it
+    assert prepcache.rows_path(second.cache_path).read_text().split() == list(second.report.hashes)

@@ -91,6 +91,7 @@ def test_the_demo_from_before_precision_weights_and_phases_gets_defaults():
     assert record.fine_tune is None and record.team is None and record.sweep is None and record.parent is None
     assert record.metrics.test_accuracy == 0.975 and record.metrics.test_balanced_accuracy is None
     assert record.dataset.builtin == "sample" and record.dataset.num_unreadable == 0 and record.dataset.unreadable == ()
+    assert record.dataset.name is None and record.dataset.version is None and record.dataset.versions_folder == ""
     assert record.history[0] == HistoryRow(
         epoch=1,
         loss=1.5014853477478027,

@@ -52,7 +52,9 @@ def machine(tmp_path: Path, user: str, uri: str, experiment: str) -> dict:
     }
 
 
-def train_on(box: dict, data_dir: Path, seed: int, epochs: int = 3, name: str | None = None):
+def train_on(
+    box: dict, data_dir: Path, seed: int, epochs: int = 3, name: str | None = None, datasets: Path | None = None
+):
     from cnnlab.runs.workspace import Workspace
     from cnnlab.training.engine import train
 
@@ -60,7 +62,7 @@ def train_on(box: dict, data_dir: Path, seed: int, epochs: int = 3, name: str | 
         data_dir,
         tiny_model_config(),
         tiny_train_config(epochs=epochs, seed=seed),
-        workspace=Workspace(box["store"], box["cache"], tracking=box["tracking"]),
+        workspace=Workspace(box["store"], box["cache"], tracking=box["tracking"], datasets=datasets),
         name=name or f"run of {box['tracking'].user}",
     )
 
@@ -132,13 +134,14 @@ def test_a_training_while_the_server_is_down_completes_and_sync_publishes_it_onc
     mlflow_server, experiment, tmp_path, caplog, monkeypatch, capsys
 ):
     from cnnlab.team.remote import team_history, team_runs
+    from cnnlab.team.tracking import client
 
     box = machine(tmp_path, "carol", mlflow_server.url, experiment)
     data_dir = write_dataset(tmp_path / "data", per_class=12)
     mlflow_server.stop()
     try:
         with caplog.at_level(logging.WARNING, logger="cnnlab.team.tracking"):
-            run = train_on(box, data_dir, seed=3, epochs=2)
+            run = train_on(box, data_dir, seed=3, epochs=2, datasets=tmp_path / "datasets")  # on a dataset version
     finally:
         mlflow_server.start()
     assert run.status == "completed" and len(run.history) == 2
@@ -157,6 +160,11 @@ def test_a_training_while_the_server_is_down_completes_and_sync_publishes_it_onc
     assert rows[0]["status"] == "completed" and rows[0]["user"] == "carol"
     assert rows[0]["id"] == box["store"].get(run.id).record.team.run_id
     same_curve(run.epoch_rows(), team_history(box["tracking"], rows[0]["id"]))
+    # The version it trained on is tagged, and its manifest is one of the run's files.
+    team_copy = client(box["tracking"].uri)
+    tags = team_copy.get_run(rows[0]["id"]).data.tags
+    assert (tags["cnnlab.dataset_name"], tags["cnnlab.dataset_version"]) == ("data", "1")
+    assert [a.path for a in team_copy.list_artifacts(rows[0]["id"], "dataset")] == ["dataset/v0001.json"]
 
 
 def metric_steps(tracking: TrackingConfig, team_run_id: str) -> dict[str, list[int]]:

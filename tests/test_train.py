@@ -47,6 +47,12 @@ def test_a_two_epoch_run_is_completed_saved_and_evaluated(trained_run):
     assert on_disk["name"] == "shared tiny run"
     assert on_disk["dataset"]["num_images"] == 60
     assert on_disk["dataset"]["counts"] == {"cats": 20, "dogs": 20, "owls": 20}
+    # Without a datasets folder, the folder trains as it is: no dataset version.
+    assert (on_disk["dataset"]["name"], on_disk["dataset"]["version"], on_disk["dataset"]["versions_folder"]) == (
+        None,
+        None,
+        "",
+    )
     assert on_disk["train_config"] == tiny_train_config().to_dict()
     assert on_disk["model_config"] == tiny_model_config().to_dict()
     split = run.split()
@@ -267,6 +273,8 @@ def test_train_config_round_trip():
 def test_a_bad_dataset_fails_before_any_run_is_created(tmp_path, run_store, cache_dir):
     with pytest.raises(ValueError, match="Dataset folder not found"):
         train(tmp_path / "missing", tiny_model_config(), tiny_train_config(), workspace=Workspace(run_store, cache_dir))
+    with pytest.raises(ValueError, match=r"needs the folder of dataset versions .* Received: dataset_version=2$"):
+        train(tmp_path, tiny_model_config(), workspace=Workspace(run_store, cache_dir), dataset_version=2)
     assert run_store.list() == []
 
 

@@ -206,3 +206,114 @@ def test_unknown_version_and_dataset_are_one_line_errors(folder: Path, tmp_path:
     with pytest.raises(ValueError, match="exists already"):
         versions.new_dataset("x", ["a", "b"], tmp_path / "datasets")
         versions.new_dataset("x", ["a", "b"], tmp_path / "datasets")
+
+
+# Training on versions: a workspace with a datasets folder trains on a version and records it.
+
+
+def versioned(run_store, cache_dir, tmp_path: Path):
+    from cnnlab.runs.workspace import Workspace
+
+    return Workspace(run_store, cache_dir, datasets=tmp_path / "datasets")
+
+
+def test_a_training_records_its_version_and_one_version_always_splits_the_same(
+    folder: Path, tmp_path: Path, run_store, cache_dir
+) -> None:
+    from cnnlab.training.engine import train
+    from cnnlab.training.plan import training_plan
+    from helpers import tiny_model_config, tiny_train_config
+
+    workspace = versioned(run_store, cache_dir, tmp_path)
+    first = train(folder, tiny_model_config(), tiny_train_config(epochs=1, test_split=0.2), workspace=workspace)
+    dataset = versions.open_dataset(folder, tmp_path / "datasets")
+    info = first.record.dataset
+    assert (info.name, info.version, info.versions_folder) == ("pets", 1, str(dataset.folder))
+    assert info.path == str(folder.resolve()) and info.counts == {"cats": 10, "dogs": 10, "owls": 10}
+    by_part = {part: sorted(e.path for e in dataset.manifest(1).entries if e.split == part) for part in versions.PARTS}
+    assert {part: sorted(paths) for part, paths in first.split().items()} == by_part
+
+    # Other fractions do not move a version's split: the record says the fractions that made it.
+    config = tiny_train_config(epochs=1, validation_split=0.3, test_split=0.3)
+    second = train(folder, tiny_model_config(), config, workspace=workspace)
+    assert second.split() == first.split()
+    assert (second.record.train_config["validation_split"], second.record.train_config["test_split"]) == (0.15, 0.2)
+
+    edits.save_version(dataset, [Relabel("cats/cats_000.png", "dogs"), Exclude("owls/owls_002.png")])
+    plan = training_plan(folder, tiny_model_config(), config, workspace=workspace)
+    assert plan.dataset_version == 2 and plan.counts == {"cats": 9, "dogs": 11, "owls": 9}
+    assert plan.describe()[0] == "Dataset version 2: 29 images (cats 9, dogs 11, owls 9)"
+    # The relabelled version's images were all decoded for version 1: training on it decodes none.
+    from cnnlab import data
+
+    report = versions.version_data(dataset, 2).report
+    assert data.prepare(report, (32, 32), cache=cache_dir).decoded == 0
+    third = train(folder, tiny_model_config(), config, workspace=workspace, dataset_version=plan.dataset_version)
+    assert third.record.dataset.version == 2 and third.record.dataset.counts == plan.counts
+    relabelled = next(part for part, paths in third.split().items() if "cats/cats_000.png" in paths)
+    assert "cats/cats_000.png" in first.split()[relabelled]  # same part as in version 1
+    assert "owls/owls_002.png" not in sum(third.split().values(), [])
+    older = train(folder, tiny_model_config(), config, workspace=workspace, dataset_version=1)
+    assert older.record.dataset.version == 1 and older.split() == first.split()
+
+
+def test_a_run_on_a_version_with_an_added_image_evaluates_resumes_continues_and_exports(
+    folder: Path, tmp_path: Path, run_store, cache_dir
+) -> None:
+    import shutil
+    import threading
+
+    from cnnlab.analysis.evaluate import evaluate_run, open_split
+    from cnnlab.training.engine import train
+    from cnnlab.training.hooks import TrainingHooks
+    from cnnlab.training.resuming import continue_training, resume
+    from helpers import tiny_model_config, tiny_train_config
+
+    workspace = versioned(run_store, cache_dir, tmp_path)
+    dataset = versions.open_dataset(folder, tmp_path / "datasets")
+    shots = [new_png(seed, CLASS_COLORS["owls"]) for seed in range(6)]
+    edits.save_version(
+        dataset, [*[Add(p, f"{i}.png", "owls") for i, p in enumerate(shots)], Relabel("cats/cats_001.png", "dogs")]
+    )
+    stop = threading.Event()
+    at_epoch_2 = TrainingHooks(on_batch=lambda p: stop.set() if p["epoch"] == 2 else None, stop_event=stop)
+    run = train(folder, tiny_model_config(), tiny_train_config(epochs=2), workspace=workspace, hooks=at_epoch_2)
+    assert run.status == "stopped"
+    added = sorted(p for paths in run.split().values() for p in paths if p.startswith(".added/"))
+    assert len(added) == 6 and run.record.dataset.version == 2
+    assert run.image_path(added[0], cache_dir).read_bytes() in shots  # where export reads its check images
+
+    with open_split(run, cache=cache_dir) as (prepared, parts):
+        assert {k: len(v) for k, v in parts.items()} == {k: len(v) for k, v in run.split().items()}
+        index = prepared.report.files.index("cats/cats_001.png")
+        assert prepared.report.class_names[prepared.labels[index]] == "dogs"  # the version's label, not the folder's
+    evaluation = evaluate_run(run, cache=cache_dir, refresh=True)
+    assert evaluation.warnings == [] and len(evaluation.predictions) == len(run.split()["test"])
+
+    resumed = resume(run.id, workspace=workspace)
+    assert resumed.status == "completed" and [row.epoch for row in resumed.history] == [1, 2]
+    assert resumed.record.dataset == run.record.dataset
+    child = continue_training(run.id, 1, workspace=workspace)
+    assert child.status == "completed" and child.record.dataset == run.record.dataset
+    assert child.split() == run.split()
+
+    # Without its versions folder (deleted, or a run trained elsewhere) the run's folder is scanned instead.
+    shutil.rmtree(dataset.folder)
+    fallback = evaluate_run(run, cache=cache_dir, refresh=True)
+    assert fallback.dataset_changed and fallback.num_missing == sum(p in run.split()["test"] for p in added)
+
+
+def test_a_dataset_made_in_the_app_trains_by_name_and_its_run_opens_again(tmp_path: Path, run_store, cache_dir) -> None:
+    from cnnlab.analysis.evaluate import open_split
+    from cnnlab.training.engine import train
+    from helpers import tiny_model_config, tiny_train_config
+
+    workspace = versioned(run_store, cache_dir, tmp_path)
+    dataset = versions.new_dataset("shots", ["red", "blue"], tmp_path / "datasets")
+    adds = [Add(new_png(i, (200, 0, 0)), f"r{i}.png", "red") for i in range(8)]
+    edits.save_version(dataset, [*adds, *[Add(new_png(20 + i, (0, 0, 200)), f"b{i}.png", "blue") for i in range(8)]])
+    run = train("shots", tiny_model_config(), tiny_train_config(epochs=1), workspace=workspace)
+    info = run.record.dataset
+    assert (info.name, info.version, info.path, info.versions_folder) == ("shots", 2, str(dataset.folder), info.path)
+    with open_split(run, cache=cache_dir) as (prepared, parts):
+        assert prepared.decoded == 0 and sum(len(p) for p in parts.values()) == 16

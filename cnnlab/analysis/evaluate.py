@@ -15,6 +15,8 @@ import pandas as pd
 
 from cnnlab import data
 from cnnlab.common.files import write_json
+from cnnlab.data import versions
+from cnnlab.runs.dataset import recorded_version
 from cnnlab.runs.store import EVALUATION_FILE, Run
 
 _EPS = 1e-7
@@ -236,7 +238,7 @@ def open_split(
     built-in sample), whose decoded arrays may take `max_cache_mb` in all.
     """
     config = run.model_config()
-    report = _same_classes(run, data.scan(run.dataset_root(cache), cache=cache))
+    report = _same_classes(run, run_report(run, cache))
     settings = (config.image_size, config.color_mode, config.resize_mode)
     with data.open_prepared(report, *settings, cache=cache, max_cache_mb=max_cache_mb) as prepared:
         position = {rel: i for i, rel in enumerate(_same_classes(run, prepared.report).files)}
@@ -245,6 +247,16 @@ def open_split(
             for part, paths in run.split().items()
         }
         yield prepared, parts
+
+
+def run_report(run: Run, cache: Path) -> data.DatasetReport:
+    """The run's dataset as it was trained on: the dataset version it recorded (its labels, exclusions
+    and added images), or a scan of its folder for an unversioned run, or when the version's folder is
+    not on this machine (a run trained elsewhere, or whose versions were deleted)."""
+    found = recorded_version(run, cache)
+    if found is None:
+        return data.scan(run.dataset_root(cache), cache=cache)
+    return versions.version_data(*found).report
 
 
 def _same_classes(run: Run, report: data.DatasetReport) -> data.DatasetReport:

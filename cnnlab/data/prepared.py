@@ -13,7 +13,7 @@ import numpy as np
 
 from cnnlab.common.checks import MB, check_choice, check_image_size
 from cnnlab.common.files import atomic_path, temporary_path
-from cnnlab.data import images, prepcache
+from cnnlab.data import images, prepcache, reuse
 from cnnlab.data.scanning import (
     CACHE_VERSION,
     DatasetReport,
@@ -34,7 +34,9 @@ class PreparedData:
     """Decoded, resized images of a report, held in an on-disk array (memory-mapped, not loaded).
 
     `report` is the report the images were prepared from, without the files that failed to
-    decode; `unreadable` lists those, with the reasons.
+    decode; `unreadable` lists those, with the reasons. `decoded` counts the images this call
+    decoded: none when the array was cached, and for a dataset version, only the images no
+    prepared array held yet (see `cnnlab.data.reuse`).
     """
 
     report: DatasetReport
@@ -46,6 +48,7 @@ class PreparedData:
     cache_path: Path
     from_cache: bool = False
     unreadable: tuple[SkippedFile, ...] = ()
+    decoded: int = 0
 
 
 def prepare(
@@ -66,7 +69,8 @@ def prepare(
     `report` without it and its `unreadable` says why, and `cache` remembers it, so later scans
     skip it too. With `max_cache_mb`, the least recently used arrays that nobody holds a lease on
     are evicted to make room for a new one, which is refused when it cannot fit; `open_prepared`
-    holds that lease while the array is read.
+    holds that lease while the array is read. A dataset version's report (with content `hashes`)
+    decodes only the images no array prepared at the same settings holds yet, copying the others.
     """
     return _prepare(report, image_size, color_mode, resize_mode, cache, max_cache_mb, hold=lambda path: None)
 
@@ -111,13 +115,16 @@ def _prepare(
     report = without(report, unreadable)
     path = prepared_path(report.fingerprint, size, color_mode, resize_mode, cache=cache)
     hold(path)
-    from_cache = path.exists()
+    from_cache, decoded = path.exists(), 0
     if from_cache:
         prepcache.touch(path)
+        if report.hashes and not prepcache.rows_path(path).exists():  # prepared before rows were listed
+            reuse.write_rows(path, report.hashes)
     else:
         budget = None if max_cache_mb is None else max_cache_mb * MB
-        prepcache.make_room(cache, prepared_bytes(report, size, color_mode), budget, keep=path)
-        report, path, failed = _decode_all(report, size, color_mode, resize_mode, cache, hold)
+        needed = prepared_bytes(report, size, color_mode)
+        with _donor_and_room(path, report.hashes, needed, budget, cache) as donor:
+            report, path, failed, decoded = _decode_all(report, size, color_mode, resize_mode, cache, hold, donor)
         unreadable = [*unreadable, *failed]
     return PreparedData(
         report=report,
@@ -129,7 +136,30 @@ def _prepare(
         cache_path=path,
         from_cache=from_cache,
         unreadable=tuple(unreadable),
+        decoded=decoded,
     )
+
+
+@contextlib.contextmanager
+def _donor_and_room(
+    path: Path, hashes: tuple[str, ...], needed: int, budget: int | None, cache: Path
+) -> Iterator[reuse.Donor | None]:
+    """The prepared array to copy rows from (leased for the block), once room is made for the new one.
+
+    The donor is leased before eviction, so it is not evicted; when only its room would let the new
+    array fit the budget, it is let go and everything is decoded instead.
+    """
+    with contextlib.ExitStack() as stack:
+        donor = stack.enter_context(reuse.open_donor(path, hashes))
+        try:
+            prepcache.make_room(cache, needed, budget, keep=path)
+        except ValueError:
+            if donor is None:
+                raise
+            stack.close()
+            donor = None
+            prepcache.make_room(cache, needed, budget, keep=path)
+        yield donor
 
 
 def _decode_all(
@@ -139,27 +169,39 @@ def _decode_all(
     resize_mode: str,
     cache: Path,
     hold: Callable[[Path], object],
-) -> tuple[DatasetReport, Path, list[SkippedFile]]:
-    """Decode a report's images into its array; returns the report without the files that failed
-    to decode (remembered in `cache`), where its array now is, and those files."""
+    donor: reuse.Donor | None = None,
+) -> tuple[DatasetReport, Path, list[SkippedFile], int]:
+    """Decode a report's images into its array, copying those `donor` holds; returns the report
+    without the files that failed to decode (remembered in `cache`), where its array now is, those
+    files, and how many images were decoded."""
     height, width = image_size
-    jobs = [(str(report.path_of(rel)), image_size, color_mode, resize_mode) for rel in report.files]
+    row_of = donor.row_of if donor is not None else {}
+    copied = [row_of.get(sha) for sha in report.hashes] if report.hashes else [None] * len(report.files)
+    jobs = [
+        (str(report.path_of(rel)), image_size, color_mode, resize_mode)
+        for rel, row in zip(report.files, copied, strict=True)
+        if row is None
+    ]
+    decoded = iter(_parallel_map(_decode_one, jobs))
+    rows = ((donor.images[row], None) if donor is not None and row is not None else next(decoded) for row in copied)
     path = prepared_path(report.fingerprint, image_size, color_mode, resize_mode, cache=cache)
     path.parent.mkdir(parents=True, exist_ok=True)
     with temporary_path(path) as tmp:
-        shape = (len(jobs), height, width, _channels(color_mode))
-        rows, failed = _write_rows(tmp, shape, report.files, _parallel_map(_decode_one, jobs))
-        if not failed:
+        shape = (len(report.files), height, width, _channels(color_mode))
+        written, failed = _write_rows(tmp, shape, report.files, rows)
+        if failed:
+            remember_unreadable(cache, report.fingerprint, failed)
+            report = without(report, failed)
+            remember_unreadable(cache, report.fingerprint, failed)
+            path = prepared_path(report.fingerprint, image_size, color_mode, resize_mode, cache=cache)
+            hold(path)
+            with atomic_path(path) as clean:  # the rows that decoded, at the size of the images left
+                _write_rows(clean, written.shape, report.files, ((row, None) for row in written))
+        else:
             os.replace(tmp, path)
-            return report, path, failed
-        remember_unreadable(cache, report.fingerprint, failed)
-        report = without(report, failed)
-        remember_unreadable(cache, report.fingerprint, failed)
-        path = prepared_path(report.fingerprint, image_size, color_mode, resize_mode, cache=cache)
-        hold(path)
-        with atomic_path(path) as clean:  # the rows that decoded, at the size of the images left
-            _write_rows(clean, rows.shape, report.files, ((row, None) for row in rows))
-    return report, path, failed
+    if report.hashes:
+        reuse.write_rows(path, report.hashes)
+    return report, path, failed, len(jobs)
 
 
 def prepared_path(
@@ -235,6 +277,6 @@ def forget_prepared(data_dir: str | Path, cache: Path) -> int:
     removed = 0
     for path in prepcache.folder(cache).glob(f"{fingerprint}-*.npy"):
         if path.name not in busy:
-            path.unlink(missing_ok=True)
+            prepcache.remove(path)
             removed += 1
     return removed

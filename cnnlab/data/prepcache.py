@@ -7,6 +7,8 @@ array's modification time, which is what "least recently used" goes by.
 
 A lease is an empty file `.<array name>.<host>-<pid>-<random>.lease` beside the array, removed when the
 lease ends; a lease whose process is gone (killed) no longer counts and is removed by `evict`.
+An array of a dataset version may have a `.rows` file beside it, naming the image in each row
+(see `cnnlab.data.reuse`); it goes with its array.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from cnnlab.common.files import TEMP_MARK, writer_alive, writer_tag
 
 FOLDER = "prepared"
 LEASE_SUFFIX = ".lease"
+ROWS_SUFFIX = ".rows"
 _LEASE = re.compile(r"^\.(?P<array>.+)\.(?P<host>[0-9a-f]{8})-(?P<pid>\d+)-[0-9a-f]+\.lease$")
 
 
@@ -57,6 +60,17 @@ def lease(path: Path) -> Iterator[None]:
         yield
     finally:
         token.unlink(missing_ok=True)
+
+
+def rows_path(path: Path) -> Path:
+    """The file beside the array at `path` that lists which image each of its rows holds."""
+    return path.with_suffix(ROWS_SUFFIX)
+
+
+def remove(path: Path) -> None:
+    """Delete the array at `path` and the list of its rows."""
+    path.unlink(missing_ok=True)
+    rows_path(path).unlink(missing_ok=True)
 
 
 def touch(path: Path) -> None:
@@ -115,7 +129,7 @@ def evict(cache: Path, max_bytes: int, needed: int = 0, keep: Path | None = None
             break
         if array.writing or array.path.name in busy or array.path == keep:
             continue
-        array.path.unlink(missing_ok=True)
+        remove(array.path)
         total -= array.size
     return total
 

@@ -14,7 +14,7 @@ import json
 import os
 import re
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -101,7 +101,10 @@ class Manifest:
 
     def to_json(self) -> dict[str, Any]:
         """The manifest as written to its file."""
-        return {"format": FORMAT, "schema": SCHEMA, **asdict(self)}
+        # Not `asdict`: its deep copy of every entry takes most of a second on 20,000 images.
+        fields = {name: getattr(self, name) for name in self.__dataclass_fields__}
+        entries = [dict(vars(entry)) for entry in self.entries]
+        return {"format": FORMAT, "schema": SCHEMA, **fields, "classes": list(self.classes), "entries": entries}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Manifest:
@@ -306,7 +309,7 @@ def write_manifest(dataset: Dataset, manifest: Manifest) -> Manifest:
     path.parent.mkdir(parents=True, exist_ok=True)
     with temporary_path(path) as tmp:
         with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(manifest.to_json(), fh, indent=0)
+            fh.write(_manifest_text(manifest))
             fh.flush()
             os.fsync(fh.fileno())
         os.chmod(tmp, 0o444)
@@ -318,6 +321,14 @@ def write_manifest(dataset: Dataset, manifest: Manifest) -> Manifest:
                 f"reload it and make your edits again. Received: version={manifest.version}"
             ) from None
     return manifest
+
+
+def _manifest_text(manifest: Manifest) -> str:
+    """A manifest's file: its fields on the first line, then one entry a line, so that two versions
+    compare line by line (and json's fast encoder writes it: an `indent` turns that encoder off)."""
+    data = manifest.to_json()
+    entries = ",\n".join(json.dumps(entry) for entry in data.pop("entries"))
+    return f'{json.dumps(data)[:-1]}, "entries": [\n{entries}\n]}}\n'
 
 
 def manifest_path(dataset: Dataset, version: int) -> Path:

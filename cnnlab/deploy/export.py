@@ -302,11 +302,12 @@ def _run_check_images(run, count: int, cache: Path) -> np.ndarray:
     from cnnlab.data.images import ImageError, load_array
 
     config = run.model_config()
-    root = run.dataset_root(cache)
     arrays = []
     for rel in run.split().get("test", [])[: count * 2]:
         try:
-            arrays.append(load_array(root / rel, config.image_size, config.color_mode, config.resize_mode))
+            arrays.append(
+                load_array(run.image_path(rel, cache), config.image_size, config.color_mode, config.resize_mode)
+            )
         except (ImageError, OSError):
             continue
         if len(arrays) == count:

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 from cnnlab.common.exports import lazy_exports
 
 if TYPE_CHECKING:  # what type checkers and readers see; at run time each name is imported on first use
-    from cnnlab.runs.dataset import run_dataset
+    from cnnlab.runs.dataset import recorded_version, run_dataset
     from cnnlab.runs.record import (
         SCHEMA_VERSION,
         DatasetInfo,
@@ -37,6 +37,7 @@ __all__ = [
     "hyperparameters",
     "new_run_id",
     "read_record",
+    "recorded_version",
     "run_dataset",
 ]
 
@@ -58,6 +59,7 @@ __getattr__, __dir__ = lazy_exports(
         "new_run_id": "store",
         "Workspace": "workspace",
         "read_record": "record",
+        "recorded_version": "dataset",
         "run_dataset": "dataset",
     },
 )

@@ -16,12 +16,9 @@ def run_dataset(run: Run, datasets: Path, *, cache: Path) -> tuple[versions.Data
     first use, split as the run was), and its version is the first one of the folder as the run saw
     it (the run's fingerprint), else the latest when the folder changed since.
     """
-    info = run.record.dataset
-    # Recorded by trainings on a version; None and "" for a run trained on a folder as it was.
-    folder, version = getattr(info, "versions_folder", ""), getattr(info, "version", None)
-    if folder and version is not None:
-        source = run.dataset_root(cache) if (Path(folder) / versions.SOURCE_FILE).exists() else None
-        return versions.Dataset(Path(folder), getattr(info, "name", None) or Path(folder).name, source), version
+    found = recorded_version(run, cache)
+    if found is not None:
+        return found
     config = run.train_config()
     dataset = versions.open_dataset(
         run.dataset_root(cache),
@@ -31,5 +28,18 @@ def run_dataset(run: Run, datasets: Path, *, cache: Path) -> tuple[versions.Data
         test_split=config.test_split,
         seed=config.seed,
     )
-    seen = (m.version for m in dataset.manifests() if m.source_fingerprint == info.fingerprint)
+    seen = (m.version for m in dataset.manifests() if m.source_fingerprint == run.record.dataset.fingerprint)
     return dataset, next(seen, dataset.latest())
+
+
+def recorded_version(run: Run, cache: Path) -> tuple[versions.Dataset, int] | None:
+    """The dataset version `run` recorded training on, when its manifest is on this machine (None for a
+    run trained on a folder as it was, or trained elsewhere, or whose versions were deleted)."""
+    info = run.record.dataset
+    if info.version is None or not info.versions_folder:
+        return None
+    folder = Path(info.versions_folder)
+    # A dataset made in CNN Lab is its own folder; a class folder is found as the run's folder is.
+    source = None if Path(info.path) == folder else run.dataset_root(cache)
+    dataset = versions.Dataset(folder, info.name or folder.name, source)
+    return (dataset, info.version) if versions.manifest_path(dataset, info.version).is_file() else None

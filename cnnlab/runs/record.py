@@ -53,6 +53,11 @@ class DatasetInfo:
     files that failed to decode were left out; `num_unreadable` counts those and `unreadable`
     lists the first of them (`MAX_RECORDED_UNREADABLE`, in `cnnlab.training.engine`); `builtin`
     is "sample" for the built-in sample, which is found again on any machine.
+
+    A run trained on a dataset version (`cnnlab.data.versions`) records the dataset's `name`, the
+    `version` and the dataset's own folder, `versions_folder` (its manifests and added images); its
+    fingerprint is then the version's (image contents and labels). Unversioned runs, and every run
+    recorded before versions, have None, None and "".
     """
 
     path: str = ""
@@ -62,6 +67,9 @@ class DatasetInfo:
     num_unreadable: int = 0
     unreadable: tuple[SkippedFile, ...] = ()
     builtin: str | None = None
+    name: str | None = None
+    version: int | None = None
+    versions_folder: str = ""
 
 
 @dataclass(frozen=True)

@@ -135,6 +135,14 @@ class Run:
             return sample_dir(cache)
         return path
 
+    def image_path(self, rel: str, cache: Path) -> Path:
+        """Where an image of the run's split is: under its dataset folder, or, for an image added to a
+        dataset version (a path starting with ".added/"), in that dataset's own folder."""
+        from cnnlab.data.scanning import ADDED
+
+        folder = self.record.dataset.versions_folder
+        return Path(folder) / rel if folder and rel.startswith(ADDED) else self.dataset_root(cache) / rel
+
     def split(self) -> dict[str, list[str]]:
         """Relative paths of the train, validation and test images."""
         return json.loads((self.path / SPLIT_FILE).read_text())

@@ -271,6 +271,7 @@ def training_job(plan: TrainingPlan, settings: JobSettings, *, tags: dict[str, A
             tags=tags,
             run_id=run_id,
             precision=plan.precision,
+            dataset_version=plan.dataset_version,
         )
 
     info = {"epochs": plan.epochs}

@@ -2,7 +2,8 @@
 
 The local run store stays the source of truth; the server holds a copy that teammates read
 (`cnnlab.team`): parameters (every model and training setting), per-epoch metrics with
-`step=epoch`, tags (user, host, dataset, sweep, status, ...), the test metrics and the run's files.
+`step=epoch`, tags (user, host, dataset and its version, sweep, status, ...), the test metrics and the
+run's files (with the manifest of the dataset version it trained on, under `dataset/`).
 A run's copy is found again by its `cnnlab.key` tag, a random key kept in the run record
 (`RunRecord.team`, a `TeamCopy`), so publishing a run again completes its copy instead of
 making a second one. `cnnlab.team.publisher` publishes a training live; `sync_runs` publishes later
@@ -29,6 +30,7 @@ from typing import Any
 
 from cnnlab import __version__
 from cnnlab.common.checks import one_line
+from cnnlab.data import versions
 from cnnlab.runs.record import RunRecord, TeamCopy
 from cnnlab.runs.store import EVALUATION_FILE, MODEL_FILE, RUN_FILE, SPLIT_FILE, Run, RunStore
 
@@ -36,6 +38,10 @@ KEY_TAG = "cnnlab.key"
 STUDY_TAG = "cnnlab.sweep.study"
 TRIAL_TAG = "cnnlab.sweep.trial"
 STATUS_TAG = "cnnlab.status"
+DATASET_NAME_TAG = "cnnlab.dataset_name"
+DATASET_VERSION_TAG = "cnnlab.dataset_version"
+# The artifact folder that holds the manifest of the dataset version a run trained on.
+MANIFEST_ARTIFACTS = "dataset"
 EPOCH_METRICS = ("loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "seconds", "images_per_s")
 FINAL_METRICS = ("test_accuracy", "test_loss", "best_val_accuracy", "best_val_loss", "train_images_per_s")
 ARTIFACTS = (MODEL_FILE, RUN_FILE, EVALUATION_FILE, SPLIT_FILE)
@@ -176,7 +182,19 @@ def tags_of(record: RunRecord, config: TrackingConfig, key: str, status: str) ->
             tags["cnnlab.sweep.retry_of"] = str(sweep.retry_of)
     if record.parent:
         tags["cnnlab.parent_run"] = record.parent
+    if dataset.version is not None:
+        tags[DATASET_NAME_TAG] = dataset.name or ""
+        tags[DATASET_VERSION_TAG] = str(dataset.version)
     return tags
+
+
+def manifest_file(record: RunRecord) -> Path | None:
+    """The manifest of the dataset version the run trained on, when it is on this machine."""
+    dataset = record.dataset
+    if dataset.version is None or not dataset.versions_folder:
+        return None
+    path = versions.manifest_path(versions.Dataset(Path(dataset.versions_folder), dataset.name or ""), dataset.version)
+    return path if path.is_file() else None
 
 
 def epoch_metrics(row: dict[str, Any]) -> list[tuple[str, float, int]]:
@@ -256,6 +274,9 @@ def publish_run(
     for name in ARTIFACTS:
         if (run.path / name).is_file():
             mlflow.log_artifact(team_run_id, str(run.path / name))
+    manifest = manifest_file(run.record)
+    if manifest is not None:
+        mlflow.log_artifact(team_run_id, str(manifest), MANIFEST_ARTIFACTS)
     status = run.status
     tags = tags_of(run.record, config, key, status)
     mlflow.log_batch(team_run_id, tags=[RunTag(name, value) for name, value in tags.items()])

@@ -1,5 +1,5 @@
-"""Training: its plan, shown before it starts; one call from a folder to a saved, evaluated run, with
-its hooks; resuming and continuing it; the learning-rate finder, schedules, and what a finished
+"""Training: its plan, shown before it starts; what it trains on (a folder, or a dataset version); one
+call from a folder to a saved, evaluated run, with its hooks; resuming and continuing it; the learning-rate finder, schedules, and what a finished
 training gives back to the process."""
 
 from typing import TYPE_CHECKING
@@ -13,10 +13,12 @@ if TYPE_CHECKING:  # what type checkers and readers see; at run time each name i
     from cnnlab.training.lr_find import LRFinderResult, find_learning_rate
     from cnnlab.training.plan import TrainingPlan, training_plan
     from cnnlab.training.resuming import continue_training, resume
+    from cnnlab.training.source import TrainingData, training_data
 
 __all__ = [
     "LRFinderResult",
     "TrainConfig",
+    "TrainingData",
     "TrainingHooks",
     "TrainingPlan",
     "continue_training",
@@ -25,6 +27,7 @@ __all__ = [
     "resume",
     "run_epochs",
     "train",
+    "training_data",
     "training_plan",
 ]
 
@@ -42,5 +45,7 @@ __getattr__, __dir__ = lazy_exports(
         "training_plan": "plan",
         "continue_training": "resuming",
         "resume": "resuming",
+        "TrainingData": "source",
+        "training_data": "source",
     },
 )

@@ -32,6 +32,7 @@ from cnnlab.training import memory
 from cnnlab.training.config import TrainConfig
 from cnnlab.training.hooks import RowCallback, TrainingHooks
 from cnnlab.training.schedules import schedule_callbacks
+from cnnlab.training.source import TrainingData, training_data
 
 if TYPE_CHECKING:
     from cnnlab.team.tracking import TrackingConfig
@@ -69,8 +70,13 @@ def train(
     tags: dict[str, Any] | None = None,
     run_id: str | None = None,
     precision: Precision | None = None,
+    dataset_version: int | None = None,
 ) -> Run:
     """Train a model on a class-folder dataset and save it as a run in the workspace's store.
+
+    With the workspace's `datasets` folder, it trains on a version of the dataset (`dataset_version`,
+    default: the latest; see `cnnlab.training.source`): `data_dir` may then also be the name of a
+    dataset made in CNN Lab, the split is the version's, and the run records which version it was.
 
     The workspace's cache holds the scan and decoded images (the decoded arrays in use are leased
     for the whole training); a model over its `max_training_mb` is refused before anything is
@@ -87,7 +93,9 @@ def train(
     """
     model_config = model_config or ModelConfig()
     train_config = train_config or TrainConfig()
-    report = data.scan(data_dir, cache=workspace.cache)
+    source = training_data(data_dir, train_config, workspace, dataset_version)
+    train_config = source.recorded_config(train_config)
+    report = source.report
     check_trainable(
         model_config,
         report.num_classes,
@@ -100,9 +108,9 @@ def train(
     precision = _resolved(precision, train_config)
     with data.open_prepared(report, *settings, cache=workspace.cache, max_cache_mb=workspace.max_cache_mb) as prepared:
         report = prepared.report  # without the files that turned out not to decode
-        parts = data.split(report.labels, train_config.validation_split, train_config.test_split, train_config.seed)
-        tags = {**(tags or {}), **workspace.owner_tag}
-        record = replace(_record(prepared, model_config, train_config, name=name, precision=precision), **tags)
+        parts = source.parts(report, train_config)
+        record = _record(prepared, model_config, train_config, name=name, precision=precision, source=source)
+        record = replace(record, **{**(tags or {}), **workspace.owner_tag})
         run = workspace.store.create(record, _split_paths(report, parts), run_id)
         return train_run(run, prepared, parts, hooks=hooks, tracking=workspace.tracking)
 
@@ -190,7 +198,13 @@ def _both(first: RowCallback, second: RowCallback | None) -> RowCallback:
 
 
 def _record(
-    prepared, model_config: ModelConfig, train_config: TrainConfig, *, name: str | None, precision: Precision
+    prepared,
+    model_config: ModelConfig,
+    train_config: TrainConfig,
+    *,
+    name: str | None,
+    precision: Precision,
+    source: TrainingData,
 ) -> RunRecord:
     report = prepared.report
     dataset = DatasetInfo(
@@ -203,6 +217,7 @@ def _record(
         unreadable=prepared.unreadable[:MAX_RECORDED_UNREADABLE],
         # The sample is regenerated identically on any machine, so the run can find it again.
         builtin="sample" if is_sample_dir(report.root) else None,
+        **source.version_fields(),
     )
     return RunRecord(
         name=name or "",

@@ -8,7 +8,7 @@ precision is resolved once per training.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ from cnnlab.model import ModelConfig, build_model, check_trainable, model_summar
 from cnnlab.model.precision import Precision, choose_precision
 from cnnlab.runs.workspace import Workspace
 from cnnlab.training.engine import TrainConfig, planned_epochs
+from cnnlab.training.source import training_data
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,9 @@ class TrainingPlan:
     Keras policy the training runs in and why; `epochs` the epochs it runs unless stopped early.
     `imbalance` says what training does about imbalanced classes (None when they are balanced);
     `disk_bytes` is what it adds at its peak to a hosted visitor's disk use (None unless hosted).
+    `dataset_version` is the dataset version it trains on (None: the folder as it is), so that a
+    training run from the plan trains on the version planned even when a newer one is saved meanwhile;
+    `counts` the images per class it trains on (the version's labels and exclusions applied).
     """
 
     data_dir: str | Path
@@ -43,6 +47,8 @@ class TrainingPlan:
     epochs: int
     imbalance: str | None
     disk_bytes: int | None
+    dataset_version: int | None = None
+    counts: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def fits(self) -> bool:
@@ -62,9 +68,17 @@ class TrainingPlan:
         if self.refusal is not None:
             raise ValueError(self.refusal)
 
+    @property
+    def version_line(self) -> str:
+        """The dataset version trained on and its images per class, in one line."""
+        counts = ", ".join(f"{name} {n}" for name, n in self.counts.items())
+        return f"Dataset version {self.dataset_version}: {sum(self.counts.values())} images ({counts})"
+
     def describe(self) -> list[str]:
-        """The plan in lines, as the `train` command prints it: the model, the class balance, the precision."""
+        """The plan in lines, as the `train` command prints it: the dataset version and its classes (when
+        versioned), the model, the class balance, the precision."""
         return [
+            *([self.version_line] if self.dataset_version is not None else []),
             f"Model summary: {self.summary}",
             *([self.imbalance] if self.imbalance else []),
             self.precision.describe(),
@@ -77,6 +91,7 @@ def training_plan(
     train_config: TrainConfig | None = None,
     *,
     workspace: Workspace,
+    dataset_version: int | None = None,
 ) -> TrainingPlan:
     """Plan a training on a class-folder dataset: build its model (random weights, nothing downloaded)
     to list its layers, estimate its memory against the workspace's budget, resolve its precision
@@ -85,11 +100,13 @@ def training_plan(
     A dataset that cannot be used, or a model with too many weights to build, raises a one-line
     ValueError; a training over the memory budget gets a plan with its `refusal`. With the
     workspace's owner (a hosted visitor), `disk_bytes` estimates what the training adds to their
-    disk use (`cnnlab.server.quota.training_bytes`).
+    disk use (`cnnlab.server.quota.training_bytes`). With the workspace's `datasets` folder, it plans
+    a training on a version (`dataset_version`, default: the latest), its counts and classes, as `train` does.
     """
     model_config = model_config or ModelConfig()
     train_config = train_config or TrainConfig()
-    report = data.scan(data_dir, cache=workspace.cache)
+    source = training_data(data_dir, train_config, workspace, dataset_version)
+    report = source.report
     num_classes, batch_size, tuned = report.num_classes, train_config.batch_size, train_config.tuned_layers
     # Too many weights to build is raised here; over the memory budget, the plan says so and `check` refuses it.
     memory_mb = check_trainable(model_config, num_classes, batch_size, fine_tune_layers=tuned)
@@ -114,6 +131,8 @@ def training_plan(
         epochs=planned_epochs(model_config, train_config),
         imbalance=_imbalance(report.counts, train_config.class_weight),
         disk_bytes=_disk_bytes(report, model_config, num_params, workspace),
+        dataset_version=source.version_number,
+        counts=report.counts,
     )
 
 

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from cnnlab import data
+from cnnlab.analysis.evaluate import run_report
 from cnnlab.common.checks import check_range
 from cnnlab.runs.record import Metrics, RunRecord
 from cnnlab.runs.store import Run, RunStore
@@ -115,16 +116,15 @@ def open_run_data(
     """The run's prepared dataset (leased for the block) and its recorded split, as indices into it.
 
     Every image of the split must still be there: a resumed or continued training on other data
-    would not be the same training.
+    would not be the same training. A run trained on a dataset version trains on that version again.
     """
-    root = run.dataset_root(cache)
-    report = data.scan(root, cache=cache)
-    _split_indices(run, report.files, root)  # before decoding anything
+    report = run_report(run, cache)
+    _split_indices(run, report.files, report.root)  # before decoding anything
     config = run.model_config()
     settings = (config.image_size, config.color_mode, config.resize_mode)
     with data.open_prepared(report, *settings, cache=cache, max_cache_mb=max_cache_mb) as prepared:
         # Again on the images prepared: a file may have failed to decode.
-        yield prepared, _split_indices(run, prepared.report.files, root)
+        yield prepared, _split_indices(run, prepared.report.files, report.root)
 
 
 def _split_indices(run: Run, files: tuple[str, ...], root: Path) -> dict[str, np.ndarray]:
