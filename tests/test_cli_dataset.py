@@ -180,6 +180,8 @@ def test_json_may_come_before_or_after_the_sub_command(folder, capsys):
         (["new", "pets", "--classes", "a,a"], "Give one or more class names, each once"),
         (["new", "pets", "--classes", "a,b", "--test-split", "0.9"], "test_split"),
         (["versions", "no-such-dataset"], "No such dataset folder or dataset name"),
+        (["versions", "/no/such/folder"], "Dataset folder not found"),
+        (["versions", "~nosuchuser-cnnlab/pets"], "names no user on this machine"),
         (["relabel", "{folder}", "cats/cats_000.png"], "the following arguments are required: --to"),
         ([], "the following arguments are required: subcommand"),
     ],

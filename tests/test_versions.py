@@ -194,6 +194,8 @@ def test_unknown_version_and_dataset_are_one_line_errors(folder: Path, tmp_path:
         dataset.manifest(9)
     with pytest.raises(ValueError, match="No such dataset folder or dataset name"):
         versions.open_dataset("missing", tmp_path / "datasets")
+    with pytest.raises(ValueError, match="Dataset folder not found"):  # a path, not a name: the scan says so
+        versions.open_dataset(tmp_path / "missing", tmp_path / "datasets")
     with pytest.raises(ValueError, match="exists already"):
         versions.new_dataset("x", ["a", "b"], tmp_path / "datasets")
         versions.new_dataset("x", ["a", "b"], tmp_path / "datasets")

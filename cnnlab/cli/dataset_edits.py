@@ -106,10 +106,10 @@ def restore(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
 
 
 def open_versioned(ref: str, settings: Settings) -> Dataset:
-    """The dataset a command names: a class folder (`~` expanded) or the name of a dataset made with `new`."""
+    """The dataset a command names: a class folder or the name of a dataset made with `new`."""
     from cnnlab.data.versions import open_dataset
 
-    return open_dataset(user_path(ref, "dataset"), settings.datasets_dir, cache=settings.cache_dir)
+    return open_dataset(ref, settings.datasets_dir, cache=settings.cache_dir)
 
 
 def describe(dataset: Dataset) -> dict[str, Any]:
