@@ -3,6 +3,7 @@ that no edit ever writes to."""
 
 from __future__ import annotations
 
+import json
 import zipfile
 from pathlib import Path
 
@@ -44,6 +45,8 @@ def run_json(capsys, *argv: str) -> dict:
 def test_a_dataset_made_from_class_names_grows_by_added_images(tmp_path, capsys, datasets_dir):
     made = run_json(capsys, "dataset", "new", "birds", "--classes", "robin, wren", "--test-split", "0.2")
     assert (made["dataset"], made["version"], made["classes"], made["source"]) == ("birds", 1, ["robin", "wren"], None)
+    first = json.loads((datasets_dir / "birds" / "versions" / "v0001.json").read_text())
+    assert (first["validation_split"], first["test_split"], first["seed"]) == (0.15, 0.2, 1337)
 
     good = [photo(tmp_path, f"robin{i}.png", seed=i) for i in range(3)]
     added = run_json(capsys, "dataset", "add", "birds", "robin", *map(str, good))

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cnnlab.cli import dataset_edits
-from cnnlab.cli.dataset_edits import describe, open_versioned
+from cnnlab.cli.dataset_edits import add_dataset_argument, describe, open_versioned
 from cnnlab.cli.options import Command, Parser
 from cnnlab.cli.progress import say
 from cnnlab.settings import Settings
@@ -29,18 +29,12 @@ def version_number(text: str) -> int:
     return int(digits)
 
 
-def _add_dataset(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "dataset", metavar="DATASET", help="class folder, or the name of a dataset made with `dataset new`"
-    )
-
-
 def _new_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("name", help="1-64 letters, digits, '-', '_' or '.'")
     parser.add_argument("--classes", required=True, help="class names, comma-separated: A,B[,...]")
-    parser.add_argument("--validation-split", type=float, default=0.15, help="(default 0.15)")
-    parser.add_argument("--test-split", type=float, default=0.15, help="(default 0.15)")
-    parser.add_argument("--seed", type=int, default=1337, help="(default 1337)")
+    parser.add_argument("--validation-split", type=float, help="fraction of the images to validate on (default 0.15)")
+    parser.add_argument("--test-split", type=float, help="fraction of the images to test on (default 0.15)")
+    parser.add_argument("--seed", type=int, help="seed of the split (default 1337)")
 
 
 def new(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
@@ -48,14 +42,8 @@ def new(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     from cnnlab.data.versions import new_dataset
 
     classes = [c for c in args.classes.split(",") if c.strip()]
-    dataset = new_dataset(
-        args.name,
-        classes,
-        settings.datasets_dir,
-        validation_split=args.validation_split,
-        test_split=args.test_split,
-        seed=args.seed,
-    )
+    split = {k: getattr(args, k) for k in ("validation_split", "test_split", "seed") if getattr(args, k) is not None}
+    dataset = new_dataset(args.name, classes, settings.datasets_dir, **split)
     manifest = dataset.manifest()
     say(
         args,
@@ -110,7 +98,7 @@ def versions(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
 
 
 def _diff_arguments(parser: argparse.ArgumentParser) -> None:
-    _add_dataset(parser)
+    add_dataset_argument(parser)
     parser.add_argument("old", type=version_number, metavar="V1")
     parser.add_argument("new", type=version_number, metavar="V2")
 
@@ -142,7 +130,7 @@ def diff(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
 
 
 def _export_arguments(parser: argparse.ArgumentParser) -> None:
-    _add_dataset(parser)
+    add_dataset_argument(parser)
     parser.add_argument("--version", type=version_number, help="version to export (default: the latest)")
     parser.add_argument("--out", type=Path, required=True, metavar="FILE.zip", help="zip file to write")
 
@@ -188,7 +176,9 @@ SUBCOMMANDS = (
     dataset_edits.RELABEL,
     dataset_edits.EXCLUDE,
     dataset_edits.RESTORE,
-    Command("versions", "list a dataset's versions: parent, date, counts and change log", _add_dataset, versions),
+    Command(
+        "versions", "list a dataset's versions: parent, date, counts and change log", add_dataset_argument, versions
+    ),
     Command("diff", "what changed between two versions of a dataset", _diff_arguments, diff),
     Command("export", "write a version as a zip of class folders", _export_arguments, export),
     Command("list", "list the datasets in the datasets folder (CNNLAB_DATASETS_DIR)", lambda parser: None, list_),
@@ -201,7 +191,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     for command in SUBCOMMANDS:
         p = sub.add_parser(command.name, help=command.help, description=command.help)
         # SUPPRESS: given after the sub-command it sets `json`; not given, it leaves `dataset --json` alone.
-        p.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print one JSON object last")
+        p.add_argument(
+            "--json",
+            action="store_true",
+            default=argparse.SUPPRESS,
+            help="print one JSON object as the last line of output",
+        )
         command.add_arguments(p)
         p.set_defaults(action=command.run)
 

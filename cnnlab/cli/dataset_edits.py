@@ -22,17 +22,20 @@ if TYPE_CHECKING:
 IMAGE_HELP = "image path under the dataset root, as `cnnlab scan`, `label-issues` and the CSVs print it"
 
 
-def _add_dataset_and_images(parser: argparse.ArgumentParser) -> None:
+def add_dataset_argument(parser: argparse.ArgumentParser) -> None:
+    """DATASET, as every `dataset` sub-command but `new` and `list` takes it."""
     parser.add_argument(
         "dataset", metavar="DATASET", help="class folder, or the name of a dataset made with `dataset new`"
     )
+
+
+def _add_dataset_and_images(parser: argparse.ArgumentParser) -> None:
+    add_dataset_argument(parser)
     parser.add_argument("images", nargs="+", metavar="IMAGE", help=IMAGE_HELP)
 
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "dataset", metavar="DATASET", help="class folder, or the name of a dataset made with `dataset new`"
-    )
+    add_dataset_argument(parser)
     parser.add_argument("label", metavar="CLASS", help="the class of the images")
     parser.add_argument(
         "files",
