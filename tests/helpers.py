@@ -78,6 +78,29 @@ def write_dataset(
     return root
 
 
+# The command-line options of a tiny training: 32x32, one conv block of 4 filters, 2 epochs, no augmentation.
+TINY = [
+    "--image-size",
+    "32",
+    "--conv-blocks",
+    "1",
+    "--filters",
+    "4",
+    "--dense-units",
+    "8",
+    "--flip",
+    "none",
+    "--rotation",
+    "0",
+    "--epochs",
+    "2",
+    "--batch-size",
+    "8",
+    "--patience",
+    "0",
+]
+
+
 def tree_hashes(root: Path) -> dict[str, str]:
     """Every file under `root` with its content hash and its time, to see that nothing changed."""
     return {

@@ -14,29 +14,7 @@ from e2e_server import free_port
 
 from cnnlab.cli import main
 from cnnlab.runs.store import RunStore
-from helpers import digits, last_json, mnist_npz, one_line_error, publish, relocated_run, write_dataset
-
-TINY = [
-    "--image-size",
-    "32",
-    "--conv-blocks",
-    "1",
-    "--filters",
-    "4",
-    "--dense-units",
-    "8",
-    "--flip",
-    "none",
-    "--rotation",
-    "0",
-    "--epochs",
-    "2",
-    "--batch-size",
-    "8",
-    "--patience",
-    "0",
-]
-
+from helpers import TINY, digits, last_json, mnist_npz, one_line_error, publish, relocated_run, write_dataset
 
 # What the generated `cnnlab` console script runs (`[project.scripts] cnnlab = "cnnlab.cli:main"`).
 CONSOLE_SCRIPT = [sys.executable, "-c", "import sys; from cnnlab.cli import main; sys.exit(main())"]

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from cnnlab.cli import main
-from helpers import class_image, image_bytes, last_json, one_line_error, tree_hashes, write_dataset
+from cnnlab.runs.store import RunStore
+from helpers import TINY, class_image, image_bytes, last_json, one_line_error, tree_hashes, write_dataset
 
 
 @pytest.fixture(autouse=True)
@@ -211,3 +212,32 @@ def test_scan_makes_no_version(folder, capsys, datasets_dir):
     assert main(["scan", str(folder), "--json"]) == 0
     assert last_json(capsys)["num_images"] == 18
     assert not datasets_dir.exists()
+
+
+def test_train_on_a_chosen_version_records_it_and_runs_shows_it(folder, capsys, isolated_dirs):
+    assert main(["dataset", "relabel", str(folder), "cats/cats_000.png", "--to", "dogs"]) == 0
+    assert main(["train", str(folder), *TINY, "--dataset-version", "1", "--name", "on v1", "--json"]) == 0
+    on_first = last_json(capsys)["run_id"]
+    assert main(["train", str(folder), *TINY, "--name", "on latest", "--json"]) == 0
+    on_latest = last_json(capsys)["run_id"]
+
+    store = RunStore(isolated_dirs[1])
+    first, latest = store.get(on_first).record.dataset, store.get(on_latest).record.dataset
+    assert (first.name, first.version, latest.name, latest.version) == ("pets", 1, "pets", 2)
+    rows = run_json(capsys, "runs")["runs"]
+    assert {r["name"]: r["dataset_version"] for r in rows if r["id"] in (on_first, on_latest)} == {
+        "on v1": 1,
+        "on latest": 2,
+    }
+    assert main(["runs"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert any(on_first in line and "pets v1" in line for line in lines)
+    assert any(on_latest in line and "pets v2" in line for line in lines)
+
+    assert main(["train", str(folder), *TINY, "--dataset-version", "9"]) == 2
+    assert "has no version 9" in one_line_error(capsys)
+
+
+def test_continuing_a_run_takes_no_dataset_version(capsys):
+    assert main(["train", "--continue-from", "demo", "--epochs", "1", "--dataset-version", "2"]) == 2
+    assert one_line_error(capsys).endswith("Received: options=['epochs', 'dataset_version']")

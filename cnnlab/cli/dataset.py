@@ -13,20 +13,12 @@ from typing import TYPE_CHECKING, Any
 
 from cnnlab.cli import dataset_edits
 from cnnlab.cli.dataset_edits import add_dataset_argument, describe, open_versioned
-from cnnlab.cli.options import Command, Parser
+from cnnlab.cli.options import Command, Parser, version_number
 from cnnlab.cli.progress import say
 from cnnlab.settings import Settings
 
 if TYPE_CHECKING:
     from cnnlab.data.versions import Manifest
-
-
-def version_number(text: str) -> int:
-    """A version as typed: `3` or `v3`."""
-    digits = text.strip().lower().removeprefix("v")
-    if not digits.isdigit():
-        raise argparse.ArgumentTypeError(f"expected a version number such as 3 or v3; got {text!r}")
-    return int(digits)
 
 
 def _new_arguments(parser: argparse.ArgumentParser) -> None:
