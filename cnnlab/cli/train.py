@@ -36,7 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The dataset, the run's name and folder, the run to continue, every config field and the tracking options."""
     from cnnlab.training.config import TrainConfig
 
-    parser.add_argument("data_dir", type=Path, nargs="?")
+    parser.add_argument(
+        "data_dir", type=Path, nargs="?", help="class folder, or the name of a dataset made with `dataset new`"
+    )
     parser.add_argument(
         "--dataset-version",
         type=version_number,
@@ -74,7 +76,9 @@ def run(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     store = run_store(settings, args.run_dir.parent if args.run_dir else None)
     run_id = args.run_dir.name if args.run_dir else new_run_id()
     workspace = workspace_from(settings, store, tracking_from(args, settings))
-    plan = training_plan(data_dir, model_config, train_config, workspace=workspace)
+    plan = training_plan(
+        data_dir, model_config, train_config, workspace=workspace, dataset_version=args.dataset_version
+    )
     plan.check()
     run = interruptible(
         args,
@@ -92,7 +96,7 @@ def run(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
             name=args.name,
             run_id=run_id,
             precision=plan.precision,
-            dataset_version=args.dataset_version,
+            dataset_version=plan.dataset_version,
         ),
         resumable_at(store.root / run_id),
     )
