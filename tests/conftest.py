@@ -36,11 +36,16 @@ def no_settings_from_the_shell():
 
     Library calls take their folders and limits as arguments; a test that starts the app or the
     CLI sets what it needs. The CI switches `CNNLAB_REQUIRE_*` stay: they speak to the tests.
+    The dataset versions every CLI and app training makes go to a folder of the session's own
+    (a test may set its own), never to the repository's `datasets/`.
     """
+    datasets = tempfile.mkdtemp(prefix="cnnlab-tests-datasets-")
     with pytest.MonkeyPatch.context() as mp:
         for name in [n for n in os.environ if n.startswith("CNNLAB_") and not n.startswith("CNNLAB_REQUIRE_")]:
             mp.delenv(name)
+        mp.setenv("CNNLAB_DATASETS_DIR", datasets)
         yield
+    shutil.rmtree(datasets, ignore_errors=True)
 
 
 @pytest.fixture

@@ -78,6 +78,52 @@ def write_dataset(
     return root
 
 
+# The command-line options of a tiny training: 32x32, one conv block of 4 filters, 2 epochs, no augmentation.
+TINY = [
+    "--image-size",
+    "32",
+    "--conv-blocks",
+    "1",
+    "--filters",
+    "4",
+    "--dense-units",
+    "8",
+    "--flip",
+    "none",
+    "--rotation",
+    "0",
+    "--epochs",
+    "2",
+    "--batch-size",
+    "8",
+    "--patience",
+    "0",
+]
+
+
+def tree_hashes(root: Path) -> dict[str, str]:
+    """Every file under `root` with its content hash and its time, to see that nothing changed."""
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() + f"@{p.stat().st_mtime_ns}"
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+def last_json(capsys) -> dict:
+    """The JSON object a command line run in this process printed last."""
+    out = capsys.readouterr().out.strip().splitlines()
+    return json.loads(out[-1])
+
+
+def one_line_error(capsys) -> str:
+    """The one line a command line run in this process printed on standard error (no traceback)."""
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert "Traceback" not in err[0]
+    return err[0]
+
+
 NO_AUGMENTATION = {"flip": "none", "rotation": 0.0, "zoom": 0.0, "translation": 0.0, "contrast": 0.0}
 
 

@@ -14,29 +14,7 @@ from e2e_server import free_port
 
 from cnnlab.cli import main
 from cnnlab.runs.store import RunStore
-from helpers import digits, mnist_npz, publish, relocated_run, write_dataset
-
-TINY = [
-    "--image-size",
-    "32",
-    "--conv-blocks",
-    "1",
-    "--filters",
-    "4",
-    "--dense-units",
-    "8",
-    "--flip",
-    "none",
-    "--rotation",
-    "0",
-    "--epochs",
-    "2",
-    "--batch-size",
-    "8",
-    "--patience",
-    "0",
-]
-
+from helpers import TINY, digits, last_json, mnist_npz, one_line_error, publish, relocated_run, write_dataset
 
 # What the generated `cnnlab` console script runs (`[project.scripts] cnnlab = "cnnlab.cli:main"`).
 CONSOLE_SCRIPT = [sys.executable, "-c", "import sys; from cnnlab.cli import main; sys.exit(main())"]
@@ -49,18 +27,6 @@ def cli_environment(isolated_dirs, monkeypatch):
     cache, models = isolated_dirs
     monkeypatch.setenv("CNNLAB_CACHE_DIR", str(cache))
     monkeypatch.setenv("CNNLAB_MODELS_DIR", str(models))
-
-
-def last_json(capsys) -> dict:
-    out = capsys.readouterr().out.strip().splitlines()
-    return json.loads(out[-1])
-
-
-def one_line_error(capsys) -> str:
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1, err
-    assert "Traceback" not in err[0]
-    return err[0]
 
 
 def test_scan_json_reports_classes_counts_and_skips(tmp_path, capsys):

@@ -12,16 +12,7 @@ import pytest
 
 from cnnlab.data import edits, versions
 from cnnlab.data.edits import Add, Exclude, Relabel, Restore
-from helpers import CLASS_COLORS, class_image, image_bytes, write_dataset
-
-
-def tree_hashes(root: Path) -> dict[str, str]:
-    """Every file under `root` with its content hash and its time, to see that nothing changed."""
-    return {
-        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() + f"@{p.stat().st_mtime_ns}"
-        for p in sorted(root.rglob("*"))
-        if p.is_file()
-    }
+from helpers import CLASS_COLORS, class_image, image_bytes, tree_hashes, write_dataset
 
 
 def new_png(seed: int, color=(120, 120, 0)) -> bytes:
@@ -203,6 +194,8 @@ def test_unknown_version_and_dataset_are_one_line_errors(folder: Path, tmp_path:
         dataset.manifest(9)
     with pytest.raises(ValueError, match="No such dataset folder or dataset name"):
         versions.open_dataset("missing", tmp_path / "datasets")
+    with pytest.raises(ValueError, match="Dataset folder not found"):  # a path, not a name: the scan says so
+        versions.open_dataset(tmp_path / "missing", tmp_path / "datasets")
     with pytest.raises(ValueError, match="exists already"):
         versions.new_dataset("x", ["a", "b"], tmp_path / "datasets")
         versions.new_dataset("x", ["a", "b"], tmp_path / "datasets")

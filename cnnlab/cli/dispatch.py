@@ -1,4 +1,4 @@
-"""Command line: `python -m cnnlab {sample,scan,train,resume,evaluate,predict,runs,inspect,...}`.
+"""Command line: `python -m cnnlab {sample,scan,dataset,train,resume,evaluate,predict,runs,inspect,...}`.
 
 Bad input exits with status 2 and one line on standard error; `--json` makes the last line of
 standard output one JSON object. Progress goes to standard error, so standard output stays clean.
@@ -19,6 +19,7 @@ from typing import Any
 
 from cnnlab.cli import (
     compare,
+    dataset,
     download,
     evaluate,
     export,
@@ -44,6 +45,7 @@ COMMANDS = {
         sample.COMMAND,
         download.COMMAND,
         scan.COMMAND,
+        dataset.COMMAND,
         train.COMMAND,
         resume.COMMAND,
         lr_find.COMMAND,

@@ -72,6 +72,14 @@ def _image_size(text: str) -> tuple[int, int]:
     return (values[0], values[0]) if len(values) == 1 else tuple(values)  # type: ignore[return-value]
 
 
+def version_number(text: str) -> int:
+    """A dataset version as typed: `3` or `v3`."""
+    digits = text.strip().lower().removeprefix("v")
+    if not digits.isdigit():
+        raise argparse.ArgumentTypeError(f"expected a version number such as 3 or v3; got {text!r}")
+    return int(digits)
+
+
 def add_config_options(parser: argparse.ArgumentParser, config_cls: type, skip: tuple[str, ...] = ()) -> None:
     """One option per config field, named after it (`image_size` -> `--image-size`)."""
     for f in fields(config_cls):
@@ -131,7 +139,8 @@ def run_store(settings: Settings, root: Path | None = None) -> RunStore:
 def workspace_from(
     settings: Settings, store: RunStore | None = None, tracking: TrackingConfig | None = None
 ) -> Workspace:
-    """What a command's trainings work with: the models folder (or `store`), the cache and budgets, `tracking`."""
+    """What a command's trainings work with: the models folder (or `store`), the cache and budgets, `tracking`,
+    and the datasets folder, so that every training on a class folder trains on (and records) a version of it."""
     from cnnlab.runs.workspace import Workspace
 
     return Workspace(
@@ -140,6 +149,7 @@ def workspace_from(
         max_training_mb=settings.max_training_mb,
         max_cache_mb=settings.max_cache_mb,
         tracking=tracking,
+        datasets=settings.datasets_dir,
     )
 
 

@@ -19,14 +19,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
-    """Print one line per run, newest first."""
+    """Print one line per run, newest first, with the dataset and its version it trained on."""
 
     if args.team:
         return _team_runs(args, settings)
-    rows = [run.summary() for run in run_store(settings).list()]
+    rows = [{**run.summary(), "dataset_version": run.record.dataset.version} for run in run_store(settings).list()]
     if not args.json:
         for row in rows:
-            print(f"{row['id']:<28} {row['status']:<11} {row['name'][:30]:<30} test acc {pct(row['test_accuracy'])}")
+            version = f" v{row['dataset_version']}" if row["dataset_version"] else ""
+            print(
+                f"{row['id']:<28} {row['status']:<11} {row['name'][:30]:<30} {(row['dataset'][:20] + version):<25} "
+                f"test acc {pct(row['test_accuracy'])}"
+            )
         if not rows:
             print("No runs yet: train one with `python -m cnnlab train`.")
     return {"runs": rows}

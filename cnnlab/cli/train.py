@@ -16,6 +16,7 @@ from cnnlab.cli.options import (
     config_from,
     run_store,
     tracking_from,
+    version_number,
     workspace_from,
 )
 from cnnlab.cli.progress import (
@@ -35,7 +36,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The dataset, the run's name and folder, the run to continue, every config field and the tracking options."""
     from cnnlab.training.config import TrainConfig
 
-    parser.add_argument("data_dir", type=Path, nargs="?")
+    parser.add_argument(
+        "data_dir", type=Path, nargs="?", help="class folder, or the name of a dataset made with `dataset new`"
+    )
+    parser.add_argument(
+        "--dataset-version",
+        type=version_number,
+        metavar="V",
+        help="the dataset version to train on (default: the latest; see `python -m cnnlab dataset versions`)",
+    )
     parser.add_argument("--name", help="display name of the run")
     parser.add_argument(
         "--run-dir", type=Path, help="new folder to save the run in (default: a new folder in the models folder)"
@@ -67,7 +76,9 @@ def run(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     store = run_store(settings, args.run_dir.parent if args.run_dir else None)
     run_id = args.run_dir.name if args.run_dir else new_run_id()
     workspace = workspace_from(settings, store, tracking_from(args, settings))
-    plan = training_plan(data_dir, model_config, train_config, workspace=workspace)
+    plan = training_plan(
+        data_dir, model_config, train_config, workspace=workspace, dataset_version=args.dataset_version
+    )
     plan.check()
     run = interruptible(
         args,
@@ -85,6 +96,7 @@ def run(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
             name=args.name,
             run_id=run_id,
             precision=plan.precision,
+            dataset_version=plan.dataset_version,
         ),
         resumable_at(store.root / run_id),
     )
@@ -97,12 +109,13 @@ def _continue(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     from cnnlab.training.hooks import TrainingHooks
     from cnnlab.training.resuming import continue_training
 
-    given = [f for f in (*fields(ModelConfig), *fields(TrainConfig)) if getattr(args, f.name, None) is not None]
-    if args.data_dir is not None or args.epochs is None or any(f.name != "epochs" for f in given):
+    given = [f.name for f in (*fields(ModelConfig), *fields(TrainConfig)) if getattr(args, f.name, None) is not None]
+    given += [name for name in ("dataset_version", "data_dir") if getattr(args, name) is not None]
+    if args.epochs is None or any(name != "epochs" for name in given):
         raise UsageError(
             "--continue-from takes the dataset and every setting from the run it continues: give only --epochs N "
             "(how many more), and --name or --run-dir if you like (see `python -m cnnlab train --help`). "
-            f"Received: options={[f.name for f in given] + (['data_dir'] if args.data_dir else [])}"
+            f"Received: options={given}"
         )
     store = run_store(settings, args.run_dir.parent if args.run_dir else None)
     parent = run_store(settings).get(args.continue_from)

@@ -198,9 +198,11 @@ def open_dataset(
     A class folder's versions are kept under `datasets`, never in the folder; its version 1 is made
     on first use, split with the fractions and seed given, and a new version when the folder changed
     since the latest (its edits carried over to the files still there). `cache` is the scan cache.
+    A `ref` that cannot be a dataset name (`/data/pets`, `~/pets`) is a folder, and a missing one is
+    the scan's one-line error.
     """
     path = Path(ref)
-    if path.is_dir():
+    if path.is_dir() or not NAME_PATTERN.match(str(ref)):
         report = scan(path, cache=cache)
         root = report.root
         digest = hashlib.sha256(str(root).encode()).hexdigest()[:8]
