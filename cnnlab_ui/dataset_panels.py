@@ -3,10 +3,9 @@ adding images by upload or camera, and the versions (table, difference, export, 
 
 from __future__ import annotations
 
-import hashlib
-
 import pandas as pd
 import streamlit as st
+from streamlit.runtime.uploaded_file_manager import UploadedFile
 
 from cnnlab.data import edits, versions
 from cnnlab_ui.datasets import Added, add_images, added_room_mb, use_version, zip_bytes
@@ -65,10 +64,10 @@ def add_images_panel(dataset: versions.Dataset, manifest: versions.Manifest, cho
     upload, camera = st.tabs(["Upload images", "Camera"])
     with upload:
         files = st.file_uploader("Images", type=IMAGE_TYPES, accept_multiple_files=True, key="add-files")
-        _add_new(dataset, manifest, choice, label, [(f.getvalue(), f.name) for f in files or []])
+        _add_new(dataset, manifest, choice, label, files or [])
     with camera:
         shot = st.camera_input("Take photo after photo: each is added as it is taken", key="add-camera")
-        _add_new(dataset, manifest, choice, label, [(shot.getvalue(), shot.name)] if shot is not None else [])
+        _add_new(dataset, manifest, choice, label, [shot] if shot is not None else [])
     added = st.session_state.get("added")
     if added is not None and added[0] == str(dataset.folder):
         _show_added(added[1])
@@ -83,16 +82,17 @@ def _add_new(
     manifest: versions.Manifest,
     choice: DatasetChoice,
     label: str,
-    files: list[tuple[bytes, str]],
+    files: list[UploadedFile],
 ) -> None:
-    """Add the files not handled yet in this session (widgets keep their files across reruns, so
-    they are told apart by content), then show the new version."""
+    """Add the files not handled yet in this session, then show the new version. The widgets keep
+    their files across reruns under the same id; a new photo or upload gets a new one (and one whose
+    content is in the dataset already is refused, saying so)."""
     seen = st.session_state.setdefault("seen-images", set())
-    new = [(data, name) for data, name in files if (dataset.folder, hashlib.sha256(data).digest()) not in seen]
+    new = [f for f in files if (str(dataset.folder), f.file_id) not in seen]
     if not new:
         return
-    seen.update((dataset.folder, hashlib.sha256(data).digest()) for data, _ in new)
-    added = add_images(dataset, manifest.version, new, label, added_room_mb(dataset))
+    seen.update((str(dataset.folder), f.file_id) for f in new)
+    added = add_images(dataset, manifest.version, [(f.getvalue(), f.name) for f in new], label, added_room_mb(dataset))
     st.session_state.added = (str(dataset.folder), added)
     if added.version is not None:
         st.session_state.setdefault("shots", {}).setdefault(str(dataset.folder), []).extend(

@@ -1,0 +1,105 @@
+"""The Data page's dataset versions, driven with AppTest: a dataset made from class names, images
+added by upload and by the camera, the versions table, their difference, export and training on
+one; hosted, the disk budget and visitors who never see each other's datasets."""
+
+import hashlib
+import io
+import os
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from cnnlab.data import edits, versions
+from cnnlab.server import hosting
+from cnnlab.settings import load_settings
+from helpers import class_image, image_bytes, open_page, start_app, write_dataset
+
+
+@pytest.fixture
+def app(app_cache, isolated_dirs, monkeypatch):
+    """A fresh session of the whole app with an empty run store and datasets folder (beside the models folder)."""
+    monkeypatch.setenv("CNNLAB_CACHE_DIR", str(app_cache))
+    monkeypatch.setenv("CNNLAB_MODELS_DIR", str(isolated_dirs[1]))
+    st.cache_resource.clear()  # the settings an earlier test's "person" left on this server
+    return start_app()
+
+
+@pytest.fixture
+def hosted(app, monkeypatch):
+    """Hosted mode on: each new session is a visitor of their own."""
+    monkeypatch.setenv("CNNLAB_HOSTED", "1")
+    details = st.get_option("client.showErrorDetails")
+    yield
+    st.set_option("client.showErrorDetails", details)  # the hosted app sets it for the whole server
+
+
+def photo(seed: int, fmt: str = "JPEG", size=(24, 24)) -> bytes:
+    return image_bytes(class_image((120, 80, 40), np.random.default_rng(seed), size), fmt)
+
+
+def make_dataset(at: AppTest, name: str, classes: str) -> AppTest:
+    at.radio(key="dataset-source").set_value("New dataset").run()
+    at.text_input(key="new-dataset-name").input(name)
+    at.text_input(key="new-classes").input(classes)
+    at.button[0].click().run()  # the form's submit button, the page's only button then
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def upload(at: AppTest, label: str, files: list[tuple[str, bytes]]) -> AppTest:
+    at.selectbox(key="add-class").set_value(label).run()
+    at.file_uploader(key="add-files").set_value([(name, data, "image/png") for name, data in files]).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def shoot(at: AppTest, data: bytes, name: str = "image.jpg") -> AppTest:
+    at.camera_input(key="add-camera").set_value((name, data, "image/jpeg")).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def metrics(at: AppTest) -> dict[str, str]:
+    return {m.label: m.value for m in at.metric}
+
+
+def datasets_folder(at: AppTest) -> Path:
+    """This session's datasets folder (hosted: the visitor's own)."""
+    config = load_settings(os.environ)
+    if config.hosted:
+        return hosting.visitor_datasets_dir(config.datasets_dir, at.session_state["visitor"])
+    return config.datasets_dir
+
+
+def test_a_dataset_made_from_class_names_grows_by_upload_and_camera_shot_by_shot(app):
+    at = make_dataset(open_page(app, "pages/data.py"), "pets", "cats, dogs")
+    assert at.subheader[0].value == "pets (made in CNN Lab)" and not at.error
+    assert "Add images to at least two classes" in at.info[0].value and "cats 0, dogs 0" in at.info[0].value
+
+    upload(at, "cats", [("a.png", photo(1, "PNG")), ("b.png", photo(2, "PNG")), ("bad.png", b"not an image")])
+    assert [e.value for e in at.error] == [
+        "'bad.png' is not an image and cannot be read; replace it with a valid JPEG or PNG. Received: file='bad.png'"
+    ]
+    assert at.success[0].value == "Added 2 image(s) as version 2."
+    assert "cats 2, dogs 0" in at.info[0].value
+
+    at.selectbox(key="add-class").set_value("dogs").run()
+    for shot in range(3):  # photo after photo into the chosen class, each saved as it is taken
+        shoot(at, photo(10 + shot))
+        assert at.success[0].value == f"Added 1 image(s) as version {3 + shot}."
+        assert metrics(at)["Images"] == str(3 + shot) and metrics(at)["Classes"] == "2"
+        strip = [caption for image in at.image for caption in image.captions][: 3 + shot]
+        assert strip == ["cats", "cats"] + ["dogs"] * (shot + 1)  # the latest images added, before the grid
+    at.run()  # the camera keeps its last photo across reruns: it is not added again
+    assert metrics(at)["Images"] == "5" and at.selectbox(key="dataset-version").options[0] == "latest (version 5)"
+    shoot(at, photo(10))  # the same picture again is in the dataset already
+    assert [e.value for e in at.error] == ["'image.jpg' is already in the dataset (class 'dogs')."]
+    assert metrics(at)["Images"] == "5"
+
+    dataset = versions.open_dataset("pets", datasets_folder(at))
+    assert dataset.manifest().counts == {"cats": 2, "dogs": 3}
+    assert [m.change for m in dataset.manifests()][1:] == ["2 added"] + ["1 added"] * 3
