@@ -134,13 +134,17 @@ def versions_panel(dataset: versions.Dataset, choice: DatasetChoice) -> None:
         use_version(choice, number)
         st.rerun()
     if choice.version is not None:
-        st.page_link("pages/train.py", label=f"Train on version {choice.version}", icon=":material/arrow_forward:")
+        st.page_link(
+            "pages/train.py",
+            label=f"Open the Train page: it trains on version {choice.version}",
+            icon=":material/arrow_forward:",
+        )
 
 
 def _row(manifest: versions.Manifest) -> dict:
     return {
         "version": manifest.version,
-        "parent": manifest.parent,
+        "parent": "" if manifest.parent is None else str(manifest.parent),
         "created": manifest.created.replace("T", " ").removesuffix("+00:00"),
         "images": len(manifest.included),
         "per class": ", ".join(f"{name} {n}" for name, n in manifest.counts.items()),

@@ -103,3 +103,64 @@ def test_a_dataset_made_from_class_names_grows_by_upload_and_camera_shot_by_shot
     dataset = versions.open_dataset("pets", datasets_folder(at))
     assert dataset.manifest().counts == {"cats": 2, "dogs": 3}
     assert [m.change for m in dataset.manifests()][1:] == ["2 added"] + ["1 added"] * 3
+
+
+def file_hashes(root: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in root.rglob("*") if p.is_file()
+    }
+
+
+def test_a_folders_versions_are_listed_compared_exported_and_one_is_picked_for_training(app, tmp_path):
+    from cnnlab_ui.datasets import zip_bytes
+    from cnnlab_ui.state import DatasetChoice
+
+    root = write_dataset(tmp_path / "pets", classes=("cats", "dogs"), per_class=4)
+    before = file_hashes(root)
+    app.session_state["dataset"] = DatasetChoice(str(root), "Folder: pets")
+    at = open_page(app, "pages/data.py")
+    assert metrics(at)["Images"] == "8" and metrics(at)["Train / val / test"] == "4/2/2"
+    upload(at, "dogs", [("new.png", photo(5, "PNG"))])  # version 2, kept beside the folder, not in it
+    assert at.success[0].value == "Added 1 image(s) as version 2." and metrics(at)["Images"] == "9"
+    dataset = versions.open_dataset(root, datasets_folder(at))
+    edits.save_version(
+        dataset, [edits.Relabel("cats/cats_000.png", "dogs"), edits.Exclude("dogs/dogs_001.png", "blurry")]
+    )
+    at.run()  # version 3, as a gallery would save it
+
+    assert metrics(at)["Images"] == "8" and metrics(at)["Skipped files"] == "1"
+    table = next(d.value for d in at.dataframe if "change" in d.value.columns)
+    assert table[["version", "parent", "images", "change"]].to_dict("records") == [
+        {"version": 3, "parent": "2", "images": 8, "change": "1 relabelled, 1 excluded"},
+        {"version": 2, "parent": "1", "images": 9, "change": "1 added"},
+        {"version": 1, "parent": "", "images": 8, "change": "the class folder as it was"},
+    ]
+    assert table["per class"].tolist() == ["cats 3, dogs 5", "cats 4, dogs 5", "cats 4, dogs 4"]
+
+    at.selectbox(key="diff-new").set_value(3)
+    at.selectbox(key="diff-old").set_value(1).run()
+    assert [c.value for c in at.caption if c.value.startswith("From")] == [
+        "From version 1 to version 3: 1 relabelled, 1 excluded, 1 added."
+    ]
+    assert [m.value for m in at.markdown if m.value.startswith("**")] == [
+        "**Relabelled: 1**",
+        "**Excluded: 1**",
+        "**Added: 1**",
+    ]
+    captions = [caption for image in at.image for caption in image.captions]
+    start = captions.index("cats → dogs")  # after the strip of the image added in this session
+    assert captions[start : start + 3] == ["cats → dogs", "blurry", "dogs"]
+
+    at.selectbox(key="version-action").set_value(2).run()
+    assert at.get("download_button")[0].proto.label == "Export version 2 as a zip"
+    with zipfile.ZipFile(io.BytesIO(zip_bytes(dataset, 2))) as zf:  # what the button serves when pressed
+        names = sorted(zf.namelist())
+    assert len(names) == 9 and sum(n.startswith("dogs/") for n in names) == 5 and "cats/cats_000.png" in names
+
+    at.button(key="train-version").click().run()
+    assert at.session_state["dataset"].version == 2 and at.selectbox(key="dataset-version").value == 2
+    assert metrics(at)["Images"] == "9"  # the page shows the version chosen for training
+    assert [(link.proto.page, link.proto.label) for link in at.get("page_link")] == [
+        ("train", "Open the Train page: it trains on version 2")
+    ]
+    assert file_hashes(root) == before  # the user's folder is never written to
