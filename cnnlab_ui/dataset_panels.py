@@ -85,13 +85,13 @@ def _add_new(
     files: list[UploadedFile],
 ) -> None:
     """Add the files not handled yet in this session, then show the new version. The widgets keep
-    their files across reruns under the same id; a new photo or upload gets a new one (and one whose
-    content is in the dataset already is refused, saying so)."""
+    their files across reruns (and a switch to another dataset) under the same id; a new photo or
+    upload gets a new one (and one whose content is in the dataset already is refused, saying so)."""
     seen = st.session_state.setdefault("seen-images", set())
-    new = [f for f in files if (str(dataset.folder), f.file_id) not in seen]
+    new = [f for f in files if f.file_id not in seen]
     if not new:
         return
-    seen.update((str(dataset.folder), f.file_id) for f in new)
+    seen.update(f.file_id for f in new)
     added = add_images(dataset, manifest.version, [(f.getvalue(), f.name) for f in new], label, added_room_mb(dataset))
     st.session_state.added = (str(dataset.folder), added)
     if added.version is not None:

@@ -5,6 +5,7 @@ one; hosted, the disk budget and visitors who never see each other's datasets.""
 import hashlib
 import io
 import os
+import re
 import zipfile
 from pathlib import Path
 
@@ -164,3 +165,43 @@ def test_a_folders_versions_are_listed_compared_exported_and_one_is_picked_for_t
         ("train", "Open the Train page: it trains on version 2")
     ]
     assert file_hashes(root) == before  # the user's folder is never written to
+
+
+def test_a_hosted_visitors_added_images_count_against_their_budget(hosted, monkeypatch):
+    monkeypatch.setenv("CNNLAB_MAX_SESSION_MB", "3")
+    at = open_page(start_app(), "pages/data.py")
+    assert at.get("progress")[0].proto.text.endswith("datasets 0 bytes).")  # looking at the sample costs nothing
+    at = make_dataset(at, "noise", "a, b")
+    big = [photo(seed, "PNG", size=(500, 500)) for seed in range(4)]  # about 0.65 MB each: noisy pixels
+    upload(at, "a", [("one.png", big[0]), ("two.png", big[1])])
+    assert at.success[0].value == "Added 2 image(s) as version 2." and not at.error, [e.value for e in at.error]
+    assert re.search(r"datasets 1\.\d MB\)\.$", at.get("progress")[0].proto.text)
+
+    upload(at, "b", [("three.png", big[2]), ("four.png", big[3])])
+    assert not at.success and len(at.error) == 1
+    assert re.match(r"Adding these images would store 2\.\d MB for this dataset, over the 2 MB", at.error[0].value)
+    assert "/" not in at.error[0].value.split("Received")[0]  # no server path
+    dataset = versions.open_dataset("noise", datasets_folder(at))
+    assert dataset.latest() == 2 and len(list((dataset.folder / ".added").iterdir())) == 2  # nothing stored
+
+
+def test_two_hosted_visitors_never_see_each_others_datasets_or_edits(hosted):
+    first, second = (open_page(start_app(), "pages/data.py") for _ in range(2))
+    assert datasets_folder(first) != datasets_folder(second)
+    make_dataset(first, "mine", "x, y")
+    upload(first, "x", [("x.png", photo(1, "PNG"))])
+    first.radio(key="dataset-source").set_value("Built-in sample").run()
+    next(b for b in first.button if b.label == "Use the built-in sample").click().run()
+    upload(first, "circle", [("c.png", photo(2, "PNG"))])  # an edit of the sample: the first visitor's own
+    assert first.selectbox(key="dataset-version").options[0] == "latest (version 2)"
+
+    second.radio(key="dataset-source").set_value("Your datasets").run()
+    assert "You have made no dataset yet" in "".join(c.value for c in second.caption)
+    second.radio(key="dataset-source").set_value("Built-in sample").run()
+    assert second.selectbox(key="dataset-version").options == ["latest (version 1)", "version 1"]
+    (sample,) = versions.list_datasets(datasets_folder(second))  # the sample's versions only, unedited
+    assert sample.source is not None and sample.latest() == 1
+    assert [(d.name, d.latest()) for d in versions.list_datasets(datasets_folder(first))] == [
+        ("mine", 2),
+        (sample.name, 2),
+    ]
