@@ -205,3 +205,20 @@ def test_two_hosted_visitors_never_see_each_others_datasets_or_edits(hosted):
         ("mine", 2),
         (sample.name, 2),
     ]
+
+
+def test_the_train_page_trains_on_the_version_picked_on_the_data_page(app, tmp_path):
+    from cnnlab_ui.state import DatasetChoice
+    from helpers import tiny_training, wait_for_job
+
+    root = write_dataset(tmp_path / "pets", classes=("cats", "dogs"), per_class=10)
+    app.session_state["dataset"] = DatasetChoice(str(root), "Folder: pets")
+    at = upload(open_page(app, "pages/data.py"), "dogs", [("new.png", photo(5, "PNG"))])  # version 2
+    at.selectbox(key="version-action").set_value(1).run()
+    at.button(key="train-version").click().run()
+    at = open_page(at, "pages/train.py")
+    assert at.caption[0].value.startswith("Dataset: **Folder: pets**, version 1, with 20 images in 2 classes")
+    tiny_training(at, epochs=1)
+    job = wait_for_job(at, "job")
+    assert job.status == "completed", job.error
+    assert (job.result.record.dataset.name, job.result.record.dataset.version) == ("pets", 1)
