@@ -206,3 +206,14 @@ def test_unknown_version_and_dataset_are_one_line_errors(folder: Path, tmp_path:
     with pytest.raises(ValueError, match="exists already"):
         versions.new_dataset("x", ["a", "b"], tmp_path / "datasets")
         versions.new_dataset("x", ["a", "b"], tmp_path / "datasets")
+
+
+def test_a_made_datasets_name_wins_over_a_folder_of_that_name_where_the_program_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_dataset(tmp_path / "work" / "docs", classes=("cats", "dogs"), per_class=2)  # like the app's docs folder
+    monkeypatch.chdir(tmp_path / "work")
+    made = versions.new_dataset("docs", ["a", "b"], tmp_path / "datasets")
+    assert versions.open_dataset("docs", tmp_path / "datasets") == made
+    folder = versions.open_dataset("./docs", tmp_path / "datasets")
+    assert folder.source == tmp_path / "work" / "docs" and folder.manifest().counts == {"cats": 2, "dogs": 2}

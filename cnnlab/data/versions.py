@@ -190,12 +190,18 @@ def open_dataset(
     test_split: float = 0.15,
     seed: int = 1337,
 ) -> Dataset:
-    """The versioned dataset of a class folder (a path) or of a dataset made with `new_dataset` (a name).
+    """The versioned dataset of a dataset made with `new_dataset` (a name) or of a class folder (a path).
 
     A class folder's versions are kept under `datasets`, never in the folder; its version 1 is made
     on first use, split with the fractions and seed given, and a new version when the folder changed
     since the latest (its edits carried over to the files still there). `cache` is the scan cache.
     """
+    name = str(ref)
+    folder = Path(datasets) / name
+    # A made dataset's name wins over a folder of that name where the program runs (an app visitor's
+    # dataset named "docs" must never open the server's docs folder); write ./docs for the folder.
+    if NAME_PATTERN.match(name) and (folder / VERSIONS).is_dir() and not (folder / SOURCE_FILE).exists():
+        return Dataset(folder, name)
     path = Path(ref)
     if path.is_dir():
         report = scan(path, cache=cache)
@@ -206,10 +212,6 @@ def open_dataset(
         (dataset.folder / SOURCE_FILE).write_text(json.dumps({"source": str(root)}), encoding="utf-8")
         _follow_folder(dataset, report, validation_split, test_split, seed)
         return dataset
-    name = str(ref)
-    folder = Path(datasets) / name
-    if NAME_PATTERN.match(name) and (folder / VERSIONS).is_dir() and not (folder / SOURCE_FILE).exists():
-        return Dataset(folder, name)
     raise ValueError(
         "No such dataset folder or dataset name; give a folder of class sub-folders, or the name of a dataset "
         f"made with `cnnlab dataset new` (see `cnnlab dataset list`). Received: dataset={short_repr(name)}"
