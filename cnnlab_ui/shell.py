@@ -71,7 +71,7 @@ def housekeeping() -> None:
         try:
             last["at"] = time.time()
             hosting.tidy(config.cache_dir, config.models_dir, config.max_cache_mb)
-            if config.hosted and hosting.cleanup_ended_sessions(config.cache_dir, store()):
+            if config.hosted and hosting.cleanup_ended_sessions(config.cache_dir, store(), datasets=config.datasets_dir):
                 forget_models()  # the ended sessions' runs are gone; their cached models go too
         finally:
             last["lock"].release()

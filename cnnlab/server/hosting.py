@@ -22,6 +22,7 @@ from cnnlab.runs.store import RunStore
 
 HEARTBEATS = "sessions"
 UPLOADS = "uploads"
+VISITORS = "visitors"
 # No writer (a preparation, an extraction, an export) keeps a temporary this long.
 TEMPORARY_MAX_AGE_S = 3600.0
 MESSAGE_LIMIT = 300
@@ -36,7 +37,7 @@ def uploads_dir(cache: Path, session: str) -> Path:
 
 def visitor_datasets_dir(datasets: Path, session: str) -> Path:
     """Where a hosted visitor's dataset versions and added images live (theirs alone)."""
-    return datasets / "visitors" / session
+    return datasets / VISITORS / session
 
 
 def visitor_message(text: str, uploads: Path, limit: int = MESSAGE_LIMIT) -> str:
@@ -99,15 +100,18 @@ def tidy(cache: Path, models_dir: Path, max_cache_mb: int | None) -> list[Path]:
 
 
 def cleanup_ended_sessions(
-    cache: Path, store: RunStore, max_idle_s: float = 3600.0, now: float | None = None
+    cache: Path, store: RunStore, max_idle_s: float = 3600.0, now: float | None = None, datasets: Path | None = None
 ) -> list[str]:
-    """Delete the uploads and the runs of sessions that have ended; returns their ids.
+    """Delete the uploads and the runs of sessions that have ended, and with the server's `datasets`
+    folder their dataset versions and added images; returns their ids.
 
     A running training counts as activity: its visitor has not ended while it trains (a run's
     status is "running" only while its heartbeat is fresh, so a dead training does not count).
     """
     now = time.time() if now is None else now
     upload_owners = {p.name for p in (cache / UPLOADS).iterdir()} if (cache / UPLOADS).is_dir() else set()
+    visitors = datasets / VISITORS if datasets is not None else None
+    upload_owners |= {p.name for p in visitors.iterdir()} if visitors is not None and visitors.is_dir() else set()
     runs = [r for r in store.list() if r.record.owner]
     training = {r.record.owner for r in runs if r.status == "running"}
     ended = sorted(
@@ -123,5 +127,7 @@ def cleanup_ended_sessions(
                 ):  # gone already: another server process cleaned up the same session
                     store.delete(run.id)
         forget_uploads(cache, session)
+        if visitors is not None:
+            shutil.rmtree(visitors / session, ignore_errors=True)
         (cache / HEARTBEATS / session).unlink(missing_ok=True)
     return ended
