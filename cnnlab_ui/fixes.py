@@ -47,7 +47,7 @@ class Pending:
 
 
 def gallery(
-    root: Path,
+    where: Path | Callable[[str], Path],
     paths: Sequence[str],
     captions: Sequence[str],
     *,
@@ -60,7 +60,7 @@ def gallery(
     if not st.toggle(
         "Fix labels", key=f"fixing-{key}", help="Relabel or exclude these images (saved as a new version)"
     ):
-        thumbnails(root, list(paths), list(captions), columns=columns)
+        thumbnails(where, list(paths), list(captions), columns=columns)
         return None
     try:
         dataset, version = target()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import streamlit as st
@@ -9,8 +10,13 @@ import streamlit as st
 from cnnlab.data import images
 
 
-def thumbnails(root: Path, paths: list[str], captions: list[str], columns: int = 8) -> None:
-    """A grid of small images with captions; a file gone or unreadable since the scan says so in its cell."""
+def thumbnails(where: Path | Callable[[str], Path], paths: list[str], captions: list[str], columns: int = 8) -> None:
+    """A grid of small images with captions; a file gone or unreadable since the scan says so in its cell.
+
+    `paths` are under the folder `where`, or `where` gives each one's file (`report.path_of`,
+    `dataset.image_path`: a dataset version's added images are not under its root).
+    """
+    path_of = where.joinpath if isinstance(where, Path) else where
     if not paths:
         st.caption("No images to show.")
         return
@@ -20,6 +26,6 @@ def thumbnails(root: Path, paths: list[str], captions: list[str], columns: int =
             cols, paths[start : start + columns], captions[start : start + columns], strict=False
         ):
             try:
-                col.image(images.thumbnail(root / rel), caption=caption, width="stretch")
+                col.image(images.thumbnail(path_of(rel)), caption=caption, width="stretch")
             except (images.ImageError, OSError):
                 col.caption(f"{caption}: {rel} is missing or unreadable now")

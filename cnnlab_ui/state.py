@@ -27,10 +27,12 @@ from cnnlab.settings import DEMO_RUN_DIR, Settings, load_settings
 
 @dataclass(frozen=True)
 class DatasetChoice:
-    """The dataset the session works on: where it is and how to name it."""
+    """The dataset the session works on: where it is (a class folder, or the name of a dataset made in
+    CNN Lab), how to name it, and which of its versions to use (None: the latest)."""
 
     path: str
     label: str
+    version: int | None = None
 
 
 def settings() -> Settings:
@@ -164,7 +166,7 @@ def disk_usage() -> DiskUsage | None:
     config = settings()
     if config.max_session_mb is None:
         return None
-    return session_usage(config.cache_dir, store(), session_id(), config.max_session_mb)
+    return session_usage(config.cache_dir, store(), session_id(), config.max_session_mb, datasets=datasets_dir())
 
 
 def dataset() -> DatasetChoice:

@@ -15,19 +15,23 @@ from cnnlab.server import jobs, quota
 from cnnlab.server.quota import DiskUsage
 from cnnlab.training.engine import TrainConfig
 from cnnlab.training.plan import TrainingPlan, training_plan
-from cnnlab_ui.loaders import scan
 from cnnlab_ui.state import disk_usage, job_settings
 
 
-def plan_training(path: str, model_config: ModelConfig, train_config: TrainConfig) -> TrainingPlan:
-    """This training's plan on this server, for this person (see `cnnlab.training.plan`)."""
+def plan_training(
+    path: str, model_config: ModelConfig, train_config: TrainConfig, dataset_version: int
+) -> TrainingPlan:
+    """This training's plan on version `dataset_version` of the dataset, on this server, for this person
+    (see `cnnlab.training.plan`)."""
+    workspace = job_settings().workspace
     return _plan(
         path,
-        fingerprint=scan(path).fingerprint,
+        datasets=str(workspace.datasets),
+        dataset_version=dataset_version,
         model_config=model_config,
         train_config=train_config,
         usage=disk_usage(),
-        _workspace=job_settings().workspace,
+        _workspace=workspace,
     )
 
 
@@ -35,17 +39,19 @@ def plan_training(path: str, model_config: ModelConfig, train_config: TrainConfi
 def _plan(
     path: str,
     *,
-    fingerprint: str,
+    datasets: str,
+    dataset_version: int,
     model_config: ModelConfig,
     train_config: TrainConfig,
     usage: DiskUsage | None,
     _workspace: Workspace,
 ) -> TrainingPlan:
-    """The plan, kept while the dataset's content (`fingerprint`), the configs and the person's disk
-    use (`usage`, hosted: the disk estimate depends on what is decoded already) stay the same, since
-    planning builds the model. The workspace is no part of the key: its cache and memory budget are
-    the server's, and its owner only counts for a dataset in the owner's uploads, whose path names them."""
-    return training_plan(path, model_config, train_config, workspace=_workspace)
+    """The plan, kept while the dataset version (in this person's `datasets` folder: a saved version
+    never changes), the configs and the person's disk use (`usage`, hosted: the disk estimate depends
+    on what is decoded already) stay the same, since planning builds the model. The rest of the
+    workspace is no part of the key: its cache and memory budget are the server's, and its owner only
+    counts for a dataset in the owner's uploads, whose path names them."""
+    return training_plan(path, model_config, train_config, workspace=_workspace, dataset_version=dataset_version)
 
 
 def show_plan(plan: TrainingPlan) -> None:

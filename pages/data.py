@@ -1,4 +1,5 @@
-"""Data: choose the dataset, check what was found and skipped, and browse the images."""
+"""Data: choose or make the dataset and its version, add images, check what was found and skipped,
+compare and export versions, and browse the images."""
 
 import functools
 import hashlib
@@ -11,14 +12,22 @@ import streamlit as st
 
 from cnnlab import charts, data
 from cnnlab.common.checks import shorten
-from cnnlab.data import archive, catalog, versions
+from cnnlab.data import archive, catalog
 from cnnlab.server import hosting
 from cnnlab.settings import check_data_folder, check_upload_size
+from cnnlab_ui.dataset_panels import (
+    add_images_panel,
+    new_dataset_form,
+    own_datasets_picker,
+    version_picker,
+    versions_panel,
+)
+from cnnlab_ui.datasets import image_sizes, open_choice, version_data
 from cnnlab_ui.fixes import gallery, pending_edits
 from cnnlab_ui.loaders import scan
 from cnnlab_ui.messages import show_error
 from cnnlab_ui.shell import require_app_shell
-from cnnlab_ui.state import DatasetChoice, dataset, datasets_dir, disk_usage, session_id, settings
+from cnnlab_ui.state import DatasetChoice, dataset, disk_usage, session_id, settings
 
 require_app_shell()
 
@@ -29,12 +38,14 @@ config = settings()
 
 
 def choose(path: str, label: str) -> None:
-    """Make a dataset the session's once it scans cleanly; a bad one keeps the previous choice."""
-    scan(path)  # raises ValueError saying what is wrong with it
-    st.session_state.dataset = DatasetChoice(path, label)
+    """Make a dataset the session's (its latest version) once it opens cleanly; a bad one keeps the previous choice."""
+    choice = DatasetChoice(path, label)
+    open_choice(choice)  # raises ValueError saying what is wrong with it
+    st.session_state.dataset = choice
 
 
-sources = ["Built-in sample", "Upload a zip", "Download a dataset"] + (["Server folder"] if config.data_roots else [])
+sources = ["Built-in sample", "Upload a zip", "Download a dataset", "New dataset", "Your datasets"]
+sources += ["Server folder"] if config.data_roots else []
 source = st.radio("Dataset source", sources, horizontal=True, key="dataset-source")
 
 try:
@@ -90,6 +101,13 @@ try:
                 ),
             )
             choose(str(folder), entry.title)
+    elif source == "New dataset":
+        st.caption("An empty dataset of your own: name its classes, then add images by upload or camera below.")
+        if (made := new_dataset_form()) is not None:
+            st.session_state.dataset = made
+    elif source == "Your datasets":
+        if (picked := own_datasets_picker()) is not None:
+            choose(picked.path, picked.label)
     else:
         typed = st.text_input("Folder on the server", placeholder=str(config.data_roots[0]))
         if typed and st.button("Use this folder"):
@@ -104,46 +122,77 @@ if (used := disk_usage()) is not None:
         hosting.forget_uploads(config.cache_dir, session_id(), keep=Path(chosen.path))
         st.rerun()
 try:
-    report = scan(chosen.path)
+    versioned = open_choice(chosen)
+    manifest = versioned.manifest(chosen.version)
 except ValueError as exc:
     show_error(exc)
     st.stop()
 
 st.subheader(chosen.label)
+number = version_picker(versioned, chosen)
+with st.expander("Add images", expanded=not manifest.included):
+    add_images_panel(versioned, manifest, chosen)
+
+
+def versions_section() -> None:
+    """The dataset's versions, in an expander."""
+    with st.expander(f"Versions ({len(versioned.version_numbers())})"):
+        versions_panel(versioned, chosen)
+
+
+if sum(1 for n in manifest.counts.values() if n) < 2:
+    st.info(
+        "Add images to at least two classes to see the dataset and train on it (now "
+        f"{', '.join(f'{name} {n}' for name, n in manifest.counts.items())}).",
+        icon=":material/add_photo_alternate:",
+    )
+    versions_section()
+    st.stop()
+try:
+    version = version_data(versioned, number)
+except ValueError as exc:
+    show_error(exc)
+    versions_section()
+    st.stop()
+report = version.report
+skipped = [*(scan(chosen.path).skipped if versioned.source is not None else ()), *report.skipped]
 counts = report.counts
-stats = report.size_stats()
-parts = data.split(report.labels)
+parts = version.parts()
 cols = st.columns(4)
 cols[0].metric("Images", len(report.files))
 cols[1].metric("Classes", report.num_classes)
-cols[2].metric("Skipped files", len(report.skipped))
+cols[2].metric("Skipped files", len(skipped))
 cols[3].metric(
     "Train / val / test",
     "/".join(str(len(parts[k])) for k in ("train", "validation", "test")),
-    help="the default 70/15/15 stratified split; set it on the Train page",
+    help="this version's split: an image keeps its part in every version, a new image's part follows from its content",
 )
 for note in data.report_warnings(report):
     st.warning(note, icon=":material/warning:")
 
 left, right = st.columns(2)
 left.plotly_chart(charts.class_counts_figure(counts), key="counts")
-sizes = list(zip(*report.sizes, strict=True))
-right.plotly_chart(charts.image_sizes_figure(sizes[0], sizes[1]), key="sizes")
+sizes = image_sizes(versioned, number)
+widths, heights = (list(axis) for axis in zip(*sizes, strict=True))
+right.plotly_chart(charts.image_sizes_figure(widths, heights), key="sizes")
 st.caption(
-    f"Original sizes: width {stats['min_width']}-{stats['max_width']} px (median {stats['median_width']:.0f}), "
-    f"height {stats['min_height']}-{stats['max_height']} px (median {stats['median_height']:.0f}). "
+    f"Original sizes: width {min(widths)}-{max(widths)} px (median {np.median(widths):.0f}), "
+    f"height {min(heights)}-{max(heights)} px (median {np.median(heights):.0f}). "
     "Every image is resized to the model's image size on the Train page."
 )
 
-with st.expander(f"Skipped files ({len(report.skipped)})", expanded=bool(report.skipped)):
-    if report.skipped:
-        st.dataframe(pd.DataFrame([{"file": s.path, "reason": s.reason} for s in report.skipped]), hide_index=True)
+with st.expander(f"Skipped files ({len(skipped)})", expanded=bool(skipped)):
+    if skipped:
+        st.dataframe(pd.DataFrame([{"file": s.path, "reason": s.reason} for s in skipped]), hide_index=True)
     else:
         st.caption("Every file was usable.")
     st.caption(
         "Files are checked from their headers here; one whose image data turns out truncated or corrupt is found "
-        "when the images are first decoded for training, and listed here from then on."
+        "when the images are first decoded for training, and listed here from then on. Excluded images are "
+        "listed too."
     )
+
+versions_section()
 
 st.subheader("Images")
 picked = st.multiselect("Classes", report.class_names, default=list(report.class_names))
@@ -156,14 +205,11 @@ shown = [
 pages = max(1, math.ceil(len(shown) / PER_PAGE))
 page = st.number_input(f"Page (of {pages})", min_value=1, max_value=pages, value=1)
 window = shown[(page - 1) * PER_PAGE : page * PER_PAGE]
-
-
-def latest_version() -> tuple[versions.Dataset, int]:
-    """The newest version of the chosen dataset (made on first use), for fixing its labels."""
-    opened = versions.open_dataset(chosen.path, datasets_dir(), cache=config.cache_dir)
-    return opened, opened.latest()
-
-
-fixing = gallery(report.root, [f for f, _ in window], [label for _, label in window], key="data", target=latest_version)
-if fixing is not None:
-    pending_edits(fixing[0], key="data")
+gallery(
+    report.path_of,
+    [f for f, _ in window],
+    [label for _, label in window],
+    key="data",
+    target=lambda: (versioned, number),
+)
+pending_edits(versioned, key="data")

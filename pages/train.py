@@ -5,6 +5,7 @@ import streamlit as st
 
 from cnnlab import charts
 from cnnlab.server import jobs
+from cnnlab_ui.datasets import open_choice, shown_version, version_data
 from cnnlab_ui.live import job_figure, live_job
 from cnnlab_ui.loaders import scan
 from cnnlab_ui.messages import show_error
@@ -25,17 +26,21 @@ except ValueError as exc:
 
 chosen = dataset()
 try:
-    report = scan(chosen.path)
+    versioned = open_choice(chosen)
+    number = shown_version(versioned, chosen)
+    report = version_data(versioned, number).report
 except ValueError as exc:
     show_error(exc)
-    st.info("Choose another dataset on the **Data** page.")
+    st.info("Choose another dataset, or add images to it, on the **Data** page.")
     st.stop()
 st.caption(
-    f"Dataset: **{chosen.label}** with {len(report.files)} images in {report.num_classes} classes ({', '.join(report.class_names)}). Change it on the Data page."
+    f"Dataset: **{chosen.label}**, version {number}{'' if chosen.version else ' (the latest)'}, with "
+    f"{len(report.files)} images in {report.num_classes} classes ({', '.join(report.class_names)}). "
+    "Change it on the Data page."
 )
 
 try:
-    plan = plan_training(chosen.path, model_config, train_config)
+    plan = plan_training(chosen.path, model_config, train_config, number)
     plan.check()
 except ValueError as exc:
     show_error(exc)
@@ -47,7 +52,7 @@ with st.expander("Augmentation preview: what training sees", expanded=True):
     rel = report.files[pick - 1]
     seed = st.session_state.get("preview_seed", 0)
     try:
-        shown = augmented_images(model_config, str(report.root / rel), seed)
+        shown = augmented_images(model_config, str(report.path_of(rel)), seed)
     except ValueError as exc:
         show_error(exc)
     else:

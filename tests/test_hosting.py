@@ -49,6 +49,21 @@ def test_ended_sessions_are_cleaned_and_live_ones_kept(tmp_path):
     assert not hosting.uploads_dir(cache, "gone").exists()
 
 
+def test_an_ended_visitors_datasets_go_with_them_and_a_live_ones_stay(tmp_path):
+    from cnnlab.data import versions
+
+    cache, store, datasets = tmp_path / "cache", RunStore(tmp_path / "models"), tmp_path / "datasets"
+    for session in ("alive", "gone", "datasets-only"):
+        versions.new_dataset("mine", ["a", "b"], hosting.visitor_datasets_dir(datasets, session))
+        hosting.touch_session(cache, session)
+    old = time.time() - 7200
+    for session in ("gone", "datasets-only"):  # one with nothing else left on the server
+        os.utime(cache / hosting.HEARTBEATS / session, (old, old))
+
+    assert hosting.cleanup_ended_sessions(cache, store, max_idle_s=3600, datasets=datasets) == ["datasets-only", "gone"]
+    assert [p.name for p in (datasets / hosting.VISITORS).iterdir()] == ["alive"]
+
+
 def test_an_ended_sessions_decoded_images_go_with_its_upload(tmp_path):
     from cnnlab import data
     from helpers import write_dataset

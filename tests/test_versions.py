@@ -310,3 +310,14 @@ def test_a_dataset_made_in_the_app_trains_by_name_and_its_run_opens_again(tmp_pa
     assert (info.name, info.version, info.path, info.versions_folder) == ("shots", 2, str(dataset.folder), info.path)
     with open_split(run, cache=cache_dir) as (prepared, parts):
         assert prepared.decoded == 0 and sum(len(p) for p in parts.values()) == 16
+
+
+def test_a_made_datasets_name_wins_over_a_folder_of_that_name_where_the_program_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_dataset(tmp_path / "work" / "docs", classes=("cats", "dogs"), per_class=2)  # like the app's docs folder
+    monkeypatch.chdir(tmp_path / "work")
+    made = versions.new_dataset("docs", ["a", "b"], tmp_path / "datasets")
+    assert versions.open_dataset("docs", tmp_path / "datasets") == made
+    folder = versions.open_dataset("./docs", tmp_path / "datasets")
+    assert folder.source == tmp_path / "work" / "docs" and folder.manifest().counts == {"cats": 2, "dogs": 2}

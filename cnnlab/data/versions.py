@@ -193,7 +193,7 @@ def open_dataset(
     test_split: float = 0.15,
     seed: int = 1337,
 ) -> Dataset:
-    """The versioned dataset of a class folder (a path) or of a dataset made with `new_dataset` (a name).
+    """The versioned dataset of a dataset made with `new_dataset` (a name) or of a class folder (a path).
 
     A class folder's versions are kept under `datasets`, never in the folder; its version 1 is made
     on first use, split with the fractions and seed given, and a new version when the folder changed
@@ -201,6 +201,12 @@ def open_dataset(
     A `ref` that cannot be a dataset name (`/data/pets`, `~/pets`) is a folder, and a missing one is
     the scan's one-line error.
     """
+    name = str(ref)
+    folder = Path(datasets) / name
+    # A made dataset's name wins over a folder of that name where the program runs (an app visitor's
+    # dataset named "docs" must never open the server's docs folder); write ./docs for the folder.
+    if NAME_PATTERN.match(name) and (folder / VERSIONS).is_dir() and not (folder / SOURCE_FILE).exists():
+        return Dataset(folder, name)
     path = Path(ref)
     if path.is_dir() or not NAME_PATTERN.match(str(ref)):
         report = scan(path, cache=cache)
@@ -211,10 +217,6 @@ def open_dataset(
         (dataset.folder / SOURCE_FILE).write_text(json.dumps({"source": str(root)}), encoding="utf-8")
         _follow_folder(dataset, report, validation_split, test_split, seed)
         return dataset
-    name = str(ref)
-    folder = Path(datasets) / name
-    if NAME_PATTERN.match(name) and (folder / VERSIONS).is_dir() and not (folder / SOURCE_FILE).exists():
-        return Dataset(folder, name)
     raise ValueError(
         "No such dataset folder or dataset name; give a folder of class sub-folders, or the name of a dataset "
         f"made with `cnnlab dataset new` (see `cnnlab dataset list`). Received: dataset={short_repr(name)}"

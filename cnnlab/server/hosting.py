@@ -23,6 +23,7 @@ from cnnlab.runs.store import RunStore
 
 HEARTBEATS = "sessions"
 UPLOADS = "uploads"
+VISITORS = "visitors"
 MESSAGE_LIMIT = 300
 # An absolute path in a message: a slash not inside a word, a URL or a relative path.
 _ABSOLUTE_PATH = re.compile(r"(?<![\w.~:/\\-])/[^\s'\"/]+(?:/[^\s'\"/]*)*")
@@ -35,7 +36,7 @@ def uploads_dir(cache: Path, session: str) -> Path:
 
 def visitor_datasets_dir(datasets: Path, session: str) -> Path:
     """Where a hosted visitor's dataset versions and added images live (theirs alone)."""
-    return datasets / "visitors" / session
+    return datasets / VISITORS / session
 
 
 def visitor_message(text: str, uploads: Path, limit: int = MESSAGE_LIMIT) -> str:
@@ -138,5 +139,5 @@ def cleanup_ended_sessions(
 
 def _visitor_folders(datasets: Path | None) -> set[str]:
     """The sessions with dataset versions of their own in `datasets`."""
-    folder = visitor_datasets_dir(datasets, "x").parent if datasets is not None else None
+    folder = datasets / VISITORS if datasets is not None else None
     return {p.name for p in folder.iterdir() if p.is_dir()} if folder is not None and folder.is_dir() else set()

@@ -1,4 +1,4 @@
-"""A hosted visitor's disk budget: what their uploads, decoded images and runs take, and the room left.
+"""A hosted visitor's disk budget: what their uploads, decoded images, runs and dataset edits take, and the room left.
 
 Decoded images count against a visitor when they were made from the visitor's own uploads for
 one of the visitor's runs; those of the built-in sample and the catalog datasets are shared by
@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from cnnlab.common.checks import MB, check_image_size, megabytes
 from cnnlab.common.files import folder_bytes
 from cnnlab.data import DatasetReport, prepared_bytes, prepared_path
+from cnnlab.data.versions import SOURCE_FILE, Dataset, manifest_path
 from cnnlab.model import SLOTS, count_params
 from cnnlab.runs.store import Run, RunStore
 from cnnlab.server import hosting
@@ -25,17 +26,19 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class DiskUsage:
-    """Bytes a visitor's files take on the server, by kind, against their budget."""
+    """Bytes a visitor's files take on the server, by kind, against their budget (`datasets`: their
+    dataset edits, `edits_bytes`)."""
 
     uploads: int
     decoded: int
     runs: int
     budget: int
+    datasets: int = 0
 
     @property
     def total(self) -> int:
         """Everything the visitor's files take."""
-        return self.uploads + self.decoded + self.runs
+        return self.uploads + self.decoded + self.runs + self.datasets
 
     @property
     def room(self) -> int:
@@ -51,12 +54,16 @@ class DiskUsage:
         """One line: the total against the budget, and what it is made of."""
         return (
             f"{megabytes(self.total)} of your {megabytes(self.budget)} disk budget used (uploads "
-            f"{megabytes(self.uploads)}, decoded images {megabytes(self.decoded)}, runs {megabytes(self.runs)})"
+            f"{megabytes(self.uploads)}, decoded images {megabytes(self.decoded)}, runs {megabytes(self.runs)}, "
+            f"datasets {megabytes(self.datasets)})"
         )
 
 
-def session_usage(cache: Path, store: RunStore, session: str, budget_mb: int) -> DiskUsage:
-    """What a session's uploads, the decoded images made from them for its runs, and its runs take."""
+def session_usage(
+    cache: Path, store: RunStore, session: str, budget_mb: int, datasets: Path | None = None
+) -> DiskUsage:
+    """What a session's uploads, the decoded images made from them for its runs, its runs, and its
+    dataset edits (in `datasets`, the visitor's own datasets folder) take."""
     uploads = hosting.uploads_dir(cache, session).resolve()
     runs = [r for r in store.list() if r.record.owner == session]
     decoded = {_decoded_path(run, cache) for run in runs if uploads in Path(run.record.dataset.path).parents}
@@ -65,7 +72,19 @@ def session_usage(cache: Path, store: RunStore, session: str, budget_mb: int) ->
         decoded=sum(p.stat().st_size for p in decoded if p is not None and p.is_file()),
         runs=sum(folder_bytes(run.path) for run in runs),
         budget=budget_mb * MB,
+        datasets=edits_bytes(datasets) if datasets is not None else 0,
     )
+
+
+def edits_bytes(datasets: Path) -> int:
+    """What a visitor's datasets folder takes, less what opening a class folder makes for anyone who
+    looks at it (its version 1, the folder as it is), so that browsing the built-in sample costs nothing:
+    their added images and the versions they saved."""
+    made_on_sight = 0
+    for source in datasets.glob(f"*/{SOURCE_FILE}"):
+        first = manifest_path(Dataset(source.parent, source.parent.name), 1)
+        made_on_sight += source.stat().st_size + (first.stat().st_size if first.is_file() else 0)
+    return folder_bytes(datasets) - made_on_sight
 
 
 # At its peak a run folder holds the latest and the best epoch's checkpoints and the next one
