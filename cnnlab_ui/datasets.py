@@ -40,7 +40,7 @@ def shown_version(dataset: versions.Dataset, choice: DatasetChoice) -> int:
 def version_data(dataset: versions.Dataset, number: int) -> versions.VersionData:
     """A saved version's usable images, labels and split (its manifest never changes; whether its
     files are still there is checked again after a minute). ValueError for fewer than two classes with images."""
-    return versions.version_data(dataset, number)
+    return versions.version_data(dataset, number, cache=settings().cache_dir)
 
 
 @st.cache_data(ttl=60, max_entries=16, show_spinner=False)

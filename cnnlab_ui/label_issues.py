@@ -3,6 +3,7 @@ cross-validated pass over all its images that the person starts as a background 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
@@ -23,7 +24,7 @@ from cnnlab_ui.training import retrain
 SHOWN = 24
 
 
-def label_issues_section(run: Run, root: Path) -> None:
+def label_issues_section(run: Run, root: Path | Callable[[str], Path]) -> None:
     """Two tabs: the held-out images checked on demand, and every image checked by a cross-validated pass;
     then the edits made to the run's dataset on this page, and a retraining on the corrected version."""
     st.subheader("Likely label errors")
@@ -78,7 +79,7 @@ def _held_out_issues(run_id: str, model_mtime: float) -> pd.DataFrame:
     return run_label_issues(get_run(run_id), cache=settings().cache_dir)
 
 
-def _cross_validated_tab(run: Run, root: Path) -> None:
+def _cross_validated_tab(run: Run, root: Path | Callable[[str], Path]) -> None:
     st.caption(
         "The validation and test images are only part of the data: a mislabelled training image is never checked "
         "there. This pass trains a few fresh models with this run's settings, each on all folds of the images but "
@@ -147,7 +148,7 @@ def _source(result: CrossValidatedIssues) -> str:
     )
 
 
-def _gallery(run: Run, root: Path, issues: pd.DataFrame, source: str, suffix: str) -> None:
+def _gallery(run: Run, root: Path | Callable[[str], Path], issues: pd.DataFrame, source: str, suffix: str) -> None:
     """The likely label errors, most likely first, saying where the probabilities come from, to view or fix,
     with a CSV download."""
     st.caption(f"Probabilities from {source}.")

@@ -32,6 +32,7 @@ except ValueError as exc:
     show_error(exc)
     st.stop()
 root = run.dataset_root(settings().cache_dir)
+image_file = partial(run.image_path, cache=settings().cache_dir)  # added images live beside the versions
 trained_on = partial(run_version, run)  # the dataset version, opened when a gallery's "Fix labels" is first turned on
 if not root.is_dir():
     st.info(
@@ -93,7 +94,7 @@ if points:
     cell = evaluation.cell(true_label, predicted_label)
     st.subheader(f"True {true_label}, predicted {predicted_label}: {len(cell)} images")
     confidences = [f"{c:.0%}" for c in cell["confidence"]]
-    gallery(root, cell["path"].tolist(), confidences, key="confusion-cell", target=trained_on)
+    gallery(image_file, cell["path"].tolist(), confidences, key="confusion-cell", target=trained_on)
 
 st.subheader("Most confident mistakes")
 mistakes = evaluation.most_confident_mistakes()
@@ -104,10 +105,10 @@ else:
         f"{t} → {p} ({c:.0%})"
         for t, p, c in zip(mistakes["true_label"], mistakes["predicted_label"], mistakes["confidence"], strict=True)
     ]
-    gallery(root, mistakes["path"].tolist(), captions, key="mistakes", target=trained_on, columns=6)
+    gallery(image_file, mistakes["path"].tolist(), captions, key="mistakes", target=trained_on, columns=6)
 
 
-label_issues_section(run, root)
+label_issues_section(run, image_file)
 
 st.subheader("Training curves")
 left, middle, right = st.columns(3)

@@ -5,13 +5,14 @@ import streamlit as st
 
 from cnnlab import charts
 from cnnlab.analysis import inspect
+from cnnlab.analysis.evaluate import run_report
 from cnnlab.analysis.receptive_field import receptive_field
 from cnnlab.analysis.top_activating import TopImages, top_images
 from cnnlab.charts import grids
 from cnnlab.data.images import SUPPORTED_EXTENSIONS, load_array
 from cnnlab.runs.store import Run
 from cnnlab.settings import check_upload_size
-from cnnlab_ui.loaders import run_model, scan
+from cnnlab_ui.loaders import run_model
 from cnnlab_ui.messages import show_error
 from cnnlab_ui.runs import run_picker
 from cnnlab_ui.shell import require_app_shell
@@ -57,12 +58,12 @@ def image_picker(run: Run) -> tuple[str, bytes] | None:
         if upload is not None:
             check_upload_size(upload.name, upload.size, settings())
         return (upload.name, upload.getvalue()) if upload is not None else None
-    report = scan(str(root))
+    report = run_report(run, settings().cache_dir)  # its dataset version, added images included
     left, right = st.columns(2)
     label = left.selectbox("Class", report.class_names)
     files = [f for f, i in zip(report.files, report.labels, strict=True) if report.class_names[i] == label]
     number = right.number_input(f"Image (1 to {len(files)})", 1, len(files), 1, key=f"image-{label}")
-    return files[number - 1], (report.root / files[number - 1]).read_bytes()
+    return files[number - 1], report.path_of(files[number - 1]).read_bytes()
 
 
 def shown(image: np.ndarray) -> np.ndarray:

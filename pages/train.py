@@ -132,6 +132,7 @@ def unreadable_panel(run) -> None:
     if not dataset.num_unreadable:
         return
     scan.clear(chosen.path)  # so the Data page lists them among the skipped files from now on
+    version_data.clear()
     st.warning(
         f"{dataset.num_unreadable} file(s) could not be decoded (truncated or corrupt image data) and were left "
         "out of this training; the Data page lists them with the skipped files. Replace or remove them.",

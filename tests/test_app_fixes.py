@@ -124,8 +124,8 @@ def test_the_data_grid_relabels_to_a_new_class_and_excludes_then_saves_version_2
     before = file_hashes(root)
     app.session_state["dataset"] = DatasetChoice(str(root), "pets")
     at = open_page(app, "pages/data.py")
-    assert len(at.image) == 12 and not at.data_editor  # viewing: thumbnails, no versions made yet
-    assert not datasets.exists()
+    assert len(at.image) == 12 and not at.data_editor  # viewing: thumbnails
+    assert the_dataset(datasets).version_numbers() == [1]  # the Data page shows version 1: the folder as it is
     check(at.toggle(key="fixing-data").set_value(True).run())
     assert not at.image
     table = editor(at, "data")

@@ -23,7 +23,7 @@ import numpy as np
 
 from cnnlab.common.checks import short_repr
 from cnnlab.common.files import temporary_path
-from cnnlab.data.scanning import ADDED, DatasetReport, SkippedFile, build_report, scan
+from cnnlab.data.scanning import ADDED, DatasetReport, SkippedFile, build_report, known_unreadable, scan, without
 from cnnlab.data.splits import check_fractions, split
 
 FORMAT = "cnnlab-dataset-version"
@@ -278,10 +278,10 @@ def check_class_names(classes: Iterable[str]) -> tuple[str, ...]:
     return tuple(sorted(names))
 
 
-def version_data(dataset: Dataset, version: int | None = None) -> VersionData:
+def version_data(dataset: Dataset, version: int | None = None, *, cache: Path | None = None) -> VersionData:
     """A version as a training uses it (default: the latest). Included images whose file is gone or
-    changed since the version was saved are skipped, with the reason; fewer than two classes with
-    images is a ValueError."""
+    changed since the version was saved are skipped, with the reason, and so are those a training's
+    decoding found corrupt (remembered in `cache`); fewer than two classes with images is a ValueError."""
     manifest = dataset.manifest(version)
     classes = list(manifest.classes)
     kept: list[Entry] = []
@@ -303,6 +303,8 @@ def version_data(dataset: Dataset, version: int | None = None) -> VersionData:
         hashes=[e.sha256 for e in kept],
         added_root=dataset.folder,
     )
+    if cache is not None:
+        report = without(report, known_unreadable(report, cache))
     return VersionData(dataset, manifest, report, {e.path: e.split for e in kept})
 
 
