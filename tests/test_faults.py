@@ -17,8 +17,10 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +28,7 @@ import pytest
 
 from cnnlab.common.files import _TEMPORARY, remove_stale_temporaries
 from cnnlab.data import scan
+from cnnlab.data.archive import dataset_root
 from cnnlab.deploy.export import read_export
 from cnnlab.runs.store import RunStore
 from helpers import REPO_ROOT, write_dataset
@@ -33,7 +36,7 @@ from helpers import REPO_ROOT, write_dataset
 pytestmark = pytest.mark.slow
 
 SEED = 20261207
-KILLS = {"train": 12, "resume": 8, "export": 6, "upload": 6}
+KILLS = {"train": 13, "resume": 9, "export": 6, "upload": 6}  # some may end before their kill
 TINY = [
     "--image-size", "16", "--conv-blocks", "1", "--filters", "4", "--dense-units", "8", "--flip", "none",
     "--rotation", "0", "--batch-size", "8", "--patience", "0", "--epochs", "4",
@@ -59,21 +62,54 @@ def command(phase: str, data: Path, target: str, zip_path: Path, uploads: Path) 
     return [sys.executable, "-c", UPLOAD, str(zip_path), str(uploads)]
 
 
-def run_for(argv: list[str], env: dict[str, str], seconds: float | None) -> float:
-    """Run `argv`; SIGKILL it after `seconds` (None: let it finish). Returns how long it ran."""
-    start = time.monotonic()
-    proc = subprocess.Popen(argv, env=env, cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        proc.wait(timeout=seconds if seconds is not None else 600)
-        if seconds is None:
-            assert proc.returncode == 0, proc.stderr.read().decode(errors="replace")[-2000:] if proc.stderr else ""
-    except subprocess.TimeoutExpired:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-    finally:
-        if proc.stderr:
-            proc.stderr.close()
-    return time.monotonic() - start
+def run_killed(argv: list[str], env: dict[str, str], start: Callable[[str], bool] | None, delay: float) -> bool:
+    """Run `argv`; SIGKILL it `delay` seconds after `start(output so far)` first holds (None: let it
+    end, which it must do cleanly). Returns whether it was killed (it may end first)."""
+    proc = subprocess.Popen(
+        argv, env=env, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
+    )
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True)  # type: ignore[union-attr]
+    reader.start()
+    began, fired = time.monotonic(), None
+    while proc.poll() is None:
+        now = time.monotonic()
+        assert now - began < 600, (argv, "".join(lines)[-2000:])
+        if fired is None and start is not None and start("".join(lines)):
+            fired = now
+        if fired is not None and now - fired >= delay:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            reader.join(10)
+            return True
+        time.sleep(0.01)
+    reader.join(10)
+    if start is None:
+        assert proc.returncode == 0, "".join(lines)[-2000:]
+    return False
+
+
+def appeared(folder: Path) -> Callable[[str], bool]:
+    """True once something new is in `folder` (a run folder, an export's or extraction's temporary)."""
+    before = set(folder.iterdir()) if folder.is_dir() else set()
+    return lambda output: folder.is_dir() and bool(set(folder.iterdir()) - before)
+
+
+def printed(text: str) -> Callable[[str], bool]:
+    return lambda output: text in output
+
+
+def kill_point(phase: str, rng: random.Random, models: Path, run_id: str, uploads: Path) -> tuple[Callable, float, str]:
+    """Where to kill a phase: after an event of its progress (a folder appearing, an epoch printed), plus
+    a random delay; and a label for the failure message."""
+    if phase in ("train", "resume"):
+        epoch = rng.randrange(0, 4 if phase == "train" else 2)  # 0: as its run folder is made or claimed
+        delay = rng.uniform(0.0, 1.5)
+        start = printed(f"epoch {epoch}/") if epoch else (appeared(models) if phase == "train" else printed(""))
+        return start, delay, f"{phase}: {delay:.2f}s after {'epoch ' + str(epoch) if epoch else 'it started writing'}"
+    folder = models / run_id / "exports" if phase == "export" else uploads
+    delay = rng.uniform(0.0, 3.0 if phase == "export" else 1.0)
+    return appeared(folder), delay, f"{phase}: {delay:.2f}s after it started writing"
 
 
 def check_left_behind(models: Path, cache: Path, uploads: Path) -> list:
@@ -101,7 +137,7 @@ def check_left_behind(models: Path, cache: Path, uploads: Path) -> list:
     for array in (cache / "prepared").glob("[!.]*.npy") if (cache / "prepared").is_dir() else []:
         assert np.load(array, mmap_mode="r").ndim == 4
     for extracted in uploads.glob("[!.]*") if uploads.is_dir() else []:
-        scan(extracted)
+        scan(dataset_root(extracted))
     return runs
 
 
@@ -122,26 +158,25 @@ def test_killed_anywhere_nothing_is_lost_or_half_written(tmp_path: Path) -> None
         "CNNLAB_MODELS_DIR": str(models),
         "CNNLAB_CACHE_DIR": str(cache),
     }
-    # One uninterrupted run of each phase measures how long it takes (and leaves a run to export).
-    durations = {"train": run_for(command("train", data, "", zip_path, uploads), env, None)}
+    # One uninterrupted training leaves a run to export, and one upload is checked whole.
+    run_killed(command("train", data, "", zip_path, uploads), env, None, 0)
     completed = RunStore(models).list()[0].id
-    durations["export"] = run_for(command("export", data, completed, zip_path, uploads), env, None)
-    durations["upload"] = run_for(command("upload", data, "", zip_path, uploads), env, None)
+    run_killed(command("upload", data, "", zip_path, uploads), env, None, 0)
+    check_left_behind(models, cache, uploads)
     for extracted in list(uploads.iterdir()):
         shutil.rmtree(extracted)  # each killed upload extracts afresh
-    killed_at: list[tuple[str, float]] = []
+    killed_at: list[str] = []
     for phase in ("train", "resume", "export", "upload"):
         for _ in range(KILLS[phase]):
             target = completed
             if phase == "resume":
-                interrupted = [r for r in RunStore(models).list() if r.status == "interrupted" and r.has_checkpoint]
-                if not interrupted:
-                    continue
+                # One killed in its first epoch has no checkpoint and resumes from scratch.
+                interrupted = [r for r in RunStore(models).list() if r.status == "interrupted"]
+                assert interrupted, killed_at
                 target = rng.choice(interrupted).id
-            span = durations.get(phase, durations["train"])
-            at = rng.uniform(0.2, span)
-            killed_at.append((phase, round(at, 2)))
-            run_for(command(phase, data, target, zip_path, uploads), env, at)
+            start, delay, label = kill_point(phase, rng, models, target, uploads)
+            if run_killed(command(phase, data, target, zip_path, uploads), env, start, delay):
+                killed_at.append(label)
             check_left_behind(models, cache, uploads)
             for extracted in list(uploads.glob("[!.]*")):
                 shutil.rmtree(extracted)
@@ -149,5 +184,5 @@ def test_killed_anywhere_nothing_is_lost_or_half_written(tmp_path: Path) -> None
     # Runs the kills interrupted resume to completion (three of them, for time; the resume phase
     # above started the others, from whatever its own kills left).
     for run in [r for r in RunStore(models).list() if r.status == "interrupted"][:3]:
-        run_for(command("resume", data, run.id, zip_path, uploads), env, None)
+        run_killed(command("resume", data, run.id, zip_path, uploads), env, None, 0)
         assert RunStore(models).get(run.id).status == "completed", killed_at
