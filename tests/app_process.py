@@ -26,9 +26,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from helpers import open_page, start_app, wait_for_job
-
 from cnnlab_ui.shell import _last_cleanup
+from helpers import open_page, start_app, wait_for_job
 
 ANSWER = "ANSWER "
 
