@@ -7,7 +7,7 @@ that starts with `ANSWER` (anything else there is the app's or TensorFlow's own 
 
     {"op": "list"}                          -> {"runs": {id: {"name", "status"}}}, from the Runs page
     {"op": "list_until", "path": "..."}     -> the Runs page again and again until `path` exists:
-                                               {"listings": n, "seen": [ids], "exceptions": [...]}
+                                               {"listings": n, "seen": [ids]}
     {"op": "resume", "run": id}             -> {"started": bool, "errors": [...], "refused": "..."}
     {"op": "wait"}                          -> the resumed job once it ended: {"status", "error", "epochs"}
     {"op": "rename", "run": id, "name": s}  -> {"errors": [...], "refused": "..."}
@@ -58,7 +58,8 @@ def resume(at, run_id: str) -> dict[str, Any]:
     at = manage(at, run_id)
     offered = [b for b in at.button if b.label == "Resume"]
     if not offered:  # another process trains it already: the page says so instead
-        return {"started": False, "errors": [], "refused": " ".join(c.value for c in at.caption[-1:])}
+        said = [c.value for c in at.caption if "another process" in c.value] or [c.value for c in at.caption]
+        return {"started": False, "errors": [], "refused": " ".join(said)}
     offered[0].click().run()
     assert not at.exception, [e.value for e in at.exception]
     return {"started": "job" in at.session_state, "errors": [e.value for e in at.error], "refused": ""}
