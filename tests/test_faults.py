@@ -36,7 +36,7 @@ from helpers import REPO_ROOT, write_dataset
 pytestmark = pytest.mark.slow
 
 SEED = 20261207
-KILLS = {"train": 13, "resume": 9, "export": 6, "upload": 6}  # some may end before their kill
+KILLS = {"train": 13, "resume": 9, "export": 8, "upload": 8}  # a few may end before their kill
 TINY = [
     "--image-size", "16", "--conv-blocks", "1", "--filters", "4", "--dense-units", "8", "--flip", "none",
     "--rotation", "0", "--batch-size", "8", "--patience", "0", "--epochs", "4",
@@ -108,7 +108,7 @@ def kill_point(phase: str, rng: random.Random, models: Path, run_id: str, upload
         start = printed(f"epoch {epoch}/") if epoch else (appeared(models) if phase == "train" else printed(""))
         return start, delay, f"{phase}: {delay:.2f}s after {'epoch ' + str(epoch) if epoch else 'it started writing'}"
     folder = models / run_id / "exports" if phase == "export" else uploads
-    delay = rng.uniform(0.0, 3.0 if phase == "export" else 1.0)
+    delay = rng.uniform(0.0, 1.5 if phase == "export" else 0.3)
     return appeared(folder), delay, f"{phase}: {delay:.2f}s after it started writing"
 
 
