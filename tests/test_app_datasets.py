@@ -271,3 +271,40 @@ def test_a_hosted_visitors_predict_page_image_counts_against_their_budget(hosted
     assert re.match(r"Adding these images would store 1\.\d MB for this dataset, over the 1 MB", at.error[0].value)
     (sample,) = versions.list_datasets(datasets_folder(at))  # the visitor's own versions of the sample
     assert sample.source is not None and sample.latest() == 1
+
+
+def test_the_learning_rate_finder_and_a_sweep_use_the_version_chosen_of_a_made_dataset(
+    app, tmp_path, monkeypatch, isolated_dirs
+):
+    from cnnlab.runs.store import RunStore
+    from cnnlab_ui.state import DatasetChoice
+    from helpers import made_dataset, wait_for_job
+
+    monkeypatch.setenv("CNNLAB_DATASETS_DIR", str(tmp_path / "datasets"))
+    made_dataset(tmp_path / "datasets")  # version 2 can be trained on, the latest (3) cannot
+    app.session_state["dataset"] = DatasetChoice("shots", "shots (made in CNN Lab)", version=2)
+    at = open_page(app, "pages/train.py")
+    assert at.caption[0].value.startswith("Dataset: **shots (made in CNN Lab)**, version 2, with 32 images")
+    at.sidebar.select_slider(key="image_size").set_value(32)
+    at.sidebar.slider(key="conv_blocks").set_value(1)
+    at.sidebar.select_slider(key="filters").set_value(8)
+    at.run()
+    next(b for b in at.button if b.label == "Find a learning rate").click().run()
+    assert not at.exception and not at.error, [e.value for e in [*at.exception, *at.error]]
+    assert any("Loss as the learning rate grows" in c.proto.spec for c in at.get("plotly_chart"))
+
+    at = open_page(at, "pages/sweep.py")
+    assert at.caption[1].value.startswith("Every trial trains on **shots (made in CNN Lab)**, version 2, with 32")
+    at.sidebar.number_input(key="sweep-trials").set_value(1)
+    at.sidebar.number_input(key="sweep-epochs").set_value(1)
+    at.checkbox(key="use-filters").uncheck()
+    at.checkbox(key="use-learning_rate").uncheck()
+    at.checkbox(key="use-image_size").check()
+    at.run()
+    at.select_slider(key="range-conv_blocks").set_value((1, 1))
+    at.multiselect(key="choices-image_size").set_value([32])
+    at.button(key="start-sweep").click().run()
+    job = wait_for_job(at, "sweep_job", timeout=300)
+    assert job.status == "completed", job.error
+    (run,) = RunStore(isolated_dirs[1]).list()
+    assert (run.record.dataset.name, run.record.dataset.version) == ("shots", 2)
