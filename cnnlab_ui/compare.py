@@ -75,8 +75,8 @@ def show_comparison(comparison: RunComparison) -> None:
     """The figures side by side, recall per class, and the images that flipped each way."""
     st.caption(
         f"{comparison.num_shared} test images both runs held out (matched by content), both scored against "
-        f"{comparison.label_source}; {comparison.num_relabelled} of them are labelled otherwise in the older run's "
-        f"data. Test images only one run held out: {comparison.num_only_before} before, "
+        f"{comparison.label_source}; {comparison.num_relabelled} of them are labelled otherwise in "
+        f"{comparison.before_source}. Test images only one run held out: {comparison.num_only_before} before, "
         f"{comparison.num_only_after} after."
     )
     cols = st.columns(4)

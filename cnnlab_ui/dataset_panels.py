@@ -1,5 +1,6 @@
-"""The Data page's dataset-building panels: a new dataset from class names, the version shown,
-adding images by upload or camera, and the versions (table, difference, export, train)."""
+"""The dataset-building panels: a new dataset from class names, the version shown, adding images by
+upload or camera, and the versions (table, difference, export, train), on the Data page; adding a
+Predict page image to the dataset its run trained on."""
 
 from __future__ import annotations
 
@@ -8,9 +9,11 @@ import streamlit as st
 from streamlit.runtime.uploaded_file_manager import UploadedFile
 
 from cnnlab.data import edits, versions
+from cnnlab.runs.store import Run
 from cnnlab_ui.datasets import Added, add_images, added_room_mb, use_version, zip_bytes
 from cnnlab_ui.gallery import thumbnails
 from cnnlab_ui.messages import show_error
+from cnnlab_ui.runs import run_version
 from cnnlab_ui.state import DatasetChoice, datasets_dir
 
 IMAGE_TYPES = ["jpg", "jpeg", "png", "bmp", "gif", "webp", "tif", "tiff"]
@@ -100,6 +103,37 @@ def _add_new(
         )
         use_version(choice, None)
         st.rerun()  # the counts and versions from the new version
+
+
+def add_to_run_dataset(run: Run, data: bytes, name: str, predicted: str, *, key: str) -> None:
+    """The "Add to the run's dataset" toggle: this image added under a chosen class (the predicted one first) to the
+    dataset `run` trained on, as the version after its latest, checked as an upload is and counted
+    against a hosted visitor's disk budget. The dataset is opened only once the toggle is on."""
+    if not st.toggle("Add to the run's dataset", key=f"add-toggle-{key}"):
+        return
+    try:
+        dataset, trained_on = run_version(run)
+    except ValueError as exc:
+        show_error(exc)
+        return
+    classes = dataset.manifest().classes
+    left, right = st.columns([3, 2], vertical_alignment="bottom")
+    label = left.selectbox(
+        "Class", classes, index=classes.index(predicted) if predicted in classes else 0, key=f"add-to-class-{key}"
+    )
+    if right.button("Add", key=f"add-to-{key}", icon=":material/add_photo_alternate:"):
+        added = add_images(dataset, dataset.latest(), [(data, name)], label, added_room_mb(dataset))
+        if added.version is not None:
+            st.success(f"Added as version {added.version} of {dataset.name}.", icon=":material/check:")
+        for reason in added.refused:
+            show_error(ValueError(reason))
+    # The run's dataset rather than the session's: the model's classes are its classes, and the
+    # latest version keeps the fixes made since the run, so a retraining learns from this image too.
+    st.caption(
+        f"Adds to {dataset.name}, the dataset this run trained on (version {trained_on}), after its latest "
+        f"version ({dataset.latest()}), so that training on it again learns from this image; the image files "
+        "already there are never changed."
+    )
 
 
 def _show_added(added: Added) -> None:

@@ -8,15 +8,17 @@ import hashlib
 import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import NamedTuple
 
 import streamlit as st
 
 from cnnlab.common.checks import MB
 from cnnlab.common.files import folder_bytes
 from cnnlab.data import edits, images, versions
-from cnnlab.data.scanning import ADDED
+from cnnlab.data.scanning import ADDED, DatasetReport
 from cnnlab_ui.loaders import scan
-from cnnlab_ui.state import DatasetChoice, datasets_dir, disk_usage, settings
+from cnnlab_ui.messages import show_error
+from cnnlab_ui.state import DatasetChoice, dataset, datasets_dir, disk_usage, settings
 
 
 @st.cache_data(ttl=60, show_spinner="Reading the dataset's versions...")
@@ -41,6 +43,38 @@ def version_data(dataset: versions.Dataset, number: int) -> versions.VersionData
     """A saved version's usable images, labels and split (its manifest never changes; whether its
     files are still there is checked again after a minute). ValueError for fewer than two classes with images."""
     return versions.version_data(dataset, number, cache=settings().cache_dir)
+
+
+class ChosenVersion(NamedTuple):
+    """The session's dataset at the version it trains on: the choice, the version's number and its usable images."""
+
+    choice: DatasetChoice
+    number: int
+    report: DatasetReport
+
+    @property
+    def description(self) -> str:
+        """The dataset, its version and its images in one line (Markdown)."""
+        latest = "" if self.choice.version else " (the latest)"
+        report = self.report
+        return (
+            f"**{self.choice.label}**, version {self.number}{latest}, with {len(report.files)} images in "
+            f"{report.num_classes} classes ({', '.join(report.class_names)})"
+        )
+
+
+def chosen_version() -> ChosenVersion:
+    """The session's dataset at the version that trainings, sweeps and the learning-rate finder use: the
+    one picked on the Data page, else the latest. One that cannot be used stops the page, saying why."""
+    chosen = dataset()
+    try:
+        versioned = open_choice(chosen)
+        number = shown_version(versioned, chosen)
+        return ChosenVersion(chosen, number, version_data(versioned, number).report)
+    except ValueError as exc:
+        show_error(exc)
+        st.info("Choose another dataset, or add images to it, on the **Data** page.")
+        st.stop()
 
 
 @st.cache_data(ttl=60, max_entries=16, show_spinner=False)

@@ -15,7 +15,7 @@ from cnnlab.runs.store import HYPERPARAMETERS, Run, hyperparameters
 from cnnlab.team.tracking import TrackingConfig
 from cnnlab_ui.messages import show_error
 from cnnlab_ui.runs import compare_curves, list_runs, parameters_chart, runs_table, team_copies
-from cnnlab_ui.state import dataset, settings
+from cnnlab_ui.state import dataset, datasets_dir, settings
 
 MAX_CURVES = 8
 FILTERS = (("user", "User"), ("dataset", "Dataset"), ("sweep", "Sweep"))
@@ -143,5 +143,5 @@ def opened_copy(tracking: TrackingConfig, team_run_id: str) -> Run | None:
     cache = settings().cache_dir
     local = [r.dataset_root(cache) for r in list_runs() if r.record.dataset.fingerprint == fingerprint]
     with st.spinner("Looking for the run's dataset on this machine..."):
-        attach_dataset(run, [dataset().path, *local], cache)
+        attach_dataset(run, [dataset().path, *local], cache, datasets=datasets_dir())
     return run

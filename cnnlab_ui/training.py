@@ -97,16 +97,26 @@ def augmented_images(model_config: ModelConfig, path: str, seed: int) -> list[np
     return [image, *augment_preview(model_config, image, n=8, seed=seed)]
 
 
-def learning_rate_curve(path: str, model_config: ModelConfig, train_config: TrainConfig) -> dict:
-    """The learning-rate finder's curve and suggestion for these settings on this server."""
-    return _learning_rate_curve(path, model_config, train_config, job_settings().workspace)
+def learning_rate_curve(path: str, model_config: ModelConfig, train_config: TrainConfig, dataset_version: int) -> dict:
+    """The learning-rate finder's curve and suggestion for these settings on version `dataset_version`
+    of the dataset, on this server, for this person."""
+    workspace = job_settings().workspace
+    return _learning_rate_curve(path, str(workspace.datasets), dataset_version, model_config, train_config, workspace)
 
 
 @st.cache_data(show_spinner="Trying learning rates on a fresh model (a short run, nothing saved)...", max_entries=4)
 def _learning_rate_curve(
-    path: str, model_config: ModelConfig, train_config: TrainConfig, _workspace: Workspace
+    path: str,
+    datasets: str,
+    dataset_version: int,
+    model_config: ModelConfig,
+    train_config: TrainConfig,
+    _workspace: Workspace,
 ) -> dict:
-    """Kept per dataset and settings: what the finder uses of the workspace (cache, memory budget) is the server's."""
+    """Kept per dataset version and settings (a version never changes; `datasets` tells visitors' versions
+    apart): what the finder uses of the rest of the workspace (cache, memory budget) is the server's."""
     from cnnlab.training.lr_find import find_learning_rate
 
-    return find_learning_rate(path, model_config, train_config, workspace=_workspace).to_dict()
+    return find_learning_rate(
+        path, model_config, train_config, workspace=_workspace, dataset_version=dataset_version
+    ).to_dict()

@@ -7,6 +7,7 @@ from cnnlab.analysis.explain import grad_cam, overlay
 from cnnlab.data.images import SUPPORTED_EXTENSIONS
 from cnnlab.deploy.prediction import predict, predictions_table
 from cnnlab.settings import check_upload_size
+from cnnlab_ui.dataset_panels import add_to_run_dataset
 from cnnlab_ui.loaders import run_model
 from cnnlab_ui.messages import show_error
 from cnnlab_ui.runs import run_picker
@@ -56,14 +57,14 @@ for f in files:
     except ValueError as exc:
         show_error(exc)
 files = accepted
-results = predict(
-    model, run.class_names, config, [f.getvalue() for f in files], names=[f.name for f in files], errors="report"
-)
+inputs = [f.getvalue() for f in files]
+results = predict(model, run.class_names, config, inputs, names=[f.name for f in files], errors="report")
 for result in results:
     if result.error:
         show_error(ValueError(result.error))
 
 good = [r for r in results if not r.error]
+good_inputs = [data for data, r in zip(inputs, results, strict=True) if not r.error]
 if len(good) > 1:
     table = predictions_table(good, run.class_names)
     st.dataframe(table, hide_index=True)
@@ -84,5 +85,6 @@ for i, result in enumerate(good[:MAX_EXPLAINED]):
         cols[2].plotly_chart(
             charts.probabilities_figure([c for c, _ in result.ranked], [p for _, p in result.ranked]), key=f"probs-{i}"
         )
+        add_to_run_dataset(run, good_inputs[i], result.name, result.label, key=str(i))
 if len(good) > MAX_EXPLAINED:
     st.caption(f"Heatmaps are shown for the first {MAX_EXPLAINED} images; the table lists them all.")

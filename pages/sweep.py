@@ -7,11 +7,11 @@ from cnnlab import charts
 from cnnlab.model.backbones import BACKBONE_NAMES
 from cnnlab.server import hosting, jobs, quota
 from cnnlab.sweep import OBJECTIVES, SweepConfig, default_storage, follow_study, space_from_dict
+from cnnlab_ui.datasets import chosen_version
 from cnnlab_ui.live import job_figure, live_job
-from cnnlab_ui.loaders import scan
 from cnnlab_ui.messages import show_error
 from cnnlab_ui.shell import require_app_shell
-from cnnlab_ui.state import dataset, disk_usage, job_settings, session_busy, session_id, settings, store, watched_job
+from cnnlab_ui.state import disk_usage, job_settings, session_busy, session_id, settings, store, watched_job
 
 require_app_shell()
 
@@ -20,6 +20,8 @@ st.caption(
     "Pick the hyperparameters to search and their ranges; Optuna proposes configurations, prunes "
     "hopeless trials after each epoch, and every trial is saved as a run (see the Runs page)."
 )
+picked = chosen_version()
+st.caption(f"Every trial trains on {picked.description}. Change it on the Data page.")
 
 # (field, label, kind, options, default selection): "range" picks low/high, "choices" a subset.
 SEARCHABLE = [
@@ -87,7 +89,7 @@ def check_disk_budget() -> None:
     if (usage := disk_usage()) is not None:
         cache = settings().cache_dir
         uploads = hosting.uploads_dir(cache, session_id())
-        needed = quota.sweep_bytes(scan(dataset().path), space, int(trials), cache=cache, uploads=uploads)
+        needed = quota.sweep_bytes(picked.report, space, int(trials), cache=cache, uploads=uploads)
         quota.check_room(
             usage, needed, f"A sweep of {int(trials)} trials", "choose fewer trials or smaller image sizes"
         )
@@ -103,7 +105,9 @@ if st.button("Start sweep", key="start-sweep", type="primary", disabled=session_
     except ValueError as exc:
         show_error(exc)
     else:
-        st.session_state.sweep_job = jobs.sweep_job(dataset().path, space, config, job_settings()).start()
+        st.session_state.sweep_job = jobs.sweep_job(
+            picked.choice.path, space, config, job_settings(), dataset_version=picked.number
+        ).start()
         st.rerun()
 
 

@@ -5,12 +5,12 @@ import streamlit as st
 
 from cnnlab import charts
 from cnnlab.server import jobs
-from cnnlab_ui.datasets import open_choice, shown_version, version_data
+from cnnlab_ui.datasets import chosen_version, version_data
 from cnnlab_ui.live import job_figure, live_job
 from cnnlab_ui.loaders import scan
 from cnnlab_ui.messages import show_error
 from cnnlab_ui.shell import require_app_shell
-from cnnlab_ui.state import dataset, session_busy, settings, watched_job
+from cnnlab_ui.state import session_busy, settings, watched_job
 from cnnlab_ui.training import augmented_images, learning_rate_curve, plan_training, show_plan, start_training
 from cnnlab_ui.widgets import model_config_sidebar, train_config_sidebar, use_learning_rate
 
@@ -24,20 +24,9 @@ except ValueError as exc:
     show_error(exc)
     st.stop()
 
-chosen = dataset()
-try:
-    versioned = open_choice(chosen)
-    number = shown_version(versioned, chosen)
-    report = version_data(versioned, number).report
-except ValueError as exc:
-    show_error(exc)
-    st.info("Choose another dataset, or add images to it, on the **Data** page.")
-    st.stop()
-st.caption(
-    f"Dataset: **{chosen.label}**, version {number}{'' if chosen.version else ' (the latest)'}, with "
-    f"{len(report.files)} images in {report.num_classes} classes ({', '.join(report.class_names)}). "
-    "Change it on the Data page."
-)
+picked = chosen_version()
+chosen, number, report = picked
+st.caption(f"Dataset: {picked.description}. Change it on the Data page.")
 
 try:
     plan = plan_training(chosen.path, model_config, train_config, number)
@@ -67,7 +56,7 @@ with st.expander("Augmentation preview: what training sees", expanded=True):
 with st.expander("Learning-rate finder", expanded="lr_found" in st.session_state):
     st.caption("A short run whose rate grows from 1e-6 to 1 batch by batch; the loss curve shows which rates learn.")
     if st.button("Find a learning rate", disabled=session_busy(), icon=":material/search:"):
-        st.session_state.lr_found = (chosen.path, model_config, train_config)
+        st.session_state.lr_found = (chosen.path, model_config, train_config, number)
     if "lr_found" in st.session_state:
         try:
             found = learning_rate_curve(*st.session_state.lr_found)

@@ -28,6 +28,7 @@ from cnnlab.data.catalog import CATALOG, CatalogEntry
 if TYPE_CHECKING:
     from streamlit.testing.v1 import AppTest
 
+    from cnnlab.data.versions import Dataset
     from cnnlab.runs.store import Run
     from cnnlab.server.jobs import Job
     from cnnlab.sweep import SweepSpace
@@ -76,6 +77,23 @@ def write_dataset(
         for j in range(per_class):
             (folder / f"{name}_{j:03d}{ext}").write_bytes(image_bytes(class_image(color, rng, size), fmt))
     return root
+
+
+def made_dataset(datasets: Path, name: str = "shots", per_class: int = 16) -> Dataset:
+    """A dataset made in CNN Lab (`versions.new_dataset`): version 2 adds `per_class` red and blue
+    images, version 3 excludes every blue one, so that only version 2 can be trained on."""
+    from cnnlab.data import edits, versions
+
+    dataset = versions.new_dataset(name, ["red", "blue"], datasets)
+    rng = np.random.default_rng(0)
+    adds = [
+        edits.Add(image_bytes(class_image(CLASS_COLORS[color], rng)), f"{label}{i}.png", label)
+        for color, label in (("cats", "red"), ("owls", "blue"))
+        for i in range(per_class)
+    ]
+    added = edits.save_version(dataset, adds)
+    edits.save_version(dataset, [edits.Exclude(e.path, "not blue") for e in added.entries if e.label == "blue"])
+    return dataset
 
 
 # The command-line options of a tiny training: 32x32, one conv block of 4 filters, 2 epochs, no augmentation.

@@ -222,3 +222,89 @@ def test_the_train_page_trains_on_the_version_picked_on_the_data_page(app, tmp_p
     job = wait_for_job(at, "job")
     assert job.status == "completed", job.error
     assert (job.result.record.dataset.name, job.result.record.dataset.version) == ("pets", 1)
+
+
+def test_a_predict_page_photo_is_added_to_the_runs_dataset_under_a_chosen_class(
+    app, trained_run, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("CNNLAB_MODELS_DIR", str(trained_run["base"] / "models"))
+    monkeypatch.setenv("CNNLAB_DATASETS_DIR", str(tmp_path / "datasets"))
+    root = trained_run["data_dir"]
+    before = file_hashes(root)
+    at = open_page(app, "pages/predict.py")
+    at.radio(key="image-source").set_value("Camera").run()
+    shot = image_bytes(class_image((40, 200, 40), np.random.default_rng(7)))
+    at.camera_input[0].set_value(("image.jpg", shot, "image/jpeg")).run()
+    assert not at.exception, [e.value for e in at.exception]
+    predicted = next(m.value for m in at.markdown if m.value.startswith("**image.jpg**")).split(": ")[1].split(" (")[0]
+    at.toggle(key="add-toggle-0").set_value(True).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.selectbox(key="add-to-class-0").value == predicted  # the predicted class first
+    assert at.selectbox(key="add-to-class-0").options == ["cats", "dogs", "owls"]
+    assert at.caption[-1].value.startswith("Adds to data, the dataset this run trained on (version 1), after its")
+
+    at.selectbox(key="add-to-class-0").set_value("owls").run()
+    at.button(key="add-to-0").click().run()
+    assert not at.exception and not at.error, [e.value for e in [*at.exception, *at.error]]
+    assert at.success[0].value == "Added as version 2 of data."
+    assert "after its latest version (2)" in at.caption[-1].value
+    dataset = versions.open_dataset(root, tmp_path / "datasets")
+    assert dataset.manifest(2).counts == {**dataset.manifest(1).counts, "owls": 21}
+    (added,) = [e for e in dataset.manifest(2).entries if e.path.startswith(".added/")]
+    assert added.label == "owls" and added.sha256 == hashlib.sha256(shot).hexdigest()
+
+    at.button(key="add-to-0").click().run()  # the same photo again is in the dataset already
+    assert [e.value for e in at.error] == ["'image.jpg' is already in the dataset (class 'owls')."]
+    assert not at.success and dataset.latest() == 2
+    assert file_hashes(root) == before  # the user's folder is never written to
+
+
+def test_a_hosted_visitors_predict_page_image_counts_against_their_budget(hosted, monkeypatch):
+    monkeypatch.setenv("CNNLAB_MAX_SESSION_MB", "1")
+    at = open_page(start_app(), "pages/predict.py")  # the demo run, trained on the built-in sample
+    big = photo(1, "PNG", size=(800, 800))  # about 1.7 MB: noisy pixels
+    at.file_uploader(key="image-upload").set_value(("big.png", big, "image/png")).run()
+    at.toggle(key="add-toggle-0").set_value(True).run()
+    at.button(key="add-to-0").click().run()
+    assert not at.exception and not at.success, [e.value for e in at.exception]
+    assert len(at.error) == 1
+    assert re.match(r"Adding these images would store 1\.\d MB for this dataset, over the 1 MB", at.error[0].value)
+    (sample,) = versions.list_datasets(datasets_folder(at))  # the visitor's own versions of the sample
+    assert sample.source is not None and sample.latest() == 1
+
+
+def test_the_learning_rate_finder_and_a_sweep_use_the_version_chosen_of_a_made_dataset(
+    app, tmp_path, monkeypatch, isolated_dirs
+):
+    from cnnlab.runs.store import RunStore
+    from cnnlab_ui.state import DatasetChoice
+    from helpers import made_dataset, wait_for_job
+
+    monkeypatch.setenv("CNNLAB_DATASETS_DIR", str(tmp_path / "datasets"))
+    made_dataset(tmp_path / "datasets")  # version 2 can be trained on, the latest (3) cannot
+    app.session_state["dataset"] = DatasetChoice("shots", "shots (made in CNN Lab)", version=2)
+    at = open_page(app, "pages/train.py")
+    assert at.caption[0].value.startswith("Dataset: **shots (made in CNN Lab)**, version 2, with 32 images")
+    at.sidebar.select_slider(key="image_size").set_value(32)
+    at.sidebar.slider(key="conv_blocks").set_value(1)
+    at.sidebar.select_slider(key="filters").set_value(8)
+    at.run()
+    next(b for b in at.button if b.label == "Find a learning rate").click().run()
+    assert not at.exception and not at.error, [e.value for e in [*at.exception, *at.error]]
+    assert any("Loss as the learning rate grows" in c.proto.spec for c in at.get("plotly_chart"))
+
+    at = open_page(at, "pages/sweep.py")
+    assert at.caption[1].value.startswith("Every trial trains on **shots (made in CNN Lab)**, version 2, with 32")
+    at.sidebar.number_input(key="sweep-trials").set_value(1)
+    at.sidebar.number_input(key="sweep-epochs").set_value(1)
+    at.checkbox(key="use-filters").uncheck()
+    at.checkbox(key="use-learning_rate").uncheck()
+    at.checkbox(key="use-image_size").check()
+    at.run()
+    at.select_slider(key="range-conv_blocks").set_value((1, 1))
+    at.multiselect(key="choices-image_size").set_value([32])
+    at.button(key="start-sweep").click().run()
+    job = wait_for_job(at, "sweep_job", timeout=300)
+    assert job.status == "completed", job.error
+    (run,) = RunStore(isolated_dirs[1]).list()
+    assert (run.record.dataset.name, run.record.dataset.version) == ("shots", 2)

@@ -233,3 +233,76 @@ def test_runs_compare_on_the_command_line(relabelled, monkeypatch, capsys):
 def _predictions(run) -> dict[str, str]:
     rows = saved_evaluation(run).predictions
     return dict(zip(rows["path"], rows["predicted_label"], strict=True))
+
+
+@pytest.fixture(scope="module")
+def two_versions(tmp_path_factory):
+    """Two runs of one class folder, 'pets': `before` on its version 1, `after` on version 2, where a test
+    cat of version 1 is relabelled a dog (`edits.save_version`), as the app's fixers save it."""
+    from cnnlab.data import edits, versions
+    from cnnlab.runs.store import RunStore
+    from cnnlab.runs.workspace import Workspace
+    from cnnlab.training.engine import train
+
+    base = tmp_path_factory.mktemp("versions")
+    root = write_dataset(base / "pets", per_class=20)
+    workspace = Workspace(RunStore(base / "models"), base / "cache", datasets=base / "datasets")
+    before = train(
+        root, tiny_model_config(), tiny_train_config(), workspace=workspace, name="before", dataset_version=1
+    )
+    cat = next(p for p in before.split()["test"] if p.startswith("cats/"))
+    edits.save_version(versions.open_dataset(root, base / "datasets"), [edits.Relabel(cat, "dogs")])
+    after = train(
+        root,
+        tiny_model_config(learning_rate=0.01),
+        tiny_train_config(epochs=3),
+        workspace=workspace,
+        name="after",
+        dataset_version=2,
+    )
+    return {"before": before, "after": after, "workspace": workspace, "cat": cat, "base": base}
+
+
+def test_runs_on_two_versions_compare_on_their_shared_test_images_and_name_the_versions(two_versions):
+    before, after, cat = two_versions["before"], two_versions["after"], two_versions["cat"]
+    comparison = compare_runs(before, after, cache=two_versions["workspace"].cache)
+
+    # A version keeps each image's split: every test image is shared, under its own path.
+    test = before.split()["test"]
+    assert sorted(after.split()["test"]) == sorted(test)
+    assert comparison.num_shared == len(test) and comparison.num_only_before == comparison.num_only_after == 0
+    assert list(comparison.images["path"]) == sorted(test) == list(comparison.images["path_before"])
+    rows = comparison.images.set_index("path")
+    assert comparison.num_relabelled == 1 and (rows.loc[cat, "label"], rows.loc[cat, "label_before"]) == (
+        "dogs",
+        "cats",
+    )
+    assert comparison.label_source == "the labels of 'pets' version 2 (the newer run's, 'after')"
+    assert (comparison.before_dataset, comparison.before_source) == ("'pets' version 1", "'pets' version 1")
+    result = comparison.to_dict()
+    assert (result["dataset_before"], result["dataset_after"]) == ("'pets' version 1", "'pets' version 2")
+
+    # Both scored against version 2's labels; the flips by hand from each run's saved predictions.
+    label = {p: ("dogs" if p == cat else p.split("/")[0]) for p in test}
+    predicted_before, predicted_after = _predictions(before), _predictions(after)
+    right_before = {p for p in test if predicted_before[p] == label[p]}
+    right_after = {p for p in test if predicted_after[p] == label[p]}
+    assert list(rows["label"]) == [label[p] for p in rows.index]
+    assert comparison.accuracy_before == pytest.approx(len(right_before) / len(test))
+    assert comparison.accuracy_after == pytest.approx(len(right_after) / len(test))
+    assert set(comparison.fixed["path"]) == right_after - right_before
+    assert set(comparison.broken["path"]) == right_before - right_after
+
+
+def test_runs_of_two_datasets_made_in_the_app_are_refused_by_name(two_versions):
+    from cnnlab.data import edits, versions
+    from cnnlab.training.engine import train
+
+    base, workspace = two_versions["base"], two_versions["workspace"]
+    zoo = versions.new_dataset("zoo", ["cats", "dogs", "owls"], base / "datasets")
+    other = write_dataset(base / "other", per_class=8, seed=5)  # the same classes, other images
+    edits.save_version(zoo, [edits.Add(f.read_bytes(), f.name, f.parent.name) for f in sorted(other.glob("*/*.png"))])
+    elsewhere = train("zoo", tiny_model_config(), tiny_train_config(epochs=1), workspace=workspace)
+    assert elsewhere.record.dataset.name == "zoo"
+    with pytest.raises(ValueError, match=r"different datasets \('pets' and 'zoo'\).*Received: runs="):
+        compare_runs(two_versions["before"], elsewhere, cache=workspace.cache)

@@ -6,7 +6,7 @@ import pytest
 from cnnlab.runs.workspace import Workspace
 from cnnlab.training.engine import train
 from cnnlab.training.lr_find import find_learning_rate, suggest
-from helpers import tiny_model_config, tiny_train_config
+from helpers import made_dataset, tiny_model_config, tiny_train_config
 
 
 @pytest.mark.slow
@@ -48,3 +48,14 @@ def test_bad_ranges_are_refused(make_dataset, run_store, cache_dir):
         find_learning_rate(make_dataset(), tiny_model_config(), workspace=workspace, min_lr=0.1, max_lr=0.01)
     with pytest.raises(ValueError, match="Received: num_steps=3"):
         find_learning_rate(make_dataset(), tiny_model_config(), workspace=workspace, num_steps=3)
+
+
+def test_the_finder_runs_on_a_version_of_a_dataset_made_in_the_app(run_store, cache_dir, tmp_path):
+    made_dataset(tmp_path / "datasets")  # version 2 can be trained on, the latest (3) cannot
+    workspace = Workspace(run_store, cache_dir, datasets=tmp_path / "datasets")
+    result = find_learning_rate(
+        "shots", tiny_model_config(), tiny_train_config(), workspace=workspace, num_steps=10, dataset_version=2
+    )
+    assert len(result.learning_rates) >= 1 and result.min_lr <= result.suggested_learning_rate <= result.max_lr
+    with pytest.raises(ValueError, match="at least two classes with usable images"):
+        find_learning_rate("shots", tiny_model_config(), tiny_train_config(), workspace=workspace, num_steps=10)

@@ -23,7 +23,7 @@ from cnnlab.sweep import (
     study_importances,
 )
 from cnnlab.training.hooks import TrainingHooks
-from helpers import tiny_space
+from helpers import made_dataset, tiny_space
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -345,3 +345,15 @@ def test_a_sweep_job_streams_trials_and_keeps_hosted_visitors_apart(
     assert run.record.owner == owner
     assert [item["run_id"] for item in job.items] == [run.id]
     assert [row["trial"] for row in job.history] == [0]
+
+
+def test_every_trial_trains_on_the_version_chosen_of_a_dataset_made_in_the_app(tmp_path, cache_dir):
+    made_dataset(tmp_path / "datasets")  # version 2 can be trained on, the latest (3) cannot
+    store = RunStore(tmp_path / "models")
+    workspace = Workspace(store, cache_dir, datasets=tmp_path / "datasets")
+    space = tiny_space({"filters": [4, 6]}, epochs=1)
+    result = run_sweep("shots", space, SweepConfig(trials=2), workspace=workspace, dataset_version=2)
+    assert [t["state"] for t in result.trials] == ["complete", "complete"]
+    assert [(r.record.dataset.name, r.record.dataset.version) for r in store.list()] == [("shots", 2)] * 2
+    with pytest.raises(ValueError, match="at least two classes with usable images"):
+        run_sweep("shots", space, SweepConfig(trials=1), workspace=workspace)

@@ -269,6 +269,52 @@ def test_team_commands_without_a_server_say_what_to_do(tmp_path, monkeypatch, ca
     assert len(err) == 1 and "did not answer" in err[0] and nobody in err[0]
 
 
+def test_a_teammates_run_on_a_dataset_version_finds_the_version_with_its_content_here(tmp_path):
+    """Bob opens Alice's run, trained on her version 2 (a relabel) of a folder he has a copy of: no version
+    of his has those labels until he saves the same relabel; then the copy evaluates on his version 2."""
+    import shutil
+
+    from cnnlab.analysis.evaluate import evaluate_run, run_report
+    from cnnlab.data import edits, versions
+    from cnnlab.runs.dataset import recorded_version
+    from cnnlab.runs.workspace import Workspace
+    from cnnlab.team.remote import attach_dataset, team_store
+    from cnnlab.training.engine import train
+
+    alice, bob = tmp_path / "alice", tmp_path / "bob"
+    folder = write_dataset(alice / "data", per_class=10)
+    relabel = [edits.Relabel("cats/cats_000.png", "dogs")]
+    edits.save_version(versions.open_dataset(folder, alice / "datasets"), relabel)
+    workspace = Workspace(RunStore(alice / "models"), alice / "cache", datasets=alice / "datasets")
+    run = train(folder, tiny_model_config(), tiny_train_config(epochs=1), workspace=workspace, dataset_version=2)
+    # Her run as it reaches Bob's team copies, her folders being on her machine only.
+    copies = team_store(bob / "cache")
+    shutil.copytree(run.path, copies.root / "teamrun1")
+    mine = shutil.copytree(folder, bob / "data")
+    shutil.rmtree(alice / "data")
+    shutil.rmtree(alice / "datasets")
+    copy = copies.get(copies.root / "teamrun1")
+    before = copy.record.dataset
+
+    assert attach_dataset(copy, [mine], bob / "cache", datasets=bob / "datasets") is None  # his version 1 only
+    assert copies.get(copy.path).record.dataset == before
+    edits.save_version(versions.open_dataset(mine, bob / "datasets"), relabel)
+    assert attach_dataset(copy, [mine], bob / "cache", datasets=bob / "datasets") == mine
+    copy = copies.get(copy.path)
+    dataset, number = recorded_version(copy, bob / "cache")
+    assert (dataset.source, dataset.folder.parent, number) == (mine, bob / "datasets", 2)
+    assert (copy.record.dataset.path, copy.record.dataset.version, copy.record.dataset.fingerprint) == (
+        str(mine),
+        2,
+        before.fingerprint,
+    )
+    report = run_report(copy, bob / "cache")
+    assert report.class_names[report.labels[report.files.index("cats/cats_000.png")]] == "dogs"
+    evaluation = evaluate_run(copy, cache=bob / "cache", refresh=True)
+    assert not evaluation.warnings and evaluation.num_missing == 0 and not evaluation.dataset_changed
+    assert evaluation.accuracy == pytest.approx(run.record.metrics.test_accuracy)
+
+
 def test_training_without_a_tracking_uri_never_imports_mlflow(tmp_path):
     data_dir = write_dataset(tmp_path / "data", per_class=6)
     script = (

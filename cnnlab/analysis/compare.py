@@ -41,7 +41,8 @@ class RunComparison:
     file on this machine (`file`, the `after` run's), its SHA-256, the label it is scored against
     (`label`, the `after` run's) and the one the `before` run trained with, each run's prediction
     and whether it is right. `num_only_before` and `num_only_after` count the test images only one
-    of the runs held out.
+    of the runs held out. `before_dataset` and `after_dataset` name the dataset version each run
+    trained on ("'pets' version 2"; empty for a run trained on a folder as it was).
     """
 
     before_id: str
@@ -52,11 +53,20 @@ class RunComparison:
     images: pd.DataFrame
     num_only_before: int = 0
     num_only_after: int = 0
+    before_dataset: str = ""
+    after_dataset: str = ""
 
     @property
     def label_source(self) -> str:
         """Which labels both runs are scored against, in words."""
+        if self.after_dataset:
+            return f"the labels of {self.after_dataset} (the newer run's, '{self.after_name}')"
         return f"the labels of the newer run, '{self.after_name}'"
+
+    @property
+    def before_source(self) -> str:
+        """The data the older run trained with, in words."""
+        return self.before_dataset or "the older run's data"
 
     @property
     def num_shared(self) -> int:
@@ -122,6 +132,8 @@ class RunComparison:
             "before": self.before_id,
             "after": self.after_id,
             "labels_from": self.after_id,
+            "dataset_before": self.before_dataset,
+            "dataset_after": self.after_dataset,
             "class_names": list(self.class_names),
             "num_shared": self.num_shared,
             "num_only_before": self.num_only_before,
@@ -176,7 +188,15 @@ def compare_runs(before: Run, after: Run, *, cache: Path, max_cache_mb: int | No
         images.sort_values("path", ignore_index=True),
         num_only_before=len(old) - len(shared),
         num_only_after=len(new) - len(shared),
+        before_dataset=_version_of(before),
+        after_dataset=_version_of(after),
     )
+
+
+def _version_of(run: Run) -> str:
+    """The dataset version the run trained on, in words ("'pets' version 2"; empty for a folder as it was)."""
+    info = run.record.dataset
+    return "" if info.version is None else f"'{info.name or Path(info.path).name}' version {info.version}"
 
 
 def _test_images(run: Run, cache: Path, max_cache_mb: int | None) -> pd.DataFrame:
@@ -227,7 +247,9 @@ def _why_nothing_shared(before: Run, after: Run, old: pd.DataFrame, new: pd.Data
                 f"Run '{run.name}' has no test images here (no test split, or its images are gone), "
                 "so there is nothing to compare on."
             )
-    first, second = (Path(r.record.dataset.path).name for r in (before, after))
+    # Dataset names first (two made datasets), then folder names (one name given to two folders).
+    names = [r.record.dataset.name or Path(r.record.dataset.path).name for r in (before, after)]
+    first, second = names if names[0] != names[1] else [Path(r.record.dataset.path).name for r in (before, after)]
     if first != second:
         return (
             f"These runs share no test image: they were trained on different datasets ('{first}' and "

@@ -1,12 +1,11 @@
-"""`lr-find [DATA_DIR]`: find a learning rate with a short run whose rate grows every batch."""
+"""`lr-find [DATA_DIR] [--dataset-version V]`: find a learning rate with a short run whose rate grows every batch."""
 
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any
 
-from cnnlab.cli.options import Command, add_config_options, config_from, workspace_from
+from cnnlab.cli.options import Command, add_config_options, add_dataset_options, config_from, workspace_from
 from cnnlab.cli.progress import say
 from cnnlab.model import ModelConfig
 from cnnlab.settings import Settings
@@ -16,7 +15,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The dataset, the range of rates, the number of steps and every config field."""
     from cnnlab.training.config import TrainConfig
 
-    parser.add_argument("data_dir", type=Path, nargs="?")
+    add_dataset_options(parser, "try rates on")
     parser.add_argument("--min-lr", type=float, default=1e-6, help="first rate tried (default 1e-6)")
     parser.add_argument("--max-lr", type=float, default=1.0, help="last rate tried (default 1)")
     parser.add_argument("--steps", type=int, default=100, help="batches, one rate each (default 100)")
@@ -38,6 +37,7 @@ def run(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
         min_lr=args.min_lr,
         max_lr=args.max_lr,
         num_steps=args.steps,
+        dataset_version=args.dataset_version,
     )
     say(
         args,

@@ -80,6 +80,19 @@ def version_number(text: str) -> int:
     return int(digits)
 
 
+def add_dataset_options(parser: argparse.ArgumentParser, what: str = "train on") -> None:
+    """The dataset (a class folder or a made dataset's name; default: the built-in sample) and its version."""
+    parser.add_argument(
+        "data_dir", type=Path, nargs="?", help="class folder, or the name of a dataset made with `dataset new`"
+    )
+    parser.add_argument(
+        "--dataset-version",
+        type=version_number,
+        metavar="V",
+        help=f"the dataset version to {what} (default: the latest; see `python -m cnnlab dataset versions`)",
+    )
+
+
 def add_config_options(parser: argparse.ArgumentParser, config_cls: type, skip: tuple[str, ...] = ()) -> None:
     """One option per config field, named after it (`image_size` -> `--image-size`)."""
     for f in fields(config_cls):

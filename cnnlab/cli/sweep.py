@@ -1,4 +1,4 @@
-"""`sweep [DATA_DIR] --space FILE --trials N`: search hyperparameters with Optuna; every trial is a saved run."""
+"""`sweep [DATA_DIR] [--dataset-version V] --space FILE --trials N`: search hyperparameters with Optuna; every trial is a saved run."""
 
 from __future__ import annotations
 
@@ -7,14 +7,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from cnnlab.cli.options import Command, add_tracking_options, tracking_from, workspace_from
+from cnnlab.cli.options import Command, add_dataset_options, add_tracking_options, tracking_from, workspace_from
 from cnnlab.cli.progress import interruptible, say
 from cnnlab.settings import Settings
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The dataset, the search space, the trials and time limit, the study, its fault tolerance and tracking."""
-    parser.add_argument("data_dir", type=Path, nargs="?", help="class-folder dataset (default: the built-in sample)")
+    add_dataset_options(parser, "sweep on")
     parser.add_argument("--space", type=Path, required=True, help="YAML or JSON file: objective, params, fixed")
     parser.add_argument("--trials", type=int, required=True, help="trials this process runs")
     parser.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")
@@ -78,6 +78,7 @@ def run(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
             workspace=workspace_from(settings, tracking=tracking_from(args, settings)),
             hooks=TrainingHooks(on_epoch=show_epoch, stop_event=stop),
             on_trial=show_trial,
+            dataset_version=args.dataset_version,
         ),
         "Every finished trial is saved in the study and its run; start the sweep again to run more trials.",
     )

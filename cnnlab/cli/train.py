@@ -12,11 +12,11 @@ from cnnlab.cli.options import (
     Command,
     UsageError,
     add_config_options,
+    add_dataset_options,
     add_tracking_options,
     config_from,
     run_store,
     tracking_from,
-    version_number,
     workspace_from,
 )
 from cnnlab.cli.progress import (
@@ -36,15 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The dataset, the run's name and folder, the run to continue, every config field and the tracking options."""
     from cnnlab.training.config import TrainConfig
 
-    parser.add_argument(
-        "data_dir", type=Path, nargs="?", help="class folder, or the name of a dataset made with `dataset new`"
-    )
-    parser.add_argument(
-        "--dataset-version",
-        type=version_number,
-        metavar="V",
-        help="the dataset version to train on (default: the latest; see `python -m cnnlab dataset versions`)",
-    )
+    add_dataset_options(parser)
     parser.add_argument("--name", help="display name of the run")
     parser.add_argument(
         "--run-dir", type=Path, help="new folder to save the run in (default: a new folder in the models folder)"

@@ -328,8 +328,15 @@ def label_check_job(run: Run, settings: JobSettings, *, folds: int, epochs: int)
     )
 
 
-def sweep_job(data_dir: str | Path, space: SweepSpace, config: SweepConfig, settings: JobSettings) -> Job:
-    """A (not yet started) job that runs a sweep (see `run_sweep`), streaming finished trials and epochs into the job.
+def sweep_job(
+    data_dir: str | Path,
+    space: SweepSpace,
+    config: SweepConfig,
+    settings: JobSettings,
+    dataset_version: int | None = None,
+) -> Job:
+    """A (not yet started) job that runs a sweep (see `run_sweep`) on version `dataset_version` of the
+    dataset (default: the latest), streaming finished trials and epochs into the job.
 
     With an owner (a hosted visitor's session id) every run is tagged with it and the study name
     ends with it, so visitors never join each other's studies, even with the same space and data.
@@ -342,7 +349,15 @@ def sweep_job(data_dir: str | Path, space: SweepSpace, config: SweepConfig, sett
 
     def target(job: Job):
         hooks = TrainingHooks(on_epoch=job.add_epoch, stop_event=job.stop_event)
-        return run_sweep(data_dir, space, config, workspace=settings.workspace, hooks=hooks, on_trial=job.add_item)
+        return run_sweep(
+            data_dir,
+            space,
+            config,
+            workspace=settings.workspace,
+            hooks=hooks,
+            on_trial=job.add_item,
+            dataset_version=dataset_version,
+        )
 
     info = {"objective": space.objective}
     return Job(target, label="Sweep", limit=settings.limit, info=info, kind="sweep", owner=owner)

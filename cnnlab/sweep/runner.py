@@ -26,6 +26,7 @@ from cnnlab.sweep.space import SweepSpace
 from cnnlab.sweep.storage import default_storage, open_study
 from cnnlab.training import memory
 from cnnlab.training.hooks import TrainingHooks
+from cnnlab.training.source import training_data
 
 if TYPE_CHECKING:
     from cnnlab.team.tracking import TrackingConfig
@@ -76,24 +77,28 @@ def run_sweep(
     workspace: Workspace,
     hooks: TrainingHooks = TrainingHooks(),
     on_trial: TrialCallback | None = None,
+    dataset_version: int | None = None,
 ) -> SweepResult:
     """Run `config.trials` more trials of the study (or until its timeout) and return the result.
 
     Every trial trains a run in the workspace's store tagged with the study and trial number, with
-    the workspace passed on to `train`. `on_trial` gets each finished trial's dict (`number`,
+    the workspace passed on to `train`. With the workspace's `datasets` folder, every trial trains on
+    one version of the dataset (`dataset_version`, default: the latest when the sweep starts), as
+    `train` does; a class folder's version 1 is split by the space's fixed settings. `on_trial` gets each finished trial's dict (`number`,
     `state`, `value`, `params`, `run_id`), `hooks.on_epoch` each epoch's metrics row (with
     `trial`). Setting `hooks.stop_event` stops the current trial after its batch and ends the
     sweep. With the workspace's `tracking`, every trial is also published as a team run tagged
     with the study and trial.
     """
-    from cnnlab import data
-
     if not isinstance(space, SweepSpace):
         raise ValueError(f"space must be a SweepSpace (see load_space). Received: space={short_repr(space)}")
     store, storage, study_name = workspace.store, config.storage, config.study_name
-    report = data.scan(data_dir, cache=workspace.cache)
+    source = training_data(data_dir, space.configs({})[1], workspace, dataset_version)
+    report, version = source.report, source.version_number
     if study_name is None:
-        study_name = space.default_study_name(json.dumps([report.class_names, len(report.files)]))
+        # A version's trials are a study of their own: a relabelled version has the same classes and count.
+        key = [report.class_names, len(report.files), *([version] if version is not None else [])]
+        study_name = space.default_study_name(json.dumps(key))
     study_name = str(study_name).strip()
     if not 1 <= len(study_name) <= 200:
         raise ValueError(f"A study name must be 1 to 200 characters. Received: study_name={study_name!r}")
@@ -112,7 +117,9 @@ def run_sweep(
 
     def objective(trial) -> float:
         ran.append(trial.number)
-        return _run_trial(trial, data_dir, space, study_name=study_name, workspace=workspace, hooks=hooks)
+        return _run_trial(
+            trial, data_dir, space, study_name=study_name, workspace=workspace, hooks=hooks, dataset_version=version
+        )
 
     def after_trial(study, frozen) -> None:
         memory.give_back_freed_memory()  # a worker trains trial after trial in one process
@@ -129,7 +136,14 @@ def run_sweep(
 
 
 def _run_trial(
-    trial, data_dir, space: SweepSpace, *, study_name: str, workspace: Workspace, hooks: TrainingHooks
+    trial,
+    data_dir,
+    space: SweepSpace,
+    *,
+    study_name: str,
+    workspace: Workspace,
+    hooks: TrainingHooks,
+    dataset_version: int | None,
 ) -> float:
     import optuna
 
@@ -156,6 +170,7 @@ def _run_trial(
             hooks=replace(hooks, on_epoch=epoch_row, callbacks=(*hooks.callbacks, pruning)),
             name=f"{study_name} #{trial.number}",
             tags={"sweep": SweepTrial(study_name, trial.number, retried)},
+            dataset_version=dataset_version,
         )
     except BaseException:
         found = _find_run(store, study_name, trial.number)

@@ -3,7 +3,8 @@
 Every run of the experiment from every machine is a row (`team_runs`); its per-epoch curve comes
 from the metric history (`team_history`). Opening a run (`open_team_run`) downloads its files once
 into a read-only folder of the cache, a run folder like any other, so Evaluate and Predict work
-on it; its dataset is found on this machine by fingerprint (`attach_dataset`).
+on it; its dataset is found on this machine by fingerprint, or its dataset version by content
+(`attach_dataset`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 from cnnlab import data
 from cnnlab.common.checks import one_line
 from cnnlab.common.files import build_folder, write_json
+from cnnlab.data import versions
 from cnnlab.runs.record import TeamCopy, read_record
 from cnnlab.runs.store import MODEL_FILE, RUN_FILE, Run, RunStore
 from cnnlab.team.tracking import (
@@ -145,16 +147,28 @@ def open_team_run(config: TrackingConfig, team_run_id: str, store: RunStore) -> 
     return store.get(folder)
 
 
-def attach_dataset(run: Run, candidates: Iterable[str | Path], cache: Path) -> Path | None:
-    """Point an opened team run at a dataset on this machine with the same fingerprint; returns it, or None.
+def attach_dataset(
+    run: Run, candidates: Iterable[str | Path], cache: Path, *, datasets: Path | None = None
+) -> Path | None:
+    """Point an opened team run at a dataset on this machine with the same content; returns it, or None.
 
     The run's own path comes first (a shared folder), then `candidates` (the session's dataset,
-    the datasets of local runs); a folder is scanned (with `cache`) only if its class folders match.
+    the datasets of local runs). A run trained on a dataset version matches a version here, in
+    `datasets`, with the same images (by content hash) and labels: a candidate's versions are opened
+    as a training opens them, and the copy's record then names the matching version here (its
+    number, folder and name), so that Evaluate reads that version's labels, exclusions and added
+    images. Otherwise a folder (scanned with `cache`, only if its class folders match) must have the
+    fingerprint the run recorded; the built-in sample is made the same on every machine.
     """
     dataset = run.record.dataset
+    places = [run.dataset_root(cache), *map(Path, candidates)]
+    if dataset.version is not None and datasets is not None:
+        found = _same_version(run, places, cache, datasets)
+        if found is not None:
+            return found
     if dataset.builtin:
-        return run.dataset_root(cache)  # the built-in sample is made the same on every machine
-    for candidate in [run.dataset_root(cache), *map(Path, candidates)]:
+        return run.dataset_root(cache)
+    for candidate in places:
         if not _same_classes(candidate, run.class_names):
             continue
         try:
@@ -165,6 +179,40 @@ def attach_dataset(run: Run, candidates: Iterable[str | Path], cache: Path) -> P
         if candidate != Path(dataset.path):
             run.update(dataset=dataclasses.replace(dataset, path=str(candidate)))
         return candidate
+    return None
+
+
+def _same_version(run: Run, places: list[Path], cache: Path, datasets: Path) -> Path | None:
+    """The first of `places` (class folders, or names of datasets made here) with a version in `datasets`
+    whose images and labels are those the run trained on (a version's fingerprint is made of its
+    images' content hashes and labels, wherever its files are); the run's record is pointed at it."""
+    info, config = run.record.dataset, run.train_config()
+    for place in places:
+        try:
+            found = versions.open_dataset(
+                place,
+                datasets,
+                cache=cache,
+                validation_split=config.validation_split,
+                test_split=config.test_split,
+                seed=config.seed,
+            )
+        except (ValueError, OSError):
+            continue
+        for number in reversed(found.version_numbers()):
+            if not set(run.class_names) <= set(found.manifest(number).classes):
+                continue
+            try:
+                if versions.version_data(found, number, cache=cache).report.fingerprint != info.fingerprint:
+                    continue
+            except (ValueError, OSError):
+                continue
+            root = found.folder if found.source is None else found.source
+            here = dataclasses.replace(
+                info, path=str(root), name=found.name, version=number, versions_folder=str(found.folder)
+            )
+            run.update(dataset=here)
+            return root
     return None
 
 

@@ -21,6 +21,7 @@ from cnnlab.model import ModelConfig, build_model, check_trainable
 from cnnlab.model.backbones import prepare_weights
 from cnnlab.runs.workspace import Workspace
 from cnnlab.training import memory
+from cnnlab.training.source import training_data
 
 # Exponential moving average of the loss: one batch's loss is too noisy to read a curve from.
 SMOOTHING = 0.9
@@ -53,12 +54,15 @@ def find_learning_rate(
     min_lr: float = 1e-6,
     max_lr: float = 1.0,
     num_steps: int = 100,
+    dataset_version: int | None = None,
 ) -> LRFinderResult:
     """Run the range test on a dataset's training split with a fresh model built from `model_config`.
 
     `train_config` (a `TrainConfig`) gives the batch size, seed, split and class weighting, as a
     training would use them; the workspace's cache holds the scan and decoded images, and its
-    `max_training_mb` refuses a model too big for this server. Nothing is saved.
+    `max_training_mb` refuses a model too big for this server. With the workspace's `datasets`
+    folder, it runs on a version of the dataset (`dataset_version`, default: the latest) and its
+    training split, as `train` does. Nothing is saved.
     """
     import keras
 
@@ -71,14 +75,15 @@ def find_learning_rate(
     check_range("num_steps", num_steps, 10, 1000, int)
     if min_lr >= max_lr:
         raise ValueError(f"min_lr must be below max_lr. Received: min_lr={min_lr}, max_lr={max_lr}")
-    report = data.scan(data_dir, cache=workspace.cache)
+    source = training_data(data_dir, train_config, workspace, dataset_version)
+    report = source.report
     check_trainable(model_config, report.num_classes, train_config.batch_size, workspace.max_training_mb)
     prepare_weights(model_config.backbone, model_config.backbone_weights)
     prepared = data.prepare(
         report, model_config.image_size, model_config.color_mode, model_config.resize_mode, cache=workspace.cache
     )
     report = prepared.report  # without the files that turned out not to decode
-    parts = data.split(report.labels, train_config.validation_split, train_config.test_split, train_config.seed)
+    parts = source.parts(report, train_config)
     keras.utils.set_random_seed(train_config.seed)
     model = build_model(model_config, report.num_classes)
     # As many epochs as it may need batches: each epoch yields at least one, and they are drawn lazily.
