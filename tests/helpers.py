@@ -399,6 +399,18 @@ def tiny_training(at: AppTest, epochs: int) -> None:
     at.button(key="start-training").click().run()
 
 
+def tiny_sweep(at: AppTest, trials: int, conv_blocks: tuple[int, int]) -> None:
+    """Set the Sweep page to `trials` one-epoch trials over conv blocks only, at 32 px."""
+    at.sidebar.number_input(key="sweep-trials").set_value(trials)
+    at.sidebar.number_input(key="sweep-epochs").set_value(1)
+    at.checkbox(key="use-filters").uncheck()
+    at.checkbox(key="use-learning_rate").uncheck()
+    at.checkbox(key="use-image_size").check()
+    at.run()
+    at.select_slider(key="range-conv_blocks").set_value(conv_blocks)
+    at.multiselect(key="choices-image_size").set_value([32])
+
+
 def wait_for_epochs(job: Job, count: int, timeout: float = APP_TIMEOUT) -> None:
     """Wait until a running job has recorded `count` epochs."""
     deadline = time.monotonic() + timeout

@@ -30,6 +30,7 @@ from helpers import (
     publish,
     relocated_run,
     start_app,
+    tiny_sweep,
     tiny_training,
     wait_for_epochs,
     wait_for_job,
@@ -287,14 +288,7 @@ def test_classes_named_like_the_predict_tables_columns_overwrite_none_of_them(ap
 
 def test_a_sweep_from_the_sweep_page_saves_tagged_runs(app, isolated_dirs):
     at = open_page(app, "pages/sweep.py")
-    at.sidebar.number_input(key="sweep-trials").set_value(2)
-    at.sidebar.number_input(key="sweep-epochs").set_value(1)
-    at.checkbox(key="use-filters").uncheck()
-    at.checkbox(key="use-learning_rate").uncheck()
-    at.checkbox(key="use-image_size").check()
-    at.run()
-    at.select_slider(key="range-conv_blocks").set_value((1, 2))
-    at.multiselect(key="choices-image_size").set_value([32])
+    tiny_sweep(at, trials=2, conv_blocks=(1, 2))
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     at.button(key="start-sweep").click().run()

@@ -17,7 +17,7 @@ from streamlit.testing.v1 import AppTest
 from cnnlab.data import edits, versions
 from cnnlab.server import hosting
 from cnnlab.settings import load_settings
-from helpers import class_image, image_bytes, open_page, start_app, write_dataset
+from helpers import class_image, image_bytes, open_page, start_app, tiny_sweep, write_dataset
 
 
 @pytest.fixture
@@ -295,14 +295,7 @@ def test_the_learning_rate_finder_and_a_sweep_use_the_version_chosen_of_a_made_d
 
     at = open_page(at, "pages/sweep.py")
     assert at.caption[1].value.startswith("Every trial trains on **shots (made in CNN Lab)**, version 2, with 32")
-    at.sidebar.number_input(key="sweep-trials").set_value(1)
-    at.sidebar.number_input(key="sweep-epochs").set_value(1)
-    at.checkbox(key="use-filters").uncheck()
-    at.checkbox(key="use-learning_rate").uncheck()
-    at.checkbox(key="use-image_size").check()
-    at.run()
-    at.select_slider(key="range-conv_blocks").set_value((1, 1))
-    at.multiselect(key="choices-image_size").set_value([32])
+    tiny_sweep(at, trials=1, conv_blocks=(1, 1))
     at.button(key="start-sweep").click().run()
     job = wait_for_job(at, "sweep_job", timeout=300)
     assert job.status == "completed", job.error
