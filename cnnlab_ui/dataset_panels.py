@@ -16,6 +16,7 @@ from cnnlab_ui.state import DatasetChoice, datasets_dir
 IMAGE_TYPES = ["jpg", "jpeg", "png", "bmp", "gif", "webp", "tif", "tiff"]
 STRIP = 8  # latest shots shown under the camera
 DIFF_SHOWN = 24  # thumbnails per kind of change
+LATEST = 0  # the version picker's "latest" (versions count from 1)
 
 
 def new_dataset_form() -> DatasetChoice | None:
@@ -44,14 +45,14 @@ def own_datasets_picker() -> DatasetChoice | None:
 def version_picker(dataset: versions.Dataset, choice: DatasetChoice) -> int:
     """The version shown (and trained on): the latest unless another was picked. Its number."""
     numbers = dataset.version_numbers()
-    options: list[int | None] = [None, *reversed(numbers)]
-    st.session_state["dataset-version"] = choice.version if choice.version in numbers else None
+    # LATEST, not None, stands for "the latest": a selectbox shows a None value as no choice at all.
+    st.session_state["dataset-version"] = choice.version if choice.version in numbers else LATEST
     st.selectbox(
         "Version",
-        options,
-        format_func=lambda v: f"latest (version {numbers[-1]})" if v is None else f"version {v}",
+        [LATEST, *reversed(numbers)],
+        format_func=lambda v: f"latest (version {numbers[-1]})" if v == LATEST else f"version {v}",
         key="dataset-version",
-        on_change=lambda: use_version(choice, st.session_state["dataset-version"]),
+        on_change=lambda: use_version(choice, st.session_state["dataset-version"] or None),
         help="Every saved change makes a new version; the Train page trains on the one chosen here.",
     )
     return choice.version if choice.version in numbers else numbers[-1]
