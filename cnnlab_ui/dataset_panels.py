@@ -11,7 +11,7 @@ from cnnlab.data import edits, versions
 from cnnlab_ui.datasets import Added, add_images, added_room_mb, use_version, zip_bytes
 from cnnlab_ui.gallery import thumbnails
 from cnnlab_ui.messages import show_error
-from cnnlab_ui.state import DatasetChoice, datasets_dir
+from cnnlab_ui.state import DatasetChoice, datasets_dir, settings
 
 IMAGE_TYPES = ["jpg", "jpeg", "png", "bmp", "gif", "webp", "tif", "tiff"]
 STRIP = 8  # latest shots shown under the camera
@@ -21,7 +21,7 @@ LATEST = 0  # the version picker's "latest" (versions count from 1)
 
 def new_dataset_form() -> DatasetChoice | None:
     """A form for a new, empty dataset: its name and class names. The dataset made, once submitted."""
-    with st.form("new-dataset"):
+    with st.form("new-dataset", clear_on_submit=True):
         name = st.text_input("Name", placeholder="my-shapes", key="new-dataset-name")
         classes = st.text_input("Class names, separated by commas", placeholder="circle, square", key="new-classes")
         if not st.form_submit_button("Make the dataset", icon=":material/add:"):
@@ -64,18 +64,32 @@ def add_images_panel(dataset: versions.Dataset, manifest: versions.Manifest, cho
     label = st.selectbox("Class", manifest.classes, key="add-class")
     upload, camera = st.tabs(["Upload images", "Camera"])
     with upload:
-        files = st.file_uploader("Images", type=IMAGE_TYPES, accept_multiple_files=True, key="add-files")
+        files = st.file_uploader(
+            "Images",
+            type=IMAGE_TYPES,
+            accept_multiple_files=True,
+            max_upload_size=settings().max_upload_mb,
+            key="add-files",
+        )
         _add_new(dataset, manifest, choice, label, files or [])
     with camera:
-        shot = st.camera_input("Take photo after photo: each is added as it is taken", key="add-camera")
+        shot = st.camera_input(
+            "Take photo after photo: each is added to the class as it is taken (Clear photo, then take the next)",
+            key="add-camera",
+        )
         _add_new(dataset, manifest, choice, label, [shot] if shot is not None else [])
-    added = st.session_state.get("added")
-    if added is not None and added[0] == str(dataset.folder):
-        _show_added(added[1])
+    if adding_to(dataset):
+        _show_added(st.session_state.added[1])
     shots = st.session_state.get("shots", {}).get(str(dataset.folder), [])
     if shots:
         st.caption("Latest images added")
         thumbnails(dataset.image_path, [p for p, _ in shots[-STRIP:]], [c for _, c in shots[-STRIP:]], columns=STRIP)
+
+
+def adding_to(dataset: versions.Dataset) -> bool:
+    """Whether the images this session added last (or tried to) went to `dataset`."""
+    added = st.session_state.get("added")
+    return added is not None and added[0] == str(dataset.folder)
 
 
 def _add_new(
@@ -105,7 +119,8 @@ def _add_new(
 
 def _show_added(added: Added) -> None:
     if added.version is not None:
-        st.success(f"Added {len(added.paths)} image(s) as version {added.version}.", icon=":material/check:")
+        count = len(added.paths)
+        st.success(f"Added {count} image{'s' * (count > 1)} as version {added.version}.", icon=":material/check:")
     for reason in added.refused:
         show_error(ValueError(reason))
 
@@ -115,10 +130,17 @@ def versions_panel(dataset: versions.Dataset, choice: DatasetChoice) -> None:
     manifests = dataset.manifests()
     st.dataframe(pd.DataFrame([_row(m) for m in reversed(manifests)]), hide_index=True, key="versions-table")
     numbers = [m.version for m in reversed(manifests)]
+    shown = (str(dataset.folder), numbers[0])
+    if st.session_state.get("versions-shown") != shown:
+        # A new version, or another dataset: compare and act on the newest, not on what was picked before.
+        st.session_state.update(
+            {"diff-new": numbers[0], "diff-old": numbers[min(1, len(numbers) - 1)], "version-action": numbers[0]}
+        )
+        st.session_state["versions-shown"] = shown
     if len(numbers) > 1:
         left, right = st.columns(2)
         new = left.selectbox("Compare version", numbers, key="diff-new")
-        old = right.selectbox("with version", numbers, index=min(1, len(numbers) - 1), key="diff-old")
+        old = right.selectbox("with version", numbers, key="diff-old")
         show_diff(dataset, edits.diff(dataset, old, new))
     number = st.selectbox("Version to export or train on", numbers, key="version-action")
     left, right = st.columns(2)
