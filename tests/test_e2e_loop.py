@@ -43,8 +43,9 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 OUTPUT_DIR = REPO_ROOT / "test-output" / "e2e-loop"
 PER_CLASS = 30  # with the Data page's 15% test split, two of the six swapped images are test images
 EPOCHS = 5  # enough for the swapped test images to be confident mistakes
-# The fixer's grid: the label column (after image, path and "shown as"), and the first row's top edge.
+# The fixer's grid: the label column (after image, path and "shown as"), and the height of its header row.
 LABEL_COLUMN = 3
+HEADER_HEIGHT = 35
 
 
 @pytest.fixture
@@ -97,7 +98,8 @@ def relabel_in_grid(page: Page, grid: Locator, row: int, label: str) -> None:
     column with the arrow keys, open its dropdown with Enter, type the class and pick it with Enter.
 
     glide-data-grid draws on a canvas, but keeps an accessible table of its cells (`glide-cell-<column>-<row>`)
-    that says which cell is selected: each step waits for the selection to arrive there.
+    that says which cell is selected and what it holds: each step waits for the grid to get there, and
+    typing waits for the cell's editor to open (keys typed before it opens move the selection instead).
     """
     canvas = grid.locator("canvas").first
     box = canvas.bounding_box()
@@ -113,14 +115,15 @@ def relabel_in_grid(page: Page, grid: Locator, row: int, label: str) -> None:
     cell = grid.locator(f'[data-testid="glide-cell-{LABEL_COLUMN}-{row}"]')
     page.wait_for_function("(td) => td.getAttribute('aria-selected') === 'true'", arg=cell.element_handle())
     page.keyboard.press("Enter")
+    editor = page.get_by_test_id("portal").locator(".gdg-clip-region")  # glide's cell editor, over the canvas
+    editor.wait_for()
     page.keyboard.type(label)
+    page.get_by_role("option", name=label, exact=True).wait_for()  # the dropdown's menu, left alone with it
     page.keyboard.press("Enter")
+    editor.wait_for(state="detached")
     page.wait_for_function(
         "([td, label]) => td.textContent === label", arg=[cell.element_handle(), label], timeout=PAGE_TIMEOUT_MS
     )
-
-
-HEADER_HEIGHT = 35
 
 
 def grid_paths(grid: Locator) -> list[str]:
@@ -221,7 +224,7 @@ def test_fix_two_labels_retrain_and_compare(
     with step("compare"):
         open_page(page, "Runs")
         page.get_by_text("Compare them").click()
-        page.get_by_text("Shared test images").wait_for()
+        page.get_by_text("Shared test images", exact=True).wait_for()
         wait_idle(page)
 
     second = dataset.manifest(2)
