@@ -83,25 +83,42 @@ def show_comparison(comparison: RunComparison) -> None:
     cols[0].metric("Shared test images", comparison.num_shared)
     cols[1].metric("Accuracy before", f"{comparison.accuracy_before:.1%}")
     change = comparison.accuracy_after - comparison.accuracy_before
-    cols[2].metric("Accuracy after", f"{comparison.accuracy_after:.1%}", delta=f"{change:+.1%}")
+    cols[2].metric(
+        "Accuracy after",
+        f"{comparison.accuracy_after:.1%}",
+        delta=f"{change:+.1%}",
+        delta_color="normal" if change else "off",
+    )
     cols[3].metric(
         "Flipped", f"+{len(comparison.fixed)} / -{len(comparison.broken)}", help="wrong → right / right → wrong"
     )
     names = (f"before: {comparison.before_name}", f"after: {comparison.after_name}")
     st.plotly_chart(charts.recall_change_figure(comparison.per_class, *names), key="shared-recall")
     st.dataframe(comparison.per_class, hide_index=True, column_config=PER_CLASS_COLUMNS, key="shared-per-class")
-    for title, frame in (("Wrong → right", comparison.fixed), ("Right → wrong", comparison.broken)):
+    images = comparison.images
+    relabelled = images[images["label"] != images["label_before"]]
+    for title, frame in (
+        ("Relabelled", relabelled),
+        ("Wrong → right", comparison.fixed),
+        ("Right → wrong", comparison.broken),
+    ):
         st.markdown(f"**{title}** ({len(frame)})")
-        flipped_gallery(frame)
+        if not frame.empty:
+            image_gallery(frame)
 
 
-def flipped_gallery(frame: pd.DataFrame) -> None:
-    """Thumbnails of flipped images, captioned with the label and the two predictions."""
+def image_gallery(frame: pd.DataFrame) -> None:
+    """Thumbnails of shared images, captioned with the label (the older one first, when it changed) and
+    the two runs' predictions."""
     shown = frame.head(MAX_SHOWN)
     files = list(shown["file"])
     # Named relative to the folder they share, so a missing file's message names no server path.
     root = Path(os.path.commonpath([Path(f).parent for f in files])) if files else Path()
-    captions = [f"{r.label}: {r.predicted_before} → {r.predicted_after}" for r in shown.itertuples()]
+    captions = [
+        f"{f'{r.label_before} → ' if r.label_before != r.label else ''}{r.label} · predicted {r.predicted_before}, "
+        f"then {r.predicted_after}"
+        for r in shown.itertuples()
+    ]
     thumbnails(root, [str(Path(f).relative_to(root)) for f in files], captions)
     if len(frame) > MAX_SHOWN:
         st.caption(f"and {len(frame) - MAX_SHOWN} more")

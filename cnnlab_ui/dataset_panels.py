@@ -14,16 +14,17 @@ from cnnlab_ui.datasets import Added, add_images, added_room_mb, use_version, zi
 from cnnlab_ui.gallery import thumbnails
 from cnnlab_ui.messages import show_error
 from cnnlab_ui.runs import run_version
-from cnnlab_ui.state import DatasetChoice, datasets_dir
+from cnnlab_ui.state import DatasetChoice, datasets_dir, settings
 
 IMAGE_TYPES = ["jpg", "jpeg", "png", "bmp", "gif", "webp", "tif", "tiff"]
 STRIP = 8  # latest shots shown under the camera
 DIFF_SHOWN = 24  # thumbnails per kind of change
+LATEST = 0  # the version picker's "latest" (versions count from 1)
 
 
 def new_dataset_form() -> DatasetChoice | None:
     """A form for a new, empty dataset: its name and class names. The dataset made, once submitted."""
-    with st.form("new-dataset"):
+    with st.form("new-dataset", clear_on_submit=True):
         name = st.text_input("Name", placeholder="my-shapes", key="new-dataset-name")
         classes = st.text_input("Class names, separated by commas", placeholder="circle, square", key="new-classes")
         if not st.form_submit_button("Make the dataset", icon=":material/add:"):
@@ -47,14 +48,14 @@ def own_datasets_picker() -> DatasetChoice | None:
 def version_picker(dataset: versions.Dataset, choice: DatasetChoice) -> int:
     """The version shown (and trained on): the latest unless another was picked. Its number."""
     numbers = dataset.version_numbers()
-    options: list[int | None] = [None, *reversed(numbers)]
-    st.session_state["dataset-version"] = choice.version if choice.version in numbers else None
+    # LATEST, not None, stands for "the latest": a selectbox shows a None value as no choice at all.
+    st.session_state["dataset-version"] = choice.version if choice.version in numbers else LATEST
     st.selectbox(
         "Version",
-        options,
-        format_func=lambda v: f"latest (version {numbers[-1]})" if v is None else f"version {v}",
+        [LATEST, *reversed(numbers)],
+        format_func=lambda v: f"latest (version {numbers[-1]})" if v == LATEST else f"version {v}",
         key="dataset-version",
-        on_change=lambda: use_version(choice, st.session_state["dataset-version"]),
+        on_change=lambda: use_version(choice, st.session_state["dataset-version"] or None),
         help="Every saved change makes a new version; the Train page trains on the one chosen here.",
     )
     return choice.version if choice.version in numbers else numbers[-1]
@@ -66,18 +67,32 @@ def add_images_panel(dataset: versions.Dataset, manifest: versions.Manifest, cho
     label = st.selectbox("Class", manifest.classes, key="add-class")
     upload, camera = st.tabs(["Upload images", "Camera"])
     with upload:
-        files = st.file_uploader("Images", type=IMAGE_TYPES, accept_multiple_files=True, key="add-files")
+        files = st.file_uploader(
+            "Images",
+            type=IMAGE_TYPES,
+            accept_multiple_files=True,
+            max_upload_size=settings().max_upload_mb,
+            key="add-files",
+        )
         _add_new(dataset, manifest, choice, label, files or [])
     with camera:
-        shot = st.camera_input("Take photo after photo: each is added as it is taken", key="add-camera")
+        shot = st.camera_input(
+            "Take photo after photo: each is added to the class as it is taken (Clear photo, then take the next)",
+            key="add-camera",
+        )
         _add_new(dataset, manifest, choice, label, [shot] if shot is not None else [])
-    added = st.session_state.get("added")
-    if added is not None and added[0] == str(dataset.folder):
-        _show_added(added[1])
+    if adding_to(dataset):
+        _show_added(st.session_state.added[1])
     shots = st.session_state.get("shots", {}).get(str(dataset.folder), [])
     if shots:
         st.caption("Latest images added")
         thumbnails(dataset.image_path, [p for p, _ in shots[-STRIP:]], [c for _, c in shots[-STRIP:]], columns=STRIP)
+
+
+def adding_to(dataset: versions.Dataset) -> bool:
+    """Whether the images this session added last (or tried to) went to `dataset`."""
+    added = st.session_state.get("added")
+    return added is not None and added[0] == str(dataset.folder)
 
 
 def _add_new(
@@ -122,11 +137,7 @@ def add_to_run_dataset(run: Run, data: bytes, name: str, predicted: str, *, key:
         "Class", classes, index=classes.index(predicted) if predicted in classes else 0, key=f"add-to-class-{key}"
     )
     if right.button("Add", key=f"add-to-{key}", icon=":material/add_photo_alternate:"):
-        added = add_images(dataset, dataset.latest(), [(data, name)], label, added_room_mb(dataset))
-        if added.version is not None:
-            st.success(f"Added as version {added.version} of {dataset.name}.", icon=":material/check:")
-        for reason in added.refused:
-            show_error(ValueError(reason))
+        _show_added(add_images(dataset, dataset.latest(), [(data, name)], label, added_room_mb(dataset)))
     # The run's dataset rather than the session's: the model's classes are its classes, and the
     # latest version keeps the fixes made since the run, so a retraining learns from this image too.
     st.caption(
@@ -138,7 +149,8 @@ def add_to_run_dataset(run: Run, data: bytes, name: str, predicted: str, *, key:
 
 def _show_added(added: Added) -> None:
     if added.version is not None:
-        st.success(f"Added {len(added.paths)} image(s) as version {added.version}.", icon=":material/check:")
+        count = len(added.paths)
+        st.success(f"Added {count} image{'s' * (count > 1)} as version {added.version}.", icon=":material/check:")
     for reason in added.refused:
         show_error(ValueError(reason))
 
@@ -148,10 +160,17 @@ def versions_panel(dataset: versions.Dataset, choice: DatasetChoice) -> None:
     manifests = dataset.manifests()
     st.dataframe(pd.DataFrame([_row(m) for m in reversed(manifests)]), hide_index=True, key="versions-table")
     numbers = [m.version for m in reversed(manifests)]
+    shown = (str(dataset.folder), numbers[0])
+    if st.session_state.get("versions-shown") != shown:
+        # A new version, or another dataset: compare and act on the newest, not on what was picked before.
+        st.session_state.update(
+            {"diff-new": numbers[0], "diff-old": numbers[min(1, len(numbers) - 1)], "version-action": numbers[0]}
+        )
+        st.session_state["versions-shown"] = shown
     if len(numbers) > 1:
         left, right = st.columns(2)
         new = left.selectbox("Compare version", numbers, key="diff-new")
-        old = right.selectbox("with version", numbers, index=min(1, len(numbers) - 1), key="diff-old")
+        old = right.selectbox("with version", numbers, key="diff-old")
         show_diff(dataset, edits.diff(dataset, old, new))
     number = st.selectbox("Version to export or train on", numbers, key="version-action")
     left, right = st.columns(2)

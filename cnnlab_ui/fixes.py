@@ -29,6 +29,7 @@ Fix = Relabel | Exclude | Restore
 Target = tuple[Dataset, int]
 
 THUMBNAIL_SIDE = 96
+ROW_HEIGHT = 56  # the editor's rows: tall enough to tell the images apart
 COLUMNS = ["image", "path", "note", "label", "exclude", "reason"]
 # Per dataset folder (session_state keys): the edits not saved yet, the versions this session saved,
 # the classes named here before any image has them, and a counter that starts every editor afresh.
@@ -82,7 +83,7 @@ def fix_labels(dataset: Dataset, version: int, paths: Sequence[str], captions: S
     pending = pending_of(dataset)
     if pending.edits and pending.parent != version:
         st.info(
-            f"{len(pending.edits)} edit(s) to version {pending.parent} of this dataset are pending: save or undo them "
+            f"{_edits(len(pending.edits))} to version {pending.parent} of this dataset are pending: save or undo them "
             f"(under Pending edits) before fixing version {version}."
         )
         return
@@ -102,6 +103,7 @@ def fix_labels(dataset: Dataset, version: int, paths: Sequence[str], captions: S
         rows,
         key=f"fix-{key}-{_digest(rows['path'])}-{_generation(dataset)}",  # other images: a new editor
         hide_index=True,
+        row_height=ROW_HEIGHT,
         disabled=["image", "path", "note"],
         column_config={
             "image": st.column_config.ImageColumn("image", width="small"),
@@ -116,15 +118,18 @@ def fix_labels(dataset: Dataset, version: int, paths: Sequence[str], captions: S
     with left:
         _new_class_input(dataset, manifest, key)
     if right.button(
-        f"Add {len(changed)} change(s) to the pending edits",
+        f"Add {len(changed)} change{'s' * (len(changed) > 1)} to the pending edits"
+        if changed
+        else "Add changes to the pending edits",
         key=f"stage-{key}",
         disabled=not changed,
         icon=":material/playlist_add:",
+        help="Change a label or tick exclude in the table first" if not changed else None,
     ):
         stage(dataset, version, changed)
         st.rerun()
     if pending.edits:
-        st.caption(f"{len(pending.edits)} edit(s) pending for this dataset, listed under Pending edits.")
+        st.caption(f"{_edits(len(pending.edits))} pending for this dataset, listed under Pending edits.")
 
 
 def pending_edits(dataset: Dataset, *, key: str, about: str = "") -> None:
@@ -135,7 +140,7 @@ def pending_edits(dataset: Dataset, *, key: str, about: str = "") -> None:
     pending = pending_of(dataset)
     if not pending.edits and not saved:
         return
-    st.subheader(f"Pending edits ({len(pending.edits)})")
+    st.subheader(f"Pending edits ({len(pending.edits)})" if pending.edits else "Saved edits")
     if saved:
         manifest = dataset.manifest(saved[-1])
         st.success(f"Saved version {manifest.version} (from version {manifest.parent}): {manifest.change}.")
@@ -273,6 +278,10 @@ def _new_class_input(dataset: Dataset, manifest: Manifest, key: str) -> None:
                 st.session_state.setdefault(_NEW_CLASSES, {}).setdefault(str(dataset.folder), []).append(added)
                 _bump(dataset)
                 st.rerun()
+
+
+def _edits(count: int) -> str:
+    return f"{count} edit{'s' * (count > 1)}"
 
 
 def _new_classes(dataset: Dataset) -> list[str]:

@@ -55,9 +55,14 @@ def _retrain(run: Run, dataset: Dataset, version: int) -> None:
     corrected = working_version(dataset, version)
     if corrected == version:
         return
+    st.caption(
+        f"Retraining trains this run's model with its settings on version {corrected}; the Runs page then "
+        "compares the two runs on the test images they share."
+    )
     if st.button(
         f"Retrain on version {corrected}",
         key="retrain",
+        type="primary",
         disabled=session_busy(),
         icon=":material/model_training:",
         help=f"A new training with this run's model and training settings on version {corrected}, in the background",
@@ -68,7 +73,9 @@ def _retrain(run: Run, dataset: Dataset, version: int) -> None:
             show_error(exc)
         else:
             st.success(f"Training on version {corrected} started.", icon=":material/model_training:")
-            st.page_link("pages/train.py", label="Watch it on the Train page", icon=":material/monitoring:")
+            left, right = st.columns(2)
+            left.page_link("pages/train.py", label="Watch it on the Train page", icon=":material/monitoring:")
+            right.page_link("pages/runs.py", label="Compare the runs once it ends", icon=":material/compare:")
 
 
 @st.cache_data(show_spinner="Looking for likely label errors in the validation and test images...", max_entries=8)

@@ -94,7 +94,9 @@ def describe_run(run: Run) -> str:
     accuracy = run.record.metrics.test_accuracy
     score = f", test acc {accuracy:.1%}" if accuracy is not None else ""
     tag = " (demo)" if run.is_demo else " (team)" if run.is_team_copy else ""
-    return f"{run.name}{tag} [{run.status}{score}]"
+    version = run.record.dataset.version
+    data = f", data v{version}" if version is not None else ""  # runs before and after a fix tell apart
+    return f"{run.name}{tag} [{run.status}{score}{data}]"
 
 
 RUN_COLUMNS = {

@@ -17,6 +17,7 @@ from cnnlab.server import hosting
 from cnnlab.settings import check_data_folder, check_upload_size
 from cnnlab_ui.dataset_panels import (
     add_images_panel,
+    adding_to,
     new_dataset_form,
     own_datasets_picker,
     version_picker,
@@ -46,7 +47,8 @@ def choose(path: str, label: str) -> None:
 
 sources = ["Built-in sample", "Upload a zip", "Download a dataset", "New dataset", "Your datasets"]
 sources += ["Server folder"] if config.data_roots else []
-source = st.radio("Dataset source", sources, horizontal=True, key="dataset-source")
+# Kept across pages, so that coming back shows where the dataset came from.
+source = st.radio("Dataset source", sources, horizontal=True, key="dataset-source", persist_state="session")
 
 try:
     if source == "Built-in sample":
@@ -109,7 +111,9 @@ try:
         if (picked := own_datasets_picker()) is not None:
             choose(picked.path, picked.label)
     else:
-        typed = st.text_input("Folder on the server", placeholder=str(config.data_roots[0]))
+        typed = st.text_input(
+            "Folder on the server", placeholder=str(config.data_roots[0]), key="server-folder", persist_state="session"
+        )
         if typed and st.button("Use this folder"):
             choose(str(check_data_folder(typed, config)), f"Folder: {typed}")
 except ValueError as exc:
@@ -130,7 +134,8 @@ except ValueError as exc:
 
 st.subheader(chosen.label)
 number = version_picker(versioned, chosen)
-with st.expander("Add images", expanded=not manifest.included):
+# Open for a dataset with no images yet, and kept open while images are being added (photo after photo).
+with st.expander("Add images", expanded=not manifest.included or adding_to(versioned)):
     add_images_panel(versioned, manifest, chosen)
 
 

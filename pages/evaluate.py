@@ -55,7 +55,11 @@ cols[1].metric("Balanced accuracy", f"{evaluation.balanced_accuracy:.1%}", help=
 cols[2].metric("Macro F1", f"{evaluation.macro_f1:.1%}", help="mean F1 over the classes")
 cols[3].metric("Test loss", f"{evaluation.loss:.4f}")
 cols[4].metric("Test images", len(evaluation.predictions))
-cols[5].metric("ROC AUC", f"{evaluation.roc_auc:.3f}" if evaluation.roc_auc is not None else "n/a (multi-class)")
+cols[5].metric(
+    "ROC AUC",
+    f"{evaluation.roc_auc:.3f}" if evaluation.roc_auc is not None else "n/a",
+    help=None if evaluation.roc_auc is not None else "ROC AUC is shown for two classes only",
+)
 
 figure = charts.confusion_figure(evaluation.confusion, list(evaluation.class_names))
 # A large matrix takes the full width, its tables go below it; a small one has them beside it.

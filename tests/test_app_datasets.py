@@ -85,13 +85,13 @@ def test_a_dataset_made_from_class_names_grows_by_upload_and_camera_shot_by_shot
     assert [e.value for e in at.error] == [
         "'bad.png' is not an image and cannot be read; replace it with a valid JPEG or PNG. Received: file='bad.png'"
     ]
-    assert at.success[0].value == "Added 2 image(s) as version 2."
+    assert at.success[0].value == "Added 2 images as version 2."
     assert "cats 2, dogs 0" in at.info[0].value
 
     at.selectbox(key="add-class").set_value("dogs").run()
     for shot in range(3):  # photo after photo into the chosen class, each saved as it is taken
         shoot(at, photo(10 + shot))
-        assert at.success[0].value == f"Added 1 image(s) as version {3 + shot}."
+        assert at.success[0].value == f"Added 1 image as version {3 + shot}."
         assert metrics(at)["Images"] == str(3 + shot) and metrics(at)["Classes"] == "2"
         strip = [caption for image in at.image for caption in image.captions][: 3 + shot]
         assert strip == ["cats", "cats"] + ["dogs"] * (shot + 1)  # the latest images added, before the grid
@@ -122,7 +122,7 @@ def test_a_folders_versions_are_listed_compared_exported_and_one_is_picked_for_t
     at = open_page(app, "pages/data.py")
     assert metrics(at)["Images"] == "8" and metrics(at)["Train / val / test"] == "4/2/2"
     upload(at, "dogs", [("new.png", photo(5, "PNG"))])  # version 2, kept beside the folder, not in it
-    assert at.success[0].value == "Added 1 image(s) as version 2." and metrics(at)["Images"] == "9"
+    assert at.success[0].value == "Added 1 image as version 2." and metrics(at)["Images"] == "9"
     dataset = versions.open_dataset(root, datasets_folder(at))
     edits.save_version(
         dataset, [edits.Relabel("cats/cats_000.png", "dogs"), edits.Exclude("dogs/dogs_001.png", "blurry")]
@@ -174,7 +174,7 @@ def test_a_hosted_visitors_added_images_count_against_their_budget(hosted, monke
     at = make_dataset(at, "noise", "a, b")
     big = [photo(seed, "PNG", size=(500, 500)) for seed in range(4)]  # about 0.65 MB each: noisy pixels
     upload(at, "a", [("one.png", big[0]), ("two.png", big[1])])
-    assert at.success[0].value == "Added 2 image(s) as version 2." and not at.error, [e.value for e in at.error]
+    assert at.success[0].value == "Added 2 images as version 2." and not at.error, [e.value for e in at.error]
     assert re.search(r"datasets 1\.\d MB\)\.$", at.get("progress")[0].proto.text)
 
     upload(at, "b", [("three.png", big[2]), ("four.png", big[3])])
@@ -246,7 +246,7 @@ def test_a_predict_page_photo_is_added_to_the_runs_dataset_under_a_chosen_class(
     at.selectbox(key="add-to-class-0").set_value("owls").run()
     at.button(key="add-to-0").click().run()
     assert not at.exception and not at.error, [e.value for e in [*at.exception, *at.error]]
-    assert at.success[0].value == "Added as version 2 of data."
+    assert at.success[0].value == "Added 1 image as version 2."
     assert "after its latest version (2)" in at.caption[-1].value
     dataset = versions.open_dataset(root, tmp_path / "datasets")
     assert dataset.manifest(2).counts == {**dataset.manifest(1).counts, "owls": 21}

@@ -95,7 +95,7 @@ def change_rows(at: AppTest, gallery: str, changes: dict[str, dict]) -> AppTest:
     }
     check(at.run())
     stage = at.button(key=f"stage-{gallery}")
-    assert stage.label == f"Add {len(changes)} change(s) to the pending edits"
+    assert stage.label == f"Add {len(changes)} change{'s' * (len(changes) > 1)} to the pending edits"
     return check(stage.click().run())
 
 

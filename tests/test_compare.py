@@ -197,9 +197,17 @@ def test_the_runs_page_compares_two_runs_on_their_shared_test_images(relabelled,
     assert [b["x"] for b in bars] == [relabelled["after"].class_names] * 2
     table = next(d.value for d in at.dataframe if "recall_before" in d.value)
     pd.testing.assert_frame_equal(table, expected.per_class, check_dtype=False)
+    # The relabelled shared images (old label → new), then those that flipped each way, with both predictions.
     captions = [c for image in at.image for c in image.captions]
-    flipped = pd.concat([expected.fixed, expected.broken])
-    assert captions == [f"{r.label}: {r.predicted_before} → {r.predicted_after}" for r in flipped.itertuples()]
+    images = expected.images
+    changed = images[images["label"] != images["label_before"]]
+    assert len(changed) == expected.num_relabelled > 0
+    shown = pd.concat([changed, expected.fixed, expected.broken])
+    assert captions == [
+        f"{f'{r.label_before} → ' if r.label_before != r.label else ''}{r.label} · predicted {r.predicted_before}, "
+        f"then {r.predicted_after}"
+        for r in shown.itertuples()
+    ]
 
     # The same run on both sides is a message, not a comparison.
     at.selectbox(key="shared-before").set_value(relabelled["after"].id).run()

@@ -125,14 +125,14 @@ def page(server: StreamlitServer, chromium: str) -> Iterator[Page]:
 class Steps:
     """Numbered steps: each ends with a check for Streamlit exceptions and a full-page screenshot."""
 
-    def __init__(self, page: Page) -> None:
-        self.page, self.number = page, 0
+    def __init__(self, page: Page, output_dir: Path = OUTPUT_DIR) -> None:
+        self.page, self.number, self.output_dir = page, 0, output_dir
         self.seconds: dict[str, float] = {}
 
     @contextmanager
     def __call__(self, name: str) -> Iterator[None]:
         self.number += 1
-        shot = OUTPUT_DIR / f"{self.number:02d}-{name}.png"
+        shot = self.output_dir / f"{self.number:02d}-{name}.png"
         started = time.monotonic()
         try:
             yield
