@@ -234,7 +234,7 @@ def test_fix_two_labels_retrain_and_compare(
     before_right = sum(labels[p] == q for p, q in zip(predicted["path"], predicted["predicted_label"], strict=True))
     body = page.locator("body").inner_text()
     assert f"{len(tests)} test images both runs held out" in body
-    assert "2 of them are labelled otherwise in the older run's data" in body
+    assert "2 of them are labelled otherwise in 'pets' version 1" in body  # the older run's version, named
     assert metric(page, "Shared test images") == str(len(tests))
     assert metric(page, "Accuracy before") == f"{before_right / len(tests):.1%}"
     assert metric(page, "Accuracy after") == f"{after_run.record.metrics.test_accuracy:.1%}"
