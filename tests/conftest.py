@@ -75,6 +75,20 @@ def app_cache(tmp_path_factory):
 
 
 @pytest.fixture
+def app(app_cache, isolated_dirs, monkeypatch):
+    """A fresh session of the whole app (navigation included) with an empty run store and datasets
+    folder (beside the models folder)."""
+    import streamlit as st
+
+    from helpers import start_app
+
+    monkeypatch.setenv("CNNLAB_CACHE_DIR", str(app_cache))
+    monkeypatch.setenv("CNNLAB_MODELS_DIR", str(isolated_dirs[1]))
+    st.cache_resource.clear()  # the settings an earlier test's "person" left on this server
+    return start_app()
+
+
+@pytest.fixture
 def make_dataset(tmp_path):
     """Factory: `make_dataset(classes=..., per_class=..., size=...)` writes a dataset under tmp_path."""
     counter = iter(range(1000))

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import streamlit as st
 from e2e_server import free_port
 from PIL import Image
 from streamlit.testing.v1 import AppTest
@@ -46,15 +45,6 @@ PAGES = [
     "pages/runs.py",
     "pages/sweep.py",
 ]
-
-
-@pytest.fixture
-def app(app_cache, isolated_dirs, monkeypatch):
-    """A fresh session of the whole app (navigation included) with an empty run store."""
-    monkeypatch.setenv("CNNLAB_CACHE_DIR", str(app_cache))
-    monkeypatch.setenv("CNNLAB_MODELS_DIR", str(isolated_dirs[1]))
-    st.cache_resource.clear()  # the settings an earlier test's "person" left on this server
-    return start_app()
 
 
 def test_the_home_page_renders_without_importing_tensorflow(app_cache, tmp_path):

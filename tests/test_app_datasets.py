@@ -21,15 +21,6 @@ from helpers import class_image, image_bytes, open_page, start_app, tiny_sweep, 
 
 
 @pytest.fixture
-def app(app_cache, isolated_dirs, monkeypatch):
-    """A fresh session of the whole app with an empty run store and datasets folder (beside the models folder)."""
-    monkeypatch.setenv("CNNLAB_CACHE_DIR", str(app_cache))
-    monkeypatch.setenv("CNNLAB_MODELS_DIR", str(isolated_dirs[1]))
-    st.cache_resource.clear()  # the settings an earlier test's "person" left on this server
-    return start_app()
-
-
-@pytest.fixture
 def hosted(app, monkeypatch):
     """Hosted mode on: each new session is a visitor of their own."""
     monkeypatch.setenv("CNNLAB_HOSTED", "1")
