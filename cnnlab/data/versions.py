@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from cnnlab.common.checks import short_repr
-from cnnlab.common.files import temporary_path
+from cnnlab.common.files import temporary_path, write_json
 from cnnlab.data.scanning import ADDED, DatasetReport, SkippedFile, build_report, known_unreadable, scan, without
 from cnnlab.data.splits import check_fractions, split
 
@@ -213,8 +213,10 @@ def open_dataset(
         root = report.root
         digest = hashlib.sha256(str(root).encode()).hexdigest()[:8]
         dataset = Dataset(Path(datasets) / f"{_slug(root.name)}-{digest}", root.name, root)
-        dataset.folder.mkdir(parents=True, exist_ok=True)
-        (dataset.folder / SOURCE_FILE).write_text(json.dumps({"source": str(root)}), encoding="utf-8")
+        source_file = dataset.folder / SOURCE_FILE
+        if not source_file.is_file():  # written once, whole: `list_datasets` may be reading it
+            dataset.folder.mkdir(parents=True, exist_ok=True)
+            write_json(source_file, {"source": str(root)})
         _follow_folder(dataset, report, validation_split, test_split, seed)
         return dataset
     raise ValueError(
