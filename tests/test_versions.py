@@ -42,6 +42,23 @@ def test_version_1_is_the_folder_split_as_a_training_splits_it(folder: Path, tmp
     assert again.latest() == 1 and again.manifest() == manifest
 
 
+def test_two_programs_opening_a_folder_at_once_share_its_version_instead_of_failing(
+    folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The loser of the race read "no version yet" just before the winner saved version 1.
+    winner = versions.open_dataset(folder, tmp_path / "datasets")
+    real_latest = versions.Dataset.latest
+    stale = [0]
+    monkeypatch.setattr(versions.Dataset, "latest", lambda self: stale.pop() if stale else real_latest(self))
+    loser = versions.open_dataset(folder, tmp_path / "datasets")
+    assert loser.version_numbers() == [1] and loser.manifest() == winner.manifest()
+    # Had the folder changed in between, the loser records the change as the next version.
+    (folder / "cats" / "extra.png").write_bytes(new_png(5, CLASS_COLORS["cats"]))
+    stale.append(0)
+    changed = versions.open_dataset(folder, tmp_path / "datasets")
+    assert changed.version_numbers() == [1, 2] and changed.manifest().parent == 1
+
+
 def test_edits_make_a_new_version_and_leave_files_and_older_versions_alone(folder: Path, tmp_path: Path) -> None:
     dataset = versions.open_dataset(folder, tmp_path / "datasets")
     user_files = tree_hashes(folder)

@@ -313,6 +313,16 @@ def version_data(dataset: Dataset, version: int | None = None, *, cache: Path | 
 def write_manifest(dataset: Dataset, manifest: Manifest) -> Manifest:
     """Save a new version; its file is written whole and never replaced (another writer's version of
     the same number wins, and this one is a ValueError to try again on the newer version)."""
+    if not _publish(dataset, manifest):
+        raise ValueError(
+            f"Version {manifest.version} of dataset '{dataset.name}' was saved meanwhile by someone else; "
+            f"reload it and make your edits again. Received: version={manifest.version}"
+        )
+    return manifest
+
+
+def _publish(dataset: Dataset, manifest: Manifest) -> bool:
+    """Write a version's file whole, unless that version exists already (then False)."""
     path = manifest_path(dataset, manifest.version)
     path.parent.mkdir(parents=True, exist_ok=True)
     with temporary_path(path) as tmp:
@@ -324,11 +334,8 @@ def write_manifest(dataset: Dataset, manifest: Manifest) -> Manifest:
         try:
             os.link(tmp, path)  # fails when the version exists: a saved version is never overwritten
         except FileExistsError:
-            raise ValueError(
-                f"Version {manifest.version} of dataset '{dataset.name}' was saved meanwhile by someone else; "
-                f"reload it and make your edits again. Received: version={manifest.version}"
-            ) from None
-    return manifest
+            return False
+    return True
 
 
 def _manifest_text(manifest: Manifest) -> str:
@@ -364,26 +371,39 @@ def hash_part(sha256: str, validation_split: float, test_split: float) -> str:
 def _follow_folder(
     dataset: Dataset, report: DatasetReport, validation_split: float, test_split: float, seed: int
 ) -> None:
-    """Make version 1 of a class folder (scanned as `report`), or a new version when it changed since the latest."""
-    latest = dataset.latest()
-    if latest == 0:
-        check_fractions(validation_split, test_split)
-        parts = split(report.labels, validation_split, test_split, seed)
-        part_of = {int(i): part for part, indices in parts.items() for i in indices}
-        entries = tuple(
-            _entry(dataset, rel, report.class_names[label], part_of[i])
-            for i, (rel, label) in enumerate(zip(report.files, report.labels, strict=True))
-        )
-        manifest = Manifest(1, None, timestamp(), "the class folder as it was", _classes(report), entries,
-                            validation_split, test_split, seed, report.fingerprint)  # fmt: skip
-        write_manifest(dataset, manifest)
-        return
-    parent = dataset.manifest(latest)
-    if parent.source_fingerprint != report.fingerprint:
-        _save_folder_change(dataset, parent, report)
+    """Make version 1 of a class folder (scanned as `report`), or a new version when it changed since the latest.
+
+    Two programs opening one folder at once (two sweep workers) race to record it; the loser finds
+    the winner's version and takes it when it records the same folder state, so neither fails.
+    """
+    while True:
+        latest = dataset.latest()
+        if latest and dataset.manifest(latest).source_fingerprint == report.fingerprint:
+            return
+        manifest = _folder_manifest(dataset, report, latest, validation_split, test_split, seed)
+        if _publish(dataset, manifest):
+            return
 
 
-def _save_folder_change(dataset: Dataset, parent: Manifest, report: DatasetReport) -> None:
+def _folder_manifest(
+    dataset: Dataset, report: DatasetReport, latest: int, validation_split: float, test_split: float, seed: int
+) -> Manifest:
+    """The version recording the class folder as scanned: version 1 split with the fractions and seed
+    given, or the version after `latest`."""
+    if latest:
+        return _folder_change(dataset, dataset.manifest(latest), report)
+    check_fractions(validation_split, test_split)
+    parts = split(report.labels, validation_split, test_split, seed)
+    part_of = {int(i): part for part, indices in parts.items() for i in indices}
+    entries = tuple(
+        _entry(dataset, rel, report.class_names[label], part_of[i])
+        for i, (rel, label) in enumerate(zip(report.files, report.labels, strict=True))
+    )
+    return Manifest(1, None, timestamp(), "the class folder as it was", _classes(report), entries,
+                    validation_split, test_split, seed, report.fingerprint)  # fmt: skip
+
+
+def _folder_change(dataset: Dataset, parent: Manifest, report: DatasetReport) -> Manifest:
     """The next version after the class folder changed: new files added (split by hash), gone ones
     dropped, and the edits of files still there (same content) kept."""
     previous = {e.path: e for e in parent.entries}
@@ -401,10 +421,9 @@ def _save_folder_change(dataset: Dataset, parent: Manifest, report: DatasetRepor
     entries += kept_added
     change = f"the class folder changed: {added} added, {changed} changed, {removed} removed"
     classes = tuple(sorted({*parent.classes, *_classes(report)}))
-    manifest = Manifest(parent.version + 1, parent.version, timestamp(), change, classes,
-                        tuple(sorted(entries, key=lambda e: e.path)), parent.validation_split,
-                        parent.test_split, parent.seed, report.fingerprint)  # fmt: skip
-    write_manifest(dataset, manifest)
+    return Manifest(parent.version + 1, parent.version, timestamp(), change, classes,
+                    tuple(sorted(entries, key=lambda e: e.path)), parent.validation_split,
+                    parent.test_split, parent.seed, report.fingerprint)  # fmt: skip
 
 
 def _entry(dataset: Dataset, rel: str, label: str, part: str, old: Entry | None = None) -> Entry:
