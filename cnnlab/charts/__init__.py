@@ -21,6 +21,7 @@ if TYPE_CHECKING:  # what type checkers and readers see; at run time each name i
         training_curves_figure,
     )
     from cnnlab.charts.dataset import class_counts_figure, image_sizes_figure
+    from cnnlab.charts.embedding import COLOR_BY, embedding_figure
     from cnnlab.charts.evaluation import FIXED_SIZE_CLASSES, confusion_figure, probabilities_figure
     from cnnlab.charts.inspection import channel_figure, feature_maps_figure, filters_figure, kernels_figure
     from cnnlab.charts.style import PALETTE, TEMPLATE
@@ -28,6 +29,7 @@ if TYPE_CHECKING:  # what type checkers and readers see; at run time each name i
 
 __all__ = [
     "ACCURACY_AXIS",
+    "COLOR_BY",
     "DIRECTIONS",
     "FIXED_SIZE_CLASSES",
     "HISTORY_METRICS",
@@ -38,6 +40,7 @@ __all__ = [
     "class_counts_figure",
     "compare_figure",
     "confusion_figure",
+    "embedding_figure",
     "feature_maps_figure",
     "filters_figure",
     "fine_tune_start",
@@ -70,6 +73,8 @@ __getattr__, __dir__ = lazy_exports(
         "recall_change_figure": "comparison",
         "class_counts_figure": "dataset",
         "image_sizes_figure": "dataset",
+        "COLOR_BY": "embedding",
+        "embedding_figure": "embedding",
         "FIXED_SIZE_CLASSES": "evaluation",
         "confusion_figure": "evaluation",
         "probabilities_figure": "evaluation",

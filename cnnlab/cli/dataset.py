@@ -11,7 +11,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cnnlab.cli import dataset_edits
+from cnnlab.cli import dataset_edits, dataset_outliers
 from cnnlab.cli.dataset_edits import add_dataset_argument, describe, open_versioned
 from cnnlab.cli.options import Command, Parser, version_number
 from cnnlab.cli.progress import say
@@ -174,6 +174,7 @@ SUBCOMMANDS = (
     Command("diff", "what changed between two versions of a dataset", _diff_arguments, diff),
     Command("export", "write a version as a zip of class folders", _export_arguments, export),
     Command("list", "list the datasets in the datasets folder (CNNLAB_DATASETS_DIR)", lambda parser: None, list_),
+    dataset_outliers.COMMAND,
 )
 
 
@@ -190,7 +191,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             help="print one JSON object as the last line of output",
         )
         command.add_arguments(p)
-        p.set_defaults(action=command.run)
+        # `tensorflow`: the dispatcher imports it quietly first, as for a top-level command that needs it.
+        p.set_defaults(action=command.run, tensorflow=command.tensorflow)
 
 
 def run(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:

@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = _parse(argv)
         settings = load_settings()
-        if args.command in TENSORFLOW_COMMANDS:
+        if args.command in TENSORFLOW_COMMANDS or getattr(args, "tensorflow", False):  # or a sub-command needs it
             _import_tensorflow_quietly()
         result = COMMANDS[args.command].run(args, settings)
     except ValueError as exc:
