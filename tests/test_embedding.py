@@ -301,3 +301,20 @@ def test_the_embedding_modules_import_no_tensorflow():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_a_damaged_model_is_one_line_on_stderr_even_after_tensorflow_loads(copied, tmp_path):
+    """`dataset outliers` imports TensorFlow quietly first, as the top-level commands that need it do."""
+    run, cache = copied
+    run.model_path.write_bytes(b"not a model")
+    env = {**os.environ, "CNNLAB_MODELS_DIR": str(run.path.parent), "CNNLAB_CACHE_DIR": str(cache)}
+    done = subprocess.run(
+        [sys.executable, "-m", "cnnlab", "dataset", "outliers", run.id],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.startswith("error: ") and done.stderr.count("\n") == 1, done.stderr
+    assert "unreadable" in done.stderr
