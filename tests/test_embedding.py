@@ -139,6 +139,19 @@ def test_a_second_call_reads_the_run_folder_and_runs_no_model(copied):
     assert not np.array_equal(third.features[row], first.features[row])
 
 
+def test_the_demo_runs_embedding_is_kept_in_the_cache_not_in_its_folder(copied):
+    run, cache = copied
+    demo = RunStore(run.path.parent / "elsewhere", demo=run.path).get(str(run.path))
+    assert demo.is_demo
+    before = sorted(p.name for p in run.path.iterdir())
+    first = run_embedding(demo, cache=cache)
+    assert sorted(p.name for p in run.path.iterdir()) == before
+    assert [p.name for p in (cache / "embeddings").iterdir()] == [f"{demo.id}.npz"]
+    calls = []
+    second = run_embedding(demo, cache=cache, progress=lambda done, total: calls.append(done))
+    assert calls == [] and second.paths == first.paths
+
+
 def test_a_run_without_a_model_file_is_one_line(copied):
     run, cache = copied
     run.model_path.unlink()
