@@ -31,7 +31,7 @@ from PIL import Image
 from cnnlab.common.files import atomic_write
 from cnnlab.data import images
 from cnnlab.data.edits import Exclude
-from cnnlab.data.prepared import _parallel_map
+from cnnlab.data.prepared import parallel_map
 from cnnlab.data.scanning import or_reason
 from cnnlab.data.versions import Dataset, Entry, file_changed
 
@@ -206,11 +206,12 @@ def _hashed(
     made = np.zeros(len(missing), dtype=_ROW)
     made["sha"] = missing
     small = np.zeros((len(missing), HASH_SIDE, HASH_SIDE, 3), dtype=np.uint8)
-    for i, (array, _reason) in enumerate(_parallel_map(_thumbnail, [file_of[sha] for sha in missing])):
+    for i, (array, _reason) in enumerate(parallel_map(_thumbnail, [file_of[sha] for sha in missing])):
         if array is not None:
             small[i], made["ok"][i] = array, True
-    made["hash"] = _perceptual_hashes(small @ _YCBCR[0])
-    made["thumb"] = small.reshape(len(missing), THUMB_SIDE, 2, THUMB_SIDE, 2, 3).mean(axis=(2, 4)).round()
+    made["hash"] = _perceptual_hashes(np.einsum("nyxc,c->nyx", small, _YCBCR[0]))
+    quads = small.astype(np.uint16)  # each thumbnail pixel is the mean of 2x2 of the hash's, rounded
+    made["thumb"] = (quads[:, ::2, ::2] + quads[:, 1::2, ::2] + quads[:, ::2, 1::2] + quads[:, 1::2, 1::2] + 2) // 4
     if cache is not None:
         _store_rows(cache, made)
     rows.update(zip(missing, made, strict=True))
@@ -284,14 +285,18 @@ class _Colours:
     @classmethod
     def of(cls, thumbs: np.ndarray) -> _Colours:
         """The colours of RGB thumbnails (N, side, side, 3)."""
-        ycbcr = thumbs.reshape(len(thumbs), -1, 3) @ _YCBCR.T
-        ycbcr -= ycbcr.mean(axis=1, keepdims=True)
-        luma, chroma = ycbcr[..., 0], ycbcr[..., 1] + 1j * ycbcr[..., 2]
-        luma_energy, chroma_energy = np.square(luma).sum(axis=1), np.square(np.abs(chroma)).sum(axis=1)
+        count = len(thumbs)
+        # One (pixels x 3) @ (3 x 3) product, then each channel as a contiguous (N, pixels) array.
+        ycbcr = (thumbs.reshape(-1, 3).astype(np.float32) @ _YCBCR.T).reshape(count, -1, 3).transpose(2, 0, 1)
+        luma, blue, red = (channel - channel.mean(axis=1, keepdims=True) for channel in ycbcr)
+        chroma = np.empty(luma.shape, dtype=np.complex64)
+        chroma.real, chroma.imag = blue, red
+        luma_energy = np.einsum("pn,pn->p", luma, luma)
+        chroma_energy = np.einsum("pn,pn->p", blue, blue) + np.einsum("pn,pn->p", red, red)
         weak = MIN_CONTRAST**2 * luma.shape[1]
         return cls(
             luma / np.sqrt(np.maximum(luma_energy, 1e-6))[:, None],
-            (chroma / np.sqrt(np.maximum(chroma_energy, 1e-6))[:, None]).astype(np.complex64),
+            chroma / np.sqrt(np.maximum(chroma_energy, 1e-6))[:, None],
             luma_energy / np.maximum(luma_energy + chroma_energy, 1e-6),
             chroma_energy < weak,
             luma_energy + chroma_energy < weak,
