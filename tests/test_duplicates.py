@@ -65,7 +65,7 @@ def test_planted_copies_of_every_kind_are_found_and_distinct_pictures_never_join
     groups = group_of(report)
     found = [original in groups and groups[original] is groups.get(copy) for original, copy in planted]
     assert sum(found) / len(planted) >= 0.95, [pair for pair, hit in zip(planted, found, strict=True) if not hit]
-    picture = dict((copy, original) for original, copy in planted)
+    picture = {copy: original for original, copy in planted}
     for group in report.groups:  # precision: every group is one picture and its copies
         assert len({picture.get(path, path) for path in group.paths}) == 1, group.paths
     assert report.num_images == len(manifest.included) == len(CLASSES) * PER_CLASS + len(planted)
