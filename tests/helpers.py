@@ -59,6 +59,61 @@ def class_image(color: tuple[int, int, int], rng: np.random.Generator, size=(32,
     return np.clip(np.asarray(color) + noise, 0, 255).astype(np.uint8)
 
 
+def scene_image(rng: np.random.Generator, size=(64, 64)) -> np.ndarray:
+    """A photo-like picture: a random gradient behind a few large random shapes with soft edges (as a
+    photo's are once shrunk), shaded by a smooth random texture and lightly noisy, so that two of
+    them are as different as two photos are."""
+    from PIL import ImageDraw, ImageFilter
+
+    height, width = size
+    ys, xs = np.mgrid[0:height, 0:width] / max(height, width)
+    start, end = rng.integers(0, 256, (2, 3))
+    angle = rng.uniform(0, 2 * np.pi)
+    ramp = np.clip(np.cos(angle) * xs + np.sin(angle) * ys, 0, 1)[..., None]
+    img = Image.fromarray((start + (end - start) * ramp).astype(np.uint8))
+    draw = ImageDraw.Draw(img)
+    for _ in range(int(rng.integers(3, 7))):
+        w, h = (rng.uniform(0.2, 0.6, 2) * (width, height)).astype(int)
+        x0, y0 = int(rng.integers(-w // 2, width - w // 2)), int(rng.integers(-h // 2, height - h // 2))
+        color = tuple(int(c) for c in rng.integers(0, 256, 3))
+        (draw.ellipse if rng.random() < 0.5 else draw.rectangle)((x0, y0, x0 + w, y0 + h), fill=color)
+    img = img.filter(ImageFilter.GaussianBlur(max(width, height) / 64))
+    coarse = rng.integers(98, 159, (max(2, height // 8), max(2, width // 8), 3), dtype=np.uint8)
+    texture = np.asarray(Image.fromarray(coarse).resize((width, height), Image.Resampling.BICUBIC), dtype=np.int16)
+    noise = rng.integers(-6, 7, (height, width, 3))
+    return np.clip(np.asarray(img, dtype=np.int16) + texture - 128 + noise, 0, 255).astype(np.uint8)
+
+
+# The ways `altered_copy` makes a near-duplicate, besides "exact" (the same file's bytes).
+NEAR_KINDS = ("reencoded", "resized", "cropped", "recoloured")
+
+
+def altered_copy(array: np.ndarray, kind: str) -> tuple[bytes, str]:
+    """A duplicate of the picture `array` (its file's bytes and suffix): "exact" (the same PNG bytes),
+    "reencoded" (JPEG at quality 70), "resized" (to 0.7 times its sides), "cropped" (5% off its left
+    and bottom edges) or "recoloured" (brighter, less contrast, hue turned by 15 degrees)."""
+    from PIL import ImageEnhance
+
+    img = Image.fromarray(array)
+    width, height = img.size
+    if kind == "exact":
+        return image_bytes(array), ".png"
+    if kind == "reencoded":
+        return image_bytes(array, "JPEG", quality=70), ".jpg"
+    if kind == "resized":
+        img = img.resize((round(width * 0.7), round(height * 0.7)), Image.Resampling.BILINEAR)
+    elif kind == "cropped":
+        img = img.crop((round(width * 0.05), 0, width, round(height * 0.95)))
+    elif kind == "recoloured":
+        hsv = np.asarray(img.convert("HSV")).copy()
+        hsv[..., 0] = (hsv[..., 0].astype(np.int16) + 11) % 256  # 15 of 360 degrees
+        img = ImageEnhance.Contrast(Image.fromarray(hsv, "HSV").convert("RGB")).enhance(0.85)
+        img = ImageEnhance.Brightness(img).enhance(1.15)
+    else:
+        raise ValueError(f"unknown kind {kind!r}")
+    return image_bytes(np.asarray(img)), ".png"
+
+
 def write_dataset(
     root: Path,
     classes=("cats", "dogs", "owls"),

@@ -1,5 +1,6 @@
 """`dataset SUBCOMMAND`: make datasets, look at their versions, and export them; the edits that make
-a new version (`add`, `relabel`, `exclude`, `restore`) are in `cnnlab.cli.dataset_edits`.
+a new version (`add`, `relabel`, `exclude`, `restore`) are in `cnnlab.cli.dataset_edits`, and
+`duplicates` in `cnnlab.cli.dataset_duplicates`.
 
 DATASET is a class folder (its versions are kept in the datasets folder, never in it; version 1 is
 made on first use) or the name of a dataset made with `dataset new`.
@@ -11,7 +12,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cnnlab.cli import dataset_edits, dataset_outliers
+from cnnlab.cli import dataset_duplicates, dataset_edits, dataset_outliers
 from cnnlab.cli.dataset_edits import add_dataset_argument, describe, open_versioned
 from cnnlab.cli.options import Command, Parser, version_number
 from cnnlab.cli.progress import say
@@ -172,6 +173,7 @@ SUBCOMMANDS = (
         "versions", "list a dataset's versions: parent, date, counts and change log", add_dataset_argument, versions
     ),
     Command("diff", "what changed between two versions of a dataset", _diff_arguments, diff),
+    dataset_duplicates.COMMAND,
     Command("export", "write a version as a zip of class folders", _export_arguments, export),
     Command("list", "list the datasets in the datasets folder (CNNLAB_DATASETS_DIR)", lambda parser: None, list_),
     dataset_outliers.COMMAND,

@@ -1,12 +1,14 @@
 """Datasets: a folder of class sub-folders scanned, split and decoded once into a cache, fed to Keras;
-plus single images, zip uploads, the built-in sample, downloadable datasets and class imbalance."""
+plus single images, zip uploads, the built-in sample, downloadable datasets, class imbalance, and
+duplicates and train/test leakage."""
 
 from typing import TYPE_CHECKING
 
 from cnnlab.common.exports import lazy_exports
 
 if TYPE_CHECKING:  # what type checkers and readers see; at run time each name is imported on first use
-    from cnnlab.data import archive, catalog, edits, images, imbalance, prepcache, sample, versions
+    from cnnlab.data import archive, catalog, duplicates, edits, images, imbalance, prepcache, sample, versions
+    from cnnlab.data.duplicates import DuplicateGroup, DuplicateReport, find_duplicates
     from cnnlab.data.pipeline import epoch_order, make_dataset
     from cnnlab.data.prepared import (
         PreparedData,
@@ -22,14 +24,18 @@ if TYPE_CHECKING:  # what type checkers and readers see; at run time each name i
 __all__ = [
     "CACHE_VERSION",
     "DatasetReport",
+    "DuplicateGroup",
+    "DuplicateReport",
     "HEADER_BYTES",
     "PreparedData",
     "SkippedFile",
     "archive",
     "catalog",
+    "duplicates",
     "edits",
     "check_fractions",
     "epoch_order",
+    "find_duplicates",
     "forget_prepared",
     "images",
     "imbalance",
@@ -49,6 +55,9 @@ __all__ = [
 __getattr__, __dir__ = lazy_exports(
     __name__,
     {
+        "DuplicateGroup": "duplicates",
+        "DuplicateReport": "duplicates",
+        "find_duplicates": "duplicates",
         "epoch_order": "pipeline",
         "make_dataset": "pipeline",
         "PreparedData": "prepared",

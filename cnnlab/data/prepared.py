@@ -182,7 +182,7 @@ def _decode_all(
         for rel, row in zip(report.files, copied, strict=True)
         if row is None
     ]
-    decoded = iter(_parallel_map(_decode_one, jobs))
+    decoded = iter(parallel_map(_decode_one, jobs))
     rows = ((donor.images[row], None) if donor is not None and row is not None else next(decoded) for row in copied)
     path = prepared_path(report.fingerprint, image_size, color_mode, resize_mode, cache=cache)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -248,7 +248,7 @@ def _write_rows(
     return out[:count], failed
 
 
-def _parallel_map(fn: Callable, jobs: list, workers: int | None = None) -> Iterable:
+def parallel_map(fn: Callable, jobs: list, workers: int | None = None) -> Iterable:
     """Map over worker threads, in order, lazily; inline when there is too little work.
 
     Threads suffice because Pillow releases the GIL while it decodes and resizes, and they cost

@@ -289,7 +289,7 @@ def version_data(dataset: Dataset, version: int | None = None, *, cache: Path | 
     kept: list[Entry] = []
     skipped: list[SkippedFile] = []
     for entry in manifest.included:
-        reason = _changed(dataset, entry)
+        reason = file_changed(dataset, entry)
         if reason:
             skipped.append(SkippedFile(entry.path, f"{reason} since version {manifest.version} was saved"))
         else:
@@ -436,7 +436,7 @@ def _entry(dataset: Dataset, rel: str, label: str, part: str, old: Entry | None 
     return Entry(rel, sha, label, part, size=stat.st_size, mtime_ns=stat.st_mtime_ns)
 
 
-def _changed(dataset: Dataset, entry: Entry) -> str | None:
+def file_changed(dataset: Dataset, entry: Entry) -> str | None:
     """Why an entry's file is no longer the image the version describes (None when it still is)."""
     try:
         stat = dataset.image_path(entry.path).stat()
