@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from cnnlab.cli import main
 from cnnlab.data import edits, versions
@@ -251,3 +252,33 @@ def test_the_command_line_refuses_in_one_line(tmp_path, capsys, cli_dirs):
     assert one_line_error(capsys).endswith("Received: num_images=0")
     assert main(["dataset", "duplicates", "solo", "--version", "3"]) == 2
     assert one_line_error(capsys).endswith("Received: version=3")
+
+
+def test_the_built_in_samples_look_alike_shapes_are_no_duplicates(tmp_path, cache_dir):
+    # Hundreds of its pictures are a big pale disc (or cross, square...) on a dark ground, in other
+    # colours and places: alike in layout, yet every one a picture of its own.
+    from cnnlab.data.sample import write_sample
+
+    root = write_sample(tmp_path / "sample", 120, 0)
+    report = find_duplicates(open_folder(root, tmp_path, cache_dir), cache=cache_dir)
+    assert report.num_images == 120 * len([p for p in root.iterdir() if p.is_dir()])
+    assert report.groups == ()
+
+
+def test_a_group_never_chains_look_alikes(tmp_path, cache_dir):
+    # B is A with 5% cut off its left edge, C is B with 5% more cut off: A~B and B~C are light crops,
+    # A and C (a tenth apart) are not, so no group may hold both A and C.
+    rng = np.random.default_rng(3)
+    root = tmp_path / "chain"
+    (root / "a").mkdir(parents=True)
+    (root / "b").mkdir()
+    base = Image.fromarray(scene_image(rng, size=(100, 100)))
+    for i in range(3):
+        (root / "a" / f"step{i}.png").write_bytes(image_bytes(np.asarray(base.crop((5 * i, 0, 100, 100)))))
+    for i in range(3):
+        (root / "b" / f"other{i}.png").write_bytes(image_bytes(scene_image(rng)))
+    report = find_duplicates(open_folder(root, tmp_path, cache_dir), cache=cache_dir)
+    chained = [g.paths for g in report.groups if "a/step1.png" in g.paths]
+    assert chained, report.groups  # the middle crop is a copy of one of its neighbours
+    for group in report.groups:
+        assert {"a/step0.png", "a/step2.png"} - set(group.paths), group.paths

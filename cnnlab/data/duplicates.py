@@ -5,11 +5,12 @@ Near-duplicates are the same picture re-encoded, resized, lightly cropped or rec
 distinct image is decoded once into a small thumbnail and a 64-bit perceptual hash (pHash: the
 signs of the lowest frequencies of a 32x32 grayscale thumbnail's DCT); pairs of hashes a few bits
 apart are candidates. Distinct pictures can have close hashes, so each candidate is confirmed on
-the 16x16 colour thumbnails: what a recolouring can do (scale the luma, for brightness and
-contrast; turn and scale the chroma, for hue and saturation) must turn one into the other, as
-they are or with one of them cropped by up to a tenth of each edge. When a run's features of both
-images are given, they must point the same way too. Images joined by confirmed pairs form a group
-(connected components).
+32x32 colour thumbnails: what a recolouring can do (scale the luma, for brightness and contrast;
+turn the chroma a little and scale it, for hue and saturation) must turn one into the other, in
+their broad colours and in their small detail, as they are or with one of them cropped by up to a
+twentieth of each edge. When a run's features of both images are given, they must point the same
+way too. An image joins the group of the first image (by content hash) it is confirmed against,
+so a group never chains look-alikes; images with the same content are always one group.
 
 The hashes and thumbnails are kept in the cache folder by content hash, so a second look at the
 same images, or at another version of them, decodes only the images it has not seen.
@@ -39,21 +40,32 @@ from cnnlab.data.versions import Dataset, Entry, file_changed
 HASH_SIDE = 32
 HASH_FREQUENCIES = 8
 # Candidates: hashes at most this many bits apart (of 64; two unrelated pictures differ in about
-# 32, a re-encoded or resized copy in 0-6, a recoloured or cropped one in up to about 20).
-MAX_HAMMING = 18
+# 32, a re-encoded or resized copy in 0-4, a recoloured one in up to 14, a cropped one in up to 16).
+MAX_HAMMING = 16
 # Confirmation, on THUMB_SIDE x THUMB_SIDE colour thumbnails: the share of each one's variance
-# that a recolouring of the other explains (copies 0.94 or more, unrelated candidates below about
-# 0.75; see bench/README.md), and the cosine similarity of a run's features, which only vetoes
-# pairs the model sees clearly differently: a model's features are not made to tell a copy from
-# a look-alike, and a recoloured or cropped copy moves them somewhat.
-THUMB_SIDE = 16
+# that a recolouring of the other explains (copies 0.92 or more as they are, or once the crop is
+# found), and the same share for their detail (each less its DETAIL_WINDOW-pixel box blur): two
+# pictures alike only in layout and colour (a big pale disc on a dark ground, as the built-in
+# sample has hundreds of) differ in their small things, which a copy keeps (copies 0.87 or more,
+# the sample's look-alikes 0.85 at most). Measured on tests/helpers.py's planted copies and the
+# built-in sample; see bench/README.md.
+THUMB_SIDE = 32
 MIN_SIMILARITY = 0.9
-MIN_FEATURE_SIMILARITY = 0.8
-# Pairs below this as they are are not searched for a crop; the search cuts up to MAX_CROP off
-# each edge in steps of CROP_STEP.
-MIN_SIMILARITY_UNCROPPED = 0.5
-MAX_CROP = 0.1
+DETAIL_WINDOW = 9
+MIN_DETAIL_SIMILARITY = 0.86
+# The largest turn of the hues a recolouring may make (the planted recolouring turns them 15 degrees).
+MAX_HUE_TURN = math.radians(30)
+# Pairs below MIN_SIMILARITY_UNCROPPED as they are (cropped copies 0.76 or more) are not searched
+# for a crop; the search cuts up to MAX_CROP off each edge in steps of CROP_STEP. A crop it finds
+# must match in detail more closely (cropped copies 0.96 or more): its freedom to shift and scale
+# lines up two look-alike discs of the sample otherwise (0.89 in detail at best).
+MIN_SIMILARITY_UNCROPPED = 0.75
+MAX_CROP = 0.05
 CROP_STEP = 0.05
+MIN_CROPPED_DETAIL = 0.93
+# A run's features only veto pairs the model sees clearly differently: a model's features are not
+# made to tell a copy from a look-alike, and a recoloured or cropped copy moves them somewhat.
+MIN_FEATURE_SIMILARITY = 0.8
 # A thumbnail whose colours vary less than this (out of 255) is flat: once normalised a flat picture
 # matches every other, so it is only ever an exact duplicate; one whose chroma varies less is gray.
 MIN_CONTRAST = 2.0
@@ -64,7 +76,7 @@ CHUNK_CROPPED = 128
 # Luma (ITU-R 601, as Pillow's grayscale) and two chroma axes (as JPEG's YCbCr), from RGB.
 _YCBCR = np.array([[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]], np.float32)
 CACHE_FOLDER = "image-hashes"
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 _ROW = np.dtype([("sha", "S64"), ("hash", "<u8"), ("ok", "?"), ("thumb", "u1", (THUMB_SIDE, THUMB_SIDE, 3))])
 
 
@@ -212,8 +224,7 @@ def _hashed(
         if array is not None:
             small[i], made["ok"][i] = array, True
     made["hash"] = _perceptual_hashes(np.einsum("nyxc,c->nyx", small, _YCBCR[0]))
-    quads = small.astype(np.uint16)  # each thumbnail pixel is the mean of 2x2 of the hash's, rounded
-    made["thumb"] = (quads[:, ::2, ::2] + quads[:, 1::2, ::2] + quads[:, ::2, 1::2] + quads[:, 1::2, 1::2] + 2) // 4
+    made["thumb"] = small
     if cache is not None:
         _store_rows(cache, made)
     rows.update(zip(missing, made, strict=True))
@@ -315,7 +326,10 @@ def _similarity(a: _Colours, b: _Colours) -> np.ndarray:
     """For pairs of thumbnails (row i of `a` with row i of `b`): the share of each one's variance that
     a recolouring of the other explains, the smaller of the two (luma only when one is gray)."""
     luma = np.square(np.maximum(np.einsum("pn,pn->p", a.luma, b.luma), 0))
-    chroma = np.square(np.abs(np.einsum("pn,pn->p", np.conj(a.chroma), b.chroma)))
+    inner = np.einsum("pn,pn->p", np.conj(a.chroma), b.chroma)
+    # A recolouring turns hues a little; a beige disc and a violet one are two pictures.
+    turn = np.maximum(np.abs(np.angle(inner)) - MAX_HUE_TURN, 0)
+    chroma = np.square(np.maximum(np.abs(inner) * np.cos(turn), 0))
     both = np.minimum(
         a.luma_share * luma + (1 - a.luma_share) * chroma, b.luma_share * luma + (1 - b.luma_share) * chroma
     )
@@ -324,61 +338,112 @@ def _similarity(a: _Colours, b: _Colours) -> np.ndarray:
 
 def _confirmed(thumbs: np.ndarray, first: np.ndarray, second: np.ndarray) -> np.ndarray:
     """Which pairs (`first[i]`, `second[i]`: indices into `thumbs`) are the same picture, as they are
-    or once one of them is cropped to fit the other."""
-    colours = _Colours.of(thumbs)
-    similarity = np.concatenate(
-        [
-            _similarity(
-                colours.take(first[start : start + CHUNK_PAIRS]), colours.take(second[start : start + CHUNK_PAIRS])
-            )
-            for start in range(0, len(first), CHUNK_PAIRS)
-        ]
+    or once one of them is cropped to fit the other: alike in colours and in detail."""
+    colours, details = _Colours.of(thumbs), _Colours.of(_detail(thumbs))
+    similarity, score = (
+        np.concatenate(parts)
+        for parts in zip(
+            *(
+                _scores(colours, details, first[start : start + CHUNK_PAIRS], second[start : start + CHUNK_PAIRS])
+                for start in range(0, len(first), CHUNK_PAIRS)
+            ),
+            strict=True,
+        )
     )
-    confirmed = similarity >= MIN_SIMILARITY
+    confirmed = score >= 0
     unsure = np.flatnonzero(~confirmed & (similarity >= MIN_SIMILARITY_UNCROPPED))
+    halves = _halve(thumbs)
+    search = (halves, _Colours.of(halves), thumbs, colours, details)
     for start in range(0, len(unsure), CHUNK_CROPPED):
         pairs = unsure[start : start + CHUNK_CROPPED]
-        confirmed[pairs] = _cropped_similarity(thumbs, colours, first[pairs], second[pairs]) >= MIN_SIMILARITY
+        confirmed[pairs] = _cropped_score(search, first[pairs], second[pairs]) >= 0
     return confirmed
 
 
-def _cropped_similarity(thumbs: np.ndarray, colours: _Colours, first: np.ndarray, second: np.ndarray) -> np.ndarray:
-    """`_similarity` of each pair once one of the two is cropped to fit the other best (either one,
-    every crop `_crop_matrices` makes)."""
-    best = np.zeros(len(first), dtype=np.float32)
+def _scores(
+    colours: _Colours, details: _Colours, first: np.ndarray, second: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """For pairs: the colour similarity, and the margin by which both it and the detail's similarity
+    clear their thresholds (negative: they do not)."""
+    similarity = _similarity(colours.take(first), colours.take(second))
+    detail = _similarity(details.take(first), details.take(second))
+    return similarity, np.minimum(similarity - MIN_SIMILARITY, detail - MIN_DETAIL_SIMILARITY)
+
+
+def _cropped_score(
+    search: tuple[np.ndarray, _Colours, np.ndarray, _Colours, _Colours], first: np.ndarray, second: np.ndarray
+) -> np.ndarray:
+    """`_scores`' margin of each pair once one of the two is cropped to fit the other best (either one).
+
+    The best of every crop `_crop_matrices` makes is found on half-size thumbnails by colour alone,
+    then scored on the full-size ones, colours and detail: a search on full-size thumbnails with
+    their detail costs some forty times more and finds the same crops. `search` holds the half-size
+    thumbnails and their colours, then the full-size thumbnails, their colours and their detail's."""
+    halves, half_colours, thumbs, colours, details = search
+    best = np.full(len(first), -1.0, dtype=np.float32)
     for cropped, other in ((first, second), (second, first)):
-        crops = _crops(thumbs[cropped])
+        crops = _crops(halves[cropped])
         variants = crops.shape[1]
         similarity = _similarity(
-            _Colours.of(crops.reshape(-1, *crops.shape[2:])), colours.take(np.repeat(other, variants))
+            _Colours.of(crops.reshape(-1, *crops.shape[2:])), half_colours.take(np.repeat(other, variants))
         )
-        best = np.maximum(best, similarity.reshape(len(cropped), variants).max(axis=1))
+        chosen = similarity.reshape(len(cropped), variants).argmax(axis=1)
+        fitted = _crop(thumbs[cropped], chosen)
+        fitted_similarity = _similarity(_Colours.of(fitted), colours.take(other))
+        detail = _similarity(_Colours.of(_detail(fitted)), details.take(other))
+        best = np.maximum(best, np.minimum(fitted_similarity - MIN_SIMILARITY, detail - MIN_CROPPED_DETAIL))
     return best
+
+
+def _halve(thumbs: np.ndarray) -> np.ndarray:
+    """Thumbnails at half their side (each pixel the mean of 2x2), as float32."""
+    t = thumbs.astype(np.float32)
+    return (t[:, ::2, ::2] + t[:, 1::2, ::2] + t[:, ::2, 1::2] + t[:, 1::2, 1::2]) / 4
+
+
+def _crop(thumbs: np.ndarray, variants: np.ndarray) -> np.ndarray:
+    """Thumbnail i cropped as `_crops` makes its variant `variants[i]`, resized back to its side."""
+    matrices = _crop_matrices(thumbs.shape[1])
+    rows, cols = np.divmod(variants, len(matrices))
+    cut = np.einsum("pyi,pixc->pyxc", matrices[rows], thumbs.astype(np.float32), optimize=True)
+    return np.einsum("pyjc,pxj->pyxc", cut, matrices[cols], optimize=True)
+
+
+def _detail(thumbs: np.ndarray) -> np.ndarray:
+    """Each thumbnail less its DETAIL_WINDOW x DETAIL_WINDOW box blur (edges repeated), plus mid-gray."""
+    half = DETAIL_WINDOW // 2
+    padded = np.pad(thumbs.astype(np.float32), ((0, 0), (half + 1, half), (half + 1, half), (0, 0)), mode="edge")
+    padded[:, 0, :, :] = 0
+    padded[:, :, 0, :] = 0
+    sums = padded.cumsum(axis=1).cumsum(axis=2)
+    w = DETAIL_WINDOW
+    box = sums[:, w:, w:] - sums[:, :-w, w:] - sums[:, w:, :-w] + sums[:, :-w, :-w]
+    return thumbs.astype(np.float32) - box / (w * w) + 128
 
 
 def _crops(thumbs: np.ndarray) -> np.ndarray:
     """Every crop of each thumbnail (N, side, side, 3) that the search tries, resized back to the
     thumbnail's side: (N, crops, side, side, 3)."""
-    matrices = _crop_matrices()
+    matrices = _crop_matrices(thumbs.shape[1])
     rows = np.einsum("vyi,pixc->pvyxc", matrices, thumbs, optimize=True)
     both = np.einsum("pvyjc,wxj->pvwyxc", rows, matrices, optimize=True)
     return both.reshape(len(thumbs), -1, *thumbs.shape[1:])
 
 
 @functools.cache
-def _crop_matrices() -> np.ndarray:
+def _crop_matrices(side: int) -> np.ndarray:
     """The linear maps from a row (or column) of a thumbnail's pixels to the same row of a crop of it
     resized back (bilinear): one (side, side) matrix per pair of shares cut off the two ends."""
     cuts = np.arange(0.0, MAX_CROP + 1e-9, CROP_STEP)
-    index = np.arange(THUMB_SIDE)
+    index = np.arange(side)
     matrices = []
     for start, end in itertools.product(cuts, cuts):
-        centres = start + (index + 0.5) / THUMB_SIDE * (1 - start - end)
-        source = np.clip(centres * THUMB_SIDE - 0.5, 0, THUMB_SIDE - 1)
+        centres = start + (index + 0.5) / side * (1 - start - end)
+        source = np.clip(centres * side - 0.5, 0, side - 1)
         low = np.floor(source).astype(int)
-        matrix = np.zeros((THUMB_SIDE, THUMB_SIDE), dtype=np.float32)
+        matrix = np.zeros((side, side), dtype=np.float32)
         np.add.at(matrix, (index, low), 1 - (source - low))
-        np.add.at(matrix, (index, np.minimum(low + 1, THUMB_SIDE - 1)), source - low)
+        np.add.at(matrix, (index, np.minimum(low + 1, side - 1)), source - low)
         matrices.append(matrix)
     return np.stack(matrices)
 
@@ -407,21 +472,27 @@ def _features_agree(first: list[str], second: list[str], features: Mapping[str, 
 
 
 def _groups(entries: list[Entry], shas: list[str], pairs: list[tuple[int, int]]) -> list[DuplicateGroup]:
-    """The connected components of two or more images: same content, or joined by near pairs."""
-    parent = list(range(len(shas)))
+    """Groups of two or more images: the same content, or near copies of the group's first image.
 
-    def root(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
+    Each image joins the group of the first image (in content-hash order) it is a near copy of, so
+    a group never chains look-alikes: every image in it matches its first image itself."""
+    neighbours: dict[int, set[int]] = {}
     for a, b in pairs:
-        parent[root(a)] = root(b)
+        neighbours.setdefault(a, set()).add(b)
+        neighbours.setdefault(b, set()).add(a)
+    leader = list(range(len(shas)))
+    assigned = set()
+    for i in range(len(shas)):
+        if i in assigned:
+            continue
+        for j in sorted(neighbours.get(i, ())):
+            if j > i and j not in assigned:
+                leader[j] = i
+                assigned.add(j)
     index = {sha: i for i, sha in enumerate(shas)}
     members: dict[int, list[Entry]] = {}
     for entry in entries:
-        members.setdefault(root(index[entry.sha256]), []).append(entry)
+        members.setdefault(leader[index[entry.sha256]], []).append(entry)
     groups = []
     for found in members.values():
         if len(found) < 2:
