@@ -73,6 +73,7 @@ MIN_CONTRAST = 2.0
 CHUNK_ROWS = 256
 CHUNK_PAIRS = 8192
 CHUNK_CROPPED = 128
+CHUNK_THUMBS = 1024
 # Luma (ITU-R 601, as Pillow's grayscale) and two chroma axes (as JPEG's YCbCr), from RGB.
 _YCBCR = np.array([[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]], np.float32)
 CACHE_FOLDER = "image-hashes"
@@ -275,7 +276,7 @@ def _near_pairs(
     used = np.unique(candidates)
     position = np.zeros(len(shas), dtype=np.int64)
     position[used] = np.arange(len(used))
-    thumbs = np.stack([rows[shas[i]]["thumb"] for i in used]).astype(np.float32)
+    thumbs = np.stack([rows[shas[i]]["thumb"] for i in used])  # uint8: each use converts its block
     confirmed = _confirmed(thumbs, position[candidates[:, 0]], position[candidates[:, 1]])
     pairs = [(int(a), int(b)) for a, b in candidates[confirmed]]
     if features:
@@ -315,6 +316,11 @@ class _Colours:
             luma_energy + chroma_energy < weak,
         )
 
+    @classmethod
+    def joined(cls, parts: list[_Colours]) -> _Colours:
+        """The colours of several blocks of thumbnails, in order."""
+        return cls(*(np.concatenate([getattr(p, name) for p in parts]) for name in cls.__dataclass_fields__))
+
     def take(self, index: np.ndarray) -> _Colours:
         """The colours of the thumbnails at `index`."""
         return _Colours(
@@ -339,7 +345,10 @@ def _similarity(a: _Colours, b: _Colours) -> np.ndarray:
 def _confirmed(thumbs: np.ndarray, first: np.ndarray, second: np.ndarray) -> np.ndarray:
     """Which pairs (`first[i]`, `second[i]`: indices into `thumbs`) are the same picture, as they are
     or once one of them is cropped to fit the other: alike in colours and in detail."""
-    colours, details = _Colours.of(thumbs), _Colours.of(_detail(thumbs))
+    # In blocks: the detail's box blur of 20,000 thumbnails at once takes gigabytes.
+    blocks = [thumbs[start : start + CHUNK_THUMBS] for start in range(0, len(thumbs), CHUNK_THUMBS)]
+    colours = _Colours.joined([_Colours.of(block) for block in blocks])
+    details = _Colours.joined([_Colours.of(_detail(block)) for block in blocks])
     similarity, score = (
         np.concatenate(parts)
         for parts in zip(
@@ -353,7 +362,13 @@ def _confirmed(thumbs: np.ndarray, first: np.ndarray, second: np.ndarray) -> np.
     confirmed = score >= 0
     unsure = np.flatnonzero(~confirmed & (similarity >= MIN_SIMILARITY_UNCROPPED))
     halves = _halve(thumbs)
-    search = (halves, _Colours.of(halves), thumbs, colours, details)
+    search = (
+        halves,
+        _Colours.joined([_Colours.of(b) for b in np.array_split(halves, max(1, len(halves) // CHUNK_THUMBS))]),
+        thumbs,
+        colours,
+        details,
+    )
     for start in range(0, len(unsure), CHUNK_CROPPED):
         pairs = unsure[start : start + CHUNK_CROPPED]
         confirmed[pairs] = _cropped_score(search, first[pairs], second[pairs]) >= 0
