@@ -170,8 +170,7 @@ def pending_edits(dataset: Dataset, *, key: str, about: str = "") -> None:
         except ValueError as exc:
             show_error(exc)
         else:
-            st.session_state.setdefault(_SAVED, {}).setdefault(str(dataset.folder), []).append(new.version)
-            _set_pending(dataset, Pending(new.version))
+            record_saved(dataset, new.version)
             st.rerun()
     if undo_all.button("Undo all", key=f"undo-all-{key}", icon=":material/clear_all:"):
         _set_pending(dataset, Pending(pending.parent))
@@ -186,6 +185,12 @@ def pending_of(dataset: Dataset) -> Pending:
 def saved_versions(dataset: Dataset) -> list[int]:
     """The versions of `dataset` this session saved, oldest first."""
     return list(st.session_state.get(_SAVED, {}).get(str(dataset.folder), []))
+
+
+def record_saved(dataset: Dataset, number: int) -> None:
+    """Note a version this session saved (its fixes go on from it, and it is offered for retraining)."""
+    st.session_state.setdefault(_SAVED, {}).setdefault(str(dataset.folder), []).append(number)
+    _set_pending(dataset, Pending(number))
 
 
 def working_version(dataset: Dataset, version: int) -> int:

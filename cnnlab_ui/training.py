@@ -56,11 +56,13 @@ def _plan(
 
 def show_plan(plan: TrainingPlan) -> None:
     """The plan, as the `train` command prints it: the model (its layers in an expander), the class
-    balance, the precision."""
+    balance, copies across the split, the precision."""
     with st.expander(f"Model summary: {plan.summary}"):
         st.dataframe(pd.DataFrame(plan.layers), hide_index=True)
     if plan.imbalance:
         st.caption(plan.imbalance)
+    if plan.leakage:
+        st.warning(plan.leakage, icon=":material/content_copy:")
     st.caption(plan.precision.describe())
 
 

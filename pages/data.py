@@ -15,6 +15,13 @@ from cnnlab.common.checks import shorten
 from cnnlab.data import archive, catalog
 from cnnlab.server import hosting
 from cnnlab.settings import check_data_folder, check_upload_size
+from cnnlab_ui.data_map import (
+    duplicates_of,
+    duplicates_section,
+    duplicates_summary,
+    duplicates_warning,
+    map_of_dataset,
+)
 from cnnlab_ui.dataset_panels import (
     add_images_panel,
     adding_to,
@@ -199,22 +206,36 @@ with st.expander(f"Skipped files ({len(skipped)})", expanded=bool(skipped)):
 
 versions_section()
 
-st.subheader("Images")
-picked = st.multiselect("Classes", report.class_names, default=list(report.class_names))
-shuffled = np.random.default_rng(0).permutation(len(report.files))  # a mixed batch, like show_batch
-shown = [
-    (report.files[i], report.class_names[report.labels[i]])
-    for i in shuffled
-    if report.class_names[report.labels[i]] in picked
-]
-pages = max(1, math.ceil(len(shown) / PER_PAGE))
-page = st.number_input(f"Page (of {pages})", min_value=1, max_value=pages, value=1)
-window = shown[(page - 1) * PER_PAGE : page * PER_PAGE]
-gallery(
-    report.path_of,
-    [f for f, _ in window],
-    [label for _, label in window],
-    key="data",
-    target=lambda: (versioned, number),
+try:
+    copies = duplicates_of(versioned, number)
+except ValueError as exc:
+    copies = None
+    show_error(exc)
+if copies is not None and (warning := duplicates_warning(copies)):
+    st.warning(warning, icon=":material/content_copy:")
+images_tab, duplicates_tab, map_tab = st.tabs(
+    ["Images", f"Duplicates ({duplicates_summary(copies) if copies else '?'})", "Map"]
 )
+with images_tab:
+    picked = st.multiselect("Classes", report.class_names, default=list(report.class_names))
+    shuffled = np.random.default_rng(0).permutation(len(report.files))  # a mixed batch, like show_batch
+    shown = [
+        (report.files[i], report.class_names[report.labels[i]])
+        for i in shuffled
+        if report.class_names[report.labels[i]] in picked
+    ]
+    pages = max(1, math.ceil(len(shown) / PER_PAGE))
+    page = st.number_input(f"Page (of {pages})", min_value=1, max_value=pages, value=1)
+    window = shown[(page - 1) * PER_PAGE : page * PER_PAGE]
+    gallery(
+        report.path_of,
+        [f for f, _ in window],
+        [label for _, label in window],
+        key="data",
+        target=lambda: (versioned, number),
+    )
+with duplicates_tab:
+    duplicates_section(versioned, number, report.path_of, key="data-duplicates")
+with map_tab:
+    map_of_dataset(versioned, number, report.path_of)
 pending_edits(versioned, key="data")

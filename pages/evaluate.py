@@ -6,6 +6,7 @@ import streamlit as st
 
 from cnnlab import charts
 from cnnlab.analysis.evaluate import Evaluation, evaluate_run
+from cnnlab_ui.data_map import map_section
 from cnnlab_ui.fixes import gallery
 from cnnlab_ui.label_issues import label_issues_section
 from cnnlab_ui.messages import show_error
@@ -49,74 +50,90 @@ if evaluation.predictions.empty:
         )
     st.stop()
 
-cols = st.columns(6)
-cols[0].metric("Test accuracy", f"{evaluation.accuracy:.1%}")
-cols[1].metric("Balanced accuracy", f"{evaluation.balanced_accuracy:.1%}", help="mean recall over the classes")
-cols[2].metric("Macro F1", f"{evaluation.macro_f1:.1%}", help="mean F1 over the classes")
-cols[3].metric("Test loss", f"{evaluation.loss:.4f}")
-cols[4].metric("Test images", len(evaluation.predictions))
-cols[5].metric(
-    "ROC AUC",
-    f"{evaluation.roc_auc:.3f}" if evaluation.roc_auc is not None else "n/a",
-    help=None if evaluation.roc_auc is not None else "ROC AUC is shown for two classes only",
-)
-
-figure = charts.confusion_figure(evaluation.confusion, list(evaluation.class_names))
-# A large matrix takes the full width, its tables go below it; a small one has them beside it.
-left, right = st.columns([3, 2]) if figure.layout.width else (st.container(), st.container())
-with left:
-    event = st.plotly_chart(
-        figure,
-        on_select="rerun",
-        selection_mode="points",
-        key="confusion",
-        width="content" if figure.layout.width else "stretch",
+results, data_map = st.tabs(["Test results", "Data map"])
+with results:
+    cols = st.columns(6)
+    cols[0].metric("Test accuracy", f"{evaluation.accuracy:.1%}")
+    cols[1].metric("Balanced accuracy", f"{evaluation.balanced_accuracy:.1%}", help="mean recall over the classes")
+    cols[2].metric("Macro F1", f"{evaluation.macro_f1:.1%}", help="mean F1 over the classes")
+    cols[3].metric("Test loss", f"{evaluation.loss:.4f}")
+    cols[4].metric("Test images", len(evaluation.predictions))
+    cols[5].metric(
+        "ROC AUC",
+        f"{evaluation.roc_auc:.3f}" if evaluation.roc_auc is not None else "n/a",
+        help=None if evaluation.roc_auc is not None else "ROC AUC is shown for two classes only",
     )
-with right:
-    st.subheader("Most frequent confusions")
-    st.dataframe(
-        evaluation.top_confusions(),
-        hide_index=True,
-        column_config={
-            "true_label": "true",
-            "predicted_label": "predicted",
-            "share": st.column_config.NumberColumn("share of true class", format="percent"),
-        },
+    if evaluation.num_leaked_test_images:
+        st.warning(
+            f"{evaluation.num_leaked_test_images} of the {len(evaluation.predictions)} test images are copies of "
+            f"training images, which flatters the test accuracy: without them it is "
+            f"**{evaluation.accuracy_without_leaks:.1%}**. Keep one of each group on the Data page (Duplicates tab).",
+            icon=":material/content_copy:",
+        )
+
+    figure = charts.confusion_figure(evaluation.confusion, list(evaluation.class_names))
+    # A large matrix takes the full width, its tables go below it; a small one has them beside it.
+    left, right = st.columns([3, 2]) if figure.layout.width else (st.container(), st.container())
+    with left:
+        event = st.plotly_chart(
+            figure,
+            on_select="rerun",
+            selection_mode="points",
+            key="confusion",
+            width="content" if figure.layout.width else "stretch",
+        )
+    with right:
+        st.subheader("Most frequent confusions")
+        st.dataframe(
+            evaluation.top_confusions(),
+            hide_index=True,
+            column_config={
+                "true_label": "true",
+                "predicted_label": "predicted",
+                "share": st.column_config.NumberColumn("share of true class", format="percent"),
+            },
+        )
+        st.subheader("Per class")
+        st.dataframe(
+            evaluation.per_class,
+            hide_index=True,
+            column_config={c: st.column_config.NumberColumn(format="%.3f") for c in ("precision", "recall", "f1")},
+        )
+
+    points = event.selection.points if event and event.selection else []
+    if points:
+        # Cells are in row-major order (charts.confusion_figure).
+        true_index, predicted_index = divmod(int(points[0]["point_index"]), len(evaluation.class_names))
+        true_label, predicted_label = evaluation.class_names[true_index], evaluation.class_names[predicted_index]
+        cell = evaluation.cell(true_label, predicted_label)
+        st.subheader(f"True {true_label}, predicted {predicted_label}: {len(cell)} images")
+        confidences = [f"{c:.0%}" for c in cell["confidence"]]
+        gallery(image_file, cell["path"].tolist(), confidences, key="confusion-cell", target=trained_on)
+
+    st.subheader("Most confident mistakes")
+    mistakes = evaluation.most_confident_mistakes()
+    if mistakes.empty:
+        st.success("No test image was misclassified.")
+    else:
+        captions = [
+            f"{t} → {p} ({c:.0%})"
+            for t, p, c in zip(mistakes["true_label"], mistakes["predicted_label"], mistakes["confidence"], strict=True)
+        ]
+        gallery(image_file, mistakes["path"].tolist(), captions, key="mistakes", target=trained_on, columns=6)
+
+    label_issues_section(run, image_file)
+
+    st.subheader("Training curves")
+    left, middle, right = st.columns(3)
+    history = run.epoch_rows()
+    left.plotly_chart(charts.history_figure(history, "loss"), key="eval-loss")
+    middle.plotly_chart(charts.history_figure(history, "accuracy"), key="eval-acc")
+    right.plotly_chart(charts.learning_rate_figure(history), key="eval-lr")
+
+with data_map:
+    st.caption(
+        "Every image of the run's dataset as its model sees it: the features of its last layer before the "
+        "classifier, projected to two dimensions. Images of a class the model tells apart form their own cloud."
     )
-    st.subheader("Per class")
-    st.dataframe(
-        evaluation.per_class,
-        hide_index=True,
-        column_config={c: st.column_config.NumberColumn(format="%.3f") for c in ("precision", "recall", "f1")},
-    )
-
-points = event.selection.points if event and event.selection else []
-if points:
-    # Cells are in row-major order (charts.confusion_figure).
-    true_index, predicted_index = divmod(int(points[0]["point_index"]), len(evaluation.class_names))
-    true_label, predicted_label = evaluation.class_names[true_index], evaluation.class_names[predicted_index]
-    cell = evaluation.cell(true_label, predicted_label)
-    st.subheader(f"True {true_label}, predicted {predicted_label}: {len(cell)} images")
-    confidences = [f"{c:.0%}" for c in cell["confidence"]]
-    gallery(image_file, cell["path"].tolist(), confidences, key="confusion-cell", target=trained_on)
-
-st.subheader("Most confident mistakes")
-mistakes = evaluation.most_confident_mistakes()
-if mistakes.empty:
-    st.success("No test image was misclassified.")
-else:
-    captions = [
-        f"{t} → {p} ({c:.0%})"
-        for t, p, c in zip(mistakes["true_label"], mistakes["predicted_label"], mistakes["confidence"], strict=True)
-    ]
-    gallery(image_file, mistakes["path"].tolist(), captions, key="mistakes", target=trained_on, columns=6)
-
-
-label_issues_section(run, image_file)
-
-st.subheader("Training curves")
-left, middle, right = st.columns(3)
-history = run.epoch_rows()
-left.plotly_chart(charts.history_figure(history, "loss"), key="eval-loss")
-middle.plotly_chart(charts.history_figure(history, "accuracy"), key="eval-acc")
-right.plotly_chart(charts.learning_rate_figure(history), key="eval-lr")
+    if st.toggle("Show the map", key="show-map", help="One pass of the model over every image, kept with the run"):
+        map_section(run, image_file, key="evaluate", target=trained_on)

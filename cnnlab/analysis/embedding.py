@@ -114,16 +114,23 @@ def run_embedding(run: Run, *, cache: Path, progress: Progress | None = None) ->
             f"Run '{run.name}' has no saved model (it ended before its first epoch, or its model file was "
             f"removed), so it has no features to map; train a new run. Received: run={run.id!r}"
         )
-    key = _cache_key(run, cache)
-    target = _cache_file(run, cache)
-    stored = _read(target, key)
+    stored = stored_embedding(run, cache=cache)
     if stored is not None:
         return stored
     embedding = _compute(run, cache, progress)
     if run.status != "running":  # a training's folder is its own to write, and its model changes
+        target = _cache_file(run, cache)
         target.parent.mkdir(parents=True, exist_ok=True)
-        _write(target, key, embedding)
+        _write(target, _cache_key(run, cache), embedding)
     return embedding
+
+
+def stored_embedding(run: Run, *, cache: Path) -> Embedding | None:
+    """The run's embedding when one was computed from its model and dataset as they are now, else None
+    (nothing is computed: what a page uses to confirm near-duplicates only when the map was drawn)."""
+    if not run.model_path.is_file():
+        return None
+    return _read(_cache_file(run, cache), _cache_key(run, cache))
 
 
 def _compute(run: Run, cache: Path, progress: Progress | None) -> Embedding:

@@ -29,7 +29,9 @@ class Evaluation:
 
     `num_missing` counts the split's test images that no longer exist (the metrics cover the
     others); `dataset_changed` says the dataset's fingerprint differs from the one recorded at
-    training time.
+    training time. `leaked` are the test images that are copies (exact or near) of training images
+    (`cnnlab.data.duplicates`), which flatter the test accuracy; None when not checked (a run not
+    trained on a dataset version on this machine).
     """
 
     class_names: tuple[str, ...]
@@ -41,6 +43,20 @@ class Evaluation:
     roc_auc: float | None = None
     num_missing: int = 0
     dataset_changed: bool = False
+    leaked: tuple[str, ...] | None = None
+
+    @property
+    def num_leaked_test_images(self) -> int:
+        """How many test images are copies of training images (0 when not checked)."""
+        return len(self.leaked or ())
+
+    @property
+    def accuracy_without_leaks(self) -> float | None:
+        """Test accuracy over the test images that are no copy of a training image (None when not checked)."""
+        if self.leaked is None:
+            return None
+        kept = self.predictions[~self.predictions["path"].isin(self.leaked)]
+        return float(kept["correct"].mean()) if len(kept) else float("nan")
 
     @property
     def warnings(self) -> list[str]:
@@ -89,6 +105,9 @@ class Evaluation:
             "predictions": self.predictions.to_dict(orient="records"),
             "num_missing": self.num_missing,
             "dataset_changed": self.dataset_changed,
+            "leaked_test_images": None if self.leaked is None else list(self.leaked),
+            "num_leaked_test_images": self.num_leaked_test_images,
+            "test_accuracy_without_leaks": self.accuracy_without_leaks,
         }
 
     @classmethod
@@ -105,6 +124,7 @@ class Evaluation:
             roc_auc=d.get("roc_auc"),
             num_missing=d.get("num_missing", 0),
             dataset_changed=d.get("dataset_changed", False),
+            leaked=None if d.get("leaked_test_images") is None else tuple(d["leaked_test_images"]),
         )
 
     def most_confident_mistakes(self, limit: int = 12) -> pd.DataFrame:
@@ -212,18 +232,42 @@ def evaluate_run(run: Run, *, cache: Path, refresh: bool = False, max_cache_mb: 
     """
     saved = saved_evaluation(run)
     if saved is not None and not refresh:
-        return saved
+        return saved if saved.leaked is not None else _checked_for_leaks(run, saved, cache)
     recorded = recorded_fingerprint(run)
     with open_split(run, cache=cache, max_cache_mb=max_cache_mb) as (prepared, parts):
         evaluation = dataclasses.replace(
             evaluate_prepared(run.load_model(), prepared, parts["test"]),
             num_missing=len(run.split()["test"]) - len(parts["test"]),
             dataset_changed=recorded is not None and recorded != prepared.report.fingerprint,
+            leaked=leaked_test_images(run, cache),
         )
     # A running run's folder is its training's to write; it evaluates at the end.
     if run.status != "running" and not evaluation.warnings:
         save_evaluation(run, evaluation)
     return evaluation
+
+
+def leaked_test_images(run: Run, cache: Path) -> tuple[str, ...] | None:
+    """The run's test images that are copies (exact or near) of its training images, sorted; None when
+    its dataset version is not on this machine (a run on a folder as it was, or trained elsewhere)."""
+    found = recorded_version(run, cache)
+    if found is None:
+        return None
+    from cnnlab.data.duplicates import find_duplicates
+
+    return tuple(sorted(find_duplicates(*found, cache=cache).leaked_test_paths))
+
+
+def _checked_for_leaks(run: Run, evaluation: Evaluation, cache: Path) -> Evaluation:
+    """A saved `evaluation` (the training's, which does not look for leaks) with its leaked test images
+    found, saved again so that the next look is instant."""
+    leaked = leaked_test_images(run, cache)
+    if leaked is None:
+        return evaluation
+    checked = dataclasses.replace(evaluation, leaked=leaked)
+    if run.status != "running" and not evaluation.warnings:
+        save_evaluation(run, checked)
+    return checked
 
 
 @contextlib.contextmanager

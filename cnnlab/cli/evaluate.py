@@ -27,6 +27,11 @@ def run(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     if not args.json:
         print(f"test accuracy {pct(evaluation.accuracy)}  test loss {evaluation.loss:.4f}")
         print(evaluation.per_class.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+        if evaluation.num_leaked_test_images:
+            print(
+                f"{evaluation.num_leaked_test_images} test images are copies of training images (see `cnnlab dataset "
+                f"duplicates`); test accuracy without them {pct(evaluation.accuracy_without_leaks)}"
+            )
     result = evaluation.to_dict()
     result.pop("predictions")
     return result

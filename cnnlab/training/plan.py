@@ -18,7 +18,7 @@ from cnnlab.model import ModelConfig, build_model, check_trainable, model_summar
 from cnnlab.model.precision import Precision, choose_precision
 from cnnlab.runs.workspace import Workspace
 from cnnlab.training.engine import TrainConfig, planned_epochs
-from cnnlab.training.source import training_data
+from cnnlab.training.source import TrainingData, training_data
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,7 @@ class TrainingPlan:
     `dataset_version` is the dataset version it trains on (None: the folder as it is), so that a
     training run from the plan trains on the version planned even when a newer one is saved meanwhile;
     `counts` the images per class it trains on (the version's labels and exclusions applied).
+    `leakage` warns in one line when copies of training images are among the held-out ones (None: none are).
     """
 
     data_dir: str | Path
@@ -49,6 +50,7 @@ class TrainingPlan:
     disk_bytes: int | None
     dataset_version: int | None = None
     counts: Mapping[str, int] = field(default_factory=dict)
+    leakage: str | None = None
 
     @property
     def fits(self) -> bool:
@@ -81,6 +83,7 @@ class TrainingPlan:
             *([self.version_line] if self.dataset_version is not None else []),
             f"Model summary: {self.summary}",
             *([self.imbalance] if self.imbalance else []),
+            *([self.leakage] if self.leakage else []),
             self.precision.describe(),
         ]
 
@@ -133,6 +136,24 @@ def training_plan(
         disk_bytes=_disk_bytes(report, model_config, num_params, workspace),
         dataset_version=source.version_number,
         counts=report.counts,
+        leakage=_leakage(source, workspace.cache),
+    )
+
+
+def _leakage(source: TrainingData, cache: Path) -> str | None:
+    """One line when some held-out images of the version are copies of training images (None when none
+    are, or when training on a folder as it is, which has no version to look in)."""
+    if source.version is None:
+        return None
+    from cnnlab.data.duplicates import find_duplicates
+
+    found = find_duplicates(source.version.dataset, source.version.manifest.version, cache=cache)
+    if not found.leaks:
+        return None
+    return (
+        f"Warning: {len(found.leaks)} groups of copies span the training and held-out images "
+        f"({len(found.leaked_test_paths)} test images copy a training image), so the test accuracy will flatter "
+        "the model; keep one of each on the Data page (Duplicates) or see `cnnlab dataset duplicates`."
     )
 
 
