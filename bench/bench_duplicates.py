@@ -7,9 +7,11 @@ and recoloured (brighter, less contrast, hue turned), every fourth copy filed un
 (a conflict). Version 1's split puts some copies across splits (leaks). Each call runs in a fresh
 process (`bench.child`), so its peak resident memory is its own: first with an empty cache, then
 again with the hashes cached. Prints the machine, both times, the peak RSS, the recall of the
-planted pairs and how many groups join distinct pictures (should be none).
+planted pairs and how many groups join distinct pictures (should be none). Then the same two calls
+on the built-in sample (`cnnlab.data.sample`, 480 pictures per class unless told otherwise): 2,400
+distinct pictures, many alike in layout, so every group found there is a false one.
 
-    python -m bench.bench_duplicates [--images 20000]
+    python -m bench.bench_duplicates [--images 20000] [--sample-per-class 480]
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import numpy as np
 
 from bench.child import ROOT, run_child
 from bench.machine import machine
+from cnnlab.data.sample import DEFAULT_NUM_PER_CLASS, write_sample
 
 sys.path.insert(0, str(ROOT / "tests"))  # the picture generator the tests plant duplicates with
 from helpers import NEAR_KINDS, altered_copy, image_bytes, scene_image
@@ -102,6 +105,7 @@ def main() -> None:
     """Generate the pictures, run both calls and print the figures."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=20_000)
+    parser.add_argument("--sample-per-class", type=int, default=DEFAULT_NUM_PER_CLASS)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root, datasets, cache = Path(tmp) / "pictures", Path(tmp) / "datasets", Path(tmp) / "cache"
@@ -109,6 +113,9 @@ def main() -> None:
         first = run_child(CHILD, str(root), str(datasets), str(cache))
         again = run_child(CHILD, str(root), str(datasets), str(cache))
         cache_mb = sum(p.stat().st_size for p in (cache / "image-hashes").rglob("*") if p.is_file()) / 1e6
+        sample = write_sample(Path(tmp) / "sample", args.sample_per_class)
+        sample_first = run_child(CHILD, str(sample), str(datasets), str(Path(tmp) / "sample-cache"))
+        sample_again = run_child(CHILD, str(sample), str(datasets), str(Path(tmp) / "sample-cache"))
     report = first["report"]
     found, impure = scores(report, planted)
     hits, total = sum(h for h, _ in found.values()), sum(t for _, t in found.values())
@@ -128,6 +135,14 @@ def main() -> None:
         f"{report['num_conflicts']} with two labels; groups joining distinct pictures: {impure}"
     )
     print(f"the second call found the same groups: {'yes' if again['report'] == report else 'NO'}")
+    found = sample_first["report"]
+    kinds = [group["kind"] for group in found["groups"]]
+    print(
+        f"built-in sample ({found['num_images']:,} pictures): {kinds.count('near')} near groups "
+        f"({sum(len(g['paths']) for g in found['groups'] if g['kind'] == 'near')} pictures), "
+        f"{kinds.count('exact')} exact; first time {sample_first['seconds']:.2f} s, "
+        f"again {sample_again['seconds']:.2f} s, peak RSS {sample_again['peak_rss'] / 1e6:.0f} MB"
+    )
 
 
 if __name__ == "__main__":
