@@ -74,15 +74,12 @@ def duplicates_warning(found: DuplicateReport) -> str | None:
     )
 
 
-def duplicates_section(dataset: Dataset, version: int, image_file: Callable[[str], Path], *, key: str) -> None:
-    """How many groups of copies version `version` has, how many leak across the split or carry two
-    labels, each group's thumbnails with its labels and splits, and one click that keeps one image of
-    each group (or of one group) and excludes the rest as the next version."""
-    try:
-        found = duplicates_of(dataset, version)
-    except ValueError as exc:
-        show_error(exc)
-        return
+def duplicates_section(
+    dataset: Dataset, version: int, found: DuplicateReport, image_file: Callable[[str], Path], *, key: str
+) -> None:
+    """How many groups of copies version `version` has (`found`, from `duplicates_of`), how many leak
+    across the split or carry two labels, each group's thumbnails with its labels and splits, and one
+    click that keeps one image of each group (or of one group) and excludes the rest as the next version."""
     cols = st.columns(3)
     cols[0].metric("Groups of copies", len(found.groups), help="exact copies, or the same picture re-encoded, resized, "
                    "lightly cropped or recoloured")  # fmt: skip

@@ -235,7 +235,8 @@ with images_tab:
         target=lambda: (versioned, number),
     )
 with duplicates_tab:
-    duplicates_section(versioned, number, report.path_of, key="data-duplicates")
+    if copies is not None:  # else its one-line error is above
+        duplicates_section(versioned, number, copies, report.path_of, key="data-duplicates")
 with map_tab:
     map_of_dataset(versioned, number, report.path_of)
 pending_edits(versioned, key="data")
