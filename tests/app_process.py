@@ -6,8 +6,8 @@ Driven by one JSON command a line on standard input; each answer is one line on 
 that starts with `ANSWER` (anything else there is the app's or TensorFlow's own output):
 
     {"op": "list"}                          -> {"runs": {id: {"name", "status"}}}, from the Runs page
-    {"op": "list_until", "path": "..."}     -> the Runs page again and again until `path` exists:
-                                               {"listings": n, "seen": [ids]}
+    {"op": "list_until", "path": "..."}     -> the Runs page again and again until `path` exists,
+                                               and once after: {"listings": n before, "seen": [ids]}
     {"op": "resume", "run": id}             -> {"started": bool, "errors": [...], "refused": "..."}
     {"op": "wait"}                          -> the resumed job once it ended: {"status", "error", "epochs"}
     {"op": "rename", "run": id, "name": s}  -> {"errors": [...], "refused": "..."}
@@ -77,11 +77,15 @@ def rename(at, run_id: str, name: str) -> dict[str, Any]:
 
 
 def list_until(at, path: str) -> dict[str, Any]:
+    """List until `path` exists, then once more: `listings` counts those before it existed."""
     listings, seen = 0, set()
     while not Path(path).exists():
         seen |= set(listed(at))
         listings += 1
         time.sleep(0.2)
+    # A process busy starting its resume may reach this only after the others finished writing;
+    # the last listing shows what it sees then.
+    seen |= set(listed(at))
     return {"listings": listings, "seen": sorted(seen)}
 
 

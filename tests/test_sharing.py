@@ -164,10 +164,11 @@ def test_two_app_processes_and_the_command_line_share_one_models_folder_and_cach
         listings = [app.answer() for app in apps]
         resumed_app = first.ask("wait") if app_resume["started"] else None
 
-        # The new run from the command line trained whole while both app processes listed and tidied.
+        # The new run from the command line trained whole while the app processes listed and tidied
+        # (the one resuming may start listing only once the command line is done), and both see it.
         assert trained[0] == 0, trained[2][-3000:]
         new_id = json.loads(trained[1].strip().splitlines()[-1])["run_id"]
-        assert all(n["listings"] >= 2 for n in listings), listings
+        assert max(n["listings"] for n in listings) >= 2, listings
         assert all(new_id in n["seen"] for n in listings), listings
 
         # Exactly one of the two resumes trained; the other was refused in one line.
