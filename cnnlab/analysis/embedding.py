@@ -172,6 +172,12 @@ def _compute(run: Run, cache: Path, progress: Progress | None) -> Embedding:
     )
 
 
+def embedding_key(run: Run, cache: Path) -> str:
+    """What the run's features are computed from (its model file as saved, its dataset as scanned); what
+    results fitted on them (`cnnlab.analysis.novelty`) are keyed by, so they go stale together."""
+    return _cache_key(run, cache)
+
+
 def _cache_key(run: Run, cache: Path) -> str:
     """What the stored embedding was computed from: the model file as saved and the dataset as scanned."""
     model = run.model_path.stat()

@@ -14,6 +14,11 @@ from cnnlab.settings import Settings
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The run and the tracking options (to open a teammate's run)."""
     parser.add_argument("run")
+    parser.add_argument(
+        "--tta",
+        action="store_true",
+        help="also predict the test images with test-time augmentation (one model pass per transform) and compare",
+    )
     add_tracking_options(parser)
 
 
@@ -34,7 +39,23 @@ def run(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
             )
     result = evaluation.to_dict()
     result.pop("predictions")
+    if args.tta:
+        result.update(_tta(args, settings))
     return result
+
+
+def _tta(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
+    """The test accuracy with and without test-time augmentation, printed unless `--json`."""
+    from cnnlab.analysis.tta import evaluate_tta
+
+    tta = evaluate_tta(open_run(args, settings), cache=settings.cache_dir, max_cache_mb=settings.max_cache_mb)
+    if not args.json:
+        print(
+            f"test accuracy with TTA {pct(tta.accuracy_tta)} (without {pct(tta.accuracy)}) over "
+            f"{len(tta.transforms)} transforms: {', '.join(tta.transforms)}; "
+            f"{tta.seconds_tta:.2f} s against {tta.seconds:.2f} s without"
+        )
+    return tta.to_dict()
 
 
 COMMAND = Command(
