@@ -50,9 +50,9 @@ def flags_for(model, reference: NoveltyReference | None, results: Sequence[Predi
 
 
 def with_flags(table: pd.DataFrame, flags: Sequence[NoveltyFlag | None]) -> pd.DataFrame:
-    """The predictions table with an `unlike_training` column after the label (empty without a reference)."""
+    """The predictions table with an `unlike_training` column after the confidence (empty without a reference)."""
     table = table.copy()
-    table.insert(2, "unlike_training", [None if f is None else f.novel for f in flags])
+    table.insert(3, "unlike_training", [None if f is None else f.novel for f in flags])
     return table
 
 

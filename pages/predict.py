@@ -33,7 +33,6 @@ st.caption(
 )
 
 tta = tta_toggle(config, key="predict-tta")
-reference = novelty_reference(run)
 
 source = st.radio("Images from", ["Upload", "Camera"], horizontal=True, key="image-source")
 if source == "Upload":
@@ -62,6 +61,7 @@ for f in files:
     except ValueError as exc:
         show_error(exc)
 files = accepted
+reference = novelty_reference(run)  # fitted on the first images predicted with this run, then kept
 inputs = [f.getvalue() for f in files]
 results = predict(model, run.class_names, config, inputs, names=[f.name for f in files], errors="report", tta=tta)
 for result in results:

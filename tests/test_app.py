@@ -271,7 +271,15 @@ def test_classes_named_like_the_predict_tables_columns_overwrite_none_of_them(ap
     at.file_uploader(key="image-upload").set_value(uploads).run()
     assert not at.exception, [e.value for e in at.exception]
     table = at.dataframe[0].value
-    assert list(table.columns) == ["image", "label", "confidence", "P(confidence)", "P(image)", "P(label)"]
+    assert list(table.columns) == [
+        "image",
+        "label",
+        "confidence",
+        "unlike_training",
+        "P(confidence)",
+        "P(image)",
+        "P(label)",
+    ]
     assert table["image"].tolist() == ["confidence.png", "image.png", "label.png"]
     assert set(table["label"]) <= set(classes)
     probabilities = table[["P(confidence)", "P(image)", "P(label)"]].to_numpy()

@@ -18,6 +18,7 @@ dataset as the embedding is.
 from __future__ import annotations
 
 import json
+import weakref
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from cnnlab.analysis.embedding import EMBEDDINGS_DIR, embedding_key, feature_model, run_embedding
+from cnnlab.analysis.embedding import embedding_key, feature_model, kept_path, run_embedding
 from cnnlab.common.files import atomic_write
 from cnnlab.runs.store import Run
 
@@ -43,6 +44,9 @@ _CHUNK = 1024
 _TINY = 1e-12
 # Up to this many images go through the model in one `predict_on_batch` call (as in `deploy.prediction`).
 _SMALL_BATCH = 32
+# Each loaded model's feature model, built once: a new Keras model traces its predict function again,
+# which cost about 110 ms per call against a few ms for the pass itself (bench_trust.py).
+_FEATURE_MODELS: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
 
 
 @dataclass(frozen=True)
@@ -158,7 +162,7 @@ def run_reference(run: Run, *, cache: Path) -> NoveltyReference:
     key = json.dumps(
         {"format": FORMAT, "k": K, "quantile": QUANTILE, "cap": MAX_REFERENCE, "features": embedding_key(run, cache)}
     )
-    path = _cache_file(run, cache)
+    path = kept_path(run, cache, NOVELTY_FILE)
     stored = _read(path, key)
     if stored is not None:
         return stored
@@ -176,7 +180,9 @@ def image_features(model, arrays: Sequence[np.ndarray] | np.ndarray) -> np.ndarr
     batch = np.asarray(np.stack(list(arrays)) if not isinstance(arrays, np.ndarray) else arrays, dtype=np.float32)
     if not len(batch):
         return np.zeros((0, 0), dtype=np.float32)
-    features = feature_model(model)
+    features = _FEATURE_MODELS.get(model)
+    if features is None:
+        features = _FEATURE_MODELS[model] = feature_model(model)
     if len(batch) <= _SMALL_BATCH:
         return np.asarray(features.predict_on_batch(batch)[0], dtype=np.float32)
     return np.asarray(features.predict(batch, verbose=0)[0], dtype=np.float32)
@@ -187,12 +193,6 @@ def flag_images(model, reference: NoveltyReference, arrays: Sequence[np.ndarray]
     if not len(arrays):
         return []
     return reference.flags(image_features(model, arrays))
-
-
-def _cache_file(run: Run, cache: Path) -> Path:
-    if run.is_demo or run.is_team_copy:  # read-only folders, shared by everyone who opens them
-        return Path(cache) / EMBEDDINGS_DIR / f"{run.id}-{NOVELTY_FILE}"
-    return run.path / NOVELTY_FILE
 
 
 def _read(path: Path, key: str) -> NoveltyReference | None:
