@@ -25,7 +25,7 @@ from cnnlab.analysis.novelty_check import (
     noise_images,
     novelty_separation,
 )
-from cnnlab.runs.store import RunStore
+from cnnlab.runs.store import Run, RunStore
 from helpers import write_dataset
 
 
@@ -134,3 +134,13 @@ def _image(run, rel):
     from cnnlab.data.images import load_array
 
     return load_array(Path(run.record.dataset.path) / rel, run.model_config().image_size)
+
+
+def test_a_read_only_runs_reference_is_kept_under_the_cache_not_in_its_folder(run_copy):
+    run, cache = run_copy
+    read_only = Run(run.path, run.record, is_demo=True)  # as the shipped demo run is
+    before = sorted(p.name for p in run.path.iterdir())
+    reference = run_reference(read_only, cache=cache)
+    assert sorted(p.name for p in run.path.iterdir()) == before
+    assert (cache / "embeddings" / f"{run.id}-{NOVELTY_FILE}").is_file()
+    assert run_reference(read_only, cache=cache).threshold == reference.threshold
