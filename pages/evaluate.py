@@ -10,9 +10,11 @@ from cnnlab_ui.data_map import map_section
 from cnnlab_ui.fixes import gallery
 from cnnlab_ui.label_issues import label_issues_section
 from cnnlab_ui.messages import show_error
+from cnnlab_ui.novelty import separation_section
 from cnnlab_ui.runs import get_run, run_picker, run_version
 from cnnlab_ui.shell import require_app_shell
 from cnnlab_ui.state import settings
+from cnnlab_ui.tta import tta_section
 
 require_app_shell()
 
@@ -70,6 +72,7 @@ with results:
             f"**{evaluation.accuracy_without_leaks:.1%}**. Keep one of each group on the Data page (Duplicates tab).",
             icon=":material/content_copy:",
         )
+    tta_section(run)
 
     figure = charts.confusion_figure(evaluation.confusion, list(evaluation.class_names))
     # A large matrix takes the full width, its tables go below it; a small one has them beside it.
@@ -122,6 +125,7 @@ with results:
         gallery(image_file, mistakes["path"].tolist(), captions, key="mistakes", target=trained_on, columns=6)
 
     label_issues_section(run, image_file)
+    separation_section(run)
 
     st.subheader("Training curves")
     left, middle, right = st.columns(3)

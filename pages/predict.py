@@ -10,9 +10,11 @@ from cnnlab.settings import check_upload_size
 from cnnlab_ui.dataset_panels import add_to_run_dataset
 from cnnlab_ui.loaders import run_model
 from cnnlab_ui.messages import show_error
+from cnnlab_ui.novelty import flags_for, novelty_reference, show_flag, with_flags
 from cnnlab_ui.runs import run_picker
 from cnnlab_ui.shell import require_app_shell
 from cnnlab_ui.state import settings
+from cnnlab_ui.tta import tta_toggle
 
 require_app_shell()
 
@@ -29,6 +31,8 @@ config = run.model_config()
 st.caption(
     f"Classes: {', '.join(run.class_names)}. Images are resized to {config.image_size[0]}x{config.image_size[1]} ({config.resize_mode}, {config.color_mode}), as in training."
 )
+
+tta = tta_toggle(config, key="predict-tta")
 
 source = st.radio("Images from", ["Upload", "Camera"], horizontal=True, key="image-source")
 if source == "Upload":
@@ -57,16 +61,18 @@ for f in files:
     except ValueError as exc:
         show_error(exc)
 files = accepted
+reference = novelty_reference(run)  # fitted on the first images predicted with this run, then kept
 inputs = [f.getvalue() for f in files]
-results = predict(model, run.class_names, config, inputs, names=[f.name for f in files], errors="report")
+results = predict(model, run.class_names, config, inputs, names=[f.name for f in files], errors="report", tta=tta)
 for result in results:
     if result.error:
         show_error(ValueError(result.error))
 
 good = [r for r in results if not r.error]
 good_inputs = [data for data, r in zip(inputs, results, strict=True) if not r.error]
+flags = flags_for(model, reference, good)
 if len(good) > 1:
-    table = predictions_table(good, run.class_names)
+    table = with_flags(predictions_table(good, run.class_names), flags)
     st.dataframe(table, hide_index=True)
     st.download_button(
         "Download results (CSV)", table.to_csv(index=False), "predictions.csv", "text/csv", icon=":material/download:"
@@ -75,6 +81,7 @@ if len(good) > 1:
 for i, result in enumerate(good[:MAX_EXPLAINED]):
     with st.container(border=True):
         st.markdown(f"**{result.name}**: {result.label} ({result.confidence:.1%})")
+        show_flag(flags[i])
         cols = st.columns(3)
         cols[0].image(result.image, caption="Model input", width="stretch")
         cols[1].image(

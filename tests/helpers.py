@@ -393,6 +393,13 @@ def digits(per_class: int = 3) -> tuple[np.ndarray, np.ndarray]:
     return images, labels
 
 
+def copied_models(run: Run, models_dir: Path) -> Path:
+    """`models_dir` holding a copy of `run` (same id), for a test whose pages keep files beside a shared
+    run's model (its embedding, its unfamiliar-image flag's reference), so the shared run stays as trained."""
+    shutil.copytree(run.path, models_dir / run.id)
+    return models_dir
+
+
 def relocated_run(run: Run, data_dir: Path, models_dir: Path, run_id: str | None = None) -> Path:
     """Copy `run` into `models_dir` (as `run_id`) and its dataset folder to `data_dir`, the copy pointing at the copy.
 

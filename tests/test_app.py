@@ -21,6 +21,7 @@ from cnnlab.settings import DEMO_RUN_DIR
 from helpers import (
     APP,
     APP_TIMEOUT,
+    copied_models,
     digits,
     image_bytes,
     imagenet_unreachable,
@@ -245,8 +246,8 @@ def test_the_runs_page_resumes_a_stopped_run_and_trains_a_completed_one_more(app
     assert [row.epoch for row in child.history] == [4]
 
 
-def test_predict_rejects_a_non_image_with_a_message(app, trained_run, monkeypatch):
-    monkeypatch.setenv("CNNLAB_MODELS_DIR", str(trained_run["base"] / "models"))
+def test_predict_rejects_a_non_image_with_a_message(app, trained_run, tmp_path, monkeypatch):
+    monkeypatch.setenv("CNNLAB_MODELS_DIR", str(copied_models(trained_run["run"], tmp_path / "models")))
     at = open_page(app, "pages/predict.py")
     at.file_uploader(key="image-upload").set_value(("fake.png", b"definitely text", "image/png")).run()
     assert not at.exception
@@ -270,7 +271,15 @@ def test_classes_named_like_the_predict_tables_columns_overwrite_none_of_them(ap
     at.file_uploader(key="image-upload").set_value(uploads).run()
     assert not at.exception, [e.value for e in at.exception]
     table = at.dataframe[0].value
-    assert list(table.columns) == ["image", "label", "confidence", "P(confidence)", "P(image)", "P(label)"]
+    assert list(table.columns) == [
+        "image",
+        "label",
+        "confidence",
+        "unlike_training",
+        "P(confidence)",
+        "P(image)",
+        "P(label)",
+    ]
     assert table["image"].tolist() == ["confidence.png", "image.png", "label.png"]
     assert set(table["label"]) <= set(classes)
     probabilities = table[["P(confidence)", "P(image)", "P(label)"]].to_numpy()

@@ -17,7 +17,7 @@ from streamlit.testing.v1 import AppTest
 from cnnlab.data import edits, versions
 from cnnlab.server import hosting
 from cnnlab.settings import load_settings
-from helpers import class_image, image_bytes, open_page, start_app, tiny_sweep, write_dataset
+from helpers import class_image, copied_models, image_bytes, open_page, start_app, tiny_sweep, write_dataset
 
 
 @pytest.fixture
@@ -218,7 +218,7 @@ def test_the_train_page_trains_on_the_version_picked_on_the_data_page(app, tmp_p
 def test_a_predict_page_photo_is_added_to_the_runs_dataset_under_a_chosen_class(
     app, trained_run, tmp_path, monkeypatch
 ):
-    monkeypatch.setenv("CNNLAB_MODELS_DIR", str(trained_run["base"] / "models"))
+    monkeypatch.setenv("CNNLAB_MODELS_DIR", str(copied_models(trained_run["run"], tmp_path / "models")))
     monkeypatch.setenv("CNNLAB_DATASETS_DIR", str(tmp_path / "datasets"))
     root = trained_run["data_dir"]
     before = file_hashes(root)

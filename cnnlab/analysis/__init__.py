@@ -1,6 +1,6 @@
-"""Looking at a trained model: test-split evaluation, two runs compared on their shared test images,
-likely label errors (also by a cross-validated pass), the embedding map and outliers, Grad-CAM, and
-the network's inside (feature maps, filters, receptive fields, top images)."""
+"""Looking at a trained model: test-split evaluation, two runs compared, likely label errors, the
+embedding map and outliers, the unfamiliar-image flag, test-time augmentation, Grad-CAM, and the
+network's inside (feature maps, filters, receptive fields, top images)."""
 
 from typing import TYPE_CHECKING
 
@@ -13,21 +13,32 @@ if TYPE_CHECKING:  # what type checkers and readers see; at run time each name i
     from cnnlab.analysis.evaluate import Evaluation, evaluate_run
     from cnnlab.analysis.explain import grad_cam
     from cnnlab.analysis.label_issues import run_label_issues
+    from cnnlab.analysis.novelty import NoveltyFlag, NoveltyReference, flag_images, run_reference
+    from cnnlab.analysis.novelty_check import novelty_separation
     from cnnlab.analysis.outliers import run_outliers
+    from cnnlab.analysis.tta import TTAEvaluation, evaluate_tta, tta_transforms
 
 __all__ = [
     "Embedding",
     "Evaluation",
+    "NoveltyFlag",
+    "NoveltyReference",
     "RunComparison",
+    "TTAEvaluation",
     "compare_runs",
     "cross_validated_issues",
     "evaluate_run",
+    "evaluate_tta",
+    "flag_images",
     "grad_cam",
+    "novelty_separation",
     "project",
     "projection_methods",
     "run_embedding",
     "run_label_issues",
     "run_outliers",
+    "run_reference",
+    "tta_transforms",
 ]
 
 __getattr__, __dir__ = lazy_exports(
@@ -44,6 +55,14 @@ __getattr__, __dir__ = lazy_exports(
         "evaluate_run": "evaluate",
         "grad_cam": "explain",
         "run_label_issues": "label_issues",
+        "NoveltyFlag": "novelty",
+        "NoveltyReference": "novelty",
+        "flag_images": "novelty",
+        "run_reference": "novelty",
+        "novelty_separation": "novelty_check",
         "run_outliers": "outliers",
+        "TTAEvaluation": "tta",
+        "evaluate_tta": "tta",
+        "tta_transforms": "tta",
     },
 )

@@ -172,6 +172,12 @@ def _compute(run: Run, cache: Path, progress: Progress | None) -> Embedding:
     )
 
 
+def embedding_key(run: Run, cache: Path) -> str:
+    """What the run's features are computed from (its model file as saved, its dataset as scanned); what
+    results fitted on them (`cnnlab.analysis.novelty`) are keyed by, so they go stale together."""
+    return _cache_key(run, cache)
+
+
 def _cache_key(run: Run, cache: Path) -> str:
     """What the stored embedding was computed from: the model file as saved and the dataset as scanned."""
     model = run.model_path.stat()
@@ -189,10 +195,16 @@ def _cache_key(run: Run, cache: Path) -> str:
     )
 
 
-def _cache_file(run: Run, cache: Path) -> Path:
+def kept_path(run: Run, cache: Path, name: str) -> Path:
+    """Where a file computed from a run's model and dataset (`name`: the embedding, or what is fitted on
+    it) is kept: in the run's folder, or under `cache` by the run's id for a read-only run."""
     if run.is_demo or run.is_team_copy:  # read-only folders, shared by everyone who opens them
-        return Path(cache) / EMBEDDINGS_DIR / f"{run.id}.npz"
-    return run.path / EMBEDDING_FILE
+        return Path(cache) / EMBEDDINGS_DIR / (f"{run.id}.npz" if name == EMBEDDING_FILE else f"{run.id}-{name}")
+    return run.path / name
+
+
+def _cache_file(run: Run, cache: Path) -> Path:
+    return kept_path(run, cache, EMBEDDING_FILE)
 
 
 def _read(path: Path, key: str) -> Embedding | None:

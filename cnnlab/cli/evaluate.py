@@ -4,16 +4,24 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cnnlab.cli.options import Command, add_tracking_options, open_run
 from cnnlab.cli.progress import pct
 from cnnlab.settings import Settings
 
+if TYPE_CHECKING:
+    from cnnlab.runs.store import Run
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The run and the tracking options (to open a teammate's run)."""
     parser.add_argument("run")
+    parser.add_argument(
+        "--tta",
+        action="store_true",
+        help="also predict the test images with test-time augmentation (one model pass per transform) and compare",
+    )
     add_tracking_options(parser)
 
 
@@ -21,7 +29,8 @@ def run(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     """Evaluate the run and print its accuracy, loss and per-class figures."""
     from cnnlab.analysis.evaluate import evaluate_run
 
-    evaluation = evaluate_run(open_run(args, settings), cache=settings.cache_dir, max_cache_mb=settings.max_cache_mb)
+    run = open_run(args, settings)
+    evaluation = evaluate_run(run, cache=settings.cache_dir, max_cache_mb=settings.max_cache_mb)
     for warning in evaluation.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     if not args.json:
@@ -34,7 +43,23 @@ def run(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
             )
     result = evaluation.to_dict()
     result.pop("predictions")
+    if args.tta:
+        result.update(_tta(run, args, settings))
     return result
+
+
+def _tta(run: Run, args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
+    """The test accuracy with and without test-time augmentation, printed unless `--json`."""
+    from cnnlab.analysis.tta import evaluate_tta
+
+    tta = evaluate_tta(run, cache=settings.cache_dir, max_cache_mb=settings.max_cache_mb)
+    if not args.json:
+        print(
+            f"test accuracy with TTA {pct(tta.accuracy_tta)} (without {pct(tta.accuracy)}) over "
+            f"{len(tta.transforms)} transforms: {', '.join(tta.transforms)}; "
+            f"{tta.seconds_tta:.2f} s against {tta.seconds:.2f} s without"
+        )
+    return tta.to_dict()
 
 
 COMMAND = Command(

@@ -3,42 +3,77 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cnnlab.cli.options import Command, add_tracking_options, open_run
 from cnnlab.settings import Settings
+
+if TYPE_CHECKING:
+    from cnnlab.analysis.novelty import NoveltyReference
+    from cnnlab.runs.store import Run
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The run, the images and the tracking options (to open a teammate's run)."""
     parser.add_argument("run")
     parser.add_argument("images", nargs="+", type=Path)
+    parser.add_argument(
+        "--tta",
+        action="store_true",
+        help="average over the run's test-time augmentation transforms (one model pass each: N times the time)",
+    )
     add_tracking_options(parser)
 
 
 def run(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
-    """Predict every image (an unreadable one is reported, not fatal, unless all are) and print the labels."""
+    """Predict every image (an unreadable one is reported, not fatal, unless all are) and print the labels,
+    each with the unfamiliar-image flag (`cnnlab.analysis.novelty`) when the run's dataset is here to fit it."""
+    from cnnlab.analysis.novelty import flag_images
+    from cnnlab.analysis.tta import tta_transforms
     from cnnlab.deploy.prediction import predict
 
     run = open_run(args, settings)
     missing = [str(p) for p in args.images if not p.is_file()]
     if missing:
         raise ValueError(f"Image file not found; check the path. Received: image={missing[0]!r}")
+    model = run.load_model()
     results = predict(
-        run.load_model(),
+        model,
         run.class_names,
         run.model_config(),
         args.images,
         names=[str(p) for p in args.images],
         errors="report",
+        tta=args.tta,
     )
-    for r in results if not args.json else []:
-        print(f"{r.name}: {r.error}" if r.error else f"{r.name}: {r.label} ({r.confidence:.1%})")
     failed = [r for r in results if r.error]
     if failed and len(failed) == len(results):
         raise ValueError(failed[0].error)
-    return {"predictions": [r.to_dict() for r in results]}
+    reference = _reference(run, settings)
+    good = [r.image for r in results if r.image is not None]
+    found = iter(flag_images(model, reference, good) if reference is not None else [])
+    flags = [None if r.image is None or reference is None else next(found) for r in results]
+    for r, flag in zip(results, flags, strict=True) if not args.json else []:
+        note = f"  [{flag.explanation}]" if flag is not None and flag.novel else ""
+        print(f"{r.name}: {r.error}" if r.error else f"{r.name}: {r.label} ({r.confidence:.1%}){note}")
+    rows = [
+        r.to_dict() if r.error else {**r.to_dict(), "novelty": None if flag is None else flag.to_dict()}
+        for r, flag in zip(results, flags, strict=True)
+    ]
+    return {"predictions": rows, "tta_transforms": list(tta_transforms(run.model_config())) if args.tta else None}
+
+
+def _reference(run: Run, settings: Settings) -> NoveltyReference | None:
+    """The run's novelty reference, or None with a warning when it cannot be fitted here (no dataset)."""
+    from cnnlab.analysis.novelty import run_reference
+
+    try:
+        return run_reference(run, cache=settings.cache_dir)
+    except ValueError as exc:
+        print(f"warning: no unfamiliar-image flag: {exc}", file=sys.stderr)
+        return None
 
 
 COMMAND = Command(

@@ -50,11 +50,14 @@ def predict(
     sources: Sequence[images.ImageSource],
     names: Sequence[str] | None = None,
     errors: str = "raise",
+    tta: bool = False,
 ) -> list[Prediction]:
     """Predict a batch of images given as bytes, paths, file objects or PIL images.
 
     With `errors="raise"` an unreadable input raises `ImageError`; with `errors="report"` it
-    becomes a `Prediction` with `error` set and the other inputs are still predicted.
+    becomes a `Prediction` with `error` set and the other inputs are still predicted. With `tta`
+    the probabilities are averaged over the run's test-time augmentation transforms
+    (`cnnlab.analysis.tta`, derived from `config`), one model pass each.
     """
     if errors not in ("raise", "report"):
         raise ValueError(f"errors must be 'raise' or 'report'. Received: errors={errors!r}")
@@ -78,7 +81,7 @@ def predict(
             arrays.append(None)
             problems.append(str(exc))
     good = [a for a in arrays if a is not None]
-    probs = iter(_probabilities(model, np.stack(good)) if good else [])
+    probs = iter(_tta_or_plain(model, np.stack(good), config if tta else None) if good else [])
     return [
         _ranked(name, array, next(probs), class_names) if array is not None else Prediction(name, error=problem)
         for name, array, problem in zip(names, arrays, problems, strict=True)
@@ -99,6 +102,14 @@ def predictions_table(results: Sequence[Prediction], class_names: Sequence[str])
         if not r.error
     ]
     return pd.DataFrame(rows, columns=["image", "label", "confidence", *columns.values()])
+
+
+def _tta_or_plain(model, batch: np.ndarray, tta_config: ModelConfig | None) -> np.ndarray:
+    if tta_config is None:
+        return _probabilities(model, batch)
+    from cnnlab.analysis.tta import tta_probabilities
+
+    return tta_probabilities(lambda b: _probabilities(model, b), batch, tta_config)
 
 
 def _probabilities(model, batch: np.ndarray) -> np.ndarray:
