@@ -60,7 +60,9 @@ def what_it_saw_section(run: Run, model) -> None:
             "uses, hiding its region costs more accuracy."
         )
         left, right = st.columns(2)
-        method = left.selectbox("Map", METHODS, format_func=LABELS.get, key="saw-method")
+        method: str = (
+            left.selectbox("Map", list(METHODS), format_func=lambda m: LABELS[m], key="saw-method") or METHODS[0]
+        )
         percent = right.slider("Pixels hidden (%)", 5, 40, 15, step=5, key="saw-fraction")
         st.caption(NOTES[method])
         if not st.button("Run the check", key="saw-run"):

@@ -98,3 +98,17 @@ def test_occlusion_patches_cover_the_whole_image():
     model = small_cnn(3, shape=(30, 30, 3), seed=0)
     heatmap = explain(model, random_images(1, (30, 30, 3))[0], "occlusion")
     assert heatmap.shape == (30, 30)
+
+
+def test_the_maps_figure_puts_every_map_on_one_colour_bar():
+    from cnnlab.charts import explanations_figure, randomisation_figure
+
+    image = random_images(1)[0]
+    maps = [(name, np.linspace(0, 1, 32 * 32).reshape(32, 32)) for name in ("a", "b", "c")]
+    fig = explanations_figure(image, maps)
+    heatmaps = [t for t in fig.data if t.type == "heatmap"]
+    assert len(heatmaps) == 3 and {t.coloraxis for t in heatmaps} == {"coloraxis"}
+    assert (fig.layout.coloraxis.cmin, fig.layout.coloraxis.cmax) == (0.0, 1.0)
+    with pytest.raises(ValueError, match=r"Received: a shape=\(4, 4\)$"):
+        explanations_figure(image, [("a", np.zeros((4, 4)))])
+    assert len(randomisation_figure(["dense", "conv"], {"x": [0.9, 0.1]}).data) == 1

@@ -1,6 +1,6 @@
 """Looking at a trained model: test-split evaluation, two runs compared on their shared test images,
-likely label errors (also by a cross-validated pass), the embedding map and outliers, Grad-CAM, and
-the network's inside (feature maps, filters, receptive fields, top images)."""
+likely label errors (also by a cross-validated pass), the embedding map and outliers, four explanations
+with their sanity checks, and the network's inside (feature maps, filters, receptive fields, top images)."""
 
 from typing import TYPE_CHECKING
 
@@ -14,17 +14,26 @@ if TYPE_CHECKING:  # what type checkers and readers see; at run time each name i
     from cnnlab.analysis.explain import grad_cam
     from cnnlab.analysis.label_issues import run_label_issues
     from cnnlab.analysis.outliers import run_outliers
+    from cnnlab.analysis.saliency import Explanation, explain, explain_image
+    from cnnlab.analysis.sanity import MaskingCheck, RandomisationCheck, masking_check, randomisation_check
 
 __all__ = [
     "Embedding",
     "Evaluation",
+    "Explanation",
+    "MaskingCheck",
+    "RandomisationCheck",
     "RunComparison",
     "compare_runs",
     "cross_validated_issues",
     "evaluate_run",
+    "explain",
+    "explain_image",
     "grad_cam",
+    "masking_check",
     "project",
     "projection_methods",
+    "randomisation_check",
     "run_embedding",
     "run_label_issues",
     "run_outliers",
@@ -45,5 +54,12 @@ __getattr__, __dir__ = lazy_exports(
         "grad_cam": "explain",
         "run_label_issues": "label_issues",
         "run_outliers": "outliers",
+        "Explanation": "saliency",
+        "explain": "saliency",
+        "explain_image": "saliency",
+        "MaskingCheck": "sanity",
+        "RandomisationCheck": "sanity",
+        "masking_check": "sanity",
+        "randomisation_check": "sanity",
     },
 )

@@ -165,22 +165,22 @@ def masking_check(
         raise ValueError(
             f"fraction must be a number between 0 and 1 (the share of pixels hidden). Received: fraction={fraction!r}"
         )
-    batch = np.stack([_check_image(model, image) for image in images]) if len(images) else np.empty((0,))
     labels = np.asarray(labels, dtype=np.int64)
-    if len(batch) == 0 or len(labels) != len(batch):
+    if len(images) == 0 or len(labels) != len(images):
         raise ValueError(
             "Give one label per image and at least one image. "
             f"Received: len(images)={len(images)}, len(labels)={len(labels)}"
         )
+    batch: np.ndarray = np.stack([_check_image(model, image) for image in images])
     rng = np.random.default_rng(seed)
-    height, width = batch.shape[1:3]
+    height, width = int(batch.shape[1]), int(batch.shape[2])
     keep = max(1, round(fraction * height * width))
     map_masked, random_masked = batch.copy(), batch.copy()
     for i, pixels in enumerate(batch):
         heatmap = explain(model, pixels, method, seed=seed)
-        mask = np.zeros(height * width, dtype=bool)
-        mask[np.argsort(-heatmap, axis=None, kind="stable")[:keep]] = True
-        mask = mask.reshape(height, width)
+        flat = np.zeros(height * width, dtype=bool)
+        flat[np.argsort(-heatmap, axis=None, kind="stable")[:keep]] = True
+        mask = flat.reshape(height, width)
         moved = np.roll(mask, (int(rng.integers(height)), int(rng.integers(width))), axis=(0, 1))
         fill = pixels.mean(axis=(0, 1))
         map_masked[i][mask] = fill
