@@ -27,7 +27,8 @@ def explanation_section(model, run: Run, result: Prediction, key: str) -> None:
     chosen = st.selectbox("Explain the class", names, index=names.index(result.label), key=f"explain-class-{key}")
     class_index = names.index(chosen)
     memo_key = ("maps", run.id, _digest(result.image), class_index)
-    explanations = _memo(memo_key, lambda: explain_image(model, result.image, METHODS, class_index))
+    with st.spinner("Explaining..."):
+        explanations = _memo(memo_key, lambda: explain_image(model, result.image, METHODS, class_index))
     maps = [(e.label, e.heatmap) for e in explanations]
     st.plotly_chart(charts.explanations_figure(result.image, maps), key=f"maps-{key}")
     for column, e in zip(st.columns(len(explanations)), explanations, strict=True):

@@ -78,3 +78,20 @@ def test_run_masking_check_uses_the_runs_test_split(trained_run):
     run = trained_run["run"]
     check = run_masking_check(run, run.load_model(), cache=trained_run["cache"], max_images=5)
     assert check.num_images == 5 and 0.0 <= check.map_masked_accuracy <= 1.0
+
+
+def test_randomisation_reaches_into_a_nested_backbone_and_leaves_it_unchanged():
+    from helpers import nested_model
+
+    model, backbone = nested_model()
+    before = [w.copy() for w in backbone.get_weights()]
+    image = random_images(1, (24, 24, 3))[0]
+    check = randomisation_check(model, image, ["gradcam", "smoothgrad"], max_steps=4)
+    assert [step.layer for step in check.steps] == [
+        "head_conv",
+        "backbone/block3_conv",
+        "backbone/block2_conv",
+        "backbone/block1_conv",
+    ]
+    for old, new in zip(before, backbone.get_weights(), strict=True):
+        np.testing.assert_array_equal(old, new)
