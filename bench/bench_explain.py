@@ -55,7 +55,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
-    print(machine())
+    print(f"machine: {machine()}")
     keras.utils.set_random_seed(0)
     measure("default model (ModelConfig(), 5 classes)", build_model(ModelConfig(), 5), args.repeats)
     demo = keras.saving.load_model(DEMO_RUN_DIR / "model.keras", compile=False)
