@@ -82,4 +82,4 @@ def randomisation_figure(
         )
     fig.add_hline(y=similar, line_dash="dot", line_color="gray", annotation_text="still similar above")
     layout(fig, "Cascading randomisation", "layers re-drawn at random, down to", "Spearman rank correlation")
-    return fig.update_yaxes(range=[-1.05, 1.05]).update_layout(height=320)
+    return fig.update_yaxes(range=[-1.05, 1.05]).update_layout(height=340)

@@ -52,7 +52,7 @@ def run(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
             {"method": e.method, "note": e.note, "heatmap": str(heatmap), "overlay": str(overlay), "seconds": e.seconds}
         )
         if not args.json:
-            print(f"{e.label}: {overlay} ({e.seconds:.2f} s)\n  {e.note}")
+            print(f"{e.label} ({e.seconds:.2f} s): {heatmap}, {overlay}\n  {e.note}")
     class_name = run.class_names[explanations[0].class_index]
     result: dict[str, Any] = {"image": str(args.image), "class": class_name, "explanations": written}
     if args.sanity:
