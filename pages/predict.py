@@ -1,13 +1,13 @@
-"""Predict: classify uploaded or camera images, with a Grad-CAM heatmap of where the model looked."""
+"""Predict: classify uploaded or camera images, with maps of where the model looked (four methods) and their sanity checks."""
 
 import streamlit as st
 
 from cnnlab import charts
-from cnnlab.analysis.explain import grad_cam, overlay
 from cnnlab.data.images import SUPPORTED_EXTENSIONS
 from cnnlab.deploy.prediction import predict, predictions_table
 from cnnlab.settings import check_upload_size
 from cnnlab_ui.dataset_panels import add_to_run_dataset
+from cnnlab_ui.explanations import explanation_section, what_it_saw_section
 from cnnlab_ui.loaders import run_model
 from cnnlab_ui.messages import show_error
 from cnnlab_ui.novelty import flags_for, novelty_reference, show_flag, with_flags
@@ -82,16 +82,13 @@ for i, result in enumerate(good[:MAX_EXPLAINED]):
     with st.container(border=True):
         st.markdown(f"**{result.name}**: {result.label} ({result.confidence:.1%})")
         show_flag(flags[i])
-        cols = st.columns(3)
+        cols = st.columns(2)
         cols[0].image(result.image, caption="Model input", width="stretch")
-        cols[1].image(
-            overlay(result.image, grad_cam(model, result.image, run.class_names.index(result.label))),
-            caption=f"Grad-CAM for '{result.label}'",
-            width="stretch",
-        )
-        cols[2].plotly_chart(
+        cols[1].plotly_chart(
             charts.probabilities_figure([c for c, _ in result.ranked], [p for _, p in result.ranked]), key=f"probs-{i}"
         )
+        explanation_section(model, run, result, key=str(i), first=i == 0)
         add_to_run_dataset(run, good_inputs[i], result.name, result.label, key=str(i))
 if len(good) > MAX_EXPLAINED:
-    st.caption(f"Heatmaps are shown for the first {MAX_EXPLAINED} images; the table lists them all.")
+    st.caption(f"The first {MAX_EXPLAINED} images are shown one by one; the table lists them all.")
+what_it_saw_section(run, model)

@@ -14,6 +14,7 @@ from pathlib import Path
 # Quiet TensorFlow's C++ start-up logging before anything imports it.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import numpy as np
 import pytest
 from team_servers import mlflow_server, postgres_url  # noqa: F401 - session fixtures for the team tests
 
@@ -180,3 +181,23 @@ def disk_calls(monkeypatch) -> list[tuple[str, object]]:
     monkeypatch.setattr(os, "fsync", recorded_fsync)
     monkeypatch.setattr(os, "replace", recorded_replace)
     return calls
+
+
+@pytest.fixture(scope="session")
+def planted_patch():
+    """A tiny model trained (once per session) where only a patch tells the classes apart.
+
+    Grey noisy 32x32 images; class 1 has an 8x8 checkerboard in the top-left corner (rows and
+    columns 4 to 11), class 0 none. Returns (model, test images, test labels, patch mask).
+    """
+    import keras
+
+    from helpers import planted_patch_images, small_cnn
+
+    rng = np.random.default_rng(0)
+    images, labels, mask = planted_patch_images(200, rng)
+    model = small_cnn(2, seed=0)
+    model.compile(keras.optimizers.Adam(0.01), "binary_crossentropy", metrics=["accuracy"])
+    model.fit(images, labels, epochs=10, batch_size=32, verbose=0)
+    test_images, test_labels, _ = planted_patch_images(40, rng)
+    return model, test_images, test_labels, mask

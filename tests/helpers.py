@@ -541,3 +541,15 @@ def stall(root: Path) -> None:
     """A dataset check that outlasts any test, for time-outs; picklable, for a child process that
     has this folder on its path."""
     time.sleep(3600)
+
+
+def planted_patch_images(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`n` grey noisy 32x32 RGB images, alternately without (label 0) and with (label 1) an 8x8
+    checkerboard at rows and columns 4 to 11, the labels, and the patch's (32, 32) mask."""
+    images = np.clip(rng.normal(120, 10, (n, 32, 32, 3)), 0, 255).astype(np.uint8)
+    labels = np.arange(n) % 2
+    checker = (np.indices((8, 8)).sum(axis=0) % 2) * 160 + 40
+    images[labels == 1, 4:12, 4:12] = checker[..., np.newaxis]
+    mask = np.zeros((32, 32), dtype=bool)
+    mask[4:12, 4:12] = True
+    return images, labels, mask

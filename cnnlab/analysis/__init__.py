@@ -1,6 +1,7 @@
-"""Looking at a trained model: test-split evaluation, two runs compared, likely label errors, the
-embedding map and outliers, the unfamiliar-image flag, test-time augmentation, Grad-CAM, and the
-network's inside (feature maps, filters, receptive fields, top images)."""
+"""Looking at a trained model: test-split evaluation, two runs compared on their shared test images,
+likely label errors (also by a cross-validated pass), the embedding map and outliers, the unfamiliar-image
+flag, test-time augmentation, four explanations with their sanity checks, and the network's inside
+(feature maps, filters, receptive fields, top images)."""
 
 from typing import TYPE_CHECKING
 
@@ -16,6 +17,8 @@ if TYPE_CHECKING:  # what type checkers and readers see; at run time each name i
     from cnnlab.analysis.novelty import NoveltyFlag, NoveltyReference, flag_images, run_reference
     from cnnlab.analysis.novelty_check import novelty_separation
     from cnnlab.analysis.outliers import run_outliers
+    from cnnlab.analysis.saliency import Explanation, explain, explain_image
+    from cnnlab.analysis.sanity import MaskingCheck, RandomisationCheck, masking_check, randomisation_check
     from cnnlab.analysis.tta import TTAEvaluation, evaluate_tta, tta_transforms
 
 __all__ = [
@@ -23,6 +26,9 @@ __all__ = [
     "Evaluation",
     "NoveltyFlag",
     "NoveltyReference",
+    "Explanation",
+    "MaskingCheck",
+    "RandomisationCheck",
     "RunComparison",
     "TTAEvaluation",
     "compare_runs",
@@ -32,8 +38,12 @@ __all__ = [
     "flag_images",
     "grad_cam",
     "novelty_separation",
+    "explain",
+    "explain_image",
+    "masking_check",
     "project",
     "projection_methods",
+    "randomisation_check",
     "run_embedding",
     "run_label_issues",
     "run_outliers",
@@ -64,5 +74,12 @@ __getattr__, __dir__ = lazy_exports(
         "TTAEvaluation": "tta",
         "evaluate_tta": "tta",
         "tta_transforms": "tta",
+        "Explanation": "saliency",
+        "explain": "saliency",
+        "explain_image": "saliency",
+        "MaskingCheck": "sanity",
+        "RandomisationCheck": "sanity",
+        "masking_check": "sanity",
+        "randomisation_check": "sanity",
     },
 )

@@ -23,6 +23,7 @@ if TYPE_CHECKING:  # what type checkers and readers see; at run time each name i
     from cnnlab.charts.dataset import class_counts_figure, image_sizes_figure
     from cnnlab.charts.embedding import COLOR_BY, embedding_figure
     from cnnlab.charts.evaluation import FIXED_SIZE_CLASSES, confusion_figure, probabilities_figure
+    from cnnlab.charts.explanations import explanations_figure, randomisation_figure
     from cnnlab.charts.inspection import channel_figure, feature_maps_figure, filters_figure, kernels_figure
     from cnnlab.charts.style import PALETTE, TEMPLATE
     from cnnlab.charts.sweeps import DIRECTIONS, importance_figure, parallel_coordinates_figure, sweep_figure
@@ -41,6 +42,7 @@ __all__ = [
     "compare_figure",
     "confusion_figure",
     "embedding_figure",
+    "explanations_figure",
     "feature_maps_figure",
     "filters_figure",
     "fine_tune_start",
@@ -53,6 +55,7 @@ __all__ = [
     "lr_find_figure",
     "parallel_coordinates_figure",
     "probabilities_figure",
+    "randomisation_figure",
     "recall_change_figure",
     "sweep_figure",
     "training_curves_figure",
@@ -78,6 +81,8 @@ __getattr__, __dir__ = lazy_exports(
         "FIXED_SIZE_CLASSES": "evaluation",
         "confusion_figure": "evaluation",
         "probabilities_figure": "evaluation",
+        "explanations_figure": "explanations",
+        "randomisation_figure": "explanations",
         "channel_figure": "inspection",
         "feature_maps_figure": "inspection",
         "filters_figure": "inspection",

@@ -1,4 +1,4 @@
-"""Command line: `python -m cnnlab {sample,scan,dataset,train,resume,evaluate,predict,runs,inspect,...}`.
+"""Command line: `python -m cnnlab {sample,scan,dataset,train,resume,evaluate,predict,runs,inspect,explain,...}`.
 
 Bad input exits with status 2 and one line on standard error; `--json` makes the last line of
 standard output one JSON object. Progress goes to standard error, so standard output stays clean.
@@ -22,6 +22,7 @@ from cnnlab.cli import (
     dataset,
     download,
     evaluate,
+    explain,
     export,
     inspect,
     label_issues,
@@ -57,6 +58,7 @@ COMMANDS = {
         compare.COMMAND,
         export.COMMAND,
         inspect.COMMAND,
+        explain.COMMAND,
         sweep.COMMAND,
     )
 }
