@@ -30,6 +30,13 @@ st.caption(
     f"Classes: {', '.join(run.class_names)}. Images are resized to {config.image_size[0]}x{config.image_size[1]} ({config.resize_mode}, {config.color_mode}), as in training."
 )
 
+st.caption(
+    f"Confidences are calibrated: probabilities scaled by the temperature {run.temperature:.2f} fitted on the "
+    "validation images, so 80% means right about 80% of the time (Evaluate page, Calibration)."
+    if run.temperature is not None
+    else "Confidences are the model's own, not calibrated: evaluate the run (with its validation images) to fit "
+    "a temperature."
+)
 source = st.radio("Images from", ["Upload", "Camera"], horizontal=True, key="image-source")
 if source == "Upload":
     files = (
@@ -58,7 +65,8 @@ for f in files:
         show_error(exc)
 files = accepted
 inputs = [f.getvalue() for f in files]
-results = predict(model, run.class_names, config, inputs, names=[f.name for f in files], errors="report")
+names = [f.name for f in files]
+results = predict(model, run.class_names, config, inputs, names=names, errors="report", temperature=run.temperature)
 for result in results:
     if result.error:
         show_error(ValueError(result.error))

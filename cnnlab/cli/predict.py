@@ -32,13 +32,14 @@ def run(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
         args.images,
         names=[str(p) for p in args.images],
         errors="report",
+        temperature=run.temperature,
     )
     for r in results if not args.json else []:
         print(f"{r.name}: {r.error}" if r.error else f"{r.name}: {r.label} ({r.confidence:.1%})")
     failed = [r for r in results if r.error]
     if failed and len(failed) == len(results):
         raise ValueError(failed[0].error)
-    return {"predictions": [r.to_dict() for r in results]}
+    return {"predictions": [r.to_dict() for r in results], "temperature": run.temperature}
 
 
 COMMAND = Command(

@@ -425,9 +425,13 @@ def _check_learned(progress, model_config: ModelConfig) -> None:
 
 def _finish(run: Run, model, prepared, parts, *, progress, started: float) -> None:
     history = run.history
-    metrics = Metrics()
+    metrics, scaling = Metrics(), None
     if progress.best_weights is not None:
-        evaluation = evaluate.evaluate_prepared(model, prepared, parts["test"])
+        # One pass over the validation images fits the temperature predictions are calibrated by.
+        scaling = evaluate.fit_temperature_on(model, prepared, parts["validation"])
+        evaluation = evaluate.evaluate_prepared(
+            model, prepared, parts["test"], temperature=scaling.temperature if scaling else None
+        )
         evaluate.save_evaluation(run, evaluation)
         metrics = Metrics(
             test_accuracy=evaluation.accuracy,
@@ -454,4 +458,5 @@ def _finish(run: Run, model, prepared, parts, *, progress, started: float) -> No
         best_epoch=progress.best_epoch,
         duration_s=round(time.perf_counter() - started, 2),
         num_train=len(parts["train"]),
+        calibration=scaling,
     )
