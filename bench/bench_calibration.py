@@ -48,7 +48,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--cache", type=Path, default=Settings().cache_dir, help="cache folder (default: %(default)s)")
     args = parser.parse_args()
-    print(machine())
+    print(f"machine: {machine()}")
     run = RunStore(DEMO_RUN_DIR.parent, demo=DEMO_RUN_DIR).get("demo")
     model, names = run.load_model(), run.class_names
     with open_split(run, cache=args.cache) as (prepared, parts):

@@ -485,6 +485,29 @@ def test_evaluate_shows_calibration_a_threshold_sentence_and_roc_for_three_class
     assert any(f"on 100% of the test images ({total} of {total})" in m.value for m in at.markdown)
 
 
+def test_an_evaluation_saved_before_calibration_without_its_dataset_says_to_evaluate_again(
+    app, trained_run, tmp_path, monkeypatch
+):
+    run_dir = tmp_path / "models" / "before-calibration"  # an id of its own: the page caches evaluations by id
+    shutil.copytree(trained_run["run"].path, run_dir)
+    saved = json.loads((run_dir / "evaluation.json").read_text())
+    for key in ("ece", "brier", "temperature", "ece_calibrated", "brier_calibrated", "roc_curves"):
+        del saved[key]
+    (run_dir / "evaluation.json").write_text(json.dumps(saved))
+    record = json.loads((run_dir / "run.json").read_text())
+    record["dataset"]["path"] = str(tmp_path / "moved-away")
+    del record["calibration"]
+    record["id"] = run_dir.name
+    (run_dir / "run.json").write_text(json.dumps(record))
+    monkeypatch.setenv("CNNLAB_MODELS_DIR", str(tmp_path / "models"))
+    at = open_page(app, "pages/evaluate.py")
+    assert any("saved before calibration was measured" in i.value for i in at.info)
+    assert any("saved before ROC curves were kept" in i.value for i in at.info)
+    assert at.metric[0].label == "Test accuracy" and "ECE" not in [m.label for m in at.metric]
+    at = open_page(at, "pages/predict.py")
+    assert any(c.value.startswith("Confidences are the model's own, not calibrated") for c in at.caption)
+
+
 def test_predict_says_its_confidences_are_calibrated(app, trained_run, monkeypatch):
     monkeypatch.setenv("CNNLAB_MODELS_DIR", str(trained_run["base"] / "models"))
     at = open_page(app, "pages/predict.py")

@@ -203,3 +203,27 @@ def test_the_export_manifest_records_the_temperature_and_how_to_apply_it(tmp_pat
     assert read_export(export_model(model, ["a", "b", "c"], tmp_path / "raw", "keras", images))["temperature"] is None
     with pytest.raises(ValueError, match=r"Received: temperature=-1$"):
         export_model(model, ["a", "b", "c"], tmp_path / "bad", "keras", images, temperature=-1)
+
+
+def test_the_figures_draw_counts_per_bin_a_threshold_line_and_one_curve_per_class():
+    import plotly.io as pio
+
+    from cnnlab import charts
+
+    before = reliability(CONFIDENCE, CORRECT)
+    figure = charts.reliability_figure(before, reliability(CONFIDENCE * 0.8, CORRECT))
+    bars, diagonal, calibrated = figure.data
+    assert [t for t in bars.text if t] == ["1", "1", "2"] and bars.y[9] == 0.5
+    assert diagonal.name == "Perfectly calibrated" and calibrated.name.startswith("Calibrated (ECE ")
+    assert len(charts.reliability_figure(before).data) == 2
+
+    threshold = charts.threshold_figure(threshold_curve(CONFIDENCE, CORRECT), 0.9)
+    assert [t.name for t in threshold.data] == ["Accuracy of those kept", "Share of images kept (coverage)"]
+    assert threshold.layout.shapes[0].x0 == 0.9
+
+    probs = np.array([[0.8, 0.1, 0.1], [0.2, 0.7, 0.1], [0.3, 0.3, 0.4], [0.5, 0.4, 0.1]])
+    curves = one_vs_rest(probs, np.array([0, 1, 2, 1]), ["a", "b", "c"])
+    roc = charts.roc_figure(curves)
+    assert [t.name for t in roc.data] == [f"{c.class_name} (AUC {c.auc:.3f})" for c in curves] + ["Chance"]
+    for fig in (figure, threshold, roc):
+        assert fig.layout.title.text and fig.layout.template == pio.templates[charts.TEMPLATE]

@@ -141,9 +141,10 @@ def fit_temperature(probs: np.ndarray, labels: np.ndarray) -> float:
     true_logit = logits[np.arange(len(labels)), labels]
 
     def nll(log_t: float) -> float:
-        z = logits / np.exp(log_t)
+        t = np.exp(log_t)
+        z = logits / t
         top = z.max(axis=1)
-        return float(np.mean(top + np.log(np.exp(z - top[:, None]).sum(axis=1)) - true_logit / np.exp(log_t)))
+        return float(np.mean(top + np.log(np.exp(z - top[:, None]).sum(axis=1)) - true_logit / t))
 
     low, high = np.log(MIN_TEMPERATURE), np.log(MAX_TEMPERATURE)
     ratio = (np.sqrt(5.0) - 1.0) / 2.0
@@ -195,6 +196,17 @@ def threshold_summary(confidence: np.ndarray, correct: np.ndarray, threshold: fl
     )
 
 
+def calibration_line(calibration: Calibration) -> str:
+    """The calibration in one line of plain words (what `cnnlab evaluate` prints)."""
+    line = f"calibration error (ECE) {calibration.ece:.3f}  Brier score {calibration.brier:.3f}"
+    if calibration.temperature is None:
+        return f"{line}  (not calibrated: no validation images to fit a temperature on)"
+    return (
+        f"{line}  temperature {calibration.temperature:.2f}: ECE {calibration.ece_calibrated:.3f}, "
+        f"Brier {calibration.brier_calibrated:.3f} once calibrated"
+    )
+
+
 def check_temperature(temperature: float) -> None:
     """Raise the house-style ValueError unless `temperature` is a positive finite number."""
     ok = isinstance(temperature, (int, float)) and not isinstance(temperature, bool)
@@ -230,14 +242,3 @@ def _checked_predictions(confidence: np.ndarray, correct: np.ndarray) -> tuple[n
             f"Received: confidence.shape={confidence.shape}, correct.shape={correct.shape}"
         )
     return confidence, correct
-
-
-def calibration_line(calibration: Calibration) -> str:
-    """The calibration in one line of plain words (what `cnnlab evaluate` prints)."""
-    line = f"calibration error (ECE) {calibration.ece:.3f}  Brier score {calibration.brier:.3f}"
-    if calibration.temperature is None:
-        return f"{line}  (not calibrated: no validation images to fit a temperature on)"
-    return (
-        f"{line}  temperature {calibration.temperature:.2f}: ECE {calibration.ece_calibrated:.3f}, "
-        f"Brier {calibration.brier_calibrated:.3f} once calibrated"
-    )

@@ -282,7 +282,10 @@ def evaluate_run(run: Run, *, cache: Path, refresh: bool = False, max_cache_mb: 
     `cache` is the folder for the scan and decoded-image caches (and the built-in sample), whose
     decoded arrays may take `max_cache_mb` in all (as in `train`). A recomputed evaluation is
     saved as the run's only when it covers the whole test split of unchanged data; otherwise its
-    `num_missing` and `dataset_changed` say why not.
+    `num_missing` and `dataset_changed` say why not. The test probabilities are calibrated by the
+    run's temperature; a run without one (trained before temperatures were fitted) gets one fitted
+    on its validation split, saved in its record. A saved evaluation from before calibration was
+    measured is evaluated again when its dataset is here.
     """
     saved = saved_evaluation(run)
     if saved is not None and not refresh:
@@ -301,8 +304,9 @@ def evaluate_run(run: Run, *, cache: Path, refresh: bool = False, max_cache_mb: 
         )
     # A running run's folder is its training's to write; it evaluates at the end. The demo is the app's own.
     if run.status != "running" and not evaluation.warnings and not run.is_demo:
-        if scaling is not None and run.record.calibration is None:
-            run.update(calibration=scaling)  # fitted once per model: predictions use it from now on
+        # Fitted once per model: predictions use it from now on (a teammate's record stays as published).
+        if scaling is not None and run.record.calibration is None and not run.is_team_copy:
+            run.update(calibration=scaling)
         save_evaluation(run, evaluation)
     return evaluation
 

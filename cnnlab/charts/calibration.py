@@ -60,20 +60,16 @@ def threshold_figure(curve: ThresholdCurve, threshold: float | None = None) -> g
     lines = [
         go.Scatter(
             x=curve.threshold,
-            y=curve.accuracy,
+            y=values,
             mode="lines",
-            name="Accuracy of those kept",
-            line={"color": PALETTE[0]},
-            hovertemplate="Threshold %{x:.0%}: %{y:.1%} right<extra></extra>",
-        ),
-        go.Scatter(
-            x=curve.threshold,
-            y=curve.coverage,
-            mode="lines",
-            name="Share of images kept (coverage)",
-            line={"color": PALETTE[2]},
-            hovertemplate="Threshold %{x:.0%}: %{y:.1%} of images<extra></extra>",
-        ),
+            name=name,
+            line={"color": colour},
+            hovertemplate=f"Threshold %{{x:.0%}}: %{{y:.1%}} {what}<extra></extra>",
+        )
+        for values, name, colour, what in (
+            (curve.accuracy, "Accuracy of those kept", PALETTE[0], "right"),
+            (curve.coverage, "Share of images kept (coverage)", PALETTE[2], "of images"),
+        )
     ]
     fig = layout(go.Figure(lines), "Accuracy and coverage above a confidence threshold", "Confidence threshold", None)
     fig.update_xaxes(range=[0, 1], tickformat=".0%")
