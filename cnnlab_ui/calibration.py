@@ -6,7 +6,7 @@ from __future__ import annotations
 import streamlit as st
 
 from cnnlab import charts
-from cnnlab.analysis.calibration import reliability, threshold_curve, threshold_summary
+from cnnlab.analysis.calibration import NO_TEMPERATURE, reliability, threshold_curve, threshold_summary
 from cnnlab.analysis.evaluate import Evaluation
 from cnnlab_ui.messages import show_error
 
@@ -34,8 +34,8 @@ def calibration_section(evaluation: Evaluation) -> None:
     correct = predictions["correct"].to_numpy(dtype=bool)
     before = reliability(predictions["confidence"].to_numpy(dtype=float), correct)
     if calibration.temperature is None or calibration.ece_calibrated is None:
-        cols[2].metric("Temperature", "none", help="no validation images to fit one on")
-        st.info("This run has no validation images, so no temperature was fitted and predictions are not calibrated.")
+        cols[2].metric("Temperature", "none", help=NO_TEMPERATURE)
+        st.info(f"Predictions are not calibrated: {NO_TEMPERATURE}.")
         after, confidence = None, predictions["confidence"].to_numpy(dtype=float)
     else:
         cols[2].metric("Temperature", f"{calibration.temperature:.2f}", help="fitted on the validation images")

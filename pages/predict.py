@@ -34,8 +34,7 @@ st.caption(
     f"Confidences are calibrated: probabilities scaled by the temperature {run.temperature:.2f} fitted on the "
     "validation images, so 80% means right about 80% of the time (Evaluate page, Calibration)."
     if run.temperature is not None
-    else "Confidences are the model's own, not calibrated: evaluate the run (with its validation images) to fit "
-    "a temperature."
+    else "Confidences are the model's own, not calibrated: no temperature was fitted (the Evaluate page says why)."
 )
 source = st.radio("Images from", ["Upload", "Camera"], horizontal=True, key="image-source")
 if source == "Upload":

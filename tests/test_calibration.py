@@ -132,14 +132,14 @@ def test_bad_input_is_one_line_ending_in_received(call, message):
     assert "\n" not in str(caught.value)
 
 
-def test_training_fits_a_temperature_that_predict_applies_and_says_so(trained_run):
-    run = trained_run["run"]
+def test_training_fits_a_temperature_that_predict_applies_and_says_so(calibrated_run):
+    run = calibrated_run["run"]
     scaling = run.record.calibration
     assert scaling is not None and scaling.num_images == len(run.split()["validation"]) and scaling.temperature > 0
     evaluation = saved_evaluation(run)
     assert evaluation.calibration.temperature == run.temperature
     assert evaluation.calibration.ece_calibrated is not None
-    model, image = run.load_model(), trained_run["data_dir"] / "owls" / "owls_003.png"
+    model, image = run.load_model(), calibrated_run["data_dir"] / "owls" / "owls_003.png"
     raw = predict(model, run.class_names, run.model_config(), [image])[0]
     calibrated = predict(model, run.class_names, run.model_config(), [image], temperature=run.temperature)[0]
     assert not raw.calibrated and calibrated.calibrated and calibrated.to_dict()["calibrated"] is True
@@ -149,8 +149,24 @@ def test_training_fits_a_temperature_that_predict_applies_and_says_so(trained_ru
     assert [dict(calibrated.ranked)[c] for c in run.class_names] == pytest.approx(expected.tolist(), abs=1e-6)
 
 
-def test_an_evaluation_saved_before_calibration_is_measured_again_and_the_temperature_saved(trained_run, tmp_path):
-    run_dir = relocated_run(trained_run["run"], tmp_path / "data", tmp_path / "models")
+def test_a_model_right_on_every_validation_image_fits_no_temperature(calibrated_run):
+    from cnnlab.analysis.evaluate import fit_temperature_on
+
+    run = calibrated_run["run"]
+    model = run.load_model()
+    with open_split(run, cache=calibrated_run["cache"]) as (prepared, parts):
+        validation = parts["validation"]
+        probs = probabilities(model, data.make_dataset(prepared, validation, 32))
+        right = validation[probs.argmax(axis=1) == prepared.labels[validation]]
+        wrong = validation[probs.argmax(axis=1) != prepared.labels[validation]]
+        assert len(right) and len(wrong)
+        assert fit_temperature_on(model, prepared, right) is None  # the fit would make every prediction certain
+        assert fit_temperature_on(model, prepared, validation).temperature == run.temperature
+    assert fit_temperature(np.array([[0.6, 0.4], [0.3, 0.7]]), np.array([0, 1])) == pytest.approx(0.05, rel=1e-3)
+
+
+def test_an_evaluation_saved_before_calibration_is_measured_again_and_the_temperature_saved(calibrated_run, tmp_path):
+    run_dir = relocated_run(calibrated_run["run"], tmp_path / "data", tmp_path / "models")
     record = json.loads((run_dir / "run.json").read_text())
     del record["calibration"]
     (run_dir / "run.json").write_text(json.dumps(record))
@@ -161,24 +177,24 @@ def test_an_evaluation_saved_before_calibration_is_measured_again_and_the_temper
     run = RunStore(tmp_path / "models").get(run_dir.name)
     assert run.temperature is None and saved_evaluation(run).calibration is None
 
-    evaluation = evaluate_run(run, cache=trained_run["cache"])
+    evaluation = evaluate_run(run, cache=calibrated_run["cache"])
     assert evaluation.calibration is not None and len(evaluation.roc) == 3
     again = RunStore(tmp_path / "models").get(run_dir.name)
-    assert again.temperature == pytest.approx(trained_run["run"].temperature)
+    assert again.temperature == pytest.approx(calibrated_run["run"].temperature)
     assert saved_evaluation(again).calibration == evaluation.calibration
 
     # Without its dataset an old evaluation still opens, without calibration (the page says to evaluate again).
     (run_dir / "evaluation.json").write_text(json.dumps(old))
     record["dataset"]["path"] = str(tmp_path / "gone")
     (run_dir / "run.json").write_text(json.dumps(record))
-    gone = evaluate_run(RunStore(tmp_path / "models").get(run_dir.name), cache=trained_run["cache"])
+    gone = evaluate_run(RunStore(tmp_path / "models").get(run_dir.name), cache=calibrated_run["cache"])
     assert gone.calibration is None and gone.accuracy == old["accuracy"]
 
 
-def test_evaluate_and_predict_json_carry_the_calibration(trained_run, capsys, monkeypatch):
-    monkeypatch.setenv("CNNLAB_CACHE_DIR", str(trained_run["cache"]))
-    monkeypatch.setenv("CNNLAB_MODELS_DIR", str(trained_run["base"] / "models"))
-    run = trained_run["run"]
+def test_evaluate_and_predict_json_carry_the_calibration(calibrated_run, capsys, monkeypatch):
+    monkeypatch.setenv("CNNLAB_CACHE_DIR", str(calibrated_run["cache"]))
+    monkeypatch.setenv("CNNLAB_MODELS_DIR", str(calibrated_run["base"] / "models"))
+    run = calibrated_run["run"]
     assert main(["evaluate", run.id, "--json"]) == 0
     result = last_json(capsys)
     assert {"ece", "brier", "temperature", "ece_calibrated"} <= result.keys()
@@ -187,7 +203,7 @@ def test_evaluate_and_predict_json_carry_the_calibration(trained_run, capsys, mo
     assert main(["evaluate", run.id]) == 0
     assert "calibration error (ECE)" in capsys.readouterr().out
 
-    image = trained_run["data_dir"] / "cats" / "cats_000.png"
+    image = calibrated_run["data_dir"] / "cats" / "cats_000.png"
     assert main(["predict", run.id, str(image), "--json"]) == 0
     result = last_json(capsys)
     assert result["temperature"] == run.temperature and result["predictions"][0]["calibrated"] is True

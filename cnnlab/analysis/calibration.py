@@ -26,6 +26,11 @@ import numpy as np
 NUM_BINS = 10
 # Temperatures searched by `fit_temperature`: far beyond any useful scaling on both sides.
 MIN_TEMPERATURE, MAX_TEMPERATURE = 0.05, 20.0
+# Why a run has no temperature, in words for the page and the command line.
+NO_TEMPERATURE = (
+    "no temperature was fitted, as the run has no validation images or its model got every one of them right "
+    "(nothing to calibrate against)"
+)
 # Probabilities are clipped here before the log: a float32 softmax underflows to exactly 0.
 _TINY = 1e-12
 
@@ -134,7 +139,10 @@ def fit_temperature(probs: np.ndarray, labels: np.ndarray) -> float:
     """The temperature T that minimises the mean negative log-likelihood of `labels` under softmax(log(p) / T).
 
     The likelihood is convex in 1/T, so a golden-section search over log T finds its one minimum
-    (within `MIN_TEMPERATURE`..`MAX_TEMPERATURE`, to 1e-4 relative) in about 60 vectorised steps.
+    (within `MIN_TEMPERATURE`..`MAX_TEMPERATURE`, to 1e-4 relative) in about 25 vectorised steps.
+    When every image is predicted right (`has_mistakes` is False) there is no minimum: the
+    likelihood grows as T falls, and the fit ends at `MIN_TEMPERATURE`, making every prediction
+    certain. Runs therefore fit no temperature then (`cnnlab.analysis.evaluate.fit_temperature_on`).
     """
     probs, labels = _checked(probs, labels)
     logits = logits_from_probabilities(probs)
@@ -160,6 +168,12 @@ def fit_temperature(probs: np.ndarray, labels: np.ndarray) -> float:
             b = low + ratio * (high - low)
             fb = nll(b)
     return float(np.exp((low + high) / 2.0))
+
+
+def has_mistakes(probs: np.ndarray, labels: np.ndarray) -> bool:
+    """Whether any image's most likely class is not its label: only then does a temperature have a best value."""
+    probs, labels = _checked(probs, labels)
+    return bool((probs.argmax(axis=1) != labels).any())
 
 
 def threshold_curve(confidence: np.ndarray, correct: np.ndarray, num_points: int = 101) -> ThresholdCurve:
@@ -200,7 +214,7 @@ def calibration_line(calibration: Calibration) -> str:
     """The calibration in one line of plain words (what `cnnlab evaluate` prints)."""
     line = f"calibration error (ECE) {calibration.ece:.3f}  Brier score {calibration.brier:.3f}"
     if calibration.temperature is None:
-        return f"{line}  (not calibrated: no validation images to fit a temperature on)"
+        return f"{line}  (not calibrated: {NO_TEMPERATURE})"
     return (
         f"{line}  temperature {calibration.temperature:.2f}: ECE {calibration.ece_calibrated:.3f}, "
         f"Brier {calibration.brier_calibrated:.3f} once calibrated"

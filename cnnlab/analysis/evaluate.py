@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from cnnlab import data
-from cnnlab.analysis.calibration import Calibration, calibration_of, fit_temperature, scale_probabilities
+from cnnlab.analysis.calibration import Calibration, calibration_of, fit_temperature, has_mistakes, scale_probabilities
 from cnnlab.analysis.roc import RocCurve, macro_auc, one_vs_rest
 from cnnlab.common.files import write_json
 from cnnlab.data import versions
@@ -268,12 +268,14 @@ def fit_temperature_on(
     model, prepared: data.PreparedData, indices: np.ndarray, batch_size: int = 64
 ) -> TemperatureScaling | None:
     """The temperature that calibrates `model`, fitted on some (validation) images of a prepared
-    dataset; None without images to fit on."""
+    dataset; None without images to fit on, or when the model gets every one of them right: the
+    likelihood then only grows as the temperature falls, and a fit would make every prediction
+    certain (`calibration.has_mistakes`)."""
     indices = np.asarray(indices, dtype=np.int64)
     if not len(indices):
         return None
-    probs = probabilities(model, data.make_dataset(prepared, indices, batch_size))
-    return TemperatureScaling(fit_temperature(probs, prepared.labels[indices]), len(indices))
+    probs, labels = probabilities(model, data.make_dataset(prepared, indices, batch_size)), prepared.labels[indices]
+    return TemperatureScaling(fit_temperature(probs, labels), len(indices)) if has_mistakes(probs, labels) else None
 
 
 def evaluate_run(run: Run, *, cache: Path, refresh: bool = False, max_cache_mb: int | None = None) -> Evaluation:

@@ -191,7 +191,7 @@ class RunRecord:
     `duration_s`, `num_train` (training images) and `error` (a failed run's exception, one line).
     `team` says where it is published. `calibration`: the temperature fitted on the validation split
     at the end of training (or, for a run trained before that, at its first evaluation); None: none
-    fitted (no validation images), and predictions are not calibrated.
+    fitted (no validation images, or none predicted wrong), and predictions are not calibrated.
     """
 
     id: str = ""
