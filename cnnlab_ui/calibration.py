@@ -35,7 +35,7 @@ def calibration_section(evaluation: Evaluation) -> None:
     before = reliability(predictions["confidence"].to_numpy(dtype=float), correct)
     if calibration.temperature is None or calibration.ece_calibrated is None:
         cols[2].metric("Temperature", "none", help=NO_TEMPERATURE)
-        st.info(f"Predictions are not calibrated: {NO_TEMPERATURE}.")
+        st.caption(f"Predictions are not calibrated: {NO_TEMPERATURE}.")
         after, confidence = None, predictions["confidence"].to_numpy(dtype=float)
     else:
         cols[2].metric("Temperature", f"{calibration.temperature:.2f}", help="fitted on the validation images")
