@@ -39,7 +39,18 @@ def test_ece_and_reliability_bins_are_exact():
     assert bins.ece == pytest.approx((2 * 0.45 + 0.45 + 0.35) / 4)
     assert expected_calibration_error(CONFIDENCE, CORRECT, num_bins=1) == pytest.approx(abs(0.75 - 0.775))
     # A bin is (lower, upper]: exactly 0.6 belongs to the sixth bin, not the seventh.
-    assert reliability(np.array([0.6]), np.array([True])).count[5] == 1
+    assert reliability(np.array([0.6, 0.7, 0.0, 1.0]), np.ones(4, bool)).count.tolist() == [
+        1,
+        0,
+        0,
+        0,
+        0,
+        1,
+        1,
+        0,
+        0,
+        1,
+    ]
 
 
 def test_brier_score_is_exact():

@@ -95,8 +95,8 @@ def reliability(confidence: np.ndarray, correct: np.ndarray, num_bins: int = NUM
     if isinstance(num_bins, bool) or not isinstance(num_bins, int) or num_bins < 1:
         raise ValueError(f"num_bins must be a whole number of at least 1, e.g. 10. Received: num_bins={num_bins!r}")
     edges = np.linspace(0.0, 1.0, num_bins + 1)
-    # Bins are (lower, upper]; a confidence of exactly 0 joins the first.
-    index = np.clip(np.ceil(confidence * num_bins).astype(np.int64) - 1, 0, num_bins - 1)
+    # Bins are (lower, upper], on the edges as drawn; a confidence of exactly 0 joins the first.
+    index = np.searchsorted(edges[1:-1], confidence, side="left")
     count = np.bincount(index, minlength=num_bins)
     sums = np.bincount(index, weights=confidence, minlength=num_bins)
     hits = np.bincount(index, weights=correct.astype(np.float64), minlength=num_bins)

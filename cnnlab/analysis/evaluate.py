@@ -264,6 +264,16 @@ def evaluate_prepared(
     return evaluate_probabilities(probs, prepared.labels[indices], names, paths, temperature)
 
 
+def calibrated_evaluation(
+    model, prepared: data.PreparedData, parts: dict[str, np.ndarray], scaling: TemperatureScaling | None = None
+) -> tuple[Evaluation, TemperatureScaling | None]:
+    """The "test" part of a split evaluated with `scaling` applied, or, without it, with a temperature
+    fitted now on the "validation" part (one more pass over it); and that temperature."""
+    scaling = scaling or fit_temperature_on(model, prepared, parts["validation"])
+    temperature = scaling.temperature if scaling else None
+    return evaluate_prepared(model, prepared, parts["test"], temperature=temperature), scaling
+
+
 def fit_temperature_on(
     model, prepared: data.PreparedData, indices: np.ndarray, batch_size: int = 64
 ) -> TemperatureScaling | None:
@@ -296,10 +306,9 @@ def evaluate_run(run: Run, *, cache: Path, refresh: bool = False, max_cache_mb: 
         return saved if saved.leaked is not None else _checked_for_leaks(run, saved, cache)
     recorded = recorded_fingerprint(run)
     with open_split(run, cache=cache, max_cache_mb=max_cache_mb) as (prepared, parts):
-        model = run.load_model()
-        scaling = run.record.calibration or fit_temperature_on(model, prepared, parts["validation"])
+        evaluation, scaling = calibrated_evaluation(run.load_model(), prepared, parts, run.record.calibration)
         evaluation = dataclasses.replace(
-            evaluate_prepared(model, prepared, parts["test"], temperature=scaling.temperature if scaling else None),
+            evaluation,
             num_missing=len(run.split()["test"]) - len(parts["test"]),
             dataset_changed=recorded is not None and recorded != prepared.report.fingerprint,
             leaked=leaked_test_images(run, cache),

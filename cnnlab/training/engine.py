@@ -427,11 +427,7 @@ def _finish(run: Run, model, prepared, parts, *, progress, started: float) -> No
     history = run.history
     metrics, scaling = Metrics(), None
     if progress.best_weights is not None:
-        # One pass over the validation images fits the temperature predictions are calibrated by.
-        scaling = evaluate.fit_temperature_on(model, prepared, parts["validation"])
-        evaluation = evaluate.evaluate_prepared(
-            model, prepared, parts["test"], temperature=scaling.temperature if scaling else None
-        )
+        evaluation, scaling = evaluate.calibrated_evaluation(model, prepared, parts)
         evaluate.save_evaluation(run, evaluation)
         metrics = Metrics(
             test_accuracy=evaluation.accuracy,
