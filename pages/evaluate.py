@@ -6,6 +6,7 @@ import streamlit as st
 
 from cnnlab import charts
 from cnnlab.analysis.evaluate import Evaluation, evaluate_run
+from cnnlab_ui.calibration import calibration_section, roc_section
 from cnnlab_ui.data_map import map_section
 from cnnlab_ui.fixes import gallery
 from cnnlab_ui.label_issues import label_issues_section
@@ -61,9 +62,11 @@ with results:
     cols[3].metric("Test loss", f"{evaluation.loss:.4f}")
     cols[4].metric("Test images", len(evaluation.predictions))
     cols[5].metric(
-        "ROC AUC",
-        f"{evaluation.roc_auc:.3f}" if evaluation.roc_auc is not None else "n/a",
-        help=None if evaluation.roc_auc is not None else "ROC AUC is shown for two classes only",
+        "ROC AUC" if len(evaluation.class_names) == 2 else "Macro ROC AUC",
+        f"{evaluation.roc_auc:.3f}" if evaluation.roc_auc is not None else "none",
+        help="mean of the one-vs-rest areas (ROC curves below)"
+        if evaluation.roc_auc is not None
+        else "the test split has images of one class only",
     )
     if evaluation.num_leaked_test_images:
         st.warning(
@@ -123,6 +126,9 @@ with results:
             for t, p, c in zip(mistakes["true_label"], mistakes["predicted_label"], mistakes["confidence"], strict=True)
         ]
         gallery(image_file, mistakes["path"].tolist(), captions, key="mistakes", target=trained_on, columns=6)
+
+    calibration_section(evaluation)
+    roc_section(evaluation)
 
     label_issues_section(run, image_file)
     separation_section(run)

@@ -32,6 +32,13 @@ st.caption(
     f"Classes: {', '.join(run.class_names)}. Images are resized to {config.image_size[0]}x{config.image_size[1]} ({config.resize_mode}, {config.color_mode}), as in training."
 )
 
+st.caption(
+    f"Confidences are calibrated: probabilities scaled by the temperature {run.temperature:.2f} fitted on the "
+    "validation images, so 80% means right about 80% of the time (Evaluate page, Calibration)."
+    if run.temperature is not None
+    else "Confidences are the model's own, not calibrated: no temperature was fitted (the Evaluate page says why)."
+)
+
 tta = tta_toggle(config, key="predict-tta")
 
 source = st.radio("Images from", ["Upload", "Camera"], horizontal=True, key="image-source")
@@ -63,7 +70,10 @@ for f in files:
 files = accepted
 reference = novelty_reference(run)  # fitted on the first images predicted with this run, then kept
 inputs = [f.getvalue() for f in files]
-results = predict(model, run.class_names, config, inputs, names=[f.name for f in files], errors="report", tta=tta)
+names = [f.name for f in files]
+results = predict(
+    model, run.class_names, config, inputs, names=names, errors="report", tta=tta, temperature=run.temperature
+)
 for result in results:
     if result.error:
         show_error(ValueError(result.error))

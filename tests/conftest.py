@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from team_servers import mlflow_server, postgres_url  # noqa: F401 - session fixtures for the team tests
 
-from helpers import QuietHandler, tiny_model_config, tiny_train_config, write_dataset
+from helpers import QuietHandler, class_image, image_bytes, tiny_model_config, tiny_train_config, write_dataset
 
 
 def pytest_configure(config):
@@ -127,6 +127,32 @@ def trained_run(tmp_path_factory):
         "base": base,
         "cache": base / "cache",
     }
+
+
+@pytest.fixture(scope="session")
+def calibrated_run(tmp_path_factory):
+    """A completed 2-epoch run with a temperature: its cats and dogs are the same picture, so its model
+    must get some validation images wrong and has something to calibrate against (owls differ)."""
+    from cnnlab.runs.store import RunStore
+    from cnnlab.runs.workspace import Workspace
+    from cnnlab.training.engine import train
+
+    base = tmp_path_factory.mktemp("calibrated")
+    data_dir = write_dataset(base / "data", classes=("owls",), per_class=16)
+    same = image_bytes(class_image((40, 160, 40), np.random.default_rng(5)))
+    for name in ("cats", "dogs"):
+        (data_dir / name).mkdir()
+        for i in range(16):
+            (data_dir / name / f"{name}_{i:03d}.png").write_bytes(same)
+    run = train(
+        data_dir,
+        tiny_model_config(),
+        tiny_train_config(),
+        workspace=Workspace(RunStore(base / "models"), base / "cache"),
+        name="calibrated tiny run",
+    )
+    assert run.temperature is not None, "the run should have validation mistakes to fit a temperature on"
+    return {"run": run, "data_dir": data_dir, "base": base, "cache": base / "cache"}
 
 
 @pytest.fixture

@@ -472,6 +472,58 @@ def test_evaluate_and_runs_show_balanced_accuracy_macro_f1_confusions_and_label_
     assert {"test_balanced_accuracy", "test_macro_f1"} <= set(at.dataframe[0].value.columns)
 
 
+def test_evaluate_shows_calibration_a_threshold_sentence_and_roc_for_three_classes(app, calibrated_run, monkeypatch):
+    monkeypatch.setenv("CNNLAB_MODELS_DIR", str(calibrated_run["base"] / "models"))
+    from cnnlab.analysis.evaluate import saved_evaluation
+
+    at = open_page(app, "pages/evaluate.py")
+    metrics = {m.label: m.value for m in at.metric}
+    assert float(metrics["Macro ROC AUC"]) == pytest.approx(saved_evaluation(calibrated_run["run"]).roc_auc, abs=1e-3)
+    assert not any("n/a" in str(value) for value in metrics.values())
+    assert {"ECE", "Brier score", "Temperature", "ECE once calibrated"} <= metrics.keys()
+    assert float(metrics["Temperature"]) == pytest.approx(calibrated_run["run"].temperature, abs=0.01)
+    titles = [json.loads(chart.proto.spec)["layout"]["title"]["text"] for chart in at.get("plotly_chart")]
+    assert (
+        any(t.startswith("Reliability diagram") for t in titles) and "ROC curves, each class against the rest" in titles
+    )
+    roc = next(json.loads(c.proto.spec) for c in at.get("plotly_chart") if "ROC" in c.proto.spec)
+    assert len([t for t in roc["data"] if t["name"] != "Chance"]) == 3
+    at.slider(key="confidence-threshold").set_value(0).run()
+    assert not at.exception, [e.value for e in at.exception]
+    total = len(calibrated_run["run"].split()["test"])
+    assert any(f"on 100% of the test images ({total} of {total})" in m.value for m in at.markdown)
+
+
+def test_an_evaluation_saved_before_calibration_without_its_dataset_says_to_evaluate_again(
+    app, trained_run, tmp_path, monkeypatch
+):
+    run_dir = tmp_path / "models" / "before-calibration"  # an id of its own: the page caches evaluations by id
+    shutil.copytree(trained_run["run"].path, run_dir)
+    saved = json.loads((run_dir / "evaluation.json").read_text())
+    for key in ("ece", "brier", "temperature", "ece_calibrated", "brier_calibrated", "roc_curves"):
+        del saved[key]
+    (run_dir / "evaluation.json").write_text(json.dumps(saved))
+    record = json.loads((run_dir / "run.json").read_text())
+    record["dataset"]["path"] = str(tmp_path / "moved-away")
+    del record["calibration"]
+    record["id"] = run_dir.name
+    (run_dir / "run.json").write_text(json.dumps(record))
+    monkeypatch.setenv("CNNLAB_MODELS_DIR", str(tmp_path / "models"))
+    at = open_page(app, "pages/evaluate.py")
+    assert any("saved before calibration was measured" in i.value for i in at.info)
+    assert any("saved before ROC curves were kept" in i.value for i in at.info)
+    assert at.metric[0].label == "Test accuracy" and "ECE" not in [m.label for m in at.metric]
+    at = open_page(at, "pages/predict.py")
+    assert any(c.value.startswith("Confidences are the model's own, not calibrated") for c in at.caption)
+
+
+def test_predict_says_its_confidences_are_calibrated(app, calibrated_run, monkeypatch):
+    monkeypatch.setenv("CNNLAB_MODELS_DIR", str(calibrated_run["base"] / "models"))
+    at = open_page(app, "pages/predict.py")
+    temperature = f"{calibrated_run['run'].temperature:.2f}"
+    assert any(c.value.startswith("Confidences are calibrated") and temperature in c.value for c in at.caption)
+
+
 def test_evaluate_checks_every_image_by_a_cross_validated_pass_in_the_background(
     app, trained_run, isolated_dirs, tmp_path
 ):

@@ -16,6 +16,7 @@ RUNS = {
     "bench_prepare": (["--files", "12", "--repeats", "1", "--size", "32"], r"cnnlab prepare, first time: +\d+\.\d+ s"),
     "bench_predict": (["--repeats", "2", "--images", "16"], r"16 images: cnnlab predict on PNG bytes +\d+ img/s"),
     "bench_inspect": (["--repeats", "1"], r"feature maps, all layers, median of 1: +\d+\.\d+ s"),
+    "bench_calibration": (["--repeats", "1"], r"of it calibration_of +\d+\.\d+ ms"),
     "bench_explain": (["--repeats", "1"], r"all four, one image: +median of 1 \d+\.\d+ s"),
     "bench_embedding": (["--images", "120", "--repeats", "1"], r"features / validation pass: \d+\.\d+x"),
     "bench_train": (["--epochs", "2", "--repeats", "1"], r"throughput ratio cnnlab/plain: \d+\.\d+"),
@@ -27,7 +28,7 @@ RUNS = {
         r"find_duplicates, again \(decoded 0, hashes cached\): \d+\.\d+ s",
     ),
 }
-TAKES_CACHE = {"bench_predict", "bench_inspect", "bench_train", "bench_retrain", "bench_trust"}
+TAKES_CACHE = {"bench_calibration", "bench_predict", "bench_inspect", "bench_train", "bench_retrain", "bench_trust"}
 
 
 @pytest.fixture(scope="module")

@@ -43,7 +43,11 @@ def test_three_class_metrics_are_exact():
     assert table["recall"].tolist() == pytest.approx([2 / 3, 1 / 2, 2 / 3])
     assert table["f1"].tolist() == pytest.approx([4 / 7, 1 / 2, 4 / 5])
     assert table["support"].tolist() == [3, 2, 3]
-    assert ev.roc_auc is None  # defined here for two classes only
+    # One-vs-rest, averaged over the classes (scikit-learn's macro OvR AUC is the same, tests/test_calibration.py).
+    # Pairs of a class's image and another's ranked right by the class's probability (ties half):
+    # cat 5 + 3 + 3.5 of 15, dog 6 + 5 of 12, owl 5 + 3.5 + 5 of 15.
+    cat, dog, owl = 11.5 / 15, 11 / 12, 13.5 / 15
+    assert ev.roc_auc == pytest.approx((cat + dog + owl) / 3) and len(ev.roc) == 3
     assert ev.balanced_accuracy == pytest.approx((2 / 3 + 1 / 2 + 2 / 3) / 3)
     assert ev.macro_f1 == pytest.approx((4 / 7 + 1 / 2 + 4 / 5) / 3)
     assert ev.to_dict()["balanced_accuracy"] == ev.balanced_accuracy and ev.to_dict()["macro_f1"] == ev.macro_f1

@@ -1,13 +1,14 @@
-"""Looking at a trained model: test-split evaluation, two runs compared on their shared test images,
-likely label errors (also by a cross-validated pass), the embedding map and outliers, the unfamiliar-image
-flag, test-time augmentation, four explanations with their sanity checks, and the network's inside
-(feature maps, filters, receptive fields, top images)."""
+"""Looking at a trained model: test-split evaluation (calibration and ROC curves included), two runs compared
+on their shared test images, likely label errors (also by a cross-validated pass), the embedding map and
+outliers, the unfamiliar-image flag, test-time augmentation, four explanations with their sanity checks,
+and the network's inside (feature maps, filters, receptive fields, top images)."""
 
 from typing import TYPE_CHECKING
 
 from cnnlab.common.exports import lazy_exports
 
 if TYPE_CHECKING:  # what type checkers and readers see; at run time each name is imported on first use
+    from cnnlab.analysis.calibration import Calibration, fit_temperature, scale_probabilities
     from cnnlab.analysis.compare import RunComparison, compare_runs
     from cnnlab.analysis.crossval import cross_validated_issues
     from cnnlab.analysis.embedding import Embedding, project, projection_methods, run_embedding
@@ -22,6 +23,7 @@ if TYPE_CHECKING:  # what type checkers and readers see; at run time each name i
     from cnnlab.analysis.tta import TTAEvaluation, evaluate_tta, tta_transforms
 
 __all__ = [
+    "Calibration",
     "Embedding",
     "Evaluation",
     "NoveltyFlag",
@@ -36,6 +38,7 @@ __all__ = [
     "evaluate_run",
     "evaluate_tta",
     "flag_images",
+    "fit_temperature",
     "grad_cam",
     "novelty_separation",
     "explain",
@@ -49,11 +52,15 @@ __all__ = [
     "run_outliers",
     "run_reference",
     "tta_transforms",
+    "scale_probabilities",
 ]
 
 __getattr__, __dir__ = lazy_exports(
     __name__,
     {
+        "Calibration": "calibration",
+        "fit_temperature": "calibration",
+        "scale_probabilities": "calibration",
         "RunComparison": "compare",
         "compare_runs": "compare",
         "cross_validated_issues": "crossval",

@@ -14,13 +14,18 @@ import numpy as np
 import pandas as pd
 
 from cnnlab import data
+from cnnlab.analysis.calibration import Calibration, calibration_of, fit_temperature, has_mistakes, scale_probabilities
+from cnnlab.analysis.roc import RocCurve, macro_auc, one_vs_rest
 from cnnlab.common.files import write_json
 from cnnlab.data import versions
 from cnnlab.runs.dataset import recorded_version
+from cnnlab.runs.record import TemperatureScaling
 from cnnlab.runs.store import EVALUATION_FILE, Run
 
 _EPS = 1e-7
-PREDICTION_COLUMNS = ("path", "true_label", "predicted_label", "confidence", "correct")
+# `calibrated_confidence` is the confidence with the run's temperature applied (what predict reports),
+# the same as `confidence` for a run without one.
+PREDICTION_COLUMNS = ("path", "true_label", "predicted_label", "confidence", "correct", "calibrated_confidence")
 
 
 @dataclass(frozen=True)
@@ -31,7 +36,9 @@ class Evaluation:
     others); `dataset_changed` says the dataset's fingerprint differs from the one recorded at
     training time. `leaked` are the test images that are copies (exact or near) of training images
     (`cnnlab.data.duplicates`), which flatter the test accuracy; None when not checked (a run not
-    trained on a dataset version on this machine).
+    trained on a dataset version on this machine). `roc_auc` is the macro one-vs-rest area over
+    `roc`, each class's curve; `calibration` the ECE and Brier score before and after the run's
+    temperature (None in an evaluation saved before calibration was measured: evaluate again).
     """
 
     class_names: tuple[str, ...]
@@ -44,6 +51,8 @@ class Evaluation:
     num_missing: int = 0
     dataset_changed: bool = False
     leaked: tuple[str, ...] | None = None
+    calibration: Calibration | None = None
+    roc: tuple[RocCurve, ...] = ()
 
     @property
     def num_leaked_test_images(self) -> int:
@@ -108,6 +117,8 @@ class Evaluation:
             "leaked_test_images": None if self.leaked is None else list(self.leaked),
             "num_leaked_test_images": self.num_leaked_test_images,
             "test_accuracy_without_leaks": self.accuracy_without_leaks,
+            "roc_curves": [curve.to_dict() for curve in self.roc],
+            **_calibration_keys(self.calibration),
         }
 
     @classmethod
@@ -125,6 +136,8 @@ class Evaluation:
             num_missing=d.get("num_missing", 0),
             dataset_changed=d.get("dataset_changed", False),
             leaked=None if d.get("leaked_test_images") is None else tuple(d["leaked_test_images"]),
+            calibration=_calibration_from(d),
+            roc=tuple(RocCurve.from_dict(c) for c in d.get("roc_curves", ())),
         )
 
     def most_confident_mistakes(self, limit: int = 12) -> pd.DataFrame:
@@ -169,10 +182,30 @@ def class_probabilities(outputs) -> np.ndarray:
     return raw
 
 
+_CALIBRATION_KEYS = ("ece", "brier", "temperature", "ece_calibrated", "brier_calibrated")
+
+
+def _calibration_keys(calibration: Calibration | None) -> dict[str, float | None]:
+    """The calibration's figures as flat keys of `to_dict` (`evaluate --json`), None when not measured."""
+    return {key: None if calibration is None else getattr(calibration, key) for key in _CALIBRATION_KEYS}
+
+
+def _calibration_from(d: dict[str, Any]) -> Calibration | None:
+    """The calibration `to_dict` flattened into `d`; None in an evaluation saved before it was measured."""
+    if d.get("ece") is None:
+        return None
+    return Calibration(d["ece"], d["brier"], d.get("temperature"), d.get("ece_calibrated"), d.get("brier_calibrated"))
+
+
 def evaluate_probabilities(
-    probs: np.ndarray, labels: np.ndarray, class_names: list[str], paths: list[str]
+    probs: np.ndarray,
+    labels: np.ndarray,
+    class_names: list[str],
+    paths: list[str],
+    temperature: float | None = None,
 ) -> Evaluation:
-    """All metrics from predicted probabilities and true labels (no second pass over the model)."""
+    """All metrics from predicted probabilities and true labels (no second pass over the model);
+    calibration also after scaling by the run's `temperature` when it has one."""
     labels = np.asarray(labels, dtype=np.int64)
     n = len(class_names)
     predicted = probs.argmax(axis=1) if len(probs) else np.zeros(0, dtype=np.int64)
@@ -182,17 +215,31 @@ def evaluate_probabilities(
     loss = float(-np.mean(np.log(np.clip(true_p, _EPS, 1.0)))) if len(labels) else float("nan")
     accuracy = float(np.mean(predicted == labels)) if len(labels) else float("nan")
     names = np.asarray(class_names, dtype=object)
+    confidence = probs.max(axis=1) if len(probs) else np.zeros(0)
     table = pd.DataFrame(
         {
             "path": paths,
             "true_label": names[labels] if len(labels) else [],
             "predicted_label": names[predicted] if len(labels) else [],
-            "confidence": probs.max(axis=1) if len(probs) else [],
+            "confidence": confidence,
             "correct": predicted == labels,
+            "calibrated_confidence": (
+                scale_probabilities(probs, temperature).max(axis=1) if temperature and len(probs) else confidence
+            ),
         }
     )
-    auc = _roc_auc(probs[:, 1], labels) if n == 2 and len(set(labels.tolist())) == 2 else None
-    return Evaluation(tuple(class_names), loss, accuracy, confusion, _per_class(confusion, class_names), table, auc)
+    roc = one_vs_rest(probs, labels, class_names) if len(labels) else ()
+    return Evaluation(
+        tuple(class_names),
+        loss,
+        accuracy,
+        confusion,
+        _per_class(confusion, class_names),
+        table,
+        macro_auc(roc),
+        calibration=calibration_of(probs, labels, temperature) if len(labels) else None,
+        roc=roc,
+    )
 
 
 def _per_class(confusion: np.ndarray, class_names: list[str]) -> pd.DataFrame:
@@ -206,20 +253,39 @@ def _per_class(confusion: np.ndarray, class_names: list[str]) -> pd.DataFrame:
     return pd.DataFrame({"class": class_names, "precision": precision, "recall": recall, "f1": f1, "support": support})
 
 
-def _roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
-    """Area under the ROC curve by the rank-sum (Mann-Whitney) formula, ties averaged."""
-    ranks = pd.Series(scores).rank(method="average").to_numpy()
-    positives = labels == 1
-    n_pos, n_neg = int(positives.sum()), int((~positives).sum())
-    return float((ranks[positives].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
-
-
-def evaluate_prepared(model, prepared: data.PreparedData, indices: np.ndarray, batch_size: int = 64) -> Evaluation:
-    """Evaluate `model` on some images of a prepared dataset."""
+def evaluate_prepared(
+    model, prepared: data.PreparedData, indices: np.ndarray, batch_size: int = 64, temperature: float | None = None
+) -> Evaluation:
+    """Evaluate `model` on some images of a prepared dataset (calibrated by `temperature` too, when given)."""
     indices = np.asarray(indices, dtype=np.int64)
     probs = probabilities(model, data.make_dataset(prepared, indices, batch_size)) if len(indices) else np.zeros((0, 2))
     paths = [prepared.report.files[i] for i in indices]
-    return evaluate_probabilities(probs, prepared.labels[indices], list(prepared.report.class_names), paths)
+    names = list(prepared.report.class_names)
+    return evaluate_probabilities(probs, prepared.labels[indices], names, paths, temperature)
+
+
+def calibrated_evaluation(
+    model, prepared: data.PreparedData, parts: dict[str, np.ndarray], scaling: TemperatureScaling | None = None
+) -> tuple[Evaluation, TemperatureScaling | None]:
+    """The "test" part of a split evaluated with `scaling` applied, or, without it, with a temperature
+    fitted now on the "validation" part (one more pass over it); and that temperature."""
+    scaling = scaling or fit_temperature_on(model, prepared, parts["validation"])
+    temperature = scaling.temperature if scaling else None
+    return evaluate_prepared(model, prepared, parts["test"], temperature=temperature), scaling
+
+
+def fit_temperature_on(
+    model, prepared: data.PreparedData, indices: np.ndarray, batch_size: int = 64
+) -> TemperatureScaling | None:
+    """The temperature that calibrates `model`, fitted on some (validation) images of a prepared
+    dataset; None without images to fit on, or when the model gets every one of them right: the
+    likelihood then only grows as the temperature falls, and a fit would make every prediction
+    certain (`calibration.has_mistakes`)."""
+    indices = np.asarray(indices, dtype=np.int64)
+    if not len(indices):
+        return None
+    probs, labels = probabilities(model, data.make_dataset(prepared, indices, batch_size)), prepared.labels[indices]
+    return TemperatureScaling(fit_temperature(probs, labels), len(indices)) if has_mistakes(probs, labels) else None
 
 
 def evaluate_run(run: Run, *, cache: Path, refresh: bool = False, max_cache_mb: int | None = None) -> Evaluation:
@@ -228,23 +294,43 @@ def evaluate_run(run: Run, *, cache: Path, refresh: bool = False, max_cache_mb: 
     `cache` is the folder for the scan and decoded-image caches (and the built-in sample), whose
     decoded arrays may take `max_cache_mb` in all (as in `train`). A recomputed evaluation is
     saved as the run's only when it covers the whole test split of unchanged data; otherwise its
-    `num_missing` and `dataset_changed` say why not.
+    `num_missing` and `dataset_changed` say why not. The test probabilities are calibrated by the
+    run's temperature; a run without one (trained before temperatures were fitted) gets one fitted
+    on its validation split, saved in its record. A saved evaluation from before calibration was
+    measured is evaluated again when its dataset is here.
     """
     saved = saved_evaluation(run)
     if saved is not None and not refresh:
+        if saved.calibration is None and len(saved.predictions):
+            saved = _with_calibration(run, saved, cache, max_cache_mb)
         return saved if saved.leaked is not None else _checked_for_leaks(run, saved, cache)
     recorded = recorded_fingerprint(run)
     with open_split(run, cache=cache, max_cache_mb=max_cache_mb) as (prepared, parts):
+        evaluation, scaling = calibrated_evaluation(run.load_model(), prepared, parts, run.record.calibration)
         evaluation = dataclasses.replace(
-            evaluate_prepared(run.load_model(), prepared, parts["test"]),
+            evaluation,
             num_missing=len(run.split()["test"]) - len(parts["test"]),
             dataset_changed=recorded is not None and recorded != prepared.report.fingerprint,
             leaked=leaked_test_images(run, cache),
         )
-    # A running run's folder is its training's to write; it evaluates at the end.
-    if run.status != "running" and not evaluation.warnings:
+    # A running run's folder is its training's to write; it evaluates at the end. The demo is the app's own.
+    if run.status != "running" and not evaluation.warnings and not run.is_demo:
+        # Fitted once per model: predictions use it from now on (a teammate's record stays as published).
+        if scaling is not None and run.record.calibration is None and not run.is_team_copy:
+            run.update(calibration=scaling)
         save_evaluation(run, evaluation)
     return evaluation
+
+
+def _with_calibration(run: Run, saved: Evaluation, cache: Path, max_cache_mb: int | None) -> Evaluation:
+    """A `saved` evaluation from before calibration was measured, evaluated again to measure it (and
+    fit the run's temperature); `saved` as it is when that cannot cover the same test images (the
+    dataset is gone, or changed): the page then says to evaluate again."""
+    try:
+        fresh = evaluate_run(run, cache=cache, refresh=True, max_cache_mb=max_cache_mb)
+    except (ValueError, OSError):
+        return saved
+    return saved if fresh.warnings else fresh
 
 
 def leaked_test_images(run: Run, cache: Path) -> tuple[str, ...] | None:

@@ -18,8 +18,8 @@ import pandas as pd
 from PIL import Image
 
 from cnnlab.analysis.embedding import run_embedding
-from cnnlab.analysis.evaluate import _roc_auc
 from cnnlab.analysis.novelty import image_features, run_reference
+from cnnlab.analysis.roc import roc_auc
 from cnnlab.data import images
 from cnnlab.runs.store import Run
 
@@ -71,7 +71,7 @@ def novelty_separation(run: Run, *, cache: Path, num_images: int = NUM_STRANGERS
         scores = reference.scores(image_features(model, batch))
         both = np.concatenate([own, scores])
         labels = np.concatenate([np.zeros(len(own), np.int64), np.ones(len(scores), np.int64)])
-        rows.append((name, len(scores), _flagged(scores, reference.threshold), _roc_auc(both, labels)))
+        rows.append((name, len(scores), _flagged(scores, reference.threshold), roc_auc(both, labels == 1)))
     return pd.DataFrame(rows, columns=list(SEPARATION_COLUMNS))
 
 

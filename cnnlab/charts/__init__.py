@@ -8,6 +8,7 @@ from cnnlab.common.exports import lazy_exports
 
 if TYPE_CHECKING:  # what type checkers and readers see; at run time each name is imported on first use
     from cnnlab.charts import grids
+    from cnnlab.charts.calibration import reliability_figure, roc_figure, threshold_figure
     from cnnlab.charts.comparison import recall_change_figure
     from cnnlab.charts.curves import (
         ACCURACY_AXIS,
@@ -57,7 +58,10 @@ __all__ = [
     "probabilities_figure",
     "randomisation_figure",
     "recall_change_figure",
+    "reliability_figure",
+    "roc_figure",
     "sweep_figure",
+    "threshold_figure",
     "training_curves_figure",
 ]
 
@@ -74,6 +78,9 @@ __getattr__, __dir__ = lazy_exports(
         "lr_find_figure": "curves",
         "training_curves_figure": "curves",
         "recall_change_figure": "comparison",
+        "reliability_figure": "calibration",
+        "roc_figure": "calibration",
+        "threshold_figure": "calibration",
         "class_counts_figure": "dataset",
         "image_sizes_figure": "dataset",
         "COLOR_BY": "embedding",

@@ -26,7 +26,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
-    """Evaluate the run and print its accuracy, loss and per-class figures."""
+    """Evaluate the run and print its accuracy, loss, calibration and per-class figures."""
+    from cnnlab.analysis.calibration import calibration_line
     from cnnlab.analysis.evaluate import evaluate_run
 
     run = open_run(args, settings)
@@ -36,6 +37,8 @@ def run(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     if not args.json:
         print(f"test accuracy {pct(evaluation.accuracy)}  test loss {evaluation.loss:.4f}")
         print(evaluation.per_class.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+        if evaluation.calibration is not None:
+            print(calibration_line(evaluation.calibration))
         if evaluation.num_leaked_test_images:
             print(
                 f"{evaluation.num_leaked_test_images} test images are copies of training images (see `cnnlab dataset "
@@ -43,6 +46,7 @@ def run(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
             )
     result = evaluation.to_dict()
     result.pop("predictions")
+    result.pop("roc_curves")  # every class's curve: in the run's evaluation.json, too long for a terminal
     if args.tta:
         result.update(_tta(run, args, settings))
     return result

@@ -34,6 +34,7 @@ def run(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
         "format": args.format,
         "max_abs_diff": manifest["max_abs_diff"],
         "class_names": manifest["class_names"],
+        "temperature": manifest.get("temperature"),
     }
 
 

@@ -47,6 +47,7 @@ def run(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
         names=[str(p) for p in args.images],
         errors="report",
         tta=args.tta,
+        temperature=run.temperature,
     )
     failed = [r for r in results if r.error]
     if failed and len(failed) == len(results):
@@ -62,7 +63,11 @@ def run(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
         r.to_dict() if r.error else {**r.to_dict(), "novelty": None if flag is None else flag.to_dict()}
         for r, flag in zip(results, flags, strict=True)
     ]
-    return {"predictions": rows, "tta_transforms": list(tta_transforms(run.model_config())) if args.tta else None}
+    return {
+        "predictions": rows,
+        "temperature": run.temperature,
+        "tta_transforms": list(tta_transforms(run.model_config())) if args.tta else None,
+    }
 
 
 def _reference(run: Run, settings: Settings) -> NoveltyReference | None:

@@ -5,6 +5,12 @@ only once the reloaded artefact has predicted like the original model on the che
 The exported model is the inference model, with no random augmentation (older models that
 carry augmentation layers have them removed first), so Keras's own `model.export` writes the
 SavedModel and ONNX formats; TFLite is converted from that SavedModel.
+
+The artefact outputs the model's own probabilities, so an export predicts exactly as the model
+it was checked against. A run's calibration temperature is recorded in `export.json`
+(`temperature`, with the formula in `calibration`): to get the probabilities `cnnlab predict`
+shows, apply softmax(log(p) / temperature) to the outputs (for one sigmoid unit p, that is
+sigmoid(logit(p) / temperature)).
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from cnnlab.analysis.calibration import check_temperature
 from cnnlab.common.checks import check_choice
 from cnnlab.common.files import build_folder, write_json
 from cnnlab.model import without_augmentation
@@ -41,6 +48,7 @@ def export_model(
     format: str,
     check_images: np.ndarray,
     atol: float = 1e-4,
+    temperature: float | None = None,
 ) -> Path:
     """Export `model` as `format` into `out_dir` and return `out_dir`.
 
@@ -49,6 +57,7 @@ def export_model(
     `image`; needs the `onnx` extra). The artefact is loaded back and
     its predictions on `check_images` (a uint8 batch N, H, W, C) must match `model.predict` within
     `atol`; otherwise ValueError and nothing is left behind. `out_dir` must not exist or be empty.
+    `temperature` (the run's calibration, `Run.temperature`) is recorded in the manifest.
     """
     check_choice("format", format, EXPORT_FORMATS)
     if format == "onnx":
@@ -59,7 +68,12 @@ def export_model(
     batch = _check_images(model, check_images)
     _check_out_dir(out_dir)
     model = without_augmentation(model)
-    return build_folder(out_dir, lambda folder: _write_checked(model, class_names, folder, format, batch, atol))
+    if temperature is not None:
+        check_temperature(temperature)
+    manifest = {"temperature": None} if temperature is None else calibration_manifest(temperature)
+    return build_folder(
+        out_dir, lambda folder: _write_checked(model, class_names, folder, format, batch, atol, manifest)
+    )
 
 
 def export_archive(out_dir: Path) -> bytes:
@@ -82,15 +96,18 @@ def read_export(out_dir: Path) -> dict[str, Any]:
     return json.loads((Path(out_dir) / EXPORT_FILE).read_text(encoding="utf-8"))
 
 
-def _write_checked(model, class_names: list[str], folder: Path, format: str, batch: np.ndarray, atol: float) -> None:
-    """Write the artefact, reload it, compare predictions, then write the JSON files beside it."""
+def _write_checked(
+    model, class_names: list[str], folder: Path, format: str, batch: np.ndarray, atol: float, extra: dict
+) -> None:
+    """Write the artefact, reload it, compare predictions, then write the JSON files beside it
+    (`extra` keys added to the manifest)."""
     artifact = folder / ARTIFACTS[format]
     _WRITERS[format](model, artifact)
     expected = np.asarray(model.predict(batch, verbose=0), dtype=np.float64)
     actual = np.asarray(_LOADERS[format](artifact, batch), dtype=np.float64)
     max_abs_diff = _compare(expected, actual, format, atol)
     write_json(folder / CLASS_NAMES_FILE, class_names)
-    write_json(folder / EXPORT_FILE, _manifest(model, class_names, format, len(batch), max_abs_diff, atol))
+    write_json(folder / EXPORT_FILE, _manifest(model, class_names, format, len(batch), max_abs_diff, atol) | extra)
 
 
 def _check_atol(atol: float) -> None:
@@ -281,6 +298,15 @@ def _manifest(model, class_names: list[str], format: str, num_images: int, max_a
     }
 
 
+def calibration_manifest(temperature: float) -> dict[str, Any]:
+    """The manifest's calibration keys: the temperature and how to apply it to the exported outputs."""
+    return {
+        "temperature": float(temperature),
+        "calibration": "outputs are uncalibrated; calibrated p = softmax(log(outputs) / temperature) over the "
+        "classes (one sigmoid output p: sigmoid(logit(p) / temperature)), as cnnlab predict applies it",
+    }
+
+
 def export_run(run, format: str, out_dir: Path | None = None, num_check_images: int = 8, *, cache: Path) -> Path:
     """Export a run's model, checked on some of its own test images, and return the folder.
 
@@ -295,7 +321,7 @@ def export_run(run, format: str, out_dir: Path | None = None, num_check_images: 
     exports = cache / "exports" / run.id if run.is_demo else run.path / "exports"
     target = Path(out_dir) if out_dir is not None else exports / f"{format}-{stamp}"
     check_images = _run_check_images(run, num_check_images, cache)
-    return export_model(run.load_model(), run.class_names, target, format, check_images)
+    return export_model(run.load_model(), run.class_names, target, format, check_images, temperature=run.temperature)
 
 
 def _run_check_images(run, count: int, cache: Path) -> np.ndarray:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from cnnlab.analysis.calibration import scale_probabilities
 from cnnlab.analysis.evaluate import class_probabilities, probabilities
 from cnnlab.data import images
 from cnnlab.model import ModelConfig
@@ -22,6 +23,7 @@ class Prediction:
     """One image's result: the top label and every class with its probability, best first.
 
     For an input that could not be read, `error` holds the one-line reason and the rest is empty.
+    `calibrated`: the probabilities had the run's temperature applied (`cnnlab.analysis.calibration`).
     """
 
     name: str
@@ -30,6 +32,7 @@ class Prediction:
     ranked: list[tuple[str, float]] = field(default_factory=list)
     image: np.ndarray | None = None
     error: str | None = None
+    calibrated: bool = False
 
     def to_dict(self) -> dict:
         """JSON-ready form (without the image)."""
@@ -40,6 +43,7 @@ class Prediction:
             "label": self.label,
             "confidence": self.confidence,
             "probabilities": {k: v for k, v in self.ranked},
+            "calibrated": self.calibrated,
         }
 
 
@@ -51,8 +55,12 @@ def predict(
     names: Sequence[str] | None = None,
     errors: str = "raise",
     tta: bool = False,
+    temperature: float | None = None,
 ) -> list[Prediction]:
     """Predict a batch of images given as bytes, paths, file objects or PIL images.
+
+    With a `temperature` (the run's, `Run.temperature`) the probabilities are calibrated by it and
+    each `Prediction` says so; without, they are the model's own.
 
     With `errors="raise"` an unreadable input raises `ImageError`; with `errors="report"` it
     becomes a `Prediction` with `error` set and the other inputs are still predicted. With `tta`
@@ -81,9 +89,11 @@ def predict(
             arrays.append(None)
             problems.append(str(exc))
     good = [a for a in arrays if a is not None]
-    probs = iter(_tta_or_plain(model, np.stack(good), config if tta else None) if good else [])
+    probs = iter(_probabilities(model, np.stack(good), config if tta else None, temperature) if good else [])
     return [
-        _ranked(name, array, next(probs), class_names) if array is not None else Prediction(name, error=problem)
+        _ranked(name, array, next(probs), class_names, temperature is not None)
+        if array is not None
+        else Prediction(name, error=problem)
         for name, array, problem in zip(names, arrays, problems, strict=True)
     ]
 
@@ -104,15 +114,19 @@ def predictions_table(results: Sequence[Prediction], class_names: Sequence[str])
     return pd.DataFrame(rows, columns=["image", "label", "confidence", *columns.values()])
 
 
-def _tta_or_plain(model, batch: np.ndarray, tta_config: ModelConfig | None) -> np.ndarray:
+def _probabilities(model, batch: np.ndarray, tta_config: ModelConfig | None, temperature: float | None) -> np.ndarray:
+    """The batch's class probabilities, averaged over the test-time augmentation transforms of
+    `tta_config` when given, then calibrated by `temperature` when given."""
     if tta_config is None:
-        return _probabilities(model, batch)
-    from cnnlab.analysis.tta import tta_probabilities
+        probs = _model_probabilities(model, batch)
+    else:
+        from cnnlab.analysis.tta import tta_probabilities
 
-    return tta_probabilities(lambda b: _probabilities(model, b), batch, tta_config)
+        probs = tta_probabilities(lambda b: _model_probabilities(model, b), batch, tta_config)
+    return probs if temperature is None else scale_probabilities(probs, temperature)
 
 
-def _probabilities(model, batch: np.ndarray) -> np.ndarray:
+def _model_probabilities(model, batch: np.ndarray) -> np.ndarray:
     """Small batches in one `predict_on_batch` call; larger ones streamed by `model.predict`.
 
     `model.predict` sets up a data pipeline on every call, which costs far more than the model
@@ -128,7 +142,9 @@ def _name(source: images.ImageSource, index: int) -> str:
     return described if described != "uploaded image" else f"image {index + 1}"
 
 
-def _ranked(name: str, array: np.ndarray, probs: np.ndarray, class_names: Sequence[str]) -> Prediction:
+def _ranked(
+    name: str, array: np.ndarray, probs: np.ndarray, class_names: Sequence[str], calibrated: bool
+) -> Prediction:
     order = np.argsort(-probs, kind="stable")
     ranked = [(class_names[i], float(probs[i])) for i in order]
-    return Prediction(name, ranked[0][0], ranked[0][1], ranked, array)
+    return Prediction(name, ranked[0][0], ranked[0][1], ranked, array, calibrated=calibrated)

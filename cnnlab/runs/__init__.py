@@ -16,6 +16,7 @@ if TYPE_CHECKING:  # what type checkers and readers see; at run time each name i
         RunRecord,
         SweepTrial,
         TeamCopy,
+        TemperatureScaling,
         read_record,
     )
     from cnnlab.runs.store import HYPERPARAMETERS, Run, RunStore, hyperparameters, new_run_id
@@ -33,6 +34,7 @@ __all__ = [
     "RunStore",
     "SweepTrial",
     "TeamCopy",
+    "TemperatureScaling",
     "Workspace",
     "hyperparameters",
     "new_run_id",
@@ -55,6 +57,7 @@ __getattr__, __dir__ = lazy_exports(
         "RunStore": "store",
         "SweepTrial": "record",
         "TeamCopy": "record",
+        "TemperatureScaling": "record",
         "hyperparameters": "store",
         "new_run_id": "store",
         "Workspace": "workspace",

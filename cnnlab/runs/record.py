@@ -165,6 +165,15 @@ class FineTuning:
 
 
 @dataclass(frozen=True)
+class TemperatureScaling:
+    """The temperature that calibrates the model's probabilities (`cnnlab.analysis.calibration`):
+    predictions divide their logits by `temperature`, fitted on `num_images` validation images."""
+
+    temperature: float
+    num_images: int = 0
+
+
+@dataclass(frozen=True)
 class RunRecord:
     """A run's `run.json`.
 
@@ -180,7 +189,9 @@ class RunRecord:
     when unweighted), `history`, `phase` and `fine_tune` (a backbone run's phase, and where its
     fine-tuning started; a continued run inherits both), and at the end `metrics`, `best_epoch`,
     `duration_s`, `num_train` (training images) and `error` (a failed run's exception, one line).
-    `team` says where it is published.
+    `team` says where it is published. `calibration`: the temperature fitted on the validation split
+    at the end of training (or, for a run trained before that, at its first evaluation); None: none
+    fitted (no validation images, or none predicted wrong), and predictions are not calibrated.
     """
 
     id: str = ""
@@ -210,6 +221,7 @@ class RunRecord:
     initial_epoch: int | None = None
     planned_epochs: int | None = None
     team: TeamCopy | None = None
+    calibration: TemperatureScaling | None = None
 
     def configs(self) -> dict[str, Any]:
         """The model's and the training's settings in one mapping, as recorded (for tables and the team server)."""

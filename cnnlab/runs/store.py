@@ -99,6 +99,11 @@ class Run:
         return self.record.team is not None and self.record.team.opened
 
     @property
+    def temperature(self) -> float | None:
+        """The temperature that calibrates the model's probabilities; None when none was fitted."""
+        return self.record.calibration.temperature if self.record.calibration else None
+
+    @property
     def checkpoint_dir(self) -> Path:
         """Where the training keeps what resuming or continuing it needs (see `cnnlab.training.checkpoint`)."""
         return self.path / CHECKPOINT_DIR

@@ -425,9 +425,9 @@ def _check_learned(progress, model_config: ModelConfig) -> None:
 
 def _finish(run: Run, model, prepared, parts, *, progress, started: float) -> None:
     history = run.history
-    metrics = Metrics()
+    metrics, scaling = Metrics(), None
     if progress.best_weights is not None:
-        evaluation = evaluate.evaluate_prepared(model, prepared, parts["test"])
+        evaluation, scaling = evaluate.calibrated_evaluation(model, prepared, parts)
         evaluate.save_evaluation(run, evaluation)
         metrics = Metrics(
             test_accuracy=evaluation.accuracy,
@@ -454,4 +454,5 @@ def _finish(run: Run, model, prepared, parts, *, progress, started: float) -> No
         best_epoch=progress.best_epoch,
         duration_s=round(time.perf_counter() - started, 2),
         num_train=len(parts["train"]),
+        calibration=scaling,
     )
