@@ -1,7 +1,6 @@
-"""Looking at a trained model: test-split evaluation (calibration and ROC curves included), two runs compared
-on their shared test images, likely label errors (also by a cross-validated pass), the embedding map and
-outliers, the unfamiliar-image flag, test-time augmentation, four explanations with their sanity checks,
-and the network's inside (feature maps, filters, receptive fields, top images)."""
+"""Looking at a trained model: its test split (calibration, ROC, test-time augmentation), two runs compared,
+likely label errors, the embedding map, outliers and the unfamiliar-image flag, four explanations with their
+sanity checks, and the network's inside (feature maps, filters, receptive fields, top images)."""
 
 from typing import TYPE_CHECKING
 
