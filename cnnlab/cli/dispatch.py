@@ -18,6 +18,7 @@ import sys
 from typing import Any
 
 from cnnlab.cli import (
+    benchmark,
     compare,
     dataset,
     download,
@@ -57,6 +58,7 @@ COMMANDS = {
         runs.SYNC,
         compare.COMMAND,
         export.COMMAND,
+        benchmark.COMMAND,
         inspect.COMMAND,
         explain.COMMAND,
         sweep.COMMAND,

@@ -157,7 +157,14 @@ def representative_images(run, count: int = NUM_REPRESENTATIVE, *, cache: Path) 
             train = parts.get("train", np.zeros(0, dtype=np.int64))
             if not len(train):
                 return None
-            chosen = train[np.linspace(0, len(train) - 1, min(count, len(train))).astype(np.int64)]
-            return np.asarray(prepared.images[np.sort(chosen)])
+            return np.asarray(prepared.images[spread(train, count)])
     except (ValueError, OSError):
         return None
+
+
+def spread(indices: np.ndarray, count: int) -> np.ndarray:
+    """Up to `count` of `indices`, evenly spread over them (every class of a class-ordered split), sorted."""
+    indices = np.asarray(indices, dtype=np.int64)
+    if not len(indices):
+        return indices
+    return np.sort(indices[np.linspace(0, len(indices) - 1, min(count, len(indices))).astype(np.int64)])
