@@ -31,7 +31,7 @@ def main() -> None:
     run = RunStore(DEMO_RUN_DIR.parent, demo=DEMO_RUN_DIR).get(DEMO_RUN_DIR.name)
     start = time.perf_counter()
     result = benchmark_run(run, args.formats, cache=args.cache, repeats=args.repeats)
-    print(machine())
+    print(f"machine: {machine()}")
     print(benchmark_table(result).fillna("").to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     print(
         f"{result['num_test_images']} test images; median of {result['repeats']} single-image calls after "
