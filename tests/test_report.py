@@ -3,6 +3,7 @@
 import json
 import os
 import re
+import shutil
 
 import pytest
 
@@ -132,3 +133,17 @@ def _cannot_run(reason: str) -> None:
     if os.environ.get("CNNLAB_REQUIRE_BROWSER", "").strip() == "1":
         pytest.fail(f"{reason} (CNNLAB_REQUIRE_BROWSER=1 requires it)")
     pytest.skip(reason)
+
+
+def test_a_run_whose_images_are_gone_still_gets_its_report(trained_run, tmp_path):
+    run_dir = tmp_path / "models" / trained_run["run"].id
+    shutil.copytree(trained_run["run"].path, run_dir)
+    record = json.loads((run_dir / "run.json").read_text())
+    record["dataset"]["path"] = str(tmp_path / "gone")
+    (run_dir / "run.json").write_text(json.dumps(record))
+    run = RunStore(tmp_path / "models").get(run_dir.name)
+    text = write_report(run, tmp_path / "r.html", cache=trained_run["cache"]).read_text(encoding="utf-8")
+    assert "(image not here)" in text and '<img src="data:image' not in text
+    assert 'Likely label errors</h2><p class="muted">Not computed: the run\'s images could not be opened' in text
+    assert str(tmp_path) not in text  # no folder of this machine
+    assert text.count('class="plotly-graph-div"') == 3

@@ -52,7 +52,8 @@ def benchmark_run(
     warmup: int = 5,
     max_cache_mb: int | None = None,
 ) -> dict[str, Any]:
-    """Benchmark a run's model in each of `formats` on its test split, save the result and return it.
+    """Benchmark a run's model in each of `formats` on its test split, save the result and return it
+    (not saved for a run still training).
 
     The result has `rows` (one per format, see `COLUMNS`; a format whose runtime is not installed
     has only its `note`), `num_test_images`, `repeats`, `warmup`, `machine` and `model_sha256`.
@@ -88,9 +89,10 @@ def benchmark_run(
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
         "rows": rows,
     }
-    path = benchmark_path(run, cache)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_json(path, result)
+    if run.status != "running":  # a running run's folder is its training's to write
+        path = benchmark_path(run, cache)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_json(path, result)
     return result
 
 

@@ -239,8 +239,12 @@ def _label_issues(run, cache: Path) -> str:
 
         try:
             table = run_label_issues(run, cache=cache)
-        except (ValueError, OSError) as exc:
-            return head + f'<p class="muted">Not computed: {_esc(exc)}</p>'
+        except (ValueError, OSError):
+            # The error names a folder on this machine, which a hosted visitor's report must not show.
+            return head + (
+                '<p class="muted">Not computed: the run\'s images could not be opened on this machine (its dataset '
+                "folder is missing, or its classes changed).</p>"
+            )
         source = "Computed for this report: the model's predictions on its validation and test images, by confident learning."
     shown = table.head(NUM_THUMBNAILS)
     captions = [f"{g} → {s}?" for g, s in zip(shown["given_label"], shown["suggested_label"], strict=True)]
