@@ -102,3 +102,21 @@ def test_cli_exports_int8_and_refuses_bad_input(trained_run, tmp_path, monkeypat
     assert main(["export", run.id, "--format", "tflite", "--quantize", "int4"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and "Received: " in err[0]
+
+
+def test_a_model_int8_cannot_express_is_one_line_error(tmp_path):
+    import keras
+
+    class Erf(keras.layers.Layer):  # TFLite has no int8 kernel for erf
+        def call(self, x):
+            return keras.ops.erf(x)
+
+    inputs = keras.Input((8, 8, 3))
+    outputs = keras.layers.Dense(3, activation="softmax")(Erf()(keras.layers.Flatten()(inputs)))
+    images = np.random.default_rng(0).integers(0, 256, (4, 8, 8, 3), dtype=np.uint8)
+    with pytest.raises(ValueError, match=r"could not quantise this model as int8 .*Received: quantize='int8'$") as info:
+        quantizing.export_quantized(
+            keras.Model(inputs, outputs), ["a", "b", "c"], tmp_path / "x", "int8", images, images
+        )
+    assert "\n" not in str(info.value)
+    assert not (tmp_path / "x").exists()

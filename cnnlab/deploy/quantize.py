@@ -95,6 +95,7 @@ def convert(model, quantize: str, calibration: np.ndarray | None, workdir: Path)
     import tempfile
 
     import tensorflow as tf
+    from tensorflow.lite.python.convert_phase import ConverterError
 
     from cnnlab.deploy.export import _write_savedmodel
 
@@ -111,7 +112,15 @@ def convert(model, quantize: str, calibration: np.ndarray | None, workdir: Path)
             # Callers keep feeding float pixels and reading float probabilities.
             converter.inference_input_type = tf.float32
             converter.inference_output_type = tf.float32
-        return converter.convert()
+        try:
+            return converter.convert()
+        except ConverterError as exc:
+            # An op with no kernel for this mode (int8 most often): say so in one line, not a traceback.
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ValueError(
+                f"TensorFlow Lite could not quantise this model as {quantize} ({first[:200]}); try a milder "
+                f"quantisation (dynamic or float16) or none. Received: quantize={quantize!r}"
+            ) from None
 
 
 def _representative(calibration: np.ndarray | None):
