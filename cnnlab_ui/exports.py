@@ -32,6 +32,18 @@ def quantize_choice(format: str) -> str | None:
     return choice
 
 
+def check_summary(manifest: dict) -> str:
+    """How close an export's predictions came to the Keras model's, from its `export.json`."""
+    quantized = manifest.get("quantization")
+    text = f"max difference {manifest['max_abs_diff']:.2g}"
+    if quantized:
+        text += (
+            f", within {quantized['atol']} for {quantized['mode']}; same top class on "
+            f"{quantized['top1_agreement']:.0%} of {manifest['num_check_images']} test images"
+        )
+    return text
+
+
 def benchmark_section(run: Run) -> None:
     """The last benchmark of the run's model (if any) and a button that runs it again."""
     from cnnlab.deploy.benchmark import benchmark_run, benchmark_table, cached_benchmark

@@ -7,7 +7,7 @@ from cnnlab import charts
 from cnnlab.server import jobs
 from cnnlab.training.resuming import RESUMABLE
 from cnnlab_ui.compare import compare_section
-from cnnlab_ui.exports import benchmark_section, quantize_choice
+from cnnlab_ui.exports import benchmark_section, check_summary, quantize_choice
 from cnnlab_ui.loaders import forget_models
 from cnnlab_ui.messages import show_error
 from cnnlab_ui.runs import compare_curves, describe_run, list_runs, parameters_chart, runs_table
@@ -123,7 +123,7 @@ with st.expander("Export (Keras, SavedModel, TensorFlow Lite, ONNX)"):
                 folder = export_run(run, fmt, cache=settings().cache_dir, quantize=quantize)
             st.success(
                 f"Exported to {folder if not settings().hosted else folder.name}; its predictions match the Keras "
-                f"model (max difference {read_export(folder)['max_abs_diff']:.2g})."
+                f"model ({check_summary(read_export(folder))})."
             )
             st.download_button(
                 f"Download the {fmt} export (zip)",

@@ -25,7 +25,9 @@ def test_runs_page_exports_int8_and_benchmarks_every_format(app, copied):
     at.radio(key="export-quantize").set_value("int8").run()
     next(b for b in at.button if b.label == "Export and check").click().run()
     assert not at.exception, [e.value for e in at.exception]
-    assert any("Exported to" in s.value for s in at.success), [e.value for e in at.error]
+    successes = [s.value for s in at.success if "Exported to" in s.value]
+    assert len(successes) == 1, [e.value for e in at.error]
+    assert "within 0.1 for int8; same top class on " in successes[0]
     assert len(list((copied / "exports").glob("tflite-int8-*/model.tflite"))) == 1
     at.button(key="benchmark-exports").click().run()
     assert not at.exception, [e.value for e in at.exception]
