@@ -215,7 +215,9 @@ def _test_results(run, evaluation, cache: Path) -> str:
     parts = ["<h2>Test results</h2>"]
     if evaluation.predictions.empty:
         return parts[0] + '<p class="muted">This run has no test images.</p>'
-    parts.append(_figure(charts.confusion_figure(evaluation.confusion, list(evaluation.class_names))))
+    confusion = charts.confusion_figure(evaluation.confusion, list(evaluation.class_names))
+    confusion.layout.title.text = "Confusion matrix"  # the app's title invites clicks that a report does not answer
+    parts.append(_figure(confusion))
     parts += ["<h3>Per class</h3>", _table(evaluation.per_class)]
     parts += ["<h3>Most frequent confusions</h3>", _table(evaluation.top_confusions())]
     mistakes = evaluation.most_confident_mistakes(NUM_THUMBNAILS)
