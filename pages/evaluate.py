@@ -12,6 +12,7 @@ from cnnlab_ui.fixes import gallery
 from cnnlab_ui.label_issues import label_issues_section
 from cnnlab_ui.messages import show_error
 from cnnlab_ui.novelty import separation_section
+from cnnlab_ui.report import report_section
 from cnnlab_ui.runs import get_run, run_picker, run_version
 from cnnlab_ui.shell import require_app_shell
 from cnnlab_ui.state import settings
@@ -139,6 +140,7 @@ with results:
     left.plotly_chart(charts.history_figure(history, "loss"), key="eval-loss")
     middle.plotly_chart(charts.history_figure(history, "accuracy"), key="eval-acc")
     right.plotly_chart(charts.learning_rate_figure(history), key="eval-lr")
+    report_section(run)
 
 with data_map:
     st.caption(

@@ -7,6 +7,7 @@ from cnnlab import charts
 from cnnlab.server import jobs
 from cnnlab.training.resuming import RESUMABLE
 from cnnlab_ui.compare import compare_section
+from cnnlab_ui.exports import benchmark_section, check_summary, quantize_choice
 from cnnlab_ui.loaders import forget_models
 from cnnlab_ui.messages import show_error
 from cnnlab_ui.runs import compare_curves, describe_run, list_runs, parameters_chart, runs_table
@@ -110,6 +111,7 @@ with st.expander("Export (Keras, SavedModel, TensorFlow Lite, ONNX)"):
     from cnnlab.deploy.export import EXPORT_FORMATS, export_archive, export_run, onnx_available, read_export
 
     fmt = st.radio("Format", EXPORT_FORMATS, horizontal=True)
+    quantize = quantize_choice(fmt)
     missing_onnx = fmt == "onnx" and not onnx_available()
     if missing_onnx:
         st.info(
@@ -118,10 +120,10 @@ with st.expander("Export (Keras, SavedModel, TensorFlow Lite, ONNX)"):
     if st.button("Export and check", disabled=missing_onnx):
         try:
             with st.spinner("Exporting and checking predictions against the Keras model..."):
-                folder = export_run(run, fmt, cache=settings().cache_dir)
+                folder = export_run(run, fmt, cache=settings().cache_dir, quantize=quantize)
             st.success(
                 f"Exported to {folder if not settings().hosted else folder.name}; its predictions match the Keras "
-                f"model (max difference {read_export(folder)['max_abs_diff']:.2g})."
+                f"model ({check_summary(read_export(folder))})."
             )
             st.download_button(
                 f"Download the {fmt} export (zip)",
@@ -131,6 +133,7 @@ with st.expander("Export (Keras, SavedModel, TensorFlow Lite, ONNX)"):
             )
         except ValueError as exc:
             show_error(exc)
+    benchmark_section(run)
 
 with st.expander("Rename or delete", expanded=False):
     locked = run.is_demo or run.status == "running"

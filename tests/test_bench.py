@@ -23,12 +23,21 @@ RUNS = {
     "bench_retrain": (["--trainings", "2", "--epochs", "1"], r"given back RSS after each training \(MB\): \d+ \d+;"),
     "bench_versions": (["--images", "200", "--repeats", "2", "--k", "5"], r"beside the version before it: +\d+\.\d+ s"),
     "bench_trust": (["--repeats", "1"], r"evaluate_tta on \d+ test images: accuracy \d\.\d+ plain"),
+    "bench_exports": (["--repeats", "2", "--formats", "keras,tflite-int8"], r"tflite-int8 +\d+\.\d+ +\d\.\d+"),
     "bench_duplicates": (
         ["--images", "300", "--sample-per-class", "20"],
         r"find_duplicates, again \(decoded 0, hashes cached\): \d+\.\d+ s",
     ),
 }
-TAKES_CACHE = {"bench_calibration", "bench_predict", "bench_inspect", "bench_train", "bench_retrain", "bench_trust"}
+TAKES_CACHE = {
+    "bench_calibration",
+    "bench_exports",
+    "bench_predict",
+    "bench_inspect",
+    "bench_train",
+    "bench_retrain",
+    "bench_trust",
+}
 
 
 @pytest.fixture(scope="module")

@@ -18,6 +18,7 @@ import sys
 from typing import Any
 
 from cnnlab.cli import (
+    benchmark,
     compare,
     dataset,
     download,
@@ -28,6 +29,7 @@ from cnnlab.cli import (
     label_issues,
     lr_find,
     predict,
+    report,
     resume,
     runs,
     sample,
@@ -57,6 +59,8 @@ COMMANDS = {
         runs.SYNC,
         compare.COMMAND,
         export.COMMAND,
+        benchmark.COMMAND,
+        report.COMMAND,
         inspect.COMMAND,
         explain.COMMAND,
         sweep.COMMAND,

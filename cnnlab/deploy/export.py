@@ -307,21 +307,51 @@ def calibration_manifest(temperature: float) -> dict[str, Any]:
     }
 
 
-def export_run(run, format: str, out_dir: Path | None = None, num_check_images: int = 8, *, cache: Path) -> Path:
+def export_run(
+    run,
+    format: str,
+    out_dir: Path | None = None,
+    num_check_images: int = 8,
+    *,
+    cache: Path,
+    quantize: str | None = None,
+) -> Path:
     """Export a run's model, checked on some of its own test images, and return the folder.
 
     By default each export gets a new folder under the run (`exports/<format>-<time>`), so an
     earlier export is never overwritten; the demo's go to the `cache` folder, leaving the app's
-    files as shipped (its built-in sample is found there too).
+    files as shipped (its built-in sample is found there too). `quantize` ("float16", "dynamic",
+    "int8"; tflite only) writes a quantised model (`cnnlab.deploy.quantize`), checked on 32 test images.
     """
     from datetime import datetime
 
+    from cnnlab.deploy import quantize as quantizing
+
     check_choice("format", format, EXPORT_FORMATS)
+    quantizing.check_quantize(format, quantize)
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    exports = cache / "exports" / run.id if run.is_demo else run.path / "exports"
-    target = Path(out_dir) if out_dir is not None else exports / f"{format}-{stamp}"
-    check_images = _run_check_images(run, num_check_images, cache)
-    return export_model(run.load_model(), run.class_names, target, format, check_images, temperature=run.temperature)
+    exports = exports_folder(run, cache)
+    target = Path(out_dir) if out_dir is not None else exports / f"{format}{'-' + quantize if quantize else ''}-{stamp}"
+    if quantize is None:
+        check_images = _run_check_images(run, num_check_images, cache)
+        return export_model(
+            run.load_model(), run.class_names, target, format, check_images, temperature=run.temperature
+        )
+    representative = quantizing.representative_images(run, cache=cache) if quantize == "int8" else None
+    if quantize == "int8" and representative is None:
+        raise ValueError(
+            "int8 quantisation calibrates on the run's training images, which are not on this machine; put its "
+            f"dataset back or pick float16 or dynamic. Received: quantize={quantize!r}"
+        )
+    check_images = _run_check_images(run, max(num_check_images, 32), cache)
+    return quantizing.export_quantized(
+        run.load_model(), run.class_names, target, quantize, check_images, representative, run.temperature
+    )
+
+
+def exports_folder(run, cache: Path) -> Path:
+    """Where a run's exports go by default: inside the run, or for the read-only demo, the cache folder."""
+    return cache / "exports" / run.id if run.is_demo else run.path / "exports"
 
 
 def _run_check_images(run, count: int, cache: Path) -> np.ndarray:
