@@ -1,4 +1,4 @@
-"""Command line: `python -m cnnlab {sample,scan,dataset,train,resume,evaluate,predict,runs,inspect,explain,...}`.
+"""Command line: `python -m cnnlab {sample,scan,dataset,train,resume,evaluate,predict,runs,register,serve,...}`.
 
 Bad input exits with status 2 and one line on standard error; `--json` makes the last line of
 standard output one JSON object. Progress goes to standard error, so standard output stays clean.
@@ -28,10 +28,12 @@ from cnnlab.cli import (
     label_issues,
     lr_find,
     predict,
+    register,
     resume,
     runs,
     sample,
     scan,
+    serve,
     sweep,
     train,
 )
@@ -57,6 +59,9 @@ COMMANDS = {
         runs.SYNC,
         compare.COMMAND,
         export.COMMAND,
+        register.COMMAND,
+        register.REGISTRY,
+        serve.COMMAND,
         inspect.COMMAND,
         explain.COMMAND,
         sweep.COMMAND,

@@ -1,5 +1,5 @@
-"""Using a trained model: ranked predictions for images, normalised exactly as in training, and
-exports to SavedModel, TensorFlow Lite or ONNX that are loaded back and checked."""
+"""Using a trained model: ranked predictions normalised exactly as in training, checked exports (SavedModel,
+TFLite, ONNX), and MLflow: the run as a pyfunc model, the model registry and serving over HTTP."""
 
 from typing import TYPE_CHECKING
 
@@ -7,9 +7,25 @@ from cnnlab.common.exports import lazy_exports
 
 if TYPE_CHECKING:  # what type checkers and readers see; at run time each name is imported on first use
     from cnnlab.deploy.export import EXPORT_FORMATS, export_run, read_export
+    from cnnlab.deploy.mlflow_model import save_pyfunc
     from cnnlab.deploy.prediction import Prediction, predict, predictions_table
+    from cnnlab.deploy.registry import model_versions, register_run, set_alias
+    from cnnlab.deploy.serving import serve, served_model
 
-__all__ = ["EXPORT_FORMATS", "Prediction", "export_run", "predict", "predictions_table", "read_export"]
+__all__ = [
+    "EXPORT_FORMATS",
+    "Prediction",
+    "export_run",
+    "model_versions",
+    "predict",
+    "predictions_table",
+    "read_export",
+    "register_run",
+    "save_pyfunc",
+    "serve",
+    "served_model",
+    "set_alias",
+]
 
 __getattr__, __dir__ = lazy_exports(
     __name__,
@@ -17,8 +33,14 @@ __getattr__, __dir__ = lazy_exports(
         "EXPORT_FORMATS": "export",
         "export_run": "export",
         "read_export": "export",
+        "save_pyfunc": "mlflow_model",
         "Prediction": "prediction",
         "predict": "prediction",
         "predictions_table": "prediction",
+        "model_versions": "registry",
+        "register_run": "registry",
+        "set_alias": "registry",
+        "serve": "serving",
+        "served_model": "serving",
     },
 )

@@ -1,0 +1,120 @@
+"""The model registry and the pyfunc model: a run registered on a real `mlflow server` (and, from the
+command line, in the local SQLite registry of the models folder), aliases moved and seen by another
+client, and the pyfunc model loaded in-process predicting exactly as `predict` does."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from cnnlab.cli import main
+from cnnlab.deploy.mlflow_model import encode_images, output_columns
+from cnnlab.deploy.prediction import predict
+from cnnlab.team.tracking import TrackingConfig
+from helpers import class_image, image_bytes, last_json, one_line_error
+
+
+@pytest.fixture
+def config(mlflow_server, request) -> TrackingConfig:
+    """The shared server, an experiment of the test's own."""
+    return TrackingConfig(mlflow_server.url, f"{request.node.name[:50]}-{os.getpid()}", "tester")
+
+
+def test_register_list_and_move_an_alias_seen_by_another_client(config, trained_run):
+    from mlflow.tracking import MlflowClient
+
+    from cnnlab.deploy.registry import model_versions, register_run, resolve, set_alias
+
+    run = trained_run["run"]
+    name = f"tiny-{os.getpid()}"
+    first = register_run(config, run, name, "champion")
+    second = register_run(config, run, name)
+    assert (first["version"], second["version"]) == (1, 2)
+    rows = model_versions(config, name)
+    assert [r["version"] for r in rows] == [2, 1]
+    assert rows[1]["aliases"] == ["champion"] and rows[0]["aliases"] == []
+    assert rows[0]["run_id"] == run.id and rows[0]["run_name"] == run.name
+    assert rows[0]["dataset"] == "data"  # the class folder's name (`write_dataset` into `data`)
+    assert rows[0]["test_accuracy"] == pytest.approx(run.record.metrics.test_accuracy)
+    assert resolve(config, f"models:/{name}@champion")["version"] == 1
+
+    set_alias(config, name, "champion", 2)
+    other = MlflowClient(tracking_uri=config.uri)  # another process's view: nothing cached
+    assert other.get_model_version_by_alias(name, "champion").version == "2"
+    assert other.get_model_version(name, "2").tags["cnnlab.run_id"] == run.id
+    with pytest.raises(ValueError, match=r"has no version 9 .*Received: version=9"):
+        set_alias(config, name, "champion", 9)
+    with pytest.raises(ValueError, match=r"has no alias 'staging'"):
+        resolve(config, f"models:/{name}@staging")
+    with pytest.raises(ValueError, match=r"No registered model named 'nothing-here'"):
+        model_versions(config, "nothing-here")
+
+
+@pytest.mark.parametrize(
+    ("name", "alias", "error"),
+    [("has space", None, "model name"), ("ok", "latest", "alias"), ("ok", "v3", "alias"), ("/x", None, "model name")],
+)
+def test_bad_names_and_aliases_are_refused_before_any_request(trained_run, name, alias, error):
+    from cnnlab.deploy.registry import register_run
+
+    unreachable = TrackingConfig("http://127.0.0.1:9", "x", "tester")
+    with pytest.raises(ValueError, match=rf"An? {error}.*Received: "):
+        register_run(unreachable, trained_run["run"], name, alias)
+
+
+def test_pyfunc_model_predicts_as_predict_does(trained_run, tmp_path):
+    """The folder `cnnlab serve RUN` serves, loaded in-process by MLflow: the same labels and probabilities."""
+    import mlflow.pyfunc
+
+    from cnnlab.deploy.serving import served_model
+
+    run = trained_run["run"]
+    folder = served_model(run, tmp_path / "cache")
+    assert served_model(run, tmp_path / "cache") == folder  # made once
+    rng = np.random.default_rng(5)
+    files = [image_bytes(class_image((30, 200, 30), rng, (40, 40))), image_bytes(class_image((9, 9, 9), rng), "JPEG")]
+    model = mlflow.pyfunc.load_model(str(folder))
+    frame = model.predict(encode_images([*files, b"nope"]))
+    assert list(frame.columns) == output_columns(run.class_names)
+    expected = predict(run.load_model(), run.class_names, run.model_config(), files, errors="report")
+    for (_, row), mine in zip(frame.iloc[:2].iterrows(), expected, strict=True):
+        assert row["label"] == mine.label and row["error"] is None
+        assert [row[f"P({c})"] for c, _ in mine.ranked] == pytest.approx([p for _, p in mine.ranked], abs=1e-6)
+    assert frame.iloc[2]["label"] is None and "not an image" in frame.iloc[2]["error"]
+    assert model.metadata.get_input_schema().input_names() == ["image"]
+
+
+def test_cli_registers_in_the_local_registry_of_the_models_folder(trained_run, tmp_path, monkeypatch, capsys):
+    """No tracking server set: the registry is SQLite in the models folder, artifacts beside it."""
+    import shutil
+
+    models = tmp_path / "models"
+    shutil.copytree(trained_run["run"].path, models / trained_run["run"].id)
+    monkeypatch.setenv("CNNLAB_MODELS_DIR", str(models))
+    monkeypatch.setenv("CNNLAB_CACHE_DIR", str(tmp_path / "cache"))
+    run_id = trained_run["run"].id
+    assert main(["register", run_id, "--name", "local-tiny", "--alias", "champion", "--json"]) == 0
+    registered = last_json(capsys)
+    assert registered["version"] == 1 and registered["aliases"] == ["champion"]
+    assert registered["tracking_uri"] == f"sqlite:///{models / 'registry' / 'mlflow.db'}"
+    assert registered["source"].startswith((models / "registry" / "artifacts").as_uri())
+    assert main(["register", run_id, "--name", "local-tiny", "--json"]) == 0
+    capsys.readouterr()
+    assert main(["registry", "local-tiny", "--alias", "champion", "--version", "2", "--json"]) == 0
+    listed = last_json(capsys)
+    assert [(r["version"], r["aliases"], r["run_id"]) for r in listed["versions"]] == [
+        (2, ["champion"], run_id),
+        (1, [], run_id),
+    ]
+    assert main(["registry", "local-tiny"]) == 0
+    assert "@champion" in capsys.readouterr().out
+    assert main(["registry", "local-tiny", "--alias", "champion"]) == 2
+    assert "--alias and --version together" in one_line_error(capsys)
+    assert main(["registry", "local-tiny", "--alias", "champion", "--version", "5"]) == 2
+    assert "has no version 5" in one_line_error(capsys)
+    assert main(["serve", "models:/local-tiny@nope"]) == 2
+    assert "has no alias 'nope'" in one_line_error(capsys)
+    assert main(["serve", run_id, "--port", "70000"]) == 2
+    assert "port" in one_line_error(capsys)
