@@ -13,7 +13,7 @@ from cnnlab.cli import main
 from cnnlab.deploy.mlflow_model import encode_images, output_columns
 from cnnlab.deploy.prediction import predict
 from cnnlab.team.tracking import TrackingConfig
-from helpers import class_image, image_bytes, last_json, one_line_error
+from helpers import class_image, copied_models, image_bytes, last_json, one_line_error, open_page
 
 
 @pytest.fixture
@@ -118,3 +118,40 @@ def test_cli_registers_in_the_local_registry_of_the_models_folder(trained_run, t
     assert "has no alias 'nope'" in one_line_error(capsys)
     assert main(["serve", run_id, "--port", "70000"]) == 2
     assert "port" in one_line_error(capsys)
+
+
+def versions_shown(at):
+    """The Register section's table of versions (the only one with an `aliases` column)."""
+    return next(d.value for d in at.dataframe if "aliases" in d.value.columns)
+
+
+def test_runs_page_registers_the_run_lists_versions_and_moves_an_alias(app, trained_run, tmp_path, monkeypatch):
+    """The local registry (no team server): nothing is made by looking; two registrations, then the alias moved."""
+    from cnnlab.deploy.registry import model_versions
+    from cnnlab.settings import load_settings
+
+    models = copied_models(trained_run["run"], tmp_path / "models")
+    monkeypatch.setenv("CNNLAB_MODELS_DIR", str(models))
+    run_id = trained_run["run"].id
+    at = open_page(app, "pages/runs.py")
+    at.selectbox(key="manage-run").set_value(run_id).run()
+    at.text_input(key="registry-name").set_value("page-model").run()
+    assert not at.exception and any("No model named 'page-model'" in c.value for c in at.caption)
+    assert not (models / "registry").exists()
+
+    register = next(b for b in at.button if b.label == "Register this run")
+    register.click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert "page-model version 1 as @champion" in at.success[0].value
+    at.text_input(key="registry-alias").set_value("").run()
+    next(b for b in at.button if b.label == "Register this run").click().run()
+    assert "page-model version 2." in at.success[0].value
+    shown = versions_shown(at)
+    assert list(shown["version"]) == [2, 1] and list(shown["aliases"]) == ["", "@champion"]
+
+    at.selectbox(key="registry-move-version").set_value(2).run()
+    next(b for b in at.button if b.label == "Point the alias at this version").click().run()
+    assert not at.exception and not at.error
+    registry = load_settings({"CNNLAB_MODELS_DIR": str(models)}).registry
+    assert [r["aliases"] for r in model_versions(registry, "page-model")] == [["champion"], []]
+    assert list(versions_shown(at)["aliases"]) == ["@champion", ""]
