@@ -8,7 +8,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-from cnnlab.cli.options import Command, add_tracking_options, run_store
+from cnnlab.cli.options import Command, add_tracking_options, open_run
 from cnnlab.cli.progress import pct, say
 from cnnlab.settings import Settings
 
@@ -22,7 +22,7 @@ def registry_from(args: argparse.Namespace, settings: Settings):
 
 def add_register_arguments(parser: argparse.ArgumentParser) -> None:
     """The run, the model's name, an alias, and where the registry is."""
-    parser.add_argument("run", help="run id, name or folder")
+    parser.add_argument("run", help="run id, name or folder (or a team run id)")
     parser.add_argument("--name", required=True, help="the registered model's name (made on first use)")
     parser.add_argument("--alias", help="point this alias (e.g. champion) at the new version")
     add_tracking_options(parser)
@@ -34,7 +34,7 @@ def register(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
 
     config = registry_from(args, settings)
     require_mlflow(config.uri)
-    run = run_store(settings).get(args.run)
+    run = open_run(args, settings)  # a local run, or with a team server a teammate's run by team run id
     say(args, f"Registering run {run.id} as a new version of {args.name} in {config.uri} ...")
     row = register_run(config, run, args.name, args.alias)
     aliases = f" (alias {', '.join(row['aliases'])})" if row["aliases"] else ""

@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from cnnlab.cli.options import Command, add_tracking_options, run_store
+from cnnlab.cli.options import Command, add_tracking_options, open_run
 from cnnlab.cli.register import registry_from
 from cnnlab.deploy.serving import DEFAULT_HOST, DEFAULT_PORT
 from cnnlab.settings import Settings
@@ -34,7 +34,8 @@ def run(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
         what = f"{args.model} (version {version['version']}, run {version['run_id']})"
     else:
         require_mlflow()
-        found = run_store(settings).get(args.model)
+        args.run = args.model
+        found = open_run(args, settings)
         model = served_model(found, settings.cache_dir)
         what = f"run {found.id}"
     print(
