@@ -19,6 +19,7 @@ import argparse
 import base64
 import http.client
 import json
+import socket
 import statistics
 import subprocess
 import tempfile
@@ -28,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.bench_predict import seconds
 from bench.machine import machine
 from cnnlab.data.sample import sample_dir
 from cnnlab.deploy.prediction import predict
@@ -36,13 +38,6 @@ from cnnlab.runs.store import RunStore
 from cnnlab.settings import DEMO_RUN_DIR, Settings
 
 BATCH = 32
-
-
-def seconds(call: Callable[[], object]) -> float:
-    """Wall seconds of one call."""
-    start = time.perf_counter()
-    call()
-    return time.perf_counter() - start
 
 
 def ms(values: list[float]) -> float:
@@ -70,6 +65,13 @@ class Client:
         self.connection.getresponse().read()
 
 
+def free_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 def wait_healthy(port: int, process: subprocess.Popen, timeout: float = 300) -> float:
     """Seconds until /ping answers."""
     start = time.monotonic()
@@ -88,9 +90,10 @@ def main() -> None:
     """Start the server, measure, print, stop it."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=30)
-    parser.add_argument("--port", type=int, default=5091)
+    parser.add_argument("--port", type=int, help="port on 127.0.0.1 (default: a free one)")
     parser.add_argument("--cache", type=Path, default=Settings().cache_dir, help="cache folder (default: %(default)s)")
     args = parser.parse_args()
+    args.port = args.port or free_port()
     run = RunStore(DEMO_RUN_DIR.parent).get(str(DEMO_RUN_DIR))
     model, config, names = run.load_model(), run.model_config(), run.class_names
     files = sorted(sample_dir(args.cache).rglob("*.png"))

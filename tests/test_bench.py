@@ -21,13 +21,14 @@ RUNS = {
     "bench_train": (["--epochs", "2", "--repeats", "1"], r"throughput ratio cnnlab/plain: \d+\.\d+"),
     "bench_retrain": (["--trainings", "2", "--epochs", "1"], r"given back RSS after each training \(MB\): \d+ \d+;"),
     "bench_versions": (["--images", "200", "--repeats", "2", "--k", "5"], r"beside the version before it: +\d+\.\d+ s"),
+    "bench_serve": (["--repeats", "2"], r"served / \(in-process \+ empty \(GET /ping\)\): \d+\.\d+x"),
     "bench_trust": (["--repeats", "1"], r"evaluate_tta on \d+ test images: accuracy \d\.\d+ plain"),
     "bench_duplicates": (
         ["--images", "300", "--sample-per-class", "20"],
         r"find_duplicates, again \(decoded 0, hashes cached\): \d+\.\d+ s",
     ),
 }
-TAKES_CACHE = {"bench_predict", "bench_inspect", "bench_train", "bench_retrain", "bench_trust"}
+TAKES_CACHE = {"bench_serve", "bench_predict", "bench_inspect", "bench_train", "bench_retrain", "bench_trust"}
 
 
 @pytest.fixture(scope="module")
