@@ -8,7 +8,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-from cnnlab.cli.options import Command, add_tracking_options, open_run
+from cnnlab.cli.options import Command, open_run
 from cnnlab.cli.progress import pct, say
 from cnnlab.settings import Settings
 
@@ -20,12 +20,25 @@ def registry_from(args: argparse.Namespace, settings: Settings):
     return replace(settings, **{k: v for k, v in chosen.items() if v}).registry
 
 
+def add_registry_options(parser: argparse.ArgumentParser) -> None:
+    """Where the model registry is: the team options, whose tracking URI defaults to the local registry."""
+    parser.add_argument(
+        "--tracking-uri",
+        help="MLflow tracking URI of the model registry (default: CNNLAB_TRACKING_URI, else the SQLite registry "
+        "in the models folder)",
+    )
+    parser.add_argument(
+        "--experiment", help="MLflow experiment; registrations go to EXPERIMENT-models (default cnnlab)"
+    )
+    parser.add_argument("--user", help="your name on the team server (default: CNNLAB_USER or your login name)")
+
+
 def add_register_arguments(parser: argparse.ArgumentParser) -> None:
     """The run, the model's name, an alias, and where the registry is."""
     parser.add_argument("run", help="run id, name or folder (or a team run id)")
     parser.add_argument("--name", required=True, help="the registered model's name (made on first use)")
     parser.add_argument("--alias", help="point this alias (e.g. champion) at the new version")
-    add_tracking_options(parser)
+    add_registry_options(parser)
 
 
 def register(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
@@ -51,7 +64,7 @@ def add_registry_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("name", help="the registered model's name")
     parser.add_argument("--alias", help="point this alias at --version (moving it from the version it named)")
     parser.add_argument("--version", type=int, help="the version --alias names")
-    add_tracking_options(parser)
+    add_registry_options(parser)
 
 
 def registry(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:

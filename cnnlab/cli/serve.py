@@ -6,8 +6,8 @@ import argparse
 import sys
 from typing import Any
 
-from cnnlab.cli.options import Command, add_tracking_options, open_run
-from cnnlab.cli.register import registry_from
+from cnnlab.cli.options import Command, open_run
+from cnnlab.cli.register import add_registry_options, registry_from
 from cnnlab.deploy.serving import DEFAULT_HOST, DEFAULT_PORT
 from cnnlab.settings import Settings
 
@@ -17,7 +17,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="a run id, name or folder, or a registered model as models:/NAME@ALIAS")
     parser.add_argument("--host", default=DEFAULT_HOST, help=f"address to listen on (default {DEFAULT_HOST})")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port to listen on (default {DEFAULT_PORT})")
-    add_tracking_options(parser)
+    add_registry_options(parser)
 
 
 def run(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:

@@ -10,11 +10,12 @@ MLflow's: POST `/invocations` with `{"dataframe_split": {"columns": ["image"], "
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
-from collections.abc import Callable
+import time
 from pathlib import Path
 
 from cnnlab.common.files import build_folder
@@ -23,7 +24,6 @@ from cnnlab.runs.store import Run
 SERVED_FOLDER = "served"
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 5001  # MLflow's tracking server takes 5000 by default
-GRACE_S = 5  # for the server to stop on the Ctrl-C it had too
 STOP_WAIT_S = 10
 
 
@@ -71,43 +71,66 @@ def serve_environment(tracking_uri: str | None) -> dict[str, str]:
 
 
 def serve(
-    model: str | Path,
-    host: str = DEFAULT_HOST,
-    port: int = DEFAULT_PORT,
-    tracking_uri: str | None = None,
-    on_start: Callable[[subprocess.Popen], None] | None = None,
+    model: str | Path, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, tracking_uri: str | None = None
 ) -> int:
-    """Run MLflow's scoring server for `model` until it exits or Ctrl-C; returns its exit status (0 after Ctrl-C).
+    """Run MLflow's scoring server for `model` until it exits, Ctrl-C or SIGTERM; returns its exit status
+    (0 when stopped that way), with no traceback.
 
-    Ctrl-C reaches the server too (one process group) and MLflow's server shuts down by itself;
-    one that lingers is signalled (`_stop`). No traceback is printed.
+    The server runs in a process group of its own, so that stopping it stops all of it (MLflow's
+    command and the uvicorn server it starts) and nothing is left listening: Ctrl-C or SIGTERM is
+    passed on as SIGINT (a graceful shutdown), then SIGTERM, then SIGKILL, each given time to work.
     """
     from cnnlab.deploy.registry import require_mlflow
 
     require_mlflow()
-    process = subprocess.Popen(serve_command(model, host, port), env=serve_environment(tracking_uri))
-    if on_start is not None:
-        on_start(process)
+    process = subprocess.Popen(
+        serve_command(model, host, port), env=serve_environment(tracking_uri), start_new_session=True
+    )
+    previous = _sigterm_as_interrupt()
     try:
         return process.wait()
     except KeyboardInterrupt:
-        return _stop(process)
+        _stop(process)
+        return 0
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+        _stop(process)  # whatever the server left running (it exited, or this process is failing)
 
 
-def _stop(process: subprocess.Popen) -> int:
-    """Stop the server after Ctrl-C. A terminal's Ctrl-C reaches the server too (one process group) and it
-    shuts down by itself; otherwise it is sent SIGINT, then SIGTERM, then SIGKILL, each given time to work."""
-    for sig, wait in (
-        (None, GRACE_S),
-        (signal.SIGINT, STOP_WAIT_S),
-        (signal.SIGTERM, STOP_WAIT_S),
-        (signal.SIGKILL, 5),
-    ):
-        if sig is not None and process.poll() is None:
-            process.send_signal(sig)
-        try:
-            process.wait(timeout=wait)
-            return 0
-        except (subprocess.TimeoutExpired, KeyboardInterrupt):  # Ctrl-C again: on to the next, firmer signal
-            continue
-    return 0
+def _sigterm_as_interrupt():
+    """SIGTERM (a supervisor stopping `cnnlab serve`) handled as Ctrl-C; the handler it replaces, or None
+    where no handler can be set (not the main thread)."""
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    try:
+        return signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:
+        return None
+
+
+def _stop(process: subprocess.Popen) -> None:
+    """Stop the server's whole process group: SIGINT, then SIGTERM, then SIGKILL, each given time to work."""
+    for sig, wait in ((signal.SIGINT, STOP_WAIT_S), (signal.SIGTERM, STOP_WAIT_S), (signal.SIGKILL, 5)):
+        if not _group_alive(process.pid):
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, sig)
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline and _group_alive(process.pid):
+            with contextlib.suppress(subprocess.TimeoutExpired, KeyboardInterrupt):  # Ctrl-C again: wait on
+                process.wait(timeout=0.1)
+            time.sleep(0.05)
+
+
+def _group_alive(pgid: int) -> bool:
+    """Whether any process of the group still runs (a zombie leader is reaped by `wait`)."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
