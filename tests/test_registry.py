@@ -88,16 +88,22 @@ def test_pyfunc_model_predicts_as_predict_does(trained_run, tmp_path):
 
 def test_cli_registers_in_the_local_registry_of_the_models_folder(trained_run, tmp_path, monkeypatch, capsys):
     """No tracking server set: the registry is SQLite in the models folder, artifacts beside it."""
+    import dataclasses
     import shutil
+
+    from cnnlab.runs.store import RunStore
 
     models = tmp_path / "models"
     shutil.copytree(trained_run["run"].path, models / trained_run["run"].id)
     monkeypatch.setenv("CNNLAB_MODELS_DIR", str(models))
     monkeypatch.setenv("CNNLAB_CACHE_DIR", str(tmp_path / "cache"))
     run_id = trained_run["run"].id
+    copy = RunStore(models).get(run_id)  # as if trained on version 3 of a dataset made in CNN Lab
+    copy.update(dataset=dataclasses.replace(copy.record.dataset, name="shots", version=3))
     assert main(["register", run_id, "--name", "local-tiny", "--alias", "champion", "--json"]) == 0
     registered = last_json(capsys)
     assert registered["version"] == 1 and registered["aliases"] == ["champion"]
+    assert (registered["dataset"], registered["dataset_version"]) == ("shots", 3)
     assert registered["tracking_uri"] == f"sqlite:///{models / 'registry' / 'mlflow.db'}"
     assert registered["source"].startswith((models / "registry" / "artifacts").as_uri())
     assert main(["register", run_id, "--name", "local-tiny", "--json"]) == 0
