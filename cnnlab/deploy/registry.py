@@ -16,6 +16,7 @@ import importlib.util
 import math
 import re
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -71,11 +72,6 @@ def check_alias(alias: str) -> str:
     return alias
 
 
-def model_uri(name: str, alias: str) -> str:
-    """The URI MLflow loads and serves a registered model's aliased version by."""
-    return f"models:/{check_name(name)}@{check_alias(alias)}"
-
-
 def register_run(config: TrackingConfig, run: Run, name: str, alias: str | None = None) -> dict[str, Any]:
     """Register the run's model as a new version of `name` (the model is made on first use) and point
     `alias` at it; returns the version's row (as `model_versions` lists it)."""
@@ -97,19 +93,19 @@ def register_run(config: TrackingConfig, run: Run, name: str, alias: str | None 
         local = save_pyfunc(run, Path(folder) / ARTIFACT)
         with _requests(config, name):
             mlflow = client(config.uri)
-            team_run = mlflow.create_run(
+            registration = mlflow.create_run(
                 _experiment(config), run_name=f"{name} from {run.name}", tags={**tags, "mlflow.user": config.user}
             )
-            run_id = team_run.info.run_id
+            run_id = registration.info.run_id
             mlflow.log_artifacts(run_id, str(local), ARTIFACT)
             accuracy = run.record.metrics.test_accuracy
             if isinstance(accuracy, float) and math.isfinite(accuracy):
-                mlflow.log_batch(run_id, metrics=[Metric("test_accuracy", accuracy, 0, 0)])
+                mlflow.log_batch(run_id, metrics=[Metric("test_accuracy", accuracy, int(time.time() * 1000), 0)])
             mlflow.log_batch(run_id, tags=[RunTag("cnnlab.registered_model", name)])
             mlflow.set_terminated(run_id)
     with _requests(config, name):
         _create_model(config, name)
-        source = f"{team_run.info.artifact_uri.rstrip('/')}/{ARTIFACT}"
+        source = f"{registration.info.artifact_uri.rstrip('/')}/{ARTIFACT}"
         version = mlflow.create_model_version(name, source, run_id=run_id, tags=tags)
         if alias is not None:
             mlflow.set_registered_model_alias(name, alias, version.version)
