@@ -20,6 +20,9 @@ if TYPE_CHECKING:
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEMO_RUN_DIR = REPO_ROOT / "models" / "demo"
+# The local model registry (MLflow's SQLite store, its artifacts beside it) in the models folder, when no
+# team server is set; a folder without a run record, so the run store passes it by.
+REGISTRY_FILE = "registry/mlflow.db"
 
 _TRUE = {"1", "true", "yes", "on"}
 
@@ -49,6 +52,18 @@ class Settings:
         from cnnlab.team.tracking import TrackingConfig
 
         return TrackingConfig(self.tracking_uri, self.experiment, self.user)
+
+    @property
+    def registry_uri(self) -> str:
+        """Where models are registered: the team's tracking server when set, else a SQLite store in the models folder."""
+        return self.tracking_uri or f"sqlite:///{(self.models_dir / REGISTRY_FILE).resolve()}"
+
+    @property
+    def registry(self) -> TrackingConfig:
+        """The model registry's connection (`cnnlab.deploy.registry`): `registry_uri`, the experiment, the user."""
+        from cnnlab.team.tracking import TrackingConfig
+
+        return TrackingConfig(self.registry_uri, self.experiment, self.user)
 
     max_session_mb: int | None = None
     max_cache_mb: int | None = None

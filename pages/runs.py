@@ -10,6 +10,7 @@ from cnnlab_ui.compare import compare_section
 from cnnlab_ui.exports import benchmark_section, check_summary, quantize_choice
 from cnnlab_ui.loaders import forget_models
 from cnnlab_ui.messages import show_error
+from cnnlab_ui.registry import registry_section
 from cnnlab_ui.runs import compare_curves, describe_run, list_runs, parameters_chart, runs_table
 from cnnlab_ui.shell import require_app_shell
 from cnnlab_ui.state import job_settings, owner, select_run, session_busy, settings, store, watch
@@ -134,6 +135,8 @@ with st.expander("Export (Keras, SavedModel, TensorFlow Lite, ONNX)"):
         except ValueError as exc:
             show_error(exc)
     benchmark_section(run)
+
+registry_section(run)
 
 with st.expander("Rename or delete", expanded=False):
     locked = run.is_demo or run.status == "running"

@@ -232,13 +232,15 @@ def test_a_predict_page_photo_is_added_to_the_runs_dataset_under_a_chosen_class(
     assert not at.exception, [e.value for e in at.exception]
     assert at.selectbox(key="add-to-class-0").value == predicted  # the predicted class first
     assert at.selectbox(key="add-to-class-0").options == ["cats", "dogs", "owls"]
-    assert at.caption[-1].value.startswith("Adds to data, the dataset this run trained on (version 1), after its")
+    (adds,) = [c.value for c in at.caption if c.value.startswith("Adds to ")]
+    assert adds.startswith("Adds to data, the dataset this run trained on (version 1), after its")
 
     at.selectbox(key="add-to-class-0").set_value("owls").run()
     at.button(key="add-to-0").click().run()
     assert not at.exception and not at.error, [e.value for e in [*at.exception, *at.error]]
     assert at.success[0].value == "Added 1 image as version 2."
-    assert "after its latest version (2)" in at.caption[-1].value
+    (adds,) = [c.value for c in at.caption if c.value.startswith("Adds to ")]
+    assert "after its latest version (2)" in adds
     dataset = versions.open_dataset(root, tmp_path / "datasets")
     assert dataset.manifest(2).counts == {**dataset.manifest(1).counts, "owls": 21}
     (added,) = [e for e in dataset.manifest(2).entries if e.path.startswith(".added/")]

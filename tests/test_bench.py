@@ -22,6 +22,7 @@ RUNS = {
     "bench_train": (["--epochs", "2", "--repeats", "1"], r"throughput ratio cnnlab/plain: \d+\.\d+"),
     "bench_retrain": (["--trainings", "2", "--epochs", "1"], r"given back RSS after each training \(MB\): \d+ \d+;"),
     "bench_versions": (["--images", "200", "--repeats", "2", "--k", "5"], r"beside the version before it: +\d+\.\d+ s"),
+    "bench_serve": (["--repeats", "2"], r"served / \(in-process \+ empty \(GET /ping\)\): \d+\.\d+x"),
     "bench_trust": (["--repeats", "1"], r"evaluate_tta on \d+ test images: accuracy \d\.\d+ plain"),
     "bench_exports": (["--repeats", "2", "--formats", "keras,tflite-int8"], r"tflite-int8 +\d+\.\d+ +\d\.\d+"),
     "bench_duplicates": (
@@ -36,6 +37,7 @@ TAKES_CACHE = {
     "bench_inspect",
     "bench_train",
     "bench_retrain",
+    "bench_serve",
     "bench_trust",
 }
 

@@ -1,4 +1,4 @@
-"""Command line: `python -m cnnlab {sample,scan,dataset,train,resume,evaluate,predict,runs,inspect,explain,...}`.
+"""Command line: `python -m cnnlab {sample,scan,dataset,train,resume,evaluate,predict,runs,register,serve,...}`.
 
 Bad input exits with status 2 and one line on standard error; `--json` makes the last line of
 standard output one JSON object. Progress goes to standard error, so standard output stays clean.
@@ -29,11 +29,13 @@ from cnnlab.cli import (
     label_issues,
     lr_find,
     predict,
+    register,
     report,
     resume,
     runs,
     sample,
     scan,
+    serve,
     sweep,
     train,
 )
@@ -61,6 +63,9 @@ COMMANDS = {
         export.COMMAND,
         benchmark.COMMAND,
         report.COMMAND,
+        register.COMMAND,
+        register.REGISTRY,
+        serve.COMMAND,
         inspect.COMMAND,
         explain.COMMAND,
         sweep.COMMAND,
