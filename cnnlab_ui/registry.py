@@ -52,7 +52,7 @@ def registry_section(run: Run) -> None:
 
             try:
                 with st.spinner("Saving the model for MLflow and registering it..."):
-                    row = register_run(registry, run, name, alias or None)
+                    row = register_run(registry, run, name, alias or None, cache=config.cache_dir)
                 versions.clear()
                 named = f" as @{alias}" if alias else ""
                 st.success(f"Registered run {run.name!r} as {name} version {row['version']}{named}.")

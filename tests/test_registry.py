@@ -29,8 +29,8 @@ def test_register_list_and_move_an_alias_seen_by_another_client(config, trained_
 
     run = trained_run["run"]
     name = f"tiny-{os.getpid()}"
-    first = register_run(config, run, name, "champion")
-    second = register_run(config, run, name)
+    first = register_run(config, run, name, "champion", cache=trained_run["cache"])
+    second = register_run(config, run, name, cache=trained_run["cache"])
     assert (first["version"], second["version"]) == (1, 2)
     rows = model_versions(config, name)
     assert [r["version"] for r in rows] == [2, 1]
@@ -61,7 +61,7 @@ def test_bad_names_and_aliases_are_refused_before_any_request(trained_run, name,
 
     unreachable = TrackingConfig("http://127.0.0.1:9", "x", "tester")
     with pytest.raises(ValueError, match=rf"An? {error}.*Received: "):
-        register_run(unreachable, trained_run["run"], name, alias)
+        register_run(unreachable, trained_run["run"], name, alias, cache=trained_run["cache"])
 
 
 def test_pyfunc_model_predicts_as_predict_does(calibrated_run, tmp_path):
@@ -69,9 +69,13 @@ def test_pyfunc_model_predicts_as_predict_does(calibrated_run, tmp_path):
     calibrated by the run's temperature as `cnnlab predict` calibrates them."""
     import mlflow.pyfunc
 
+    from cnnlab.analysis.novelty import flag_images, run_reference
     from cnnlab.deploy.serving import served_model
+    from cnnlab.runs.store import RunStore
 
-    run = calibrated_run["run"]
+    # A copy: saving the model fits the unfamiliar-image flag's reference, kept beside the run.
+    shared = calibrated_run["run"]
+    run = RunStore(copied_models(shared, tmp_path / "models")).get(shared.id)
     folder = served_model(run, tmp_path / "cache")
     assert served_model(run, tmp_path / "cache") == folder  # made once
     rng = np.random.default_rng(5)
@@ -87,6 +91,11 @@ def test_pyfunc_model_predicts_as_predict_does(calibrated_run, tmp_path):
         assert row["label"] == mine.label and row["error"] is None
         assert [row[f"P({c})"] for c, _ in mine.ranked] == pytest.approx([p for _, p in mine.ranked], abs=1e-6)
     assert frame.iloc[2]["label"] is None and "not an image" in frame.iloc[2]["error"]
+    assert frame.iloc[2]["unlike_training"] is None
+    # The unfamiliar-image flag travels with the model: the same flags as in-process.
+    flags = flag_images(run.load_model(), run_reference(run, cache=tmp_path / "cache"), [m.image for m in expected])
+    assert list(frame.iloc[:2]["unlike_training"]) == [f.novel for f in flags]
+    assert list(frame.iloc[:2]["novelty_score"]) == pytest.approx([f.score for f in flags], abs=1e-5)
     assert model.metadata.get_input_schema().input_names() == ["image"]
 
 

@@ -20,9 +20,11 @@ import pytest
 from e2e_server import ServerProcess
 from PIL import Image
 
+from cnnlab.analysis.novelty import flag_images, run_reference
 from cnnlab.deploy.prediction import predict
+from cnnlab.runs.store import RunStore
 from cnnlab.team.tracking import TrackingConfig
-from helpers import class_image, image_bytes
+from helpers import class_image, copied_models, image_bytes
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 NAME = "served-tiny"
@@ -72,15 +74,16 @@ def served(mlflow_server, trained_run, tmp_path_factory):
     """The shared tiny run registered as NAME@champion and served from the registry; yields the server and run."""
     from cnnlab.deploy.registry import register_run
 
-    run = trained_run["run"]
-    config = TrackingConfig(mlflow_server.url, f"serving-{os.getpid()}", "tester")
-    version = register_run(config, run, NAME, "champion")
     home = tmp_path_factory.mktemp("serve")
+    # A copy: registering fits the unfamiliar-image flag's reference, kept beside the run.
+    run = RunStore(copied_models(trained_run["run"], home / "runs")).get(trained_run["run"].id)
+    config = TrackingConfig(mlflow_server.url, f"serving-{os.getpid()}", "tester")
+    version = register_run(config, run, NAME, "champion", cache=home / "cache")
     (home / "models").mkdir()
     server = RegistryModelServer(f"models:/{NAME}@champion", mlflow_server.url, home)
     server.start()
     try:
-        yield {"server": server, "run": run, "version": version, "model": run.load_model()}
+        yield {"server": server, "run": run, "version": version, "model": run.load_model(), "cache": home / "cache"}
     finally:
         server.stop()
 
@@ -117,11 +120,14 @@ def test_served_predictions_equal_in_process_predict(served):
     )
     rows = answer["predictions"]
     assert len(rows) == 2
-    for row, mine in zip(rows, expected, strict=True):
+    reference = run_reference(run, cache=served["cache"])
+    flags = flag_images(served["model"], reference, [m.image for m in expected])
+    for row, mine, flag in zip(rows, expected, flags, strict=True):
         assert row["error"] is None
         assert row["label"] == mine.label
         assert row["confidence"] == pytest.approx(mine.confidence, abs=1e-6)
         assert {c: row[f"P({c})"] for c in run.class_names} == pytest.approx(dict(mine.ranked), abs=1e-6)
+        assert row["unlike_training"] == flag.novel and row["novelty_score"] == pytest.approx(flag.score, abs=1e-5)
 
 
 def test_records_format_gives_the_same_answer(served):

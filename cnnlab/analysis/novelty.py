@@ -195,11 +195,27 @@ def flag_images(model, reference: NoveltyReference, arrays: Sequence[np.ndarray]
     return reference.flags(image_features(model, arrays))
 
 
-def _read(path: Path, key: str) -> NoveltyReference | None:
-    """The reference stored at `path` when it was fitted from `key`, else None (missing, stale or unreadable)."""
+def save_reference(path: Path, reference: NoveltyReference) -> None:
+    """Write `reference` to `path` on its own (the file a served model carries), atomically."""
+    _write(path, "", reference)
+
+
+def load_reference(path: Path) -> NoveltyReference:
+    """The reference written by `save_reference` (or kept beside a run) at `path`."""
+    reference = _read(path, None)
+    if reference is None:
+        raise ValueError(
+            f"No unfamiliar-image reference could be read here; save the model again. Received: path={path.name!r}"
+        )
+    return reference
+
+
+def _read(path: Path, key: str | None) -> NoveltyReference | None:
+    """The reference stored at `path` when it was fitted from `key` (any, for None), else None (missing,
+    stale or unreadable)."""
     try:
         with np.load(path, allow_pickle=False) as stored:
-            if str(stored["key"]) != key:
+            if key is not None and str(stored["key"]) != key:
                 return None
             return NoveltyReference(
                 features=stored["features"],

@@ -49,7 +49,7 @@ def register(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     require_mlflow(config.uri)
     run = open_run(args, settings)  # a local run, or with a team server a teammate's run by team run id
     say(args, f"Registering run {run.id} as a new version of {args.name} in {config.uri} ...")
-    row = register_run(config, run, args.name, args.alias)
+    row = register_run(config, run, args.name, args.alias, cache=settings.cache_dir)
     aliases = f" (alias {', '.join(row['aliases'])})" if row["aliases"] else ""
     say(
         args,

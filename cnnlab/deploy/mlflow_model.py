@@ -3,8 +3,10 @@
 The model folder holds the run's `model.keras` and a small `cnnlab_model.json` (class names, image
 size, colour mode, resize mode, the run it came from). Its input is a DataFrame with one column
 `image` of base64 strings of image file bytes (so JSON clients can send it); its output has one row
-per image: `label`, `confidence`, one `P(<class>)` column per class and `error`, the one-line reason
-an image could not be read (its other columns then empty). Prediction goes through
+per image: `label`, `confidence`, one `P(<class>)` column per class, `unlike_training` and
+`novelty_score` (the unfamiliar-image flag, `cnnlab.analysis.novelty`, when the run's dataset was
+there to fit it as the model was saved; else empty) and `error`, the one-line reason an image could
+not be read (its other columns then empty). Probabilities are calibrated by the run's temperature. Prediction goes through
 `cnnlab.deploy.prediction.predict` with `errors="report"`: the same decoding, EXIF orientation,
 resize and decompression-bomb guard as `cnnlab predict`, and one bad image never fails the batch.
 
@@ -33,9 +35,12 @@ from cnnlab.runs.store import MODEL_FILE, Run
 if TYPE_CHECKING:
     import pandas as pd
 
+    from cnnlab.analysis.novelty import NoveltyReference
+
 SPEC_FILE = "cnnlab_model.json"
 MODEL_CODE = Path(__file__).with_name("pyfunc_model.py")
 IMAGE_COLUMN = "image"
+NOVELTY_ARTIFACT = "novelty.npz"
 # What the served model's environment needs (recorded in its requirements; `--env-manager local`
 # installs nothing), pinned to the versions installed where the model was saved.
 REQUIREMENTS = ("mlflow", "keras", "pandas", "numpy", "pillow")
@@ -54,8 +59,9 @@ def _spec(run: Run) -> dict[str, Any]:
 
 
 def output_columns(class_names: Sequence[str]) -> list[str]:
-    """The columns of the model's output, in order: `label`, `confidence`, `P(<class>)` per class, `error`."""
-    return ["label", "confidence", *(f"P({name})" for name in class_names), "error"]
+    """The columns of the model's output, in order: `label`, `confidence`, `P(<class>)` per class, the
+    unfamiliar-image flag's `unlike_training` and `novelty_score`, and `error`."""
+    return ["label", "confidence", *(f"P({name})" for name in class_names), "unlike_training", "novelty_score", "error"]
 
 
 def encode_images(files: Sequence[bytes]) -> pd.DataFrame:
@@ -76,12 +82,19 @@ def _decode(value: Any, index: int) -> bytes | str:
 
 
 def predict_frame(
-    model, class_names: Sequence[str], config, model_input: pd.DataFrame, temperature: float | None = None
+    model,
+    class_names: Sequence[str],
+    config,
+    model_input: pd.DataFrame,
+    temperature: float | None = None,
+    reference: NoveltyReference | None = None,
 ) -> pd.DataFrame:
     """The served model's prediction: one output row per input row (see the module's docstring), its
-    probabilities calibrated by the run's `temperature` as `cnnlab predict` calibrates them."""
+    probabilities calibrated by the run's `temperature` and each image flagged against `reference`,
+    as `cnnlab predict` does."""
     import pandas as pd
 
+    from cnnlab.analysis.novelty import flag_images
     from cnnlab.deploy.prediction import predict
 
     if IMAGE_COLUMN not in model_input.columns:
@@ -93,7 +106,10 @@ def predict_frame(
     files = [d for d in decoded if isinstance(d, bytes)]
     names = [f"image {i + 1}" for i, d in enumerate(decoded) if isinstance(d, bytes)]
     sources = [io.BytesIO(f) for f in files]
-    results = iter(predict(model, class_names, config, sources, names, errors="report", temperature=temperature))
+    predicted = predict(model, class_names, config, sources, names, errors="report", temperature=temperature)
+    good = [r.image for r in predicted if r.image is not None]
+    flags = iter(flag_images(model, reference, good) if reference is not None else [])
+    results = iter(predicted)
     columns = output_columns(class_names)
     rows = []
     for item in decoded:
@@ -104,6 +120,9 @@ def predict_frame(
         else:
             row.update(label=result.label, confidence=result.confidence)
             row.update({f"P({name})": p for name, p in result.ranked})
+            flag = next(flags, None)
+            if flag is not None:
+                row.update(unlike_training=flag.novel, novelty_score=flag.score)
         rows.append(row)
     # Object columns keep a missing value None, which JSON writes as null (a float NaN is not JSON).
     return pd.DataFrame(rows, columns=columns, dtype=object)
@@ -119,13 +138,14 @@ def example_png() -> bytes:
 
 
 def signature(class_names: Sequence[str]):
-    """The model's MLflow signature: a string column `image` in; label, confidence, P(class)... and error out."""
+    """The model's MLflow signature: a string column `image` in; label, confidence, P(class)..., the
+    unfamiliar-image flag and error out."""
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, Schema, TensorSpec
 
     outputs: list[ColSpec | TensorSpec] = [ColSpec("string", "label"), ColSpec("double", "confidence")]
     outputs += [ColSpec("double", f"P({name})") for name in class_names]
-    outputs.append(ColSpec("string", "error"))
+    outputs += [ColSpec("boolean", "unlike_training"), ColSpec("double", "novelty_score"), ColSpec("string", "error")]
     return ModelSignature(inputs=Schema([ColSpec("string", IMAGE_COLUMN)]), outputs=Schema(outputs))
 
 
@@ -158,24 +178,44 @@ def quiet_mlflow() -> Iterator[None]:
         logger.setLevel(level)
 
 
-def save_pyfunc(run: Run, path: Path) -> Path:
-    """Write the run's model as an MLflow pyfunc model folder at `path` (which must not exist yet or be empty)."""
+def save_pyfunc(run: Run, path: Path, *, cache: Path) -> Path:
+    """Write the run's model as an MLflow pyfunc model folder at `path` (which must not exist yet or be empty).
+
+    The unfamiliar-image flag's reference goes with it when the run's dataset is here to fit it
+    (`run_reference`, kept under `cache` for a read-only run); without it the model serves without the flag.
+    """
     import mlflow.pyfunc
 
+    from cnnlab.analysis.novelty import save_reference
     from cnnlab.common.files import write_json
 
     if not run.model_path.is_file():
         raise ValueError(f"Run '{run.name}' has no saved model yet; choose a completed run. Received: run={run.id!r}")
-    spec = _spec(run)
+    reference = _reference(run, cache)
+    spec = {**_spec(run), "novelty": reference is not None}
     with tempfile.TemporaryDirectory(prefix="cnnlab-pyfunc-") as staging, quiet_mlflow():
         write_json(Path(staging) / SPEC_FILE, spec)
+        artifacts = {"model": str(run.path / MODEL_FILE), "spec": str(Path(staging) / SPEC_FILE)}
+        if reference is not None:
+            save_reference(Path(staging) / NOVELTY_ARTIFACT, reference)
+            artifacts["novelty"] = str(Path(staging) / NOVELTY_ARTIFACT)
         mlflow.pyfunc.save_model(
             path=str(path),
             python_model=str(MODEL_CODE),
-            artifacts={"model": str(run.path / MODEL_FILE), "spec": str(Path(staging) / SPEC_FILE)},
+            artifacts=artifacts,
             signature=signature(spec["class_names"]),
             input_example=encode_images([example_png()]),
             pip_requirements=_requirements(),
             metadata={"cnnlab_run_id": run.id},
         )
     return path
+
+
+def _reference(run: Run, cache: Path) -> NoveltyReference | None:
+    """The run's unfamiliar-image reference, or None where it cannot be fitted (its dataset is not here)."""
+    from cnnlab.analysis.novelty import run_reference
+
+    try:
+        return run_reference(run, cache=cache)
+    except ValueError:
+        return None

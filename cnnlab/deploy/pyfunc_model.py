@@ -12,6 +12,7 @@ import mlflow.models
 import pandas as pd
 from mlflow.pyfunc.model import PythonModel
 
+from cnnlab.analysis.novelty import load_reference
 from cnnlab.deploy.mlflow_model import predict_frame
 
 
@@ -31,13 +32,15 @@ class ImageClassifier(PythonModel):
             image_size=tuple(spec["image_size"]), color_mode=spec["color_mode"], resize_mode=spec["resize_mode"]
         )
         self.temperature = spec.get("temperature")  # absent in models saved before calibration
+        novelty = context.artifacts.get("novelty")
+        self.reference = load_reference(Path(novelty)) if novelty else None
         self.model = keras.saving.load_model(context.artifacts["model"], compile=False)
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
         """One output row per input image (an unreadable image gets its error, the others their labels).
 
         The DataFrame type hint tells MLflow to check the input against the saved signature only."""
-        return predict_frame(self.model, self.class_names, self.config, model_input, self.temperature)
+        return predict_frame(self.model, self.class_names, self.config, model_input, self.temperature, self.reference)
 
 
 mlflow.models.set_model(ImageClassifier())

@@ -72,9 +72,12 @@ def check_alias(alias: str) -> str:
     return alias
 
 
-def register_run(config: TrackingConfig, run: Run, name: str, alias: str | None = None) -> dict[str, Any]:
+def register_run(
+    config: TrackingConfig, run: Run, name: str, alias: str | None = None, *, cache: Path
+) -> dict[str, Any]:
     """Register the run's model as a new version of `name` (the model is made on first use) and point
-    `alias` at it; returns the version's row (as `model_versions` lists it)."""
+    `alias` at it; returns the version's row (as `model_versions` lists it). `cache` is where a
+    read-only run's unfamiliar-image reference is kept (`save_pyfunc`)."""
     from mlflow.entities import Metric, RunTag
 
     from cnnlab.deploy.mlflow_model import save_pyfunc
@@ -90,7 +93,7 @@ def register_run(config: TrackingConfig, run: Run, name: str, alias: str | None 
         )
     tags = _version_tags(run)
     with tempfile.TemporaryDirectory(prefix="cnnlab-register-") as folder:
-        local = save_pyfunc(run, Path(folder) / ARTIFACT)
+        local = save_pyfunc(run, Path(folder) / ARTIFACT, cache=cache)
         with _requests(config, name):
             mlflow = client(config.uri)
             registration = mlflow.create_run(

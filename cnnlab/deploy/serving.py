@@ -40,7 +40,7 @@ def served_model(run: Run, cache: Path) -> Path:
     if (folder / "MLmodel").is_file():
         return folder
     folder.parent.mkdir(parents=True, exist_ok=True)
-    return build_folder(folder, lambda into: save_pyfunc(run, into), keep_existing=True)
+    return build_folder(folder, lambda into: save_pyfunc(run, into, cache=cache), keep_existing=True)
 
 
 def serve_command(model: str | Path, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> list[str]:
