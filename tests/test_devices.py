@@ -44,7 +44,7 @@ from helpers import tiny_model_config, tiny_train_config
 
 base = Path(sys.argv[1])
 data_dir = base / "data"
-model, config = tiny_model_config(dropout=0.25, flip="horizontal"), tiny_train_config(epochs=3, batch_size=8)
+model, config = tiny_model_config(dropout=0.25, flip="horizontal"), tiny_train_config(epochs=2, batch_size=8)
 workspace = Workspace(RunStore(base / "models"), base / "cache", devices=("/cpu:0", "/cpu:1"))
 plan = training_plan(data_dir, model, config, workspace=workspace)
 whole = train(data_dir, model, config, workspace=workspace, precision=plan.precision)
@@ -106,7 +106,7 @@ def test_a_mirrored_training_on_two_cpu_devices_trains_predicts_and_resumes(tmp_
     assert result["whole_status"] == "completed" and result["resumed_status"] == "completed"
     assert result["stopped_status"] == "stopped"
     # Stopped in epoch 2 and resumed under the strategy: each epoch once, as the uninterrupted run trained it.
-    assert [row[0] for row in result["resumed"]] == [1, 2, 3]
+    assert [row[0] for row in result["resumed"]] == [1, 2]
     assert sum(result["resumed"], []) == pytest.approx(sum(result["whole"], []), rel=1e-5)
     assert result["resumed_test"] == pytest.approx(result["whole_test"])
     assert result["label"] in ("cats", "dogs", "owls")

@@ -96,10 +96,7 @@ def choose_devices(batch_size: int, requested: tuple[str, ...] = ()) -> Devices:
         )
     if not names:
         names = tuple(n for n in present if n.startswith("/GPU:")) or ("/CPU:0",)
-    if len(names) > 1:
-        strategy = "MirroredStrategy"
-    else:
-        strategy = "OneDeviceStrategy" if requested else "default"
+    strategy = "MirroredStrategy" if len(names) > 1 else "OneDeviceStrategy" if requested else "default"
     return Devices(names, strategy, batch_size, per_device_batch(batch_size, len(names)))
 
 
