@@ -89,8 +89,9 @@ def train(
     example `sweep` as a `SweepTrial`; the workspace's owner is set); `run_id` names the run's
     folder (default: a new time-stamped name). `precision` is `train_config.precision` resolved
     for this machine, as a `training_plan` showed it (default: resolved here); it is resolved once
-    and recorded, as are the devices (the workspace's `devices`, see `cnnlab.training.devices`). With the workspace's `tracking`, the run is also published to the team tracking
-    server as it trains (best effort, see `cnnlab.team.publisher`).
+    and recorded, as are the devices (the workspace's `devices`, see `cnnlab.training.devices`). With
+    the workspace's `tracking`, the run is also published to the team tracking server as it trains
+    (best effort, see `cnnlab.team.publisher`).
     """
     model_config = model_config or ModelConfig()
     train_config = train_config or TrainConfig()
