@@ -1,6 +1,6 @@
 """Which devices train: one device without a strategy here, and a MirroredStrategy over two logical
 CPU devices (the CPU split before TensorFlow starts, so in a process of its own) that trains,
-predicts, and stops and resumes to the uninterrupted result."""
+predicts, stops and resumes to the uninterrupted result, and continues."""
 
 import json
 import os
@@ -39,7 +39,7 @@ from cnnlab.runs.workspace import Workspace
 from cnnlab.training.engine import train
 from cnnlab.training.hooks import TrainingHooks
 from cnnlab.training.plan import training_plan
-from cnnlab.training.resuming import resume
+from cnnlab.training.resuming import continue_training, resume
 from helpers import tiny_model_config, tiny_train_config
 
 base = Path(sys.argv[1])
@@ -60,6 +60,7 @@ stopped = train(
 stopped_status = stopped.status
 resumed = resume(stopped.id, workspace=workspace)
 image = next((data_dir / "owls").iterdir())
+child = continue_training(whole.id, 1, workspace=workspace)
 found = predict(resumed.load_model(), resumed.class_names, resumed.model_config(), [image])[0]
 
 
@@ -78,12 +79,13 @@ print(json.dumps({
     "whole_test": whole.record.metrics.test_accuracy,
     "resumed_test": resumed.record.metrics.test_accuracy,
     "label": found.label,
+    "child": [child.status, [row.epoch for row in child.history], child.record.to_dict()["devices"]["strategy"]],
 }))
 """
 
 
 @pytest.mark.slow
-def test_a_mirrored_training_on_two_cpu_devices_trains_predicts_and_resumes(tmp_path):
+def test_a_mirrored_training_on_two_cpu_devices_trains_predicts_resumes_and_continues(tmp_path):
     write_dataset(tmp_path / "data", per_class=12)
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
     done = subprocess.run(
@@ -110,6 +112,7 @@ def test_a_mirrored_training_on_two_cpu_devices_trains_predicts_and_resumes(tmp_
     assert sum(result["resumed"], []) == pytest.approx(sum(result["whole"], []), rel=1e-5)
     assert result["resumed_test"] == pytest.approx(result["whole_test"])
     assert result["label"] in ("cats", "dogs", "owls")
+    assert result["child"] == ["completed", [3], "MirroredStrategy"]  # continued one more epoch under the strategy
 
 
 def test_with_one_device_the_plan_says_so_and_no_strategy_is_used(tmp_path, run_store, cache_dir):
