@@ -43,6 +43,7 @@ class Settings:
     tracking_uri: str | None = None
     experiment: str = "cnnlab"
     user: str = "unknown"
+    devices: tuple[str, ...] = ()
 
     @property
     def tracking(self) -> TrackingConfig | None:
@@ -137,7 +138,21 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         tracking_uri=environ.get("CNNLAB_TRACKING_URI", "").strip() or None,
         experiment=environ.get("CNNLAB_EXPERIMENT", "").strip() or "cnnlab",
         user=environ.get("CNNLAB_USER", "").strip() or _os_user(),
+        devices=_devices(environ.get("CNNLAB_DEVICES", "")),
     )
+
+
+def _devices(raw: str) -> tuple[str, ...]:
+    """The device names of CNNLAB_DEVICES (comma-separated, such as "/GPU:0,/GPU:1"); empty: every local GPU."""
+    from cnnlab.training.devices import short_name
+
+    try:
+        return tuple(short_name(name) for name in raw.split(",") if name.strip())
+    except ValueError:
+        raise ValueError(
+            "Environment variable CNNLAB_DEVICES must list devices such as /GPU:0,/GPU:1 (or be unset: every "
+            f"GPU). Received: CNNLAB_DEVICES={raw!r}"
+        ) from None
 
 
 def _os_user() -> str:

@@ -145,6 +145,7 @@ def job_settings() -> jobs.JobSettings:
         tracking=config.tracking,
         owner=owner(),
         datasets=datasets_dir(),
+        devices=config.devices,
     )
     return jobs.JobSettings(workspace, limit=config.max_concurrent_trainings)
 

@@ -56,7 +56,7 @@ def _plan(
 
 def show_plan(plan: TrainingPlan) -> None:
     """The plan, as the `train` command prints it: the model (its layers in an expander), the class
-    balance, copies across the split, the precision."""
+    balance, copies across the split, the precision, the devices."""
     with st.expander(f"Model summary: {plan.summary}"):
         st.dataframe(pd.DataFrame(plan.layers), hide_index=True)
     if plan.imbalance:
@@ -64,6 +64,8 @@ def show_plan(plan: TrainingPlan) -> None:
     if plan.leakage:
         st.warning(plan.leakage, icon=":material/content_copy:")
     st.caption(plan.precision.describe())
+    if plan.devices is not None:
+        st.caption(f"Devices: {plan.devices.describe()}")
 
 
 def start_training(plan: TrainingPlan) -> jobs.Job:

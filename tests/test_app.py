@@ -428,6 +428,7 @@ def test_predict_says_a_damaged_model_is_unreadable(app, trained_run, tmp_path, 
 
 def test_the_train_page_previews_augmentation_and_a_preset_fills_in_the_sliders(app):
     at = open_page(app, "pages/train.py")
+    assert any(c.value.startswith("Devices: 1 device (/CPU:0), no distribution strategy") for c in at.caption)
     captions = [caption for image in at.image for caption in image.captions]
     assert captions[0].startswith("original: ") and captions[1:] == [f"augmented {i}" for i in range(1, 9)]
     assert at.sidebar.selectbox(key="flip").value == "none" and at.sidebar.slider(key="rotation").value == 0.0

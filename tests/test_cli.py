@@ -294,6 +294,8 @@ def test_train_says_and_records_the_device_and_precision(tmp_path, capsys):
     result = json.loads(captured.out.strip().splitlines()[-1])
     assert result["precision"] == "mixed_bfloat16" and result["device"].startswith(("CPU: ", "GPU: "))
     assert f"Training on {result['device']} in mixed_bfloat16 (chosen" in captured.err
+    assert (result["devices"], result["strategy"], result["per_device_batch"]) == (["/CPU:0"], "default", 8)
+    assert "Devices: 1 device (/CPU:0), no distribution strategy, 8 images per batch" in captured.err
     assert re.search(
         r"^Model summary: \d+ layers, [\d,]+ parameters, about [\d,]+ MB per training step$", captured.err, re.M
     )

@@ -28,7 +28,11 @@ def test_a_plan_lists_the_built_model_its_memory_and_its_precision(make_dataset,
     plan.check()
     assert plan.precision.requested == "float32" and plan.precision.policy == "float32" and plan.precision.reason
     assert plan.epochs == 3 and plan.imbalance is None and plan.disk_bytes is None
-    assert plan.describe() == [f"Model summary: {plan.summary}", plan.precision.describe()]
+    assert plan.describe() == [
+        f"Model summary: {plan.summary}",
+        plan.precision.describe(),
+        "Devices: 1 device (/CPU:0), no distribution strategy, 8 images per batch",
+    ]
     assert plan.precision.describe().startswith(f"Training on {plan.precision.device} in float32 (")
     assert run_store.list() == []  # planning trains and saves nothing
 

@@ -163,6 +163,7 @@ def workspace_from(
         max_cache_mb=settings.max_cache_mb,
         tracking=tracking,
         datasets=settings.datasets_dir,
+        devices=settings.devices,
     )
 
 

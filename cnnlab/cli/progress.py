@@ -144,6 +144,9 @@ def run_result(args: argparse.Namespace, run) -> dict[str, Any]:
         "team": dataclasses.asdict(record.team) if record.team else None,
         "precision": precision.policy if precision else None,
         "device": precision.device if precision else None,
+        "devices": list(record.devices.names) if record.devices else None,
+        "strategy": record.devices.strategy if record.devices else None,
+        "per_device_batch": record.devices.per_device_batch if record.devices else None,
     }
     resumable = f" Resume it with `python -m cnnlab resume {run.id}`." if run.status == "stopped" else ""
     say(

@@ -42,7 +42,7 @@ class Hardware:
     def device(self) -> str:
         """Where training runs, for people: the GPU when there is one, else the CPU."""
         if self.gpus:
-            more = f" (+{len(self.gpus) - 1} more, unused)" if len(self.gpus) > 1 else ""
+            more = f" (+{len(self.gpus) - 1} more)" if len(self.gpus) > 1 else ""
             return f"GPU: {self.gpus[0]}{more}"
         return f"CPU: {self.cpu}, {self.cores} cores"
 

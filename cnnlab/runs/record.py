@@ -38,6 +38,7 @@ from cnnlab.common.checks import short_repr
 if TYPE_CHECKING:
     from cnnlab.data import SkippedFile
     from cnnlab.model.precision import Precision
+    from cnnlab.training.devices import Devices
 
 SCHEMA_VERSION = 2
 # "interrupted" is never written: `Run.status` says it of a "running" record whose training is gone.
@@ -183,6 +184,7 @@ class RunRecord:
     libraries that matter for reproducing it. Given by what creates it: `model_config` and
     `train_config` (see the module docstring), `class_names` in label order, `dataset`,
     `precision` (absent on runs from before it was chosen per run: they trained in float32),
+    `devices` (what it trains on, chosen again when it resumes; absent on runs from before: one device),
     `owner` (the hosted visitor's id), `sweep`, and for a run continued from another, `parent`
     (its id), `initial_epoch` (the epochs it started after) and `planned_epochs` (the epochs it
     trains to). Written as it trains: `class_weights` (what `fit` was given, by class name; None
@@ -206,6 +208,7 @@ class RunRecord:
     class_names: tuple[str, ...] = ()
     dataset: DatasetInfo = DatasetInfo()
     precision: Precision | None = None
+    devices: Devices | None = None
     class_weights: Mapping[str, float] | None = None
     history: tuple[HistoryRow, ...] = ()
     phase: str | None = None
@@ -271,8 +274,9 @@ def _hints(cls: Any) -> dict[str, Any]:
     # Imported on the first record read, so that importing the run store imports neither data nor model.
     from cnnlab.data import SkippedFile
     from cnnlab.model.precision import Precision
+    from cnnlab.training.devices import Devices
 
-    return get_type_hints(cls, localns={"SkippedFile": SkippedFile, "Precision": Precision})
+    return get_type_hints(cls, localns={"SkippedFile": SkippedFile, "Precision": Precision, "Devices": Devices})
 
 
 def _inner(kind: Any) -> Any | None:

@@ -24,7 +24,8 @@ class Workspace:
     class folder trains on a version of it (made on first use) and records which (None: it trains
     on the folder as it is, unversioned). `owner` is a hosted visitor's id, recorded in every new run (None: the
     runs are everyone's); with `tracking`, every run is also published to the team server as it
-    trains.
+    trains. `devices` names the devices trainings run on (`cnnlab.training.devices`; empty: every
+    local GPU, mirrored when there are several, else the CPU).
     """
 
     store: RunStore
@@ -34,6 +35,7 @@ class Workspace:
     tracking: TrackingConfig | None = None
     owner: str | None = None
     datasets: Path | None = None
+    devices: tuple[str, ...] = ()
 
     @property
     def owner_tag(self) -> dict[str, str]:

@@ -22,14 +22,15 @@ from cnnlab.model import (
     find_backbone,
     unfreeze_top_layers,
 )
-from cnnlab.model.augment import augmentation_model
 from cnnlab.model.precision import Precision, choose_precision, float32_copy
 from cnnlab.runs import heartbeat
 from cnnlab.runs.record import DatasetInfo, FineTuning, Metrics, RunRecord
 from cnnlab.runs.store import Run
 from cnnlab.runs.workspace import Workspace
 from cnnlab.training import memory
+from cnnlab.training.augmenting import augmented_batches
 from cnnlab.training.config import TrainConfig
+from cnnlab.training.devices import Devices, choose_devices, strategy_for
 from cnnlab.training.hooks import RowCallback, TrainingHooks
 from cnnlab.training.schedules import schedule_callbacks
 from cnnlab.training.source import TrainingData, training_data
@@ -88,8 +89,9 @@ def train(
     example `sweep` as a `SweepTrial`; the workspace's owner is set); `run_id` names the run's
     folder (default: a new time-stamped name). `precision` is `train_config.precision` resolved
     for this machine, as a `training_plan` showed it (default: resolved here); it is resolved once
-    and recorded. With the workspace's `tracking`, the run is also published to the team tracking
-    server as it trains (best effort, see `cnnlab.team.publisher`).
+    and recorded, as are the devices (the workspace's `devices`, see `cnnlab.training.devices`). With
+    the workspace's `tracking`, the run is also published to the team tracking server as it trains
+    (best effort, see `cnnlab.team.publisher`).
     """
     model_config = model_config or ModelConfig()
     train_config = train_config or TrainConfig()
@@ -103,6 +105,7 @@ def train(
         max_training_mb=workspace.max_training_mb,
         fine_tune_layers=train_config.tuned_layers,
     )
+    devices = choose_devices(train_config.batch_size, workspace.devices)  # refused before a run folder exists
     backbones.prepare_weights(model_config.backbone, model_config.backbone_weights, hooks.on_download)
     settings = (model_config.image_size, model_config.color_mode, model_config.resize_mode)
     precision = _resolved(precision, train_config)
@@ -112,7 +115,7 @@ def train(
         record = _record(prepared, model_config, train_config, name=name, precision=precision, source=source)
         record = replace(record, **{**(tags or {}), **workspace.owner_tag})
         run = workspace.store.create(record, _split_paths(report, parts), run_id)
-        return train_run(run, prepared, parts, hooks=hooks, tracking=workspace.tracking)
+        return train_run(run, prepared, parts, hooks=hooks, tracking=workspace.tracking, devices=devices)
 
 
 def _resolved(precision: Precision | None, train_config: TrainConfig) -> Precision:
@@ -135,6 +138,7 @@ def train_run(
     *,
     hooks: TrainingHooks = TrainingHooks(),
     tracking: TrackingConfig | None = None,
+    devices: Devices | None = None,
 ) -> Run:
     """Train a created run from `start` up to its planned epochs, then evaluate and finish it.
 
@@ -143,10 +147,11 @@ def train_run(
     once a backbone's fine-tuning started, `fine_tune`: which phase a saved state belongs to).
     `prepared` must stay readable throughout (held under `data.open_prepared`'s lease). With
     `tracking`, the new epochs and the outcome are published to the team server (a resumed run
-    is found there again by its key).
+    is found there again by its key). It trains on `devices` (default: every local GPU), which the run records.
     """
     model_config = run.model_config()
     train_config = run.train_config()
+    run.update(devices=devices or choose_devices(train_config.batch_size))
     precision = run.record.precision or choose_precision(train_config.precision)
     publisher = _publisher(tracking, run)
     if publisher is not None:
@@ -252,14 +257,16 @@ def _fit(
     from cnnlab.training.progress import TrainingProgress
 
     keras.utils.set_random_seed(train_config.seed)
-    model = build_model(model_config, prepared.report.num_classes, precision.policy)
-    tuning = _fine_tuning_at(run, start)
-    if tuning is not None:  # the saved state is fine-tuning's: its layers train, its optimizer is the new one
-        unfreeze_top_layers(find_backbone(model), train_config.fine_tune_layers)
-        compile_model(model, model_config, tuning.learning_rate, precision.policy)
-    best = None
-    if start.state is not None and start.folder is not None:
-        best = checkpoint.restore(model, start.folder, start.state, start.with_best)
+    # The model and its optimizer are made (and their state restored) in the strategy's scope, which Keras keeps.
+    with strategy_for(run.record.devices).scope():
+        model = build_model(model_config, prepared.report.num_classes, precision.policy)
+        tuning = _fine_tuning_at(run, start)
+        if tuning is not None:  # the saved state is fine-tuning's: its layers train, its optimizer is the new one
+            unfreeze_top_layers(find_backbone(model), train_config.fine_tune_layers)
+            compile_model(model, model_config, tuning.learning_rate, precision.policy)
+        best = None
+        if start.state is not None and start.folder is not None:
+            best = checkpoint.restore(model, start.folder, start.state, start.with_best)
     val_ds = (
         data.make_dataset(prepared, parts["validation"], train_config.batch_size) if len(parts["validation"]) else None
     )
@@ -297,7 +304,7 @@ def _fit(
         )
         try:
             model.fit(
-                _augmented(batches, model_config, train_config.seed, initial_epoch * steps),
+                augmented_batches(batches, model_config, train_config.seed, initial_epoch * steps),
                 validation_data=val_ds,
                 steps_per_epoch=steps,
                 initial_epoch=initial_epoch,
@@ -364,33 +371,6 @@ def run_epochs(run: Run) -> int:
     return run.record.planned_epochs or planned_epochs(run.model_config(), run.train_config())
 
 
-def _augmented(dataset, model_config: ModelConfig, seed: int, first_batch: int):
-    """The training batches through the config's random augmentation (the saved model holds none).
-
-    Each batch's draws are a function of (seed, batch number) only: its layers' random generators
-    are set from them before the batch, so a resumed training augments as an uninterrupted one
-    would, however far the pipeline had prefetched when it stopped. `first_batch` is the number
-    of the dataset's first batch in the whole training (epochs before it times steps per epoch).
-    """
-    import tensorflow as tf
-
-    from cnnlab.training.checkpoint import seed_states
-
-    augment = augmentation_model(model_config)
-    if augment is None:
-        return dataset
-    states = seed_states(augment)
-
-    def apply(number, batch):
-        for k, state in enumerate(states):
-            state.assign(tf.cast(tf.stack([seed + 7919 * k, number * 1024]), state.dtype))
-        images, labels = batch
-        return augment(tf.cast(images, tf.float32), training=True), labels
-
-    # One batch at a time: the generators are shared, so batches augmented in parallel would race.
-    return dataset.enumerate(start=first_batch).map(apply).prefetch(tf.data.AUTOTUNE)
-
-
 def _fine_tune(
     run: Run, model, progress, fit, *, model_config: ModelConfig, train_config: TrainConfig, policy: str
 ) -> None:
@@ -407,7 +387,8 @@ def _fine_tune(
     model.set_weights(progress.best_weights)
     layers = unfreeze_top_layers(backbone, train_config.fine_tune_layers)
     learning_rate = model_config.learning_rate * FINE_TUNE_LR_FACTOR
-    compile_model(model, model_config, learning_rate, policy)
+    with model.distribute_strategy.scope():  # the new optimizer's variables mirrored as the model's are
+        compile_model(model, model_config, learning_rate, policy)
     progress.phase, progress.epochs = PHASES[1], done + train_config.fine_tune_epochs
     run.update(phase=PHASES[1], fine_tune=FineTuning(done + 1, tuple(layers), learning_rate))
     fit(done, progress.epochs, [])

@@ -17,6 +17,7 @@ from cnnlab.data.imbalance import IMBALANCE_RATIO, imbalance_ratio
 from cnnlab.model import ModelConfig, build_model, check_trainable, model_summary
 from cnnlab.model.precision import Precision, choose_precision
 from cnnlab.runs.workspace import Workspace
+from cnnlab.training.devices import Devices, choose_devices
 from cnnlab.training.engine import TrainConfig, planned_epochs
 from cnnlab.training.source import TrainingData, training_data
 
@@ -35,6 +36,7 @@ class TrainingPlan:
     training run from the plan trains on the version planned even when a newer one is saved meanwhile;
     `counts` the images per class it trains on (the version's labels and exclusions applied).
     `leakage` warns in one line when copies of training images are among the held-out ones (None: none are).
+    `devices` are the devices it trains on and the images each computes of a batch (see `cnnlab.training.devices`).
     """
 
     data_dir: str | Path
@@ -51,6 +53,7 @@ class TrainingPlan:
     dataset_version: int | None = None
     counts: Mapping[str, int] = field(default_factory=dict)
     leakage: str | None = None
+    devices: Devices | None = None
 
     @property
     def fits(self) -> bool:
@@ -78,13 +81,14 @@ class TrainingPlan:
 
     def describe(self) -> list[str]:
         """The plan in lines, as the `train` command prints it: the dataset version and its classes (when
-        versioned), the model, the class balance, the precision."""
+        versioned), the model, the class balance, the precision, the devices."""
         return [
             *([self.version_line] if self.dataset_version is not None else []),
             f"Model summary: {self.summary}",
             *([self.imbalance] if self.imbalance else []),
             *([self.leakage] if self.leakage else []),
             self.precision.describe(),
+            *([f"Devices: {self.devices.describe()}"] if self.devices else []),
         ]
 
 
@@ -98,7 +102,8 @@ def training_plan(
 ) -> TrainingPlan:
     """Plan a training on a class-folder dataset: build its model (random weights, nothing downloaded)
     to list its layers, estimate its memory against the workspace's budget, resolve its precision
-    on this machine, and say what it does about imbalanced classes.
+    on this machine, choose the devices it trains on (the workspace's `devices`, else every local GPU),
+    and say what it does about imbalanced classes.
 
     A dataset that cannot be used, or a model with too many weights to build, raises a one-line
     ValueError; a training over the memory budget gets a plan with its `refusal`. With the
@@ -110,6 +115,7 @@ def training_plan(
     train_config = train_config or TrainConfig()
     source = training_data(data_dir, train_config, workspace, dataset_version)
     report = source.report
+    devices = choose_devices(train_config.batch_size, workspace.devices)  # a batch that does not split is refused
     num_classes, batch_size, tuned = report.num_classes, train_config.batch_size, train_config.tuned_layers
     # Too many weights to build is raised here; over the memory budget, the plan says so and `check` refuses it.
     memory_mb = check_trainable(model_config, num_classes, batch_size, fine_tune_layers=tuned)
@@ -137,6 +143,7 @@ def training_plan(
         dataset_version=source.version_number,
         counts=report.counts,
         leakage=_leakage(source, workspace.cache),
+        devices=devices,
     )
 
 

@@ -20,6 +20,7 @@ from cnnlab.common.checks import check_range
 from cnnlab.runs.record import Metrics, RunRecord
 from cnnlab.runs.store import Run, RunStore
 from cnnlab.runs.workspace import Workspace
+from cnnlab.training.devices import choose_devices
 from cnnlab.training.engine import Start, train_run
 from cnnlab.training.hooks import TrainingHooks
 
@@ -50,13 +51,14 @@ def resume(ref: str | Path, *, workspace: Workspace, hooks: TrainingHooks = Trai
         }.get(run.status, "only an interrupted, stopped or failed run can be resumed")
         raise ValueError(f"Run '{run.name}' is {run.status} and cannot be resumed; {hint}. Received: run={run.id!r}")
     start = _resume_point(run, store)
+    devices = choose_devices(run.train_config().batch_size, workspace.devices)
     with open_run_data(run, workspace.cache, workspace.max_cache_mb) as (prepared, parts):
         run.claim()
         run.update(history=tuple(row for row in run.history if row.epoch <= start.epoch), metrics=Metrics())
         if hooks.on_epoch is not None:
             for row in run.epoch_rows():
                 hooks.on_epoch(row)
-        return train_run(run, prepared, parts, start, hooks=hooks, tracking=workspace.tracking)
+        return train_run(run, prepared, parts, start, hooks=hooks, tracking=workspace.tracking, devices=devices)
 
 
 def continue_training(
@@ -104,9 +106,10 @@ def continue_training(
         planned_epochs=start.epoch + epochs,
     )
     record = dataclasses.replace(record, **{**(tags or {}), **workspace.owner_tag})
+    devices = choose_devices(train_config.batch_size, workspace.devices)
     with open_run_data(parent, workspace.cache, workspace.max_cache_mb) as (prepared, parts):
         run = workspace.store.create(record, parent.split(), run_id)
-        return train_run(run, prepared, parts, start, hooks=hooks, tracking=workspace.tracking)
+        return train_run(run, prepared, parts, start, hooks=hooks, tracking=workspace.tracking, devices=devices)
 
 
 @contextlib.contextmanager
