@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -179,7 +179,7 @@ def write_predictions(
     class_names: Sequence[str],
     config: ModelConfig,
     source: BatchSource,
-    out: TextIO,
+    out: IO[str],
     *,
     batch_size: int = BATCH_SIZE,
     temperature: float | None = None,
