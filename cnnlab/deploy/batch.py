@@ -249,15 +249,18 @@ def _decoded_batches(
     items: Iterable[BatchItem], config: ModelConfig, batch_size: int, workers: int | None = None
 ) -> Iterator[list[tuple[str, np.ndarray | None, str | None]]]:
     """Batches of (name, array or None, error or None), decoded `PREFETCH` batches ahead of the consumer."""
-    pool = ThreadPoolExecutor(workers or os.cpu_count() or 1, thread_name_prefix="cnnlab-decode")
+    workers = workers or os.cpu_count() or 1
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="cnnlab-decode")
     pending: deque[list[Future]] = deque()
     try:
         for chunk in _chunks(items, batch_size):
-            pending.append([pool.submit(_decode, item, config) for item in chunk])
+            # One task per worker and batch, not per image: a future per image costs as much as a small decode.
+            step = -(-len(chunk) // workers)
+            pending.append([pool.submit(_decode_all, chunk[i : i + step], config) for i in range(0, len(chunk), step)])
             if len(pending) > PREFETCH:
-                yield [f.result() for f in pending.popleft()]
+                yield [row for f in pending.popleft() for row in f.result()]
         while pending:
-            yield [f.result() for f in pending.popleft()]
+            yield [row for f in pending.popleft() for row in f.result()]
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
@@ -271,6 +274,10 @@ def _chunks(items: Iterable[BatchItem], size: int) -> Iterator[list[BatchItem]]:
             chunk = []
     if chunk:
         yield chunk
+
+
+def _decode_all(items: list[BatchItem], config: ModelConfig) -> list[tuple[str, np.ndarray | None, str | None]]:
+    return [_decode(item, config) for item in items]
 
 
 def _decode(item: BatchItem, config: ModelConfig) -> tuple[str, np.ndarray | None, str | None]:
