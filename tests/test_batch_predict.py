@@ -54,14 +54,17 @@ def expected(trained_run, folder: Path, names: list[str]) -> dict[str, str]:
     return {r.name: r.label if r.label else "error" for r in results}
 
 
+def to_csv(trained_run, source, out: Path, **options):
+    run = trained_run["run"]
+    return predict_to_csv(run.load_model(), run.class_names, run.model_config(), source, out, **options)
+
+
 def test_a_folder_gives_one_row_per_image_as_predict_labels_them(trained_run, pictures, tmp_path):
     run = trained_run["run"]
     out = tmp_path / "out.csv"
     seen = []
-    summary = predict_to_csv(
-        run.load_model(),
-        run.class_names,
-        run.model_config(),
+    summary = to_csv(
+        trained_run,
         folder_source(pictures),
         out,
         batch_size=4,
@@ -111,7 +114,6 @@ def test_a_zip_gives_the_same_rows_and_refuses_a_member_outside_it(trained_run, 
 
 
 def test_an_interrupted_prediction_leaves_no_csv(trained_run, pictures, tmp_path):
-    run = trained_run["run"]
     out = tmp_path / "out.csv"
 
     def stop(done: int, total: int) -> None:
@@ -119,15 +121,7 @@ def test_an_interrupted_prediction_leaves_no_csv(trained_run, pictures, tmp_path
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        predict_to_csv(
-            run.load_model(),
-            run.class_names,
-            run.model_config(),
-            folder_source(pictures),
-            out,
-            batch_size=4,
-            progress=stop,
-        )
+        to_csv(trained_run, folder_source(pictures), out, batch_size=4, progress=stop)
     assert list(tmp_path.iterdir()) == []  # neither the CSV nor its temporary
 
 
@@ -137,6 +131,18 @@ def test_a_folder_without_images_or_a_bad_zip_is_refused(tmp_path):
         folder_source(tmp_path)
     with pytest.raises(ValueError, match="not a readable zip"):
         zip_source(b"not a zip")
+
+
+def test_a_zip_bomb_member_is_a_row_with_its_reason_and_the_rest_are_read(pictures):
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("bomb.png", bytes(4 << 20))
+        zf.write(pictures / "img_00.png", "good.png")
+    items = {item.name: item for item in zip_source(buf.getvalue()).items()}
+    assert "zip bomb" in items["bomb.png"].error and items["bomb.png"].source is None
+    assert items["good.png"].source == (pictures / "img_00.png").read_bytes()
+    with pytest.raises(ValueError, match="expand to"):
+        zip_source(buf.getvalue(), max_total_bytes=1000)
 
 
 def test_cli_predicts_a_folder_into_a_csv_and_exits_2_on_bad_input(

@@ -11,11 +11,11 @@ from dataclasses import dataclass
 from cnnlab.common.checks import one_line, short_repr
 from cnnlab.data.archive import (
     CHUNK_BYTES,
-    RATIO_MIN_BYTES,
     ZipSource,
     _Cap,
     _check_limits,
     _check_member,
+    _check_total,
     _is_skipped_name,
     _member_name,
     _open_zip,
@@ -59,7 +59,7 @@ class ZipReader:
         try:
             self._members = self._checked(accept, max_members, max_ratio)
             self._cap = _Cap(max_total_bytes, None)
-            self._check_total(max_ratio)
+            _check_total([info for info, error in self._members if error is None], self._cap, max_ratio)
         except BaseException:
             self._zf.close()
             raise
@@ -85,19 +85,6 @@ class ZipReader:
             if not info.is_dir() and not any(_is_skipped_name(p) for p in parts) and accept("/".join(parts)):
                 members.append((info, None))
         return sorted(members, key=lambda pair: pair[0].filename)
-
-    def _check_total(self, max_ratio: float) -> None:
-        kept = [info for info, error in self._members if error is None]
-        declared = sum(info.file_size for info in kept)
-        if declared > self._cap.limit:
-            raise self._cap.refuse(declared, streamed=False)
-        # Many members each just under RATIO_MIN_BYTES would slip past the per-member check.
-        ratio = declared / max(sum(info.compress_size for info in kept), 1)
-        if declared >= RATIO_MIN_BYTES and ratio > max_ratio:
-            raise ValueError(
-                f"The zip's files are compressed {ratio:.0f} times overall, over the limit of {max_ratio:g} (a "
-                f"possible zip bomb); zip the images as they are. Received: total_bytes={declared}"
-            )
 
     def __len__(self) -> int:
         return len(self._members)
