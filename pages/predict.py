@@ -6,6 +6,7 @@ from cnnlab import charts
 from cnnlab.data.images import SUPPORTED_EXTENSIONS
 from cnnlab.deploy.prediction import predict, predictions_table
 from cnnlab.settings import check_upload_size
+from cnnlab_ui.batch import zip_predictions_section
 from cnnlab_ui.dataset_panels import add_to_run_dataset
 from cnnlab_ui.explanations import explanation_section, what_it_saw_section
 from cnnlab_ui.loaders import run_model
@@ -41,7 +42,10 @@ st.caption(
 
 tta = tta_toggle(config, key="predict-tta")
 
-source = st.radio("Images from", ["Upload", "Camera"], horizontal=True, key="image-source")
+source = st.radio("Images from", ["Upload", "Camera", "Zip of images"], horizontal=True, key="image-source")
+if source == "Zip of images":
+    zip_predictions_section(model, run, novelty_reference(run))
+    st.stop()
 if source == "Upload":
     files = (
         st.file_uploader(

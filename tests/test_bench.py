@@ -14,6 +14,10 @@ pytestmark = pytest.mark.slow
 # bench module -> (tiny arguments, a line that shows it measured what it is for)
 RUNS = {
     "bench_prepare": (["--files", "12", "--repeats", "1", "--size", "32"], r"cnnlab prepare, first time: +\d+\.\d+ s"),
+    "bench_batch": (
+        ["--sizes", "20", "40", "--repeats", "1", "--batch-size", "8"],
+        r"growth from 20 to 40 images: [+-]\d+ MB",
+    ),
     "bench_predict": (["--repeats", "2", "--images", "16"], r"16 images: cnnlab predict on PNG bytes +\d+ img/s"),
     "bench_inspect": (["--repeats", "1"], r"feature maps, all layers, median of 1: +\d+\.\d+ s"),
     "bench_calibration": (["--repeats", "1"], r"of it calibration_of +\d+\.\d+ ms"),
@@ -31,6 +35,7 @@ RUNS = {
     ),
 }
 TAKES_CACHE = {
+    "bench_batch",
     "bench_calibration",
     "bench_exports",
     "bench_predict",

@@ -188,6 +188,16 @@ def image_features(model, arrays: Sequence[np.ndarray] | np.ndarray) -> np.ndarr
     return np.asarray(features.predict(batch, verbose=0)[0], dtype=np.float32)
 
 
+def features_and_outputs(model, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One `predict_on_batch` pass of the model's feature model over a float32 batch: (features, the model's
+    output), so a batch predictor gets its flags and its probabilities from the same pass."""
+    features = _FEATURE_MODELS.get(model)
+    if features is None:
+        features = _FEATURE_MODELS[model] = feature_model(model)
+    found, outputs = features.predict_on_batch(batch)
+    return np.asarray(found, dtype=np.float32), np.asarray(outputs)
+
+
 def flag_images(model, reference: NoveltyReference, arrays: Sequence[np.ndarray]) -> list[NoveltyFlag]:
     """One flag per image (uint8 arrays of the model's input shape, as `Prediction.image` holds)."""
     if not len(arrays):

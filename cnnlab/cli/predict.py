@@ -1,4 +1,5 @@
-"""`predict RUN IMAGE...`: predict the class of one or more images with a run's model (local or team run id)."""
+"""`predict RUN IMAGE...`: predict the class of one or more images with a run's model (local or team run id);
+`predict RUN FOLDER|ZIP --csv OUT.csv`: every image of a folder or zip, streamed into a CSV (`cnnlab.deploy.batch`)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,13 @@ if TYPE_CHECKING:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The run, the images and the tracking options (to open a teammate's run)."""
     parser.add_argument("run")
-    parser.add_argument("images", nargs="+", type=Path)
+    parser.add_argument("images", nargs="+", type=Path, help="image files, or one folder or .zip of images with --csv")
+    parser.add_argument(
+        "--csv", type=Path, help="write one row per image of a folder or zip to this CSV (streamed, any number)"
+    )
+    parser.add_argument(
+        "--batch-size", type=int, default=64, help="images per model pass with --csv (default: %(default)s)"
+    )
     parser.add_argument(
         "--tta",
         action="store_true",
@@ -34,6 +41,9 @@ def run(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     from cnnlab.analysis.tta import tta_transforms
     from cnnlab.deploy.prediction import predict
 
+    batch = args.csv is not None or any(_is_collection(p) for p in args.images)
+    if batch:
+        return _batch(args, settings)
     run = open_run(args, settings)
     missing = [str(p) for p in args.images if not p.is_file()]
     if missing:
@@ -68,6 +78,52 @@ def run(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
         "temperature": run.temperature,
         "tta_transforms": list(tta_transforms(run.model_config())) if args.tta else None,
     }
+
+
+def _is_collection(path: Path) -> bool:
+    return path.is_dir() or path.suffix.lower() == ".zip"
+
+
+def _batch(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
+    """Every image of one folder or zip into the `--csv` file, with a progress line and one summary line."""
+    from cnnlab.cli.progress import print_images, say
+    from cnnlab.deploy.batch import path_source, predict_to_csv
+
+    source_path = args.images[0]
+    if args.csv is None:
+        raise ValueError(
+            "A folder or zip of images is predicted into a CSV file; add --csv OUT.csv. "
+            f"Received: images={str(source_path)!r}"
+        )
+    if len(args.images) != 1 or not source_path.exists():
+        what = "does not exist" if len(args.images) == 1 else f"is one of {len(args.images)} inputs"
+        raise ValueError(
+            f"--csv takes exactly one existing folder or .zip of images; the input {what}. "
+            f"Received: images={str(source_path)!r}"
+        )
+    if args.tta:
+        raise ValueError("--tta is for image files, not a folder or zip with --csv; leave it out. Received: tta=True")
+    run = open_run(args, settings)
+    source = path_source(source_path)
+    model = run.load_model()
+    reference = _reference(run, settings)
+    summary = predict_to_csv(
+        model,
+        run.class_names,
+        run.model_config(),
+        source,
+        args.csv,
+        batch_size=args.batch_size,
+        temperature=run.temperature,
+        reference=reference,
+        progress=print_images,
+    )
+    say(
+        args,
+        f"{summary.num_images} images, {summary.num_unreadable} unreadable, {summary.images_per_s:.0f} images/s; "
+        f"wrote {args.csv}",
+    )
+    return {"csv": str(args.csv), **summary.to_dict(), "temperature": run.temperature}
 
 
 def _reference(run: Run, settings: Settings) -> NoveltyReference | None:

@@ -104,6 +104,17 @@ def print_batch(progress: dict[str, Any]) -> None:
         )
 
 
+def print_images(done: int, total: int) -> None:
+    """A batch prediction's progress in place, in a terminal only."""
+    if sys.stderr.isatty():
+        print(
+            f"\rpredicting {done}/{total} images  {done / max(total, 1):.0%}   ",
+            end="\n" if done >= total else "",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
 def print_download(done: int, total: int) -> None:
     """A dataset download's progress in place, in a terminal only."""
     if sys.stderr.isatty():

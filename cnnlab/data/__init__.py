@@ -1,5 +1,5 @@
 """Datasets: a folder of class sub-folders scanned, split and decoded once into a cache, fed to Keras;
-plus single images, zip uploads, the built-in sample, downloadable datasets, class imbalance, and
+plus single images, zip uploads (and zips of images read without extracting), the built-in sample, downloadable datasets, class imbalance, and
 duplicates and train/test leakage."""
 
 from typing import TYPE_CHECKING
@@ -7,7 +7,18 @@ from typing import TYPE_CHECKING
 from cnnlab.common.exports import lazy_exports
 
 if TYPE_CHECKING:  # what type checkers and readers see; at run time each name is imported on first use
-    from cnnlab.data import archive, catalog, duplicates, edits, images, imbalance, prepcache, sample, versions
+    from cnnlab.data import (
+        archive,
+        catalog,
+        duplicates,
+        edits,
+        images,
+        imbalance,
+        prepcache,
+        sample,
+        versions,
+        zip_reader,
+    )
     from cnnlab.data.duplicates import DuplicateGroup, DuplicateReport, find_duplicates
     from cnnlab.data.pipeline import epoch_order, make_dataset
     from cnnlab.data.prepared import (
@@ -50,6 +61,7 @@ __all__ = [
     "scan",
     "split",
     "versions",
+    "zip_reader",
 ]
 
 __getattr__, __dir__ = lazy_exports(

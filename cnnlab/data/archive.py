@@ -301,6 +301,12 @@ def _checked_members(zf: zipfile.ZipFile, max_members: int, cap: _Cap, max_ratio
             "The zip has no files besides folders and hidden or system files; zip the class folders "
             f"with their images. Received: members={len(infos)}"
         )
+    _check_total(kept, cap, max_ratio)
+    return kept
+
+
+def _check_total(kept: list[zipfile.ZipInfo], cap: _Cap, max_ratio: float) -> None:
+    """Refuse members whose declared sizes add up past the cap, or that are compressed too much together."""
     declared = sum(info.file_size for info in kept)
     if declared > cap.limit:
         raise cap.refuse(declared, streamed=False)
@@ -311,7 +317,6 @@ def _checked_members(zf: zipfile.ZipFile, max_members: int, cap: _Cap, max_ratio
             f"The zip's files are compressed {ratio:.0f} times overall, over the limit of {max_ratio:g} (a possible "
             f"zip bomb); upload the images as they are. Received: total_bytes={declared}"
         )
-    return kept
 
 
 def _member_name(info: zipfile.ZipInfo) -> str:

@@ -1,4 +1,4 @@
-"""Using a trained model: ranked predictions normalised exactly as in training, checked exports (SavedModel,
+"""Using a trained model: ranked predictions normalised exactly as in training (a folder or zip streamed into a CSV), checked exports (SavedModel,
 TFLite optionally quantised, ONNX) with their benchmark, a run's one-file HTML report, and MLflow: the run as a
 pyfunc model, the model registry and serving over HTTP."""
 
@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from cnnlab.common.exports import lazy_exports
 
 if TYPE_CHECKING:  # what type checkers and readers see; at run time each name is imported on first use
+    from cnnlab.deploy.batch import BatchSummary, folder_source, predict_to_csv, write_predictions, zip_source
     from cnnlab.deploy.benchmark import BENCHMARK_FORMATS, benchmark_run, cached_benchmark
     from cnnlab.deploy.export import EXPORT_FORMATS, export_run, read_export
     from cnnlab.deploy.mlflow_model import save_pyfunc
@@ -17,6 +18,11 @@ if TYPE_CHECKING:  # what type checkers and readers see; at run time each name i
     from cnnlab.deploy.serving import serve, served_model
 
 __all__ = [
+    "BatchSummary",
+    "folder_source",
+    "predict_to_csv",
+    "write_predictions",
+    "zip_source",
     "BENCHMARK_FORMATS",
     "EXPORT_FORMATS",
     "QUANTIZATIONS",
@@ -41,6 +47,11 @@ __all__ = [
 __getattr__, __dir__ = lazy_exports(
     __name__,
     {
+        "BatchSummary": "batch",
+        "folder_source": "batch",
+        "predict_to_csv": "batch",
+        "write_predictions": "batch",
+        "zip_source": "batch",
         "BENCHMARK_FORMATS": "benchmark",
         "benchmark_run": "benchmark",
         "cached_benchmark": "benchmark",
