@@ -22,7 +22,7 @@ from cnnlab.model import (
     find_backbone,
     unfreeze_top_layers,
 )
-from cnnlab.model.augment import augmentation_model
+from cnnlab.model.augment_batch import augment_batch, is_augmented
 from cnnlab.model.precision import Precision, choose_precision, float32_copy
 from cnnlab.runs import heartbeat
 from cnnlab.runs.record import DatasetInfo, FineTuning, Metrics, RunRecord
@@ -367,28 +367,24 @@ def run_epochs(run: Run) -> int:
 def _augmented(dataset, model_config: ModelConfig, seed: int, first_batch: int):
     """The training batches through the config's random augmentation (the saved model holds none).
 
-    Each batch's draws are a function of (seed, batch number) only: its layers' random generators
-    are set from them before the batch, so a resumed training augments as an uninterrupted one
-    would, however far the pipeline had prefetched when it stopped. `first_batch` is the number
-    of the dataset's first batch in the whole training (epochs before it times steps per epoch).
+    Each batch's draws are a function of (seed, batch number) only (`augment_batch` is stateless),
+    so a resumed training augments as an uninterrupted one would, however far the pipeline had
+    prefetched when it stopped, and batches are augmented in parallel, ahead of the training step.
+    `first_batch` is the number of the dataset's first batch in the whole training (epochs before
+    it times steps per epoch).
     """
     import tensorflow as tf
 
-    from cnnlab.training.checkpoint import seed_states
-
-    augment = augmentation_model(model_config)
-    if augment is None:
+    if not is_augmented(model_config):
         return dataset
-    states = seed_states(augment)
 
     def apply(number, batch):
-        for k, state in enumerate(states):
-            state.assign(tf.cast(tf.stack([seed + 7919 * k, number * 1024]), state.dtype))
         images, labels = batch
-        return augment(tf.cast(images, tf.float32), training=True), labels
+        return augment_batch(images, model_config, seed, number), labels
 
-    # One batch at a time: the generators are shared, so batches augmented in parallel would race.
-    return dataset.enumerate(start=first_batch).map(apply).prefetch(tf.data.AUTOTUNE)
+    # Two batches at a time keep a core busy beside the step; `deterministic` keeps their order.
+    batches = dataset.enumerate(start=first_batch).map(apply, num_parallel_calls=2, deterministic=True)
+    return batches.prefetch(tf.data.AUTOTUNE)
 
 
 def _fine_tune(
