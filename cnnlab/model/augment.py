@@ -56,8 +56,9 @@ def with_preset(config: ModelConfig, name: str) -> ModelConfig:
 def augmentation_model(config: ModelConfig):
     """The random augmentation layers as a model that training applies to each batch of raw pixels.
 
-    None when `config` asks for none. Training runs it in the tf.data pipeline, so the model that
-    is saved, served and exported holds no random layer.
+    None when `config` asks for none. Training applies the same transforms in its tf.data pipeline
+    with `cnnlab.model.augment_batch.augment_batch`, so the model that is saved, served and
+    exported holds no random layer; these layers serve a model that augments inside itself.
     """
     import keras
 
@@ -69,8 +70,9 @@ def augmentation_model(config: ModelConfig):
 def augmentation(config: ModelConfig, x, seed: int | None = None):
     """Apply the random augmentation layers `config` asks for to the Keras tensor `x`.
 
-    They are active only in training (Keras's `training=True`). `seed` fixes their random draws
-    (for the preview); training leaves it None so the run's global seed decides.
+    They are active only in training (Keras's `training=True`); `seed` fixes their random draws.
+    They define what augmentation means: training and the preview apply the same transforms,
+    stateless and composed into one, with `cnnlab.model.augment_batch.augment_batch`.
     """
     from keras import layers
 
@@ -90,12 +92,13 @@ def augmentation(config: ModelConfig, x, seed: int | None = None):
 
 
 def augment_preview(config: ModelConfig, image: np.ndarray, n: int = 8, seed: int = 0) -> list[np.ndarray]:
-    """`n` random augmentations of one image, made by the same layers the model trains with.
+    """`n` random augmentations of one image, made by the function training augments its batches with.
 
     `image` is a uint8 array of the model's input shape (height, width, channels); each output
-    has that shape and dtype. With augmentation off every output equals the image.
+    has that shape and dtype. The previews are batch 0 of a training seeded `seed`, made of `n`
+    copies of the image. With augmentation off every output equals the image.
     """
-    import keras
+    from cnnlab.model.augment_batch import augment_batch
 
     expected = (*config.image_size, config.channels)
     image = np.asarray(image)
@@ -106,8 +109,6 @@ def augment_preview(config: ModelConfig, image: np.ndarray, n: int = 8, seed: in
         )
     if not 1 <= n <= 64:
         raise ValueError(f"n must be between 1 and 64 previews. Received: n={n}")
-    inputs = keras.Input(shape=expected)
-    model = keras.Model(inputs, augmentation(config, inputs, seed=seed))
-    batch = np.repeat(image[None].astype("float32"), n, axis=0)
-    out = keras.ops.convert_to_numpy(model(batch, training=True))
+    batch = np.repeat(image[None], n, axis=0)
+    out = np.asarray(augment_batch(batch, config, seed, 0))
     return [np.clip(np.rint(a), 0, 255).astype(np.uint8) for a in out]

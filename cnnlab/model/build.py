@@ -17,7 +17,7 @@ def build_model(config: ModelConfig, num_classes: int, precision: str = "float32
 
     The model takes raw 0-255 pixels: rescaling (or a backbone's own preprocessing) is inside it,
     so a saved model predicts exactly as it did in the app. It holds no random augmentation:
-    training applies `augmentation_model(config)` to its batches, so the saved and exported model
+    training augments its batches (`cnnlab.model.augment_batch`), so the saved and exported model
     is the inference model. A backbone starts frozen (called with training=False) under a new
     head. Two classes get one sigmoid unit with binary cross-entropy; more get softmax with sparse
     categorical cross-entropy. `precision` is a Keras dtype policy ("float32", "mixed_bfloat16",

@@ -5,7 +5,7 @@ A run folder's `checkpoint/` holds
   (Keras's `save_weights` writes both), for the latest epoch and for the best one;
 - `state.json`: which epoch that is, which file holds the best epoch, the counters of early
   stopping and of learning-rate reduction on a plateau, and the states of the layers' random
-  generators (augmentation, dropout).
+  generators (dropout; augmentation keeps no state: its draws are keyed by seed and batch number).
 The weights go first, then `state.json`, each written atomically: `state.json` is the commit
 point, so a crash at any moment leaves the previous complete state. Files it no longer names
 are deleted after it is written.
