@@ -66,7 +66,7 @@ def test_the_warm_up_starts_after_the_home_page_once_per_process_and_readies_the
     # The home page's own script imported no TensorFlow: the warm-up's thread, started after it, did.
     assert found["tensorflow_first_imported_by"] == "cnnlab-warm_up" != found["script_thread"]
     assert found["same_future"], "a second start returns the process's one warm-up"
-    assert found["steps"] == ["plan", "preview", "sample"]
+    assert found["steps"] == ["keras", "plan", "sample"]
     assert len(found["summary"]) == 1
     sample = cache / "sample-v1-seed0"
     for name in SAMPLE_CLASSES:
