@@ -1,12 +1,12 @@
 """The server's start-up warm-up: what a first visit to the Train page would otherwise wait for.
 
 Once per server process, in a background thread started after the first page was sent: the
-built-in sample is generated into the cache (`data.sample_dir`, the call the pages make) in a child
-process while the thread imports TensorFlow and Keras, builds the default model and runs the
-augmentation preview's layers once (Keras's first-call costs); then the default training on the
-sample is planned as the Train page plans it (`training.training_plan`: the scan, the sample's
-version 1 where versions are shared, the leakage check). Everything it makes lives where the pages
-look for it: the cache folder, the dataset versions folder, the imported modules.
+built-in sample is generated into the cache (`data.sample_dir`, the call the pages make), the
+default training on it is planned as the Train page plans it (`training.training_plan`: the scan,
+the sample's version 1 where versions are shared, the leakage check's image hashes, TensorFlow and
+Keras imported, the default model built), and the augmentation preview's layers run once (Keras's
+first-call costs). Everything it makes lives where the pages look for it: the cache folder, the
+dataset versions folder, the imported modules.
 
 A page that needs TensorFlow waits for a running warm-up (`wait_for_warm_up`) rather than working
 beside it: two threads importing TensorFlow at once can stop each other in Python's import locks
@@ -15,13 +15,10 @@ beside it: two threads importing TensorFlow at once can stop each other in Pytho
 
 from __future__ import annotations
 
-import multiprocessing
 import threading
 import time
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future
 from pathlib import Path
-
-import numpy as np
 
 from cnnlab.common.background import submit
 
@@ -57,31 +54,18 @@ def wait_for_warm_up() -> None:
 
 
 def warm_up(cache: Path, models: Path, datasets: Path | None) -> dict[str, float]:
-    """Generate the sample, import TensorFlow and build the default model meanwhile, then plan the
-    default training on the sample; return the seconds each step took ("keras", "sample", "plan").
+    """Generate the sample, plan the default training on it and run the augmentation preview's layers
+    once, in this thread; return the seconds each step took ("sample", "plan", "preview").
 
-    The sample is drawn in a child process (`sample_dir`, as the pages call it, so its atomic build
-    and its cache folder are theirs): drawing it holds no lock the server's pages need, and it runs
-    on the second core while this thread imports TensorFlow.
+    All in this thread, not in a child process: a process started with "spawn" from inside a
+    Streamlit script run re-runs the app script (Streamlit swaps in its own `__main__` module), which
+    would start a warm-up of its own, and so on.
     """
-    from cnnlab.data.sample import SAMPLE_CLASSES, draw_sample_image, sample_dir
+    from cnnlab.data.sample import sample_dir
 
     seconds: dict[str, float] = {}
     start = time.perf_counter()
-    spawn = multiprocessing.get_context("spawn")  # never fork a server process that runs threads
-    with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as pool:
-        sample_future = pool.submit(sample_dir, cache)
-
-        from cnnlab.model import ModelConfig
-        from cnnlab.model.augment import augment_preview
-        from cnnlab.model.build import build_model
-
-        config = ModelConfig()
-        build_model(config, len(SAMPLE_CLASSES))
-        image = np.asarray(draw_sample_image(SAMPLE_CLASSES[0], np.random.default_rng(0), config.image_size[0]))
-        augment_preview(config, image, n=1)  # the preview's layers, called once
-        seconds["keras"] = time.perf_counter() - start
-        sample = sample_future.result()
+    sample = sample_dir(cache)
     seconds["sample"] = time.perf_counter() - start
 
     from cnnlab.runs.store import RunStore
@@ -89,6 +73,16 @@ def warm_up(cache: Path, models: Path, datasets: Path | None) -> dict[str, float
     from cnnlab.training.plan import training_plan
 
     start = time.perf_counter()
-    training_plan(sample, config, workspace=Workspace(RunStore(models), cache, datasets=datasets))
+    plan = training_plan(sample, workspace=Workspace(RunStore(models), cache, datasets=datasets))
     seconds["plan"] = time.perf_counter() - start
+
+    from cnnlab.data.images import load_array
+    from cnnlab.data.scanning import scan
+    from cnnlab.model.augment import augment_preview
+
+    start = time.perf_counter()
+    config, report = plan.model_config, scan(sample, cache=cache)
+    image = load_array(report.path_of(report.files[0]), config.image_size, config.color_mode, config.resize_mode)
+    augment_preview(config, image, n=1)
+    seconds["preview"] = time.perf_counter() - start
     return seconds
