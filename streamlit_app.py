@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from cnnlab_ui.shell import hide_error_details, housekeeping, keep_keras_session
+from cnnlab_ui.shell import hide_error_details, housekeeping, keep_keras_session, run_page
 
 st.set_page_config(page_title="CNN Lab", page_icon=":material/neurology:", layout="wide")
 
@@ -20,4 +20,4 @@ PAGES = [
 hide_error_details()
 keep_keras_session()
 housekeeping()
-st.navigation(PAGES).run()
+run_page(st.navigation(PAGES))

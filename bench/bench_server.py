@@ -12,9 +12,13 @@ browser still open on the Train page): `--rounds N` alternates N trainings in th
 from the command line, and the app's training throughput is printed as a ratio to the command
 line's (medians over all epochs, and per round; target >= 0.95), with the CPU seconds the server
 and the browser spent. `--unwatched` leaves the Train page for a blank one while the app trains,
-which measures the server alone. Measures and prints; asserts nothing.
+which measures the server alone. `--first-page` stops once the Train page shows its model summary
+(the first-visit times only); `--no-warm-up` starts the server with CNNLAB_WARM_UP=0 (no start-up
+warm-up), to compare; `--read-s S` stays S seconds on the home page before going to Train, as a
+person reading it would (default 0: straight on). Measures and prints; asserts nothing.
 
     python -m bench.bench_server [--epochs 2] [--rounds 1] [--unwatched] [--not-hosted] [--cache DIR]
+                                 [--first-page] [--no-warm-up] [--read-s S]
 """
 
 from __future__ import annotations
@@ -235,10 +239,9 @@ def app_training(page, server: StreamlitServer, epochs: int, unwatched: bool, sp
     return store.get(run_id).epoch_rows()
 
 
-def demo_flow(
-    page, server: StreamlitServer, sampler: MemorySampler, epochs: int, cache: Path, rounds: int, unwatched: bool
-) -> dict[str, float]:
+def demo_flow(page, server: StreamlitServer, sampler: MemorySampler, cache: Path, args) -> dict[str, float]:
     """Drive the demo in the browser; return the seconds each phase took."""
+    epochs, rounds, unwatched = args.epochs, args.rounds, args.unwatched
     seconds: dict[str, float] = {}
 
     sampler.phase = "home"
@@ -251,12 +254,15 @@ def demo_flow(
     page.reload()
     page.get_by_role("heading", name="CNN Lab", exact=True).wait_for(timeout=PAGE_TIMEOUT_MS)
     seconds["home: reload (warm) -> title shown"] = time.monotonic() - start
+    time.sleep(args.read_s)
 
     sampler.phase = "train page"
     start = time.monotonic()
     open_page(page, "Train")
     page.get_by_text(re.compile(r"Model summary: \d+ layers")).wait_for(timeout=PAGE_TIMEOUT_MS)
     seconds["train page: click -> model summary shown (sample generated, TF imported)"] = time.monotonic() - start
+    if args.first_page:
+        return seconds
     set_epochs(page, epochs)
     start = time.monotonic()
     compare_with_cli(page, server, sampler, epochs, cache, rounds, unwatched)
@@ -310,6 +316,13 @@ def main() -> None:
     )
     parser.add_argument("--not-hosted", action="store_true", help="run without CNNLAB_HOSTED=1")
     parser.add_argument(
+        "--first-page", action="store_true", help="stop once the Train page shows its model summary (no training)"
+    )
+    parser.add_argument("--no-warm-up", action="store_true", help="start the server with CNNLAB_WARM_UP=0")
+    parser.add_argument(
+        "--read-s", type=float, default=0.0, help="seconds on the home page before going to Train (default 0)"
+    )
+    parser.add_argument(
         "--cache", type=Path, help="reuse this cache folder (default: a fresh one, so the sample is generated)"
     )
     args = parser.parse_args()
@@ -324,6 +337,8 @@ def main() -> None:
         browser = launch_chromium(p, chromium)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         env = {} if args.not_hosted else {"CNNLAB_HOSTED": "1"}
+        if args.no_warm_up:
+            env["CNNLAB_WARM_UP"] = "0"
         server = StreamlitServer(Path(tmp) / "models", cache, env=env, log_path=Path(tmp) / "server.log")
         server.start()
         sampler = MemorySampler(server.pid).start()
@@ -331,7 +346,7 @@ def main() -> None:
             idle = tree_rss(server.pid)
             seconds = {
                 "server: launch -> healthy": server.healthy_at - server.started_at,
-                **demo_flow(page, server, sampler, args.epochs, cache, args.rounds, args.unwatched),
+                **demo_flow(page, server, sampler, cache, args),
             }
         except Exception:
             print(f"----- server log -----\n{server.log()}", file=sys.stderr)
@@ -342,7 +357,8 @@ def main() -> None:
             browser.close()
 
     print(
-        f"server: streamlit run streamlit_app.py, {'not ' if args.not_hosted else ''}hosted, fresh models dir, {'given' if args.cache else 'fresh'} cache"
+        f"server: streamlit run streamlit_app.py, {'not ' if args.not_hosted else ''}hosted, fresh models dir, {'given' if args.cache else 'fresh'} cache, "
+        f"warm-up {'off' if args.no_warm_up else 'on'}, {args.read_s:g} s on the home page before Train"
     )
     print(
         f"flow: home -> Train (default model and settings, epochs lowered to {args.epochs} via the widget) -> Predict one image"

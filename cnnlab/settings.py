@@ -25,6 +25,7 @@ DEMO_RUN_DIR = REPO_ROOT / "models" / "demo"
 REGISTRY_FILE = "registry/mlflow.db"
 
 _TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,8 @@ class Settings:
     max_session_mb: int | None = None
     max_cache_mb: int | None = None
     max_dataset_megapixels: int | None = None
+    # Prepare the built-in sample and import TensorFlow in the background once the first page is shown.
+    warm_up: bool = True
 
     @property
     def max_dataset_pixels(self) -> int | None:
@@ -113,7 +116,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     models whose training step would need over 1 GB (CNNLAB_MAX_TRAINING_MB) of memory, gives
     each visitor 300 MB of disk (CNNLAB_MAX_SESSION_MB), the decoded-image cache 2 GB
     (CNNLAB_MAX_CACHE_MB) and a dataset 200 megapixels to decode (CNNLAB_MAX_DATASET_MEGAPIXELS).
-    Locally those limits apply only when set.
+    Locally those limits apply only when set. The app's start-up warm-up (`cnnlab.server.warmup`)
+    runs in both modes unless CNNLAB_WARM_UP is 0, false, no or off.
     """
     environ = os.environ if environ is None else environ
     hosted = environ.get("CNNLAB_HOSTED", "").strip().lower() in _TRUE
@@ -139,6 +143,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         experiment=environ.get("CNNLAB_EXPERIMENT", "").strip() or "cnnlab",
         user=environ.get("CNNLAB_USER", "").strip() or _os_user(),
         devices=_devices(environ.get("CNNLAB_DEVICES", "")),
+        warm_up=environ.get("CNNLAB_WARM_UP", "1").strip().lower() not in _FALSE,
     )
 
 

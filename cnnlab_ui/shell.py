@@ -1,5 +1,6 @@
 """The app shell: what `streamlit_app.py` does on every rerun (error display, Keras session,
-clean-up), and the guard each page calls first so that it always runs inside `streamlit_app.py`."""
+clean-up, the page run with the server's warm-up around it), and the guard each page calls first
+so that it always runs inside `streamlit_app.py`."""
 
 from __future__ import annotations
 
@@ -9,12 +10,13 @@ import time
 from typing import Any
 
 import streamlit as st
+from streamlit.navigation.page import StreamlitPage
 from streamlit.runtime.pages_manager import PagesManager
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
-from cnnlab.server import hosting, jobs
+from cnnlab.server import hosting, jobs, warmup
 from cnnlab_ui.loaders import forget_models
-from cnnlab_ui.state import remember_settings, remember_visitor, server_store, session_id, settings
+from cnnlab_ui.state import datasets_dir, remember_settings, remember_visitor, server_store, session_id, settings
 
 # What a hosted visitor sees of an unexpected error: its type and Streamlit's "details are in the
 # logs" line, never its message or traceback, which name the server's files and folders.
@@ -77,6 +79,28 @@ def housekeeping() -> None:
                 forget_models()  # the ended sessions' runs are gone; their cached models go too
         finally:
             last["lock"].release()
+
+
+def run_page(page: StreamlitPage) -> None:
+    """Run the page `st.navigation` chose, then start the server's warm-up (`cnnlab.server.warmup`) once per
+    server process, unless `CNNLAB_WARM_UP` turns it off.
+
+    The warm-up starts after the first page run, whose page the browser has been sent by then, so it
+    never delays a first page; it then generates the sample and imports TensorFlow while the visitor
+    reads. The default page (Home) imports no TensorFlow and runs at once; any other page first waits
+    for a running warm-up rather than doing the same work beside it (see `warmup.wait_for_warm_up`).
+    """
+    future = warmup.warm_up_future()
+    if page.url_path != "" and future is not None and not future.done():
+        with st.spinner("Getting the server ready (first visit only)..."):
+            warmup.wait_for_warm_up()
+    try:
+        page.run()
+    finally:  # also after a page that ended with st.stop or st.rerun
+        config = settings()
+        if config.warm_up and future is None:
+            # Hosted, each visitor has their own dataset versions: only the scan of the sample is shared.
+            warmup.start_warm_up(config.cache_dir, config.models_dir, None if config.hosted else datasets_dir())
 
 
 def require_app_shell() -> None:

@@ -38,13 +38,17 @@ def no_settings_from_the_shell():
     Library calls take their folders and limits as arguments; a test that starts the app or the
     CLI sets what it needs. The CI switches `CNNLAB_REQUIRE_*` stay: they speak to the tests.
     The dataset versions every CLI and app training makes go to a folder of the session's own
-    (a test may set its own), never to the repository's `datasets/`.
+    (a test may set its own), never to the repository's `datasets/`. The app's start-up warm-up is
+    off (`CNNLAB_WARM_UP=0`): in this process it would import TensorFlow beside the tests' own imports
+    and generate the sample into whichever cache the first app test names; tests/test_warmup.py
+    turns it on in processes of its own.
     """
     datasets = tempfile.mkdtemp(prefix="cnnlab-tests-datasets-")
     with pytest.MonkeyPatch.context() as mp:
         for name in [n for n in os.environ if n.startswith("CNNLAB_") and not n.startswith("CNNLAB_REQUIRE_")]:
             mp.delenv(name)
         mp.setenv("CNNLAB_DATASETS_DIR", datasets)
+        mp.setenv("CNNLAB_WARM_UP", "0")
         yield
     shutil.rmtree(datasets, ignore_errors=True)
 

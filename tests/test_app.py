@@ -49,14 +49,22 @@ PAGES = [
 
 
 def test_the_home_page_renders_without_importing_tensorflow(app_cache, tmp_path):
-    """The first page must be fast: a fresh process renders it without loading TensorFlow."""
+    """The first page must be fast: a fresh process renders it without loading TensorFlow.
+
+    With the server's warm-up off, so that this checks the page's own script: with it on, the warm-up's
+    thread imports TensorFlow once the page has run (tests/test_warmup.py checks which thread does)."""
     code = (
         "import sys; from streamlit.testing.v1 import AppTest; "
         f"at = AppTest.from_file({APP!r}, default_timeout=60).run(); "
         "assert not at.exception, [e.value for e in at.exception]; "
         "print(at.title[0].value, sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))"
     )
-    env = {**os.environ, "CNNLAB_CACHE_DIR": str(app_cache), "CNNLAB_MODELS_DIR": str(tmp_path / "models")}
+    env = {
+        **os.environ,
+        "CNNLAB_CACHE_DIR": str(app_cache),
+        "CNNLAB_MODELS_DIR": str(tmp_path / "models"),
+        "CNNLAB_WARM_UP": "0",
+    }
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().splitlines()[-1] == "CNN Lab []"

@@ -9,6 +9,7 @@ byte-identical PNG files and the first images do not depend on how many are writ
 from __future__ import annotations
 
 import math
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +34,9 @@ BACKGROUND_CHANNELS = (0, 110)
 CLUTTER_CHANNELS = (0, 140)
 MAX_NOISE_SIGMA = 10.0
 _SAMPLE_FOLDER = f"sample-v{SAMPLE_VERSION}-seed{DEFAULT_SEED}"
+# One generation at a time in this process: a page arriving while the server's warm-up (or another
+# session) generates the sample waits for that copy instead of drawing its own beside it.
+_GENERATING = threading.Lock()
 
 
 def write_sample(
@@ -73,13 +77,17 @@ def sample_dir(cache: Path) -> Path:
 
     Generation writes into a temporary folder beside the target and renames it into place, so a
     crash never leaves a half-written sample and two processes racing both end up with one copy.
+    Within one process a second caller waits for the first one's copy rather than drawing its own.
     """
     target = Path(cache) / _SAMPLE_FOLDER
     if target.is_dir():
         return target
-    return build_folder(
-        target, lambda folder: write_sample(folder, DEFAULT_NUM_PER_CLASS, DEFAULT_SEED), keep_existing=True
-    )
+    with _GENERATING:
+        if target.is_dir():  # made while this caller waited
+            return target
+        return build_folder(
+            target, lambda folder: write_sample(folder, DEFAULT_NUM_PER_CLASS, DEFAULT_SEED), keep_existing=True
+        )
 
 
 def draw_sample_image(name: str, rng: np.random.Generator, image_size: int = 64) -> Image.Image:

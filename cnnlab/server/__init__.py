@@ -1,5 +1,5 @@
-"""What a long-running app server needs: background jobs with a server-wide registry and limit, and
-hosted visitors with their uploads, clean-up and disk budget."""
+"""What a long-running app server needs: background jobs with a server-wide registry and limit, hosted
+visitors with their uploads, clean-up and disk budget, and the start-up warm-up of the first Train page."""
 
 from typing import TYPE_CHECKING
 
