@@ -326,10 +326,11 @@ def test_whole_user_path(page: Page, server: StreamlitServer, e2e_cache: Path, t
             page.get_by_role("button", name=re.compile("Browse files|Upload")).click()
         chooser.value.set_files(sample_png)
         page.get_by_text(re.compile(rf"{re.escape(sample_png.name)}: ({'|'.join(SAMPLE_CLASSES)}) \(")).wait_for()
-        heatmap = page.locator('[data-testid="stImage"]').filter(has_text="Grad-CAM for")
-        heatmap.locator("img").wait_for()
-        page.wait_for_function(
-            "(img) => img.complete && img.naturalWidth > 0", arg=heatmap.locator("img").element_handle()
+        # The four maps, drawn side by side in one chart whose panels carry the methods' names.
+        maps = page.locator('[data-testid="stPlotlyChart"]').filter(has_text="SmoothGrad")
+        maps.locator(".main-svg").first.wait_for(timeout=PAGE_TIMEOUT_MS)
+        assert all(
+            maps.get_by_text(name, exact=True).count() for name in ["Grad-CAM", "Integrated gradients", "Occlusion"]
         )
         wait_idle(page)
 
