@@ -56,7 +56,7 @@ def child_peak(folder: Path, batch_size: int) -> int:
 
 def child(folder: Path, batch_size: int) -> None:
     """The measured process: predict the folder, then print the peak resident memory in bytes."""
-    run = RunStore(DEMO_RUN_DIR.parent).get(str(DEMO_RUN_DIR))
+    run = RunStore(DEMO_RUN_DIR.parent, demo=DEMO_RUN_DIR).get(DEMO_RUN_DIR.name)
     with tempfile.TemporaryDirectory() as tmp:
         predict_to_csv(
             run.load_model(),
@@ -82,7 +82,7 @@ def main() -> None:
     if args.child:
         child(args.child, args.batch_size)
         return
-    run = RunStore(DEMO_RUN_DIR.parent).get(str(DEMO_RUN_DIR))
+    run = RunStore(DEMO_RUN_DIR.parent, demo=DEMO_RUN_DIR).get(DEMO_RUN_DIR.name)
     model, config = run.load_model(), run.model_config()
     files = sorted(sample_dir(args.cache).rglob("*.png"))
     decoded = np.stack([load_array(f, config.image_size, config.color_mode, config.resize_mode) for f in files])

@@ -51,7 +51,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=1000)
     parser.add_argument("--cache", type=Path, default=Settings().cache_dir, help="cache folder (default: %(default)s)")
     args = parser.parse_args()
-    run = RunStore(DEMO_RUN_DIR.parent).get(str(DEMO_RUN_DIR))
+    run = RunStore(DEMO_RUN_DIR.parent, demo=DEMO_RUN_DIR).get(DEMO_RUN_DIR.name)
     model, config, names = run.load_model(), run.model_config(), run.class_names
     files = sorted(sample_dir(args.cache).rglob("*.png"))
     files = [files[i] for i in np.linspace(0, len(files) - 1, max(args.images, args.repeats)).astype(int)]

@@ -9,7 +9,7 @@ TensorFlow's gradient registry, and what the job threads freed stays in their ma
 training after the first, and the peak. Measures and prints; asserts nothing. The Streamlit
 server, with its many more threads, is measured by `bench_server.py`.
 
-    python -m bench.bench_retrain [--trainings 5] [--epochs 2] [--cache DIR]
+    python -m bench.bench_retrain [--trainings 5] [--epochs 2] [--per-class N] [--cache DIR]
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from pathlib import Path
 
 from bench.child import run_child
 from bench.machine import machine
-from cnnlab.data.sample import sample_dir
+from bench.subset import sample_slice
 from cnnlab.settings import Settings
 
 CHILD = """
@@ -32,17 +32,16 @@ from cnnlab.server.jobs import JobSettings, training_job
 from cnnlab.model import ModelConfig
 from cnnlab.runs.store import RunStore
 from cnnlab.runs.workspace import Workspace
-from cnnlab.data.sample import sample_dir
 from cnnlab.training.engine import TrainConfig
 from cnnlab.training.plan import training_plan
 
-give_back, trainings, epochs, cache = sys.argv[1] == "1", int(sys.argv[2]), int(sys.argv[3]), Path(sys.argv[4])
+give_back, trainings, epochs, cache, data = sys.argv[1] == "1", int(sys.argv[2]), int(sys.argv[3]), Path(sys.argv[4]), Path(sys.argv[5])
 if not give_back:
     memory.release_training_graphs = lambda: 0
     memory.give_back_freed_memory = lambda: False
 
 settings = JobSettings(Workspace(RunStore(tempfile.mkdtemp()), cache))
-plan = training_plan(sample_dir(cache), ModelConfig(), TrainConfig(epochs=epochs), workspace=settings.workspace)
+plan = training_plan(data, ModelConfig(), TrainConfig(epochs=epochs), workspace=settings.workspace)
 after = []
 for _ in range(trainings):
     job = training_job(plan, settings).start()
@@ -64,12 +63,16 @@ def main() -> None:
     parser.add_argument("--trainings", type=int, default=5)
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--cache", type=Path, default=Settings().cache_dir, help="cache folder (default: %(default)s)")
+    parser.add_argument(
+        "--per-class", type=int, help="images per class of the sample (default: all 480; the tests use fewer)"
+    )
     args = parser.parse_args()
-    sample_dir(args.cache)  # written once, before either side measures
+    data = sample_slice(args.cache, args.per_class)  # written once, before either side measures
     print(f"machine: {machine()}")
-    print(f"{args.trainings} trainings of the default model on the built-in sample, {args.epochs} epochs each")
+    part = f" ({args.per_class} images per class)" if args.per_class else ""
+    print(f"{args.trainings} trainings of the default model on the built-in sample{part}, {args.epochs} epochs each")
     for label, give_back in (("kept", "0"), ("given back", "1")):
-        result = run_child(CHILD, give_back, str(args.trainings), str(args.epochs), str(args.cache))
+        result = run_child(CHILD, give_back, str(args.trainings), str(args.epochs), str(args.cache), str(data))
         after = result["after"]
         growth = statistics.median(b - a for a, b in zip(after, after[1:], strict=False)) if len(after) > 1 else 0.0
         print(

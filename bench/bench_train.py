@@ -16,7 +16,7 @@ prints the model's training FLOPs per image and the achieved fraction of the CPU
 precision, with the assumptions behind the peak (`bench.cpu_peak`: cores x clock x FLOPs per cycle,
 from the CPU's feature flags).
 
-    python -m bench.bench_train [--epochs 4] [--repeats 3] [--cache DIR] [--precision auto] [--ghz G]
+    python -m bench.bench_train [--epochs 4] [--repeats 3] [--per-class N] [--cache DIR] [--precision auto] [--ghz G]
         [--fp32-flops-per-cycle N] [--bf16-flops-per-cycle N]
 """
 
@@ -32,8 +32,8 @@ from pathlib import Path
 
 from bench.cpu_peak import cpu_ghz, cpu_peak, cpuinfo
 from bench.machine import machine
+from bench.subset import sample_slice
 from cnnlab import data
-from cnnlab.data.sample import sample_dir
 from cnnlab.model import ModelConfig, build_model, training_flops
 from cnnlab.model.augment import PRESETS, augmentation_model
 from cnnlab.model.build import compile_model
@@ -142,12 +142,15 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--cache", type=Path, default=Settings().cache_dir, help="cache folder (default: %(default)s)")
+    parser.add_argument(
+        "--per-class", type=int, help="images per class of the sample (default: all 480; the tests use fewer)"
+    )
     parser.add_argument("--precision", default="auto", help="auto, float32, mixed_bfloat16 or mixed_float16")
     parser.add_argument("--ghz", type=float, help="clock for the peak (default: /proc/cpuinfo's cpu MHz)")
     parser.add_argument("--fp32-flops-per-cycle", type=int, help="per core, for the peak (default: from the CPU flags)")
     parser.add_argument("--bf16-flops-per-cycle", type=int, help="per core, for the peak (default: from the CPU flags)")
     args = parser.parse_args()
-    data_dir = sample_dir(args.cache)
+    data_dir = sample_slice(args.cache, args.per_class)
     model_config = ModelConfig()
     no_aug = replace(model_config, **PRESETS["none"].values)
     train_config = TrainConfig(epochs=args.epochs, patience=0, precision=args.precision)

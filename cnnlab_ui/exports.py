@@ -47,6 +47,7 @@ def check_summary(manifest: dict) -> str:
 def benchmark_section(run: Run) -> None:
     """The last benchmark of the run's model (if any) and a button that runs it again."""
     from cnnlab.deploy.benchmark import benchmark_run, benchmark_table, cached_benchmark
+    from cnnlab.server.jobs import holding_slot
 
     config = settings()
     st.subheader("Benchmark exports")
@@ -57,7 +58,11 @@ def benchmark_section(run: Run) -> None:
     result = cached_benchmark(run, cache=config.cache_dir)
     if st.button("Benchmark exports", icon=":material/speed:", key="benchmark-exports"):
         try:
-            with st.spinner("Exporting, checking and timing each format..."):
+            # A benchmark beside a training would time the training's load (and slow it): it takes a slot.
+            with (
+                holding_slot(config.max_concurrent_trainings, "a benchmark"),
+                st.spinner("Exporting, checking and timing each format..."),
+            ):
                 result = benchmark_run(run, cache=config.cache_dir, max_cache_mb=config.max_cache_mb)
         except ValueError as exc:
             show_error(exc)

@@ -2,6 +2,7 @@
 
 import pytest
 
+from cnnlab.server.jobs import holding_slot
 from helpers import copied_models, open_page
 
 pytest.importorskip("keras")
@@ -29,6 +30,12 @@ def test_runs_page_exports_int8_and_benchmarks_every_format(app, copied):
     assert len(successes) == 1, [e.value for e in at.error]
     assert "within 0.1 for int8; same top class on " in successes[0]
     assert len(list((copied / "exports").glob("tflite-int8-*/model.tflite"))) == 1
+    # While the server's one slot is taken (a training), the benchmark waits its turn instead of timing it.
+    with holding_slot(1, "a training"):
+        at.button(key="benchmark-exports").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert [e.value for e in at.error if e.value.startswith("The server is busy: 1 job(s) running")], at.error
+    assert not (copied / "benchmark.json").exists() and not [d for d in at.dataframe if "ms_per_image" in d.value]
     at.button(key="benchmark-exports").click().run()
     assert not at.exception, [e.value for e in at.exception]
     assert list(_benchmark_table(at)["format"]) == list(BENCHMARK_FORMATS)

@@ -11,7 +11,8 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -71,6 +72,24 @@ _slots = _Slots()
 def running_jobs() -> int:
     """How many jobs hold a slot on this server right now."""
     return _slots.running
+
+
+@contextmanager
+def holding_slot(limit: int, what: str) -> Iterator[None]:
+    """Hold one of the server's job slots while `what` runs in the caller's own thread (a page's export
+    benchmark): it counts against `limit` like a training, and never runs beside one that would
+    starve it or that it would slow. No free slot now is a ValueError saying to try again later.
+    """
+    _slots.set_limit(limit)
+    if not _slots.acquire(timeout=0):
+        raise ValueError(
+            f"The server is busy: {running_jobs()} job(s) running, at most {limit} at once, and {what} would "
+            f"share their CPU; try again when one ends. Received: running={running_jobs()}"
+        )
+    try:
+        yield
+    finally:
+        _slots.release()
 
 
 @dataclass(eq=False)  # a job is itself, not the value of its fields
