@@ -9,6 +9,7 @@ to completion.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -112,8 +113,20 @@ def kill_point(phase: str, rng: random.Random, models: Path, run_id: str, upload
     return appeared(folder), delay, f"{phase}: {delay:.2f}s after it started writing"
 
 
-def check_left_behind(models: Path, cache: Path, uploads: Path) -> list:
-    """Everything a killed process left is either whole or a temporary the clean-up removes; returns the runs."""
+def contents(folder: Path) -> dict[str, bytes]:
+    """Every file under `folder`, by its path there, as a digest of its bytes."""
+    return {
+        p.relative_to(folder).as_posix(): hashlib.blake2b(p.read_bytes(), digest_size=16).digest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def check_left_behind(models: Path, cache: Path, uploads: Path, checked: dict[Path, dict[str, bytes]]) -> list:
+    """Everything a killed process left is either whole or a temporary the clean-up removes; returns the runs.
+
+    `checked` holds the contents of each run folder as it was when last read whole: a folder with the
+    same bytes now reads the same way, so only the folders that changed are loaded again."""
     remove_stale_temporaries(models)
     remove_stale_temporaries(cache)
     remove_stale_temporaries(uploads)
@@ -126,6 +139,9 @@ def check_left_behind(models: Path, cache: Path, uploads: Path) -> list:
     )
     assert sorted(r.id for r in runs) == folders  # no half-made run folder
     for run in runs:
+        now = contents(run.path)
+        if checked.get(run.path) == now:
+            continue
         for name in ("run.json", "split.json", "evaluation.json"):
             if (run.path / name).exists():
                 json.loads((run.path / name).read_text())
@@ -134,6 +150,7 @@ def check_left_behind(models: Path, cache: Path, uploads: Path) -> list:
             run.load_model()
         for export in (run.path / "exports").glob("[!.]*") if (run.path / "exports").is_dir() else []:
             assert read_export(export)["format"] == "savedmodel" and (export / "saved_model").is_dir(), export
+        checked[run.path] = now
     for array in (cache / "prepared").glob("[!.]*.npy") if (cache / "prepared").is_dir() else []:
         assert np.load(array, mmap_mode="r").ndim == 4
     for extracted in uploads.glob("[!.]*") if uploads.is_dir() else []:
@@ -151,6 +168,7 @@ def test_killed_anywhere_nothing_is_lost_or_half_written(tmp_path: Path) -> None
     zip_path = tmp_path / "pets.zip"
     zip_path.write_bytes(buffer.getvalue())
     models, cache, uploads = tmp_path / "models", tmp_path / "cache", tmp_path / "uploads"
+    checked: dict[Path, dict[str, bytes]] = {}
     env = {
         **os.environ,
         "PYTHONPATH": str(REPO_ROOT),
@@ -162,7 +180,7 @@ def test_killed_anywhere_nothing_is_lost_or_half_written(tmp_path: Path) -> None
     run_killed(command("train", data, "", zip_path, uploads), env, None, 0)
     completed = RunStore(models).list()[0].id
     run_killed(command("upload", data, "", zip_path, uploads), env, None, 0)
-    check_left_behind(models, cache, uploads)
+    check_left_behind(models, cache, uploads, checked)
     for extracted in list(uploads.iterdir()):
         shutil.rmtree(extracted)  # each killed upload extracts afresh
     killed_at: list[str] = []
@@ -177,7 +195,7 @@ def test_killed_anywhere_nothing_is_lost_or_half_written(tmp_path: Path) -> None
             start, delay, label = kill_point(phase, rng, models, target, uploads)
             if run_killed(command(phase, data, target, zip_path, uploads), env, start, delay):
                 killed_at.append(label)
-            check_left_behind(models, cache, uploads)
+            check_left_behind(models, cache, uploads, checked)
             for extracted in list(uploads.glob("[!.]*")):
                 shutil.rmtree(extracted)
     assert len(killed_at) >= 30, killed_at

@@ -39,7 +39,11 @@ NOTES = {
 IG_STEPS = 32
 SMOOTHGRAD_SAMPLES = 24
 SMOOTHGRAD_NOISE = 0.15  # noise standard deviation, as a fraction of the 0-255 pixel range
-OCCLUSION_BATCH = 64
+# Copies per model call. Whole batches (32 path points, 24 noisy copies, 64 occluded copies) made the
+# four maps of a demo image grow the process by 81 MB against 31 MB in these chunks, for 10-30%
+# more time once traced (bench/README.md): the hosted server's peak is what it cannot spare.
+GRADIENT_BATCH = 8
+OCCLUSION_BATCH = 16
 PERCENTILE = 99.0
 
 
@@ -212,10 +216,16 @@ def _starts(size: int, patch: int, stride: int) -> list[int]:
 
 
 def _gradients(model, batch: np.ndarray, index: int) -> np.ndarray:
+    """Each copy's gradient of the class score, `GRADIENT_BATCH` copies per call."""
     import tensorflow as tf
 
-    grads = _functions(model)[1](tf.convert_to_tensor(batch, dtype=tf.float32), tf.constant(index, dtype=tf.int32))
-    return np.asarray(grads, dtype=np.float32)
+    gradients, class_index = _functions(model)[1], tf.constant(index, dtype=tf.int32)
+    return np.concatenate(
+        [
+            np.asarray(gradients(tf.convert_to_tensor(chunk, dtype=tf.float32), class_index), dtype=np.float32)
+            for chunk in (batch[start : start + GRADIENT_BATCH] for start in range(0, len(batch), GRADIENT_BATCH))
+        ]
+    )
 
 
 def _class_scores(scores: np.ndarray, index: int) -> np.ndarray:
