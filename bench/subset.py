@@ -15,11 +15,14 @@ from cnnlab.data.sample import DEFAULT_NUM_PER_CLASS, sample_dir
 
 def sample_slice(cache: Path, per_class: int | None) -> Path:
     """The built-in sample in `cache`; with `per_class`, the first `per_class` images of each of its classes."""
+    if per_class is not None and per_class < 2:
+        raise ValueError(
+            "A slice of the sample needs at least 2 images per class; "
+            f"pass --per-class 2 or more, or leave it out for all. Received: per_class={per_class}"
+        )
     full = sample_dir(cache)
     if per_class is None or per_class >= DEFAULT_NUM_PER_CLASS:
         return full
-    if per_class < 2:
-        raise ValueError(f"A slice needs at least 2 images per class. Received: per_class={per_class}")
     return build_folder(
         Path(cache) / f"bench-sample-{per_class}", lambda out: _link(full, out, per_class), keep_existing=True
     )

@@ -63,7 +63,7 @@ def bench_cache(tmp_path_factory):
 @pytest.mark.parametrize("name", sorted(RUNS))
 def test_benchmark_runs_and_prints_its_figures(name, bench_cache):
     args, figure = RUNS[name]
-    demo = {p.name: p.stat().st_mtime_ns for p in DEMO_RUN_DIR.iterdir()}
+    demo = demo_files()
     cache = ["--cache", str(bench_cache)] if name in TAKES_CACHE else []
     done = subprocess.run(
         [sys.executable, "-m", f"bench.{name}", *args, *cache],
@@ -76,4 +76,17 @@ def test_benchmark_runs_and_prints_its_figures(name, bench_cache):
     assert done.stdout.startswith("machine: ") or "\nmachine: " in done.stdout, done.stdout[-3000:]
     assert re.search(figure, done.stdout), done.stdout[-3000:]
     # The demo run is the repository's and read-only: what a benchmark computes from it goes to the cache.
-    assert {p.name: p.stat().st_mtime_ns for p in DEMO_RUN_DIR.iterdir()} == demo
+    assert demo_files() == demo
+
+
+def demo_files() -> dict[str, int]:
+    """The demo run folder's files and when each was last written."""
+    return {p.name: p.stat().st_mtime_ns for p in DEMO_RUN_DIR.iterdir()}
+
+
+def test_a_slice_of_under_two_images_per_class_is_refused_before_any_drawing(tmp_path):
+    from bench.subset import sample_slice
+
+    with pytest.raises(ValueError, match=r"at least 2 images per class; pass --per-class 2 or more.*per_class=1$"):
+        sample_slice(tmp_path, 1)
+    assert list(tmp_path.iterdir()) == []

@@ -220,12 +220,11 @@ def _gradients(model, batch: np.ndarray, index: int) -> np.ndarray:
     import tensorflow as tf
 
     gradients, class_index = _functions(model)[1], tf.constant(index, dtype=tf.int32)
-    return np.concatenate(
-        [
-            np.asarray(gradients(tf.convert_to_tensor(chunk, dtype=tf.float32), class_index), dtype=np.float32)
-            for chunk in (batch[start : start + GRADIENT_BATCH] for start in range(0, len(batch), GRADIENT_BATCH))
-        ]
-    )
+    parts = []
+    for start in range(0, len(batch), GRADIENT_BATCH):
+        chunk = tf.convert_to_tensor(batch[start : start + GRADIENT_BATCH], dtype=tf.float32)
+        parts.append(np.asarray(gradients(chunk, class_index), dtype=np.float32))
+    return np.concatenate(parts)
 
 
 def _class_scores(scores: np.ndarray, index: int) -> np.ndarray:
