@@ -31,7 +31,6 @@ MIN_GRID = 12  # the Data page shows a page of thumbnails, at least this many
 # Streamlit reruns and the first TensorFlow import take seconds on a busy 2-core machine.
 PAGE_TIMEOUT_MS = 60_000
 TRAIN_TIMEOUT_MS = 120_000
-STOP_WITHIN_S = 20.0
 LIVE_EPOCHS = 10  # the first training, watched epoch by epoch: long enough to span several polls
 EXCEPTION = '[data-testid="stException"]'
 # The live job's Stop (key "stop-job"), not Streamlit's own Stop in the header while a script runs.
@@ -235,6 +234,22 @@ def final_message(page: Page, phrase: str, timeout: float = TRAIN_TIMEOUT_MS) ->
     return " ".join(message.inner_text().split())
 
 
+def stop_during_an_epoch(page: Page) -> int:
+    """Press Stop once batches are being trained; return the epoch it was pressed in, after checking
+    that the run stopped in that epoch or the next (one may end between reading and clicking).
+
+    How long the stop takes is the benchmarks' business: on a loaded machine the validation,
+    test evaluation and save that follow it can take a while.
+    """
+    progress = page.get_by_text(re.compile(r"Epoch \d+ of \d+, batch [1-9]\d* of \d+"))
+    progress.wait_for(timeout=TRAIN_TIMEOUT_MS)
+    epoch = int(re.search(r"Epoch (\d+) of", progress.inner_text()).group(1))  # type: ignore[union-attr]
+    page.locator(STOP_JOB).click()
+    stopped = re.search(r"stopped after (\d+) epochs", final_message(page, "stopped after"))
+    assert stopped is not None and epoch <= int(stopped.group(1)) <= epoch + 1
+    return epoch
+
+
 def expect_value(locator: Locator, pattern: str, timeout: float = PAGE_TIMEOUT_MS) -> None:
     """Wait until an input's value matches `pattern` (a regular expression)."""
     from playwright.sync_api import expect
@@ -291,11 +306,7 @@ def test_whole_user_path(page: Page, server: StreamlitServer, e2e_cache: Path, t
         configure_small_training(page, epochs=50)
         start_training(page)
         # Stop in the middle of the first epoch, once batches are being trained.
-        page.get_by_text(re.compile(r"batch [1-9]\d* of \d+")).wait_for(timeout=TRAIN_TIMEOUT_MS)
-        page.locator(STOP_JOB).click()
-        clicked = time.monotonic()
-        final_message(page, "stopped after", timeout=STOP_WITHIN_S * 1000)
-        assert time.monotonic() - clicked < STOP_WITHIN_S
+        stop_during_an_epoch(page)
 
     with step("evaluate"):
         open_page(page, "Evaluate")

@@ -18,7 +18,6 @@ from e2e_server import REPO_ROOT, StreamlitServer, launch_chromium
 from test_e2e_browser import (
     PAGE_TIMEOUT_MS,
     STOP_JOB,
-    STOP_WITHIN_S,
     TRAIN_TIMEOUT_MS,
     Steps,
     chromium,  # noqa: F401 - the fixture
@@ -97,7 +96,7 @@ def stop_from(page: Page, step: Steps) -> None:
     with step("stopped"):
         open_page(page, "Train")
         page.locator(STOP_JOB).click()
-        final_message(page, "stopped after", timeout=STOP_WITHIN_S * 1000)
+        final_message(page, "stopped after")
 
 
 def run_options(page: Page) -> list[str]:
