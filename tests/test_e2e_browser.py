@@ -383,7 +383,7 @@ def test_a_page_url_opened_first_on_a_fresh_server_runs_inside_the_app(
     page.get_by_role("heading", name=heading, exact=True, level=1).wait_for()
     with contextlib.suppress(PlaywrightTimeout):  # then the assertion below shows the sidebar found instead
         shows_app_nav = f"(want) => JSON.stringify(({NAV_LABELS_JS})()) === JSON.stringify(want)"
-        page.wait_for_function(shows_app_nav, arg=APP_NAV, timeout=10_000)
+        page.wait_for_function(shows_app_nav, arg=APP_NAV, timeout=PAGE_TIMEOUT_MS)
     assert page.evaluate(NAV_LABELS_JS) == APP_NAV
     expect(page).to_have_title("CNN Lab")
     # The app's wide layout: Streamlit's centred layout is at most 736 pixels wide.
