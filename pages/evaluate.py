@@ -5,7 +5,7 @@ from functools import partial
 import streamlit as st
 
 from cnnlab import charts
-from cnnlab.analysis.evaluate import Evaluation, evaluate_run
+from cnnlab.analysis.evaluate import Evaluation, evaluate_run, reported_confidence
 from cnnlab_ui.calibration import calibration_section, roc_section
 from cnnlab_ui.data_map import map_section
 from cnnlab_ui.fixes import gallery
@@ -114,7 +114,7 @@ with results:
         true_label, predicted_label = evaluation.class_names[true_index], evaluation.class_names[predicted_index]
         cell = evaluation.cell(true_label, predicted_label)
         st.subheader(f"True {true_label}, predicted {predicted_label}: {len(cell)} images")
-        confidences = [f"{c:.0%}" for c in cell["confidence"]]
+        confidences = [f"{c:.0%}" for c in reported_confidence(cell)]
         gallery(image_file, cell["path"].tolist(), confidences, key="confusion-cell", target=trained_on)
 
     st.subheader("Most confident mistakes")
@@ -124,7 +124,9 @@ with results:
     else:
         captions = [
             f"{t} → {p} ({c:.0%})"
-            for t, p, c in zip(mistakes["true_label"], mistakes["predicted_label"], mistakes["confidence"], strict=True)
+            for t, p, c in zip(
+                mistakes["true_label"], mistakes["predicted_label"], reported_confidence(mistakes), strict=True
+            )
         ]
         gallery(image_file, mistakes["path"].tolist(), captions, key="mistakes", target=trained_on, columns=6)
 

@@ -10,7 +10,13 @@ import numpy as np
 import pytest
 
 from cnnlab import data
-from cnnlab.analysis.evaluate import Evaluation, evaluate_probabilities, evaluate_run, open_split
+from cnnlab.analysis.evaluate import (
+    Evaluation,
+    evaluate_probabilities,
+    evaluate_run,
+    open_split,
+    reported_confidence,
+)
 from cnnlab.data import prepcache
 from cnnlab.runs.store import Run, RunStore
 from helpers import relocated_run, write_dataset
@@ -245,3 +251,20 @@ def test_evaluation_and_label_issues_hold_the_lease_while_the_model_reads(run_co
     (array,) = prepcache.arrays(cache_dir)
     assert leased == [{array.path.name}]
     assert prepcache.in_use(cache_dir) == set()
+
+
+def test_mistakes_rank_and_show_the_confidence_predict_reports_after_the_temperature():
+    # Both are "a" taken for "b". The model is surer of the first (0.60 against 0.55), but a
+    # temperature under 1 sharpens the second's flatter rest more: predict reports 0.70 against 0.75.
+    probs = np.array([[0.39, 0.60, 0.01], [0.225, 0.55, 0.225]])
+    ev = evaluate_probabilities(probs, [0, 0], ["a", "b", "c"], ["first.png", "second.png"], temperature=0.5)
+    reported = reported_confidence(ev.predictions).tolist()
+    assert reported == pytest.approx([0.36 / (0.36 + 0.1521 + 0.0001), 0.3025 / (0.3025 + 2 * 0.050625)], abs=1e-3)
+    assert ev.most_confident_mistakes()["path"].tolist() == ["second.png", "first.png"]
+    uncalibrated = evaluate_probabilities(probs, [0, 0], ["a", "b", "c"], ["first.png", "second.png"])
+    assert uncalibrated.most_confident_mistakes()["path"].tolist() == ["first.png", "second.png"]
+    # An evaluation saved before calibration has no calibrated figure: the model's own stands in.
+    saved = ev.to_dict()
+    for row in saved["predictions"]:
+        del row["calibrated_confidence"]
+    assert reported_confidence(Evaluation.from_dict(saved).predictions).tolist() == pytest.approx([0.60, 0.55])

@@ -141,9 +141,11 @@ class Evaluation:
         )
 
     def most_confident_mistakes(self, limit: int = 12) -> pd.DataFrame:
-        """Wrong predictions, most confident first."""
+        """Wrong predictions, most confident first by the confidence predict reports for them
+        (`reported_confidence`): a temperature can reorder images of several classes."""
         wrong = self.predictions[self.predictions["true_label"] != self.predictions["predicted_label"]]
-        return wrong.sort_values("confidence", ascending=False).head(limit)
+        order = reported_confidence(wrong).sort_values(ascending=False, kind="stable").index
+        return wrong.loc[order].head(limit)
 
     def top_confusions(self, limit: int = 10) -> pd.DataFrame:
         """The most frequent mistakes: true -> predicted, how many, and their share of the true class."""
@@ -167,6 +169,12 @@ class Evaluation:
         """The test images in one confusion-matrix cell."""
         p = self.predictions
         return p[(p["true_label"] == true_label) & (p["predicted_label"] == predicted_label)]
+
+
+def reported_confidence(predictions: pd.DataFrame) -> pd.Series:
+    """Each prediction's confidence as predict reports it: after the run's temperature, or the model's
+    own where no calibrated figure was saved (evaluations from before calibration)."""
+    return predictions["calibrated_confidence"].fillna(predictions["confidence"])
 
 
 def probabilities(model, batches) -> np.ndarray:

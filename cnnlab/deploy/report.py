@@ -211,6 +211,7 @@ def _curves(run) -> str:
 
 def _test_results(run, evaluation, cache: Path) -> str:
     from cnnlab import charts
+    from cnnlab.analysis.evaluate import reported_confidence
 
     parts = ["<h2>Test results</h2>"]
     if evaluation.predictions.empty:
@@ -223,7 +224,9 @@ def _test_results(run, evaluation, cache: Path) -> str:
     mistakes = evaluation.most_confident_mistakes(NUM_THUMBNAILS)
     captions = [
         f"{t} → {p} ({c:.0%})"
-        for t, p, c in zip(mistakes["true_label"], mistakes["predicted_label"], mistakes["confidence"], strict=True)
+        for t, p, c in zip(
+            mistakes["true_label"], mistakes["predicted_label"], reported_confidence(mistakes), strict=True
+        )
     ]
     parts += ["<h3>Most confident mistakes</h3>", _thumbnails(run, list(mistakes["path"]), captions, cache)]
     return "".join(parts)
