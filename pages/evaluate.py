@@ -5,7 +5,7 @@ from functools import partial
 import streamlit as st
 
 from cnnlab import charts
-from cnnlab.analysis.evaluate import Evaluation, evaluate_run, reported_confidence
+from cnnlab.analysis.evaluate import Evaluation, evaluate_run, mistake_captions, reported_confidence
 from cnnlab_ui.calibration import calibration_section, roc_section
 from cnnlab_ui.data_map import map_section
 from cnnlab_ui.fixes import gallery
@@ -122,12 +122,7 @@ with results:
     if mistakes.empty:
         st.success("No test image was misclassified.")
     else:
-        captions = [
-            f"{t} → {p} ({c:.0%})"
-            for t, p, c in zip(
-                mistakes["true_label"], mistakes["predicted_label"], reported_confidence(mistakes), strict=True
-            )
-        ]
+        captions = mistake_captions(mistakes)
         gallery(image_file, mistakes["path"].tolist(), captions, key="mistakes", target=trained_on, columns=6)
 
     calibration_section(evaluation)

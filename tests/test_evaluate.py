@@ -14,6 +14,7 @@ from cnnlab.analysis.evaluate import (
     Evaluation,
     evaluate_probabilities,
     evaluate_run,
+    mistake_captions,
     open_split,
     reported_confidence,
 )
@@ -268,3 +269,4 @@ def test_mistakes_rank_and_show_the_confidence_predict_reports_after_the_tempera
     for row in saved["predictions"]:
         del row["calibrated_confidence"]
     assert reported_confidence(Evaluation.from_dict(saved).predictions).tolist() == pytest.approx([0.60, 0.55])
+    assert mistake_captions(ev.most_confident_mistakes()) == ["a → b (75%)", "a → b (70%)"]

@@ -177,6 +177,12 @@ def reported_confidence(predictions: pd.DataFrame) -> pd.Series:
     return predictions["calibrated_confidence"].fillna(predictions["confidence"])
 
 
+def mistake_captions(predictions: pd.DataFrame) -> list[str]:
+    """A caption per prediction for a gallery of mistakes: "true → predicted (reported confidence)"."""
+    rows = zip(predictions["true_label"], predictions["predicted_label"], reported_confidence(predictions), strict=True)
+    return [f"{t} → {p} ({c:.0%})" for t, p, c in rows]
+
+
 def probabilities(model, batches) -> np.ndarray:
     """Class probabilities (N, num_classes) for a dataset or array, single-sigmoid models included."""
     return class_probabilities(model.predict(batches, verbose=0))

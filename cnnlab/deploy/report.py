@@ -211,7 +211,7 @@ def _curves(run) -> str:
 
 def _test_results(run, evaluation, cache: Path) -> str:
     from cnnlab import charts
-    from cnnlab.analysis.evaluate import reported_confidence
+    from cnnlab.analysis.evaluate import mistake_captions
 
     parts = ["<h2>Test results</h2>"]
     if evaluation.predictions.empty:
@@ -222,12 +222,7 @@ def _test_results(run, evaluation, cache: Path) -> str:
     parts += ["<h3>Per class</h3>", _table(evaluation.per_class)]
     parts += ["<h3>Most frequent confusions</h3>", _table(evaluation.top_confusions())]
     mistakes = evaluation.most_confident_mistakes(NUM_THUMBNAILS)
-    captions = [
-        f"{t} → {p} ({c:.0%})"
-        for t, p, c in zip(
-            mistakes["true_label"], mistakes["predicted_label"], reported_confidence(mistakes), strict=True
-        )
-    ]
+    captions = mistake_captions(mistakes)
     parts += ["<h3>Most confident mistakes</h3>", _thumbnails(run, list(mistakes["path"]), captions, cache)]
     return "".join(parts)
 
