@@ -141,6 +141,9 @@ def hosted_load(visitors: int, epochs: int, work: Path) -> dict[str, Any]:
         CNNLAB_DATASETS_DIR=str(work / "datasets"),
         TF_CPP_MIN_LOG_LEVEL="3",
     )
+    from helpers import scan_components_once
+
+    scan_components_once()  # once per server, as `streamlit run` does, not once per AppTest session
     sampler = MemorySampler(os.getpid()).start()
     turns = threading.Lock()
     started = time.monotonic()

@@ -18,7 +18,15 @@ import numpy as np
 import pytest
 from team_servers import mlflow_server, postgres_url  # noqa: F401 - session fixtures for the team tests
 
-from helpers import QuietHandler, class_image, image_bytes, tiny_model_config, tiny_train_config, write_dataset
+from helpers import (
+    QuietHandler,
+    class_image,
+    image_bytes,
+    scan_components_once,
+    tiny_model_config,
+    tiny_train_config,
+    write_dataset,
+)
 
 
 def pytest_configure(config):
@@ -29,6 +37,12 @@ def pytest_configure(config):
 
 def pytest_unconfigure(config):
     shutil.rmtree(os.environ["KERAS_HOME"], ignore_errors=True)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def one_component_scan():
+    """App sessions share one scan of the installed Streamlit components, as a server's do."""
+    scan_components_once()
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -6,6 +6,7 @@ Fixtures live in conftest.py; tests import these functions with `from helpers im
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import http.server
 import importlib
@@ -420,6 +421,16 @@ def validation_loss(run: Run, cache: Path) -> float:
 
     with open_split(run, cache=cache) as (prepared, parts):
         return evaluate_prepared(run.load_model(), prepared, parts["validation"]).loss
+
+
+def scan_components_once() -> None:
+    """Each new AppTest session's first run scans every installed distribution for Streamlit
+    components (about 0.6 s); a server scans once, as it starts. Nothing is installed while tests
+    run, so every session after the first reuses the first scan."""
+    from streamlit.components.v2 import manifest_scanner
+
+    if not hasattr(manifest_scanner.scan_component_manifests, "cache_info"):
+        manifest_scanner.scan_component_manifests = functools.cache(manifest_scanner.scan_component_manifests)
 
 
 def start_app() -> AppTest:

@@ -1,14 +1,13 @@
 """The benchmarks still run: the cheaper ones with tiny arguments, each checked for the figures it
-prints (their values are the benchmark's business, not a test's; see bench/README.md)."""
+prints (their values are the benchmark's business, not a test's; see bench/README.md). Each runs as
+`python -m bench.NAME`, forked with TensorFlow already imported (tests/forked.py)."""
 
 import re
-import subprocess
-import sys
 
 import pytest
 
+import forked
 from cnnlab.settings import DEMO_RUN_DIR
-from helpers import REPO_ROOT
 
 pytestmark = pytest.mark.slow
 
@@ -61,20 +60,15 @@ def bench_cache(tmp_path_factory):
 
 
 @pytest.mark.parametrize("name", sorted(RUNS))
-def test_benchmark_runs_and_prints_its_figures(name, bench_cache):
+def test_benchmark_runs_and_prints_its_figures(name, bench_cache, tmp_path):
     args, figure = RUNS[name]
     demo = demo_files()
     cache = ["--cache", str(bench_cache)] if name in TAKES_CACHE else []
-    done = subprocess.run(
-        [sys.executable, "-m", f"bench.{name}", *args, *cache],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert done.stdout.startswith("machine: ") or "\nmachine: " in done.stdout, done.stdout[-3000:]
-    assert re.search(figure, done.stdout), done.stdout[-3000:]
+    done = forked.run(["-m", f"bench.{name}", *args, *cache], tmp_path / name)
+    stdout = done.output()
+    assert done.poll() == 0, done.errors()[-3000:]
+    assert stdout.startswith("machine: ") or "\nmachine: " in stdout, stdout[-3000:]
+    assert re.search(figure, stdout), stdout[-3000:]
     # The demo run is the repository's and read-only: what a benchmark computes from it goes to the cache.
     assert demo_files() == demo
 

@@ -4,12 +4,11 @@ predicts, stops and resumes to the uninterrupted result, and continues."""
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+import forked
 from cnnlab.runs.record import RunRecord, read_record
 from cnnlab.runs.workspace import Workspace
 from cnnlab.settings import load_settings
@@ -19,8 +18,9 @@ from helpers import tiny_model_config, tiny_train_config, write_dataset
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
-# Run in a fresh interpreter: the CPU must be split into two logical devices before TensorFlow
-# initialises its devices, which any earlier training in the test process has done.
+# Run in a process of its own (forked from one that imported TensorFlow but never ran it): the CPU
+# must be split into two logical devices before TensorFlow initialises its devices, which any
+# earlier training in the test process has done.
 MIRRORED_SCRIPT = r"""
 import json, sys, threading
 from pathlib import Path
@@ -87,16 +87,10 @@ print(json.dumps({
 @pytest.mark.slow
 def test_a_mirrored_training_on_two_cpu_devices_trains_predicts_resumes_and_continues(tmp_path):
     write_dataset(tmp_path / "data", per_class=12)
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
-    done = subprocess.run(
-        [sys.executable, "-c", MIRRORED_SCRIPT, str(tmp_path), str(REPO_ROOT / "tests")],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    done = forked.run(["-c", MIRRORED_SCRIPT, str(tmp_path), str(REPO_ROOT / "tests")], tmp_path / "mirrored", env=env)
+    assert done.poll() == 0, done.errors()[-3000:]
+    result = json.loads(done.output().strip().splitlines()[-1])
 
     assert "Devices: 2 devices (/CPU:0, /CPU:1), MirroredStrategy, 4 images per device (batches of 8)" in result["plan"]
     assert result["devices"] == {

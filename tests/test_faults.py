@@ -1,5 +1,6 @@
 """Fault injection: trainings, resumes, exports and upload extractions killed with SIGKILL at random
-moments (a fixed seed, so a failure replays), then everything left behind checked.
+moments (a fixed seed picks the moment of progress and the part of the time after it; each
+failure names both), then everything left behind checked.
 
 After every kill: the clean-up removes the dead writer's temporaries and nothing else; every run
 folder lists and its files read whole; every model saved loads; every decoded-image array loads;
@@ -11,14 +12,11 @@ from __future__ import annotations
 
 import hashlib
 import io
+import itertools
 import json
 import os
 import random
 import shutil
-import signal
-import subprocess
-import sys
-import threading
 import time
 import zipfile
 from collections.abc import Callable
@@ -27,12 +25,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import forked
 from cnnlab.common.files import _TEMPORARY, remove_stale_temporaries
 from cnnlab.data import scan
 from cnnlab.data.archive import dataset_root
 from cnnlab.deploy.export import read_export
 from cnnlab.runs.store import RunStore
-from helpers import REPO_ROOT, write_dataset
+from helpers import write_dataset
 
 pytestmark = pytest.mark.slow
 
@@ -52,42 +51,37 @@ print("extracted", flush=True)
 
 
 def command(phase: str, data: Path, target: str, zip_path: Path, uploads: Path) -> list[str]:
-    """The command line of one phase (as a person or the app would start it)."""
-    cli = [sys.executable, "-m", "cnnlab"]
+    """The command line of one phase after `python` (as a person or the app would start it)."""
     if phase == "train":
-        return [*cli, "train", str(data), *TINY]
+        return ["-m", "cnnlab", "train", str(data), *TINY]
     if phase == "resume":
-        return [*cli, "resume", target]
+        return ["-m", "cnnlab", "resume", target]
     if phase == "export":
-        return [*cli, "export", target, "--format", "savedmodel"]
-    return [sys.executable, "-c", UPLOAD, str(zip_path), str(uploads)]
+        return ["-m", "cnnlab", "export", target, "--format", "savedmodel"]
+    return ["-c", UPLOAD, str(zip_path), str(uploads)]
 
 
-def run_killed(argv: list[str], env: dict[str, str], start: Callable[[str], bool] | None, delay: float) -> bool:
-    """Run `argv`; SIGKILL it `delay` seconds after `start(output so far)` first holds (None: let it
-    end, which it must do cleanly). Returns whether it was killed (it may end first)."""
-    proc = subprocess.Popen(
-        argv, env=env, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
-    )
-    lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True)  # type: ignore[union-attr]
-    reader.start()
-    began, fired = time.monotonic(), None
-    while proc.poll() is None:
+Events = dict[str, Callable[[str], bool]]
+
+
+def run_killed(argv: list[str], env: dict[str, str], output: Path, events: Events, kill: float | None) -> dict | None:
+    """Run `python *argv` (forked with TensorFlow imported: the kills land in the work, not in the
+    import), watching `events` (checks of its output so far). With `kill`, SIGKILL it that many
+    seconds after its one event first holds and return None; otherwise, or if it ends first, return
+    the seconds from each event to its end (a run not to be killed must end cleanly)."""
+    program = forked.start(argv, output, env=env, merge=True)
+    began, held = time.monotonic(), {}
+    while program.poll() is None:
         now = time.monotonic()
-        assert now - began < 600, (argv, "".join(lines)[-2000:])
-        if fired is None and start is not None and start("".join(lines)):
-            fired = now
-        if fired is not None and now - fired >= delay:
-            proc.send_signal(signal.SIGKILL)
-            proc.wait()
-            reader.join(10)
-            return True
+        assert now - began < 600, (argv, program.output()[-2000:])
+        held |= {name: now for name, holds in events.items() if name not in held and holds(program.output())}
+        if kill is not None and held and now - min(held.values()) >= kill:
+            program.kill()
+            return None
         time.sleep(0.01)
-    reader.join(10)
-    if start is None:
-        assert proc.returncode == 0, "".join(lines)[-2000:]
-    return False
+    if kill is None:
+        assert program.poll() == 0, program.output()[-2000:]
+    return {name: time.monotonic() - at for name, at in held.items()}
 
 
 def appeared(folder: Path) -> Callable[[str], bool]:
@@ -100,17 +94,23 @@ def printed(text: str) -> Callable[[str], bool]:
     return lambda output: text in output
 
 
-def kill_point(phase: str, rng: random.Random, models: Path, run_id: str, uploads: Path) -> tuple[Callable, float, str]:
-    """Where to kill a phase: after an event of its progress (a folder appearing, an epoch printed), plus
-    a random delay; and a label for the failure message."""
-    if phase in ("train", "resume"):
-        epoch = rng.randrange(0, 4 if phase == "train" else 2)  # 0: as its run folder is made or claimed
-        delay = rng.uniform(0.0, 1.5)
-        start = printed(f"epoch {epoch}/") if epoch else (appeared(models) if phase == "train" else printed(""))
-        return start, delay, f"{phase}: {delay:.2f}s after {'epoch ' + str(epoch) if epoch else 'it started writing'}"
-    folder = models / run_id / "exports" if phase == "export" else uploads
-    delay = rng.uniform(0.0, 1.5 if phase == "export" else 0.3)
-    return appeared(folder), delay, f"{phase}: {delay:.2f}s after it started writing"
+def events(phase: str, models: Path, run_id: str, uploads: Path) -> Events:
+    """The moments of a phase's progress to kill it after: it starts writing (its run folder made or
+    claimed, an export's or extraction's temporary), an epoch printed."""
+    if phase == "train":
+        return {"it started writing": appeared(models)} | {f"epoch {k}": printed(f"epoch {k}/") for k in (1, 2, 3)}
+    if phase == "resume":
+        return {"it started writing": printed(""), "epoch 1": printed("epoch 1/")}
+    return {"it started writing": appeared(models / run_id / "exports" if phase == "export" else uploads)}
+
+
+def kill_point(phase: str, rng: random.Random, options: Events, windows: dict[str, float]) -> tuple[Events, float, str]:
+    """Where to kill a phase: after one of its events, a random part of the time an uninterrupted
+    run went on after it (`windows`, measured on this machine: a fixed delay would miss the work on
+    a fast one); and a label for the failure message."""
+    name = rng.choice(sorted(options))
+    delay = rng.uniform(0.0, 1.0) * windows[name]
+    return {name: options[name]}, delay, f"{phase}: {delay:.2f}s after {name}"
 
 
 def contents(folder: Path) -> dict[str, bytes]:
@@ -169,17 +169,31 @@ def test_killed_anywhere_nothing_is_lost_or_half_written(tmp_path: Path) -> None
     zip_path.write_bytes(buffer.getvalue())
     models, cache, uploads = tmp_path / "models", tmp_path / "cache", tmp_path / "uploads"
     checked: dict[Path, dict[str, bytes]] = {}
+    (tmp_path / "logs").mkdir()
+    logs = (tmp_path / "logs" / f"{n:02d}" for n in itertools.count())
     env = {
         **os.environ,
-        "PYTHONPATH": str(REPO_ROOT),
         "TF_CPP_MIN_LOG_LEVEL": "3",
         "CNNLAB_MODELS_DIR": str(models),
         "CNNLAB_CACHE_DIR": str(cache),
     }
-    # One uninterrupted training leaves a run to export, and one upload is checked whole.
-    run_killed(command("train", data, "", zip_path, uploads), env, None, 0)
+    # One uninterrupted run of each phase but resume leaves a run to export and resume, an upload
+    # checked whole, and how long each went on after each of its events (resume's: the training's).
+    windows = {
+        "train": run_killed(
+            command("train", data, "", zip_path, uploads), env, next(logs), events("train", models, "", uploads), None
+        )
+    }
     completed = RunStore(models).list()[0].id
-    run_killed(command("upload", data, "", zip_path, uploads), env, None, 0)
+    for phase in ("export", "upload"):
+        windows[phase] = run_killed(
+            command(phase, data, completed, zip_path, uploads),
+            env,
+            next(logs),
+            events(phase, models, completed, uploads),
+            None,
+        )
+    windows["resume"] = windows["train"]
     check_left_behind(models, cache, uploads, checked)
     for extracted in list(uploads.iterdir()):
         shutil.rmtree(extracted)  # each killed upload extracts afresh
@@ -192,8 +206,8 @@ def test_killed_anywhere_nothing_is_lost_or_half_written(tmp_path: Path) -> None
                 interrupted = [r for r in RunStore(models).list() if r.status == "interrupted"]
                 assert interrupted, killed_at
                 target = rng.choice(interrupted).id
-            start, delay, label = kill_point(phase, rng, models, target, uploads)
-            if run_killed(command(phase, data, target, zip_path, uploads), env, start, delay):
+            event, delay, label = kill_point(phase, rng, events(phase, models, target, uploads), windows[phase])
+            if run_killed(command(phase, data, target, zip_path, uploads), env, next(logs), event, delay) is None:
                 killed_at.append(label)
             check_left_behind(models, cache, uploads, checked)
             for extracted in list(uploads.glob("[!.]*")):
@@ -202,5 +216,5 @@ def test_killed_anywhere_nothing_is_lost_or_half_written(tmp_path: Path) -> None
     # Runs the kills interrupted resume to completion (three of them, for time; the resume phase
     # above started the others, from whatever its own kills left).
     for run in [r for r in RunStore(models).list() if r.status == "interrupted"][:3]:
-        run_killed(command("resume", data, run.id, zip_path, uploads), env, None, 0)
+        run_killed(command("resume", data, run.id, zip_path, uploads), env, next(logs), {}, None)
         assert RunStore(models).get(run.id).status == "completed", killed_at

@@ -3,15 +3,12 @@ trains more epochs as a new run. Compared against uninterrupted runs with the sa
 
 import json
 import os
-import signal
-import subprocess
-import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
+import forked
 from cnnlab.cli import main
 from cnnlab.runs.record import RunRecord
 from cnnlab.runs.store import RunStore
@@ -22,7 +19,6 @@ from cnnlab.training.hooks import TrainingHooks
 from cnnlab.training.resuming import continue_training, resume
 from helpers import durably_replaced, small_cnn, tiny_model_config, tiny_train_config
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")
 # Dropout and a random flip, so the layers' random generators are part of what must be restored.
 RANDOM_MODEL = {"dropout": 0.25, "flip": "horizontal"}
@@ -143,40 +139,36 @@ train(data_dir, tiny_model_config(dropout=0.25, flip="horizontal"), tiny_train_c
 @pytest.mark.slow
 def test_a_run_killed_in_epoch_3_of_8_resumes_to_the_uninterrupted_result(make_dataset, isolated_dirs, tmp_path):
     data_dir, (cache, models), marker = make_dataset(per_class=8), isolated_dirs, tmp_path / "in-epoch-3"
-    env = {**os.environ, "PYTHONPATH": f"{REPO_ROOT}{os.pathsep}{REPO_ROOT / 'tests'}", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
 
-    def training(run_id: str, kill_marker: str) -> subprocess.Popen:
-        command = [sys.executable, "-c", KILLABLE, str(data_dir), str(models), str(cache), run_id, kill_marker]
-        return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    def training(run_id: str, kill_marker: str) -> forked.Program:
+        command = ["-c", KILLABLE, str(data_dir), str(models), str(cache), run_id, kill_marker]
+        return forked.start(command, tmp_path / run_id, env=env)
 
     doomed = training("killed", str(marker))
     try:
         deadline = time.monotonic() + 300
         while not marker.exists() and doomed.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert marker.exists(), doomed.stderr.read().decode()[-2000:] if doomed.poll() is not None else "too slow"
-        doomed.send_signal(signal.SIGKILL)
+        assert marker.exists(), doomed.errors()[-2000:] if doomed.poll() is not None else "too slow"
     finally:
         doomed.kill()
-        doomed.wait()
     store = RunStore(models)
     killed = store.get("killed")
     assert killed.status == "interrupted" and [row.epoch for row in killed.history] == [1, 2]
     assert read_state(killed.checkpoint_dir)["epoch"] == 2
 
-    done = subprocess.run(
-        [sys.executable, "-m", "cnnlab", "resume", "killed", "--json"],
+    done = forked.run(
+        ["-m", "cnnlab", "resume", "killed", "--json"],
+        tmp_path / "resume",
         env={**env, "CNNLAB_MODELS_DIR": str(models), "CNNLAB_CACHE_DIR": str(cache)},
-        capture_output=True,
-        text=True,
-        timeout=600,
     )
-    assert done.returncode == 0, done.stderr[-2000:]
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert done.poll() == 0, done.errors()[-2000:]
+    result = json.loads(done.output().strip().splitlines()[-1])
     assert result["status"] == "completed" and result["epochs_run"] == 8 and result["run_id"] == "killed"
 
     whole = training("whole", "-")
-    assert whole.wait(timeout=600) == 0, whole.stderr.read().decode()[-2000:]
+    assert whole.wait(timeout=600) == 0, whole.errors()[-2000:]
     resumed, uninterrupted = store.get("killed"), store.get("whole")
     assert [row.epoch for row in resumed.history] == list(range(1, 9))  # each epoch exactly once
     assert curves(resumed) == curves(uninterrupted)
