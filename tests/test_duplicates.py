@@ -5,6 +5,7 @@ exclusion as a new version, the cache, the command line and bad inputs."""
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -12,8 +13,8 @@ import pytest
 from PIL import Image
 
 from cnnlab.cli import main
-from cnnlab.data import edits, versions
-from cnnlab.data.duplicates import DuplicateGroup, DuplicateReport, find_duplicates
+from cnnlab.data import duplicates, edits, versions
+from cnnlab.data.duplicates import DuplicateGroup, DuplicateReport, find_duplicates, prepare
 from cnnlab.data.sample import write_sample
 from helpers import NEAR_KINDS, altered_copy, image_bytes, last_json, one_line_error, scene_image, tree_hashes
 
@@ -208,6 +209,61 @@ def test_a_second_look_decodes_nothing_even_at_another_version(folder, tmp_path,
 
     uncached = find_duplicates(dataset, 1)  # no cache: every file is decoded, and none is readable
     assert (uncached.groups, uncached.num_images, uncached.decoded) == ((), 0, first.decoded)
+
+
+def pairs_files(cache: Path) -> dict[str, int]:
+    """The kept pairs of each set of images looked at, by file name, with each file's inode (a file
+    found again keeps it; one written again, atomically, gets a new one)."""
+    return {p.name: p.stat().st_ino for p in cache.rglob("pairs/*.npz")}
+
+
+def test_the_pairs_among_a_set_of_images_are_kept_for_any_version_or_dataset_with_those_images(
+    folder, tmp_path, cache_dir
+):
+    root, planted = folder
+    first = find_duplicates(open_folder(root, tmp_path, cache_dir), cache=cache_dir)
+    kept = pairs_files(cache_dir)
+    assert len(kept) == 1
+
+    shutil.copytree(root, tmp_path / "copied")  # another dataset (another visitor's) with the same images
+    other = find_duplicates(
+        versions.open_dataset(tmp_path / "copied", tmp_path / "others", cache=cache_dir), cache=cache_dir
+    )
+    assert other.groups == first.groups and pairs_files(cache_dir) == kept  # read, not found again
+
+    dataset = open_folder(root, tmp_path, cache_dir)
+    edits.save_version(dataset, [edits.Exclude(planted[1][1])])  # a re-encoded copy out: pairs of their own
+    fewer = find_duplicates(dataset, cache=cache_dir)
+    assert len(fewer.groups) == len(first.groups) - 1 and len(pairs_files(cache_dir)) == 2
+
+    for path in cache_dir.rglob("pairs/*.npz"):
+        path.write_bytes(b"damaged")  # a damaged file is found again, and written again whole
+    assert find_duplicates(dataset, 1, cache=cache_dir).groups == first.groups
+    assert len(pairs_files(cache_dir)) == 2 and pairs_files(cache_dir) != kept
+
+
+def test_the_pairs_of_the_sets_looked_at_least_recently_are_given_up_first(folder, tmp_path, cache_dir, monkeypatch):
+    monkeypatch.setattr(duplicates, "KEPT_PAIRS", 2)
+    root, planted = folder
+    dataset = open_folder(root, tmp_path, cache_dir)
+    find_duplicates(dataset, cache=cache_dir)
+    first = set(pairs_files(cache_dir))
+    edits.save_version(dataset, [edits.Exclude(planted[1][1])])
+    find_duplicates(dataset, cache=cache_dir)
+    find_duplicates(dataset, 1, cache=cache_dir)  # version 1 again: its pairs are now the last used
+    edits.save_version(dataset, [edits.Exclude(planted[2][1])])
+    find_duplicates(dataset, cache=cache_dir)  # a third set: version 2's pairs are given up
+    kept = set(pairs_files(cache_dir))
+    assert len(kept) == 2 and first < kept
+
+
+def test_images_prepared_ahead_are_neither_decoded_nor_compared_again(folder, tmp_path, cache_dir):
+    """What the hosted warm-up does for the built-in sample, before any visitor makes a version of it."""
+    root, _planted = folder
+    prepare(sorted(root.rglob("*.*")), cache_dir)
+    prepared = pairs_files(cache_dir)
+    report = find_duplicates(open_folder(root, tmp_path, cache_dir), cache=cache_dir)
+    assert report.decoded == 0 and report.groups and pairs_files(cache_dir) == prepared
 
 
 def test_unreadable_and_changed_images_are_left_out(folder, tmp_path, cache_dir):

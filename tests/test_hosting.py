@@ -559,7 +559,8 @@ def test_every_hostile_upload_is_refused_briefly_without_a_server_path_and_leave
     assert not at.exception and not at.error, [e.value for e in at.error]
     assert at.subheader[0].value == "Upload: fine.zip"
     added = set(disk(app_cache)) - set(before)
-    assert added and all(p.startswith(("uploads/", "scans/")) for p in added)
+    # The upload itself, its scan, and what the Data page's look for copies keeps by content.
+    assert added and all(p.startswith(("uploads/", "scans/", "image-hashes/")) for p in added)
 
 
 def upload(at, name: str, content: bytes):

@@ -77,6 +77,25 @@ def test_the_warm_up_starts_after_the_home_page_once_per_process_and_readies_the
 
 
 @pytest.mark.slow
+def test_a_hosted_warm_up_finds_the_samples_copies_once_for_every_visitors_version(tmp_path):
+    """Hosted, each visitor makes a version of the sample of their own: the warm-up has hashed its
+    images and compared them already, so no visitor's Data or Train page decodes or compares any."""
+    from cnnlab.data import versions
+    from cnnlab.data.duplicates import find_duplicates
+    from cnnlab.server.warmup import warm_up
+
+    cache = tmp_path / "cache"
+    assert sorted(warm_up(cache, tmp_path / "models", None)) == ["duplicates", "plan", "preview", "sample"]
+    kept = {p: p.stat().st_ino for p in cache.rglob("pairs/*.npz")}
+    assert len(kept) == 1
+    for visitor in ("first", "second"):
+        dataset = versions.open_dataset(sample_dir(cache), tmp_path / visitor / "datasets", cache=cache)
+        report = find_duplicates(dataset, cache=cache)
+        assert report.decoded == 0 and report.num_images == DEFAULT_NUM_PER_CLASS * len(SAMPLE_CLASSES)
+    assert {p: p.stat().st_ino for p in cache.rglob("pairs/*.npz")} == kept  # read, never compared again
+
+
+@pytest.mark.slow
 def test_a_page_asking_for_the_sample_during_its_generation_waits_for_that_one_copy(tmp_path):
     """Two callers at once (the warm-up and a page) generate the sample once: the second waits for the first's."""
     seen: set[str] = set()

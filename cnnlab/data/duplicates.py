@@ -19,11 +19,15 @@ chain of look-alikes never becomes one group), and a near group is kept only if 
 closer to one another than to any other image: copies stand out, look-alikes come in crowds.
 
 The hashes and thumbnails are kept in the cache folder by content hash, so a second look at the
-same images, or at another version of them, decodes only the images it has not seen.
+same images, or at another version of them, decodes only the images it has not seen; the pairs
+found among a set of images are kept by that set, so a version with the same images (another
+visitor's version of the built-in sample) is not compared again.
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,7 +49,7 @@ from cnnlab.data.picture_match import (
     thumbnail,
 )
 from cnnlab.data.prepared import parallel_map
-from cnnlab.data.versions import Dataset, Entry, file_changed
+from cnnlab.data.versions import Dataset, Entry, file_changed, file_sha256
 
 # Candidates: hashes at most this many bits apart (of 64; two unrelated photos differ in about 32,
 # a re-encoded or resized copy in 0-8, a recoloured or cropped one in up to about 20; but pictures
@@ -61,6 +65,9 @@ MIN_FEATURE_SIMILARITY = 0.8
 # Work in blocks: 256 rows of hash differences against 20,000 take 40 MB.
 CHUNK_ROWS = 256
 CACHE_FOLDER = "image-hashes"
+# The pairs of this many sets of images looked at are kept, the least recently used given up first:
+# the built-in sample's take 1 MB, and a hosted server sees new sets all day.
+KEPT_PAIRS = 16
 CACHE_VERSION = 2
 _ROW = np.dtype([("sha", "S64"), ("hash", "<u8"), ("ok", "?"), ("thumb", "u1", (THUMB_SIDE, THUMB_SIDE, 3))])
 
@@ -180,28 +187,40 @@ def find_duplicates(
         )
     entries = [e for e in manifest.included if file_changed(dataset, e) is None]
     shas = sorted({e.sha256 for e in entries})
-    rows, decoded = _hashed(dataset, entries, shas, cache)
+    rows, decoded = _hashed({e.sha256: dataset.image_path(e.path) for e in entries}, shas, cache)
     readable = [sha for sha in shas if rows[sha]["ok"]]
     entries = [e for e in entries if rows[e.sha256]["ok"]]
     paths_of: dict[str, list[str]] = {}
     for entry in entries:
         paths_of.setdefault(entry.sha256, []).append(entry.path)
-    candidates, similarity, confirmed = _near_pairs(readable, rows, paths_of, features)
+    candidates, similarity, confirmed = _picture_pairs(readable, rows, cache)
+    if features:
+        confirmed = confirmed.copy()
+        for k in np.flatnonzero(confirmed):
+            a, b = candidates[k]
+            confirmed[k] = _features_agree(paths_of[readable[a]], paths_of[readable[b]], features)
     groups = _groups(entries, readable, candidates, similarity, confirmed)
     ordered = sorted(groups, key=lambda g: (not g.leak, not g.conflict, g.paths))
     return DuplicateReport(tuple(ordered), len(entries), decoded)
 
 
-def _hashed(
-    dataset: Dataset, entries: list[Entry], shas: list[str], cache: Path | None
-) -> tuple[dict[str, np.void], int]:
+def prepare(files: Sequence[Path], cache: Path) -> None:
+    """Decode, hash and pair these image files into `cache`, as a look at a version of exactly them
+    would: the server's warm-up does it for the built-in sample, of which each hosted visitor gets a
+    version of their own, so that none of them waits for it."""
+    file_of = {file_sha256(path): path for path in files}
+    shas = sorted(file_of)
+    rows, _ = _hashed(file_of, shas, cache)
+    _picture_pairs([sha for sha in shas if rows[sha]["ok"]], rows, cache)
+
+
+def _hashed(file_of: Mapping[str, Path], shas: list[str], cache: Path | None) -> tuple[dict[str, np.void], int]:
     """Each content hash's row (perceptual hash, thumbnail, whether it decoded), from the cache or
-    decoded now (and then cached); and how many images were decoded."""
+    decoded now from `file_of[sha]` (and then cached); and how many images were decoded."""
     rows = _cached_rows(cache, shas) if cache is not None else {}
     missing = [sha for sha in shas if sha not in rows]
     if not missing:
         return rows, 0
-    file_of = {e.sha256: dataset.image_path(e.path) for e in entries}
     made = np.zeros(len(missing), dtype=_ROW)
     made["sha"] = missing
     for i, (array, _reason) in enumerate(parallel_map(thumbnail, [file_of[sha] for sha in missing])):
@@ -214,14 +233,29 @@ def _hashed(
     return rows, len(missing)
 
 
-def _near_pairs(
-    shas: list[str],
-    rows: dict[str, np.void],
-    paths_of: dict[str, list[str]],
-    features: Mapping[str, np.ndarray] | None,
+def _picture_pairs(
+    shas: list[str], rows: dict[str, np.void], cache: Path | None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The candidate pairs (indices into `shas`, an (P, 2) array), each one's similarity on the coarse
-    thumbnails, and which of them are the same picture."""
+    """The candidate pairs among these distinct images (indices into `shas`, an (P, 2) array), each
+    one's similarity on the coarse thumbnails, and which of them the pictures show to be the same.
+
+    They depend on the images alone, so `cache` keeps them by the set of images: another version,
+    dataset or visitor with the same images finds them there."""
+    stored = _pairs_file(cache, shas) if cache is not None and len(shas) >= 2 else None
+    if stored is not None and (found := _read_pairs(stored)) is not None:
+        return found
+    found = _near_pairs(shas, rows)
+    if stored is not None:
+        stored.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_write(stored, "wb") as fh:
+            np.savez(fh, candidates=found[0].astype(np.int32), similarity=found[1], confirmed=found[2])
+        for unused in sorted(stored.parent.glob("[!.]*.npz"), key=_last_used, reverse=True)[KEPT_PAIRS:]:
+            unused.unlink(missing_ok=True)
+    return found
+
+
+def _near_pairs(shas: list[str], rows: dict[str, np.void]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`_picture_pairs`, computed: close hashes, then the coarse and the fine checks."""
     none = np.zeros((0, 2), dtype=np.int64), np.zeros(0, dtype=np.float32), np.zeros(0, dtype=bool)
     if len(shas) < 2:
         return none
@@ -239,11 +273,34 @@ def _near_pairs(
         pairs = sure[start : start + CHUNK_CROPPED]
         a, b = (np.stack([rows[shas[i]]["thumb"] for i in candidates[pairs, side]]) for side in (0, 1))
         confirmed[pairs] = fine_match(a, b, crops.take(pairs))
-    if features:
-        for k in np.flatnonzero(confirmed):
-            a, b = candidates[k]
-            confirmed[k] = _features_agree(paths_of[shas[a]], paths_of[shas[b]], features)
     return candidates, similarity, confirmed
+
+
+def _pairs_file(cache: Path, shas: list[str]) -> Path:
+    """Where the pairs of this set of images are kept: named by a digest of their sorted content hashes
+    and of the thresholds that chose them, so a change of either finds nothing stale."""
+    digest = hashlib.blake2b(f"{MAX_HAMMING} {MIN_SIMILARITY}\n".encode(), digest_size=16)
+    for sha in shas:
+        digest.update(sha.encode("ascii"))
+    return _cache_folder(cache) / "pairs" / f"{digest.hexdigest()}.npz"
+
+
+def _read_pairs(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """Pairs kept by `_picture_pairs`; None when missing or damaged (they are found again)."""
+    try:
+        with np.load(path, allow_pickle=False) as stored:
+            found = stored["candidates"].astype(np.int64), stored["similarity"], stored["confirmed"]
+        os.utime(path)  # used now: the last to be given up
+    except (OSError, ValueError, KeyError, EOFError):
+        return None
+    return found
+
+
+def _last_used(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0  # given up meanwhile by another process
 
 
 def _candidates(hashes: np.ndarray) -> np.ndarray:

@@ -4,9 +4,10 @@ Once per server process, in a background thread started after the first page was
 built-in sample is generated into the cache (`data.sample_dir`, the call the pages make), the
 default training on it is planned as the Train page plans it (`training.training_plan`: the scan,
 the sample's version 1 where versions are shared, the leakage check's image hashes, TensorFlow and
-Keras imported, the default model built), and the augmentation preview's layers run once (Keras's
-first-call costs). Everything it makes lives where the pages look for it: the cache folder, the
-dataset versions folder, the imported modules.
+Keras imported, the default model built), the augmentation preview's layers run once (Keras's
+first-call costs), and, on a hosted server, the sample's copies looked for (each visitor's own
+version of it then finds them in the cache). Everything it makes lives where the pages look for it:
+the cache folder, the dataset versions folder, the imported modules.
 
 A page that needs TensorFlow waits for a running warm-up (`wait_for_warm_up`) rather than working
 beside it: two threads importing TensorFlow at once can stop each other in Python's import locks
@@ -54,8 +55,9 @@ def wait_for_warm_up() -> None:
 
 
 def warm_up(cache: Path, models: Path, datasets: Path | None) -> dict[str, float]:
-    """Generate the sample, plan the default training on it and run the augmentation preview's layers
-    once, in this thread; return the seconds each step took ("sample", "plan", "preview").
+    """Generate the sample, plan the default training on it, run the augmentation preview's layers
+    once and, where versions belong to each visitor, find the sample's copies; in this thread. Returns
+    the seconds each step took ("sample", "plan", "preview", "duplicates").
 
     All in this thread, not in a child process: a process started with "spawn" from inside a
     Streamlit script run re-runs the app script (Streamlit swaps in its own `__main__` module), which
@@ -85,4 +87,12 @@ def warm_up(cache: Path, models: Path, datasets: Path | None) -> dict[str, float
     image = load_array(report.path_of(report.files[0]), config.image_size, config.color_mode, config.resize_mode)
     augment_preview(config, image, n=1)
     seconds["preview"] = time.perf_counter() - start
+    if datasets is None:
+        # Each hosted visitor makes a version of the sample of their own, whose copies the Data and
+        # Train pages look for: the images' hashes and pairs are found now, once for all of them.
+        from cnnlab.data.duplicates import prepare
+
+        start = time.perf_counter()
+        prepare([report.path_of(name) for name in report.files], cache)
+        seconds["duplicates"] = time.perf_counter() - start
     return seconds
