@@ -206,7 +206,7 @@ def test_a_backbone_run_stopped_while_fine_tuning_resumes_and_continues_in_fine_
     model = tiny_model_config(
         image_size=(32, 32), backbone="mobilenet_v3_small", backbone_weights="none", dense_units=0
     )
-    config = tiny_train_config(epochs=2, fine_tune_layers=12, fine_tune_epochs=2)
+    config = tiny_train_config(epochs=1, fine_tune_layers=12, fine_tune_epochs=2)
     whole = train(data_dir, model, config, workspace=Workspace(store, cache_dir))
     stop = threading.Event()
     stopped = train(
@@ -215,16 +215,17 @@ def test_a_backbone_run_stopped_while_fine_tuning_resumes_and_continues_in_fine_
         config,
         workspace=Workspace(store, cache_dir),
         hooks=TrainingHooks(
-            on_batch=lambda p: stop.set() if (p["epoch"], p["batch"]) == (4, 1) else None,  # mid fine-tuning
+            on_batch=lambda p: stop.set() if (p["epoch"], p["batch"]) == (3, 1) else None,  # mid fine-tuning
             stop_event=stop,
         ),
     )
-    assert stopped.status == "stopped" and read_state(stopped.checkpoint_dir)["epoch"] == 3
+    # Its checkpoint is of fine-tuning's first epoch: the resumed run starts inside fine-tuning.
+    assert stopped.status == "stopped" and read_state(stopped.checkpoint_dir)["epoch"] == 2
 
     resumed = resume(stopped.id, workspace=Workspace(store, cache_dir))
-    assert [row.phase for row in resumed.history] == ["head", "head", "fine_tune", "fine_tune"]
+    assert [row.phase for row in resumed.history] == ["head", "fine_tune", "fine_tune"]
     assert curves(resumed) == curves(whole) and outcome(resumed) == outcome(whole)
 
     child = continue_training(resumed.id, 1, workspace=Workspace(store, cache_dir))
-    assert [(row.epoch, row.phase) for row in child.history] == [(5, "fine_tune")]
+    assert [(row.epoch, row.phase) for row in child.history] == [(4, "fine_tune")]
     assert child.record.fine_tune == resumed.record.fine_tune and child.status == "completed"
