@@ -423,6 +423,13 @@ def validation_loss(run: Run, cache: Path) -> float:
         return evaluate_prepared(run.load_model(), prepared, parts["validation"]).loss
 
 
+def dead_pid() -> int:
+    """The id of a process of this machine that has exited and been reaped."""
+    process = subprocess.Popen([sys.executable, "-c", ""])
+    process.wait()
+    return process.pid
+
+
 def scan_components_once() -> None:
     """Each new AppTest session's first run scans every installed distribution for Streamlit
     components (about 0.6 s); a server scans once, as it starts. Nothing is installed while tests

@@ -17,7 +17,7 @@ from cnnlab.training.checkpoint import read_state
 from cnnlab.training.engine import train
 from cnnlab.training.hooks import TrainingHooks
 from cnnlab.training.resuming import continue_training, resume
-from helpers import durably_replaced, small_cnn, tiny_model_config, tiny_train_config
+from helpers import dead_pid, durably_replaced, small_cnn, tiny_model_config, tiny_train_config
 
 METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")
 # Dropout and a random flip, so the layers' random generators are part of what must be restored.
@@ -113,6 +113,24 @@ def test_only_a_completed_run_with_a_training_state_can_be_continued(trained_run
     stopped.update(status="completed")
     with pytest.raises(ValueError, match=r"kept no training state to continue from.*Received: run="):
         continue_training(stopped.id, 2, workspace=Workspace(store, cache_dir))
+
+
+def test_a_run_killed_after_its_training_ended_but_before_it_was_marked_completed_resumes_to_its_result(
+    make_dataset, run_store, cache_dir
+):
+    """Its checkpoint had already given up the best epoch's copy (the saved model holds it)."""
+    workspace = Workspace(run_store, cache_dir)
+    whole = train(make_dataset(per_class=8), tiny_model_config(), tiny_train_config(epochs=3), workspace=workspace)
+    assert read_state(whole.checkpoint_dir)["best_weights"] is None
+    record = whole.record
+    whole.update(status="running", pid=dead_pid())  # as its process, killed there, left it
+    assert run_store.get(whole.id).status == "interrupted"
+
+    resumed = resume(whole.id, workspace=workspace)
+    assert resumed.status == "completed" and [row.epoch for row in resumed.history] == [1, 2, 3]
+    assert resumed.record.best_epoch == record.best_epoch
+    assert resumed.record.metrics.test_accuracy == record.metrics.test_accuracy
+    assert resumed.record.metrics.test_loss == pytest.approx(record.metrics.test_loss, rel=1e-6)
 
 
 KILLABLE = """

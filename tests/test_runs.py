@@ -15,6 +15,7 @@ import pytest
 from cnnlab.runs import heartbeat
 from cnnlab.runs.record import DatasetInfo, HistoryRow, Metrics, RunRecord, SweepTrial
 from cnnlab.runs.store import RunStore
+from helpers import dead_pid
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 EMPTY_SPLIT = {"train": [], "validation": [], "test": []}
@@ -22,13 +23,6 @@ EMPTY_SPLIT = {"train": [], "validation": [], "test": []}
 
 def make_run(store: RunStore, **record):
     return store.create(RunRecord(**record), EMPTY_SPLIT)
-
-
-def dead_pid() -> int:
-    """The id of a process that has exited and been reaped."""
-    proc = subprocess.Popen([sys.executable, "-c", "pass"])
-    proc.wait()
-    return proc.pid
 
 
 def test_create_writes_a_complete_run_folder(tmp_path):

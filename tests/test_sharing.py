@@ -24,7 +24,7 @@ import pytest
 
 from cnnlab.common.files import HOST_ID, remove_stale_temporaries, writer_tag
 from cnnlab.runs.store import RunStore
-from helpers import REPO_ROOT, TINY, write_dataset
+from helpers import REPO_ROOT, TINY, dead_pid, write_dataset
 
 pytestmark = pytest.mark.slow
 
@@ -111,13 +111,6 @@ def interrupted_run(env: dict[str, str], data: Path, models: Path) -> str:
         assert training.poll() is None, training.communicate()
         time.sleep(0.05)
     raise AssertionError("no checkpoint written in time")
-
-
-def dead_pid() -> int:
-    """The id of a process of this machine that has ended."""
-    process = subprocess.Popen([sys.executable, "-c", ""])
-    process.wait()
-    return process.pid
 
 
 def finished(process: subprocess.Popen) -> tuple[int, str, str]:

@@ -267,6 +267,8 @@ def _fit(
         best = None
         if start.state is not None and start.folder is not None:
             best = checkpoint.restore(model, start.folder, start.state, start.with_best)
+            if best is None and start.with_best and start.state.get("best_epoch"):
+                best = _saved_best(run, model)
     val_ds = (
         data.make_dataset(prepared, parts["validation"], train_config.batch_size) if len(parts["validation"]) else None
     )
@@ -339,6 +341,17 @@ def _fit(
         model.set_weights(progress.best_weights)
     # Evaluated as it is saved: in float32, whatever the training precision.
     return progress, float32_copy(model)
+
+
+def _saved_best(run: Run, model) -> list:
+    """The best epoch's weights of a run killed after its training ended (its checkpoint gave up their
+    copy, `checkpoint.keep_latest_only`) and before it was marked completed: its saved model holds them.
+    The model is left holding the latest epoch's, as `checkpoint.restore` leaves it."""
+    latest = model.get_weights()
+    model.load_weights(run.model_path)
+    best = model.get_weights()
+    model.set_weights(latest)
+    return best
 
 
 def _fine_tuning_at(run: Run, start: Start) -> FineTuning | None:
