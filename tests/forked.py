@@ -1,6 +1,7 @@
-"""Programs run as a person runs them, `python -m MODULE ARGS` (or `python -c CODE ARGS`), each its own process with its own
-environment, working folder, output and exit status, but forked from one server process (per test
-worker) that has already imported TensorFlow, Keras and CNN Lab: a run saves the 5-9 s import.
+"""Programs run as a person runs them, `python -m MODULE ARGS` (or `python -c CODE ARGS`), each its
+own process with its own environment, working folder, output and exit status, but forked from one
+server process (per test worker) that has already imported TensorFlow, Keras and CNN Lab: a run
+saves the 5-9 s import.
 
 For tests of what a program does (what it writes, prints and leaves behind when killed), not of how
 a fresh interpreter starts: tests of entry points, of what an import pulls in or of TensorFlow's

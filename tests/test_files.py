@@ -5,7 +5,7 @@ import json
 import pytest
 
 from cnnlab.common.files import atomic_path, atomic_write, build_folder, write_json
-from helpers import durably_replaced, synced
+from helpers import dead_pid, durably_replaced, synced
 
 
 def test_write_json_replaces_the_file_whole_and_leaves_no_temporaries(tmp_path):
@@ -131,17 +131,16 @@ def test_temporaries_are_named_for_their_writer_and_removed_once_stale(tmp_path)
 
     from cnnlab.common.files import FOREIGN_MAX_AGE_S, HOST_ID, remove_stale_temporaries, temporary_name, writer_tag
 
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    dead_pid = int(dead.stdout)
+    dead = dead_pid()  # a killed writer's process
     nested = tmp_path / "uploads" / "session"
     nested.mkdir(parents=True)
     live = temporary_name(tmp_path / "model.keras")  # this process, just now: a live writer's
     live.write_bytes(b"x")
     assert live.name.startswith(f".model.keras.{HOST_ID}-{os.getpid()}-") and live.name.endswith(".tmp")
-    killed = nested / f".abc123.{writer_tag(dead_pid)}-xyz.tmp"  # a killed extraction's folder
+    killed = nested / f".abc123.{writer_tag(dead)}-xyz.tmp"  # a killed extraction's folder
     (killed / "cats").mkdir(parents=True)
     other_host = "ffffffff" if HOST_ID != "ffffffff" else "eeeeeeee"
-    elsewhere = tmp_path / f".data.npy.{other_host}-{dead_pid}-k3j2h1.tmp.npy"  # a machine sharing the folder
+    elsewhere = tmp_path / f".data.npy.{other_host}-{dead}-k3j2h1.tmp.npy"  # a machine sharing the folder
     elsewhere.write_bytes(b"x")
     users_own = tmp_path / ".notes.k3j2h1.tmp"  # not a name CNN Lab gives: never touched, however old
     users_own.write_text("{}")

@@ -195,7 +195,6 @@ def find_duplicates(
         paths_of.setdefault(entry.sha256, []).append(entry.path)
     candidates, similarity, confirmed = _picture_pairs(readable, rows, cache)
     if features:
-        confirmed = confirmed.copy()
         for k in np.flatnonzero(confirmed):
             a, b = candidates[k]
             confirmed[k] = _features_agree(paths_of[readable[a]], paths_of[readable[b]], features)
