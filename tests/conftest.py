@@ -3,9 +3,11 @@ class-folder datasets of real images."""
 
 from __future__ import annotations
 
+import gc
 import http.server
 import os
 import shutil
+import sys
 import tempfile
 import threading
 from functools import partial
@@ -37,6 +39,17 @@ def pytest_configure(config):
 
 def pytest_unconfigure(config):
     shutil.rmtree(os.environ["KERAS_HOME"], ignore_errors=True)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_teardown(item):
+    """Once a test has imported TensorFlow in this worker (its fixtures torn down), what the imports
+    made is frozen out of the garbage collector's walks, as the app's warm-up does: every full
+    collection after the later tests' trainings then skips about half a million objects."""
+    from cnnlab.training import memory
+
+    if "tensorflow" in sys.modules and not gc.get_freeze_count():
+        memory.freeze_long_lived()
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -277,6 +277,7 @@ def hosted(app_cache, isolated_dirs, tmp_path, monkeypatch):
     monkeypatch.setenv("CNNLAB_MODELS_DIR", str(isolated_dirs[1]))
     monkeypatch.setenv("CNNLAB_HOSTED", "1")
     monkeypatch.setenv("CNNLAB_DATA_ROOTS", str(tmp_path))
+    st.cache_resource.clear()  # a fresh server: no settings or dataset an earlier test's "person" left on it
     details = st.get_option("client.showErrorDetails")
     yield isolated_dirs[1]
     st.set_option("client.showErrorDetails", details)  # the hosted app sets it for the whole server

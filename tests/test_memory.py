@@ -91,6 +91,21 @@ def resident_mb() -> float:
         return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
+def test_what_lives_when_frozen_leaves_the_collectors_walks_and_later_cycles_are_still_collected():
+    class Node:
+        pass
+
+    frozen = memory.freeze_long_lived()
+    assert frozen == gc.get_freeze_count() > 100_000  # TensorFlow, Keras and the tests' own imports
+    assert len(gc.get_objects()) < frozen / 10, "a full collection walks what came after the freeze only"
+    node = Node()
+    node.itself = node  # a cycle: only the collector can free it
+    gone = weakref.ref(node)
+    del node
+    gc.collect()
+    assert gone() is None
+
+
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="malloc_trim is glibc's (Linux, as on the hosted demo)")
 def test_memory_freed_in_a_threads_arena_is_given_back():
     survivors: list[bytes] = []

@@ -177,16 +177,14 @@ def test_runs_page_registers_the_run_lists_versions_and_moves_an_alias(app, trai
 
 
 def test_without_mlflow_the_commands_say_how_to_get_it_in_one_line(tmp_path):
-    """MLflow made unimportable in a fresh process (as where it is not installed)."""
-    import subprocess
-    import sys
-
-    from helpers import REPO_ROOT
+    """MLflow made unimportable, as where it is not installed, in programs forked from one that
+    imported TensorFlow and CNN Lab's commands but never MLflow (`forked`)."""
+    import forked
 
     code = "import sys; sys.modules['mlflow'] = None\nfrom cnnlab.cli import main\nsys.exit(main(sys.argv[1:]))"
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "CNNLAB_MODELS_DIR": str(tmp_path)}
+    env = {**os.environ, "CNNLAB_MODELS_DIR": str(tmp_path)}
     for args in (["registry", "shapes"], ["serve", "models:/shapes@champion"], ["register", "demo", "--name", "x"]):
-        done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env, timeout=120)
-        assert done.returncode == 2, done.stderr
-        lines = done.stderr.strip().splitlines()
+        done = forked.run(["-c", code, *args], tmp_path / args[0], env=env, timeout=120)
+        assert done.poll() == 2, done.errors()
+        lines = done.errors().strip().splitlines()
         assert len(lines) == 1 and "needs MLflow, which is not installed" in lines[0] and "pip install" in lines[0]

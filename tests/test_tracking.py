@@ -9,8 +9,6 @@ import dataclasses
 import json
 import logging
 import os
-import subprocess
-import sys
 import threading
 from pathlib import Path
 
@@ -18,6 +16,7 @@ import numpy as np
 import pytest
 from e2e_server import free_port
 
+import forked
 from cnnlab.cli import main
 from cnnlab.runs.store import RunStore
 from cnnlab.team.tracking import EPOCH_METRICS, TrackingConfig, sync_runs
@@ -316,6 +315,8 @@ def test_a_teammates_run_on_a_dataset_version_finds_the_version_with_its_content
 
 
 def test_training_without_a_tracking_uri_never_imports_mlflow(tmp_path):
+    """In a program forked from one that imported TensorFlow and CNN Lab's commands (`forked`): had any
+    of those imports pulled MLflow in, it would be listed too."""
     data_dir = write_dataset(tmp_path / "data", per_class=6)
     script = (
         "import sys; import cnnlab; from cnnlab.cli import main; "
@@ -325,16 +326,13 @@ def test_training_without_a_tracking_uri_never_imports_mlflow(tmp_path):
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("CNNLAB_TRACKING")}
     env.update(
-        PYTHONPATH=str(REPO_ROOT),
         TF_CPP_MIN_LOG_LEVEL="3",
         CNNLAB_MODELS_DIR=str(tmp_path / "models"),
         CNNLAB_CACHE_DIR=str(tmp_path / "cache"),
     )
-    done = subprocess.run(
-        [sys.executable, "-c", script], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.strip().splitlines()[-1] == "0 []"
+    done = forked.run(["-c", script], tmp_path / "train", env=env, timeout=300)
+    assert done.poll() == 0, done.errors()[-2000:]
+    assert done.output().strip().splitlines()[-1] == "0 []"
 
 
 @pytest.mark.slow

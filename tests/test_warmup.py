@@ -16,7 +16,7 @@ from helpers import APP, REPO_ROOT
 # Run in a fresh process with the warm-up on: the home page first, recording which thread first
 # imports TensorFlow; then the warm-up's outcome; then the Train page of the same session.
 APP_WITH_WARM_UP = """
-import json, sys, threading
+import gc, json, sys, threading
 from importlib.abc import MetaPathFinder
 
 class FirstImport(MetaPathFinder):
@@ -43,6 +43,7 @@ print(json.dumps({
     "tensorflow_first_imported_by": FirstImport.thread,
     "same_future": again is future,
     "steps": sorted(steps),
+    "frozen": gc.get_freeze_count(),
     "summary": [e.label for e in at.expander if e.label.startswith("Model summary")],
 }))
 """
@@ -67,7 +68,9 @@ def test_the_warm_up_starts_after_the_home_page_once_per_process_and_readies_the
     # ask for it): the warm-up's thread, started once the page had run, was.
     assert found["tensorflow_first_imported_by"] == "cnnlab-warm_up"
     assert found["same_future"], "a second start returns the process's one warm-up"
-    assert found["steps"] == ["plan", "preview", "sample"]
+    assert found["steps"] == ["freeze", "plan", "preview", "sample"]
+    # What TensorFlow, Keras and Streamlit made at import is out of the collector's walks.
+    assert found["frozen"] > 100_000, found["frozen"]
     assert len(found["summary"]) == 1
     sample = cache / "sample-v1-seed0"
     for name in SAMPLE_CLASSES:
@@ -85,7 +88,7 @@ def test_a_hosted_warm_up_finds_the_samples_copies_once_for_every_visitors_versi
     from cnnlab.server.warmup import warm_up
 
     cache = tmp_path / "cache"
-    assert sorted(warm_up(cache, tmp_path / "models", None)) == ["duplicates", "plan", "preview", "sample"]
+    assert sorted(warm_up(cache, tmp_path / "models", None)) == ["duplicates", "freeze", "plan", "preview", "sample"]
     kept = {p: p.stat().st_ino for p in cache.rglob("pairs/*.npz")}
     assert len(kept) == 1
     for visitor in ("first", "second"):
