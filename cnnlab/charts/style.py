@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import numpy as np
 import plotly.graph_objects as go
+import plotly.io as pio
 from plotly.colors import qualitative
 
 TEMPLATE = "plotly_white"
 PALETTE = qualitative.Plotly
+# Every figure of this process starts from the charts' template: Plotly gives a new figure its
+# default template without validating it again, where assigning the template to each figure
+# validated all of it every time (about 8 ms a figure, most of what a small chart cost to build).
+pio.templates.default = TEMPLATE
 
 
 def layout(fig: go.Figure, title: str, x_title: str | None, y_title: str | None) -> go.Figure:
     """The shared look: white template, a left-aligned title, labelled axes and a compact legend."""
     fig.update_layout(
-        template=TEMPLATE,
         title={"text": title, "x": 0.0, "xanchor": "left"},
         margin={"l": 60, "r": 30, "t": 60, "b": 50},
         legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "xanchor": "right", "x": 1.0},
