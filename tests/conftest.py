@@ -3,7 +3,6 @@ class-folder datasets of real images."""
 
 from __future__ import annotations
 
-import gc
 import http.server
 import os
 import shutil
@@ -41,15 +40,18 @@ def pytest_unconfigure(config):
     shutil.rmtree(os.environ["KERAS_HOME"], ignore_errors=True)
 
 
+FROZEN: list[int] = []  # how many objects this worker froze, once it has
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_runtest_teardown(item):
     """Once a test has imported TensorFlow in this worker (its fixtures torn down), what the imports
     made is frozen out of the garbage collector's walks, as the app's warm-up does: every full
     collection after the later tests' trainings then skips about half a million objects."""
-    from cnnlab.training import memory
+    if "tensorflow" in sys.modules and not FROZEN:
+        from cnnlab.training import memory
 
-    if "tensorflow" in sys.modules and not gc.get_freeze_count():
-        memory.freeze_long_lived()
+        FROZEN.append(memory.freeze_long_lived())  # not gc.get_freeze_count(): it walks every frozen object
 
 
 @pytest.fixture(scope="session", autouse=True)
