@@ -40,7 +40,7 @@ def pytest_unconfigure(config):
     shutil.rmtree(os.environ["KERAS_HOME"], ignore_errors=True)
 
 
-FROZEN: list[int] = []  # how many objects this worker froze, once it has
+FROZEN: list[bool] = []  # [True] once this worker froze (gc.get_freeze_count() would walk every frozen object)
 
 
 @pytest.hookimpl(trylast=True)
@@ -51,7 +51,8 @@ def pytest_runtest_teardown(item):
     if "tensorflow" in sys.modules and not FROZEN:
         from cnnlab.training import memory
 
-        FROZEN.append(memory.freeze_long_lived())  # not gc.get_freeze_count(): it walks every frozen object
+        memory.freeze_long_lived()
+        FROZEN.append(True)
 
 
 @pytest.fixture(scope="session", autouse=True)
