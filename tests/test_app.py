@@ -152,6 +152,7 @@ def test_evaluate_says_which_images_are_gone_instead_of_failing(app, trained_run
     assert any(f"{first['path']} is missing or unreadable now" in c.value for c in at.caption)
 
 
+@pytest.mark.slow
 def test_training_from_the_train_page_saves_a_run_then_predict_and_runs_use_it(app, isolated_dirs):
     at = open_page(app, "pages/train.py")
     tiny_training(at, epochs=2)
@@ -225,6 +226,7 @@ def test_a_reloaded_tab_finds_the_running_training_its_stop_and_its_settings(app
     assert run.status == "stopped" and run.model_path.exists()
 
 
+@pytest.mark.slow
 def test_the_runs_page_resumes_a_stopped_run_and_trains_a_completed_one_more(app, isolated_dirs):
     store = RunStore(isolated_dirs[1])
     at = open_page(app, "pages/train.py")
@@ -295,6 +297,7 @@ def test_classes_named_like_the_predict_tables_columns_overwrite_none_of_them(ap
     np.testing.assert_allclose(table["confidence"], probabilities.max(axis=1))
 
 
+@pytest.mark.slow
 def test_a_sweep_from_the_sweep_page_saves_tagged_runs(app, isolated_dirs):
     at = open_page(app, "pages/sweep.py")
     tiny_sweep(at, trials=2, conv_blocks=(1, 2))
@@ -372,6 +375,7 @@ def test_a_model_too_big_for_the_server_is_a_message(app):
     assert "start-training" not in [b.key for b in at.button]
 
 
+@pytest.mark.slow
 def test_a_sweep_stopped_before_any_trial_ends_says_so(app):
     at = open_page(app, "pages/sweep.py")
     at.sidebar.number_input(key="sweep-epochs").set_value(50)

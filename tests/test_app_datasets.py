@@ -252,6 +252,7 @@ def test_a_predict_page_photo_is_added_to_the_runs_dataset_under_a_chosen_class(
     assert file_hashes(root) == before  # the user's folder is never written to
 
 
+@pytest.mark.slow
 def test_a_hosted_visitors_predict_page_image_counts_against_their_budget(hosted, monkeypatch):
     monkeypatch.setenv("CNNLAB_MAX_SESSION_MB", "1")
     at = open_page(start_app(), "pages/predict.py")  # the demo run, trained on the built-in sample

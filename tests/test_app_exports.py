@@ -16,6 +16,7 @@ def copied(app, trained_run, tmp_path, monkeypatch):
     return tmp_path / "models" / trained_run["run"].id
 
 
+@pytest.mark.slow
 def test_runs_page_exports_int8_and_benchmarks_every_format(app, copied):
     from cnnlab.deploy.benchmark import BENCHMARK_FORMATS
 

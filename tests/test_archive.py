@@ -357,6 +357,7 @@ def test_a_killed_extracting_process_is_refused_in_one_line_and_its_leftovers_ar
     assert not any(uploads.iterdir())
 
 
+@pytest.mark.slow
 def test_an_extraction_over_its_time_limit_is_killed_refused_in_one_line_and_leaves_nothing(tmp_path, monkeypatch):
     # The child process finds the tests' helpers (the check that never ends) where this one does.
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")]))

@@ -157,6 +157,7 @@ def test_bad_backbone_settings_raise(overrides, message):
         backbone_config(**overrides)
 
 
+@pytest.mark.slow
 def test_weights_file_is_loaded_by_path_and_predicts_like_its_source(tmp_path):
     source = backbones.build_backbone("mobilenet_v3_small", SIZE, "none")
     path = tmp_path / "backbone.weights.h5"
@@ -192,6 +193,7 @@ def test_imagenet_offline_stops_before_a_run_exists(make_dataset, run_store, cac
     assert not run_store.root.exists()
 
 
+@pytest.mark.slow
 def test_cli_imagenet_offline_exits_2_with_one_line(make_dataset, tmp_path):
     data_dir = make_dataset(per_class=4)
     models = tmp_path / "models"

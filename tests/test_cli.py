@@ -225,6 +225,7 @@ def test_python_m_cnnlab_runs_as_a_program(tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_a_program_that_loads_tensorflow_still_errs_in_one_line(trained_run, tmp_path):
     """TensorFlow's C++ start-up lines would otherwise come before the error on stderr."""
     bad = tmp_path / "fake.png"
@@ -254,6 +255,7 @@ def test_a_setting_naming_no_user_is_one_line_exit_2(name, tmp_path):
 
 
 @pytest.mark.parametrize("entry", ENTRY_POINTS)
+@pytest.mark.slow
 def test_both_entry_points_keep_tensorflow_quiet(entry, trained_run, tmp_path):
     """The console script sets up the process like `python -m cnnlab`: TensorFlow's C++ log lines
     (a TFLite conversion prints a dozen) stay hidden whether or not the shell quiets them."""

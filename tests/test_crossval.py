@@ -27,6 +27,7 @@ def test_folds_are_stratified_and_a_function_of_the_seed():
         assert counts.sum() == size and counts.max() - counts.min() <= 1
 
 
+@pytest.mark.slow
 def test_swapped_training_labels_are_found_only_by_the_cross_validated_pass(tmp_path, run_store, cache_dir):
     root = write_dataset(tmp_path / "data", per_class=12, size=(16, 16))
     swapped = swap_labels(root)

@@ -316,6 +316,7 @@ def test_the_embedding_modules_import_no_tensorflow():
     assert out.strip() == "[]"
 
 
+@pytest.mark.slow
 def test_a_damaged_model_is_one_line_on_stderr_even_after_tensorflow_loads(copied, tmp_path):
     """`dataset outliers` imports TensorFlow quietly first, as the top-level commands that need it do."""
     run, cache = copied

@@ -340,6 +340,7 @@ def test_hosted_oversized_upload_gets_a_message(hosted, monkeypatch):
     assert at.subheader[0].value == "Built-in sample (shapes)"  # the session keeps its dataset
 
 
+@pytest.mark.slow
 def test_a_second_training_waits_its_turn_and_sessions_see_only_their_runs(hosted):
     from helpers import open_page, start_app, tiny_training, wait_for_job
 
@@ -391,6 +392,7 @@ def test_hosted_train_page_refuses_a_step_too_big_for_the_server(hosted):
     assert "start-training" not in [b.key for b in at.button]
 
 
+@pytest.mark.slow
 def test_a_visitor_keeps_identity_training_and_settings_across_a_reload_and_strangers_see_none(hosted):
     from streamlit.testing.v1 import AppTest
 
@@ -529,6 +531,7 @@ def image_bytes_flat(side: int) -> bytes:
 ABSOLUTE_PATH = re.compile(r"(?<![\w.~:/-])/[\w.-]+/")
 
 
+@pytest.mark.slow
 def test_every_hostile_upload_is_refused_briefly_without_a_server_path_and_leaves_nothing(
     hosted, monkeypatch, app_cache
 ):
@@ -570,6 +573,7 @@ def upload(at, name: str, content: bytes):
     return at
 
 
+@pytest.mark.slow
 def test_a_visitor_who_fills_their_budget_leaves_another_free_to_upload_and_train(hosted, monkeypatch, app_cache):
     from helpers import open_page, start_app, tiny_training, wait_for_job
 

@@ -22,6 +22,7 @@ def config(mlflow_server, request) -> TrackingConfig:
     return TrackingConfig(mlflow_server.url, f"{request.node.name[:50]}-{os.getpid()}", "tester")
 
 
+@pytest.mark.slow
 def test_register_list_and_move_an_alias_seen_by_another_client(config, trained_run):
     from mlflow.tracking import MlflowClient
 
@@ -176,6 +177,7 @@ def test_runs_page_registers_the_run_lists_versions_and_moves_an_alias(app, trai
     assert list(versions_shown(at)["aliases"]) == ["@champion", ""]
 
 
+@pytest.mark.slow
 def test_without_mlflow_the_commands_say_how_to_get_it_in_one_line(tmp_path):
     """MLflow made unimportable, as where it is not installed, in programs forked from one that
     imported TensorFlow and CNN Lab's commands but never MLflow (`forked`)."""

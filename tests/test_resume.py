@@ -47,6 +47,7 @@ def test_a_checkpoint_commits_only_weights_already_on_disk(tmp_path, disk_calls)
     assert read_state(folder)["weights"] == "epoch-0002.weights.h5"
 
 
+@pytest.mark.slow
 def test_a_stopped_run_resumes_to_the_same_result_as_one_that_never_stopped(make_dataset, run_store, cache_dir):
     data_dir, store = make_dataset(per_class=8), run_store
     config = tiny_train_config(epochs=5, patience=2)

@@ -359,6 +359,7 @@ except ValueError as exc:
 """
 
 
+@pytest.mark.slow
 def test_two_processes_resuming_one_run_get_one_writer(tmp_path):
     """Issue 27, item 6: the status check and the claim are minutes apart in a resume; the claim decides."""
     run = make_run(RunStore(tmp_path / "models"))

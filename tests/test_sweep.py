@@ -237,6 +237,7 @@ def test_a_stopped_sweep_runs_nothing_and_a_study_keeps_its_space(make_dataset, 
     assert store.list() == []
 
 
+@pytest.mark.slow
 def test_three_trials_are_three_tagged_runs_with_a_best_one(make_dataset, tmp_path, cache_dir):
     root = make_dataset()
     store = RunStore(tmp_path / "models")

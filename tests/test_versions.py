@@ -227,6 +227,7 @@ def versioned(run_store, cache_dir, tmp_path: Path):
     return Workspace(run_store, cache_dir, datasets=tmp_path / "datasets")
 
 
+@pytest.mark.slow
 def test_a_training_records_its_version_and_one_version_always_splits_the_same(
     folder: Path, tmp_path: Path, run_store, cache_dir
 ) -> None:
@@ -267,6 +268,7 @@ def test_a_training_records_its_version_and_one_version_always_splits_the_same(
     assert older.record.dataset.version == 1 and older.split() == first.split()
 
 
+@pytest.mark.slow
 def test_a_run_on_a_version_with_an_added_image_evaluates_resumes_continues_and_exports(
     folder: Path, tmp_path: Path, run_store, cache_dir
 ) -> None:
