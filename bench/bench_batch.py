@@ -7,9 +7,11 @@ the sample's 2,400 files, so any N costs no disk):
   same size; interleaved repeats, medians, ratio (target: at least 0.9x);
 - memory: the peak resident memory of a fresh process predicting each folder into a CSV, so its
   growth from the smallest N to the largest shows whether memory grows with the number of images.
-Measures and prints; asserts nothing.
+With `--model-threads N`, TensorFlow runs each op on N threads (both sides alike): on a 2-core
+machine, `--model-threads 1` leaves a core beside the model, as a machine with more cores than the
+model uses has, where the decoding can overlap the model's pass. Measures and prints; asserts nothing.
 
-    python -m bench.bench_batch [--sizes 1000 10000] [--repeats 3] [--batch-size 64] [--cache DIR]
+    python -m bench.bench_batch [--sizes 1000 10000] [--repeats 3] [--batch-size 64] [--model-threads N] [--cache DIR]
 """
 
 from __future__ import annotations
@@ -76,12 +78,19 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument(
+        "--model-threads", type=int, help="TensorFlow's threads per op, both sides (default: one per core)"
+    )
     parser.add_argument("--cache", type=Path, default=Settings().cache_dir, help="cache folder (default: %(default)s)")
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child(args.child, args.batch_size)
         return
+    if args.model_threads:
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(args.model_threads)
     run = RunStore(DEMO_RUN_DIR.parent, demo=DEMO_RUN_DIR).get(DEMO_RUN_DIR.name)
     model, config = run.load_model(), run.model_config()
     files = sorted(sample_dir(args.cache).rglob("*.png"))
@@ -113,7 +122,11 @@ def main() -> None:
         peaks = {n: child_peak(folders[n], b) for n in args.sizes}
 
     print(f"machine: {machine()}")
-    print(f"model: the demo model ({config.image_size[0]}x{config.image_size[1]} RGB), batches of {b}, loaded once")
+    threads = f"{args.model_threads} per op" if args.model_threads else "one per core"
+    print(
+        f"model: the demo model ({config.image_size[0]}x{config.image_size[1]} RGB), batches of {b}, loaded once; "
+        f"TensorFlow threads: {threads}"
+    )
     print(f"throughput, {args.repeats} interleaved repeats, medians:")
     for n in args.sizes:
         ours_s, bare_s = statistics.median(times[("ours", n)]), statistics.median(times[("bare", n)])
