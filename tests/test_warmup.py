@@ -68,7 +68,7 @@ def test_the_warm_up_starts_after_the_home_page_once_per_process_and_readies_the
     # ask for it): the warm-up's thread, started once the page had run, was.
     assert found["tensorflow_first_imported_by"] == "cnnlab-warm_up"
     assert found["same_future"], "a second start returns the process's one warm-up"
-    assert found["steps"] == ["freeze", "plan", "preview", "sample"]
+    assert found["steps"] == ["data", "freeze", "import", "plan", "preview"]
     # What TensorFlow, Keras and Streamlit made at import is out of the collector's walks.
     assert found["frozen"] > 100_000, found["frozen"]
     assert len(found["summary"]) == 1
@@ -80,15 +80,21 @@ def test_the_warm_up_starts_after_the_home_page_once_per_process_and_readies_the
 
 
 @pytest.mark.slow
-def test_a_hosted_warm_up_finds_the_samples_copies_once_for_every_visitors_version(tmp_path):
-    """Hosted, each visitor makes a version of the sample of their own: the warm-up has hashed its
-    images and compared them already, so no visitor's Data or Train page decodes or compares any."""
-    from cnnlab.data import versions
+def test_a_hosted_warm_up_finds_the_samples_copies_once_for_every_visitors_version(tmp_path, monkeypatch):
+    """Hosted, each visitor makes a version of the sample of their own: the warm-up's data process has
+    drawn the sample and hashed and compared its images already (this process drew and decoded none
+    of them), so no visitor's Data or Train page decodes or compares any."""
+    from cnnlab.data import duplicates, sample, versions
     from cnnlab.data.duplicates import find_duplicates
     from cnnlab.server.warmup import warm_up
 
+    here: list[str] = []
+    monkeypatch.setattr(sample, "write_sample", lambda *args, **kwargs: here.append("drawn"))
+    monkeypatch.setattr(duplicates, "thumbnail", lambda *args, **kwargs: here.append("decoded"))
     cache = tmp_path / "cache"
-    assert sorted(warm_up(cache, tmp_path / "models", None)) == ["duplicates", "freeze", "plan", "preview", "sample"]
+    steps = warm_up(cache, tmp_path / "models", None)
+    assert sorted(steps) == ["data", "freeze", "import", "plan", "preview"]
+    assert here == [], "the sample was drawn and hashed in the warm-up's data process, not in this one"
     kept = {p: p.stat().st_ino for p in cache.rglob("pairs/*.npz")}
     assert len(kept) == 1
     for visitor in ("first", "second"):
@@ -96,6 +102,19 @@ def test_a_hosted_warm_up_finds_the_samples_copies_once_for_every_visitors_versi
         report = find_duplicates(dataset, cache=cache)
         assert report.decoded == 0 and report.num_images == DEFAULT_NUM_PER_CLASS * len(SAMPLE_CLASSES)
     assert {p: p.stat().st_ino for p in cache.rglob("pairs/*.npz")} == kept  # read, never compared again
+
+
+@pytest.mark.slow
+def test_when_its_data_process_fails_the_warm_up_does_that_work_itself(tmp_path, monkeypatch):
+    from cnnlab.server import warmup
+
+    monkeypatch.setattr(warmup, "_start_data_process", lambda cache, duplicates: subprocess.Popen(["false"]))
+    cache = tmp_path / "cache"
+    steps = warmup.warm_up(cache, tmp_path / "models", None)  # hosted: the sample's copies are looked for too
+    assert sorted(steps) == ["data", "freeze", "import", "plan", "preview"]
+    for name in SAMPLE_CLASSES:
+        assert len(list((cache / "sample-v1-seed0" / name).glob("*.png"))) == DEFAULT_NUM_PER_CLASS
+    assert len(list(cache.rglob("pairs/*.npz"))) == 1, "the sample's pairs are found, as the data process finds them"
 
 
 @pytest.mark.slow
