@@ -21,6 +21,7 @@ from team_servers import mlflow_server, postgres_url  # noqa: F401 - session fix
 
 from helpers import (
     QuietHandler,
+    cache_with_sample,
     class_image,
     image_bytes,
     scan_components_once,
@@ -106,25 +107,8 @@ def run_store(isolated_dirs):
 @pytest.fixture(scope="session")
 def app_cache(tmp_path_factory):
     """One cache folder for every app test of this worker, holding a copy of the built-in sample
-    drawn once for the whole run (`shared_sample`)."""
-    cache = tmp_path_factory.mktemp("app-cache")
-    sample = shared_sample(tmp_path_factory)
-    shutil.copytree(sample, cache / sample.name)
-    return cache
-
-
-def shared_sample(tmp_path_factory) -> Path:
-    """The built-in sample, drawn by the first test worker that asks for it; the others wait for it
-    (a lock file in the folder the run's workers share) and copy it."""
-    import fcntl
-
-    from cnnlab.data.sample import sample_dir
-
-    base = tmp_path_factory.getbasetemp()
-    root = base.parent if os.environ.get("PYTEST_XDIST_TESTRUNUID") else base  # the run's, not the worker's
-    with open(root / "sample.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        return sample_dir(root / "shared-cache")
+    drawn once for the whole run (`helpers.cache_with_sample`)."""
+    return cache_with_sample(tmp_path_factory, "app-cache")
 
 
 @pytest.fixture

@@ -571,3 +571,21 @@ def planted_patch_images(n: int, rng: np.random.Generator) -> tuple[np.ndarray, 
     mask = np.zeros((32, 32), dtype=bool)
     mask[4:12, 4:12] = True
     return images, labels, mask
+
+
+def cache_with_sample(tmp_path_factory, name: str) -> Path:
+    """A new cache folder holding a copy of the built-in sample, which the first test worker that
+    asks for it draws once for the whole run; the others wait for it (a lock file in the folder the
+    run's workers share) and copy it."""
+    import fcntl
+
+    from cnnlab.data.sample import sample_dir
+
+    base = tmp_path_factory.getbasetemp()
+    root = base.parent if os.environ.get("PYTEST_XDIST_TESTRUNUID") else base  # the run's, not the worker's
+    with open(root / "sample.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        sample = sample_dir(root / "shared-cache")
+    cache = tmp_path_factory.mktemp(name)
+    shutil.copytree(sample, cache / sample.name)
+    return cache

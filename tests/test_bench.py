@@ -8,6 +8,7 @@ import pytest
 
 import forked
 from cnnlab.settings import DEMO_RUN_DIR
+from helpers import cache_with_sample
 
 pytestmark = pytest.mark.slow
 
@@ -55,8 +56,9 @@ TAKES_CACHE = {
 
 @pytest.fixture(scope="module")
 def bench_cache(tmp_path_factory):
-    """One cache folder for these runs, so the built-in sample is written once."""
-    return tmp_path_factory.mktemp("bench-cache")
+    """One cache folder for these runs, holding a copy of the built-in sample drawn once for the whole
+    test run (`helpers.cache_with_sample`)."""
+    return cache_with_sample(tmp_path_factory, "bench-cache")
 
 
 @pytest.mark.parametrize("name", sorted(RUNS))
