@@ -104,11 +104,18 @@ def test_a_hosted_warm_up_finds_the_samples_copies_once_for_every_visitors_versi
     assert {p: p.stat().st_ino for p in cache.rglob("pairs/*.npz")} == kept  # read, never compared again
 
 
+def _no_interpreter(cache, duplicates):
+    raise FileNotFoundError("no such file: python")
+
+
 @pytest.mark.slow
-def test_when_its_data_process_fails_the_warm_up_does_that_work_itself(tmp_path, monkeypatch):
+@pytest.mark.parametrize(
+    "start", [lambda cache, duplicates: subprocess.Popen(["false"]), _no_interpreter], ids=["fails", "does-not-start"]
+)
+def test_when_its_data_process_fails_the_warm_up_does_that_work_itself(tmp_path, monkeypatch, start):
     from cnnlab.server import warmup
 
-    monkeypatch.setattr(warmup, "_start_data_process", lambda cache, duplicates: subprocess.Popen(["false"]))
+    monkeypatch.setattr(warmup, "_start_data_process", start)
     cache = tmp_path / "cache"
     steps = warmup.warm_up(cache, tmp_path / "models", None)  # hosted: the sample's copies are looked for too
     assert sorted(steps) == ["data", "freeze", "import", "plan", "preview"]

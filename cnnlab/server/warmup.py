@@ -70,17 +70,20 @@ def warm_up(cache: Path, models: Path, datasets: Path | None) -> dict[str, float
 
     The data process is a plain `python -m`, not `multiprocessing`: a process started with "spawn"
     from inside a Streamlit script run re-runs the app script (Streamlit swaps in its own `__main__`
-    module), which would start a warm-up of its own, and so on. Should it fail, this thread does its
-    work itself and meets any error there, as the page would.
+    module), which would start a warm-up of its own, and so on. Should it fail, or not start, this
+    thread does its work itself and meets any error there, as the page would.
     """
     seconds: dict[str, float] = {}
     start = time.perf_counter()
-    data = _start_data_process(cache, duplicates=datasets is None)
+    try:
+        data: subprocess.Popen[bytes] | None = _start_data_process(cache, duplicates=datasets is None)
+    except OSError:  # no interpreter to start (an embedded Python): the work is done here below
+        data = None
     import keras  # noqa: F401 - imports TensorFlow too: the slow part of every page that trains
 
     seconds["import"] = time.perf_counter() - start
     start = time.perf_counter()
-    if data.wait() != 0:
+    if data is None or data.wait() != 0:
         prepare_data(cache, duplicates=datasets is None)  # the data process failed: its work, here
     seconds["data"] = time.perf_counter() - start
 
