@@ -110,12 +110,19 @@ def _no_interpreter(cache, duplicates):
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    "start", [lambda cache, duplicates: subprocess.Popen(["false"]), _no_interpreter], ids=["fails", "does-not-start"]
+    "start",
+    [
+        lambda cache, duplicates: subprocess.Popen(["false"]),
+        _no_interpreter,
+        lambda cache, duplicates: subprocess.Popen(["sleep", "600"]),
+    ],
+    ids=["fails", "does-not-start", "hangs"],
 )
 def test_when_its_data_process_fails_the_warm_up_does_that_work_itself(tmp_path, monkeypatch, start):
     from cnnlab.server import warmup
 
     monkeypatch.setattr(warmup, "_start_data_process", start)
+    monkeypatch.setattr(warmup, "DATA_TIMEOUT_S", 2.0)
     cache = tmp_path / "cache"
     steps = warmup.warm_up(cache, tmp_path / "models", None)  # hosted: the sample's copies are looked for too
     assert sorted(steps) == ["data", "freeze", "import", "plan", "preview"]

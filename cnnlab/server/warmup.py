@@ -31,6 +31,9 @@ from pathlib import Path
 
 from cnnlab.common.background import submit
 
+# The data process takes seconds; one still running after this long is stuck, and every page but
+# Home waits for the warm-up, so it is stopped and its work done in the warm-up's thread.
+DATA_TIMEOUT_S = 300.0
 _LOCK = threading.Lock()
 _STARTED: list[Future[dict[str, float]]] = []  # at most one: this process's warm-up
 
@@ -70,7 +73,7 @@ def warm_up(cache: Path, models: Path, datasets: Path | None) -> dict[str, float
 
     The data process is a plain `python -m`, not `multiprocessing`: a process started with "spawn"
     from inside a Streamlit script run re-runs the app script (Streamlit swaps in its own `__main__`
-    module), which would start a warm-up of its own, and so on. Should it fail, or not start, this
+    module), which would start a warm-up of its own, and so on. Should it fail, not start or hang, this
     thread does its work itself and meets any error there, as the page would.
     """
     seconds: dict[str, float] = {}
@@ -83,7 +86,7 @@ def warm_up(cache: Path, models: Path, datasets: Path | None) -> dict[str, float
 
     seconds["import"] = time.perf_counter() - start
     start = time.perf_counter()
-    if data is None or data.wait() != 0:
+    if data is None or _wait(data) != 0:
         prepare_data(cache, duplicates=datasets is None)  # the data process failed: its work, here
     seconds["data"] = time.perf_counter() - start
 
@@ -142,6 +145,16 @@ def _start_data_process(cache: Path, duplicates: bool) -> subprocess.Popen[bytes
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+
+
+def _wait(data: subprocess.Popen[bytes]) -> int | None:
+    """The data process's exit status, or None when it ran past `DATA_TIMEOUT_S` (it is then killed)."""
+    try:
+        return data.wait(timeout=DATA_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        data.kill()
+        data.wait()
+        return None
 
 
 if __name__ == "__main__":
