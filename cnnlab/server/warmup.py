@@ -87,7 +87,7 @@ def warm_up(cache: Path, models: Path, datasets: Path | None) -> dict[str, float
     seconds["import"] = time.perf_counter() - start
     start = time.perf_counter()
     if data is None or _wait(data) != 0:
-        prepare_data(cache, duplicates=datasets is None)  # the data process failed: its work, here
+        prepare_data(cache, duplicates=datasets is None)  # it failed, did not start or hung: its work, here
     seconds["data"] = time.perf_counter() - start
 
     from cnnlab.data.sample import sample_dir
@@ -138,8 +138,10 @@ def _start_data_process(cache: Path, duplicates: bool) -> subprocess.Popen[bytes
     It starts in the folder that holds this `cnnlab`, so that `-m` finds it where the app was started
     with `streamlit run` from anywhere, without installing the package."""
     command = [sys.executable, "-m", "cnnlab.server.warmup", str(Path(cache).resolve())]
+    if duplicates:
+        command.append("--duplicates")
     return subprocess.Popen(
-        [*command, *(["--duplicates"] if duplicates else [])],
+        command,
         cwd=Path(__file__).resolve().parents[2],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
